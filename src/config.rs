@@ -1,0 +1,692 @@
+//! The daemon's own configuration (`config/aftercare.yaml`).
+//!
+//! Raw YAML structs with `deny_unknown_fields`, then [`Config`], with relative paths resolved
+//! against the config file's folder (so the daemon behaves the same from any working
+//! directory), durations parsed and time zones checked. Secrets never live in this file:
+//! it names an environment variable or a file that holds them.
+
+use crate::diag::{Diagnostic, Location, did_you_mean};
+use crate::{duration, yaml};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const ENV_CONFIG: &str = "AFTERCARE_CONFIG";
+pub const DEFAULT_CONFIG: &str = "config/aftercare.yaml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    store: RawStore,
+    #[serde(default = "default_jobs_dir")]
+    jobs_dir: String,
+    #[serde(default = "default_templates_dir")]
+    templates_dir: String,
+    #[serde(default)]
+    defaults: RawDefaults,
+    email: RawEmail,
+    #[serde(default)]
+    dispatch: RawDispatch,
+    node_id: Option<String>,
+}
+
+fn default_jobs_dir() -> String {
+    "jobs".into()
+}
+fn default_templates_dir() -> String {
+    "message_templates".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: String,
+    /// PostgreSQL password, kept out of the URL and the file.
+    password_env: Option<String>,
+    password_file: Option<String>,
+    /// SQLite `synchronous`: `full` (default, every commit survives power loss) or `normal`.
+    sqlite_synchronous: Option<SqliteSync>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default = "default_tz")]
+    timezone: String,
+    #[serde(default = "default_locale")]
+    locale: String,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        RawDefaults {
+            timezone: default_tz(),
+            locale: default_locale(),
+        }
+    }
+}
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn default_locale() -> String {
+    "en".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    from: String,
+    #[serde(default)]
+    transport: TransportKind,
+    file: Option<RawFile>,
+    smtp: Option<RawSmtp>,
+    /// Right-hand side of generated Message-IDs; the sender's domain when absent.
+    message_id_domain: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    #[default]
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    tls: TlsMode,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    pool_size: Option<u32>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDispatch {
+    batch_size: Option<u32>,
+    concurrency: Option<u32>,
+    lease: Option<String>,
+    poll_interval: Option<String>,
+    expire_after: Option<String>,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    initial: Option<String>,
+    max: Option<String>,
+}
+
+/// Validated configuration: every path absolute, every duration parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub jobs_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    pub default_timezone: Tz,
+    pub default_locale: String,
+    pub email: EmailConfig,
+    pub dispatch: DispatchConfig,
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite {
+        path: PathBuf,
+        synchronous: SqliteSync,
+    },
+    Postgres {
+        url: String,
+        password: Secret,
+    },
+}
+
+/// Where a secret comes from; read only when a connection is made.
+#[derive(Debug, Clone, Default)]
+pub enum Secret {
+    #[default]
+    None,
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The secret's value; the error names the variable or file, never the value.
+    pub fn read(&self, field: &str) -> anyhow::Result<Option<String>> {
+        match self {
+            Secret::None => Ok(None),
+            Secret::Env(var) => std::env::var(var).map(Some).map_err(|_| {
+                anyhow::anyhow!("{field}: environment variable {var} is not set (export it, or use a password file)")
+            }),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| anyhow::anyhow!("{field}: cannot read {}: {e}", p.display())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub from: lettre::message::Mailbox,
+    pub message_id_domain: String,
+    pub transport: EmailTransport,
+}
+
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    File { dir: PathBuf },
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Secret,
+    pub pool_size: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub batch_size: u32,
+    pub concurrency: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    /// A message more than this late (a backfill of old events, a long outage) is not sent.
+    pub expire_after: Option<Duration>,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            batch_size: 256,
+            concurrency: 16,
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            expire_after: Some(Duration::from_secs(7 * 86_400)),
+            retry: RetryConfig {
+                max_attempts: 8,
+                initial: Duration::from_secs(60),
+                max: Duration::from_secs(6 * 3600),
+            },
+        }
+    }
+}
+
+/// The config file to use: `--config`, then `$AFTERCARE_CONFIG`, then the shipped one.
+pub fn locate(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Ok(p) = std::env::var(ENV_CONFIG)
+        && !p.is_empty()
+    {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(DEFAULT_CONFIG)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {source}\n  hint: pass --config PATH or set {ENV_CONFIG}"
+    )]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: crate::diag::display_path(path),
+            source,
+        })?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Config::from_text(&abs, &text)
+    }
+
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = yaml::parse_one::<RawConfig>(path, text).map_err(ConfigError::Invalid)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut c = Checker {
+            path,
+            spans: &doc.spans,
+            diags: Vec::new(),
+        };
+        let raw = doc.value;
+        let config = c.build(raw, &base, path);
+        if c.diags.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(c.diags))
+        }
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    spans: &'a yaml::SpanIndex,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&self, field: &str) -> Option<Location> {
+        self.spans.locate(field)
+    }
+
+    fn err(&mut self, field: &str, msg: String, hint: Option<String>) {
+        let d = Diagnostic::error(self.path, self.at(field), format!("{field}: {msg}"))
+            .with_hint_opt(hint);
+        self.diags.push(d);
+    }
+
+    fn duration(&mut self, field: &str, v: Option<&str>, default: Duration) -> Duration {
+        match v.map(duration::parse) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.err(
+                    field,
+                    e,
+                    Some("write a number and a unit, e.g. 30s, 5m, 6h, 3d".into()),
+                );
+                default
+            }
+        }
+    }
+
+    fn build(&mut self, raw: RawConfig, base: &Path, path: &Path) -> Config {
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let store = self.store(&raw.store, &resolve);
+        let default_timezone = parse_tz(&raw.defaults.timezone).unwrap_or_else(|hint| {
+            self.err(
+                "defaults.timezone",
+                format!("unknown time zone `{}`", raw.defaults.timezone),
+                hint,
+            );
+            Tz::UTC
+        });
+        if let Err(e) = check_locale(&raw.defaults.locale) {
+            self.err(
+                "defaults.locale",
+                e,
+                Some("use a language tag such as zh-CN, en or en-US".into()),
+            );
+        }
+        let email = self.email(raw.email, &resolve);
+        let dispatch = self.dispatch(raw.dispatch);
+        let node_id = raw.node_id.unwrap_or_else(default_node_id);
+        Config {
+            path: path.to_path_buf(),
+            store,
+            jobs_dir: resolve(&raw.jobs_dir),
+            templates_dir: resolve(&raw.templates_dir),
+            default_timezone,
+            default_locale: raw.defaults.locale,
+            email,
+            dispatch,
+            node_id,
+        }
+    }
+
+    fn store(&mut self, raw: &RawStore, resolve: &dyn Fn(&str) -> PathBuf) -> StoreConfig {
+        let url = raw.url.trim();
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let file = rest.split('?').next().unwrap_or(rest);
+            if file.is_empty() {
+                self.err(
+                    "store.url",
+                    "no file name after sqlite://".into(),
+                    Some("e.g. sqlite://data/aftercare.db".into()),
+                );
+            }
+            if raw.password_env.is_some() || raw.password_file.is_some() {
+                self.err(
+                    "store.password_env",
+                    "SQLite has no password".into(),
+                    Some("remove password_env / password_file".into()),
+                );
+            }
+            StoreConfig::Sqlite {
+                path: resolve(file),
+                synchronous: raw.sqlite_synchronous.unwrap_or(SqliteSync::Full),
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if url
+                .split('@')
+                .next()
+                .is_some_and(|userinfo| userinfo.matches(':').count() > 1)
+            {
+                self.err(
+                    "store.url",
+                    "the URL holds a password".into(),
+                    Some(
+                        "remove it from the URL and set store.password_env or store.password_file"
+                            .into(),
+                    ),
+                );
+            }
+            let password = self.secret(
+                "store",
+                raw.password_env.as_deref(),
+                raw.password_file.as_deref(),
+                resolve,
+            );
+            StoreConfig::Postgres {
+                url: url.to_string(),
+                password,
+            }
+        } else {
+            self.err(
+                "store.url",
+                format!("unsupported store URL `{url}`"),
+                Some("use sqlite://data/aftercare.db or postgres://user@host/db".into()),
+            );
+            StoreConfig::Sqlite {
+                path: resolve("data/aftercare.db"),
+                synchronous: SqliteSync::Full,
+            }
+        }
+    }
+
+    fn secret(
+        &mut self,
+        at: &str,
+        env: Option<&str>,
+        file: Option<&str>,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Secret {
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    &format!("{at}.password_env"),
+                    "give password_env or password_file, not both".into(),
+                    None,
+                );
+                Secret::None
+            }
+            (Some(v), None) => Secret::Env(v.to_string()),
+            (None, Some(f)) => Secret::File(resolve(f)),
+            (None, None) => Secret::None,
+        }
+    }
+
+    fn email(&mut self, raw: RawEmail, resolve: &dyn Fn(&str) -> PathBuf) -> EmailConfig {
+        let from: lettre::message::Mailbox = raw.from.parse().unwrap_or_else(|e| {
+            self.err(
+                "email.from",
+                format!("`{}` is not a valid sender: {e}", raw.from),
+                Some("e.g. \"Example Shop <care@example.com>\"".into()),
+            );
+            "invalid@invalid.invalid".parse().expect("static address")
+        });
+        let message_id_domain = raw
+            .message_id_domain
+            .unwrap_or_else(|| from.email.domain().to_string());
+        let transport = match raw.transport {
+            TransportKind::File => EmailTransport::File {
+                dir: resolve(
+                    raw.file
+                        .as_ref()
+                        .map(|f| f.dir.as_str())
+                        .unwrap_or("data/outbox"),
+                ),
+            },
+            TransportKind::Smtp => match raw.smtp {
+                None => {
+                    self.err(
+                        "email.transport",
+                        "transport is smtp but there is no email.smtp section".into(),
+                        Some("add email.smtp: {host: ..., port: ...}".into()),
+                    );
+                    EmailTransport::File {
+                        dir: resolve("data/outbox"),
+                    }
+                }
+                Some(s) => {
+                    let password = self.secret(
+                        "email.smtp",
+                        s.password_env.as_deref(),
+                        s.password_file.as_deref(),
+                        resolve,
+                    );
+                    if s.username.is_some() && matches!(password, Secret::None) {
+                        self.err(
+                            "email.smtp.username",
+                            "a username without a password".into(),
+                            Some("set email.smtp.password_env or email.smtp.password_file".into()),
+                        );
+                    }
+                    let pool_size = s.pool_size.unwrap_or(8);
+                    if pool_size == 0 {
+                        self.err("email.smtp.pool_size", "must be at least 1".into(), None);
+                    }
+                    EmailTransport::Smtp(SmtpConfig {
+                        port: s.port.unwrap_or(match s.tls {
+                            TlsMode::None => 25,
+                            TlsMode::Starttls => 587,
+                            TlsMode::Tls => 465,
+                        }),
+                        host: s.host,
+                        tls: s.tls,
+                        username: s.username,
+                        password,
+                        pool_size: pool_size.max(1),
+                        timeout: self.duration(
+                            "email.smtp.timeout",
+                            s.timeout.as_deref(),
+                            Duration::from_secs(30),
+                        ),
+                    })
+                }
+            },
+        };
+        EmailConfig {
+            from,
+            message_id_domain,
+            transport,
+        }
+    }
+
+    fn dispatch(&mut self, raw: RawDispatch) -> DispatchConfig {
+        let d = DispatchConfig::default();
+        let retry = RetryConfig {
+            max_attempts: raw
+                .retry
+                .max_attempts
+                .unwrap_or(d.retry.max_attempts)
+                .max(1),
+            initial: self.duration(
+                "dispatch.retry.initial",
+                raw.retry.initial.as_deref(),
+                d.retry.initial,
+            ),
+            max: self.duration("dispatch.retry.max", raw.retry.max.as_deref(), d.retry.max),
+        };
+        let expire_after = match raw.expire_after.as_deref() {
+            Some("never") => None,
+            other => Some(self.duration(
+                "dispatch.expire_after",
+                other,
+                d.expire_after.unwrap_or_default(),
+            )),
+        };
+        DispatchConfig {
+            batch_size: raw.batch_size.unwrap_or(d.batch_size).clamp(1, 10_000),
+            concurrency: raw.concurrency.unwrap_or(d.concurrency).clamp(1, 1_024),
+            lease: self.duration("dispatch.lease", raw.lease.as_deref(), d.lease),
+            poll_interval: self.duration(
+                "dispatch.poll_interval",
+                raw.poll_interval.as_deref(),
+                d.poll_interval,
+            ),
+            expire_after,
+            retry,
+        }
+    }
+}
+
+/// A time zone by IANA name, with a suggestion when it is misspelt.
+pub fn parse_tz(name: &str) -> Result<Tz, Option<String>> {
+    name.parse::<Tz>().map_err(|_| {
+        did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
+            .or_else(|| Some("use an IANA name such as Asia/Shanghai or America/New_York".into()))
+    })
+}
+
+/// A BCP 47-shaped language tag (`zh-CN`, `en`, `pt-BR`); enough to pick template files.
+pub fn check_locale(tag: &str) -> Result<(), String> {
+    let mut parts = tag.split('-');
+    let lang = parts.next().unwrap_or("");
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
+    let rest_ok =
+        parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if lang_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(format!("`{tag}` is not a language tag"))
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}:{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(Path::new("/etc/aftercare/aftercare.yaml"), text)
+    }
+
+    const MIN: &str =
+        "store: {url: \"sqlite://data/a.db\"}\nemail: {from: \"Shop <care@example.com>\"}\n";
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let c = load(MIN).unwrap();
+        match c.store {
+            StoreConfig::Sqlite { path, .. } => {
+                assert_eq!(path, Path::new("/etc/aftercare/data/a.db"))
+            }
+            _ => panic!(),
+        }
+        assert_eq!(c.jobs_dir, Path::new("/etc/aftercare/jobs"));
+        assert_eq!(c.email.message_id_domain, "example.com");
+        assert!(
+            matches!(c.email.transport, EmailTransport::File { ref dir } if dir == Path::new("/etc/aftercare/data/outbox"))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_inline_passwords_are_errors() {
+        let text = format!("{MIN}jobs_dri: x\n");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(":3:1: error: unknown field `jobs_dri`"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `jobs_dir`?"), "{err}");
+
+        let text = "store: {url: \"sqlite://a.db\"}\nemail:\n  from: a@b.c\n  transport: smtp\n  smtp: {host: h, password: secret}\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `password`"), "{err}");
+        assert!(err.contains("password_env"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_place() {
+        let text = "store: {url: \"mysql://x\"}\ndefaults: {timezone: Asia/Shanghia, locale: \"zh_CN\"}\nemail:\n  from: \"not an address\"\ndispatch: {lease: 5x}\n";
+        let err = load(text).unwrap_err().to_string();
+        for want in [
+            ":1:14: error: store.url: unsupported store URL",
+            ":2:22: error: defaults.timezone: unknown time zone `Asia/Shanghia`",
+            "did you mean `Asia/Shanghai`?",
+            "defaults.locale",
+            ":4:9: error: email.from",
+            "dispatch.lease: `5x` has an unknown unit",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in\n{err}");
+        }
+    }
+
+    #[test]
+    fn smtp_defaults_and_secret_sources() {
+        let text = "store: {url: \"sqlite://a.db\"}\nemail:\n  from: a@b.c\n  transport: smtp\n  smtp: {host: h, tls: starttls, username: u, password_file: secret}\n";
+        let c = load(text).unwrap();
+        let EmailTransport::Smtp(s) = c.email.transport else {
+            panic!()
+        };
+        assert_eq!(s.port, 587);
+        assert!(
+            matches!(s.password, Secret::File(ref p) if p == Path::new("/etc/aftercare/secret"))
+        );
+    }
+}

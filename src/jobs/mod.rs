@@ -1,0 +1,163 @@
+//! Jobs: the campaigns marketing writes in `jobs/*.yaml`.
+//!
+//! `spec` holds the raw YAML shapes, `compile` turns them into [`Job`]s and reports every
+//! problem with its place. Like ripgrep's low-level and high-level arguments, only compiled
+//! jobs leave this module.
+
+mod compile;
+mod spec;
+
+pub use compile::{Job, Step, StopWhen, Trigger};
+
+use crate::diag::{Diagnostic, Diagnostics, display_path};
+use crate::templates::TemplateSet;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Event types every after-sales team has; a `stop_when` naming something else is warned
+/// about (it may be a typo that would never stop anything).
+pub const KNOWN_EVENTS: &[&str] = &[
+    "order.placed",
+    "order.paid",
+    "order.shipped",
+    "order.delivered",
+    "order.cancelled",
+    "order.returned",
+    "review.submitted",
+    "complaint.opened",
+    "complaint.resolved",
+    "rental.started",
+    "rental.completed",
+    "service.completed",
+    "survey.answered",
+    "contact.updated",
+];
+
+/// The loaded, checked jobs.
+#[derive(Debug, Default, Clone)]
+pub struct JobSet {
+    jobs: Vec<Arc<Job>>,
+    by_id: HashMap<String, usize>,
+}
+
+impl JobSet {
+    pub fn get(&self, id: &str) -> Option<&Arc<Job>> {
+        self.by_id.get(id).map(|i| &self.jobs[*i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Job>> {
+        self.jobs.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Enabled jobs started by events of type `kind`.
+    pub fn triggered_by<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Arc<Job>> + 'a {
+        self.jobs
+            .iter()
+            .filter(move |j| j.enabled && j.trigger.event() == Some(kind))
+    }
+
+    /// Jobs whose pending messages an event of type `kind` stops.
+    pub fn stopped_by<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Arc<Job>> + 'a {
+        self.jobs
+            .iter()
+            .filter(move |j| j.stop_when.as_ref().is_some_and(|s| s.event == kind))
+    }
+
+    pub fn from_jobs(jobs: Vec<Job>) -> JobSet {
+        let mut set = JobSet::default();
+        for j in jobs {
+            set.by_id.insert(j.id.clone(), set.jobs.len());
+            set.jobs.push(Arc::new(j));
+        }
+        set
+    }
+}
+
+/// Load and check every `*.yaml` / `*.yml` in `dir`. Jobs with errors are left out of the set;
+/// the caller decides whether any error is fatal (`validate` and `run` say it is).
+pub fn load(dir: &Path, templates: &TemplateSet) -> (JobSet, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let files = match job_files(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(dir, None, format!("cannot read the jobs folder: {e}"))
+                    .with_hint("set jobs_dir in the config"),
+            );
+            return (JobSet::default(), diags);
+        }
+    };
+    if files.is_empty() {
+        diags.push(Diagnostic::warning(
+            dir,
+            None,
+            "no job files (*.yaml) here; nothing will be planned",
+        ));
+    }
+    let mut compiled: Vec<Job> = Vec::new();
+    let mut raws = Vec::new();
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(Diagnostic::error(&path, None, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let (docs, errs) = crate::yaml::parse_documents::<spec::RawJob>(&path, &text);
+        diags.items.extend(errs);
+        for doc in docs {
+            raws.push((path.clone(), doc));
+        }
+    }
+    let mut known_events: Vec<String> = KNOWN_EVENTS.iter().map(|s| s.to_string()).collect();
+    known_events.extend(
+        raws.iter()
+            .filter_map(|(_, d)| d.value.trigger.event.clone()),
+    );
+    let mut seen: HashMap<String, (PathBuf, Option<crate::diag::Location>)> = HashMap::new();
+    for (path, doc) in raws {
+        let id_loc = doc.spans.locate("id");
+        let id = doc.value.id.clone();
+        let (job, job_diags) = compile::compile(&path, doc, templates, &known_events);
+        diags.extend(job_diags);
+        if let Some((first_path, first_loc)) = seen.get(&id) {
+            let at = match first_loc {
+                Some(l) => format!("{}:{}:{}", display_path(first_path), l.line, l.column),
+                None => display_path(first_path),
+            };
+            diags.push(
+                Diagnostic::error(
+                    &path,
+                    id_loc,
+                    format!("duplicate job id `{id}`, first defined at {at}"),
+                )
+                .with_hint("job ids must be unique; rename one"),
+            );
+            continue;
+        }
+        seen.insert(id, (path.clone(), id_loc));
+        if let Some(job) = job {
+            compiled.push(job);
+        }
+    }
+    (JobSet::from_jobs(compiled), diags)
+}
+
+fn job_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

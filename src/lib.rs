@@ -1,0 +1,13 @@
+//! aftercare: after-sales messages from YAML campaign definitions.
+//!
+//! See ARCHITECTURE.md for the flow and the map of these modules.
+
+pub mod clock;
+pub mod config;
+pub mod diag;
+pub mod duration;
+pub mod ingest;
+pub mod jobs;
+pub mod model;
+pub mod templates;
+pub mod yaml;

@@ -1,0 +1,166 @@
+//! The nouns every stage shares: contacts, events, outbox messages and their attempts.
+//!
+//! Plain data, no I/O. The store persists them, plan creates messages from events, dispatch
+//! moves messages through [`MessageState`], and `logs` shows them to support.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A customer as the business knows them. Fields absent from an event keep their stored value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Contact {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// E.164, normalised at import.
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub birthday: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub consent: Map<String, Value>,
+}
+
+/// Something that happened to a contact (an order delivered, a review submitted).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub occurred_at: DateTime<FixedOffset>,
+    pub contact_id: String,
+    pub data: Map<String, Value>,
+}
+
+impl Event {
+    /// `data.order_id` as text: the key support searches the delivery log by.
+    pub fn order_id(&self) -> Option<String> {
+        data_key(&self.data, "order_id")
+    }
+}
+
+/// A scalar field of event data as text, for matching and searching (`SO-1001`, `42`).
+pub fn data_key(data: &Map<String, Value>, field: &str) -> Option<String> {
+    match data.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Where an outbox message is in its life. `Claimed` is held under a lease by one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    Scheduled,
+    Claimed,
+    Retrying,
+    Sent,
+    Failed,
+    Cancelled,
+}
+
+impl MessageState {
+    pub const ALL: [MessageState; 6] = [
+        MessageState::Scheduled,
+        MessageState::Claimed,
+        MessageState::Retrying,
+        MessageState::Sent,
+        MessageState::Failed,
+        MessageState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Scheduled => "scheduled",
+            MessageState::Claimed => "claimed",
+            MessageState::Retrying => "retrying",
+            MessageState::Sent => "sent",
+            MessageState::Failed => "failed",
+            MessageState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageState> {
+        MessageState::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            MessageState::Sent | MessageState::Failed | MessageState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for MessageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Accepted by the server or gateway.
+    Sent,
+    /// Failed for now (4xx, timeout, connection refused); retried later.
+    Transient,
+    /// Refused for good (5xx, invalid address); not retried.
+    Permanent,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Transient => "transient",
+            Outcome::Permanent => "permanent",
+        }
+    }
+}
+
+/// A planned message row, as the log shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub job_id: String,
+    pub step: i64,
+    pub contact_id: String,
+    pub event_id: Option<String>,
+    pub order_id: Option<String>,
+    pub template: String,
+    pub state: MessageState,
+    pub due_at: DateTime<Utc>,
+    pub attempts: i64,
+    pub channel: Option<String>,
+    pub address: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// One try at delivering a message.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub address: Option<String>,
+    pub outcome: String,
+    /// SMTP reply code or HTTP status.
+    pub code: Option<i64>,
+    /// The server's text, or our reason.
+    pub detail: Option<String>,
+    /// The Message-ID we sent, or the gateway's id.
+    pub provider_id: Option<String>,
+    pub node: Option<String>,
+    pub duration_ms: Option<i64>,
+}

@@ -1,0 +1,1056 @@
+//! Message templates: `message_templates/<name>/<kind>[.<locale>].hbs`.
+//!
+//! Kinds are `email.subject`, `email.txt`, `email.html` and `sms`. Two handlebars registries:
+//! HTML escaping happens only in `email.html`; subjects, plain text and SMS are rendered
+//! verbatim (an escaped `&amp;` in a subject line is a bug customers see). Strict mode makes
+//! a missing variable a render error instead of an empty string, and because strict mode
+//! does not look inside `{{#if}}` (handlebars-rust #579), [`TemplateSet::check_variables`]
+//! walks the template AST and checks every path against what the job can provide.
+
+use crate::config::check_locale;
+use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
+use crate::model::{Contact, Event};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason,
+};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The files a template set may hold.
+pub const KINDS: &[&str] = &["email.subject", "email.txt", "email.html", "sms"];
+
+/// Helpers of our own, beside handlebars' built-ins.
+const OUR_HELPERS: &[&str] = &["date", "datetime", "default"];
+const BUILTIN_HELPERS: &[&str] = &[
+    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
+    "and", "or", "not", "len",
+];
+/// Block helpers that change the context: paths inside them are relative to an item we
+/// cannot type, so only their argument is checked.
+const CONTEXT_CHANGING: &[&str] = &["each", "with"];
+
+/// What a job's messages can see. Fields marked open take any key below them.
+pub struct Root {
+    pub name: &'static str,
+    pub fields: &'static [&'static str],
+    pub open: &'static [&'static str],
+}
+
+pub const CONTACT: Root = Root {
+    name: "contact",
+    fields: &[
+        "id", "name", "email", "phone", "locale", "timezone", "birthday",
+    ],
+    open: &["attributes", "consent"],
+};
+pub const EVENT: Root = Root {
+    name: "event",
+    fields: &["id", "type", "occurred_at"],
+    open: &["data"],
+};
+pub const JOB: Root = Root {
+    name: "job",
+    fields: &["id", "description"],
+    open: &[],
+};
+pub const MESSAGE: Root = Root {
+    name: "message",
+    fields: &["id", "step", "send_at", "locale", "timezone"],
+    open: &[],
+};
+
+/// The variables available to one use of a template (a job with an event trigger sees
+/// `event`; a birthday job does not).
+pub struct Scope {
+    pub roots: Vec<&'static Root>,
+    /// Said in the error when a root is missing, e.g. "this job is not triggered by an event".
+    pub missing_root_note: Vec<(&'static str, &'static str)>,
+}
+
+impl Scope {
+    pub fn event_job() -> Scope {
+        Scope {
+            roots: vec![&CONTACT, &EVENT, &JOB, &MESSAGE],
+            missing_root_note: vec![],
+        }
+    }
+}
+
+/// One `{{path}}` read by a template.
+#[derive(Debug, Clone)]
+pub struct VarUse {
+    pub path: String,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateFile {
+    pub path: PathBuf,
+    pub kind: &'static str,
+    /// As written in the file name (`zh-CN`); `None` for the default file.
+    pub locale: Option<String>,
+    key: String,
+    uses: Vec<VarUse>,
+    helpers: Vec<(String, Location)>,
+}
+
+/// All templates under `templates_dir`, compiled.
+pub struct TemplateSet {
+    pub dir: PathBuf,
+    html: Handlebars<'static>,
+    text: Handlebars<'static>,
+    /// name → kind → lowercase locale ("" for the default file) → file.
+    sets: BTreeMap<String, BTreeMap<&'static str, BTreeMap<String, TemplateFile>>>,
+    default_locale: String,
+}
+
+/// A rendered email, ready for a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedEmail {
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// The locale of the files actually used (after fallback).
+    pub locale: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateRenderError {
+    #[error("template `{name}` has no {kind} file for locale {locale} (nor a fallback)")]
+    Missing {
+        name: String,
+        kind: String,
+        locale: String,
+    },
+    #[error("{file}: {source}")]
+    Render {
+        file: String,
+        source: Box<RenderError>,
+    },
+}
+
+fn registry(escape: bool) -> Handlebars<'static> {
+    let mut h = Handlebars::new();
+    h.set_strict_mode(true);
+    if !escape {
+        h.register_escape_fn(handlebars::no_escape);
+    }
+    h.register_helper("date", Box::new(date_helper));
+    h.register_helper("datetime", Box::new(datetime_helper));
+    h.register_helper("default", Box::new(default_helper));
+    h
+}
+
+impl TemplateSet {
+    /// Load every template set below `dir`. Problems come back as diagnostics; templates that
+    /// did compile are usable either way.
+    pub fn load(dir: &Path, default_locale: &str) -> (TemplateSet, Diagnostics) {
+        let mut set = TemplateSet {
+            dir: dir.to_path_buf(),
+            html: registry(true),
+            text: registry(false),
+            sets: BTreeMap::new(),
+            default_locale: default_locale.to_string(),
+        };
+        let mut diags = Diagnostics::default();
+        let entries = match read_dir_sorted(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(dir, None, format!("cannot read the templates folder: {e}"))
+                        .with_hint("set templates_dir in the config to the folder that holds message_templates"),
+                );
+                return (set, diags);
+            }
+        };
+        for sub in entries.into_iter().filter(|p| p.is_dir()) {
+            let name = sub
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if !valid_name(&name) {
+                diags.push(Diagnostic::warning(
+                    &sub,
+                    None,
+                    format!("`{name}` is not a template name (letters, digits, _ and -); skipped"),
+                ));
+                continue;
+            }
+            set.load_one(&name, &sub, &mut diags);
+        }
+        (set, diags)
+    }
+
+    fn load_one(&mut self, name: &str, dir: &Path, diags: &mut Diagnostics) {
+        let files = match read_dir_sorted(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                diags.push(Diagnostic::error(dir, None, format!("cannot read: {e}")));
+                return;
+            }
+        };
+        let mut kinds: BTreeMap<&'static str, BTreeMap<String, TemplateFile>> = BTreeMap::new();
+        for path in files {
+            let file_name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let Some(stem) = file_name.strip_suffix(".hbs") else {
+                continue;
+            };
+            let parsed = KINDS.iter().find_map(|k| {
+                if stem == *k {
+                    Some((*k, None))
+                } else {
+                    stem.strip_prefix(k)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .map(|loc| (*k, Some(loc.to_string())))
+                }
+            });
+            let Some((kind, locale)) = parsed else {
+                let guess = stem.split('.').take(2).collect::<Vec<_>>().join(".");
+                diags.push(
+                    Diagnostic::warning(&path, None, format!("`{file_name}` is not a template file this program reads; ignored"))
+                        .with_hint(did_you_mean(&guess, KINDS.iter().copied()).unwrap_or_else(|| {
+                            "name files <kind>[.<locale>].hbs with kind email.subject, email.txt, email.html or sms".into()
+                        })),
+                );
+                continue;
+            };
+            if let Some(l) = &locale
+                && let Err(e) = check_locale(l)
+            {
+                diags.push(
+                    Diagnostic::error(&path, None, format!("{e} in the file name"))
+                        .with_hint("e.g. email.subject.zh-CN.hbs"),
+                );
+                continue;
+            }
+            let source = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    diags.push(Diagnostic::error(&path, None, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            let tpl = match Template::compile(&source) {
+                Ok(t) => t,
+                Err(e) => {
+                    let location = e.pos().map(|(line, column)| Location { line, column });
+                    diags.push(Diagnostic::error(
+                        &path,
+                        location,
+                        format!("template syntax: {}", e.reason()),
+                    ));
+                    continue;
+                }
+            };
+            let mut walk = Walk::default();
+            walk.template(&tpl, false);
+            for (msg, loc) in &walk.problems {
+                diags.push(Diagnostic::error(&path, Some(*loc), msg.clone()));
+            }
+            let key = format!("{name}/{file_name}");
+            let registry = if kind == "email.html" {
+                &mut self.html
+            } else {
+                &mut self.text
+            };
+            registry.register_template(&key, tpl);
+            let file = TemplateFile {
+                path,
+                kind,
+                locale: locale.clone(),
+                key,
+                uses: walk.uses,
+                helpers: walk.helpers,
+            };
+            kinds
+                .entry(kind)
+                .or_default()
+                .insert(locale.unwrap_or_default().to_lowercase(), file);
+        }
+        self.sets.insert(name.to_string(), kinds);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.sets.keys().map(String::as_str)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.sets.contains_key(name)
+    }
+
+    /// Every file of template `name`.
+    pub fn files(&self, name: &str) -> impl Iterator<Item = &TemplateFile> {
+        self.sets
+            .get(name)
+            .into_iter()
+            .flat_map(|k| k.values())
+            .flat_map(|l| l.values())
+    }
+
+    /// The locales a template has files for (`""` for the default files).
+    pub fn locales(&self, name: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .files(name)
+            .map(|f| f.locale.clone().unwrap_or_default())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Problems a job would hit using template `name` on `channel` with `scope`:
+    /// missing files, variables it cannot provide, unknown helpers. `at` names the job field
+    /// that refers to the template, for the message.
+    pub fn check_for_job(
+        &self,
+        name: &str,
+        channel: &str,
+        scope: &Scope,
+        used_by: &str,
+    ) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        let Some(kinds) = self.sets.get(name) else {
+            return diags;
+        };
+        let needed: &[&str] = match channel {
+            "email" => &["email.subject"],
+            "sms" => &["sms"],
+            _ => &[],
+        };
+        let default_chain = locale_chain(&self.default_locale);
+        for kind in needed {
+            let ok = kinds
+                .get(kind)
+                .is_some_and(|l| default_chain.iter().any(|c| l.contains_key(c)));
+            if !ok {
+                diags.push(
+                    Diagnostic::error(
+                        self.dir.join(name),
+                        None,
+                        format!(
+                            "template `{name}` has no {kind} file for the default locale {}",
+                            self.default_locale
+                        ),
+                    )
+                    .with_hint(format!(
+                        "add {name}/{kind}.hbs or {name}/{kind}.{}.hbs (needed by {used_by})",
+                        self.default_locale
+                    )),
+                );
+            }
+        }
+        if channel == "email" {
+            let has_body = ["email.txt", "email.html"].iter().any(|k| {
+                kinds
+                    .get(k)
+                    .is_some_and(|l| default_chain.iter().any(|c| l.contains_key(c)))
+            });
+            if !has_body {
+                diags.push(
+                    Diagnostic::error(self.dir.join(name), None, format!("template `{name}` has no email body for the default locale {}", self.default_locale))
+                        .with_hint(format!("add {name}/email.txt.hbs and/or {name}/email.html.hbs (needed by {used_by})")),
+                );
+            }
+            // A locale with a subject but no body of its own would mix languages.
+            if let Some(subjects) = kinds.get("email.subject") {
+                for loc in subjects.keys().filter(|l| !l.is_empty()) {
+                    let body = ["email.txt", "email.html"]
+                        .iter()
+                        .any(|k| kinds.get(k).is_some_and(|m| m.contains_key(loc)));
+                    if !body {
+                        let f = &subjects[loc];
+                        diags.push(Diagnostic::warning(&f.path, None, format!(
+                            "locale {} has a subject but no email.txt/email.html of its own: readers would get a body in another language",
+                            f.locale.as_deref().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        }
+        let relevant = |k: &str| match channel {
+            "email" => k.starts_with("email."),
+            "sms" => k == "sms",
+            _ => true,
+        };
+        for (kind, locales) in kinds.iter().filter(|(k, _)| relevant(k)) {
+            let _ = kind;
+            for file in locales.values() {
+                for (msg, loc, hint) in check_uses(&file.uses, scope) {
+                    diags.push(Diagnostic::error(&file.path, Some(loc), msg).with_hint_opt(hint));
+                }
+                for (helper, loc) in &file.helpers {
+                    if !OUR_HELPERS.contains(&helper.as_str())
+                        && !BUILTIN_HELPERS.contains(&helper.as_str())
+                    {
+                        let all = OUR_HELPERS.iter().chain(BUILTIN_HELPERS).copied();
+                        diags.push(
+                            Diagnostic::error(
+                                &file.path,
+                                Some(*loc),
+                                format!("unknown helper `{helper}`"),
+                            )
+                            .with_hint(
+                                did_you_mean(helper, all).unwrap_or_else(|| {
+                                    format!("helpers: {}", OUR_HELPERS.join(", "))
+                                }),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        diags
+    }
+
+    /// Check an inline template (a job's `dedupe`) and return (message, location in the
+    /// inline text, hint) for each problem.
+    pub fn check_inline(
+        source: &str,
+        scope: &Scope,
+    ) -> Result<Vec<(String, Location, Option<String>)>, String> {
+        let tpl = Template::compile(source).map_err(|e| e.reason().to_string())?;
+        let mut walk = Walk::default();
+        walk.template(&tpl, false);
+        let mut out: Vec<_> = walk
+            .problems
+            .into_iter()
+            .map(|(m, l)| (m, l, None))
+            .collect();
+        out.extend(check_uses(&walk.uses, scope));
+        Ok(out)
+    }
+
+    fn resolve(&self, name: &str, kind: &str, locale: &str) -> Option<&TemplateFile> {
+        let locales = self.sets.get(name)?.get(kind)?;
+        let mut chain = locale_chain(locale);
+        chain.extend(locale_chain(&self.default_locale));
+        chain.into_iter().find_map(|l| locales.get(&l))
+    }
+
+    /// Render the email of template `name` for `locale`, falling back zh-CN → zh → the
+    /// default locale → the file without a locale.
+    pub fn render_email(
+        &self,
+        name: &str,
+        locale: &str,
+        ctx: &Context,
+    ) -> Result<RenderedEmail, TemplateRenderError> {
+        let subject_file = self.resolve(name, "email.subject", locale).ok_or_else(|| {
+            TemplateRenderError::Missing {
+                name: name.into(),
+                kind: "email.subject".into(),
+                locale: locale.into(),
+            }
+        })?;
+        let render = |reg: &Handlebars, f: &TemplateFile| {
+            reg.render_with_context(&f.key, ctx)
+                .map_err(|e| TemplateRenderError::Render {
+                    file: crate::diag::display_path(&f.path),
+                    source: Box::new(e),
+                })
+        };
+        let subject = render(&self.text, subject_file)?;
+        let text = self
+            .resolve(name, "email.txt", locale)
+            .map(|f| render(&self.text, f))
+            .transpose()?;
+        let html = self
+            .resolve(name, "email.html", locale)
+            .map(|f| render(&self.html, f))
+            .transpose()?;
+        if text.is_none() && html.is_none() {
+            return Err(TemplateRenderError::Missing {
+                name: name.into(),
+                kind: "email.txt or email.html".into(),
+                locale: locale.into(),
+            });
+        }
+        Ok(RenderedEmail {
+            // A subject is one line: a template's trailing newline must not fold the header.
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            text,
+            html,
+            locale: subject_file
+                .locale
+                .clone()
+                .unwrap_or_else(|| self.default_locale.clone()),
+        })
+    }
+
+    /// Render an inline text template (a job's dedupe key) without escaping.
+    pub fn render_inline(&self, source: &str, ctx: &Context) -> Result<String, RenderError> {
+        self.text.render_template_with_context(source, ctx)
+    }
+}
+
+/// `zh-CN` → [`zh-cn`, `zh`, ``]: the files tried, most specific first.
+fn locale_chain(locale: &str) -> Vec<String> {
+    let lower = locale.to_lowercase();
+    let mut chain = Vec::new();
+    let mut cur = lower.as_str();
+    loop {
+        if !cur.is_empty() {
+            chain.push(cur.to_string());
+        }
+        match cur.rfind('-') {
+            Some(i) => cur = &cur[..i],
+            None => break,
+        }
+    }
+    chain.push(String::new());
+    chain
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn read_dir_sorted(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Collects variable paths and helper names from a compiled template.
+#[derive(Default)]
+struct Walk {
+    uses: Vec<VarUse>,
+    helpers: Vec<(String, Location)>,
+    problems: Vec<(String, Location)>,
+}
+
+impl Walk {
+    fn template(&mut self, t: &Template, in_context_block: bool) {
+        for (i, el) in t.elements.iter().enumerate() {
+            let loc = t
+                .mapping
+                .get(i)
+                .map(|m| Location {
+                    line: m.0,
+                    column: m.1,
+                })
+                .unwrap_or(Location { line: 1, column: 1 });
+            match el {
+                TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
+                    self.helper_template(h, loc, in_context_block, false)
+                }
+                TemplateElement::HelperBlock(h) => {
+                    self.helper_template(h, loc, in_context_block, true)
+                }
+                TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+                    self.problems.push((
+                        "partials are not supported; put shared text in each template".into(),
+                        loc,
+                    ))
+                }
+                TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+                    self.problems
+                        .push(("decorators are not supported".into(), loc))
+                }
+                _ => {} // raw text and comments
+            }
+        }
+    }
+
+    fn helper_template(&mut self, h: &HelperTemplate, loc: Location, in_ctx: bool, block: bool) {
+        let helper_name = match &h.name {
+            Parameter::Name(n) => Some(n.clone()),
+            _ => None,
+        };
+        let is_helper = block
+            || !h.params.is_empty()
+            || !h.hash.is_empty()
+            || helper_name
+                .as_deref()
+                .is_some_and(|n| OUR_HELPERS.contains(&n) || BUILTIN_HELPERS.contains(&n));
+        if is_helper {
+            if let Some(n) = &helper_name {
+                self.helpers.push((n.clone(), loc));
+            }
+            for p in h.params.iter().chain(h.hash.values()) {
+                self.parameter(p, loc, in_ctx);
+            }
+        } else {
+            self.parameter(&h.name, loc, in_ctx);
+        }
+        let changes = helper_name
+            .as_deref()
+            .is_some_and(|n| CONTEXT_CHANGING.contains(&n))
+            || h.block_param.is_some();
+        if let Some(t) = &h.template {
+            self.template(t, in_ctx || changes);
+        }
+        if let Some(t) = &h.inverse {
+            self.template(t, in_ctx);
+        }
+    }
+
+    fn parameter(&mut self, p: &Parameter, loc: Location, in_ctx: bool) {
+        match p {
+            Parameter::Name(n) => self.path(n, loc, in_ctx),
+            Parameter::Path(path) => {
+                let raw = match path {
+                    handlebars::Path::Relative((_, raw)) => raw.clone(),
+                    handlebars::Path::Local((_, _, raw)) => raw.clone(),
+                };
+                self.path(&raw, loc, in_ctx)
+            }
+            Parameter::Subexpression(sub) => {
+                if let TemplateElement::Expression(h) | TemplateElement::HelperBlock(h) =
+                    sub.as_element()
+                {
+                    // A subexpression always calls a helper.
+                    if let Parameter::Name(n) = &h.name {
+                        self.helpers.push((n.clone(), loc));
+                    }
+                    for p in h.params.iter().chain(h.hash.values()) {
+                        self.parameter(p, loc, in_ctx);
+                    }
+                }
+            }
+            _ => {} // literals
+        }
+    }
+
+    fn path(&mut self, raw: &str, loc: Location, in_ctx: bool) {
+        if raw.starts_with('@') && !raw.starts_with("@root") {
+            return; // @index, @key, @first, @last
+        }
+        let (path, absolute) = match raw.strip_prefix("@root") {
+            Some(rest) => (rest.trim_start_matches(['.', '/']).to_string(), true),
+            None => {
+                let mut r = raw;
+                let mut up = false;
+                while let Some(rest) = r.strip_prefix("../") {
+                    r = rest;
+                    up = true;
+                }
+                (r.to_string(), up)
+            }
+        };
+        if path.is_empty() || path == "this" || path == "." || path.starts_with("this.") && in_ctx {
+            return;
+        }
+        if in_ctx && !absolute {
+            return; // relative to an `each`/`with` item: not checkable
+        }
+        let path = path
+            .strip_prefix("this.")
+            .unwrap_or(&path)
+            .replace('/', ".");
+        self.uses.push(VarUse {
+            path,
+            location: loc,
+        });
+    }
+}
+
+/// (message, location, hint) for every use the scope cannot satisfy.
+fn check_uses(uses: &[VarUse], scope: &Scope) -> Vec<(String, Location, Option<String>)> {
+    let mut out = Vec::new();
+    for u in uses {
+        // `[0]` / `.[0]` index segments are fine below open fields; strip them for the check.
+        let segs: Vec<&str> = u.path.split('.').filter(|s| !s.is_empty()).collect();
+        let Some(first) = segs.first() else { continue };
+        let Some(root) = scope.roots.iter().find(|r| r.name == *first) else {
+            let note = scope
+                .missing_root_note
+                .iter()
+                .find(|(r, _)| r == first)
+                .map(|(_, n)| n.to_string());
+            let hint = note
+                .or_else(|| did_you_mean(first, scope.roots.iter().map(|r| r.name)))
+                .unwrap_or_else(|| {
+                    format!(
+                        "variables start with {}",
+                        scope
+                            .roots
+                            .iter()
+                            .map(|r| r.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+            out.push((
+                format!("`{}`: this job cannot provide `{first}`", u.path),
+                u.location,
+                Some(hint),
+            ));
+            continue;
+        };
+        let Some(second) = segs.get(1) else {
+            out.push((
+                format!(
+                    "`{}` is an object; name a field, e.g. `{}.{}`",
+                    u.path, root.name, root.fields[0]
+                ),
+                u.location,
+                None,
+            ));
+            continue;
+        };
+        if root.open.contains(second) {
+            continue;
+        }
+        if !root.fields.contains(second) {
+            let all = root.fields.iter().chain(root.open).copied();
+            let hint = did_you_mean(second, all).unwrap_or_else(|| {
+                format!(
+                    "{} has: {}",
+                    root.name,
+                    root.fields
+                        .iter()
+                        .chain(root.open)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            out.push((
+                format!("`{}`: {} has no field `{second}`", u.path, root.name),
+                u.location,
+                Some(hint),
+            ));
+            continue;
+        }
+        if segs.len() > 2 {
+            out.push((
+                format!(
+                    "`{}`: `{}.{second}` is text, it has no fields",
+                    u.path, root.name
+                ),
+                u.location,
+                None,
+            ));
+        }
+    }
+    out
+}
+
+/// Facts about the message being rendered (`message.*`).
+pub struct MessageInfo<'a> {
+    pub id: &'a str,
+    pub step: i64,
+    pub send_at: DateTime<Utc>,
+    pub locale: &'a str,
+    pub timezone: Tz,
+}
+
+/// The render context: every schema field present (null when unknown), so strict mode only
+/// fails on paths that cannot exist for this message (a missing `event.data` key).
+pub fn context(
+    contact: &Contact,
+    event: Option<&Event>,
+    job_id: &str,
+    job_description: &str,
+    msg: &MessageInfo,
+) -> Value {
+    let mut root = Map::new();
+    root.insert(
+        "contact".into(),
+        json!({
+            "id": contact.id, "name": contact.name, "email": contact.email, "phone": contact.phone,
+            "locale": contact.locale, "timezone": contact.timezone, "birthday": contact.birthday,
+            "attributes": contact.attributes, "consent": contact.consent,
+        }),
+    );
+    if let Some(e) = event {
+        root.insert(
+            "event".into(),
+            json!({"id": e.id, "type": e.kind, "occurred_at": e.occurred_at.to_rfc3339(), "data": e.data}),
+        );
+    }
+    root.insert(
+        "job".into(),
+        json!({"id": job_id, "description": job_description}),
+    );
+    root.insert(
+        "message".into(),
+        json!({
+            "id": msg.id, "step": msg.step, "send_at": msg.send_at.with_timezone(&msg.timezone).to_rfc3339(),
+            "locale": msg.locale, "timezone": msg.timezone.name(),
+        }),
+    );
+    Value::Object(root)
+}
+
+fn ctx_tz_locale(ctx: &Context) -> (Tz, String) {
+    let m = &ctx.data()["message"];
+    let tz = m["timezone"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Tz::UTC);
+    let locale = m["locale"].as_str().unwrap_or("en").to_string();
+    (tz, locale)
+}
+
+fn default_format(locale: &str, with_time: bool) -> &'static str {
+    let lang = locale.split('-').next().unwrap_or("").to_lowercase();
+    match (lang.as_str(), with_time) {
+        ("zh" | "ja", false) => "%Y年%-m月%-d日",
+        ("zh" | "ja", true) => "%Y年%-m月%-d日 %H:%M",
+        ("en", false) => "%B %-d, %Y",
+        ("en", true) => "%B %-d, %Y %H:%M",
+        (_, false) => "%Y-%m-%d",
+        (_, true) => "%Y-%m-%d %H:%M",
+    }
+}
+
+fn format_when(h: &Helper, ctx: &Context, out: &mut dyn Output, with_time: bool) -> HelperResult {
+    let name = if with_time { "datetime" } else { "date" };
+    let value = h.param(0).ok_or_else(|| {
+        RenderErrorReason::ParamNotFoundForIndex(if with_time { "datetime" } else { "date" }, 0)
+    })?;
+    let (tz, locale) = ctx_tz_locale(ctx);
+    let fmt = match h.param(1).map(|p| p.value()) {
+        Some(Value::String(f)) => f.clone(),
+        Some(_) => {
+            return Err(RenderErrorReason::Other(format!(
+                "{name}: the format must be a string such as \"%Y-%m-%d\""
+            ))
+            .into());
+        }
+        None => default_format(&locale, with_time).to_string(),
+    };
+    let text = match value.value() {
+        Value::Null => String::new(),
+        Value::String(s) => {
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                t.with_timezone(&tz).format(&fmt).to_string()
+            } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                d.format(&fmt).to_string()
+            } else {
+                return Err(RenderErrorReason::Other(format!(
+                    "{name}: `{s}` is not a date or RFC 3339 time"
+                ))
+                .into());
+            }
+        }
+        other => {
+            return Err(
+                RenderErrorReason::Other(format!("{name}: expected a date, got {other}")).into(),
+            );
+        }
+    };
+    out.write(&text)?;
+    Ok(())
+}
+
+fn date_helper(
+    h: &Helper,
+    _: &Handlebars,
+    ctx: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    format_when(h, ctx, out, false)
+}
+
+fn datetime_helper(
+    h: &Helper,
+    _: &Handlebars,
+    ctx: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    format_when(h, ctx, out, true)
+}
+
+/// `{{default contact.name "customer"}}`: the first argument that is not null or empty.
+fn default_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    for p in h.params() {
+        match p.value() {
+            Value::Null => continue,
+            Value::String(s) if s.is_empty() => continue,
+            Value::String(s) => {
+                out.write(s)?;
+                return Ok(());
+            }
+            v => {
+                out.write(&v.to_string())?;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses(src: &str) -> Vec<(String, Location)> {
+        let tpl = Template::compile(src).unwrap();
+        let mut w = Walk::default();
+        w.template(&tpl, false);
+        w.uses.into_iter().map(|u| (u.path, u.location)).collect()
+    }
+
+    #[test]
+    fn collects_paths_inside_if_blocks_with_locations() {
+        let u = uses(
+            "Hi {{contact.name}}\n{{#if contact.nmae}}x{{event.data.order_id}}{{/if}}\n{{date event.occurred_at}}",
+        );
+        let paths: Vec<&str> = u.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "contact.name",
+                "contact.nmae",
+                "event.data.order_id",
+                "event.occurred_at"
+            ]
+        );
+        assert_eq!(u[0].1, Location { line: 1, column: 4 });
+        assert_eq!(u[1].1.line, 2);
+    }
+
+    #[test]
+    fn each_items_are_not_checked_but_root_paths_are() {
+        let u =
+            uses("{{#each event.data.items}}{{name}}{{@root.contact.email}}{{../job.id}}{{/each}}");
+        let paths: Vec<&str> = u.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["event.data.items", "contact.email", "job.id"]);
+    }
+
+    #[test]
+    fn scope_check_table() {
+        let scope = Scope {
+            roots: vec![&CONTACT, &JOB, &MESSAGE],
+            missing_root_note: vec![("event", "a birthday job has no event")],
+        };
+        let cases = [
+            ("contact.name", None),
+            ("contact.attributes.tier", None),
+            ("event.data.order_id", Some("a birthday job has no event")),
+            ("contact.nmae", Some("did you mean `name`?")),
+            ("contact.name.first", None),
+            ("ordr.id", None),
+        ];
+        for (path, hint) in cases {
+            let probs = check_uses(
+                &[VarUse {
+                    path: path.into(),
+                    location: Location { line: 1, column: 1 },
+                }],
+                &scope,
+            );
+            match path {
+                "contact.name" | "contact.attributes.tier" => {
+                    assert!(probs.is_empty(), "{path}: {probs:?}")
+                }
+                _ => {
+                    assert_eq!(probs.len(), 1, "{path}");
+                    if let Some(h) = hint {
+                        assert_eq!(probs[0].2.as_deref(), Some(h), "{path}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn locale_fallback_chain() {
+        assert_eq!(locale_chain("zh-CN"), ["zh-cn", "zh", ""]);
+        assert_eq!(locale_chain("en"), ["en", ""]);
+    }
+
+    #[test]
+    fn html_escaped_only_in_html_and_dates_in_contact_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        std::fs::create_dir(&t).unwrap();
+        std::fs::write(
+            t.join("email.subject.hbs"),
+            "Re {{event.data.order_id}} & {{contact.name}}\n",
+        )
+        .unwrap();
+        std::fs::write(t.join("email.html.hbs"), "<p>{{contact.name}}</p>").unwrap();
+        std::fs::write(
+            t.join("email.txt.zh.hbs"),
+            "{{date event.occurred_at}} {{datetime event.occurred_at}}",
+        )
+        .unwrap();
+        let (set, diags) = TemplateSet::load(dir.path(), "en");
+        assert!(diags.items.is_empty(), "{diags}");
+        let contact = Contact {
+            id: "c".into(),
+            name: Some("A&B <x>".into()),
+            ..Contact::default()
+        };
+        let event = Event {
+            id: "e".into(),
+            kind: "order.delivered".into(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-20T23:30:00+00:00").unwrap(),
+            contact_id: "c".into(),
+            data: serde_json::from_str(r#"{"order_id":"SO-1"}"#).unwrap(),
+        };
+        let info = MessageInfo {
+            id: "m",
+            step: 0,
+            send_at: Utc::now(),
+            locale: "zh-CN",
+            timezone: "Asia/Shanghai".parse().unwrap(),
+        };
+        let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
+        let r = set.render_email("t", "zh-CN", &ctx).unwrap();
+        assert_eq!(r.subject, "Re SO-1 & A&B <x>");
+        assert_eq!(r.html.as_deref(), Some("<p>A&amp;B &lt;x&gt;</p>"));
+        assert_eq!(
+            r.text.as_deref(),
+            Some("2026年11月21日 2026年11月21日 07:30")
+        );
+    }
+
+    #[test]
+    fn strict_mode_fails_on_missing_event_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        std::fs::create_dir(&t).unwrap();
+        std::fs::write(t.join("email.subject.hbs"), "{{event.data.nope}}").unwrap();
+        std::fs::write(t.join("email.txt.hbs"), "x").unwrap();
+        let (set, _) = TemplateSet::load(dir.path(), "en");
+        let contact = Contact {
+            id: "c".into(),
+            ..Contact::default()
+        };
+        let event = Event {
+            id: "e".into(),
+            kind: "a.b".into(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-20T23:30:00+00:00").unwrap(),
+            contact_id: "c".into(),
+            data: Map::new(),
+        };
+        let info = MessageInfo {
+            id: "m",
+            step: 0,
+            send_at: Utc::now(),
+            locale: "en",
+            timezone: Tz::UTC,
+        };
+        let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
+        let err = set.render_email("t", "en", &ctx).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}
