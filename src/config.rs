@@ -611,6 +611,22 @@ pub fn check_locale(tag: &str) -> Result<(), String> {
     }
 }
 
+/// `config/../data` → `data`, without touching the file system (the folder may not exist yet).
+fn normalise(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -639,6 +655,8 @@ mod tests {
             _ => panic!(),
         }
         assert_eq!(c.jobs_dir, Path::new("/etc/aftercare/jobs"));
+        let up = load(&MIN.replace("data/a.db", "../../var/lib/a.db")).unwrap();
+        assert!(matches!(up.store, StoreConfig::Sqlite { ref path, .. } if path == Path::new("/var/lib/a.db")));
         assert_eq!(c.email.message_id_domain, "example.com");
         assert!(
             matches!(c.email.transport, EmailTransport::File { ref dir } if dir == Path::new("/etc/aftercare/data/outbox"))

@@ -11,3 +11,8 @@ pub mod jobs;
 pub mod model;
 pub mod templates;
 pub mod yaml;
+pub mod store;
+pub mod channels;
+pub mod plan;
+pub mod dispatch;
+pub mod cli;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `aftercare` binary; everything lives in the library so tests can reach it.
+
+fn main() -> std::process::ExitCode {
+    aftercare::cli::main()
+}

@@ -1,0 +1,130 @@
+//! `aftercare logs`: the delivery log for support. Every message with its state and reason,
+//! and under it every attempt with the server's answer.
+
+use super::{App, parse_time};
+use crate::model::{MessageRecord, MessageState};
+use crate::store::LogFilter;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::ValueEnum;
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Contact id, email address or phone number
+    #[arg(long)]
+    contact: Option<String>,
+    /// Job id
+    #[arg(long)]
+    job: Option<String>,
+    /// Order id (event.data.order_id of the triggering event)
+    #[arg(long)]
+    order: Option<String>,
+    /// Only messages in these states (repeat or comma-separate)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    status: Vec<Status>,
+    /// Messages due at or after this time (RFC 3339 or YYYY-MM-DD)
+    #[arg(long, value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Messages due at or before this time
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// At most this many messages
+    #[arg(long, default_value_t = 200)]
+    limit: i64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Status {
+    Scheduled,
+    Claimed,
+    Retrying,
+    Sent,
+    Failed,
+    Cancelled,
+}
+
+impl From<Status> for MessageState {
+    fn from(s: Status) -> MessageState {
+        match s {
+            Status::Scheduled => MessageState::Scheduled,
+            Status::Claimed => MessageState::Claimed,
+            Status::Retrying => MessageState::Retrying,
+            Status::Sent => MessageState::Sent,
+            Status::Failed => MessageState::Failed,
+            Status::Cancelled => MessageState::Cancelled,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Table,
+    Json,
+}
+
+pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+    // The log is readable even while a job file is broken.
+    let app = App::load(config_path)?;
+    let store = app.open_store().await?;
+    let filter = LogFilter {
+        contact: a.contact,
+        job: a.job,
+        order: a.order,
+        states: a.status.into_iter().map(Into::into).collect(),
+        since: a.since,
+        until: a.until,
+        limit: a.limit,
+    };
+    let messages = store.find_messages(&filter).await?;
+    store.close().await;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&messages)?),
+        Format::Table => print!("{}", table(&messages, app.config.default_timezone)),
+    }
+    Ok(())
+}
+
+fn table(messages: &[MessageRecord], tz: Tz) -> String {
+    use std::fmt::Write;
+    let t = |d: DateTime<Utc>| d.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
+    let mut out = String::new();
+    if messages.is_empty() {
+        out.push_str("no messages match\n");
+        return out;
+    }
+    let _ = writeln!(out, "times in {}", tz.name());
+    for m in messages {
+        let _ = writeln!(
+            out,
+            "{}  {}  step {}  contact {}{}  due {}  {}{}",
+            m.id,
+            m.job_id,
+            m.step,
+            m.contact_id,
+            m.order_id.as_deref().map(|o| format!("  order {o}")).unwrap_or_default(),
+            t(m.due_at),
+            m.state,
+            m.address.as_deref().map(|a| format!("  {} {a}", m.channel.as_deref().unwrap_or(""))).unwrap_or_default(),
+        );
+        if let Some(r) = &m.reason {
+            let _ = writeln!(out, "    reason: {r}");
+        }
+        for at in &m.attempt_log {
+            let _ = writeln!(
+                out,
+                "    attempt {}  {}  {}  {}{}{}",
+                at.attempt,
+                t(at.at),
+                at.outcome,
+                at.code.map(|c| format!("{c} ")).unwrap_or_default(),
+                at.detail.as_deref().unwrap_or(""),
+                at.provider_id.as_deref().map(|p| format!("  {p}")).unwrap_or_default(),
+            );
+        }
+    }
+    let _ = writeln!(out, "{} message(s)", messages.len());
+    out
+}

@@ -1,0 +1,203 @@
+//! The command line: verbs, exit codes, and loading what each verb needs.
+//!
+//! Exit codes: 0 success; 1 invalid input (config, jobs, templates, rejected events);
+//! 2 usage error (clap); 3 the store cannot be opened.
+
+mod import;
+mod logs;
+mod preview;
+mod run;
+mod validate;
+
+use crate::config::{self, Config};
+use crate::diag::Diagnostics;
+use crate::jobs::{self, JobSet};
+use crate::store::Store;
+use crate::templates::TemplateSet;
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const AFTER_HELP: &str = "\
+Examples:
+  aftercare validate
+  aftercare preview review-request --event examples/events/order-delivered.json
+  aftercare events import events.jsonl
+  aftercare run
+  aftercare run --once --now 2026-11-23T10:00:00+08:00
+  aftercare logs --contact wang.fang@example.com
+
+Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 store unreachable.";
+
+#[derive(Parser, Debug)]
+#[command(name = "aftercare", version, about = "After-sales messages from YAML campaign definitions", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file [default: $AFTERCARE_CONFIG, else config/aftercare.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Dispatch due messages until stopped (SIGINT/SIGTERM), or once with --once
+    Run(run::Args),
+    /// Check the config, every job and every template; print all problems
+    Validate(validate::Args),
+    /// Render a job's message for an example event, without sending or storing anything
+    Preview(preview::Args),
+    /// Work with events
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Show the delivery log: messages and every attempt
+    Logs(logs::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Import events, one JSON object per line, from FILE or - (stdin)
+    Import(import::Args),
+}
+
+/// An error that carries its exit code to `main`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn invalid(message: impl Into<String>) -> anyhow::Error {
+        Exit { code: 1, message: message.into() }.into()
+    }
+    /// Exit 1 after diagnostics were printed already.
+    pub fn silent(code: u8) -> anyhow::Error {
+        Exit { code, message: String::new() }.into()
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_tracing(matches!(cli.command, Command::Run(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<Exit>() {
+                if !exit.message.is_empty() {
+                    eprintln!("error: {}", exit.message);
+                }
+                return ExitCode::from(exit.code);
+            }
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let config_path = config::locate(cli.config.as_deref());
+    match cli.command {
+        Command::Run(a) => run::run(&config_path, a).await,
+        Command::Validate(a) => validate::run(&config_path, a),
+        Command::Preview(a) => preview::run(&config_path, a),
+        Command::Events(EventsCommand::Import(a)) => import::run(&config_path, a).await,
+        Command::Logs(a) => logs::run(&config_path, a).await,
+    }
+}
+
+fn init_tracing(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Everything a verb may need, loaded from the config.
+pub(crate) struct App {
+    pub config: Config,
+    pub templates: Arc<TemplateSet>,
+    pub jobs: Arc<JobSet>,
+    pub diags: Diagnostics,
+}
+
+impl App {
+    /// Load config, templates and jobs; problems are collected, not fatal here.
+    pub fn load(config_path: &std::path::Path) -> anyhow::Result<App> {
+        let config = Config::load(config_path).map_err(|e| match e {
+            config::ConfigError::Invalid(diags) => {
+                for d in &diags {
+                    eprintln!("{d}");
+                }
+                Exit::invalid(format!("the config {} is invalid", crate::diag::display_path(config_path)))
+            }
+            other => Exit::invalid(other.to_string()),
+        })?;
+        let (templates, mut diags) = TemplateSet::load(&config.templates_dir, &config.default_locale);
+        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates);
+        diags.extend(job_diags);
+        Ok(App { config, templates: Arc::new(templates), jobs: Arc::new(jobs), diags: diags.sorted() })
+    }
+
+    /// Load and insist on a clean set of jobs (for verbs that plan or send).
+    pub fn load_valid(config_path: &std::path::Path) -> anyhow::Result<App> {
+        let app = App::load(config_path)?;
+        if app.diags.has_errors() {
+            eprint!("{}", app.diags);
+            return Err(Exit::invalid(format!(
+                "{} error(s) in jobs or templates; fix them (see `aftercare validate`) before planning or sending",
+                app.diags.errors()
+            )));
+        }
+        Ok(app)
+    }
+
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.config.store).await.map_err(|e| Exit { code: 3, message: e.to_string() }.into())
+    }
+
+    pub fn planner(&self) -> crate::plan::Planner {
+        crate::plan::Planner {
+            jobs: self.jobs.clone(),
+            templates: self.templates.clone(),
+            default_timezone: self.config.default_timezone,
+            default_locale: self.config.default_locale.clone(),
+            expire_after: self.config.dispatch.expire_after,
+        }
+    }
+}
+
+/// `--now` / `--since` values: RFC 3339, or a date (midnight UTC).
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(format!("`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"))
+}
+
+pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}

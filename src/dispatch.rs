@@ -1,0 +1,346 @@
+//! Dispatch: claim what is due, check it may still go, render, send, record.
+//!
+//! Claims are batches under a lease (`dispatch.lease`); a node that dies leaves its claims
+//! to expire and be reaped. Policy is re-checked at send time, not only at planning time: a
+//! review submitted after the reminder was planned cancels it here. Outcomes of a batch are
+//! written in one transaction by a recorder task while the next batch is already sending,
+//! so the fsync per commit is shared by a whole batch.
+
+use crate::channels::Channels;
+use crate::channels::email::OutgoingEmail;
+use crate::clock::SharedClock;
+use crate::config::{DispatchConfig, RetryConfig};
+use crate::model::{MessageState, Outcome};
+use crate::plan::{Planner, render_reason, stop_reason};
+use crate::store::{Claimed, Completion, NewAttempt, Store, StoreError};
+use crate::templates::TemplateRenderError;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub planner: Planner,
+    pub channels: Arc<Channels>,
+    pub clock: SharedClock,
+    pub cfg: DispatchConfig,
+    pub node: String,
+}
+
+/// What a dispatch run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub sent: u64,
+    pub retrying: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Claimed but put back untried (shutdown).
+    pub released: u64,
+    /// Completions not applied because the lease had been lost meanwhile.
+    pub stale: u64,
+}
+
+impl Stats {
+    fn add(&mut self, c: &Completion) {
+        match c.state {
+            MessageState::Sent => self.sent += 1,
+            MessageState::Retrying => self.retrying += 1,
+            MessageState::Failed => self.failed += 1,
+            MessageState::Cancelled => self.cancelled += 1,
+            _ => {}
+        }
+    }
+
+    fn merge(&mut self, o: Stats) {
+        self.sent += o.sent;
+        self.retrying += o.retrying;
+        self.failed += o.failed;
+        self.cancelled += o.cancelled;
+        self.released += o.released;
+        self.stale += o.stale;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.sent + self.retrying + self.failed + self.cancelled
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} sent, {} retrying, {} failed, {} cancelled",
+            self.sent, self.retrying, self.failed, self.cancelled
+        )?;
+        if self.released > 0 {
+            write!(f, ", {} released", self.released)?;
+        }
+        if self.stale > 0 {
+            write!(f, ", {} stale", self.stale)?;
+        }
+        Ok(())
+    }
+}
+
+impl Dispatcher {
+    /// Dispatch everything due by the clock's now, then return. Retries fall due later and
+    /// are left for a later run.
+    pub async fn run_once(&self) -> Result<Stats, StoreError> {
+        let (_tx, stop) = watch::channel(false);
+        self.store.reap(self.clock.now()).await?;
+        self.drain(&stop).await
+    }
+
+    /// Dispatch until `stop` turns true: claim while there is work, otherwise sleep until
+    /// the next message falls due (or `poll_interval`, for work other processes add).
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<Stats, StoreError> {
+        let mut total = Stats::default();
+        let mut last_reap: Option<Instant> = None;
+        while !*stop.borrow() {
+            if last_reap.is_none_or(|t| t.elapsed() >= self.cfg.lease / 4) {
+                let n = self.store.reap(self.clock.now()).await?;
+                if n > 0 {
+                    tracing::warn!(count = n, "returned messages whose lease expired (a node stopped mid-send)");
+                }
+                last_reap = Some(Instant::now());
+            }
+            let stats = self.drain(&stop).await?;
+            if stats.total() > 0 {
+                tracing::info!(%stats, "dispatched");
+            }
+            total.merge(stats);
+            let now = self.clock.now();
+            let wait = match self.store.next_due().await? {
+                Some(due) if due <= now => Duration::ZERO,
+                Some(due) => (due - now).to_std().unwrap_or_default().min(self.cfg.poll_interval),
+                None => self.cfg.poll_interval,
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Claim and send batches until nothing is due or `stop` is set.
+    async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<Stats, StoreError> {
+        let (done_tx, mut done_rx) = mpsc::channel::<Vec<Completion>>(2);
+        let store = self.store.clone();
+        let recorder = tokio::spawn(async move {
+            let mut stats = Stats::default();
+            while let Some(batch) = done_rx.recv().await {
+                let stale = store.complete(&batch).await?;
+                for c in &batch {
+                    stats.add(c);
+                }
+                stats.stale += stale as u64;
+            }
+            Ok::<Stats, StoreError>(stats)
+        });
+        let mut released = 0u64;
+        let mut result = Ok(());
+        while !*stop.borrow() {
+            let now = self.clock.now();
+            let token = crate::plan::new_id(now);
+            let lease_end = now + self.cfg.lease;
+            let batch = match self.store.claim(&self.node, &token, now, lease_end, i64::from(self.cfg.batch_size)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let outcomes: Vec<Result<Completion, String>> = futures::stream::iter(batch)
+                .map(|m| async move {
+                    if *stop.borrow() {
+                        Err(m.id) // not started: hand it back
+                    } else {
+                        Ok(self.process(m).await)
+                    }
+                })
+                .buffer_unordered(self.cfg.concurrency as usize)
+                .collect()
+                .await;
+            let (done, back): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+            let back: Vec<String> = back.into_iter().filter_map(Result::err).collect();
+            if !back.is_empty() {
+                released += back.len() as u64;
+                if let Err(e) = self.store.release(&token, &back, self.clock.now()).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            let done: Vec<Completion> = done.into_iter().filter_map(Result::ok).collect();
+            if done_tx.send(done).await.is_err() {
+                break; // the recorder failed; its error is returned below
+            }
+        }
+        drop(done_tx);
+        let mut stats = recorder.await.expect("the recorder task does not panic")?;
+        result?;
+        stats.released = released;
+        Ok(stats)
+    }
+
+    /// Decide, render and send one claimed message.
+    async fn process(&self, m: Claimed) -> Completion {
+        let now = self.clock.now();
+        let mut c = Completion {
+            message_id: m.id.clone(),
+            claim_token: m.claim_token.clone(),
+            state: MessageState::Cancelled,
+            attempt: None,
+            retry_at: None,
+            reason: None,
+            channel: None,
+            address: None,
+            at: now,
+            next: None,
+        };
+        let cancel = |mut c: Completion, reason: String| {
+            c.state = MessageState::Cancelled;
+            c.reason = Some(reason);
+            c
+        };
+        let Some(job) = self.planner.jobs.get(&m.job_id).cloned() else {
+            return cancel(c, format!("job `{}` is no longer defined", m.job_id));
+        };
+        if !job.enabled {
+            return cancel(c, format!("job `{}` is disabled", job.id));
+        }
+        if let Some(limit) = m.not_after
+            && now > limit
+        {
+            return cancel(c, format!("expired: due {}, not sent by {}", fmt_time(m.due_at), fmt_time(limit)));
+        }
+        if let Some(stop) = &job.stop_when {
+            let trigger = m.event.as_ref().map(|e| e.data.clone()).unwrap_or_default();
+            match self.store.event_data_of(&m.contact.id, &stop.event).await {
+                Ok(stops) => {
+                    if let Some(reason) = stop_reason(stop, &trigger, &stops) {
+                        return cancel(c, reason);
+                    }
+                }
+                Err(e) => {
+                    // Cannot tell whether it must stop: do not send now, look again soon.
+                    c.state = MessageState::Retrying;
+                    c.retry_at = Some(now + self.cfg.retry.initial);
+                    c.reason = Some(format!("stop_when check failed: {e}"));
+                    return c;
+                }
+            }
+        }
+        let Some(address) = job.channels.iter().find_map(|ch| match ch.as_str() {
+            "email" => m.contact.email.clone(),
+            _ => None,
+        }) else {
+            return cancel(c, format!("no address: contact {} has no email (channels: {})", m.contact.id, job.channels.join(", ")));
+        };
+        c.channel = Some("email".into());
+        c.address = Some(address.clone());
+
+        let locale = m.contact.locale.clone().unwrap_or_else(|| self.planner.default_locale.clone());
+        let ctx = self.planner.context(&job, &m.contact, m.event.as_ref(), &m.id, m.step, now);
+        let attempt = |outcome, code, detail: String, provider_id, ms| NewAttempt {
+            at: now,
+            channel: "email".into(),
+            address: Some(address.clone()),
+            outcome,
+            code,
+            detail: Some(detail),
+            provider_id,
+            node: self.node.clone(),
+            duration_ms: ms,
+        };
+        let content = match self.planner.templates.render_email(&m.template, &locale, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = match &e {
+                    TemplateRenderError::Render { file, source } => format!("render failed in {file}: {}", render_reason(source)),
+                    other => format!("render failed: {other}"),
+                };
+                c.state = MessageState::Failed;
+                c.reason = Some(why.clone());
+                c.attempt = Some(attempt(Outcome::Permanent, None, why, None, 0));
+                return c;
+            }
+        };
+        let message_id = self.channels.email.message_id(&m.id);
+        let started = Instant::now();
+        let d = self
+            .channels
+            .email
+            .send(&OutgoingEmail { message_id: &message_id, to: &address, to_name: m.contact.name.as_deref(), content: &content, date: now })
+            .await;
+        let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let attempt_no = m.attempts + 1;
+        c.attempt = Some(attempt(d.outcome, d.code, d.detail.clone(), d.provider_id.clone(), ms));
+        match d.outcome {
+            Outcome::Sent => {
+                c.state = MessageState::Sent;
+                c.next = self.planner.next_step(&job, &m, now);
+            }
+            Outcome::Transient if attempt_no >= i64::from(self.cfg.retry.max_attempts) => {
+                c.state = MessageState::Failed;
+                c.reason = Some(format!("gave up after {attempt_no} attempts; last: {}", with_code(d.code, &d.detail)));
+            }
+            Outcome::Transient => {
+                let at = now + backoff(&self.cfg.retry, attempt_no);
+                c.state = MessageState::Retrying;
+                c.retry_at = Some(at);
+                c.reason = Some(format!(
+                    "attempt {attempt_no}/{} failed ({}); next try {}",
+                    self.cfg.retry.max_attempts,
+                    with_code(d.code, &d.detail),
+                    fmt_time(at)
+                ));
+            }
+            Outcome::Permanent => {
+                c.state = MessageState::Failed;
+                c.reason = Some(with_code(d.code, &d.detail));
+            }
+        }
+        c
+    }
+}
+
+fn with_code(code: Option<i64>, detail: &str) -> String {
+    match code {
+        Some(code) => format!("{code} {detail}"),
+        None => detail.to_string(),
+    }
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// Exponential backoff from `initial`, doubling per attempt, capped at `max`, with ±25%
+/// jitter so a server that was down is not hit by every retry in the same second.
+pub fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let base = r.initial.saturating_mul(2u32.saturating_pow(exp)).min(r.max);
+    base.mul_f64(0.75 + 0.5 * fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = RetryConfig { max_attempts: 8, initial: Duration::from_secs(60), max: Duration::from_secs(3600) };
+        for (attempt, base) in [(1, 60.0), (2, 120.0), (3, 240.0), (7, 3600.0), (30, 3600.0)] {
+            let d = backoff(&r, attempt).as_secs_f64();
+            assert!(d >= base * 0.75 && d <= base * 1.25, "attempt {attempt}: {d}");
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The store: contacts, events, the outbox and the attempt log, in SQLite or PostgreSQL.
+//!
+//! One implementation for both backends. Every query is written once, in SQL both dialects
+//! accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`, partial indexes, instants as
+//! integer milliseconds, JSON as text), and the `on_pool!` / `on_tx!` macros compile each body
+//! once per backend with concrete sqlx types, so there is no `Any` driver (sqlx #3521) and no
+//! wall of generic bounds. The only dialect difference is the claim's `FOR UPDATE SKIP LOCKED`.
+//!
+//! The store knows nothing of jobs, templates or channels: it stores what plan and dispatch
+//! decide.
+
+mod query;
+
+pub use query::LogFilter;
+
+use crate::clock::{from_millis, to_millis};
+use crate::config::{SqliteSync, StoreConfig};
+use crate::model::{Contact, Event, MessageState, Outcome};
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{Map, Value};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {target}: {source}")]
+    Open { target: String, source: sqlx::Error },
+    #[error("store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$begin` to the statement that
+/// opens a write transaction (`BEGIN IMMEDIATE` on SQLite takes the write lock up front, so
+/// two writers queue on busy_timeout instead of failing on lock upgrade).
+macro_rules! on_pool {
+    ($self:expr, |$pool:ident, $begin:ident| $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $begin = "BEGIN IMMEDIATE";
+                $body
+            }
+            Pool::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $begin = "BEGIN";
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's concrete connection.
+macro_rules! on_tx {
+    ($self:expr, |$conn:ident| $body:expr) => {
+        match &mut $self.tx {
+            TxInner::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            TxInner::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use on_pool;
+
+/// Insert a planned message on `$conn`; evaluates to `false` when the (job, dedupe key,
+/// step) exists already. A macro so that it compiles against each backend's connection.
+macro_rules! insert_message {
+    ($conn:expr, $m:expr, $now:expr) => {{
+        let m: &NewMessage = $m;
+        let n = sqlx::query(query::INSERT_MESSAGE)
+            .bind(&m.id)
+            .bind(&m.job_id)
+            .bind(&m.contact_id)
+            .bind(&m.event_id)
+            .bind(m.step)
+            .bind(&m.dedupe_key)
+            .bind(&m.template)
+            .bind(m.state.as_str())
+            .bind(to_millis(m.due_at))
+            .bind(m.not_after.map(to_millis))
+            .bind(&m.reason)
+            .bind(to_millis($now))
+            .execute($conn)
+            .await?
+            .rows_affected();
+        n == 1
+    }};
+}
+
+
+enum TxInner {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A write transaction. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    tx: TxInner,
+}
+
+/// A message the planner wants in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: String,
+    pub job_id: String,
+    pub contact_id: String,
+    pub event_id: Option<String>,
+    pub step: i64,
+    pub dedupe_key: String,
+    pub template: String,
+    pub due_at: DateTime<Utc>,
+    pub not_after: Option<DateTime<Utc>>,
+    /// `Scheduled`, or `Cancelled` when it is known at planning time that it must not go.
+    pub state: MessageState,
+    pub reason: Option<String>,
+}
+
+/// A message claimed for sending, with what rendering needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub job_id: String,
+    pub step: i64,
+    pub dedupe_key: String,
+    pub template: String,
+    pub due_at: DateTime<Utc>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub contact: Contact,
+    pub event: Option<Event>,
+    pub claim_token: String,
+}
+
+/// One attempt to record.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub address: Option<String>,
+    pub outcome: Outcome,
+    pub code: Option<i64>,
+    pub detail: Option<String>,
+    pub provider_id: Option<String>,
+    pub node: String,
+    pub duration_ms: i64,
+}
+
+/// What became of a claimed message; written in batches.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub message_id: String,
+    pub claim_token: String,
+    pub state: MessageState,
+    /// The attempt number this completion records (attempts so far + 1), if it tried to send.
+    pub attempt: Option<NewAttempt>,
+    /// Next try, for `Retrying`.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub channel: Option<String>,
+    pub address: Option<String>,
+    pub at: DateTime<Utc>,
+    /// The reminder planned by this send, inserted in the same transaction.
+    pub next: Option<NewMessage>,
+}
+
+impl Store {
+    /// Open (creating the SQLite file and its folder if needed) and bring the schema up to date.
+    pub async fn open(cfg: &StoreConfig) -> Result<Store> {
+        let store = match cfg {
+            StoreConfig::Sqlite { path, synchronous } => {
+                if let Some(dir) = path.parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Config(format!("cannot create the store folder {}: {e}", dir.display()))
+                    })?;
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(match synchronous {
+                        SqliteSync::Full => SqliteSynchronous::Full,
+                        SqliteSync::Normal => SqliteSynchronous::Normal,
+                    })
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(false);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|source| StoreError::Open { target: path.display().to_string(), source })?;
+                Store { pool: Pool::Sqlite(pool) }
+            }
+            StoreConfig::Postgres { url, password } => {
+                let mut opts = PgConnectOptions::from_str(url)
+                    .map_err(|source| StoreError::Open { target: redact_url(url), source })?;
+                if let Some(pw) = password.read("store.password").map_err(|e| StoreError::Config(e.to_string()))? {
+                    opts = opts.password(&pw);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|source| StoreError::Open { target: redact_url(url), source })?;
+                Store { pool: Pool::Postgres(pool) }
+            }
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, |p, _b| p.close().await)
+    }
+
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx { tx: TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?) },
+            Pool::Postgres(p) => Tx { tx: TxInner::Postgres(p.begin().await?) },
+        })
+    }
+
+    /// Claim up to `limit` due messages for `node` under a lease ending at `until`. Expired
+    /// leases of other (crashed) nodes are due again by then: see [`Store::reap`].
+    pub async fn claim(&self, node: &str, token: &str, now: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<Claimed>> {
+        let pg = matches!(self.pool, Pool::Postgres(_));
+        let claim_sql = if pg { query::CLAIM_PG } else { query::CLAIM_SQLITE };
+        let now = to_millis(now);
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let n = sqlx::query(claim_sql)
+                .bind(token)
+                .bind(node)
+                .bind(to_millis(until))
+                .bind(now)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let rows = if n == 0 {
+                Vec::new()
+            } else {
+                sqlx::query(query::CLAIMED).bind(token).fetch_all(&mut *tx).await?
+            };
+            tx.commit().await?;
+            rows.iter().map(|r| claimed_from_row(r, token)).collect::<Result<Vec<_>>>()
+        })
+    }
+
+    /// Return expired leases (a node that died mid-send) to the queue. Returns how many.
+    pub async fn reap(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now = to_millis(now);
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query(query::REAP).bind(now).execute(pool).await?.rows_affected())
+        })
+    }
+
+    /// Put claimed messages back untouched (shutdown before they were tried).
+    pub async fn release(&self, token: &str, ids: &[String], now: DateTime<Utc>) -> Result<()> {
+        let now = to_millis(now);
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            for id in ids {
+                sqlx::query(query::RELEASE).bind(id).bind(token).bind(now).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Record a batch of outcomes in one transaction. Returns how many were stale (the lease
+    /// was lost and the message reclaimed elsewhere; the completion was not applied).
+    pub async fn complete(&self, batch: &[Completion]) -> Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let mut stale = 0;
+            for c in batch {
+                let updated = sqlx::query(query::COMPLETE)
+                    .bind(&c.message_id)
+                    .bind(&c.claim_token)
+                    .bind(c.state.as_str())
+                    .bind(c.retry_at.map(to_millis))
+                    .bind(&c.reason)
+                    .bind(&c.channel)
+                    .bind(&c.address)
+                    .bind(to_millis(c.at))
+                    .bind(i64::from(c.attempt.is_some()))
+                    .bind(if c.state == MessageState::Sent { Some(to_millis(c.at)) } else { None })
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    stale += 1;
+                    continue;
+                }
+                if let Some(a) = &c.attempt {
+                    sqlx::query(query::INSERT_ATTEMPT)
+                        .bind(&c.message_id)
+                        .bind(to_millis(a.at))
+                        .bind(&a.channel)
+                        .bind(&a.address)
+                        .bind(a.outcome.as_str())
+                        .bind(a.code)
+                        .bind(&a.detail)
+                        .bind(&a.provider_id)
+                        .bind(&a.node)
+                        .bind(a.duration_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(m) = &c.next {
+                    let _ = insert_message!(&mut *tx, m, c.at);
+                }
+            }
+            tx.commit().await?;
+            Ok(stale)
+        })
+    }
+
+    /// `event.data` of the contact's events of type `kind` (for `stop_when` checks).
+    pub async fn event_data_of(&self, contact_id: &str, kind: &str) -> Result<Vec<Map<String, Value>>> {
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(query::EVENT_DATA_OF).bind(contact_id).bind(kind).fetch_all(pool).await?;
+            rows.iter().map(|r| json_map(r.try_get::<String, _>(0)?)).collect()
+        })
+    }
+
+    /// When the next scheduled message falls due, if any.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        on_pool!(self, |pool, _b| {
+            let v: Option<i64> = sqlx::query_scalar(query::NEXT_DUE).fetch_one(pool).await?;
+            Ok(v.map(from_millis))
+        })
+    }
+
+    /// Message counts by state, for the status line and metrics.
+    pub async fn counts(&self) -> Result<Vec<(MessageState, i64)>> {
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(query::COUNTS).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in rows {
+                let s: String = r.try_get(0)?;
+                if let Some(state) = MessageState::parse(&s) {
+                    out.push((state, r.try_get::<i64, _>(1)?));
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Hide a password that somebody put in a URL despite the docs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn json_map(text: String) -> Result<Map<String, Value>> {
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Ok(Map::new()),
+    }
+}
+
+fn opt_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.map(from_millis)
+}
+
+fn event_from_parts(id: String, kind: String, contact_id: String, at_ms: i64, offset: i64, data: String) -> Result<Event> {
+    let offset = FixedOffset::east_opt(i32::try_from(offset).unwrap_or(0)).unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
+    Ok(Event { id, kind, occurred_at: from_millis(at_ms).with_timezone(&offset), contact_id, data: json_map(data)? })
+}
+
+fn claimed_from_row<R: Row>(r: &R, token: &str) -> Result<Claimed>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let contact = Contact {
+        id: r.try_get("contact_id")?,
+        name: r.try_get("c_name")?,
+        email: r.try_get("c_email")?,
+        phone: r.try_get("c_phone")?,
+        locale: r.try_get("c_locale")?,
+        timezone: r.try_get("c_timezone")?,
+        birthday: r.try_get("c_birthday")?,
+        attributes: json_map(r.try_get("c_attributes")?)?,
+        consent: json_map(r.try_get("c_consent")?)?,
+    };
+    let event_id: Option<String> = r.try_get("event_id")?;
+    let event_type: Option<String> = r.try_get("e_type")?;
+    let event = match (event_id, event_type) {
+        (Some(id), Some(kind)) => Some(event_from_parts(
+            id,
+            kind,
+            contact.id.clone(),
+            r.try_get("e_occurred_at")?,
+            r.try_get::<Option<i64>, _>("e_offset")?.unwrap_or(0),
+            r.try_get::<Option<String>, _>("e_data")?.unwrap_or_else(|| "{}".into()),
+        )?),
+        _ => None,
+    };
+    Ok(Claimed {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        step: r.try_get("step")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        template: r.try_get("template")?,
+        due_at: from_millis(r.try_get("due_at")?),
+        not_after: opt_ms(r.try_get("not_after")?),
+        attempts: r.try_get("attempts")?,
+        contact,
+        event,
+        claim_token: token.to_string(),
+    })
+}
+
+fn contact_from_row<R: Row>(r: &R) -> Result<Contact>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Contact {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+        locale: r.try_get("locale")?,
+        timezone: r.try_get("timezone")?,
+        birthday: r.try_get("birthday")?,
+        attributes: json_map(r.try_get("attributes")?)?,
+        consent: json_map(r.try_get("consent")?)?,
+    })
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self.tx {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// The digest of a stored event with this id, if there is one.
+    pub async fn event_digest(&mut self, id: &str) -> Result<Option<String>> {
+        on_tx!(self, |conn| {
+            Ok(sqlx::query_scalar(query::EVENT_DIGEST).bind(id).fetch_optional(&mut *conn).await?)
+        })
+    }
+
+    pub async fn contact(&mut self, id: &str) -> Result<Option<Contact>> {
+        on_tx!(self, |conn| {
+            let row = sqlx::query(query::CONTACT).bind(id).fetch_optional(&mut *conn).await?;
+            row.as_ref().map(contact_from_row).transpose()
+        })
+    }
+
+    /// Store an event; `false` if its id was taken meanwhile.
+    pub async fn insert_event(&mut self, e: &Event, digest: &str, now: DateTime<Utc>) -> Result<bool> {
+        let data = Value::Object(e.data.clone()).to_string();
+        on_tx!(self, |conn| {
+            let n = sqlx::query(query::INSERT_EVENT)
+                .bind(&e.id)
+                .bind(&e.kind)
+                .bind(&e.contact_id)
+                .bind(e.occurred_at.timestamp_millis())
+                .bind(i64::from(e.occurred_at.offset().local_minus_utc()))
+                .bind(to_millis(now))
+                .bind(e.order_id())
+                .bind(&data)
+                .bind(digest)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    pub async fn upsert_contact(&mut self, c: &Contact, now: DateTime<Utc>) -> Result<()> {
+        let attributes = Value::Object(c.attributes.clone()).to_string();
+        let consent = Value::Object(c.consent.clone()).to_string();
+        on_tx!(self, |conn| {
+            sqlx::query(query::UPSERT_CONTACT)
+                .bind(&c.id)
+                .bind(&c.name)
+                .bind(&c.email)
+                .bind(&c.phone)
+                .bind(&c.locale)
+                .bind(&c.timezone)
+                .bind(&c.birthday)
+                .bind(&attributes)
+                .bind(&consent)
+                .bind(to_millis(now))
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn insert_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
+        on_tx!(self, |conn| Ok(insert_message!(&mut *conn, m, now)))
+    }
+
+    /// Pending messages of `job_id` for `contact_id`, with the data of the event that
+    /// triggered each (for `stop_when` matching).
+    pub async fn pending_with_trigger(&mut self, contact_id: &str, job_id: &str) -> Result<Vec<(String, Map<String, Value>)>> {
+        on_tx!(self, |conn| {
+            let rows = sqlx::query(query::PENDING_WITH_TRIGGER).bind(contact_id).bind(job_id).fetch_all(&mut *conn).await?;
+            rows.iter()
+                .map(|r| {
+                    let data: Option<String> = r.try_get(1)?;
+                    Ok((r.try_get::<String, _>(0)?, json_map(data.unwrap_or_else(|| "{}".into()))?))
+                })
+                .collect()
+        })
+    }
+
+    /// `event.data` of the contact's stored events of type `kind`.
+    pub async fn event_data_of(&mut self, contact_id: &str, kind: &str) -> Result<Vec<Map<String, Value>>> {
+        on_tx!(self, |conn| {
+            let rows = sqlx::query(query::EVENT_DATA_OF).bind(contact_id).bind(kind).fetch_all(&mut *conn).await?;
+            rows.iter().map(|r| json_map(r.try_get::<String, _>(0)?)).collect()
+        })
+    }
+
+    /// Cancel a message that has not been sent, with the reason support will read.
+    pub async fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        on_tx!(self, |conn| {
+            let n = sqlx::query(query::CANCEL).bind(id).bind(reason).bind(to_millis(now)).execute(&mut *conn).await?.rows_affected();
+            Ok(n == 1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,234 @@
+//! The SQL, written once for both backends, and the delivery-log search.
+
+use super::{Pool, Result, Store, event_from_parts, on_pool, opt_ms};
+use crate::clock::{from_millis, to_millis};
+use crate::model::{AttemptRecord, MessageRecord, MessageState};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
+
+/// The claim differs between backends only in its tail: PostgreSQL skips rows another node
+/// is claiming at this moment instead of waiting for them.
+macro_rules! claim_sql {
+    ($tail:literal) => {
+        concat!(
+            "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = $2, locked_until = $3, updated_at = $4 ",
+            "WHERE id IN (SELECT id FROM messages WHERE state IN ('scheduled', 'retrying') AND due_at <= $4 ",
+            "ORDER BY due_at LIMIT $5",
+            $tail
+        )
+    };
+}
+pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
+pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
+
+pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, \
+     c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, \
+     c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, \
+     e.type AS e_type, e.occurred_at AS e_occurred_at, e.occurred_offset AS e_offset, e.data AS e_data \
+     FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN events e ON e.id = m.event_id \
+     WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at";
+
+pub(super) const REAP: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
+     claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $1 \
+     WHERE state = 'claimed' AND locked_until < $1";
+
+pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
+     claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
+     WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
+
+pub(super) const COMPLETE: &str = "UPDATE messages SET state = $3, due_at = COALESCE($4, due_at), reason = $5, \
+     channel = COALESCE($6, channel), address = COALESCE($7, address), updated_at = $8, attempts = attempts + $9, \
+     sent_at = COALESCE($10, sent_at), claim_token = NULL, locked_by = NULL, locked_until = NULL \
+     WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
+
+pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) \
+     VALUES ($1, (SELECT attempts FROM messages WHERE id = $1), $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
+
+pub(super) const EVENT_DATA_OF: &str = "SELECT data FROM events WHERE contact_id = $1 AND type = $2";
+
+pub(super) const NEXT_DUE: &str = "SELECT MIN(due_at) FROM messages WHERE state IN ('scheduled', 'retrying')";
+
+pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY state";
+
+pub(super) const EVENT_DIGEST: &str = "SELECT digest FROM events WHERE id = $1";
+
+pub(super) const CONTACT: &str = "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent FROM contacts WHERE id = $1";
+
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
+
+pub(super) const UPSERT_CONTACT: &str = "INSERT INTO contacts (id, name, email, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone, \
+     locale = excluded.locale, timezone = excluded.timezone, birthday = excluded.birthday, \
+     attributes = excluded.attributes, consent = excluded.consent, updated_at = excluded.updated_at";
+
+pub(super) const PENDING_WITH_TRIGGER: &str = "SELECT m.id, e.data FROM messages m LEFT JOIN events e ON e.id = m.event_id \
+     WHERE m.contact_id = $1 AND m.job_id = $2 AND m.state IN ('scheduled', 'retrying')";
+
+pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', reason = $2, updated_at = $3, claim_token = NULL, locked_by = NULL, locked_until = NULL \
+     WHERE id = $1 AND state IN ('scheduled', 'retrying', 'claimed')";
+
+/// What `aftercare logs` asks for. Every filter is optional and they combine with AND.
+#[derive(Debug, Default, Clone)]
+pub struct LogFilter {
+    /// A contact id, email address or phone number.
+    pub contact: Option<String>,
+    pub job: Option<String>,
+    pub order: Option<String>,
+    pub states: Vec<MessageState>,
+    /// On the message's due time.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl LogFilter {
+    /// The WHERE clause over `messages m` and its binds, numbered from $1.
+    fn clause(&self) -> (String, Vec<Bind>) {
+        let mut conds: Vec<String> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        let next = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        if let Some(c) = &self.contact {
+            let phone = crate::ingest::normalise_phone(c).unwrap_or_else(|_| c.clone());
+            let a = next(Bind::Text(c.clone()), &mut binds);
+            let b = next(Bind::Text(c.to_lowercase()), &mut binds);
+            let p = next(Bind::Text(phone), &mut binds);
+            conds.push(format!("m.contact_id IN (SELECT id FROM contacts WHERE id = {a} OR LOWER(email) = {b} OR phone = {p})"));
+        }
+        if let Some(j) = &self.job {
+            let a = next(Bind::Text(j.clone()), &mut binds);
+            conds.push(format!("m.job_id = {a}"));
+        }
+        if let Some(o) = &self.order {
+            let a = next(Bind::Text(o.clone()), &mut binds);
+            conds.push(format!("m.event_id IN (SELECT id FROM events WHERE order_id = {a})"));
+        }
+        if !self.states.is_empty() {
+            let list: Vec<String> = self.states.iter().map(|s| next(Bind::Text(s.as_str().into()), &mut binds)).collect();
+            conds.push(format!("m.state IN ({})", list.join(", ")));
+        }
+        if let Some(t) = self.since {
+            let a = next(Bind::Int(to_millis(t)), &mut binds);
+            conds.push(format!("m.due_at >= {a}"));
+        }
+        if let Some(t) = self.until {
+            let a = next(Bind::Int(to_millis(t)), &mut binds);
+            conds.push(format!("m.due_at <= {a}"));
+        }
+        let clause = if conds.is_empty() { "1 = 1".to_string() } else { conds.join(" AND ") };
+        (clause, binds)
+    }
+}
+
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+impl Store {
+    /// The delivery log: messages matching `f`, oldest due first, each with its attempts.
+    pub async fn find_messages(&self, f: &LogFilter) -> Result<Vec<MessageRecord>> {
+        let (clause, binds) = f.clause();
+        let limit = if f.limit > 0 { f.limit } else { 1000 };
+        // The clause is built from fixed fragments and numbered placeholders only; every
+        // user value is bound.
+        let msg_sql = format!(
+            "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.state, m.due_at, m.attempts, \
+             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at \
+             FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.created_at, m.id LIMIT {limit}"
+        );
+        let att_sql = format!(
+            "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms \
+             FROM attempts a WHERE a.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.created_at, m.id LIMIT {limit}) \
+             ORDER BY a.message_id, a.attempt"
+        );
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(msg_sql)), &binds).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let state: String = r.try_get("state")?;
+                out.push(MessageRecord {
+                    id: r.try_get("id")?,
+                    job_id: r.try_get("job_id")?,
+                    step: r.try_get("step")?,
+                    contact_id: r.try_get("contact_id")?,
+                    event_id: r.try_get("event_id")?,
+                    order_id: r.try_get("order_id")?,
+                    template: r.try_get("template")?,
+                    state: MessageState::parse(&state).unwrap_or(MessageState::Failed),
+                    due_at: from_millis(r.try_get("due_at")?),
+                    attempts: r.try_get("attempts")?,
+                    channel: r.try_get("channel")?,
+                    address: r.try_get("address")?,
+                    reason: r.try_get("reason")?,
+                    created_at: from_millis(r.try_get("created_at")?),
+                    updated_at: from_millis(r.try_get("updated_at")?),
+                    sent_at: opt_ms(r.try_get("sent_at")?),
+                    attempt_log: Vec::new(),
+                });
+            }
+            let arows = bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds).fetch_all(pool).await?;
+            let mut by_msg: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+            for r in &arows {
+                by_msg.entry(r.try_get("message_id")?).or_default().push(AttemptRecord {
+                    attempt: r.try_get("attempt")?,
+                    at: from_millis(r.try_get("at")?),
+                    channel: r.try_get("channel")?,
+                    address: r.try_get("address")?,
+                    outcome: r.try_get("outcome")?,
+                    code: r.try_get("code")?,
+                    detail: r.try_get("detail")?,
+                    provider_id: r.try_get("provider_id")?,
+                    node: r.try_get("node")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                });
+            }
+            for m in &mut out {
+                m.attempt_log = by_msg.remove(&m.id).unwrap_or_default();
+            }
+            Ok(out)
+        })
+    }
+
+    /// The trigger event of a message, for previews and the timeline.
+    pub async fn event(&self, id: &str) -> Result<Option<crate::model::Event>> {
+        on_pool!(self, |pool, _b| {
+            let row = sqlx::query("SELECT id, type, contact_id, occurred_at, occurred_offset, data FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(event_from_parts(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                )?)),
+            }
+        })
+    }
+}
