@@ -351,11 +351,11 @@ impl Checker<'_> {
     fn build(&mut self, raw: RawConfig, base: &Path, path: &Path) -> Config {
         let resolve = |p: &str| -> PathBuf {
             let p = Path::new(p);
-            if p.is_absolute() {
+            normalise(&if p.is_absolute() {
                 p.to_path_buf()
             } else {
                 base.join(p)
-            }
+            })
         };
         let store = self.store(&raw.store, &resolve);
         let default_timezone = parse_tz(&raw.defaults.timezone).unwrap_or_else(|hint| {
@@ -656,7 +656,8 @@ mod tests {
         }
         assert_eq!(c.jobs_dir, Path::new("/etc/aftercare/jobs"));
         let up = load(&MIN.replace("data/a.db", "../../var/lib/a.db")).unwrap();
-        assert!(matches!(up.store, StoreConfig::Sqlite { ref path, .. } if path == Path::new("/var/lib/a.db")));
+        let StoreConfig::Sqlite { path, .. } = up.store else { panic!() };
+        assert_eq!(path, Path::new("/var/lib/a.db"));
         assert_eq!(c.email.message_id_domain, "example.com");
         assert!(
             matches!(c.email.transport, EmailTransport::File { ref dir } if dir == Path::new("/etc/aftercare/data/outbox"))
