@@ -617,7 +617,9 @@ fn normalise(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             Component::CurDir => {}
@@ -656,7 +658,9 @@ mod tests {
         }
         assert_eq!(c.jobs_dir, Path::new("/etc/aftercare/jobs"));
         let up = load(&MIN.replace("data/a.db", "../../var/lib/a.db")).unwrap();
-        let StoreConfig::Sqlite { path, .. } = up.store else { panic!() };
+        let StoreConfig::Sqlite { path, .. } = up.store else {
+            panic!()
+        };
         assert_eq!(path, Path::new("/var/lib/a.db"));
         assert_eq!(c.email.message_id_domain, "example.com");
         assert!(

@@ -102,7 +102,10 @@ impl Dispatcher {
             if last_reap.is_none_or(|t| t.elapsed() >= self.cfg.lease / 4) {
                 let n = self.store.reap(self.clock.now()).await?;
                 if n > 0 {
-                    tracing::warn!(count = n, "returned messages whose lease expired (a node stopped mid-send)");
+                    tracing::warn!(
+                        count = n,
+                        "returned messages whose lease expired (a node stopped mid-send)"
+                    );
                 }
                 last_reap = Some(Instant::now());
             }
@@ -114,7 +117,10 @@ impl Dispatcher {
             let now = self.clock.now();
             let wait = match self.store.next_due().await? {
                 Some(due) if due <= now => Duration::ZERO,
-                Some(due) => (due - now).to_std().unwrap_or_default().min(self.cfg.poll_interval),
+                Some(due) => (due - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(self.cfg.poll_interval),
                 None => self.cfg.poll_interval,
             };
             if !wait.is_zero() {
@@ -148,7 +154,17 @@ impl Dispatcher {
             let now = self.clock.now();
             let token = crate::plan::new_id(now);
             let lease_end = now + self.cfg.lease;
-            let batch = match self.store.claim(&self.node, &token, now, lease_end, i64::from(self.cfg.batch_size)).await {
+            let batch = match self
+                .store
+                .claim(
+                    &self.node,
+                    &token,
+                    now,
+                    lease_end,
+                    i64::from(self.cfg.batch_size),
+                )
+                .await
+            {
                 Ok(b) => b,
                 Err(e) => {
                     result = Err(e);
@@ -219,7 +235,14 @@ impl Dispatcher {
         if let Some(limit) = m.not_after
             && now > limit
         {
-            return cancel(c, format!("expired: due {}, not sent by {}", fmt_time(m.due_at), fmt_time(limit)));
+            return cancel(
+                c,
+                format!(
+                    "expired: due {}, not sent by {}",
+                    fmt_time(m.due_at),
+                    fmt_time(limit)
+                ),
+            );
         }
         if let Some(stop) = &job.stop_when {
             let trigger = m.event.as_ref().map(|e| e.data.clone()).unwrap_or_default();
@@ -242,13 +265,26 @@ impl Dispatcher {
             "email" => m.contact.email.clone(),
             _ => None,
         }) else {
-            return cancel(c, format!("no address: contact {} has no email (channels: {})", m.contact.id, job.channels.join(", ")));
+            return cancel(
+                c,
+                format!(
+                    "no address: contact {} has no email (channels: {})",
+                    m.contact.id,
+                    job.channels.join(", ")
+                ),
+            );
         };
         c.channel = Some("email".into());
         c.address = Some(address.clone());
 
-        let locale = m.contact.locale.clone().unwrap_or_else(|| self.planner.default_locale.clone());
-        let ctx = self.planner.context(&job, &m.contact, m.event.as_ref(), &m.id, m.step, now);
+        let locale = m
+            .contact
+            .locale
+            .clone()
+            .unwrap_or_else(|| self.planner.default_locale.clone());
+        let ctx = self
+            .planner
+            .context(&job, &m.contact, m.event.as_ref(), &m.id, m.step, now);
         let attempt = |outcome, code, detail: String, provider_id, ms| NewAttempt {
             at: now,
             channel: "email".into(),
@@ -260,11 +296,17 @@ impl Dispatcher {
             node: self.node.clone(),
             duration_ms: ms,
         };
-        let content = match self.planner.templates.render_email(&m.template, &locale, &ctx) {
+        let content = match self
+            .planner
+            .templates
+            .render_email(&m.template, &locale, &ctx)
+        {
             Ok(r) => r,
             Err(e) => {
                 let why = match &e {
-                    TemplateRenderError::Render { file, source } => format!("render failed in {file}: {}", render_reason(source)),
+                    TemplateRenderError::Render { file, source } => {
+                        format!("render failed in {file}: {}", render_reason(source))
+                    }
                     other => format!("render failed: {other}"),
                 };
                 c.state = MessageState::Failed;
@@ -278,11 +320,23 @@ impl Dispatcher {
         let d = self
             .channels
             .email
-            .send(&OutgoingEmail { message_id: &message_id, to: &address, to_name: m.contact.name.as_deref(), content: &content, date: now })
+            .send(&OutgoingEmail {
+                message_id: &message_id,
+                to: &address,
+                to_name: m.contact.name.as_deref(),
+                content: &content,
+                date: now,
+            })
             .await;
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let attempt_no = m.attempts + 1;
-        c.attempt = Some(attempt(d.outcome, d.code, d.detail.clone(), d.provider_id.clone(), ms));
+        c.attempt = Some(attempt(
+            d.outcome,
+            d.code,
+            d.detail.clone(),
+            d.provider_id.clone(),
+            ms,
+        ));
         match d.outcome {
             Outcome::Sent => {
                 c.state = MessageState::Sent;
@@ -290,7 +344,10 @@ impl Dispatcher {
             }
             Outcome::Transient if attempt_no >= i64::from(self.cfg.retry.max_attempts) => {
                 c.state = MessageState::Failed;
-                c.reason = Some(format!("gave up after {attempt_no} attempts; last: {}", with_code(d.code, &d.detail)));
+                c.reason = Some(format!(
+                    "gave up after {attempt_no} attempts; last: {}",
+                    with_code(d.code, &d.detail)
+                ));
             }
             Outcome::Transient => {
                 let at = now + backoff(&self.cfg.retry, attempt_no);
@@ -327,7 +384,10 @@ fn fmt_time(t: DateTime<Utc>) -> String {
 /// jitter so a server that was down is not hit by every retry in the same second.
 pub fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
     let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-    let base = r.initial.saturating_mul(2u32.saturating_pow(exp)).min(r.max);
+    let base = r
+        .initial
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(r.max);
     base.mul_f64(0.75 + 0.5 * fastrand::f64())
 }
 
@@ -337,10 +397,17 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let r = RetryConfig { max_attempts: 8, initial: Duration::from_secs(60), max: Duration::from_secs(3600) };
+        let r = RetryConfig {
+            max_attempts: 8,
+            initial: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+        };
         for (attempt, base) in [(1, 60.0), (2, 120.0), (3, 240.0), (7, 3600.0), (30, 3600.0)] {
             let d = backoff(&r, attempt).as_secs_f64();
-            assert!(d >= base * 0.75 && d <= base * 1.25, "attempt {attempt}: {d}");
+            assert!(
+                d >= base * 0.75 && d <= base * 1.25,
+                "attempt {attempt}: {d}"
+            );
         }
     }
 }

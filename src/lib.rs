@@ -2,17 +2,17 @@
 //!
 //! See ARCHITECTURE.md for the flow and the map of these modules.
 
+pub mod channels;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod diag;
+pub mod dispatch;
 pub mod duration;
 pub mod ingest;
 pub mod jobs;
 pub mod model;
+pub mod plan;
+pub mod store;
 pub mod templates;
 pub mod yaml;
-pub mod store;
-pub mod channels;
-pub mod plan;
-pub mod dispatch;
-pub mod cli;

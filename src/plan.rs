@@ -32,24 +32,43 @@ pub struct Planner {
 /// What became of one incoming event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
-    Accepted { planned: usize, already_planned: usize, stopped: usize },
+    Accepted {
+        planned: usize,
+        already_planned: usize,
+        stopped: usize,
+    },
     /// The id was seen before; `same` is false when the payload differs (a reused id).
-    Duplicate { same: bool },
+    Duplicate {
+        same: bool,
+    },
     Rejected(Vec<FieldError>),
 }
 
 impl Planner {
     /// The first message of `job` for `event`, or a field error (a dedupe key that cannot be
     /// rendered for this event).
-    pub fn first_message(&self, job: &Job, event: &Event, contact: &Contact, now: DateTime<Utc>) -> Result<NewMessage, FieldError> {
+    pub fn first_message(
+        &self,
+        job: &Job,
+        event: &Event,
+        contact: &Contact,
+        now: DateTime<Utc>,
+    ) -> Result<NewMessage, FieldError> {
         let dedupe_key = match &job.dedupe {
             None => event.id.clone(),
             Some(src) => {
                 let ctx = self.context(job, contact, Some(event), "", 0, now);
-                let key = self.templates.render_inline(src, &ctx).map_err(|e| FieldError {
-                    field: "data".into(),
-                    message: format!("job {}: dedupe `{src}` cannot be computed for this event: {}", job.id, render_reason(&e)),
-                })?;
+                let key = self
+                    .templates
+                    .render_inline(src, &ctx)
+                    .map_err(|e| FieldError {
+                        field: "data".into(),
+                        message: format!(
+                            "job {}: dedupe `{src}` cannot be computed for this event: {}",
+                            job.id,
+                            render_reason(&e)
+                        ),
+                    })?;
                 if key.trim().is_empty() {
                     return Err(FieldError {
                         field: "data".into(),
@@ -77,7 +96,12 @@ impl Planner {
     }
 
     /// The reminder that follows step `step` of `job`, sent at `sent_at`.
-    pub fn next_step(&self, job: &Job, prev: &crate::store::Claimed, sent_at: DateTime<Utc>) -> Option<NewMessage> {
+    pub fn next_step(
+        &self,
+        job: &Job,
+        prev: &crate::store::Claimed,
+        sent_at: DateTime<Utc>,
+    ) -> Option<NewMessage> {
         let step = job.step(prev.step + 1)?;
         let due_at = sent_at + step.after;
         Some(NewMessage {
@@ -104,23 +128,57 @@ impl Planner {
     }
 
     /// The render context for a message of `job` to `contact`.
-    pub fn context(&self, job: &Job, contact: &Contact, event: Option<&Event>, message_id: &str, step: i64, send_at: DateTime<Utc>) -> Context {
-        let locale = contact.locale.clone().unwrap_or_else(|| self.default_locale.clone());
-        let timezone = contact.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or(self.default_timezone);
-        let info = MessageInfo { id: message_id, step, send_at, locale: &locale, timezone };
-        Context::wraps(templates::context(contact, event, &job.id, &job.description, &info))
-            .expect("a JSON value is always a valid context")
+    pub fn context(
+        &self,
+        job: &Job,
+        contact: &Contact,
+        event: Option<&Event>,
+        message_id: &str,
+        step: i64,
+        send_at: DateTime<Utc>,
+    ) -> Context {
+        let locale = contact
+            .locale
+            .clone()
+            .unwrap_or_else(|| self.default_locale.clone());
+        let timezone = contact
+            .timezone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(self.default_timezone);
+        let info = MessageInfo {
+            id: message_id,
+            step,
+            send_at,
+            locale: &locale,
+            timezone,
+        };
+        Context::wraps(templates::context(
+            contact,
+            event,
+            &job.id,
+            &job.description,
+            &info,
+        ))
+        .expect("a JSON value is always a valid context")
     }
 
     /// Ingest checked events: store each once, upsert its contact, plan and stop messages.
     /// One transaction for the whole batch; a rejected item writes nothing.
-    pub async fn ingest(&self, store: &Store, batch: &[Incoming], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError> {
+    pub async fn ingest(
+        &self,
+        store: &Store,
+        batch: &[Incoming],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = store.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
         for inc in batch {
             let ev = &inc.event;
             if let Some(digest) = tx.event_digest(&ev.id).await? {
-                out.push(IngestOutcome::Duplicate { same: digest == inc.digest });
+                out.push(IngestOutcome::Duplicate {
+                    same: digest == inc.digest,
+                });
                 continue;
             }
             let stored = tx.contact(&inc.contact.id).await?;
@@ -164,16 +222,28 @@ impl Planner {
             }
             let mut stopped = 0;
             for job in self.jobs.stopped_by(&ev.kind) {
-                let stop = job.stop_when.as_ref().expect("stopped_by yields jobs with stop_when");
+                let stop = job
+                    .stop_when
+                    .as_ref()
+                    .expect("stopped_by yields jobs with stop_when");
                 for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
-                    if let Some(reason) = stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data)) {
-                        if tx.cancel(&id, &format!("{reason} (event {})", ev.id), now).await? {
+                    if let Some(reason) =
+                        stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
+                    {
+                        if tx
+                            .cancel(&id, &format!("{reason} (event {})", ev.id), now)
+                            .await?
+                        {
                             stopped += 1;
                         }
                     }
                 }
             }
-            out.push(IngestOutcome::Accepted { planned: new, already_planned: already, stopped });
+            out.push(IngestOutcome::Accepted {
+                planned: new,
+                already_planned: already,
+                stopped,
+            });
         }
         tx.commit().await?;
         Ok(out)
@@ -182,38 +252,55 @@ impl Planner {
 
 /// Why a message triggered with `trigger_data` must stop, given the data of the contact's
 /// events of the stop type; `None` when none of them matches.
-pub fn stop_reason(stop: &StopWhen, trigger_data: &Map<String, Value>, stop_events: &[Map<String, Value>]) -> Option<String> {
-    stop_events.iter().find(|d| stop_matches(stop, trigger_data, d)).map(|_| {
-        if stop.match_fields.is_empty() {
-            format!("stopped: {} received", stop.event)
-        } else {
-            let pairs: Vec<String> = stop
-                .match_fields
-                .iter()
-                .map(|f| format!("{f}={}", data_key(trigger_data, f).unwrap_or_default()))
-                .collect();
-            format!("stopped: {} received for {}", stop.event, pairs.join(", "))
-        }
-    })
+pub fn stop_reason(
+    stop: &StopWhen,
+    trigger_data: &Map<String, Value>,
+    stop_events: &[Map<String, Value>],
+) -> Option<String> {
+    stop_events
+        .iter()
+        .find(|d| stop_matches(stop, trigger_data, d))
+        .map(|_| {
+            if stop.match_fields.is_empty() {
+                format!("stopped: {} received", stop.event)
+            } else {
+                let pairs: Vec<String> = stop
+                    .match_fields
+                    .iter()
+                    .map(|f| format!("{f}={}", data_key(trigger_data, f).unwrap_or_default()))
+                    .collect();
+                format!("stopped: {} received for {}", stop.event, pairs.join(", "))
+            }
+        })
 }
 
 /// Same contact is given; with `match`, every named field must be present and equal.
-pub fn stop_matches(stop: &StopWhen, trigger_data: &Map<String, Value>, stop_data: &Map<String, Value>) -> bool {
-    stop.match_fields.iter().all(|f| match (data_key(trigger_data, f), data_key(stop_data, f)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    })
+pub fn stop_matches(
+    stop: &StopWhen,
+    trigger_data: &Map<String, Value>,
+    stop_data: &Map<String, Value>,
+) -> bool {
+    stop.match_fields.iter().all(
+        |f| match (data_key(trigger_data, f), data_key(stop_data, f)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        },
+    )
 }
 
 /// Outbox ids: ULIDs, so they sort by creation time and are safe in a Message-ID.
 pub fn new_id(now: DateTime<Utc>) -> String {
-    ulid::Ulid::from_datetime(now.into()).to_string().to_lowercase()
+    ulid::Ulid::from_datetime(now.into())
+        .to_string()
+        .to_lowercase()
 }
 
 /// The useful part of a render error ("Variable \"event.data.order_id\" not found...").
 pub fn render_reason(e: &handlebars::RenderError) -> String {
     match e.reason() {
-        handlebars::RenderErrorReason::MissingVariable(Some(path)) => format!("`{path}` is missing"),
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` is missing")
+        }
         other => other.to_string(),
     }
 }
@@ -229,8 +316,14 @@ mod tests {
 
     #[test]
     fn stop_matching_table() {
-        let by_order = StopWhen { event: "review.submitted".into(), match_fields: vec!["order_id".into()] };
-        let any = StopWhen { event: "review.submitted".into(), match_fields: vec![] };
+        let by_order = StopWhen {
+            event: "review.submitted".into(),
+            match_fields: vec!["order_id".into()],
+        };
+        let any = StopWhen {
+            event: "review.submitted".into(),
+            match_fields: vec![],
+        };
         let t = map(json!({"order_id": "SO-1"}));
         let cases = [
             (&by_order, json!({"order_id": "SO-1"}), true),
@@ -243,7 +336,11 @@ mod tests {
             assert_eq!(stop_matches(stop, &t, &map(data.clone())), want, "{data}");
         }
         let numeric = map(json!({"order_id": 42}));
-        assert!(stop_matches(&by_order, &numeric, &map(json!({"order_id": "42"}))));
+        assert!(stop_matches(
+            &by_order,
+            &numeric,
+            &map(json!({"order_id": "42"}))
+        ));
         assert_eq!(
             stop_reason(&by_order, &t, &[map(json!({"order_id": "SO-1"}))]).as_deref(),
             Some("stopped: review.submitted received for order_id=SO-1")

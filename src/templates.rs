@@ -14,8 +14,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
-    RenderErrorReason,
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
 };
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -140,9 +140,9 @@ fn registry(escape: bool) -> Handlebars<'static> {
     if !escape {
         h.register_escape_fn(handlebars::no_escape);
     }
-    h.register_helper("date", Box::new(date_helper));
-    h.register_helper("datetime", Box::new(datetime_helper));
-    h.register_helper("default", Box::new(default_helper));
+    h.register_helper("date", Box::new(OurHelper::Date));
+    h.register_helper("datetime", Box::new(OurHelper::DateTime));
+    h.register_helper("default", Box::new(OurHelper::Default));
     h
 }
 
@@ -811,11 +811,12 @@ fn default_format(locale: &str, with_time: bool) -> &'static str {
     }
 }
 
-fn format_when(h: &Helper, ctx: &Context, out: &mut dyn Output, with_time: bool) -> HelperResult {
+fn format_when(h: &Helper, ctx: &Context, with_time: bool) -> Result<String, RenderError> {
     let name = if with_time { "datetime" } else { "date" };
-    let value = h.param(0).ok_or_else(|| {
-        RenderErrorReason::ParamNotFoundForIndex(if with_time { "datetime" } else { "date" }, 0)
-    })?;
+    let value = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex(
+        if with_time { "datetime" } else { "date" },
+        0,
+    ))?;
     let (tz, locale) = ctx_tz_locale(ctx);
     let fmt = match h.param(1).map(|p| p.value()) {
         Some(Value::String(f)) => f.clone(),
@@ -827,7 +828,7 @@ fn format_when(h: &Helper, ctx: &Context, out: &mut dyn Output, with_time: bool)
         }
         None => default_format(&locale, with_time).to_string(),
     };
-    let text = match value.value() {
+    Ok(match value.value() {
         Value::Null => String::new(),
         Value::String(s) => {
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -846,54 +847,41 @@ fn format_when(h: &Helper, ctx: &Context, out: &mut dyn Output, with_time: bool)
                 RenderErrorReason::Other(format!("{name}: expected a date, got {other}")).into(),
             );
         }
-    };
-    out.write(&text)?;
-    Ok(())
+    })
 }
 
-fn date_helper(
-    h: &Helper,
-    _: &Handlebars,
-    ctx: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    format_when(h, ctx, out, false)
+/// Our helpers return values rather than writing output, so the engine escapes them in
+/// HTML (`{{default contact.name "x"}}` must not inject markup) and `{{{ }}}` still works.
+#[derive(Clone, Copy)]
+enum OurHelper {
+    Date,
+    DateTime,
+    /// `{{default contact.name "customer"}}`: the first argument that is not null or empty.
+    Default,
 }
 
-fn datetime_helper(
-    h: &Helper,
-    _: &Handlebars,
-    ctx: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    format_when(h, ctx, out, true)
-}
-
-/// `{{default contact.name "customer"}}`: the first argument that is not null or empty.
-fn default_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    for p in h.params() {
-        match p.value() {
-            Value::Null => continue,
-            Value::String(s) if s.is_empty() => continue,
-            Value::String(s) => {
-                out.write(s)?;
-                return Ok(());
+impl HelperDef for OurHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let text = match self {
+            OurHelper::Date => format_when(h, ctx, false)?,
+            OurHelper::DateTime => format_when(h, ctx, true)?,
+            OurHelper::Default => {
+                let v = h.params().iter().map(|p| p.value()).find(|v| match v {
+                    Value::Null => false,
+                    Value::String(s) => !s.is_empty(),
+                    _ => true,
+                });
+                return Ok(ScopedJson::Derived(v.cloned().unwrap_or(Value::Null)));
             }
-            v => {
-                out.write(&v.to_string())?;
-                return Ok(());
-            }
-        }
+        };
+        Ok(ScopedJson::Derived(Value::String(text)))
     }
-    Ok(())
 }
 
 #[cfg(test)]

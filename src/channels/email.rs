@@ -29,7 +29,11 @@ pub enum EmailChannel {
         from: Mailbox,
         domain: String,
     },
-    File { dir: PathBuf, from: Mailbox, domain: String },
+    File {
+        dir: PathBuf,
+        from: Mailbox,
+        domain: String,
+    },
 }
 
 /// One email to send.
@@ -45,9 +49,14 @@ impl EmailChannel {
     pub fn new(cfg: &EmailConfig) -> anyhow::Result<EmailChannel> {
         Ok(match &cfg.transport {
             EmailTransport::File { dir } => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| anyhow::anyhow!("email.file.dir: cannot create {}: {e}", dir.display()))?;
-                EmailChannel::File { dir: dir.clone(), from: cfg.from.clone(), domain: cfg.message_id_domain.clone() }
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("email.file.dir: cannot create {}: {e}", dir.display())
+                })?;
+                EmailChannel::File {
+                    dir: dir.clone(),
+                    from: cfg.from.clone(),
+                    domain: cfg.message_id_domain.clone(),
+                }
             }
             EmailTransport::Smtp(s) => EmailChannel::Smtp {
                 transport: smtp_transport(s)?,
@@ -82,20 +91,44 @@ impl EmailChannel {
         let provider_id = Some(out.message_id.to_string());
         match self {
             EmailChannel::File { dir, .. } => {
-                let name = out.message_id.trim_matches(['<', '>']).replace(['/', '\\'], "_");
+                let name = out
+                    .message_id
+                    .trim_matches(['<', '>'])
+                    .replace(['/', '\\'], "_");
                 let path = dir.join(format!("{name}.eml"));
                 let tmp = dir.join(format!(".{name}.eml.tmp"));
-                let result = tokio::fs::write(&tmp, message.formatted()).await.and(tokio::fs::rename(&tmp, &path).await);
+                let result = tokio::fs::write(&tmp, message.formatted())
+                    .await
+                    .and(tokio::fs::rename(&tmp, &path).await);
                 match result {
-                    Ok(()) => Delivery { outcome: Outcome::Sent, code: None, detail: format!("written to {}", path.display()), provider_id },
-                    Err(e) => Delivery { provider_id, ..Delivery::transient(format!("cannot write {}: {e}", path.display())) },
+                    Ok(()) => Delivery {
+                        outcome: Outcome::Sent,
+                        code: None,
+                        detail: format!("written to {}", path.display()),
+                        provider_id,
+                    },
+                    Err(e) => Delivery {
+                        provider_id,
+                        ..Delivery::transient(format!("cannot write {}: {e}", path.display()))
+                    },
                 }
             }
-            EmailChannel::Smtp { transport, slots, timeout, .. } => {
-                let _slot = slots.acquire().await.expect("the semaphore is never closed");
+            EmailChannel::Smtp {
+                transport,
+                slots,
+                timeout,
+                ..
+            } => {
+                let _slot = slots
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
                 let result = tokio::time::timeout(*timeout, transport.send(message)).await;
                 let mut d = match result {
-                    Err(_) => Delivery::transient(format!("no answer from the SMTP server within {}", crate::duration::format(*timeout))),
+                    Err(_) => Delivery::transient(format!(
+                        "no answer from the SMTP server within {}",
+                        crate::duration::format(*timeout)
+                    )),
                     Ok(Ok(resp)) => Delivery {
                         outcome: Outcome::Sent,
                         code: Some(i64::from(u16::from(resp.code()))),
@@ -113,13 +146,20 @@ impl EmailChannel {
 
 /// SMTP 4xx, network and TLS trouble are transient; 5xx and malformed requests are not.
 fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
-    let text = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string());
     if let Some(code) = e.status() {
         let outcome = match code.severity {
             Severity::TransientNegativeCompletion => Outcome::Transient,
             _ => Outcome::Permanent,
         };
-        return Delivery { outcome, code: Some(i64::from(u16::from(code))), detail: text, provider_id: None };
+        return Delivery {
+            outcome,
+            code: Some(i64::from(u16::from(code))),
+            detail: text,
+            provider_id: None,
+        };
     }
     if e.is_client() {
         return Delivery::permanent(format!("{e}"));
@@ -140,9 +180,19 @@ fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
         .date(out.date.into());
     let c = out.content;
     let result = match (&c.text, &c.html) {
-        (Some(t), Some(h)) => builder.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone())),
-        (Some(t), None) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(t.clone())),
-        (None, Some(h)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(h.clone())),
+        (Some(t), Some(h)) => {
+            builder.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone()))
+        }
+        (Some(t), None) => builder.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(t.clone()),
+        ),
+        (None, Some(h)) => builder.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(h.clone()),
+        ),
         (None, None) => return Err("the template rendered no body".into()),
     };
     result.map_err(|e| format!("cannot build the email: {e}"))
@@ -158,7 +208,11 @@ fn smtp_transport(s: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Exe
         .port(s.port)
         .tls(tls)
         .timeout(Some(s.timeout))
-        .pool_config(PoolConfig::new().max_size(s.pool_size).idle_timeout(Duration::from_secs(60)));
+        .pool_config(
+            PoolConfig::new()
+                .max_size(s.pool_size)
+                .idle_timeout(Duration::from_secs(60)),
+        );
     if let Some(user) = &s.username {
         let password = s.password.read("email.smtp.password")?.unwrap_or_default();
         b = b.credentials(Credentials::new(user.clone(), password));

@@ -23,11 +23,21 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn permanent(detail: impl Into<String>) -> Delivery {
-        Delivery { outcome: Outcome::Permanent, code: None, detail: detail.into(), provider_id: None }
+        Delivery {
+            outcome: Outcome::Permanent,
+            code: None,
+            detail: detail.into(),
+            provider_id: None,
+        }
     }
 
     pub fn transient(detail: impl Into<String>) -> Delivery {
-        Delivery { outcome: Outcome::Transient, code: None, detail: detail.into(), provider_id: None }
+        Delivery {
+            outcome: Outcome::Transient,
+            code: None,
+            detail: detail.into(),
+            provider_id: None,
+        }
     }
 }
 

@@ -42,7 +42,8 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let (reader, size): (Box<dyn Read>, Option<u64>) = if name == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let f = std::fs::File::open(&a.file).map_err(|e| Exit::invalid(format!("cannot open {name}: {e}")))?;
+        let f = std::fs::File::open(&a.file)
+            .map_err(|e| Exit::invalid(format!("cannot open {name}: {e}")))?;
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
@@ -54,7 +55,9 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let mut line_no = 0usize;
     loop {
         buf.clear();
-        let n = lines.read_line(&mut buf).map_err(|e| Exit::invalid(format!("{name}:{}: cannot read: {e}", line_no + 1)))?;
+        let n = lines
+            .read_line(&mut buf)
+            .map_err(|e| Exit::invalid(format!("{name}:{}: cannot read: {e}", line_no + 1)))?;
         if n == 0 {
             break;
         }
@@ -74,17 +77,26 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             }
         }
         if batch.len() >= BATCH {
-            flush(&planner, &store, &mut batch, &clock, &name, &mut tally, &bar).await?;
+            flush(
+                &planner, &store, &mut batch, &clock, &name, &mut tally, &bar,
+            )
+            .await?;
         }
     }
-    flush(&planner, &store, &mut batch, &clock, &name, &mut tally, &bar).await?;
+    flush(
+        &planner, &store, &mut batch, &clock, &name, &mut tally, &bar,
+    )
+    .await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     store.close().await;
     let mut dup = format!("{} duplicate", tally.duplicate);
     if tally.conflicting > 0 {
-        dup.push_str(&format!(" ({} with a reused id and different content)", tally.conflicting));
+        dup.push_str(&format!(
+            " ({} with a reused id and different content)",
+            tally.conflicting
+        ));
     }
     println!(
         "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
@@ -112,7 +124,11 @@ async fn flush(
     let outcomes = planner.ingest(store, &items, clock.now()).await?;
     for ((line, _), o) in batch.iter().zip(outcomes) {
         match o {
-            IngestOutcome::Accepted { planned, already_planned, stopped } => {
+            IngestOutcome::Accepted {
+                planned,
+                already_planned,
+                stopped,
+            } => {
                 tally.accepted += 1;
                 tally.planned += planned as u64;
                 tally.already += already_planned as u64;
@@ -122,7 +138,9 @@ async fn flush(
                 tally.duplicate += 1;
                 if !same {
                     tally.conflicting += 1;
-                    let msg = format!("{name}:{line}: warning: event id seen before with different content; kept the first");
+                    let msg = format!(
+                        "{name}:{line}: warning: event id seen before with different content; kept the first"
+                    );
                     say(bar, &msg);
                 }
             }

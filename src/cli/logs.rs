@@ -104,10 +104,16 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
             m.job_id,
             m.step,
             m.contact_id,
-            m.order_id.as_deref().map(|o| format!("  order {o}")).unwrap_or_default(),
+            m.order_id
+                .as_deref()
+                .map(|o| format!("  order {o}"))
+                .unwrap_or_default(),
             t(m.due_at),
             m.state,
-            m.address.as_deref().map(|a| format!("  {} {a}", m.channel.as_deref().unwrap_or(""))).unwrap_or_default(),
+            m.address
+                .as_deref()
+                .map(|a| format!("  {} {a}", m.channel.as_deref().unwrap_or("")))
+                .unwrap_or_default(),
         );
         if let Some(r) = &m.reason {
             let _ = writeln!(out, "    reason: {r}");
@@ -121,7 +127,10 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                 at.outcome,
                 at.code.map(|c| format!("{c} ")).unwrap_or_default(),
                 at.detail.as_deref().unwrap_or(""),
-                at.provider_id.as_deref().map(|p| format!("  {p}")).unwrap_or_default(),
+                at.provider_id
+                    .as_deref()
+                    .map(|p| format!("  {p}"))
+                    .unwrap_or_default(),
             );
         }
     }

@@ -74,11 +74,19 @@ pub struct Exit {
 
 impl Exit {
     pub fn invalid(message: impl Into<String>) -> anyhow::Error {
-        Exit { code: 1, message: message.into() }.into()
+        Exit {
+            code: 1,
+            message: message.into(),
+        }
+        .into()
     }
     /// Exit 1 after diagnostics were printed already.
     pub fn silent(code: u8) -> anyhow::Error {
-        Exit { code, message: String::new() }.into()
+        Exit {
+            code,
+            message: String::new(),
+        }
+        .into()
     }
 }
 
@@ -86,7 +94,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_tracing(matches!(cli.command, Command::Run(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -125,12 +136,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if daemon { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter =
+        EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Everything a verb may need, loaded from the config.
@@ -149,14 +168,23 @@ impl App {
                 for d in &diags {
                     eprintln!("{d}");
                 }
-                Exit::invalid(format!("the config {} is invalid", crate::diag::display_path(config_path)))
+                Exit::invalid(format!(
+                    "the config {} is invalid",
+                    crate::diag::display_path(config_path)
+                ))
             }
             other => Exit::invalid(other.to_string()),
         })?;
-        let (templates, mut diags) = TemplateSet::load(&config.templates_dir, &config.default_locale);
+        let (templates, mut diags) =
+            TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates);
         diags.extend(job_diags);
-        Ok(App { config, templates: Arc::new(templates), jobs: Arc::new(jobs), diags: diags.sorted() })
+        Ok(App {
+            config,
+            templates: Arc::new(templates),
+            jobs: Arc::new(jobs),
+            diags: diags.sorted(),
+        })
     }
 
     /// Load and insist on a clean set of jobs (for verbs that plan or send).
@@ -173,7 +201,13 @@ impl App {
     }
 
     pub async fn open_store(&self) -> anyhow::Result<Store> {
-        Store::open(&self.config.store).await.map_err(|e| Exit { code: 3, message: e.to_string() }.into())
+        Store::open(&self.config.store).await.map_err(|e| {
+            Exit {
+                code: 3,
+                message: e.to_string(),
+            }
+            .into()
+        })
     }
 
     pub fn planner(&self) -> crate::plan::Planner {
@@ -195,7 +229,9 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
-    Err(format!("`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"))
+    Err(format!(
+        "`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
+    ))
 }
 
 pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<String> {

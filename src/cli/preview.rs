@@ -31,17 +31,35 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         return Err(Exit::invalid(format!("no valid job `{}` ({hint})", a.job)));
     };
     let Some(step) = job.step(a.step) else {
-        return Err(Exit::invalid(format!("job {} has steps 0..={} (0 is the first send)", job.id, job.steps.len() - 1)));
+        return Err(Exit::invalid(format!(
+            "job {} has steps 0..={} (0 is the first send)",
+            job.id,
+            job.steps.len() - 1
+        )));
     };
     let text = read_input(&a.event)?;
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let one = if text.trim_start().starts_with('{') && serde_json::from_str::<serde_json::Value>(&text).is_ok() { text.as_str() } else { first };
+    let one = if text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(&text).is_ok()
+    {
+        text.as_str()
+    } else {
+        first
+    };
     let inc = parse_event(one).map_err(|errs| {
-        let lines: Vec<String> = errs.iter().map(|e| format!("{}: {e}", a.event.display())).collect();
+        let lines: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {e}", a.event.display()))
+            .collect();
         Exit::invalid(lines.join("\n"))
     })?;
     if job.trigger.event() != Some(inc.event.kind.as_str()) {
-        eprintln!("warning: job {} is triggered by {}, this event is {}", job.id, job.trigger.event().unwrap_or("-"), inc.event.kind);
+        eprintln!(
+            "warning: job {} is triggered by {}, this event is {}",
+            job.id,
+            job.trigger.event().unwrap_or("-"),
+            inc.event.kind
+        );
     }
     let planner = app.planner();
     let mut contact = inc.contact.apply(None);
@@ -49,19 +67,46 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         contact.locale = Some(l.clone());
     }
     let now = Utc::now();
-    let first = planner.first_message(job, &inc.event, &contact, now).map_err(|e| Exit::invalid(e.message))?;
-    let locale = contact.locale.clone().unwrap_or_else(|| app.config.default_locale.clone());
-    let ctx = planner.context(job, &contact, Some(&inc.event), "preview", a.step, first.due_at);
+    let first = planner
+        .first_message(job, &inc.event, &contact, now)
+        .map_err(|e| Exit::invalid(e.message))?;
+    let locale = contact
+        .locale
+        .clone()
+        .unwrap_or_else(|| app.config.default_locale.clone());
+    let ctx = planner.context(
+        job,
+        &contact,
+        Some(&inc.event),
+        "preview",
+        a.step,
+        first.due_at,
+    );
     let email = app
         .templates
         .render_email(&step.template, &locale, &ctx)
         .map_err(|e| Exit::invalid(e.to_string()))?;
-    let tz = contact.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or(app.config.default_timezone);
-    println!("job:      {} (step {}, template {}, locale {})", job.id, a.step, step.template, email.locale);
+    let tz = contact
+        .timezone
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(app.config.default_timezone);
+    println!(
+        "job:      {} (step {}, template {}, locale {})",
+        job.id, a.step, step.template, email.locale
+    );
     if a.step == 0 {
-        println!("due:      {} ({})", first.due_at.with_timezone(&tz).to_rfc3339(), tz.name());
+        println!(
+            "due:      {} ({})",
+            first.due_at.with_timezone(&tz).to_rfc3339(),
+            tz.name()
+        );
     } else {
-        println!("due:      {} after step {} is sent", crate::duration::format(step.after), a.step - 1);
+        println!(
+            "due:      {} after step {} is sent",
+            crate::duration::format(step.after),
+            a.step - 1
+        );
     }
     println!("dedupe:   {}", first.dedupe_key);
     let to = match (&contact.name, &contact.email) {

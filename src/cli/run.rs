@@ -25,7 +25,8 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let store = app.open_store().await?;
-    let email = EmailChannel::new(&app.config.email).map_err(|e| Exit::invalid(format!("{e:#}")))?;
+    let email =
+        EmailChannel::new(&app.config.email).map_err(|e| Exit::invalid(format!("{e:#}")))?;
     let dispatcher = Dispatcher {
         store: store.clone(),
         planner: app.planner(),
@@ -51,7 +52,9 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         tracing::info!("stopping: finishing in-flight sends (a second signal exits at once)");
         let _ = stop_tx.send(true);
         wait_for_signal().await;
-        tracing::warn!("second signal: exiting now; claimed messages return to the queue when their lease expires");
+        tracing::warn!(
+            "second signal: exiting now; claimed messages return to the queue when their lease expires"
+        );
         std::process::exit(130);
     });
     let stats = dispatcher.run(stop_rx).await?;

@@ -19,7 +19,9 @@ use crate::model::{Contact, Event, MessageState, Outcome};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -113,7 +115,6 @@ macro_rules! insert_message {
     }};
 }
 
-
 enum TxInner {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
@@ -198,7 +199,10 @@ impl Store {
                     && !dir.as_os_str().is_empty()
                 {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Config(format!("cannot create the store folder {}: {e}", dir.display()))
+                        StoreError::Config(format!(
+                            "cannot create the store folder {}: {e}",
+                            dir.display()
+                        ))
                     })?;
                 }
                 let opts = SqliteConnectOptions::new()
@@ -215,13 +219,24 @@ impl Store {
                     .max_connections(4)
                     .connect_with(opts)
                     .await
-                    .map_err(|source| StoreError::Open { target: path.display().to_string(), source })?;
-                Store { pool: Pool::Sqlite(pool) }
+                    .map_err(|source| StoreError::Open {
+                        target: path.display().to_string(),
+                        source,
+                    })?;
+                Store {
+                    pool: Pool::Sqlite(pool),
+                }
             }
             StoreConfig::Postgres { url, password } => {
-                let mut opts = PgConnectOptions::from_str(url)
-                    .map_err(|source| StoreError::Open { target: redact_url(url), source })?;
-                if let Some(pw) = password.read("store.password").map_err(|e| StoreError::Config(e.to_string()))? {
+                let mut opts =
+                    PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
+                        target: redact_url(url),
+                        source,
+                    })?;
+                if let Some(pw) = password
+                    .read("store.password")
+                    .map_err(|e| StoreError::Config(e.to_string()))?
+                {
                     opts = opts.password(&pw);
                 }
                 let pool = PgPoolOptions::new()
@@ -229,8 +244,13 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await
-                    .map_err(|source| StoreError::Open { target: redact_url(url), source })?;
-                Store { pool: Pool::Postgres(pool) }
+                    .map_err(|source| StoreError::Open {
+                        target: redact_url(url),
+                        source,
+                    })?;
+                Store {
+                    pool: Pool::Postgres(pool),
+                }
             }
         };
         store.migrate().await?;
@@ -258,16 +278,31 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx { tx: TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?) },
-            Pool::Postgres(p) => Tx { tx: TxInner::Postgres(p.begin().await?) },
+            Pool::Sqlite(p) => Tx {
+                tx: TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            },
+            Pool::Postgres(p) => Tx {
+                tx: TxInner::Postgres(p.begin().await?),
+            },
         })
     }
 
     /// Claim up to `limit` due messages for `node` under a lease ending at `until`. Expired
     /// leases of other (crashed) nodes are due again by then: see [`Store::reap`].
-    pub async fn claim(&self, node: &str, token: &str, now: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<Claimed>> {
+    pub async fn claim(
+        &self,
+        node: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Claimed>> {
         let pg = matches!(self.pool, Pool::Postgres(_));
-        let claim_sql = if pg { query::CLAIM_PG } else { query::CLAIM_SQLITE };
+        let claim_sql = if pg {
+            query::CLAIM_PG
+        } else {
+            query::CLAIM_SQLITE
+        };
         let now = to_millis(now);
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
@@ -283,10 +318,15 @@ impl Store {
             let rows = if n == 0 {
                 Vec::new()
             } else {
-                sqlx::query(query::CLAIMED).bind(token).fetch_all(&mut *tx).await?
+                sqlx::query(query::CLAIMED)
+                    .bind(token)
+                    .fetch_all(&mut *tx)
+                    .await?
             };
             tx.commit().await?;
-            rows.iter().map(|r| claimed_from_row(r, token)).collect::<Result<Vec<_>>>()
+            rows.iter()
+                .map(|r| claimed_from_row(r, token))
+                .collect::<Result<Vec<_>>>()
         })
     }
 
@@ -294,7 +334,11 @@ impl Store {
     pub async fn reap(&self, now: DateTime<Utc>) -> Result<u64> {
         let now = to_millis(now);
         on_pool!(self, |pool, _b| {
-            Ok(sqlx::query(query::REAP).bind(now).execute(pool).await?.rows_affected())
+            Ok(sqlx::query(query::REAP)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected())
         })
     }
 
@@ -304,7 +348,12 @@ impl Store {
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             for id in ids {
-                sqlx::query(query::RELEASE).bind(id).bind(token).bind(now).execute(&mut *tx).await?;
+                sqlx::query(query::RELEASE)
+                    .bind(id)
+                    .bind(token)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(())
@@ -331,7 +380,11 @@ impl Store {
                     .bind(&c.address)
                     .bind(to_millis(c.at))
                     .bind(i64::from(c.attempt.is_some()))
-                    .bind(if c.state == MessageState::Sent { Some(to_millis(c.at)) } else { None })
+                    .bind(if c.state == MessageState::Sent {
+                        Some(to_millis(c.at))
+                    } else {
+                        None
+                    })
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -364,10 +417,20 @@ impl Store {
     }
 
     /// `event.data` of the contact's events of type `kind` (for `stop_when` checks).
-    pub async fn event_data_of(&self, contact_id: &str, kind: &str) -> Result<Vec<Map<String, Value>>> {
+    pub async fn event_data_of(
+        &self,
+        contact_id: &str,
+        kind: &str,
+    ) -> Result<Vec<Map<String, Value>>> {
         on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(query::EVENT_DATA_OF).bind(contact_id).bind(kind).fetch_all(pool).await?;
-            rows.iter().map(|r| json_map(r.try_get::<String, _>(0)?)).collect()
+            let rows = sqlx::query(query::EVENT_DATA_OF)
+                .bind(contact_id)
+                .bind(kind)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| json_map(r.try_get::<String, _>(0)?))
+                .collect()
         })
     }
 
@@ -418,9 +481,23 @@ fn opt_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.map(from_millis)
 }
 
-fn event_from_parts(id: String, kind: String, contact_id: String, at_ms: i64, offset: i64, data: String) -> Result<Event> {
-    let offset = FixedOffset::east_opt(i32::try_from(offset).unwrap_or(0)).unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
-    Ok(Event { id, kind, occurred_at: from_millis(at_ms).with_timezone(&offset), contact_id, data: json_map(data)? })
+fn event_from_parts(
+    id: String,
+    kind: String,
+    contact_id: String,
+    at_ms: i64,
+    offset: i64,
+    data: String,
+) -> Result<Event> {
+    let offset = FixedOffset::east_opt(i32::try_from(offset).unwrap_or(0))
+        .unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
+    Ok(Event {
+        id,
+        kind,
+        occurred_at: from_millis(at_ms).with_timezone(&offset),
+        contact_id,
+        data: json_map(data)?,
+    })
 }
 
 fn claimed_from_row<R: Row>(r: &R, token: &str) -> Result<Claimed>
@@ -451,7 +528,8 @@ where
             contact.id.clone(),
             r.try_get("e_occurred_at")?,
             r.try_get::<Option<i64>, _>("e_offset")?.unwrap_or(0),
-            r.try_get::<Option<String>, _>("e_data")?.unwrap_or_else(|| "{}".into()),
+            r.try_get::<Option<String>, _>("e_data")?
+                .unwrap_or_else(|| "{}".into()),
         )?),
         _ => None,
     };
@@ -501,19 +579,30 @@ impl Tx {
     /// The digest of a stored event with this id, if there is one.
     pub async fn event_digest(&mut self, id: &str) -> Result<Option<String>> {
         on_tx!(self, |conn| {
-            Ok(sqlx::query_scalar(query::EVENT_DIGEST).bind(id).fetch_optional(&mut *conn).await?)
+            Ok(sqlx::query_scalar(query::EVENT_DIGEST)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?)
         })
     }
 
     pub async fn contact(&mut self, id: &str) -> Result<Option<Contact>> {
         on_tx!(self, |conn| {
-            let row = sqlx::query(query::CONTACT).bind(id).fetch_optional(&mut *conn).await?;
+            let row = sqlx::query(query::CONTACT)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
             row.as_ref().map(contact_from_row).transpose()
         })
     }
 
     /// Store an event; `false` if its id was taken meanwhile.
-    pub async fn insert_event(&mut self, e: &Event, digest: &str, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn insert_event(
+        &mut self,
+        e: &Event,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let data = Value::Object(e.data.clone()).to_string();
         on_tx!(self, |conn| {
             let n = sqlx::query(query::INSERT_EVENT)
@@ -560,30 +649,57 @@ impl Tx {
 
     /// Pending messages of `job_id` for `contact_id`, with the data of the event that
     /// triggered each (for `stop_when` matching).
-    pub async fn pending_with_trigger(&mut self, contact_id: &str, job_id: &str) -> Result<Vec<(String, Map<String, Value>)>> {
+    pub async fn pending_with_trigger(
+        &mut self,
+        contact_id: &str,
+        job_id: &str,
+    ) -> Result<Vec<(String, Map<String, Value>)>> {
         on_tx!(self, |conn| {
-            let rows = sqlx::query(query::PENDING_WITH_TRIGGER).bind(contact_id).bind(job_id).fetch_all(&mut *conn).await?;
+            let rows = sqlx::query(query::PENDING_WITH_TRIGGER)
+                .bind(contact_id)
+                .bind(job_id)
+                .fetch_all(&mut *conn)
+                .await?;
             rows.iter()
                 .map(|r| {
                     let data: Option<String> = r.try_get(1)?;
-                    Ok((r.try_get::<String, _>(0)?, json_map(data.unwrap_or_else(|| "{}".into()))?))
+                    Ok((
+                        r.try_get::<String, _>(0)?,
+                        json_map(data.unwrap_or_else(|| "{}".into()))?,
+                    ))
                 })
                 .collect()
         })
     }
 
     /// `event.data` of the contact's stored events of type `kind`.
-    pub async fn event_data_of(&mut self, contact_id: &str, kind: &str) -> Result<Vec<Map<String, Value>>> {
+    pub async fn event_data_of(
+        &mut self,
+        contact_id: &str,
+        kind: &str,
+    ) -> Result<Vec<Map<String, Value>>> {
         on_tx!(self, |conn| {
-            let rows = sqlx::query(query::EVENT_DATA_OF).bind(contact_id).bind(kind).fetch_all(&mut *conn).await?;
-            rows.iter().map(|r| json_map(r.try_get::<String, _>(0)?)).collect()
+            let rows = sqlx::query(query::EVENT_DATA_OF)
+                .bind(contact_id)
+                .bind(kind)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| json_map(r.try_get::<String, _>(0)?))
+                .collect()
         })
     }
 
     /// Cancel a message that has not been sent, with the reason support will read.
     pub async fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
         on_tx!(self, |conn| {
-            let n = sqlx::query(query::CANCEL).bind(id).bind(reason).bind(to_millis(now)).execute(&mut *conn).await?.rows_affected();
+            let n = sqlx::query(query::CANCEL)
+                .bind(id)
+                .bind(reason)
+                .bind(to_millis(now))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             Ok(n == 1)
         })
     }
@@ -595,7 +711,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_in_urls() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 }

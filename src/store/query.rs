@@ -48,9 +48,11 @@ pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (message_id, attem
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
 
-pub(super) const EVENT_DATA_OF: &str = "SELECT data FROM events WHERE contact_id = $1 AND type = $2";
+pub(super) const EVENT_DATA_OF: &str =
+    "SELECT data FROM events WHERE contact_id = $1 AND type = $2";
 
-pub(super) const NEXT_DUE: &str = "SELECT MIN(due_at) FROM messages WHERE state IN ('scheduled', 'retrying')";
+pub(super) const NEXT_DUE: &str =
+    "SELECT MIN(due_at) FROM messages WHERE state IN ('scheduled', 'retrying')";
 
 pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY state";
 
@@ -114,10 +116,16 @@ impl LogFilter {
         }
         if let Some(o) = &self.order {
             let a = next(Bind::Text(o.clone()), &mut binds);
-            conds.push(format!("m.event_id IN (SELECT id FROM events WHERE order_id = {a})"));
+            conds.push(format!(
+                "m.event_id IN (SELECT id FROM events WHERE order_id = {a})"
+            ));
         }
         if !self.states.is_empty() {
-            let list: Vec<String> = self.states.iter().map(|s| next(Bind::Text(s.as_str().into()), &mut binds)).collect();
+            let list: Vec<String> = self
+                .states
+                .iter()
+                .map(|s| next(Bind::Text(s.as_str().into()), &mut binds))
+                .collect();
             conds.push(format!("m.state IN ({})", list.join(", ")));
         }
         if let Some(t) = self.since {
@@ -128,7 +136,11 @@ impl LogFilter {
             let a = next(Bind::Int(to_millis(t)), &mut binds);
             conds.push(format!("m.due_at <= {a}"));
         }
-        let clause = if conds.is_empty() { "1 = 1".to_string() } else { conds.join(" AND ") };
+        let clause = if conds.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            conds.join(" AND ")
+        };
         (clause, binds)
     }
 }
@@ -164,7 +176,9 @@ impl Store {
              ORDER BY a.message_id, a.attempt"
         );
         on_pool!(self, |pool, _b| {
-            let rows = bind_all!(sqlx::query(AssertSqlSafe(msg_sql)), &binds).fetch_all(pool).await?;
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(msg_sql)), &binds)
+                .fetch_all(pool)
+                .await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 let state: String = r.try_get("state")?;
@@ -188,21 +202,26 @@ impl Store {
                     attempt_log: Vec::new(),
                 });
             }
-            let arows = bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds).fetch_all(pool).await?;
+            let arows = bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds)
+                .fetch_all(pool)
+                .await?;
             let mut by_msg: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
             for r in &arows {
-                by_msg.entry(r.try_get("message_id")?).or_default().push(AttemptRecord {
-                    attempt: r.try_get("attempt")?,
-                    at: from_millis(r.try_get("at")?),
-                    channel: r.try_get("channel")?,
-                    address: r.try_get("address")?,
-                    outcome: r.try_get("outcome")?,
-                    code: r.try_get("code")?,
-                    detail: r.try_get("detail")?,
-                    provider_id: r.try_get("provider_id")?,
-                    node: r.try_get("node")?,
-                    duration_ms: r.try_get("duration_ms")?,
-                });
+                by_msg
+                    .entry(r.try_get("message_id")?)
+                    .or_default()
+                    .push(AttemptRecord {
+                        attempt: r.try_get("attempt")?,
+                        at: from_millis(r.try_get("at")?),
+                        channel: r.try_get("channel")?,
+                        address: r.try_get("address")?,
+                        outcome: r.try_get("outcome")?,
+                        code: r.try_get("code")?,
+                        detail: r.try_get("detail")?,
+                        provider_id: r.try_get("provider_id")?,
+                        node: r.try_get("node")?,
+                        duration_ms: r.try_get("duration_ms")?,
+                    });
             }
             for m in &mut out {
                 m.attempt_log = by_msg.remove(&m.id).unwrap_or_default();

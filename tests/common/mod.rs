@@ -1,0 +1,285 @@
+//! Test harness: a temporary workspace that runs the real `aftercare` binary, and a real
+//! SMTP server process (postfix's `smtp-sink`) that keeps every message it accepts.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aftercare");
+
+/// One finished command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A folder with the shipped jobs and templates, a config, and a SQLite store.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// Shipped jobs and templates; email to the SMTP server on `smtp_port`, or to files.
+    pub fn new(smtp_port: Option<u16>) -> Workspace {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_dir(&root.join("jobs"), &dir.path().join("jobs"));
+        copy_dir(
+            &root.join("message_templates"),
+            &dir.path().join("message_templates"),
+        );
+        let ws = Workspace { dir };
+        ws.write_config(smtp_port, "");
+        ws
+    }
+
+    /// (Re)write the config; `extra` is appended (e.g. a `dispatch:` section).
+    pub fn write_config(&self, smtp_port: Option<u16>, extra: &str) {
+        let email = match smtp_port {
+            Some(port) => format!(
+                "  transport: smtp\n  smtp: {{host: 127.0.0.1, port: {port}, tls: none, pool_size: 4, timeout: 10s}}\n"
+            ),
+            None => "  transport: file\n  file: {dir: data/outbox}\n".into(),
+        };
+        let dispatch = if extra.contains("dispatch:") {
+            String::new()
+        } else {
+            "dispatch:\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n".into()
+        };
+        self.write(
+            "aftercare.yaml",
+            &format!(
+                "store: {{url: \"sqlite://data/aftercare.db\"}}\njobs_dir: jobs\ntemplates_dir: message_templates\n\
+                 defaults: {{timezone: Asia/Shanghai, locale: zh-CN}}\nemail:\n  from: \"Example Shop <care@example.com>\"\n{email}{dispatch}{extra}"
+            ),
+        );
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.dir.path())
+            .arg("--config")
+            .arg(self.path("aftercare.yaml"))
+            .args(args)
+            .env_remove("AFTERCARE_CONFIG")
+            .env("AFTERCARE_LOG", "warn");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run aftercare"))
+    }
+
+    /// Write `lines` to `events.jsonl` and import them.
+    pub fn import(&self, lines: &[String]) -> Run {
+        self.write("events.jsonl", &(lines.join("\n") + "\n"));
+        self.run(&["events", "import", "events.jsonl"])
+    }
+
+    /// `run --once --now <now>`.
+    pub fn once(&self, now: &str) -> Run {
+        self.run(&["run", "--once", "--now", now]).ok()
+    }
+
+    pub fn logs_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["logs", "--format", "json"];
+        a.extend_from_slice(args);
+        let r = self.run(&a).ok();
+        serde_json::from_str(&r.stdout).expect("logs --format json prints JSON")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// An order.delivered event line, as the README documents it.
+pub fn delivered(id: &str, contact: &str, email: &str, order: &str, at: &str) -> String {
+    serde_json::json!({
+        "id": id, "type": "order.delivered", "occurred_at": at,
+        "contact": {"id": contact, "name": "王芳", "email": email, "locale": "zh-CN", "timezone": "Asia/Shanghai"},
+        "data": {"order_id": order}
+    })
+    .to_string()
+}
+
+pub fn reviewed(id: &str, contact: &str, order: &str, at: &str) -> String {
+    serde_json::json!({
+        "id": id, "type": "review.submitted", "occurred_at": at,
+        "contact": {"id": contact}, "data": {"order_id": order, "rating": 5}
+    })
+    .to_string()
+}
+
+const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+
+/// A real SMTP server: postfix's `smtp-sink`, dumping each accepted message to a file.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dump: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpSink {
+    /// Start on a free port. `flags` are smtp-sink options, e.g. `["-r", "data"]` for 4xx.
+    pub fn start(flags: &[&str]) -> SmtpSink {
+        let port = free_port();
+        SmtpSink::start_on(port, flags)
+    }
+
+    pub fn start_on(port: u16, flags: &[&str]) -> SmtpSink {
+        assert!(
+            Path::new(SMTP_SINK).exists(),
+            "these tests need postfix's smtp-sink at {SMTP_SINK}: apt-get install postfix (see .ci/run)"
+        );
+        let dump = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(SMTP_SINK);
+        if is_root() {
+            // smtp-sink refuses to run as root; it drops to nobody, who must write the dumps.
+            set_mode(dump.path(), 0o777);
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(flags)
+            .arg("-d")
+            .arg(format!("{}/%Y%m%d%H%M%S.", dump.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("128")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SmtpSink { port, dump, child }
+    }
+
+    /// Every message received so far, parsed.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dump.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        // Names carry the second and a random suffix; the write time orders within a second.
+        files.sort_by_key(|p| {
+            (
+                std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+                p.clone(),
+            )
+        });
+        files
+            .into_iter()
+            .filter_map(|p| {
+                let raw = std::fs::read(&p).ok()?;
+                let msg = mail_parser::MessageParser::default().parse(&raw)?;
+                let message_id = msg.message_id()?.to_string();
+                Some(Received {
+                    message_id,
+                    subject: msg.subject().unwrap_or_default().to_string(),
+                    to: msg
+                        .to()
+                        .and_then(|a| a.first())
+                        .and_then(|a| a.address())
+                        .unwrap_or_default()
+                        .to_string(),
+                    text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+                    html: msg.body_html(0).map(|t| t.into_owned()),
+                })
+            })
+            .collect()
+    }
+
+    pub fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Without angle brackets.
+    pub message_id: String,
+    pub subject: String,
+    pub to: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
