@@ -244,11 +244,7 @@ impl TemplateSet {
                 Ok(t) => t,
                 Err(e) => {
                     let location = e.pos().map(|(line, column)| Location { line, column });
-                    diags.push(Diagnostic::error(
-                        &path,
-                        location,
-                        format!("template syntax: {}", e.reason()),
-                    ));
+                    diags.push(syntax_diag(&path, location, &e.reason().to_string()));
                     continue;
                 }
             };
@@ -491,6 +487,13 @@ impl TemplateSet {
     pub fn render_inline(&self, source: &str, ctx: &Context) -> Result<String, RenderError> {
         self.text.render_template_with_context(source, ctx)
     }
+}
+
+/// Handlebars' grammar error lists every token it could have accepted; keep the first part.
+fn syntax_diag(path: &Path, location: Option<Location>, reason: &str) -> Diagnostic {
+    let short = reason.split(": expected").next().unwrap_or(reason);
+    Diagnostic::error(path, location, format!("template syntax: {short}"))
+        .with_hint("check that every {{#block}} has its {{/block}} and every {{ has its }}")
 }
 
 /// `zh-CN` → [`zh-cn`, `zh`, ``]: the files tried, most specific first.

@@ -8,6 +8,7 @@
 //! fork is a change to this file only.
 
 use crate::diag::{Diagnostic, Location, did_you_mean};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::path::Path;
@@ -158,9 +159,9 @@ pub fn parse_documents<T: DeserializeOwned>(
     let mut out = Vec::new();
     let mut diags = Vec::new();
     let Some(spans) = index_spans(text) else {
-        // Not well-formed: serde_yaml's own error names the spot.
-        let err = serde_yaml::from_str::<serde_yaml::Value>(text)
-            .err()
+        // Not well-formed: serde_yaml's own error names the spot (in whichever document).
+        let err = serde_yaml::Deserializer::from_str(text)
+            .find_map(|doc| serde_yaml::Value::deserialize(doc).err())
             .map(|e| error_to_diag(path, &e))
             .unwrap_or_else(|| Diagnostic::error(path, None, "this file is not valid YAML"));
         diags.push(err);
@@ -208,8 +209,20 @@ pub fn error_to_diag(path: &Path, e: &serde_yaml::Error) -> Diagnostic {
         column: l.column(),
     });
     let mut msg = e.to_string();
+    // The location is reported separately: cut " at line N column M" out of the text.
     if let Some(i) = msg.rfind(" at line ") {
-        msg.truncate(i);
+        let rest = &msg[i + " at line ".len()..];
+        let end = rest
+            .find(" column ")
+            .map(|c| {
+                c + " column ".len()
+                    + rest[c + " column ".len()..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .count()
+            })
+            .unwrap_or(rest.len());
+        msg = format!("{}{}", &msg[..i], &rest[end..]);
     }
     let hint = unknown_name_hint(&msg);
     Diagnostic::error(path, location, msg).with_hint_opt(hint)
@@ -302,6 +315,19 @@ mod tests {
         assert_eq!(docs.len(), 1);
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].location.map(|l| l.line), Some(5));
+    }
+
+    #[test]
+    fn syntax_error_in_a_later_document_is_located() {
+        let text = "id: a\ntrigger: {event: x}\n---\nid: b\ntrigger: {event: y\n";
+        let (docs, diags) = parse_documents::<T>(Path::new("a.yaml"), text);
+        assert!(docs.is_empty());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0].location.is_some_and(|l| l.line >= 5),
+            "{:?}",
+            diags[0]
+        );
     }
 
     #[test]

@@ -198,16 +198,15 @@ pub fn compile(
         );
     }
     for (i, r) in raw.reminders.iter().enumerate() {
-        let after = c
-            .duration(&format!("reminders[{i}].after"), &r.after)
-            .unwrap_or_default();
-        if after.is_zero() {
+        let after = c.duration(&format!("reminders[{i}].after"), &r.after);
+        if after.is_some_and(|d| d.is_zero()) {
             c.error(
                 &format!("reminders[{i}].after"),
                 "must be longer than 0s",
                 None,
             );
         }
+        let after = after.unwrap_or_default();
         let template = r.template.clone().unwrap_or_else(|| raw.template.clone());
         if let Some(t) = &r.template
             && c.template(&format!("reminders[{i}].template"), t, templates)

@@ -1,0 +1,234 @@
+//! `validate`, `preview` and config errors: what marketing sees when a file is wrong.
+
+mod common;
+
+use common::Workspace;
+
+#[test]
+fn shipped_jobs_and_templates_are_valid() {
+    let ws = Workspace::new(None);
+    let r = ws.run(&["validate"]).ok();
+    assert_eq!(
+        r.stdout.trim(),
+        "1 job(s) valid: review-request; 0 error(s), 0 warning(s)"
+    );
+    // And the config the README tells a newcomer to use.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/aftercare.yaml");
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config", shipped, "validate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn malformed_jobs_are_reported_at_path_line_column_with_hints() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "jobs/bad-keys.yaml",
+        "id: bad-keys\ntrigger:\n  event: order.delivered\n  dealy: 3d\ntemplate: review_request\n",
+    );
+    ws.write(
+        "jobs/bad-values.yaml",
+        "id: bad-values\ntrigger:\n  event: order.delivered\n  delay: 3x\ntemplate: review_requst\nreminders:\n  - after: 4\n    template: review_reminder\nstop_when: review.submited\ndedupe: \"{{event.data.order_id}}-{{contact.nmae}}\"\n",
+    );
+    ws.write(
+        "jobs/dup.yaml",
+        "id: review-request\ntrigger: {event: order.delivered}\ntemplate: review_request\n",
+    );
+    ws.write(
+        "jobs/syntax.yaml",
+        "id: syntax\ntrigger: {event: order.delivered\ntemplate: x\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let want = [
+        "jobs/bad-keys.yaml:4:3: error: trigger: unknown field `dealy`, expected one of",
+        "  hint: did you mean `delay`?",
+        "jobs/bad-values.yaml:4:10: error: trigger.delay: `3x` has an unknown unit `x`: units are s, m, h, d and w",
+        "jobs/bad-values.yaml:5:11: error: template: unknown template `review_requst`\n  hint: did you mean `review_request`?",
+        "jobs/bad-values.yaml:7:12: error: reminders[0].after: `4` has a number without a unit (s, m, h, d or w)",
+        "jobs/bad-values.yaml:9:12: warning: stop_when: `review.submited` is not a known event type and no job is triggered by it\n  hint: did you mean `review.submitted`?",
+        "jobs/bad-values.yaml:10:9: error: dedupe: `contact.nmae`: contact has no field `nmae`\n  hint: did you mean `name`?",
+        "jobs/review-request.yaml:1:5: error: duplicate job id `review-request`, first defined at jobs/dup.yaml:1:5",
+        "jobs/syntax.yaml:3:9: error: did not find expected ',' or '}'",
+        "1 job(s) valid: review-request; 7 error(s), 1 warning(s)",
+    ];
+    for w in want {
+        assert!(r.stdout.contains(w), "missing:\n{w}\nin:\n{}", r.stdout);
+    }
+    // Every problem is reported, not only the first: one line per diagnostic.
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.contains(": error: ")).count(),
+        7,
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn template_problems_are_reported_in_the_template_file() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "message_templates/broken/email.subject.hbs",
+        "Hello {{contact.name}}\n{{#if contact.vip}}VIP{{/if}} {{#if event.data.x}}{{ordr.id}}{{/if}}\n",
+    );
+    ws.write(
+        "message_templates/broken/email.txt.hbs",
+        "Body {{#if event.data.x}}\n",
+    );
+    ws.write(
+        "message_templates/broken/email.html.hbs",
+        "<p>{{frobnicate contact.name}}</p>\n",
+    );
+    ws.write("message_templates/broken/email.subjekt.hbs", "x");
+    ws.write(
+        "jobs/uses-broken.yaml",
+        "id: uses-broken\ntrigger: {event: order.delivered, delay: 1d}\ntemplate: broken\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    let want = [
+        // Inside {{#if}}: handlebars' strict mode would not catch these at render time.
+        "message_templates/broken/email.subject.hbs:2:1: error: `contact.vip`: contact has no field `vip`",
+        "message_templates/broken/email.subject.hbs:2:51: error: `ordr.id`: this job cannot provide `ordr`",
+        "message_templates/broken/email.txt.hbs:2:1: error: template syntax: invalid handlebars syntax",
+        "message_templates/broken/email.html.hbs:1:4: error: unknown helper `frobnicate`",
+        "message_templates/broken/email.subjekt.hbs: warning: `email.subjekt.hbs` is not a template file this program reads; ignored\n  hint: did you mean `email.subject`?",
+    ];
+    for w in want {
+        assert!(r.stdout.contains(w), "missing:\n{w}\nin:\n{}", r.stdout);
+    }
+}
+
+#[test]
+fn a_locale_without_its_own_body_is_warned() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "message_templates/review_request/email.subject.ja.hbs",
+        "ご注文 {{event.data.order_id}}\n",
+    );
+    let r = ws.run(&["validate"]).ok();
+    assert!(r.stdout.contains("email.subject.ja.hbs: warning: locale ja has a subject but no email.txt/email.html of its own"), "{}", r.stdout);
+    assert_eq!(ws.run(&["validate", "--deny-warnings"]).code, 1);
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "jobs/bad.yaml",
+        "id: bad\ntrigger: {event: order.delivered, delay: soon}\ntemplate: review_request\n",
+    );
+    let r = ws.run(&["validate", "--format", "json"]);
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["errors"], 1);
+    assert_eq!(v["diagnostics"][0]["location"]["line"], 2);
+    assert_eq!(v["diagnostics"][0]["severity"], "error");
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_fix() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "aftercare.yaml",
+        "store: {url: \"sqlite://data/a.db\"}\nemail:\n  from: \"Shop <care@example.com>\"\n  transport: smtp\n  smtp: {host: h, password: hunter2}\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("aftercare.yaml:5:19: error: email.smtp: unknown field `password`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("did you mean `password_env`?"),
+        "{}",
+        r.stderr
+    );
+    let missing = std::process::Command::new(common::BIN)
+        .current_dir(ws.dir.path())
+        .args(["--config", "nope.yaml", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("cannot read config file nope.yaml"),
+        "{stderr}"
+    );
+    let usage = ws.run(&["frobnicate"]);
+    assert_eq!(usage.code, 2);
+}
+
+#[test]
+fn config_is_found_through_the_environment() {
+    let ws = Workspace::new(None);
+    let out = std::process::Command::new(common::BIN)
+        .current_dir(ws.dir.path())
+        .env("AFTERCARE_CONFIG", ws.path("aftercare.yaml"))
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn preview_renders_subject_text_and_html_without_storing() {
+    let ws = Workspace::new(None);
+    let event = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/events/order-delivered.json"
+    );
+    let r = ws
+        .run(&["preview", "review-request", "--event", event])
+        .ok();
+    for w in [
+        "due:      2026-11-23T10:00:00+08:00 (Asia/Shanghai)",
+        "to:       王芳 <wang.fang@example.com>",
+        "subject:  王芳，您的订单 SO-1001 还满意吗？",
+        "您的订单 SO-1001 已于 2026年11月20日 送达。",
+        "<strong>SO-1001</strong>",
+    ] {
+        assert!(r.stdout.contains(w), "missing {w} in\n{}", r.stdout);
+    }
+    let en = ws
+        .run(&[
+            "preview",
+            "review-request",
+            "--event",
+            event,
+            "--locale",
+            "en",
+            "--step",
+            "1",
+        ])
+        .ok();
+    assert!(
+        en.stdout
+            .contains("subject:  A quick reminder about your order SO-1001"),
+        "{}",
+        en.stdout
+    );
+    assert!(
+        !ws.path("data/aftercare.db").exists(),
+        "preview must not create the store"
+    );
+    let unknown = ws.run(&["preview", "review-requst", "--event", event]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("did you mean `review-request`?"),
+        "{}",
+        unknown.stderr
+    );
+}
