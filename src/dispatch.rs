@@ -15,10 +15,9 @@ use crate::plan::{Planner, render_reason, stop_reason};
 use crate::store::{Claimed, Completion, NewAttempt, Store, StoreError};
 use crate::templates::TemplateRenderError;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 pub struct Dispatcher {
     pub store: Store,
@@ -87,7 +86,7 @@ impl std::fmt::Display for Stats {
 impl Dispatcher {
     /// Dispatch everything due by the clock's now, then return. Retries fall due later and
     /// are left for a later run.
-    pub async fn run_once(&self) -> Result<Stats, StoreError> {
+    pub async fn run_once(self: &Arc<Self>) -> Result<Stats, StoreError> {
         let (_tx, stop) = watch::channel(false);
         self.store.reap(self.clock.now()).await?;
         self.drain(&stop).await
@@ -95,7 +94,10 @@ impl Dispatcher {
 
     /// Dispatch until `stop` turns true: claim while there is work, otherwise sleep until
     /// the next message falls due (or `poll_interval`, for work other processes add).
-    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<Stats, StoreError> {
+    pub async fn run(
+        self: &Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Stats, StoreError> {
         let mut total = Stats::default();
         let mut last_reap: Option<Instant> = None;
         while !*stop.borrow() {
@@ -133,24 +135,32 @@ impl Dispatcher {
         Ok(total)
     }
 
-    /// Claim and send batches until nothing is due or `stop` is set.
-    async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<Stats, StoreError> {
-        let (done_tx, mut done_rx) = mpsc::channel::<Vec<Completion>>(2);
+    /// Claim and send until nothing is due or `stop` is set. Each message is its own task
+    /// (so sends use every core), at most `concurrency` at once; the next batch is claimed as
+    /// soon as the previous one is handed out, and a recorder task commits outcomes in groups
+    /// as they arrive.
+    async fn drain(self: &Arc<Self>, stop: &watch::Receiver<bool>) -> Result<Stats, StoreError> {
+        let limit = self.cfg.concurrency as usize;
+        let (done_tx, mut done_rx) =
+            mpsc::channel::<Completion>(limit * 2 + self.cfg.batch_size as usize);
         let store = self.store.clone();
+        let group = self.cfg.batch_size as usize;
         let recorder = tokio::spawn(async move {
             let mut stats = Stats::default();
-            while let Some(batch) = done_rx.recv().await {
-                let stale = store.complete(&batch).await?;
-                for c in &batch {
-                    stats.add(c);
+            let mut batch = Vec::with_capacity(group);
+            while done_rx.recv_many(&mut batch, group).await > 0 {
+                stats.stale += store.complete(&batch).await? as u64;
+                for c in batch.drain(..) {
+                    stats.add(&c);
                 }
-                stats.stale += stale as u64;
             }
             Ok::<Stats, StoreError>(stats)
         });
+        let slots = Arc::new(Semaphore::new(limit));
         let mut released = 0u64;
         let mut result = Ok(());
-        while !*stop.borrow() {
+        let stop_types = self.planner.jobs.stop_types();
+        'claiming: while !*stop.borrow() {
             let now = self.clock.now();
             let token = crate::plan::new_id(now);
             let lease_end = now + self.cfg.lease;
@@ -162,6 +172,7 @@ impl Dispatcher {
                     now,
                     lease_end,
                     i64::from(self.cfg.batch_size),
+                    &stop_types,
                 )
                 .await
             {
@@ -174,31 +185,38 @@ impl Dispatcher {
             if batch.is_empty() {
                 break;
             }
-            let outcomes: Vec<Result<Completion, String>> = futures::stream::iter(batch)
-                .map(|m| async move {
-                    if *stop.borrow() {
-                        Err(m.id) // not started: hand it back
-                    } else {
-                        Ok(self.process(m).await)
+            let mut unstarted = batch.into_iter();
+            while let Some(m) = unstarted.next() {
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                if *stop.borrow() || done_tx.is_closed() {
+                    // Stopping (or the recorder failed): hand back what has not started.
+                    let back: Vec<String> = std::iter::once(m.id)
+                        .chain(unstarted.map(|m| m.id))
+                        .collect();
+                    released += back.len() as u64;
+                    if let Err(e) = self.store.release(&token, &back, self.clock.now()).await {
+                        result = Err(e);
                     }
-                })
-                .buffer_unordered(self.cfg.concurrency as usize)
-                .collect()
-                .await;
-            let (done, back): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
-            let back: Vec<String> = back.into_iter().filter_map(Result::err).collect();
-            if !back.is_empty() {
-                released += back.len() as u64;
-                if let Err(e) = self.store.release(&token, &back, self.clock.now()).await {
-                    result = Err(e);
-                    break;
+                    break 'claiming;
                 }
-            }
-            let done: Vec<Completion> = done.into_iter().filter_map(Result::ok).collect();
-            if done_tx.send(done).await.is_err() {
-                break; // the recorder failed; its error is returned below
+                let me = Arc::clone(self);
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let c = me.process(m).await;
+                    let _ = done.send(c).await;
+                    drop(slot);
+                });
             }
         }
+        // Every started send finishes (each is bounded by the channel's timeout).
+        let _all = slots
+            .acquire_many(limit as u32)
+            .await
+            .expect("the semaphore is never closed");
         drop(done_tx);
         let mut stats = recorder.await.expect("the recorder task does not panic")?;
         result?;
@@ -246,19 +264,14 @@ impl Dispatcher {
         }
         if let Some(stop) = &job.stop_when {
             let trigger = m.event.as_ref().map(|e| e.data.clone()).unwrap_or_default();
-            match self.store.event_data_of(&m.contact.id, &stop.event).await {
-                Ok(stops) => {
-                    if let Some(reason) = stop_reason(stop, &trigger, &stops) {
-                        return cancel(c, reason);
-                    }
-                }
-                Err(e) => {
-                    // Cannot tell whether it must stop: do not send now, look again soon.
-                    c.state = MessageState::Retrying;
-                    c.retry_at = Some(now + self.cfg.retry.initial);
-                    c.reason = Some(format!("stop_when check failed: {e}"));
-                    return c;
-                }
+            let stops: Vec<_> = m
+                .stop_events
+                .iter()
+                .filter(|(t, _)| *t == stop.event)
+                .map(|(_, d)| d.clone())
+                .collect();
+            if let Some(reason) = stop_reason(stop, &trigger, &stops) {
+                return cancel(c, reason);
             }
         }
         let Some(address) = job.channels.iter().find_map(|ch| match ch.as_str() {
@@ -286,6 +299,7 @@ impl Dispatcher {
             .planner
             .context(&job, &m.contact, m.event.as_ref(), &m.id, m.step, now);
         let attempt = |outcome, code, detail: String, provider_id, ms| NewAttempt {
+            number: m.attempts + 1,
             at: now,
             channel: "email".into(),
             address: Some(address.clone()),

@@ -9,11 +9,18 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn(ws: &Workspace) -> Child {
-    ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    ws.command(&["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -23,7 +30,10 @@ fn wait_exit(child: &mut Child, within: Duration) -> i32 {
         if let Some(status) = child.try_wait().unwrap() {
             return status.code().unwrap_or(-1);
         }
-        assert!(Instant::now() < deadline, "the daemon did not exit within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not exit within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -44,12 +54,30 @@ fn ago(d: Days) -> String {
 fn daemon_sends_what_falls_due_and_exits_zero_on_sigterm() {
     let sink = SmtpSink::start(&[]);
     let ws = Workspace::new(Some(sink.port));
-    ws.import(&[delivered("evt-1", "c-1", "a@example.com", "SO-1", &ago(Days::days(3) + Days::minutes(1)))]).ok();
+    ws.import(&[delivered(
+        "evt-1",
+        "c-1",
+        "a@example.com",
+        "SO-1",
+        &ago(Days::days(3) + Days::minutes(1)),
+    )])
+    .ok();
     let mut child = spawn(&ws);
-    wait_for("the first message", Duration::from_secs(20), || sink.messages().len() == 1);
+    wait_for("the first message", Duration::from_secs(20), || {
+        sink.messages().len() == 1
+    });
     // Imported while the daemon runs: picked up by polling, without a restart.
-    ws.import(&[delivered("evt-2", "c-2", "b@example.com", "SO-2", &ago(Days::days(3) + Days::seconds(5)))]).ok();
-    wait_for("the second message", Duration::from_secs(20), || sink.messages().len() == 2);
+    ws.import(&[delivered(
+        "evt-2",
+        "c-2",
+        "b@example.com",
+        "SO-2",
+        &ago(Days::days(3) + Days::seconds(5)),
+    )])
+    .ok();
+    wait_for("the second message", Duration::from_secs(20), || {
+        sink.messages().len() == 2
+    });
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
     let log = ws.logs_json(&["--status", "sent"]);
@@ -67,20 +95,43 @@ fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     );
     let at = ago(Days::days(3) + Days::minutes(1));
     let events: Vec<String> = (0..12)
-        .map(|i| delivered(&format!("evt-{i}"), &format!("c-{i}"), &format!("c{i}@example.com"), &format!("SO-{i}"), &at))
+        .map(|i| {
+            delivered(
+                &format!("evt-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                &at,
+            )
+        })
         .collect();
     ws.import(&events).ok();
     let mut child = spawn(&ws);
-    wait_for("a first delivery", Duration::from_secs(20), || !sink.messages().is_empty());
+    wait_for("a first delivery", Duration::from_secs(20), || {
+        !sink.messages().is_empty()
+    });
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
 
     let log = ws.logs_json(&["--job", "review-request"]);
-    let states: Vec<&str> = log.as_array().unwrap().iter().filter(|m| m["step"] == 0).map(|m| m["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["step"] == 0)
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states.len(), 12);
-    assert!(!states.contains(&"claimed"), "a claim was left behind: {states:?}");
+    assert!(
+        !states.contains(&"claimed"),
+        "a claim was left behind: {states:?}"
+    );
     let sent_before = states.iter().filter(|s| **s == "sent").count();
-    assert_eq!(sent_before, sink.messages().len(), "every accepted message is recorded as sent");
+    assert_eq!(
+        sent_before,
+        sink.messages().len(),
+        "every accepted message is recorded as sent"
+    );
     assert!(sent_before < 12, "SIGTERM should have landed mid-run");
 
     // The rest goes out on the next run; nothing twice.

@@ -1,30 +1,23 @@
-//! Email over SMTP (lettre, pooled) or into `.eml` files (the default: a first run needs no
-//! server, and marketing can open what would have been sent).
+//! Email over SMTP (see `smtp` for the pool) or into `.eml` files (the default: a first run
+//! needs no server, and marketing can open what would have been sent).
 //!
 //! lettre's own timeout covers connecting only (lettre #1027), so every send is wrapped in
 //! `tokio::time::timeout`: a server that stalls after DATA costs one timeout, not a worker.
 
 use super::Delivery;
-use crate::config::{EmailConfig, EmailTransport, SmtpConfig, TlsMode};
+use super::smtp::SmtpPool;
+use crate::config::{EmailConfig, EmailTransport};
 use crate::model::Outcome;
 use crate::templates::RenderedEmail;
 use chrono::{DateTime, Utc};
+use lettre::Message;
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::response::Severity;
-use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
-use lettre::{AsyncTransport, Message, Tokio1Executor};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 pub enum EmailChannel {
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        /// lettre's pool bounds idle connections, not open ones: without this limit a burst
-        /// opens one connection per concurrent send and closes the surplus afterwards.
-        slots: Semaphore,
+        pool: SmtpPool,
         timeout: Duration,
         from: Mailbox,
         domain: String,
@@ -59,8 +52,7 @@ impl EmailChannel {
                 }
             }
             EmailTransport::Smtp(s) => EmailChannel::Smtp {
-                transport: smtp_transport(s)?,
-                slots: Semaphore::new(s.pool_size as usize),
+                pool: SmtpPool::new(s)?,
                 timeout: s.timeout,
                 from: cfg.from.clone(),
                 domain: cfg.message_id_domain.clone(),
@@ -89,7 +81,7 @@ impl EmailChannel {
             Err(e) => return Delivery::permanent(e),
         };
         let provider_id = Some(out.message_id.to_string());
-        match self {
+        let mut d = match self {
             EmailChannel::File { dir, .. } => {
                 let name = out
                     .message_id
@@ -97,74 +89,34 @@ impl EmailChannel {
                     .replace(['/', '\\'], "_");
                 let path = dir.join(format!("{name}.eml"));
                 let tmp = dir.join(format!(".{name}.eml.tmp"));
-                let result = tokio::fs::write(&tmp, message.formatted())
+                let written = tokio::fs::write(&tmp, message.formatted())
                     .await
                     .and(tokio::fs::rename(&tmp, &path).await);
-                match result {
+                match written {
                     Ok(()) => Delivery {
                         outcome: Outcome::Sent,
                         code: None,
                         detail: format!("written to {}", path.display()),
-                        provider_id,
-                    },
-                    Err(e) => Delivery {
-                        provider_id,
-                        ..Delivery::transient(format!("cannot write {}: {e}", path.display()))
-                    },
-                }
-            }
-            EmailChannel::Smtp {
-                transport,
-                slots,
-                timeout,
-                ..
-            } => {
-                let _slot = slots
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
-                let result = tokio::time::timeout(*timeout, transport.send(message)).await;
-                let mut d = match result {
-                    Err(_) => Delivery::transient(format!(
-                        "no answer from the SMTP server within {}",
-                        crate::duration::format(*timeout)
-                    )),
-                    Ok(Ok(resp)) => Delivery {
-                        outcome: Outcome::Sent,
-                        code: Some(i64::from(u16::from(resp.code()))),
-                        detail: resp.message().collect::<Vec<_>>().join(" "),
                         provider_id: None,
                     },
-                    Ok(Err(e)) => classify(&e),
-                };
-                d.provider_id = provider_id;
-                d
+                    Err(e) => Delivery::transient(format!("cannot write {}: {e}", path.display())),
+                }
             }
-        }
-    }
-}
-
-/// SMTP 4xx, network and TLS trouble are transient; 5xx and malformed requests are not.
-fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
-    let text = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
-    if let Some(code) = e.status() {
-        let outcome = match code.severity {
-            Severity::TransientNegativeCompletion => Outcome::Transient,
-            _ => Outcome::Permanent,
+            EmailChannel::Smtp { pool, timeout, .. } => {
+                let bytes = message.formatted();
+                tokio::time::timeout(*timeout, pool.send(message.envelope(), &bytes))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Delivery::transient(format!(
+                            "no answer from the SMTP server within {}",
+                            crate::duration::format(*timeout)
+                        ))
+                    })
+            }
         };
-        return Delivery {
-            outcome,
-            code: Some(i64::from(u16::from(code))),
-            detail: text,
-            provider_id: None,
-        };
+        d.provider_id = provider_id;
+        d
     }
-    if e.is_client() {
-        return Delivery::permanent(format!("{e}"));
-    }
-    Delivery::transient(format!("{e}"))
 }
 
 fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
@@ -196,26 +148,4 @@ fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
         (None, None) => return Err("the template rendered no body".into()),
     };
     result.map_err(|e| format!("cannot build the email: {e}"))
-}
-
-fn smtp_transport(s: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
-    let tls = match s.tls {
-        TlsMode::None => Tls::None,
-        TlsMode::Starttls => Tls::Required(TlsParameters::new(s.host.clone())?),
-        TlsMode::Tls => Tls::Wrapper(TlsParameters::new(s.host.clone())?),
-    };
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone())
-        .port(s.port)
-        .tls(tls)
-        .timeout(Some(s.timeout))
-        .pool_config(
-            PoolConfig::new()
-                .max_size(s.pool_size)
-                .idle_timeout(Duration::from_secs(60)),
-        );
-    if let Some(user) = &s.username {
-        let password = s.password.read("email.smtp.password")?.unwrap_or_default();
-        b = b.credentials(Credentials::new(user.clone(), password));
-    }
-    Ok(b.build())
 }

@@ -27,14 +27,14 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let store = app.open_store().await?;
     let email =
         EmailChannel::new(&app.config.email).map_err(|e| Exit::invalid(format!("{e:#}")))?;
-    let dispatcher = Dispatcher {
+    let dispatcher = Arc::new(Dispatcher {
         store: store.clone(),
         planner: app.planner(),
         channels: Arc::new(Channels { email }),
         clock: crate::clock::from_option(a.now),
         cfg: app.config.dispatch.clone(),
         node: app.config.node_id.clone(),
-    };
+    });
     if a.once {
         let stats = dispatcher.run_once().await?;
         store.close().await;

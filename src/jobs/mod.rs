@@ -72,6 +72,18 @@ impl JobSet {
             .filter(move |j| j.stop_when.as_ref().is_some_and(|s| s.event == kind))
     }
 
+    /// Every event type some job's `stop_when` names.
+    pub fn stop_types(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .jobs
+            .iter()
+            .filter_map(|j| j.stop_when.as_ref().map(|s| s.event.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn from_jobs(jobs: Vec<Job>) -> JobSet {
         let mut set = JobSet::default();
         for j in jobs {

@@ -18,11 +18,13 @@ use crate::config::{SqliteSync, StoreConfig};
 use crate::model::{Contact, Event, MessageState, Outcome};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Postgres, Row, Sqlite, Transaction};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -90,6 +92,53 @@ macro_rules! on_tx {
 
 pub(crate) use on_pool;
 
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
+const CHUNK: usize = 100;
+
+/// A value for a dynamically built statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// Bind every value of a `Vec<Bind>` in order.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_all;
+
+/// `$start, $start+1, ...` for `n` values.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values; `(?, ?), (?, ?)` on SQLite, where
+/// sqlx looks up every numbered parameter by name, which is quadratic in their number (a
+/// hundred-row statement spent more time binding than executing).
+pub(crate) fn values_rows(rows: usize, cols: usize, pg: bool) -> String {
+    if !pg {
+        let row = format!("({})", vec!["?"; cols].join(", "));
+        return vec![row; rows].join(", ");
+    }
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Insert a planned message on `$conn`; evaluates to `false` when the (job, dedupe key,
 /// step) exists already. A macro so that it compiles against each backend's connection.
 macro_rules! insert_message {
@@ -156,11 +205,15 @@ pub struct Claimed {
     pub contact: Contact,
     pub event: Option<Event>,
     pub claim_token: String,
+    /// The contact's stored events of the types some job stops on: (type, data).
+    pub stop_events: Vec<(String, Map<String, Value>)>,
 }
 
 /// One attempt to record.
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
+    /// 1 for the first try.
+    pub number: i64,
     pub at: DateTime<Utc>,
     pub channel: String,
     pub address: Option<String>,
@@ -288,7 +341,9 @@ impl Store {
     }
 
     /// Claim up to `limit` due messages for `node` under a lease ending at `until`. Expired
-    /// leases of other (crashed) nodes are due again by then: see [`Store::reap`].
+    /// leases of other (crashed) nodes are due again by then: see [`Store::reap`]. With each
+    /// message come the contact's stored events of the `stop_types` (for `stop_when`), read in
+    /// the same transaction so dispatch needs no query per message.
     pub async fn claim(
         &self,
         node: &str,
@@ -296,6 +351,7 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: i64,
+        stop_types: &[String],
     ) -> Result<Vec<Claimed>> {
         let pg = matches!(self.pool, Pool::Postgres(_));
         let claim_sql = if pg {
@@ -304,6 +360,13 @@ impl Store {
             query::CLAIM_SQLITE
         };
         let now = to_millis(now);
+        let mut stop_binds = vec![Bind::Text(Some(token.to_string()))];
+        stop_binds.extend(stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
+        let stop_sql = format!(
+            "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
+             AND e.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)",
+            placeholders(2, stop_types.len())
+        );
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             let n = sqlx::query(claim_sql)
@@ -315,17 +378,34 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            let rows = if n == 0 {
-                Vec::new()
-            } else {
-                sqlx::query(query::CLAIMED)
-                    .bind(token)
+            if n == 0 {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(query::CLAIMED)
+                .bind(token)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut stops: HashMap<String, Vec<(String, Map<String, Value>)>> = HashMap::new();
+            if !stop_types.is_empty() {
+                for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
                     .fetch_all(&mut *tx)
                     .await?
-            };
+                {
+                    let data = json_map(r.try_get(2)?)?;
+                    stops
+                        .entry(r.try_get(0)?)
+                        .or_default()
+                        .push((r.try_get(1)?, data));
+                }
+            }
             tx.commit().await?;
             rows.iter()
-                .map(|r| claimed_from_row(r, token))
+                .map(|r| {
+                    let mut c = claimed_from_row(r, token)?;
+                    c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
+                    Ok(c)
+                })
                 .collect::<Result<Vec<_>>>()
         })
     }
@@ -360,77 +440,52 @@ impl Store {
         })
     }
 
-    /// Record a batch of outcomes in one transaction. Returns how many were stale (the lease
-    /// was lost and the message reclaimed elsewhere; the completion was not applied).
+    /// Record a batch of outcomes in one transaction, a few multi-row statements per hundred
+    /// messages (not one round trip each). Returns how many were stale: the lease was lost and
+    /// the message reclaimed elsewhere, so the completion was not applied.
     pub async fn complete(&self, batch: &[Completion]) -> Result<usize> {
         if batch.is_empty() {
             return Ok(0);
         }
+        let pg = matches!(self.pool, Pool::Postgres(_));
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let mut stale = 0;
-            for c in batch {
-                let updated = sqlx::query(query::COMPLETE)
-                    .bind(&c.message_id)
-                    .bind(&c.claim_token)
-                    .bind(c.state.as_str())
-                    .bind(c.retry_at.map(to_millis))
-                    .bind(&c.reason)
-                    .bind(&c.channel)
-                    .bind(&c.address)
-                    .bind(to_millis(c.at))
-                    .bind(i64::from(c.attempt.is_some()))
-                    .bind(if c.state == MessageState::Sent {
-                        Some(to_millis(c.at))
-                    } else {
-                        None
-                    })
-                    .execute(&mut *tx)
+            let mut applied: HashSet<String> = HashSet::with_capacity(batch.len());
+            for chunk in batch.chunks(CHUNK) {
+                let (sql, binds) = query::complete_sql(chunk, pg);
+                for r in bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(&mut *tx)
                     .await?
-                    .rows_affected();
-                if updated == 0 {
-                    stale += 1;
-                    continue;
-                }
-                if let Some(a) = &c.attempt {
-                    sqlx::query(query::INSERT_ATTEMPT)
-                        .bind(&c.message_id)
-                        .bind(to_millis(a.at))
-                        .bind(&a.channel)
-                        .bind(&a.address)
-                        .bind(a.outcome.as_str())
-                        .bind(a.code)
-                        .bind(&a.detail)
-                        .bind(&a.provider_id)
-                        .bind(&a.node)
-                        .bind(a.duration_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(m) = &c.next {
-                    let _ = insert_message!(&mut *tx, m, c.at);
+                {
+                    applied.insert(r.try_get(0)?);
                 }
             }
+            let done: Vec<&Completion> = batch
+                .iter()
+                .filter(|c| applied.contains(&c.message_id))
+                .collect();
+            let attempts: Vec<(&Completion, &NewAttempt)> = done
+                .iter()
+                .filter_map(|c| c.attempt.as_ref().map(|a| (*c, a)))
+                .collect();
+            for chunk in attempts.chunks(CHUNK) {
+                let (sql, binds) = query::attempts_sql(chunk, pg);
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let next: Vec<(&NewMessage, DateTime<Utc>)> = done
+                .iter()
+                .filter_map(|c| c.next.as_ref().map(|m| (m, c.at)))
+                .collect();
+            for chunk in next.chunks(CHUNK) {
+                let (sql, binds) = query::insert_messages_sql(chunk, pg);
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(stale)
-        })
-    }
-
-    /// `event.data` of the contact's events of type `kind` (for `stop_when` checks).
-    pub async fn event_data_of(
-        &self,
-        contact_id: &str,
-        kind: &str,
-    ) -> Result<Vec<Map<String, Value>>> {
-        on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(query::EVENT_DATA_OF)
-                .bind(contact_id)
-                .bind(kind)
-                .fetch_all(pool)
-                .await?;
-            rows.iter()
-                .map(|r| json_map(r.try_get::<String, _>(0)?))
-                .collect()
+            Ok(batch.len() - applied.len())
         })
     }
 
@@ -545,6 +600,7 @@ where
         contact,
         event,
         claim_token: token.to_string(),
+        stop_events: Vec::new(),
     })
 }
 

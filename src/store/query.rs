@@ -1,6 +1,9 @@
 //! The SQL, written once for both backends, and the delivery-log search.
 
-use super::{Pool, Result, Store, event_from_parts, on_pool, opt_ms};
+use super::{
+    Bind, Completion, NewAttempt, NewMessage, Pool, Result, Store, bind_all, event_from_parts,
+    on_pool, opt_ms, values_rows,
+};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{AttemptRecord, MessageRecord, MessageState};
 use chrono::{DateTime, Utc};
@@ -36,14 +39,6 @@ pub(super) const REAP: &str = "UPDATE messages SET state = CASE WHEN attempts = 
 pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
      WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
-
-pub(super) const COMPLETE: &str = "UPDATE messages SET state = $3, due_at = COALESCE($4, due_at), reason = $5, \
-     channel = COALESCE($6, channel), address = COALESCE($7, address), updated_at = $8, attempts = attempts + $9, \
-     sent_at = COALESCE($10, sent_at), claim_token = NULL, locked_by = NULL, locked_until = NULL \
-     WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
-
-pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) \
-     VALUES ($1, (SELECT attempts FROM messages WHERE id = $1), $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
@@ -89,11 +84,6 @@ pub struct LogFilter {
     pub limit: i64,
 }
 
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 impl LogFilter {
     /// The WHERE clause over `messages m` and its binds, numbered from $1.
     fn clause(&self) -> (String, Vec<Bind>) {
@@ -105,17 +95,17 @@ impl LogFilter {
         };
         if let Some(c) = &self.contact {
             let phone = crate::ingest::normalise_phone(c).unwrap_or_else(|_| c.clone());
-            let a = next(Bind::Text(c.clone()), &mut binds);
-            let b = next(Bind::Text(c.to_lowercase()), &mut binds);
-            let p = next(Bind::Text(phone), &mut binds);
+            let a = next(Bind::Text(Some(c.clone())), &mut binds);
+            let b = next(Bind::Text(Some(c.to_lowercase())), &mut binds);
+            let p = next(Bind::Text(Some(phone)), &mut binds);
             conds.push(format!("m.contact_id IN (SELECT id FROM contacts WHERE id = {a} OR LOWER(email) = {b} OR phone = {p})"));
         }
         if let Some(j) = &self.job {
-            let a = next(Bind::Text(j.clone()), &mut binds);
+            let a = next(Bind::Text(Some(j.clone())), &mut binds);
             conds.push(format!("m.job_id = {a}"));
         }
         if let Some(o) = &self.order {
-            let a = next(Bind::Text(o.clone()), &mut binds);
+            let a = next(Bind::Text(Some(o.clone())), &mut binds);
             conds.push(format!(
                 "m.event_id IN (SELECT id FROM events WHERE order_id = {a})"
             ));
@@ -124,16 +114,16 @@ impl LogFilter {
             let list: Vec<String> = self
                 .states
                 .iter()
-                .map(|s| next(Bind::Text(s.as_str().into()), &mut binds))
+                .map(|s| next(Bind::Text(Some(s.as_str().into())), &mut binds))
                 .collect();
             conds.push(format!("m.state IN ({})", list.join(", ")));
         }
         if let Some(t) = self.since {
-            let a = next(Bind::Int(to_millis(t)), &mut binds);
+            let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
             conds.push(format!("m.due_at >= {a}"));
         }
         if let Some(t) = self.until {
-            let a = next(Bind::Int(to_millis(t)), &mut binds);
+            let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
             conds.push(format!("m.due_at <= {a}"));
         }
         let clause = if conds.is_empty() {
@@ -143,19 +133,6 @@ impl LogFilter {
         };
         (clause, binds)
     }
-}
-
-macro_rules! bind_all {
-    ($q:expr, $binds:expr) => {{
-        let mut q = $q;
-        for b in $binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s.clone()),
-                Bind::Int(i) => q.bind(*i),
-            };
-        }
-        q
-    }};
 }
 
 impl Store {
@@ -250,4 +227,86 @@ impl Store {
             }
         })
     }
+}
+
+/// One UPDATE for a chunk of completions; returns the ids it applied to (a lost lease: the
+/// row is no longer claimed under this token, and is left alone).
+pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "WITH v (id, token, state, due_at, reason, channel, address, at, inc, sent_at) AS (VALUES {}) \
+         UPDATE messages SET state = v.state, due_at = COALESCE(v.due_at, messages.due_at), reason = v.reason, \
+         channel = COALESCE(v.channel, messages.channel), address = COALESCE(v.address, messages.address), \
+         updated_at = v.at, attempts = messages.attempts + v.inc, sent_at = COALESCE(v.sent_at, messages.sent_at), \
+         claim_token = NULL, locked_by = NULL, locked_until = NULL \
+         FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
+         RETURNING messages.id",
+        values_rows(chunk.len(), 10, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 10);
+    for c in chunk {
+        b.push(Bind::Text(Some(c.message_id.clone())));
+        b.push(Bind::Text(Some(c.claim_token.clone())));
+        b.push(Bind::Text(Some(c.state.as_str().into())));
+        b.push(Bind::Int(c.retry_at.map(to_millis)));
+        b.push(Bind::Text(c.reason.clone()));
+        b.push(Bind::Text(c.channel.clone()));
+        b.push(Bind::Text(c.address.clone()));
+        b.push(Bind::Int(Some(to_millis(c.at))));
+        b.push(Bind::Int(Some(i64::from(c.attempt.is_some()))));
+        b.push(Bind::Int(
+            (c.state == MessageState::Sent).then(|| to_millis(c.at)),
+        ));
+    }
+    (sql, b)
+}
+
+pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) VALUES {}",
+        values_rows(chunk.len(), 11, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 11);
+    for (c, a) in chunk {
+        b.push(Bind::Text(Some(c.message_id.clone())));
+        b.push(Bind::Int(Some(a.number)));
+        b.push(Bind::Int(Some(to_millis(a.at))));
+        b.push(Bind::Text(Some(a.channel.clone())));
+        b.push(Bind::Text(a.address.clone()));
+        b.push(Bind::Text(Some(a.outcome.as_str().into())));
+        b.push(Bind::Int(a.code));
+        b.push(Bind::Text(a.detail.clone()));
+        b.push(Bind::Text(a.provider_id.clone()));
+        b.push(Bind::Text(Some(a.node.clone())));
+        b.push(Bind::Int(Some(a.duration_ms)));
+    }
+    (sql, b)
+}
+
+/// Planned messages (reminders) in one INSERT; existing (job, dedupe key, step) are kept.
+pub(super) fn insert_messages_sql(
+    chunk: &[(&NewMessage, DateTime<Utc>)],
+    pg: bool,
+) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at) \
+         VALUES {} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
+        values_rows(chunk.len(), 13, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 13);
+    for (m, now) in chunk {
+        b.push(Bind::Text(Some(m.id.clone())));
+        b.push(Bind::Text(Some(m.job_id.clone())));
+        b.push(Bind::Text(Some(m.contact_id.clone())));
+        b.push(Bind::Text(m.event_id.clone()));
+        b.push(Bind::Int(Some(m.step)));
+        b.push(Bind::Text(Some(m.dedupe_key.clone())));
+        b.push(Bind::Text(Some(m.template.clone())));
+        b.push(Bind::Text(Some(m.state.as_str().into())));
+        b.push(Bind::Int(Some(to_millis(m.due_at))));
+        b.push(Bind::Int(m.not_after.map(to_millis)));
+        b.push(Bind::Text(m.reason.clone()));
+        b.push(Bind::Int(Some(to_millis(*now))));
+        b.push(Bind::Int(Some(to_millis(*now))));
+    }
+    (sql, b)
 }

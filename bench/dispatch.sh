@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Dispatch throughput against postfix's smtp-sink on loopback, beside the ceiling that
+# smtp-source reaches against the same sink in the same run.
+#
+#   bench/dispatch.sh [N]        N due messages (default 50000)
+#
+# Env: SESSIONS (SMTP connections, default 16), CONCURRENCY (default 2*SESSIONS),
+#      BATCH (claim size, default 256), SYNC (sqlite synchronous: full|normal, default full).
+# Prints both rates, our/ceiling, and peak RSS. Every attempt is durably logged in SQLite.
+set -euo pipefail
+N=${1:-50000}
+SESSIONS=${SESSIONS:-16}
+CONCURRENCY=${CONCURRENCY:-$((SESSIONS * 2))}
+BATCH=${BATCH:-256}
+SYNC=${SYNC:-full}
+root=$(cd "$(dirname "$0")/.." && pwd)
+for tool in smtp-sink smtp-source; do
+  command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || { echo "needs $tool: apt-get install postfix" >&2; exit 2; }
+done
+export PATH=$PATH:/usr/sbin
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time: apt-get install time" >&2; exit 2; }
+
+(cd "$root" && cargo build --release --quiet)
+bin=$root/target/release/aftercare
+work=$(mktemp -d)
+trap 'kill $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+user=(); [ "$(id -u)" = 0 ] && user=(-u nobody)
+smtp-sink "${user[@]}" -m 1024 127.0.0.1:$port 1024 >/dev/null 2>&1 &
+sink_pid=$!
+for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+
+cp -r "$root/jobs" "$root/message_templates" "$work/"
+cat > "$work/aftercare.yaml" <<YAML
+store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: $SYNC}
+jobs_dir: jobs
+templates_dir: message_templates
+defaults: {timezone: Asia/Shanghai, locale: zh-CN}
+email:
+  from: "Example Shop <care@example.com>"
+  transport: smtp
+  smtp: {host: 127.0.0.1, port: $port, tls: none, pool_size: $SESSIONS, timeout: 30s}
+dispatch: {batch_size: $BATCH, concurrency: $CONCURRENCY, expire_after: never}
+YAML
+awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-20T10:00:00+08:00\",\"contact\":{\"id\":\"c-%d\",\"name\":\"王芳\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\",\"timezone\":\"Asia/Shanghai\"},\"data\":{\"order_id\":\"SO-%d\",\"review_url\":\"https://shop.example.com/review/SO-%d\"}}\n", i, i, i, i, i }' > "$work/events.jsonl"
+
+secs() { python3 -c "import time; print(time.monotonic())"; }
+rate() { python3 -c "print(f'{$1/($3-$2):,.0f}')"; }
+
+t0=$(secs)
+"$bin" --config "$work/aftercare.yaml" events import "$work/events.jsonl" >/dev/null
+t1=$(secs)
+echo "import:   $N events in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) events/s (each plans one message)"
+
+# A message like ours in size: render one and measure it.
+size=$("$bin" --config "$work/aftercare.yaml" preview review-request --event <(head -1 "$work/events.jsonl") | wc -c)
+msg_len=$(( size * 2 ))   # text + html, base64-encoded, roughly
+
+t0=$(secs)
+smtp-source -d -s "$SESSIONS" -m "$N" -l "$msg_len" 127.0.0.1:$port
+t1=$(secs)
+ceiling=$(python3 -c "print($N/($t1-$t0))")
+echo "ceiling:  smtp-source -d -s $SESSIONS, $N x ${msg_len} B: $(rate $N $t0 $t1) msg/s"
+
+t0=$(secs)
+/usr/bin/time -f "%M" -o "$work/rss" "$bin" --config "$work/aftercare.yaml" run --once --now 2026-11-24T00:00:00+08:00 > "$work/out"
+t1=$(secs)
+ours=$(python3 -c "print($N/($t1-$t0))")
+echo "aftercare: $(cat "$work/out") in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) msg/s (sessions $SESSIONS, concurrency $CONCURRENCY, batch $BATCH, synchronous=$SYNC)"
+grep -q "^$N sent" "$work/out" || { echo "not every message was sent" >&2; exit 1; }
+echo "ratio:    $(python3 -c "print(f'{$ours/$ceiling:.2f}')") of the ceiling"
+echo "peak RSS: $(( $(cat "$work/rss") / 1024 )) MiB"
+attempts=$(python3 -c "
+import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from attempts').fetchone()[0])")
+echo "attempts logged: $attempts"
