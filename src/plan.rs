@@ -229,13 +229,11 @@ impl Planner {
                 for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
                     if let Some(reason) =
                         stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
-                    {
-                        if tx
+                        && tx
                             .cancel(&id, &format!("{reason} (event {})", ev.id), now)
                             .await?
-                        {
-                            stopped += 1;
-                        }
+                    {
+                        stopped += 1;
                     }
                 }
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub enum EmailChannel {
     Smtp {
-        pool: SmtpPool,
+        pool: Box<SmtpPool>,
         timeout: Duration,
         from: Mailbox,
         domain: String,
@@ -52,7 +52,7 @@ impl EmailChannel {
                 }
             }
             EmailTransport::Smtp(s) => EmailChannel::Smtp {
-                pool: SmtpPool::new(s)?,
+                pool: Box::new(SmtpPool::new(s)?),
                 timeout: s.timeout,
                 from: cfg.from.clone(),
                 domain: cfg.message_id_domain.clone(),

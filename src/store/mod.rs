@@ -191,6 +191,9 @@ pub struct NewMessage {
     pub reason: Option<String>,
 }
 
+/// A stored event's type and `data`, as `stop_when` compares it.
+pub type StopEvent = (String, Map<String, Value>);
+
 /// A message claimed for sending, with what rendering needs.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -205,8 +208,8 @@ pub struct Claimed {
     pub contact: Contact,
     pub event: Option<Event>,
     pub claim_token: String,
-    /// The contact's stored events of the types some job stops on: (type, data).
-    pub stop_events: Vec<(String, Map<String, Value>)>,
+    /// The contact's stored events of the types some job stops on.
+    pub stop_events: Vec<StopEvent>,
 }
 
 /// One attempt to record.
@@ -386,7 +389,7 @@ impl Store {
                 .bind(token)
                 .fetch_all(&mut *tx)
                 .await?;
-            let mut stops: HashMap<String, Vec<(String, Map<String, Value>)>> = HashMap::new();
+            let mut stops: HashMap<String, Vec<StopEvent>> = HashMap::new();
             if !stop_types.is_empty() {
                 for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
                     .fetch_all(&mut *tx)
