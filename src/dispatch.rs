@@ -364,7 +364,10 @@ impl Dispatcher {
                 ));
             }
             Outcome::Transient => {
-                let at = now + backoff(&self.cfg.retry, attempt_no);
+                // The server's Retry-After wins when it asks for longer than our backoff.
+                let wait =
+                    backoff(&self.cfg.retry, attempt_no).max(d.retry_after.unwrap_or_default());
+                let at = now + wait;
                 c.state = MessageState::Retrying;
                 c.retry_at = Some(at);
                 c.reason = Some(format!(

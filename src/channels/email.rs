@@ -98,6 +98,7 @@ impl EmailChannel {
                         code: None,
                         detail: format!("written to {}", path.display()),
                         provider_id: None,
+                        retry_after: None,
                     },
                     Err(e) => Delivery::transient(format!("cannot write {}: {e}", path.display())),
                 }

@@ -20,6 +20,8 @@ pub struct Delivery {
     pub detail: String,
     /// Message-ID (email) or the gateway's message id.
     pub provider_id: Option<String>,
+    /// The other side asked us to wait this long before trying again (HTTP `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Delivery {
@@ -29,6 +31,7 @@ impl Delivery {
             code: None,
             detail: detail.into(),
             provider_id: None,
+            retry_after: None,
         }
     }
 
@@ -38,6 +41,7 @@ impl Delivery {
             code: None,
             detail: detail.into(),
             provider_id: None,
+            retry_after: None,
         }
     }
 }

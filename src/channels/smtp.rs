@@ -146,6 +146,7 @@ impl SmtpPool {
                     code: Some(i64::from(u16::from(resp.code()))),
                     detail: resp.message().collect::<Vec<_>>().join(" "),
                     provider_id: None,
+                    retry_after: None,
                 }
             }
             Err(e) => {
@@ -255,6 +256,7 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
             code: Some(i64::from(u16::from(code))),
             detail: text,
             provider_id: None,
+            retry_after: None,
         };
     }
     if e.is_client() {
