@@ -6,6 +6,7 @@
 //! it names an environment variable or a file that holds them.
 
 use crate::diag::{Diagnostic, Location, did_you_mean};
+use crate::policy::{Cap, ConsentMode, LeapDay, SendWindow, parse_clock};
 use crate::{duration, yaml};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -28,7 +29,55 @@ struct RawConfig {
     email: RawEmail,
     #[serde(default)]
     dispatch: RawDispatch,
+    #[serde(default)]
+    policy: RawPolicy,
+    unsubscribe: Option<RawUnsubscribe>,
+    webhook: Option<RawWebhook>,
     node_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    consent: Option<ConsentMode>,
+    send_window: Option<RawWindow>,
+    caps: Option<Vec<RawCap>>,
+    leap_day: Option<LeapDay>,
+    /// How late an anniversary greeting may still go (a daemon down on the day).
+    anniversary_grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCap {
+    max: u32,
+    per: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnsubscribe {
+    /// `https://shop.example.com/u/{token}`
+    url: String,
+    mailto: Option<String>,
+    key_env: Option<String>,
+    key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+    timeout: Option<String>,
 }
 
 fn default_jobs_dir() -> String {
@@ -160,7 +209,63 @@ pub struct Config {
     pub default_locale: String,
     pub email: EmailConfig,
     pub dispatch: DispatchConfig,
+    pub policy: PolicyConfig,
+    pub unsubscribe: Option<UnsubscribeConfig>,
+    pub webhook: Option<WebhookConfig>,
     pub node_id: String,
+}
+
+/// Defaults for the customer-protecting rules; jobs may override some.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub consent: ConsentMode,
+    pub send_window: SendWindow,
+    /// Across all marketing jobs, per contact.
+    pub caps: Vec<Cap>,
+    pub leap_day: LeapDay,
+    pub anniversary_grace: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            consent: ConsentMode::OptIn,
+            send_window: SendWindow {
+                start: chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"),
+                end: chrono::NaiveTime::from_hms_opt(21, 0, 0),
+            },
+            caps: vec![
+                Cap {
+                    max: 2,
+                    per: Duration::from_secs(7 * 86_400),
+                },
+                Cap {
+                    max: 1,
+                    per: Duration::from_secs(86_400),
+                },
+            ],
+            leap_day: LeapDay::Feb28,
+            anniversary_grace: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// One-click unsubscribe links (RFC 8058) in every marketing email.
+#[derive(Debug, Clone)]
+pub struct UnsubscribeConfig {
+    /// Holds `{token}`.
+    pub url: String,
+    pub mailto: Option<String>,
+    /// The HMAC key; a `key_file` that does not exist is created with a fresh random key.
+    pub key: Secret,
+}
+
+/// Where callback tasks are POSTed (a CRM or call-centre queue).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Secret,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +480,9 @@ impl Checker<'_> {
         }
         let email = self.email(raw.email, &resolve);
         let dispatch = self.dispatch(raw.dispatch);
+        let policy = self.policy(raw.policy);
+        let unsubscribe = raw.unsubscribe.map(|u| self.unsubscribe(u, &resolve));
+        let webhook = raw.webhook.map(|w| self.webhook(w, &resolve));
         let node_id = raw.node_id.unwrap_or_else(default_node_id);
         Config {
             path: path.to_path_buf(),
@@ -385,7 +493,149 @@ impl Checker<'_> {
             default_locale: raw.defaults.locale,
             email,
             dispatch,
+            policy,
+            unsubscribe,
+            webhook,
             node_id,
+        }
+    }
+
+    fn policy(&mut self, raw: RawPolicy) -> PolicyConfig {
+        let d = PolicyConfig::default();
+        let send_window = match &raw.send_window {
+            Some(w) => self
+                .window("policy.send_window", w)
+                .unwrap_or(d.send_window),
+            None => d.send_window,
+        };
+        let caps = match raw.caps {
+            None => d.caps,
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let field = format!("policy.caps[{i}].per");
+                    let per = self.duration(&field, Some(&c.per), Duration::ZERO);
+                    if c.max == 0 || per.is_zero() {
+                        self.err(
+                            &format!("policy.caps[{i}]"),
+                            "a cap needs max ≥ 1 and a period".into(),
+                            Some("e.g. {max: 2, per: 7d}".into()),
+                        );
+                        return None;
+                    }
+                    Some(Cap { max: c.max, per })
+                })
+                .collect(),
+        };
+        PolicyConfig {
+            consent: raw.consent.unwrap_or(d.consent),
+            send_window,
+            caps,
+            leap_day: raw.leap_day.unwrap_or(d.leap_day),
+            anniversary_grace: self.duration(
+                "policy.anniversary_grace",
+                raw.anniversary_grace.as_deref(),
+                d.anniversary_grace,
+            ),
+        }
+    }
+
+    fn window(&mut self, field: &str, w: &RawWindow) -> Option<SendWindow> {
+        match parse_window(w) {
+            Ok(win) => Some(win),
+            Err(e) => {
+                self.err(
+                    field,
+                    e,
+                    Some("e.g. {start: \"09:00\", end: \"21:00\"}".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn unsubscribe(
+        &mut self,
+        raw: RawUnsubscribe,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> UnsubscribeConfig {
+        if !raw.url.contains("{token}") {
+            self.err(
+                "unsubscribe.url",
+                format!("`{}` has no {{token}} placeholder", raw.url),
+                Some("e.g. https://shop.example.com/u/{token}".into()),
+            );
+        } else if !raw.url.starts_with("https://") {
+            self.err(
+                "unsubscribe.url",
+                "must be an https:// link (mail providers ignore others)".into(),
+                None,
+            );
+        }
+        if let Some(m) = &raw.mailto
+            && m.parse::<lettre::Address>().is_err()
+        {
+            self.err(
+                "unsubscribe.mailto",
+                format!("`{m}` is not an email address"),
+                None,
+            );
+        }
+        let key = match self.secret(
+            "unsubscribe",
+            raw.key_env.as_deref(),
+            raw.key_file.as_deref(),
+            resolve,
+        ) {
+            Secret::None => {
+                self.err(
+                    "unsubscribe",
+                    "no key".into(),
+                    Some(
+                        "set key_env or key_file (a missing key_file is created with a random key)"
+                            .into(),
+                    ),
+                );
+                Secret::None
+            }
+            k => k,
+        };
+        UnsubscribeConfig {
+            url: raw.url,
+            mailto: raw.mailto,
+            key,
+        }
+    }
+
+    fn webhook(&mut self, raw: RawWebhook, resolve: &dyn Fn(&str) -> PathBuf) -> WebhookConfig {
+        if !(raw.url.starts_with("https://") || raw.url.starts_with("http://")) {
+            self.err(
+                "webhook.url",
+                format!("`{}` is not an http(s) URL", raw.url),
+                None,
+            );
+        }
+        let secret = match (raw.secret_env.as_deref(), raw.secret_file.as_deref()) {
+            (Some(e), None) => Secret::Env(e.to_string()),
+            (None, Some(f)) => Secret::File(resolve(f)),
+            _ => {
+                self.err(
+                    "webhook",
+                    "give exactly one of secret_env or secret_file".into(),
+                    Some("the receiver checks the X-Aftercare-Signature HMAC with it".into()),
+                );
+                Secret::None
+            }
+        };
+        WebhookConfig {
+            url: raw.url,
+            secret,
+            timeout: self.duration(
+                "webhook.timeout",
+                raw.timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
         }
     }
 
@@ -587,6 +837,19 @@ impl Checker<'_> {
             retry,
         }
     }
+}
+
+/// `{start: "09:00", end: "21:00"}` as a [`SendWindow`].
+pub fn parse_window(w: &RawWindow) -> Result<SendWindow, String> {
+    let start =
+        parse_clock(&w.start)?.ok_or_else(|| "a window cannot start at 24:00".to_string())?;
+    let end = parse_clock(&w.end)?;
+    if end == Some(start) {
+        return Err(
+            "start and end are the same; for no restriction use start 00:00, end 24:00".into(),
+        );
+    }
+    Ok(SendWindow { start, end })
 }
 
 /// A time zone by IANA name, with a suggestion when it is misspelt.

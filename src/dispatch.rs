@@ -6,16 +6,19 @@
 //! written in one transaction by a recorder task while the next batch is already sending,
 //! so the fsync per commit is shared by a whole batch.
 
-use crate::channels::Channels;
 use crate::channels::email::OutgoingEmail;
+use crate::channels::{Channels, Delivery};
 use crate::clock::SharedClock;
 use crate::config::{DispatchConfig, RetryConfig};
-use crate::model::{MessageState, Outcome};
-use crate::plan::{Planner, render_reason, stop_reason};
-use crate::store::{Claimed, Completion, NewAttempt, Store, StoreError};
+use crate::jobs::{DateField, Job, OverCap, Trigger};
+use crate::model::{Class, MessageState, Outcome};
+use crate::plan::{MessageFacts, Planner, render_reason, stop_reason};
+use crate::policy::{anniversary_in, check_caps, has_consent};
+use crate::store::{ClaimWith, Claimed, Completion, NewAttempt, Store, StoreError};
 use crate::templates::TemplateRenderError;
-use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -26,6 +29,8 @@ pub struct Dispatcher {
     pub clock: SharedClock,
     pub cfg: DispatchConfig,
     pub node: String,
+    /// Marketing sends this process made, per contact, for frequency caps within a run.
+    pub sends: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
 }
 
 /// What a dispatch run did.
@@ -35,6 +40,10 @@ pub struct Stats {
     pub retrying: u64,
     pub failed: u64,
     pub cancelled: u64,
+    /// Moved later by quiet hours or a frequency cap.
+    pub deferred: u64,
+    /// Callback tasks left open for agents.
+    pub open: u64,
     /// Claimed but put back untried (shutdown).
     pub released: u64,
     /// Completions not applied because the lease had been lost meanwhile.
@@ -48,6 +57,8 @@ impl Stats {
             MessageState::Retrying => self.retrying += 1,
             MessageState::Failed => self.failed += 1,
             MessageState::Cancelled => self.cancelled += 1,
+            MessageState::Scheduled => self.deferred += 1,
+            MessageState::Open => self.open += 1,
             _ => {}
         }
     }
@@ -57,12 +68,14 @@ impl Stats {
         self.retrying += o.retrying;
         self.failed += o.failed;
         self.cancelled += o.cancelled;
+        self.deferred += o.deferred;
+        self.open += o.open;
         self.released += o.released;
         self.stale += o.stale;
     }
 
     pub fn total(&self) -> u64 {
-        self.sent + self.retrying + self.failed + self.cancelled
+        self.sent + self.retrying + self.failed + self.cancelled + self.deferred + self.open
     }
 }
 
@@ -73,6 +86,12 @@ impl std::fmt::Display for Stats {
             "{} sent, {} retrying, {} failed, {} cancelled",
             self.sent, self.retrying, self.failed, self.cancelled
         )?;
+        if self.deferred > 0 {
+            write!(f, ", {} deferred", self.deferred)?;
+        }
+        if self.open > 0 {
+            write!(f, ", {} open for agents", self.open)?;
+        }
         if self.released > 0 {
             write!(f, ", {} released", self.released)?;
         }
@@ -159,7 +178,13 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(limit));
         let mut released = 0u64;
         let mut result = Ok(());
-        let stop_types = self.planner.jobs.stop_types();
+        let longest_cap = self.planner.policy.caps.iter().map(|c| c.per).max();
+        let with = ClaimWith {
+            stop_types: self.planner.jobs.stop_types(),
+            sends_since: longest_cap
+                .and_then(|p| chrono::Duration::from_std(p).ok())
+                .map(|p| self.clock.now() - p),
+        };
         'claiming: while !*stop.borrow() {
             let now = self.clock.now();
             let token = crate::plan::new_id(now);
@@ -172,7 +197,7 @@ impl Dispatcher {
                     now,
                     lease_end,
                     i64::from(self.cfg.batch_size),
-                    &stop_types,
+                    &with,
                 )
                 .await
             {
@@ -227,7 +252,7 @@ impl Dispatcher {
     /// Decide, render and send one claimed message.
     async fn process(&self, m: Claimed) -> Completion {
         let now = self.clock.now();
-        let mut c = Completion {
+        let c = Completion {
             message_id: m.id.clone(),
             claim_token: m.claim_token.clone(),
             state: MessageState::Cancelled,
@@ -238,11 +263,6 @@ impl Dispatcher {
             address: None,
             at: now,
             next: None,
-        };
-        let cancel = |mut c: Completion, reason: String| {
-            c.state = MessageState::Cancelled;
-            c.reason = Some(reason);
-            c
         };
         let Some(job) = self.planner.jobs.get(&m.job_id).cloned() else {
             return cancel(c, format!("job `{}` is no longer defined", m.job_id));
@@ -274,42 +294,171 @@ impl Dispatcher {
                 return cancel(c, reason);
             }
         }
-        let Some(address) = job.channels.iter().find_map(|ch| match ch.as_str() {
-            "email" => m.contact.email.clone(),
-            _ => None,
-        }) else {
-            return cancel(
+        if let Err(reason) = self.anniversary_still_holds(&job, &m) {
+            return cancel(c, reason);
+        }
+        if m.channel_plan.as_deref() == Some("webhook") {
+            return self.send_task(&job, &m, c).await;
+        }
+        self.send_customer(&job, &m, c).await
+    }
+
+    /// A greeting planned for a date field's anniversary goes only if the field still has
+    /// that anniversary (a corrected birthday gets its own greeting on the new day).
+    fn anniversary_still_holds(&self, job: &Job, m: &Claimed) -> Result<(), String> {
+        let Trigger::Anniversary {
+            field, leap_day, ..
+        } = &job.trigger
+        else {
+            return Ok(());
+        };
+        let leap = leap_day.unwrap_or(self.planner.policy.leap_day);
+        let value = match field {
+            DateField::Birthday => m.contact.birthday.clone(),
+            DateField::Attribute(a) => m
+                .contact
+                .attributes
+                .get(a)
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        };
+        let planned = m
+            .due_at
+            .with_timezone(&self.planner.zone_of(&m.contact))
+            .date_naive();
+        let Some(date) = value.and_then(|v| NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok()) else {
+            return Err(format!(
+                "contact {} no longer has {}",
+                m.contact.id,
+                field.key()
+            ));
+        };
+        if anniversary_in(date, planned.year(), leap) != planned {
+            return Err(format!(
+                "{} changed to {}; planned for the new day instead",
+                field.key(),
+                date.format("%m-%d")
+            ));
+        }
+        Ok(())
+    }
+
+    /// A callback task: one signed POST to the configured webhook.
+    async fn send_task(&self, job: &Job, m: &Claimed, mut c: Completion) -> Completion {
+        let now = c.at;
+        let Some(webhook) = &self.channels.webhook else {
+            // Planned while a webhook was configured; now there is none: leave it to agents.
+            c.state = MessageState::Open;
+            c.reason = Some("no webhook configured: open for `aftercare callbacks`".into());
+            return c;
+        };
+        let payload = callback_payload(job, m, now);
+        let started = Instant::now();
+        let d = webhook.send(&m.id, &payload, now.timestamp()).await;
+        c.channel = Some("webhook".into());
+        self.record(job, m, c, "webhook", None, d, started)
+    }
+
+    /// A customer message: pick a channel the contact can and may be reached on, respect
+    /// quiet hours and frequency caps, render, send.
+    async fn send_customer(&self, job: &Job, m: &Claimed, mut c: Completion) -> Completion {
+        let now = c.at;
+        let policy = &self.planner.policy;
+        let marketing = m.class == Class::Marketing;
+        let mut skipped = Vec::new();
+        let mut chosen = None;
+        for ch in &job.channels {
+            let address = match ch.as_str() {
+                "email" => m.contact.email.clone(),
+                _ => None,
+            };
+            let Some(address) = address else {
+                skipped.push(format!(
+                    "{ch}: contact {} has no {ch} address",
+                    m.contact.id
+                ));
+                continue;
+            };
+            if let Some((_, why)) = m.suppressed.iter().find(|(sc, _)| sc == ch) {
+                skipped.push(format!("{ch}: {address} is suppressed ({why})"));
+                continue;
+            }
+            if marketing && !has_consent(policy.consent, &m.contact.consent, ch) {
+                let why = match m.contact.consent.get(ch) {
+                    Some(serde_json::Value::Bool(false)) => format!("consent.{ch} is false"),
+                    _ => format!("no consent.{ch} (consent mode opt_in)"),
+                };
+                skipped.push(format!("{ch}: {why}"));
+                continue;
+            }
+            chosen = Some((ch.clone(), address));
+            break;
+        }
+        let Some((channel, address)) = chosen else {
+            return cancel(c, format!("not sent: {}", skipped.join("; ")));
+        };
+
+        // Quiet hours in the contact's local time.
+        let tz = self.planner.zone_of(&m.contact);
+        let window = job.effective_window(policy.send_window);
+        let allowed = window.next_allowed(now, tz);
+        if allowed > now {
+            return defer(
                 c,
+                m,
+                allowed,
                 format!(
-                    "no address: contact {} has no email (channels: {})",
-                    m.contact.id,
-                    job.channels.join(", ")
+                    "quiet hours ({} {}); goes at {}",
+                    window.describe(),
+                    tz.name(),
+                    fmt_local(allowed, tz)
                 ),
             );
-        };
-        c.channel = Some("email".into());
-        c.address = Some(address.clone());
+        }
+        // Frequency caps across marketing jobs: the claim brought the recent sends; this run's
+        // own sends are added under a lock so two messages to one contact cannot both pass.
+        let mut reserved = false;
+        if marketing && !policy.caps.is_empty() {
+            let mut in_run = self.sends.lock().expect("sends lock");
+            let mine = in_run.entry(m.contact.id.clone()).or_default();
+            let mut all = m.recent_sends.clone();
+            all.extend(mine.iter().copied());
+            if let Err((free_at, cap)) = check_caps(&policy.caps, &all, now) {
+                let what = format!(
+                    "frequency cap {} per {}",
+                    cap.max,
+                    crate::duration::format(cap.per)
+                );
+                return match job.over_cap {
+                    OverCap::Drop => cancel(c, format!("dropped: {what} reached")),
+                    OverCap::Defer => {
+                        let at = window.next_allowed(free_at, tz);
+                        drop(in_run);
+                        defer(
+                            c,
+                            m,
+                            at,
+                            format!("{what} reached; goes at {}", fmt_local(at, tz)),
+                        )
+                    }
+                };
+            }
+            mine.push(now);
+            reserved = true;
+        }
 
-        let locale = m
-            .contact
-            .locale
-            .clone()
-            .unwrap_or_else(|| self.planner.default_locale.clone());
+        c.channel = Some(channel.clone());
+        c.address = Some(address.clone());
+        let locale = self.planner.locale_of(&m.contact);
+        let facts = MessageFacts {
+            id: &m.id,
+            step: m.step,
+            token: m.token.as_deref(),
+            send_at: now,
+        };
         let ctx = self
             .planner
-            .context(&job, &m.contact, m.event.as_ref(), &m.id, m.step, now);
-        let attempt = |outcome, code, detail: String, provider_id, ms| NewAttempt {
-            number: m.attempts + 1,
-            at: now,
-            channel: "email".into(),
-            address: Some(address.clone()),
-            outcome,
-            code,
-            detail: Some(detail),
-            provider_id,
-            node: self.node.clone(),
-            duration_ms: ms,
-        };
+            .context(job, &m.contact, m.event.as_ref(), &facts);
         let content = match self
             .planner
             .templates
@@ -323,11 +472,26 @@ impl Dispatcher {
                     }
                     other => format!("render failed: {other}"),
                 };
+                self.unreserve(&m.contact.id, now, reserved);
                 c.state = MessageState::Failed;
                 c.reason = Some(why.clone());
-                c.attempt = Some(attempt(Outcome::Permanent, None, why, None, 0));
+                c.attempt = Some(self.attempt(
+                    m,
+                    now,
+                    &channel,
+                    Some(&address),
+                    Outcome::Permanent,
+                    None,
+                    why,
+                    None,
+                    0,
+                ));
                 return c;
             }
+        };
+        let unsubscribe = match (&self.planner.unsubscribe, marketing) {
+            (Some(u), true) => Some((u.url("email", &address), u.mailto("email", &address))),
+            _ => None,
         };
         let message_id = self.channels.email.message_id(&m.id);
         let started = Instant::now();
@@ -340,11 +504,68 @@ impl Dispatcher {
                 to_name: m.contact.name.as_deref(),
                 content: &content,
                 date: now,
+                unsubscribe,
             })
             .await;
+        if d.outcome != Outcome::Sent {
+            self.unreserve(&m.contact.id, now, reserved);
+        }
+        self.record(job, m, c, &channel, Some(&address), d, started)
+    }
+
+    fn unreserve(&self, contact: &str, at: DateTime<Utc>, reserved: bool) {
+        if reserved && let Some(v) = self.sends.lock().expect("sends lock").get_mut(contact) {
+            v.retain(|t| *t != at);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        m: &Claimed,
+        now: DateTime<Utc>,
+        channel: &str,
+        address: Option<&str>,
+        outcome: Outcome,
+        code: Option<i64>,
+        detail: String,
+        provider_id: Option<String>,
+        ms: i64,
+    ) -> NewAttempt {
+        NewAttempt {
+            number: m.attempts + 1,
+            at: now,
+            channel: channel.into(),
+            address: address.map(str::to_string),
+            outcome,
+            code,
+            detail: Some(detail),
+            provider_id,
+            node: self.node.clone(),
+            duration_ms: ms,
+        }
+    }
+
+    /// Turn a delivery into the message's next state, its attempt record and its reminder.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        job: &Job,
+        m: &Claimed,
+        mut c: Completion,
+        channel: &str,
+        address: Option<&str>,
+        d: Delivery,
+        started: Instant,
+    ) -> Completion {
+        let now = c.at;
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let attempt_no = m.attempts + 1;
-        c.attempt = Some(attempt(
+        c.attempt = Some(self.attempt(
+            m,
+            now,
+            channel,
+            address,
             d.outcome,
             d.code,
             d.detail.clone(),
@@ -354,7 +575,7 @@ impl Dispatcher {
         match d.outcome {
             Outcome::Sent => {
                 c.state = MessageState::Sent;
-                c.next = self.planner.next_step(&job, &m, now);
+                c.next = self.planner.next_step(job, m, now);
             }
             Outcome::Transient if attempt_no >= i64::from(self.cfg.retry.max_attempts) => {
                 c.state = MessageState::Failed;
@@ -384,6 +605,43 @@ impl Dispatcher {
         }
         c
     }
+}
+
+fn cancel(mut c: Completion, reason: String) -> Completion {
+    c.state = MessageState::Cancelled;
+    c.reason = Some(reason);
+    c
+}
+
+/// Back to the queue for later, without counting an attempt.
+fn defer(mut c: Completion, m: &Claimed, at: DateTime<Utc>, reason: String) -> Completion {
+    c.state = if m.attempts == 0 {
+        MessageState::Scheduled
+    } else {
+        MessageState::Retrying
+    };
+    c.retry_at = Some(at);
+    c.reason = Some(format!("deferred: {reason}"));
+    c
+}
+
+/// The JSON a CRM receives for a callback task.
+pub fn callback_payload(job: &Job, m: &Claimed, now: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "type": "callback.requested",
+        "id": m.id,
+        "job": {"id": job.id, "description": job.description},
+        "due_at": m.due_at.to_rfc3339(),
+        "created_at": now.to_rfc3339(),
+        "contact": m.contact,
+        "event": m.event.as_ref().map(|e| serde_json::json!({
+            "id": e.id, "type": e.kind, "occurred_at": e.occurred_at.to_rfc3339(), "data": e.data,
+        })),
+    })
+}
+
+fn fmt_local(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 fn with_code(code: Option<i64>, detail: &str) -> String {

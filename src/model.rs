@@ -52,11 +52,39 @@ pub fn data_key(data: &Map<String, Value>, field: &str) -> Option<String> {
     }
 }
 
+/// `marketing` needs consent and counts toward frequency caps; `service` does neither.
+#[derive(Debug, serde::Deserialize, Serialize, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    #[default]
+    Marketing,
+    Service,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Marketing => "marketing",
+            Class::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Class {
+        if s == "service" {
+            Class::Service
+        } else {
+            Class::Marketing
+        }
+    }
+}
+
 /// Where an outbox message is in its life. `Claimed` is held under a lease by one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     Scheduled,
+    /// A callback task waiting for an agent (no CRM webhook configured).
+    Open,
     Claimed,
     Retrying,
     Sent,
@@ -65,8 +93,9 @@ pub enum MessageState {
 }
 
 impl MessageState {
-    pub const ALL: [MessageState; 6] = [
+    pub const ALL: [MessageState; 7] = [
         MessageState::Scheduled,
+        MessageState::Open,
         MessageState::Claimed,
         MessageState::Retrying,
         MessageState::Sent,
@@ -77,6 +106,7 @@ impl MessageState {
     pub fn as_str(self) -> &'static str {
         match self {
             MessageState::Scheduled => "scheduled",
+            MessageState::Open => "open",
             MessageState::Claimed => "claimed",
             MessageState::Retrying => "retrying",
             MessageState::Sent => "sent",
@@ -135,6 +165,9 @@ pub struct MessageRecord {
     pub event_id: Option<String>,
     pub order_id: Option<String>,
     pub template: String,
+    pub class: Class,
+    /// `webhook` for a callback task; absent for a customer message.
+    pub channel_plan: Option<String>,
     pub state: MessageState,
     pub due_at: DateTime<Utc>,
     pub attempts: i64,

@@ -6,11 +6,13 @@
 //! of (job, contact, event, now); [`Planner::ingest`] applies them to the store, one
 //! transaction per batch, and never writes anything for a line it rejects.
 
+use crate::config::PolicyConfig;
 use crate::ingest::{FieldError, Incoming};
-use crate::jobs::{Job, JobSet, StopWhen};
+use crate::jobs::{Class, Job, JobSet, StopWhen, Trigger};
 use crate::model::{Contact, Event, MessageState, data_key};
-use crate::store::{NewMessage, Store, StoreError};
+use crate::store::{Claimed, NewMessage, Store, StoreError};
 use crate::templates::{self, MessageInfo, TemplateSet};
+use crate::unsubscribe::Unsubscriber;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use handlebars::Context;
@@ -27,6 +29,10 @@ pub struct Planner {
     pub default_locale: String,
     /// The config's `dispatch.expire_after`; a job may override it.
     pub expire_after: Option<Duration>,
+    pub policy: PolicyConfig,
+    pub unsubscribe: Option<Arc<Unsubscriber>>,
+    /// Callback tasks go to a webhook; without one they wait open for agents.
+    pub webhook_enabled: bool,
 }
 
 /// What became of one incoming event.
@@ -44,20 +50,119 @@ pub enum IngestOutcome {
     Rejected(Vec<FieldError>),
 }
 
+/// Facts about one message for its render context.
+pub struct MessageFacts<'a> {
+    pub id: &'a str,
+    pub step: i64,
+    pub token: Option<&'a str>,
+    pub send_at: DateTime<Utc>,
+}
+
+/// The suffix that keeps a job's callback-task row apart from its customer message.
+pub const CALLBACK_SUFFIX: &str = "#callback";
+
 impl Planner {
-    /// The first message of `job` for `event`, or a field error (a dedupe key that cannot be
-    /// rendered for this event).
-    pub fn first_message(
+    pub fn zone_of(&self, c: &Contact) -> Tz {
+        c.timezone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(self.default_timezone)
+    }
+
+    pub fn locale_of(&self, c: &Contact) -> String {
+        c.locale
+            .clone()
+            .unwrap_or_else(|| self.default_locale.clone())
+    }
+
+    /// The render context for a message of `job` to `contact`.
+    pub fn context(
+        &self,
+        job: &Job,
+        contact: &Contact,
+        event: Option<&Event>,
+        m: &MessageFacts,
+    ) -> Context {
+        Context::wraps(self.context_value(job, contact, event, m))
+            .expect("a JSON value is always a valid context")
+    }
+
+    fn context_value(
+        &self,
+        job: &Job,
+        contact: &Contact,
+        event: Option<&Event>,
+        m: &MessageFacts,
+    ) -> Value {
+        let locale = self.locale_of(contact);
+        let links = match (&self.unsubscribe, &contact.email) {
+            (Some(u), Some(email)) => Some((u.url("email", email), u.mailto("email", email))),
+            _ => None,
+        };
+        let info = MessageInfo {
+            id: m.id,
+            step: m.step,
+            send_at: m.send_at,
+            locale: &locale,
+            timezone: self.zone_of(contact),
+            token: m.token,
+            unsubscribe: links.as_ref().map(|(u, m)| (u.as_str(), m.as_deref())),
+        };
+        templates::context(contact, event, &job.id, &job.description, &info)
+    }
+
+    /// Whether the contact (and event) pass the job's `audience.where` conditions.
+    pub fn in_audience(
+        &self,
+        job: &Job,
+        contact: &Contact,
+        event: Option<&Event>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if job.audience.conditions.is_empty() {
+            return true;
+        }
+        let ctx = self.context_value(
+            job,
+            contact,
+            event,
+            &MessageFacts {
+                id: "",
+                step: 0,
+                token: None,
+                send_at: now,
+            },
+        );
+        job.audience.conditions.iter().all(|c| c.holds(&ctx))
+    }
+
+    /// The messages `job` plans for `event`: the customer message (if the job has customer
+    /// channels) and a callback task (if it lists `webhook`). Empty when the contact is not
+    /// in the job's audience; a field error when the dedupe key cannot be computed.
+    pub fn messages_for_event(
         &self,
         job: &Job,
         event: &Event,
         contact: &Contact,
         now: DateTime<Utc>,
-    ) -> Result<NewMessage, FieldError> {
+    ) -> Result<Vec<NewMessage>, FieldError> {
+        if !self.in_audience(job, contact, Some(event), now) {
+            return Ok(Vec::new());
+        }
         let dedupe_key = match &job.dedupe {
             None => event.id.clone(),
             Some(src) => {
-                let ctx = self.context(job, contact, Some(event), "", 0, now);
+                let ctx = self.context(
+                    job,
+                    contact,
+                    Some(event),
+                    &MessageFacts {
+                        id: "",
+                        step: 0,
+                        token: None,
+                        send_at: now,
+                    },
+                );
                 let key = self
                     .templates
                     .render_inline(src, &ctx)
@@ -78,89 +183,135 @@ impl Planner {
                 key
             }
         };
-        let step = &job.steps[0];
-        let due_at = event.occurred_at.with_timezone(&Utc) + step.after;
-        Ok(NewMessage {
-            id: new_id(now),
-            job_id: job.id.clone(),
-            contact_id: contact.id.clone(),
-            event_id: Some(event.id.clone()),
-            step: 0,
-            dedupe_key,
-            template: step.template.clone(),
-            due_at,
-            not_after: self.not_after(job, due_at),
-            state: MessageState::Scheduled,
-            reason: None,
-        })
+        let Trigger::Event { delay, .. } = &job.trigger else {
+            return Ok(Vec::new());
+        };
+        let due_at = event.occurred_at.with_timezone(&Utc) + *delay;
+        let mut out = Vec::new();
+        if job.webhook {
+            let mut task = self.new_message(
+                job,
+                &contact.id,
+                Some(&event.id),
+                0,
+                format!("{dedupe_key}{CALLBACK_SUFFIX}"),
+                "",
+                due_at,
+            );
+            task.channel_plan = Some("webhook".into());
+            if !self.webhook_enabled {
+                task.state = MessageState::Open;
+            }
+            task.token = None;
+            task.class = Class::Service;
+            out.push(task);
+        }
+        if let Some(step) = job.steps.first() {
+            out.push(self.new_message(
+                job,
+                &contact.id,
+                Some(&event.id),
+                0,
+                dedupe_key,
+                &step.template,
+                due_at,
+            ));
+        }
+        Ok(out)
     }
 
     /// The reminder that follows step `step` of `job`, sent at `sent_at`.
     pub fn next_step(
         &self,
         job: &Job,
-        prev: &crate::store::Claimed,
+        prev: &Claimed,
         sent_at: DateTime<Utc>,
     ) -> Option<NewMessage> {
+        if prev.channel_plan.is_some() {
+            return None; // a callback task has no reminders
+        }
         let step = job.step(prev.step + 1)?;
-        let due_at = sent_at + step.after;
-        Some(NewMessage {
-            id: new_id(sent_at),
-            job_id: job.id.clone(),
-            contact_id: prev.contact.id.clone(),
-            event_id: prev.event.as_ref().map(|e| e.id.clone()),
-            step: prev.step + 1,
-            dedupe_key: prev.dedupe_key.clone(),
-            template: step.template.clone(),
-            due_at,
-            not_after: self.not_after(job, due_at),
-            state: MessageState::Scheduled,
-            reason: None,
-        })
+        let event_id = prev.event.as_ref().map(|e| e.id.as_str());
+        Some(self.new_message(
+            job,
+            &prev.contact.id,
+            event_id,
+            prev.step + 1,
+            prev.dedupe_key.clone(),
+            &step.template,
+            sent_at + step.after,
+        ))
     }
 
-    fn not_after(&self, job: &Job, due_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The greeting of an anniversary job for `contact` in `year`, due at `fire_at`.
+    pub fn anniversary_message(
+        &self,
+        job: &Job,
+        contact_id: &str,
+        year: i32,
+        fire_at: DateTime<Utc>,
+    ) -> Option<NewMessage> {
+        let step = job.steps.first()?;
+        let mut m = self.new_message(
+            job,
+            contact_id,
+            None,
+            0,
+            format!("{contact_id}:{year}"),
+            &step.template,
+            fire_at,
+        );
+        // A greeting days late is odd: it goes within the grace period or not at all.
+        m.not_after = Some(fire_at + self.policy.anniversary_grace);
+        Some(m)
+    }
+
+    /// The message of a cron job's occurrence for one contact of its audience.
+    pub fn occurrence_message(
+        &self,
+        job: &Job,
+        contact_id: &str,
+        occurrence: DateTime<Utc>,
+    ) -> Option<NewMessage> {
+        let step = job.steps.first()?;
+        let key = format!(
+            "{contact_id}:{}",
+            occurrence.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        Some(self.new_message(job, contact_id, None, 0, key, &step.template, occurrence))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_message(
+        &self,
+        job: &Job,
+        contact_id: &str,
+        event_id: Option<&str>,
+        step: i64,
+        dedupe_key: String,
+        template: &str,
+        due_at: DateTime<Utc>,
+    ) -> NewMessage {
         let expire = match job.expire_after {
             Some(per_job) => per_job,
             None => self.expire_after,
         };
-        expire.map(|d| due_at + d)
-    }
-
-    /// The render context for a message of `job` to `contact`.
-    pub fn context(
-        &self,
-        job: &Job,
-        contact: &Contact,
-        event: Option<&Event>,
-        message_id: &str,
-        step: i64,
-        send_at: DateTime<Utc>,
-    ) -> Context {
-        let locale = contact
-            .locale
-            .clone()
-            .unwrap_or_else(|| self.default_locale.clone());
-        let timezone = contact
-            .timezone
-            .as_deref()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(self.default_timezone);
-        let info = MessageInfo {
-            id: message_id,
+        NewMessage {
+            id: new_id(due_at),
+            job_id: job.id.clone(),
+            contact_id: contact_id.to_string(),
+            event_id: event_id.map(str::to_string),
             step,
-            send_at,
-            locale: &locale,
-            timezone,
-        };
-        Context::wraps(templates::context(
-            contact,
-            event,
-            &job.id,
-            &job.description,
-            &info,
-        ))
-        .expect("a JSON value is always a valid context")
+            dedupe_key,
+            template: template.to_string(),
+            due_at,
+            not_after: expire.map(|d| due_at + d),
+            state: MessageState::Scheduled,
+            reason: None,
+            class: job.class,
+            token: Some(new_token()),
+            channel_plan: None,
+        }
     }
 
     /// Ingest checked events: store each once, upsert its contact, plan and stop messages.
@@ -187,8 +338,8 @@ impl Planner {
             let mut planned = Vec::new();
             let mut errors = Vec::new();
             for job in self.jobs.triggered_by(&ev.kind) {
-                match self.first_message(job, ev, &contact, now) {
-                    Ok(m) => planned.push((job.clone(), m)),
+                match self.messages_for_event(job, ev, &contact, now) {
+                    Ok(ms) => planned.extend(ms.into_iter().map(|m| (job.clone(), m))),
                     Err(e) => errors.push(e),
                 }
             }
@@ -291,6 +442,16 @@ pub fn new_id(now: DateTime<Utc>) -> String {
     ulid::Ulid::from_datetime(now.into())
         .to_string()
         .to_lowercase()
+}
+
+/// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe.
+pub fn new_token() -> String {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        b = fastrand::u128(..).to_le_bytes();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// The useful part of a render error ("Variable \"event.data.order_id\" not found...").

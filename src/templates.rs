@@ -60,7 +60,12 @@ pub const JOB: Root = Root {
 };
 pub const MESSAGE: Root = Root {
     name: "message",
-    fields: &["id", "step", "send_at", "locale", "timezone"],
+    fields: &["id", "step", "send_at", "locale", "timezone", "token"],
+    open: &[],
+};
+pub const UNSUBSCRIBE: Root = Root {
+    name: "unsubscribe",
+    fields: &["url", "mailto"],
     open: &[],
 };
 
@@ -75,8 +80,16 @@ pub struct Scope {
 impl Scope {
     pub fn event_job() -> Scope {
         Scope {
-            roots: vec![&CONTACT, &EVENT, &JOB, &MESSAGE],
+            roots: vec![&CONTACT, &EVENT, &JOB, &MESSAGE, &UNSUBSCRIBE],
             missing_root_note: vec![],
+        }
+    }
+
+    /// Anniversary and cron jobs: no triggering event; `why` says so in the error.
+    pub fn without_event(why: &'static str) -> Scope {
+        Scope {
+            roots: vec![&CONTACT, &JOB, &MESSAGE, &UNSUBSCRIBE],
+            missing_root_note: vec![("event", why)],
         }
     }
 }
@@ -406,6 +419,13 @@ impl TemplateSet {
             }
         }
         diags
+    }
+
+    /// Whether any file of template `name` whose kind starts with `kind_prefix` reads `path`.
+    pub fn uses(&self, name: &str, kind_prefix: &str, path: &str) -> bool {
+        self.files(name)
+            .filter(|f| f.kind.starts_with(kind_prefix))
+            .any(|f| f.uses.iter().any(|u| u.path == path))
     }
 
     /// Check an inline template (a job's `dedupe`) and return (message, location in the
@@ -752,6 +772,9 @@ pub struct MessageInfo<'a> {
     pub send_at: DateTime<Utc>,
     pub locale: &'a str,
     pub timezone: Tz,
+    pub token: Option<&'a str>,
+    /// One-click unsubscribe link and mailto for this contact, when configured.
+    pub unsubscribe: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// The render context: every schema field present (null when unknown), so strict mode only
@@ -786,8 +809,13 @@ pub fn context(
         "message".into(),
         json!({
             "id": msg.id, "step": msg.step, "send_at": msg.send_at.with_timezone(&msg.timezone).to_rfc3339(),
-            "locale": msg.locale, "timezone": msg.timezone.name(),
+            "locale": msg.locale, "timezone": msg.timezone.name(), "token": msg.token,
         }),
+    );
+    let (url, mailto) = msg.unsubscribe.unzip();
+    root.insert(
+        "unsubscribe".into(),
+        json!({"url": url, "mailto": mailto.flatten()}),
     );
     Value::Object(root)
 }
@@ -1003,6 +1031,8 @@ mod tests {
             send_at: Utc::now(),
             locale: "zh-CN",
             timezone: "Asia/Shanghai".parse().unwrap(),
+            token: None,
+            unsubscribe: None,
         };
         let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
         let r = set.render_email("t", "zh-CN", &ctx).unwrap();
@@ -1039,6 +1069,8 @@ mod tests {
             send_at: Utc::now(),
             locale: "en",
             timezone: Tz::UTC,
+            token: None,
+            unsubscribe: None,
         };
         let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
         let err = set.render_email("t", "en", &ctx).unwrap_err().to_string();

@@ -483,7 +483,7 @@ fn contact_without_email_is_cancelled_with_a_reason() {
     let log = ws.logs_json(&["--contact", "+86 138 0013 8000"]);
     assert_eq!(
         log[0]["reason"],
-        "no address: contact c-9 has no email (channels: email)"
+        "not sent: email: contact c-9 has no email address"
     );
 }
 

@@ -11,7 +11,8 @@ use crate::model::Outcome;
 use crate::templates::RenderedEmail;
 use chrono::{DateTime, Utc};
 use lettre::Message;
-use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +37,41 @@ pub struct OutgoingEmail<'a> {
     pub to_name: Option<&'a str>,
     pub content: &'a RenderedEmail,
     pub date: DateTime<Utc>,
+    /// Marketing mail: the https link and the optional mailto for `List-Unsubscribe`.
+    pub unsubscribe: Option<(String, Option<String>)>,
+}
+
+/// `List-Unsubscribe: <https://...>, <mailto:...>` (RFC 2369).
+#[derive(Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): mail providers may
+/// unsubscribe with one POST, no confirmation page.
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".into())
+    }
 }
 
 impl EmailChannel {
@@ -125,12 +161,21 @@ fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
         Ok(addr) => Mailbox::new(out.to_name.map(str::to_string), addr),
         Err(e) => return Err(format!("invalid recipient address `{}`: {e}", out.to)),
     };
-    let builder = Message::builder()
+    let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
         .subject(out.content.subject.clone())
         .message_id(Some(out.message_id.to_string()))
         .date(out.date.into());
+    if let Some((url, mailto)) = &out.unsubscribe {
+        let value = match mailto {
+            Some(m) => format!("<{url}>, <{m}>"),
+            None => format!("<{url}>"),
+        };
+        builder = builder
+            .header(ListUnsubscribe(value))
+            .header(ListUnsubscribePost);
+    }
     let c = out.content;
     let result = match (&c.text, &c.html) {
         (Some(t), Some(h)) => {

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod smtp;
+pub mod webhook;
 
 use crate::model::Outcome;
 
@@ -49,4 +50,6 @@ impl Delivery {
 /// The channels configured for this daemon.
 pub struct Channels {
     pub email: email::EmailChannel,
+    /// Callback tasks; `None` when the config has no `webhook:` (tasks stay open for agents).
+    pub webhook: Option<webhook::WebhookChannel>,
 }

@@ -39,6 +39,7 @@ pub struct Args {
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Status {
     Scheduled,
+    Open,
     Claimed,
     Retrying,
     Sent,
@@ -50,6 +51,7 @@ impl From<Status> for MessageState {
     fn from(s: Status) -> MessageState {
         match s {
             Status::Scheduled => MessageState::Scheduled,
+            Status::Open => MessageState::Open,
             Status::Claimed => MessageState::Claimed,
             Status::Retrying => MessageState::Retrying,
             Status::Sent => MessageState::Sent,
@@ -73,6 +75,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         contact: a.contact,
         job: a.job,
         order: a.order,
+        channel_plan: None,
         states: a.status.into_iter().map(Into::into).collect(),
         since: a.since,
         until: a.until,

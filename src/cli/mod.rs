@@ -158,6 +158,7 @@ pub(crate) struct App {
     pub templates: Arc<TemplateSet>,
     pub jobs: Arc<JobSet>,
     pub diags: Diagnostics,
+    pub unsubscriber: Option<Arc<crate::unsubscribe::Unsubscriber>>,
 }
 
 impl App {
@@ -177,13 +178,28 @@ impl App {
         })?;
         let (templates, mut diags) =
             TemplateSet::load(&config.templates_dir, &config.default_locale);
-        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates);
+        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, Some(&config));
         diags.extend(job_diags);
+        let unsubscriber = match &config.unsubscribe {
+            None => None,
+            Some(u) => match crate::unsubscribe::Unsubscriber::from_config(u) {
+                Ok(u) => Some(Arc::new(u)),
+                Err(e) => {
+                    diags.push(crate::diag::Diagnostic::error(
+                        &config.path,
+                        None,
+                        format!("{e:#}"),
+                    ));
+                    None
+                }
+            },
+        };
         Ok(App {
             config,
             templates: Arc::new(templates),
             jobs: Arc::new(jobs),
             diags: diags.sorted(),
+            unsubscriber,
         })
     }
 
@@ -217,6 +233,9 @@ impl App {
             default_timezone: self.config.default_timezone,
             default_locale: self.config.default_locale.clone(),
             expire_after: self.config.dispatch.expire_after,
+            policy: self.config.policy.clone(),
+            unsubscribe: self.unsubscriber.clone(),
+            webhook_enabled: self.config.webhook.is_some(),
         }
     }
 }

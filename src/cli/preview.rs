@@ -3,6 +3,8 @@
 
 use super::{App, Exit, read_input};
 use crate::ingest::parse_event;
+use crate::jobs::{DateField, Trigger};
+use crate::plan::MessageFacts;
 use chrono::Utc;
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// Job id
     job: String,
-    /// An event as JSON (one object, or the first line of a JSON-lines file)
+    /// An event as JSON (one object, or the first line of a JSON-lines file); for birthday
+    /// and cron jobs, its contact is the one previewed
     #[arg(long, value_name = "FILE")]
     event: PathBuf,
     /// Render for this locale instead of the contact's
@@ -67,48 +70,95 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         contact.locale = Some(l.clone());
     }
     let now = Utc::now();
-    let first = planner
-        .first_message(job, &inc.event, &contact, now)
-        .map_err(|e| Exit::invalid(e.message))?;
-    let locale = contact
-        .locale
-        .clone()
-        .unwrap_or_else(|| app.config.default_locale.clone());
+    let tz = planner.zone_of(&contact);
+    // When it would go, and under which dedupe key.
+    let (due, dedupe) = match &job.trigger {
+        Trigger::Event { .. } => {
+            let planned = planner
+                .messages_for_event(job, &inc.event, &contact, now)
+                .map_err(|e| Exit::invalid(e.message))?;
+            let Some(first) = planned.into_iter().find(|m| m.channel_plan.is_none()) else {
+                return Err(Exit::invalid(format!(
+                    "this contact is not in the audience of job {} (audience.where)",
+                    job.id
+                )));
+            };
+            (Some(first.due_at), first.dedupe_key)
+        }
+        Trigger::Anniversary {
+            field,
+            at,
+            leap_day,
+        } => {
+            let leap = leap_day.unwrap_or(planner.policy.leap_day);
+            let value = match field {
+                DateField::Birthday => contact.birthday.clone(),
+                DateField::Attribute(k) => contact
+                    .attributes
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+            };
+            let date = value.and_then(|v| chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok());
+            let next = date.and_then(|d| {
+                now.with_timezone(&tz)
+                    .date_naive()
+                    .iter_days()
+                    .take(367)
+                    .find_map(|day| {
+                        crate::schedule::fire_time(d, day, *at, tz, leap).filter(|t| *t >= now)
+                    })
+            });
+            (next, format!("{}:<year>", contact.id))
+        }
+        Trigger::Cron { cron, timezone, .. } => {
+            let ctz = timezone.unwrap_or(planner.default_timezone);
+            let next =
+                crate::schedule::occurrences(cron, ctz, now, now + chrono::Duration::days(400))
+                    .first()
+                    .copied();
+            (next, format!("{}:<occurrence>", contact.id))
+        }
+    };
+    let facts = MessageFacts {
+        id: "preview",
+        step: a.step,
+        token: Some("preview-token"),
+        send_at: due.unwrap_or(now),
+    };
     let ctx = planner.context(
         job,
         &contact,
-        Some(&inc.event),
-        "preview",
-        a.step,
-        first.due_at,
+        job.trigger.event().map(|_| &inc.event),
+        &facts,
     );
+    let locale = planner.locale_of(&contact);
     let email = app
         .templates
         .render_email(&step.template, &locale, &ctx)
         .map_err(|e| Exit::invalid(e.to_string()))?;
-    let tz = contact
-        .timezone
-        .as_deref()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(app.config.default_timezone);
     println!(
-        "job:      {} (step {}, template {}, locale {})",
-        job.id, a.step, step.template, email.locale
+        "job:      {} (step {}, template {}, locale {}, {})",
+        job.id,
+        a.step,
+        step.template,
+        email.locale,
+        job.class.as_str()
     );
-    if a.step == 0 {
-        println!(
+    match (a.step, due) {
+        (0, Some(d)) => println!(
             "due:      {} ({})",
-            first.due_at.with_timezone(&tz).to_rfc3339(),
+            d.with_timezone(&tz).to_rfc3339(),
             tz.name()
-        );
-    } else {
-        println!(
+        ),
+        (0, None) => println!("due:      never (this contact has no such date)"),
+        _ => println!(
             "due:      {} after step {} is sent",
             crate::duration::format(step.after),
             a.step - 1
-        );
+        ),
     }
-    println!("dedupe:   {}", first.dedupe_key);
+    println!("dedupe:   {dedupe}");
     let to = match (&contact.name, &contact.email) {
         (Some(n), Some(e)) => format!("{n} <{e}>"),
         (None, Some(e)) => e.clone(),

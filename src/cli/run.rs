@@ -1,13 +1,17 @@
 //! `aftercare run`: the daemon, or one pass with `--once`.
 
 use super::{App, Exit, parse_time};
+use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
+use crate::clock::SharedClock;
 use crate::config::EmailTransport;
 use crate::dispatch::Dispatcher;
+use crate::schedule::Scheduler;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,15 +31,24 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let store = app.open_store().await?;
     let email =
         EmailChannel::new(&app.config.email).map_err(|e| Exit::invalid(format!("{e:#}")))?;
+    let webhook = match &app.config.webhook {
+        Some(w) => Some(WebhookChannel::new(w).map_err(|e| Exit::invalid(format!("{e:#}")))?),
+        None => None,
+    };
+    let clock = crate::clock::from_option(a.now);
     let dispatcher = Arc::new(Dispatcher {
         store: store.clone(),
         planner: app.planner(),
-        channels: Arc::new(Channels { email }),
-        clock: crate::clock::from_option(a.now),
+        channels: Arc::new(Channels { email, webhook }),
+        clock: clock.clone(),
         cfg: app.config.dispatch.clone(),
         node: app.config.node_id.clone(),
+        sends: Default::default(),
     });
+    let scheduler = Arc::new(Scheduler::new(store.clone(), app.planner()));
     if a.once {
+        // The clock's work first (today's greetings, due survey occurrences), then sends.
+        scheduler.tick(clock.now()).await?;
         let stats = dispatcher.run_once().await?;
         store.close().await;
         println!("{stats}");
@@ -57,10 +70,40 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         );
         std::process::exit(130);
     });
-    let stats = dispatcher.run(stop_rx).await?;
+    let mut cron = start_ticking(scheduler.clone(), clock.clone()).await?;
+    let stats = dispatcher.run(stop_rx).await;
+    let _ = cron.shutdown().await;
+    let stats = stats?;
     store.close().await;
     tracing::info!(%stats, "stopped");
     Ok(())
+}
+
+/// tokio-cron-scheduler wakes the scheduler every minute (and once now); the scheduler
+/// computes what is due itself, in each job's time zone.
+async fn start_ticking(
+    scheduler: Arc<Scheduler>,
+    clock: SharedClock,
+) -> anyhow::Result<JobScheduler> {
+    let tick = {
+        let scheduler = scheduler.clone();
+        let clock = clock.clone();
+        move || {
+            let scheduler = scheduler.clone();
+            let now = clock.now();
+            async move {
+                if let Err(e) = scheduler.tick(now).await {
+                    tracing::error!("scheduler tick failed: {e}");
+                }
+            }
+        }
+    };
+    tick().await;
+    let cron = JobScheduler::new().await?;
+    let job = CronJob::new_async("0 * * * * *", move |_, _| Box::pin(tick()))?;
+    cron.add(job).await?;
+    cron.start().await?;
+    Ok(cron)
 }
 
 async fn wait_for_signal() {

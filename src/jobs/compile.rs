@@ -1,18 +1,40 @@
-//! Raw job YAML → [`Job`]: durations parsed, templates and variables checked, every problem
-//! reported at the line and column of the value that causes it.
+//! Raw job YAML → [`Job`]: durations parsed, cron and time zones checked, templates and
+//! their variables checked against what the trigger provides, compliance rules linted;
+//! every problem reported at the line and column of the value that causes it.
 
-use super::spec::{RawJob, RawStopWhen};
+pub use super::spec::{Class, Missed, OverCap};
+use super::spec::{RawAudience, RawJob, RawStopWhen, RawTrigger};
+use crate::config::{Config, parse_tz, parse_window};
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::duration;
 use crate::ingest::check_event_type;
+use crate::policy::{LeapDay, SendWindow, parse_clock};
 use crate::templates::{Scope, TemplateSet};
 use crate::yaml::{Document, SpanIndex};
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const MAX_REMINDERS: usize = 3;
-const CHANNELS: &[&str] = &["email"];
-const PLANNED_CHANNELS: &[&str] = &["sms", "webhook"];
+/// Channels a customer receives messages on, in the order a job lists them.
+const CUSTOMER_CHANNELS: &[&str] = &["email"];
+/// `webhook` hands a task to the business's own systems (a CRM callback queue).
+const TASK_CHANNEL: &str = "webhook";
+const PLANNED_CHANNELS: &[&str] = &["sms"];
+/// Audience keys that would turn a review request into review gating.
+const GATING_WORDS: &[&str] = &[
+    "rating",
+    "satisf",
+    "nps",
+    "csat",
+    "score",
+    "star",
+    "sentiment",
+    "happy",
+    "review_intent",
+];
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -22,26 +44,65 @@ pub struct Job {
     pub file: PathBuf,
     pub trigger: Trigger,
     /// Step 0 is the first send; steps 1.. are reminders, each `after` the previous send.
+    /// Empty for a job whose only channel is `webhook`.
     pub steps: Vec<Step>,
-    /// In order of preference.
+    /// Customer channels in order of preference (fallback order).
     pub channels: Vec<String>,
+    /// Also hand a callback task to the webhook.
+    pub webhook: bool,
+    pub class: Class,
     /// Handlebars text whose value makes a message unique per job (default: the event id).
     pub dedupe: Option<String>,
     pub stop_when: Option<StopWhen>,
     /// `None`: the config's default; `Some(None)`: never expires.
     pub expire_after: Option<Option<Duration>>,
+    /// Overrides the config's quiet hours.
+    pub send_window: Option<SendWindow>,
+    pub over_cap: OverCap,
+    pub audience: Audience,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
     /// An event of this type, plus a delay.
     Event { event: String, delay: Duration },
+    /// Once a year on the anniversary of a contact date field, at local time `at`.
+    Anniversary {
+        field: DateField,
+        at: NaiveTime,
+        leap_day: Option<LeapDay>,
+    },
+    /// At every occurrence of a cron expression in `timezone` (the config default if absent).
+    Cron {
+        expr: String,
+        cron: Box<croner::Cron>,
+        timezone: Option<Tz>,
+        missed: Missed,
+    },
 }
 
 impl Trigger {
     pub fn event(&self) -> Option<&str> {
         match self {
             Trigger::Event { event, .. } => Some(event),
+            _ => None,
+        }
+    }
+}
+
+/// A date field of a contact: `contact.birthday` or `contact.attributes.<key>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DateField {
+    Birthday,
+    Attribute(String),
+}
+
+impl DateField {
+    /// The key in the store's `contact_dates` table.
+    pub fn key(&self) -> String {
+        match self {
+            DateField::Birthday => "birthday".into(),
+            DateField::Attribute(a) => format!("attributes.{a}"),
         }
     }
 }
@@ -61,9 +122,67 @@ pub struct StopWhen {
     pub match_fields: Vec<String>,
 }
 
+/// Who receives a job's messages, beyond its trigger.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Audience {
+    /// The contact had an event of this type within this long before the occurrence.
+    pub had_event: Option<(String, Duration)>,
+    /// Every condition must hold.
+    pub conditions: Vec<Condition>,
+    /// Not if this job sent to the contact within this long.
+    pub exclude_if_sent: Option<(String, Duration)>,
+}
+
+/// `contact.attributes.tier: gold` (or a list: any of them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub path: String,
+    pub any_of: Vec<Value>,
+}
+
+impl Condition {
+    /// Whether the value at `path` in a render context matches.
+    pub fn holds(&self, ctx: &Value) -> bool {
+        let found = self.path.split('.').try_fold(ctx, |v, k| v.get(k));
+        match found {
+            None | Some(Value::Null) => self.any_of.iter().any(Value::is_null),
+            Some(v) => self.any_of.iter().any(|want| loosely_equal(v, want)),
+        }
+    }
+}
+
+/// YAML `gold` matches JSON "gold"; YAML `5` matches JSON 5 or "5".
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::Number(n)) | (Value::Number(n), Value::String(x)) => {
+            x == &n.to_string()
+        }
+        (Value::String(x), Value::Bool(t)) | (Value::Bool(t), Value::String(x)) => {
+            x == &t.to_string()
+        }
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
 impl Job {
     pub fn step(&self, n: i64) -> Option<&Step> {
         usize::try_from(n).ok().and_then(|n| self.steps.get(n))
+    }
+
+    /// What templates of this job can use.
+    pub fn scope(&self) -> Scope {
+        match self.trigger {
+            Trigger::Event { .. } => Scope::event_job(),
+            Trigger::Anniversary { .. } => {
+                Scope::without_event("an anniversary job is not triggered by an event")
+            }
+            Trigger::Cron { .. } => Scope::without_event("a cron job is not triggered by an event"),
+        }
+    }
+
+    pub fn effective_window(&self, default: SendWindow) -> SendWindow {
+        self.send_window.unwrap_or(default)
     }
 }
 
@@ -123,13 +242,17 @@ impl Ctx<'_> {
     }
 }
 
+/// What compiling a job needs besides its document.
+pub struct CompileEnv<'a> {
+    pub templates: &'a TemplateSet,
+    pub known_events: &'a [String],
+    /// All job ids, for `exclude_if_sent`.
+    pub job_ids: &'a [String],
+    pub config: Option<&'a Config>,
+}
+
 /// Compile one job document. The job is `None` when any error was found.
-pub fn compile(
-    path: &Path,
-    doc: Document<RawJob>,
-    templates: &TemplateSet,
-    known_events: &[String],
-) -> (Option<Job>, Diagnostics) {
+pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<Job>, Diagnostics) {
     let raw = doc.value;
     let mut c = Ctx {
         path,
@@ -144,57 +267,90 @@ pub fn compile(
             Some("use lowercase letters, digits, - and _, e.g. review-request".into()),
         );
     }
+    let trigger = trigger(&mut c, &raw.trigger);
+    let class = raw.class.unwrap_or_default();
 
-    let trigger = trigger(&mut c, &raw);
-
-    let channels = raw.channels.clone().unwrap_or_else(|| vec!["email".into()]);
-    if channels.is_empty() {
+    let listed = raw.channels.clone().unwrap_or_else(|| vec!["email".into()]);
+    if listed.is_empty() {
         c.error(
             "channels",
             "at least one channel is needed",
             Some("channels: [email]".into()),
         );
     }
-    for (i, ch) in channels.iter().enumerate() {
+    let mut channels = Vec::new();
+    let mut webhook = false;
+    for (i, ch) in listed.iter().enumerate() {
         let field = format!("channels[{i}]");
-        if PLANNED_CHANNELS.contains(&ch.as_str()) {
+        if listed[..i].contains(ch) {
+            c.error(&field, format!("`{ch}` is listed twice"), None);
+        } else if ch == TASK_CHANNEL {
+            webhook = true;
+            if env.config.is_some_and(|cfg| cfg.webhook.is_none()) {
+                c.warn(&field, "no `webhook:` section in the config: callback tasks stay open for `aftercare callbacks`", None);
+            }
+        } else if PLANNED_CHANNELS.contains(&ch.as_str()) {
             c.error(
                 &field,
                 format!("the `{ch}` channel is not available in this version"),
-                Some("use channels: [email]".into()),
+                Some("use email (and webhook for callback tasks)".into()),
             );
-        } else if !CHANNELS.contains(&ch.as_str()) {
+        } else if CUSTOMER_CHANNELS.contains(&ch.as_str()) {
+            channels.push(ch.clone());
+        } else {
+            let all = CUSTOMER_CHANNELS.iter().chain([&TASK_CHANNEL]).copied();
             c.error(
                 &field,
                 format!("unknown channel `{ch}`"),
-                did_you_mean(ch, CHANNELS.iter().copied()).or(Some("channels: email".into())),
+                did_you_mean(ch, all).or(Some("channels: email, webhook".into())),
             );
-        } else if channels[..i].contains(ch) {
-            c.error(&field, format!("`{ch}` is listed twice"), None);
         }
     }
 
-    let scope = Scope::event_job();
+    let scope = match &trigger {
+        Some(Trigger::Event { .. }) | None => Scope::event_job(),
+        Some(Trigger::Anniversary { .. }) => {
+            Scope::without_event("an anniversary job is not triggered by an event")
+        }
+        Some(Trigger::Cron { .. }) => {
+            Scope::without_event("a cron job is not triggered by an event")
+        }
+    };
+    let first_delay = match &trigger {
+        Some(Trigger::Event { delay, .. }) => *delay,
+        _ => Duration::ZERO,
+    };
     let mut steps = Vec::new();
-    let first_ok = c.template("template", &raw.template, templates);
-    steps.push(Step {
-        template: raw.template.clone(),
-        after: trigger
-            .as_ref()
-            .map(|t| match t {
-                Trigger::Event { delay, .. } => *delay,
-            })
-            .unwrap_or_default(),
-    });
-    let mut checked = vec![];
-    if first_ok {
-        checked.push(("template".to_string(), raw.template.clone()));
+    let mut checked: Vec<(String, String)> = Vec::new();
+    match (&raw.template, channels.is_empty()) {
+        (Some(t), _) => {
+            if c.template("template", t, env.templates) {
+                checked.push(("template".into(), t.clone()));
+            }
+            steps.push(Step {
+                template: t.clone(),
+                after: first_delay,
+            });
+        }
+        (None, false) => c.error(
+            "template",
+            "missing: the customer channels need a template",
+            Some("template: <folder in message_templates>".into()),
+        ),
+        (None, true) => {}
     }
     if raw.reminders.len() > MAX_REMINDERS {
         c.error(
             &format!("reminders[{MAX_REMINDERS}]"),
             format!("at most {MAX_REMINDERS} reminders"),
             Some("customers stop reading after the third reminder".into()),
+        );
+    }
+    if !raw.reminders.is_empty() && !matches!(trigger, Some(Trigger::Event { .. }) | None) {
+        c.error(
+            "reminders",
+            "reminders follow event-triggered messages only",
+            None,
         );
     }
     for (i, r) in raw.reminders.iter().enumerate() {
@@ -207,9 +363,13 @@ pub fn compile(
             );
         }
         let after = after.unwrap_or_default();
-        let template = r.template.clone().unwrap_or_else(|| raw.template.clone());
+        let template = r
+            .template
+            .clone()
+            .or_else(|| raw.template.clone())
+            .unwrap_or_default();
         if let Some(t) = &r.template
-            && c.template(&format!("reminders[{i}].template"), t, templates)
+            && c.template(&format!("reminders[{i}].template"), t, env.templates)
             && !checked.iter().any(|(_, n)| n == t)
         {
             checked.push((format!("reminders[{i}].template"), t.clone()));
@@ -218,14 +378,22 @@ pub fn compile(
     }
     for (field, name) in &checked {
         for ch in &channels {
-            if CHANNELS.contains(&ch.as_str()) {
-                c.diags.extend(templates.check_for_job(
-                    name,
-                    ch,
-                    &scope,
-                    &format!("job {} ({field})", raw.id),
-                ));
-            }
+            c.diags.extend(env.templates.check_for_job(
+                name,
+                ch,
+                &scope,
+                &format!("job {} ({field})", raw.id),
+            ));
+        }
+        if class == Class::Marketing
+            && channels.iter().any(|ch| ch == "email")
+            && !env.templates.uses(name, "email.", "unsubscribe.url")
+        {
+            c.warn(
+                field,
+                format!("marketing template `{name}` has no unsubscribe link"),
+                Some("add {{unsubscribe.url}} to the email body (the List-Unsubscribe header is sent either way)".into()),
+            );
         }
     }
 
@@ -245,13 +413,15 @@ pub fn compile(
                 Some("use a variable, e.g. \"{{event.data.order_id}}\"".into()),
             );
         }
+        if !matches!(trigger, Some(Trigger::Event { .. }) | None) {
+            c.error("dedupe", "only event-triggered jobs take a dedupe key (anniversaries are once a year, cron jobs once per occurrence)", None);
+        }
     }
 
     let stop_when = raw
         .stop_when
         .as_ref()
-        .map(|s| stop_when(&mut c, s, known_events));
-
+        .map(|s| stop_when(&mut c, s, env.known_events));
     let expire_after = raw.expire_after.as_deref().map(|t| {
         if t == "never" {
             None
@@ -259,6 +429,23 @@ pub fn compile(
             c.duration("expire_after", t)
         }
     });
+    let send_window = raw.send_window.as_ref().and_then(|w| {
+        parse_window(w)
+            .map_err(|e| {
+                c.error(
+                    "send_window",
+                    e,
+                    Some("e.g. {start: \"09:00\", end: \"20:00\"}".into()),
+                )
+            })
+            .ok()
+    });
+    let audience = raw
+        .audience
+        .as_ref()
+        .map(|a| audience(&mut c, a, &trigger, env))
+        .unwrap_or_default();
+    lint_review_gating(&mut c, &raw, &audience);
 
     let ok = !c.diags.has_errors();
     let job = match (ok, trigger) {
@@ -270,52 +457,296 @@ pub fn compile(
             trigger,
             steps,
             channels,
+            webhook,
+            class,
             dedupe: raw.dedupe,
             stop_when,
             expire_after,
+            send_window,
+            over_cap: raw.over_cap.unwrap_or_default(),
+            audience,
         }),
         _ => None,
     };
     (job, c.diags)
 }
 
-fn trigger(c: &mut Ctx, raw: &RawJob) -> Option<Trigger> {
-    let t = &raw.trigger;
-    if t.anniversary.is_some() || t.at.is_some() {
-        c.error(
-            "trigger.anniversary",
-            "anniversary triggers are not available in this version",
-            Some("use trigger: {event: ..., delay: ...}".into()),
-        );
-        return None;
-    }
-    if t.cron.is_some() || t.timezone.is_some() {
-        c.error(
-            "trigger.cron",
-            "cron triggers are not available in this version",
-            Some("use trigger: {event: ..., delay: ...}".into()),
-        );
-        return None;
-    }
-    let Some(event) = &t.event else {
+fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
+    let kinds = [t.event.is_some(), t.anniversary.is_some(), t.cron.is_some()]
+        .iter()
+        .filter(|k| **k)
+        .count();
+    if kinds != 1 {
+        let msg = if kinds == 0 {
+            "no trigger kind"
+        } else {
+            "more than one trigger kind"
+        };
         c.error(
             "trigger",
-            "no trigger kind",
-            Some("give trigger.event, e.g. trigger: {event: order.delivered, delay: 3d}".into()),
+            msg,
+            Some(
+                "give exactly one of event (+ delay), anniversary (+ at) or cron (+ timezone)"
+                    .into(),
+            ),
         );
         return None;
-    };
-    if let Err(e) = check_event_type(event) {
-        c.error("trigger.event", e, None);
     }
-    let delay = match &t.delay {
-        Some(d) => c.duration("trigger.delay", d)?,
-        None => Duration::ZERO,
+    let stray = |c: &mut Ctx, keys: &[(&str, bool)], kind: &str| {
+        for (k, present) in keys {
+            if *present {
+                c.error(
+                    &format!("trigger.{k}"),
+                    format!("does not apply to a{kind} trigger"),
+                    None,
+                );
+            }
+        }
     };
-    Some(Trigger::Event {
-        event: event.clone(),
-        delay,
+    if let Some(event) = &t.event {
+        stray(
+            c,
+            &[
+                ("at", t.at.is_some()),
+                ("leap_day", t.leap_day.is_some()),
+                ("timezone", t.timezone.is_some()),
+                ("missed", t.missed.is_some()),
+            ],
+            "n event",
+        );
+        if let Err(e) = check_event_type(event) {
+            c.error("trigger.event", e, None);
+        }
+        let delay = match &t.delay {
+            Some(d) => c.duration("trigger.delay", d)?,
+            None => Duration::ZERO,
+        };
+        return Some(Trigger::Event {
+            event: event.clone(),
+            delay,
+        });
+    }
+    if let Some(field) = &t.anniversary {
+        stray(
+            c,
+            &[
+                ("delay", t.delay.is_some()),
+                ("timezone", t.timezone.is_some()),
+                ("missed", t.missed.is_some()),
+            ],
+            "n anniversary",
+        );
+        let field = match field.as_str() {
+            "contact.birthday" => DateField::Birthday,
+            f => match f.strip_prefix("contact.attributes.") {
+                Some(k) if !k.is_empty() && !k.contains('.') => DateField::Attribute(k.to_string()),
+                _ => {
+                    c.error(
+                        "trigger.anniversary",
+                        format!("`{f}` is not a contact date field"),
+                        Some(
+                            "contact.birthday or contact.attributes.<field> holding YYYY-MM-DD"
+                                .into(),
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let at = match parse_clock(t.at.as_deref().unwrap_or("09:00")) {
+            Ok(Some(at)) => at,
+            Ok(None) | Err(_) => {
+                c.error(
+                    "trigger.at",
+                    format!(
+                        "`{}` is not a time of day",
+                        t.at.as_deref().unwrap_or_default()
+                    ),
+                    Some("e.g. at: \"09:00\"".into()),
+                );
+                return None;
+            }
+        };
+        return Some(Trigger::Anniversary {
+            field,
+            at,
+            leap_day: t.leap_day,
+        });
+    }
+    let expr = t.cron.as_deref().unwrap_or_default();
+    stray(
+        c,
+        &[
+            ("delay", t.delay.is_some()),
+            ("at", t.at.is_some()),
+            ("leap_day", t.leap_day.is_some()),
+        ],
+        " cron",
+    );
+    let cron = match croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+    {
+        Ok(cron) => cron,
+        Err(e) => {
+            c.error(
+                "trigger.cron",
+                format!("`{expr}` is not a cron expression: {e}"),
+                Some(
+                    "5 fields: minute hour day-of-month month day-of-week, e.g. \"0 10 * * MON\""
+                        .into(),
+                ),
+            );
+            return None;
+        }
+    };
+    let timezone = match &t.timezone {
+        None => None,
+        Some(name) => match parse_tz(name) {
+            Ok(tz) => Some(tz),
+            Err(hint) => {
+                c.error(
+                    "trigger.timezone",
+                    format!("unknown time zone `{name}`"),
+                    hint,
+                );
+                return None;
+            }
+        },
+    };
+    Some(Trigger::Cron {
+        expr: expr.to_string(),
+        cron: Box::new(cron),
+        timezone,
+        missed: t.missed.unwrap_or_default(),
     })
+}
+
+fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &CompileEnv) -> Audience {
+    let is_cron = matches!(trigger, Some(Trigger::Cron { .. }));
+    let had_event = match (&a.had_event, &a.within) {
+        (Some(e), w) => {
+            if let Err(err) = check_event_type(e) {
+                c.error("audience.had_event", err, None);
+            }
+            let within = match w {
+                Some(w) => c.duration("audience.within", w).unwrap_or_default(),
+                None => {
+                    c.error(
+                        "audience.had_event",
+                        "needs `within`",
+                        Some("e.g. had_event: rental.completed, within: 30d".into()),
+                    );
+                    Duration::ZERO
+                }
+            };
+            Some((e.clone(), within))
+        }
+        (None, Some(_)) => {
+            c.error("audience.within", "only applies with had_event", None);
+            None
+        }
+        (None, None) => None,
+    };
+    if is_cron && had_event.is_none() && a.conditions.is_empty() {
+        c.warn(
+            "audience",
+            "no had_event and no conditions: every contact is in the audience",
+            None,
+        );
+    }
+    if !is_cron && had_event.is_some() {
+        c.error("audience.had_event", "only cron jobs choose contacts by past events; an event job is for the event's contact", None);
+    }
+    let scope = match trigger {
+        Some(Trigger::Event { .. }) => Scope::event_job(),
+        _ => Scope::without_event("this job is not triggered by an event"),
+    };
+    let mut conditions = Vec::new();
+    for (path, v) in &a.conditions {
+        let field = format!("audience.where.{path}");
+        let root_ok = path.starts_with("contact.") || path.starts_with("event.data.");
+        let check = TemplateSet::check_inline(&format!("{{{{{path}}}}}"), &scope);
+        match check {
+            Ok(problems) if root_ok && problems.is_empty() => {}
+            Ok(problems) => {
+                let hint = problems.into_iter().next().and_then(|(_, _, h)| h);
+                c.error(
+                    &field,
+                    format!("`{path}` is not a field this job's contacts or events have"),
+                    hint.or(Some(
+                        "e.g. contact.attributes.tier or contact.locale".into(),
+                    )),
+                );
+                continue;
+            }
+            Err(e) => {
+                c.error(&field, e, None);
+                continue;
+            }
+        }
+        let any_of = match serde_json::to_value(v) {
+            Ok(Value::Array(list)) => list,
+            Ok(Value::Object(_)) | Err(_) => {
+                c.error(
+                    &field,
+                    "a condition is a value or a list of values",
+                    Some("e.g. tier: gold, or tier: [gold, platinum]".into()),
+                );
+                continue;
+            }
+            Ok(one) => vec![one],
+        };
+        conditions.push(Condition {
+            path: path.clone(),
+            any_of,
+        });
+    }
+    let exclude_if_sent = a.exclude_if_sent.as_ref().map(|x| {
+        if !env.job_ids.iter().any(|j| j == &x.job) {
+            let hint = did_you_mean(&x.job, env.job_ids.iter().map(String::as_str));
+            c.error(
+                "audience.exclude_if_sent.job",
+                format!("no job `{}`", x.job),
+                hint,
+            );
+        }
+        (
+            x.job.clone(),
+            c.duration("audience.exclude_if_sent.within", &x.within)
+                .unwrap_or_default(),
+        )
+    });
+    Audience {
+        had_event,
+        conditions,
+        exclude_if_sent,
+    }
+}
+
+/// Google's and Trustpilot's rules and the US FTC's 2024 rule on consumer reviews ban asking
+/// only happy customers for reviews. A review request must not filter on satisfaction.
+fn lint_review_gating(c: &mut Ctx, raw: &RawJob, audience: &Audience) {
+    let templates = raw
+        .template
+        .iter()
+        .chain(raw.reminders.iter().filter_map(|r| r.template.as_ref()));
+    let is_review =
+        raw.id.contains("review") || templates.into_iter().any(|t| t.contains("review"));
+    if !is_review {
+        return;
+    }
+    for cond in &audience.conditions {
+        let lower = cond.path.to_lowercase();
+        if GATING_WORDS.iter().any(|w| lower.contains(w)) {
+            c.error(
+                &format!("audience.where.{}", cond.path),
+                "review gating: a review request must go to every customer, not only satisfied ones",
+                Some("Google, Trustpilot and the FTC's 2024 rule on consumer reviews ban filtering review requests on rating or satisfaction; remove this condition".into()),
+            );
+        }
+    }
 }
 
 fn stop_when(c: &mut Ctx, s: &RawStopWhen, known_events: &[String]) -> StopWhen {
@@ -360,4 +791,30 @@ fn valid_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conditions_match_loosely_typed_values() {
+        let ctx = json!({"contact": {"attributes": {"tier": "gold", "visits": 5, "vip": true}, "locale": null}});
+        let cond = |path: &str, v: Value| Condition {
+            path: path.into(),
+            any_of: vec![v],
+        };
+        assert!(cond("contact.attributes.tier", json!("gold")).holds(&ctx));
+        assert!(!cond("contact.attributes.tier", json!("silver")).holds(&ctx));
+        assert!(cond("contact.attributes.visits", json!("5")).holds(&ctx));
+        assert!(cond("contact.attributes.vip", json!(true)).holds(&ctx));
+        assert!(cond("contact.locale", Value::Null).holds(&ctx));
+        assert!(!cond("contact.attributes.missing", json!("x")).holds(&ctx));
+        let any = Condition {
+            path: "contact.attributes.tier".into(),
+            any_of: vec![json!("silver"), json!("gold")],
+        };
+        assert!(any.holds(&ctx));
+    }
 }

@@ -7,7 +7,9 @@
 mod compile;
 mod spec;
 
-pub use compile::{Job, Step, StopWhen, Trigger};
+pub use compile::{
+    Audience, Class, Condition, DateField, Job, Missed, OverCap, Step, StopWhen, Trigger,
+};
 
 use crate::diag::{Diagnostic, Diagnostics, display_path};
 use crate::templates::TemplateSet;
@@ -72,6 +74,20 @@ impl JobSet {
             .filter(move |j| j.stop_when.as_ref().is_some_and(|s| s.event == kind))
     }
 
+    /// Enabled jobs with an anniversary trigger.
+    pub fn anniversaries(&self) -> impl Iterator<Item = &Arc<Job>> {
+        self.jobs
+            .iter()
+            .filter(|j| j.enabled && matches!(j.trigger, Trigger::Anniversary { .. }))
+    }
+
+    /// Enabled jobs with a cron trigger.
+    pub fn recurring(&self) -> impl Iterator<Item = &Arc<Job>> {
+        self.jobs
+            .iter()
+            .filter(|j| j.enabled && matches!(j.trigger, Trigger::Cron { .. }))
+    }
+
     /// Every event type some job's `stop_when` names.
     pub fn stop_types(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -96,7 +112,11 @@ impl JobSet {
 
 /// Load and check every `*.yaml` / `*.yml` in `dir`. Jobs with errors are left out of the set;
 /// the caller decides whether any error is fatal (`validate` and `run` say it is).
-pub fn load(dir: &Path, templates: &TemplateSet) -> (JobSet, Diagnostics) {
+pub fn load(
+    dir: &Path,
+    templates: &TemplateSet,
+    config: Option<&crate::config::Config>,
+) -> (JobSet, Diagnostics) {
     let mut diags = Diagnostics::default();
     let files = match job_files(dir) {
         Ok(f) => f,
@@ -136,11 +156,18 @@ pub fn load(dir: &Path, templates: &TemplateSet) -> (JobSet, Diagnostics) {
         raws.iter()
             .filter_map(|(_, d)| d.value.trigger.event.clone()),
     );
+    let job_ids: Vec<String> = raws.iter().map(|(_, d)| d.value.id.clone()).collect();
+    let env = compile::CompileEnv {
+        templates,
+        known_events: &known_events,
+        job_ids: &job_ids,
+        config,
+    };
     let mut seen: HashMap<String, (PathBuf, Option<crate::diag::Location>)> = HashMap::new();
     for (path, doc) in raws {
         let id_loc = doc.spans.locate("id");
         let id = doc.value.id.clone();
-        let (job, job_diags) = compile::compile(&path, doc, templates, &known_events);
+        let (job, job_diags) = compile::compile(&path, doc, &env);
         diags.extend(job_diags);
         if let Some((first_path, first_loc)) = seen.get(&id) {
             let at = match first_loc {

@@ -1,8 +1,11 @@
 //! Raw job YAML, exactly as written. Nothing here is checked beyond its shape; see
 //! `compile` for the meaning. The rest of the program never sees these types.
 
+pub use crate::config::RawWindow;
+use crate::policy::LeapDay;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::fmt;
 
 fn yes() -> bool {
@@ -17,13 +20,18 @@ pub struct RawJob {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub trigger: RawTrigger,
-    pub template: String,
+    /// Required unless the only channel is `webhook`.
+    pub template: Option<String>,
     pub channels: Option<Vec<String>>,
+    pub class: Option<Class>,
     pub dedupe: Option<String>,
     #[serde(default)]
     pub reminders: Vec<RawReminder>,
     pub stop_when: Option<RawStopWhen>,
     pub expire_after: Option<String>,
+    pub send_window: Option<RawWindow>,
+    pub over_cap: Option<OverCap>,
+    pub audience: Option<RawAudience>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,8 +41,51 @@ pub struct RawTrigger {
     pub delay: Option<String>,
     pub anniversary: Option<String>,
     pub at: Option<String>,
+    pub leap_day: Option<LeapDay>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
+    pub missed: Option<Missed>,
+}
+
+/// Who a job is for, beyond its trigger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudience {
+    pub had_event: Option<String>,
+    pub within: Option<String>,
+    /// `contact.attributes.tier: gold`, or a list of accepted values.
+    #[serde(rename = "where", default)]
+    pub conditions: BTreeMap<String, serde_yaml::Value>,
+    pub exclude_if_sent: Option<RawExclude>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExclude {
+    pub job: String,
+    pub within: String,
+}
+
+pub use crate::model::Class;
+
+/// What to do with a message over the frequency cap.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OverCap {
+    #[default]
+    Defer,
+    Drop,
+}
+
+/// A recurring job whose occurrence passed while the daemon was down.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// Fire once for the latest missed occurrence.
+    #[default]
+    RunOnce,
+    /// Wait for the next occurrence.
+    Skip,
 }
 
 #[derive(Debug, Deserialize)]

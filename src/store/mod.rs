@@ -10,12 +10,15 @@
 //! decide.
 
 mod query;
+mod schedule;
+mod suppress;
 
 pub use query::LogFilter;
+pub use schedule::{AnniversaryRow, Suppression};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{SqliteSync, StoreConfig};
-use crate::model::{Contact, Event, MessageState, Outcome};
+use crate::model::{Class, Contact, Event, MessageState, Outcome};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
@@ -43,7 +46,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -60,12 +63,12 @@ pub struct Store {
 macro_rules! on_pool {
     ($self:expr, |$pool:ident, $begin:ident| $body:expr) => {
         match &$self.pool {
-            Pool::Sqlite($pool) => {
+            $crate::store::Pool::Sqlite($pool) => {
                 #[allow(unused_variables)]
                 let $begin = "BEGIN IMMEDIATE";
                 $body
             }
-            Pool::Postgres($pool) => {
+            $crate::store::Pool::Postgres($pool) => {
                 #[allow(unused_variables)]
                 let $begin = "BEGIN";
                 $body
@@ -78,11 +81,11 @@ macro_rules! on_pool {
 macro_rules! on_tx {
     ($self:expr, |$conn:ident| $body:expr) => {
         match &mut $self.tx {
-            TxInner::Sqlite(t) => {
+            $crate::store::TxInner::Sqlite(t) => {
                 let $conn = &mut **t;
                 $body
             }
-            TxInner::Postgres(t) => {
+            $crate::store::TxInner::Postgres(t) => {
                 let $conn = &mut **t;
                 $body
             }
@@ -90,7 +93,7 @@ macro_rules! on_tx {
     };
 }
 
-pub(crate) use on_pool;
+pub(crate) use {on_pool, on_tx};
 
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
 const CHUNK: usize = 100;
@@ -157,6 +160,9 @@ macro_rules! insert_message {
             .bind(m.not_after.map(to_millis))
             .bind(&m.reason)
             .bind(to_millis($now))
+            .bind(m.class.as_str())
+            .bind(&m.token)
+            .bind(&m.channel_plan)
             .execute($conn)
             .await?
             .rows_affected();
@@ -164,7 +170,7 @@ macro_rules! insert_message {
     }};
 }
 
-enum TxInner {
+pub(crate) enum TxInner {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
@@ -189,6 +195,19 @@ pub struct NewMessage {
     /// `Scheduled`, or `Cancelled` when it is known at planning time that it must not go.
     pub state: MessageState,
     pub reason: Option<String>,
+    pub class: Class,
+    pub token: Option<String>,
+    /// `webhook` for a callback task; `None`: the job's customer channels.
+    pub channel_plan: Option<String>,
+}
+
+/// What a claim reads besides the messages.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimWith {
+    /// Event types some job's `stop_when` names.
+    pub stop_types: Vec<String>,
+    /// Marketing sends since this instant (the longest frequency-cap period back).
+    pub sends_since: Option<DateTime<Utc>>,
 }
 
 /// A stored event's type and `data`, as `stop_when` compares it.
@@ -205,11 +224,18 @@ pub struct Claimed {
     pub due_at: DateTime<Utc>,
     pub not_after: Option<DateTime<Utc>>,
     pub attempts: i64,
+    pub class: Class,
+    pub token: Option<String>,
+    pub channel_plan: Option<String>,
     pub contact: Contact,
     pub event: Option<Event>,
     pub claim_token: String,
     /// The contact's stored events of the types some job stops on.
     pub stop_events: Vec<StopEvent>,
+    /// (channel, reason) for each of the contact's addresses on the suppression list.
+    pub suppressed: Vec<(String, String)>,
+    /// When the contact was last sent marketing messages (for frequency caps).
+    pub recent_sends: Vec<DateTime<Utc>>,
 }
 
 /// One attempt to record.
@@ -345,8 +371,9 @@ impl Store {
 
     /// Claim up to `limit` due messages for `node` under a lease ending at `until`. Expired
     /// leases of other (crashed) nodes are due again by then: see [`Store::reap`]. With each
-    /// message come the contact's stored events of the `stop_types` (for `stop_when`), read in
-    /// the same transaction so dispatch needs no query per message.
+    /// message comes what its policy checks need about its contact (stored stop events,
+    /// suppressed addresses, recent marketing sends), read in the same transaction so
+    /// dispatch needs no query per message.
     pub async fn claim(
         &self,
         node: &str,
@@ -354,7 +381,7 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: i64,
-        stop_types: &[String],
+        with: &ClaimWith,
     ) -> Result<Vec<Claimed>> {
         let pg = matches!(self.pool, Pool::Postgres(_));
         let claim_sql = if pg {
@@ -364,11 +391,11 @@ impl Store {
         };
         let now = to_millis(now);
         let mut stop_binds = vec![Bind::Text(Some(token.to_string()))];
-        stop_binds.extend(stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
+        stop_binds.extend(with.stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
         let stop_sql = format!(
             "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
              AND e.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)",
-            placeholders(2, stop_types.len())
+            placeholders(2, with.stop_types.len())
         );
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
@@ -390,7 +417,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             let mut stops: HashMap<String, Vec<StopEvent>> = HashMap::new();
-            if !stop_types.is_empty() {
+            if !with.stop_types.is_empty() {
                 for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
                     .fetch_all(&mut *tx)
                     .await?
@@ -402,11 +429,40 @@ impl Store {
                         .push((r.try_get(1)?, data));
                 }
             }
+            let mut suppressed: HashMap<(String, String), String> = HashMap::new();
+            for r in sqlx::query(query::CLAIMED_SUPPRESSIONS)
+                .bind(token)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+            }
+            let mut sends: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+            if let Some(since) = with.sends_since {
+                for r in sqlx::query(query::CLAIMED_RECENT_SENDS)
+                    .bind(token)
+                    .bind(to_millis(since))
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    sends
+                        .entry(r.try_get(0)?)
+                        .or_default()
+                        .push(from_millis(r.try_get(1)?));
+                }
+            }
             tx.commit().await?;
             rows.iter()
                 .map(|r| {
                     let mut c = claimed_from_row(r, token)?;
                     c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
+                    c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
+                    if let Some(email) = &c.contact.email
+                        && let Some(reason) =
+                            suppressed.get(&("email".to_string(), email.to_lowercase()))
+                    {
+                        c.suppressed.push(("email".into(), reason.clone()));
+                    }
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()
@@ -516,6 +572,23 @@ impl Store {
     }
 }
 
+/// The date fields of a contact that anniversary jobs can use: `birthday` and every
+/// attribute holding a `YYYY-MM-DD` date, as (field key, date).
+pub fn contact_dates(c: &Contact) -> Vec<(String, String)> {
+    let is_date =
+        |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10;
+    let mut out = Vec::new();
+    if let Some(b) = c.birthday.as_deref().filter(|b| is_date(b)) {
+        out.push(("birthday".to_string(), b.to_string()));
+    }
+    for (k, v) in &c.attributes {
+        if let Some(s) = v.as_str().filter(|s| is_date(s)) {
+            out.push((format!("attributes.{k}"), s.to_string()));
+        }
+    }
+    out
+}
+
 /// Hide a password that somebody put in a URL despite the docs.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -600,10 +673,15 @@ where
         due_at: from_millis(r.try_get("due_at")?),
         not_after: opt_ms(r.try_get("not_after")?),
         attempts: r.try_get("attempts")?,
+        class: Class::parse(&r.try_get::<String, _>("class")?),
+        token: r.try_get("token")?,
+        channel_plan: r.try_get("channel_plan")?,
         contact,
         event,
         claim_token: token.to_string(),
         stop_events: Vec::new(),
+        suppressed: Vec::new(),
+        recent_sends: Vec::new(),
     })
 }
 
@@ -698,6 +776,19 @@ impl Tx {
                 .bind(to_millis(now))
                 .execute(&mut *conn)
                 .await?;
+            sqlx::query(query::DELETE_CONTACT_DATES)
+                .bind(&c.id)
+                .execute(&mut *conn)
+                .await?;
+            for (field, date) in contact_dates(c) {
+                sqlx::query(query::INSERT_CONTACT_DATE)
+                    .bind(&c.id)
+                    .bind(&field)
+                    .bind(&date[5..])
+                    .bind(&date)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             Ok(())
         })
     }

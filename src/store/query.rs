@@ -1,8 +1,8 @@
 //! The SQL, written once for both backends, and the delivery-log search.
 
 use super::{
-    Bind, Completion, NewAttempt, NewMessage, Pool, Result, Store, bind_all, event_from_parts,
-    on_pool, opt_ms, values_rows,
+    Bind, Completion, NewAttempt, NewMessage, Result, Store, bind_all, event_from_parts, on_pool,
+    opt_ms, values_rows,
 };
 use crate::clock::{from_millis, to_millis};
 use crate::model::{AttemptRecord, MessageRecord, MessageState};
@@ -26,11 +26,25 @@ pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
 pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
 
 pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, \
+     m.class, m.token, m.channel_plan, \
      c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, \
      c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, \
      e.type AS e_type, e.occurred_at AS e_occurred_at, e.occurred_offset AS e_offset, e.data AS e_data \
      FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN events e ON e.id = m.event_id \
      WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at";
+
+pub(super) const CLAIMED_SUPPRESSIONS: &str = "SELECT s.channel, s.address, s.reason FROM suppressions s \
+     WHERE s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))";
+
+pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at FROM messages m \
+     WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
+     AND m.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)";
+
+pub(super) const DELETE_CONTACT_DATES: &str = "DELETE FROM contact_dates WHERE contact_id = $1";
+
+pub(super) const INSERT_CONTACT_DATE: &str =
+    "INSERT INTO contact_dates (contact_id, field, month_day, date) VALUES ($1, $2, $3, $4)";
 
 pub(super) const REAP: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $1 \
@@ -40,8 +54,8 @@ pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
      WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
 
-pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
 
 pub(super) const EVENT_DATA_OF: &str =
     "SELECT data FROM events WHERE contact_id = $1 AND type = $2";
@@ -78,6 +92,8 @@ pub struct LogFilter {
     pub job: Option<String>,
     pub order: Option<String>,
     pub states: Vec<MessageState>,
+    /// `webhook`: callback tasks only.
+    pub channel_plan: Option<String>,
     /// On the message's due time.
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -118,6 +134,10 @@ impl LogFilter {
                 .collect();
             conds.push(format!("m.state IN ({})", list.join(", ")));
         }
+        if let Some(p) = &self.channel_plan {
+            let a = next(Bind::Text(Some(p.clone())), &mut binds);
+            conds.push(format!("m.channel_plan = {a}"));
+        }
         if let Some(t) = self.since {
             let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
             conds.push(format!("m.due_at >= {a}"));
@@ -143,7 +163,7 @@ impl Store {
         // The clause is built from fixed fragments and numbered placeholders only; every
         // user value is bound.
         let msg_sql = format!(
-            "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.state, m.due_at, m.attempts, \
+            "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
              m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at \
              FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.created_at, m.id LIMIT {limit}"
         );
@@ -167,6 +187,8 @@ impl Store {
                     event_id: r.try_get("event_id")?,
                     order_id: r.try_get("order_id")?,
                     template: r.try_get("template")?,
+                    class: crate::model::Class::parse(&r.try_get::<String, _>("class")?),
+                    channel_plan: r.try_get("channel_plan")?,
                     state: MessageState::parse(&state).unwrap_or(MessageState::Failed),
                     due_at: from_millis(r.try_get("due_at")?),
                     attempts: r.try_get("attempts")?,
@@ -288,11 +310,11 @@ pub(super) fn insert_messages_sql(
     pg: bool,
 ) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at) \
+        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
          VALUES {} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
-        values_rows(chunk.len(), 13, pg)
+        values_rows(chunk.len(), 16, pg)
     );
-    let mut b = Vec::with_capacity(chunk.len() * 13);
+    let mut b = Vec::with_capacity(chunk.len() * 16);
     for (m, now) in chunk {
         b.push(Bind::Text(Some(m.id.clone())));
         b.push(Bind::Text(Some(m.job_id.clone())));
@@ -307,6 +329,9 @@ pub(super) fn insert_messages_sql(
         b.push(Bind::Text(m.reason.clone()));
         b.push(Bind::Int(Some(to_millis(*now))));
         b.push(Bind::Int(Some(to_millis(*now))));
+        b.push(Bind::Text(Some(m.class.as_str().into())));
+        b.push(Bind::Text(m.token.clone()));
+        b.push(Bind::Text(m.channel_plan.clone()));
     }
     (sql, b)
 }

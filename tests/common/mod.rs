@@ -69,11 +69,18 @@ impl Workspace {
         } else {
             "dispatch:\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n".into()
         };
+        // The pipeline tests are about the pipeline: no quiet hours, no caps, opt-out consent.
+        // Policy tests pass their own `policy:` section.
+        let policy = if extra.contains("policy:") {
+            String::new()
+        } else {
+            "policy:\n  consent: opt_out\n  caps: []\n  send_window: {start: \"00:00\", end: \"24:00\"}\n".into()
+        };
         self.write(
             "aftercare.yaml",
             &format!(
                 "store: {{url: \"sqlite://data/aftercare.db\"}}\njobs_dir: jobs\ntemplates_dir: message_templates\n\
-                 defaults: {{timezone: Asia/Shanghai, locale: zh-CN}}\nemail:\n  from: \"Example Shop <care@example.com>\"\n{email}{dispatch}{extra}"
+                 defaults: {{timezone: Asia/Shanghai, locale: zh-CN}}\nemail:\n  from: \"Example Shop <care@example.com>\"\n{email}{dispatch}{policy}{extra}"
             ),
         );
     }

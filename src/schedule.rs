@@ -1,0 +1,375 @@
+//! Clock-driven triggers: anniversaries (birthdays, membership days) and cron jobs (surveys).
+//!
+//! Neither keeps a timer per contact or per occurrence. A tick (every minute in the daemon,
+//! once per `run --once`) asks the store for the contacts whose date field falls on the
+//! candidate days (by a month-day index: a day's share of a million contacts, not all of
+//! them) and plans each greeting at its local time, deduplicated by job + contact + year.
+//! Cron occurrences are computed with croner in the job's time zone, so 10:00 stays 10:00
+//! across DST (tokio-cron-scheduler keeps a fixed UTC offset, its issue #107, so it is only
+//! used to wake the daemon every minute); the last fired occurrence is kept in the store, so
+//! a daemon that was down catches up once and several daemons fire an occurrence once.
+
+use crate::jobs::{Job, Missed, Trigger};
+use crate::plan::Planner;
+use crate::policy::{LeapDay, anniversary_days, anniversary_in, resolve_local};
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
+use chrono_tz::Tz;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Anniversaries are planned this far ahead of their local time.
+pub const HORIZON: Span = Span::hours(1);
+/// A cron occurrence processed later than this counts as missed (the daemon was down).
+pub const LATE_AFTER: Span = Span::minutes(10);
+
+pub struct Scheduler {
+    pub store: Store,
+    pub planner: Planner,
+    /// (job, contact, fire time) planned by this process, so a tick every minute does not
+    /// write today's greetings again.
+    planned: Mutex<HashSet<(String, String, DateTime<Utc>)>>,
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickStats {
+    pub anniversary_candidates: usize,
+    pub greetings_planned: usize,
+    pub occurrences_fired: usize,
+    pub occurrences_skipped: usize,
+    pub occurrence_messages: usize,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, planner: Planner) -> Scheduler {
+        Scheduler {
+            store,
+            planner,
+            planned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
+        let mut stats = TickStats::default();
+        let jobs: Vec<_> = self.planner.jobs.anniversaries().cloned().collect();
+        for job in jobs {
+            self.anniversaries(&job, now, &mut stats).await?;
+        }
+        let jobs: Vec<_> = self.planner.jobs.recurring().cloned().collect();
+        for job in jobs {
+            self.recurring(&job, now, &mut stats).await?;
+        }
+        Ok(stats)
+    }
+
+    async fn anniversaries(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+    ) -> Result<(), StoreError> {
+        let Trigger::Anniversary {
+            field,
+            at,
+            leap_day,
+        } = &job.trigger
+        else {
+            return Ok(());
+        };
+        let leap = leap_day.unwrap_or(self.planner.policy.leap_day);
+        let grace = Span::from_std(self.planner.policy.anniversary_grace).unwrap_or(Span::days(1));
+        let (from, to) = (now - grace, now + HORIZON);
+        let days = candidate_days(from, to);
+        let month_days: BTreeSet<String> = days
+            .iter()
+            .flat_map(|d| anniversary_days(*d, leap))
+            .collect();
+        let started = Instant::now();
+        let rows = self
+            .store
+            .anniversary_candidates(&field.key(), &month_days.into_iter().collect::<Vec<_>>())
+            .await?;
+        stats.anniversary_candidates += rows.len();
+        let mut planned = Vec::new();
+        for row in &rows {
+            let Ok(date) = NaiveDate::parse_from_str(&row.date, "%Y-%m-%d") else {
+                continue;
+            };
+            let tz: Tz = row
+                .timezone
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(self.planner.default_timezone);
+            for day in &days {
+                if let Some(fire_at) = fire_time(date, *day, *at, tz, leap)
+                    && fire_at >= from
+                    && fire_at <= to
+                {
+                    let key = (job.id.clone(), row.contact_id.clone(), fire_at);
+                    if self.planned.lock().expect("planned lock").contains(&key) {
+                        continue;
+                    }
+                    let year = chrono::Datelike::year(day);
+                    if let Some(m) =
+                        self.planner
+                            .anniversary_message(job, &row.contact_id, year, fire_at)
+                    {
+                        planned.push((key, m));
+                    }
+                }
+            }
+        }
+        let messages: Vec<_> = planned.iter().map(|(_, m)| m.clone()).collect();
+        let n = self.store.upsert_anniversaries(&messages, now).await?;
+        stats.greetings_planned += n;
+        let mut cache = self.planned.lock().expect("planned lock");
+        if cache.len() > 1_000_000 {
+            cache.clear();
+        }
+        cache.extend(planned.into_iter().map(|(k, _)| k));
+        tracing::debug!(job = %job.id, candidates = rows.len(), planned = n, ms = started.elapsed().as_millis() as u64, "anniversary scan");
+        Ok(())
+    }
+
+    async fn recurring(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+    ) -> Result<(), StoreError> {
+        let Trigger::Cron {
+            cron,
+            timezone,
+            missed,
+            ..
+        } = &job.trigger
+        else {
+            return Ok(());
+        };
+        let tz = timezone.unwrap_or(self.planner.default_timezone);
+        let last = match self.store.last_fire(&job.id).await? {
+            Some(t) => t,
+            None => {
+                // First sight of this job: occurrences from before it existed are not owed.
+                let baseline = now - LATE_AFTER;
+                let mut tx = self.store.begin().await?;
+                tx.advance_recurring(&job.id, baseline, now).await?;
+                tx.commit().await?;
+                baseline
+            }
+        };
+        let Some(latest) = occurrences(cron, tz, last, now).last().copied() else {
+            return Ok(());
+        };
+        let late = now - latest > LATE_AFTER;
+        if late && *missed == Missed::Skip {
+            if self
+                .store
+                .fire_occurrence(&job.id, latest, &[], now)
+                .await?
+                .is_some()
+            {
+                stats.occurrences_skipped += 1;
+                tracing::info!(job = %job.id, occurrence = %latest, "skipped a missed occurrence (missed: skip)");
+            }
+            return Ok(());
+        }
+        let messages = self.audience_messages(job, latest).await?;
+        if let Some(n) = self
+            .store
+            .fire_occurrence(&job.id, latest, &messages, now)
+            .await?
+        {
+            stats.occurrences_fired += 1;
+            stats.occurrence_messages += n;
+            tracing::info!(job = %job.id, occurrence = %latest, planned = n, late, "recurring occurrence fired");
+        }
+        Ok(())
+    }
+
+    /// One message per contact of the job's audience at `occurrence`.
+    async fn audience_messages(
+        &self,
+        job: &Job,
+        occurrence: DateTime<Utc>,
+    ) -> Result<Vec<crate::store::NewMessage>, StoreError> {
+        let a = &job.audience;
+        let ids = match &a.had_event {
+            Some((kind, within)) => {
+                let from = occurrence - Span::from_std(*within).unwrap_or(Span::MAX);
+                self.store
+                    .contacts_with_event(kind, from, occurrence)
+                    .await?
+            }
+            None => self.store.all_contact_ids().await?,
+        };
+        let excluded: HashSet<String> = match &a.exclude_if_sent {
+            Some((other, within)) => {
+                let since = occurrence - Span::from_std(*within).unwrap_or(Span::MAX);
+                self.store
+                    .contacts_sent_by(other, since)
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+            None => HashSet::new(),
+        };
+        let ids: Vec<String> = ids.into_iter().filter(|i| !excluded.contains(i)).collect();
+        let contacts = self.store.contacts(&ids).await?;
+        Ok(contacts
+            .iter()
+            .filter(|c| self.planner.in_audience(job, c, None, occurrence))
+            .filter_map(|c| self.planner.occurrence_message(job, &c.id, occurrence))
+            .collect())
+    }
+}
+
+/// Every local calendar day that some time zone is on between `from` and `to`
+/// (UTC−12 to UTC+14).
+fn candidate_days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
+    let first = (from - Span::hours(12)).date_naive();
+    let last = (to + Span::hours(14)).date_naive();
+    first.iter_days().take_while(|d| *d <= last).collect()
+}
+
+/// When the anniversary of `date` on local day `day` happens in `tz`, if it is that day.
+pub fn fire_time(
+    date: NaiveDate,
+    day: NaiveDate,
+    at: chrono::NaiveTime,
+    tz: Tz,
+    leap: LeapDay,
+) -> Option<DateTime<Utc>> {
+    (anniversary_in(date, chrono::Datelike::year(&day), leap) == day)
+        .then(|| resolve_local(tz, day.and_time(at)))
+}
+
+/// Occurrences of `cron` in `tz` after `after` and up to `until`, oldest first. A long
+/// downtime yields at most the last 1,000 (only the latest is ever fired).
+pub fn occurrences(
+    cron: &croner::Cron,
+    tz: Tz,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let mut out = std::collections::VecDeque::new();
+    let mut cursor = after.with_timezone(&tz);
+    while let Ok(next) = cron.find_next_occurrence(&cursor, false) {
+        let next_utc = next.with_timezone(&Utc);
+        if next_utc > until {
+            break;
+        }
+        out.push_back(next_utc);
+        if out.len() > 1_000 {
+            out.pop_front();
+        }
+        cursor = next;
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn cron(expr: &str) -> croner::Cron {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expr)
+            .unwrap()
+    }
+
+    #[test]
+    fn weekly_survey_stays_at_ten_local_across_dst() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        // New York leaves DST on Sunday 2026-11-01.
+        let occ = occurrences(
+            &cron("0 10 * * MON"),
+            ny,
+            t("2026-10-19T00:00:00Z"),
+            t("2026-11-10T00:00:00Z"),
+        );
+        assert_eq!(
+            occ,
+            [
+                t("2026-10-19T14:00:00Z"),
+                t("2026-10-26T14:00:00Z"),
+                t("2026-11-02T15:00:00Z"),
+                t("2026-11-09T15:00:00Z")
+            ]
+        );
+        // And enters it on 2027-03-14.
+        let occ = occurrences(
+            &cron("0 10 * * MON"),
+            ny,
+            t("2027-03-08T00:00:00Z"),
+            t("2027-03-16T00:00:00Z"),
+        );
+        assert_eq!(occ, [t("2027-03-08T15:00:00Z"), t("2027-03-15T14:00:00Z")]);
+    }
+
+    #[test]
+    fn occurrences_exclude_the_start_and_include_the_end() {
+        let sh: Tz = "Asia/Shanghai".parse().unwrap();
+        let c = cron("0 10 * * MON");
+        assert!(
+            occurrences(&c, sh, t("2026-11-23T02:00:00Z"), t("2026-11-23T02:00:00Z")).is_empty()
+        );
+        assert_eq!(
+            occurrences(&c, sh, t("2026-11-23T01:59:59Z"), t("2026-11-23T02:00:00Z")),
+            [t("2026-11-23T02:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn birthday_fire_times_in_local_zones() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let nine = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+        let sh: Tz = "Asia/Shanghai".parse().unwrap();
+        let ny: Tz = "America/New_York".parse().unwrap();
+        assert_eq!(
+            fire_time(d("1990-11-23"), d("2026-11-23"), nine, sh, LeapDay::Feb28),
+            Some(t("2026-11-23T01:00:00Z"))
+        );
+        assert_eq!(
+            fire_time(d("1990-11-23"), d("2026-11-23"), nine, ny, LeapDay::Feb28),
+            Some(t("2026-11-23T14:00:00Z"))
+        );
+        assert_eq!(
+            fire_time(d("1990-11-23"), d("2026-11-24"), nine, ny, LeapDay::Feb28),
+            None
+        );
+        assert_eq!(
+            fire_time(d("1992-02-29"), d("2027-02-28"), nine, sh, LeapDay::Feb28),
+            Some(t("2027-02-28T01:00:00Z"))
+        );
+        assert_eq!(
+            fire_time(d("1992-02-29"), d("2027-03-01"), nine, sh, LeapDay::Mar1),
+            Some(t("2027-03-01T01:00:00Z"))
+        );
+        assert_eq!(
+            fire_time(d("1992-02-29"), d("2028-02-29"), nine, sh, LeapDay::Feb28),
+            Some(t("2028-02-29T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn candidate_days_cover_every_zone() {
+        let days = candidate_days(t("2026-11-23T00:30:00Z"), t("2026-11-23T01:30:00Z"));
+        assert_eq!(
+            days.first().map(|d| d.to_string()).as_deref(),
+            Some("2026-11-22")
+        );
+        assert_eq!(
+            days.last().map(|d| d.to_string()).as_deref(),
+            Some("2026-11-23")
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Store reads and writes for clock-driven jobs: anniversary candidates by month-day,
+//! recurring occurrences fired at most once, and audiences.
+
+use super::{Bind, NewMessage, Result, Store, bind_all, contact_from_row, on_pool, placeholders};
+use crate::clock::{from_millis, to_millis};
+use crate::model::Contact;
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+
+/// A contact whose date field falls on one of the scanned month-days.
+#[derive(Debug, Clone)]
+pub struct AnniversaryRow {
+    pub contact_id: String,
+    pub timezone: Option<String>,
+    /// `YYYY-MM-DD`
+    pub date: String,
+}
+
+/// An address that must not be contacted on a channel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Suppression {
+    pub channel: String,
+    pub address: String,
+    pub reason: String,
+    pub source: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Contacts whose date `field` (`birthday`, `attributes.member_since`) falls on one of
+    /// `month_days` (`MM-DD`), by index: one day's share of the contacts, not all of them.
+    pub async fn anniversary_candidates(
+        &self,
+        field: &str,
+        month_days: &[String],
+    ) -> Result<Vec<AnniversaryRow>> {
+        if month_days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT d.contact_id, c.timezone, d.date FROM contact_dates d JOIN contacts c ON c.id = d.contact_id \
+             WHERE d.field = $1 AND d.month_day IN ({})",
+            placeholders(2, month_days.len())
+        );
+        let mut binds = vec![Bind::Text(Some(field.to_string()))];
+        binds.extend(month_days.iter().map(|d| Bind::Text(Some(d.clone()))));
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AnniversaryRow {
+                        contact_id: r.try_get(0)?,
+                        timezone: r.try_get(1)?,
+                        date: r.try_get(2)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Insert planned messages in one transaction; existing (job, dedupe key, step) are kept.
+    /// Returns how many were new.
+    pub async fn insert_planned(
+        &self,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut n = 0;
+        for m in messages {
+            if tx.insert_message(m, now).await? {
+                n += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Plan anniversary greetings. A greeting not yet sent whose contact's date (or time
+    /// zone) changed moves to the new time, even if it was cancelled for the change; one
+    /// already sent this year stays the only one. Returns how many rows were added or moved.
+    pub async fn upsert_anniversaries(
+        &self,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let mut n = 0;
+            for m in messages {
+                n += sqlx::query(
+                    "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
+                     VALUES ($1, $2, $3, NULL, 0, $4, $5, 'scheduled', $6, $7, NULL, $8, $8, $9, $10, NULL) \
+                     ON CONFLICT (job_id, dedupe_key, step) DO UPDATE SET due_at = excluded.due_at, not_after = excluded.not_after, \
+                     state = 'scheduled', reason = NULL, updated_at = excluded.updated_at \
+                     WHERE messages.state IN ('scheduled', 'retrying', 'cancelled') AND messages.sent_at IS NULL AND messages.due_at <> excluded.due_at",
+                )
+                .bind(&m.id)
+                .bind(&m.job_id)
+                .bind(&m.contact_id)
+                .bind(&m.dedupe_key)
+                .bind(&m.template)
+                .bind(to_millis(m.due_at))
+                .bind(m.not_after.map(to_millis))
+                .bind(to_millis(now))
+                .bind(m.class.as_str())
+                .bind(&m.token)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    /// The occurrence a recurring job last fired for.
+    pub async fn last_fire(&self, job_id: &str) -> Result<Option<DateTime<Utc>>> {
+        on_pool!(self, |pool, _b| {
+            let v: Option<i64> =
+                sqlx::query_scalar("SELECT last_fire_at FROM recurring WHERE job_id = $1")
+                    .bind(job_id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(v.map(from_millis))
+        })
+    }
+
+    /// Record `occurrence` as fired for `job_id` and insert its messages, in one transaction,
+    /// only if no process recorded this or a later occurrence first. Returns `None` when
+    /// another process (or an earlier run) got there first: an occurrence fires once.
+    pub async fn fire_occurrence(
+        &self,
+        job_id: &str,
+        occurrence: DateTime<Utc>,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>> {
+        let mut tx = self.begin().await?;
+        if !tx.advance_recurring(job_id, occurrence, now).await? {
+            return Ok(None);
+        }
+        let mut n = 0;
+        for m in messages {
+            if tx.insert_message(m, now).await? {
+                n += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(n))
+    }
+
+    /// Contacts with an event of `kind` between `from` and `to`.
+    pub async fn contacts_with_event(
+        &self,
+        kind: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query_scalar(
+                "SELECT DISTINCT contact_id FROM events WHERE type = $1 AND occurred_at >= $2 AND occurred_at <= $3",
+            )
+            .bind(kind)
+            .bind(to_millis(from))
+            .bind(to_millis(to))
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Contacts `job_id` sent to since `since`.
+    pub async fn contacts_sent_by(
+        &self,
+        job_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query_scalar("SELECT DISTINCT contact_id FROM messages WHERE job_id = $1 AND state = 'sent' AND sent_at >= $2")
+                .bind(job_id)
+                .bind(to_millis(since))
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// Every contact id (an audience without `had_event`).
+    pub async fn all_contact_ids(&self) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| Ok(sqlx::query_scalar(
+            "SELECT id FROM contacts ORDER BY id"
+        )
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// Contacts by id, in chunks.
+    pub async fn contacts(&self, ids: &[String]) -> Result<Vec<Contact>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent FROM contacts WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
+            let rows: Vec<Contact> = on_pool!(self, |pool, _b| {
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter()
+                    .map(contact_from_row)
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// One contact.
+    pub async fn contact(&self, id: &str) -> Result<Option<Contact>> {
+        Ok(self.contacts(&[id.to_string()]).await?.into_iter().next())
+    }
+}
+
+impl super::Tx {
+    /// Move a recurring job's last fire time forward to `occurrence`; `false` if it was
+    /// already there or later.
+    pub async fn advance_recurring(
+        &mut self,
+        job_id: &str,
+        occurrence: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        super::on_tx!(self, |conn| {
+            let n = sqlx::query(
+                "INSERT INTO recurring (job_id, last_fire_at, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (job_id) DO UPDATE SET last_fire_at = excluded.last_fire_at, updated_at = excluded.updated_at \
+                 WHERE recurring.last_fire_at < excluded.last_fire_at",
+            )
+            .bind(job_id)
+            .bind(to_millis(occurrence))
+            .bind(to_millis(now))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+}
