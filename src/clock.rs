@@ -31,6 +31,26 @@ impl Clock for FixedClock {
     }
 }
 
+/// A clock a simulation moves forward (the forecast replays the daemon step by step).
+#[derive(Debug)]
+pub struct SteppedClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl SteppedClock {
+    pub fn new(t: DateTime<Utc>) -> SteppedClock {
+        SteppedClock(std::sync::Mutex::new(t))
+    }
+
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().expect("clock lock") = t;
+    }
+}
+
+impl Clock for SteppedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
 pub type SharedClock = Arc<dyn Clock>;
 
 /// The clock for a command: fixed when `--now` was given, the system clock otherwise.

@@ -31,6 +31,8 @@ pub struct Dispatcher {
     pub node: String,
     /// Marketing sends this process made, per contact, for frequency caps within a run.
     pub sends: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
+    /// Forecast: decide and render everything, send nothing (every send "succeeds").
+    pub dry_run: bool,
 }
 
 /// What a dispatch run did.
@@ -346,16 +348,26 @@ impl Dispatcher {
     /// A callback task: one signed POST to the configured webhook.
     async fn send_task(&self, job: &Job, m: &Claimed, mut c: Completion) -> Completion {
         let now = c.at;
-        let Some(webhook) = &self.channels.webhook else {
-            // Planned while a webhook was configured; now there is none: leave it to agents.
-            c.state = MessageState::Open;
-            c.reason = Some("no webhook configured: open for `aftercare callbacks`".into());
-            return c;
-        };
-        let payload = callback_payload(job, m, now);
         let started = Instant::now();
-        let d = webhook.send(&m.id, &payload, now.timestamp()).await;
         c.channel = Some("webhook".into());
+        let d = match (
+            &self.channels.webhook,
+            self.dry_run && self.planner.webhook_enabled,
+        ) {
+            (_, true) => dry_delivery(),
+            (Some(webhook), false) => {
+                webhook
+                    .send(&m.id, &callback_payload(job, m, now), now.timestamp())
+                    .await
+            }
+            (None, false) => {
+                // Planned while a webhook was configured; now there is none: leave it to agents.
+                c.channel = None;
+                c.state = MessageState::Open;
+                c.reason = Some("no webhook configured: open for `aftercare callbacks`".into());
+                return c;
+            }
+        };
         self.record(job, m, c, "webhook", None, d, started)
     }
 
@@ -495,18 +507,21 @@ impl Dispatcher {
         };
         let message_id = self.channels.email.message_id(&m.id);
         let started = Instant::now();
-        let d = self
-            .channels
-            .email
-            .send(&OutgoingEmail {
-                message_id: &message_id,
-                to: &address,
-                to_name: m.contact.name.as_deref(),
-                content: &content,
-                date: now,
-                unsubscribe,
-            })
-            .await;
+        let d = if self.dry_run {
+            dry_delivery()
+        } else {
+            self.channels
+                .email
+                .send(&OutgoingEmail {
+                    message_id: &message_id,
+                    to: &address,
+                    to_name: m.contact.name.as_deref(),
+                    content: &content,
+                    date: now,
+                    unsubscribe,
+                })
+                .await
+        };
         if d.outcome != Outcome::Sent {
             self.unreserve(&m.contact.id, now, reserved);
         }
@@ -604,6 +619,16 @@ impl Dispatcher {
             }
         }
         c
+    }
+}
+
+fn dry_delivery() -> Delivery {
+    Delivery {
+        outcome: Outcome::Sent,
+        code: None,
+        detail: "forecast: not sent".into(),
+        provider_id: None,
+        retry_after: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Scheduler {
     /// (job, contact, fire time) planned by this process, so a tick every minute does not
     /// write today's greetings again.
     planned: Mutex<HashSet<(String, String, DateTime<Utc>)>>,
+    /// How far ahead greetings are planned ([`HORIZON`]; the forecast looks further).
+    pub horizon: Span,
 }
 
 /// What one tick did.
@@ -48,6 +50,7 @@ impl Scheduler {
             store,
             planner,
             planned: Mutex::new(HashSet::new()),
+            horizon: HORIZON,
         }
     }
 
@@ -80,7 +83,7 @@ impl Scheduler {
         };
         let leap = leap_day.unwrap_or(self.planner.policy.leap_day);
         let grace = Span::from_std(self.planner.policy.anniversary_grace).unwrap_or(Span::days(1));
-        let (from, to) = (now - grace, now + HORIZON);
+        let (from, to) = (now - grace, now + self.horizon);
         let days = candidate_days(from, to);
         let month_days: BTreeSet<String> = days
             .iter()
@@ -187,6 +190,25 @@ impl Scheduler {
             tracing::info!(job = %job.id, occurrence = %latest, planned = n, late, "recurring occurrence fired");
         }
         Ok(())
+    }
+
+    /// The first cron occurrence of any recurring job after `t` (the forecast steps to it).
+    pub fn next_occurrence_after(
+        &self,
+        t: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        self.planner
+            .jobs
+            .recurring()
+            .filter_map(|job| match &job.trigger {
+                Trigger::Cron { cron, timezone, .. } => {
+                    let tz = timezone.unwrap_or(self.planner.default_timezone);
+                    occurrences(cron, tz, t, until).first().copied()
+                }
+                _ => None,
+            })
+            .min()
     }
 
     /// One message per contact of the job's audience at `occurrence`.

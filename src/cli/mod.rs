@@ -3,10 +3,13 @@
 //! Exit codes: 0 success; 1 invalid input (config, jobs, templates, rejected events);
 //! 2 usage error (clap); 3 the store cannot be opened.
 
+mod callbacks;
+mod forecast;
 mod import;
 mod logs;
 mod preview;
 mod run;
+mod suppress;
 mod validate;
 
 use crate::config::{self, Config};
@@ -56,6 +59,15 @@ enum Command {
     Events(EventsCommand),
     /// Show the delivery log: messages and every attempt
     Logs(logs::Args),
+    /// What would be sent when, after every policy, without sending anything
+    Forecast(forecast::Args),
+    /// The suppression list (addresses never contacted on a channel)
+    #[command(subcommand)]
+    Suppress(suppress::Command),
+    /// Apply a one-click unsubscribe token (exit 1 if it is forged or altered)
+    Unsubscribe(suppress::UnsubscribeArgs),
+    /// Callback tasks for agents; `callbacks done ID` closes one
+    Callbacks(callbacks::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +142,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Preview(a) => preview::run(&config_path, a),
         Command::Events(EventsCommand::Import(a)) => import::run(&config_path, a).await,
         Command::Logs(a) => logs::run(&config_path, a).await,
+        Command::Forecast(a) => forecast::run(&config_path, a).await,
+        Command::Suppress(c) => suppress::run(&config_path, c).await,
+        Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
+        Command::Callbacks(a) => callbacks::run(&config_path, a).await,
     }
 }
 
@@ -141,6 +157,7 @@ fn init_tracing(daemon: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -178,7 +195,7 @@ impl App {
         })?;
         let (templates, mut diags) =
             TemplateSet::load(&config.templates_dir, &config.default_locale);
-        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, Some(&config));
+        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates);
         diags.extend(job_diags);
         let unsubscriber = match &config.unsubscribe {
             None => None,

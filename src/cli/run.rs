@@ -44,6 +44,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         cfg: app.config.dispatch.clone(),
         node: app.config.node_id.clone(),
         sends: Default::default(),
+        dry_run: false,
     });
     let scheduler = Arc::new(Scheduler::new(store.clone(), app.planner()));
     if a.once {

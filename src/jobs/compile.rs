@@ -4,7 +4,7 @@
 
 pub use super::spec::{Class, Missed, OverCap};
 use super::spec::{RawAudience, RawJob, RawStopWhen, RawTrigger};
-use crate::config::{Config, parse_tz, parse_window};
+use crate::config::{parse_tz, parse_window};
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::duration;
 use crate::ingest::check_event_type;
@@ -248,7 +248,6 @@ pub struct CompileEnv<'a> {
     pub known_events: &'a [String],
     /// All job ids, for `exclude_if_sent`.
     pub job_ids: &'a [String],
-    pub config: Option<&'a Config>,
 }
 
 /// Compile one job document. The job is `None` when any error was found.
@@ -285,10 +284,8 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         if listed[..i].contains(ch) {
             c.error(&field, format!("`{ch}` is listed twice"), None);
         } else if ch == TASK_CHANNEL {
+            // Without a `webhook:` section the tasks stay open for `aftercare callbacks`.
             webhook = true;
-            if env.config.is_some_and(|cfg| cfg.webhook.is_none()) {
-                c.warn(&field, "no `webhook:` section in the config: callback tasks stay open for `aftercare callbacks`", None);
-            }
         } else if PLANNED_CHANNELS.contains(&ch.as_str()) {
             c.error(
                 &field,

@@ -112,11 +112,7 @@ impl JobSet {
 
 /// Load and check every `*.yaml` / `*.yml` in `dir`. Jobs with errors are left out of the set;
 /// the caller decides whether any error is fatal (`validate` and `run` say it is).
-pub fn load(
-    dir: &Path,
-    templates: &TemplateSet,
-    config: Option<&crate::config::Config>,
-) -> (JobSet, Diagnostics) {
+pub fn load(dir: &Path, templates: &TemplateSet) -> (JobSet, Diagnostics) {
     let mut diags = Diagnostics::default();
     let files = match job_files(dir) {
         Ok(f) => f,
@@ -161,7 +157,6 @@ pub fn load(
         templates,
         known_events: &known_events,
         job_ids: &job_ids,
-        config,
     };
     let mut seen: HashMap<String, (PathBuf, Option<crate::diag::Location>)> = HashMap::new();
     for (path, doc) in raws {

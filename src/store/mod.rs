@@ -548,6 +548,21 @@ impl Store {
         })
     }
 
+    /// A copy of the whole store in a new SQLite file (the forecast replays on it). SQLite
+    /// only for now: `VACUUM INTO` is a consistent snapshot in one statement.
+    pub async fn snapshot_to(&self, path: &std::path::Path) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let target = path.to_string_lossy().replace('\'', "''");
+                sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{target}'"))).execute(p).await?;
+                Ok(())
+            }
+            Pool::Postgres(_) => Err(StoreError::Config(
+                "forecast needs a SQLite store for now; on PostgreSQL, copy the store to SQLite first".into(),
+            )),
+        }
+    }
+
     /// When the next scheduled message falls due, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         on_pool!(self, |pool, _b| {

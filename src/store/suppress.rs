@@ -146,6 +146,21 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Ids of messages that are done (sent, failed, cancelled): the forecast reports only
+    /// what changes after them.
+    pub async fn final_ids(&self) -> Result<std::collections::HashSet<String>> {
+        on_pool!(self, |pool, _b| {
+            let v: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM messages WHERE state IN ('sent', 'failed', 'cancelled')",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(v.into_iter().collect())
+        })
+    }
+}
+
 /// Email addresses compare case-insensitively; phone numbers are E.164 already.
 pub fn normalise_address(channel: &str, address: &str) -> String {
     if channel == "email" {
