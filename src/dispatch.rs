@@ -656,13 +656,23 @@ pub fn callback_payload(job: &Job, m: &Claimed, now: DateTime<Utc>) -> serde_jso
         "type": "callback.requested",
         "id": m.id,
         "job": {"id": job.id, "description": job.description},
-        "due_at": m.due_at.to_rfc3339(),
+        "due_at": planned_due(job, m).to_rfc3339(),
         "created_at": now.to_rfc3339(),
         "contact": m.contact,
         "event": m.event.as_ref().map(|e| serde_json::json!({
             "id": e.id, "type": e.kind, "occurred_at": e.occurred_at.to_rfc3339(), "data": e.data,
         })),
     })
+}
+
+/// When the job meant the message to go (a retry moves `due_at`; the CRM wants the plan).
+fn planned_due(job: &Job, m: &Claimed) -> DateTime<Utc> {
+    match (&job.trigger, &m.event) {
+        (Trigger::Event { delay, .. }, Some(e)) if m.step == 0 => {
+            e.occurred_at.with_timezone(&Utc) + *delay
+        }
+        _ => m.due_at,
+    }
 }
 
 fn fmt_local(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {

@@ -2,6 +2,8 @@
 //! SMTP server process (postfix's `smtp-sink`) that keeps every message it accepts.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -85,6 +87,23 @@ impl Workspace {
         );
     }
 
+    /// Keep only these shipped jobs (the others would plan messages of their own).
+    pub fn keep_jobs(&self, ids: &[&str]) {
+        for e in std::fs::read_dir(self.path("jobs")).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            let id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            if !ids.contains(&id.as_str()) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -150,6 +169,40 @@ pub fn delivered(id: &str, contact: &str, email: &str, order: &str, at: &str) ->
         "id": id, "type": "order.delivered", "occurred_at": at,
         "contact": {"id": contact, "name": "王芳", "email": email, "locale": "zh-CN", "timezone": "Asia/Shanghai"},
         "data": {"order_id": order}
+    })
+    .to_string()
+}
+
+/// A contact update carrying a birthday (no job is triggered by it).
+pub fn birthday(
+    id: &str,
+    contact: &str,
+    name: &str,
+    email: &str,
+    tz: &str,
+    locale: &str,
+    date: &str,
+) -> String {
+    serde_json::json!({
+        "id": id, "type": "contact.updated", "occurred_at": "2026-01-01T00:00:00Z",
+        "contact": {"id": contact, "name": name, "email": email, "timezone": tz, "locale": locale, "birthday": date},
+    })
+    .to_string()
+}
+
+/// Any event for a contact with attributes.
+pub fn event(
+    id: &str,
+    kind: &str,
+    contact: &str,
+    email: &str,
+    at: &str,
+    attributes: serde_json::Value,
+    data: serde_json::Value,
+) -> String {
+    serde_json::json!({
+        "id": id, "type": kind, "occurred_at": at,
+        "contact": {"id": contact, "email": email, "attributes": attributes}, "data": data,
     })
     .to_string()
 }
@@ -228,7 +281,10 @@ impl SmtpSink {
                 let raw = std::fs::read(&p).ok()?;
                 let msg = mail_parser::MessageParser::default().parse(&raw)?;
                 let message_id = msg.message_id()?.to_string();
+                let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_string());
                 Some(Received {
+                    list_unsubscribe: header("List-Unsubscribe"),
+                    list_unsubscribe_post: header("List-Unsubscribe-Post"),
                     message_id,
                     subject: msg.subject().unwrap_or_default().to_string(),
                     to: msg
@@ -262,6 +318,8 @@ impl Drop for SmtpSink {
 pub struct Received {
     /// Without angle brackets.
     pub message_id: String,
+    pub list_unsubscribe: Option<String>,
+    pub list_unsubscribe_post: Option<String>,
     pub subject: String,
     pub to: String,
     pub text: String,
