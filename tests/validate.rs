@@ -56,7 +56,7 @@ fn malformed_jobs_are_reported_at_path_line_column_with_hints() {
         "jobs/bad-values.yaml:10:9: error: dedupe: `contact.nmae`: contact has no field `nmae`\n  hint: did you mean `name`?",
         "jobs/review-request.yaml:1:5: error: duplicate job id `review-request`, first defined at jobs/dup.yaml:1:5",
         "jobs/syntax.yaml:3:9: error: did not find expected ',' or '}'",
-        "1 job(s) valid: review-request; 7 error(s), 1 warning(s)",
+        "4 job(s) valid: birthday-greeting, complaint-callback, nps-survey, review-request; 7 error(s), 1 warning(s)",
     ];
     for w in want {
         assert!(r.stdout.contains(w), "missing:\n{w}\nin:\n{}", r.stdout);
@@ -231,4 +231,60 @@ fn preview_renders_subject_text_and_html_without_storing() {
         "{}",
         unknown.stderr
     );
+}
+
+#[test]
+fn review_gating_is_refused_and_missing_unsubscribe_links_are_warned() {
+    let ws = Workspace::new(None);
+    let job = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
+    ws.write(
+        "jobs/review-request.yaml",
+        &format!("{job}audience:\n  where:\n    event.data.rating: [4, 5]\n    contact.attributes.tier: gold\n"),
+    );
+    ws.write("message_templates/plain/email.subject.hbs", "Hi\n");
+    ws.write("message_templates/plain/email.txt.hbs", "No link here\n");
+    ws.write("jobs/promo.yaml", "id: promo\ntrigger: {event: order.delivered, delay: 1d}\ntemplate: plain\ndedupe: \"{{event.id}}-promo\"\n");
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    for want in [
+        "jobs/review-request.yaml:17:24: error: audience.where.event.data.rating: review gating: a review request must go to every customer, not only satisfied ones",
+        "FTC's 2024 rule on consumer reviews",
+        "jobs/promo.yaml:3:11: warning: template: marketing template `plain` has no unsubscribe link",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
+    }
+    // A condition on the tier alone is fine.
+    assert!(
+        !r.stdout.contains("audience.where.contact.attributes.tier"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn clock_triggers_are_checked() {
+    let ws = Workspace::new(None);
+    ws.write("jobs/a.yaml", "id: a\ntrigger: {anniversary: contact.birthdate, at: \"9am\"}\ntemplate: birthday_greeting\n");
+    ws.write("jobs/b.yaml", "id: b\ntrigger: {cron: \"0 10 * * FUNDAY\", timezone: Asia/Shangai}\ntemplate: nps_survey\n");
+    ws.write(
+        "jobs/c.yaml",
+        "id: c\ntrigger: {cron: \"0 10 * * MON\", missed: sometimes}\ntemplate: nps_survey\n",
+    );
+    ws.write(
+        "jobs/d.yaml",
+        "id: d\ntrigger: {anniversary: contact.birthday}\ntemplate: review_request\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    for want in [
+        "jobs/a.yaml:2:24: error: trigger.anniversary: `contact.birthdate` is not a contact date field",
+        "jobs/b.yaml:2:17: error: trigger.cron: `0 10 * * FUNDAY` is not a cron expression",
+        "jobs/c.yaml:2:",
+        "unknown variant `sometimes`, expected `run_once` or `skip`",
+        // A birthday job has no event: the review template cannot be used by it.
+        "`event.data.order_id`: this job cannot provide `event`",
+        "hint: an anniversary job is not triggered by an event",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
+    }
 }
