@@ -29,8 +29,9 @@ pub struct Dispatcher {
     pub clock: SharedClock,
     pub cfg: DispatchConfig,
     pub node: String,
-    /// Marketing sends this process made, per contact, for frequency caps within a run.
-    pub sends: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
+    /// Marketing sends of this drain per contact, (message id, time): the claim's history
+    /// cannot see sends whose completion is not committed yet. Merged with it by id.
+    pub sends: Mutex<HashMap<String, Vec<(String, DateTime<Utc>)>>>,
     /// Forecast: decide and render everything, send nothing (every send "succeeds").
     pub dry_run: bool,
 }
@@ -246,6 +247,8 @@ impl Dispatcher {
             .expect("the semaphore is never closed");
         drop(done_tx);
         let mut stats = recorder.await.expect("the recorder task does not panic")?;
+        // Committed now: the next claim reads these sends from the store.
+        self.sends.lock().expect("sends lock").clear();
         result?;
         stats.released = released;
         Ok(stats)
@@ -433,8 +436,13 @@ impl Dispatcher {
         if marketing && !policy.caps.is_empty() {
             let mut in_run = self.sends.lock().expect("sends lock");
             let mine = in_run.entry(m.contact.id.clone()).or_default();
-            let mut all = m.recent_sends.clone();
-            all.extend(mine.iter().copied());
+            let mut by_id: HashMap<&str, DateTime<Utc>> = m
+                .recent_sends
+                .iter()
+                .map(|(id, t)| (id.as_str(), *t))
+                .collect();
+            by_id.extend(mine.iter().map(|(id, t)| (id.as_str(), *t)));
+            let all: Vec<DateTime<Utc>> = by_id.into_values().collect();
             if let Err((free_at, cap)) = check_caps(&policy.caps, &all, now) {
                 let what = format!(
                     "frequency cap {} per {}",
@@ -455,7 +463,7 @@ impl Dispatcher {
                     }
                 };
             }
-            mine.push(now);
+            mine.push((m.id.clone(), now));
             reserved = true;
         }
 
@@ -484,7 +492,7 @@ impl Dispatcher {
                     }
                     other => format!("render failed: {other}"),
                 };
-                self.unreserve(&m.contact.id, now, reserved);
+                self.unreserve(&m.contact.id, &m.id, reserved);
                 c.state = MessageState::Failed;
                 c.reason = Some(why.clone());
                 c.attempt = Some(self.attempt(
@@ -523,14 +531,14 @@ impl Dispatcher {
                 .await
         };
         if d.outcome != Outcome::Sent {
-            self.unreserve(&m.contact.id, now, reserved);
+            self.unreserve(&m.contact.id, &m.id, reserved);
         }
         self.record(job, m, c, &channel, Some(&address), d, started)
     }
 
-    fn unreserve(&self, contact: &str, at: DateTime<Utc>, reserved: bool) {
+    fn unreserve(&self, contact: &str, message_id: &str, reserved: bool) {
         if reserved && let Some(v) = self.sends.lock().expect("sends lock").get_mut(contact) {
-            v.retain(|t| *t != at);
+            v.retain(|(id, _)| id != message_id);
         }
     }
 

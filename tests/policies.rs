@@ -543,3 +543,39 @@ fn forecast_matches_what_run_once_then_sends() {
     assert_eq!(actual[0], predicted[0]);
     assert_eq!(sink.messages().len(), 3);
 }
+
+#[test]
+fn caps_count_each_send_once_across_runs_of_one_process() {
+    // Regression: a send recorded by this process and read back from the store counted
+    // twice, so the reminder (2nd message in 7 days) looked like the 3rd.
+    let (_sink, ws) = setup(&format!(
+        "  consent: opt_out\n  caps: [{{max: 2, per: 7d}}, {{max: 1, per: 1d}}]\n{WINDOW}"
+    ));
+    ws.import(&[delivered(
+        "e1",
+        "c-1",
+        "a@example.com",
+        "SO-1",
+        "2026-11-20T10:00:00+08:00",
+    )])
+    .ok();
+    let out = ws
+        .run(&[
+            "forecast",
+            "--now",
+            "2026-11-23T00:00:00+08:00",
+            "--until",
+            "2026-11-28T00:00:00+08:00",
+            "--json",
+        ])
+        .ok()
+        .stdout;
+    let f: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let at: Vec<&str> = f["send"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["2026-11-23T02:00:00Z", "2026-11-27T02:00:00Z"]);
+}

@@ -234,8 +234,8 @@ pub struct Claimed {
     pub stop_events: Vec<StopEvent>,
     /// (channel, reason) for each of the contact's addresses on the suppression list.
     pub suppressed: Vec<(String, String)>,
-    /// When the contact was last sent marketing messages (for frequency caps).
-    pub recent_sends: Vec<DateTime<Utc>>,
+    /// (message id, sent at) of the contact's recent marketing messages (frequency caps).
+    pub recent_sends: Vec<(String, DateTime<Utc>)>,
 }
 
 /// One attempt to record.
@@ -437,7 +437,7 @@ impl Store {
             {
                 suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
             }
-            let mut sends: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+            let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
             if let Some(since) = with.sends_since {
                 for r in sqlx::query(query::CLAIMED_RECENT_SENDS)
                     .bind(token)
@@ -448,7 +448,7 @@ impl Store {
                     sends
                         .entry(r.try_get(0)?)
                         .or_default()
-                        .push(from_millis(r.try_get(1)?));
+                        .push((r.try_get(2)?, from_millis(r.try_get(1)?)));
                 }
             }
             tx.commit().await?;

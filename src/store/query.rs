@@ -37,7 +37,7 @@ pub(super) const CLAIMED_SUPPRESSIONS: &str = "SELECT s.channel, s.address, s.re
      WHERE s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
      WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))";
 
-pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at FROM messages m \
+pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
      WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
      AND m.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)";
 
