@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+/// (message id, sent at): one marketing send, for frequency caps.
+pub type SendMark = (String, DateTime<Utc>);
+
 pub struct Dispatcher {
     pub store: Store,
     pub planner: Planner,
@@ -31,7 +34,7 @@ pub struct Dispatcher {
     pub node: String,
     /// Marketing sends of this drain per contact, (message id, time): the claim's history
     /// cannot see sends whose completion is not committed yet. Merged with it by id.
-    pub sends: Mutex<HashMap<String, Vec<(String, DateTime<Utc>)>>>,
+    pub sends: Mutex<HashMap<String, Vec<SendMark>>>,
     /// Forecast: decide and render everything, send nothing (every send "succeeds").
     pub dry_run: bool,
 }
