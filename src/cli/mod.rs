@@ -5,8 +5,10 @@
 
 mod import;
 mod logs;
+mod migrate;
 mod preview;
 mod run;
+mod store_copy;
 mod validate;
 
 use crate::config::{self, Config};
@@ -56,6 +58,17 @@ enum Command {
     Events(EventsCommand),
     /// Show the delivery log: messages and every attempt
     Logs(logs::Args),
+    /// Apply the store's pending schema migrations and print them
+    Migrate(migrate::Args),
+    /// Work with the store
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Copy every row into another store (e.g. SQLite to PostgreSQL), verifying row counts
+    Copy(store_copy::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +143,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Preview(a) => preview::run(&config_path, a),
         Command::Events(EventsCommand::Import(a)) => import::run(&config_path, a).await,
         Command::Logs(a) => logs::run(&config_path, a).await,
+        Command::Migrate(a) => migrate::run(&config_path, a).await,
+        Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
     }
 }
 

@@ -4,14 +4,19 @@
 //! accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`, partial indexes, instants as
 //! integer milliseconds, JSON as text), and the `on_pool!` / `on_tx!` macros compile each body
 //! once per backend with concrete sqlx types, so there is no `Any` driver (sqlx #3521) and no
-//! wall of generic bounds. The only dialect difference is the claim's `FOR UPDATE SKIP LOCKED`.
+//! wall of generic bounds. The only dialect difference in the flow is the claim's
+//! `FOR UPDATE SKIP LOCKED`; reading the catalog (`schema`, `copy`) is the other.
 //!
 //! The store knows nothing of jobs, templates or channels: it stores what plan and dispatch
-//! decide.
+//! decide. `schema` says when migrations run; `copy` moves every row to another store.
 
+mod copy;
 mod query;
+mod schema;
 
+pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use query::LogFilter;
+pub use schema::{MigrationInfo, SchemaStatus};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{SqliteSync, StoreConfig};
@@ -38,6 +43,25 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("{0}")]
     Config(String),
+    #[error(
+        "the store at {target} has schema version {have}, newer than this aftercare knows (up to {known}): \
+         a newer aftercare migrated it. Run that release or a newer one, or restore a backup from before the upgrade"
+    )]
+    SchemaTooNew {
+        target: String,
+        have: i64,
+        known: i64,
+    },
+    #[error(
+        "the store at {target} has {have}, and this aftercare needs schema version {known}: \
+         run `aftercare migrate` once (PostgreSQL stores are not migrated on start, so that one \
+         node's upgrade does not change the schema under the others), then start again"
+    )]
+    NeedsMigration {
+        target: String,
+        have: String,
+        known: i64,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -52,6 +76,8 @@ enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// The file or the URL without a password, for messages.
+    target: String,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$begin` to the statement that
@@ -91,6 +117,7 @@ macro_rules! on_tx {
 }
 
 pub(crate) use on_pool;
+use on_tx;
 
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
 const CHUNK: usize = 100;
@@ -247,9 +274,18 @@ pub struct Completion {
 }
 
 impl Store {
-    /// Open (creating the SQLite file and its folder if needed) and bring the schema up to date.
+    /// Open for use: connect (creating the SQLite file and its folder if needed), then check
+    /// the schema version, migrating SQLite and refusing a PostgreSQL store that is behind
+    /// (see `schema.rs` for why).
     pub async fn open(cfg: &StoreConfig) -> Result<Store> {
-        let store = match cfg {
+        let store = Store::connect(cfg).await?;
+        store.prepare_schema().await?;
+        Ok(store)
+    }
+
+    /// Connect without looking at the schema: for `migrate` and `store copy`.
+    pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
+        Ok(match cfg {
             StoreConfig::Sqlite { path, synchronous } => {
                 if let Some(dir) = path.parent()
                     && !dir.as_os_str().is_empty()
@@ -281,6 +317,7 @@ impl Store {
                     })?;
                 Store {
                     pool: Pool::Sqlite(pool),
+                    target: path.display().to_string(),
                 }
             }
             StoreConfig::Postgres { url, password } => {
@@ -306,19 +343,15 @@ impl Store {
                     })?;
                 Store {
                     pool: Pool::Postgres(pool),
+                    target: redact_url(url),
                 }
             }
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
-            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
-        }
-        Ok(())
+    /// The SQLite file or the PostgreSQL URL (without a password).
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     pub fn backend(&self) -> &'static str {
