@@ -37,6 +37,11 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("cannot open the store at {target}: {source}")]
     Open { target: String, source: sqlx::Error },
+    #[error(
+        "cannot open the store at {target}: no connection within {secs}s (refused or unanswered); \
+         check that PostgreSQL runs there and accepts connections from this host"
+    )]
+    Unreachable { target: String, secs: u64 },
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store query failed: {0}")]
@@ -118,6 +123,9 @@ macro_rules! on_tx {
 
 pub(crate) use on_pool;
 use on_tx;
+
+/// How long opening a PostgreSQL store waits for a first connection.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
 const CHUNK: usize = 100;
@@ -334,12 +342,20 @@ impl Store {
                 }
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(PG_CONNECT_TIMEOUT)
                     .connect_with(opts)
                     .await
-                    .map_err(|source| StoreError::Open {
-                        target: redact_url(url),
-                        source,
+                    .map_err(|source| match source {
+                        // sqlx retries a refused connection until the timeout and then
+                        // reports only the timeout.
+                        sqlx::Error::PoolTimedOut => StoreError::Unreachable {
+                            target: redact_url(url),
+                            secs: PG_CONNECT_TIMEOUT.as_secs(),
+                        },
+                        source => StoreError::Open {
+                            target: redact_url(url),
+                            source,
+                        },
                     })?;
                 Store {
                     pool: Pool::Postgres(pool),
@@ -552,7 +568,8 @@ impl Store {
 /// Hide a password that somebody put in a URL despite the docs.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
+        // Only when there is a password: `user@host` is printed as it is.
+        (Some(s), Some(at)) if at > s && url[s + 3..at].contains(':') => {
             let userinfo = &url[s + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..s + 3], &url[at..])
@@ -808,5 +825,6 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }
