@@ -9,31 +9,31 @@
 //!
 //! The source is read in one read-only transaction, a snapshot: every table as of the same
 //! instant, so the copy holds no attempt without its message even if something writes to the
-//! source meanwhile. Each table is written in one transaction on the target (with `force`,
-//! its old rows are deleted in the same transaction), in multi-row INSERTs. At the end the
-//! target's row counts are compared with the snapshot's.
+//! source meanwhile. It is read in pages in key order, and each table is written in one
+//! transaction on the target (with `force`, its old rows are deleted in the same
+//! transaction), in multi-row INSERTs. At the end the target's row counts are compared with
+//! the snapshot's.
 
 use super::{
     Bind, MigrationInfo, Pool, Store, StoreError, Tx, TxInner, bind_all, on_pool, on_tx,
-    values_rows,
+    placeholders, values_rows,
 };
-use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashSet;
 
-/// Every table `store copy` moves, in this order, with the columns it is read in the order
-/// of (its primary key). **A new table is one line here.** The copy refuses a source that
+/// Every table `store copy` moves, in this order, with its primary key (the source is read
+/// page by page in key order). **A new table is one line here.** The copy refuses a source that
 /// has a table missing from this list, and `tests/store_backends.rs` checks the list against a
 /// freshly migrated store of each backend.
 ///
 /// Copied rows keep their keys, so a table must not take its key from a sequence
 /// (PostgreSQL's would not be advanced past the copied ids): keys are text (ULIDs) or
 /// natural.
-pub const COPY_TABLES: &[(&str, &str)] = &[
-    ("contacts", "id"),
-    ("events", "id"),
-    ("messages", "id"),
-    ("attempts", "message_id, attempt"),
+pub const COPY_TABLES: &[(&str, &[&str])] = &[
+    ("contacts", &["id"]),
+    ("events", &["id"]),
+    ("messages", &["id"]),
+    ("attempts", &["message_id", "attempt"]),
 ];
 
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.
@@ -76,6 +76,8 @@ pub enum CopyError {
         column: String,
         ty: String,
     },
+    #[error("COPY_TABLES names `{column}` as a key of `{table}`, which has no such column")]
+    Key { table: String, column: String },
     #[error(
         "the target store at {target} is not empty ({rows}): copy into an empty store, \
          or pass --force to replace its rows"
@@ -167,7 +169,8 @@ impl Kind {
 /// One table, as the copy reads and writes it.
 struct Plan {
     table: &'static str,
-    order_by: &'static str,
+    /// Positions of the primary key's columns in `columns`.
+    key: Vec<usize>,
     columns: Vec<(String, Kind)>,
 }
 
@@ -291,7 +294,7 @@ impl Store {
         }
         let migrated = to.migrate().await?;
         let mut plans = Vec::with_capacity(COPY_TABLES.len());
-        for (table, order_by) in COPY_TABLES {
+        for (table, key) in COPY_TABLES {
             let source = self.columns(table).await?;
             let target: HashSet<String> =
                 to.columns(table).await?.into_iter().map(|c| c.0).collect();
@@ -321,9 +324,21 @@ impl Store {
                 };
                 columns.push((name, kind));
             }
+            let key = key
+                .iter()
+                .map(|k| {
+                    columns
+                        .iter()
+                        .position(|(c, _)| c == k)
+                        .ok_or_else(|| CopyError::Key {
+                            table: table.to_string(),
+                            column: k.to_string(),
+                        })
+                })
+                .collect::<Result<_, _>>()?;
             plans.push(Plan {
                 table,
-                order_by,
+                key,
                 columns,
             });
         }
@@ -346,24 +361,37 @@ impl Store {
                 expected.push(n);
             }
             for (p, total) in plans.iter().zip(&expected) {
+                // Page by page in key order (keyset pagination): short statements, and no
+                // cursor held open on the source while the target writes.
                 let names: Vec<String> = p.columns.iter().map(|(c, _)| quote(c)).collect();
-                let select = format!(
-                    "SELECT {} FROM {} ORDER BY {}",
+                let key: Vec<&str> = p.key.iter().map(|i| names[*i].as_str()).collect();
+                let key = key.join(", ");
+                let first = format!(
+                    "SELECT {} FROM {} ORDER BY {key} LIMIT {batch}",
                     names.join(", "),
                     quote(p.table),
-                    p.order_by
+                );
+                let next = format!(
+                    "SELECT {} FROM {} WHERE ({key}) > ({}) ORDER BY {key} LIMIT {batch}",
+                    names.join(", "),
+                    quote(p.table),
+                    placeholders(1, p.key.len())
                 );
                 let mut tx = to.begin().await?;
                 if opts.force {
                     tx.delete_all(p.table).await?;
                 }
-                let mut rows = sqlx::query(AssertSqlSafe(select)).fetch(&mut *snap);
-                let mut buf: Vec<Vec<Bind>> = Vec::with_capacity(batch);
-                let mut copied = 0u64;
                 let total = u64::try_from(*total).unwrap_or(0);
+                let mut copied = 0u64;
+                let mut after: Option<Vec<Bind>> = None;
                 loop {
-                    let row = rows.try_next().await?;
-                    if let Some(r) = &row {
+                    let q = match &after {
+                        None => sqlx::query(AssertSqlSafe(first.clone())),
+                        Some(k) => bind_all!(sqlx::query(AssertSqlSafe(next.clone())), k),
+                    };
+                    let rows = q.fetch_all(&mut *snap).await?;
+                    let mut page = Vec::with_capacity(rows.len());
+                    for r in &rows {
                         let mut values = Vec::with_capacity(p.columns.len());
                         for (i, (_, kind)) in p.columns.iter().enumerate() {
                             values.push(match kind {
@@ -371,31 +399,23 @@ impl Store {
                                 Kind::Text => Bind::Text(r.try_get(i)?),
                             });
                         }
-                        buf.push(values);
+                        page.push(values);
                     }
-                    if buf.len() >= batch || (row.is_none() && !buf.is_empty()) {
-                        tx.insert_rows(p.table, &names, &buf).await?;
-                        copied += buf.len() as u64;
-                        buf.clear();
-                        progress(CopyProgress {
-                            table: p.table,
-                            copied,
-                            total,
-                        });
+                    if let Some(last) = page.last() {
+                        after = Some(p.key.iter().map(|i| last[*i].clone()).collect());
+                        tx.insert_rows(p.table, &names, &page).await?;
+                        copied += page.len() as u64;
                     }
-                    if row.is_none() {
-                        break;
-                    }
-                }
-                drop(rows);
-                tx.commit().await?;
-                if copied == 0 {
                     progress(CopyProgress {
                         table: p.table,
                         copied,
                         total,
                     });
+                    if page.len() < batch {
+                        break;
+                    }
                 }
+                tx.commit().await?;
             }
             snap.commit().await?;
         });
