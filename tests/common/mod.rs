@@ -58,6 +58,38 @@ impl Backend {
     }
 }
 
+/// The migrations of `backend`'s `migrations/` folder as `aftercare migrate` prints them
+/// (`0001 init`), oldest first, so tests hold when a migration is added.
+pub fn migrations(backend: Backend) -> Vec<String> {
+    let dir = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dir);
+    let mut out: Vec<(i64, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let (version, rest) = name.split_once('_')?;
+            let desc = rest
+                .strip_suffix(".up.sql")
+                .or_else(|| rest.strip_suffix(".sql"))
+                .filter(|_| !rest.ends_with(".down.sql"))?;
+            Some((version.parse().ok()?, desc.replace('_', " ")))
+        })
+        .collect();
+    out.sort();
+    out.iter().map(|(v, d)| format!("{v:04} {d}")).collect()
+}
+
+/// The newest schema version the binary knows (the same for both backends).
+pub fn schema_version() -> i64 {
+    let last = migrations(Backend::Sqlite).pop().expect("a migration");
+    last[..4].parse().expect("a version")
+}
+
 /// A folder with the shipped jobs and templates, a config, and a store (a SQLite file in
 /// the folder, or a fresh PostgreSQL database).
 pub struct Workspace {
