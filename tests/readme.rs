@@ -69,6 +69,8 @@ fn the_documented_commands_exist() {
         &["preview", "--help"],
         &["events", "import", "--help"],
         &["logs", "--help"],
+        &["migrate", "--help"],
+        &["store", "copy", "--help"],
     ] {
         ws.run(cmd).ok();
     }

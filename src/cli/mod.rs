@@ -7,8 +7,10 @@ mod callbacks;
 mod forecast;
 mod import;
 mod logs;
+mod migrate;
 mod preview;
 mod run;
+mod store_copy;
 mod suppress;
 mod validate;
 
@@ -68,6 +70,17 @@ enum Command {
     Unsubscribe(suppress::UnsubscribeArgs),
     /// Callback tasks for agents; `callbacks done ID` closes one
     Callbacks(callbacks::Args),
+    /// Apply the store's pending schema migrations and print them
+    Migrate(migrate::Args),
+    /// Work with the store
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Copy every row into another store (e.g. SQLite to PostgreSQL), verifying row counts
+    Copy(store_copy::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +159,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Suppress(c) => suppress::run(&config_path, c).await,
         Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
         Command::Callbacks(a) => callbacks::run(&config_path, a).await,
+        Command::Migrate(a) => migrate::run(&config_path, a).await,
+        Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
     }
 }
 

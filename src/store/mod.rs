@@ -4,17 +4,22 @@
 //! accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`, partial indexes, instants as
 //! integer milliseconds, JSON as text), and the `on_pool!` / `on_tx!` macros compile each body
 //! once per backend with concrete sqlx types, so there is no `Any` driver (sqlx #3521) and no
-//! wall of generic bounds. The only dialect difference is the claim's `FOR UPDATE SKIP LOCKED`.
+//! wall of generic bounds. The only dialect difference in the flow is the claim's
+//! `FOR UPDATE SKIP LOCKED`; reading the catalog (`schema`, `copy`) is the other.
 //!
 //! The store knows nothing of jobs, templates or channels: it stores what plan and dispatch
-//! decide.
+//! decide. `schema` says when migrations run; `copy` moves every row to another store.
 
+mod copy;
 mod query;
 mod schedule;
+mod schema;
 mod suppress;
 
+pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use query::LogFilter;
 pub use schedule::{AnniversaryRow, Suppression};
+pub use schema::{MigrationInfo, SchemaStatus};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{SqliteSync, StoreConfig};
@@ -35,12 +40,36 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("cannot open the store at {target}: {source}")]
     Open { target: String, source: sqlx::Error },
+    #[error(
+        "cannot open the store at {target}: no connection within {secs}s (refused or unanswered); \
+         check that PostgreSQL runs there and accepts connections from this host"
+    )]
+    Unreachable { target: String, secs: u64 },
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
     #[error("{0}")]
     Config(String),
+    #[error(
+        "the store at {target} has schema version {have}, newer than this aftercare knows (up to {known}): \
+         a newer aftercare migrated it. Run that release or a newer one, or restore a backup from before the upgrade"
+    )]
+    SchemaTooNew {
+        target: String,
+        have: i64,
+        known: i64,
+    },
+    #[error(
+        "the store at {target} has {have}, and this aftercare needs schema version {known}: \
+         run `aftercare migrate` once (PostgreSQL stores are not migrated on start, so that one \
+         node's upgrade does not change the schema under the others), then start again"
+    )]
+    NeedsMigration {
+        target: String,
+        have: String,
+        known: i64,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -55,6 +84,8 @@ pub(crate) enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// The file or the URL without a password, for messages.
+    target: String,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$begin` to the statement that
@@ -94,6 +125,9 @@ macro_rules! on_tx {
 }
 
 pub(crate) use {on_pool, on_tx};
+
+/// How long opening a PostgreSQL store waits for a first connection.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
 const CHUNK: usize = 100;
@@ -273,9 +307,18 @@ pub struct Completion {
 }
 
 impl Store {
-    /// Open (creating the SQLite file and its folder if needed) and bring the schema up to date.
+    /// Open for use: connect (creating the SQLite file and its folder if needed), then check
+    /// the schema version, migrating SQLite and refusing a PostgreSQL store that is behind
+    /// (see `schema.rs` for why).
     pub async fn open(cfg: &StoreConfig) -> Result<Store> {
-        let store = match cfg {
+        let store = Store::connect(cfg).await?;
+        store.prepare_schema().await?;
+        Ok(store)
+    }
+
+    /// Connect without looking at the schema: for `migrate` and `store copy`.
+    pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
+        Ok(match cfg {
             StoreConfig::Sqlite { path, synchronous } => {
                 if let Some(dir) = path.parent()
                     && !dir.as_os_str().is_empty()
@@ -307,6 +350,7 @@ impl Store {
                     })?;
                 Store {
                     pool: Pool::Sqlite(pool),
+                    target: path.display().to_string(),
                 }
             }
             StoreConfig::Postgres { url, password } => {
@@ -323,28 +367,32 @@ impl Store {
                 }
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(PG_CONNECT_TIMEOUT)
                     .connect_with(opts)
                     .await
-                    .map_err(|source| StoreError::Open {
-                        target: redact_url(url),
-                        source,
+                    .map_err(|source| match source {
+                        // sqlx retries a refused connection until the timeout and then
+                        // reports only the timeout.
+                        sqlx::Error::PoolTimedOut => StoreError::Unreachable {
+                            target: redact_url(url),
+                            secs: PG_CONNECT_TIMEOUT.as_secs(),
+                        },
+                        source => StoreError::Open {
+                            target: redact_url(url),
+                            source,
+                        },
                     })?;
                 Store {
                     pool: Pool::Postgres(pool),
+                    target: redact_url(url),
                 }
             }
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
-            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
-        }
-        Ok(())
+    /// The SQLite file or the PostgreSQL URL (without a password).
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     pub fn backend(&self) -> &'static str {
@@ -548,18 +596,32 @@ impl Store {
         })
     }
 
-    /// A copy of the whole store in a new SQLite file (the forecast replays on it). SQLite
-    /// only for now: `VACUUM INTO` is a consistent snapshot in one statement.
+    /// A copy of the whole store in a new SQLite file (the forecast replays on it): on SQLite
+    /// `VACUUM INTO`, a consistent snapshot in one statement; on PostgreSQL the table copy of
+    /// `store copy`, which reads one snapshot too.
     pub async fn snapshot_to(&self, path: &std::path::Path) -> Result<()> {
         match &self.pool {
             Pool::Sqlite(p) => {
                 let target = path.to_string_lossy().replace('\'', "''");
-                sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{target}'"))).execute(p).await?;
+                sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{target}'")))
+                    .execute(p)
+                    .await?;
                 Ok(())
             }
-            Pool::Postgres(_) => Err(StoreError::Config(
-                "forecast needs a SQLite store for now; on PostgreSQL, copy the store to SQLite first".into(),
-            )),
+            Pool::Postgres(_) => {
+                let scratch = Store::open(&StoreConfig::Sqlite {
+                    path: path.to_path_buf(),
+                    synchronous: SqliteSync::Normal,
+                })
+                .await?;
+                let copied = self
+                    .copy_to(&scratch, copy::CopyOptions::default(), &mut |_| {})
+                    .await;
+                scratch.close().await;
+                copied
+                    .map(|_| ())
+                    .map_err(|e| StoreError::Config(format!("forecast snapshot: {e}")))
+            }
         }
     }
 
@@ -607,7 +669,8 @@ pub fn contact_dates(c: &Contact) -> Vec<(String, String)> {
 /// Hide a password that somebody put in a URL despite the docs.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
+        // Only when there is a password: `user@host` is printed as it is.
+        (Some(s), Some(at)) if at > s && url[s + 3..at].contains(':') => {
             let userinfo = &url[s + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..s + 3], &url[at..])
@@ -881,5 +944,6 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

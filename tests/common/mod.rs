@@ -1,8 +1,10 @@
 //! Test harness: a temporary workspace that runs the real `aftercare` binary, and a real
 //! SMTP server process (postfix's `smtp-sink`) that keeps every message it accepts.
+//! `pg` starts a real PostgreSQL server for the tests that run on both stores.
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pg;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -38,14 +40,75 @@ impl Run {
     }
 }
 
-/// A folder with the shipped jobs and templates, a config, and a SQLite store.
+/// The store a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// For workspaces: SQLite unless `AFTERCARE_TEST_STORE=postgres`, which runs the whole
+    /// binary-level suite on PostgreSQL.
+    pub fn from_env() -> Backend {
+        match std::env::var("AFTERCARE_TEST_STORE").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Backend::Sqlite,
+            Ok("postgres") => Backend::Postgres,
+            Ok(other) => panic!("AFTERCARE_TEST_STORE={other}: use sqlite or postgres"),
+        }
+    }
+}
+
+/// The migrations of `backend`'s `migrations/` folder as `aftercare migrate` prints them
+/// (`0001 init`), oldest first, so tests hold when a migration is added.
+pub fn migrations(backend: Backend) -> Vec<String> {
+    let dir = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dir);
+    let mut out: Vec<(i64, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let (version, rest) = name.split_once('_')?;
+            let desc = rest
+                .strip_suffix(".up.sql")
+                .or_else(|| rest.strip_suffix(".sql"))
+                .filter(|_| !rest.ends_with(".down.sql"))?;
+            Some((version.parse().ok()?, desc.replace('_', " ")))
+        })
+        .collect();
+    out.sort();
+    out.iter().map(|(v, d)| format!("{v:04} {d}")).collect()
+}
+
+/// The newest schema version the binary knows (the same for both backends).
+pub fn schema_version() -> i64 {
+    let last = migrations(Backend::Sqlite).pop().expect("a migration");
+    last[..4].parse().expect("a version")
+}
+
+/// A folder with the shipped jobs and templates, a config, and a store (a SQLite file in
+/// the folder, or a fresh PostgreSQL database).
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// `store.url` of the config; change it and call `write_config` to switch stores.
+    pub store_url: String,
 }
 
 impl Workspace {
-    /// Shipped jobs and templates; email to the SMTP server on `smtp_port`, or to files.
+    /// Shipped jobs and templates; email to the SMTP server on `smtp_port`, or to files; the
+    /// store of [`Backend::from_env`].
     pub fn new(smtp_port: Option<u16>) -> Workspace {
+        Workspace::on(Backend::from_env(), smtp_port)
+    }
+
+    /// Like `new`, on the given store. A PostgreSQL store is migrated (`aftercare migrate`),
+    /// as an operator does before the first start.
+    pub fn on(backend: Backend, smtp_port: Option<u16>) -> Workspace {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         copy_dir(&root.join("jobs"), &dir.path().join("jobs"));
@@ -53,8 +116,15 @@ impl Workspace {
             &root.join("message_templates"),
             &dir.path().join("message_templates"),
         );
-        let ws = Workspace { dir };
+        let store_url = match backend {
+            Backend::Sqlite => "sqlite://data/aftercare.db".to_string(),
+            Backend::Postgres => pg::fresh_database(),
+        };
+        let ws = Workspace { dir, store_url };
         ws.write_config(smtp_port, "");
+        if backend == Backend::Postgres {
+            ws.run(&["migrate"]).ok();
+        }
         ws
     }
 
@@ -81,8 +151,9 @@ impl Workspace {
         self.write(
             "aftercare.yaml",
             &format!(
-                "store: {{url: \"sqlite://data/aftercare.db\"}}\njobs_dir: jobs\ntemplates_dir: message_templates\n\
-                 defaults: {{timezone: Asia/Shanghai, locale: zh-CN}}\nemail:\n  from: \"Example Shop <care@example.com>\"\n{email}{dispatch}{policy}{extra}"
+                "store: {{url: \"{}\"}}\njobs_dir: jobs\ntemplates_dir: message_templates\n\
+                 defaults: {{timezone: Asia/Shanghai, locale: zh-CN}}\nemail:\n  from: \"Example Shop <care@example.com>\"\n{email}{dispatch}{policy}{extra}",
+                self.store_url
             ),
         );
     }

@@ -1,0 +1,975 @@
+//! The store on both backends: every test body here is one function run twice, on a real
+//! SQLite file and on a real PostgreSQL database (`common::pg` starts the server), so what
+//! works on the embedded store is proven to work on the shared one. The `on_both!` list at
+//! the bottom makes `sqlite::NAME` and `postgres::NAME` of each.
+
+mod common;
+
+use aftercare::config::{Secret, SqliteSync, StoreConfig};
+use aftercare::ingest::parse_event;
+use aftercare::model::{MessageState, Outcome};
+use aftercare::plan::{IngestOutcome, Planner};
+use aftercare::store::{
+    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, LogFilter, NewAttempt, Store,
+    StoreError,
+};
+use aftercare::templates::TemplateSet;
+use chrono::{DateTime, Duration, Utc};
+use common::{Backend, delivered, pg, reviewed};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A store of one backend: a SQLite file in a temporary folder or a fresh PostgreSQL
+/// database, connected but not migrated.
+struct Fixture {
+    cfg: StoreConfig,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn new(b: Backend) -> Fixture {
+        match b {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                Fixture {
+                    cfg: StoreConfig::Sqlite {
+                        path: dir.path().join("aftercare.db"),
+                        synchronous: SqliteSync::Normal,
+                    },
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => Fixture {
+                cfg: StoreConfig::Postgres {
+                    url: pg::fresh_database(),
+                    password: Secret::None,
+                },
+                _dir: None,
+            },
+        }
+    }
+
+    async fn connect(&self) -> Store {
+        Store::connect(&self.cfg).await.expect("connect")
+    }
+
+    /// Connected and migrated, as after `aftercare migrate`.
+    async fn migrated(&self) -> Store {
+        let s = self.connect().await;
+        s.migrate().await.expect("migrate");
+        s
+    }
+
+    /// Run one statement on the raw database, around the store (to fake what only another
+    /// release or another node would do).
+    async fn raw(&self, sql: &'static str, blob: Vec<u8>) {
+        match &self.cfg {
+            StoreConfig::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(sql).bind(blob).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            StoreConfig::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sql).bind(blob).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// A fresh migrated store of `b`, with its fixture (which keeps a SQLite folder alive).
+async fn store(b: Backend) -> (Store, Fixture) {
+    let f = Fixture::new(b);
+    (f.migrated().await, f)
+}
+
+fn planner() -> Planner {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
+    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates);
+    assert!(!diags.has_errors(), "{diags}");
+    Planner {
+        jobs: Arc::new(jobs),
+        templates: Arc::new(templates),
+        default_timezone: chrono_tz::Asia::Shanghai,
+        default_locale: "zh-CN".into(),
+        expire_after: None,
+        policy: aftercare::config::PolicyConfig::default(),
+        unsubscribe: None,
+        webhook_enabled: false,
+    }
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+const NOW: &str = "2026-11-20T12:00:00Z";
+
+async fn ingest(store: &Store, lines: &[String]) -> Vec<IngestOutcome> {
+    let batch: Vec<_> = lines.iter().map(|l| parse_event(l).unwrap()).collect();
+    planner().ingest(store, &batch, t(NOW)).await.unwrap()
+}
+
+/// `n` deliveries for contacts c-0.. (orders SO-0..), the i-th delivered i hours after
+/// 2026-11-20T00:00Z, so the first messages fall due from 2026-11-23T00:00Z an hour apart.
+async fn deliveries(store: &Store, n: usize) {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let at = (t("2026-11-20T00:00:00Z") + Duration::hours(i as i64)).to_rfc3339();
+            delivered(
+                &format!("evt-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                &at,
+            )
+        })
+        .collect();
+    for o in ingest(store, &lines).await {
+        assert!(
+            matches!(o, IngestOutcome::Accepted { planned: 1, .. }),
+            "{o:?}"
+        );
+    }
+}
+
+async fn log(store: &Store, f: LogFilter) -> Vec<aftercare::model::MessageRecord> {
+    store.find_messages(&f).await.unwrap()
+}
+
+async fn all(store: &Store) -> Vec<aftercare::model::MessageRecord> {
+    let every = LogFilter {
+        limit: 100_000,
+        ..LogFilter::default()
+    };
+    log(store, every).await
+}
+
+fn state_of(records: &[aftercare::model::MessageRecord], order: &str) -> MessageState {
+    records
+        .iter()
+        .find(|m| m.order_id.as_deref() == Some(order))
+        .unwrap_or_else(|| panic!("no message for {order}"))
+        .state
+}
+
+async fn claim(store: &Store, token: &str, now: &str, limit: i64) -> Vec<Claimed> {
+    let now = t(now);
+    store
+        .claim(
+            "node-a",
+            token,
+            now,
+            now + Duration::minutes(5),
+            limit,
+            &aftercare::store::ClaimWith {
+                stop_types: vec!["review.submitted".to_string()],
+                sends_since: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+
+async fn ingest_stores_once_and_stop_when_cancels(b: Backend) {
+    let (store, _f) = store(b).await;
+    let d1 = delivered(
+        "e-1",
+        "c-1",
+        "a@example.com",
+        "SO-1",
+        "2026-11-20T10:00:00+08:00",
+    );
+    let d2 = delivered(
+        "e-2",
+        "c-1",
+        "a@example.com",
+        "SO-2",
+        "2026-11-20T11:00:00+08:00",
+    );
+    let out = ingest(&store, &[d1.clone(), d2, d1.clone()]).await;
+    assert_eq!(
+        out,
+        vec![
+            IngestOutcome::Accepted {
+                planned: 1,
+                already_planned: 0,
+                stopped: 0
+            },
+            IngestOutcome::Accepted {
+                planned: 1,
+                already_planned: 0,
+                stopped: 0
+            },
+            IngestOutcome::Duplicate { same: true },
+        ]
+    );
+    // Again in a later batch, and a reused id with other content.
+    let reused = delivered(
+        "e-1",
+        "c-1",
+        "a@example.com",
+        "SO-9",
+        "2026-11-20T10:00:00+08:00",
+    );
+    assert_eq!(
+        ingest(&store, &[d1, reused]).await,
+        vec![
+            IngestOutcome::Duplicate { same: true },
+            IngestOutcome::Duplicate { same: false }
+        ]
+    );
+    // Another event for the same order: the dedupe key holds, nothing new.
+    let again = delivered(
+        "e-3",
+        "c-1",
+        "a@example.com",
+        "SO-1",
+        "2026-11-21T10:00:00+08:00",
+    );
+    assert_eq!(
+        ingest(&store, &[again]).await,
+        vec![IngestOutcome::Accepted {
+            planned: 0,
+            already_planned: 1,
+            stopped: 0
+        }]
+    );
+
+    // The review of SO-1 stops SO-1's request, not SO-2's.
+    let review = reviewed("r-1", "c-1", "SO-1", "2026-11-21T12:00:00+08:00");
+    assert_eq!(
+        ingest(&store, &[review]).await,
+        vec![IngestOutcome::Accepted {
+            planned: 0,
+            already_planned: 0,
+            stopped: 1
+        }]
+    );
+    let msgs = all(&store).await;
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(state_of(&msgs, "SO-1"), MessageState::Cancelled);
+    let so1 = msgs.iter().find(|m| m.order_id.as_deref() == Some("SO-1"));
+    assert_eq!(
+        so1.unwrap().reason.as_deref(),
+        Some("stopped: review.submitted received for order_id=SO-1 (event r-1)")
+    );
+    assert_eq!(state_of(&msgs, "SO-2"), MessageState::Scheduled);
+    assert_eq!(msgs[0].due_at, t("2026-11-23T02:00:00Z"));
+
+    // A delivery imported after its own review is planned as cancelled, with the reason.
+    let review3 = reviewed("r-3", "c-1", "SO-3", "2026-11-21T12:00:00+08:00");
+    let late = delivered(
+        "e-4",
+        "c-1",
+        "a@example.com",
+        "SO-3",
+        "2026-11-20T10:00:00+08:00",
+    );
+    ingest(&store, &[review3, late]).await;
+    let msgs = all(&store).await;
+    assert_eq!(state_of(&msgs, "SO-3"), MessageState::Cancelled);
+
+    // The contact is stored once, updated by later events.
+    let c2 = delivered(
+        "e-5",
+        "c-1",
+        "new@example.com",
+        "SO-5",
+        "2026-11-20T10:00:00+08:00",
+    );
+    ingest(&store, &[c2]).await;
+    let m = log(
+        &store,
+        LogFilter {
+            contact: Some("new@example.com".into()),
+            ..LogFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(m.len(), 4, "every message of c-1, found by its new address");
+    store.close().await;
+}
+
+async fn claim_takes_due_batches_under_a_lease(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 5).await;
+    ingest(
+        &store,
+        &[reviewed("r-0", "c-0", "SO-0", "2026-11-21T00:00:00Z")],
+    )
+    .await;
+    // SO-0 was cancelled by its review; SO-1..4 fall due at 01:00, 02:00, 03:00, 04:00.
+    assert!(
+        claim(&store, "tok-0", "2026-11-23T00:59:59Z", 10)
+            .await
+            .is_empty()
+    );
+
+    let first = claim(&store, "tok-1", "2026-11-23T03:30:00Z", 2).await;
+    let ids: Vec<&str> = first.iter().map(|c| c.dedupe_key.as_str()).collect();
+    assert_eq!(ids, ["SO-1", "SO-2"], "oldest due first, at most the limit");
+    let c = &first[0];
+    assert_eq!(c.claim_token, "tok-1");
+    assert_eq!(c.step, 0);
+    assert_eq!(c.attempts, 0);
+    assert_eq!(c.template, "review_request");
+    assert_eq!(c.due_at, t("2026-11-23T01:00:00Z"));
+    assert_eq!(c.contact.email.as_deref(), Some("c1@example.com"));
+    assert_eq!(c.contact.name.as_deref(), Some("王芳"));
+    let e = c.event.as_ref().expect("the trigger event");
+    assert_eq!(e.id, "evt-1");
+    assert_eq!(e.occurred_at.to_rfc3339(), "2026-11-20T01:00:00+00:00");
+    assert_eq!(e.data["order_id"], "SO-1");
+    assert!(c.stop_events.is_empty());
+
+    // The next claim takes what is left and due, not what is claimed.
+    let second = claim(&store, "tok-2", "2026-11-23T03:30:00Z", 10).await;
+    let ids: Vec<&str> = second.iter().map(|c| c.dedupe_key.as_str()).collect();
+    assert_eq!(ids, ["SO-3"]);
+    let claimed = log(
+        &store,
+        LogFilter {
+            states: vec![MessageState::Claimed],
+            ..LogFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(claimed.len(), 3);
+
+    // Leases: nothing is reaped before they end; after, the messages are due again.
+    assert_eq!(store.reap(t("2026-11-23T03:35:00Z")).await.unwrap(), 0);
+    assert_eq!(store.reap(t("2026-11-23T03:35:01Z")).await.unwrap(), 3);
+    let again = claim(&store, "tok-3", "2026-11-23T04:00:00Z", 10).await;
+    let ids: Vec<&str> = again.iter().map(|c| c.dedupe_key.as_str()).collect();
+    assert_eq!(ids, ["SO-1", "SO-2", "SO-3", "SO-4"]);
+
+    // The contact's stop events come with the claim: a review for another order of c-5.
+    deliveries_of_c5(&store).await;
+    let stops = claim(&store, "tok-4", "2026-11-30T00:00:00Z", 10).await;
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].stop_events.len(), 1);
+    assert_eq!(stops[0].stop_events[0].0, "review.submitted");
+    assert_eq!(stops[0].stop_events[0].1["order_id"], "SO-OTHER");
+    store.close().await;
+}
+
+async fn deliveries_of_c5(store: &Store) {
+    ingest(
+        store,
+        &[
+            delivered(
+                "e-c5",
+                "c-5",
+                "c5@example.com",
+                "SO-C5",
+                "2026-11-24T00:00:00Z",
+            ),
+            reviewed("r-c5", "c-5", "SO-OTHER", "2026-11-24T00:00:00Z"),
+        ],
+    )
+    .await;
+}
+
+async fn concurrent_claims_never_share_a_message(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 40).await;
+    let now = "2026-12-31T00:00:00Z";
+    let (a, c) = tokio::join!(
+        claim(&store, "tok-a", now, 25),
+        claim(&store, "tok-b", now, 25)
+    );
+    let mut ids: Vec<String> = a.iter().chain(&c).map(|m| m.id.clone()).collect();
+    assert_eq!(ids.len(), 40, "{} + {}", a.len(), c.len());
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "a message was claimed twice");
+    store.close().await;
+}
+
+fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> NewAttempt {
+    NewAttempt {
+        number: n,
+        at,
+        channel: "email".into(),
+        address: Some("x@example.com".into()),
+        outcome,
+        code,
+        detail: Some(format!("{outcome:?}")),
+        provider_id: (outcome == Outcome::Sent).then(|| "<id@example.com>".to_string()),
+        node: "node-a".into(),
+        duration_ms: 12,
+    }
+}
+
+/// Every kind of completion, with NULLs in every nullable column, in batches larger than
+/// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
+async fn complete_records_every_outcome_in_batches(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 230).await;
+    let now = t("2026-12-31T00:00:00Z");
+    let claimed = claim(&store, "tok", "2026-12-31T00:00:00Z", 1000).await;
+    assert_eq!(claimed.len(), 230);
+    let retry_at = now + Duration::hours(1);
+    let planner = planner();
+    let job = planner.jobs.get("review-request").unwrap().clone();
+    let batch: Vec<Completion> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut c = Completion {
+                message_id: m.id.clone(),
+                claim_token: m.claim_token.clone(),
+                state: MessageState::Cancelled,
+                attempt: None,
+                retry_at: None,
+                reason: None,
+                channel: None,
+                address: None,
+                at: now,
+                next: None,
+            };
+            match i % 4 {
+                // First row of each statement: cancelled, all NULLs.
+                0 => c.reason = Some("cancelled for the test".into()),
+                1 => {
+                    c.state = MessageState::Sent;
+                    c.channel = Some("email".into());
+                    c.address = Some("x@example.com".into());
+                    c.attempt = Some(attempt(1, now, Outcome::Sent, Some(250)));
+                    c.next = planner.next_step(&job, m, now);
+                }
+                2 => {
+                    c.state = MessageState::Retrying;
+                    c.retry_at = Some(retry_at);
+                    c.reason = Some("try again".into());
+                    c.channel = Some("email".into());
+                    c.address = Some("x@example.com".into());
+                    c.attempt = Some(attempt(1, now, Outcome::Transient, None));
+                }
+                _ => {
+                    c.state = MessageState::Failed;
+                    c.reason = Some("550 no such user".into());
+                    c.attempt = Some(attempt(1, now, Outcome::Permanent, Some(550)));
+                }
+            }
+            c
+        })
+        .collect();
+    let mut stale = batch[0].clone();
+    stale.claim_token = "someone-else".into();
+    assert_eq!(store.complete(&[stale]).await.unwrap(), 1, "a lost lease");
+    assert_eq!(store.complete(&batch).await.unwrap(), 0);
+    assert_eq!(
+        store.complete(&batch[..3]).await.unwrap(),
+        3,
+        "applied once"
+    );
+
+    let msgs = all(&store).await;
+    let count = |s| msgs.iter().filter(|m| m.state == s).count();
+    assert_eq!(count(MessageState::Cancelled), 58);
+    assert_eq!(count(MessageState::Sent), 58);
+    assert_eq!(count(MessageState::Retrying), 57);
+    assert_eq!(count(MessageState::Failed), 57);
+    assert_eq!(count(MessageState::Scheduled), 58, "one reminder per send");
+    for m in &msgs {
+        match m.state {
+            MessageState::Cancelled => {
+                assert_eq!(m.attempts, 0);
+                assert!(m.attempt_log.is_empty() && m.channel.is_none());
+                assert_eq!(m.reason.as_deref(), Some("cancelled for the test"));
+            }
+            MessageState::Sent => {
+                assert_eq!((m.attempts, m.sent_at), (1, Some(now)));
+                assert_eq!(m.address.as_deref(), Some("x@example.com"));
+                let a = &m.attempt_log[0];
+                assert_eq!((a.outcome.as_str(), a.code), ("sent", Some(250)));
+                assert_eq!(a.provider_id.as_deref(), Some("<id@example.com>"));
+                assert!(m.reason.is_none());
+            }
+            MessageState::Retrying => {
+                assert_eq!((m.attempts, m.due_at), (1, retry_at));
+                assert_eq!(m.attempt_log[0].code, None);
+                assert!(m.sent_at.is_none());
+            }
+            MessageState::Failed => {
+                assert_eq!(m.attempt_log[0].code, Some(550));
+                assert_eq!(m.channel, None, "a NULL channel keeps what was there");
+            }
+            MessageState::Scheduled => {
+                assert_eq!(m.step, 1);
+                assert_eq!(m.template, "review_reminder");
+                assert_eq!(m.due_at, now + Duration::days(4));
+                assert!(m.event_id.is_some());
+            }
+            MessageState::Claimed | MessageState::Open => panic!("left {}: {}", m.state, m.id),
+        }
+    }
+    // Retries fall due again and carry their attempt count.
+    let again = claim(&store, "tok-2", "2026-12-31T01:00:00Z", 1000).await;
+    assert_eq!(again.len(), 57);
+    assert!(again.iter().all(|m| m.attempts == 1));
+    store.close().await;
+}
+
+async fn release_and_reap_return_claims_to_the_queue(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 4).await;
+    let now = t("2026-12-31T00:00:00Z");
+    let claimed = claim(&store, "tok", "2026-12-31T00:00:00Z", 10).await;
+    // One of them has been tried before: it goes back as `retrying`.
+    let c = Completion {
+        message_id: claimed[0].id.clone(),
+        claim_token: "tok".into(),
+        state: MessageState::Retrying,
+        attempt: Some(attempt(1, now, Outcome::Transient, Some(421))),
+        retry_at: Some(now),
+        reason: Some("421".into()),
+        channel: Some("email".into()),
+        address: Some("x@example.com".into()),
+        at: now,
+        next: None,
+    };
+    store.complete(&[c]).await.unwrap();
+    let retry = claim(&store, "tok-r", "2026-12-31T00:00:00Z", 10).await;
+    assert_eq!(retry.len(), 1);
+
+    let ids: Vec<String> = claimed[1..3].iter().map(|m| m.id.clone()).collect();
+    store.release("wrong-token", &ids, now).await.unwrap();
+    assert_eq!(
+        store.counts().await.unwrap_or_default().len(),
+        1,
+        "all claimed"
+    );
+    store.release("tok", &ids, now).await.unwrap();
+    store
+        .release("tok-r", &[retry[0].id.clone()], now)
+        .await
+        .unwrap();
+    let states = |msgs: Vec<aftercare::model::MessageRecord>| {
+        let mut v: Vec<_> = msgs.iter().map(|m| m.state.as_str()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        states(all(&store).await),
+        ["claimed", "retrying", "scheduled", "scheduled"]
+    );
+    // The last claim's lease ends; the reaper returns it (untried: scheduled).
+    assert_eq!(store.reap(now + Duration::minutes(6)).await.unwrap(), 1);
+    assert_eq!(
+        states(all(&store).await),
+        ["retrying", "scheduled", "scheduled", "scheduled"]
+    );
+    assert_eq!(
+        store.next_due().await.unwrap(),
+        Some(t("2026-11-23T01:00:00Z")),
+        "SO-0 was tried and is due again later"
+    );
+    store.close().await;
+}
+
+async fn find_messages_applies_every_filter(b: Backend) {
+    let (store, _f) = store(b).await;
+    let phone = |id: &str, email: &str, phone: &str, order: &str, at: &str| {
+        serde_json::json!({
+            "id": id, "type": "order.delivered", "occurred_at": at,
+            "contact": {"id": format!("c-{order}"), "email": email, "phone": phone},
+            "data": {"order_id": order}
+        })
+        .to_string()
+    };
+    ingest(
+        &store,
+        &[
+            phone(
+                "e-a",
+                "Ann@Example.com",
+                "+8613800138000",
+                "A",
+                "2026-11-01T00:00:00Z",
+            ),
+            phone(
+                "e-b",
+                "bob@example.com",
+                "+14155550100",
+                "B",
+                "2026-11-02T00:00:00Z",
+            ),
+            phone(
+                "e-c",
+                "cy@example.com",
+                "+14155550101",
+                "C",
+                "2026-11-03T00:00:00Z",
+            ),
+            reviewed("r-c", "c-C", "C", "2026-11-03T01:00:00Z"),
+        ],
+    )
+    .await;
+    let orders = |msgs: Vec<aftercare::model::MessageRecord>| -> Vec<String> {
+        msgs.into_iter().filter_map(|m| m.order_id).collect()
+    };
+    let f = LogFilter::default;
+    let cases: Vec<(LogFilter, Vec<&str>)> = vec![
+        (f(), vec!["A", "B", "C"]),
+        (
+            LogFilter {
+                contact: Some("c-B".into()),
+                ..f()
+            },
+            vec!["B"],
+        ),
+        (
+            LogFilter {
+                contact: Some("ANN@example.COM".into()),
+                ..f()
+            },
+            vec!["A"],
+        ),
+        (
+            LogFilter {
+                contact: Some("+1 415-555-0100".into()),
+                ..f()
+            },
+            vec!["B"],
+        ),
+        (
+            LogFilter {
+                contact: Some("nobody".into()),
+                ..f()
+            },
+            vec![],
+        ),
+        (
+            LogFilter {
+                job: Some("review-request".into()),
+                ..f()
+            },
+            vec!["A", "B", "C"],
+        ),
+        (
+            LogFilter {
+                job: Some("birthday".into()),
+                ..f()
+            },
+            vec![],
+        ),
+        (
+            LogFilter {
+                order: Some("C".into()),
+                ..f()
+            },
+            vec!["C"],
+        ),
+        (
+            LogFilter {
+                states: vec![MessageState::Cancelled],
+                ..f()
+            },
+            vec!["C"],
+        ),
+        (
+            LogFilter {
+                states: vec![MessageState::Scheduled, MessageState::Cancelled],
+                ..f()
+            },
+            vec!["A", "B", "C"],
+        ),
+        (
+            LogFilter {
+                since: Some(t("2026-11-05T00:00:00Z")),
+                ..f()
+            },
+            vec!["B", "C"],
+        ),
+        (
+            LogFilter {
+                until: Some(t("2026-11-05T00:00:00Z")),
+                ..f()
+            },
+            vec!["A", "B"],
+        ),
+        (
+            LogFilter {
+                since: Some(t("2026-11-05T00:00:00Z")),
+                until: Some(t("2026-11-05T00:00:00Z")),
+                ..f()
+            },
+            vec!["B"],
+        ),
+        (LogFilter { limit: 2, ..f() }, vec!["A", "B"]),
+        (
+            LogFilter {
+                contact: Some("cy@example.com".into()),
+                job: Some("review-request".into()),
+                order: Some("C".into()),
+                states: vec![MessageState::Cancelled],
+                since: Some(t("2026-11-01T00:00:00Z")),
+                until: Some(t("2026-11-30T00:00:00Z")),
+                limit: 10,
+                channel_plan: None,
+            },
+            vec!["C"],
+        ),
+    ];
+    for (filter, want) in cases {
+        assert_eq!(
+            orders(log(&store, filter.clone()).await),
+            want,
+            "{filter:?}"
+        );
+    }
+
+    // Attempts come with their message, filtered and limited alike.
+    let claimed = claim(&store, "tok", "2026-12-31T00:00:00Z", 10).await;
+    let now = t("2026-12-31T00:00:00Z");
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|m| Completion {
+            message_id: m.id.clone(),
+            claim_token: "tok".into(),
+            state: MessageState::Retrying,
+            attempt: Some(attempt(1, now, Outcome::Transient, Some(451))),
+            retry_at: Some(now),
+            reason: None,
+            channel: Some("email".into()),
+            address: None,
+            at: now,
+            next: None,
+        })
+        .collect();
+    store.complete(&done).await.unwrap();
+    let one = log(
+        &store,
+        LogFilter {
+            order: Some("B".into()),
+            ..f()
+        },
+    )
+    .await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].attempt_log.len(), 1);
+    assert_eq!(one[0].attempt_log[0].code, Some(451));
+    assert_eq!(
+        one[0].address.as_deref(),
+        None,
+        "no address given, none stored"
+    );
+    store.close().await;
+}
+
+async fn schema_versions_are_checked_on_open(b: Backend) {
+    let f = Fixture::new(b);
+    let fresh = f.connect().await;
+    let s = fresh.schema().await.unwrap();
+    let known = common::schema_version();
+    assert_eq!(s.version(), None);
+    assert_eq!(s.known, known);
+    assert_eq!(
+        s.pending.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+        common::migrations(b)
+    );
+    fresh.close().await;
+
+    // SQLite migrates on open; PostgreSQL waits for `aftercare migrate`.
+    match (b, Store::open(&f.cfg).await) {
+        (Backend::Sqlite, Ok(s)) => s.close().await,
+        (Backend::Postgres, Err(e @ StoreError::NeedsMigration { .. })) => {
+            let msg = e.to_string();
+            assert!(msg.contains("has no schema yet"), "{msg}");
+            assert!(msg.contains("run `aftercare migrate`"), "{msg}");
+            let s = f.connect().await;
+            let applied: Vec<String> = s
+                .migrate()
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.to_string())
+                .collect();
+            assert_eq!(applied, common::migrations(b));
+            s.close().await;
+        }
+        (b, other) => panic!("{b:?}: {other:?}"),
+    }
+    let s = Store::open(&f.cfg).await.expect("current schema opens");
+    assert!(
+        s.migrate().await.unwrap().is_empty(),
+        "nothing left to apply"
+    );
+    assert!(s.schema().await.unwrap().is_current());
+    s.close().await;
+
+    // A newer aftercare migrated the store: refused, saying which versions and what to do.
+    f.raw(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'future', TRUE, $1, 0)",
+        vec![0],
+    )
+    .await;
+    let e = Store::open(&f.cfg).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::SchemaTooNew { have: 9999, known: k, .. } if k == known
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!(
+            "schema version 9999, newer than this aftercare knows (up to {known})"
+        )),
+        "{msg}"
+    );
+    let s = f.connect().await;
+    assert!(matches!(
+        s.migrate().await,
+        Err(StoreError::SchemaTooNew { .. })
+    ));
+    s.close().await;
+}
+
+/// The guard for the lead's new tables: every table of a migrated store is in COPY_TABLES.
+async fn copy_tables_name_every_table(b: Backend) {
+    let (store, _f) = store(b).await;
+    let mut listed: Vec<&str> = COPY_TABLES.iter().map(|(t, _)| *t).collect();
+    listed.sort();
+    assert_eq!(
+        store.tables().await.unwrap(),
+        listed,
+        "a table is missing from COPY_TABLES in src/store/copy.rs (or listed but not created)"
+    );
+    store.close().await;
+}
+
+/// Fill a store through the flows (ingest, claim, complete), copy it to the other backend,
+/// and read back the same history.
+async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
+    let (from, _ff) = store(b).await;
+    let other = match b {
+        Backend::Sqlite => Backend::Postgres,
+        Backend::Postgres => Backend::Sqlite,
+    };
+    deliveries(&from, 1234).await;
+    ingest(
+        &from,
+        &[reviewed("r-1", "c-1", "SO-1", "2026-11-21T00:00:00Z")],
+    )
+    .await;
+    let now = t("2026-11-24T00:00:00Z");
+    let claimed = claim(&from, "tok", "2026-11-24T00:00:00Z", 500).await;
+    let planner = planner();
+    let job = planner.jobs.get("review-request").unwrap().clone();
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|m| Completion {
+            message_id: m.id.clone(),
+            claim_token: "tok".into(),
+            state: MessageState::Sent,
+            attempt: Some(attempt(1, now, Outcome::Sent, Some(250))),
+            retry_at: None,
+            reason: None,
+            channel: Some("email".into()),
+            address: Some("x@example.com".into()),
+            at: now,
+            next: planner.next_step(&job, m, now),
+        })
+        .collect();
+    from.complete(&done).await.unwrap();
+    let want = serde_json::to_value(all(&from).await).unwrap();
+    let want_counts = from.row_counts().await.unwrap();
+
+    let tf = Fixture::new(other);
+    let to = tf.connect().await;
+    let mut batches = 0;
+    let report = from
+        .copy_to(
+            &to,
+            // Small pages: the two-column key of `attempts` pages too.
+            CopyOptions {
+                force: false,
+                batch: 7,
+            },
+            &mut |_| batches += 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.migrated.len(),
+        common::migrations(other).len(),
+        "the empty target was migrated"
+    );
+    assert!(batches > 500, "copied in pages ({batches})");
+    let counts: Vec<(&str, i64)> = report.tables.iter().map(|c| (c.table, c.target)).collect();
+    assert_eq!(counts, want_counts);
+    for want in [
+        ("contacts", 1234),
+        ("events", 1235),
+        ("messages", 1234 + 24),
+        ("attempts", 24),
+    ] {
+        assert!(counts.contains(&want), "{want:?} not in {counts:?}");
+    }
+    let got = serde_json::to_value(all(&to).await).unwrap();
+    assert_eq!(got, want);
+
+    // A second copy into the now non-empty target is refused; --force replaces.
+    let e = from
+        .copy_to(&to, CopyOptions::default(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CopyError::NotEmpty { .. }), "{e:?}");
+    assert!(e.to_string().contains("1234 contacts"), "{e}");
+    let forced = CopyOptions {
+        force: true,
+        ..CopyOptions::default()
+    };
+    let again = from.copy_to(&to, forced, &mut |_| {}).await.unwrap();
+    assert!(again.migrated.is_empty());
+    assert_eq!(serde_json::to_value(all(&to).await).unwrap(), want);
+
+    // The copy is a working store: it claims what is due next.
+    let reminders = claim(&to, "tok-2", "2027-02-01T00:00:00Z", 5000).await;
+    assert_eq!(
+        reminders.len(),
+        1234 - 1 - 24 + 24,
+        "the rest, and every reminder"
+    );
+    // And a store cannot be copied onto itself.
+    let e = to.copy_to(&to, forced, &mut |_| {}).await.unwrap_err();
+    assert!(matches!(e, CopyError::SameStore(_)), "{e:?}");
+    from.close().await;
+    to.close().await;
+}
+
+/// `mod sqlite { #[tokio::test] fn NAME() }` and `mod postgres { ... }` for each body.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both!(
+    ingest_stores_once_and_stop_when_cancels,
+    claim_takes_due_batches_under_a_lease,
+    concurrent_claims_never_share_a_message,
+    complete_records_every_outcome_in_batches,
+    release_and_reap_return_claims_to_the_queue,
+    find_messages_applies_every_filter,
+    schema_versions_are_checked_on_open,
+    copy_tables_name_every_table,
+    copy_to_the_other_backend_keeps_every_row,
+);
