@@ -194,7 +194,13 @@ impl Aliyun {
         params
     }
 
-    pub async fn send(&self, client: &reqwest::Client, p: Prepared, timeout: Duration) -> Delivery {
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        p: Prepared,
+        timeout: Duration,
+        redactor: &Redactor,
+    ) -> Delivery {
         // Signed at the last moment: the timestamp must be within 15 minutes of Alibaba's
         // clock, and the send may have waited for the rate limit.
         let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -214,7 +220,7 @@ impl Aliyun {
             )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body);
-        let answer = match exchange(request, timeout).await {
+        let answer = match exchange(request, timeout, redactor).await {
             Ok(a) => a,
             Err(d) => return d,
         };

@@ -204,13 +204,19 @@ impl SmsConfig {
         self.gateways.iter().find(|g| g.name == name)
     }
 
-    /// Check a job's route against the configured gateways; the error has a "did you mean".
-    pub fn check_route(&self, route: &[String]) -> Result<(), (usize, String, Option<String>)> {
+    /// Check a job's route against the configured gateways. `at` is the route's field path in
+    /// the caller's file (`sms.route` in a job); the problem names the entry, with a "did you
+    /// mean".
+    pub fn check_route(&self, at: &str, route: &[String]) -> Result<(), Problem> {
         for (i, name) in route.iter().enumerate() {
             if self.gateway(name).is_none() {
                 let hint = did_you_mean(name, self.gateways.iter().map(|g| g.name.as_str()))
                     .or_else(|| Some(format!("configured gateways: {}", self.names().join(", "))));
-                return Err((i, format!("no SMS gateway named `{name}`"), hint));
+                return Err(Problem {
+                    path: format!("{at}[{i}]"),
+                    message: format!("no SMS gateway named `{name}`"),
+                    hint,
+                });
             }
         }
         Ok(())
@@ -1118,13 +1124,13 @@ breaker: {failures: 3, cooldown: 1m}
             panic!()
         };
         assert_eq!(t.sender, TwilioSender::From("+15005550006".into()));
-        assert!(c.check_route(&["twilio-us".into()]).is_ok());
-        let (i, msg, hint) = c
-            .check_route(&["aliyun".into(), "twilio_us".into()])
+        assert!(c.check_route("sms.route", &["twilio-us".into()]).is_ok());
+        let p = c
+            .check_route("sms.route", &["aliyun".into(), "twilio_us".into()])
             .unwrap_err();
-        assert_eq!(i, 1);
-        assert!(msg.contains("`twilio_us`"), "{msg}");
-        assert_eq!(hint.as_deref(), Some("did you mean `twilio-us`?"));
+        assert_eq!(p.path, "sms.route[1]");
+        assert_eq!(p.message, "no SMS gateway named `twilio_us`");
+        assert_eq!(p.hint.as_deref(), Some("did you mean `twilio-us`?"));
     }
 
     #[test]

@@ -214,7 +214,13 @@ impl Generic {
         Ok(p)
     }
 
-    pub async fn send(&self, client: &reqwest::Client, p: Prepared, timeout: Duration) -> Delivery {
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        p: Prepared,
+        timeout: Duration,
+        redactor: &Redactor,
+    ) -> Delivery {
         let method = match self.cfg.method {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,
@@ -241,7 +247,7 @@ impl Generic {
             }
             request = request.body(body);
         }
-        let answer = match exchange(request, timeout).await {
+        let answer = match exchange(request, timeout, redactor).await {
             Ok(a) => a,
             Err(d) => return d,
         };

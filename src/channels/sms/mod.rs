@@ -387,13 +387,20 @@ impl Gateway {
         })
     }
 
-    /// Wait for the rate limit, make the request, and clean the result of credentials.
+    /// Wait for the rate limit, make the request, and clean the result of credentials (the
+    /// answer is scrubbed as it arrives; this catches anything added after).
     async fn attempt(&self, p: Prepared) -> Delivery {
         self.pace.wait().await;
         let mut d = match (&self.driver, p) {
-            (Driver::Twilio(t), Prepared::Twilio(p)) => t.send(&self.client, p, self.timeout).await,
-            (Driver::Aliyun(a), Prepared::Aliyun(p)) => a.send(&self.client, p, self.timeout).await,
-            (Driver::Http(h), Prepared::Http(p)) => h.send(&self.client, p, self.timeout).await,
+            (Driver::Twilio(t), Prepared::Twilio(p)) => {
+                t.send(&self.client, p, self.timeout, &self.redactor).await
+            }
+            (Driver::Aliyun(a), Prepared::Aliyun(p)) => {
+                a.send(&self.client, p, self.timeout, &self.redactor).await
+            }
+            (Driver::Http(h), Prepared::Http(p)) => {
+                h.send(&self.client, p, self.timeout, &self.redactor).await
+            }
             _ => Delivery::permanent("internal error: a message prepared for another gateway"),
         };
         d.detail = self.redactor.scrub(&d.detail);

@@ -66,10 +66,13 @@ pub(super) fn status_outcome(status: u16) -> Outcome {
     }
 }
 
-/// Send `request` and read the answer, or say why there is none (always transient).
+/// Send `request` and read the answer, or say why there is none (always transient). The body
+/// is scrubbed of credentials at once, before anything quotes or shortens it (a secret cut in
+/// half by an excerpt would no longer be recognised).
 pub(super) async fn exchange(
     request: reqwest::RequestBuilder,
     timeout: Duration,
+    redactor: &Redactor,
 ) -> Result<Answer, Delivery> {
     let response = request
         .timeout(timeout)
@@ -85,17 +88,18 @@ pub(super) async fn exchange(
     Ok(Answer {
         status,
         retry_after,
-        body,
+        body: redactor.scrub(&body),
     })
 }
 
 /// Why a request got no answer. The URL is left out (it may carry a query with a key).
 pub(super) fn transport_error(e: reqwest::Error, timeout: Duration) -> Delivery {
     let why = if e.is_timeout() {
-        format!(
-            "no answer within {}",
-            crate::duration::format(timeout.max(Duration::from_secs(1)))
-        )
+        if timeout < Duration::from_secs(1) {
+            format!("no answer within {}ms", timeout.as_millis())
+        } else {
+            format!("no answer within {}", crate::duration::format(timeout))
+        }
     } else if e.is_connect() {
         format!("cannot connect: {}", causes(&e.without_url()))
     } else {

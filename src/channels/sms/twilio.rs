@@ -92,7 +92,13 @@ impl Twilio {
         })
     }
 
-    pub async fn send(&self, client: &reqwest::Client, p: Prepared, timeout: Duration) -> Delivery {
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        p: Prepared,
+        timeout: Duration,
+        redactor: &Redactor,
+    ) -> Delivery {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(p.form.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
@@ -105,7 +111,7 @@ impl Twilio {
             )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body);
-        let answer = match exchange(request, timeout).await {
+        let answer = match exchange(request, timeout, redactor).await {
             Ok(a) => a,
             Err(d) => return d,
         };
