@@ -1214,6 +1214,10 @@ breaker: {failures: 0, cooldown: 0s}
         let unknown = format!("{base}, body: '{{\"to\":\"{{{{phone}}}}\"}}'}}}}");
         let e = parse(&unknown).unwrap_err();
         assert!(e[0].message.contains("phone"), "{e:?}");
+        let params = format!(
+            "{base}, body: '{{\"tpl\":\"{{{{template_code}}}}\",\"n\":\"{{{{template_params.name}}}}\"}}'}}}}"
+        );
+        assert!(parse(&params).is_ok(), "{:?}", parse(&params));
         let unused = format!("{base}, secret_env: X}}}}");
         assert!(
             parse(&unused).unwrap_err()[0]

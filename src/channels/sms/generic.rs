@@ -126,13 +126,23 @@ fn render_error(e: &handlebars::RenderError) -> String {
 /// body that is not JSON or a URL that does not parse is a config error at load.
 pub(crate) fn check_templates(cfg: &HttpConfig) -> Result<(), (String, String)> {
     let t = Templates::new(cfg)?;
+    // The parameter names are the job's business: give every one the templates mention.
+    let mut params = serde_json::Map::new();
+    let texts = std::iter::once(cfg.url.as_str())
+        .chain(cfg.headers.iter().map(|(_, v)| v.as_str()))
+        .chain(cfg.body.as_deref());
+    for text in texts {
+        for name in param_names(text) {
+            params.insert(name, "sample".into());
+        }
+    }
     let data = json!({
         "to": "+8613800138000",
         "to_digits": "8613800138000",
         "body": "Sample \"text\" & more\n2nd line",
         "reference": "01JSAMPLE",
         "template_code": "SMS_0",
-        "template_params": {},
+        "template_params": params,
         "secret": "sample-secret",
     });
     let p = t
@@ -161,6 +171,24 @@ pub(crate) fn check_templates(cfg: &HttpConfig) -> Result<(), (String, String)> 
         })?;
     }
     Ok(())
+}
+
+/// The `NAME`s of `template_params.NAME` in a template.
+fn param_names(template: &str) -> Vec<String> {
+    const PREFIX: &str = "template_params.";
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(PREFIX) {
+        rest = &rest[i + PREFIX.len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// At load every variable is set, so a strict-mode failure means a name we do not provide.
