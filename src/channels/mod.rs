@@ -6,6 +6,7 @@
 //! dispatch owns both, so every attempt is recorded the same way whatever the transport.
 
 pub mod email;
+pub mod sms;
 pub mod smtp;
 pub mod webhook;
 

@@ -1,0 +1,522 @@
+//! SMS: gateways, failover between them, and what comes back (receipts, STOP replies).
+//!
+//! A send is given a route, gateway names in order of preference. Each gateway on it is tried
+//! until one takes the message or refuses it for good:
+//!
+//! - a gateway that cannot carry this message (Aliyun needs a provider template, Twilio needs
+//!   text) is skipped without a request;
+//! - a gateway that is down (its breaker is open after repeated transient failures) is
+//!   skipped without a request;
+//! - a transient failure (timeout, 429, 5xx, throttling, bad credentials) moves on to the next
+//!   gateway at once;
+//! - a permanent failure (an invalid number, a template that does not fit) stops the route:
+//!   no other gateway would do better.
+//!
+//! Every request is a hop, returned as `(gateway, Delivery)` so dispatch can record each one
+//! as an attempt; [`Routed::delivery`] sums them up for the message's state. Channels do not
+//! retry later or touch the store: dispatch owns both (see `channels`).
+//!
+//! Each gateway paces its requests to its configured rate (`pace`), shared by every concurrent
+//! sender holding this [`SmsChannel`] (clones share it too), and scrubs its credentials from
+//! every detail it returns (`outcome::Redactor`). Nothing here logs a credential, a header or
+//! a request body; phone numbers in logs are masked.
+
+pub mod aliyun;
+pub mod config;
+pub mod encoding;
+pub mod receipt;
+pub mod reply;
+pub mod twilio;
+
+mod breaker;
+mod generic;
+mod outcome;
+mod pace;
+
+pub use config::{Problem, RawSmsConfig, SmsConfig, compile};
+pub use encoding::{Encoding, Segments, segments};
+pub use receipt::{Inbound, Receipt, ReceiptError, ReceiptStatus};
+pub use reply::is_stop_reply;
+
+use super::Delivery;
+use crate::model::Outcome;
+use config::{GatewayConfig, GatewaySettings};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One SMS to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsMessage {
+    /// The recipient in E.164 (`+8613800138000`), as `ingest` normalises it.
+    pub to: String,
+    /// The rendered text, for gateways that send text (twilio, http).
+    pub text: Option<String>,
+    /// For gateways that send only pre-approved templates (aliyun; http may use it too).
+    pub template: Option<ProviderTemplate>,
+    /// Our id for the message (the outbox id): Aliyun's `OutId`, `{{reference}}` for http.
+    pub reference: String,
+}
+
+/// A provider-side template and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTemplate {
+    /// The provider's template code (`SMS_123456789`).
+    pub code: String,
+    /// The parameters as rendered: the text of a JSON object (`{"name":"王芳"}`).
+    pub params: String,
+}
+
+/// One request to one gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    pub gateway: String,
+    pub delivery: Delivery,
+}
+
+/// A gateway on the route that got no request, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub gateway: String,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Its breaker is open; it will be probed again after this long.
+    Down { retry_in: Duration },
+    /// It cannot carry this message (the why is for the log).
+    Unsuitable(String),
+    /// No gateway by that name (the route was not checked against the config).
+    Unknown,
+}
+
+/// What one send along a route came to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Routed {
+    /// Every request made, in order; the last one decides.
+    pub hops: Vec<Hop>,
+    /// Gateways passed over without a request.
+    pub skipped: Vec<Skip>,
+}
+
+impl Routed {
+    /// The hop that took the message, if one did.
+    pub fn sent(&self) -> Option<&Hop> {
+        self.hops
+            .iter()
+            .find(|h| h.delivery.outcome == Outcome::Sent)
+    }
+
+    /// The outcome for the message: the last hop's, and when that is transient, a
+    /// `retry_after` that is the earliest any gateway on the route may take it again (none
+    /// when some gateway failed without asking for a wait). With no hop at all: transient
+    /// while some gateway is only down, permanent when none can carry the message.
+    pub fn delivery(&self) -> Delivery {
+        let wait = self.earliest_retry();
+        if let Some(last) = self.hops.last() {
+            let mut d = last.delivery.clone();
+            if d.outcome == Outcome::Transient {
+                d.retry_after = wait;
+            }
+            return d;
+        }
+        let why = |s: &Skip| match &s.reason {
+            SkipReason::Down { retry_in } => format!(
+                "{} is down (next try in {})",
+                s.gateway,
+                crate::duration::format(ceil_secs(*retry_in))
+            ),
+            SkipReason::Unsuitable(w) => format!("{}: {w}", s.gateway),
+            SkipReason::Unknown => format!("{}: no such gateway", s.gateway),
+        };
+        let list = self.skipped.iter().map(why).collect::<Vec<_>>().join("; ");
+        if self.skipped.is_empty() {
+            Delivery::permanent("no SMS route: no gateway is configured")
+        } else if self
+            .skipped
+            .iter()
+            .any(|s| matches!(s.reason, SkipReason::Down { .. }))
+        {
+            let mut d = Delivery::transient(format!("no gateway available: {list}"));
+            d.retry_after = wait;
+            d
+        } else {
+            Delivery::permanent(format!(
+                "no gateway on the route can send this message: {list}"
+            ))
+        }
+    }
+
+    fn earliest_retry(&self) -> Option<Duration> {
+        let mut earliest: Option<Duration> = None;
+        for h in &self.hops {
+            if h.delivery.outcome == Outcome::Transient {
+                let after = h.delivery.retry_after?;
+                earliest = Some(earliest.map_or(after, |e| e.min(after)));
+            }
+        }
+        for s in &self.skipped {
+            if let SkipReason::Down { retry_in } = s.reason {
+                earliest = Some(earliest.map_or(retry_in, |e| e.min(retry_in)));
+            }
+        }
+        earliest
+    }
+}
+
+fn ceil_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+/// The configured SMS gateways. Cheap to clone; clones share rate limits and breakers.
+#[derive(Clone)]
+pub struct SmsChannel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gateways: HashMap<String, Gateway>,
+    route: Vec<String>,
+}
+
+struct Gateway {
+    kind: &'static str,
+    driver: Driver,
+    client: reqwest::Client,
+    timeout: Duration,
+    pace: pace::Pace,
+    breaker: breaker::Breaker,
+    redactor: outcome::Redactor,
+}
+
+enum Driver {
+    Twilio(twilio::Twilio),
+    Aliyun(aliyun::Aliyun),
+    // Boxed: three handlebars registries make it five times the size of the others.
+    Http(Box<generic::Generic>),
+}
+
+enum Prepared {
+    Twilio(twilio::Prepared),
+    Aliyun(aliyun::Prepared),
+    Http(generic::Prepared),
+}
+
+impl SmsChannel {
+    /// Build the gateways: read their secrets (the error names the variable or file, never a
+    /// value) and set up one HTTP client for all of them.
+    pub fn new(cfg: &SmsConfig) -> anyhow::Result<SmsChannel> {
+        // reqwest panics without a process-wide rustls provider; main installs ring, and a
+        // library caller (a test) gets the same one.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("aftercare/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow::anyhow!("sms: cannot set up the HTTP client: {e}"))?;
+        let mut gateways = HashMap::new();
+        for g in &cfg.gateways {
+            gateways.insert(g.name.clone(), Gateway::new(g, cfg, client.clone())?);
+        }
+        Ok(SmsChannel {
+            inner: Arc::new(Inner {
+                gateways,
+                route: cfg.route.clone(),
+            }),
+        })
+    }
+
+    /// The route for jobs that name none.
+    pub fn default_route(&self) -> &[String] {
+        &self.inner.route
+    }
+
+    pub fn has_gateway(&self, name: &str) -> bool {
+        self.inner.gateways.contains_key(name)
+    }
+
+    /// Send along `route` (the default route when empty). Never fails as a call: every
+    /// outcome is in the returned hops.
+    pub async fn send(&self, route: &[String], msg: &SmsMessage) -> Routed {
+        let route = if route.is_empty() {
+            &self.inner.route[..]
+        } else {
+            route
+        };
+        let mut routed = Routed::default();
+        for name in route {
+            let skip = |reason| Skip {
+                gateway: name.clone(),
+                reason,
+            };
+            let Some(gw) = self.inner.gateways.get(name) else {
+                routed.skipped.push(skip(SkipReason::Unknown));
+                continue;
+            };
+            let prepared = match gw.prepare(msg) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::debug!(gateway = %name, to = %mask(&msg.to), %why, "sms gateway cannot take this message");
+                    routed.skipped.push(skip(SkipReason::Unsuitable(why)));
+                    continue;
+                }
+            };
+            if let Err(retry_in) = gw.breaker.admit(Instant::now()) {
+                tracing::debug!(gateway = %name, "sms gateway is down, skipped");
+                routed.skipped.push(skip(SkipReason::Down { retry_in }));
+                continue;
+            }
+            let delivery = gw.attempt(prepared).await;
+            if gw.breaker.record(delivery.outcome, Instant::now()) {
+                tracing::warn!(
+                    gateway = %name,
+                    detail = %delivery.detail,
+                    "sms gateway marked down after repeated transient failures"
+                );
+            }
+            tracing::debug!(
+                gateway = %name,
+                kind = gw.kind,
+                to = %mask(&msg.to),
+                outcome = delivery.outcome.as_str(),
+                code = ?delivery.code,
+                provider_id = ?delivery.provider_id,
+                "sms attempt"
+            );
+            let transient = delivery.outcome == Outcome::Transient;
+            routed.hops.push(Hop {
+                gateway: name.clone(),
+                delivery,
+            });
+            if !transient {
+                break;
+            }
+        }
+        routed
+    }
+
+    /// Parse and verify a delivery receipt that arrived for `gateway`.
+    pub fn receipts(
+        &self,
+        gateway: &str,
+        inbound: &Inbound<'_>,
+    ) -> Result<Vec<Receipt>, ReceiptError> {
+        let gw = self
+            .inner
+            .gateways
+            .get(gateway)
+            .ok_or_else(|| ReceiptError::UnknownGateway(gateway.to_string()))?;
+        match &gw.driver {
+            Driver::Twilio(t) => {
+                let url = inbound.url.or(t.status_callback()).ok_or_else(|| {
+                    ReceiptError::Malformed("no callback URL to check the signature against".into())
+                })?;
+                twilio::receipt(
+                    gateway,
+                    t.auth_token(),
+                    url,
+                    inbound.signature,
+                    inbound.body,
+                )
+                .map(|r| vec![r])
+            }
+            Driver::Aliyun(_) => aliyun::receipts(gateway, inbound.body),
+            Driver::Http(g) => {
+                let m = g
+                    .receipt_mapping()
+                    .ok_or_else(|| ReceiptError::NotConfigured(gateway.to_string()))?;
+                generic::receipts(gateway, m, inbound.body)
+            }
+        }
+    }
+}
+
+impl Gateway {
+    fn new(g: &GatewayConfig, cfg: &SmsConfig, client: reqwest::Client) -> anyhow::Result<Gateway> {
+        let secret = |s: &crate::config::Secret, field: &str| -> anyhow::Result<String> {
+            let path = format!("sms.gateways.{}.{field}", g.name);
+            match s.read(&path)? {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+                Some(_) => anyhow::bail!("{path}: the secret is empty"),
+                None => anyhow::bail!("{path}: no secret configured"),
+            }
+        };
+        let driver = match &g.settings {
+            GatewaySettings::Twilio(t) => {
+                Driver::Twilio(twilio::Twilio::new(t, secret(&t.auth_token, "auth_token")?))
+            }
+            GatewaySettings::Aliyun(a) => Driver::Aliyun(aliyun::Aliyun::new(
+                a,
+                secret(&a.access_key_secret, "access_key_secret")?,
+            )),
+            GatewaySettings::Http(h) => {
+                let s = match h.secret {
+                    crate::config::Secret::None => None,
+                    _ => Some(secret(&h.secret, "secret")?),
+                };
+                Driver::Http(Box::new(
+                    generic::Generic::new(h, s)
+                        .map_err(|e| anyhow::anyhow!("sms.gateways.{}.{e}", g.name))?,
+                ))
+            }
+        };
+        let redactor = match &driver {
+            Driver::Twilio(t) => t.redactor(),
+            Driver::Aliyun(a) => a.redactor(),
+            Driver::Http(h) => h.redactor(),
+        };
+        Ok(Gateway {
+            kind: g.settings.kind(),
+            driver,
+            client,
+            timeout: g.timeout,
+            pace: pace::Pace::new(g.rate),
+            breaker: breaker::Breaker::new(cfg.breaker),
+            redactor,
+        })
+    }
+
+    fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
+        Ok(match &self.driver {
+            Driver::Twilio(t) => Prepared::Twilio(t.prepare(msg)?),
+            Driver::Aliyun(a) => Prepared::Aliyun(a.prepare(msg)?),
+            Driver::Http(h) => Prepared::Http(h.prepare(msg)?),
+        })
+    }
+
+    /// Wait for the rate limit, make the request, and clean the result of credentials (the
+    /// answer is scrubbed as it arrives; this catches anything added after).
+    async fn attempt(&self, p: Prepared) -> Delivery {
+        self.pace.wait().await;
+        let mut d = match (&self.driver, p) {
+            (Driver::Twilio(t), Prepared::Twilio(p)) => {
+                t.send(&self.client, p, self.timeout, &self.redactor).await
+            }
+            (Driver::Aliyun(a), Prepared::Aliyun(p)) => {
+                a.send(&self.client, p, self.timeout, &self.redactor).await
+            }
+            (Driver::Http(h), Prepared::Http(p)) => {
+                h.send(&self.client, p, self.timeout, &self.redactor).await
+            }
+            _ => Delivery::permanent("internal error: a message prepared for another gateway"),
+        };
+        d.detail = self.redactor.scrub(&d.detail);
+        if let Some(id) = &d.provider_id {
+            d.provider_id = Some(self.redactor.scrub(id));
+        }
+        d
+    }
+}
+
+/// A phone number for logs: country code and last four digits (`+8613*****8000`).
+fn mask(e164: &str) -> String {
+    let chars: Vec<char> = e164.chars().collect();
+    if chars.len() < 9 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..5].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(gateway: &str, outcome: Outcome, retry_after: Option<u64>) -> Hop {
+        Hop {
+            gateway: gateway.into(),
+            delivery: Delivery {
+                outcome,
+                code: None,
+                detail: format!("{gateway} said so"),
+                provider_id: None,
+                retry_after: retry_after.map(Duration::from_secs),
+            },
+        }
+    }
+
+    #[test]
+    fn the_last_hop_decides_and_the_earliest_wait_wins() {
+        let r = Routed {
+            hops: vec![
+                hop("a", Outcome::Transient, Some(60)),
+                hop("b", Outcome::Transient, Some(20)),
+            ],
+            skipped: vec![Skip {
+                gateway: "c".into(),
+                reason: SkipReason::Down {
+                    retry_in: Duration::from_secs(90),
+                },
+            }],
+        };
+        let d = r.delivery();
+        assert_eq!(d.outcome, Outcome::Transient);
+        assert_eq!(d.detail, "b said so");
+        assert_eq!(d.retry_after, Some(Duration::from_secs(20)));
+        assert_eq!(r.sent(), None);
+
+        // A gateway that failed without asking for a wait may be tried again any time.
+        let r = Routed {
+            hops: vec![
+                hop("a", Outcome::Transient, Some(60)),
+                hop("b", Outcome::Transient, None),
+            ],
+            skipped: vec![],
+        };
+        assert_eq!(r.delivery().retry_after, None);
+
+        let r = Routed {
+            hops: vec![
+                hop("a", Outcome::Transient, Some(60)),
+                hop("b", Outcome::Sent, None),
+            ],
+            skipped: vec![],
+        };
+        assert_eq!(r.delivery().outcome, Outcome::Sent);
+        assert_eq!(r.sent().map(|h| h.gateway.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn without_a_hop_down_is_transient_and_unsuitable_is_permanent() {
+        let down = Skip {
+            gateway: "a".into(),
+            reason: SkipReason::Down {
+                retry_in: Duration::from_millis(12_500),
+            },
+        };
+        let unfit = Skip {
+            gateway: "b".into(),
+            reason: SkipReason::Unsuitable("needs a template".into()),
+        };
+        let r = Routed {
+            hops: vec![],
+            skipped: vec![down.clone(), unfit.clone()],
+        };
+        let d = r.delivery();
+        assert_eq!(d.outcome, Outcome::Transient);
+        assert_eq!(d.retry_after, Some(Duration::from_millis(12_500)));
+        assert_eq!(
+            d.detail,
+            "no gateway available: a is down (next try in 13s); b: needs a template"
+        );
+        let r = Routed {
+            hops: vec![],
+            skipped: vec![unfit],
+        };
+        let d = r.delivery();
+        assert_eq!(d.outcome, Outcome::Permanent);
+        assert!(d.detail.contains("b: needs a template"), "{}", d.detail);
+        assert_eq!(Routed::default().delivery().outcome, Outcome::Permanent);
+    }
+
+    #[test]
+    fn masks_numbers() {
+        assert_eq!(mask("+8613800138000"), "+8613*****8000");
+        assert_eq!(mask("+15005550006"), "+1500***0006");
+        assert_eq!(mask("+1234"), "*****");
+    }
+}

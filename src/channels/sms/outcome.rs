@@ -1,0 +1,268 @@
+//! From an HTTP exchange to a [`Delivery`]: the rules every gateway shares.
+//!
+//! - No answer (timeout, refused connection, reset) and 408, 429 and 5xx are transient: the
+//!   gateway is busy or broken, not the message. `Retry-After` (seconds or an HTTP date)
+//!   becomes `retry_after`.
+//! - 401 and 403 are transient too, though they are 4xx: wrong or revoked credentials are the
+//!   gateway's problem, not the message's. Failing the message for good would lose it to a
+//!   config mistake; as a transient failure the route moves on to the next gateway, the
+//!   breaker marks this one down, and the message is retried once someone fixes the key.
+//! - Any other 4xx is permanent (an invalid number stays invalid).
+//!
+//! Each gateway then reads its provider's own codes on top (`twilio`, `aliyun`, `generic`).
+//! The other side's words are kept short, on one line, and go through the gateway's
+//! [`Redactor`] so no credential reaches a log or the attempt record.
+
+use crate::channels::Delivery;
+use crate::model::Outcome;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use std::time::{Duration, SystemTime};
+
+/// The longest excerpt of a provider's answer kept in a detail.
+const EXCERPT: usize = 300;
+
+/// What came back from the gateway, body read.
+pub(super) struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    /// The answer's outcome by HTTP status alone.
+    pub fn status_outcome(&self) -> Outcome {
+        status_outcome(self.status)
+    }
+
+    /// A delivery for this answer with the given outcome and words.
+    pub fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
+        Delivery {
+            outcome,
+            code: Some(i64::from(self.status)),
+            detail,
+            provider_id: None,
+            retry_after: if outcome == Outcome::Transient {
+                self.retry_after
+            } else {
+                None
+            },
+        }
+    }
+}
+
+pub(super) fn status_outcome(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Sent,
+        401 | 403 | 408 | 429 | 500..=599 => Outcome::Transient,
+        _ => Outcome::Permanent,
+    }
+}
+
+/// Send `request` and read the answer, or say why there is none (always transient). The body
+/// is scrubbed of credentials at once, before anything quotes or shortens it (a secret cut in
+/// half by an excerpt would no longer be recognised).
+pub(super) async fn exchange(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    redactor: &Redactor,
+) -> Result<Answer, Delivery> {
+    let response = request
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, timeout))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers(), SystemTime::now());
+    let body = response
+        .text()
+        .await
+        .map_err(|e| transport_error(e, timeout))?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body: redactor.scrub(&body),
+    })
+}
+
+/// Why a request got no answer. The URL is left out (it may carry a query with a key).
+pub(super) fn transport_error(e: reqwest::Error, timeout: Duration) -> Delivery {
+    let why = if e.is_timeout() {
+        if timeout < Duration::from_secs(1) {
+            format!("no answer within {}ms", timeout.as_millis())
+        } else {
+            format!("no answer within {}", crate::duration::format(timeout))
+        }
+    } else if e.is_connect() {
+        format!("cannot connect: {}", causes(&e.without_url()))
+    } else {
+        format!("request failed: {}", causes(&e.without_url()))
+    };
+    Delivery::transient(why)
+}
+
+/// An error and its sources on one line ("error sending request: connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// `Retry-After` as a wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(super) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    at.duration_since(now).ok().filter(|d| !d.is_zero())
+}
+
+/// A provider's text, on one line and not too long for a log row.
+pub(super) fn excerpt(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= EXCERPT {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(EXCERPT).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A JSON value as text for codes and ids: strings bare, numbers and booleans as written.
+pub(super) fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Removes a gateway's credentials from any text before it leaves the gateway.
+///
+/// The details are built from providers' answers, and a provider may echo what it was sent
+/// (a misconfigured proxy reflecting headers, an error page quoting the query string); so
+/// every detail is scrubbed of each credential in every form it was sent in.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Redactor {
+    needles: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(secrets: &[&str]) -> Redactor {
+        use base64::Engine;
+        let mut needles: Vec<String> = Vec::new();
+        for s in secrets.iter().filter(|s| s.len() >= 4) {
+            needles.push(s.to_string());
+            needles.push(base64::engine::general_purpose::STANDARD.encode(s));
+            let encoded: String = form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            needles.push(encoded);
+        }
+        // Longest first, so a secret inside a longer needle does not leave a tail behind.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { needles }
+    }
+
+    /// Add the `user:password` pair of HTTP basic auth, in the base64 form it travels in.
+    pub fn with_basic(mut self, user: &str, password: &str) -> Redactor {
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.needles.insert(0, pair);
+        self
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for n in &self.needles {
+            if out.contains(n.as_str()) {
+                out = out.replace(n.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn status_table() {
+        for (status, want) in [
+            (200, Outcome::Sent),
+            (201, Outcome::Sent),
+            (204, Outcome::Sent),
+            (301, Outcome::Permanent),
+            (400, Outcome::Permanent),
+            (404, Outcome::Permanent),
+            (422, Outcome::Permanent),
+            (401, Outcome::Transient),
+            (403, Outcome::Transient),
+            (408, Outcome::Transient),
+            (429, Outcome::Transient),
+            (500, Outcome::Transient),
+            (503, Outcome::Transient),
+        ] {
+            assert_eq!(status_outcome(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_or_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+            retry_after(&h, now)
+        };
+        assert_eq!(with("120"), Some(Duration::from_secs(120)));
+        assert_eq!(with(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            with("Wed, 21 Oct 2015 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(with("Wed, 21 Oct 2015 07:27:00 GMT"), None); // already past
+        assert_eq!(with("soon"), None);
+        assert_eq!(with("-5"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn redactor_removes_every_form_of_a_secret() {
+        let r = Redactor::new(&["s3cr3t+/=key", "ab"]).with_basic("AC1", "tok3n-value");
+        let text = "echo: s3cr3t+/=key, s3cr3t%2B%2F%3Dkey, czNjcjN0Ky89a2V5, Basic QUMxOnRvazNuLXZhbHVl, ab";
+        let clean = r.scrub(text);
+        assert!(!clean.contains("s3cr3t"), "{clean}");
+        assert!(!clean.contains("czNjcjN0Ky89a2V5"), "{clean}");
+        assert!(!clean.contains("QUMxOnRvazNuLXZhbHVl"), "{clean}");
+        assert!(
+            clean.ends_with(", ab"),
+            "too-short secrets are not scrubbed: {clean}"
+        );
+    }
+
+    #[test]
+    fn excerpt_is_one_short_line() {
+        assert_eq!(excerpt("a\n  b\tc"), "a b c");
+        let long = "x".repeat(1000);
+        assert_eq!(excerpt(&long).chars().count(), EXCERPT + 1);
+    }
+}
