@@ -10,7 +10,7 @@ fn shipped_jobs_and_templates_are_valid() {
     let r = ws.run(&["validate"]).ok();
     assert_eq!(
         r.stdout.trim(),
-        "1 job(s) valid: review-request; 0 error(s), 0 warning(s)"
+        "4 job(s) valid: birthday-greeting, complaint-callback, nps-survey, review-request; 0 error(s), 0 warning(s)"
     );
     // And the config the README tells a newcomer to use.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/aftercare.yaml");

@@ -27,7 +27,8 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     match a.format {
         Format::Text => {
             print!("{d}");
-            let names: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
+            let mut names: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
+            names.sort_unstable();
             println!(
                 "{} job(s) valid{}{}; {} error(s), {} warning(s)",
                 app.jobs.len(),
