@@ -37,6 +37,8 @@ pub struct Dispatcher {
     pub sends: Mutex<HashMap<String, Vec<SendMark>>>,
     /// Forecast: decide and render everything, send nothing (every send "succeeds").
     pub dry_run: bool,
+    /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
+    pub on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// What a dispatch run did.
@@ -126,6 +128,9 @@ impl Dispatcher {
         let mut total = Stats::default();
         let mut last_reap: Option<Instant> = None;
         while !*stop.borrow() {
+            if let Some(f) = &self.on_loop {
+                f();
+            }
             if last_reap.is_none_or(|t| t.elapsed() >= self.cfg.lease / 4) {
                 let n = self.store.reap(self.clock.now()).await?;
                 if n > 0 {
@@ -273,6 +278,18 @@ impl Dispatcher {
             next: None,
         };
         let Some(job) = self.planner.jobs.get(&m.job_id).cloned() else {
+            if self.cfg.on_job_removed == crate::config::OnJobRemoved::Hold {
+                let at = now + chrono::Duration::hours(1);
+                return defer(
+                    c,
+                    &m,
+                    at,
+                    format!(
+                        "job `{}` is not defined; held (dispatch.on_job_removed: hold)",
+                        m.job_id
+                    ),
+                );
+            }
             return cancel(c, format!("job `{}` is no longer defined", m.job_id));
         };
         if !job.enabled {
@@ -586,6 +603,7 @@ impl Dispatcher {
     ) -> Completion {
         let now = c.at;
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        crate::metrics::observe_send(channel, d.outcome, ms);
         let attempt_no = m.attempts + 1;
         c.attempt = Some(self.attempt(
             m,

@@ -53,7 +53,18 @@ pub fn data_key(data: &Map<String, Value>, field: &str) -> Option<String> {
 }
 
 /// `marketing` needs consent and counts toward frequency caps; `service` does neither.
-#[derive(Debug, serde::Deserialize, Serialize, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug,
+    serde::Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Hash,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     #[default]
@@ -79,7 +90,7 @@ impl Class {
 }
 
 /// Where an outbox message is in its life. `Claimed` is held under a lease by one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     Scheduled,
@@ -156,7 +167,7 @@ impl Outcome {
 }
 
 /// A planned message row, as the log shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageRecord {
     pub id: String,
     pub job_id: String,
@@ -181,7 +192,7 @@ pub struct MessageRecord {
 }
 
 /// One try at delivering a message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub attempt: i64,
     pub at: DateTime<Utc>,

@@ -11,12 +11,14 @@
 //! decide. `schema` says when migrations run; `copy` moves every row to another store.
 
 mod copy;
+mod ops;
 mod query;
 mod schedule;
 mod schema;
 mod suppress;
 
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use query::LogFilter;
 pub use schedule::{AnniversaryRow, Suppression};
 pub use schema::{MigrationInfo, SchemaStatus};
