@@ -604,6 +604,15 @@ impl Dispatcher {
         let now = c.at;
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         crate::metrics::observe_send(channel, d.outcome, ms);
+        tracing::debug!(
+            message = %m.id,
+            job = %job.id,
+            channel,
+            to = %address.map(crate::logging::mask).unwrap_or_default(),
+            outcome = d.outcome.as_str(),
+            ms,
+            "delivery attempt"
+        );
         let attempt_no = m.attempts + 1;
         c.attempt = Some(self.attempt(
             m,
