@@ -70,7 +70,7 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
         .spawn()
         .unwrap();
     let mut heard: Vec<String> = Vec::new();
-    let mut read_until = |want: &str, heard: &mut Vec<String>| {
+    let read_until = |want: &str, heard: &mut Vec<String>| {
         let mut buf = [0u8; 4096];
         loop {
             if heard.iter().any(|h| h.contains(want)) {
