@@ -11,6 +11,7 @@
 //! decide. `schema` says when migrations run; `copy` moves every row to another store.
 
 mod copy;
+mod ingest;
 mod ops;
 mod query;
 mod schedule;
