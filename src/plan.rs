@@ -51,6 +51,9 @@ pub enum IngestOutcome {
     Rejected(Vec<FieldError>),
 }
 
+/// A message planned earlier in the same ingest batch: its index and its trigger's data.
+type PlannedHere = (usize, Map<String, Value>);
+
 /// Facts about one message for its render context.
 pub struct MessageFacts<'a> {
     pub id: &'a str,
@@ -349,8 +352,7 @@ impl Planner {
         let mut events: Vec<(&Event, &str)> = Vec::new();
         let mut messages: Vec<NewMessage> = Vec::new();
         // Planned in this batch, per (contact, job): message index and trigger data (for stops).
-        let mut planned_here: HashMap<(String, String), Vec<(usize, Map<String, Value>)>> =
-            HashMap::new();
+        let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
         let mut dirty: HashSet<String> = HashSet::new();
         // Stops of messages stored before this batch: (message id, reason).
         let mut db_cancels: Vec<(String, String)> = Vec::new();
