@@ -30,7 +30,9 @@ smtp-sink "${user[@]}" -m 1024 127.0.0.1:$port 1024 >/dev/null 2>&1 &
 sink_pid=$!
 for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 
-cp -r "$root/jobs" "$root/message_templates" "$work/"
+mkdir -p "$work/jobs"
+cp "$root/jobs/review-request.yaml" "$work/jobs/"
+cp -r "$root/message_templates" "$work/"
 cat > "$work/aftercare.yaml" <<YAML
 store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: $SYNC}
 jobs_dir: jobs
@@ -41,6 +43,7 @@ email:
   transport: smtp
   smtp: {host: 127.0.0.1, port: $port, tls: none, pool_size: $SESSIONS, timeout: 30s}
 dispatch: {batch_size: $BATCH, concurrency: $CONCURRENCY, expire_after: never}
+policy: {consent: opt_out, caps: [], send_window: {start: "00:00", end: "24:00"}}
 YAML
 awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-20T10:00:00+08:00\",\"contact\":{\"id\":\"c-%d\",\"name\":\"王芳\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\",\"timezone\":\"Asia/Shanghai\"},\"data\":{\"order_id\":\"SO-%d\",\"review_url\":\"https://shop.example.com/review/SO-%d\"}}\n", i, i, i, i, i }' > "$work/events.jsonl"
 
