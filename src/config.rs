@@ -33,6 +33,8 @@ struct RawConfig {
     policy: RawPolicy,
     unsubscribe: Option<RawUnsubscribe>,
     webhook: Option<RawWebhook>,
+    /// SMS gateways (checked by `channels::sms::config`).
+    sms: Option<crate::channels::sms::RawSmsConfig>,
     node_id: Option<String>,
 }
 
@@ -212,6 +214,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub unsubscribe: Option<UnsubscribeConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// The SMS gateways; `None` without an `sms:` section (jobs cannot list `sms` then).
+    pub sms: Option<crate::channels::sms::SmsConfig>,
     pub node_id: String,
 }
 
@@ -483,6 +487,7 @@ impl Checker<'_> {
         let policy = self.policy(raw.policy);
         let unsubscribe = raw.unsubscribe.map(|u| self.unsubscribe(u, &resolve));
         let webhook = raw.webhook.map(|w| self.webhook(w, &resolve));
+        let sms = raw.sms.as_ref().and_then(|s| self.sms(s, base));
         let node_id = raw.node_id.unwrap_or_else(default_node_id);
         Config {
             path: path.to_path_buf(),
@@ -496,7 +501,25 @@ impl Checker<'_> {
             policy,
             unsubscribe,
             webhook,
+            sms,
             node_id,
+        }
+    }
+
+    /// The `sms:` section, checked by the SMS module; each problem it finds is located here.
+    fn sms(
+        &mut self,
+        raw: &crate::channels::sms::RawSmsConfig,
+        base: &Path,
+    ) -> Option<crate::channels::sms::SmsConfig> {
+        match crate::channels::sms::compile(raw, base) {
+            Ok(c) => Some(c),
+            Err(problems) => {
+                for p in problems {
+                    self.err(&p.path, p.message, p.hint);
+                }
+                None
+            }
         }
     }
 

@@ -1089,18 +1089,39 @@ async fn log_scenario() {
     }
 }
 
-#[test]
-fn a_missing_secret_is_named_not_shown() {
+/// Secrets are read at first use: the channel builds without them, and a send through the
+/// gateway skips it as unavailable (transient: the message waits for the operator), naming
+/// the file, without a request; once the file is there the gateway works.
+#[tokio::test]
+async fn a_missing_secret_is_named_not_shown() {
+    let stub = Stub::start(|_, _| aliyun_ok("900")).await;
     let dir = secrets();
     std::fs::remove_file(dir.path().join("aliyun.secret")).unwrap();
-    let cfg = config(
-        dir.path(),
-        &["ali"],
-        &[aliyun_yaml("ali", "http://127.0.0.1:9")],
-    );
-    let err = SmsChannel::new(&cfg).err().expect("no secret").to_string();
+    let cfg = config(dir.path(), &["ali"], &[aliyun_yaml("ali", &stub.url)]);
+    let ch = SmsChannel::new(&cfg).expect("builds without the secret");
+    let err = ch.check_secrets("ali").unwrap_err();
     assert!(err.contains("sms.gateways.ali.access_key_secret"), "{err}");
     assert!(err.contains("aliyun.secret"), "{err}");
+    let r = ch.send(&[], &both("hi")).await;
+    assert!(r.hops.is_empty());
+    assert!(
+        matches!(&r.skipped[0].reason, SkipReason::Unavailable(w) if w.contains("aliyun.secret"))
+    );
+    let d = r.delivery();
+    assert_eq!(d.outcome, Outcome::Transient);
+    assert!(
+        d.detail
+            .contains("ali is unavailable: sms.gateways.ali.access_key_secret"),
+        "{}",
+        d.detail
+    );
+    assert!(stub.seen().is_empty());
+    std::fs::write(dir.path().join("aliyun.secret"), ALIYUN_SECRET).unwrap();
+    assert_eq!(
+        ch.send(&[], &both("hi")).await.delivery().outcome,
+        Outcome::Sent
+    );
+    assert_eq!(stub.seen().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! `aftercare run`: the daemon, or one pass with `--once`.
 
 use super::{App, Exit, parse_time};
+use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
 use crate::clock::SharedClock;
@@ -35,11 +36,20 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         Some(w) => Some(WebhookChannel::new(w).map_err(|e| Exit::invalid(format!("{e:#}")))?),
         None => None,
     };
+    // Gateways read their secrets at first use: the daemon starts without them.
+    let sms = match &app.config.sms {
+        Some(s) => Some(SmsChannel::new(s).map_err(|e| Exit::invalid(format!("{e:#}")))?),
+        None => None,
+    };
     let clock = crate::clock::from_option(a.now);
     let dispatcher = Arc::new(Dispatcher {
         store: store.clone(),
         planner: app.planner(),
-        channels: Arc::new(Channels { email, webhook }),
+        channels: Arc::new(Channels {
+            email,
+            webhook,
+            sms,
+        }),
         clock: clock.clone(),
         cfg: app.config.dispatch.clone(),
         node: app.config.node_id.clone(),
