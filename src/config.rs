@@ -299,7 +299,7 @@ impl Secret {
         match self {
             Secret::None => Ok(None),
             Secret::Env(var) => std::env::var(var).map(Some).map_err(|_| {
-                anyhow::anyhow!("{field}: environment variable {var} is not set (export it, or use a password file)")
+                anyhow::anyhow!("{field}: environment variable {var} is not set (export it, or keep the secret in a file: the matching *_file key)")
             }),
             Secret::File(p) => std::fs::read_to_string(p)
                 .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))

@@ -442,7 +442,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
     let sms = sms_settings(
         &mut c,
         raw.sms.as_ref(),
-        channels.iter().any(|ch| ch == "sms"),
+        listed.iter().any(|ch| ch == "sms"),
         class,
         &step_templates,
         env,
@@ -511,14 +511,18 @@ fn sms_settings(
     templates: &[String],
     env: &CompileEnv,
 ) -> SmsSettings {
-    let Some(cfg) = env.sms.filter(|_| uses_sms) else {
-        if raw.is_some() && !uses_sms {
+    if !uses_sms {
+        if raw.is_some() {
             c.warn(
                 "sms",
                 "SMS settings, but `channels` does not list sms: they are unused",
                 Some("add sms to channels, e.g. channels: [sms, email]".into()),
             );
         }
+        return SmsSettings::default();
+    }
+    // Without gateways, `channels` has said so already.
+    let Some(cfg) = env.sms.filter(|s| !s.gateways.is_empty()) else {
         return SmsSettings::default();
     };
     let empty = RawJobSms {
@@ -563,10 +567,14 @@ fn sms_settings(
         if !templates.iter().any(|t| t == tpl) {
             let hint = did_you_mean(tpl, templates.iter().map(String::as_str))
                 .unwrap_or_else(|| format!("this job's templates: {}", templates.join(", ")));
-            c.error(
-                &field,
-                format!("`{tpl}` is not a template of this job"),
-                Some(hint),
+            // At the key: it is the name that is wrong.
+            c.diags.push(
+                Diagnostic::error(
+                    c.path,
+                    c.spans.key(&field),
+                    format!("{field}: `{tpl}` is not a template of this job"),
+                )
+                .with_hint(hint),
             );
         }
         if code.trim().is_empty() {
@@ -651,8 +659,8 @@ fn sms_settings(
                     c.warn(
                         "sms.max_segments",
                         format!(
-                            "{file} can exceed max_segments {max}: a value outside GSM-7 (a Chinese name, an emoji) makes it UCS-2, {} with the fixed text alone",
-                            wide
+                            "{file} can exceed max_segments {max}: a value outside GSM-7 (a Chinese name, an emoji) makes the text UCS-2, and the fixed text alone is then {} segments",
+                            wide.segments
                         ),
                         Some("shorten the text, or raise max_segments".into()),
                     );

@@ -780,10 +780,18 @@ impl Compiler<'_> {
             }
             (Some(from), None) => {
                 let from = from.trim();
-                if from.starts_with('+')
-                    && let Err(e) = crate::ingest::normalise_phone(from)
-                {
-                    self.err(format!("{at}.from"), e, None);
+                // A shape check only: the full number database (phonenumber's) costs every
+                // command that loads the config a noticeable start-up; Twilio refuses a
+                // sender that is not one of the account's numbers anyway, in the log.
+                if from.starts_with('+') && !is_e164_shaped(from) {
+                    self.err(
+                        format!("{at}.from"),
+                        format!("`{from}` is not a number in E.164 form"),
+                        Some(
+                            "+, the country code and the number: 8 to 15 digits, e.g. +15005550006"
+                                .into(),
+                        ),
+                    );
                 }
                 TwilioSender::From(from.to_string())
             }
@@ -1065,6 +1073,13 @@ impl Compiler<'_> {
         }
         Some(cfg)
     }
+}
+
+/// `+` and 8 to 15 digits, the first not 0 (E.164's shape).
+fn is_e164_shaped(n: &str) -> bool {
+    n.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
 }
 
 /// Whether a handlebars template refers to `var` in one of its `{{...}}` expressions.
