@@ -961,3 +961,69 @@ fn preview_shows_the_sms_its_length_and_route() {
     }
     assert!(stub.seen().is_empty());
 }
+
+/// Lints for SMS templates: a fixed text already over the job's max_segments, and a
+/// marketing SMS that does not say how to opt out. Warnings: the job still runs.
+#[test]
+fn validate_warns_about_a_long_or_opt_out_less_marketing_sms() {
+    let stub = Stub::spawn(|_, _| ok_json(1));
+    let ws = workspace(
+        None,
+        &["gw"],
+        &[http_gw("gw", &stub, "5/s")],
+        &[job("j", "[sms, email]", "sms: {max_segments: 1}\n")],
+    );
+    ws.write(
+        "message_templates/review_request/sms.zh-CN.hbs",
+        &format!("{{{{contact.name}}}}{}\n", "好".repeat(80)),
+    );
+    let r = ws.run(&["validate"]).ok();
+    for want in [
+        "jobs/j.yaml:6:21: warning: sms.max_segments: message_templates/review_request/sms.zh-CN.hbs is 2 segments, UCS-2 before any value is filled in, more than max_segments 1: its messages will be refused on SMS",
+        "message_templates/review_request/sms.zh-CN.hbs: warning: a marketing SMS that does not say how to opt out",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "missing:\n{want}\nin:\n{}",
+            r.stdout
+        );
+    }
+    assert_eq!(ws.run(&["validate", "--deny-warnings"]).code, 1);
+}
+
+/// The forecast decides the channel like a run (SMS for a contact with a phone, email for
+/// one without) and asks no gateway.
+#[test]
+fn forecast_shows_the_channel_and_sends_nothing() {
+    let stub = Stub::spawn(|_, _| ok_json(1));
+    let ws = workspace(
+        None,
+        &["gw"],
+        &[http_gw("gw", &stub, "5/s")],
+        &[job("j", "[sms, email]", "")],
+    );
+    ws.import(&[
+        order(1, Some(PHONE), Some("a@example.com"), json!({})),
+        order(2, None, Some("b@example.com"), json!({})),
+    ])
+    .ok();
+    let out = ws
+        .run(&[
+            "forecast",
+            "--now",
+            "2026-11-22T00:00:00+08:00",
+            "--until",
+            "2026-11-24",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("contact c-1  order SO-1  sms +8613800138000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("contact c-2  order SO-2  email b@example.com"),
+        "{out}"
+    );
+    assert!(stub.seen().is_empty());
+}
