@@ -35,7 +35,53 @@ struct RawConfig {
     webhook: Option<RawWebhook>,
     /// SMS gateways (checked by `channels::sms::config`).
     sms: Option<crate::channels::sms::RawSmsConfig>,
+    api: Option<RawApi>,
     node_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+    max_events: Option<usize>,
+    max_body: Option<String>,
+    /// How many events one shared transaction takes at most (group commit).
+    group_commit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    scope: Scope,
+    token_env: Option<String>,
+    token_file: Option<String>,
+}
+
+/// What a bearer token may do. `admin` may do everything, `read` only reads, `ingest` only
+/// posts events.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn allows(self, needed: Scope) -> bool {
+        self == Scope::Admin || self == needed
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -188,8 +234,20 @@ struct RawDispatch {
     lease: Option<String>,
     poll_interval: Option<String>,
     expire_after: Option<String>,
+    on_job_removed: Option<OnJobRemoved>,
     #[serde(default)]
     retry: RawRetry,
+}
+
+/// What happens to pending messages of a job removed from the jobs folder (on reload).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnJobRemoved {
+    /// Cancelled, with the reason in the log.
+    #[default]
+    Cancel,
+    /// Left waiting until the job is back.
+    Hold,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -216,7 +274,27 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// The SMS gateways; `None` without an `sms:` section (jobs cannot list `sms` then).
     pub sms: Option<crate::channels::sms::SmsConfig>,
+    pub api: Option<ApiConfig>,
     pub node_id: String,
+}
+
+/// The HTTP API: where it listens and who may call it.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: std::net::SocketAddr,
+    pub tokens: Vec<TokenConfig>,
+    /// Events per `POST /v1/events` at most.
+    pub max_events: usize,
+    /// Request body size at most, in bytes.
+    pub max_body: usize,
+    pub group_commit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub name: String,
+    pub scope: Scope,
+    pub secret: Secret,
 }
 
 /// Defaults for the customer-protecting rules; jobs may override some.
@@ -340,6 +418,7 @@ pub struct DispatchConfig {
     pub poll_interval: Duration,
     /// A message more than this late (a backfill of old events, a long outage) is not sent.
     pub expire_after: Option<Duration>,
+    pub on_job_removed: OnJobRemoved,
     pub retry: RetryConfig,
 }
 
@@ -358,6 +437,7 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             expire_after: Some(Duration::from_secs(7 * 86_400)),
+            on_job_removed: OnJobRemoved::Cancel,
             retry: RetryConfig {
                 max_attempts: 8,
                 initial: Duration::from_secs(60),
@@ -488,6 +568,7 @@ impl Checker<'_> {
         let unsubscribe = raw.unsubscribe.map(|u| self.unsubscribe(u, &resolve));
         let webhook = raw.webhook.map(|w| self.webhook(w, &resolve));
         let sms = raw.sms.as_ref().and_then(|s| self.sms(s, base));
+        let api = raw.api.map(|a| self.api(a, &resolve));
         let node_id = raw.node_id.unwrap_or_else(default_node_id);
         Config {
             path: path.to_path_buf(),
@@ -502,6 +583,7 @@ impl Checker<'_> {
             unsubscribe,
             webhook,
             sms,
+            api,
             node_id,
         }
     }
@@ -520,6 +602,61 @@ impl Checker<'_> {
                 }
                 None
             }
+        }
+    }
+
+    fn api(&mut self, raw: RawApi, resolve: &dyn Fn(&str) -> PathBuf) -> ApiConfig {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            self.err(
+                "api.listen",
+                format!("`{listen_text}` is not an address:port"),
+                Some("e.g. 127.0.0.1:8080 or 0.0.0.0:8080".into()),
+            );
+            std::net::SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let mut tokens = Vec::new();
+        for (i, t) in raw.tokens.iter().enumerate() {
+            let at = format!("api.tokens[{i}]");
+            let secret = match (&t.token_env, &t.token_file) {
+                (Some(e), None) => Secret::Env(e.clone()),
+                (None, Some(f)) => Secret::File(resolve(f)),
+                _ => {
+                    self.err(
+                        &at,
+                        "give exactly one of token_env or token_file".into(),
+                        Some("tokens never live in this file".into()),
+                    );
+                    continue;
+                }
+            };
+            if raw.tokens[..i].iter().any(|o| o.name == t.name) {
+                self.err(
+                    &format!("{at}.name"),
+                    format!("token name `{}` is used twice", t.name),
+                    None,
+                );
+            }
+            tokens.push(TokenConfig {
+                name: t.name.clone(),
+                scope: t.scope,
+                secret,
+            });
+        }
+        let max_body = match raw.max_body.as_deref().map(parse_size) {
+            None => 1 << 20,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.err("api.max_body", e, Some("e.g. 1MiB, 512KiB".into()));
+                1 << 20
+            }
+        };
+        ApiConfig {
+            listen,
+            tokens,
+            max_events: raw.max_events.unwrap_or(1000).max(1),
+            max_body,
+            group_commit: raw.group_commit.unwrap_or(2000).max(1),
         }
     }
 
@@ -857,9 +994,29 @@ impl Checker<'_> {
                 d.poll_interval,
             ),
             expire_after,
+            on_job_removed: raw.on_job_removed.unwrap_or_default(),
             retry,
         }
     }
+}
+
+/// `1MiB`, `512KiB`, `2000000` (bytes).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("`{text}` is not a size"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "k" => 1024,
+        "MiB" | "MB" | "M" => 1024 * 1024,
+        other => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{other}` (B, KiB, MiB)"
+            ));
+        }
+    };
+    Ok(n * mult)
 }
 
 /// `{start: "09:00", end: "21:00"}` as a [`SendWindow`].

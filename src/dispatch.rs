@@ -38,6 +38,8 @@ pub struct Dispatcher {
     pub sends: Mutex<HashMap<String, Vec<SendMark>>>,
     /// Forecast: decide and render everything, send nothing (every send "succeeds").
     pub dry_run: bool,
+    /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
+    pub on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// What a dispatch run did.
@@ -127,6 +129,9 @@ impl Dispatcher {
         let mut total = Stats::default();
         let mut last_reap: Option<Instant> = None;
         while !*stop.borrow() {
+            if let Some(f) = &self.on_loop {
+                f();
+            }
             if last_reap.is_none_or(|t| t.elapsed() >= self.cfg.lease / 4) {
                 let n = self.store.reap(self.clock.now()).await?;
                 if n > 0 {
@@ -274,6 +279,18 @@ impl Dispatcher {
             next: None,
         };
         let Some(job) = self.planner.jobs.get(&m.job_id).cloned() else {
+            if self.cfg.on_job_removed == crate::config::OnJobRemoved::Hold {
+                let at = now + chrono::Duration::hours(1);
+                return defer(
+                    c,
+                    &m,
+                    at,
+                    format!(
+                        "job `{}` is not defined; held (dispatch.on_job_removed: hold)",
+                        m.job_id
+                    ),
+                );
+            }
             return cancel(c, format!("job `{}` is no longer defined", m.job_id));
         };
         if !job.enabled {
@@ -535,7 +552,7 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => {
                 let d = Delivery::permanent(render_failure(&e));
-                let a = self.new_attempt(number, now, "email", Some(address), None, &d, 0);
+                let a = self.new_attempt(m, number, now, "email", Some(address), None, &d, 0);
                 return (vec![a], d);
             }
         };
@@ -561,7 +578,7 @@ impl Dispatcher {
                 .await
         };
         let ms = millis(started.elapsed());
-        let a = self.new_attempt(number, now, "email", Some(address), None, &d, ms);
+        let a = self.new_attempt(m, number, now, "email", Some(address), None, &d, ms);
         (vec![a], d)
     }
 
@@ -576,7 +593,7 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> (Vec<NewAttempt>, Delivery) {
         let one = |d: Delivery| {
-            let a = self.new_attempt(number, now, "sms", Some(phone), None, &d, 0);
+            let a = self.new_attempt(m, number, now, "sms", Some(phone), None, &d, 0);
             (vec![a], d)
         };
         let Some(sms) = &self.channels.sms else {
@@ -636,6 +653,7 @@ impl Dispatcher {
         if routed.hops.is_empty() {
             // No gateway could be asked (down, unavailable, unsuitable): one row says why.
             let a = self.new_attempt(
+                m,
                 number,
                 now,
                 "sms",
@@ -666,6 +684,7 @@ impl Dispatcher {
                     hd.detail = format!("{} ({})", hd.detail, passed_over.join(", "));
                 }
                 self.new_attempt(
+                    m,
                     number + i as i64,
                     now,
                     "sms",
@@ -688,6 +707,7 @@ impl Dispatcher {
     #[allow(clippy::too_many_arguments)]
     fn new_attempt(
         &self,
+        m: &Claimed,
         number: i64,
         now: DateTime<Utc>,
         channel: &str,
@@ -696,6 +716,17 @@ impl Dispatcher {
         d: &Delivery,
         ms: i64,
     ) -> NewAttempt {
+        crate::metrics::observe_send(channel, d.outcome, ms);
+        tracing::debug!(
+            message = %m.id,
+            job = %m.job_id,
+            channel,
+            gateway = gateway.unwrap_or_default(),
+            to = %address.map(crate::logging::mask).unwrap_or_default(),
+            outcome = d.outcome.as_str(),
+            ms,
+            "delivery attempt"
+        );
         NewAttempt {
             number,
             at: now,
@@ -724,6 +755,7 @@ impl Dispatcher {
         started: Instant,
     ) -> Completion {
         let a = self.new_attempt(
+            m,
             m.attempts + 1,
             c.at,
             channel,

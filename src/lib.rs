@@ -2,15 +2,19 @@
 //!
 //! See ARCHITECTURE.md for the flow and the map of these modules.
 
+pub mod api;
 pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod diag;
 pub mod dispatch;
 pub mod duration;
 pub mod ingest;
 pub mod jobs;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;

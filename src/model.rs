@@ -53,7 +53,18 @@ pub fn data_key(data: &Map<String, Value>, field: &str) -> Option<String> {
 }
 
 /// `marketing` needs consent and counts toward frequency caps; `service` does neither.
-#[derive(Debug, serde::Deserialize, Serialize, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug,
+    serde::Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Hash,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     #[default]
@@ -79,7 +90,7 @@ impl Class {
 }
 
 /// Where an outbox message is in its life. `Claimed` is held under a lease by one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     Scheduled,
@@ -156,7 +167,7 @@ impl Outcome {
 }
 
 /// A planned message row, as the log shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageRecord {
     pub id: String,
     pub job_id: String,
@@ -183,8 +194,8 @@ pub struct MessageRecord {
     pub attempt_log: Vec<AttemptRecord>,
 }
 
-/// One try at delivering a message.
-#[derive(Debug, Clone, Serialize)]
+/// One request to deliver a message: to an SMTP server, a webhook, or one SMS gateway.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub attempt: i64,
     pub at: DateTime<Utc>,
@@ -206,7 +217,7 @@ pub struct AttemptRecord {
 }
 
 /// A delivery receipt a gateway pushed for one attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReceiptRecord {
     pub received_at: DateTime<Utc>,
     /// `delivered`, `undelivered` or `pending`.

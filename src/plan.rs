@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use handlebars::Context;
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub enum IngestOutcome {
     },
     Rejected(Vec<FieldError>),
 }
+
+/// A message planned earlier in the same ingest batch: its index and its trigger's data.
+type PlannedHere = (usize, Map<String, Value>);
 
 /// Facts about one message for its render context.
 pub struct MessageFacts<'a> {
@@ -334,7 +338,9 @@ impl Planner {
     }
 
     /// Ingest checked events: store each once, upsert its contact, plan and stop messages.
-    /// One transaction for the whole batch; a rejected item writes nothing.
+    /// One transaction for the whole batch, in a few multi-row statements: everything is
+    /// decided in memory first (in batch order, as if the events came one by one), then
+    /// written. A rejected item writes nothing.
     pub async fn ingest(
         &self,
         store: &Store,
@@ -342,18 +348,43 @@ impl Planner {
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = store.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
+        let ids: Vec<String> = batch.iter().map(|i| i.event.id.clone()).collect();
+        let stored_digests = tx.event_digests(&ids).await?;
+        let mut contact_ids: Vec<String> = batch.iter().map(|i| i.contact.id.clone()).collect();
+        contact_ids.sort();
+        contact_ids.dedup();
+        let mut contacts = tx.contacts_by_id(&contact_ids).await?;
+        let stop_types = self.jobs.stop_types();
+        // Stop events of these contacts, stored or earlier in this batch.
+        let mut stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
+
+        enum Pending {
+            Done(IngestOutcome),
+            Store {
+                event: usize,
+                messages: Vec<usize>,
+                stopped: usize,
+            },
+        }
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut outcomes: Vec<Pending> = Vec::with_capacity(batch.len());
+        let mut events: Vec<(&Event, &str)> = Vec::new();
+        let mut messages: Vec<NewMessage> = Vec::new();
+        // Planned in this batch, per (contact, job): message index and trigger data (for stops).
+        let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
+        let mut dirty: HashSet<String> = HashSet::new();
+        // Stops of messages stored before this batch: (message id, reason).
+        let mut db_cancels: Vec<(String, String)> = Vec::new();
         for inc in batch {
             let ev = &inc.event;
-            if let Some(digest) = tx.event_digest(&ev.id).await? {
-                out.push(IngestOutcome::Duplicate {
-                    same: digest == inc.digest,
-                });
+            if let Some(digest) = stored_digests.get(&ev.id).or_else(|| seen.get(&ev.id)) {
+                outcomes.push(Pending::Done(IngestOutcome::Duplicate {
+                    same: *digest == inc.digest,
+                }));
                 continue;
             }
-            let stored = tx.contact(&inc.contact.id).await?;
-            let contact = inc.contact.apply(stored.as_ref());
-            // Decide everything before writing anything.
+            let stored = contacts.get(&inc.contact.id);
+            let contact = inc.contact.apply(stored);
             let mut planned = Vec::new();
             let mut errors = Vec::new();
             for job in self.jobs.triggered_by(&ev.kind) {
@@ -363,32 +394,34 @@ impl Planner {
                 }
             }
             if !errors.is_empty() {
-                out.push(IngestOutcome::Rejected(errors));
+                outcomes.push(Pending::Done(IngestOutcome::Rejected(errors)));
                 continue;
             }
-            if !tx.insert_event(ev, &inc.digest, now).await? {
-                out.push(IngestOutcome::Duplicate { same: false });
-                continue;
+            seen.insert(ev.id.clone(), inc.digest.clone());
+            if stored != Some(&contact) {
+                dirty.insert(contact.id.clone());
+                contacts.insert(contact.id.clone(), contact.clone());
             }
-            if stored.as_ref() != Some(&contact) {
-                tx.upsert_contact(&contact, now).await?;
-            }
-            // An event that arrives after its own stop event (imports out of order) is planned
-            // as cancelled, so the log says why nothing went out.
-            let (mut new, mut already) = (0, 0);
+            let mut mine = Vec::new();
             for (job, mut m) in planned {
+                // An event that arrives after its own stop event (imports out of order) is
+                // planned as cancelled, so the log says why nothing went out.
                 if let Some(stop) = &job.stop_when {
-                    let stops = tx.event_data_of(&contact.id, &stop.event).await?;
-                    if let Some(reason) = stop_reason(stop, &ev.data, &stops) {
+                    let stops = stop_data
+                        .get(&(contact.id.clone(), stop.event.clone()))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    if let Some(reason) = stop_reason(stop, &ev.data, stops) {
                         m.state = MessageState::Cancelled;
                         m.reason = Some(reason);
                     }
                 }
-                if tx.insert_message(&m, now).await? {
-                    new += 1;
-                } else {
-                    already += 1;
-                }
+                planned_here
+                    .entry((contact.id.clone(), job.id.clone()))
+                    .or_default()
+                    .push((messages.len(), ev.data.clone()));
+                mine.push(messages.len());
+                messages.push(m);
             }
             let mut stopped = 0;
             for job in self.jobs.stopped_by(&ev.kind) {
@@ -399,22 +432,106 @@ impl Planner {
                 for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
                     if let Some(reason) =
                         stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
-                        && tx
-                            .cancel(&id, &format!("{reason} (event {})", ev.id), now)
-                            .await?
+                        && !db_cancels.iter().any(|(i, _)| *i == id)
                     {
+                        db_cancels.push((id, format!("{reason} (event {})", ev.id)));
+                        stopped += 1;
+                    }
+                }
+                for (idx, trigger_data) in planned_here
+                    .get(&(contact.id.clone(), job.id.clone()))
+                    .into_iter()
+                    .flatten()
+                {
+                    let m = &mut messages[*idx];
+                    if matches!(m.state, MessageState::Scheduled | MessageState::Open)
+                        && let Some(reason) =
+                            stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
+                    {
+                        m.state = MessageState::Cancelled;
+                        m.reason = Some(format!("{reason} (event {})", ev.id));
                         stopped += 1;
                     }
                 }
             }
-            out.push(IngestOutcome::Accepted {
-                planned: new,
-                already_planned: already,
+            if stop_types.contains(&ev.kind) {
+                stop_data
+                    .entry((contact.id.clone(), ev.kind.clone()))
+                    .or_default()
+                    .push(ev.data.clone());
+            }
+            outcomes.push(Pending::Store {
+                event: events.len(),
+                messages: mine,
                 stopped,
             });
+            events.push((ev, inc.digest.as_str()));
+        }
+
+        // Write: events first, so an id another writer took meanwhile writes nothing more.
+        let inserted = tx.insert_events(&events, now).await?;
+        let lost: HashSet<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, (e, _))| !inserted.contains(&e.id))
+            .map(|(i, _)| i)
+            .collect();
+        let mut keep_messages = Vec::with_capacity(messages.len());
+        let mut keep_contacts: Vec<&Contact> = Vec::new();
+        let mut lost_contacts: HashSet<&str> = HashSet::new();
+        for p in &outcomes {
+            if let Pending::Store {
+                event,
+                messages: mine,
+                ..
+            } = p
+            {
+                if lost.contains(event) {
+                    lost_contacts.insert(events[*event].0.contact_id.as_str());
+                } else {
+                    keep_messages.extend(mine.iter().map(|i| messages[*i].clone()));
+                }
+            }
+        }
+        for id in &dirty {
+            if !lost_contacts.contains(id.as_str())
+                && let Some(c) = contacts.get(id)
+            {
+                keep_contacts.push(c);
+            }
+        }
+        keep_contacts.sort_by(|a, b| a.id.cmp(&b.id));
+        tx.upsert_contacts(&keep_contacts, now).await?;
+        let new_ids = tx.insert_messages(&keep_messages, now).await?;
+        for (id, reason) in &db_cancels {
+            tx.cancel(id, reason, now).await?;
         }
         tx.commit().await?;
-        Ok(out)
+
+        Ok(outcomes
+            .into_iter()
+            .map(|p| match p {
+                Pending::Done(o) => o,
+                Pending::Store { event, .. } if lost.contains(&event) => {
+                    IngestOutcome::Duplicate { same: false }
+                }
+                Pending::Store {
+                    messages: mine,
+                    stopped,
+                    ..
+                } => {
+                    let planned = mine
+                        .iter()
+                        .filter(|i| new_ids.contains(&messages[**i].id))
+                        .count();
+                    IngestOutcome::Accepted {
+                        planned,
+                        already_planned: mine.len() - planned,
+                        stopped,
+                    }
+                }
+            })
+            .collect())
     }
 }
 

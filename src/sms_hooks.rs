@@ -15,12 +15,13 @@
 //! Here rather than in `channels/`: channels never touch the store. Errors say which HTTP
 //! status the endpoint answers ([`HookError::status`]): the provider retries 5xx, not 4xx.
 
-use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_stop_reply, mask};
+use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_stop_reply};
+use crate::logging::mask;
 use crate::store::{NewReceipt, ReceiptMatch, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 /// What one request came to, for the endpoint's answer and the daemon's log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Receipts in the request.
     pub receipts: usize,

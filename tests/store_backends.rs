@@ -716,7 +716,7 @@ async fn find_messages_applies_every_filter(b: Backend) {
                 since: Some(t("2026-11-01T00:00:00Z")),
                 until: Some(t("2026-11-30T00:00:00Z")),
                 limit: 10,
-                channel_plan: None,
+                ..Default::default()
             },
             vec!["C"],
         ),

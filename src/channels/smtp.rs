@@ -14,7 +14,9 @@ use crate::model::Outcome;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::{Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::response::Severity;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ pub struct SmtpPool {
     credentials: Option<Credentials>,
     starttls: Option<TlsParameters>,
     implicit: Option<tokio_rustls::TlsConnector>,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
     slots: Semaphore,
 }
 
@@ -138,7 +140,20 @@ impl SmtpPool {
             Ok(c) => c,
             Err(d) => return d,
         };
-        match conn.send(envelope, email).await {
+        let plain = email.is_ascii()
+            && envelope
+                .from()
+                .is_none_or(|a| AsRef::<str>::as_ref(a).is_ascii())
+            && envelope
+                .to()
+                .iter()
+                .all(|a| AsRef::<str>::as_ref(a).is_ascii());
+        let result = if conn.pipelining && plain {
+            send_pipelined(&mut conn.inner, envelope, email).await
+        } else {
+            conn.inner.send(envelope, email).await
+        };
+        match result {
             Ok(resp) => {
                 self.checkin(conn);
                 Delivery {
@@ -150,36 +165,34 @@ impl SmtpPool {
                 }
             }
             Err(e) => {
-                // lettre closes the connection on any error; a broken one is not reused.
-                if !conn.has_broken() {
-                    self.checkin(conn);
-                }
+                // After a refusal the session may hold unread pipelined replies: never reuse it.
+                conn.inner.abort().await;
                 classify(&e)
             }
         }
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
+    fn checkin(&self, conn: Conn) {
         self.idle
             .lock()
             .expect("pool lock")
             .push((conn, Instant::now()));
     }
 
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, Delivery> {
+    async fn checkout(&self) -> Result<Conn, Delivery> {
         loop {
             let next = self.idle.lock().expect("pool lock").pop();
             let Some((mut conn, since)) = next else { break };
             let idle = since.elapsed();
-            if idle < PROBE_AFTER || (idle < IDLE_LIMIT && conn.test_connected().await) {
+            if idle < PROBE_AFTER || (idle < IDLE_LIMIT && conn.inner.test_connected().await) {
                 return Ok(conn);
             }
-            conn.abort().await;
+            conn.inner.abort().await;
         }
         self.connect().await
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, Delivery> {
+    async fn connect(&self) -> Result<Conn, Delivery> {
         let target = format!("{}:{}", self.host, self.port);
         let tcp = match tokio::time::timeout(
             self.connect_timeout,
@@ -237,8 +250,63 @@ impl SmtpPool {
                     d
                 })?;
         }
-        Ok(conn)
+        // lettre keeps only some EHLO keywords; ask again to learn about PIPELINING.
+        let ehlo = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(|e| classify(&e))?;
+        let pipelining = ehlo.message().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+        });
+        Ok(Conn {
+            inner: conn,
+            pipelining,
+        })
     }
+}
+
+/// A pooled session and what its server offered.
+struct Conn {
+    inner: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+/// One mail transaction with PIPELINING (RFC 2920): MAIL, RCPT and DATA in one write, the
+/// body and its final dot in another, two round trips instead of four.
+async fn send_pipelined(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    email: &[u8],
+) -> Result<Response, lettre::transport::smtp::Error> {
+    let mut head = Mail::new(envelope.from().cloned(), vec![]).to_string();
+    for to in envelope.to() {
+        head.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+    }
+    head.push_str("DATA\r\n");
+    conn.command(head).await?;
+    for _ in envelope.to() {
+        conn.read_response().await?;
+    }
+    conn.read_response().await?;
+    conn.command(dot_stuffed(email)).await
+}
+
+/// The body as DATA carries it: a leading `.` doubled on every line, then `CRLF.CRLF`.
+fn dot_stuffed(email: &[u8]) -> String {
+    let text = String::from_utf8_lossy(email);
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut at_line_start = true;
+    for c in text.chars() {
+        if at_line_start && c == '.' {
+            out.push('.');
+        }
+        out.push(c);
+        at_line_start = c == '\n';
+    }
+    out.push_str("\r\n.\r\n");
+    out
 }
 
 /// SMTP 4xx, network and TLS trouble are transient; 5xx and malformed requests are not.
@@ -263,4 +331,18 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
         return Delivery::permanent(format!("{e}"));
     }
     Delivery::transient(format!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_stuffed;
+
+    #[test]
+    fn leading_dots_are_doubled() {
+        assert_eq!(
+            dot_stuffed(b"a\r\n.b\r\n..c\r\nd.e"),
+            "a\r\n..b\r\n...c\r\nd.e\r\n.\r\n"
+        );
+        assert_eq!(dot_stuffed(b".start"), "..start\r\n.\r\n");
+    }
 }

@@ -80,6 +80,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         node: "forecast".into(),
         sends: Default::default(),
         dry_run: true,
+        on_loop: None,
     });
     let mut scheduler = Scheduler::new(scratch.clone(), planner);
     scheduler.horizon = until - now + Span::days(1);

@@ -81,6 +81,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         since: a.since,
         until: a.until,
         limit: a.limit,
+        ..Default::default()
     };
     let messages = store.find_messages(&filter).await?;
     store.close().await;

@@ -44,6 +44,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    /// Log format [default: text on a terminal, journald under systemd]
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<crate::logging::LogFormat>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,11 @@ enum Command {
     Unsubscribe(suppress::UnsubscribeArgs),
     /// Callback tasks for agents; `callbacks done ID` closes one
     Callbacks(callbacks::Args),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Apply the store's pending schema migrations and print them
     Migrate(migrate::Args),
     /// Work with the store
@@ -118,7 +127,12 @@ impl Exit {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_tracing(matches!(cli.command, Command::Run(_)));
+    let default_level = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    crate::logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,22 +173,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Suppress(c) => suppress::run(&config_path, c).await,
         Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
         Command::Callbacks(a) => callbacks::run(&config_path, a).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "aftercare",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Migrate(a) => migrate::run(&config_path, a).await,
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
     }
-}
-
-fn init_tracing(daemon: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if daemon { "info" } else { "warn" };
-    let filter =
-        EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -273,7 +284,7 @@ impl App {
 }
 
 /// `--now` / `--since` values: RFC 3339, or a date (midnight UTC).
-pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

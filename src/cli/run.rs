@@ -1,18 +1,16 @@
-//! `aftercare run`: the daemon, or one pass with `--once`.
+//! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
 use super::{App, Exit, parse_time};
 use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
-use crate::clock::SharedClock;
 use crate::config::EmailTransport;
+use crate::daemon::{self, Daemon};
 use crate::dispatch::Dispatcher;
 use crate::schedule::Scheduler;
 use chrono::{DateTime, Utc};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::watch;
-use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -41,25 +39,28 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         Some(s) => Some(SmsChannel::new(s).map_err(|e| Exit::invalid(format!("{e:#}")))?),
         None => None,
     };
-    let clock = crate::clock::from_option(a.now);
-    let dispatcher = Arc::new(Dispatcher {
-        store: store.clone(),
-        planner: app.planner(),
-        channels: Arc::new(Channels {
-            email,
-            webhook,
-            sms,
-        }),
-        clock: clock.clone(),
-        cfg: app.config.dispatch.clone(),
-        node: app.config.node_id.clone(),
-        sends: Default::default(),
-        dry_run: false,
+    let channels = Arc::new(Channels {
+        email,
+        webhook,
+        sms,
     });
-    let scheduler = Arc::new(Scheduler::new(store.clone(), app.planner()));
+    let clock = crate::clock::from_option(a.now);
     if a.once {
+        let dispatcher = Arc::new(Dispatcher {
+            store: store.clone(),
+            planner: app.planner(),
+            channels,
+            clock: clock.clone(),
+            cfg: app.config.dispatch.clone(),
+            node: app.config.node_id.clone(),
+            sends: Default::default(),
+            dry_run: false,
+            on_loop: None,
+        });
         // The clock's work first (today's greetings, due survey occurrences), then sends.
-        scheduler.tick(clock.now()).await?;
+        Scheduler::new(store.clone(), app.planner())
+            .tick(clock.now())
+            .await?;
         let stats = dispatcher.run_once().await?;
         store.close().await;
         println!("{stats}");
@@ -70,71 +71,43 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         EmailTransport::Smtp(s) => format!("smtp {}:{}", s.host, s.port),
     };
     tracing::info!(jobs = app.jobs.len(), store = store.backend(), email = %transport, node = %app.config.node_id, "aftercare running");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: finishing in-flight sends (a second signal exits at once)");
-        let _ = stop_tx.send(true);
-        wait_for_signal().await;
-        tracing::warn!(
-            "second signal: exiting now; claimed messages return to the queue when their lease expires"
-        );
-        std::process::exit(130);
+    let api = app
+        .config
+        .api
+        .as_ref()
+        .map(|cfg| (cfg.clone(), crate::api::load_tokens(cfg)));
+    let d = Daemon {
+        store: store.clone(),
+        channels,
+        clock,
+        dispatch: app.config.dispatch.clone(),
+        node: app.config.node_id.clone(),
+        api,
+        unsubscriber: app.unsubscriber.clone(),
+        watch: vec![
+            app.config.jobs_dir.clone(),
+            app.config.templates_dir.clone(),
+        ],
+    };
+    let config_path: PathBuf = config_path.to_path_buf();
+    // A reload recompiles jobs and templates with the config the daemon started with.
+    let reload: daemon::Reloader = Box::new(move || {
+        let app = App::load(&config_path).map_err(|e| {
+            let mut d = crate::diag::Diagnostics::default();
+            d.push(crate::diag::Diagnostic::error(
+                &config_path,
+                None,
+                format!("{e:#}"),
+            ));
+            d
+        })?;
+        if app.diags.has_errors() {
+            return Err(app.diags);
+        }
+        Ok(app.planner())
     });
-    let mut cron = start_ticking(scheduler.clone(), clock.clone()).await?;
-    let stats = dispatcher.run(stop_rx).await;
-    let _ = cron.shutdown().await;
-    let stats = stats?;
+    let stats = daemon::run(d, app.planner(), reload).await?;
     store.close().await;
     tracing::info!(%stats, "stopped");
     Ok(())
-}
-
-/// tokio-cron-scheduler wakes the scheduler every minute (and once now); the scheduler
-/// computes what is due itself, in each job's time zone.
-async fn start_ticking(
-    scheduler: Arc<Scheduler>,
-    clock: SharedClock,
-) -> anyhow::Result<JobScheduler> {
-    let tick = {
-        let scheduler = scheduler.clone();
-        let clock = clock.clone();
-        move || {
-            let scheduler = scheduler.clone();
-            let now = clock.now();
-            async move {
-                if let Err(e) = scheduler.tick(now).await {
-                    tracing::error!("scheduler tick failed: {e}");
-                }
-            }
-        }
-    };
-    tick().await;
-    let cron = JobScheduler::new().await?;
-    let job = CronJob::new_async("0 * * * * *", move |_, _| Box::pin(tick()))?;
-    cron.add(job).await?;
-    cron.start().await?;
-    Ok(cron)
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

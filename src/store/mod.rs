@@ -12,6 +12,8 @@
 //! `receipts` records what carriers said about sent SMS.
 
 mod copy;
+mod ingest;
+mod ops;
 mod query;
 mod receipts;
 mod schedule;
@@ -19,6 +21,7 @@ mod schema;
 mod suppress;
 
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use query::LogFilter;
 pub use receipts::{NewReceipt, ReceiptMatch};
 pub use schedule::{AnniversaryRow, Suppression};

@@ -101,6 +101,10 @@ pub struct LogFilter {
     /// On the message's due time.
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// One message by id.
+    pub id: Option<String>,
+    /// Keyset pagination: messages after this (due time, id), in the log's order.
+    pub after: Option<(DateTime<Utc>, String)>,
     pub limit: i64,
 }
 
@@ -150,6 +154,17 @@ impl LogFilter {
             let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
             conds.push(format!("m.due_at <= {a}"));
         }
+        if let Some(id) = &self.id {
+            let a = next(Bind::Text(Some(id.clone())), &mut binds);
+            conds.push(format!("m.id = {a}"));
+        }
+        if let Some((due, id)) = &self.after {
+            let a = next(Bind::Int(Some(to_millis(*due))), &mut binds);
+            let b = next(Bind::Text(Some(id.clone())), &mut binds);
+            conds.push(format!(
+                "(m.due_at > {a} OR (m.due_at = {a} AND m.id > {b}))"
+            ));
+        }
         let clause = if conds.is_empty() {
             "1 = 1".to_string()
         } else {
@@ -169,16 +184,16 @@ impl Store {
         let msg_sql = format!(
             "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
              m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery \
-             FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.created_at, m.id LIMIT {limit}"
+             FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}"
         );
         let att_sql = format!(
             "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms, a.gateway \
-             FROM attempts a WHERE a.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.created_at, m.id LIMIT {limit}) \
+             FROM attempts a WHERE a.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
              ORDER BY a.message_id, a.attempt"
         );
         let rec_sql = format!(
             "SELECT r.message_id, r.attempt, r.received_at, r.status, r.code, r.text \
-             FROM receipts r WHERE r.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.created_at, m.id LIMIT {limit}) \
+             FROM receipts r WHERE r.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
              ORDER BY r.message_id, r.attempt, r.received_at"
         );
         on_pool!(self, |pool, _b| {

@@ -514,7 +514,7 @@ impl Ready {
 }
 
 /// A phone number for logs: country code and last four digits (`+8613*****8000`).
-pub fn mask(e164: &str) -> String {
+fn mask(e164: &str) -> String {
     let chars: Vec<char> = e164.chars().collect();
     if chars.len() < 9 {
         return "*".repeat(chars.len());

@@ -1,0 +1,279 @@
+//! `POST /v1/events`: one event or an array, checked like `events import`, stored with
+//! group commit.
+//!
+//! A request is checked as a whole first: one bad event and the request is refused with
+//! 400 and the field path, storing nothing. Checked requests go to one writer task that
+//! takes every request waiting at that moment into one transaction, so a hundred concurrent
+//! single-event POSTs cost a few fsyncs, not a hundred.
+
+use super::{ApiError, ApiState, authorize};
+use crate::config::Scope;
+use crate::ingest::{Incoming, check_event};
+use crate::metrics;
+use crate::plan::{IngestOutcome, Planner};
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Per-event outcome of a POST.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventResult {
+    pub index: usize,
+    pub id: String,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: String,
+    /// Messages planned for it.
+    pub planned: usize,
+    /// For a duplicate: whether the payload differed from the stored one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicting: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub results: Vec<EventResult>,
+}
+
+struct Job {
+    items: Vec<Incoming>,
+    reply: oneshot::Sender<Result<Vec<IngestOutcome>, String>>,
+}
+
+/// The way into the writer task.
+#[derive(Clone)]
+pub struct IngestQueue {
+    tx: mpsc::Sender<Job>,
+}
+
+impl IngestQueue {
+    /// Start the writer: it takes all waiting requests, up to `group` events, per transaction.
+    pub fn start(
+        store: Store,
+        planner: Arc<ArcSwap<Planner>>,
+        clock: crate::clock::SharedClock,
+        group: usize,
+    ) -> IngestQueue {
+        let (tx, mut rx) = mpsc::channel::<Job>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut n = first.items.len();
+                let mut jobs = vec![first];
+                while n < group {
+                    match rx.try_recv() {
+                        Ok(j) => {
+                            n += j.items.len();
+                            jobs.push(j);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let all: Vec<Incoming> =
+                    jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+                let planner = planner.load_full();
+                let result = planner.ingest(&store, &all, clock.now()).await;
+                match result {
+                    Ok(outcomes) => {
+                        let mut rest = outcomes.into_iter();
+                        for j in jobs {
+                            let mine: Vec<IngestOutcome> =
+                                rest.by_ref().take(j.items.len()).collect();
+                            let _ = j.reply.send(Ok(mine));
+                        }
+                    }
+                    Err(e) => {
+                        metrics::count_error("store");
+                        tracing::error!("storing {} event(s) failed: {e}", all.len());
+                        for j in jobs {
+                            let _ = j.reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        IngestQueue { tx }
+    }
+
+    async fn submit(&self, items: Vec<Incoming>) -> Result<Vec<IngestOutcome>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        let unavailable = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the event writer is not running",
+            )
+        };
+        self.tx
+            .send(Job { items, reply })
+            .await
+            .map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())?.map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store did not take the events; nothing was stored; try again",
+            )
+        })
+    }
+}
+
+/// Store events (one JSON object, or an array of up to `api.max_events`).
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    request_body(content = Object, description = "An event, or an array of events, as documented for `events import`"),
+    responses(
+        (status = 202, description = "Checked and stored (duplicates are counted, not stored twice)", body = IngestResponse),
+        (status = 400, description = "Malformed JSON or an invalid event; nothing was stored", body = ApiError),
+        (status = 401, description = "No or unknown token", body = ApiError),
+        (status = 403, description = "The token's scope does not allow ingest", body = ApiError),
+        (status = 413, description = "Too many events or too large a body", body = ApiError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn post_events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    authorize(&state, &headers, Scope::Ingest)?;
+    let body = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "{e} (the limit is api.max_body = {} bytes)",
+                state.config.max_body
+            ),
+        )
+    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("not valid JSON: {e}"),
+        )
+    })?;
+    let (values, single) = match value {
+        Value::Array(list) => (list, false),
+        obj @ Value::Object(_) => (vec![obj], true),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "send an event object or an array of event objects",
+            ));
+        }
+    };
+    if values.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the array is empty",
+        ));
+    }
+    if values.len() > state.config.max_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{} events in one request; at most {} (api.max_events)",
+                values.len(),
+                state.config.max_events
+            ),
+        ));
+    }
+    let mut items = Vec::with_capacity(values.len());
+    let mut problems: Vec<(String, String)> = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match check_event(v) {
+            Ok(inc) => items.push(inc),
+            Err(errs) => {
+                for e in errs {
+                    let path = match (single, e.field.is_empty()) {
+                        (true, _) => e.field.clone(),
+                        (false, true) => format!("[{i}]"),
+                        (false, false) => format!("[{i}].{}", e.field),
+                    };
+                    problems.push((path, e.message));
+                }
+            }
+        }
+    }
+    if let Some((field, _)) = problems.first() {
+        metrics::count_events("rejected", values.len() as u64);
+        let detail = problems
+            .iter()
+            .map(|(f, m)| {
+                if f.is_empty() {
+                    m.clone()
+                } else {
+                    format!("{f}: {m}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+            format!("nothing was stored: {detail}"),
+        );
+        return Err(if field.is_empty() {
+            e
+        } else {
+            e.field(field.clone())
+        });
+    }
+    let ids: Vec<String> = items.iter().map(|i| i.event.id.clone()).collect();
+    let outcomes = state.ingest.submit(items).await?;
+    let mut resp = IngestResponse {
+        accepted: 0,
+        duplicates: 0,
+        rejected: 0,
+        results: Vec::with_capacity(outcomes.len()),
+    };
+    for (index, (id, o)) in ids.into_iter().zip(outcomes).enumerate() {
+        let mut r = EventResult {
+            index,
+            id,
+            status: String::new(),
+            planned: 0,
+            conflicting: None,
+            errors: Vec::new(),
+        };
+        match o {
+            IngestOutcome::Accepted { planned, .. } => {
+                resp.accepted += 1;
+                r.status = "accepted".into();
+                r.planned = planned;
+            }
+            IngestOutcome::Duplicate { same } => {
+                resp.duplicates += 1;
+                r.status = "duplicate".into();
+                r.conflicting = Some(!same);
+            }
+            IngestOutcome::Rejected(errs) => {
+                resp.rejected += 1;
+                r.status = "rejected".into();
+                r.errors = errs.iter().map(ToString::to_string).collect();
+            }
+        }
+        resp.results.push(r);
+    }
+    metrics::count_events("accepted", resp.accepted as u64);
+    metrics::count_events("duplicate", resp.duplicates as u64);
+    metrics::count_events("rejected", resp.rejected as u64);
+    Ok((StatusCode::ACCEPTED, Json(resp)))
+}

@@ -1,0 +1,320 @@
+//! The HTTP API: events in, the delivery log out, one-click unsubscribe, health and metrics.
+//!
+//! Every `/v1` route needs a bearer token with a scope (`ingest`, `read`, `admin`); tokens
+//! come from the environment or files, never from YAML, and only their names are logged.
+//! Errors are JSON `{error, detail, field}`. The routes are listed once in [`ROUTES`], which
+//! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
+
+mod events;
+mod log;
+mod public;
+
+use crate::config::{ApiConfig, Scope};
+use crate::metrics;
+use crate::plan::Planner;
+use crate::store::Store;
+use crate::unsubscribe::Unsubscriber;
+use arc_swap::ArcSwap;
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use utoipa::OpenApi;
+
+pub use events::IngestQueue;
+
+/// Every route: (method, path). The OpenAPI document must describe exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/events"),
+    ("get", "/v1/messages"),
+    ("get", "/v1/messages/{id}"),
+    ("post", "/v1/messages/{id}/retry"),
+    ("post", "/v1/messages/{id}/cancel"),
+    ("get", "/v1/contacts/{id}/timeline"),
+    ("get", "/u/{token}"),
+    ("post", "/u/{token}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// The current jobs and templates; swapped by a reload.
+    pub planner: Arc<ArcSwap<Planner>>,
+    pub tokens: Arc<Vec<Token>>,
+    pub config: ApiConfig,
+    pub unsubscriber: Option<Arc<Unsubscriber>>,
+    pub clock: crate::clock::SharedClock,
+    pub ingest: IngestQueue,
+    /// Jobs loaded and the store open: `/readyz` says so.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// A usable bearer token (its secret read at start).
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub scope: Scope,
+    secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read every configured token; one that cannot be read is left out with a warning (the
+/// API still serves health, metrics and unsubscribe links).
+pub fn load_tokens(cfg: &ApiConfig) -> Vec<Token> {
+    let mut out = Vec::new();
+    for t in &cfg.tokens {
+        match t.secret.read(&format!("api token `{}`", t.name)) {
+            Ok(Some(secret)) if secret.len() >= 16 => out.push(Token {
+                name: t.name.clone(),
+                scope: t.scope,
+                secret,
+            }),
+            Ok(_) => {
+                tracing::warn!(token = %t.name, "api token is empty or shorter than 16 characters; disabled")
+            }
+            Err(e) => tracing::warn!(token = %t.name, "api token disabled: {e}"),
+        }
+    }
+    out
+}
+
+/// A JSON error body: what went wrong, in words, and which field.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    /// A stable code: `unauthorized`, `forbidden`, `invalid_json`, `invalid_event`, ...
+    pub error: String,
+    pub detail: String,
+    pub field: Option<String>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub status: u16,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            error: error.into(),
+            detail: detail.into(),
+            field: None,
+            status: status.as_u16(),
+        }
+    }
+
+    pub fn field(mut self, f: impl Into<String>) -> ApiError {
+        self.field = Some(f.into());
+        self
+    }
+
+    pub fn store(e: crate::store::StoreError) -> ApiError {
+        metrics::count_error("store");
+        tracing::error!("store error in the API: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store did not answer; try again",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, Json(&self)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
+        }
+        resp
+    }
+}
+
+/// Check the bearer token for `needed`; the token's name on success.
+pub fn authorize(state: &ApiState, headers: &HeaderMap, needed: Scope) -> Result<String, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing Authorization: Bearer <token>",
+        ));
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let token = state
+        .tokens
+        .iter()
+        .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()));
+    match token {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown token",
+        )),
+        Some(t) if !t.scope.allows(needed) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token `{}` has scope {}; this needs {}",
+                t.name,
+                t.scope.as_str(),
+                needed.as_str()
+            ),
+        )),
+        Some(t) => Ok(t.name.clone()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "aftercare", description = "After-sales messages: events in, delivery log out."),
+    paths(
+        events::post_events,
+        log::list_messages,
+        log::get_message,
+        log::retry_message,
+        log::cancel_message,
+        log::timeline,
+        public::unsubscribe_page,
+        public::unsubscribe_post,
+        public::healthz,
+        public::readyz,
+        public::metrics,
+        openapi_json,
+    ),
+    components(schemas(ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")))]
+async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+pub fn router(state: ApiState) -> axum::Router {
+    let max_body = state.config.max_body;
+    axum::Router::new()
+        .route("/v1/events", post(events::post_events))
+        .route("/v1/messages", get(log::list_messages))
+        .route("/v1/messages/{id}", get(log::get_message))
+        .route("/v1/messages/{id}/retry", post(log::retry_message))
+        .route("/v1/messages/{id}/cancel", post(log::cancel_message))
+        .route("/v1/contacts/{id}/timeline", get(log::timeline))
+        .route(
+            "/u/{token}",
+            get(public::unsubscribe_page).post(public::unsubscribe_post),
+        )
+        .route("/healthz", get(public::healthz))
+        .route("/readyz", get(public::readyz))
+        .route("/metrics", get(public::metrics))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+pub(crate) fn is_ready(state: &State<ApiState>) -> bool {
+    state.ready.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let doc = ApiDoc::openapi();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let methods = [
+                ("get", item.get.is_some()),
+                ("post", item.post.is_some()),
+                ("put", item.put.is_some()),
+                ("delete", item.delete.is_some()),
+            ];
+            for (m, present) in methods {
+                if present {
+                    documented.push((m.to_string(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+
+    #[test]
+    fn scopes() {
+        assert!(Scope::Admin.allows(Scope::Read));
+        assert!(Scope::Admin.allows(Scope::Ingest));
+        assert!(!Scope::Read.allows(Scope::Ingest));
+        assert!(!Scope::Ingest.allows(Scope::Read));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,144 @@
+//! Routes without a token: one-click unsubscribe (the token in the link is the authority),
+//! health, readiness and metrics (bind the API to a private address, or put a proxy in
+//! front, if metrics must not be public).
+
+use super::{ApiError, ApiState, is_ready};
+use crate::metrics;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{title}</title></head><body style=\"font-family: sans-serif; max-width: 32em; margin: 4em auto\">{body}</body></html>"
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn verify(state: &ApiState, token: &str) -> Result<(String, String), Box<Response>> {
+    let refuse = |status: StatusCode, text: &str| {
+        Box::new((status, Html(page("Unsubscribe", text))).into_response())
+    };
+    let Some(u) = &state.unsubscriber else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            "<p>Unsubscribe links are not enabled here.</p>",
+        ));
+    };
+    u.verify(token).map_err(|e| {
+        tracing::warn!("refused an unsubscribe token: {e}");
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "<p>This unsubscribe link is not valid. Please use the link from the email itself.</p>",
+        )
+    })
+}
+
+/// The confirm page behind the link in an email.
+#[utoipa::path(
+    get,
+    path = "/u/{token}",
+    params(("token" = String, Path, description = "The token from the List-Unsubscribe link")),
+    responses((status = 200, description = "An HTML page with a button that POSTs to the same URL"), (status = 400, description = "Forged or altered token"))
+)]
+pub async fn unsubscribe_page(
+    State(state): State<ApiState>,
+    Path(token): Path<String>,
+) -> Response {
+    match verify(&state, &token) {
+        Err(r) => *r,
+        Ok((_, address)) => Html(page(
+            "Unsubscribe",
+            &format!(
+                "<p>Stop marketing emails to <strong>{}</strong>?</p><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
+                escape(&address)
+            ),
+        ))
+        .into_response(),
+    }
+}
+
+/// RFC 8058 one-click unsubscribe: no confirmation, effective at once.
+#[utoipa::path(
+    post,
+    path = "/u/{token}",
+    params(("token" = String, Path, description = "The token from the List-Unsubscribe link")),
+    responses((status = 200, description = "Unsubscribed"), (status = 400, description = "Forged or altered token"))
+)]
+pub async fn unsubscribe_post(
+    State(state): State<ApiState>,
+    Path(token): Path<String>,
+) -> Response {
+    let (channel, address) = match verify(&state, &token) {
+        Err(r) => return *r,
+        Ok(v) => v,
+    };
+    if let Err(e) = state
+        .store
+        .suppress(
+            &channel,
+            &address,
+            "unsubscribed (one-click link)",
+            Some("link"),
+            state.clock.now(),
+        )
+        .await
+    {
+        return ApiError::store(e).into_response();
+    }
+    tracing::info!(channel = %channel, address = %crate::logging::mask(&address), "unsubscribed by link");
+    Html(page(
+        "Unsubscribed",
+        "<p>You are unsubscribed. We will not send you marketing emails any more.</p>",
+    ))
+    .into_response()
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The store answers and the jobs are loaded.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reason")))]
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    if !is_ready(&State(state.clone())) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: jobs not loaded yet\n",
+        )
+            .into_response();
+    }
+    match state.store.ping().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unreachable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    match metrics::render(&state.store, state.clock.now()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::store(e).into_response(),
+    }
+}

@@ -1,0 +1,335 @@
+//! The long-running daemon: wiring of dispatch, the scheduler, the HTTP API, signals,
+//! systemd notification and hot reload.
+//!
+//! Reload model: jobs and templates are compiled and checked in full first (on SIGHUP, or
+//! when a file under `jobs/` or `message_templates/` changes, debounced). If anything is
+//! invalid the daemon keeps running the old set and logs every problem at `path:line:col`.
+//! If valid, the running dispatch generation finishes its in-flight sends and stops, the new
+//! set replaces the old one in one swap, and a new generation starts. Planned messages
+//! follow the job definition current at send time (their template per step was fixed when
+//! planned); a job removed from YAML has its pending messages cancelled with a logged reason
+//! (or held, per `dispatch.on_job_removed`).
+
+use crate::api::{self, ApiState, IngestQueue, Token};
+use crate::channels::Channels;
+use crate::clock::SharedClock;
+use crate::config::{ApiConfig, DispatchConfig, OnJobRemoved};
+use crate::diag::Diagnostics;
+use crate::dispatch::{Dispatcher, Stats};
+use crate::plan::Planner;
+use crate::schedule::Scheduler;
+use crate::store::Store;
+use crate::unsubscribe::Unsubscriber;
+use arc_swap::ArcSwap;
+use sd_notify::NotifyState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+
+/// Compiles the jobs and templates afresh (a reload); the diagnostics on failure.
+pub type Reloader = Box<dyn Fn() -> Result<Planner, Diagnostics> + Send + Sync>;
+
+/// Everything the daemon runs with.
+pub struct Daemon {
+    pub store: Store,
+    pub channels: Arc<Channels>,
+    pub clock: SharedClock,
+    pub dispatch: DispatchConfig,
+    pub node: String,
+    pub api: Option<(ApiConfig, Vec<Token>)>,
+    pub unsubscriber: Option<Arc<Unsubscriber>>,
+    /// Folders whose changes trigger a reload.
+    pub watch: Vec<PathBuf>,
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// Run until SIGTERM/SIGINT; a second signal exits at once.
+pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Result<Stats> {
+    let current = Arc::new(ArcSwap::from_pointee(planner));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // Signals: the first asks to stop, the second exits.
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stopping: finishing in-flight sends (a second signal exits at once)");
+        notify(&[
+            NotifyState::Stopping,
+            NotifyState::Status("stopping: finishing in-flight sends"),
+        ]);
+        let _ = shutdown_tx.send(true);
+        wait_for_stop_signal().await;
+        tracing::warn!(
+            "second signal: exiting now; claimed messages return to the queue when their lease expires"
+        );
+        std::process::exit(130);
+    });
+
+    // The HTTP API runs across reloads.
+    let mut api_task = None;
+    if let Some((cfg, tokens)) = &d.api {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("api.listen: cannot listen on {}: {e}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let state = ApiState {
+            store: d.store.clone(),
+            planner: current.clone(),
+            tokens: Arc::new(tokens.clone()),
+            config: cfg.clone(),
+            unsubscriber: d.unsubscriber.clone(),
+            clock: d.clock.clone(),
+            ingest: IngestQueue::start(
+                d.store.clone(),
+                current.clone(),
+                d.clock.clone(),
+                cfg.group_commit,
+            ),
+            ready: ready.clone(),
+        };
+        let mut stop = shutdown_rx.clone();
+        api_task = Some(tokio::spawn(api::serve(listener, state, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+        tracing::info!(%addr, tokens = tokens.len(), "api listening");
+    }
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<&'static str>(4);
+    spawn_sighup(reload_tx.clone());
+    let _watcher = watch_files(&d.watch, reload_tx.clone());
+
+    // The dispatch loop stamps this every turn; the watchdog pings only while it moves.
+    let alive = Arc::new(AtomicI64::new(now_millis()));
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 3);
+            loop {
+                tick.tick().await;
+                let idle = now_millis() - alive.load(Ordering::Relaxed);
+                if idle < (interval.as_millis() as i64) {
+                    notify(&[NotifyState::Watchdog]);
+                } else {
+                    tracing::error!(
+                        idle_ms = idle,
+                        "the dispatch loop has not turned for a watchdog period; not pinging"
+                    );
+                }
+            }
+        });
+    }
+
+    let mut total = Stats::default();
+    let mut first = true;
+    loop {
+        let planner = current.load_full();
+        let on_loop: Arc<dyn Fn() + Send + Sync> = {
+            let alive = alive.clone();
+            Arc::new(move || alive.store(now_millis(), Ordering::Relaxed))
+        };
+        let dispatcher = Arc::new(Dispatcher {
+            store: d.store.clone(),
+            planner: (*planner).clone(),
+            channels: d.channels.clone(),
+            clock: d.clock.clone(),
+            cfg: d.dispatch.clone(),
+            node: d.node.clone(),
+            sends: Default::default(),
+            dry_run: false,
+            on_loop: Some(on_loop),
+        });
+        let scheduler = Arc::new(Scheduler::new(d.store.clone(), (*planner).clone()));
+        let mut cron = start_ticking(scheduler, d.clock.clone()).await?;
+        let (gen_tx, gen_rx) = watch::channel(false);
+        let mut generation = tokio::spawn({
+            let dispatcher = dispatcher.clone();
+            async move { dispatcher.run(gen_rx).await }
+        });
+        ready.store(true, Ordering::Relaxed);
+        let summary = format!(
+            "running {} job(s); store {}",
+            planner.jobs.len(),
+            d.store.backend()
+        );
+        if first {
+            notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
+            first = false;
+        } else {
+            notify(&[
+                NotifyState::Ready,
+                NotifyState::Status(&format!("reloaded: {summary}")),
+            ]);
+        }
+        let mut shutdown = shutdown_rx.clone();
+        // Wait for a stop, a good reload, or the loop failing.
+        let next = loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break None,
+                Some(why) = reload_rx.recv() => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while reload_rx.try_recv().is_ok() {}
+                    let mut states = vec![NotifyState::Reloading];
+                    if let Ok(m) = NotifyState::monotonic_usec_now() {
+                        states.push(m);
+                    }
+                    notify(&states);
+                    tracing::info!(trigger = why, "reloading jobs and templates");
+                    match reload() {
+                        Err(diags) => {
+                            for item in &diags.items {
+                                tracing::error!("{item}");
+                            }
+                            let text = format!("reload refused: {} error(s); still running the previous jobs", diags.errors());
+                            tracing::error!("{text}");
+                            notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
+                        }
+                        Ok(new) => break Some(new),
+                    }
+                }
+                r = &mut generation => {
+                    cron.shutdown().await.ok();
+                    let stats = r.map_err(|e| anyhow::anyhow!("the dispatch loop panicked: {e}"))??;
+                    total_add(&mut total, stats);
+                    anyhow::bail!("the dispatch loop ended unexpectedly");
+                }
+            }
+        };
+        let _ = gen_tx.send(true);
+        let stats = generation
+            .await
+            .map_err(|e| anyhow::anyhow!("the dispatch loop panicked: {e}"))??;
+        total_add(&mut total, stats);
+        cron.shutdown().await.ok();
+        match next {
+            None => break,
+            Some(new) => {
+                let removed: Vec<String> = planner
+                    .jobs
+                    .iter()
+                    .map(|j| j.id.clone())
+                    .filter(|id| new.jobs.get(id).is_none())
+                    .collect();
+                for id in &removed {
+                    match d.dispatch.on_job_removed {
+                        OnJobRemoved::Cancel => {
+                            let reason = format!("job `{id}` was removed from the jobs folder");
+                            let n = d.store.cancel_job(id, &reason, d.clock.now()).await?;
+                            tracing::warn!(job = %id, cancelled = n, "job removed: its pending messages are cancelled");
+                        }
+                        OnJobRemoved::Hold => {
+                            tracing::warn!(job = %id, "job removed: its pending messages are held until it returns")
+                        }
+                    }
+                }
+                tracing::info!(jobs = new.jobs.len(), removed = removed.len(), "reloaded");
+                current.store(Arc::new(new));
+            }
+        }
+    }
+    ready.store(false, Ordering::Relaxed);
+    if let Some(t) = api_task {
+        let _ = t.await;
+    }
+    Ok(total)
+}
+
+fn total_add(total: &mut Stats, s: Stats) {
+    total.sent += s.sent;
+    total.retrying += s.retrying;
+    total.failed += s.failed;
+    total.cancelled += s.cancelled;
+    total.deferred += s.deferred;
+    total.open += s.open;
+    total.released += s.released;
+    total.stale += s.stale;
+}
+
+fn now_millis() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as i64
+}
+
+/// tokio-cron-scheduler wakes the scheduler every minute (and once now); the scheduler
+/// computes what is due itself, in each job's time zone.
+pub async fn start_ticking(
+    scheduler: Arc<Scheduler>,
+    clock: SharedClock,
+) -> anyhow::Result<JobScheduler> {
+    let tick = move || {
+        let scheduler = scheduler.clone();
+        let now = clock.now();
+        async move {
+            if let Err(e) = scheduler.tick(now).await {
+                tracing::error!("scheduler tick failed: {e}");
+            }
+        }
+    };
+    tick().await;
+    let cron = JobScheduler::new().await?;
+    let job = CronJob::new_async("0 * * * * *", move |_, _| Box::pin(tick()))?;
+    cron.add(job).await?;
+    cron.start().await?;
+    Ok(cron)
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn spawn_sighup(tx: mpsc::Sender<&'static str>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let _ = tx.send("SIGHUP").await;
+        }
+    });
+}
+
+/// Watch the job and template folders; the debouncer folds an editor's burst of writes
+/// into one reload.
+fn watch_files(
+    dirs: &[PathBuf],
+    tx: mpsc::Sender<&'static str>,
+) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+    use notify_debouncer_mini::notify::RecursiveMode;
+    let handler = move |res: notify_debouncer_mini::DebounceEventResult| {
+        if res.is_ok_and(|events| !events.is_empty()) {
+            let _ = tx.blocking_send("file change");
+        }
+    };
+    let mut debouncer =
+        match notify_debouncer_mini::new_debouncer(Duration::from_millis(500), handler) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch the job and template folders ({e}); reload with SIGHUP"
+                );
+                return None;
+            }
+        };
+    for dir in dirs {
+        if let Err(e) = debouncer.watcher().watch(dir, RecursiveMode::Recursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch for changes ({e}); reload with SIGHUP");
+        }
+    }
+    Some(debouncer)
+}

@@ -1,0 +1,196 @@
+//! Prometheus metrics (`GET /metrics`).
+//!
+//! Two sources: counters and the send-latency histogram are kept in the process as things
+//! happen (dispatch and the API call [`observe_send`], [`count_error`], [`count_events`]);
+//! message counts by job, channel and state and the outbox depth are read from the store at
+//! scrape time, because the store is the truth and several nodes share it.
+
+use crate::model::Outcome;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, Mutex};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SendLabels {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    job: String,
+    channel: String,
+    state: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    send_seconds: Family<SendLabels, Histogram>,
+    retries: Counter,
+    errors: Family<KindLabels, Counter>,
+    events: Family<StatusLabels, Counter>,
+    messages: Family<MessageLabels, Gauge>,
+    outbox_depth: Gauge,
+    outbox_due: Gauge,
+    oldest_due_age: Gauge<f64, AtomicU64>,
+}
+
+static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("aftercare");
+    let send_seconds = Family::<SendLabels, Histogram>::new_with_constructor(|| {
+        Histogram::new(exponential_buckets(0.001, 2.0, 16))
+    });
+    registry.register(
+        "send_duration_seconds",
+        "Time to hand one message to its channel",
+        send_seconds.clone(),
+    );
+    let retries = Counter::default();
+    registry.register(
+        "retries",
+        "Attempts that failed for now and will be retried",
+        retries.clone(),
+    );
+    let errors = Family::<KindLabels, Counter>::default();
+    registry.register(
+        "errors",
+        "Failures by kind (transient, permanent, render, store)",
+        errors.clone(),
+    );
+    let events = Family::<StatusLabels, Counter>::default();
+    registry.register(
+        "events",
+        "Incoming events by outcome (accepted, duplicate, rejected)",
+        events.clone(),
+    );
+    let messages = Family::<MessageLabels, Gauge>::default();
+    registry.register(
+        "messages",
+        "Messages in the store by job, channel and state",
+        messages.clone(),
+    );
+    let outbox_depth = Gauge::default();
+    registry.register(
+        "outbox_depth",
+        "Messages scheduled or retrying",
+        outbox_depth.clone(),
+    );
+    let outbox_due = Gauge::default();
+    registry.register(
+        "outbox_due",
+        "Messages due now or earlier and not yet sent",
+        outbox_due.clone(),
+    );
+    let oldest_due_age = Gauge::<f64, AtomicU64>::default();
+    registry.register(
+        "outbox_oldest_due_age_seconds",
+        "How late the oldest due message is",
+        oldest_due_age.clone(),
+    );
+    Mutex::new(Metrics {
+        registry,
+        send_seconds,
+        retries,
+        errors,
+        events,
+        messages,
+        outbox_depth,
+        outbox_due,
+        oldest_due_age,
+    })
+});
+
+/// One delivery attempt handed to a channel.
+pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
+    let m = METRICS.lock().expect("metrics lock");
+    m.send_seconds
+        .get_or_create(&SendLabels {
+            channel: channel.into(),
+            outcome: outcome.as_str().into(),
+        })
+        .observe(millis.max(0) as f64 / 1000.0);
+    match outcome {
+        Outcome::Transient => {
+            m.retries.inc();
+            m.errors
+                .get_or_create(&KindLabels {
+                    kind: "transient".into(),
+                })
+                .inc();
+        }
+        Outcome::Permanent => {
+            m.errors
+                .get_or_create(&KindLabels {
+                    kind: "permanent".into(),
+                })
+                .inc();
+        }
+        Outcome::Sent => {}
+    }
+}
+
+/// A failure that is not a delivery outcome (`render`, `store`, `webhook`...).
+pub fn count_error(kind: &str) {
+    METRICS
+        .lock()
+        .expect("metrics lock")
+        .errors
+        .get_or_create(&KindLabels { kind: kind.into() })
+        .inc();
+}
+
+pub fn count_events(status: &str, n: u64) {
+    METRICS
+        .lock()
+        .expect("metrics lock")
+        .events
+        .get_or_create(&StatusLabels {
+            status: status.into(),
+        })
+        .inc_by(n);
+}
+
+/// The text exposition, with the store's figures read now.
+pub async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
+    let counts = store.state_counts().await?;
+    let outbox = store.outbox_figures(now).await?;
+    let m = METRICS.lock().expect("metrics lock");
+    m.messages.clear();
+    for c in counts {
+        m.messages
+            .get_or_create(&MessageLabels {
+                job: c.job,
+                channel: c.channel,
+                state: c.state,
+            })
+            .set(c.count);
+    }
+    m.outbox_depth.set(outbox.depth);
+    m.outbox_due.set(outbox.due);
+    let age = outbox
+        .oldest_due
+        .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    m.oldest_due_age.set(age);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &m.registry)
+        .expect("writing to a String does not fail");
+    Ok(out)
+}

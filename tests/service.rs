@@ -1,0 +1,266 @@
+//! The daemon as a systemd service: notifications on a real NOTIFY_SOCKET, hot reload that
+//! refuses a broken job set, removed jobs, JSON logs that mask addresses, completions.
+
+mod common;
+
+use chrono::{Duration as Days, SecondsFormat, Utc};
+use common::{Workspace, delivered};
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "no exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Collect stderr lines in the background.
+fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    lines
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    let ws = Workspace::new(None);
+    let socket_path = ws.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut child = ws
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "900000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut heard: Vec<String> = Vec::new();
+    let read_until = |want: &str, heard: &mut Vec<String>| {
+        let mut buf = [0u8; 4096];
+        loop {
+            if heard.iter().any(|h| h.contains(want)) {
+                return;
+            }
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("waiting for {want}: {e}; heard {heard:?}"));
+            heard.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    };
+    read_until("READY=1", &mut heard);
+    let ready = heard.iter().find(|h| h.contains("READY=1")).unwrap();
+    assert!(
+        ready.contains("STATUS=running 4 job(s); store sqlite"),
+        "{ready}"
+    );
+    // The watchdog is pinged from the dispatch loop, every third of the period.
+    heard.clear();
+    read_until("WATCHDOG=1", &mut heard);
+    signal(&child, "-HUP");
+    heard.clear();
+    read_until("RELOADING=1", &mut heard);
+    let reloading = heard.iter().find(|h| h.contains("RELOADING=1")).unwrap();
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    heard.clear();
+    read_until("READY=1", &mut heard);
+    assert!(
+        heard
+            .iter()
+            .any(|h| h.contains("STATUS=reloaded: running 4 job(s)")),
+        "{heard:?}"
+    );
+    signal(&child, "-TERM");
+    heard.clear();
+    read_until("STOPPING=1", &mut heard);
+    assert_eq!(wait_exit(&mut child), 0);
+}
+
+fn recent(id: &str, contact: &str, order: &str, days: i64) -> String {
+    let at = (Utc::now() - Days::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    delivered(id, contact, &format!("{contact}@example.com"), order, &at)
+}
+
+#[test]
+fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request"]);
+    let port = common::free_port();
+    ws.write_config(None, &format!("api:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: shop, scope: ingest, token_env: T}}]\n"));
+    let token = "ingest-token-0123456789";
+    let mut child = ws
+        .command(&["run"])
+        .env("AFTERCARE_LOG", "info")
+        .env("T", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = capture(&mut child);
+    let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
+    wait_for("start", Duration::from_secs(20), || has("api listening"));
+    let post = |event: String| -> serde_json::Value {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/events"))
+            .bearer_auth(token)
+            .body(event)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json().unwrap()
+    };
+
+    // A broken job arrives (file watcher): refused, every problem at path:line:col.
+    ws.write("jobs/shipped.yaml", "id: shipped-note\ntrigger: {event: order.shipped, delay: soon}\ntemplate: review_request\n");
+    wait_for("the refusal", Duration::from_secs(20), || {
+        has("reload refused: 1 error(s); still running the previous jobs")
+    });
+    assert!(
+        has("jobs/shipped.yaml:2:40: error: trigger.delay: `soon`"),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    // The old set still plans.
+    assert_eq!(
+        post(recent("e1", "c1", "SO-1", 1))["results"][0]["planned"],
+        1
+    );
+    let shipped = recent("e2", "c2", "SO-2", 1).replace("order.delivered", "order.shipped");
+    assert_eq!(post(shipped.clone())["results"][0]["planned"], 0);
+
+    // Fixed: taken, and the new job plans too.
+    ws.write(
+        "jobs/shipped.yaml",
+        "id: shipped-note\ntrigger: {event: order.shipped, delay: 1d}\ntemplate: review_request\n",
+    );
+    wait_for("the reload", Duration::from_secs(20), || has("reloaded"));
+    assert_eq!(
+        post(shipped.replace("\"e2\"", "\"e3\""))["results"][0]["planned"],
+        1
+    );
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child), 0);
+}
+
+#[test]
+fn a_removed_job_has_its_pending_messages_cancelled_with_a_reason() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request"]);
+    // Delivered yesterday: the request is due in two days.
+    ws.import(&[recent("e1", "c1", "SO-1", 1)]).ok();
+    let mut child = ws
+        .command(&["run"])
+        .env("AFTERCARE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = capture(&mut child);
+    let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
+    wait_for("start", Duration::from_secs(20), || {
+        has("aftercare running")
+    });
+    std::fs::remove_file(ws.path("jobs/review-request.yaml")).unwrap();
+    wait_for("the reload", Duration::from_secs(20), || has("reloaded"));
+    assert!(
+        has("job removed: its pending messages are cancelled"),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child), 0);
+    let m = ws.logs_json(&[]);
+    assert_eq!(m[0]["state"], "cancelled");
+    assert_eq!(
+        m[0]["reason"],
+        "job `review-request` was removed from the jobs folder"
+    );
+}
+
+#[test]
+fn json_logs_mask_customer_addresses() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request"]);
+    ws.import(&[delivered(
+        "e1",
+        "c1",
+        "wang.fang@example.com",
+        "SO-1",
+        &(Utc::now() - Days::days(3) - Days::minutes(1)).to_rfc3339(),
+    )])
+    .ok();
+    let mut child = ws
+        .command(&["--log-format", "json", "run"])
+        .env("AFTERCARE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = capture(&mut child);
+    wait_for("a delivery attempt", Duration::from_secs(20), || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("delivery attempt"))
+    });
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child), 0);
+    let lines = log.lock().unwrap().clone();
+    let attempt = lines
+        .iter()
+        .find(|l| l.contains("delivery attempt"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(attempt).expect("one JSON object per line");
+    assert_eq!(v["fields"]["to"], "w***g@example.com");
+    assert!(
+        lines.iter().all(|l| !l.contains("wang.fang@example.com")),
+        "a full address in the logs"
+    );
+}
+
+#[test]
+fn shell_completions() {
+    let ws = Workspace::new(None);
+    let out = ws.run(&["completions", "bash"]).ok().stdout;
+    assert!(
+        out.contains("_aftercare()") && out.contains("forecast"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    assert_eq!(ws.run(&["completions", "tcsh"]).code, 2);
+}
