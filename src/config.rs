@@ -33,6 +33,8 @@ struct RawConfig {
     policy: RawPolicy,
     unsubscribe: Option<RawUnsubscribe>,
     webhook: Option<RawWebhook>,
+    /// SMS gateways (checked by `channels::sms::config`).
+    sms: Option<crate::channels::sms::RawSmsConfig>,
     api: Option<RawApi>,
     node_id: Option<String>,
 }
@@ -270,6 +272,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub unsubscribe: Option<UnsubscribeConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// The SMS gateways; `None` without an `sms:` section (jobs cannot list `sms` then).
+    pub sms: Option<crate::channels::sms::SmsConfig>,
     pub api: Option<ApiConfig>,
     pub node_id: String,
 }
@@ -373,7 +377,7 @@ impl Secret {
         match self {
             Secret::None => Ok(None),
             Secret::Env(var) => std::env::var(var).map(Some).map_err(|_| {
-                anyhow::anyhow!("{field}: environment variable {var} is not set (export it, or use a password file)")
+                anyhow::anyhow!("{field}: environment variable {var} is not set (export it, or keep the secret in a file: the matching *_file key)")
             }),
             Secret::File(p) => std::fs::read_to_string(p)
                 .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
@@ -563,6 +567,7 @@ impl Checker<'_> {
         let policy = self.policy(raw.policy);
         let unsubscribe = raw.unsubscribe.map(|u| self.unsubscribe(u, &resolve));
         let webhook = raw.webhook.map(|w| self.webhook(w, &resolve));
+        let sms = raw.sms.as_ref().and_then(|s| self.sms(s, base));
         let api = raw.api.map(|a| self.api(a, &resolve));
         let node_id = raw.node_id.unwrap_or_else(default_node_id);
         Config {
@@ -577,8 +582,26 @@ impl Checker<'_> {
             policy,
             unsubscribe,
             webhook,
+            sms,
             api,
             node_id,
+        }
+    }
+
+    /// The `sms:` section, checked by the SMS module; each problem it finds is located here.
+    fn sms(
+        &mut self,
+        raw: &crate::channels::sms::RawSmsConfig,
+        base: &Path,
+    ) -> Option<crate::channels::sms::SmsConfig> {
+        match crate::channels::sms::compile(raw, base) {
+            Ok(c) => Some(c),
+            Err(problems) => {
+                for p in problems {
+                    self.err(&p.path, p.message, p.hint);
+                }
+                None
+            }
         }
     }
 

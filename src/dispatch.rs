@@ -7,6 +7,7 @@
 //! so the fsync per commit is shared by a whole batch.
 
 use crate::channels::email::OutgoingEmail;
+use crate::channels::sms::{ProviderTemplate, SmsMessage, segments};
 use crate::channels::{Channels, Delivery};
 use crate::clock::SharedClock;
 use crate::config::{DispatchConfig, RetryConfig};
@@ -269,7 +270,7 @@ impl Dispatcher {
             message_id: m.id.clone(),
             claim_token: m.claim_token.clone(),
             state: MessageState::Cancelled,
-            attempt: None,
+            attempts: Vec::new(),
             retry_at: None,
             reason: None,
             channel: None,
@@ -394,23 +395,28 @@ impl Dispatcher {
         self.record(job, m, c, "webhook", None, d, started)
     }
 
-    /// A customer message: pick a channel the contact can and may be reached on, respect
-    /// quiet hours and frequency caps, render, send.
+    /// A customer message: the job's channels the contact can and may be reached on, in
+    /// order; quiet hours and frequency caps; then render and send on the first, falling back
+    /// to the next when one fails for good (so the customer still hears from us). A transient
+    /// failure retries the whole message later, from the first channel again. Every request
+    /// (each SMS gateway asked, each channel tried) is its own attempt in the log.
     async fn send_customer(&self, job: &Job, m: &Claimed, mut c: Completion) -> Completion {
         let now = c.at;
         let policy = &self.planner.policy;
         let marketing = m.class == Class::Marketing;
         let mut skipped = Vec::new();
-        let mut chosen = None;
+        let mut usable: Vec<(String, String)> = Vec::new();
         for ch in &job.channels {
             let address = match ch.as_str() {
                 "email" => m.contact.email.clone(),
+                "sms" => m.contact.phone.clone(),
                 _ => None,
             };
             let Some(address) = address else {
                 skipped.push(format!(
-                    "{ch}: contact {} has no {ch} address",
-                    m.contact.id
+                    "{ch}: contact {} has no {}",
+                    m.contact.id,
+                    address_noun(ch)
                 ));
                 continue;
             };
@@ -426,12 +432,11 @@ impl Dispatcher {
                 skipped.push(format!("{ch}: {why}"));
                 continue;
             }
-            chosen = Some((ch.clone(), address));
-            break;
+            usable.push((ch.clone(), address));
         }
-        let Some((channel, address)) = chosen else {
+        if usable.is_empty() {
             return cancel(c, format!("not sent: {}", skipped.join("; ")));
-        };
+        }
 
         // Quiet hours in the contact's local time.
         let tz = self.planner.zone_of(&m.contact);
@@ -487,8 +492,48 @@ impl Dispatcher {
             reserved = true;
         }
 
-        c.channel = Some(channel.clone());
-        c.address = Some(address.clone());
+        let mut attempts: Vec<NewAttempt> = Vec::new();
+        let mut last = Delivery::permanent("no channel was tried");
+        let mut fell_back: Vec<String> = skipped;
+        for (i, (channel, address)) in usable.iter().enumerate() {
+            let first_number = m.attempts + 1 + attempts.len() as i64;
+            let (mut tried, d) = match channel.as_str() {
+                "sms" => self.try_sms(job, m, address, first_number, now).await,
+                _ => self.try_email(job, m, address, first_number, now).await,
+            };
+            attempts.append(&mut tried);
+            c.channel = Some(channel.clone());
+            c.address = Some(address.clone());
+            let permanent = d.outcome == Outcome::Permanent;
+            if permanent && i + 1 < usable.len() {
+                fell_back.push(format!("{channel}: {}", with_code(d.code, &d.detail)));
+            }
+            last = d;
+            if !permanent {
+                break;
+            }
+        }
+        if last.outcome != Outcome::Sent {
+            self.unreserve(&m.contact.id, &m.id, reserved);
+        }
+        let mut c = self.settle(job, m, c, attempts, &last);
+        // Sent on a later channel: say why not on the earlier ones.
+        if last.outcome == Outcome::Sent && !fell_back.is_empty() {
+            c.reason = Some(format!("fell back: {}", fell_back.join("; ")));
+        }
+        c
+    }
+
+    /// Render and send by email; one attempt.
+    async fn try_email(
+        &self,
+        job: &Job,
+        m: &Claimed,
+        address: &str,
+        number: i64,
+        now: DateTime<Utc>,
+    ) -> (Vec<NewAttempt>, Delivery) {
+        let marketing = m.class == Class::Marketing;
         let locale = self.planner.locale_of(&m.contact);
         let facts = MessageFacts {
             id: &m.id,
@@ -498,7 +543,7 @@ impl Dispatcher {
         };
         let ctx = self
             .planner
-            .context(job, &m.contact, m.event.as_ref(), &facts);
+            .context_on(job, &m.contact, m.event.as_ref(), &facts, "email");
         let content = match self
             .planner
             .templates
@@ -506,31 +551,13 @@ impl Dispatcher {
         {
             Ok(r) => r,
             Err(e) => {
-                let why = match &e {
-                    TemplateRenderError::Render { file, source } => {
-                        format!("render failed in {file}: {}", render_reason(source))
-                    }
-                    other => format!("render failed: {other}"),
-                };
-                self.unreserve(&m.contact.id, &m.id, reserved);
-                c.state = MessageState::Failed;
-                c.reason = Some(why.clone());
-                c.attempt = Some(self.attempt(
-                    m,
-                    now,
-                    &channel,
-                    Some(&address),
-                    Outcome::Permanent,
-                    None,
-                    why,
-                    None,
-                    0,
-                ));
-                return c;
+                let d = Delivery::permanent(render_failure(&e));
+                let a = self.new_attempt(m, number, now, "email", Some(address), None, &d, 0);
+                return (vec![a], d);
             }
         };
         let unsubscribe = match (&self.planner.unsubscribe, marketing) {
-            (Some(u), true) => Some((u.url("email", &address), u.mailto("email", &address))),
+            (Some(u), true) => Some((u.url("email", address), u.mailto("email", address))),
             _ => None,
         };
         let message_id = self.channels.email.message_id(&m.id);
@@ -542,7 +569,7 @@ impl Dispatcher {
                 .email
                 .send(&OutgoingEmail {
                     message_id: &message_id,
-                    to: &address,
+                    to: address,
                     to_name: m.contact.name.as_deref(),
                     content: &content,
                     date: now,
@@ -550,10 +577,125 @@ impl Dispatcher {
                 })
                 .await
         };
-        if d.outcome != Outcome::Sent {
-            self.unreserve(&m.contact.id, &m.id, reserved);
+        let ms = millis(started.elapsed());
+        let a = self.new_attempt(m, number, now, "email", Some(address), None, &d, ms);
+        (vec![a], d)
+    }
+
+    /// Render and send by SMS along the job's gateway route; one attempt per gateway asked
+    /// (failover), or one for the route when no gateway could be asked.
+    async fn try_sms(
+        &self,
+        job: &Job,
+        m: &Claimed,
+        phone: &str,
+        number: i64,
+        now: DateTime<Utc>,
+    ) -> (Vec<NewAttempt>, Delivery) {
+        let one = |d: Delivery| {
+            let a = self.new_attempt(m, number, now, "sms", Some(phone), None, &d, 0);
+            (vec![a], d)
+        };
+        let Some(sms) = &self.channels.sms else {
+            return one(Delivery::permanent(
+                "no SMS gateway: the config has no sms: section",
+            ));
+        };
+        let locale = self.planner.locale_of(&m.contact);
+        let facts = MessageFacts {
+            id: &m.id,
+            step: m.step,
+            token: m.token.as_deref(),
+            send_at: now,
+        };
+        let ctx = self
+            .planner
+            .context_on(job, &m.contact, m.event.as_ref(), &facts, "sms");
+        let rendered = match self
+            .planner
+            .templates
+            .render_sms(&m.template, &locale, &ctx)
+        {
+            Ok(r) => r,
+            Err(e) => return one(Delivery::permanent(render_failure(&e))),
+        };
+        let cost = segments(&rendered.text);
+        if let Some(max) = job.sms.max_segments
+            && cost.segments > max
+        {
+            return one(Delivery::permanent(format!(
+                "the text is {cost} ({} characters), more than the job's max_segments {max}",
+                rendered.text.chars().count()
+            )));
         }
-        self.record(job, m, c, &channel, Some(&address), d, started)
+        let template = job
+            .sms
+            .template_codes
+            .get(&m.template)
+            .map(|code| ProviderTemplate {
+                code: code.clone(),
+                params: rendered.params.clone().unwrap_or_else(|| "{}".into()),
+            });
+        let msg = SmsMessage {
+            to: phone.to_string(),
+            text: Some(rendered.text),
+            template,
+            reference: m.id.clone(),
+        };
+        if self.dry_run {
+            let mut d = dry_delivery();
+            d.detail = format!("{}; {cost}", d.detail);
+            return one(d);
+        }
+        let started = Instant::now();
+        let routed = sms.send(&job.sms.route, &msg).await;
+        let d = routed.delivery();
+        if routed.hops.is_empty() {
+            // No gateway could be asked (down, unavailable, unsuitable): one row says why.
+            let a = self.new_attempt(
+                m,
+                number,
+                now,
+                "sms",
+                Some(phone),
+                None,
+                &d,
+                millis(started.elapsed()),
+            );
+            return (vec![a], d);
+        }
+        let passed_over: Vec<String> = routed
+            .skipped
+            .iter()
+            .map(|s| format!("{} passed over", s.gateway))
+            .collect();
+        let last = routed.hops.len() - 1;
+        let attempts = routed
+            .hops
+            .iter()
+            .enumerate()
+            .map(|(i, hop)| {
+                let mut hd = hop.delivery.clone();
+                let summary = cost.to_string();
+                if hd.outcome == Outcome::Sent && !hd.detail.contains(&summary) {
+                    hd.detail = format!("{}; {summary}", hd.detail);
+                }
+                if i == last && !passed_over.is_empty() {
+                    hd.detail = format!("{} ({})", hd.detail, passed_over.join(", "));
+                }
+                self.new_attempt(
+                    m,
+                    number + i as i64,
+                    now,
+                    "sms",
+                    Some(phone),
+                    Some(&hop.gateway),
+                    &hd,
+                    millis(hop.elapsed),
+                )
+            })
+            .collect();
+        (attempts, d)
     }
 
     fn unreserve(&self, contact: &str, message_id: &str, reserved: bool) {
@@ -563,89 +705,102 @@ impl Dispatcher {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attempt(
+    fn new_attempt(
         &self,
         m: &Claimed,
+        number: i64,
         now: DateTime<Utc>,
         channel: &str,
         address: Option<&str>,
-        outcome: Outcome,
-        code: Option<i64>,
-        detail: String,
-        provider_id: Option<String>,
+        gateway: Option<&str>,
+        d: &Delivery,
         ms: i64,
     ) -> NewAttempt {
-        NewAttempt {
-            number: m.attempts + 1,
-            at: now,
-            channel: channel.into(),
-            address: address.map(str::to_string),
-            outcome,
-            code,
-            detail: Some(detail),
-            provider_id,
-            node: self.node.clone(),
-            duration_ms: ms,
-        }
-    }
-
-    /// Turn a delivery into the message's next state, its attempt record and its reminder.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        job: &Job,
-        m: &Claimed,
-        mut c: Completion,
-        channel: &str,
-        address: Option<&str>,
-        d: Delivery,
-        started: Instant,
-    ) -> Completion {
-        let now = c.at;
-        let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         crate::metrics::observe_send(channel, d.outcome, ms);
         tracing::debug!(
             message = %m.id,
-            job = %job.id,
+            job = %m.job_id,
             channel,
+            gateway = gateway.unwrap_or_default(),
             to = %address.map(crate::logging::mask).unwrap_or_default(),
             outcome = d.outcome.as_str(),
             ms,
             "delivery attempt"
         );
-        let attempt_no = m.attempts + 1;
-        c.attempt = Some(self.attempt(
+        NewAttempt {
+            number,
+            at: now,
+            channel: channel.into(),
+            address: address.map(str::to_string),
+            outcome: d.outcome,
+            code: d.code,
+            detail: Some(d.detail.clone()),
+            provider_id: d.provider_id.clone(),
+            node: self.node.clone(),
+            duration_ms: ms,
+            gateway: gateway.map(str::to_string),
+        }
+    }
+
+    /// One delivery on one channel (a callback task): its attempt, state and reminder.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        job: &Job,
+        m: &Claimed,
+        c: Completion,
+        channel: &str,
+        address: Option<&str>,
+        d: Delivery,
+        started: Instant,
+    ) -> Completion {
+        let a = self.new_attempt(
             m,
-            now,
+            m.attempts + 1,
+            c.at,
             channel,
             address,
-            d.outcome,
-            d.code,
-            d.detail.clone(),
-            d.provider_id.clone(),
-            ms,
-        ));
+            None,
+            &d,
+            millis(started.elapsed()),
+        );
+        self.settle(job, m, c, vec![a], &d)
+    }
+
+    /// The message's next state after a try whose outcome is `d` (the last attempt's, or the
+    /// route's), with the try's attempts and, once sent, the next reminder. Retries count
+    /// tries, not attempts: failing over between gateways does not use up `max_attempts`.
+    fn settle(
+        &self,
+        job: &Job,
+        m: &Claimed,
+        mut c: Completion,
+        attempts: Vec<NewAttempt>,
+        d: &Delivery,
+    ) -> Completion {
+        let now = c.at;
+        c.attempts = attempts;
+        let try_no = m.tries + 1;
         match d.outcome {
             Outcome::Sent => {
                 c.state = MessageState::Sent;
                 c.next = self.planner.next_step(job, m, now);
             }
-            Outcome::Transient if attempt_no >= i64::from(self.cfg.retry.max_attempts) => {
+            Outcome::Transient if try_no >= i64::from(self.cfg.retry.max_attempts) => {
                 c.state = MessageState::Failed;
                 c.reason = Some(format!(
-                    "gave up after {attempt_no} attempts; last: {}",
+                    "gave up after {try_no} attempts; last: {}",
                     with_code(d.code, &d.detail)
                 ));
             }
             Outcome::Transient => {
                 // The server's Retry-After wins when it asks for longer than our backoff.
-                let wait =
-                    backoff(&self.cfg.retry, attempt_no).max(d.retry_after.unwrap_or_default());
+                let wait = backoff(&self.cfg.retry, try_no).max(d.retry_after.unwrap_or_default());
                 let at = now + wait;
                 c.state = MessageState::Retrying;
                 c.retry_at = Some(at);
                 c.reason = Some(format!(
-                    "attempt {attempt_no}/{} failed ({}); next try {}",
+                    "attempt {try_no}/{} failed ({}); next try {}",
                     self.cfg.retry.max_attempts,
                     with_code(d.code, &d.detail),
                     fmt_time(at)
@@ -658,6 +813,27 @@ impl Dispatcher {
         }
         c
     }
+}
+
+/// What a contact lacks for a channel, for the log.
+fn address_noun(channel: &str) -> &'static str {
+    match channel {
+        "sms" => "phone number",
+        _ => "email address",
+    }
+}
+
+fn render_failure(e: &TemplateRenderError) -> String {
+    match e {
+        TemplateRenderError::Render { file, source } => {
+            format!("render failed in {file}: {}", render_reason(source))
+        }
+        other => format!("render failed: {other}"),
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn dry_delivery() -> Delivery {

@@ -19,6 +19,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod schedule;
+pub mod sms_hooks;
 pub mod store;
 pub mod templates;
 pub mod unsubscribe;

@@ -188,10 +188,13 @@ pub struct MessageRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// What the carrier finally said about a sent SMS (`delivered`, `undelivered`), from the
+    /// gateway's delivery receipt; `None` until one arrives, and for other channels.
+    pub delivery: Option<String>,
     pub attempt_log: Vec<AttemptRecord>,
 }
 
-/// One try at delivering a message.
+/// One request to deliver a message: to an SMTP server, a webhook, or one SMS gateway.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub attempt: i64,
@@ -207,4 +210,19 @@ pub struct AttemptRecord {
     pub provider_id: Option<String>,
     pub node: Option<String>,
     pub duration_ms: Option<i64>,
+    /// The SMS gateway asked (`aliyun`, `twilio-us`); absent for other channels.
+    pub gateway: Option<String>,
+    /// Delivery receipts for this attempt, oldest first.
+    pub receipts: Vec<ReceiptRecord>,
+}
+
+/// A delivery receipt a gateway pushed for one attempt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReceiptRecord {
+    pub received_at: DateTime<Utc>,
+    /// `delivered`, `undelivered` or `pending`.
+    pub status: String,
+    /// The provider's or carrier's code (`DELIVRD`, `30003`).
+    pub code: Option<String>,
+    pub text: Option<String>,
 }

@@ -79,7 +79,7 @@ impl Planner {
             .unwrap_or_else(|| self.default_locale.clone())
     }
 
-    /// The render context for a message of `job` to `contact`.
+    /// The render context for a message of `job` to `contact` (by email).
     pub fn context(
         &self,
         job: &Job,
@@ -87,7 +87,20 @@ impl Planner {
         event: Option<&Event>,
         m: &MessageFacts,
     ) -> Context {
-        Context::wraps(self.context_value(job, contact, event, m))
+        self.context_on(job, contact, event, m, "email")
+    }
+
+    /// The render context for a message going out on `channel`: `unsubscribe.url` is the
+    /// link for the address on that channel (an SMS link unsubscribes the phone number).
+    pub fn context_on(
+        &self,
+        job: &Job,
+        contact: &Contact,
+        event: Option<&Event>,
+        m: &MessageFacts,
+        channel: &str,
+    ) -> Context {
+        Context::wraps(self.context_value(job, contact, event, m, channel))
             .expect("a JSON value is always a valid context")
     }
 
@@ -97,10 +110,15 @@ impl Planner {
         contact: &Contact,
         event: Option<&Event>,
         m: &MessageFacts,
+        channel: &str,
     ) -> Value {
         let locale = self.locale_of(contact);
-        let links = match (&self.unsubscribe, &contact.email) {
-            (Some(u), Some(email)) => Some((u.url("email", email), u.mailto("email", email))),
+        let address = match channel {
+            "sms" => &contact.phone,
+            _ => &contact.email,
+        };
+        let links = match (&self.unsubscribe, address) {
+            (Some(u), Some(a)) => Some((u.url(channel, a), u.mailto(channel, a))),
             _ => None,
         };
         let info = MessageInfo {
@@ -136,6 +154,7 @@ impl Planner {
                 token: None,
                 send_at: now,
             },
+            "email",
         );
         job.audience.conditions.iter().all(|c| c.holds(&ctx))
     }

@@ -1,8 +1,11 @@
 //! Message templates: `message_templates/<name>/<kind>[.<locale>].hbs`.
 //!
-//! Kinds are `email.subject`, `email.txt`, `email.html` and `sms`. Two handlebars registries:
-//! HTML escaping happens only in `email.html`; subjects, plain text and SMS are rendered
-//! verbatim (an escaped `&amp;` in a subject line is a bug customers see). Strict mode makes
+//! Kinds are `email.subject`, `email.txt`, `email.html`, `sms` and `sms.params`. Three
+//! handlebars registries: HTML escaping happens only in `email.html`; subjects, plain text and
+//! SMS are rendered verbatim (an escaped `&amp;` in a subject line is a bug customers see);
+//! `sms.params` is the JSON object of a provider template's parameters (Aliyun's
+//! `TemplateParam`), so values are escaped as JSON string content there (a quote in a name
+//! cannot break the object). Strict mode makes
 //! a missing variable a render error instead of an empty string, and because strict mode
 //! does not look inside `{{#if}}` (handlebars-rust #579), [`TemplateSet::check_variables`]
 //! walks the template AST and checks every path against what the job can provide.
@@ -22,7 +25,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The files a template set may hold.
-pub const KINDS: &[&str] = &["email.subject", "email.txt", "email.html", "sms"];
+/// (`sms.params` before `sms`: file names are matched by prefix.)
+pub const KINDS: &[&str] = &[
+    "email.subject",
+    "email.txt",
+    "email.html",
+    "sms.params",
+    "sms",
+];
 
 /// Helpers of our own, beside handlebars' built-ins.
 const OUR_HELPERS: &[&str] = &["date", "datetime", "default"];
@@ -110,6 +120,18 @@ pub struct TemplateFile {
     key: String,
     uses: Vec<VarUse>,
     helpers: Vec<(String, Location)>,
+    /// The text outside any `{{...}}` at the top level (not inside blocks): what every
+    /// rendering contains at least. SMS length checks start from it.
+    pub static_text: String,
+    /// Whether anything is substituted or conditional (the rendered text may be longer).
+    pub has_expressions: bool,
+}
+
+impl TemplateFile {
+    /// Whether this file reads `path` (e.g. `unsubscribe.url`).
+    pub fn uses_path(&self, path: &str) -> bool {
+        self.uses.iter().any(|u| u.path == path)
+    }
 }
 
 /// All templates under `templates_dir`, compiled.
@@ -117,9 +139,22 @@ pub struct TemplateSet {
     pub dir: PathBuf,
     html: Handlebars<'static>,
     text: Handlebars<'static>,
+    /// `sms.params`: values escaped as JSON string content.
+    json: Handlebars<'static>,
     /// name → kind → lowercase locale ("" for the default file) → file.
     sets: BTreeMap<String, BTreeMap<&'static str, BTreeMap<String, TemplateFile>>>,
     default_locale: String,
+}
+
+/// A rendered SMS, ready for the SMS channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedSms {
+    /// `sms[.<locale>].hbs`, trimmed (a file's final newline would cost a character).
+    pub text: String,
+    /// `sms.params[.<locale>].hbs`: the provider template's parameters, a JSON object.
+    pub params: Option<String>,
+    /// The locale of the text file actually used (after fallback).
+    pub locale: String,
 }
 
 /// A rendered email, ready for a channel.
@@ -147,11 +182,27 @@ pub enum TemplateRenderError {
     },
 }
 
-fn registry(escape: bool) -> Handlebars<'static> {
+/// How a registry escapes substituted values.
+#[derive(Clone, Copy)]
+enum Escape {
+    Html,
+    None,
+    JsonString,
+}
+
+/// A value as the content of a JSON string (quotes, backslashes and control characters).
+fn json_string_content(s: &str) -> String {
+    let quoted = Value::String(s.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+fn registry(escape: Escape) -> Handlebars<'static> {
     let mut h = Handlebars::new();
     h.set_strict_mode(true);
-    if !escape {
-        h.register_escape_fn(handlebars::no_escape);
+    match escape {
+        Escape::Html => {}
+        Escape::None => h.register_escape_fn(handlebars::no_escape),
+        Escape::JsonString => h.register_escape_fn(json_string_content),
     }
     h.register_helper("date", Box::new(OurHelper::Date));
     h.register_helper("datetime", Box::new(OurHelper::DateTime));
@@ -165,8 +216,9 @@ impl TemplateSet {
     pub fn load(dir: &Path, default_locale: &str) -> (TemplateSet, Diagnostics) {
         let mut set = TemplateSet {
             dir: dir.to_path_buf(),
-            html: registry(true),
-            text: registry(false),
+            html: registry(Escape::Html),
+            text: registry(Escape::None),
+            json: registry(Escape::JsonString),
             sets: BTreeMap::new(),
             default_locale: default_locale.to_string(),
         };
@@ -232,7 +284,7 @@ impl TemplateSet {
                 diags.push(
                     Diagnostic::warning(&path, None, format!("`{file_name}` is not a template file this program reads; ignored"))
                         .with_hint(did_you_mean(&guess, KINDS.iter().copied()).unwrap_or_else(|| {
-                            "name files <kind>[.<locale>].hbs with kind email.subject, email.txt, email.html or sms".into()
+                            "name files <kind>[.<locale>].hbs with kind email.subject, email.txt, email.html, sms or sms.params".into()
                         })),
                 );
                 continue;
@@ -267,10 +319,24 @@ impl TemplateSet {
                 diags.push(Diagnostic::error(&path, Some(*loc), msg.clone()));
             }
             let key = format!("{name}/{file_name}");
-            let registry = if kind == "email.html" {
-                &mut self.html
-            } else {
-                &mut self.text
+            let static_text: String = tpl
+                .elements
+                .iter()
+                .filter_map(|e| match e {
+                    TemplateElement::RawString(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let has_expressions = tpl.elements.iter().any(|e| {
+                !matches!(
+                    e,
+                    TemplateElement::RawString(_) | TemplateElement::Comment(_)
+                )
+            });
+            let registry = match kind {
+                "email.html" => &mut self.html,
+                "sms.params" => &mut self.json,
+                _ => &mut self.text,
             };
             registry.register_template(&key, tpl);
             let file = TemplateFile {
@@ -280,6 +346,8 @@ impl TemplateSet {
                 key,
                 uses: walk.uses,
                 helpers: walk.helpers,
+                static_text,
+                has_expressions,
             };
             kinds
                 .entry(kind)
@@ -388,7 +456,7 @@ impl TemplateSet {
         }
         let relevant = |k: &str| match channel {
             "email" => k.starts_with("email."),
-            "sms" => k == "sms",
+            "sms" => k.starts_with("sms"),
             _ => true,
         };
         for (kind, locales) in kinds.iter().filter(|(k, _)| relevant(k)) {
@@ -497,6 +565,43 @@ impl TemplateSet {
             text,
             html,
             locale: subject_file
+                .locale
+                .clone()
+                .unwrap_or_else(|| self.default_locale.clone()),
+        })
+    }
+
+    /// Render the SMS of template `name` for `locale` (same fallback as email): the text, and
+    /// the provider template's parameters when the set has an `sms.params` file.
+    pub fn render_sms(
+        &self,
+        name: &str,
+        locale: &str,
+        ctx: &Context,
+    ) -> Result<RenderedSms, TemplateRenderError> {
+        let file =
+            self.resolve(name, "sms", locale)
+                .ok_or_else(|| TemplateRenderError::Missing {
+                    name: name.into(),
+                    kind: "sms".into(),
+                    locale: locale.into(),
+                })?;
+        let render = |reg: &Handlebars, f: &TemplateFile| {
+            reg.render_with_context(&f.key, ctx)
+                .map_err(|e| TemplateRenderError::Render {
+                    file: crate::diag::display_path(&f.path),
+                    source: Box::new(e),
+                })
+        };
+        let text = render(&self.text, file)?.trim().to_string();
+        let params = self
+            .resolve(name, "sms.params", locale)
+            .map(|f| render(&self.json, f))
+            .transpose()?;
+        Ok(RenderedSms {
+            text,
+            params,
+            locale: file
                 .locale
                 .clone()
                 .unwrap_or_else(|| self.default_locale.clone()),

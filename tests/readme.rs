@@ -79,3 +79,105 @@ fn the_documented_commands_exist() {
         help.contains("Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 store unreachable.")
     );
 }
+
+/// The SMS section: its config block is the shipped config's `sms:` section, and its job
+/// example validates against it.
+#[test]
+fn the_sms_examples_are_the_shipped_gateways_and_a_valid_job() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/aftercare.yaml"
+    ))
+    .unwrap();
+    let sms = blocks("yaml")
+        .into_iter()
+        .find(|b| b.starts_with("sms:"))
+        .expect("an sms: example");
+    assert!(
+        shipped.contains(&sms),
+        "README's sms: block differs from the shipped config's"
+    );
+    let job = blocks("yaml")
+        .into_iter()
+        .find(|b| b.starts_with("id: review-request-sms"))
+        .expect("an SMS job example");
+    let ws = common::Workspace::new(None);
+    ws.write("jobs/review-request-sms.yaml", &job);
+    ws.write_config(None, &sms);
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("review-request-sms"), "{}", r.stdout);
+}
+
+/// The log excerpt of the SMS section is what `logs` prints for that story: Aliyun busy,
+/// the backup gateway refusing the number, the email going out.
+#[test]
+fn the_sms_log_example_is_what_logs_prints() {
+    use common::provider::{Reply, Stub};
+    let aliyun = Stub::spawn(|_, _| Reply::status(503));
+    let backup = Stub::spawn(|_, _| {
+        Reply::json(
+            400,
+            serde_json::json!({"code": 40001, "msg": "invalid mobile"}),
+        )
+    });
+    let sink = common::SmtpSink::start(&[]);
+    let ws = common::Workspace::new(Some(sink.port));
+    ws.keep_jobs(&[]);
+    let job = blocks("yaml")
+        .into_iter()
+        .find(|b| b.starts_with("id: review-request-sms"))
+        .unwrap();
+    ws.write("jobs/review-request-sms.yaml", &job);
+    ws.write("aliyun.secret", "s3cret-value");
+    ws.write("backup.token", "t0ken-value");
+    ws.write_config(
+        Some(sink.port),
+        &format!(
+            "sms:\n  route: [aliyun, http-backup]\n  gateways:\n    \
+             aliyun: {{kind: aliyun, access_key_id: LTAI, access_key_secret_file: aliyun.secret, sign_name: 示例商店, base_url: \"{}\"}}\n    \
+             http-backup: {{kind: http, url: \"{}/send\", headers: {{Authorization: \"Bearer {{{{secret}}}}\"}}, secret_file: backup.token, \
+             body: '{{\"to\":\"{{{{to}}}}\",\"text\":\"{{{{body}}}}\"}}', success: {{status: 200, pointer: /code, equals: \"0\"}}, message_pointer: /msg}}\n",
+            aliyun.url, backup.url
+        ),
+    );
+    let event = blocks("json").into_iter().next().unwrap();
+    let one_line = event.lines().map(str::trim).collect::<Vec<_>>().join("");
+    ws.import(&[one_line]).ok();
+    ws.once("2026-11-23T10:00:00+08:00");
+    let printed = normalise_ids(&ws.run(&["logs"]).ok().stdout);
+    let example = blocks("")
+        .into_iter()
+        .find(|b| b.contains("review-request-sms  step 0"))
+        .expect("the SMS log example");
+    for line in example.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            printed.contains(line),
+            "README line not printed by logs:\n{line}\nlogs:\n{printed}"
+        );
+    }
+}
+
+/// Message ids (ULIDs, 26 lower-case characters from `01`) as the README writes them, `01m83…`.
+fn normalise_ids(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .count();
+        if run == 26 && chars[i] == '0' && chars[i + 1] == '1' {
+            out.push_str("01m83…");
+            i += run;
+        } else if run > 0 {
+            out.extend(&chars[i..i + run]);
+            i += run;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}

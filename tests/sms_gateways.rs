@@ -5,160 +5,27 @@
 //! `Delivery`: sent, transient with `Retry-After`, permanent with the provider's words,
 //! failover, the breaker, the rate limit, and no credential in any detail or log line.
 
+mod common;
+
 use aftercare::channels::Delivery;
 use aftercare::channels::sms::{
     self, Inbound, ProviderTemplate, ReceiptError, ReceiptStatus, Routed, SkipReason, SmsChannel,
     SmsConfig, SmsMessage,
 };
 use aftercare::model::Outcome;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
 use base64::Engine;
+use common::provider::{Reply, Stub};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const TWILIO_TOKEN: &str = "tw-auth-token-5f1e2d3c9b";
 const ALIYUN_SECRET: &str = "ali-secret-Q9w8e7r6t5y4";
 const HTTP_SECRET: &str = "http-bearer-77aa88bb99cc";
 const TO: &str = "+8613800138000";
-
-// ---------------------------------------------------------------------------------------
-// A provider stub: records every request and answers from a script.
-
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    }
-
-    fn form(&self) -> BTreeMap<String, String> {
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(&self.body).into_owned().collect();
-        let map: BTreeMap<String, String> = pairs.iter().cloned().collect();
-        assert_eq!(map.len(), pairs.len(), "a form field was sent twice");
-        map
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-}
-
-impl Reply {
-    fn json(status: u16, body: Value) -> Reply {
-        Reply {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            body: body.to_string(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: vec![],
-            body: String::new(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    fn after(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
-        self
-    }
-}
-
-type Script = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
-
-struct StubState {
-    seen: Mutex<Vec<Seen>>,
-    script: Box<Script>,
-}
-
-struct Stub {
-    url: String,
-    state: Arc<StubState>,
-}
-
-impl Stub {
-    /// A server on a free loopback port; `script(request, index)` decides each answer.
-    async fn start(script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Stub {
-        let state = Arc::new(StubState {
-            seen: Mutex::new(Vec::new()),
-            script: Box::new(script),
-        });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Stub { url, state }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.state.seen.lock().unwrap().clone()
-    }
-}
-
-async fn handle(
-    State(st): State<Arc<StubState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let seen = Seen {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-        at: Instant::now(),
-    };
-    let index = {
-        let mut all = st.seen.lock().unwrap();
-        all.push(seen.clone());
-        all.len() - 1
-    };
-    let reply = (st.script)(&seen, index);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let mut b = Response::builder().status(reply.status);
-    for (k, v) in reply.headers {
-        b = b.header(k, v);
-    }
-    b.body(Body::from(reply.body)).unwrap()
-}
 
 // ---------------------------------------------------------------------------------------
 // Config and messages.
@@ -1089,18 +956,39 @@ async fn log_scenario() {
     }
 }
 
-#[test]
-fn a_missing_secret_is_named_not_shown() {
+/// Secrets are read at first use: the channel builds without them, and a send through the
+/// gateway skips it as unavailable (transient: the message waits for the operator), naming
+/// the file, without a request; once the file is there the gateway works.
+#[tokio::test]
+async fn a_missing_secret_is_named_not_shown() {
+    let stub = Stub::start(|_, _| aliyun_ok("900")).await;
     let dir = secrets();
     std::fs::remove_file(dir.path().join("aliyun.secret")).unwrap();
-    let cfg = config(
-        dir.path(),
-        &["ali"],
-        &[aliyun_yaml("ali", "http://127.0.0.1:9")],
-    );
-    let err = SmsChannel::new(&cfg).err().expect("no secret").to_string();
+    let cfg = config(dir.path(), &["ali"], &[aliyun_yaml("ali", &stub.url)]);
+    let ch = SmsChannel::new(&cfg).expect("builds without the secret");
+    let err = ch.check_secrets("ali").unwrap_err();
     assert!(err.contains("sms.gateways.ali.access_key_secret"), "{err}");
     assert!(err.contains("aliyun.secret"), "{err}");
+    let r = ch.send(&[], &both("hi")).await;
+    assert!(r.hops.is_empty());
+    assert!(
+        matches!(&r.skipped[0].reason, SkipReason::Unavailable(w) if w.contains("aliyun.secret"))
+    );
+    let d = r.delivery();
+    assert_eq!(d.outcome, Outcome::Transient);
+    assert!(
+        d.detail
+            .contains("ali is unavailable: sms.gateways.ali.access_key_secret"),
+        "{}",
+        d.detail
+    );
+    assert!(stub.seen().is_empty());
+    std::fs::write(dir.path().join("aliyun.secret"), ALIYUN_SECRET).unwrap();
+    assert_eq!(
+        ch.send(&[], &both("hi")).await.delivery().outcome,
+        Outcome::Sent
+    );
+    assert_eq!(stub.seen().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------

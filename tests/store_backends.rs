@@ -89,7 +89,7 @@ async fn store(b: Backend) -> (Store, Fixture) {
 fn planner() -> Planner {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
-    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates);
+    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
     assert!(!diags.has_errors(), "{diags}");
     Planner {
         jobs: Arc::new(jobs),
@@ -405,6 +405,7 @@ fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> Ne
         provider_id: (outcome == Outcome::Sent).then(|| "<id@example.com>".to_string()),
         node: "node-a".into(),
         duration_ms: 12,
+        gateway: None,
     }
 }
 
@@ -427,7 +428,7 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                 message_id: m.id.clone(),
                 claim_token: m.claim_token.clone(),
                 state: MessageState::Cancelled,
-                attempt: None,
+                attempts: Vec::new(),
                 retry_at: None,
                 reason: None,
                 channel: None,
@@ -442,7 +443,7 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                     c.state = MessageState::Sent;
                     c.channel = Some("email".into());
                     c.address = Some("x@example.com".into());
-                    c.attempt = Some(attempt(1, now, Outcome::Sent, Some(250)));
+                    c.attempts = vec![attempt(1, now, Outcome::Sent, Some(250))];
                     c.next = planner.next_step(&job, m, now);
                 }
                 2 => {
@@ -451,12 +452,12 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                     c.reason = Some("try again".into());
                     c.channel = Some("email".into());
                     c.address = Some("x@example.com".into());
-                    c.attempt = Some(attempt(1, now, Outcome::Transient, None));
+                    c.attempts = vec![attempt(1, now, Outcome::Transient, None)];
                 }
                 _ => {
                     c.state = MessageState::Failed;
                     c.reason = Some("550 no such user".into());
-                    c.attempt = Some(attempt(1, now, Outcome::Permanent, Some(550)));
+                    c.attempts = vec![attempt(1, now, Outcome::Permanent, Some(550))];
                 }
             }
             c
@@ -529,7 +530,7 @@ async fn release_and_reap_return_claims_to_the_queue(b: Backend) {
         message_id: claimed[0].id.clone(),
         claim_token: "tok".into(),
         state: MessageState::Retrying,
-        attempt: Some(attempt(1, now, Outcome::Transient, Some(421))),
+        attempts: vec![attempt(1, now, Outcome::Transient, Some(421))],
         retry_at: Some(now),
         reason: Some("421".into()),
         channel: Some("email".into()),
@@ -737,7 +738,7 @@ async fn find_messages_applies_every_filter(b: Backend) {
             message_id: m.id.clone(),
             claim_token: "tok".into(),
             state: MessageState::Retrying,
-            attempt: Some(attempt(1, now, Outcome::Transient, Some(451))),
+            attempts: vec![attempt(1, now, Outcome::Transient, Some(451))],
             retry_at: Some(now),
             reason: None,
             channel: Some("email".into()),
@@ -874,7 +875,7 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
             message_id: m.id.clone(),
             claim_token: "tok".into(),
             state: MessageState::Sent,
-            attempt: Some(attempt(1, now, Outcome::Sent, Some(250))),
+            attempts: vec![attempt(1, now, Outcome::Sent, Some(250))],
             retry_at: None,
             reason: None,
             channel: Some("email".into()),

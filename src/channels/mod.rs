@@ -53,4 +53,6 @@ pub struct Channels {
     pub email: email::EmailChannel,
     /// Callback tasks; `None` when the config has no `webhook:` (tasks stay open for agents).
     pub webhook: Option<webhook::WebhookChannel>,
+    /// SMS gateways; `None` when the config has no `sms:` section.
+    pub sms: Option<sms::SmsChannel>,
 }

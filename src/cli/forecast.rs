@@ -68,6 +68,12 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         channels: Arc::new(Channels {
             email: EmailChannel::new(&app.config.email)?,
             webhook: None,
+            sms: app
+                .config
+                .sms
+                .as_ref()
+                .map(crate::channels::sms::SmsChannel::new)
+                .transpose()?,
         }),
         clock: clock.clone(),
         cfg: app.config.dispatch.clone(),

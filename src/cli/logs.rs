@@ -1,5 +1,6 @@
 //! `aftercare logs`: the delivery log for support. Every message with its state and reason,
-//! and under it every attempt with the server's answer.
+//! and under it every attempt with the channel (and SMS gateway) it went through, the
+//! server's answer, and any delivery receipt the carrier sent back.
 
 use super::{App, parse_time};
 use crate::model::{MessageRecord, MessageState};
@@ -103,7 +104,7 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
     for m in messages {
         let _ = writeln!(
             out,
-            "{}  {}  step {}  contact {}{}  due {}  {}{}",
+            "{}  {}  step {}  contact {}{}  due {}  {}{}{}",
             m.id,
             m.job_id,
             m.step,
@@ -118,6 +119,10 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                 .as_deref()
                 .map(|a| format!("  {} {a}", m.channel.as_deref().unwrap_or("")))
                 .unwrap_or_default(),
+            m.delivery
+                .as_deref()
+                .map(|d| format!("  ({d})"))
+                .unwrap_or_default(),
         );
         if let Some(r) = &m.reason {
             let _ = writeln!(out, "    reason: {r}");
@@ -125,9 +130,14 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
         for at in &m.attempt_log {
             let _ = writeln!(
                 out,
-                "    attempt {}  {}  {}  {}{}{}",
+                "    attempt {}  {}  {}{}  {}  {}{}{}",
                 at.attempt,
                 t(at.at),
+                at.channel,
+                at.gateway
+                    .as_deref()
+                    .map(|g| format!(" via {g}"))
+                    .unwrap_or_default(),
                 at.outcome,
                 at.code.map(|c| format!("{c} ")).unwrap_or_default(),
                 at.detail.as_deref().unwrap_or(""),
@@ -136,6 +146,22 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                     .map(|p| format!("  {p}"))
                     .unwrap_or_default(),
             );
+            for r in &at.receipts {
+                let _ = writeln!(
+                    out,
+                    "      receipt  {}  {}{}{}",
+                    t(r.received_at),
+                    r.status,
+                    r.code
+                        .as_deref()
+                        .map(|c| format!("  {c}"))
+                        .unwrap_or_default(),
+                    r.text
+                        .as_deref()
+                        .map(|c| format!(" {c}"))
+                        .unwrap_or_default(),
+                );
+            }
         }
     }
     let _ = writeln!(out, "{} message(s)", messages.len());

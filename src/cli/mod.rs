@@ -221,7 +221,7 @@ impl App {
         })?;
         let (templates, mut diags) =
             TemplateSet::load(&config.templates_dir, &config.default_locale);
-        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates);
+        let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
         diags.extend(job_diags);
         let unsubscriber = match &config.unsubscribe {
             None => None,

@@ -133,16 +133,43 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         &facts,
     );
     let locale = planner.locale_of(&contact);
-    let email = app
-        .templates
-        .render_email(&step.template, &locale, &ctx)
-        .map_err(|e| Exit::invalid(e.to_string()))?;
+    let wants = |ch: &str| job.channels.iter().any(|c| c == ch);
+    let email = if wants("email") {
+        Some(
+            app.templates
+                .render_email(&step.template, &locale, &ctx)
+                .map_err(|e| Exit::invalid(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let sms = if wants("sms") {
+        let ctx = planner.context_on(
+            job,
+            &contact,
+            job.trigger.event().map(|_| &inc.event),
+            &facts,
+            "sms",
+        );
+        Some(
+            app.templates
+                .render_sms(&step.template, &locale, &ctx)
+                .map_err(|e| Exit::invalid(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let used_locale = email
+        .as_ref()
+        .map(|e| e.locale.clone())
+        .or_else(|| sms.as_ref().map(|s| s.locale.clone()))
+        .unwrap_or(locale);
     println!(
         "job:      {} (step {}, template {}, locale {}, {})",
         job.id,
         a.step,
         step.template,
-        email.locale,
+        used_locale,
         job.class.as_str()
     );
     match (a.step, due) {
@@ -159,18 +186,60 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         ),
     }
     println!("dedupe:   {dedupe}");
-    let to = match (&contact.name, &contact.email) {
-        (Some(n), Some(e)) => format!("{n} <{e}>"),
-        (None, Some(e)) => e.clone(),
-        _ => "(no email address: this contact would be skipped)".into(),
-    };
-    println!("to:       {to}");
-    println!("subject:  {}", email.subject);
-    if let Some(t) = &email.text {
-        println!("--- text ---\n{}", t.trim_end());
+    println!("channels: {}", job.channels.join(", "));
+    if let Some(email) = &email {
+        let to = match (&contact.name, &contact.email) {
+            (Some(n), Some(e)) => format!("{n} <{e}>"),
+            (None, Some(e)) => e.clone(),
+            _ => "(no email address: this contact would be skipped)".into(),
+        };
+        println!("to:       {to}");
+        println!("subject:  {}", email.subject);
+        if let Some(t) = &email.text {
+            println!("--- text ---\n{}", t.trim_end());
+        }
+        if let Some(h) = &email.html {
+            println!("--- html ---\n{}", h.trim_end());
+        }
     }
-    if let Some(h) = &email.html {
-        println!("--- html ---\n{}", h.trim_end());
+    if let Some(sms) = &sms {
+        let cost = crate::channels::sms::segments(&sms.text);
+        println!("--- sms ---");
+        println!(
+            "to:       {}",
+            contact
+                .phone
+                .as_deref()
+                .unwrap_or("(no phone number: the next channel would be used)")
+        );
+        let route = if job.sms.route.is_empty() {
+            app.config
+                .sms
+                .as_ref()
+                .map(|s| s.route.clone())
+                .unwrap_or_default()
+        } else {
+            job.sms.route.clone()
+        };
+        println!("route:    {}", route.join(" → "));
+        let over = match job.sms.max_segments {
+            Some(max) if cost.segments > max => {
+                format!("  — over max_segments {max}: it would be refused on SMS")
+            }
+            Some(max) => format!("  (max_segments {max})"),
+            None => String::new(),
+        };
+        println!(
+            "length:   {cost}, {} characters{over}",
+            sms.text.chars().count()
+        );
+        if let Some(code) = job.sms.template_codes.get(&step.template) {
+            println!(
+                "provider template: {code} {}",
+                sms.params.as_deref().map(str::trim).unwrap_or("{}")
+            );
+        }
+        println!("{}", sms.text);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
 use super::{App, Exit, parse_time};
+use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
 use crate::config::EmailTransport;
@@ -33,7 +34,16 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         Some(w) => Some(WebhookChannel::new(w).map_err(|e| Exit::invalid(format!("{e:#}")))?),
         None => None,
     };
-    let channels = Arc::new(Channels { email, webhook });
+    // Gateways read their secrets at first use: the daemon starts without them.
+    let sms = match &app.config.sms {
+        Some(s) => Some(SmsChannel::new(s).map_err(|e| Exit::invalid(format!("{e:#}")))?),
+        None => None,
+    };
+    let channels = Arc::new(Channels {
+        email,
+        webhook,
+        sms,
+    });
     let clock = crate::clock::from_option(a.now);
     if a.once {
         let dispatcher = Arc::new(Dispatcher {

@@ -1,4 +1,5 @@
-//! `aftercare validate`: config, then templates, then jobs against their templates.
+//! `aftercare validate`: config, then templates, then jobs against their templates, then
+//! the environment (the secrets of the SMS gateways that jobs send through can be read here).
 //! Prints every problem as `path:line:col: severity: message` with a hint.
 
 use super::{App, Exit};
@@ -23,7 +24,9 @@ enum Format {
 
 pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
-    let d = &app.diags;
+    let mut d = app.diags.clone();
+    d.extend(environment(&app));
+    let d = &d.sorted();
     match a.format {
         Format::Text => {
             print!("{d}");
@@ -52,4 +55,48 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         return Err(Exit::silent(1));
     }
     Ok(())
+}
+
+/// Secrets that this machine lacks for gateways some job sends through: a warning, since the
+/// daemon runs (and sends email) without them, and the SMS waits until they are there.
+fn environment(app: &App) -> crate::diag::Diagnostics {
+    let mut out = crate::diag::Diagnostics::default();
+    let Some(cfg) = &app.config.sms else {
+        return out;
+    };
+    let Ok(channel) = crate::channels::sms::SmsChannel::new(cfg) else {
+        return out;
+    };
+    let mut used: Vec<&str> = Vec::new();
+    for job in app
+        .jobs
+        .iter()
+        .filter(|j| j.channels.iter().any(|c| c == "sms"))
+    {
+        let route = if job.sms.route.is_empty() {
+            &cfg.route
+        } else {
+            &job.sms.route
+        };
+        for g in route {
+            if !used.contains(&g.as_str()) {
+                used.push(g);
+            }
+        }
+    }
+    for g in used {
+        if let Err(why) = channel.check_secrets(g) {
+            out.push(
+                crate::diag::Diagnostic::warning(
+                    &app.config.path,
+                    None,
+                    format!("sms gateway `{g}` cannot send from here: {why}"),
+                )
+                .with_hint(
+                    "the daemon starts without it and retries these SMS until the secret is there",
+                ),
+            );
+        }
+    }
+    out
 }

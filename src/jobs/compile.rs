@@ -3,7 +3,8 @@
 //! every problem reported at the line and column of the value that causes it.
 
 pub use super::spec::{Class, Missed, OverCap};
-use super::spec::{RawAudience, RawJob, RawStopWhen, RawTrigger};
+use super::spec::{RawAudience, RawJob, RawJobSms, RawStopWhen, RawTrigger};
+use crate::channels::sms::{SmsConfig, segments};
 use crate::config::{parse_tz, parse_window};
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::duration;
@@ -14,15 +15,17 @@ use crate::yaml::{Document, SpanIndex};
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const MAX_REMINDERS: usize = 3;
 /// Channels a customer receives messages on, in the order a job lists them.
-const CUSTOMER_CHANNELS: &[&str] = &["email"];
+const CUSTOMER_CHANNELS: &[&str] = &["email", "sms"];
 /// `webhook` hands a task to the business's own systems (a CRM callback queue).
 const TASK_CHANNEL: &str = "webhook";
-const PLANNED_CHANNELS: &[&str] = &["sms"];
+/// Words a marketing SMS shows so the customer knows how to opt out ("回T退订", "Reply STOP").
+const SMS_OPT_OUT_WORDS: &[&str] = &["退订", "STOP", "UNSUBSCRIBE"];
 /// Audience keys that would turn a review request into review gating.
 const GATING_WORDS: &[&str] = &[
     "rating",
@@ -60,6 +63,19 @@ pub struct Job {
     pub send_window: Option<SendWindow>,
     pub over_cap: OverCap,
     pub audience: Audience,
+    pub sms: SmsSettings,
+}
+
+/// How a job's messages go by SMS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SmsSettings {
+    /// Gateway names in order of preference; empty: the config's `sms.route`.
+    pub route: Vec<String>,
+    /// Template set name → the provider's pre-approved template code (Aliyun's
+    /// `TemplateCode`); a step whose template has none is not sent through such gateways.
+    pub template_codes: BTreeMap<String, String>,
+    /// A text longer than this is refused (permanently: the next channel gets it).
+    pub max_segments: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +264,8 @@ pub struct CompileEnv<'a> {
     pub known_events: &'a [String],
     /// All job ids, for `exclude_if_sent`.
     pub job_ids: &'a [String],
+    /// The config's SMS gateways; `None` without an `sms:` section.
+    pub sms: Option<&'a SmsConfig>,
 }
 
 /// Compile one job document. The job is `None` when any error was found.
@@ -286,11 +304,11 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         } else if ch == TASK_CHANNEL {
             // Without a `webhook:` section the tasks stay open for `aftercare callbacks`.
             webhook = true;
-        } else if PLANNED_CHANNELS.contains(&ch.as_str()) {
+        } else if ch == "sms" && env.sms.is_none_or(|s| s.gateways.is_empty()) {
             c.error(
                 &field,
-                format!("the `{ch}` channel is not available in this version"),
-                Some("use email (and webhook for callback tasks)".into()),
+                "the `sms` channel needs an SMS gateway, and the config has none",
+                Some("add an `sms:` section with gateways to the config (see the README's SMS section)".into()),
             );
         } else if CUSTOMER_CHANNELS.contains(&ch.as_str()) {
             channels.push(ch.clone());
@@ -299,7 +317,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
             c.error(
                 &field,
                 format!("unknown channel `{ch}`"),
-                did_you_mean(ch, all).or(Some("channels: email, webhook".into())),
+                did_you_mean(ch, all).or(Some("channels: email, sms, webhook".into())),
             );
         }
     }
@@ -415,6 +433,21 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         }
     }
 
+    let step_templates: Vec<String> = {
+        let mut v: Vec<String> = steps.iter().map(|s| s.template.clone()).collect();
+        v.dedup();
+        v.retain(|t| env.templates.has(t));
+        v
+    };
+    let sms = sms_settings(
+        &mut c,
+        raw.sms.as_ref(),
+        listed.iter().any(|ch| ch == "sms"),
+        class,
+        &step_templates,
+        env,
+    );
+
     let stop_when = raw
         .stop_when
         .as_ref()
@@ -462,10 +495,201 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
             send_window,
             over_cap: raw.over_cap.unwrap_or_default(),
             audience,
+            sms,
         }),
         _ => None,
     };
     (job, c.diags)
+}
+
+/// The job's `sms:` keys, checked against the config's gateways and the job's templates.
+fn sms_settings(
+    c: &mut Ctx,
+    raw: Option<&RawJobSms>,
+    uses_sms: bool,
+    class: Class,
+    templates: &[String],
+    env: &CompileEnv,
+) -> SmsSettings {
+    if !uses_sms {
+        if raw.is_some() {
+            c.warn(
+                "sms",
+                "SMS settings, but `channels` does not list sms: they are unused",
+                Some("add sms to channels, e.g. channels: [sms, email]".into()),
+            );
+        }
+        return SmsSettings::default();
+    }
+    // Without gateways, `channels` has said so already.
+    let Some(cfg) = env.sms.filter(|s| !s.gateways.is_empty()) else {
+        return SmsSettings::default();
+    };
+    let empty = RawJobSms {
+        gateways: None,
+        template_codes: BTreeMap::new(),
+        max_segments: None,
+    };
+    let raw = raw.unwrap_or(&empty);
+    // The route.
+    let route = raw.gateways.clone().unwrap_or_default();
+    if raw.gateways.as_ref().is_some_and(Vec::is_empty) {
+        c.error(
+            "sms.gateways",
+            "no gateway",
+            Some(format!(
+                "name at least one, or leave gateways out for the config's route ({})",
+                cfg.route.join(", ")
+            )),
+        );
+    }
+    if let Err(p) = cfg.check_route("sms.gateways", &route) {
+        c.error(&p.path, p.message, p.hint);
+    }
+    for (i, g) in route.iter().enumerate() {
+        if route[..i].contains(g) {
+            c.error(
+                &format!("sms.gateways[{i}]"),
+                format!("`{g}` is listed twice"),
+                None,
+            );
+        }
+    }
+    let effective: Vec<&str> = if route.is_empty() {
+        cfg.route.iter().map(String::as_str).collect()
+    } else {
+        route.iter().map(String::as_str).collect()
+    };
+    let kind = |g: &str| cfg.gateway(g).map(|g| g.settings.kind());
+    // Provider template codes.
+    for (tpl, code) in &raw.template_codes {
+        let field = format!("sms.template_codes.{tpl}");
+        if !templates.iter().any(|t| t == tpl) {
+            let hint = did_you_mean(tpl, templates.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("this job's templates: {}", templates.join(", ")));
+            // At the key: it is the name that is wrong.
+            c.diags.push(
+                Diagnostic::error(
+                    c.path,
+                    c.spans.key(&field),
+                    format!("{field}: `{tpl}` is not a template of this job"),
+                )
+                .with_hint(hint),
+            );
+        }
+        if code.trim().is_empty() {
+            c.error(
+                &field,
+                "empty template code",
+                Some("the code of the template your provider approved, e.g. SMS_123456789".into()),
+            );
+        }
+    }
+    let template_only: Vec<&str> = effective
+        .iter()
+        .copied()
+        .filter(|g| kind(g) == Some("aliyun"))
+        .collect();
+    if !template_only.is_empty() {
+        for tpl in templates
+            .iter()
+            .filter(|t| !raw.template_codes.contains_key(*t))
+        {
+            let hint = Some(format!(
+                "map it to the code your provider approved: sms: {{template_codes: {{{tpl}: SMS_123456789}}}}"
+            ));
+            let field = if c.spans.has("sms.template_codes") {
+                "sms.template_codes"
+            } else {
+                "channels"
+            };
+            if template_only.len() == effective.len() {
+                c.error(
+                    field,
+                    format!(
+                        "no template code for `{tpl}`, and {} send(s) approved templates only",
+                        template_only.join(", ")
+                    ),
+                    hint,
+                );
+            } else {
+                c.warn(
+                    field,
+                    format!(
+                        "no template code for `{tpl}`: {} will be passed over for it",
+                        template_only.join(", ")
+                    ),
+                    hint,
+                );
+            }
+        }
+    }
+    // Length.
+    let max_segments = raw.max_segments.map(|m| m as usize);
+    if max_segments == Some(0) {
+        c.error(
+            "sms.max_segments",
+            "must be at least 1",
+            Some("one segment is 160 GSM-7 characters or 70 UCS-2 (Chinese) ones".into()),
+        );
+    }
+    let sms_files: Vec<&crate::templates::TemplateFile> = templates
+        .iter()
+        .flat_map(|t| env.templates.files(t))
+        .filter(|f| f.kind == "sms")
+        .collect();
+    if let Some(max) = max_segments.filter(|m| *m > 0) {
+        for f in &sms_files {
+            let file = crate::diag::display_path(&f.path);
+            let fixed = segments(f.static_text.trim());
+            if fixed.segments > max {
+                c.warn(
+                    "sms.max_segments",
+                    format!(
+                        "{file} is {} before any value is filled in, more than max_segments {max}: its messages will be refused on SMS",
+                        fixed
+                    ),
+                    Some("shorten the text, or raise max_segments".into()),
+                );
+            } else if f.has_expressions && fixed.encoding == crate::channels::sms::Encoding::Gsm7 {
+                // One character outside GSM-7 in a value (a Chinese name, an emoji) makes the
+                // whole text UCS-2, 70 characters a segment instead of 160.
+                let wide = segments(&format!("{}好", f.static_text.trim()));
+                if wide.segments > max {
+                    c.warn(
+                        "sms.max_segments",
+                        format!(
+                            "{file} can exceed max_segments {max}: a value outside GSM-7 (a Chinese name, an emoji) makes the text UCS-2, and the fixed text alone is then {} segments",
+                            wide.segments
+                        ),
+                        Some("shorten the text, or raise max_segments".into()),
+                    );
+                }
+            }
+        }
+    }
+    // Marketing SMS say how to opt out (China's rules for marketing SMS, and Twilio's).
+    if class == Class::Marketing {
+        for f in &sms_files {
+            let upper = f.static_text.to_uppercase();
+            if !SMS_OPT_OUT_WORDS.iter().any(|w| upper.contains(w))
+                && !f.uses_path("unsubscribe.url")
+            {
+                let d = Diagnostic::warning(
+                    &f.path,
+                    None,
+                    "a marketing SMS that does not say how to opt out",
+                )
+                .with_hint("end it with e.g. 回T退订 or \"Reply STOP to opt out\": such replies put the number on the suppression list");
+                c.diags.push(d);
+            }
+        }
+    }
+    SmsSettings {
+        route,
+        template_codes: raw.template_codes.clone(),
+        max_segments: max_segments.filter(|m| *m > 0),
+    }
 }
 
 fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {

@@ -8,7 +8,8 @@ mod compile;
 mod spec;
 
 pub use compile::{
-    Audience, Class, Condition, DateField, Job, Missed, OverCap, Step, StopWhen, Trigger,
+    Audience, Class, Condition, DateField, Job, Missed, OverCap, SmsSettings, Step, StopWhen,
+    Trigger,
 };
 
 use crate::diag::{Diagnostic, Diagnostics, display_path};
@@ -111,8 +112,13 @@ impl JobSet {
 }
 
 /// Load and check every `*.yaml` / `*.yml` in `dir`. Jobs with errors are left out of the set;
-/// the caller decides whether any error is fatal (`validate` and `run` say it is).
-pub fn load(dir: &Path, templates: &TemplateSet) -> (JobSet, Diagnostics) {
+/// the caller decides whether any error is fatal (`validate` and `run` say it is). `sms` is
+/// the config's SMS section: jobs listing `sms` are checked against its gateways.
+pub fn load(
+    dir: &Path,
+    templates: &TemplateSet,
+    sms: Option<&crate::channels::sms::SmsConfig>,
+) -> (JobSet, Diagnostics) {
     let mut diags = Diagnostics::default();
     let files = match job_files(dir) {
         Ok(f) => f,
@@ -157,6 +163,7 @@ pub fn load(dir: &Path, templates: &TemplateSet) -> (JobSet, Diagnostics) {
         templates,
         known_events: &known_events,
         job_ids: &job_ids,
+        sms,
     };
     let mut seen: HashMap<String, (PathBuf, Option<crate::diag::Location>)> = HashMap::new();
     for (path, doc) in raws {

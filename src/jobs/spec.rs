@@ -32,6 +32,20 @@ pub struct RawJob {
     pub send_window: Option<RawWindow>,
     pub over_cap: Option<OverCap>,
     pub audience: Option<RawAudience>,
+    pub sms: Option<RawJobSms>,
+}
+
+/// How the job's messages go by SMS (when `channels` lists `sms`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobSms {
+    /// Gateway names in order of preference; default: the config's `sms.route`.
+    pub gateways: Option<Vec<String>>,
+    /// Template set name → the provider's approved template code (Aliyun's `TemplateCode`).
+    #[serde(default)]
+    pub template_codes: BTreeMap<String, String>,
+    /// Refuse a text longer than this many segments.
+    pub max_segments: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

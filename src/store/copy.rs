@@ -37,6 +37,7 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("contact_dates", &["contact_id", "field"]),
     ("suppressions", &["channel", "address"]),
     ("recurring", &["job_id"]),
+    ("receipts", &["message_id", "attempt", "status"]),
 ];
 
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.

@@ -8,12 +8,14 @@
 //! `FOR UPDATE SKIP LOCKED`; reading the catalog (`schema`, `copy`) is the other.
 //!
 //! The store knows nothing of jobs, templates or channels: it stores what plan and dispatch
-//! decide. `schema` says when migrations run; `copy` moves every row to another store.
+//! decide. `schema` says when migrations run; `copy` moves every row to another store;
+//! `receipts` records what carriers said about sent SMS.
 
 mod copy;
 mod ingest;
 mod ops;
 mod query;
+mod receipts;
 mod schedule;
 mod schema;
 mod suppress;
@@ -21,6 +23,7 @@ mod suppress;
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use query::LogFilter;
+pub use receipts::{NewReceipt, ReceiptMatch};
 pub use schedule::{AnniversaryRow, Suppression};
 pub use schema::{MigrationInfo, SchemaStatus};
 
@@ -260,7 +263,11 @@ pub struct Claimed {
     pub template: String,
     pub due_at: DateTime<Utc>,
     pub not_after: Option<DateTime<Utc>>,
+    /// Rows in the attempt log so far: the next attempt is number `attempts + 1`.
     pub attempts: i64,
+    /// Times dispatch has tried it (one try may log several attempts: SMS failover, channel
+    /// fallback); what `dispatch.retry` counts.
+    pub tries: i64,
     pub class: Class,
     pub token: Option<String>,
     pub channel_plan: Option<String>,
@@ -289,6 +296,8 @@ pub struct NewAttempt {
     pub provider_id: Option<String>,
     pub node: String,
     pub duration_ms: i64,
+    /// The SMS gateway the request went to; `None` for other channels.
+    pub gateway: Option<String>,
 }
 
 /// What became of a claimed message; written in batches.
@@ -297,8 +306,10 @@ pub struct Completion {
     pub message_id: String,
     pub claim_token: String,
     pub state: MessageState,
-    /// The attempt number this completion records (attempts so far + 1), if it tried to send.
-    pub attempt: Option<NewAttempt>,
+    /// The attempts this try made, in order, numbered on from the message's attempts so far
+    /// (`attempts + 1`, `+ 2`, ...): one per SMS gateway asked and per channel fallen back
+    /// to. Empty when it did not try to send (cancelled, deferred).
+    pub attempts: Vec<NewAttempt>,
     /// Next try, for `Retrying`.
     pub retry_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
@@ -514,6 +525,11 @@ impl Store {
                     {
                         c.suppressed.push(("email".into(), reason.clone()));
                     }
+                    if let Some(phone) = &c.contact.phone
+                        && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
+                    {
+                        c.suppressed.push(("sms".into(), reason.clone()));
+                    }
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()
@@ -576,7 +592,7 @@ impl Store {
                 .collect();
             let attempts: Vec<(&Completion, &NewAttempt)> = done
                 .iter()
-                .filter_map(|c| c.attempt.as_ref().map(|a| (*c, a)))
+                .flat_map(|c| c.attempts.iter().map(move |a| (*c, a)))
                 .collect();
             for chunk in attempts.chunks(CHUNK) {
                 let (sql, binds) = query::attempts_sql(chunk, pg);
@@ -754,6 +770,7 @@ where
         due_at: from_millis(r.try_get("due_at")?),
         not_after: opt_ms(r.try_get("not_after")?),
         attempts: r.try_get("attempts")?,
+        tries: r.try_get("tries")?,
         class: Class::parse(&r.try_get::<String, _>("class")?),
         token: r.try_get("token")?,
         channel_plan: r.try_get("channel_plan")?,

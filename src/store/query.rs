@@ -5,7 +5,7 @@ use super::{
     opt_ms, values_rows,
 };
 use crate::clock::{from_millis, to_millis};
-use crate::model::{AttemptRecord, MessageRecord, MessageState};
+use crate::model::{AttemptRecord, MessageRecord, MessageState, ReceiptRecord};
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ macro_rules! claim_sql {
 pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
 pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
 
-pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, \
+pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, m.tries, \
      m.class, m.token, m.channel_plan, \
      c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, \
      c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, \
@@ -33,9 +33,13 @@ pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_i
      FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN events e ON e.id = m.event_id \
      WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at";
 
+/// The suppressed addresses of the claimed messages' contacts: email in lower case, phone
+/// numbers in E.164 as `ingest` stores them.
 pub(super) const CLAIMED_SUPPRESSIONS: &str = "SELECT s.channel, s.address, s.reason FROM suppressions s \
-     WHERE s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
-     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))";
+     WHERE (s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))) \
+     OR (s.channel = 'sms' AND s.address IN (SELECT c.phone FROM contacts c \
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)))";
 
 pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
      WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
@@ -179,13 +183,18 @@ impl Store {
         // user value is bound.
         let msg_sql = format!(
             "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
-             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at \
+             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery \
              FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}"
         );
         let att_sql = format!(
-            "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms \
+            "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms, a.gateway \
              FROM attempts a WHERE a.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
              ORDER BY a.message_id, a.attempt"
+        );
+        let rec_sql = format!(
+            "SELECT r.message_id, r.attempt, r.received_at, r.status, r.code, r.text \
+             FROM receipts r WHERE r.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
+             ORDER BY r.message_id, r.attempt, r.received_at"
         );
         on_pool!(self, |pool, _b| {
             let rows = bind_all!(sqlx::query(AssertSqlSafe(msg_sql)), &binds)
@@ -213,29 +222,49 @@ impl Store {
                     created_at: from_millis(r.try_get("created_at")?),
                     updated_at: from_millis(r.try_get("updated_at")?),
                     sent_at: opt_ms(r.try_get("sent_at")?),
+                    delivery: r.try_get("delivery")?,
                     attempt_log: Vec::new(),
                 });
             }
             let arows = bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds)
                 .fetch_all(pool)
                 .await?;
+            let rrows = bind_all!(sqlx::query(AssertSqlSafe(rec_sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            let mut receipts: HashMap<(String, i64), Vec<ReceiptRecord>> = HashMap::new();
+            for r in &rrows {
+                receipts
+                    .entry((r.try_get("message_id")?, r.try_get("attempt")?))
+                    .or_default()
+                    .push(ReceiptRecord {
+                        received_at: from_millis(r.try_get("received_at")?),
+                        status: r.try_get("status")?,
+                        code: r.try_get("code")?,
+                        text: r.try_get("text")?,
+                    });
+            }
             let mut by_msg: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
             for r in &arows {
-                by_msg
-                    .entry(r.try_get("message_id")?)
-                    .or_default()
-                    .push(AttemptRecord {
-                        attempt: r.try_get("attempt")?,
-                        at: from_millis(r.try_get("at")?),
-                        channel: r.try_get("channel")?,
-                        address: r.try_get("address")?,
-                        outcome: r.try_get("outcome")?,
-                        code: r.try_get("code")?,
-                        detail: r.try_get("detail")?,
-                        provider_id: r.try_get("provider_id")?,
-                        node: r.try_get("node")?,
-                        duration_ms: r.try_get("duration_ms")?,
-                    });
+                let message_id: String = r.try_get("message_id")?;
+                let attempt: i64 = r.try_get("attempt")?;
+                let receipts = receipts
+                    .remove(&(message_id.clone(), attempt))
+                    .unwrap_or_default();
+                by_msg.entry(message_id).or_default().push(AttemptRecord {
+                    attempt,
+                    at: from_millis(r.try_get("at")?),
+                    channel: r.try_get("channel")?,
+                    address: r.try_get("address")?,
+                    outcome: r.try_get("outcome")?,
+                    code: r.try_get("code")?,
+                    detail: r.try_get("detail")?,
+                    provider_id: r.try_get("provider_id")?,
+                    node: r.try_get("node")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    gateway: r.try_get("gateway")?,
+                    receipts,
+                });
             }
             for m in &mut out {
                 m.attempt_log = by_msg.remove(&m.id).unwrap_or_default();
@@ -270,16 +299,17 @@ impl Store {
 /// row is no longer claimed under this token, and is left alone).
 pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
-        "WITH v (id, token, state, due_at, reason, channel, address, at, inc, sent_at) AS (VALUES {}) \
+        "WITH v (id, token, state, due_at, reason, channel, address, at, inc, sent_at, tried) AS (VALUES {}) \
          UPDATE messages SET state = v.state, due_at = COALESCE(v.due_at, messages.due_at), reason = v.reason, \
          channel = COALESCE(v.channel, messages.channel), address = COALESCE(v.address, messages.address), \
          updated_at = v.at, attempts = messages.attempts + v.inc, sent_at = COALESCE(v.sent_at, messages.sent_at), \
+         tries = messages.tries + v.tried, \
          claim_token = NULL, locked_by = NULL, locked_until = NULL \
          FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
          RETURNING messages.id",
-        values_rows(chunk.len(), 10, pg)
+        values_rows(chunk.len(), 11, pg)
     );
-    let mut b = Vec::with_capacity(chunk.len() * 10);
+    let mut b = Vec::with_capacity(chunk.len() * 11);
     for c in chunk {
         b.push(Bind::Text(Some(c.message_id.clone())));
         b.push(Bind::Text(Some(c.claim_token.clone())));
@@ -289,20 +319,21 @@ pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>
         b.push(Bind::Text(c.channel.clone()));
         b.push(Bind::Text(c.address.clone()));
         b.push(Bind::Int(Some(to_millis(c.at))));
-        b.push(Bind::Int(Some(i64::from(c.attempt.is_some()))));
+        b.push(Bind::Int(Some(c.attempts.len() as i64)));
         b.push(Bind::Int(
             (c.state == MessageState::Sent).then(|| to_millis(c.at)),
         ));
+        b.push(Bind::Int(Some(i64::from(!c.attempts.is_empty()))));
     }
     (sql, b)
 }
 
 pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) VALUES {}",
-        values_rows(chunk.len(), 11, pg)
+        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms, gateway) VALUES {}",
+        values_rows(chunk.len(), 12, pg)
     );
-    let mut b = Vec::with_capacity(chunk.len() * 11);
+    let mut b = Vec::with_capacity(chunk.len() * 12);
     for (c, a) in chunk {
         b.push(Bind::Text(Some(c.message_id.clone())));
         b.push(Bind::Int(Some(a.number)));
@@ -315,6 +346,7 @@ pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (S
         b.push(Bind::Text(a.provider_id.clone()));
         b.push(Bind::Text(Some(a.node.clone())));
         b.push(Bind::Int(Some(a.duration_ms)));
+        b.push(Bind::Text(a.gateway.clone()));
     }
     (sql, b)
 }

@@ -85,7 +85,7 @@ impl Store {
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             let n = sqlx::query(
-                "UPDATE messages SET state = 'sent', sent_at = $2, updated_at = $2, attempts = attempts + 1, channel = 'agent', reason = $3 \
+                "UPDATE messages SET state = 'sent', sent_at = $2, updated_at = $2, attempts = attempts + 1, tries = tries + 1, channel = 'agent', reason = $3 \
                  WHERE id = $1 AND state = 'open'",
             )
             .bind(id)

@@ -1,10 +1,12 @@
 //! Test harness: a temporary workspace that runs the real `aftercare` binary, and a real
 //! SMTP server process (postfix's `smtp-sink`) that keeps every message it accepts.
-//! `pg` starts a real PostgreSQL server for the tests that run on both stores.
+//! `pg` starts a real PostgreSQL server for the tests that run on both stores; `provider`
+//! stands in for SMS providers' HTTP APIs.
 #![allow(dead_code)]
 
 pub mod http;
 pub mod pg;
+pub mod provider;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

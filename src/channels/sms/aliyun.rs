@@ -25,6 +25,7 @@ use super::SmsMessage;
 use super::config::AliyunConfig;
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
+use super::reply::{Reply, sender_e164};
 use crate::channels::Delivery;
 use crate::model::Outcome;
 use base64::Engine;
@@ -338,6 +339,38 @@ pub(super) fn receipts(gateway: &str, body: &[u8]) -> Result<Vec<Receipt>, Recei
                 code: text("err_code"),
                 text: text("err_msg"),
                 reference: text("out_id"),
+            })
+        })
+        .collect()
+}
+
+/// Inbound messages (SmsUp) as Alibaba pushes them over HTTP: a JSON array of
+/// `{phone_number, content, send_time, sign_name, dest_code, sequence_id}`; mainland numbers
+/// come without `+86`.
+pub(super) fn replies(gateway: &str, body: &[u8]) -> Result<Vec<Reply>, ReceiptError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+    let items = match value {
+        Value::Array(items) => items,
+        obj @ Value::Object(_) => vec![obj],
+        _ => {
+            return Err(ReceiptError::Malformed(
+                "expected a JSON array of messages".into(),
+            ));
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let phone = m.get("phone_number").and_then(scalar_text).ok_or_else(|| {
+                ReceiptError::Malformed(format!("message {i} has no phone_number"))
+            })?;
+            Ok(Reply {
+                gateway: gateway.to_string(),
+                from: sender_e164(&phone)
+                    .map_err(|e| ReceiptError::Malformed(format!("message {i}: {e}")))?,
+                text: m.get("content").and_then(scalar_text).unwrap_or_default(),
             })
         })
         .collect()

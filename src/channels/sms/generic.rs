@@ -12,9 +12,10 @@
 //! Receipts from such providers are mapped the same way (`receipt:` in the config).
 
 use super::SmsMessage;
-use super::config::{BodyFormat, HttpConfig, HttpMethod, ReceiptMapping};
+use super::config::{BodyFormat, HttpConfig, HttpMethod, ReceiptMapping, ReplyMapping};
 use super::outcome::{Answer, Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
+use super::reply::{Reply, sender_e164};
 use super::{aliyun, encoding};
 use crate::channels::Delivery;
 use crate::model::Outcome;
@@ -214,6 +215,10 @@ impl Generic {
         self.cfg.receipt.as_ref()
     }
 
+    pub fn reply_mapping(&self) -> Option<&ReplyMapping> {
+        self.cfg.reply.as_ref()
+    }
+
     pub fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
         let mut data = serde_json::Map::new();
         data.insert("to".into(), msg.to.clone().into());
@@ -403,6 +408,42 @@ pub(super) fn receipts(
         .collect()
 }
 
+/// Inbound messages from a generic provider: one JSON object or an array of them, read
+/// through the configured pointers.
+pub(super) fn replies(
+    gateway: &str,
+    m: &ReplyMapping,
+    body: &[u8],
+) -> Result<Vec<Reply>, ReceiptError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+    let items = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let from = item
+                .pointer(&m.from_pointer)
+                .and_then(scalar_text)
+                .ok_or_else(|| {
+                    ReceiptError::Malformed(format!("message {i}: nothing at {}", m.from_pointer))
+                })?;
+            Ok(Reply {
+                gateway: gateway.to_string(),
+                from: sender_e164(&from)
+                    .map_err(|e| ReceiptError::Malformed(format!("message {i}: {e}")))?,
+                text: item
+                    .pointer(&m.text_pointer)
+                    .and_then(scalar_text)
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +468,7 @@ mod tests {
             message_pointer: Some("/msg".into()),
             secret: Secret::Env("X".into()),
             receipt: None,
+            reply: None,
         }
     }
 

@@ -20,6 +20,12 @@
 //! sender holding this [`SmsChannel`] (clones share it too), and scrubs its credentials from
 //! every detail it returns (`outcome::Redactor`). Nothing here logs a credential, a header or
 //! a request body; phone numbers in logs are masked.
+//!
+//! Credentials are read when a gateway is first used, not when the channel is built: the
+//! daemon starts (and sends email) with gateways configured whose secrets this machine does
+//! not have, and a send through such a gateway skips it as *unavailable*, naming the missing
+//! variable or file. Like a 401 that is transient, not the message's fault: the message is
+//! retried once the secret is there (and the daemon restarted, for a variable).
 
 pub mod aliyun;
 pub mod config;
@@ -36,7 +42,7 @@ mod pace;
 pub use config::{Problem, RawSmsConfig, SmsConfig, compile};
 pub use encoding::{Encoding, Segments, segments};
 pub use receipt::{Inbound, Receipt, ReceiptError, ReceiptStatus};
-pub use reply::is_stop_reply;
+pub use reply::{Reply, is_stop_reply, sender_e164};
 
 use super::Delivery;
 use crate::model::Outcome;
@@ -72,6 +78,8 @@ pub struct ProviderTemplate {
 pub struct Hop {
     pub gateway: String,
     pub delivery: Delivery,
+    /// From the request's start (after the rate limit let it go) to the answer.
+    pub elapsed: Duration,
 }
 
 /// A gateway on the route that got no request, and why.
@@ -87,6 +95,9 @@ pub enum SkipReason {
     Down { retry_in: Duration },
     /// It cannot carry this message (the why is for the log).
     Unsuitable(String),
+    /// It cannot be used on this machine: a credential is missing (the why names the
+    /// variable or file, never a value). Transient, like `Down`: fixed by the operator.
+    Unavailable(String),
     /// No gateway by that name (the route was not checked against the config).
     Unknown,
 }
@@ -128,16 +139,18 @@ impl Routed {
                 crate::duration::format(ceil_secs(*retry_in))
             ),
             SkipReason::Unsuitable(w) => format!("{}: {w}", s.gateway),
+            SkipReason::Unavailable(w) => format!("{} is unavailable: {w}", s.gateway),
             SkipReason::Unknown => format!("{}: no such gateway", s.gateway),
         };
         let list = self.skipped.iter().map(why).collect::<Vec<_>>().join("; ");
         if self.skipped.is_empty() {
             Delivery::permanent("no SMS route: no gateway is configured")
-        } else if self
-            .skipped
-            .iter()
-            .any(|s| matches!(s.reason, SkipReason::Down { .. }))
-        {
+        } else if self.skipped.iter().any(|s| {
+            matches!(
+                s.reason,
+                SkipReason::Down { .. } | SkipReason::Unavailable(_)
+            )
+        }) {
             let mut d = Delivery::transient(format!("no gateway available: {list}"));
             d.retry_after = wait;
             d
@@ -181,12 +194,21 @@ struct Inner {
 }
 
 struct Gateway {
+    name: String,
     kind: &'static str,
-    driver: Driver,
+    settings: GatewaySettings,
+    /// The driver and its redactor, built with the secrets at first use.
+    ready: std::sync::OnceLock<Ready>,
+    /// Whether "unavailable" was logged already (once per gateway, not per message).
+    warned: std::sync::atomic::AtomicBool,
     client: reqwest::Client,
     timeout: Duration,
     pace: pace::Pace,
     breaker: breaker::Breaker,
+}
+
+struct Ready {
+    driver: Driver,
     redactor: outcome::Redactor,
 }
 
@@ -204,8 +226,8 @@ enum Prepared {
 }
 
 impl SmsChannel {
-    /// Build the gateways: read their secrets (the error names the variable or file, never a
-    /// value) and set up one HTTP client for all of them.
+    /// Set up the gateways and one HTTP client for all of them. Secrets are read at first use
+    /// (see the module doc), so a missing one does not fail this.
     pub fn new(cfg: &SmsConfig) -> anyhow::Result<SmsChannel> {
         // reqwest panics without a process-wide rustls provider; main installs ring, and a
         // library caller (a test) gets the same one.
@@ -219,7 +241,7 @@ impl SmsChannel {
             .map_err(|e| anyhow::anyhow!("sms: cannot set up the HTTP client: {e}"))?;
         let mut gateways = HashMap::new();
         for g in &cfg.gateways {
-            gateways.insert(g.name.clone(), Gateway::new(g, cfg, client.clone())?);
+            gateways.insert(g.name.clone(), Gateway::new(g, cfg, client.clone()));
         }
         Ok(SmsChannel {
             inner: Arc::new(Inner {
@@ -236,6 +258,15 @@ impl SmsChannel {
 
     pub fn has_gateway(&self, name: &str) -> bool {
         self.inner.gateways.contains_key(name)
+    }
+
+    /// Read the secrets of `gateway` now (they are otherwise read at first use); the error
+    /// names the variable or file. For `validate`'s environment check.
+    pub fn check_secrets(&self, gateway: &str) -> Result<(), String> {
+        match self.inner.gateways.get(gateway) {
+            None => Err(format!("no SMS gateway named `{gateway}`")),
+            Some(gw) => gw.ready().map(|_| ()),
+        }
     }
 
     /// Send along `route` (the default route when empty). Never fails as a call: every
@@ -256,7 +287,17 @@ impl SmsChannel {
                 routed.skipped.push(skip(SkipReason::Unknown));
                 continue;
             };
-            let prepared = match gw.prepare(msg) {
+            let ready = match gw.ready() {
+                Ok(r) => r,
+                Err(why) => {
+                    if !gw.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(gateway = %name, %why, "sms gateway unavailable: skipped until its secret is there");
+                    }
+                    routed.skipped.push(skip(SkipReason::Unavailable(why)));
+                    continue;
+                }
+            };
+            let prepared = match ready.prepare(msg) {
                 Ok(p) => p,
                 Err(why) => {
                     tracing::debug!(gateway = %name, to = %mask(&msg.to), %why, "sms gateway cannot take this message");
@@ -269,7 +310,10 @@ impl SmsChannel {
                 routed.skipped.push(skip(SkipReason::Down { retry_in }));
                 continue;
             }
-            let delivery = gw.attempt(prepared).await;
+            gw.pace.wait().await;
+            let started = Instant::now();
+            let delivery = gw.attempt(ready, prepared).await;
+            let elapsed = started.elapsed();
             if gw.breaker.record(delivery.outcome, Instant::now()) {
                 tracing::warn!(
                     gateway = %name,
@@ -290,6 +334,7 @@ impl SmsChannel {
             routed.hops.push(Hop {
                 gateway: name.clone(),
                 delivery,
+                elapsed,
             });
             if !transient {
                 break;
@@ -309,7 +354,8 @@ impl SmsChannel {
             .gateways
             .get(gateway)
             .ok_or_else(|| ReceiptError::UnknownGateway(gateway.to_string()))?;
-        match &gw.driver {
+        let ready = gw.ready().map_err(ReceiptError::Unavailable)?;
+        match &ready.driver {
             Driver::Twilio(t) => {
                 let url = inbound.url.or(t.status_callback()).ok_or_else(|| {
                     ReceiptError::Malformed("no callback URL to check the signature against".into())
@@ -332,19 +378,107 @@ impl SmsChannel {
             }
         }
     }
+
+    /// Parse (and for Twilio, verify) inbound SMS that arrived for `gateway`: who wrote and
+    /// what (a provider may push several at once). Whether one is an opt-out is
+    /// [`is_stop_reply`]'s call.
+    pub fn replies(
+        &self,
+        gateway: &str,
+        inbound: &Inbound<'_>,
+    ) -> Result<Vec<Reply>, ReceiptError> {
+        let gw = self
+            .inner
+            .gateways
+            .get(gateway)
+            .ok_or_else(|| ReceiptError::UnknownGateway(gateway.to_string()))?;
+        let ready = gw.ready().map_err(ReceiptError::Unavailable)?;
+        match &ready.driver {
+            Driver::Twilio(t) => {
+                // Twilio signs the URL of the number's messaging webhook, which is not in our
+                // config: the endpoint passes the URL it was called on.
+                let url = inbound.url.ok_or_else(|| {
+                    ReceiptError::Malformed("no request URL to check the signature against".into())
+                })?;
+                twilio::reply(
+                    gateway,
+                    t.auth_token(),
+                    url,
+                    inbound.signature,
+                    inbound.body,
+                )
+                .map(|r| vec![r])
+            }
+            Driver::Aliyun(_) => aliyun::replies(gateway, inbound.body),
+            Driver::Http(g) => {
+                let m = g
+                    .reply_mapping()
+                    .ok_or_else(|| ReceiptError::NotConfigured(gateway.to_string()))?;
+                generic::replies(gateway, m, inbound.body)
+            }
+        }
+    }
 }
 
 impl Gateway {
-    fn new(g: &GatewayConfig, cfg: &SmsConfig, client: reqwest::Client) -> anyhow::Result<Gateway> {
-        let secret = |s: &crate::config::Secret, field: &str| -> anyhow::Result<String> {
-            let path = format!("sms.gateways.{}.{field}", g.name);
-            match s.read(&path)? {
+    fn new(g: &GatewayConfig, cfg: &SmsConfig, client: reqwest::Client) -> Gateway {
+        Gateway {
+            name: g.name.clone(),
+            kind: g.settings.kind(),
+            settings: g.settings.clone(),
+            ready: std::sync::OnceLock::new(),
+            warned: std::sync::atomic::AtomicBool::new(false),
+            client,
+            timeout: g.timeout,
+            pace: pace::Pace::new(g.rate),
+            breaker: breaker::Breaker::new(cfg.breaker),
+        }
+    }
+
+    /// The driver, built with the secrets on first use; until they can be read, why not.
+    fn ready(&self) -> Result<&Ready, String> {
+        if let Some(r) = self.ready.get() {
+            return Ok(r);
+        }
+        let built = Ready::build(&self.name, &self.settings)?;
+        Ok(self.ready.get_or_init(|| built))
+    }
+
+    /// Make the request (the rate limit has been waited for), and clean the result of
+    /// credentials (the answer is scrubbed as it arrives; this catches anything added after).
+    async fn attempt(&self, ready: &Ready, p: Prepared) -> Delivery {
+        let redactor = &ready.redactor;
+        let mut d = match (&ready.driver, p) {
+            (Driver::Twilio(t), Prepared::Twilio(p)) => {
+                t.send(&self.client, p, self.timeout, redactor).await
+            }
+            (Driver::Aliyun(a), Prepared::Aliyun(p)) => {
+                a.send(&self.client, p, self.timeout, redactor).await
+            }
+            (Driver::Http(h), Prepared::Http(p)) => {
+                h.send(&self.client, p, self.timeout, redactor).await
+            }
+            _ => Delivery::permanent("internal error: a message prepared for another gateway"),
+        };
+        d.detail = redactor.scrub(&d.detail);
+        if let Some(id) = &d.provider_id {
+            d.provider_id = Some(redactor.scrub(id));
+        }
+        d
+    }
+}
+
+impl Ready {
+    fn build(name: &str, settings: &GatewaySettings) -> Result<Ready, String> {
+        let secret = |s: &crate::config::Secret, field: &str| -> Result<String, String> {
+            let path = format!("sms.gateways.{name}.{field}");
+            match s.read(&path).map_err(|e| e.to_string())? {
                 Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-                Some(_) => anyhow::bail!("{path}: the secret is empty"),
-                None => anyhow::bail!("{path}: no secret configured"),
+                Some(_) => Err(format!("{path}: the secret is empty")),
+                None => Err(format!("{path}: no secret configured")),
             }
         };
-        let driver = match &g.settings {
+        let driver = match settings {
             GatewaySettings::Twilio(t) => {
                 Driver::Twilio(twilio::Twilio::new(t, secret(&t.auth_token, "auth_token")?))
             }
@@ -358,8 +492,7 @@ impl Gateway {
                     _ => Some(secret(&h.secret, "secret")?),
                 };
                 Driver::Http(Box::new(
-                    generic::Generic::new(h, s)
-                        .map_err(|e| anyhow::anyhow!("sms.gateways.{}.{e}", g.name))?,
+                    generic::Generic::new(h, s).map_err(|e| format!("sms.gateways.{name}.{e}"))?,
                 ))
             }
         };
@@ -368,15 +501,7 @@ impl Gateway {
             Driver::Aliyun(a) => a.redactor(),
             Driver::Http(h) => h.redactor(),
         };
-        Ok(Gateway {
-            kind: g.settings.kind(),
-            driver,
-            client,
-            timeout: g.timeout,
-            pace: pace::Pace::new(g.rate),
-            breaker: breaker::Breaker::new(cfg.breaker),
-            redactor,
-        })
+        Ok(Ready { driver, redactor })
     }
 
     fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
@@ -385,29 +510,6 @@ impl Gateway {
             Driver::Aliyun(a) => Prepared::Aliyun(a.prepare(msg)?),
             Driver::Http(h) => Prepared::Http(h.prepare(msg)?),
         })
-    }
-
-    /// Wait for the rate limit, make the request, and clean the result of credentials (the
-    /// answer is scrubbed as it arrives; this catches anything added after).
-    async fn attempt(&self, p: Prepared) -> Delivery {
-        self.pace.wait().await;
-        let mut d = match (&self.driver, p) {
-            (Driver::Twilio(t), Prepared::Twilio(p)) => {
-                t.send(&self.client, p, self.timeout, &self.redactor).await
-            }
-            (Driver::Aliyun(a), Prepared::Aliyun(p)) => {
-                a.send(&self.client, p, self.timeout, &self.redactor).await
-            }
-            (Driver::Http(h), Prepared::Http(p)) => {
-                h.send(&self.client, p, self.timeout, &self.redactor).await
-            }
-            _ => Delivery::permanent("internal error: a message prepared for another gateway"),
-        };
-        d.detail = self.redactor.scrub(&d.detail);
-        if let Some(id) = &d.provider_id {
-            d.provider_id = Some(self.redactor.scrub(id));
-        }
-        d
     }
 }
 
@@ -428,6 +530,7 @@ mod tests {
 
     fn hop(gateway: &str, outcome: Outcome, retry_after: Option<u64>) -> Hop {
         Hop {
+            elapsed: Duration::ZERO,
             gateway: gateway.into(),
             delivery: Delivery {
                 outcome,

@@ -67,8 +67,12 @@ pub struct Inbound<'a> {
 pub enum ReceiptError {
     #[error("no SMS gateway named `{0}`")]
     UnknownGateway(String),
-    #[error("gateway `{0}` has no receipt format configured")]
+    #[error("gateway `{0}` has no receipt (or reply) format configured")]
     NotConfigured(String),
+    /// The gateway's secret cannot be read on this machine (the text names the variable or
+    /// file), so its signature cannot be checked.
+    #[error("the gateway cannot check this request: {0}")]
+    Unavailable(String),
     #[error("the request is not signed")]
     MissingSignature,
     #[error("the signature does not match: not sent by the provider, or signed for another URL")]

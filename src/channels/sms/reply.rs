@@ -1,4 +1,8 @@
-//! Inbound replies: is this an opt-out?
+//! Inbound replies: who wrote, and is it an opt-out?
+//!
+//! Each gateway module parses its provider's inbound format into a [`Reply`] (Twilio's signed
+//! form, Aliyun's SmsUp push, an http gateway's JSON through its `reply:` pointers); the
+//! sender's number is normalised to E.164 so it matches the suppression list and contacts.
 //!
 //! A reply counts as an opt-out when, once full-width forms are folded to ASCII (a Chinese
 //! keyboard types ＳＴＯＰ), case is ignored, and whitespace and punctuation around it are
@@ -14,6 +18,36 @@
 //! its block ("replying STOP PLEASE or PLEASE CANCEL will not"), and we follow the same
 //! convention so our suppression list and the carrier's agree. A longer reply is a message
 //! for a person to read, not a keyword.
+
+/// One inbound SMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The configured gateway it came through.
+    pub gateway: String,
+    /// The sender, in E.164.
+    pub from: String,
+    pub text: String,
+}
+
+/// A sender's number as providers write it, in E.164: `+8613800138000` as it is;
+/// `8613800138000` with a `+`; a mainland mobile number without its country code
+/// (`13800138000`, as Aliyun reports it) with `+86`.
+pub fn sender_e164(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    let digits = t.trim_start_matches('+');
+    let candidate = if t.starts_with('+') {
+        t.to_string()
+    } else if digits.len() == 11
+        && digits.starts_with('1')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        format!("+86{digits}")
+    } else {
+        format!("+{digits}")
+    };
+    crate::ingest::normalise_phone(&candidate)
+        .map_err(|_| format!("`{raw}` is not a phone number in international form"))
+}
 
 const OPT_OUT: &[&str] = &[
     "STOP",
@@ -107,5 +141,20 @@ mod tests {
         for text in no {
             assert!(!is_stop_reply(text), "{text:?} should not be an opt-out");
         }
+    }
+
+    #[test]
+    fn senders_in_every_provider_form() {
+        for raw in [
+            "+8613800138000",
+            "8613800138000",
+            "13800138000",
+            " 13800138000 ",
+        ] {
+            assert_eq!(sender_e164(raw).as_deref(), Ok("+8613800138000"), "{raw}");
+        }
+        assert_eq!(sender_e164("+15005550006").as_deref(), Ok("+15005550006"));
+        assert!(sender_e164("hello").is_err());
+        assert!(sender_e164("1380013800").is_err());
     }
 }

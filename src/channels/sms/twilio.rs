@@ -16,6 +16,7 @@
 use super::config::{TwilioConfig, TwilioSender};
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
+use super::reply::{Reply, sender_e164};
 use super::{SmsMessage, encoding};
 use crate::channels::Delivery;
 use crate::model::Outcome;
@@ -267,6 +268,34 @@ pub(super) fn receipt(
         code,
         text,
         reference: None,
+    })
+}
+
+/// A verified incoming message (Twilio's messaging webhook: `From`, `Body`, signed like a
+/// status callback, but for the URL configured on the number).
+pub(super) fn reply(
+    gateway: &str,
+    auth_token: &str,
+    url: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<Reply, ReceiptError> {
+    let params = form_params(body);
+    let given = signature.ok_or(ReceiptError::MissingSignature)?;
+    if !signature_matches(auth_token, url, &params, given) {
+        return Err(ReceiptError::BadSignature);
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let from = get("From").ok_or_else(|| ReceiptError::Malformed("no From".into()))?;
+    Ok(Reply {
+        gateway: gateway.to_string(),
+        from: sender_e164(&from).map_err(ReceiptError::Malformed)?,
+        text: get("Body").unwrap_or_default(),
     })
 }
 

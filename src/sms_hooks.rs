@@ -1,0 +1,169 @@
+//! What SMS gateways push back to us: delivery receipts and customers' replies. The HTTP
+//! API mounts these two functions on its endpoints (one URL per configured gateway); they
+//! verify and parse the request through the SMS channel, then write to the store.
+//!
+//! - A **receipt** is matched to the attempt that sent the message (by the gateway's message
+//!   id, else by our reference when the provider echoes it), kept beside that attempt in the
+//!   log, and a final one sets the message's delivery status (`delivered` / `undelivered`,
+//!   with the carrier's code). A receipt for no message of ours is counted, not an error: the
+//!   provider must not retry it forever.
+//! - A **reply** that is an opt-out (`STOP`, `TD`, `T`, `退订`, … see
+//!   `channels::sms::reply`) puts the sender's number on the suppression list for channel
+//!   `sms`, so no later SMS reaches them through any gateway (the job falls back to its next
+//!   channel, e.g. email). Other replies are only logged.
+//!
+//! Here rather than in `channels/`: channels never touch the store. Errors say which HTTP
+//! status the endpoint answers ([`HookError::status`]): the provider retries 5xx, not 4xx.
+
+use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_stop_reply};
+use crate::logging::mask;
+use crate::store::{NewReceipt, ReceiptMatch, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+/// What one request came to, for the endpoint's answer and the daemon's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    /// Receipts in the request.
+    pub receipts: usize,
+    /// Receipts recorded against one of our attempts (a repeat of a known one included).
+    pub recorded: usize,
+    /// Of those, receipts already known (the provider pushed the same status again).
+    pub duplicates: usize,
+    /// Receipts for no message of ours.
+    pub unmatched: usize,
+    /// Inbound messages in the request.
+    pub replies: usize,
+    /// Of those, opt-outs whose number is now suppressed.
+    pub stopped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The URL names no configured gateway: 404.
+    #[error("no SMS gateway named `{0}` (configured under sms.gateways)")]
+    UnknownGateway(String),
+    /// The gateway has no format configured for this kind of request (an http gateway without
+    /// `receipt:` or `reply:`): 404.
+    #[error(
+        "SMS gateway `{0}` takes no such requests: give it a `receipt:` (or `reply:`) mapping in the config"
+    )]
+    NotConfigured(String),
+    /// Not signed, or not by the provider (a forged or altered request, or signed for
+    /// another URL): 403.
+    #[error("rejected: {0}")]
+    Signature(String),
+    /// The body is not what the provider sends: 400.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The gateway's secret is missing on this machine, so the signature cannot be checked
+    /// (the text names the variable or file): 503, the provider retries later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store failed: 500, the provider retries later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HookError {
+    /// The HTTP status the endpoint answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HookError::UnknownGateway(_) | HookError::NotConfigured(_) => 404,
+            HookError::Signature(_) => 403,
+            HookError::Malformed(_) => 400,
+            HookError::Unavailable(_) => 503,
+            HookError::Store(_) => 500,
+        }
+    }
+}
+
+impl From<ReceiptError> for HookError {
+    fn from(e: ReceiptError) -> HookError {
+        match e {
+            ReceiptError::UnknownGateway(g) => HookError::UnknownGateway(g),
+            ReceiptError::NotConfigured(g) => HookError::NotConfigured(g),
+            ReceiptError::MissingSignature | ReceiptError::BadSignature => {
+                HookError::Signature(e.to_string())
+            }
+            ReceiptError::Malformed(m) => HookError::Malformed(m),
+            ReceiptError::Unavailable(m) => HookError::Unavailable(m),
+        }
+    }
+}
+
+/// A delivery receipt pushed by `gateway` (Twilio status callback, Aliyun SmsReport, an http
+/// gateway's `receipt:` format): verify, parse, record.
+pub async fn status_callback(
+    store: &Store,
+    sms: &SmsChannel,
+    gateway: &str,
+    inbound: Inbound<'_>,
+    now: DateTime<Utc>,
+) -> Result<Summary, HookError> {
+    let receipts = sms.receipts(gateway, &inbound)?;
+    let rows: Vec<NewReceipt> = receipts
+        .iter()
+        .map(|r| NewReceipt {
+            gateway: r.gateway.clone(),
+            provider_id: r.provider_id.clone(),
+            reference: r.reference.clone(),
+            status: r.status.as_str().to_string(),
+            code: r.code.clone(),
+            text: r.text.clone(),
+        })
+        .collect();
+    let matches = store.apply_receipts(&rows, now).await?;
+    let mut s = Summary {
+        receipts: rows.len(),
+        ..Summary::default()
+    };
+    for (r, m) in rows.iter().zip(&matches) {
+        match m {
+            ReceiptMatch::Recorded {
+                message_id, new, ..
+            } => {
+                s.recorded += 1;
+                s.duplicates += usize::from(!new);
+                tracing::info!(gateway, message = %message_id, status = %r.status, code = ?r.code, "sms receipt");
+            }
+            ReceiptMatch::Unmatched => {
+                s.unmatched += 1;
+                tracing::info!(gateway, provider_id = %r.provider_id, "sms receipt for no message of ours");
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Inbound SMS pushed by `gateway`: an opt-out suppresses the sender's number on `sms`.
+pub async fn inbound_reply(
+    store: &Store,
+    sms: &SmsChannel,
+    gateway: &str,
+    inbound: Inbound<'_>,
+    now: DateTime<Utc>,
+) -> Result<Summary, HookError> {
+    let replies = sms.replies(gateway, &inbound)?;
+    let mut s = Summary {
+        replies: replies.len(),
+        ..Summary::default()
+    };
+    for r in &replies {
+        if is_stop_reply(&r.text) {
+            store
+                .suppress(
+                    "sms",
+                    &r.from,
+                    &format!("STOP reply via {gateway}"),
+                    Some("sms-reply"),
+                    now,
+                )
+                .await?;
+            s.stopped += 1;
+            tracing::info!(gateway, from = %mask(&r.from), "sms opt-out: number suppressed");
+        } else {
+            tracing::info!(gateway, from = %mask(&r.from), "sms reply (not an opt-out)");
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,424 @@
+//! The functions the HTTP API mounts for SMS gateways (`sms_hooks::status_callback`,
+//! `sms_hooks::inbound_reply`), called directly on a real store of each backend: receipts
+//! found by provider id or by our reference, kept beside their attempt, a final status on the
+//! message; STOP replies on the suppression list; and each refusal with its HTTP status.
+
+mod common;
+
+use aftercare::channels::sms::{self, Inbound, SmsChannel, twilio};
+use aftercare::config::{Secret, SqliteSync, StoreConfig};
+use aftercare::ingest::parse_event;
+use aftercare::model::{MessageRecord, MessageState, Outcome};
+use aftercare::plan::Planner;
+use aftercare::sms_hooks::{HookError, Summary, inbound_reply, status_callback};
+use aftercare::store::{Completion, LogFilter, NewAttempt, Store};
+use aftercare::templates::TemplateSet;
+use chrono::{DateTime, Utc};
+use common::{Backend, delivered, pg};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+
+const TOKEN: &str = "tw-auth-token-5f1e2d3c9b";
+const STATUS_URL: &str = "https://shop.example/sms/status";
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A migrated store of `b`, and the folder holding its file (SQLite) and the secrets.
+async fn store(b: Backend) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = match b {
+        Backend::Sqlite => StoreConfig::Sqlite {
+            path: dir.path().join("aftercare.db"),
+            synchronous: SqliteSync::Normal,
+        },
+        Backend::Postgres => StoreConfig::Postgres {
+            url: pg::fresh_database(),
+            password: Secret::None,
+        },
+    };
+    let s = Store::connect(&cfg).await.unwrap();
+    s.migrate().await.unwrap();
+    (s, dir)
+}
+
+/// Gateways of each kind; `tw-nokey` names a token file that does not exist, `plain` has
+/// no receipt or reply format.
+fn channel(dir: &Path) -> SmsChannel {
+    std::fs::write(dir.join("twilio.token"), TOKEN).unwrap();
+    std::fs::write(dir.join("aliyun.secret"), "ali-secret").unwrap();
+    let yaml = format!(
+        r#"
+route: [ali]
+gateways:
+  tw: {{kind: twilio, account_sid: AC1, auth_token_file: twilio.token, from: "+15005550006", status_callback: "{STATUS_URL}"}}
+  tw-nokey: {{kind: twilio, account_sid: AC1, auth_token_file: missing.token, from: "+15005550006"}}
+  ali: {{kind: aliyun, access_key_id: LTAI, access_key_secret_file: aliyun.secret, sign_name: 示例商店}}
+  gw:
+    kind: http
+    url: "http://127.0.0.1:9/send"
+    body: '{{"to":"{{{{to}}}}","text":"{{{{body}}}}"}}'
+    receipt: {{id_pointer: /msgid, status_pointer: /stat, text_pointer: /desc, delivered: [DELIVRD], undelivered: [UNDELIV, EXPIRED]}}
+    reply: {{from_pointer: /mobile, text_pointer: /content}}
+  plain: {{kind: http, url: "http://127.0.0.1:9/send"}}
+"#
+    );
+    let raw: sms::RawSmsConfig = serde_yaml::from_str(&yaml).unwrap();
+    SmsChannel::new(&sms::compile(&raw, dir).unwrap()).unwrap()
+}
+
+fn planner() -> Planner {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
+    let (jobs, _) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
+    Planner {
+        jobs: Arc::new(jobs),
+        templates: Arc::new(templates),
+        default_timezone: chrono_tz::Asia::Shanghai,
+        default_locale: "zh-CN".into(),
+        expire_after: None,
+        policy: aftercare::config::PolicyConfig::default(),
+        unsubscribe: None,
+        webhook_enabled: false,
+    }
+}
+
+fn sms_attempt(n: i64, gateway: &str, outcome: Outcome, provider_id: Option<&str>) -> NewAttempt {
+    NewAttempt {
+        number: n,
+        at: t("2026-11-23T02:00:00Z"),
+        channel: "sms".into(),
+        address: Some("+8613800138000".into()),
+        outcome,
+        code: Some(if outcome == Outcome::Sent { 200 } else { 503 }),
+        detail: Some(format!("{outcome:?}")),
+        provider_id: provider_id.map(str::to_string),
+        node: "node-a".into(),
+        duration_ms: 5,
+        gateway: Some(gateway.into()),
+    }
+}
+
+/// Three messages sent by SMS, as dispatch records them: the first failed over from `ali`
+/// to `gw`, the second went through `ali`, the third through `tw`. Returns their ids.
+async fn three_sent(store: &Store) -> Vec<String> {
+    let lines: Vec<_> = (0..3)
+        .map(|i| {
+            parse_event(&delivered(
+                &format!("evt-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                &format!("2026-11-20T0{i}:00:00Z"),
+            ))
+            .unwrap()
+        })
+        .collect();
+    planner()
+        .ingest(store, &lines, t("2026-11-20T12:00:00Z"))
+        .await
+        .unwrap();
+    let now = t("2026-11-23T06:00:00Z");
+    let claimed = store
+        .claim(
+            "node-a",
+            "tok",
+            now,
+            now + chrono::Duration::minutes(5),
+            10,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let attempts = [
+        vec![
+            sms_attempt(1, "ali", Outcome::Transient, None),
+            sms_attempt(2, "gw", Outcome::Sent, Some("H-1")),
+        ],
+        vec![sms_attempt(1, "ali", Outcome::Sent, Some("B-1"))],
+        vec![sms_attempt(1, "tw", Outcome::Sent, Some("SM1"))],
+    ];
+    let batch: Vec<Completion> = claimed
+        .iter()
+        .zip(attempts)
+        .map(|(m, attempts)| Completion {
+            message_id: m.id.clone(),
+            claim_token: m.claim_token.clone(),
+            state: MessageState::Sent,
+            attempts,
+            retry_at: None,
+            reason: None,
+            channel: Some("sms".into()),
+            address: Some("+8613800138000".into()),
+            at: now,
+            next: None,
+        })
+        .collect();
+    assert_eq!(store.complete(&batch).await.unwrap(), 0);
+    claimed.into_iter().map(|m| m.id).collect()
+}
+
+async fn message(store: &Store, id: &str) -> MessageRecord {
+    store
+        .find_messages(&LogFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == id)
+        .unwrap()
+}
+
+fn inbound<'a>(url: Option<&'a str>, signature: Option<&'a str>, body: &'a [u8]) -> Inbound<'a> {
+    Inbound {
+        url,
+        signature,
+        body,
+    }
+}
+
+fn signed(url: &str, body: &str) -> String {
+    let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    twilio::signature(TOKEN, url, &params)
+}
+
+async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
+    let (store, dir) = store(b).await;
+    let ch = channel(dir.path());
+    let ids = three_sent(&store).await;
+    let now = t("2026-11-23T06:01:00Z");
+
+    // A generic provider's batch: one of ours (the failover hop), one not.
+    let body = json!([{"msgid": "H-1", "stat": "DELIVRD", "desc": "用户接收成功"},
+                      {"msgid": "someone-else", "stat": "DELIVRD"}])
+    .to_string();
+    let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        s,
+        Summary {
+            receipts: 2,
+            recorded: 1,
+            unmatched: 1,
+            ..Summary::default()
+        }
+    );
+    let m = message(&store, &ids[0]).await;
+    assert_eq!(m.state, MessageState::Sent);
+    assert_eq!(m.delivery.as_deref(), Some("delivered"));
+    assert!(m.attempt_log[0].receipts.is_empty());
+    let r = &m.attempt_log[1].receipts;
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (
+            r[0].status.as_str(),
+            r[0].code.as_deref(),
+            r[0].text.as_deref()
+        ),
+        ("delivered", Some("DELIVRD"), Some("用户接收成功"))
+    );
+    assert_eq!(r[0].received_at, now);
+
+    // Aliyun's report, found by our reference (out_id) when the BizId is not one we kept.
+    let body = json!([{"phone_number": "13800138000", "success": false, "biz_id": "other^0",
+                       "out_id": ids[1], "err_code": "UNDELIV", "err_msg": "用户手机关机"}])
+    .to_string();
+    let s = status_callback(
+        &store,
+        &ch,
+        "ali",
+        inbound(None, None, body.as_bytes()),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.recorded, s.unmatched), (1, 0));
+    let m = message(&store, &ids[1]).await;
+    assert_eq!(m.delivery.as_deref(), Some("undelivered"));
+    assert_eq!(
+        m.attempt_log[0].receipts[0].code.as_deref(),
+        Some("UNDELIV")
+    );
+    // The same reference through another gateway is not ours.
+    let s = status_callback(
+        &store,
+        &ch,
+        "gw",
+        inbound(None, None, br#"{"msgid":"B-1","stat":"DELIVRD"}"#),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.unmatched, 1);
+
+    // Twilio: "sent" is on the way (kept, no delivery status yet), then the final word.
+    let sent = "MessageSid=SM1&MessageStatus=sent";
+    let s = status_callback(
+        &store,
+        &ch,
+        "tw",
+        inbound(None, Some(&signed(STATUS_URL, sent)), sent.as_bytes()),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.recorded, 1);
+    assert_eq!(message(&store, &ids[2]).await.delivery, None);
+    let failed = "MessageSid=SM1&MessageStatus=undelivered&ErrorCode=30003";
+    status_callback(
+        &store,
+        &ch,
+        "tw",
+        inbound(None, Some(&signed(STATUS_URL, failed)), failed.as_bytes()),
+        t("2026-11-23T06:02:00Z"),
+    )
+    .await
+    .unwrap();
+    let m = message(&store, &ids[2]).await;
+    assert_eq!(m.delivery.as_deref(), Some("undelivered"));
+    let r: Vec<(&str, Option<&str>)> = m.attempt_log[0]
+        .receipts
+        .iter()
+        .map(|r| (r.status.as_str(), r.code.as_deref()))
+        .collect();
+    assert_eq!(r, [("pending", None), ("undelivered", Some("30003"))]);
+    assert_eq!(
+        m.attempt_log[0].receipts[1].text.as_deref(),
+        Some("unreachable destination handset")
+    );
+    store.close().await;
+}
+
+async fn refusals_carry_their_http_status(b: Backend) {
+    let (store, dir) = store(b).await;
+    let ch = channel(dir.path());
+    let now = t("2026-11-23T06:01:00Z");
+    let body = "MessageSid=SM1&MessageStatus=delivered";
+    let elsewhere = signed("https://evil.example/x", body);
+    let cases: Vec<(&str, Inbound, u16)> = vec![
+        ("nope", inbound(None, None, b"{}"), 404),
+        ("plain", inbound(None, None, b"{}"), 404),
+        ("tw", inbound(None, None, body.as_bytes()), 403),
+        ("tw", inbound(None, Some("bm90IGl0"), body.as_bytes()), 403),
+        // Signed for another URL: refused like a forgery.
+        ("tw", inbound(None, Some(&elsewhere), body.as_bytes()), 403),
+        ("gw", inbound(None, None, b"not json"), 400),
+        ("gw", inbound(None, None, br#"{"stat":"DELIVRD"}"#), 400),
+        ("ali", inbound(None, None, br#"[{"biz_id":"1"}]"#), 400),
+        ("tw-nokey", inbound(None, Some("x"), body.as_bytes()), 503),
+    ];
+    for (gateway, req, status) in cases {
+        let e = status_callback(&store, &ch, gateway, req, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), status, "{gateway}: {e}");
+        if status == 503 {
+            assert!(e.to_string().contains("missing.token"), "{e}");
+        }
+    }
+    // Replies: a Twilio reply needs the URL it was signed for.
+    let e = inbound_reply(
+        &store,
+        &ch,
+        "tw",
+        inbound(None, Some("x"), b"From=%2B1&Body=STOP"),
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, HookError::Malformed(_)), "{e}");
+    let e = inbound_reply(&store, &ch, "plain", inbound(None, None, b"{}"), now)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 404);
+    assert!(store.suppressions(None).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn stop_replies_suppress_the_number_and_others_do_not(b: Backend) {
+    let (store, dir) = store(b).await;
+    let ch = channel(dir.path());
+    let now = t("2026-11-23T06:01:00Z");
+    // A provider's batch: full-width STOP from a number without "+", and a thank-you.
+    let body = json!([{"mobile": "8613800138001", "content": "ＳＴＯＰ"},
+                      {"mobile": "+8613800138002", "content": "谢谢，已收到"}])
+    .to_string();
+    let s = inbound_reply(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
+        .await
+        .unwrap();
+    assert_eq!((s.replies, s.stopped), (2, 1));
+    // Twilio's signed inbound webhook, for the URL the endpoint was called on.
+    let url = "https://shop.example/sms/twilio/inbound?x=1";
+    let form = "From=%2B15005550007&To=%2B15005550006&Body=stop&MessageSid=SM9";
+    let s = inbound_reply(
+        &store,
+        &ch,
+        "tw",
+        inbound(Some(url), Some(&signed(url, form)), form.as_bytes()),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.stopped, 1);
+    // Aliyun's SmsUp: 退订 and TD from mainland numbers.
+    let up = json!([{"phone_number": "13800138003", "content": "退订"},
+                    {"phone_number": "13800138004", "content": " td "},
+                    {"phone_number": "13800138005", "content": "stop please"}])
+    .to_string();
+    let s = inbound_reply(&store, &ch, "ali", inbound(None, None, up.as_bytes()), now)
+        .await
+        .unwrap();
+    assert_eq!((s.replies, s.stopped), (3, 2));
+    let list: Vec<(String, String, String)> = store
+        .suppressions(Some("sms"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.address, s.reason, s.source.unwrap_or_default()))
+        .collect();
+    let want = |n: &str, gw: &str| {
+        (
+            n.to_string(),
+            format!("STOP reply via {gw}"),
+            "sms-reply".to_string(),
+        )
+    };
+    let mut list = list;
+    list.sort();
+    assert_eq!(
+        list,
+        [
+            want("+15005550007", "tw"),
+            want("+8613800138001", "gw"),
+            want("+8613800138003", "ali"),
+            want("+8613800138004", "ali"),
+        ]
+    );
+    store.close().await;
+}
+
+/// `mod sqlite { #[tokio::test] fn NAME() }` and `mod postgres { ... }` for each body.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both!(
+    receipts_find_their_attempt_and_settle_the_message,
+    refusals_carry_their_http_status,
+    stop_replies_suppress_the_number_and_others_do_not,
+);
