@@ -49,6 +49,8 @@ struct RawApi {
     max_body: Option<String>,
     /// How many events one shared transaction takes at most (group commit).
     group_commit: Option<usize>,
+    /// The URL the outside world reaches this API at (providers sign the URL they call).
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +290,7 @@ pub struct ApiConfig {
     /// Request body size at most, in bytes.
     pub max_body: usize,
     pub group_commit: usize,
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -657,6 +660,7 @@ impl Checker<'_> {
             max_events: raw.max_events.unwrap_or(1000).max(1),
             max_body,
             group_commit: raw.group_commit.unwrap_or(2000).max(1),
+            public_url: raw.public_url,
         }
     }
 

@@ -94,6 +94,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
                 cfg.group_commit,
             ),
             ready: ready.clone(),
+            sms: d.channels.sms.clone(),
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {
@@ -129,6 +130,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
 
     let mut total = Stats::default();
     let mut first = true;
+    let mut files_seen = fingerprint(&d.watch);
     loop {
         let planner = current.load_full();
         let on_loop: Arc<dyn Fn() + Send + Sync> = {
@@ -176,6 +178,13 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
                 Some(why) = reload_rx.recv() => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     while reload_rx.try_recv().is_ok() {}
+                    // Reading the files (a reload does) is reported as a change by some
+                    // watchers: reload only when a file's size or time really changed.
+                    let now_print = fingerprint(&d.watch);
+                    if why == "file change" && now_print == files_seen {
+                        continue;
+                    }
+                    files_seen = now_print;
                     let mut states = vec![NotifyState::Reloading];
                     if let Ok(m) = NotifyState::monotonic_usec_now() {
                         states.push(m);
@@ -239,6 +248,29 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
         let _ = t.await;
     }
     Ok(total)
+}
+
+/// Every file below `dirs` with its size and modification time, sorted.
+fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(PathBuf, u64, Option<std::time::SystemTime>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&p, out),
+                Ok(m) => out.push((p, m.len(), m.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        walk(d, &mut out);
+    }
+    out.sort();
+    out
 }
 
 fn total_add(total: &mut Stats, s: Stats) {

@@ -1027,3 +1027,98 @@ fn forecast_shows_the_channel_and_sends_nothing() {
     );
     assert!(stub.seen().is_empty());
 }
+
+#[test]
+fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tw = Stub::spawn(|_, _| {
+        Reply::json(
+            201,
+            json!({"sid": "SMapi000111222333444555666777888", "status": "queued"}),
+        )
+    });
+    let ali = Stub::spawn(|_, _| Reply::json(200, json!({"Code": "OK", "BizId": "1^0"})));
+    let ws = workspace(
+        None,
+        &["tw", "ali"],
+        &[twilio_gw("tw", &tw), aliyun_gw("ali", &ali)],
+        &[job("j", "[sms, email]", "sms: {gateways: [tw]}\n")],
+    );
+    ws.import(&[order(1, Some(PHONE), Some("a@example.com"), json!({}))])
+        .ok();
+    assert!(ws.once(DUE).stdout.starts_with("1 sent"));
+    // Now the daemon, with its API, receives what the providers push.
+    let port = common::free_port();
+    let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
+    ws.write(
+        "aftercare.yaml",
+        &format!(
+            "{config}api:\n  listen: 127.0.0.1:{port}\n  public_url: \"https://shop.example\"\n"
+        ),
+    );
+    let mut child = ws
+        .command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "no API");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = "MessageSid=SMapi000111222333444555666777888&MessageStatus=delivered&To=%2B8613800138000&AccountSid=AC0123456789abcdef";
+    let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let signature = twilio::signature(TWILIO_TOKEN, "https://shop.example/sms/status", &params);
+    let post = |path: &str, sig: Option<&str>, body: &str| {
+        let mut req = client.post(format!("{base}{path}")).body(body.to_string());
+        if let Some(s) = sig {
+            req = req.header("X-Twilio-Signature", s);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap())
+    };
+    let (s, summary) = post("/hooks/sms/tw/status", Some(&signature), body);
+    assert_eq!(
+        (s, summary["recorded"].as_u64()),
+        (200, Some(1)),
+        "{summary}"
+    );
+    let (s, err) = post("/hooks/sms/tw/status", Some("AAAA"), body);
+    assert_eq!((s, err["error"].as_str()), (403, Some("bad_signature")));
+    assert_eq!(post("/hooks/sms/nope/status", None, body).0, 404);
+    let up = json!([{"phone_number": "13800138000", "content": "ＳＴＯＰ", "send_time": "2026-11-23 10:05:00",
+                     "sign_name": "示例商店", "dest_code": "1234", "sequence_id": 1}])
+    .to_string();
+    let (s, summary) = post("/hooks/sms/ali/inbound", None, &up);
+    assert_eq!(
+        (s, summary["stopped"].as_u64()),
+        (200, Some(1)),
+        "{summary}"
+    );
+    assert_eq!(post("/hooks/sms/ali/inbound", None, "phone=1").0, 400);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let m = log(&ws, "j").remove(0);
+    assert_eq!(m["delivery"], "delivered");
+    let list = ws
+        .run(&["suppress", "list", "--channel", "sms"])
+        .ok()
+        .stdout;
+    assert!(
+        list.contains(PHONE) && list.contains("STOP reply via ali"),
+        "{list}"
+    );
+}

@@ -6,6 +6,7 @@
 //! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
 
 mod events;
+mod hooks;
 mod log;
 mod public;
 
@@ -35,6 +36,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages/{id}/retry"),
     ("post", "/v1/messages/{id}/cancel"),
     ("get", "/v1/contacts/{id}/timeline"),
+    ("post", "/hooks/sms/{gateway}/status"),
+    ("post", "/hooks/sms/{gateway}/inbound"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),
     ("get", "/healthz"),
@@ -56,6 +59,8 @@ pub struct ApiState {
     pub ingest: IngestQueue,
     /// Jobs loaded and the store open: `/readyz` says so.
     pub ready: Arc<AtomicBool>,
+    /// For receipts and inbound replies.
+    pub sms: Option<crate::channels::sms::SmsChannel>,
 }
 
 /// A usable bearer token (its secret read at start).
@@ -203,6 +208,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         log::retry_message,
         log::cancel_message,
         log::timeline,
+        hooks::sms_status,
+        hooks::sms_inbound,
         public::unsubscribe_page,
         public::unsubscribe_post,
         public::healthz,
@@ -210,7 +217,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         public::metrics,
         openapi_json,
     ),
-    components(schemas(ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    components(schemas(crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -243,6 +250,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/v1/messages/{id}/retry", post(log::retry_message))
         .route("/v1/messages/{id}/cancel", post(log::cancel_message))
         .route("/v1/contacts/{id}/timeline", get(log::timeline))
+        .route("/hooks/sms/{gateway}/status", post(hooks::sms_status))
+        .route("/hooks/sms/{gateway}/inbound", post(hooks::sms_inbound))
         .route(
             "/u/{token}",
             get(public::unsubscribe_page).post(public::unsubscribe_post),
