@@ -297,6 +297,12 @@ async fn send_pipelined(
 fn dot_stuffed(email: &[u8]) -> String {
     let text = String::from_utf8_lossy(email);
     let mut out = String::with_capacity(text.len() + 16);
+    if !text.starts_with('.') && !text.contains("\n.") {
+        // The common case (lettre's encodings rarely start a line with a dot): one copy.
+        out.push_str(&text);
+        out.push_str("\r\n.\r\n");
+        return out;
+    }
     let mut at_line_start = true;
     for c in text.chars() {
         if at_line_start && c == '.' {
