@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod ingest;
 pub mod jobs;
+pub mod lease;
 pub mod model;
 pub mod plan;
 pub mod policy;

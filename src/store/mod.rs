@@ -11,12 +11,14 @@
 //! decide. `schema` says when migrations run; `copy` moves every row to another store.
 
 mod copy;
+mod lease;
 mod query;
 mod schedule;
 mod schema;
 mod suppress;
 
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use lease::Reaped;
 pub use query::LogFilter;
 pub use schedule::{AnniversaryRow, Suppression};
 pub use schema::{MigrationInfo, SchemaStatus};
@@ -417,8 +419,8 @@ impl Store {
         })
     }
 
-    /// Claim up to `limit` due messages for `node` under a lease ending at `until`. Expired
-    /// leases of other (crashed) nodes are due again by then: see [`Store::reap`]. With each
+    /// Claim up to `limit` due messages for `node` under a lease ending at `until` (renewed by
+    /// [`Store::renew`] while the node lives; [`Store::reap`] returns it once it expires). With each
     /// message comes what its policy checks need about its contact (stored stop events,
     /// suppressed addresses, recent marketing sends), read in the same transaction so
     /// dispatch needs no query per message.
@@ -514,18 +516,6 @@ impl Store {
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()
-        })
-    }
-
-    /// Return expired leases (a node that died mid-send) to the queue. Returns how many.
-    pub async fn reap(&self, now: DateTime<Utc>) -> Result<u64> {
-        let now = to_millis(now);
-        on_pool!(self, |pool, _b| {
-            Ok(sqlx::query(query::REAP)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected())
         })
     }
 
