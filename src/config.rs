@@ -234,6 +234,7 @@ struct RawDispatch {
     batch_size: Option<u32>,
     concurrency: Option<u32>,
     lease: Option<String>,
+    heartbeat: Option<String>,
     poll_interval: Option<String>,
     expire_after: Option<String>,
     on_job_removed: Option<OnJobRemoved>,
@@ -417,7 +418,11 @@ pub struct SmtpConfig {
 pub struct DispatchConfig {
     pub batch_size: u32,
     pub concurrency: u32,
+    /// How long a claim holds a message without a renewal: after a node dies, its messages
+    /// wait this long (plus one reaper round) before another node takes them.
     pub lease: Duration,
+    /// How often a running daemon renews the leases it holds, and reaps expired ones.
+    pub heartbeat: Duration,
     pub poll_interval: Duration,
     /// A message more than this late (a backfill of old events, a long outage) is not sent.
     pub expire_after: Option<Duration>,
@@ -432,12 +437,19 @@ pub struct RetryConfig {
     pub max: Duration,
 }
 
+/// The default lease. With heartbeats a lease no longer has to outlast a batch, only a
+/// stall: a live node renews every quarter of it, so it loses a claim only after missing
+/// three renewals in a row (45 s cut off from the store, a frozen VM), while the messages of
+/// a node that died wait about a minute, not five, before another node sends them.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
 impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
             batch_size: 256,
             concurrency: 16,
-            lease: Duration::from_secs(300),
+            lease: DEFAULT_LEASE,
+            heartbeat: DEFAULT_LEASE / 4,
             poll_interval: Duration::from_secs(1),
             expire_after: Some(Duration::from_secs(7 * 86_400)),
             on_job_removed: OnJobRemoved::Cancel,
@@ -988,10 +1000,12 @@ impl Checker<'_> {
                 d.expire_after.unwrap_or_default(),
             )),
         };
+        let (lease, heartbeat) = self.lease(&raw);
         DispatchConfig {
             batch_size: raw.batch_size.unwrap_or(d.batch_size).clamp(1, 10_000),
             concurrency: raw.concurrency.unwrap_or(d.concurrency).clamp(1, 1_024),
-            lease: self.duration("dispatch.lease", raw.lease.as_deref(), d.lease),
+            lease,
+            heartbeat,
             poll_interval: self.duration(
                 "dispatch.poll_interval",
                 raw.poll_interval.as_deref(),
@@ -1021,6 +1035,48 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         }
     };
     Ok(n * mult)
+}
+
+impl Checker<'_> {
+    /// `dispatch.lease` and `dispatch.heartbeat` (default a quarter of the lease). A
+    /// heartbeat longer than half the lease is refused: one late renewal would lose it.
+    fn lease(&mut self, raw: &RawDispatch) -> (Duration, Duration) {
+        let d = DispatchConfig::default();
+        let mut lease = self.duration("dispatch.lease", raw.lease.as_deref(), d.lease);
+        if lease < Duration::from_secs(1) {
+            self.err(
+                "dispatch.lease",
+                format!(
+                    "`{}` is too short: a lease must outlast a store round trip",
+                    duration::format(lease)
+                ),
+                Some("use at least 1s; the default is 1m".into()),
+            );
+            lease = d.lease;
+        }
+        let heartbeat = match raw.heartbeat.as_deref() {
+            None => lease / 4,
+            Some(text) => {
+                let h = self.duration("dispatch.heartbeat", Some(text), lease / 4);
+                if h.is_zero() || h * 2 > lease {
+                    self.err(
+                        "dispatch.heartbeat",
+                        format!(
+                            "`{}` must be more than 0s and at most half of dispatch.lease ({}): \
+                             a node that renews less often loses its claims after one late renewal",
+                            duration::format(h),
+                            duration::format(lease)
+                        ),
+                        Some("leave it out for a quarter of the lease".into()),
+                    );
+                    lease / 4
+                } else {
+                    h
+                }
+            }
+        };
+        (lease, heartbeat)
+    }
 }
 
 /// `{start: "09:00", end: "21:00"}` as a [`SendWindow`].
@@ -1144,6 +1200,37 @@ mod tests {
             "dispatch.lease: `5x` has an unknown unit",
         ] {
             assert!(err.contains(want), "missing {want:?} in\n{err}");
+        }
+    }
+
+    #[test]
+    fn heartbeat_defaults_to_a_quarter_of_the_lease_and_must_fit_twice_in_it() {
+        let c = load(MIN).unwrap();
+        assert_eq!(c.dispatch.lease, Duration::from_secs(60));
+        assert_eq!(c.dispatch.heartbeat, Duration::from_secs(15));
+        let c = load(&format!("{MIN}dispatch: {{lease: 5s}}\n")).unwrap();
+        assert_eq!(c.dispatch.heartbeat, Duration::from_millis(1250));
+        let c = load(&format!("{MIN}dispatch: {{lease: 2m, heartbeat: 20s}}\n")).unwrap();
+        assert_eq!(c.dispatch.heartbeat, Duration::from_secs(20));
+        for (bad, want) in [
+            (
+                "{lease: 1m, heartbeat: 31s}",
+                "at most half of dispatch.lease (1m)",
+            ),
+            (
+                "{lease: 1m, heartbeat: 0s}",
+                "dispatch.heartbeat: `0s` must be more than 0s",
+            ),
+            ("{lease: 0s}", "dispatch.lease: `0s` is too short"),
+            (
+                "{heartbeat: 5x}",
+                "dispatch.heartbeat: `5x` has an unknown unit",
+            ),
+        ] {
+            let err = load(&format!("{MIN}dispatch: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{bad}: missing {want:?} in\n{err}");
         }
     }
 

@@ -12,6 +12,7 @@ use crate::channels::{Channels, Delivery};
 use crate::clock::SharedClock;
 use crate::config::{DispatchConfig, RetryConfig};
 use crate::jobs::{DateField, Job, OverCap, Trigger};
+use crate::lease::Held;
 use crate::model::{Class, MessageState, Outcome};
 use crate::plan::{MessageFacts, Planner, render_reason, stop_reason};
 use crate::policy::{anniversary_in, check_caps, has_consent};
@@ -55,7 +56,8 @@ pub struct Stats {
     pub open: u64,
     /// Claimed but put back untried (shutdown).
     pub released: u64,
-    /// Completions not applied because the lease had been lost meanwhile.
+    /// Lease lost meanwhile (another node's reaper took it): completions not applied, and
+    /// claimed messages not started.
     pub stale: u64,
 }
 
@@ -116,60 +118,81 @@ impl Dispatcher {
     /// are left for a later run.
     pub async fn run_once(self: &Arc<Self>) -> Result<Stats, StoreError> {
         let (_tx, stop) = watch::channel(false);
-        self.store.reap(self.clock.now()).await?;
+        self.reap().await?;
         self.drain(&stop).await
     }
 
     /// Dispatch until `stop` turns true: claim while there is work, otherwise sleep until
-    /// the next message falls due (or `poll_interval`, for work other processes add).
+    /// the next message falls due (or `poll_interval`, for work other processes add). A
+    /// reaper task returns the expired claims of stopped nodes every `heartbeat`, also while
+    /// this loop is busy draining.
     pub async fn run(
         self: &Arc<Self>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<Stats, StoreError> {
         let mut total = Stats::default();
-        let mut last_reap: Option<Instant> = None;
-        while !*stop.borrow() {
-            if let Some(f) = &self.on_loop {
-                f();
-            }
-            if last_reap.is_none_or(|t| t.elapsed() >= self.cfg.lease / 4) {
-                let n = self.store.reap(self.clock.now()).await?;
-                if n > 0 {
-                    tracing::warn!(
-                        count = n,
-                        "returned messages whose lease expired (a node stopped mid-send)"
-                    );
+        let reaped = Arc::new(tokio::sync::Notify::new());
+        let (reaper_stop, reaper_stopped) = watch::channel(false);
+        let reaper = tokio::spawn(crate::lease::reaper(
+            self.store.clone(),
+            self.clock.clone(),
+            self.node.clone(),
+            self.cfg.retry.max_attempts,
+            self.cfg.heartbeat,
+            reaped.clone(),
+            reaper_stopped,
+        ));
+        let result = async {
+            while !*stop.borrow() {
+                if let Some(f) = &self.on_loop {
+                    f();
                 }
-                last_reap = Some(Instant::now());
-            }
-            let stats = self.drain(&stop).await?;
-            if stats.total() > 0 {
-                tracing::info!(%stats, "dispatched");
-            }
-            total.merge(stats);
-            let now = self.clock.now();
-            let wait = match self.store.next_due().await? {
-                Some(due) if due <= now => Duration::ZERO,
-                Some(due) => (due - now)
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(self.cfg.poll_interval),
-                None => self.cfg.poll_interval,
-            };
-            if !wait.is_zero() {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {}
+                let stats = self.drain(&stop).await?;
+                if stats.total() > 0 {
+                    tracing::info!(%stats, "dispatched");
+                }
+                total.merge(stats);
+                let now = self.clock.now();
+                let wait = match self.store.next_due().await? {
+                    Some(due) if due <= now => Duration::ZERO,
+                    Some(due) => (due - now)
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(self.cfg.poll_interval),
+                    None => self.cfg.poll_interval,
+                };
+                if !wait.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                        _ = reaped.notified() => {}
+                    }
                 }
             }
+            Ok::<(), StoreError>(())
         }
-        Ok(total)
+        .await;
+        let _ = reaper_stop.send(true);
+        let _ = reaper.await;
+        result.map(|()| total)
+    }
+
+    /// Return expired claims (of nodes that stopped) to the queue now.
+    async fn reap(&self) -> Result<(), StoreError> {
+        let r = self
+            .store
+            .reap(self.clock.now(), &self.node, self.cfg.retry.max_attempts)
+            .await?;
+        crate::lease::log_reaped(&r);
+        Ok(())
     }
 
     /// Claim and send until nothing is due or `stop` is set. Each message is its own task
     /// (so sends use every core), at most `concurrency` at once; the next batch is claimed as
     /// soon as the previous one is handed out, and a recorder task commits outcomes in groups
-    /// as they arrive.
+    /// as they arrive. A heartbeat task renews the leases of this drain's claims until the
+    /// last outcome is committed; a message whose lease was not renewed lately, or was lost
+    /// to another node's reaper, is not started (see `lease.rs`).
     async fn drain(self: &Arc<Self>, stop: &watch::Receiver<bool>) -> Result<Stats, StoreError> {
         let limit = self.cfg.concurrency as usize;
         let (done_tx, mut done_rx) =
@@ -180,13 +203,25 @@ impl Dispatcher {
             let mut stats = Stats::default();
             let mut batch = Vec::with_capacity(group);
             while done_rx.recv_many(&mut batch, group).await > 0 {
-                stats.stale += store.complete(&batch).await? as u64;
+                stats.stale += complete_retrying(&store, &batch).await? as u64;
                 for c in batch.drain(..) {
                     stats.add(&c);
                 }
             }
             Ok::<Stats, StoreError>(stats)
         });
+        let held = Arc::new(Held::new(&self.cfg));
+        let (beat_stop, beat_stopped) = watch::channel(false);
+        let beat = tokio::spawn(crate::lease::heartbeat(
+            held.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.cfg.heartbeat,
+            beat_stopped,
+        ));
+        // Claimed, not started, lease not confirmed: handed back at the end if still ours.
+        let mut unsure: HashMap<String, Vec<String>> = HashMap::new();
+        let mut lost = 0u64;
         let slots = Arc::new(Semaphore::new(limit));
         let mut released = 0u64;
         let mut result = Ok(());
@@ -222,6 +257,7 @@ impl Dispatcher {
             if batch.is_empty() {
                 break;
             }
+            held.add(&token, lease_end);
             let mut unstarted = batch.into_iter();
             while let Some(m) = unstarted.next() {
                 let slot = slots
@@ -240,6 +276,11 @@ impl Dispatcher {
                     }
                     break 'claiming;
                 }
+                if !held.may_start(&m.claim_token, self.clock.now()) {
+                    lost += 1;
+                    unsure.entry(m.claim_token).or_default().push(m.id);
+                    continue;
+                }
                 let me = Arc::clone(self);
                 let done = done_tx.clone();
                 tokio::spawn(async move {
@@ -255,11 +296,29 @@ impl Dispatcher {
             .await
             .expect("the semaphore is never closed");
         drop(done_tx);
-        let mut stats = recorder.await.expect("the recorder task does not panic")?;
+        let recorded = recorder.await.expect("the recorder task does not panic");
+        // Every outcome is committed (or the recorder gave up): nothing left to renew.
+        let _ = beat_stop.send(true);
+        let _ = beat.await;
+        let mut stats = recorded?;
         // Committed now: the next claim reads these sends from the store.
         self.sends.lock().expect("sends lock").clear();
+        for (token, ids) in unsure {
+            // Still ours if no reaper took them (the renewal failed, the lease held): back
+            // to the queue untried; otherwise this matches nothing.
+            if let Err(e) = self.store.release(&token, &ids, self.clock.now()).await {
+                tracing::warn!("could not hand back claims whose lease was in doubt: {e}");
+            }
+        }
+        if lost > 0 {
+            tracing::warn!(
+                count = lost,
+                "not started: their lease was lost or not renewed in time (another node sends them)"
+            );
+        }
         result?;
         stats.released = released;
+        stats.stale += lost;
         Ok(stats)
     }
 
@@ -834,6 +893,29 @@ fn render_failure(e: &TemplateRenderError) -> String {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Commit a group of outcomes, trying again a few times over about six seconds: the sends
+/// have happened, and an outcome that is never committed becomes a resend once the lease
+/// expires. A deadlock with another node's transaction (PostgreSQL aborts one of the two)
+/// or a dropped connection is worth a second try; the completion is all-or-nothing, so a
+/// retry never applies half of it twice.
+async fn complete_retrying(store: &Store, batch: &[Completion]) -> Result<usize, StoreError> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..6 {
+        match store.complete(batch).await {
+            Err(StoreError::Query(e)) => {
+                tracing::warn!(
+                    "recording {} outcomes failed, trying again: {e}",
+                    batch.len()
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    store.complete(batch).await
 }
 
 fn dry_delivery() -> Delivery {

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod ingest;
 pub mod jobs;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod model;

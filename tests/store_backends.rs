@@ -344,8 +344,9 @@ async fn claim_takes_due_batches_under_a_lease(b: Backend) {
     assert_eq!(claimed.len(), 3);
 
     // Leases: nothing is reaped before they end; after, the messages are due again.
-    assert_eq!(store.reap(t("2026-11-23T03:35:00Z")).await.unwrap(), 0);
-    assert_eq!(store.reap(t("2026-11-23T03:35:01Z")).await.unwrap(), 3);
+    let reap = |at: &str| store.reap(t(at), "node-b", 8);
+    assert_eq!(reap("2026-11-23T03:35:00Z").await.unwrap().len(), 0);
+    assert_eq!(reap("2026-11-23T03:35:01Z").await.unwrap().len(), 3);
     let again = claim(&store, "tok-3", "2026-11-23T04:00:00Z", 10).await;
     let ids: Vec<&str> = again.iter().map(|c| c.dedupe_key.as_str()).collect();
     assert_eq!(ids, ["SO-1", "SO-2", "SO-3", "SO-4"]);
@@ -390,6 +391,143 @@ async fn concurrent_claims_never_share_a_message(b: Backend) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 40, "a message was claimed twice");
+    store.close().await;
+}
+
+/// A heartbeat keeps a live node's leases; the reaper returns an expired one as an attempt
+/// that may have been sent, fails the message at its last attempt, and a completion under
+/// the lost lease no longer applies (nor writes a second attempt of the same number).
+async fn leases_renew_and_reaped_claims_count_an_attempt(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 6).await;
+    let now = t("2026-12-31T00:00:00Z");
+    let a = claim(&store, "tok-a", "2026-12-31T00:00:00Z", 3).await;
+    let b_ = claim(&store, "tok-b", "2026-12-31T00:00:00Z", 3).await;
+    assert_eq!((a.len(), b_.len()), (3, 3));
+
+    let kept = store
+        .renew(
+            &["tok-a".to_string(), "tok-gone".to_string()],
+            now + Duration::minutes(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.into_iter().collect::<Vec<_>>(), ["tok-a"]);
+
+    // tok-b's lease (5 minutes) ends; tok-a's was renewed to 10.
+    let reaped = store
+        .reap(now + Duration::minutes(6), "node-b", 2)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = reaped.iter().map(|r| r.message_id.as_str()).collect();
+    ids.sort();
+    let mut want: Vec<&str> = b_.iter().map(|m| m.id.as_str()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        reaped
+            .iter()
+            .all(|r| r.attempt == 1 && r.node == "node-a" && r.state == MessageState::Retrying)
+    );
+    let msgs = all(&store).await;
+    for m in msgs.iter().filter(|m| want.contains(&m.id.as_str())) {
+        assert_eq!((m.state, m.attempts), (MessageState::Retrying, 1));
+        assert!(
+            m.reason
+                .as_deref()
+                .unwrap()
+                .contains("lease expired on node node-a"),
+            "{:?}",
+            m.reason
+        );
+        let at = &m.attempt_log[..];
+        assert_eq!(at.len(), 1);
+        assert_eq!((at[0].attempt, at[0].outcome.as_str()), (1, "transient"));
+        assert_eq!(at[0].node.as_deref(), Some("node-a"));
+        let d = at[0].detail.as_deref().unwrap();
+        assert!(
+            d.contains("lease expired on node node-a") && d.contains("may have been sent"),
+            "{d}"
+        );
+        assert!(d.contains("node-b"), "names the reaper: {d}");
+    }
+
+    // The dead node's completion arrives late: stale, and no second attempt 1.
+    let late = Completion {
+        message_id: b_[0].id.clone(),
+        claim_token: "tok-b".into(),
+        state: MessageState::Sent,
+        attempts: vec![attempt(1, now, Outcome::Sent, Some(250))],
+        retry_at: None,
+        reason: None,
+        channel: Some("email".into()),
+        address: Some("x@example.com".into()),
+        at: now,
+        next: None,
+    };
+    assert_eq!(store.complete(&[late]).await.unwrap(), 1);
+
+    // Claimed again and lost again: the second expiry is the last of 2 attempts.
+    let c = claim(&store, "tok-c", "2026-12-31T00:07:00Z", 10).await;
+    assert_eq!(c.len(), 3, "the reaped ones, not tok-a's");
+    assert!(c.iter().all(|m| m.attempts == 1));
+    let reaped = store
+        .reap(now + Duration::minutes(13), "node-b", 2)
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 6, "tok-a's and tok-c's");
+    let msgs = all(&store).await;
+    for m in &msgs {
+        if want.contains(&m.id.as_str()) {
+            assert_eq!((m.state, m.attempts), (MessageState::Failed, 2));
+            assert!(
+                m.reason
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("gave up after 2 attempts")
+            );
+            let numbers: Vec<i64> = m.attempt_log.iter().map(|a| a.attempt).collect();
+            assert_eq!(numbers, [1, 2]);
+        } else if a.iter().any(|x| x.id == m.id) {
+            assert_eq!((m.state, m.attempts), (MessageState::Retrying, 1));
+        }
+    }
+    assert!(
+        store
+            .reap(now + Duration::hours(1), "node-b", 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+}
+
+/// Two nodes reaping at once (two connection pools) return each expired claim once: one
+/// attempt row each, no primary-key clash, no claim left behind.
+async fn two_reapers_take_each_expired_claim_once(b: Backend) {
+    let (store, f) = store(b).await;
+    let other = f.connect().await;
+    deliveries(&store, 700).await;
+    let claimed = claim(&store, "tok", "2026-12-31T00:00:00Z", 1000).await;
+    assert_eq!(claimed.len(), 700);
+    let later = t("2026-12-31T01:00:00Z");
+    let (x, y) = tokio::join!(
+        store.reap(later, "node-x", 8),
+        other.reap(later, "node-y", 8)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let mut ids: Vec<&str> = x.iter().chain(&y).map(|r| r.message_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 700, "{} + {}", x.len(), y.len());
+    assert_eq!(x.len() + y.len(), 700, "a claim was reaped twice");
+    let msgs = all(&store).await;
+    assert!(
+        msgs.iter().all(|m| m.state == MessageState::Retrying
+            && m.attempts == 1
+            && m.attempt_log.len() == 1)
+    );
+    other.close().await;
     store.close().await;
 }
 
@@ -563,11 +701,15 @@ async fn release_and_reap_return_claims_to_the_queue(b: Backend) {
         states(all(&store).await),
         ["claimed", "retrying", "scheduled", "scheduled"]
     );
-    // The last claim's lease ends; the reaper returns it (untried: scheduled).
-    assert_eq!(store.reap(now + Duration::minutes(6)).await.unwrap(), 1);
+    // The last claim's lease ends; the reaper returns it, as an attempt (it may have gone).
+    let reaped = store
+        .reap(now + Duration::minutes(6), "node-b", 8)
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 1);
     assert_eq!(
         states(all(&store).await),
-        ["retrying", "scheduled", "scheduled", "scheduled"]
+        ["retrying", "retrying", "scheduled", "scheduled"]
     );
     assert_eq!(
         store.next_due().await.unwrap(),
@@ -969,6 +1111,8 @@ on_both!(
     concurrent_claims_never_share_a_message,
     complete_records_every_outcome_in_batches,
     release_and_reap_return_claims_to_the_queue,
+    leases_renew_and_reaped_claims_count_an_attempt,
+    two_reapers_take_each_expired_claim_once,
     find_messages_applies_every_filter,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,

@@ -13,6 +13,7 @@
 
 mod copy;
 mod ingest;
+mod lease;
 mod ops;
 mod query;
 mod receipts;
@@ -21,6 +22,7 @@ mod schema;
 mod suppress;
 
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use lease::Reaped;
 pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use query::LogFilter;
 pub use receipts::{NewReceipt, ReceiptMatch};
@@ -431,8 +433,8 @@ impl Store {
         })
     }
 
-    /// Claim up to `limit` due messages for `node` under a lease ending at `until`. Expired
-    /// leases of other (crashed) nodes are due again by then: see [`Store::reap`]. With each
+    /// Claim up to `limit` due messages for `node` under a lease ending at `until` (renewed by
+    /// [`Store::renew`] while the node lives; [`Store::reap`] returns it once it expires). With each
     /// message comes what its policy checks need about its contact (stored stop events,
     /// suppressed addresses, recent marketing sends), read in the same transaction so
     /// dispatch needs no query per message.
@@ -533,18 +535,6 @@ impl Store {
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()
-        })
-    }
-
-    /// Return expired leases (a node that died mid-send) to the queue. Returns how many.
-    pub async fn reap(&self, now: DateTime<Utc>) -> Result<u64> {
-        let now = to_millis(now);
-        on_pool!(self, |pool, _b| {
-            Ok(sqlx::query(query::REAP)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected())
         })
     }
 

@@ -50,10 +50,6 @@ pub(super) const DELETE_CONTACT_DATES: &str = "DELETE FROM contact_dates WHERE c
 pub(super) const INSERT_CONTACT_DATE: &str =
     "INSERT INTO contact_dates (contact_id, field, month_day, date) VALUES ($1, $2, $3, $4)";
 
-pub(super) const REAP: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
-     claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $1 \
-     WHERE state = 'claimed' AND locked_until < $1";
-
 pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
      WHERE id = $1 AND state = 'claimed' AND claim_token = $2";

@@ -92,10 +92,14 @@ impl Store {
         if messages.is_empty() {
             return Ok(0);
         }
+        // In key order: two nodes planning the same day's greetings lock the same rows in
+        // the same order, so they queue behind each other instead of deadlocking.
+        let mut ordered: Vec<&NewMessage> = messages.iter().collect();
+        ordered.sort_by(|a, b| (&a.job_id, &a.dedupe_key).cmp(&(&b.job_id, &b.dedupe_key)));
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             let mut n = 0;
-            for m in messages {
+            for m in &ordered {
                 n += sqlx::query(
                     "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
                      VALUES ($1, $2, $3, NULL, 0, $4, $5, 'scheduled', $6, $7, NULL, $8, $8, $9, $10, NULL) \

@@ -1,0 +1,159 @@
+//! The claims this process holds, kept alive by heartbeats; and the reaper that returns the
+//! claims of a node that stopped.
+//!
+//! Why heartbeats: a lease long enough for the slowest batch (256 messages against a server
+//! that times out after 30 s each) would leave a dead node's messages stuck for many
+//! minutes, and one short enough for quick recovery would expire under a live node in the
+//! middle of a slow batch, so a second node would send those messages again. So the lease
+//! is short (`dispatch.lease`, default 1 m) and a live node renews the leases of every
+//! claim it still holds every `dispatch.heartbeat` (default a quarter of the lease). Only
+//! a node that stops renewing (killed, frozen, cut off from the store) loses its claims.
+//!
+//! A node also refuses to *start* a send whose lease it has not seen renewed lately: more
+//! than `lease − 2 × heartbeat` must be left (with the defaults: half the lease, so two
+//! missed renewals in a row), and a claim that a renewal no longer finds (another node
+//! reaped it) is never started. A frozen node that wakes up sends at most what it had in
+//! flight, not the rest of its batch.
+//!
+//! Leases compare the wall clocks of different nodes (`locked_until` is written by the
+//! holder and read by the reaper): keep the nodes' clocks in sync (NTP), well within the
+//! lease.
+
+use crate::clock::SharedClock;
+use crate::config::DispatchConfig;
+use crate::store::{Reaped, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The claim tokens of one drain and the lease end the store last confirmed for each.
+#[derive(Debug)]
+pub struct Held {
+    lease: chrono::Duration,
+    /// A send starts only while its lease has more than this left.
+    margin: chrono::Duration,
+    tokens: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Held {
+    pub fn new(cfg: &DispatchConfig) -> Held {
+        let lease = chrono::Duration::from_std(cfg.lease).unwrap_or(chrono::Duration::MAX);
+        let beat = chrono::Duration::from_std(cfg.heartbeat).unwrap_or(chrono::Duration::MAX);
+        Held {
+            lease,
+            margin: (lease - beat - beat).max(chrono::Duration::zero()),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A claim committed under `token` with its lease ending at `until`. Call it only once
+    /// the claim is committed: a renewal that runs before would find no row and drop it.
+    pub fn add(&self, token: &str, until: DateTime<Utc>) {
+        self.lock().insert(token.to_string(), until);
+    }
+
+    /// Whether a message claimed under `token` may still be handed to a channel at `now`.
+    pub fn may_start(&self, token: &str, now: DateTime<Utc>) -> bool {
+        self.lock()
+            .get(token)
+            .is_some_and(|until| *until - now > self.margin)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// One heartbeat: extend every held lease to `now + lease`. Tokens the store no longer
+    /// knows as claimed are dropped (completed, released, or lost to the reaper).
+    pub async fn renew(&self, store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let asked: Vec<String> = self.lock().keys().cloned().collect();
+        if asked.is_empty() {
+            return Ok(0);
+        }
+        let until = now + self.lease;
+        let kept = store.renew(&asked, until).await?;
+        let mut tokens = self.lock();
+        for t in &asked {
+            if kept.contains(t) {
+                tokens.insert(t.clone(), until);
+            } else {
+                tokens.remove(t);
+            }
+        }
+        Ok(kept.len())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+        self.tokens.lock().expect("held leases lock")
+    }
+}
+
+/// Renew `held` every `every` until `stop` turns true. A failed renewal is logged and
+/// tried again at the next beat; [`Held::may_start`] stops new sends meanwhile.
+pub async fn heartbeat(
+    held: std::sync::Arc<Held>,
+    store: Store,
+    clock: SharedClock,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = held.renew(&store, clock.now()).await {
+            tracing::warn!("lease renewal failed (sends stop if it keeps failing): {e}");
+        }
+    }
+}
+
+/// Reap expired claims every `every` until `stop` turns true; `reaped` is told each time
+/// some came back, so the dispatch loop can pick them up without waiting for its poll.
+pub async fn reaper(
+    store: Store,
+    clock: SharedClock,
+    node: String,
+    max_attempts: u32,
+    every: Duration,
+    reaped: std::sync::Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match store.reap(clock.now(), &node, max_attempts).await {
+            Ok(r) if !r.is_empty() => {
+                log_reaped(&r);
+                reaped.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("reaping expired leases failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// One warning per node whose claims came back.
+pub fn log_reaped(r: &[Reaped]) {
+    let mut by_node: HashMap<&str, usize> = HashMap::new();
+    for x in r {
+        *by_node.entry(x.node.as_str()).or_default() += 1;
+    }
+    for (node, count) in by_node {
+        tracing::warn!(
+            node,
+            count,
+            "returned messages whose lease expired (the node stopped mid-send; each is logged as an attempt that may have been sent)"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Leases in the store: renewing the claims a live node holds (its heartbeat) and reaping the
+//! claims of a node that stopped.
+//!
+//! Why here and not in dispatch: both are row-level races between nodes, and the store is
+//! where they are settled. Renewal and reaping never wait on each other or on a node's own
+//! completion: on PostgreSQL both pick their rows `FOR UPDATE SKIP LOCKED`, so a row that is
+//! being completed, renewed or reaped right now is left to that transaction (no deadlock
+//! between a heartbeat and the recorder that lock the same rows in different orders). On
+//! SQLite `BEGIN IMMEDIATE` serialises everything anyway.
+//!
+//! A reaped claim counts as an attempt: the node may have handed the message to the server
+//! before it died, so the attempt log says so ("may have been sent") and support can tell a
+//! possible duplicate from a bug. The attempt number is the one the dead node would have
+//! written; its own completion can no longer apply (the claim token is gone), so that number
+//! is never written twice. Counting it also bounds a message that kills every node that
+//! tries it: after `max_attempts` it fails instead of taking the fleet down forever.
+
+use super::{Bind, Pool, Result, Store, bind_all, on_pool, placeholders, values_rows};
+use crate::clock::to_millis;
+use crate::model::{MessageState, Outcome};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashSet;
+
+/// Rows reaped per transaction.
+const REAP_BATCH: i64 = 500;
+
+/// A claim the reaper returned to the queue (or failed, at the last attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    pub message_id: String,
+    /// The node that held it (`locked_by`).
+    pub node: String,
+    /// The attempt number recorded for the expired lease.
+    pub attempt: i64,
+    pub state: MessageState,
+}
+
+impl Store {
+    /// Extend to `until` the leases of every message still claimed under one of `tokens`.
+    /// Returns the tokens that still hold at least one row: a token missing from the answer
+    /// has nothing left to renew (all completed, released, or reaped by another node after
+    /// its lease ran out), and never will again.
+    pub async fn renew(&self, tokens: &[String], until: DateTime<Utc>) -> Result<HashSet<String>> {
+        let mut kept = HashSet::new();
+        let pg = matches!(self.pool, Pool::Postgres(_));
+        for chunk in tokens.chunks(super::CHUNK) {
+            let list = placeholders(2, chunk.len());
+            let sql = if pg {
+                format!(
+                    "UPDATE messages SET locked_until = $1 WHERE id IN (SELECT id FROM messages \
+                     WHERE state = 'claimed' AND claim_token IN ({list}) FOR UPDATE SKIP LOCKED) \
+                     RETURNING claim_token"
+                )
+            } else {
+                format!(
+                    "UPDATE messages SET locked_until = $1 WHERE state = 'claimed' \
+                     AND claim_token IN ({list}) RETURNING claim_token"
+                )
+            };
+            let mut binds = vec![Bind::Int(Some(to_millis(until)))];
+            binds.extend(chunk.iter().map(|t| Bind::Text(Some(t.clone()))));
+            let rows = on_pool!(self, |pool, _b| {
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<Vec<_>, _>>()
+            })?;
+            kept.extend(rows);
+        }
+        Ok(kept)
+    }
+
+    /// Return every claim whose lease ended before `now` to the queue, as a `transient`
+    /// attempt that says the message may have been sent; at the `max_attempts`-th attempt
+    /// the message fails instead. `by` names the reaping node in the log.
+    pub async fn reap(
+        &self,
+        now: DateTime<Utc>,
+        by: &str,
+        max_attempts: u32,
+    ) -> Result<Vec<Reaped>> {
+        let mut all = Vec::new();
+        loop {
+            let (reaped, full) = self.reap_some(now, by, max_attempts).await?;
+            all.extend(reaped);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// One transaction of [`Store::reap`]; `true` when there may be more.
+    async fn reap_some(
+        &self,
+        now: DateTime<Utc>,
+        by: &str,
+        max_attempts: u32,
+    ) -> Result<(Vec<Reaped>, bool)> {
+        let pg = matches!(self.pool, Pool::Postgres(_));
+        let select = format!(
+            "SELECT id, claim_token, locked_by, attempts, tries, COALESCE(channel_plan, channel), address \
+             FROM messages WHERE state = 'claimed' AND locked_until < $1 ORDER BY locked_until, id LIMIT {REAP_BATCH}{}",
+            if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
+        );
+        let at = to_millis(now);
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let rows = sqlx::query(AssertSqlSafe(select))
+                .bind(at)
+                .fetch_all(&mut *tx)
+                .await?;
+            if rows.is_empty() {
+                tx.commit().await?;
+                return Ok((Vec::new(), false));
+            }
+            let full = rows.len() as i64 == REAP_BATCH;
+            let mut expired = Vec::with_capacity(rows.len());
+            for r in &rows {
+                expired.push(Expired {
+                    id: r.try_get(0)?,
+                    token: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                    node: r
+                        .try_get::<Option<String>, _>(2)?
+                        .unwrap_or_else(|| "unknown".into()),
+                    attempts: r.try_get(3)?,
+                    tries: r.try_get(4)?,
+                    channel: r.try_get(5)?,
+                    address: r.try_get(6)?,
+                });
+            }
+            let mut applied: HashSet<String> = HashSet::with_capacity(expired.len());
+            for chunk in expired.chunks(super::CHUNK) {
+                let (sql, binds) = reap_update_sql(chunk, at, max_attempts, pg);
+                for r in bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    applied.insert(r.try_get(0)?);
+                }
+            }
+            let done: Vec<&Expired> = expired.iter().filter(|e| applied.contains(&e.id)).collect();
+            for chunk in done.chunks(super::CHUNK) {
+                let (sql, binds) = reap_attempts_sql(chunk, at, by, pg);
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok((
+                done.iter()
+                    .map(|e| Reaped {
+                        message_id: e.id.clone(),
+                        node: e.node.clone(),
+                        attempt: e.attempts + 1,
+                        state: e.state_after(max_attempts),
+                    })
+                    .collect(),
+                full,
+            ))
+        })
+    }
+}
+
+/// A claimed row whose lease ended, as the reaper read it (locked, on PostgreSQL).
+struct Expired {
+    id: String,
+    token: String,
+    node: String,
+    /// Attempt log rows so far: the reaped one is number `attempts + 1`.
+    attempts: i64,
+    /// Tries so far (a try may fail over between gateways): what `max_attempts` bounds.
+    tries: i64,
+    channel: Option<String>,
+    address: Option<String>,
+}
+
+impl Expired {
+    fn state_after(&self, max_attempts: u32) -> MessageState {
+        if self.tries + 1 >= i64::from(max_attempts) {
+            MessageState::Failed
+        } else {
+            MessageState::Retrying
+        }
+    }
+
+    /// What the attempt log says: the node, why, and that the customer may have it.
+    fn detail(&self, by: &str) -> String {
+        format!(
+            "lease expired on node {} (the node stopped mid-send); the message may have been sent; \
+             returned to the queue by {by}",
+            self.node
+        )
+    }
+
+    fn reason(&self, max_attempts: u32) -> String {
+        match self.state_after(max_attempts) {
+            MessageState::Failed => format!(
+                "gave up after {} attempts; last: lease expired on node {} (it may have been sent)",
+                self.tries + 1,
+                self.node
+            ),
+            _ => format!(
+                "lease expired on node {} (it may have been sent); attempt {} counted, retrying",
+                self.node,
+                self.tries + 1
+            ),
+        }
+    }
+}
+
+/// The reaped rows' new state, only while the lease that expired still holds them (the same
+/// token-checked update as a completion).
+fn reap_update_sql(chunk: &[Expired], at: i64, max: u32, pg: bool) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "WITH v (id, token, state, reason, attempts, tries, at) AS (VALUES {}) \
+         UPDATE messages SET state = v.state, reason = v.reason, attempts = v.attempts, tries = v.tries, updated_at = v.at, \
+         claim_token = NULL, locked_by = NULL, locked_until = NULL \
+         FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
+         RETURNING messages.id",
+        values_rows(chunk.len(), 7, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 7);
+    for e in chunk {
+        b.push(Bind::Text(Some(e.id.clone())));
+        b.push(Bind::Text(Some(e.token.clone())));
+        b.push(Bind::Text(Some(e.state_after(max).as_str().into())));
+        b.push(Bind::Text(Some(e.reason(max))));
+        b.push(Bind::Int(Some(e.attempts + 1)));
+        b.push(Bind::Int(Some(e.tries + 1)));
+        b.push(Bind::Int(Some(at)));
+    }
+    (sql, b)
+}
+
+fn reap_attempts_sql(chunk: &[&Expired], at: i64, by: &str, pg: bool) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) VALUES {}",
+        values_rows(chunk.len(), 11, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 11);
+    for e in chunk {
+        b.push(Bind::Text(Some(e.id.clone())));
+        b.push(Bind::Int(Some(e.attempts + 1)));
+        b.push(Bind::Int(Some(at)));
+        b.push(Bind::Text(Some(
+            e.channel.clone().unwrap_or_else(|| "unknown".into()),
+        )));
+        b.push(Bind::Text(e.address.clone()));
+        b.push(Bind::Text(Some(Outcome::Transient.as_str().into())));
+        b.push(Bind::Int(None));
+        b.push(Bind::Text(Some(e.detail(by))));
+        b.push(Bind::Text(None));
+        b.push(Bind::Text(Some(e.node.clone())));
+        b.push(Bind::Int(None));
+    }
+    (sql, b)
+}
