@@ -5,7 +5,8 @@
 #   bench/dispatch.sh [N]        N due messages (default 50000)
 #
 # Env: SESSIONS (SMTP connections, default 16), CONCURRENCY (default 2*SESSIONS),
-#      BATCH (claim size, default 256), SYNC (sqlite synchronous: full|normal, default full).
+#      BATCH (claim size, default 256), SYNC (sqlite synchronous: full|normal, default full),
+#      AFTERCARE_BIN (a built binary to measure instead of building this tree).
 # Prints both rates, our/ceiling, and peak RSS. Every attempt is durably logged in SQLite.
 set -euo pipefail
 N=${1:-50000}
@@ -20,8 +21,12 @@ done
 export PATH=$PATH:/usr/sbin
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time: apt-get install time" >&2; exit 2; }
 
-(cd "$root" && cargo build --release --quiet)
-bin=$root/target/release/aftercare
+if [ -n "${AFTERCARE_BIN:-}" ]; then
+  bin=$AFTERCARE_BIN      # compare two builds without rebuilding
+else
+  (cd "$root" && cargo build --release --quiet)
+  bin=$root/target/release/aftercare
+fi
 work=$(mktemp -d)
 trap 'kill $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
