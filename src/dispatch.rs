@@ -188,8 +188,8 @@ impl Dispatcher {
     }
 
     /// Claim and send until nothing is due or `stop` is set. Each message is its own task
-    /// (so sends use every core), at most `concurrency` at once; the next batch is claimed as
-    /// soon as the previous one is handed out, and a recorder task commits outcomes in groups
+    /// (so sends use every core), at most `concurrency` at once; the next batch (about a
+    /// second of work, see [`Pace`]) is claimed as soon as the previous one is handed out, and a recorder task commits outcomes in groups
     /// as they arrive. A heartbeat task renews the leases of this drain's claims until the
     /// last outcome is committed; a message whose lease was not renewed lately, or was lost
     /// to another node's reaper, is not started (see `lease.rs`).
@@ -232,20 +232,15 @@ impl Dispatcher {
                 .and_then(|p| chrono::Duration::from_std(p).ok())
                 .map(|p| self.clock.now() - p),
         };
+        let pace = Arc::new(Pace::default());
         'claiming: while !*stop.borrow() {
             let now = self.clock.now();
             let token = crate::plan::new_id(now);
             let lease_end = now + self.cfg.lease;
+            let want = pace.claim_size(limit, self.cfg.batch_size as usize);
             let batch = match self
                 .store
-                .claim(
-                    &self.node,
-                    &token,
-                    now,
-                    lease_end,
-                    i64::from(self.cfg.batch_size),
-                    &with,
-                )
+                .claim(&self.node, &token, now, lease_end, want as i64, &with)
                 .await
             {
                 Ok(b) => b,
@@ -283,8 +278,11 @@ impl Dispatcher {
                 }
                 let me = Arc::clone(self);
                 let done = done_tx.clone();
+                let pace = pace.clone();
                 tokio::spawn(async move {
+                    let started = Instant::now();
                     let c = me.process(m).await;
+                    pace.observe(started.elapsed());
                     let _ = done.send(c).await;
                     drop(slot);
                 });
@@ -895,6 +893,41 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How long a message takes from start to outcome, smoothed over this drain's sends: what
+/// sizes the next claim.
+///
+/// Why not always claim `batch_size`: claimed messages wait for a free slot, and while they
+/// wait no other node can have them. Against a slow server (a relay that takes a second per
+/// message) one node would sit on a whole batch while the others idle, so adding nodes would
+/// add nothing. So a node claims about one second of work at its current pace: the whole
+/// batch when sends are quick (few, large claims), about `concurrency` when they are slow.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Exponentially weighted mean, in microseconds; 0 until the first send finishes.
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl Pace {
+    fn observe(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let x = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.micros.fetch_update(Relaxed, Relaxed, |old| {
+            Some(if old == 0 { x } else { (old * 7 + x) / 8 })
+        });
+    }
+
+    /// `limit` sends at once, each taking the mean: how many finish in a second, kept
+    /// between `limit` (until the first outcome, too) and `batch`.
+    fn claim_size(&self, limit: usize, batch: usize) -> usize {
+        let micros = self.micros.load(std::sync::atomic::Ordering::Relaxed);
+        let per_second = match micros {
+            0 => limit,
+            m => usize::try_from(limit as u64 * 1_000_000 / m).unwrap_or(usize::MAX),
+        };
+        per_second.clamp(limit.min(batch), batch)
+    }
+}
+
 /// Commit a group of outcomes, trying again a few times over about six seconds: the sends
 /// have happened, and an outcome that is never committed becomes a resend once the lease
 /// expires. A deadlock with another node's transaction (PostgreSQL aborts one of the two)
@@ -1000,6 +1033,33 @@ pub fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_claims_about_a_second_of_work() {
+        let pace = Pace::default();
+        assert_eq!(pace.claim_size(16, 256), 16, "unknown pace: one round");
+        pace.observe(Duration::from_millis(4));
+        assert_eq!(
+            pace.claim_size(16, 256),
+            256,
+            "quick sends: the whole batch"
+        );
+        let slow = Pace::default();
+        for _ in 0..50 {
+            slow.observe(Duration::from_secs(1));
+        }
+        assert_eq!(slow.claim_size(16, 256), 16, "a second per send: one round");
+        slow.observe(Duration::from_millis(1));
+        assert!(
+            (16..=20).contains(&slow.claim_size(16, 256)),
+            "one quick send hardly moves the mean"
+        );
+        assert_eq!(
+            Pace::default().claim_size(64, 10),
+            10,
+            "never above batch_size"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
