@@ -10,14 +10,16 @@
 //! - A **reply** that is an opt-out (`STOP`, `TD`, `T`, `退订`, … see
 //!   `channels::sms::reply`) puts the sender's number on the suppression list for channel
 //!   `sms`, so no later SMS reaches them through any gateway (the job falls back to its next
-//!   channel, e.g. email). Other replies are only logged.
+//!   channel, e.g. email). `START`/`UNSTOP` lifts such a suppression again, but not one that
+//!   support made. Every reply is stored (`replies`), keyword or not: support reads them in
+//!   the contact's timeline.
 //!
 //! Here rather than in `channels/`: channels never touch the store. Errors say which HTTP
 //! status the endpoint answers ([`HookError::status`]): the provider retries 5xx, not 4xx.
 
-use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_stop_reply};
+use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_start_reply, is_stop_reply};
 use crate::logging::mask;
-use crate::store::{NewReceipt, ReceiptMatch, Store, StoreError};
+use crate::store::{NewReceipt, ReceiptMatch, ReplyKeyword, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 /// What one request came to, for the endpoint's answer and the daemon's log.
@@ -35,6 +37,8 @@ pub struct Summary {
     pub replies: usize,
     /// Of those, opt-outs whose number is now suppressed.
     pub stopped: usize,
+    /// Of those, opt-ins (`START`) that lifted the number's own earlier STOP.
+    pub resumed: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +139,8 @@ pub async fn status_callback(
     Ok(s)
 }
 
-/// Inbound SMS pushed by `gateway`: an opt-out suppresses the sender's number on `sms`.
+/// Inbound SMS pushed by `gateway`: each is stored for support (the contact's timeline); an
+/// opt-out suppresses the sender's number on `sms`, an opt-in lifts a STOP the sender made.
 pub async fn inbound_reply(
     store: &Store,
     sms: &SmsChannel,
@@ -149,20 +154,33 @@ pub async fn inbound_reply(
         ..Summary::default()
     };
     for r in &replies {
-        if is_stop_reply(&r.text) {
-            store
-                .suppress(
-                    "sms",
-                    &r.from,
-                    &format!("STOP reply via {gateway}"),
-                    Some("sms-reply"),
-                    now,
-                )
-                .await?;
-            s.stopped += 1;
-            tracing::info!(gateway, from = %mask(&r.from), "sms opt-out: number suppressed");
+        let keyword = if is_stop_reply(&r.text) {
+            Some(ReplyKeyword::OptOut)
+        } else if is_start_reply(&r.text) {
+            Some(ReplyKeyword::OptIn)
         } else {
-            tracing::info!(gateway, from = %mask(&r.from), "sms reply (not an opt-out)");
+            None
+        };
+        let id = crate::plan::new_id(now);
+        let stored = store
+            .record_reply(&id, gateway, &r.from, &r.text, keyword, now)
+            .await?;
+        let from = mask(&stored.from);
+        match stored.action.as_deref() {
+            Some("opt_out") => {
+                s.stopped += 1;
+                tracing::info!(gateway, %from, "sms opt-out: number suppressed");
+            }
+            Some("opt_in") => {
+                s.resumed += 1;
+                tracing::info!(gateway, %from, "sms opt-in: the number's STOP is lifted");
+            }
+            Some(_) => tracing::info!(
+                gateway,
+                %from,
+                "sms opt-in refused: the number was suppressed by support, not by a STOP reply"
+            ),
+            None => tracing::info!(gateway, %from, reply = %id, "sms reply stored"),
         }
     }
     Ok(s)

@@ -1121,4 +1121,11 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
         list.contains(PHONE) && list.contains("STOP reply via ali"),
         "{list}"
     );
+    // Support sees the reply beside the message it answers.
+    let log = ws.run(&["logs", "--contact", PHONE]).ok().stdout;
+    assert!(
+        log.contains(&format!("from {PHONE} via ali  (opt_out)  \"ＳＴＯＰ\""))
+            && log.contains("1 SMS reply"),
+        "{log}"
+    );
 }

@@ -405,6 +405,101 @@ async fn stop_replies_suppress_the_number_and_others_do_not(b: Backend) {
     store.close().await;
 }
 
+/// Every reply is kept for support, matched to the contact with that number; START lifts the
+/// customer's own STOP, but not a suppression that support made.
+async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend) {
+    let (store, dir) = store(b).await;
+    let ch = channel(dir.path());
+    let line = r#"{"id":"evt-p","type":"order.delivered","occurred_at":"2026-11-20T10:00:00+08:00","contact":{"id":"c-p","email":"p@example.com","phone":"+8613800138010"},"data":{"order_id":"SO-P"}}"#;
+    planner()
+        .ingest(
+            &store,
+            &[parse_event(line).unwrap()],
+            t("2026-11-20T12:00:00Z"),
+        )
+        .await
+        .unwrap();
+    let push = |from: &str, text: &str| json!([{"mobile": from, "content": text}]).to_string();
+    let reply = async |from: &str, text: &str, at: &str| {
+        inbound_reply(
+            &store,
+            &ch,
+            "gw",
+            inbound(None, None, push(from, text).as_bytes()),
+            t(at),
+        )
+        .await
+        .unwrap()
+    };
+    let suppressed = async |n: &str| {
+        store
+            .suppressions(Some("sms"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.address == n)
+    };
+    let s = reply("8613800138010", "包裹还没到", "2026-11-23T06:00:00Z").await;
+    assert_eq!((s.replies, s.stopped, s.resumed), (1, 0, 0));
+    let s = reply("8613800138010", "退订", "2026-11-23T06:01:00Z").await;
+    assert_eq!(s.stopped, 1);
+    assert!(suppressed("+8613800138010").await);
+    let s = reply("8613800138010", "ＳＴＡＲＴ", "2026-11-23T06:02:00Z").await;
+    assert_eq!(s.resumed, 1);
+    assert!(
+        !suppressed("+8613800138010").await,
+        "START lifts the customer's STOP"
+    );
+
+    // A number support suppressed by hand stays suppressed whatever it texts.
+    store
+        .suppress(
+            "sms",
+            "+8613800138011",
+            "asked by phone",
+            Some("support"),
+            t("2026-11-23T05:00:00Z"),
+        )
+        .await
+        .unwrap();
+    let s = reply("8613800138011", "start", "2026-11-23T06:03:00Z").await;
+    assert_eq!(s.resumed, 0);
+    assert!(suppressed("+8613800138011").await);
+
+    // Support reads them: by contact id, email address or number, oldest first, with what
+    // each did.
+    for key in ["c-p", "P@example.com", "+8613800138010"] {
+        let got: Vec<(String, Option<String>, Option<String>)> = store
+            .replies_of(key)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.text, r.action, r.contact_id))
+            .collect();
+        let c = Some("c-p".to_string());
+        assert_eq!(
+            got,
+            [
+                ("包裹还没到".to_string(), None, c.clone()),
+                ("退订".to_string(), Some("opt_out".to_string()), c.clone()),
+                (
+                    "ＳＴＡＲＴ".to_string(),
+                    Some("opt_in".to_string()),
+                    c.clone()
+                ),
+            ],
+            "{key}"
+        );
+    }
+    let other = store.replies_of("+8613800138011").await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(
+        (other[0].action.as_deref(), other[0].contact_id.as_deref()),
+        (Some("opt_in_refused"), None)
+    );
+    store.close().await;
+}
+
 /// `mod sqlite { #[tokio::test] fn NAME() }` and `mod postgres { ... }` for each body.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -421,4 +516,5 @@ on_both!(
     receipts_find_their_attempt_and_settle_the_message,
     refusals_carry_their_http_status,
     stop_replies_suppress_the_number_and_others_do_not,
+    replies_are_kept_and_start_lifts_only_the_customers_own_stop,
 );

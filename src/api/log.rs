@@ -240,12 +240,12 @@ pub async fn cancel_message(
     Ok(Json(one(&state, &id).await?))
 }
 
-/// A contact's events and messages, in time order.
+/// A contact's events, messages and SMS replies, in time order.
 #[utoipa::path(
     get,
     path = "/v1/contacts/{id}/timeline",
     params(("id" = String, Path, description = "Contact id, email address or phone number")),
-    responses((status = 200, description = "{contact, items: [{at, kind: event|message, ...}]}"), (status = 404, body = ApiError), (status = 401, body = ApiError)),
+    responses((status = 200, description = "{contact, items: [{at, kind: event|message|reply, ...}]}"), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = []))
 )]
 pub async fn timeline(
@@ -292,6 +292,17 @@ pub async fn timeline(
     for m in messages {
         let at = m.sent_at.unwrap_or(m.due_at);
         items.push((at, json!({"at": at, "kind": "message", "message": m})));
+    }
+    for r in state
+        .store
+        .replies_of(&contact.id)
+        .await
+        .map_err(ApiError::store)?
+    {
+        items.push((
+            r.received_at,
+            json!({"at": r.received_at, "kind": "reply", "reply": r}),
+        ));
     }
     items.sort_by_key(|(at, _)| *at);
     Ok(Json(

@@ -1,10 +1,11 @@
 //! `aftercare logs`: the delivery log for support. Every message with its state and reason,
 //! and under it every attempt with the channel (and SMS gateway) it went through, the
-//! server's answer, and any delivery receipt the carrier sent back.
+//! server's answer, and any delivery receipt the carrier sent back; with `--contact`, the
+//! SMS replies the contact sent us.
 
 use super::{App, parse_time};
 use crate::model::{MessageRecord, MessageState};
-use crate::store::LogFilter;
+use crate::store::{LogFilter, StoredReply};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::ValueEnum;
@@ -84,12 +85,50 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let messages = store.find_messages(&filter).await?;
+    // What the contact texted back belongs beside what we sent (table only: the JSON stays
+    // an array of messages; the API's timeline has both).
+    let replies = match (&filter.contact, a.format) {
+        (Some(c), Format::Table) => store.replies_of(c).await?,
+        _ => Vec::new(),
+    };
     store.close().await;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&messages)?),
-        Format::Table => print!("{}", table(&messages, app.config.default_timezone)),
+        Format::Table => {
+            let tz = app.config.default_timezone;
+            print!("{}", table(&messages, tz));
+            print!("{}", replies_table(&replies, tz));
+        }
     }
     Ok(())
+}
+
+fn replies_table(replies: &[StoredReply], tz: Tz) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for r in replies {
+        let _ = writeln!(
+            out,
+            "reply  {}  from {} via {}{}  {:?}",
+            r.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+            r.from,
+            r.gateway,
+            r.action
+                .as_deref()
+                .map(|a| format!("  ({a})"))
+                .unwrap_or_default(),
+            r.text,
+        );
+    }
+    if !replies.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} SMS repl{}",
+            replies.len(),
+            if replies.len() == 1 { "y" } else { "ies" }
+        );
+    }
+    out
 }
 
 fn table(messages: &[MessageRecord], tz: Tz) -> String {

@@ -37,6 +37,7 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("contact_dates", &["contact_id", "field"]),
     ("suppressions", &["channel", "address"]),
     ("recurring", &["job_id"]),
+    ("replies", &["id"]),
     ("receipts", &["message_id", "attempt", "status"]),
 ];
 

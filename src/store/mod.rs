@@ -9,7 +9,7 @@
 //!
 //! The store knows nothing of jobs, templates or channels: it stores what plan and dispatch
 //! decide. `schema` says when migrations run; `copy` moves every row to another store;
-//! `receipts` records what carriers said about sent SMS.
+//! `receipts` records what carriers said about sent SMS; `replies` what customers texted back.
 
 mod copy;
 mod ingest;
@@ -17,6 +17,7 @@ mod lease;
 mod ops;
 mod query;
 mod receipts;
+mod replies;
 mod schedule;
 mod schema;
 mod suppress;
@@ -26,6 +27,7 @@ pub use lease::Reaped;
 pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use query::LogFilter;
 pub use receipts::{NewReceipt, ReceiptMatch};
+pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
 pub use schedule::{AnniversaryRow, Suppression};
 pub use schema::{MigrationInfo, SchemaStatus};
 

@@ -6,6 +6,11 @@ use crate::model::MessageRecord;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+/// Add (or update the reason and source of) a suppressed address: channel, address
+/// (normalised), reason, source, created_at.
+pub(super) const SUPPRESS: &str = "INSERT INTO suppressions (channel, address, reason, source, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source";
+
 impl Store {
     /// Add (or update the reason of) a suppressed address. Email addresses are kept in lower
     /// case; pending messages to it are stopped at send time.
@@ -19,18 +24,15 @@ impl Store {
     ) -> Result<bool> {
         let address = normalise_address(channel, address);
         on_pool!(self, |pool, _b| {
-            let n = sqlx::query(
-                "INSERT INTO suppressions (channel, address, reason, source, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source",
-            )
-            .bind(channel)
-            .bind(&address)
-            .bind(reason)
-            .bind(source)
-            .bind(to_millis(now))
-            .execute(pool)
-            .await?
-            .rows_affected();
+            let n = sqlx::query(SUPPRESS)
+                .bind(channel)
+                .bind(&address)
+                .bind(reason)
+                .bind(source)
+                .bind(to_millis(now))
+                .execute(pool)
+                .await?
+                .rows_affected();
             Ok(n > 0)
         })
     }

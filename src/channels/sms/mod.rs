@@ -42,7 +42,7 @@ mod pace;
 pub use config::{Problem, RawSmsConfig, SmsConfig, compile};
 pub use encoding::{Encoding, Segments, segments};
 pub use receipt::{Inbound, Receipt, ReceiptError, ReceiptStatus};
-pub use reply::{Reply, is_stop_reply, sender_e164};
+pub use reply::{Reply, is_start_reply, is_stop_reply, sender_e164};
 
 use super::Delivery;
 use crate::model::Outcome;

@@ -14,6 +14,9 @@
 //! - `TD`, `T`, `退订`: what Chinese carriers' and providers' notices ask for ("回T退订",
 //!   "回TD退订").
 //!
+//! `START` and `UNSTOP` opt back in (see [`OPT_IN`]); what that lifts is the store's call
+//! (only a suppression the customer's own STOP made).
+//!
 //! "stop please" is *not* an opt-out: Twilio documents that only single-word replies trigger
 //! its block ("replying STOP PLEASE or PLEASE CANCEL will not"), and we follow the same
 //! convention so our suppression list and the carrier's agree. A longer reply is a message
@@ -72,12 +75,28 @@ fn fold_width(c: char) -> char {
     }
 }
 
+/// Opt-in keywords: Twilio's `START` and `UNSTOP`. Not its `YES`: a customer answering a
+/// survey question with "yes" must not undo a STOP by accident; where Twilio lifts its own
+/// block on YES, we stay the stricter of the two.
+const OPT_IN: &[&str] = &["START", "UNSTOP"];
+
+/// The reply as one keyword: full-width folded, trimmed of whitespace and punctuation,
+/// upper case.
+fn keyword(text: &str) -> String {
+    let folded: String = text.chars().map(fold_width).collect();
+    folded
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_uppercase()
+}
+
 /// Whether an inbound SMS asks us to stop sending (see the module doc for the rule).
 pub fn is_stop_reply(text: &str) -> bool {
-    let folded: String = text.chars().map(fold_width).collect();
-    let word = folded.trim_matches(|c: char| !c.is_alphanumeric());
-    let upper = word.to_uppercase();
-    OPT_OUT.contains(&upper.as_str())
+    OPT_OUT.contains(&keyword(text).as_str())
+}
+
+/// Whether an inbound SMS asks us to send again after a STOP (same rule, [`OPT_IN`] words).
+pub fn is_start_reply(text: &str) -> bool {
+    OPT_IN.contains(&keyword(text).as_str())
 }
 
 #[cfg(test)]
@@ -138,6 +157,13 @@ mod tests {
             "t.d",
             "TD1",
         ];
+        for text in ["START", "start", "Unstop", "ＳＴＡＲＴ", " start! "] {
+            assert!(is_start_reply(text), "{text:?} should be an opt-in");
+            assert!(!is_stop_reply(text));
+        }
+        for text in ["yes", "YES", "start please", "restart", "stop"] {
+            assert!(!is_start_reply(text), "{text:?} should not be an opt-in");
+        }
         for text in no {
             assert!(!is_stop_reply(text), "{text:?} should not be an opt-out");
         }

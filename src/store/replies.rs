@@ -1,0 +1,166 @@
+//! Inbound SMS replies, kept for support, and what their keywords did to the suppression
+//! list.
+//!
+//! A reply is stored whatever it says: "wrong number" or "the parcel never came" is what
+//! support needs beside the message it answers, so the contact's timeline shows it. A
+//! keyword changes the list in the same transaction as the row that records it, so the log
+//! never says a number was suppressed (or released) when it was not:
+//!
+//! - an opt-out (`STOP`, `退订`, …) suppresses the number on `sms`, with source
+//!   [`SMS_REPLY`];
+//! - an opt-in (`START`, …) lifts a suppression that an opt-out *reply* made, and only
+//!   that: a number that support or the API suppressed stays suppressed (a customer who
+//!   complained by phone is not re-subscribed by a text), and the reply says so
+//!   (`opt_in_refused`).
+
+use super::suppress::{SUPPRESS, normalise_address};
+use super::{Result, Store, on_pool};
+use crate::clock::{from_millis, to_millis};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// The suppression source of numbers suppressed by their own opt-out reply.
+pub const SMS_REPLY: &str = "sms-reply";
+
+/// What a reply asked for, as `channels::sms::reply` read its keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKeyword {
+    OptOut,
+    OptIn,
+}
+
+/// One stored reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct StoredReply {
+    pub id: String,
+    /// The configured gateway it came through.
+    pub gateway: String,
+    /// The sender, in E.164.
+    pub from: String,
+    /// The contact with that number when it came, if any.
+    pub contact_id: Option<String>,
+    pub text: String,
+    /// `opt_out` (number suppressed), `opt_in` (a STOP lifted), `opt_in_refused` (suppressed
+    /// by support, so it stays), or absent for a message to a person.
+    pub action: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Store a reply from `from` (E.164) and apply its keyword, in one transaction.
+    pub async fn record_reply(
+        &self,
+        id: &str,
+        gateway: &str,
+        from: &str,
+        text: &str,
+        keyword: Option<ReplyKeyword>,
+        now: DateTime<Utc>,
+    ) -> Result<StoredReply> {
+        let from = normalise_address("sms", from);
+        let at = to_millis(now);
+        let (contact_id, action) = on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let contact_id: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM contacts WHERE phone = $1 ORDER BY updated_at DESC, id LIMIT 1",
+            )
+            .bind(&from)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let action = match keyword {
+                None => None,
+                Some(ReplyKeyword::OptOut) => {
+                    sqlx::query(SUPPRESS)
+                        .bind("sms")
+                        .bind(&from)
+                        .bind(format!("STOP reply via {gateway}"))
+                        .bind(SMS_REPLY)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    Some("opt_out")
+                }
+                Some(ReplyKeyword::OptIn) => {
+                    let source: Option<Option<String>> = sqlx::query_scalar(
+                        "SELECT source FROM suppressions WHERE channel = 'sms' AND address = $1",
+                    )
+                    .bind(&from)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match source {
+                        Some(Some(s)) if s != SMS_REPLY => Some("opt_in_refused"),
+                        Some(None) => Some("opt_in_refused"),
+                        Some(Some(_)) => {
+                            sqlx::query(
+                                "DELETE FROM suppressions WHERE channel = 'sms' AND address = $1 AND source = $2",
+                            )
+                            .bind(&from)
+                            .bind(SMS_REPLY)
+                            .execute(&mut *tx)
+                            .await?;
+                            Some("opt_in")
+                        }
+                        None => Some("opt_in"),
+                    }
+                }
+            };
+            sqlx::query(
+                "INSERT INTO replies (id, gateway, from_number, contact_id, text, action, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(gateway)
+            .bind(&from)
+            .bind(&contact_id)
+            .bind(text)
+            .bind(action)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, super::StoreError>((contact_id, action))
+        })?;
+        Ok(StoredReply {
+            id: id.to_string(),
+            gateway: gateway.to_string(),
+            from,
+            contact_id,
+            text: text.to_string(),
+            action: action.map(str::to_string),
+            received_at: from_millis(at),
+        })
+    }
+
+    /// A contact's replies, oldest first, by contact id, email address or phone number (as
+    /// `logs --contact` takes them): those matched to the contact when they came, and those
+    /// from its current number or from that number.
+    pub async fn replies_of(&self, contact: &str) -> Result<Vec<StoredReply>> {
+        let phone = crate::ingest::normalise_phone(contact).unwrap_or_else(|_| contact.to_string());
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(
+                "SELECT id, gateway, from_number, contact_id, text, action, received_at FROM replies \
+                 WHERE from_number = $3 OR contact_id IN (SELECT id FROM contacts WHERE id = $1 OR LOWER(email) = $2 OR phone = $3) \
+                 OR from_number IN (SELECT phone FROM contacts WHERE id = $1 OR LOWER(email) = $2) \
+                 ORDER BY received_at, id",
+            )
+            .bind(contact)
+            .bind(contact.to_lowercase())
+            .bind(&phone)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredReply {
+                        id: r.try_get(0)?,
+                        gateway: r.try_get(1)?,
+                        from: r.try_get(2)?,
+                        contact_id: r.try_get(3)?,
+                        text: r.try_get(4)?,
+                        action: r.try_get(5)?,
+                        received_at: from_millis(r.try_get(6)?),
+                    })
+                })
+                .collect()
+        })
+    }
+}
