@@ -1047,6 +1047,12 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     ws.import(&[order(1, Some(PHONE), Some("a@example.com"), json!({}))])
         .ok();
     assert!(ws.once(DUE).stdout.starts_with("1 sent"));
+    let by = |d: &str| ws.logs_json(&["--delivery", d]).as_array().unwrap().len();
+    assert_eq!(
+        (by("delivered"), by("unknown")),
+        (0, 1),
+        "sent, no receipt yet"
+    );
     // Now the daemon, with its API, receives what the providers push.
     let port = common::free_port();
     let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
@@ -1113,6 +1119,11 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     let _ = child.wait();
     let m = log(&ws, "j").remove(0);
     assert_eq!(m["delivery"], "delivered");
+    // Support asks which SMS reached the handset, and which did not.
+    assert_eq!(
+        (by("delivered"), by("undelivered"), by("unknown")),
+        (1, 0, 0)
+    );
     let list = ws
         .run(&["suppress", "list", "--channel", "sms"])
         .ok()

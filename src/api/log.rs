@@ -26,6 +26,8 @@ pub struct MessagesQuery {
     order: Option<String>,
     /// Comma-separated states: scheduled, open, claimed, retrying, sent, failed, cancelled.
     status: Option<String>,
+    /// Sent SMS by the carrier's receipt: delivered, undelivered, or unknown (none yet).
+    delivery: Option<String>,
     /// Due at or after (RFC 3339).
     since: Option<String>,
     /// Due at or before (RFC 3339).
@@ -110,11 +112,22 @@ pub async fn list_messages(
             MessageState::parse(s).ok_or_else(|| bad("status", format!("`{s}` is not a state")))?,
         );
     }
+    let delivery = match q.delivery.as_deref() {
+        None => None,
+        Some(d @ ("delivered" | "undelivered" | "unknown")) => Some(d.to_string()),
+        Some(d) => {
+            return Err(bad(
+                "delivery",
+                format!("`{d}` is not one of delivered, undelivered, unknown"),
+            ));
+        }
+    };
     let filter = LogFilter {
         contact: q.contact,
         job: q.job,
         order: q.order,
         states,
+        delivery,
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
         after: q.cursor.as_deref().map(parse_cursor).transpose()?,

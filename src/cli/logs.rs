@@ -25,6 +25,9 @@ pub struct Args {
     /// Only messages in these states (repeat or comma-separate)
     #[arg(long, value_enum, value_delimiter = ',')]
     status: Vec<Status>,
+    /// Sent SMS by what the carrier's receipt said (unknown: no final receipt yet)
+    #[arg(long, value_enum)]
+    delivery: Option<Delivery>,
     /// Messages due at or after this time (RFC 3339 or YYYY-MM-DD)
     #[arg(long, value_parser = parse_time)]
     since: Option<DateTime<Utc>>,
@@ -64,6 +67,13 @@ impl From<Status> for MessageState {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
+enum Delivery {
+    Delivered,
+    Undelivered,
+    Unknown,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
 enum Format {
     Table,
     Json,
@@ -78,6 +88,12 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         job: a.job,
         order: a.order,
         channel_plan: None,
+        delivery: a.delivery.map(|d| {
+            d.to_possible_value()
+                .expect("no variant is skipped")
+                .get_name()
+                .to_string()
+        }),
         states: a.status.into_iter().map(Into::into).collect(),
         since: a.since,
         until: a.until,

@@ -94,6 +94,9 @@ pub struct LogFilter {
     pub states: Vec<MessageState>,
     /// `webhook`: callback tasks only.
     pub channel_plan: Option<String>,
+    /// What a carrier's receipt said of a sent SMS: `delivered` or `undelivered`; `unknown`
+    /// for sent SMS without a final receipt yet.
+    pub delivery: Option<String>,
     /// On the message's due time.
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -141,6 +144,15 @@ impl LogFilter {
         if let Some(p) = &self.channel_plan {
             let a = next(Bind::Text(Some(p.clone())), &mut binds);
             conds.push(format!("m.channel_plan = {a}"));
+        }
+        match self.delivery.as_deref() {
+            None => {}
+            Some("unknown") => conds
+                .push("m.state = 'sent' AND m.channel = 'sms' AND m.delivery IS NULL".to_string()),
+            Some(d) => {
+                let a = next(Bind::Text(Some(d.to_string())), &mut binds);
+                conds.push(format!("m.delivery = {a}"));
+            }
         }
         if let Some(t) = self.since {
             let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
