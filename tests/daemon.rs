@@ -94,17 +94,7 @@ fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
         "dispatch:\n  batch_size: 4\n  concurrency: 2\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n",
     );
     let at = ago(Days::days(3) + Days::minutes(1));
-    let events: Vec<String> = (0..12)
-        .map(|i| {
-            delivered(
-                &format!("evt-{i}"),
-                &format!("c-{i}"),
-                &format!("c{i}@example.com"),
-                &format!("SO-{i}"),
-                &at,
-            )
-        })
-        .collect();
+    let events = common::deliveries(12, &at);
     ws.import(&events).ok();
     let mut child = spawn(&ws);
     wait_for("a first delivery", Duration::from_secs(20), || {

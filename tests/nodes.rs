@@ -16,7 +16,7 @@
 mod common;
 
 use chrono::{Duration as Span, SecondsFormat, Timelike, Utc};
-use common::{Backend, SmtpSink, Workspace, delivered, pg};
+use common::{Backend, SmtpSink, Workspace, pg};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -198,17 +198,7 @@ fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 fn import_due(ws: &Workspace, n: usize) {
     let at =
         (Utc::now() - Span::days(3) - Span::minutes(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let events: Vec<String> = (0..n)
-        .map(|i| {
-            delivered(
-                &format!("evt-{i}"),
-                &format!("c-{i}"),
-                &format!("c{i}@example.com"),
-                &format!("SO-{i}"),
-                &at,
-            )
-        })
-        .collect();
+    let events = common::deliveries(n, &at);
     // `events import` is one process per file; four files at once share the two cores with
     // PostgreSQL better than one file does (each import waits on its round trips).
     let started = Instant::now();

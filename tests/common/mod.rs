@@ -246,6 +246,22 @@ pub fn delivered(id: &str, contact: &str, email: &str, order: &str, at: &str) ->
     .to_string()
 }
 
+/// `n` deliveries at `at`: events `evt-<i>` of contacts `c-<i>` (`c<i>@example.com`),
+/// orders `SO-<i>`.
+pub fn deliveries(n: usize, at: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            delivered(
+                &format!("evt-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                at,
+            )
+        })
+        .collect()
+}
+
 /// A contact update carrying a birthday (no job is triggered by it).
 pub fn birthday(
     id: &str,
