@@ -80,16 +80,18 @@ impl IngestQueue {
                         Err(_) => break,
                     }
                 }
-                let all: Vec<Incoming> =
-                    jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+                let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
+                let mut all: Vec<Incoming> = Vec::with_capacity(n);
+                for j in &mut jobs {
+                    all.append(&mut j.items);
+                }
                 let planner = planner.load_full();
                 let result = planner.ingest(&store, &all, clock.now()).await;
                 match result {
                     Ok(outcomes) => {
                         let mut rest = outcomes.into_iter();
-                        for j in jobs {
-                            let mine: Vec<IngestOutcome> =
-                                rest.by_ref().take(j.items.len()).collect();
+                        for (j, count) in jobs.into_iter().zip(counts) {
+                            let mine: Vec<IngestOutcome> = rest.by_ref().take(count).collect();
                             let _ = j.reply.send(Ok(mine));
                         }
                     }

@@ -160,6 +160,21 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
+/// [`bind_all!`] for a `Vec<Bind>` that is not needed afterwards: moves the values in.
+macro_rules! bind_vec {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_vec;
+
 /// `$start, $start+1, ...` for `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
