@@ -67,6 +67,9 @@ impl IngestQueue {
         group: usize,
     ) -> IngestQueue {
         let (tx, mut rx) = mpsc::channel::<Job>(1024);
+        // Its own connection on SQLite (keeps its page cache warm), closed when the queue is.
+        let own = store.backend() == "sqlite";
+        let store = store.own_writer();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut n = first.items.len();
@@ -103,6 +106,9 @@ impl IngestQueue {
                         }
                     }
                 }
+            }
+            if own {
+                store.close().await;
             }
         });
         IngestQueue { tx }

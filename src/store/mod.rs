@@ -368,7 +368,11 @@ impl Store {
                         SqliteSync::Normal => SqliteSynchronous::Normal,
                     })
                     .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(false);
+                    .foreign_keys(false)
+                    // Statement journals (multi-row INSERTs with ON CONFLICT open one) in
+                    // memory: past 64 KiB SQLite spills them to a temporary file, written,
+                    // closed and deleted per statement.
+                    .pragma("temp_store", "memory");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .connect_with(opts)
@@ -417,6 +421,25 @@ impl Store {
                 }
             }
         })
+    }
+
+    /// A handle whose transactions all run on one connection of its own (SQLite; the same
+    /// pool on PostgreSQL), for a single busy writer such as the ingest queue. A SQLite
+    /// connection drops its page cache whenever another connection wrote since its last
+    /// transaction, and the shared pool hands its connections out in turn, so a writer going
+    /// through it re-reads the pages it needs for nearly every transaction.
+    pub fn own_writer(&self) -> Store {
+        match &self.pool {
+            Pool::Sqlite(p) => Store {
+                pool: Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_lazy_with((*p.connect_options()).clone()),
+                ),
+                target: self.target.clone(),
+            },
+            Pool::Postgres(_) => self.clone(),
+        }
     }
 
     /// The SQLite file or the PostgreSQL URL (without a password).
