@@ -2,8 +2,7 @@
 //! instead of several round trips per event (the import and `POST /v1/events` path).
 
 use super::{
-    Bind, Result, Tx, bind_vec, contact_dates, contact_from_row, json_map, on_tx,
-    values_rows,
+    Bind, Result, Tx, bind_vec, contact_dates, contact_from_row, json_map, on_tx, values_rows,
 };
 use crate::clock::to_millis;
 use crate::model::{Contact, Event};
@@ -57,7 +56,10 @@ fn shaped<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 fn in_list(ids: &[String]) -> Vec<Bind> {
     let mut b: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
     if let Some(last) = ids.last() {
-        b.resize(ids.len().next_power_of_two(), Bind::Text(Some(last.clone())));
+        b.resize(
+            ids.len().next_power_of_two(),
+            Bind::Text(Some(last.clone())),
+        );
     }
     b
 }
@@ -304,7 +306,8 @@ mod tests {
             let runs: Vec<&[usize]> = shaped(&items).collect();
             assert_eq!(runs.concat(), items, "n = {n}");
             assert!(
-                runs.iter().all(|r| r.len().is_power_of_two() && r.len() <= ROWS),
+                runs.iter()
+                    .all(|r| r.len().is_power_of_two() && r.len() <= ROWS),
                 "n = {n}"
             );
         }
