@@ -174,6 +174,10 @@ impl Planner {
         }
         let dedupe_key = match &job.dedupe {
             None => event.id.clone(),
+            // The usual key, `{{event.data.<field>}}` holding a string or a number, without
+            // building the whole render context and compiling the template per event: the
+            // result is what handlebars renders for it (unescaped text).
+            Some(src) if let Some(key) = simple_data_key(src, &event.data) => key,
             Some(src) => {
                 let ctx = self.context(
                     job,
@@ -535,6 +539,30 @@ impl Planner {
     }
 }
 
+/// The value of a dedupe template that is exactly `{{event.data.<field>}}` (a plain field
+/// name) as handlebars renders it, when that field holds a string or a number; `None` for
+/// anything else (the caller renders the template).
+fn simple_data_key(src: &str, data: &Map<String, Value>) -> Option<String> {
+    let field = src
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim_matches(' ')
+        .strip_prefix("event.data.")?;
+    let mut chars = field.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        return None;
+    }
+    match data.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Why a message triggered with `trigger_data` must stop, given the data of the contact's
 /// events of the stop type; `None` when none of them matches.
 pub fn stop_reason(
@@ -607,6 +635,44 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn simple_dedupe_key_renders_like_handlebars() {
+        let mut h = handlebars::Handlebars::new();
+        h.set_strict_mode(true);
+        h.register_escape_fn(handlebars::no_escape);
+        let data = map(json!({
+            "order_id": "SO-1 <&> \"x\"", "n": 42, "neg": -7, "f": 1.5, "big": 12345678901234567890u64,
+            "e": "", "cn": "订单", "_u1": "u", "b": true, "nul": null, "arr": [1], "obj": {"a": 1},
+        }));
+        let ctx = json!({"event": {"data": data}});
+        for field in ["order_id", "n", "neg", "f", "big", "e", "cn", "_u1"] {
+            for src in [
+                format!("{{{{event.data.{field}}}}}"),
+                format!("{{{{ event.data.{field} }}}}"),
+            ] {
+                let fast = simple_data_key(&src, &data);
+                assert_eq!(fast, Some(h.render_template(&src, &ctx).unwrap()), "{src}");
+            }
+        }
+        // Everything else is left to handlebars.
+        for src in [
+            "{{event.data.b}}",
+            "{{event.data.nul}}",
+            "{{event.data.arr}}",
+            "{{event.data.obj}}",
+            "{{event.data.missing}}",
+            "{{{event.data.n}}}",
+            "{{~event.data.n}}",
+            "x{{event.data.n}}",
+            "{{event.data.n}}-{{event.data.f}}",
+            "{{event.data.obj.a}}",
+            "{{event.id}}",
+            "{{default event.data.n \"x\"}}",
+        ] {
+            assert_eq!(simple_data_key(src, &data), None, "{src}");
+        }
     }
 
     #[test]

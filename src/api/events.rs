@@ -67,6 +67,9 @@ impl IngestQueue {
         group: usize,
     ) -> IngestQueue {
         let (tx, mut rx) = mpsc::channel::<Job>(1024);
+        // Its own connection on SQLite (keeps its page cache warm), closed when the queue is.
+        let own = store.backend() == "sqlite";
+        let store = store.own_writer();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut n = first.items.len();
@@ -80,16 +83,18 @@ impl IngestQueue {
                         Err(_) => break,
                     }
                 }
-                let all: Vec<Incoming> =
-                    jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+                let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
+                let mut all: Vec<Incoming> = Vec::with_capacity(n);
+                for j in &mut jobs {
+                    all.append(&mut j.items);
+                }
                 let planner = planner.load_full();
                 let result = planner.ingest(&store, &all, clock.now()).await;
                 match result {
                     Ok(outcomes) => {
                         let mut rest = outcomes.into_iter();
-                        for j in jobs {
-                            let mine: Vec<IngestOutcome> =
-                                rest.by_ref().take(j.items.len()).collect();
+                        for (j, count) in jobs.into_iter().zip(counts) {
+                            let mine: Vec<IngestOutcome> = rest.by_ref().take(count).collect();
                             let _ = j.reply.send(Ok(mine));
                         }
                     }
@@ -101,6 +106,9 @@ impl IngestQueue {
                         }
                     }
                 }
+            }
+            if own {
+                store.close().await;
             }
         });
         IngestQueue { tx }

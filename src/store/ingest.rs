@@ -2,8 +2,7 @@
 //! instead of several round trips per event (the import and `POST /v1/events` path).
 
 use super::{
-    Bind, CHUNK, Result, Tx, bind_all, contact_dates, contact_from_row, json_map, on_tx,
-    values_rows,
+    Bind, Result, Tx, bind_vec, contact_dates, contact_from_row, json_map, on_tx, values_rows,
 };
 use crate::clock::to_millis;
 use crate::model::{Contact, Event};
@@ -25,6 +24,46 @@ fn list(start: usize, n: usize, pg: bool) -> String {
     }
 }
 
+/// A JSON object as compact text, the same as `Value::Object(map).to_string()`, uncopied.
+fn json_text(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).expect("a JSON map always serializes")
+}
+
+/// The most rows one multi-row statement takes here.
+const ROWS: usize = 64;
+
+/// `items` cut into runs of `ROWS`, then of the powers of two that make up the rest (37 →
+/// 32, 4, 1): a batch of any size uses a few statement texts out of eight, so they stay in
+/// the connection's prepared-statement cache instead of being parsed for every batch.
+fn shaped<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= ROWS {
+            ROWS
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (head, rest) = items.split_at(n);
+        items = rest;
+        Some(head)
+    })
+}
+
+/// Values for an `IN (...)` list of `ids`, repeating the last one up to a power of two (the
+/// answer is the same), so that the list has one of a few lengths; see [`shaped`].
+fn in_list(ids: &[String]) -> Vec<Bind> {
+    let mut b: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
+    if let Some(last) = ids.last() {
+        b.resize(
+            ids.len().next_power_of_two(),
+            Bind::Text(Some(last.clone())),
+        );
+    }
+    b
+}
+
 impl Tx {
     fn is_pg(&self) -> bool {
         matches!(self.tx, super::TxInner::Postgres(_))
@@ -34,14 +73,14 @@ impl Tx {
     pub async fn event_digests(&mut self, ids: &[String]) -> Result<HashMap<String, String>> {
         let pg = self.is_pg();
         let mut out = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(512) {
+            let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, digest FROM events WHERE id IN ({})",
-                list(1, chunk.len(), pg)
+                list(1, binds.len(), pg)
             );
-            let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
             let pairs: Vec<(String, String)> = on_tx!(self, |conn| {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
@@ -57,14 +96,14 @@ impl Tx {
     pub async fn contacts_by_id(&mut self, ids: &[String]) -> Result<HashMap<String, Contact>> {
         let pg = self.is_pg();
         let mut out = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(512) {
+            let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent FROM contacts WHERE id IN ({})",
-                list(1, chunk.len(), pg)
+                list(1, binds.len(), pg)
             );
-            let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
             let contacts: Vec<Contact> = on_tx!(self, |conn| {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
@@ -87,16 +126,16 @@ impl Tx {
             return Ok(out);
         }
         let pg = self.is_pg();
-        for chunk in contacts.chunks(500) {
+        for chunk in contacts.chunks(512) {
+            let mut binds = in_list(chunk);
             let sql = format!(
                 "SELECT contact_id, type, data FROM events WHERE contact_id IN ({}) AND type IN ({})",
-                list(1, chunk.len(), pg),
-                list(1 + chunk.len(), types.len(), pg)
+                list(1, binds.len(), pg),
+                list(1 + binds.len(), types.len(), pg)
             );
-            let mut binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
             binds.extend(types.iter().map(|t| Bind::Text(Some(t.clone()))));
             let found: Vec<(String, String, String)> = on_tx!(self, |conn| {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
@@ -120,7 +159,7 @@ impl Tx {
     ) -> Result<HashSet<String>> {
         let pg = self.is_pg();
         let mut inserted = HashSet::new();
-        for chunk in events.chunks(CHUNK) {
+        for chunk in shaped(events) {
             let sql = format!(
                 "INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
                  VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
@@ -137,11 +176,11 @@ impl Tx {
                 ))));
                 b.push(Bind::Int(Some(to_millis(now))));
                 b.push(Bind::Text(e.order_id()));
-                b.push(Bind::Text(Some(Value::Object(e.data.clone()).to_string())));
+                b.push(Bind::Text(Some(json_text(&e.data))));
                 b.push(Bind::Text(Some(digest.to_string())));
             }
             let ids: Vec<String> = on_tx!(self, |conn| {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &b)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
@@ -160,7 +199,7 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let pg = self.is_pg();
-        for chunk in contacts.chunks(CHUNK) {
+        for chunk in shaped(contacts) {
             let sql = format!(
                 "INSERT INTO contacts (id, name, email, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
                  VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone, \
@@ -177,30 +216,24 @@ impl Tx {
                 b.push(Bind::Text(c.locale.clone()));
                 b.push(Bind::Text(c.timezone.clone()));
                 b.push(Bind::Text(c.birthday.clone()));
-                b.push(Bind::Text(Some(
-                    Value::Object(c.attributes.clone()).to_string(),
-                )));
-                b.push(Bind::Text(Some(
-                    Value::Object(c.consent.clone()).to_string(),
-                )));
+                b.push(Bind::Text(Some(json_text(&c.attributes))));
+                b.push(Bind::Text(Some(json_text(&c.consent))));
                 b.push(Bind::Int(Some(to_millis(now))));
                 b.push(Bind::Int(Some(to_millis(now))));
             }
             on_tx!(self, |conn| {
-                bind_all!(sqlx::query(AssertSqlSafe(sql)), &b)
+                bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
                     .execute(&mut *conn)
                     .await?;
             });
-            let ids: Vec<Bind> = chunk
-                .iter()
-                .map(|c| Bind::Text(Some(c.id.clone())))
-                .collect();
+            let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
+            let ids = in_list(&ids);
             let del = format!(
                 "DELETE FROM contact_dates WHERE contact_id IN ({})",
-                list(1, chunk.len(), pg)
+                list(1, ids.len(), pg)
             );
             on_tx!(self, |conn| {
-                bind_all!(sqlx::query(AssertSqlSafe(del)), &ids)
+                bind_vec!(sqlx::query(AssertSqlSafe(del)), ids)
                     .execute(&mut *conn)
                     .await?;
             });
@@ -212,20 +245,20 @@ impl Tx {
                         .map(|(f, d)| (c.id.clone(), f, d))
                 })
                 .collect();
-            if !dates.is_empty() {
+            for dates in shaped(&dates) {
                 let sql = format!(
                     "INSERT INTO contact_dates (contact_id, field, month_day, date) VALUES {}",
                     values_rows(dates.len(), 4, pg)
                 );
                 let mut b = Vec::with_capacity(dates.len() * 4);
-                for (id, field, date) in &dates {
+                for (id, field, date) in dates {
                     b.push(Bind::Text(Some(id.clone())));
                     b.push(Bind::Text(Some(field.clone())));
                     b.push(Bind::Text(Some(date[5..].to_string())));
                     b.push(Bind::Text(Some(date.clone())));
                 }
                 on_tx!(self, |conn| {
-                    bind_all!(sqlx::query(AssertSqlSafe(sql)), &b)
+                    bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
                         .execute(&mut *conn)
                         .await?;
                 });
@@ -242,14 +275,14 @@ impl Tx {
     ) -> Result<HashSet<String>> {
         let pg = self.is_pg();
         let mut inserted = HashSet::new();
-        for chunk in messages.chunks(CHUNK) {
+        for chunk in shaped(messages) {
             let (mut sql, binds) = super::query::insert_messages_sql(
                 &chunk.iter().map(|m| (m, now)).collect::<Vec<_>>(),
                 pg,
             );
             sql.push_str(" RETURNING id");
             let ids: Vec<String> = on_tx!(self, |conn| {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
@@ -259,5 +292,29 @@ impl Tx {
             inserted.extend(ids);
         }
         Ok(inserted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_are_few_and_cover_everything_in_order() {
+        for n in 0..300usize {
+            let items: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = shaped(&items).collect();
+            assert_eq!(runs.concat(), items, "n = {n}");
+            assert!(
+                runs.iter()
+                    .all(|r| r.len().is_power_of_two() && r.len() <= ROWS),
+                "n = {n}"
+            );
+        }
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let b = in_list(&ids);
+        assert_eq!(b.len(), 4);
+        assert!(matches!(&b[3], Bind::Text(Some(s)) if s == "c"));
+        assert!(in_list(&[]).is_empty());
     }
 }

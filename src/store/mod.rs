@@ -164,6 +164,21 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
+/// [`bind_all!`] for a `Vec<Bind>` that is not needed afterwards: moves the values in.
+macro_rules! bind_vec {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_vec;
+
 /// `$start, $start+1, ...` for `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
@@ -358,9 +373,10 @@ impl Store {
                     })
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(false)
-                    // Statement journals (every multi-row UPDATE inside a transaction keeps
-                    // one) spill to temporary files past 64 KiB; writing them was ~4% of
-                    // dispatch's CPU (perf). They are rollback scratch, never durable state.
+                    // Statement journals (every multi-row INSERT ... ON CONFLICT or UPDATE
+                    // inside a transaction keeps one) spill to a temporary file past 64 KiB,
+                    // written, closed and deleted per statement: ~4% of dispatch's CPU and
+                    // ~10% of ingest's (perf). They are rollback scratch, never durable state.
                     .pragma("temp_store", "memory");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
@@ -410,6 +426,25 @@ impl Store {
                 }
             }
         })
+    }
+
+    /// A handle whose transactions all run on one connection of its own (SQLite; the same
+    /// pool on PostgreSQL), for a single busy writer such as the ingest queue. A SQLite
+    /// connection drops its page cache whenever another connection wrote since its last
+    /// transaction, and the shared pool hands its connections out in turn, so a writer going
+    /// through it re-reads the pages it needs for nearly every transaction.
+    pub fn own_writer(&self) -> Store {
+        match &self.pool {
+            Pool::Sqlite(p) => Store {
+                pool: Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_lazy_with((*p.connect_options()).clone()),
+                ),
+                target: self.target.clone(),
+            },
+            Pool::Postgres(_) => self.clone(),
+        }
     }
 
     /// The SQLite file or the PostgreSQL URL (without a password).
