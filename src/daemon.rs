@@ -131,6 +131,9 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
     let mut total = Stats::default();
     let mut first = true;
     let mut files_seen = fingerprint(&d.watch);
+    // Dispatch writes on a SQLite connection of its own, like the ingest queue: a connection
+    // keeps its page cache only while no other connection writes between its transactions.
+    let dispatch_store = d.store.own_writer();
     loop {
         let planner = current.load_full();
         let on_loop: Arc<dyn Fn() + Send + Sync> = {
@@ -138,7 +141,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
             Arc::new(move || alive.store(now_millis(), Ordering::Relaxed))
         };
         let dispatcher = Arc::new(Dispatcher {
-            store: d.store.clone(),
+            store: dispatch_store.clone(),
             planner: (*planner).clone(),
             channels: d.channels.clone(),
             clock: d.clock.clone(),

@@ -47,7 +47,8 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let clock = crate::clock::from_option(a.now);
     if a.once {
         let dispatcher = Arc::new(Dispatcher {
-            store: store.clone(),
+            // Its own SQLite connection: see `Store::own_writer`.
+            store: store.own_writer(),
             planner: app.planner(),
             channels,
             clock: clock.clone(),

@@ -2,7 +2,8 @@
 //! instead of several round trips per event (the import and `POST /v1/events` path).
 
 use super::{
-    Bind, Result, Tx, bind_vec, contact_dates, contact_from_row, json_map, on_tx, values_rows,
+    Bind, Result, Tx, bind_vec, contact_dates, contact_from_row, json_map, on_tx, shaped,
+    values_rows,
 };
 use crate::clock::to_millis;
 use crate::model::{Contact, Event};
@@ -27,28 +28,6 @@ fn list(start: usize, n: usize, pg: bool) -> String {
 /// A JSON object as compact text, the same as `Value::Object(map).to_string()`, uncopied.
 fn json_text(map: &Map<String, Value>) -> String {
     serde_json::to_string(map).expect("a JSON map always serializes")
-}
-
-/// The most rows one multi-row statement takes here.
-const ROWS: usize = 64;
-
-/// `items` cut into runs of `ROWS`, then of the powers of two that make up the rest (37 →
-/// 32, 4, 1): a batch of any size uses a few statement texts out of eight, so they stay in
-/// the connection's prepared-statement cache instead of being parsed for every batch.
-fn shaped<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let n = if items.len() >= ROWS {
-            ROWS
-        } else {
-            1 << items.len().ilog2()
-        };
-        let (head, rest) = items.split_at(n);
-        items = rest;
-        Some(head)
-    })
 }
 
 /// Values for an `IN (...)` list of `ids`, repeating the last one up to a power of two (the
@@ -297,6 +276,7 @@ impl Tx {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ROWS;
     use super::*;
 
     #[test]

@@ -179,6 +179,28 @@ macro_rules! bind_vec {
 }
 pub(crate) use bind_vec;
 
+/// The most rows one multi-row statement of the hot paths (ingest, completions) takes.
+pub(crate) const ROWS: usize = 64;
+
+/// `items` cut into runs of `ROWS`, then of the powers of two that make up the rest (37 →
+/// 32, 4, 1): a batch of any size uses a few statement texts out of eight, so they stay in
+/// the connection's prepared-statement cache instead of being parsed for every batch.
+pub(crate) fn shaped<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= ROWS {
+            ROWS
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (head, rest) = items.split_at(n);
+        items = rest;
+        Some(head)
+    })
+}
+
 /// `$start, $start+1, ...` for `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
@@ -429,7 +451,7 @@ impl Store {
     }
 
     /// A handle whose transactions all run on one connection of its own (SQLite; the same
-    /// pool on PostgreSQL), for a single busy writer such as the ingest queue. A SQLite
+    /// pool on PostgreSQL), for a single busy writer (the ingest queue, a dispatcher). A SQLite
     /// connection drops its page cache whenever another connection wrote since its last
     /// transaction, and the shared pool hands its connections out in turn, so a writer going
     /// through it re-reads the pages it needs for nearly every transaction.
@@ -597,8 +619,8 @@ impl Store {
         })
     }
 
-    /// Record a batch of outcomes in one transaction, a few multi-row statements per hundred
-    /// messages (not one round trip each). Returns how many were stale: the lease was lost and
+    /// Record a batch of outcomes in one transaction, a few multi-row statements of a few
+    /// shapes (see [`shaped`]), not one round trip each. Returns how many were stale: the lease was lost and
     /// the message reclaimed elsewhere, so the completion was not applied.
     pub async fn complete(&self, batch: &[Completion]) -> Result<usize> {
         if batch.is_empty() {
@@ -608,7 +630,7 @@ impl Store {
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             let mut applied: HashSet<String> = HashSet::with_capacity(batch.len());
-            for chunk in batch.chunks(CHUNK) {
+            for chunk in shaped(batch) {
                 let (sql, binds) = query::complete_sql(chunk, pg);
                 for r in bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .fetch_all(&mut *tx)
@@ -625,7 +647,7 @@ impl Store {
                 .iter()
                 .flat_map(|c| c.attempts.iter().map(move |a| (*c, a)))
                 .collect();
-            for chunk in attempts.chunks(CHUNK) {
+            for chunk in shaped(&attempts) {
                 let (sql, binds) = query::attempts_sql(chunk, pg);
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
@@ -635,7 +657,7 @@ impl Store {
                 .iter()
                 .filter_map(|c| c.next.as_ref().map(|m| (m, c.at)))
                 .collect();
-            for chunk in next.chunks(CHUNK) {
+            for chunk in shaped(&next) {
                 let (sql, binds) = query::insert_messages_sql(chunk, pg);
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
