@@ -102,7 +102,8 @@ pub async fn sms_status(
     Ok(Json(summary))
 }
 
-/// An inbound SMS (a reply); `STOP`, `TD`, `退订`, `T` suppress the sender's number.
+/// An inbound SMS (a reply), kept for support; `STOP`, `TD`, `退订`, `T` suppress the sender's
+/// number, `START` lifts their own STOP.
 #[utoipa::path(
     post,
     path = "/hooks/sms/{gateway}/inbound",

@@ -380,8 +380,8 @@ impl SmsChannel {
     }
 
     /// Parse (and for Twilio, verify) inbound SMS that arrived for `gateway`: who wrote and
-    /// what (a provider may push several at once). Whether one is an opt-out is
-    /// [`is_stop_reply`]'s call.
+    /// what (a provider may push several at once). Whether one is an opt-out or an opt-in
+    /// is [`is_stop_reply`]'s and [`is_start_reply`]'s call.
     pub fn replies(
         &self,
         gateway: &str,
