@@ -39,6 +39,8 @@ pub struct Summary {
     pub stopped: usize,
     /// Of those, opt-ins (`START`) that lifted the number's own earlier STOP.
     pub resumed: usize,
+    /// Of those, messages stored already (the provider pushed the same one again).
+    pub repeated: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,9 +164,19 @@ pub async fn inbound_reply(
             None
         };
         let id = crate::plan::new_id(now);
-        let stored = store
-            .record_reply(&id, gateway, &r.from, &r.text, keyword, now)
-            .await?;
+        let provider_id = r.provider_id.as_deref();
+        let Some(stored) = store
+            .record_reply(&id, gateway, provider_id, &r.from, &r.text, keyword, now)
+            .await?
+        else {
+            s.repeated += 1;
+            tracing::info!(
+                gateway,
+                provider_id,
+                "sms reply pushed again: already stored"
+            );
+            continue;
+        };
         let from = mask(&stored.from);
         match stored.action.as_deref() {
             Some("opt_out") => {

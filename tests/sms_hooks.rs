@@ -61,7 +61,7 @@ gateways:
     url: "http://127.0.0.1:9/send"
     body: '{{"to":"{{{{to}}}}","text":"{{{{body}}}}"}}'
     receipt: {{id_pointer: /msgid, status_pointer: /stat, text_pointer: /desc, delivered: [DELIVRD], undelivered: [UNDELIV, EXPIRED]}}
-    reply: {{from_pointer: /mobile, text_pointer: /content}}
+    reply: {{from_pointer: /mobile, text_pointer: /content, id_pointer: /msg_id}}
   plain: {{kind: http, url: "http://127.0.0.1:9/send"}}
 "#
     );
@@ -491,6 +491,69 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
             "{key}"
         );
     }
+    // A provider that pushes the same message again (it saw a timeout) changes nothing:
+    // Twilio's MessageSid and Aliyun's sequence_id name it.
+    let url = "https://shop.example/sms/twilio/inbound";
+    let form = "From=%2B8613800138010&To=%2B15005550006&Body=STOP&MessageSid=SMdup1";
+    let sig = signed(url, form);
+    let push_tw = || {
+        inbound_reply(
+            &store,
+            &ch,
+            "tw",
+            inbound(Some(url), Some(&sig), form.as_bytes()),
+            t("2026-11-23T06:04:00Z"),
+        )
+    };
+    let first = push_tw().await.unwrap();
+    assert_eq!((first.stopped, first.repeated), (1, 0));
+    store.unsuppress("sms", "+8613800138010").await.unwrap();
+    let again = push_tw().await.unwrap();
+    assert_eq!((again.replies, again.stopped, again.repeated), (1, 0, 1));
+    assert!(
+        !suppressed("+8613800138010").await,
+        "a repeated push does not apply its keyword again"
+    );
+    let up =
+        json!([{"phone_number": "13800138012", "content": "谢谢", "sequence_id": 77}]).to_string();
+    for want in [0, 1] {
+        let s = inbound_reply(
+            &store,
+            &ch,
+            "ali",
+            inbound(None, None, up.as_bytes()),
+            t("2026-11-23T06:05:00Z"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.repeated, want);
+    }
+    let gw = json!([{"mobile": "8613800138013", "content": "好的", "msg_id": "g-1"}]).to_string();
+    for want in [0, 1] {
+        let s = inbound_reply(
+            &store,
+            &ch,
+            "gw",
+            inbound(None, None, gw.as_bytes()),
+            t("2026-11-23T06:06:00Z"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.repeated, want, "http gateway, reply.id_pointer");
+    }
+    let ali = store.replies_of("+8613800138012").await.unwrap();
+    assert_eq!(ali.len(), 1);
+    assert_eq!(ali[0].provider_id.as_deref(), Some("77"));
+    let tw: Vec<_> = store
+        .replies_of("c-p")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.gateway == "tw")
+        .collect();
+    assert_eq!(tw.len(), 1);
+    assert_eq!(tw[0].provider_id.as_deref(), Some("SMdup1"));
+
     let other = store.replies_of("+8613800138011").await.unwrap();
     assert_eq!(other.len(), 1);
     assert_eq!(

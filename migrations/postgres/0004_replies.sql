@@ -12,7 +12,11 @@ CREATE TABLE replies (
     contact_id   TEXT,
     text         TEXT NOT NULL,
     action       TEXT,
-    received_at  BIGINT NOT NULL
+    received_at  BIGINT NOT NULL,
+    -- The provider's id for the message (Twilio MessageSid, Aliyun sequence_id), if any: a
+    -- push the provider repeats (after a 5xx or a timeout) is stored once.
+    provider_id  TEXT
 );
+CREATE UNIQUE INDEX replies_provider ON replies (gateway, provider_id);
 CREATE INDEX replies_contact ON replies (contact_id, received_at);
 CREATE INDEX replies_from ON replies (from_number, received_at);

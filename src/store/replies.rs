@@ -44,23 +44,41 @@ pub struct StoredReply {
     /// by support, so it stays), or absent for a message to a person.
     pub action: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// The provider's id for the message, when it gives one.
+    pub provider_id: Option<String>,
 }
 
 impl Store {
-    /// Store a reply from `from` (E.164) and apply its keyword, in one transaction.
+    /// Store a reply from `from` (E.164) and apply its keyword, in one transaction. `None`
+    /// when the gateway's `provider_id` is stored already: a repeated push changes nothing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_reply(
         &self,
         id: &str,
         gateway: &str,
+        provider_id: Option<&str>,
         from: &str,
         text: &str,
         keyword: Option<ReplyKeyword>,
         now: DateTime<Utc>,
-    ) -> Result<StoredReply> {
+    ) -> Result<Option<StoredReply>> {
         let from = normalise_address("sms", from);
         let at = to_millis(now);
-        let (contact_id, action) = on_pool!(self, |pool, begin| {
+        let applied = on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
+            if provider_id.is_some() {
+                let seen: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM replies WHERE gateway = $1 AND provider_id = $2",
+                )
+                .bind(gateway)
+                .bind(provider_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if seen.is_some() {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
             let contact_id: Option<String> = sqlx::query_scalar(
                 "SELECT id FROM contacts WHERE phone = $1 ORDER BY updated_at DESC, id LIMIT 1",
             )
@@ -104,9 +122,10 @@ impl Store {
                     }
                 }
             };
-            sqlx::query(
-                "INSERT INTO replies (id, gateway, from_number, contact_id, text, action, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            // A concurrent push of the same message (another node) loses here, wholly.
+            let inserted = sqlx::query(
+                "INSERT INTO replies (id, gateway, from_number, contact_id, text, action, received_at, provider_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (gateway, provider_id) DO NOTHING",
             )
             .bind(id)
             .bind(gateway)
@@ -115,12 +134,21 @@ impl Store {
             .bind(text)
             .bind(action)
             .bind(at)
+            .bind(provider_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
             tx.commit().await?;
-            Ok::<_, super::StoreError>((contact_id, action))
+            Ok::<_, super::StoreError>(Some((contact_id, action)))
         })?;
-        Ok(StoredReply {
+        let Some((contact_id, action)) = applied else {
+            return Ok(None);
+        };
+        Ok(Some(StoredReply {
             id: id.to_string(),
             gateway: gateway.to_string(),
             from,
@@ -128,7 +156,8 @@ impl Store {
             text: text.to_string(),
             action: action.map(str::to_string),
             received_at: from_millis(at),
-        })
+            provider_id: provider_id.map(str::to_string),
+        }))
     }
 
     /// A contact's replies, oldest first, by contact id, email address or phone number (as
@@ -138,7 +167,7 @@ impl Store {
         let phone = crate::ingest::normalise_phone(contact).unwrap_or_else(|_| contact.to_string());
         on_pool!(self, |pool, _b| {
             let rows = sqlx::query(
-                "SELECT id, gateway, from_number, contact_id, text, action, received_at FROM replies \
+                "SELECT id, gateway, from_number, contact_id, text, action, received_at, provider_id FROM replies \
                  WHERE from_number = $3 OR contact_id IN (SELECT id FROM contacts WHERE id = $1 OR LOWER(email) = $2 OR phone = $3) \
                  OR from_number IN (SELECT phone FROM contacts WHERE id = $1 OR LOWER(email) = $2) \
                  ORDER BY received_at, id",
@@ -158,6 +187,7 @@ impl Store {
                         text: r.try_get(4)?,
                         action: r.try_get(5)?,
                         received_at: from_millis(r.try_get(6)?),
+                        provider_id: r.try_get(7)?,
                     })
                 })
                 .collect()

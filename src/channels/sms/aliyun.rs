@@ -371,6 +371,7 @@ pub(super) fn replies(gateway: &str, body: &[u8]) -> Result<Vec<Reply>, ReceiptE
                 from: sender_e164(&phone)
                     .map_err(|e| ReceiptError::Malformed(format!("message {i}: {e}")))?,
                 text: m.get("content").and_then(scalar_text).unwrap_or_default(),
+                provider_id: m.get("sequence_id").and_then(scalar_text),
             })
         })
         .collect()

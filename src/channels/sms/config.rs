@@ -177,6 +177,9 @@ pub struct RawReceipt {
 pub struct RawReply {
     pub from_pointer: String,
     pub text_pointer: String,
+    /// The provider's id of the inbound message: a push the provider repeats is stored once.
+    #[serde(default)]
+    pub id_pointer: Option<String>,
 }
 
 /// A problem in the `sms:` section: where, what, and how to fix it.
@@ -407,6 +410,7 @@ pub struct ReceiptMapping {
 pub struct ReplyMapping {
     pub from_pointer: String,
     pub text_pointer: String,
+    pub id_pointer: Option<String>,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1044,6 +1048,7 @@ impl Compiler<'_> {
             text_pointer: self
                 .pointer(&format!("{at}.reply.text_pointer"), Some(&r.text_pointer))
                 .unwrap_or_default(),
+            id_pointer: self.pointer(&format!("{at}.reply.id_pointer"), r.id_pointer.as_deref()),
         });
         let cfg = HttpConfig {
             method,

@@ -439,6 +439,11 @@ pub(super) fn replies(
                     .pointer(&m.text_pointer)
                     .and_then(scalar_text)
                     .unwrap_or_default(),
+                provider_id: m
+                    .id_pointer
+                    .as_deref()
+                    .and_then(|p| item.pointer(p))
+                    .and_then(scalar_text),
             })
         })
         .collect()

@@ -30,6 +30,9 @@ pub struct Reply {
     /// The sender, in E.164.
     pub from: String,
     pub text: String,
+    /// The provider's id for it (Twilio's `MessageSid`, Aliyun's `sequence_id`), when it
+    /// gives one: a repeated push of the same message is then recognised.
+    pub provider_id: Option<String>,
 }
 
 /// A sender's number as providers write it, in E.164: `+8613800138000` as it is;

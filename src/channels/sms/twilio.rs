@@ -296,6 +296,7 @@ pub(super) fn reply(
         gateway: gateway.to_string(),
         from: sender_e164(&from).map_err(ReceiptError::Malformed)?,
         text: get("Body").unwrap_or_default(),
+        provider_id: get("MessageSid"),
     })
 }
 
