@@ -1059,11 +1059,13 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     ws.write(
         "aftercare.yaml",
         &format!(
-            "{config}api:\n  listen: 127.0.0.1:{port}\n  public_url: \"https://shop.example\"\n"
+            "{config}api:\n  listen: 127.0.0.1:{port}\n  public_url: \"https://shop.example\"\n  \
+             tokens: [{{name: support, scope: read, token_env: T_READ}}]\n"
         ),
     );
     let mut child = ws
         .command(&["run"])
+        .env("T_READ", "support-token-0123456789")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1113,6 +1115,31 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
         "{summary}"
     );
     assert_eq!(post("/hooks/sms/ali/inbound", None, "phone=1").0, 400);
+    // The contact's timeline has the reply after the message it answers.
+    let tl: Value = client
+        .get(format!("{base}/v1/contacts/{PHONE}/timeline"))
+        .bearer_auth("support-token-0123456789")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let kinds: Vec<&str> = tl["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["event", "message", "reply"], "{tl}");
+    let reply = &tl["items"][2]["reply"];
+    assert_eq!(
+        (
+            reply["text"].as_str(),
+            reply["action"].as_str(),
+            reply["provider_id"].as_str()
+        ),
+        (Some("ＳＴＯＰ"), Some("opt_out"), Some("1")),
+        "{tl}"
+    );
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
