@@ -683,14 +683,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn a_receipt_marks_the_message_delivered_and_a_stop_reply_suppresses_the_number() {
-    let tw = Stub::spawn(|_, _| {
-        Reply::json(
-            201,
-            json!({"sid": "SMaaaabbbbccccddddeeeeffff00001111", "status": "queued"}),
-        )
-    });
+/// A workspace whose job `j` sends by SMS through Twilio (`sid` is the message's id there),
+/// with an Aliyun gateway beside it for replies, and one order of a contact with a phone
+/// number imported. The stubs must live as long as the test.
+fn one_sms_order(sid: &'static str) -> (Workspace, Stub, Stub) {
+    let tw = Stub::spawn(move |_, _| Reply::json(201, json!({"sid": sid, "status": "queued"})));
     let ali = Stub::spawn(|_, _| Reply::json(200, json!({"Code": "OK", "BizId": "1^0"})));
     let ws = workspace(
         None,
@@ -700,6 +697,12 @@ fn a_receipt_marks_the_message_delivered_and_a_stop_reply_suppresses_the_number(
     );
     ws.import(&[order(1, Some(PHONE), Some("a@example.com"), json!({}))])
         .ok();
+    (ws, tw, ali)
+}
+
+#[test]
+fn a_receipt_marks_the_message_delivered_and_a_stop_reply_suppresses_the_number() {
+    let (ws, tw, _ali) = one_sms_order("SMaaaabbbbccccddddeeeeffff00001111");
     assert_eq!(
         ws.once(DUE).stdout.trim(),
         "1 sent, 0 retrying, 0 failed, 0 cancelled"
@@ -1031,21 +1034,7 @@ fn forecast_shows_the_channel_and_sends_nothing() {
 #[test]
 fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tw = Stub::spawn(|_, _| {
-        Reply::json(
-            201,
-            json!({"sid": "SMapi000111222333444555666777888", "status": "queued"}),
-        )
-    });
-    let ali = Stub::spawn(|_, _| Reply::json(200, json!({"Code": "OK", "BizId": "1^0"})));
-    let ws = workspace(
-        None,
-        &["tw", "ali"],
-        &[twilio_gw("tw", &tw), aliyun_gw("ali", &ali)],
-        &[job("j", "[sms, email]", "sms: {gateways: [tw]}\n")],
-    );
-    ws.import(&[order(1, Some(PHONE), Some("a@example.com"), json!({}))])
-        .ok();
+    let (ws, _tw, _ali) = one_sms_order("SMapi000111222333444555666777888");
     assert!(ws.once(DUE).stdout.starts_with("1 sent"));
     let by = |d: &str| ws.logs_json(&["--delivery", d]).as_array().unwrap().len();
     assert_eq!(

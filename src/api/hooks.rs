@@ -1,5 +1,5 @@
-//! Provider callbacks: SMS delivery receipts and inbound replies (`STOP` suppresses the
-//! number). No bearer token: Twilio requests are checked by their `X-Twilio-Signature`;
+//! Provider callbacks: SMS delivery receipts and inbound replies (kept; `STOP` suppresses
+//! the number, `START` lifts the sender's own STOP). No bearer token: Twilio requests are checked by their `X-Twilio-Signature`;
 //! Aliyun and generic gateways push unsigned, so keep these paths private (an unguessable
 //! reverse-proxy path or an IP allowlist).
 
