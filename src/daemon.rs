@@ -10,11 +10,12 @@
 //! planned); a job removed from YAML has its pending messages cancelled with a logged reason
 //! (or held, per `dispatch.on_job_removed`).
 
+use crate::api::ApiConfig;
 use crate::api::{self, ApiState, IngestQueue, Token};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
-use crate::config::{ApiConfig, DispatchConfig, OnJobRemoved};
 use crate::diag::Diagnostics;
+use crate::dispatch::{DispatchConfig, OnJobRemoved};
 use crate::dispatch::{Dispatcher, Stats};
 use crate::plan::Planner;
 use crate::schedule::Scheduler;

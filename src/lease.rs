@@ -20,7 +20,7 @@
 //! lease.
 
 use crate::clock::SharedClock;
-use crate::config::DispatchConfig;
+use crate::dispatch::DispatchConfig;
 use crate::store::{Reaped, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod channels;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -24,4 +25,5 @@ pub mod sms_hooks;
 pub mod store;
 pub mod templates;
 pub mod unsubscribe;
+pub mod values;
 pub mod yaml;

@@ -6,13 +6,14 @@
 //! of (job, contact, event, now); [`Planner::ingest`] applies them to the store, one
 //! transaction per batch, and never writes anything for a line it rejects.
 
-use crate::config::PolicyConfig;
 use crate::ingest::{FieldError, Incoming};
 use crate::jobs::{Class, Job, JobSet, StopWhen, Trigger};
 use crate::model::{Contact, Event, MessageState, data_key};
+use crate::policy::PolicyConfig;
 use crate::store::{Claimed, NewMessage, Store, StoreError};
 use crate::templates::{self, MessageInfo, TemplateSet};
 use crate::unsubscribe::Unsubscriber;
+use crate::values::{new_id, new_token};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use handlebars::Context;
@@ -599,23 +600,6 @@ pub fn stop_matches(
             _ => false,
         },
     )
-}
-
-/// Outbox ids: ULIDs, so they sort by creation time and are safe in a Message-ID.
-pub fn new_id(now: DateTime<Utc>) -> String {
-    ulid::Ulid::from_datetime(now.into())
-        .to_string()
-        .to_lowercase()
-}
-
-/// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe.
-pub fn new_token() -> String {
-    use base64::Engine;
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        b = fastrand::u128(..).to_le_bytes();
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// The useful part of a render error ("Variable \"event.data.order_id\" not found...").

@@ -10,9 +10,9 @@
 //! does not look inside `{{#if}}` (handlebars-rust #579), [`TemplateSet::check_variables`]
 //! walks the template AST and checks every path against what the job can provide.
 
-use crate::config::check_locale;
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::model::{Contact, Event};
+use crate::values::check_locale;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};

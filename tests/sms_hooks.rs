@@ -6,13 +6,14 @@
 mod common;
 
 use aftercare::channels::sms::{self, Inbound, SmsChannel, twilio};
-use aftercare::config::{Secret, SqliteSync, StoreConfig};
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageRecord, MessageState, Outcome};
 use aftercare::plan::Planner;
 use aftercare::sms_hooks::{HookError, Summary, inbound_reply, status_callback};
 use aftercare::store::{Completion, LogFilter, NewAttempt, Store};
+use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
+use aftercare::values::Secret;
 use chrono::{DateTime, Utc};
 use common::{Backend, delivered, pg};
 use serde_json::json;
@@ -65,8 +66,8 @@ gateways:
   plain: {{kind: http, url: "http://127.0.0.1:9/send"}}
 "#
     );
-    let raw: sms::RawSmsConfig = serde_yaml::from_str(&yaml).unwrap();
-    SmsChannel::new(&sms::compile(&raw, dir).unwrap()).unwrap()
+    let cfg = sms::settings::from_yaml(&dir.join("aftercare.yaml"), &yaml).unwrap();
+    SmsChannel::new(&cfg).unwrap()
 }
 
 fn planner() -> Planner {
@@ -79,7 +80,7 @@ fn planner() -> Planner {
         default_timezone: chrono_tz::Asia::Shanghai,
         default_locale: "zh-CN".into(),
         expire_after: None,
-        policy: aftercare::config::PolicyConfig::default(),
+        policy: aftercare::policy::PolicyConfig::default(),
         unsubscribe: None,
         webhook_enabled: false,
     }

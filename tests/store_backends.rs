@@ -5,7 +5,6 @@
 
 mod common;
 
-use aftercare::config::{Secret, SqliteSync, StoreConfig};
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan::{IngestOutcome, Planner};
@@ -13,7 +12,9 @@ use aftercare::store::{
     COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, LogFilter, NewAttempt, Store,
     StoreError,
 };
+use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
+use aftercare::values::Secret;
 use chrono::{DateTime, Duration, Utc};
 use common::{Backend, delivered, pg, reviewed};
 use std::path::Path;
@@ -97,7 +98,7 @@ fn planner() -> Planner {
         default_timezone: chrono_tz::Asia::Shanghai,
         default_locale: "zh-CN".into(),
         expire_after: None,
-        policy: aftercare::config::PolicyConfig::default(),
+        policy: aftercare::policy::PolicyConfig::default(),
         unsubscribe: None,
         webhook_enabled: false,
     }

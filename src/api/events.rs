@@ -6,8 +6,8 @@
 //! takes every request waiting at that moment into one transaction, so a hundred concurrent
 //! single-event POSTs cost a few fsyncs, not a hundred.
 
+use super::Scope;
 use super::{ApiError, ApiState, authorize};
-use crate::config::Scope;
 use crate::ingest::{Incoming, check_event};
 use crate::metrics;
 use crate::plan::{IngestOutcome, Planner};

@@ -9,8 +9,8 @@ mod events;
 mod hooks;
 mod log;
 mod public;
+pub mod settings;
 
-use crate::config::{ApiConfig, Scope};
 use crate::metrics;
 use crate::plan::Planner;
 use crate::store::Store;
@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use utoipa::OpenApi;
 
 pub use events::IngestQueue;
+pub use settings::{ApiConfig, Scope};
 
 /// Every route: (method, path). The OpenAPI document must describe exactly these.
 pub const ROUTES: &[(&str, &str)] = &[

@@ -7,7 +7,6 @@
 
 pub mod email;
 pub mod sms;
-pub mod smtp;
 pub mod webhook;
 
 use crate::model::Outcome;

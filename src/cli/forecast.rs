@@ -7,14 +7,15 @@
 //! channels that report success without sending. Reminders are planned as if each message
 //! were sent on time.
 
-use super::{App, Exit, parse_time};
+use super::{App, Exit};
 use crate::channels::{Channels, email::EmailChannel};
 use crate::clock::SteppedClock;
-use crate::config::{SqliteSync, StoreConfig};
 use crate::dispatch::Dispatcher;
 use crate::model::{MessageRecord, MessageState};
 use crate::schedule::Scheduler;
 use crate::store::{LogFilter, Store};
+use crate::store::{SqliteSync, StoreConfig};
+use crate::values::parse_time;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
 use std::sync::Arc;

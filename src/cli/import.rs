@@ -3,9 +3,10 @@
 //! Each line is checked on its own and a bad line is reported with its number and field,
 //! storing nothing; good lines are written in batches of one transaction each.
 
-use super::{App, Exit, parse_time};
+use super::{App, Exit};
 use crate::ingest::{Incoming, parse_event};
 use crate::plan::IngestOutcome;
+use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, IsTerminal, Read};

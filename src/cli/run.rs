@@ -1,13 +1,14 @@
 //! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
-use super::{App, Exit, parse_time};
+use super::{App, Exit};
+use crate::channels::email::settings::EmailTransport;
 use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
-use crate::config::EmailTransport;
 use crate::daemon::{self, Daemon};
 use crate::dispatch::Dispatcher;
 use crate::schedule::Scheduler;
+use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

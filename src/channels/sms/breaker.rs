@@ -10,7 +10,7 @@
 //! Real time, like network timeouts: this is about the gateway's health now, not the
 //! schedule. Per process; each node learns on its own.
 
-use super::config::BreakerConfig;
+use super::settings::BreakerConfig;
 use crate::model::Outcome;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

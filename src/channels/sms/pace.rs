@@ -11,7 +11,7 @@
 //! run slower than configured. In any window of `t` seconds at most `rate × t` plus that
 //! burst go out.
 
-use super::config::Rate;
+use super::settings::Rate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;

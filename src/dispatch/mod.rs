@@ -6,11 +6,14 @@
 //! written in one transaction by a recorder task while the next batch is already sending,
 //! so the fsync per commit is shared by a whole batch.
 
+pub mod settings;
+
+pub use settings::{DispatchConfig, OnJobRemoved, RetryConfig};
+
 use crate::channels::email::OutgoingEmail;
 use crate::channels::sms::{ProviderTemplate, SmsMessage, segments};
 use crate::channels::{Channels, Delivery};
 use crate::clock::SharedClock;
-use crate::config::{DispatchConfig, RetryConfig};
 use crate::jobs::{DateField, Job, OverCap, Trigger};
 use crate::lease::Held;
 use crate::model::{Class, MessageState, Outcome};
@@ -235,7 +238,7 @@ impl Dispatcher {
         let pace = Arc::new(Pace::default());
         'claiming: while !*stop.borrow() {
             let now = self.clock.now();
-            let token = crate::plan::new_id(now);
+            let token = crate::values::new_id(now);
             let lease_end = now + self.cfg.lease;
             let want = pace.claim_size(limit, self.cfg.batch_size as usize);
             let batch = match self
@@ -336,7 +339,7 @@ impl Dispatcher {
             next: None,
         };
         let Some(job) = self.planner.jobs.get(&m.job_id).cloned() else {
-            if self.cfg.on_job_removed == crate::config::OnJobRemoved::Hold {
+            if self.cfg.on_job_removed == OnJobRemoved::Hold {
                 let at = now + chrono::Duration::hours(1);
                 return defer(
                     c,

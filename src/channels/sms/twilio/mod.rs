@@ -13,7 +13,8 @@
 //! validators do. Twilio may have signed the URL with or without an explicit default port, so
 //! both forms are tried, again like its libraries.
 
-use super::config::{TwilioConfig, TwilioSender};
+pub mod settings;
+
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
 use super::reply::{Reply, sender_e164};
@@ -23,6 +24,7 @@ use crate::model::Outcome;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Url;
+use settings::{TwilioConfig, TwilioSender};
 use sha1::Sha1;
 use std::time::Duration;
 

@@ -4,15 +4,18 @@
 //! lettre's own timeout covers connecting only (lettre #1027), so every send is wrapped in
 //! `tokio::time::timeout`: a server that stalls after DATA costs one timeout, not a worker.
 
-use super::Delivery;
-use super::smtp::SmtpPool;
-use crate::config::{EmailConfig, EmailTransport};
+use crate::channels::Delivery;
+pub mod settings;
+pub(crate) mod smtp;
+
 use crate::model::Outcome;
 use crate::templates::RenderedEmail;
 use chrono::{DateTime, Utc};
 use lettre::Message;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use settings::{EmailConfig, EmailTransport};
+use smtp::SmtpPool;
 use std::path::PathBuf;
 use std::time::Duration;
 

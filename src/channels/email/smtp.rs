@@ -8,8 +8,8 @@
 //! TCP_NODELAY, hand them to lettre's `AsyncSmtpConnection` for the protocol, bound open
 //! connections with a semaphore, and skip the NOOP probe for connections idle only briefly.
 
-use super::Delivery;
-use crate::config::{SmtpConfig, TlsMode};
+use super::settings::{SmtpConfig, TlsMode};
+use crate::channels::Delivery;
 use crate::model::Outcome;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
