@@ -614,6 +614,16 @@ impl TemplateSet {
     }
 }
 
+/// The useful part of a render error ("Variable \"event.data.order_id\" not found...").
+pub fn render_reason(e: &handlebars::RenderError) -> String {
+    match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` is missing")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Handlebars' grammar error lists every token it could have accepted; keep the first part.
 fn syntax_diag(path: &Path, location: Option<Location>, reason: &str) -> Diagnostic {
     let short = reason.split(": expected").next().unwrap_or(reason);

@@ -12,7 +12,7 @@ mod public;
 pub mod settings;
 
 use crate::metrics;
-use crate::plan::Planner;
+use crate::playbook::Playbook;
 use crate::store::Store;
 use crate::unsubscribe::Unsubscriber;
 use arc_swap::ArcSwap;
@@ -52,7 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct ApiState {
     pub store: Store,
     /// The current jobs and templates; swapped by a reload.
-    pub planner: Arc<ArcSwap<Planner>>,
+    pub book: Arc<ArcSwap<Playbook>>,
     pub tokens: Arc<Vec<Token>>,
     pub config: ApiConfig,
     pub unsubscriber: Option<Arc<Unsubscriber>>,

@@ -269,8 +269,9 @@ impl App {
         })
     }
 
-    pub fn planner(&self) -> crate::plan::Planner {
-        crate::plan::Planner {
+    /// The loaded jobs and templates with the config's defaults for speaking to contacts.
+    pub fn playbook(&self) -> crate::playbook::Playbook {
+        crate::playbook::Playbook {
             jobs: self.jobs.clone(),
             templates: self.templates.clone(),
             default_timezone: self.config.default_timezone,

@@ -8,6 +8,7 @@ use crate::channels::sms::{SmsConfig, segments};
 use crate::check::Checker;
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::ingest::check_event_type;
+use crate::model::Channel;
 use crate::policy::{LeapDay, SendWindow, parse_clock};
 use crate::templates::{Scope, TemplateSet};
 use crate::yaml::Document;
@@ -19,10 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const MAX_REMINDERS: usize = 3;
-/// Channels a customer receives messages on, in the order a job lists them.
-const CUSTOMER_CHANNELS: &[&str] = &["email", "sms"];
-/// `webhook` hands a task to the business's own systems (a CRM callback queue).
-const TASK_CHANNEL: &str = "webhook";
 /// Words a marketing SMS shows so the customer knows how to opt out ("回T退订", "Reply STOP").
 const SMS_OPT_OUT_WORDS: &[&str] = &["退订", "STOP", "UNSUBSCRIBE"];
 /// Audience keys that would turn a review request into review gating.
@@ -48,8 +45,8 @@ pub struct Job {
     /// Step 0 is the first send; steps 1.. are reminders, each `after` the previous send.
     /// Empty for a job whose only channel is `webhook`.
     pub steps: Vec<Step>,
-    /// Customer channels in order of preference (fallback order).
-    pub channels: Vec<String>,
+    /// Customer channels (email, sms) in order of preference (fallback order).
+    pub channels: Vec<Channel>,
     /// Also hand a callback task to the webhook.
     pub webhook: bool,
     pub class: Class,
@@ -253,26 +250,26 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
     let mut webhook = false;
     for (i, ch) in listed.iter().enumerate() {
         let field = format!("channels[{i}]");
-        if listed[..i].contains(ch) {
-            c.err(&field, format!("`{ch}` is listed twice"), None);
-        } else if ch == TASK_CHANNEL {
+        match Channel::parse(ch) {
+            _ if listed[..i].contains(ch) => {
+                c.err(&field, format!("`{ch}` is listed twice"), None);
+            }
             // Without a `webhook:` section the tasks stay open for `aftercare callbacks`.
-            webhook = true;
-        } else if ch == "sms" && env.sms.is_none_or(|s| s.gateways.is_empty()) {
-            c.err(
+            Some(Channel::Webhook) => webhook = true,
+            Some(Channel::Sms) if env.sms.is_none_or(|s| s.gateways.is_empty()) => c.err(
                 &field,
                 "the `sms` channel needs an SMS gateway, and the config has none",
                 Some("add an `sms:` section with gateways to the config (see the README's SMS section)".into()),
-            );
-        } else if CUSTOMER_CHANNELS.contains(&ch.as_str()) {
-            channels.push(ch.clone());
-        } else {
-            let all = CUSTOMER_CHANNELS.iter().chain([&TASK_CHANNEL]).copied();
-            c.err(
-                &field,
-                format!("unknown channel `{ch}`"),
-                did_you_mean(ch, all).or(Some("channels: email, sms, webhook".into())),
-            );
+            ),
+            Some(customer) => channels.push(customer),
+            None => {
+                let all = Channel::ALL.map(Channel::as_str);
+                c.err(
+                    &field,
+                    format!("unknown channel `{ch}`"),
+                    did_you_mean(ch, all).or(Some("channels: email, sms, webhook".into())),
+                );
+            }
         }
     }
 
@@ -354,13 +351,13 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         for ch in &channels {
             c.extend(env.templates.check_for_job(
                 name,
-                ch,
+                ch.as_str(),
                 &scope,
                 &format!("job {} ({field})", raw.id),
             ));
         }
         if class == Class::Marketing
-            && channels.iter().any(|ch| ch == "email")
+            && channels.contains(&Channel::Email)
             && !env.templates.uses(name, "email.", "unsubscribe.url")
         {
             c.warn(
