@@ -692,25 +692,45 @@ fn sms_settings(
     }
 }
 
+/// With more than one trigger kind: the first one written and the one after it (the error
+/// points at the second, the key that does not belong).
+fn second_trigger_kind(spans: &SpanIndex, t: &RawTrigger) -> Option<(&'static str, &'static str)> {
+    let mut given: Vec<(Option<Location>, &'static str)> = [
+        ("event", t.event.is_some()),
+        ("anniversary", t.anniversary.is_some()),
+        ("cron", t.cron.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, present)| *present)
+    .map(|(k, _)| (spans.key(&format!("trigger.{k}")), k))
+    .collect();
+    given.sort();
+    match given.as_slice() {
+        [(_, first), (_, second), ..] => Some((first, second)),
+        _ => None,
+    }
+}
+
 fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
     let kinds = [t.event.is_some(), t.anniversary.is_some(), t.cron.is_some()]
         .iter()
         .filter(|k| **k)
         .count();
     if kinds != 1 {
-        let msg = if kinds == 0 {
-            "no trigger kind"
-        } else {
-            "more than one trigger kind"
-        };
-        c.error(
-            "trigger",
-            msg,
-            Some(
-                "give exactly one of event (+ delay), anniversary (+ at) or cron (+ timezone)"
-                    .into(),
-            ),
-        );
+        let hint = "give exactly one of event (+ delay), anniversary (+ at) or cron (+ timezone)";
+        match second_trigger_kind(c.spans, t) {
+            Some((first, second)) => {
+                let field = format!("trigger.{second}");
+                let d = Diagnostic::error(
+                    c.path,
+                    c.spans.key(&field),
+                    format!("{field}: given with `{first}`; a trigger has one kind"),
+                )
+                .with_hint(hint);
+                c.diags.push(d);
+            }
+            None => c.error("trigger", "no trigger kind", Some(hint.into())),
+        }
         return None;
     }
     let stray = |c: &mut Ctx, keys: &[(&str, bool)], kind: &str| {
