@@ -143,6 +143,81 @@ fn check_characters(path: &Path, text: &str) -> Result<(), Diagnostic> {
     ))
 }
 
+/// Refuse flow nesting (`[[[…` / `{{{…`) deeper than [`MAX_DEPTH`] before any parser sees it:
+/// both parsers keep one possible simple key per open flow level and re-check them all for
+/// every token, and look ahead to the end of the nesting before they return a first event,
+/// so 50,000 brackets cost minutes of CPU before the span pass could count to 64.
+///
+/// A linear scan with just enough of YAML's lexical rules to not count brackets inside
+/// comments or quoted scalars: a quote opens a scalar only where a token can start (after
+/// whitespace, `[`, `{`, `,`, `:`, `-`, `?` or at a line's start), so `it's` in a plain
+/// scalar opens nothing. Brackets in plain and block scalars are counted; only a text with
+/// more than 64 of them unclosed is refused, which no job or config has.
+fn check_flow_depth(path: &Path, text: &str) -> Result<(), Diagnostic> {
+    #[derive(PartialEq)]
+    enum In {
+        Text,
+        Single,
+        Double,
+        Comment,
+    }
+    let mut state = In::Text;
+    let mut depth = 0usize;
+    let mut prev = '\n';
+    let mut escaped = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let token_start = prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':' | '-' | '?');
+        match state {
+            In::Text => match c {
+                '#' if prev.is_whitespace() => state = In::Comment,
+                '\'' if token_start => state = In::Single,
+                '"' if token_start => state = In::Double,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(Diagnostic::error(
+                            path,
+                            Some(location_at(text, i)),
+                            format!("nesting deeper than {MAX_DEPTH} levels"),
+                        )
+                        .with_hint(
+                            "jobs and the config nest a few levels; check for runaway brackets",
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+            In::Comment => {
+                if c == '\n' || c == '\r' {
+                    state = In::Text;
+                }
+            }
+            In::Single => {
+                if c == '\'' {
+                    if chars.peek().is_some_and(|(_, n)| *n == '\'') {
+                        chars.next(); // '' is a quote inside the scalar
+                    } else {
+                        state = In::Text;
+                    }
+                }
+            }
+            In::Double => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    state = In::Text;
+                }
+            }
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
 /// Where each field path of one YAML document sits.
 #[derive(Debug, Default, Clone)]
 pub struct SpanIndex {
@@ -502,7 +577,7 @@ pub fn parse_documents<T: DeserializeOwned>(
         diags.push(d);
         return (out, diags);
     }
-    if let Err(d) = check_characters(path, text) {
+    if let Err(d) = check_characters(path, text).and_then(|()| check_flow_depth(path, text)) {
         diags.push(d);
         return (out, diags);
     }
