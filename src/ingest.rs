@@ -144,7 +144,8 @@ pub fn check_event(value: &Value) -> Result<Incoming, Vec<FieldError>> {
             .map_err(|e| errs.add("occurred_at", &format!("`{s}` is not an RFC 3339 time with offset ({e}); e.g. 2026-11-20T10:00:00+08:00")))
             .ok()
             .filter(|t| {
-                let year = t.with_timezone(&chrono::Utc).year();
+                // The year as written: the same rule as the OpenAPI pattern.
+                let year = t.year();
                 let sane = (FIRST_YEAR..END_YEAR).contains(&year);
                 if !sane {
                     errs.add(
@@ -215,9 +216,9 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
             &format!("longer than {MAX_ID_CHARS} characters"),
         );
     }
-    let email = errs.present_str(c, "email", "contact").and_then(|e| {
-        let e = e.trim().to_string();
-        match check_email(&e) {
+    let email = errs
+        .present_str(c, "email", "contact")
+        .and_then(|e| match check_email(&e) {
             Ok(()) => Some(e),
             Err(why) => {
                 errs.add(
@@ -226,8 +227,7 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
                 );
                 None
             }
-        }
-    });
+        });
     let phone = errs
         .present_str(c, "phone", "contact")
         .and_then(|p| match normalise_phone(&p) {
@@ -319,6 +319,9 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 /// An address mail can be sent to: lettre's syntax check, plus what it lets through that no
 /// mail system delivers (`a@b`: a domain without a dot, unless it is an address literal).
 pub fn check_email(e: &str) -> Result<(), String> {
+    if e.trim() != e {
+        return Err("white space around it".into());
+    }
     if e.chars().count() > MAX_EMAIL_CHARS {
         return Err(format!("longer than {MAX_EMAIL_CHARS} characters"));
     }
