@@ -850,6 +850,44 @@ mod tests {
     }
 
     #[test]
+    fn text_libyaml_refuses_ends_the_walk_with_one_located_error() {
+        // yaml-rust2 takes these; libyaml's document iterator repeated its error forever.
+        for text in [
+            "\u{feff}id: a\ntrigger: {event: x}\n",
+            "id: a\u{1}\ntrigger: {event: x}\n",
+            "id: a\ntrigger: {event: x}\n---\nid: b\u{7f}\n",
+        ] {
+            let (docs, diags) = parse_documents::<T>(Path::new("a.yaml"), text);
+            if text.starts_with('\u{feff}') {
+                assert!(diags.is_empty(), "{diags:?}");
+                assert_eq!(docs.len(), 1);
+                assert_eq!(
+                    docs[0].spans.key("id"),
+                    Some(Location { line: 1, column: 1 })
+                );
+            } else {
+                assert_eq!(diags.len(), 1, "{diags:?}");
+                assert!(diags[0].location.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_bombs_and_nesting_are_found_at_their_place() {
+        let at = |text: &str| {
+            let (_, d) = parse_documents::<serde_yaml::Value>(Path::new("a.yaml"), text);
+            d.first()
+                .and_then(|d| d.location)
+                .map(|l| (l.line, l.column))
+        };
+        assert_eq!(at("a: 1\nb:\n  c: 1\n  c: 2\n"), Some((4, 3)));
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n";
+        assert_eq!(at(bomb).map(|(l, _)| l), Some(5));
+        assert_eq!(at(&format!("a: {}", "[".repeat(100))), Some((1, 68)));
+        assert_eq!(at("a: 'it''s [[[ fine'\nb: \"[[[\"\n# [[[[\n"), None);
+    }
+
+    #[test]
     fn syntax_error_is_located() {
         let text = "id: a\ntrigger: [unclosed\n";
         let (docs, diags) = parse_documents::<T>(Path::new("a.yaml"), text);

@@ -276,3 +276,35 @@ fn progress(size: Option<u64>) -> Option<ProgressBar> {
     }
     Some(bar)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_line_is_skipped_without_being_held() {
+        let text = format!("{{\"a\":1}}\n{}\nlast", "x".repeat(100_000));
+        // A small buffer size, so the long line streams through many chunks.
+        let mut r = BufReader::with_capacity(64, text.as_bytes());
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::Text(8)
+        );
+        assert_eq!(buf, b"{\"a\":1}");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::TooLong(100_001)
+        );
+        assert!(buf.capacity() <= 1000 + 64, "held {} bytes", buf.capacity());
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::Text(4)
+        );
+        assert_eq!(buf, b"last");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::End
+        );
+    }
+}
