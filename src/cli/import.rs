@@ -3,7 +3,7 @@
 //! Each line is checked on its own and a bad line is reported with its number and field,
 //! storing nothing; good lines are written in batches of one transaction each.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::ingest::{Incoming, parse_event};
 use crate::plan::IngestOutcome;
 use crate::values::parse_time;
@@ -89,9 +89,11 @@ pub struct Args {
     /// Pretend it is this time (RFC 3339), for tests and backfills
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize)]
 struct Tally {
     accepted: u64,
     duplicate: u64,
@@ -189,10 +191,13 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             tally.conflicting
         ));
     }
-    println!(
-        "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
-        tally.accepted, tally.rejected, tally.planned, tally.already, tally.stopped
-    );
+    match a.format.get() {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&tally)?),
+        Format::Text => println!(
+            "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
+            tally.accepted, tally.rejected, tally.planned, tally.already, tally.stopped
+        ),
+    }
     if tally.rejected > 0 {
         return Err(Exit::silent(1));
     }
