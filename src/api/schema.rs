@@ -9,7 +9,6 @@
 //! one is a change to both.
 
 use serde_json::{Value, json};
-use utoipa::OpenApi;
 
 /// No NUL anywhere (the store cannot keep it; see `ingest`).
 const NO_NUL: &str = r"^[^\x00]*$";
@@ -128,7 +127,7 @@ fn schemas() -> Value {
 
 /// The document: utoipa's, with what the derive cannot say written in.
 pub fn document(max_events: usize) -> Value {
-    let mut doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    let mut doc = serde_json::to_value(super::openapi()).unwrap_or_else(|_| json!({}));
     if let Some(Value::Object(s)) = doc.pointer_mut("/components/schemas")
         && let Value::Object(more) = schemas()
     {
