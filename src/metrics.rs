@@ -118,7 +118,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
 });
 
 /// One delivery attempt handed to a channel.
-pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
+pub(crate) fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
     let m = METRICS.lock().expect("metrics lock");
     m.send_seconds
         .get_or_create(&SendLabels {
@@ -147,7 +147,7 @@ pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
 }
 
 /// A failure that is not a delivery outcome (`render`, `store`, `webhook`...).
-pub fn count_error(kind: &str) {
+pub(crate) fn count_error(kind: &str) {
     METRICS
         .lock()
         .expect("metrics lock")
@@ -156,7 +156,7 @@ pub fn count_error(kind: &str) {
         .inc();
 }
 
-pub fn count_events(status: &str, n: u64) {
+pub(crate) fn count_events(status: &str, n: u64) {
     METRICS
         .lock()
         .expect("metrics lock")
@@ -168,7 +168,7 @@ pub fn count_events(status: &str, n: u64) {
 }
 
 /// The text exposition, with the store's figures read now.
-pub async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
+pub(crate) async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
     let counts = store.state_counts().await?;
     let outbox = store.outbox_figures(now).await?;
     let m = METRICS.lock().expect("metrics lock");

@@ -31,10 +31,10 @@ fn event_time_pattern() -> String {
 }
 
 /// A cursor as `GET /v1/messages` hands it out: `<due_at in ms>~<message id>`.
-pub const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
+pub(super) const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
 
 /// An unsubscribe token's shape: two base64url parts joined by a dot.
-pub const TOKEN: &str = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$";
+pub(super) const TOKEN: &str = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$";
 
 fn error(description: &str) -> Value {
     json!({
@@ -126,7 +126,7 @@ fn schemas() -> Value {
 }
 
 /// The document: utoipa's, with what the derive cannot say written in.
-pub fn document(max_events: usize) -> Value {
+pub(super) fn document(max_events: usize) -> Value {
     let mut doc = serde_json::to_value(super::openapi()).unwrap_or_else(|_| json!({}));
     if let Some(Value::Object(s)) = doc.pointer_mut("/components/schemas")
         && let Value::Object(more) = schemas()

@@ -15,7 +15,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// The store to copy from: sqlite://FILE (relative to the current folder) or
     /// postgres://USER@HOST[:PORT]/DB
     #[arg(long, value_name = "URL", value_parser = store_url)]
@@ -31,7 +31,7 @@ pub struct Args {
     batch: u32,
 }
 
-pub async fn run(a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(a: Args) -> anyhow::Result<()> {
     if let StoreConfig::Sqlite { path, .. } = &a.from
         && !path.is_file()
     {

@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Stop contacting an address on a channel
     Add {
         #[arg(value_enum)]
@@ -34,7 +34,7 @@ pub enum Command {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Channel {
+pub(super) enum Channel {
     Email,
     Sms,
 }
@@ -59,7 +59,7 @@ fn check_address(channel: Channel, address: &str) -> anyhow::Result<String> {
     }
 }
 
-pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
     match cmd {
@@ -115,7 +115,7 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct UnsubscribeArgs {
+pub(super) struct UnsubscribeArgs {
     /// The token from an unsubscribe link (the part after /u/)
     token: String,
     /// Only say whom the token is for; change nothing
@@ -123,7 +123,7 @@ pub struct UnsubscribeArgs {
     check: bool,
 }
 
-pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Result<()> {
+pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let Some(u) = &app.unsubscriber else {
         return Err(Exit::invalid(

@@ -29,21 +29,21 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    pub fn is_success(&self) -> bool {
+    pub(super) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub(super) fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.body).ok()
     }
 
     /// The answer's outcome by HTTP status alone.
-    pub fn status_outcome(&self) -> Outcome {
+    pub(super) fn status_outcome(&self) -> Outcome {
         status_outcome(self.status)
     }
 
     /// A delivery for this answer with the given outcome and words.
-    pub fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
+    pub(super) fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
         Delivery {
             outcome,
             code: Some(i64::from(self.status)),
@@ -165,7 +165,7 @@ pub(super) struct Redactor {
 }
 
 impl Redactor {
-    pub fn new(secrets: &[&str]) -> Redactor {
+    pub(super) fn new(secrets: &[&str]) -> Redactor {
         use base64::Engine;
         let mut needles: Vec<String> = Vec::new();
         for s in secrets.iter().filter(|s| s.len() >= 4) {
@@ -181,14 +181,14 @@ impl Redactor {
     }
 
     /// Add the `user:password` pair of HTTP basic auth, in the base64 form it travels in.
-    pub fn with_basic(mut self, user: &str, password: &str) -> Redactor {
+    pub(super) fn with_basic(mut self, user: &str, password: &str) -> Redactor {
         use base64::Engine;
         let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.needles.insert(0, pair);
         self
     }
 
-    pub fn scrub(&self, text: &str) -> String {
+    pub(super) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         for n in &self.needles {
             if out.contains(n.as_str()) {
