@@ -7,6 +7,7 @@ pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cron_tz;
 pub mod daemon;
 pub mod diag;
 pub mod dispatch;

@@ -4,11 +4,13 @@
 //! once per `run --once`) asks the store for the contacts whose date field falls on the
 //! candidate days (by a month-day index: a day's share of a million contacts, not all of
 //! them) and plans each greeting at its local time, deduplicated by job + contact + year.
-//! Cron occurrences are computed with croner in the job's time zone, so 10:00 stays 10:00
-//! across DST (tokio-cron-scheduler keeps a fixed UTC offset, its issue #107, so it is only
-//! used to wake the daemon every minute); the last fired occurrence is kept in the store, so
-//! a daemon that was down catches up once and several daemons fire an occurrence once.
+//! Cron occurrences are computed in the job's time zone by [`crate::cron_tz`] (croner for the
+//! calendar, our own DST rules), so 10:00 stays 10:00 across DST (tokio-cron-scheduler keeps
+//! a fixed UTC offset, its issue #107, so it is only used to wake the daemon every minute);
+//! the last fired occurrence is kept in the store, so a daemon that was down catches up once
+//! and several daemons fire an occurrence once.
 
+use crate::cron_tz::{self, CronTzError};
 use crate::jobs::{Job, Missed, Trigger};
 use crate::plan::Planner;
 use crate::policy::{LeapDay, anniversary_days, anniversary_in, resolve_local};
@@ -163,8 +165,14 @@ impl Scheduler {
                 baseline
             }
         };
-        let Some(latest) = occurrences(cron, tz, last, now).last().copied() else {
-            return Ok(());
+        let latest = match cron_tz::latest_in(cron, tz, last, now) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(()),
+            // One job's expression must not stop the others' occurrences or the sends.
+            Err(e) => {
+                tracing::error!(job = %job.id, "recurring occurrence not computed: {e}");
+                return Ok(());
+            }
         };
         let late = now - latest > LATE_AFTER;
         if late && *missed == Missed::Skip {
@@ -192,23 +200,22 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The first cron occurrence of any recurring job after `t` (the forecast steps to it).
+    /// The first cron occurrence of any recurring job strictly after `t` (the forecast steps
+    /// to it).
     pub fn next_occurrence_after(
         &self,
         t: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        self.planner
-            .jobs
-            .recurring()
-            .filter_map(|job| match &job.trigger {
-                Trigger::Cron { cron, timezone, .. } => {
-                    let tz = timezone.unwrap_or(self.planner.default_timezone);
-                    occurrences(cron, tz, t, until).first().copied()
+    ) -> Result<Option<DateTime<Utc>>, CronTzError> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for job in self.planner.jobs.recurring() {
+            if let Trigger::Cron { cron, timezone, .. } = &job.trigger {
+                let tz = timezone.unwrap_or(self.planner.default_timezone);
+                if let Some(o) = cron_tz::next_after(cron, tz, t)? {
+                    next = Some(next.map_or(o, |n| n.min(o)));
                 }
-                _ => None,
-            })
-            .min()
+            }
+        }
+        Ok(next)
     }
 
     /// One message per contact of the job's audience at `occurrence`.
@@ -268,30 +275,6 @@ pub fn fire_time(
         .then(|| resolve_local(tz, day.and_time(at)))
 }
 
-/// Occurrences of `cron` in `tz` after `after` and up to `until`, oldest first. A long
-/// downtime yields at most the last 1,000 (only the latest is ever fired).
-pub fn occurrences(
-    cron: &croner::Cron,
-    tz: Tz,
-    after: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Vec<DateTime<Utc>> {
-    let mut out = std::collections::VecDeque::new();
-    let mut cursor = after.with_timezone(&tz);
-    while let Ok(next) = cron.find_next_occurrence(&cursor, false) {
-        let next_utc = next.with_timezone(&Utc);
-        if next_utc > until {
-            break;
-        }
-        out.push_back(next_utc);
-        if out.len() > 1_000 {
-            out.pop_front();
-        }
-        cursor = next;
-    }
-    out.into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +289,15 @@ mod tests {
             .build()
             .parse(expr)
             .unwrap()
+    }
+
+    fn occurrences(
+        c: &croner::Cron,
+        tz: Tz,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        cron_tz::occurrences(c, tz, after, until).unwrap()
     }
 
     #[test]

@@ -19,8 +19,6 @@ use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
 use std::sync::Arc;
 
-const MAX_STEPS: usize = 200_000;
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only this job's messages (all jobs are still simulated: caps are shared)
@@ -84,16 +82,23 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     });
     let mut scheduler = Scheduler::new(scratch.clone(), planner);
     scheduler.horizon = until - now + Span::days(1);
+    // Each step moves the clock strictly forward (to the next due message or occurrence), so
+    // the loop ends at `until` with every send, however many; a step that would not move
+    // forward stops the forecast with an error instead of spinning.
     let mut t = now;
-    for _ in 0..MAX_STEPS {
+    loop {
         clock.set(t);
         scheduler.tick(t).await?;
         dispatcher.run_once().await?;
-        let next_due = scratch
-            .next_due()
-            .await?
-            .map(|d| d.max(t + Span::milliseconds(1)));
-        let next_occ = scheduler.next_occurrence_after(t, until);
+        let next_due = scratch.next_due().await?;
+        if let Some(due) = next_due
+            && due <= t
+        {
+            anyhow::bail!(
+                "forecast stopped at {t}: a message due at {due} is still waiting after a dispatch pass at {t}, so the forecast clock cannot move on (a bug: please report it with the jobs and this time)"
+            );
+        }
+        let next_occ = scheduler.next_occurrence_after(t)?;
         match [next_due, next_occ].into_iter().flatten().min() {
             Some(next) if next <= until => t = next,
             _ => break,
