@@ -70,7 +70,15 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
                 .config
                 .sms
                 .as_ref()
-                .map(crate::channels::sms::SmsChannel::new)
+                .map(|s| {
+                    crate::channels::sms::SmsChannel::with_public_url(
+                        s,
+                        app.config
+                            .api
+                            .as_ref()
+                            .and_then(|a| a.public_url.as_deref()),
+                    )
+                })
                 .transpose()?,
         }),
         clock: clock.clone(),
