@@ -169,6 +169,78 @@ fn cron_occurrences_agree_with_croniter_but_for_the_documented_dst_rules() {
     assert!(!gap_rule.is_empty());
 }
 
+/// The instants in `window` where `tz`'s UTC offset changes (found hour by hour, then to
+/// the second).
+fn transitions(tz: Tz, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    use chrono::Offset;
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < until {
+        let next = t + Span::hours(1);
+        if offset(t) != offset(next) {
+            let (mut lo, mut hi) = (t, next);
+            while hi - lo > Span::seconds(1) {
+                let mid = lo + (hi - lo) / 2;
+                if offset(mid) == offset(t) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            out.push(hi);
+        }
+        t = next;
+    }
+    out
+}
+
+#[test]
+fn from_any_instant_around_a_clock_change_the_next_occurrence_is_the_references_next() {
+    let f = fixture("cron.json");
+    let from = instant(f["window"][0].as_i64().unwrap());
+    let until = instant(f["window"][1].as_i64().unwrap());
+    let mut asked = 0;
+    for case in f["cases"].as_array().unwrap() {
+        let zone = case["zone"].as_str().unwrap();
+        let expr = case["expr"].as_str().unwrap();
+        let tz: Tz = zone.parse().unwrap();
+        let c = cron(expr);
+        let expected = decode(&case["expected"]);
+        for change in transitions(tz, from, until) {
+            // Every 10 minutes from a day before the change to a day after, and the
+            // instants of the occurrences themselves: the answer is strictly later, and the
+            // reference's first occurrence after it.
+            let mut starts: Vec<_> = (-144..=144)
+                .map(|i| change + Span::minutes(10 * i))
+                .collect();
+            starts.extend(
+                expected
+                    .iter()
+                    .filter(|t| (**t - change).num_hours().abs() <= 26),
+            );
+            for s in starts {
+                let want = expected.iter().find(|t| **t > s).copied();
+                let got = cron_tz::next_after(&c, tz, s).unwrap();
+                if want.is_some() {
+                    assert_eq!(
+                        got,
+                        want,
+                        "`{expr}` in {zone}, next after {s} ({})",
+                        local(s, tz)
+                    );
+                }
+                assert!(got.is_none_or(|g| g > s));
+                asked += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{asked} starts around clock changes: each next occurrence strictly later and the reference's"
+    );
+    assert!(asked > 100_000);
+}
+
 #[test]
 fn anniversaries_agree_with_zoneinfo_on_every_2027_2028_dst_day() {
     let f = fixture("anniversaries.json");
