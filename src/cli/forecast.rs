@@ -216,7 +216,6 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     if a.json {
         put(format_args!("]}}\n"));
     }
-    drop(put);
     scratch.close().await;
     written.and_then(|()| std::io::Write::flush(&mut out))?;
     Ok(())
