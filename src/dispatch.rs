@@ -199,10 +199,19 @@ impl Dispatcher {
             mpsc::channel::<Completion>(limit * 2 + self.cfg.batch_size as usize);
         let store = self.store.clone();
         let group = self.cfg.batch_size as usize;
+        let dry_run = self.dry_run;
         let recorder = tokio::spawn(async move {
             let mut stats = Stats::default();
             let mut batch = Vec::with_capacity(group);
             while done_rx.recv_many(&mut batch, group).await > 0 {
+                // A dry run (the forecast) has no one waiting on a commit: fill the group
+                // (or reach the end of the drain) first, one transaction instead of dozens.
+                while dry_run
+                    && batch.len() < group
+                    && let Some(c) = done_rx.recv().await
+                {
+                    batch.push(c);
+                }
                 stats.stale += complete_retrying(&store, &batch).await? as u64;
                 for c in batch.drain(..) {
                     stats.add(&c);

@@ -17,7 +17,7 @@ use crate::policy::{LeapDay, anniversary_days, anniversary_in, resolve_local};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use chrono_tz::Tz;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -34,6 +34,10 @@ pub struct Scheduler {
     planned: Mutex<HashSet<(String, String, DateTime<Utc>)>>,
     /// How far ahead greetings are planned ([`HORIZON`]; the forecast looks further).
     pub horizon: Span,
+    /// The occurrence each recurring job was last seen fired for. The store's row only moves
+    /// forward, so while no occurrence falls after this one, a tick asks the store nothing
+    /// (the forecast ticks at every due time of every job).
+    fired: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// What one tick did.
@@ -53,6 +57,7 @@ impl Scheduler {
             planner,
             planned: Mutex::new(HashSet::new()),
             horizon: HORIZON,
+            fired: Mutex::new(HashMap::new()),
         }
     }
 
@@ -62,11 +67,35 @@ impl Scheduler {
         for job in jobs {
             self.anniversaries(&job, now, &mut stats).await?;
         }
+        self.recurring_into(now, &mut stats).await?;
+        Ok(stats)
+    }
+
+    /// Only the cron jobs' part of [`Scheduler::tick`]: the forecast plans every greeting
+    /// of its span in its first tick (its horizon is the span) and no contact changes
+    /// during it, so later steps need only this.
+    pub async fn tick_recurring(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
+        let mut stats = TickStats::default();
+        self.recurring_into(now, &mut stats).await?;
+        Ok(stats)
+    }
+
+    async fn recurring_into(
+        &self,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+    ) -> Result<(), StoreError> {
         let jobs: Vec<_> = self.planner.jobs.recurring().cloned().collect();
         for job in jobs {
-            self.recurring(&job, now, &mut stats).await?;
+            self.recurring(&job, now, stats).await?;
         }
-        Ok(stats)
+        Ok(())
+    }
+
+    fn remember_fired(&self, job: &str, at: DateTime<Utc>) {
+        let mut fired = self.fired.lock().expect("fired lock");
+        let known = fired.entry(job.to_string()).or_insert(at);
+        *known = (*known).max(at);
     }
 
     async fn anniversaries(
@@ -154,6 +183,13 @@ impl Scheduler {
             return Ok(());
         };
         let tz = timezone.unwrap_or(self.planner.default_timezone);
+        let known = self.fired.lock().expect("fired lock").get(&job.id).copied();
+        if let Some(known) = known
+            && let Ok(next) = cron_tz::next_after(cron, tz, known)
+            && next.is_none_or(|next| next > now)
+        {
+            return Ok(());
+        }
         let last = match self.store.last_fire(&job.id).await? {
             Some(t) => t,
             None => {
@@ -165,6 +201,7 @@ impl Scheduler {
                 baseline
             }
         };
+        self.remember_fired(&job.id, last);
         let latest = match cron_tz::latest_in(cron, tz, last, now) {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(()),
@@ -182,6 +219,7 @@ impl Scheduler {
                 .await?
                 .is_some()
             {
+                self.remember_fired(&job.id, latest);
                 stats.occurrences_skipped += 1;
                 tracing::info!(job = %job.id, occurrence = %latest, "skipped a missed occurrence (missed: skip)");
             }
@@ -193,6 +231,7 @@ impl Scheduler {
             .fire_occurrence(&job.id, latest, &messages, now)
             .await?
         {
+            self.remember_fired(&job.id, latest);
             stats.occurrences_fired += 1;
             stats.occurrence_messages += n;
             tracing::info!(job = %job.id, occurrence = %latest, planned = n, late, "recurring occurrence fired");

@@ -94,9 +94,14 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     // the loop ends at `until` with every send, however many; a step that would not move
     // forward stops the forecast with an error instead of spinning.
     let mut t = now;
+    let mut first = true;
     loop {
         clock.set(t);
-        scheduler.tick(t).await?;
+        if std::mem::take(&mut first) {
+            scheduler.tick(t).await?;
+        } else {
+            scheduler.tick_recurring(t).await?;
+        }
         dispatcher.run_once().await?;
         let next_due = scratch.next_due().await?;
         if let Some(due) = next_due
