@@ -15,7 +15,7 @@ use crate::jobs::{DateField, Job, OverCap, Trigger};
 use crate::lease::Held;
 use crate::model::{Class, MessageState, Outcome};
 use crate::plan::{MessageFacts, Planner, render_reason, stop_reason};
-use crate::policy::{anniversary_in, check_caps, has_consent};
+use crate::policy::{anniversary_in, check_caps, has_consent, resolve_local};
 use crate::store::{ClaimWith, Claimed, Completion, NewAttempt, Store, StoreError};
 use crate::templates::TemplateRenderError;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -396,10 +396,15 @@ impl Dispatcher {
     }
 
     /// A greeting planned for a date field's anniversary goes only if the field still has
-    /// that anniversary (a corrected birthday gets its own greeting on the new day).
+    /// that anniversary (a corrected birthday gets its own greeting on the new day). Judged
+    /// by instant, not by the local date it is due on: quiet hours or caps may have
+    /// deferred it into the next day (within the grace period), and a time a DST gap
+    /// removed goes at the gap's end, which can be the next day (23:30 in a 23:00-24:00 gap).
     fn anniversary_still_holds(&self, job: &Job, m: &Claimed) -> Result<(), String> {
         let Trigger::Anniversary {
-            field, leap_day, ..
+            field,
+            at,
+            leap_day,
         } = &job.trigger
         else {
             return Ok(());
@@ -414,10 +419,6 @@ impl Dispatcher {
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
         };
-        let planned = m
-            .due_at
-            .with_timezone(&self.planner.zone_of(&m.contact))
-            .date_naive();
         let Some(date) = value.and_then(|v| NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok()) else {
             return Err(format!(
                 "contact {} no longer has {}",
@@ -425,7 +426,19 @@ impl Dispatcher {
                 field.key()
             ));
         };
-        if anniversary_in(date, planned.year(), leap) != planned {
+        let tz = self.planner.zone_of(&m.contact);
+        // Planned for the year its dedupe key names (`{contact}:{year}`).
+        let year = m
+            .dedupe_key
+            .rsplit(':')
+            .next()
+            .and_then(|y| y.parse().ok())
+            .unwrap_or_else(|| m.due_at.with_timezone(&tz).year());
+        let day = anniversary_in(date, year, leap);
+        let fire = resolve_local(tz, day.and_time(*at));
+        let grace = chrono::Duration::from_std(self.planner.policy.anniversary_grace)
+            .unwrap_or(chrono::Duration::days(1));
+        if m.due_at < fire || m.due_at > fire + grace {
             return Err(format!(
                 "{} changed to {}; planned for the new day instead",
                 field.key(),

@@ -660,3 +660,63 @@ fn a_year_of_forecast_for_the_shipped_jobs_and_business_hours_returns_every_send
     );
     assert_eq!(sends.len(), ops * slots.len() + 3 + 2 + 4);
 }
+
+#[test]
+fn birthdays_on_every_2027_2028_dst_day_are_forecast_when_zoneinfo_says() {
+    let f = fixture("anniversaries.json");
+    let at: Vec<&str> = f["at"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&[]);
+    for time in &at {
+        let id = format!("greet-{}", time.replace(':', ""));
+        ws.write(
+            &format!("jobs/{id}.yaml"),
+            &format!("id: {id}\ntrigger: {{anniversary: contact.birthday, at: \"{time}\"}}\ntemplate: birthday_greeting\nchannels: [email]\n"),
+        );
+    }
+    // One contact per zone and birth date (policy.leap_day is feb28, the default).
+    let mut want = BTreeSet::new();
+    let mut lines = Vec::new();
+    for (n, case) in f["cases"].as_array().unwrap().iter().enumerate() {
+        if case["leap_day"] != "feb28" {
+            continue;
+        }
+        let contact = format!("c-{n}");
+        lines.push(common::birthday(
+            &format!("u-{n}"),
+            &contact,
+            "Kim",
+            &format!("c{n}@example.com"),
+            case["zone"].as_str().unwrap(),
+            "en",
+            case["birth"].as_str().unwrap(),
+        ));
+        for (i, time) in at.iter().enumerate() {
+            for y in 0..2 {
+                let fire = instant(case["fire"][i][y].as_i64().unwrap());
+                want.insert((
+                    format!("greet-{}", time.replace(':', "")),
+                    contact.clone(),
+                    fire,
+                ));
+            }
+        }
+    }
+    ws.import(&lines).ok();
+    let sends: BTreeSet<_> = forecast(&ws, "2027-01-01T00:00:00Z", "2029-01-01T00:00:00Z")
+        .into_iter()
+        .collect();
+    let missing: Vec<_> = want.difference(&sends).take(5).collect();
+    let extra: Vec<_> = sends.difference(&want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "not forecast: {missing:?}\nnot by zoneinfo: {extra:?}"
+    );
+    eprintln!("{} greetings forecast at zoneinfo's instants", sends.len());
+    assert!(sends.len() >= 1500);
+}
