@@ -88,8 +88,10 @@ pub(super) async fn sms_status(
         uri: &uri,
         body: &body,
     };
-    // Twilio signs status callbacks with the URL we gave it (the gateway's status_callback).
-    let url = None;
+    // Twilio signs status callbacks with the URL it called: the gateway's status_callback
+    // when it has one (the channel prefers it), else `api.public_url` + this path, as for
+    // inbound messages.
+    let url = req.url();
     let summary = sms_hooks::status_callback(
         &state.store,
         sms,

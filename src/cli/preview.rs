@@ -113,10 +113,7 @@ pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         }
         Trigger::Cron { cron, timezone, .. } => {
             let ctz = timezone.unwrap_or(book.default_timezone);
-            let next =
-                crate::schedule::occurrences(cron, ctz, now, now + chrono::Duration::days(400))
-                    .first()
-                    .copied();
+            let next = crate::cron_tz::next_after(cron, ctz, now)?;
             (next, format!("{}:<occurrence>", contact.id))
         }
     };

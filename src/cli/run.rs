@@ -38,9 +38,18 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         Some(w) => Some(WebhookChannel::new(w).map_err(|e| Exit::invalid(format!("{e:#}")))?),
         None => None,
     };
-    // Gateways read their secrets at first use: the daemon starts without them.
+    // Gateways read their secrets at first use: the daemon starts without them. With
+    // `api.public_url`, Twilio is asked to call our receipts route.
+    let public_url = app
+        .config
+        .api
+        .as_ref()
+        .and_then(|a| a.public_url.as_deref());
     let sms = match &app.config.sms {
-        Some(s) => Some(SmsChannel::new(s).map_err(|e| Exit::invalid(format!("{e:#}")))?),
+        Some(s) => Some(
+            SmsChannel::with_public_url(s, public_url)
+                .map_err(|e| Exit::invalid(format!("{e:#}")))?,
+        ),
         None => None,
     };
     let channels = Arc::new(Channels {

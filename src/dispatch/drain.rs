@@ -25,7 +25,8 @@ impl Dispatcher {
     ) -> Result<Stats, StoreError> {
         let limit = self.cfg.concurrency as usize;
         let group = self.cfg.batch_size as usize;
-        let (done_tx, recorder) = record::start(self.store.clone(), group, limit * 2 + group);
+        let (done_tx, recorder) =
+            record::start(self.store.clone(), group, limit * 2 + group, self.dry_run);
         let held = Arc::new(Held::new(&self.cfg));
         let (beat_stop, beat_stopped) = watch::channel(false);
         let beat = tokio::spawn(super::lease::heartbeat(

@@ -33,6 +33,10 @@ pub(super) struct Twilio {
     account_sid: String,
     auth_token: String,
     sender: TwilioSender,
+    /// The gateway's own `status_callback`.
+    configured_status_callback: Option<String>,
+    /// What each send asks Twilio to call: the configured one, else `api.public_url` + the
+    /// receipts path.
     status_callback: Option<String>,
 }
 
@@ -43,7 +47,11 @@ pub(super) struct Prepared {
 }
 
 impl Twilio {
-    pub(super) fn new(cfg: &TwilioConfig, auth_token: String) -> Twilio {
+    pub(super) fn new(
+        cfg: &TwilioConfig,
+        auth_token: String,
+        public_status_url: Option<&str>,
+    ) -> Twilio {
         let mut messages_url = cfg.base_url.clone();
         if let Ok(mut path) = messages_url.path_segments_mut() {
             path.pop_if_empty().extend([
@@ -58,7 +66,11 @@ impl Twilio {
             account_sid: cfg.account_sid.clone(),
             auth_token,
             sender: cfg.sender.clone(),
-            status_callback: cfg.status_callback.clone(),
+            configured_status_callback: cfg.status_callback.clone(),
+            status_callback: cfg
+                .status_callback
+                .clone()
+                .or(public_status_url.map(str::to_string)),
         }
     }
 
@@ -66,8 +78,9 @@ impl Twilio {
         Redactor::new(&[&self.auth_token]).with_basic(&self.account_sid, &self.auth_token)
     }
 
-    pub(super) fn status_callback(&self) -> Option<&str> {
-        self.status_callback.as_deref()
+    /// The receipts URL the gateway's settings name (Twilio signs callbacks with it).
+    pub(super) fn configured_status_callback(&self) -> Option<&str> {
+        self.configured_status_callback.as_deref()
     }
 
     pub(super) fn auth_token(&self) -> &str {
@@ -446,6 +459,43 @@ mod tests {
             port_variants("https://[::1]/x"),
             ["https://[::1]/x", "https://[::1]:443/x"]
         );
+    }
+
+    #[test]
+    fn each_send_names_the_receipts_url_the_configured_one_first() {
+        let cfg = |status_callback: Option<&str>| TwilioConfig {
+            base_url: Url::parse("https://api.twilio.com").unwrap(),
+            account_sid: "AC1".into(),
+            auth_token: crate::values::Secret::None,
+            sender: TwilioSender::MessagingService("MG1".into()),
+            status_callback: status_callback.map(str::to_string),
+        };
+        let msg = SmsMessage {
+            to: "+15005550006".into(),
+            text: Some("hi".into()),
+            template: None,
+            reference: "m1".into(),
+        };
+        let callback = |t: &Twilio| {
+            let p = t.prepare(&msg).unwrap();
+            p.form
+                .iter()
+                .find(|(k, _)| *k == "StatusCallback")
+                .map(|(_, v)| v.clone())
+        };
+        let public = Some("https://shop.example/hooks/sms/tw/status");
+        // A Messaging Service without its own callback: api.public_url + the receipts path.
+        let t = Twilio::new(&cfg(None), "tok".into(), public);
+        assert_eq!(callback(&t).as_deref(), public);
+        assert_eq!(t.configured_status_callback(), None);
+        // The gateway's own wins, and is what signatures are checked against.
+        let own = "https://proxy.example/twilio-receipts";
+        let t = Twilio::new(&cfg(Some(own)), "tok".into(), public);
+        assert_eq!(callback(&t).as_deref(), Some(own));
+        assert_eq!(t.configured_status_callback(), Some(own));
+        // Neither: no StatusCallback (the Messaging Service's console setting applies).
+        let t = Twilio::new(&cfg(None), "tok".into(), None);
+        assert_eq!(callback(&t), None);
     }
 
     #[test]
