@@ -95,6 +95,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
             ),
             ready: ready.clone(),
             sms: d.channels.sms.clone(),
+            relay: d.channels.email.health(),
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {

@@ -279,9 +279,16 @@ impl Dispatcher {
                 let me = Arc::clone(self);
                 let done = done_tx.clone();
                 let pace = pace.clone();
+                let guard = crate::send_guard::Guard::new(
+                    &m,
+                    &self.planner.jobs,
+                    &self.node,
+                    self.clock.now(),
+                );
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let c = me.process(m).await;
+                    // A panic fails this message at once (see send_guard), not its lease.
+                    let c = guard.run(me.process(m)).await;
                     pace.observe(started.elapsed());
                     let _ = done.send(c).await;
                     drop(slot);
@@ -300,7 +307,10 @@ impl Dispatcher {
         let _ = beat.await;
         let mut stats = recorded?;
         // Committed now: the next claim reads these sends from the store.
-        self.sends.lock().expect("sends lock").clear();
+        self.sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         for (token, ids) in unsure {
             // Still ours if no reaper took them (the renewal failed, the lease held): back
             // to the queue untried; otherwise this matches nothing.
@@ -334,6 +344,7 @@ impl Dispatcher {
             address: None,
             at: now,
             next: None,
+            uncounted: false,
         };
         let Some(job) = self.planner.jobs.get(&m.job_id).cloned() else {
             if self.cfg.on_job_removed == crate::config::OnJobRemoved::Hold {
@@ -516,7 +527,10 @@ impl Dispatcher {
         // own sends are added under a lock so two messages to one contact cannot both pass.
         let mut reserved = false;
         if marketing && !policy.caps.is_empty() {
-            let mut in_run = self.sends.lock().expect("sends lock");
+            let mut in_run = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mine = in_run.entry(m.contact.id.clone()).or_default();
             let mut by_id: HashMap<&str, DateTime<Utc>> = m
                 .recent_sends
@@ -756,7 +770,13 @@ impl Dispatcher {
     }
 
     fn unreserve(&self, contact: &str, message_id: &str, reserved: bool) {
-        if reserved && let Some(v) = self.sends.lock().expect("sends lock").get_mut(contact) {
+        if reserved
+            && let Some(v) = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_mut(contact)
+        {
             v.retain(|(id, _)| id != message_id);
         }
     }
@@ -842,6 +862,19 @@ impl Dispatcher {
             Outcome::Sent => {
                 c.state = MessageState::Sent;
                 c.next = self.planner.next_step(job, m, now);
+            }
+            Outcome::Transient if d.relay_fault => {
+                // Our relay refused our session (a login, our sender): not this message's
+                // fault. It waits, its try recorded but not counted toward max_attempts.
+                let at = now + backoff(&self.cfg.retry, m.attempts + 1);
+                c.state = MessageState::Retrying;
+                c.retry_at = Some(at);
+                c.uncounted = true;
+                c.reason = Some(format!(
+                    "waiting for the relay: {} (not counted as a try); next try {}",
+                    with_code(d.code, &d.detail),
+                    fmt_time(at)
+                ));
             }
             Outcome::Transient if try_no >= i64::from(self.cfg.retry.max_attempts) => {
                 c.state = MessageState::Failed;
@@ -958,6 +991,7 @@ fn dry_delivery() -> Delivery {
         detail: "forecast: not sent".into(),
         provider_id: None,
         retry_after: None,
+        relay_fault: false,
     }
 }
 

@@ -196,11 +196,42 @@ fn json_string_content(s: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
+/// HTML escaping that also disarms script URLs: a value that a browser would read as a
+/// `javascript:`, `vbscript:` or `data:` URL becomes `unsafe:…` (as Angular does), so a link
+/// built from event data (`<a href="{{event.data.review_url}}">`) cannot run anything.
+/// Why here and not in a helper: the escape applies to every `{{value}}` of an HTML
+/// template, so a template author cannot forget it; `{{{ }}}` opts out of all escaping, as
+/// handlebars documents.
+fn html_escape(value: &str) -> String {
+    let value = if is_script_url(value) {
+        format!("unsafe:{value}")
+    } else {
+        value.to_string()
+    };
+    handlebars::html_escape(&value)
+}
+
+/// Whether a URL parser would find a scripting scheme at the start of `value`: it strips
+/// leading spaces and control characters and ignores tabs and line breaks anywhere (WHATWG
+/// URL), and schemes are case-insensitive; so `  JaVa\tScRiPt:alert(1)` is one.
+fn is_script_url(value: &str) -> bool {
+    let scheme: String = value
+        .trim_start_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .take_while(|c| *c != ':')
+        .take(16)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let has_colon = value.contains(':');
+    has_colon && matches!(scheme.as_str(), "javascript" | "vbscript" | "data")
+}
+
 fn registry(escape: Escape) -> Handlebars<'static> {
     let mut h = Handlebars::new();
     h.set_strict_mode(true);
     match escape {
-        Escape::Html => {}
+        Escape::Html => h.register_escape_fn(html_escape),
         Escape::None => h.register_escape_fn(handlebars::no_escape),
         Escape::JsonString => h.register_escape_fn(json_string_content),
     }
@@ -1147,6 +1178,31 @@ mod tests {
             r.text.as_deref(),
             Some("2026年11月21日 2026年11月21日 07:30")
         );
+    }
+
+    #[test]
+    fn script_urls_are_disarmed_in_html_only() {
+        for bad in [
+            "javascript:alert(1)",
+            "  JavaScript:alert(1)",
+            "java\tscript:alert(1)",
+            "\u{1}javascript:x",
+            "VBScript:msgbox",
+            "data:text/html;base64,PHNjcmlwdD4=",
+        ] {
+            assert!(is_script_url(bad), "{bad:?}");
+            assert!(html_escape(bad).starts_with("unsafe:"), "{bad:?}");
+        }
+        for fine in [
+            "https://shop.example.com/r?o=1",
+            "mailto:care@example.com",
+            "SO-1001",
+            "java script",
+            "a javascript: b",
+        ] {
+            assert!(!is_script_url(fine), "{fine:?}");
+        }
+        assert_eq!(html_escape("<b>&"), "&lt;b&gt;&amp;");
     }
 
     #[test]

@@ -107,13 +107,21 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The store answers and the jobs are loaded.
+/// The store answers, the jobs are loaded, and the SMTP relay (when email goes over SMTP)
+/// does not refuse our session (a wrong password: mail waits, so this node is not ready).
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reason")))]
 pub async fn readyz(State(state): State<ApiState>) -> Response {
     if !is_ready(&State(state.clone())) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: jobs not loaded yet\n",
+        )
+            .into_response();
+    }
+    if let Some(why) = state.relay.as_ref().and_then(|r| r.fault()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", crate::text::printable(&why)),
         )
             .into_response();
     }

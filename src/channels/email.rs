@@ -3,6 +3,13 @@
 //!
 //! lettre's own timeout covers connecting only (lettre #1027), so every send is wrapped in
 //! `tokio::time::timeout`: a server that stalls after DATA costs one timeout, not a worker.
+//!
+//! Everything in a message can come from outside (the contact's name, event data in the
+//! subject), and lettre's header code panics on some of it (a CR or LF in a display name).
+//! So values are made safe for a header first ([`display_name`], [`subject_header`]), and
+//! building and formatting the message runs under `catch_unwind` besides: whatever lettre
+//! still refuses, or panics on, is a permanent failure of that one message with the reason,
+//! never a dead worker.
 
 use super::Delivery;
 use super::smtp::SmtpPool;
@@ -11,9 +18,11 @@ use crate::model::Outcome;
 use crate::templates::RenderedEmail;
 use chrono::{DateTime, Utc};
 use lettre::Message;
+use lettre::address::Envelope;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub enum EmailChannel {
@@ -105,6 +114,14 @@ impl EmailChannel {
         format!("<{outbox_id}@{domain}>")
     }
 
+    /// Whether the SMTP relay takes our mail (`None` when writing files).
+    pub fn health(&self) -> Option<Arc<super::smtp::RelayHealth>> {
+        match self {
+            EmailChannel::Smtp { pool, .. } => Some(pool.health()),
+            EmailChannel::File { .. } => None,
+        }
+    }
+
     fn from(&self) -> &Mailbox {
         match self {
             EmailChannel::Smtp { from, .. } | EmailChannel::File { from, .. } => from,
@@ -112,7 +129,7 @@ impl EmailChannel {
     }
 
     pub async fn send(&self, out: &OutgoingEmail<'_>) -> Delivery {
-        let message = match build(self.from(), out) {
+        let (envelope, bytes) = match compose(self.from(), out) {
             Ok(m) => m,
             Err(e) => return Delivery::permanent(e),
         };
@@ -125,7 +142,7 @@ impl EmailChannel {
                     .replace(['/', '\\'], "_");
                 let path = dir.join(format!("{name}.eml"));
                 let tmp = dir.join(format!(".{name}.eml.tmp"));
-                let written = tokio::fs::write(&tmp, message.formatted())
+                let written = tokio::fs::write(&tmp, &bytes)
                     .await
                     .and(tokio::fs::rename(&tmp, &path).await);
                 match written {
@@ -135,13 +152,13 @@ impl EmailChannel {
                         detail: format!("written to {}", path.display()),
                         provider_id: None,
                         retry_after: None,
+                        relay_fault: false,
                     },
                     Err(e) => Delivery::transient(format!("cannot write {}: {e}", path.display())),
                 }
             }
             EmailChannel::Smtp { pool, timeout, .. } => {
-                let bytes = message.formatted();
-                tokio::time::timeout(*timeout, pool.send(message.envelope(), &bytes))
+                tokio::time::timeout(*timeout, pool.send(&envelope, &bytes))
                     .await
                     .unwrap_or_else(|_| {
                         Delivery::transient(format!(
@@ -156,17 +173,119 @@ impl EmailChannel {
     }
 }
 
+/// The envelope and the bytes of the message, or why it cannot be built. A panic inside
+/// lettre is caught here and becomes that reason: it concerns this message only.
+fn compose(from: &Mailbox, out: &OutgoingEmail) -> Result<(Envelope, Vec<u8>), String> {
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build(from, out).map(|m| (m.envelope().clone(), m.formatted()))
+    }));
+    match built {
+        Ok(result) => result,
+        Err(panic) => Err(format!(
+            "cannot build the email: lettre failed on it ({}); not sent",
+            crate::text::printable(&panic_text(&*panic))
+        )),
+    }
+}
+
+/// A panic's message, when it has one.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A contact's name as a header's display name: control characters (a CR or LF would start
+/// a new header line; lettre panics on them) and other invisible trouble become spaces,
+/// runs of spaces one; a name with nothing left is dropped (the address alone is a valid
+/// recipient). Logged when it changed, so the bad data can be fixed at its source.
+pub fn display_name(raw: Option<&str>, message_id: &str) -> Option<String> {
+    let raw = raw?;
+    let clean = raw
+        .split(|c: char| crate::text::is_unsafe(c) || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let changed = clean != raw.trim();
+    if changed {
+        tracing::warn!(
+            message_id = %message_id,
+            "the contact's name holds control characters; {} (fix the contact at its source)",
+            if clean.is_empty() { "sent without a name" } else { "they were replaced by spaces" }
+        );
+    }
+    (!clean.is_empty()).then_some(clean)
+}
+
+/// The subject as one line: control characters become spaces (a subject is one header line,
+/// and lettre passes ESC and other controls through as they are).
+fn one_line(subject: &str) -> String {
+    if !subject.chars().any(crate::text::is_unsafe) {
+        return subject.to_string();
+    }
+    subject
+        .split(crate::text::is_unsafe)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `Subject` header that says exactly its text.
+///
+/// lettre writes an ASCII subject as it is; a subject holding the literal text of an
+/// RFC 2047 encoded word (`=?utf-8?b?SGk=?=`, from event data) would then be decoded by
+/// mail clients into other text. Such a subject is written wholly as encoded words instead:
+/// a client decodes it once, back to the literal characters, and no further.
+#[derive(Clone)]
+struct LiteralSubject(String);
+
+impl Header for LiteralSubject {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Subject")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(LiteralSubject(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        let mut encoded = String::new();
+        {
+            let mut w = email_encoding::headers::writer::EmailWriter::new(
+                &mut encoded,
+                "Subject: ".len(),
+                0,
+                false,
+            );
+            // Writing to a String does not fail; if it did, the text would be cut short,
+            // never passed through raw.
+            let _ = email_encoding::headers::rfc2047::encode(&self.0, &mut w);
+        }
+        HeaderValue::dangerous_new_pre_encoded(Self::name(), self.0.clone(), encoded)
+    }
+}
+
 fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
     let to: Mailbox = match out.to.parse::<lettre::Address>() {
-        Ok(addr) => Mailbox::new(out.to_name.map(str::to_string), addr),
-        Err(e) => return Err(format!("invalid recipient address `{}`: {e}", out.to)),
+        Ok(addr) => Mailbox::new(display_name(out.to_name, out.message_id), addr),
+        Err(e) => {
+            return Err(format!(
+                "invalid recipient address `{}`: {e}",
+                crate::text::printable(out.to)
+            ));
+        }
     };
+    let subject = one_line(&out.content.subject);
     let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
-        .subject(out.content.subject.clone())
         .message_id(Some(out.message_id.to_string()))
         .date(out.date.into());
+    builder = if subject.contains("=?") {
+        builder.header(LiteralSubject(subject))
+    } else {
+        builder.subject(subject)
+    };
     if let Some((url, mailto)) = &out.unsubscribe {
         let value = match mailto {
             Some(m) => format!("<{url}>, <{m}>"),

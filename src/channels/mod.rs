@@ -4,8 +4,12 @@
 //! (retry later) or permanent failure, with the server's own code and text so support can
 //! read what happened. A channel never touches the store and never retries by itself:
 //! dispatch owns both, so every attempt is recorded the same way whatever the transport.
+//! A refusal of the session itself (an SMTP relay that rejects our login) is a fault of our
+//! own setup, not of the message: it is marked [`Delivery::relay_fault`], so dispatch lets the
+//! message wait without using up its tries.
 
 pub mod email;
+pub mod redact;
 pub mod sms;
 pub mod smtp;
 pub mod webhook;
@@ -24,6 +28,11 @@ pub struct Delivery {
     pub provider_id: Option<String>,
     /// The other side asked us to wait this long before trying again (HTTP `Retry-After`).
     pub retry_after: Option<std::time::Duration>,
+    /// The failure is the relay's refusal of our session (its greeting, our EHLO, our login,
+    /// our sender), not an answer about this message: a configuration fault of ours. The
+    /// message waits and is retried with backoff, and the try does not count toward
+    /// `max_attempts` (always with `Outcome::Transient`).
+    pub relay_fault: bool,
 }
 
 impl Delivery {
@@ -34,6 +43,7 @@ impl Delivery {
             detail: detail.into(),
             provider_id: None,
             retry_after: None,
+            relay_fault: false,
         }
     }
 
@@ -44,6 +54,7 @@ impl Delivery {
             detail: detail.into(),
             provider_id: None,
             retry_after: None,
+            relay_fault: false,
         }
     }
 }

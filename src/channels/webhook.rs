@@ -115,6 +115,7 @@ impl WebhookChannel {
             detail,
             provider_id: None,
             retry_after,
+            relay_fault: false,
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::dispatch::Dispatcher;
 use crate::model::{MessageRecord, MessageState};
 use crate::schedule::Scheduler;
 use crate::store::{LogFilter, Store};
+use crate::text::printable as p;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
 use std::sync::Arc;
@@ -148,19 +149,19 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         } else {
             format!(
                 "{} {}",
-                m.channel.as_deref().unwrap_or("-"),
-                m.address.as_deref().unwrap_or("")
+                p(m.channel.as_deref().unwrap_or("-")),
+                p(m.address.as_deref().unwrap_or(""))
             )
         };
         println!(
             "{}  {}  step {}  contact {}{}  {what}",
             fmt(m.sent_at),
-            m.job_id,
+            p(&m.job_id),
             m.step,
-            m.contact_id,
+            p(&m.contact_id),
             m.order_id
                 .as_deref()
-                .map(|o| format!("  order {o}"))
+                .map(|o| format!("  order {}", p(o)))
                 .unwrap_or_default()
         );
     }
@@ -170,10 +171,10 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         for m in &skip {
             println!(
                 "  {}  {}  contact {}: {}",
-                m.id,
-                m.job_id,
-                m.contact_id,
-                m.reason.as_deref().unwrap_or(m.state.as_str())
+                p(&m.id),
+                p(&m.job_id),
+                p(&m.contact_id),
+                p(m.reason.as_deref().unwrap_or(m.state.as_str()))
             );
         }
     }

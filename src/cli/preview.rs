@@ -5,6 +5,7 @@ use super::{App, Exit, read_input};
 use crate::ingest::parse_event;
 use crate::jobs::{DateField, Trigger};
 use crate::plan::MessageFacts;
+use crate::text::{printable as p, printable_lines as lines};
 use chrono::Utc;
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             "warning: job {} is triggered by {}, this event is {}",
             job.id,
             job.trigger.event().unwrap_or("-"),
-            inc.event.kind
+            p(&inc.event.kind)
         );
     }
     let planner = app.planner();
@@ -185,7 +186,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             a.step - 1
         ),
     }
-    println!("dedupe:   {dedupe}");
+    println!("dedupe:   {}", p(&dedupe));
     println!("channels: {}", job.channels.join(", "));
     if let Some(email) = &email {
         let to = match (&contact.name, &contact.email) {
@@ -193,13 +194,13 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             (None, Some(e)) => e.clone(),
             _ => "(no email address: this contact would be skipped)".into(),
         };
-        println!("to:       {to}");
-        println!("subject:  {}", email.subject);
+        println!("to:       {}", p(&to));
+        println!("subject:  {}", p(&email.subject));
         if let Some(t) = &email.text {
-            println!("--- text ---\n{}", t.trim_end());
+            println!("--- text ---\n{}", lines(t.trim_end()));
         }
         if let Some(h) = &email.html {
-            println!("--- html ---\n{}", h.trim_end());
+            println!("--- html ---\n{}", lines(h.trim_end()));
         }
     }
     if let Some(sms) = &sms {
@@ -207,10 +208,10 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         println!("--- sms ---");
         println!(
             "to:       {}",
-            contact
+            p(contact
                 .phone
                 .as_deref()
-                .unwrap_or("(no phone number: the next channel would be used)")
+                .unwrap_or("(no phone number: the next channel would be used)"))
         );
         let route = if job.sms.route.is_empty() {
             app.config
@@ -236,10 +237,10 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         if let Some(code) = job.sms.template_codes.get(&step.template) {
             println!(
                 "provider template: {code} {}",
-                sms.params.as_deref().map(str::trim).unwrap_or("{}")
+                p(sms.params.as_deref().map(str::trim).unwrap_or("{}"))
             );
         }
-        println!("{}", sms.text);
+        println!("{}", lines(&sms.text));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use super::{App, Exit};
 use crate::ingest::normalise_phone;
+use crate::text::printable as p;
 use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
@@ -78,19 +79,26 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             store
                 .suppress(channel.as_str(), &address, &reason, Some("cli"), Utc::now())
                 .await?;
-            println!("suppressed {} {address}: {reason}", channel.as_str());
+            println!(
+                "suppressed {} {}: {}",
+                channel.as_str(),
+                p(&address),
+                p(&reason)
+            );
         }
         Command::Remove { channel, address } => {
             let address = check_address(channel, &address)?;
             if !store.unsuppress(channel.as_str(), &address).await? {
                 return Err(Exit::invalid(format!(
-                    "{} {address} is not on the suppression list",
-                    channel.as_str()
+                    "{} {} is not on the suppression list",
+                    channel.as_str(),
+                    p(&address)
                 )));
             }
             println!(
-                "removed {} {address} from the suppression list",
-                channel.as_str()
+                "removed {} {} from the suppression list",
+                channel.as_str(),
+                p(&address)
             );
         }
         Command::List { channel, format } => {
@@ -102,12 +110,12 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                         println!(
                             "{}  {:<5}  {}  {}{}",
                             s.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-                            s.channel,
-                            s.address,
-                            s.reason,
+                            p(&s.channel),
+                            p(&s.address),
+                            p(&s.reason),
                             s.source
                                 .as_deref()
-                                .map(|x| format!(" ({x})"))
+                                .map(|x| format!(" ({})", p(x)))
                                 .unwrap_or_default()
                         );
                     }
@@ -140,7 +148,7 @@ pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Resu
         .verify(&a.token)
         .map_err(|e| Exit::invalid(format!("rejected: {e}")))?;
     if a.check {
-        println!("valid: {channel} {address}");
+        println!("valid: {} {}", p(&channel), p(&address));
         return Ok(());
     }
     let store = app.open_store().await?;
@@ -154,6 +162,6 @@ pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Resu
         )
         .await?;
     store.close().await;
-    println!("unsubscribed {channel} {address}");
+    println!("unsubscribed {} {}", p(&channel), p(&address));
     Ok(())
 }

@@ -29,7 +29,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let d = &d.sorted();
     match a.format {
         Format::Text => {
-            print!("{d}");
+            print!("{}", crate::text::for_terminal_lines(&d.to_string()));
             let mut names: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
             names.sort_unstable();
             println!(

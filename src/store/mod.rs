@@ -359,6 +359,9 @@ pub struct Completion {
     pub at: DateTime<Utc>,
     /// The reminder planned by this send, inserted in the same transaction.
     pub next: Option<NewMessage>,
+    /// The try met a fault of ours, not the message's (the SMTP relay refused our login):
+    /// its attempts are recorded, but it does not count toward `max_attempts` (`tries`).
+    pub uncounted: bool,
 }
 
 impl Store {

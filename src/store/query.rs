@@ -331,7 +331,9 @@ pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>
         b.push(Bind::Int(
             (c.state == MessageState::Sent).then(|| to_millis(c.at)),
         ));
-        b.push(Bind::Int(Some(i64::from(!c.attempts.is_empty()))));
+        b.push(Bind::Int(Some(i64::from(
+            !c.attempts.is_empty() && !c.uncounted,
+        ))));
     }
     (sql, b)
 }

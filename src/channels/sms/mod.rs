@@ -538,6 +538,7 @@ mod tests {
                 detail: format!("{gateway} said so"),
                 provider_id: None,
                 retry_after: retry_after.map(Duration::from_secs),
+                relay_fault: false,
             },
         }
     }
