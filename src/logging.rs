@@ -47,6 +47,13 @@ pub fn init(format: Option<LogFormat>, default_level: &str) {
         LogFormat::Text
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Global filters (not per-layer ones: with those, some of our events went missing on
+    // PostgreSQL, whose driver logs through the same callsites' interest cache).
+    let filtered = tracing_subscriber::registry()
+        .with(filter())
+        .with(filter_fn(|meta| {
+            ours(meta.target()) || *meta.level() <= Level::INFO
+        }));
     let layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -59,11 +66,7 @@ pub fn init(format: Option<LogFormat>, default_level: &str) {
         },
         LogFormat::Text => text_layer(ansi),
     };
-    let result = tracing_subscriber::registry()
-        .with(layer.with_filter(filter()).with_filter(filter_fn(|meta| {
-            ours(meta.target()) || *meta.level() <= Level::INFO
-        })))
-        .try_init();
+    let result = filtered.with(layer).try_init();
     if result.is_ok() {
         std::panic::set_hook(Box::new(log_panic));
     }

@@ -314,3 +314,120 @@ fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
     };
     result.map_err(|e| format!("cannot build the email: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(subject: &str) -> RenderedEmail {
+        RenderedEmail {
+            subject: subject.into(),
+            text: Some("hello".into()),
+            html: None,
+            locale: "en".into(),
+        }
+    }
+
+    fn out<'a>(name: Option<&'a str>, content: &'a RenderedEmail) -> OutgoingEmail<'a> {
+        OutgoingEmail {
+            message_id: "<m-1@example.com>",
+            to: "eve@example.com",
+            to_name: name,
+            content,
+            date: DateTime::<Utc>::UNIX_EPOCH,
+            unsubscribe: None,
+        }
+    }
+
+    fn from() -> Mailbox {
+        "Shop <care@example.com>".parse().unwrap()
+    }
+
+    fn headers(bytes: &[u8]) -> String {
+        let text = String::from_utf8_lossy(bytes);
+        text.split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn lettre_panics_on_a_raw_crlf_name_which_is_why_names_are_cleaned() {
+        let name = "Eve\r\nBcc: x@y";
+        let raw = std::panic::catch_unwind(|| {
+            let to = Mailbox::new(Some(name.into()), "eve@example.com".parse().unwrap());
+            Message::builder()
+                .from(from())
+                .to(to)
+                .subject("s")
+                .body(String::from("b"))
+                .map(|m| m.formatted())
+        });
+        // lettre 0.11.23: `Mailbox`'s Display returns fmt::Error for the name and the To
+        // header's `to_string()` panics on it ("a Display implementation returned an error
+        // unexpectedly"). If an upgrade stops panicking, drop this half of the test.
+        assert!(
+            raw.is_err(),
+            "lettre no longer panics on a CR/LF display name"
+        );
+        let c = content("s");
+        let (envelope, bytes) = compose(&from(), &out(Some(name), &c)).unwrap();
+        let h = headers(&bytes);
+        assert!(
+            h.contains("To: \"Eve Bcc: x@y\" <eve@example.com>") || h.contains("To: =?utf-8?"),
+            "{h}"
+        );
+        assert!(!h.contains("\r\nBcc:"), "{h}");
+        assert_eq!(envelope.to().len(), 1);
+    }
+
+    #[test]
+    fn display_names_lose_control_characters_or_are_dropped() {
+        assert_eq!(display_name(Some("王芳"), "m"), Some("王芳".into()));
+        assert_eq!(
+            display_name(Some(" Eve\r\n\tMallory\u{1b}[2J "), "m"),
+            Some("Eve Mallory [2J".into())
+        );
+        assert_eq!(display_name(Some("\r\n\u{7}"), "m"), None);
+        assert_eq!(display_name(None, "m"), None);
+    }
+
+    #[test]
+    fn a_literal_encoded_word_in_a_subject_stays_literal() {
+        let c = content("Order =?utf-8?b?SGFja2Vk?= shipped");
+        let (_, bytes) = compose(&from(), &out(None, &c)).unwrap();
+        let h = headers(&bytes);
+        let subject = h
+            .lines()
+            .skip_while(|l| !l.starts_with("Subject:"))
+            .take_while(|l| l.starts_with("Subject:") || l.starts_with(' '))
+            .collect::<Vec<_>>()
+            .join("");
+        // Written as encoded words: a client decodes them once, to the literal text.
+        assert!(subject.starts_with("Subject: =?utf-8?b?"), "{subject}");
+        assert!(!subject.contains("SGFja2Vk?="), "{subject}");
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        assert_eq!(parsed.subject(), Some("Order =?utf-8?b?SGFja2Vk?= shipped"));
+    }
+
+    #[test]
+    fn a_subject_is_one_line() {
+        let c = content("Re: SO-1\r\nBcc: x@y\u{1b}[31m");
+        let (_, bytes) = compose(&from(), &out(None, &c)).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        assert_eq!(parsed.subject(), Some("Re: SO-1 Bcc: x@y [31m"));
+        assert!(parsed.header_raw("Bcc").is_none());
+    }
+
+    #[test]
+    fn an_invalid_recipient_is_a_reason_not_a_panic() {
+        let c = content("s");
+        let mut o = out(None, &c);
+        o.to = "not an address\u{1b}";
+        let e = compose(&from(), &o).unwrap_err();
+        assert!(
+            e.starts_with("invalid recipient address `not an address\\x1b`"),
+            "{e}"
+        );
+    }
+}

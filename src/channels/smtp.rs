@@ -29,6 +29,7 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::response::Severity;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -112,7 +113,7 @@ impl Stage {
             Stage::Greeting => "SMTP relay refuses our connection",
             Stage::Starttls => "SMTP relay refuses STARTTLS",
             Stage::Auth => "SMTP relay refuses our login",
-            Stage::Ehlo => "SMTP relay refuses our EHLO/HELO",
+            Stage::Ehlo => "SMTP relay refuses our EHLO",
             Stage::Mail => "SMTP relay refuses our sender (MAIL FROM)",
             _ => "SMTP relay refuses the message",
         }
@@ -414,12 +415,23 @@ impl SmtpPool {
             }
             _ => Box::new(tcp),
         };
-        // lettre reads the greeting and sends EHLO (HELO if refused) in one call; a reply
-        // code tells the greeting's refusal (554 at connect) from EHLO's only by its text, so
-        // both count as the session's.
+        // lettre reads the greeting and sends EHLO in one call: whether we had written
+        // anything tells a refused greeting from a refused EHLO.
+        let wrote = Arc::new(AtomicBool::new(false));
+        let stream = Box::new(Watched {
+            inner: stream,
+            wrote: wrote.clone(),
+        });
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
             .await
-            .map_err(|e| (greeting_or_ehlo(&e), self.classify(&e)))?;
+            .map_err(|e| {
+                let stage = if wrote.load(Ordering::Relaxed) {
+                    Stage::Ehlo
+                } else {
+                    Stage::Greeting
+                };
+                (stage, self.classify(&e))
+            })?;
         if let Some(params) = &self.starttls {
             conn.starttls(params.clone(), &self.hello)
                 .await
@@ -454,16 +466,49 @@ impl SmtpPool {
     }
 }
 
-/// A failure of lettre's connect: a refused greeting or a refused EHLO and HELO.
-fn greeting_or_ehlo(e: &lettre::transport::smtp::Error) -> Stage {
-    let text = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string())
-        .to_ascii_lowercase();
-    if text.contains("helo") || text.contains("ehlo") {
-        Stage::Ehlo
-    } else {
-        Stage::Greeting
+/// A stream that notes whether anything was written to it.
+#[derive(Debug)]
+struct Watched {
+    inner: Box<dyn AsyncTokioStream>,
+    wrote: Arc<AtomicBool>,
+}
+
+impl AsyncTokioStream for Watched {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.wrote.store(true, Ordering::Relaxed);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -28,7 +28,7 @@ pub struct Args {
 pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let Some(job) = app.jobs.get(&a.job) else {
-        eprint!("{}", app.diags);
+        eprint!("{}", lines(&app.diags.to_string()));
         let known: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
         let hint = crate::diag::did_you_mean(&a.job, known.iter().copied())
             .unwrap_or_else(|| format!("jobs: {}", known.join(", ")));
