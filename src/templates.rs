@@ -193,7 +193,11 @@ enum Escape {
 /// A value as the content of a JSON string (quotes, backslashes and control characters).
 fn json_string_content(s: &str) -> String {
     let quoted = Value::String(s.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string()
 }
 
 /// HTML escaping that also disarms script URLs: a value that a browser would read as a
@@ -999,9 +1003,9 @@ fn format_when(h: &Helper, ctx: &Context, with_time: bool) -> Result<String, Ren
         Value::Null => String::new(),
         Value::String(s) => {
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                t.with_timezone(&tz).format(&fmt).to_string()
+                written(name, &fmt, t.with_timezone(&tz).format(&fmt))?
             } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                d.format(&fmt).to_string()
+                written(name, &fmt, d.format(&fmt))?
             } else {
                 return Err(RenderErrorReason::Other(format!(
                     "{name}: `{s}` is not a date or RFC 3339 time"
@@ -1015,6 +1019,24 @@ fn format_when(h: &Helper, ctx: &Context, with_time: bool) -> Result<String, Ren
             );
         }
     })
+}
+
+/// A formatted date as text, or a render error. chrono's formatting fails on a specifier
+/// it does not know (`%Q`) or one the value lacks (`%H` of a date without a time, which
+/// `{{datetime}}` of a date-only field asks for), and `to_string()` would panic on that.
+fn written(
+    name: &str,
+    fmt: &str,
+    formatted: impl std::fmt::Display,
+) -> Result<String, RenderError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{formatted}").map_err(|_| {
+        RenderError::from(RenderErrorReason::Other(format!(
+            "{name}: the value cannot be written as \"{fmt}\" (an unknown % specifier, or a time of day asked of a date)"
+        )))
+    })?;
+    Ok(out)
 }
 
 /// Our helpers return values rather than writing output, so the engine escapes them in
@@ -1177,6 +1199,48 @@ mod tests {
         assert_eq!(
             r.text.as_deref(),
             Some("2026年11月21日 2026年11月21日 07:30")
+        );
+    }
+
+    #[test]
+    fn a_date_format_that_cannot_be_written_is_a_render_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        std::fs::create_dir(&t).unwrap();
+        std::fs::write(t.join("email.subject.hbs"), "{{datetime contact.birthday}}").unwrap();
+        std::fs::write(
+            t.join("email.txt.hbs"),
+            "{{date event.data.when event.data.fmt}}",
+        )
+        .unwrap();
+        let (set, diags) = TemplateSet::load(dir.path(), "en");
+        assert!(diags.items.is_empty(), "{diags}");
+        let contact = Contact {
+            id: "c".into(),
+            birthday: Some("1990-02-03".into()),
+            ..Contact::default()
+        };
+        let event = Event {
+            id: "e".into(),
+            kind: "a.b".into(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-20T23:30:00+00:00").unwrap(),
+            contact_id: "c".into(),
+            data: serde_json::from_str(r#"{"when": "2026-11-20T23:30:00Z", "fmt": "%Q"}"#).unwrap(),
+        };
+        let info = MessageInfo {
+            id: "m",
+            step: 0,
+            send_at: Utc::now(),
+            locale: "en",
+            timezone: Tz::UTC,
+            token: None,
+            unsubscribe: None,
+        };
+        let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
+        let err = set.render_email("t", "en", &ctx).unwrap_err().to_string();
+        assert!(
+            err.contains("datetime: the value cannot be written"),
+            "{err}"
         );
     }
 

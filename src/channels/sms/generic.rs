@@ -55,7 +55,11 @@ fn registry(escape: fn(&str) -> String) -> Handlebars<'static> {
 
 fn json_escape(s: &str) -> String {
     let quoted = Value::String(s.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string()
 }
 
 fn form_escape(s: &str) -> String {
