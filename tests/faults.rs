@@ -662,3 +662,58 @@ fn readyz_and_metrics_tell_of_a_refused_login() {
         "{daemon_log}"
     );
 }
+
+/// What used to panic a send task (chrono's `to_string()` on a format the value cannot be
+/// written in) now fails that one message at once, with the reason; the others go.
+#[test]
+fn a_render_that_cannot_succeed_fails_its_message_at_once() {
+    let sink = SmtpSink::start(&[]);
+    let ws = Workspace::new(Some(sink.port));
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/when.yaml",
+        "id: when\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: when\n\
+         channels: [email]\ndedupe: \"{{event.data.order_id}}\"\n",
+    );
+    ws.write(
+        "message_templates/when/email.subject.hbs",
+        "Your order {{event.data.order_id}}",
+    );
+    ws.write(
+        "message_templates/when/email.txt.hbs",
+        "Delivered {{datetime event.data.when}}.",
+    );
+    ws.import(&[
+        order(
+            "e1",
+            json!({"id": "c-1", "email": "a@example.com"}),
+            json!({"order_id": "SO-1", "when": "2026-11-20"}),
+        ),
+        order(
+            "e2",
+            json!({"id": "c-2", "email": "b@example.com"}),
+            json!({"order_id": "SO-2", "when": "2026-11-20T10:00:00+08:00"}),
+        ),
+    ])
+    .ok();
+    let r = once_at(&ws, NOW);
+    assert_eq!(
+        r.stdout.trim(),
+        "1 sent, 0 retrying, 1 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panic"), "{}", r.stderr);
+    let log = by_contact(&ws);
+    let failed = &log["c-1"];
+    assert_eq!(failed["state"], "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("render failed in message_templates/when/email.txt.hbs")
+            && reason.contains("datetime: the value cannot be written"),
+        "{reason}"
+    );
+    assert_eq!(failed["attempt_log"][0]["outcome"], "permanent");
+    assert_eq!(log["c-2"]["state"], "sent");
+    assert_eq!(sink.messages().len(), 1);
+}
