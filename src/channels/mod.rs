@@ -16,6 +16,11 @@ pub mod webhook;
 
 use crate::model::Outcome;
 
+/// The longest wait a server's `Retry-After` is taken at. Its value is the server's to
+/// choose (`Retry-After: 18446744073709551615`), and a wait past the end of time cannot be
+/// added to a clock without a panic; a week is longer than any real outage asks for.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The result of one attempt on one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {

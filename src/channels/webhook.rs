@@ -89,7 +89,7 @@ impl WebhookChannel {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|s| Duration::from_secs(s).min(super::MAX_RETRY_AFTER));
         let text: String = resp
             .text()
             .await

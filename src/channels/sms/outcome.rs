@@ -126,14 +126,17 @@ fn causes(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// `Retry-After` as a wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// `Retry-After` as a wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3), at most
+/// [`MAX_RETRY_AFTER`](crate::channels::MAX_RETRY_AFTER).
 pub(super) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    at.duration_since(now).ok().filter(|d| !d.is_zero())
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).ok().filter(|d| !d.is_zero())?
+    };
+    Some(wait.min(crate::channels::MAX_RETRY_AFTER))
 }
 
 /// A provider's text, on one line and not too long for a log row.
@@ -192,6 +195,10 @@ mod tests {
             retry_after(&h, now)
         };
         assert_eq!(with("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            with("18446744073709551615"),
+            Some(crate::channels::MAX_RETRY_AFTER)
+        );
         assert_eq!(with(" 0 "), Some(Duration::ZERO));
         assert_eq!(
             with("Wed, 21 Oct 2015 07:28:30 GMT"),
