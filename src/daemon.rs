@@ -104,6 +104,18 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
         tracing::info!(%addr, tokens = tokens.len(), "api listening");
     }
 
+    // A relay that refused our login is tried again now and then even when nothing is due,
+    // so readiness recovers with it.
+    if d.channels.email.health().is_some() {
+        let channels = d.channels.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::channels::smtp::PROBE_EVERY * 6).await;
+                channels.email.probe_relay().await;
+            }
+        });
+    }
+
     let (reload_tx, mut reload_rx) = mpsc::channel::<&'static str>(4);
     spawn_sighup(reload_tx.clone());
     let _watcher = watch_files(&d.watch, reload_tx.clone());

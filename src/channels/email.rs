@@ -122,6 +122,13 @@ impl EmailChannel {
         }
     }
 
+    /// See [`SmtpPool::probe`].
+    pub async fn probe_relay(&self) {
+        if let EmailChannel::Smtp { pool, timeout, .. } = self {
+            let _ = tokio::time::timeout(*timeout, pool.probe()).await;
+        }
+    }
+
     fn from(&self) -> &Mailbox {
         match self {
             EmailChannel::Smtp { from, .. } | EmailChannel::File { from, .. } => from,

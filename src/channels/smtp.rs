@@ -124,6 +124,8 @@ impl Stage {
 #[derive(Debug, Default)]
 pub struct RelayHealth {
     fault: Mutex<Option<Fault>>,
+    /// `fault` is set: lets every successful send skip the lock.
+    faulted: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -166,11 +168,16 @@ impl RelayHealth {
             text,
             until: Instant::now() + PROBE_EVERY,
         });
+        self.faulted.store(true, Ordering::Release);
     }
 
     /// A session was set up: the relay takes our mail again.
     fn accepted(&self) {
+        if !self.faulted.load(Ordering::Acquire) {
+            return;
+        }
         let mut fault = self.lock();
+        self.faulted.store(false, Ordering::Release);
         if let Some(f) = fault.take() {
             tracing::info!("the SMTP relay accepts our session again (was: {})", f.text);
         }
@@ -178,6 +185,9 @@ impl RelayHealth {
 
     /// The last refusal, while no new login should be tried.
     fn waiting(&self) -> Option<Delivery> {
+        if !self.faulted.load(Ordering::Acquire) {
+            return None;
+        }
         self.lock()
             .as_ref()
             .filter(|f| Instant::now() < f.until)
@@ -300,6 +310,8 @@ impl SmtpPool {
         let result = transaction(&mut conn, envelope, email).await;
         match result {
             Ok(resp) => {
+                // A session that sends is proof enough (a refused MAIL FROM is fixed).
+                self.health.accepted();
                 self.checkin(conn);
                 Delivery {
                     outcome: Outcome::Sent,
@@ -324,6 +336,27 @@ impl SmtpPool {
                 } else {
                     d
                 }
+            }
+        }
+    }
+
+    /// While the relay refuses us, try a session without a message (at most every
+    /// [`PROBE_EVERY`]): `/readyz` then recovers when the relay does, even when nothing is
+    /// due to be sent. Does nothing while the relay takes our mail.
+    pub async fn probe(&self) {
+        if self.health.fault().is_none() || self.health.waiting().is_some() {
+            return;
+        }
+        let Ok(_slot) = self.slots.acquire().await else {
+            return;
+        };
+        match self.connect().await {
+            Ok(conn) => {
+                self.health.accepted();
+                self.checkin(conn);
+            }
+            Err((stage, d)) => {
+                self.settle_session(stage, d);
             }
         }
     }
