@@ -10,6 +10,13 @@
 //! becomes an outcome at once, a permanent failure of that message with the panic's words,
 //! recorded like any other, and the worker goes on with the next message.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use crate::jobs::JobSet;
 use crate::model::{MessageState, Outcome};
 use crate::store::{Claimed, Completion, NewAttempt};

@@ -10,6 +10,13 @@
 //! does not look inside `{{#if}}` (handlebars-rust #579), [`TemplateSet::check_variables`]
 //! walks the template AST and checks every path against what the job can provide.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use crate::config::check_locale;
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::model::{Contact, Event};
@@ -666,7 +673,7 @@ fn locale_chain(locale: &str) -> Vec<String> {
             chain.push(cur.to_string());
         }
         match cur.rfind('-') {
-            Some(i) => cur = &cur[..i],
+            Some(i) => cur = cur.get(..i).unwrap_or_default(),
             None => break,
         }
     }
@@ -860,7 +867,9 @@ fn check_uses(uses: &[VarUse], scope: &Scope) -> Vec<(String, Location, Option<S
             out.push((
                 format!(
                     "`{}` is an object; name a field, e.g. `{}.{}`",
-                    u.path, root.name, root.fields[0]
+                    u.path,
+                    root.name,
+                    root.fields.first().unwrap_or(&"id")
                 ),
                 u.location,
                 None,

@@ -12,6 +12,13 @@
 //! text: error messages quote URLs (a store URL given on the command line, a connection
 //! string in a driver's error), and a password must never reach a terminal or a log.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use std::borrow::Cow;
 use std::fmt::Write as _;
 

@@ -15,6 +15,13 @@
 //! endpoints that accept tokens come with the API; `aftercare unsubscribe TOKEN` applies one
 //! from the command line (e.g. for a mailto request).
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use crate::config::{Secret, UnsubscribeConfig};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

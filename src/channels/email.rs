@@ -11,6 +11,13 @@
 //! still refuses, or panics on, is a permanent failure of that one message with the reason,
 //! never a dead worker.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::Delivery;
 use super::smtp::SmtpPool;
 use crate::config::{EmailConfig, EmailTransport};

@@ -6,6 +6,13 @@
 //! page quoting the query string); so every detail is scrubbed of each credential in every
 //! form it was sent in. SMS gateways (`sms::outcome`) and the SMTP pool (`smtp`) share this.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 

@@ -18,6 +18,13 @@
 //! login per queued message may block our address). Every reply is scrubbed of our
 //! credentials before it goes anywhere.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::Delivery;
 use super::redact::Redactor;
 use crate::config::{SmtpConfig, TlsMode};

@@ -6,6 +6,13 @@
 //! (seconds) so a captured request cannot be replayed later, and `Idempotency-Key` is the
 //! outbox id, the same on every retry of the same task.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::Delivery;
 use crate::config::WebhookConfig;
 use crate::model::Outcome;

@@ -11,6 +11,13 @@
 //!
 //! Receipts from such providers are mapped the same way (`receipt:` in the config).
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::SmsMessage;
 use super::config::{BodyFormat, HttpConfig, HttpMethod, ReceiptMapping, ReplyMapping};
 use super::outcome::{Answer, Redactor, excerpt, exchange, scalar_text};
@@ -184,7 +191,7 @@ fn param_names(template: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(i) = rest.find(PREFIX) {
-        rest = &rest[i + PREFIX.len()..];
+        rest = rest.get(i + PREFIX.len()..).unwrap_or_default();
         let name: String = rest
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')

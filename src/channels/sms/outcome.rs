@@ -14,6 +14,13 @@
 //! [`Redactor`] (shared with SMTP, `channels::redact`) so no credential reaches a log or the
 //! attempt record.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use crate::channels::Delivery;
 pub(super) use crate::channels::redact::Redactor;
 use crate::model::Outcome;
