@@ -10,13 +10,14 @@
 //! planned); a job removed from YAML has its pending messages cancelled with a logged reason
 //! (or held, per `dispatch.on_job_removed`).
 
+use crate::api::ApiConfig;
 use crate::api::{self, ApiState, IngestQueue, Token};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
-use crate::config::{ApiConfig, DispatchConfig, OnJobRemoved};
 use crate::diag::Diagnostics;
+use crate::dispatch::{DispatchConfig, OnJobRemoved};
 use crate::dispatch::{Dispatcher, Stats};
-use crate::plan::Planner;
+use crate::playbook::Playbook;
 use crate::schedule::Scheduler;
 use crate::store::Store;
 use crate::unsubscribe::Unsubscriber;
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 /// Compiles the jobs and templates afresh (a reload); the diagnostics on failure.
-pub type Reloader = Box<dyn Fn() -> Result<Planner, Diagnostics> + Send + Sync>;
+pub type Reloader = Box<dyn Fn() -> Result<Playbook, Diagnostics> + Send + Sync>;
 
 /// Everything the daemon runs with.
 pub struct Daemon {
@@ -52,8 +53,8 @@ fn notify(states: &[NotifyState]) {
 }
 
 /// Run until SIGTERM/SIGINT; a second signal exits at once.
-pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Result<Stats> {
-    let current = Arc::new(ArcSwap::from_pointee(planner));
+pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<Stats> {
+    let current = Arc::new(ArcSwap::from_pointee(book));
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -82,7 +83,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
         let addr = listener.local_addr()?;
         let state = ApiState {
             store: d.store.clone(),
-            planner: current.clone(),
+            book: current.clone(),
             tokens: Arc::new(tokens.clone()),
             config: cfg.clone(),
             unsubscriber: d.unsubscriber.clone(),
@@ -110,7 +111,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
         let channels = d.channels.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(crate::channels::smtp::PROBE_EVERY * 6).await;
+                tokio::time::sleep(crate::channels::email::smtp::PROBE_EVERY * 6).await;
                 channels.email.probe_relay().await;
             }
         });
@@ -148,23 +149,23 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
     // keeps its page cache only while no other connection writes between its transactions.
     let dispatch_store = d.store.own_writer();
     loop {
-        let planner = current.load_full();
+        let book = current.load_full();
         let on_loop: Arc<dyn Fn() + Send + Sync> = {
             let alive = alive.clone();
             Arc::new(move || alive.store(now_millis(), Ordering::Relaxed))
         };
-        let dispatcher = Arc::new(Dispatcher {
-            store: dispatch_store.clone(),
-            planner: (*planner).clone(),
-            channels: d.channels.clone(),
-            clock: d.clock.clone(),
-            cfg: d.dispatch.clone(),
-            node: d.node.clone(),
-            sends: Default::default(),
-            dry_run: false,
-            on_loop: Some(on_loop),
-        });
-        let scheduler = Arc::new(Scheduler::new(d.store.clone(), (*planner).clone()));
+        let dispatcher = Arc::new(
+            Dispatcher::new(
+                dispatch_store.clone(),
+                (*book).clone(),
+                d.channels.clone(),
+                d.clock.clone(),
+                d.dispatch.clone(),
+                d.node.clone(),
+            )
+            .on_loop(on_loop),
+        );
+        let scheduler = Arc::new(Scheduler::new(d.store.clone(), (*book).clone()));
         let mut cron = start_ticking(scheduler, d.clock.clone()).await?;
         let (gen_tx, gen_rx) = watch::channel(false);
         let mut generation = tokio::spawn({
@@ -174,7 +175,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
         ready.store(true, Ordering::Relaxed);
         let summary = format!(
             "running {} job(s); store {}",
-            planner.jobs.len(),
+            book.jobs.len(),
             d.store.backend()
         );
         if first {
@@ -236,7 +237,7 @@ pub async fn run(d: Daemon, planner: Planner, reload: Reloader) -> anyhow::Resul
         match next {
             None => break,
             Some(new) => {
-                let removed: Vec<String> = planner
+                let removed: Vec<String> = book
                     .jobs
                     .iter()
                     .map(|j| j.id.clone())

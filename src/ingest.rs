@@ -4,9 +4,9 @@
 //! email address or time zone is refused the same way everywhere, with the field path, before
 //! anything is stored. Phone numbers are normalised to E.164 here, once.
 
-use crate::config::{check_locale, parse_tz};
 use crate::diag::did_you_mean;
 use crate::model::{Contact, Event};
+use crate::values::{check_locale, normalise_phone, parse_tz};
 use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -275,20 +275,6 @@ pub fn check_event_type(kind: &str) -> Result<(), String> {
             "`{kind}` is not an event type: use lowercase words joined by dots, e.g. order.delivered"
         ))
     }
-}
-
-/// Any written form of an international number → E.164 (`+8613800138000`).
-pub fn normalise_phone(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim();
-    if !trimmed.starts_with('+') {
-        return Err(format!("`{raw}` needs a country code, e.g. +8613800138000"));
-    }
-    let n = phonenumber::parse(None, trimmed)
-        .map_err(|e| format!("`{raw}` is not a phone number ({e})"))?;
-    if !phonenumber::is_valid(&n) {
-        return Err(format!("`{raw}` is not a valid number for its country"));
-    }
-    Ok(n.format().mode(phonenumber::Mode::E164).to_string())
 }
 
 fn digest(value: &Value) -> String {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod channels;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -13,11 +14,11 @@ pub mod dispatch;
 pub mod duration;
 pub mod ingest;
 pub mod jobs;
-pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod playbook;
 pub mod policy;
 pub mod schedule;
 pub mod send_guard;
@@ -26,4 +27,5 @@ pub mod store;
 pub mod templates;
 pub mod text;
 pub mod unsubscribe;
+pub mod values;
 pub mod yaml;

@@ -24,6 +24,58 @@ pub struct Contact {
     pub consent: Map<String, Value>,
 }
 
+impl Contact {
+    /// Where `channel` reaches this contact, if it can.
+    pub fn address(&self, channel: Channel) -> Option<&str> {
+        match channel {
+            Channel::Email => self.email.as_deref(),
+            Channel::Sms => self.phone.as_deref(),
+            Channel::Webhook => None,
+        }
+    }
+}
+
+/// How a message leaves: to the customer by email or SMS, or as a task to the business's
+/// own systems (a CRM callback). Stored and logged by [`Channel::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    Email,
+    Sms,
+    Webhook,
+}
+
+impl Channel {
+    /// In the order `validate` lists them.
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Webhook];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// What a contact lacks when it cannot be reached on this channel, for the log.
+    pub fn address_noun(self) -> &'static str {
+        match self {
+            Channel::Email => "email address",
+            Channel::Sms => "phone number",
+            Channel::Webhook => "callback queue",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something that happened to a contact (an order delivered, a review submitted).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {

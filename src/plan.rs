@@ -3,38 +3,19 @@
 //! An event starts every enabled job it triggers (one message per job and dedupe key, due
 //! after the job's delay) and stops the pending messages of jobs whose `stop_when` it
 //! matches. A sent message plans its job's next reminder. The decisions are pure functions
-//! of (job, contact, event, now); [`Planner::ingest`] applies them to the store, one
+//! of (job, contact, event, now); [`ingest`] applies them to the store, one
 //! transaction per batch, and never writes anything for a line it rejects.
 
-use crate::config::PolicyConfig;
 use crate::ingest::{FieldError, Incoming};
-use crate::jobs::{Class, Job, JobSet, StopWhen, Trigger};
+use crate::jobs::{Class, Job, StopWhen, Trigger};
 use crate::model::{Contact, Event, MessageState, data_key};
+use crate::playbook::{MessageFacts, Playbook};
 use crate::store::{Claimed, NewMessage, Store, StoreError};
-use crate::templates::{self, MessageInfo, TemplateSet};
-use crate::unsubscribe::Unsubscriber;
+use crate::templates::render_reason;
+use crate::values::{new_id, new_token};
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
-use handlebars::Context;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// What planning needs besides the store.
-#[derive(Clone)]
-pub struct Planner {
-    pub jobs: Arc<JobSet>,
-    pub templates: Arc<TemplateSet>,
-    pub default_timezone: Tz,
-    pub default_locale: String,
-    /// The config's `dispatch.expire_after`; a job may override it.
-    pub expire_after: Option<Duration>,
-    pub policy: PolicyConfig,
-    pub unsubscribe: Option<Arc<Unsubscriber>>,
-    /// Callback tasks go to a webhook; without one they wait open for agents.
-    pub webhook_enabled: bool,
-}
 
 /// What became of one incoming event.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,489 +35,399 @@ pub enum IngestOutcome {
 /// A message planned earlier in the same ingest batch: its index and its trigger's data.
 type PlannedHere = (usize, Map<String, Value>);
 
-/// Facts about one message for its render context.
-pub struct MessageFacts<'a> {
-    pub id: &'a str,
-    pub step: i64,
-    pub token: Option<&'a str>,
-    pub send_at: DateTime<Utc>,
-}
-
 /// The suffix that keeps a job's callback-task row apart from its customer message.
 pub const CALLBACK_SUFFIX: &str = "#callback";
 
-impl Planner {
-    pub fn zone_of(&self, c: &Contact) -> Tz {
-        c.timezone
-            .as_deref()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(self.default_timezone)
+/// The messages `job` plans for `event`: the customer message (if the job has customer
+/// channels) and a callback task (if it lists `webhook`). Empty when the contact is not
+/// in the job's audience; a field error when the dedupe key cannot be computed.
+pub fn messages_for_event(
+    book: &Playbook,
+    job: &Job,
+    event: &Event,
+    contact: &Contact,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewMessage>, FieldError> {
+    if !book.in_audience(job, contact, Some(event), now) {
+        return Ok(Vec::new());
     }
-
-    pub fn locale_of(&self, c: &Contact) -> String {
-        c.locale
-            .clone()
-            .unwrap_or_else(|| self.default_locale.clone())
-    }
-
-    /// The render context for a message of `job` to `contact` (by email).
-    pub fn context(
-        &self,
-        job: &Job,
-        contact: &Contact,
-        event: Option<&Event>,
-        m: &MessageFacts,
-    ) -> Context {
-        self.context_on(job, contact, event, m, "email")
-    }
-
-    /// The render context for a message going out on `channel`: `unsubscribe.url` is the
-    /// link for the address on that channel (an SMS link unsubscribes the phone number).
-    pub fn context_on(
-        &self,
-        job: &Job,
-        contact: &Contact,
-        event: Option<&Event>,
-        m: &MessageFacts,
-        channel: &str,
-    ) -> Context {
-        Context::wraps(self.context_value(job, contact, event, m, channel))
-            .expect("a JSON value is always a valid context")
-    }
-
-    fn context_value(
-        &self,
-        job: &Job,
-        contact: &Contact,
-        event: Option<&Event>,
-        m: &MessageFacts,
-        channel: &str,
-    ) -> Value {
-        let locale = self.locale_of(contact);
-        let address = match channel {
-            "sms" => &contact.phone,
-            _ => &contact.email,
-        };
-        let links = match (&self.unsubscribe, address) {
-            (Some(u), Some(a)) => Some((u.url(channel, a), u.mailto(channel, a))),
-            _ => None,
-        };
-        let info = MessageInfo {
-            id: m.id,
-            step: m.step,
-            send_at: m.send_at,
-            locale: &locale,
-            timezone: self.zone_of(contact),
-            token: m.token,
-            unsubscribe: links.as_ref().map(|(u, m)| (u.as_str(), m.as_deref())),
-        };
-        templates::context(contact, event, &job.id, &job.description, &info)
-    }
-
-    /// Whether the contact (and event) pass the job's `audience.where` conditions.
-    pub fn in_audience(
-        &self,
-        job: &Job,
-        contact: &Contact,
-        event: Option<&Event>,
-        now: DateTime<Utc>,
-    ) -> bool {
-        if job.audience.conditions.is_empty() {
-            return true;
-        }
-        let ctx = self.context_value(
-            job,
-            contact,
-            event,
-            &MessageFacts {
-                id: "",
-                step: 0,
-                token: None,
-                send_at: now,
-            },
-            "email",
-        );
-        job.audience.conditions.iter().all(|c| c.holds(&ctx))
-    }
-
-    /// The messages `job` plans for `event`: the customer message (if the job has customer
-    /// channels) and a callback task (if it lists `webhook`). Empty when the contact is not
-    /// in the job's audience; a field error when the dedupe key cannot be computed.
-    pub fn messages_for_event(
-        &self,
-        job: &Job,
-        event: &Event,
-        contact: &Contact,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<NewMessage>, FieldError> {
-        if !self.in_audience(job, contact, Some(event), now) {
-            return Ok(Vec::new());
-        }
-        let dedupe_key = match &job.dedupe {
-            None => event.id.clone(),
-            // The usual key, `{{event.data.<field>}}` holding a string or a number, without
-            // building the whole render context and compiling the template per event: the
-            // result is what handlebars renders for it (unescaped text).
-            Some(src) if let Some(key) = simple_data_key(src, &event.data) => key,
-            Some(src) => {
-                let ctx = self.context(
-                    job,
-                    contact,
-                    Some(event),
-                    &MessageFacts {
-                        id: "",
-                        step: 0,
-                        token: None,
-                        send_at: now,
-                    },
-                );
-                let key = self
-                    .templates
-                    .render_inline(src, &ctx)
-                    .map_err(|e| FieldError {
-                        field: "data".into(),
-                        message: format!(
-                            "job {}: dedupe `{src}` cannot be computed for this event: {}",
-                            job.id,
-                            render_reason(&e)
-                        ),
-                    })?;
-                if key.trim().is_empty() {
-                    return Err(FieldError {
-                        field: "data".into(),
-                        message: format!("job {}: dedupe `{src}` is empty for this event", job.id),
-                    });
-                }
-                key
-            }
-        };
-        let Trigger::Event { delay, .. } = &job.trigger else {
-            return Ok(Vec::new());
-        };
-        let due_at = event.occurred_at.with_timezone(&Utc) + *delay;
-        let mut out = Vec::new();
-        if job.webhook {
-            let mut task = self.new_message(
+    let dedupe_key = match &job.dedupe {
+        None => event.id.clone(),
+        // The usual key, `{{event.data.<field>}}` holding a string or a number, without
+        // building the whole render context and compiling the template per event: the
+        // result is what handlebars renders for it (unescaped text).
+        Some(src) if let Some(key) = simple_data_key(src, &event.data) => key,
+        Some(src) => {
+            let ctx = book.context(
                 job,
-                &contact.id,
-                Some(&event.id),
-                0,
-                format!("{dedupe_key}{CALLBACK_SUFFIX}"),
-                "",
-                due_at,
+                contact,
+                Some(event),
+                &MessageFacts {
+                    id: "",
+                    step: 0,
+                    token: None,
+                    send_at: now,
+                },
             );
-            task.channel_plan = Some("webhook".into());
-            if !self.webhook_enabled {
-                task.state = MessageState::Open;
+            let key = book
+                .templates
+                .render_inline(src, &ctx)
+                .map_err(|e| FieldError {
+                    field: "data".into(),
+                    message: format!(
+                        "job {}: dedupe `{src}` cannot be computed for this event: {}",
+                        job.id,
+                        render_reason(&e)
+                    ),
+                })?;
+            if key.trim().is_empty() {
+                return Err(FieldError {
+                    field: "data".into(),
+                    message: format!("job {}: dedupe `{src}` is empty for this event", job.id),
+                });
             }
-            task.token = None;
-            task.class = Class::Service;
-            out.push(task);
+            key
         }
-        if let Some(step) = job.steps.first() {
-            out.push(self.new_message(
-                job,
-                &contact.id,
-                Some(&event.id),
-                0,
-                dedupe_key,
-                &step.template,
-                due_at,
-            ));
-        }
-        Ok(out)
-    }
-
-    /// The reminder that follows step `step` of `job`, sent at `sent_at`.
-    pub fn next_step(
-        &self,
-        job: &Job,
-        prev: &Claimed,
-        sent_at: DateTime<Utc>,
-    ) -> Option<NewMessage> {
-        if prev.channel_plan.is_some() {
-            return None; // a callback task has no reminders
-        }
-        let step = job.step(prev.step + 1)?;
-        let event_id = prev.event.as_ref().map(|e| e.id.as_str());
-        Some(self.new_message(
+    };
+    let Trigger::Event { delay, .. } = &job.trigger else {
+        return Ok(Vec::new());
+    };
+    let due_at = event.occurred_at.with_timezone(&Utc) + *delay;
+    let mut out = Vec::new();
+    if job.webhook {
+        let mut task = new_message(
+            book,
             job,
-            &prev.contact.id,
-            event_id,
-            prev.step + 1,
-            prev.dedupe_key.clone(),
-            &step.template,
-            sent_at + step.after,
-        ))
-    }
-
-    /// The greeting of an anniversary job for `contact` in `year`, due at `fire_at`.
-    pub fn anniversary_message(
-        &self,
-        job: &Job,
-        contact_id: &str,
-        year: i32,
-        fire_at: DateTime<Utc>,
-    ) -> Option<NewMessage> {
-        let step = job.steps.first()?;
-        let mut m = self.new_message(
-            job,
-            contact_id,
-            None,
+            &contact.id,
+            Some(&event.id),
             0,
-            format!("{contact_id}:{year}"),
-            &step.template,
-            fire_at,
-        );
-        // A greeting days late is odd: it goes within the grace period or not at all.
-        m.not_after = Some(fire_at + self.policy.anniversary_grace);
-        Some(m)
-    }
-
-    /// The message of a cron job's occurrence for one contact of its audience.
-    pub fn occurrence_message(
-        &self,
-        job: &Job,
-        contact_id: &str,
-        occurrence: DateTime<Utc>,
-    ) -> Option<NewMessage> {
-        let step = job.steps.first()?;
-        let key = format!(
-            "{contact_id}:{}",
-            occurrence.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-        Some(self.new_message(job, contact_id, None, 0, key, &step.template, occurrence))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new_message(
-        &self,
-        job: &Job,
-        contact_id: &str,
-        event_id: Option<&str>,
-        step: i64,
-        dedupe_key: String,
-        template: &str,
-        due_at: DateTime<Utc>,
-    ) -> NewMessage {
-        let expire = match job.expire_after {
-            Some(per_job) => per_job,
-            None => self.expire_after,
-        };
-        NewMessage {
-            id: new_id(due_at),
-            job_id: job.id.clone(),
-            contact_id: contact_id.to_string(),
-            event_id: event_id.map(str::to_string),
-            step,
-            dedupe_key,
-            template: template.to_string(),
+            format!("{dedupe_key}{CALLBACK_SUFFIX}"),
+            "",
             due_at,
-            not_after: expire.map(|d| due_at + d),
-            state: MessageState::Scheduled,
-            reason: None,
-            class: job.class,
-            token: Some(new_token()),
-            channel_plan: None,
+        );
+        task.channel_plan = Some("webhook".into());
+        if !book.webhook_enabled {
+            task.state = MessageState::Open;
         }
+        task.token = None;
+        task.class = Class::Service;
+        out.push(task);
+    }
+    if let Some(step) = job.steps.first() {
+        out.push(new_message(
+            book,
+            job,
+            &contact.id,
+            Some(&event.id),
+            0,
+            dedupe_key,
+            &step.template,
+            due_at,
+        ));
+    }
+    Ok(out)
+}
+
+/// The reminder that follows step `step` of `job`, sent at `sent_at`.
+pub fn next_step(
+    book: &Playbook,
+    job: &Job,
+    prev: &Claimed,
+    sent_at: DateTime<Utc>,
+) -> Option<NewMessage> {
+    if prev.channel_plan.is_some() {
+        return None; // a callback task has no reminders
+    }
+    let step = job.step(prev.step + 1)?;
+    let event_id = prev.event.as_ref().map(|e| e.id.as_str());
+    Some(new_message(
+        book,
+        job,
+        &prev.contact.id,
+        event_id,
+        prev.step + 1,
+        prev.dedupe_key.clone(),
+        &step.template,
+        sent_at + step.after,
+    ))
+}
+
+/// The greeting of an anniversary job for `contact` in `year`, due at `fire_at`.
+pub fn anniversary_message(
+    book: &Playbook,
+    job: &Job,
+    contact_id: &str,
+    year: i32,
+    fire_at: DateTime<Utc>,
+) -> Option<NewMessage> {
+    let step = job.steps.first()?;
+    let mut m = new_message(
+        book,
+        job,
+        contact_id,
+        None,
+        0,
+        format!("{contact_id}:{year}"),
+        &step.template,
+        fire_at,
+    );
+    // A greeting days late is odd: it goes within the grace period or not at all.
+    m.not_after = Some(fire_at + book.policy.anniversary_grace);
+    Some(m)
+}
+
+/// The message of a cron job's occurrence for one contact of its audience.
+pub fn occurrence_message(
+    book: &Playbook,
+    job: &Job,
+    contact_id: &str,
+    occurrence: DateTime<Utc>,
+) -> Option<NewMessage> {
+    let step = job.steps.first()?;
+    let key = format!(
+        "{contact_id}:{}",
+        occurrence.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    Some(new_message(
+        book,
+        job,
+        contact_id,
+        None,
+        0,
+        key,
+        &step.template,
+        occurrence,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_message(
+    book: &Playbook,
+    job: &Job,
+    contact_id: &str,
+    event_id: Option<&str>,
+    step: i64,
+    dedupe_key: String,
+    template: &str,
+    due_at: DateTime<Utc>,
+) -> NewMessage {
+    let expire = match job.expire_after {
+        Some(per_job) => per_job,
+        None => book.expire_after,
+    };
+    NewMessage {
+        id: new_id(due_at),
+        job_id: job.id.clone(),
+        contact_id: contact_id.to_string(),
+        event_id: event_id.map(str::to_string),
+        step,
+        dedupe_key,
+        template: template.to_string(),
+        due_at,
+        not_after: expire.map(|d| due_at + d),
+        state: MessageState::Scheduled,
+        reason: None,
+        class: job.class,
+        token: Some(new_token()),
+        channel_plan: None,
+    }
+}
+
+/// Ingest checked events: store each once, upsert its contact, plan and stop messages.
+/// One transaction for the whole batch, in a few multi-row statements: everything is
+/// decided in memory first (in batch order, as if the events came one by one), then
+/// written. A rejected item writes nothing.
+pub async fn ingest(
+    book: &Playbook,
+    store: &Store,
+    batch: &[Incoming],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut tx = store.begin().await?;
+    let ids: Vec<String> = batch.iter().map(|i| i.event.id.clone()).collect();
+    let stored_digests = tx.event_digests(&ids).await?;
+    let mut contact_ids: Vec<String> = batch.iter().map(|i| i.contact.id.clone()).collect();
+    contact_ids.sort();
+    contact_ids.dedup();
+    let mut contacts = tx.contacts_by_id(&contact_ids).await?;
+    let stop_types = book.jobs.stop_types();
+    // Stop events of these contacts, stored or earlier in this batch.
+    let mut stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
+
+    enum Pending {
+        Done(IngestOutcome),
+        Store {
+            event: usize,
+            messages: Vec<usize>,
+            stopped: usize,
+        },
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut outcomes: Vec<Pending> = Vec::with_capacity(batch.len());
+    let mut events: Vec<(&Event, &str)> = Vec::new();
+    let mut messages: Vec<NewMessage> = Vec::new();
+    // Planned in this batch, per (contact, job): message index and trigger data (for stops).
+    let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
+    let mut dirty: HashSet<String> = HashSet::new();
+    // Stops of messages stored before this batch: (message id, reason).
+    let mut db_cancels: Vec<(String, String)> = Vec::new();
+    for inc in batch {
+        let ev = &inc.event;
+        if let Some(digest) = stored_digests.get(&ev.id).or_else(|| seen.get(&ev.id)) {
+            outcomes.push(Pending::Done(IngestOutcome::Duplicate {
+                same: *digest == inc.digest,
+            }));
+            continue;
+        }
+        let stored = contacts.get(&inc.contact.id);
+        let contact = inc.contact.apply(stored);
+        let mut planned = Vec::new();
+        let mut errors = Vec::new();
+        for job in book.jobs.triggered_by(&ev.kind) {
+            match messages_for_event(book, job, ev, &contact, now) {
+                Ok(ms) => planned.extend(ms.into_iter().map(|m| (job.clone(), m))),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            outcomes.push(Pending::Done(IngestOutcome::Rejected(errors)));
+            continue;
+        }
+        seen.insert(ev.id.clone(), inc.digest.clone());
+        if stored != Some(&contact) {
+            dirty.insert(contact.id.clone());
+            contacts.insert(contact.id.clone(), contact.clone());
+        }
+        let mut mine = Vec::new();
+        for (job, mut m) in planned {
+            // An event that arrives after its own stop event (imports out of order) is
+            // planned as cancelled, so the log says why nothing went out.
+            if let Some(stop) = &job.stop_when {
+                let stops = stop_data
+                    .get(&(contact.id.clone(), stop.event.clone()))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                if let Some(reason) = stop_reason(stop, &ev.data, stops) {
+                    m.state = MessageState::Cancelled;
+                    m.reason = Some(reason);
+                }
+            }
+            planned_here
+                .entry((contact.id.clone(), job.id.clone()))
+                .or_default()
+                .push((messages.len(), ev.data.clone()));
+            mine.push(messages.len());
+            messages.push(m);
+        }
+        let mut stopped = 0;
+        for job in book.jobs.stopped_by(&ev.kind) {
+            let stop = job
+                .stop_when
+                .as_ref()
+                .expect("stopped_by yields jobs with stop_when");
+            for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
+                if let Some(reason) =
+                    stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
+                    && !db_cancels.iter().any(|(i, _)| *i == id)
+                {
+                    db_cancels.push((id, format!("{reason} (event {})", ev.id)));
+                    stopped += 1;
+                }
+            }
+            for (idx, trigger_data) in planned_here
+                .get(&(contact.id.clone(), job.id.clone()))
+                .into_iter()
+                .flatten()
+            {
+                let m = &mut messages[*idx];
+                if matches!(m.state, MessageState::Scheduled | MessageState::Open)
+                    && let Some(reason) =
+                        stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
+                {
+                    m.state = MessageState::Cancelled;
+                    m.reason = Some(format!("{reason} (event {})", ev.id));
+                    stopped += 1;
+                }
+            }
+        }
+        if stop_types.contains(&ev.kind) {
+            stop_data
+                .entry((contact.id.clone(), ev.kind.clone()))
+                .or_default()
+                .push(ev.data.clone());
+        }
+        outcomes.push(Pending::Store {
+            event: events.len(),
+            messages: mine,
+            stopped,
+        });
+        events.push((ev, inc.digest.as_str()));
     }
 
-    /// Ingest checked events: store each once, upsert its contact, plan and stop messages.
-    /// One transaction for the whole batch, in a few multi-row statements: everything is
-    /// decided in memory first (in batch order, as if the events came one by one), then
-    /// written. A rejected item writes nothing.
-    pub async fn ingest(
-        &self,
-        store: &Store,
-        batch: &[Incoming],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let mut tx = store.begin().await?;
-        let ids: Vec<String> = batch.iter().map(|i| i.event.id.clone()).collect();
-        let stored_digests = tx.event_digests(&ids).await?;
-        let mut contact_ids: Vec<String> = batch.iter().map(|i| i.contact.id.clone()).collect();
-        contact_ids.sort();
-        contact_ids.dedup();
-        let mut contacts = tx.contacts_by_id(&contact_ids).await?;
-        let stop_types = self.jobs.stop_types();
-        // Stop events of these contacts, stored or earlier in this batch.
-        let mut stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
-
-        enum Pending {
-            Done(IngestOutcome),
-            Store {
-                event: usize,
-                messages: Vec<usize>,
-                stopped: usize,
-            },
+    // Write: events first, so an id another writer took meanwhile writes nothing more.
+    let inserted = tx.insert_events(&events, now).await?;
+    let lost: HashSet<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, (e, _))| !inserted.contains(&e.id))
+        .map(|(i, _)| i)
+        .collect();
+    let mut keep_messages = Vec::with_capacity(messages.len());
+    let mut keep_contacts: Vec<&Contact> = Vec::new();
+    let mut lost_contacts: HashSet<&str> = HashSet::new();
+    for p in &outcomes {
+        if let Pending::Store {
+            event,
+            messages: mine,
+            ..
+        } = p
+        {
+            if lost.contains(event) {
+                lost_contacts.insert(events[*event].0.contact_id.as_str());
+            } else {
+                keep_messages.extend(mine.iter().map(|i| messages[*i].clone()));
+            }
         }
-        let mut seen: HashMap<String, String> = HashMap::new();
-        let mut outcomes: Vec<Pending> = Vec::with_capacity(batch.len());
-        let mut events: Vec<(&Event, &str)> = Vec::new();
-        let mut messages: Vec<NewMessage> = Vec::new();
-        // Planned in this batch, per (contact, job): message index and trigger data (for stops).
-        let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
-        let mut dirty: HashSet<String> = HashSet::new();
-        // Stops of messages stored before this batch: (message id, reason).
-        let mut db_cancels: Vec<(String, String)> = Vec::new();
-        for inc in batch {
-            let ev = &inc.event;
-            if let Some(digest) = stored_digests.get(&ev.id).or_else(|| seen.get(&ev.id)) {
-                outcomes.push(Pending::Done(IngestOutcome::Duplicate {
-                    same: *digest == inc.digest,
-                }));
-                continue;
+    }
+    for id in &dirty {
+        if !lost_contacts.contains(id.as_str())
+            && let Some(c) = contacts.get(id)
+        {
+            keep_contacts.push(c);
+        }
+    }
+    keep_contacts.sort_by(|a, b| a.id.cmp(&b.id));
+    tx.upsert_contacts(&keep_contacts, now).await?;
+    let new_ids = tx.insert_messages(&keep_messages, now).await?;
+    for (id, reason) in &db_cancels {
+        tx.cancel(id, reason, now).await?;
+    }
+    tx.commit().await?;
+
+    Ok(outcomes
+        .into_iter()
+        .map(|p| match p {
+            Pending::Done(o) => o,
+            Pending::Store { event, .. } if lost.contains(&event) => {
+                IngestOutcome::Duplicate { same: false }
             }
-            let stored = contacts.get(&inc.contact.id);
-            let contact = inc.contact.apply(stored);
-            let mut planned = Vec::new();
-            let mut errors = Vec::new();
-            for job in self.jobs.triggered_by(&ev.kind) {
-                match self.messages_for_event(job, ev, &contact, now) {
-                    Ok(ms) => planned.extend(ms.into_iter().map(|m| (job.clone(), m))),
-                    Err(e) => errors.push(e),
-                }
-            }
-            if !errors.is_empty() {
-                outcomes.push(Pending::Done(IngestOutcome::Rejected(errors)));
-                continue;
-            }
-            seen.insert(ev.id.clone(), inc.digest.clone());
-            if stored != Some(&contact) {
-                dirty.insert(contact.id.clone());
-                contacts.insert(contact.id.clone(), contact.clone());
-            }
-            let mut mine = Vec::new();
-            for (job, mut m) in planned {
-                // An event that arrives after its own stop event (imports out of order) is
-                // planned as cancelled, so the log says why nothing went out.
-                if let Some(stop) = &job.stop_when {
-                    let stops = stop_data
-                        .get(&(contact.id.clone(), stop.event.clone()))
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]);
-                    if let Some(reason) = stop_reason(stop, &ev.data, stops) {
-                        m.state = MessageState::Cancelled;
-                        m.reason = Some(reason);
-                    }
-                }
-                planned_here
-                    .entry((contact.id.clone(), job.id.clone()))
-                    .or_default()
-                    .push((messages.len(), ev.data.clone()));
-                mine.push(messages.len());
-                messages.push(m);
-            }
-            let mut stopped = 0;
-            for job in self.jobs.stopped_by(&ev.kind) {
-                let stop = job
-                    .stop_when
-                    .as_ref()
-                    .expect("stopped_by yields jobs with stop_when");
-                for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
-                    if let Some(reason) =
-                        stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
-                        && !db_cancels.iter().any(|(i, _)| *i == id)
-                    {
-                        db_cancels.push((id, format!("{reason} (event {})", ev.id)));
-                        stopped += 1;
-                    }
-                }
-                for (idx, trigger_data) in planned_here
-                    .get(&(contact.id.clone(), job.id.clone()))
-                    .into_iter()
-                    .flatten()
-                {
-                    let m = &mut messages[*idx];
-                    if matches!(m.state, MessageState::Scheduled | MessageState::Open)
-                        && let Some(reason) =
-                            stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
-                    {
-                        m.state = MessageState::Cancelled;
-                        m.reason = Some(format!("{reason} (event {})", ev.id));
-                        stopped += 1;
-                    }
-                }
-            }
-            if stop_types.contains(&ev.kind) {
-                stop_data
-                    .entry((contact.id.clone(), ev.kind.clone()))
-                    .or_default()
-                    .push(ev.data.clone());
-            }
-            outcomes.push(Pending::Store {
-                event: events.len(),
+            Pending::Store {
                 messages: mine,
                 stopped,
-            });
-            events.push((ev, inc.digest.as_str()));
-        }
-
-        // Write: events first, so an id another writer took meanwhile writes nothing more.
-        let inserted = tx.insert_events(&events, now).await?;
-        let lost: HashSet<usize> = events
-            .iter()
-            .enumerate()
-            .filter(|(_, (e, _))| !inserted.contains(&e.id))
-            .map(|(i, _)| i)
-            .collect();
-        let mut keep_messages = Vec::with_capacity(messages.len());
-        let mut keep_contacts: Vec<&Contact> = Vec::new();
-        let mut lost_contacts: HashSet<&str> = HashSet::new();
-        for p in &outcomes {
-            if let Pending::Store {
-                event,
-                messages: mine,
                 ..
-            } = p
-            {
-                if lost.contains(event) {
-                    lost_contacts.insert(events[*event].0.contact_id.as_str());
-                } else {
-                    keep_messages.extend(mine.iter().map(|i| messages[*i].clone()));
-                }
-            }
-        }
-        for id in &dirty {
-            if !lost_contacts.contains(id.as_str())
-                && let Some(c) = contacts.get(id)
-            {
-                keep_contacts.push(c);
-            }
-        }
-        keep_contacts.sort_by(|a, b| a.id.cmp(&b.id));
-        tx.upsert_contacts(&keep_contacts, now).await?;
-        let new_ids = tx.insert_messages(&keep_messages, now).await?;
-        for (id, reason) in &db_cancels {
-            tx.cancel(id, reason, now).await?;
-        }
-        tx.commit().await?;
-
-        Ok(outcomes
-            .into_iter()
-            .map(|p| match p {
-                Pending::Done(o) => o,
-                Pending::Store { event, .. } if lost.contains(&event) => {
-                    IngestOutcome::Duplicate { same: false }
-                }
-                Pending::Store {
-                    messages: mine,
+            } => {
+                let planned = mine
+                    .iter()
+                    .filter(|i| new_ids.contains(&messages[**i].id))
+                    .count();
+                IngestOutcome::Accepted {
+                    planned,
+                    already_planned: mine.len() - planned,
                     stopped,
-                    ..
-                } => {
-                    let planned = mine
-                        .iter()
-                        .filter(|i| new_ids.contains(&messages[**i].id))
-                        .count();
-                    IngestOutcome::Accepted {
-                        planned,
-                        already_planned: mine.len() - planned,
-                        stopped,
-                    }
                 }
-            })
-            .collect())
-    }
+            }
+        })
+        .collect())
 }
 
 /// The value of a dedupe template that is exactly `{{event.data.<field>}}` (a plain field
@@ -599,33 +490,6 @@ pub fn stop_matches(
             _ => false,
         },
     )
-}
-
-/// Outbox ids: ULIDs, so they sort by creation time and are safe in a Message-ID.
-pub fn new_id(now: DateTime<Utc>) -> String {
-    ulid::Ulid::from_datetime(now.into())
-        .to_string()
-        .to_lowercase()
-}
-
-/// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe.
-pub fn new_token() -> String {
-    use base64::Engine;
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        b = fastrand::u128(..).to_le_bytes();
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-/// The useful part of a render error ("Variable \"event.data.order_id\" not found...").
-pub fn render_reason(e: &handlebars::RenderError) -> String {
-    match e.reason() {
-        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
-            format!("`{path}` is missing")
-        }
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

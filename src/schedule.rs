@@ -10,7 +10,7 @@
 //! a daemon that was down catches up once and several daemons fire an occurrence once.
 
 use crate::jobs::{Job, Missed, Trigger};
-use crate::plan::Planner;
+use crate::playbook::Playbook;
 use crate::policy::{LeapDay, anniversary_days, anniversary_in, resolve_local};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
@@ -26,7 +26,7 @@ pub const LATE_AFTER: Span = Span::minutes(10);
 
 pub struct Scheduler {
     pub store: Store,
-    pub planner: Planner,
+    pub book: Playbook,
     /// (job, contact, fire time) planned by this process, so a tick every minute does not
     /// write today's greetings again.
     planned: Mutex<HashSet<(String, String, DateTime<Utc>)>>,
@@ -45,10 +45,10 @@ pub struct TickStats {
 }
 
 impl Scheduler {
-    pub fn new(store: Store, planner: Planner) -> Scheduler {
+    pub fn new(store: Store, book: Playbook) -> Scheduler {
         Scheduler {
             store,
-            planner,
+            book,
             planned: Mutex::new(HashSet::new()),
             horizon: HORIZON,
         }
@@ -56,11 +56,11 @@ impl Scheduler {
 
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
         let mut stats = TickStats::default();
-        let jobs: Vec<_> = self.planner.jobs.anniversaries().cloned().collect();
+        let jobs: Vec<_> = self.book.jobs.anniversaries().cloned().collect();
         for job in jobs {
             self.anniversaries(&job, now, &mut stats).await?;
         }
-        let jobs: Vec<_> = self.planner.jobs.recurring().cloned().collect();
+        let jobs: Vec<_> = self.book.jobs.recurring().cloned().collect();
         for job in jobs {
             self.recurring(&job, now, &mut stats).await?;
         }
@@ -81,8 +81,8 @@ impl Scheduler {
         else {
             return Ok(());
         };
-        let leap = leap_day.unwrap_or(self.planner.policy.leap_day);
-        let grace = Span::from_std(self.planner.policy.anniversary_grace).unwrap_or(Span::days(1));
+        let leap = leap_day.unwrap_or(self.book.policy.leap_day);
+        let grace = Span::from_std(self.book.policy.anniversary_grace).unwrap_or(Span::days(1));
         let (from, to) = (now - grace, now + self.horizon);
         let days = candidate_days(from, to);
         let month_days: BTreeSet<String> = days
@@ -104,7 +104,7 @@ impl Scheduler {
                 .timezone
                 .as_deref()
                 .and_then(|t| t.parse().ok())
-                .unwrap_or(self.planner.default_timezone);
+                .unwrap_or(self.book.default_timezone);
             for day in &days {
                 if let Some(fire_at) = fire_time(date, *day, *at, tz, leap)
                     && fire_at >= from
@@ -115,10 +115,13 @@ impl Scheduler {
                         continue;
                     }
                     let year = chrono::Datelike::year(day);
-                    if let Some(m) =
-                        self.planner
-                            .anniversary_message(job, &row.contact_id, year, fire_at)
-                    {
+                    if let Some(m) = crate::plan::anniversary_message(
+                        &self.book,
+                        job,
+                        &row.contact_id,
+                        year,
+                        fire_at,
+                    ) {
                         planned.push((key, m));
                     }
                 }
@@ -151,7 +154,7 @@ impl Scheduler {
         else {
             return Ok(());
         };
-        let tz = timezone.unwrap_or(self.planner.default_timezone);
+        let tz = timezone.unwrap_or(self.book.default_timezone);
         let last = match self.store.last_fire(&job.id).await? {
             Some(t) => t,
             None => {
@@ -198,12 +201,12 @@ impl Scheduler {
         t: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        self.planner
+        self.book
             .jobs
             .recurring()
             .filter_map(|job| match &job.trigger {
                 Trigger::Cron { cron, timezone, .. } => {
-                    let tz = timezone.unwrap_or(self.planner.default_timezone);
+                    let tz = timezone.unwrap_or(self.book.default_timezone);
                     occurrences(cron, tz, t, until).first().copied()
                 }
                 _ => None,
@@ -242,8 +245,8 @@ impl Scheduler {
         let contacts = self.store.contacts(&ids).await?;
         Ok(contacts
             .iter()
-            .filter(|c| self.planner.in_audience(job, c, None, occurrence))
-            .filter_map(|c| self.planner.occurrence_message(job, &c.id, occurrence))
+            .filter(|c| self.book.in_audience(job, c, None, occurrence))
+            .filter_map(|c| crate::plan::occurrence_message(&self.book, job, &c.id, occurrence))
             .collect())
     }
 }

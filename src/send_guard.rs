@@ -44,8 +44,9 @@ impl Guard {
             Some(plan) => plan.to_string(),
             None => jobs
                 .get(&m.job_id)
-                .and_then(|j| j.channels.first().cloned())
-                .unwrap_or_else(|| "email".into()),
+                .and_then(|j| j.channels.first())
+                .map_or("email", |c| c.as_str())
+                .to_string(),
         };
         let address = match channel.as_str() {
             "email" => m.contact.email.clone(),

@@ -170,7 +170,7 @@ pub async fn inbound_reply(
         } else {
             None
         };
-        let id = crate::plan::new_id(now);
+        let id = crate::values::new_id(now);
         let provider_id = r.provider_id.as_deref();
         let Some(stored) = store
             .record_reply(&id, gateway, provider_id, &r.from, &r.text, keyword, now)

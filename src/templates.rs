@@ -17,9 +17,9 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
-use crate::config::check_locale;
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::model::{Contact, Event};
+use crate::values::check_locale;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
@@ -653,6 +653,16 @@ impl TemplateSet {
     /// Render an inline text template (a job's dedupe key) without escaping.
     pub fn render_inline(&self, source: &str, ctx: &Context) -> Result<String, RenderError> {
         self.text.render_template_with_context(source, ctx)
+    }
+}
+
+/// The useful part of a render error ("Variable \"event.data.order_id\" not found...").
+pub fn render_reason(e: &handlebars::RenderError) -> String {
+    match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` is missing")
+        }
+        other => other.to_string(),
     }
 }
 

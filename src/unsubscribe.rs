@@ -22,7 +22,8 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
-use crate::config::{Secret, UnsubscribeConfig};
+use crate::check::Checker;
+use crate::values::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -36,6 +37,64 @@ const MAC_LEN: usize = 16;
 const AAD: &[u8] = b"aftercare unsubscribe v2";
 /// ChaCha20-Poly1305's tag.
 const TAG_LEN: usize = 16;
+
+/// `unsubscribe:` as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnsubscribe {
+    /// `https://shop.example.com/u/{token}`
+    url: String,
+    mailto: Option<String>,
+    key_env: Option<String>,
+    key_file: Option<String>,
+}
+
+/// One-click unsubscribe links (RFC 8058) in every marketing email.
+#[derive(Debug, Clone)]
+pub struct UnsubscribeConfig {
+    /// Holds `{token}`.
+    pub url: String,
+    pub mailto: Option<String>,
+    /// The HMAC key; a `key_file` that does not exist is created with a fresh random key.
+    pub key: Secret,
+}
+
+pub fn check(c: &mut Checker, raw: RawUnsubscribe) -> UnsubscribeConfig {
+    if !raw.url.contains("{token}") {
+        c.err(
+            "unsubscribe.url",
+            format!("`{}` has no {{token}} placeholder", raw.url),
+            Some("e.g. https://shop.example.com/u/{token}".into()),
+        );
+    } else if !raw.url.starts_with("https://") {
+        c.err(
+            "unsubscribe.url",
+            "must be an https:// link (mail providers ignore others)",
+            None,
+        );
+    }
+    if let Some(m) = &raw.mailto
+        && m.parse::<lettre::Address>().is_err()
+    {
+        c.err(
+            "unsubscribe.mailto",
+            format!("`{m}` is not an email address"),
+            None,
+        );
+    }
+    let key = c.required_secret(
+        "unsubscribe",
+        "key",
+        (raw.key_env.as_deref(), raw.key_file.as_deref()),
+        "key",
+        "set key_env or key_file (a missing key_file is created with a random key)",
+    );
+    UnsubscribeConfig {
+        url: raw.url,
+        mailto: raw.mailto,
+        key,
+    }
+}
 
 /// Mints and checks unsubscribe tokens with the configured key.
 #[derive(Clone)]

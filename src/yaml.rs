@@ -44,6 +44,20 @@ impl SpanIndex {
     pub fn has(&self, path: &str) -> bool {
         self.values.contains_key(path)
     }
+
+    /// The same places with every path put under `prefix`: a section read on its own
+    /// (`route: …` as `sms.route`) locates its fields by the paths it has in the config.
+    pub fn nested_under(&self, prefix: &str) -> SpanIndex {
+        let re_root = |m: &HashMap<String, Location>| -> HashMap<String, Location> {
+            m.iter()
+                .map(|(k, v)| (join(prefix, k).trim_end_matches('.').to_string(), *v))
+                .collect()
+        };
+        SpanIndex {
+            values: re_root(&self.values),
+            keys: re_root(&self.keys),
+        }
+    }
 }
 
 fn parent(path: &str) -> &str {

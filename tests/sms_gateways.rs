@@ -73,9 +73,8 @@ fn config(dir: &Path, route: &[&str], gateways: &[String]) -> SmsConfig {
         route.join(", "),
         gateways.concat()
     );
-    let raw: sms::RawSmsConfig =
-        serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    sms::compile(&raw, dir).unwrap_or_else(|p| panic!("{p:?}\n{yaml}"))
+    sms::settings::from_yaml(&dir.join("aftercare.yaml"), &yaml)
+        .unwrap_or_else(|p| panic!("{p}\n{yaml}"))
 }
 
 fn text(body: &str) -> SmsMessage {

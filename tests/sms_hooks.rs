@@ -6,13 +6,15 @@
 mod common;
 
 use aftercare::channels::sms::{self, Inbound, SmsChannel, twilio};
-use aftercare::config::{Secret, SqliteSync, StoreConfig};
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageRecord, MessageState, Outcome};
-use aftercare::plan::Planner;
+use aftercare::plan;
+use aftercare::playbook::Playbook;
 use aftercare::sms_hooks::{HookError, Summary, inbound_reply, status_callback};
 use aftercare::store::{Completion, LogFilter, NewAttempt, Store};
+use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
+use aftercare::values::Secret;
 use chrono::{DateTime, Utc};
 use common::{Backend, delivered, pg};
 use serde_json::json;
@@ -65,21 +67,21 @@ gateways:
   plain: {{kind: http, url: "http://127.0.0.1:9/send"}}
 "#
     );
-    let raw: sms::RawSmsConfig = serde_yaml::from_str(&yaml).unwrap();
-    SmsChannel::new(&sms::compile(&raw, dir).unwrap()).unwrap()
+    let cfg = sms::settings::from_yaml(&dir.join("aftercare.yaml"), &yaml).unwrap();
+    SmsChannel::new(&cfg).unwrap()
 }
 
-fn planner() -> Planner {
+fn playbook() -> Playbook {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
     let (jobs, _) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
-    Planner {
+    Playbook {
         jobs: Arc::new(jobs),
         templates: Arc::new(templates),
         default_timezone: chrono_tz::Asia::Shanghai,
         default_locale: "zh-CN".into(),
         expire_after: None,
-        policy: aftercare::config::PolicyConfig::default(),
+        policy: aftercare::policy::PolicyConfig::default(),
         unsubscribe: None,
         webhook_enabled: false,
     }
@@ -116,8 +118,7 @@ async fn three_sent(store: &Store) -> Vec<String> {
             .unwrap()
         })
         .collect();
-    planner()
-        .ingest(store, &lines, t("2026-11-20T12:00:00Z"))
+    plan::ingest(&playbook(), store, &lines, t("2026-11-20T12:00:00Z"))
         .await
         .unwrap();
     let now = t("2026-11-23T06:00:00Z");
@@ -412,14 +413,14 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
     let (store, dir) = store(b).await;
     let ch = channel(dir.path());
     let line = r#"{"id":"evt-p","type":"order.delivered","occurred_at":"2026-11-20T10:00:00+08:00","contact":{"id":"c-p","email":"p@example.com","phone":"+8613800138010"},"data":{"order_id":"SO-P"}}"#;
-    planner()
-        .ingest(
-            &store,
-            &[parse_event(line).unwrap()],
-            t("2026-11-20T12:00:00Z"),
-        )
-        .await
-        .unwrap();
+    plan::ingest(
+        &playbook(),
+        &store,
+        &[parse_event(line).unwrap()],
+        t("2026-11-20T12:00:00Z"),
+    )
+    .await
+    .unwrap();
     let push = |from: &str, text: &str| json!([{"mobile": from, "content": text}]).to_string();
     let reply = async |from: &str, text: &str, at: &str| {
         inbound_reply(

@@ -5,15 +5,17 @@
 
 mod common;
 
-use aftercare::config::{Secret, SqliteSync, StoreConfig};
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
-use aftercare::plan::{IngestOutcome, Planner};
+use aftercare::plan::{self, IngestOutcome};
+use aftercare::playbook::Playbook;
 use aftercare::store::{
     COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, LogFilter, NewAttempt, Store,
     StoreError,
 };
+use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
+use aftercare::values::Secret;
 use chrono::{DateTime, Duration, Utc};
 use common::{Backend, delivered, pg, reviewed};
 use std::path::Path;
@@ -86,18 +88,18 @@ async fn store(b: Backend) -> (Store, Fixture) {
     (f.migrated().await, f)
 }
 
-fn planner() -> Planner {
+fn playbook() -> Playbook {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
     let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
     assert!(!diags.has_errors(), "{diags}");
-    Planner {
+    Playbook {
         jobs: Arc::new(jobs),
         templates: Arc::new(templates),
         default_timezone: chrono_tz::Asia::Shanghai,
         default_locale: "zh-CN".into(),
         expire_after: None,
-        policy: aftercare::config::PolicyConfig::default(),
+        policy: aftercare::policy::PolicyConfig::default(),
         unsubscribe: None,
         webhook_enabled: false,
     }
@@ -111,7 +113,9 @@ const NOW: &str = "2026-11-20T12:00:00Z";
 
 async fn ingest(store: &Store, lines: &[String]) -> Vec<IngestOutcome> {
     let batch: Vec<_> = lines.iter().map(|l| parse_event(l).unwrap()).collect();
-    planner().ingest(store, &batch, t(NOW)).await.unwrap()
+    plan::ingest(&playbook(), store, &batch, t(NOW))
+        .await
+        .unwrap()
 }
 
 /// `n` deliveries for contacts c-0.. (orders SO-0..), the i-th delivered i hours after
@@ -557,8 +561,8 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
     let claimed = claim(&store, "tok", "2026-12-31T00:00:00Z", 1000).await;
     assert_eq!(claimed.len(), 230);
     let retry_at = now + Duration::hours(1);
-    let planner = planner();
-    let job = planner.jobs.get("review-request").unwrap().clone();
+    let book = playbook();
+    let job = book.jobs.get("review-request").unwrap().clone();
     let batch: Vec<Completion> = claimed
         .iter()
         .enumerate()
@@ -584,7 +588,7 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                     c.channel = Some("email".into());
                     c.address = Some("x@example.com".into());
                     c.attempts = vec![attempt(1, now, Outcome::Sent, Some(250))];
-                    c.next = planner.next_step(&job, m, now);
+                    c.next = plan::next_step(&book, &job, m, now);
                 }
                 2 => {
                     c.state = MessageState::Retrying;
@@ -1013,8 +1017,8 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
     .await;
     let now = t("2026-11-24T00:00:00Z");
     let claimed = claim(&from, "tok", "2026-11-24T00:00:00Z", 500).await;
-    let planner = planner();
-    let job = planner.jobs.get("review-request").unwrap().clone();
+    let book = playbook();
+    let job = book.jobs.get("review-request").unwrap().clone();
     let done: Vec<Completion> = claimed
         .iter()
         .map(|m| Completion {
@@ -1027,7 +1031,7 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
             channel: Some("email".into()),
             address: Some("x@example.com".into()),
             at: now,
-            next: planner.next_step(&job, m, now),
+            next: plan::next_step(&book, &job, m, now),
             uncounted: false,
         })
         .collect();

@@ -6,11 +6,12 @@
 //! takes every request waiting at that moment into one transaction, so a hundred concurrent
 //! single-event POSTs cost a few fsyncs, not a hundred.
 
+use super::Scope;
 use super::{ApiError, ApiState, authorize};
-use crate::config::Scope;
 use crate::ingest::{Incoming, check_event};
 use crate::metrics;
-use crate::plan::{IngestOutcome, Planner};
+use crate::plan::{self, IngestOutcome};
+use crate::playbook::Playbook;
 use crate::store::Store;
 use arc_swap::ArcSwap;
 use axum::Json;
@@ -62,7 +63,7 @@ impl IngestQueue {
     /// Start the writer: it takes all waiting requests, up to `group` events, per transaction.
     pub fn start(
         store: Store,
-        planner: Arc<ArcSwap<Planner>>,
+        book: Arc<ArcSwap<Playbook>>,
         clock: crate::clock::SharedClock,
         group: usize,
     ) -> IngestQueue {
@@ -88,8 +89,8 @@ impl IngestQueue {
                 for j in &mut jobs {
                     all.append(&mut j.items);
                 }
-                let planner = planner.load_full();
-                let result = planner.ingest(&store, &all, clock.now()).await;
+                let book = book.load_full();
+                let result = plan::ingest(&book, &store, &all, clock.now()).await;
                 match result {
                     Ok(outcomes) => {
                         let mut rest = outcomes.into_iter();

@@ -1,9 +1,9 @@
 //! The delivery log over HTTP: the same filters as `aftercare logs`, keyset pagination, one
 //! message with its attempts, a contact's timeline, and retry/cancel by hand (admin).
 
+use super::Scope;
 use super::{ApiError, ApiState, authorize};
 use crate::clock::{from_millis, to_millis};
-use crate::config::Scope;
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{HandAction, LogFilter};
 use axum::Json;
@@ -52,7 +52,7 @@ fn bad(field: &str, detail: String) -> ApiError {
 
 fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     v.as_deref()
-        .map(|s| crate::cli::parse_time(s).map_err(|e| bad(field, e)))
+        .map(|s| crate::values::parse_time(s).map_err(|e| bad(field, e)))
         .transpose()
 }
 

@@ -9,10 +9,10 @@ mod events;
 mod hooks;
 mod log;
 mod public;
+pub mod settings;
 
-use crate::config::{ApiConfig, Scope};
 use crate::metrics;
-use crate::plan::Planner;
+use crate::playbook::Playbook;
 use crate::store::Store;
 use crate::unsubscribe::Unsubscriber;
 use arc_swap::ArcSwap;
@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use utoipa::OpenApi;
 
 pub use events::IngestQueue;
+pub use settings::{ApiConfig, Scope};
 
 /// Every route: (method, path). The OpenAPI document must describe exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -51,7 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct ApiState {
     pub store: Store,
     /// The current jobs and templates; swapped by a reload.
-    pub planner: Arc<ArcSwap<Planner>>,
+    pub book: Arc<ArcSwap<Playbook>>,
     pub tokens: Arc<Vec<Token>>,
     pub config: ApiConfig,
     pub unsubscriber: Option<Arc<Unsubscriber>>,
@@ -62,7 +63,7 @@ pub struct ApiState {
     /// For receipts and inbound replies.
     pub sms: Option<crate::channels::sms::SmsChannel>,
     /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
-    pub relay: Option<Arc<crate::channels::smtp::RelayHealth>>,
+    pub relay: Option<Arc<crate::channels::email::smtp::RelayHealth>>,
 }
 
 /// A usable bearer token (its secret read at start).

@@ -11,7 +11,6 @@
 pub mod email;
 pub mod redact;
 pub mod sms;
-pub mod smtp;
 pub mod webhook;
 
 use crate::model::Outcome;

@@ -14,11 +14,55 @@
 )]
 
 use super::Delivery;
-use crate::config::WebhookConfig;
+use crate::check::Checker;
 use crate::model::Outcome;
+use crate::values::Secret;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::time::Duration;
+
+/// `webhook:` as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    url: String,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+    timeout: Option<String>,
+}
+
+/// Where callback tasks are POSTed (a CRM or call-centre queue).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Secret,
+    pub timeout: Duration,
+}
+
+/// Check `webhook:`. The secret is required: the receiver checks every task's signature.
+pub fn check(c: &mut Checker, raw: RawWebhook) -> WebhookConfig {
+    c.url(
+        "webhook.url",
+        &raw.url,
+        "https://crm.example.com/hooks/aftercare",
+    );
+    let secret = c.required_secret(
+        "webhook",
+        "secret",
+        (raw.secret_env.as_deref(), raw.secret_file.as_deref()),
+        "secret",
+        "the receiver checks the X-Aftercare-Signature HMAC with it",
+    );
+    WebhookConfig {
+        url: raw.url,
+        secret,
+        timeout: c.duration_or(
+            "webhook.timeout",
+            raw.timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+    }
+}
 
 pub struct WebhookChannel {
     client: reqwest::Client,

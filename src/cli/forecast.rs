@@ -7,15 +7,16 @@
 //! channels that report success without sending. Reminders are planned as if each message
 //! were sent on time.
 
-use super::{App, Exit, parse_time};
+use super::{App, Exit};
 use crate::channels::{Channels, email::EmailChannel};
 use crate::clock::SteppedClock;
-use crate::config::{SqliteSync, StoreConfig};
 use crate::dispatch::Dispatcher;
 use crate::model::{MessageRecord, MessageState};
 use crate::schedule::Scheduler;
 use crate::store::{LogFilter, Store};
+use crate::store::{SqliteSync, StoreConfig};
 use crate::text::printable as p;
+use crate::values::parse_time;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
 use std::sync::Arc;
@@ -62,28 +63,28 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let done_before = scratch.final_ids().await?;
 
     let clock = Arc::new(SteppedClock::new(now));
-    let planner = app.planner();
-    let dispatcher = Arc::new(Dispatcher {
-        store: scratch.clone(),
-        planner: planner.clone(),
-        channels: Arc::new(Channels {
-            email: EmailChannel::new(&app.config.email)?,
-            webhook: None,
-            sms: app
-                .config
-                .sms
-                .as_ref()
-                .map(crate::channels::sms::SmsChannel::new)
-                .transpose()?,
-        }),
-        clock: clock.clone(),
-        cfg: app.config.dispatch.clone(),
-        node: "forecast".into(),
-        sends: Default::default(),
-        dry_run: true,
-        on_loop: None,
-    });
-    let mut scheduler = Scheduler::new(scratch.clone(), planner);
+    let book = app.playbook();
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            scratch.clone(),
+            book.clone(),
+            Arc::new(Channels {
+                email: EmailChannel::new(&app.config.email)?,
+                webhook: None,
+                sms: app
+                    .config
+                    .sms
+                    .as_ref()
+                    .map(crate::channels::sms::SmsChannel::new)
+                    .transpose()?,
+            }),
+            clock.clone(),
+            app.config.dispatch.clone(),
+            "forecast".into(),
+        )
+        .dry_run(),
+    );
+    let mut scheduler = Scheduler::new(scratch.clone(), book);
     scheduler.horizon = until - now + Span::days(1);
     let mut t = now;
     for _ in 0..MAX_STEPS {

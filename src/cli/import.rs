@@ -3,9 +3,10 @@
 //! Each line is checked on its own and a bad line is reported with its number and field,
 //! storing nothing; good lines are written in batches of one transaction each.
 
-use super::{App, Exit, parse_time};
+use super::{App, Exit};
 use crate::ingest::{Incoming, parse_event};
 use crate::plan::IngestOutcome;
+use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, IsTerminal, Read};
@@ -36,7 +37,7 @@ struct Tally {
 pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
-    let planner = app.planner();
+    let book = app.playbook();
     let clock = crate::clock::from_option(a.now);
     let name = a.file.display().to_string();
     let (reader, size): (Box<dyn Read>, Option<u64>) = if name == "-" {
@@ -77,16 +78,10 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             }
         }
         if batch.len() >= BATCH {
-            flush(
-                &planner, &store, &mut batch, &clock, &name, &mut tally, &bar,
-            )
-            .await?;
+            flush(&book, &store, &mut batch, &clock, &name, &mut tally, &bar).await?;
         }
     }
-    flush(
-        &planner, &store, &mut batch, &clock, &name, &mut tally, &bar,
-    )
-    .await?;
+    flush(&book, &store, &mut batch, &clock, &name, &mut tally, &bar).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -109,7 +104,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
 }
 
 async fn flush(
-    planner: &crate::plan::Planner,
+    book: &crate::playbook::Playbook,
     store: &crate::store::Store,
     batch: &mut Vec<(usize, Incoming)>,
     clock: &crate::clock::SharedClock,
@@ -121,7 +116,7 @@ async fn flush(
         return Ok(());
     }
     let items: Vec<Incoming> = batch.iter().map(|(_, i)| i.clone()).collect();
-    let outcomes = planner.ingest(store, &items, clock.now()).await?;
+    let outcomes = crate::plan::ingest(book, store, &items, clock.now()).await?;
     for ((line, _), o) in batch.iter().zip(outcomes) {
         match o {
             IngestOutcome::Accepted {

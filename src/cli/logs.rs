@@ -3,10 +3,11 @@
 //! server's answer, and any delivery receipt the carrier sent back; with `--contact`, the
 //! SMS replies the contact sent us.
 
-use super::{App, parse_time};
+use super::App;
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{LogFilter, StoredReply};
 use crate::text::printable as p;
+use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::ValueEnum;

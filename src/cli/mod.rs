@@ -20,7 +20,7 @@ use crate::jobs::{self, JobSet};
 use crate::store::Store;
 use crate::templates::TemplateSet;
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -275,8 +275,9 @@ impl App {
         })
     }
 
-    pub fn planner(&self) -> crate::plan::Planner {
-        crate::plan::Planner {
+    /// The loaded jobs and templates with the config's defaults for speaking to contacts.
+    pub fn playbook(&self) -> crate::playbook::Playbook {
+        crate::playbook::Playbook {
             jobs: self.jobs.clone(),
             templates: self.templates.clone(),
             default_timezone: self.config.default_timezone,
@@ -287,19 +288,6 @@ impl App {
             webhook_enabled: self.config.webhook.is_some(),
         }
     }
-}
-
-/// `--now` / `--since` values: RFC 3339, or a date (midnight UTC).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    Err(format!(
-        "`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
-    ))
 }
 
 pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<String> {

@@ -4,7 +4,8 @@
 use super::{App, Exit, read_input};
 use crate::ingest::parse_event;
 use crate::jobs::{DateField, Trigger};
-use crate::plan::MessageFacts;
+use crate::model::Channel;
+use crate::playbook::MessageFacts;
 use crate::text::{printable as p, printable_lines as lines};
 use chrono::Utc;
 use std::path::{Path, PathBuf};
@@ -65,18 +66,17 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             p(&inc.event.kind)
         );
     }
-    let planner = app.planner();
+    let book = app.playbook();
     let mut contact = inc.contact.apply(None);
     if let Some(l) = &a.locale {
         contact.locale = Some(l.clone());
     }
     let now = Utc::now();
-    let tz = planner.zone_of(&contact);
+    let tz = book.zone_of(&contact);
     // When it would go, and under which dedupe key.
     let (due, dedupe) = match &job.trigger {
         Trigger::Event { .. } => {
-            let planned = planner
-                .messages_for_event(job, &inc.event, &contact, now)
+            let planned = crate::plan::messages_for_event(&book, job, &inc.event, &contact, now)
                 .map_err(|e| Exit::invalid(e.message))?;
             let Some(first) = planned.into_iter().find(|m| m.channel_plan.is_none()) else {
                 return Err(Exit::invalid(format!(
@@ -91,7 +91,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             at,
             leap_day,
         } => {
-            let leap = leap_day.unwrap_or(planner.policy.leap_day);
+            let leap = leap_day.unwrap_or(book.policy.leap_day);
             let value = match field {
                 DateField::Birthday => contact.birthday.clone(),
                 DateField::Attribute(k) => contact
@@ -113,7 +113,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             (next, format!("{}:<year>", contact.id))
         }
         Trigger::Cron { cron, timezone, .. } => {
-            let ctz = timezone.unwrap_or(planner.default_timezone);
+            let ctz = timezone.unwrap_or(book.default_timezone);
             let next =
                 crate::schedule::occurrences(cron, ctz, now, now + chrono::Duration::days(400))
                     .first()
@@ -127,34 +127,18 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         token: Some("preview-token"),
         send_at: due.unwrap_or(now),
     };
-    let ctx = planner.context(
-        job,
-        &contact,
-        job.trigger.event().map(|_| &inc.event),
-        &facts,
-    );
-    let locale = planner.locale_of(&contact);
-    let wants = |ch: &str| job.channels.iter().any(|c| c == ch);
-    let email = if wants("email") {
+    let event = job.trigger.event().map(|_| &inc.event);
+    let email = if job.channels.contains(&Channel::Email) {
         Some(
-            app.templates
-                .render_email(&step.template, &locale, &ctx)
+            book.render_email(job, &contact, event, &facts, &step.template)
                 .map_err(|e| Exit::invalid(e.to_string()))?,
         )
     } else {
         None
     };
-    let sms = if wants("sms") {
-        let ctx = planner.context_on(
-            job,
-            &contact,
-            job.trigger.event().map(|_| &inc.event),
-            &facts,
-            "sms",
-        );
+    let sms = if job.channels.contains(&Channel::Sms) {
         Some(
-            app.templates
-                .render_sms(&step.template, &locale, &ctx)
+            book.render_sms(job, &contact, event, &facts, &step.template)
                 .map_err(|e| Exit::invalid(e.to_string()))?,
         )
     } else {
@@ -164,7 +148,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(|e| e.locale.clone())
         .or_else(|| sms.as_ref().map(|s| s.locale.clone()))
-        .unwrap_or(locale);
+        .unwrap_or_else(|| book.locale_of(&contact));
     println!(
         "job:      {} (step {}, template {}, locale {}, {})",
         job.id,
@@ -187,7 +171,14 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         ),
     }
     println!("dedupe:   {}", p(&dedupe));
-    println!("channels: {}", job.channels.join(", "));
+    println!(
+        "channels: {}",
+        job.channels
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if let Some(email) = &email {
         let to = match (&contact.name, &contact.email) {
             (Some(n), Some(e)) => format!("{n} <{e}>"),

@@ -1,13 +1,14 @@
 //! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
-use super::{App, Exit, parse_time};
+use super::{App, Exit};
+use crate::channels::email::settings::EmailTransport;
 use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
-use crate::config::EmailTransport;
 use crate::daemon::{self, Daemon};
 use crate::dispatch::Dispatcher;
 use crate::schedule::Scheduler;
+use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,20 +47,17 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     });
     let clock = crate::clock::from_option(a.now);
     if a.once {
-        let dispatcher = Arc::new(Dispatcher {
+        let dispatcher = Arc::new(Dispatcher::new(
             // Its own SQLite connection: see `Store::own_writer`.
-            store: store.own_writer(),
-            planner: app.planner(),
+            store.own_writer(),
+            app.playbook(),
             channels,
-            clock: clock.clone(),
-            cfg: app.config.dispatch.clone(),
-            node: app.config.node_id.clone(),
-            sends: Default::default(),
-            dry_run: false,
-            on_loop: None,
-        });
+            clock.clone(),
+            app.config.dispatch.clone(),
+            app.config.node_id.clone(),
+        ));
         // The clock's work first (today's greetings, due survey occurrences), then sends.
-        Scheduler::new(store.clone(), app.planner())
+        Scheduler::new(store.clone(), app.playbook())
             .tick(clock.now())
             .await?;
         let stats = dispatcher.run_once().await?;
@@ -105,9 +103,9 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         if app.diags.has_errors() {
             return Err(app.diags);
         }
-        Ok(app.planner())
+        Ok(app.playbook())
     });
-    let stats = daemon::run(d, app.planner(), reload).await?;
+    let stats = daemon::run(d, app.playbook(), reload).await?;
     store.close().await;
     tracing::info!(%stats, "stopped");
     Ok(())

@@ -7,8 +7,9 @@
 //! are checked against the source. The work is in `store/copy.rs`; this is the command line.
 
 use super::Exit;
-use crate::config::{Secret, SqliteSync, StoreConfig};
 use crate::store::{CopyOptions, CopyProgress, Store};
+use crate::store::{SqliteSync, StoreConfig};
+use crate::values::Secret;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! which applies a one-click unsubscribe token (the same check the HTTP endpoint makes).
 
 use super::{App, Exit};
-use crate::ingest::normalise_phone;
 use crate::text::printable as p;
+use crate::values::normalise_phone;
 use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;

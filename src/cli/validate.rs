@@ -71,7 +71,7 @@ fn environment(app: &App) -> crate::diag::Diagnostics {
     for job in app
         .jobs
         .iter()
-        .filter(|j| j.channels.iter().any(|c| c == "sms"))
+        .filter(|j| j.channels.contains(&crate::model::Channel::Sms))
     {
         let route = if job.sms.route.is_empty() {
             &cfg.route

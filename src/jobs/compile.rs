@@ -5,13 +5,13 @@
 pub use super::spec::{Class, Missed, OverCap};
 use super::spec::{RawAudience, RawJob, RawJobSms, RawStopWhen, RawTrigger};
 use crate::channels::sms::{SmsConfig, segments};
-use crate::config::{parse_tz, parse_window};
-use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
-use crate::duration;
+use crate::check::Checker;
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::ingest::check_event_type;
+use crate::model::Channel;
 use crate::policy::{LeapDay, SendWindow, parse_clock};
 use crate::templates::{Scope, TemplateSet};
-use crate::yaml::{Document, SpanIndex};
+use crate::yaml::Document;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -20,10 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const MAX_REMINDERS: usize = 3;
-/// Channels a customer receives messages on, in the order a job lists them.
-const CUSTOMER_CHANNELS: &[&str] = &["email", "sms"];
-/// `webhook` hands a task to the business's own systems (a CRM callback queue).
-const TASK_CHANNEL: &str = "webhook";
 /// Words a marketing SMS shows so the customer knows how to opt out ("回T退订", "Reply STOP").
 const SMS_OPT_OUT_WORDS: &[&str] = &["退订", "STOP", "UNSUBSCRIBE"];
 /// Audience keys that would turn a review request into review gating.
@@ -49,8 +45,8 @@ pub struct Job {
     /// Step 0 is the first send; steps 1.. are reminders, each `after` the previous send.
     /// Empty for a job whose only channel is `webhook`.
     pub steps: Vec<Step>,
-    /// Customer channels in order of preference (fallback order).
-    pub channels: Vec<String>,
+    /// Customer channels (email, sms) in order of preference (fallback order).
+    pub channels: Vec<Channel>,
     /// Also hand a callback task to the webhook.
     pub webhook: bool,
     pub class: Class,
@@ -202,60 +198,19 @@ impl Job {
     }
 }
 
-struct Ctx<'a> {
-    path: &'a Path,
-    spans: &'a SpanIndex,
-    diags: Diagnostics,
-}
-
-impl Ctx<'_> {
-    fn at(&self, field: &str) -> Option<Location> {
-        self.spans.locate(field)
+/// `name` must be a template set in the templates folder.
+fn known_template(c: &mut Checker, field: &str, name: &str, templates: &TemplateSet) -> bool {
+    if templates.has(name) {
+        return true;
     }
-    fn error(&mut self, field: &str, msg: impl Into<String>, hint: Option<String>) {
-        let d = Diagnostic::error(
-            self.path,
-            self.at(field),
-            format!("{field}: {}", msg.into()),
+    let hint = did_you_mean(name, templates.names()).unwrap_or_else(|| {
+        format!(
+            "create {}/{name}/ with email.subject.hbs and email.txt.hbs",
+            crate::diag::display_path(&templates.dir)
         )
-        .with_hint_opt(hint);
-        self.diags.push(d);
-    }
-    fn warn(&mut self, field: &str, msg: impl Into<String>, hint: Option<String>) {
-        let d = Diagnostic::warning(
-            self.path,
-            self.at(field),
-            format!("{field}: {}", msg.into()),
-        )
-        .with_hint_opt(hint);
-        self.diags.push(d);
-    }
-    fn duration(&mut self, field: &str, text: &str) -> Option<Duration> {
-        duration::parse(text)
-            .map_err(|e| {
-                self.error(
-                    field,
-                    e,
-                    Some(
-                        "write a number and a unit: 30m, 12h, 3d, 1w, or combined as 1d12h".into(),
-                    ),
-                )
-            })
-            .ok()
-    }
-    fn template(&mut self, field: &str, name: &str, templates: &TemplateSet) -> bool {
-        if templates.has(name) {
-            return true;
-        }
-        let hint = did_you_mean(name, templates.names()).unwrap_or_else(|| {
-            format!(
-                "create {}/{name}/ with email.subject.hbs and email.txt.hbs",
-                crate::diag::display_path(&templates.dir)
-            )
-        });
-        self.error(field, format!("unknown template `{name}`"), Some(hint));
-        false
-    }
+    });
+    c.err(field, format!("unknown template `{name}`"), Some(hint));
+    false
 }
 
 /// What compiling a job needs besides its document.
@@ -271,14 +226,10 @@ pub struct CompileEnv<'a> {
 /// Compile one job document. The job is `None` when any error was found.
 pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<Job>, Diagnostics) {
     let raw = doc.value;
-    let mut c = Ctx {
-        path,
-        spans: &doc.spans,
-        diags: Diagnostics::default(),
-    };
+    let mut c = Checker::new(path, &doc.spans);
 
     if !valid_id(&raw.id) {
-        c.error(
+        c.err(
             "id",
             format!("`{}` is not a job id", raw.id),
             Some("use lowercase letters, digits, - and _, e.g. review-request".into()),
@@ -289,7 +240,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
 
     let listed = raw.channels.clone().unwrap_or_else(|| vec!["email".into()]);
     if listed.is_empty() {
-        c.error(
+        c.err(
             "channels",
             "at least one channel is needed",
             Some("channels: [email]".into()),
@@ -299,26 +250,26 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
     let mut webhook = false;
     for (i, ch) in listed.iter().enumerate() {
         let field = format!("channels[{i}]");
-        if listed[..i].contains(ch) {
-            c.error(&field, format!("`{ch}` is listed twice"), None);
-        } else if ch == TASK_CHANNEL {
+        match Channel::parse(ch) {
+            _ if listed[..i].contains(ch) => {
+                c.err(&field, format!("`{ch}` is listed twice"), None);
+            }
             // Without a `webhook:` section the tasks stay open for `aftercare callbacks`.
-            webhook = true;
-        } else if ch == "sms" && env.sms.is_none_or(|s| s.gateways.is_empty()) {
-            c.error(
+            Some(Channel::Webhook) => webhook = true,
+            Some(Channel::Sms) if env.sms.is_none_or(|s| s.gateways.is_empty()) => c.err(
                 &field,
                 "the `sms` channel needs an SMS gateway, and the config has none",
                 Some("add an `sms:` section with gateways to the config (see the README's SMS section)".into()),
-            );
-        } else if CUSTOMER_CHANNELS.contains(&ch.as_str()) {
-            channels.push(ch.clone());
-        } else {
-            let all = CUSTOMER_CHANNELS.iter().chain([&TASK_CHANNEL]).copied();
-            c.error(
-                &field,
-                format!("unknown channel `{ch}`"),
-                did_you_mean(ch, all).or(Some("channels: email, sms, webhook".into())),
-            );
+            ),
+            Some(customer) => channels.push(customer),
+            None => {
+                let all = Channel::ALL.map(Channel::as_str);
+                c.err(
+                    &field,
+                    format!("unknown channel `{ch}`"),
+                    did_you_mean(ch, all).or(Some("channels: email, sms, webhook".into())),
+                );
+            }
         }
     }
 
@@ -339,7 +290,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
     let mut checked: Vec<(String, String)> = Vec::new();
     match (&raw.template, channels.is_empty()) {
         (Some(t), _) => {
-            if c.template("template", t, env.templates) {
+            if known_template(&mut c, "template", t, env.templates) {
                 checked.push(("template".into(), t.clone()));
             }
             steps.push(Step {
@@ -347,7 +298,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
                 after: first_delay,
             });
         }
-        (None, false) => c.error(
+        (None, false) => c.err(
             "template",
             "missing: the customer channels need a template",
             Some("template: <folder in message_templates>".into()),
@@ -355,14 +306,14 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         (None, true) => {}
     }
     if raw.reminders.len() > MAX_REMINDERS {
-        c.error(
+        c.err(
             &format!("reminders[{MAX_REMINDERS}]"),
             format!("at most {MAX_REMINDERS} reminders"),
             Some("customers stop reading after the third reminder".into()),
         );
     }
     if !raw.reminders.is_empty() && !matches!(trigger, Some(Trigger::Event { .. }) | None) {
-        c.error(
+        c.err(
             "reminders",
             "reminders follow event-triggered messages only",
             None,
@@ -371,7 +322,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
     for (i, r) in raw.reminders.iter().enumerate() {
         let after = c.duration(&format!("reminders[{i}].after"), &r.after);
         if after.is_some_and(|d| d.is_zero()) {
-            c.error(
+            c.err(
                 &format!("reminders[{i}].after"),
                 "must be longer than 0s",
                 None,
@@ -384,7 +335,12 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
             .or_else(|| raw.template.clone())
             .unwrap_or_default();
         if let Some(t) = &r.template
-            && c.template(&format!("reminders[{i}].template"), t, env.templates)
+            && known_template(
+                &mut c,
+                &format!("reminders[{i}].template"),
+                t,
+                env.templates,
+            )
             && !checked.iter().any(|(_, n)| n == t)
         {
             checked.push((format!("reminders[{i}].template"), t.clone()));
@@ -393,15 +349,15 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
     }
     for (field, name) in &checked {
         for ch in &channels {
-            c.diags.extend(env.templates.check_for_job(
+            c.extend(env.templates.check_for_job(
                 name,
-                ch,
+                ch.as_str(),
                 &scope,
                 &format!("job {} ({field})", raw.id),
             ));
         }
         if class == Class::Marketing
-            && channels.iter().any(|ch| ch == "email")
+            && channels.contains(&Channel::Email)
             && !env.templates.uses(name, "email.", "unsubscribe.url")
         {
             c.warn(
@@ -414,10 +370,10 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
 
     if let Some(d) = &raw.dedupe {
         match TemplateSet::check_inline(d, &scope) {
-            Err(e) => c.error("dedupe", format!("template syntax: {e}"), None),
+            Err(e) => c.err("dedupe", format!("template syntax: {e}"), None),
             Ok(problems) => {
                 for (msg, _, hint) in problems {
-                    c.error("dedupe", msg, hint);
+                    c.err("dedupe", msg, hint);
                 }
             }
         }
@@ -429,7 +385,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
             );
         }
         if !matches!(trigger, Some(Trigger::Event { .. }) | None) {
-            c.error("dedupe", "only event-triggered jobs take a dedupe key (anniversaries are once a year, cron jobs once per occurrence)", None);
+            c.err("dedupe", "only event-triggered jobs take a dedupe key (anniversaries are once a year, cron jobs once per occurrence)", None);
         }
     }
 
@@ -459,17 +415,10 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
             c.duration("expire_after", t)
         }
     });
-    let send_window = raw.send_window.as_ref().and_then(|w| {
-        parse_window(w)
-            .map_err(|e| {
-                c.error(
-                    "send_window",
-                    e,
-                    Some("e.g. {start: \"09:00\", end: \"20:00\"}".into()),
-                )
-            })
-            .ok()
-    });
+    let send_window = raw
+        .send_window
+        .as_ref()
+        .and_then(|w| crate::policy::settings::window(&mut c, "send_window", w));
     let audience = raw
         .audience
         .as_ref()
@@ -477,7 +426,7 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         .unwrap_or_default();
     lint_review_gating(&mut c, &raw, &audience);
 
-    let ok = !c.diags.has_errors();
+    let ok = !c.has_errors();
     let job = match (ok, trigger) {
         (true, Some(trigger)) => Some(Job {
             id: raw.id,
@@ -499,12 +448,12 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
         }),
         _ => None,
     };
-    (job, c.diags)
+    (job, c.into_diagnostics())
 }
 
 /// The job's `sms:` keys, checked against the config's gateways and the job's templates.
 fn sms_settings(
-    c: &mut Ctx,
+    c: &mut Checker,
     raw: Option<&RawJobSms>,
     uses_sms: bool,
     class: Class,
@@ -534,7 +483,7 @@ fn sms_settings(
     // The route.
     let route = raw.gateways.clone().unwrap_or_default();
     if raw.gateways.as_ref().is_some_and(Vec::is_empty) {
-        c.error(
+        c.err(
             "sms.gateways",
             "no gateway",
             Some(format!(
@@ -543,12 +492,10 @@ fn sms_settings(
             )),
         );
     }
-    if let Err(p) = cfg.check_route("sms.gateways", &route) {
-        c.error(&p.path, p.message, p.hint);
-    }
+    cfg.check_route(c, "sms.gateways", &route);
     for (i, g) in route.iter().enumerate() {
         if route[..i].contains(g) {
-            c.error(
+            c.err(
                 &format!("sms.gateways[{i}]"),
                 format!("`{g}` is listed twice"),
                 None,
@@ -568,17 +515,14 @@ fn sms_settings(
             let hint = did_you_mean(tpl, templates.iter().map(String::as_str))
                 .unwrap_or_else(|| format!("this job's templates: {}", templates.join(", ")));
             // At the key: it is the name that is wrong.
-            c.diags.push(
-                Diagnostic::error(
-                    c.path,
-                    c.spans.key(&field),
-                    format!("{field}: `{tpl}` is not a template of this job"),
-                )
-                .with_hint(hint),
+            c.err_at_key(
+                &field,
+                format!("`{tpl}` is not a template of this job"),
+                Some(hint),
             );
         }
         if code.trim().is_empty() {
-            c.error(
+            c.err(
                 &field,
                 "empty template code",
                 Some("the code of the template your provider approved, e.g. SMS_123456789".into()),
@@ -598,13 +542,13 @@ fn sms_settings(
             let hint = Some(format!(
                 "map it to the code your provider approved: sms: {{template_codes: {{{tpl}: SMS_123456789}}}}"
             ));
-            let field = if c.spans.has("sms.template_codes") {
+            let field = if c.has("sms.template_codes") {
                 "sms.template_codes"
             } else {
                 "channels"
             };
             if template_only.len() == effective.len() {
-                c.error(
+                c.err(
                     field,
                     format!(
                         "no template code for `{tpl}`, and {} send(s) approved templates only",
@@ -627,7 +571,7 @@ fn sms_settings(
     // Length.
     let max_segments = raw.max_segments.map(|m| m as usize);
     if max_segments == Some(0) {
-        c.error(
+        c.err(
             "sms.max_segments",
             "must be at least 1",
             Some("one segment is 160 GSM-7 characters or 70 UCS-2 (Chinese) ones".into()),
@@ -681,7 +625,7 @@ fn sms_settings(
                     "a marketing SMS that does not say how to opt out",
                 )
                 .with_hint("end it with e.g. 回T退订 or \"Reply STOP to opt out\": such replies put the number on the suppression list");
-                c.diags.push(d);
+                c.push(d);
             }
         }
     }
@@ -692,7 +636,7 @@ fn sms_settings(
     }
 }
 
-fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
+fn trigger(c: &mut Checker, t: &RawTrigger) -> Option<Trigger> {
     let kinds = [t.event.is_some(), t.anniversary.is_some(), t.cron.is_some()]
         .iter()
         .filter(|k| **k)
@@ -703,7 +647,7 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
         } else {
             "more than one trigger kind"
         };
-        c.error(
+        c.err(
             "trigger",
             msg,
             Some(
@@ -713,10 +657,10 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
         );
         return None;
     }
-    let stray = |c: &mut Ctx, keys: &[(&str, bool)], kind: &str| {
+    let stray = |c: &mut Checker, keys: &[(&str, bool)], kind: &str| {
         for (k, present) in keys {
             if *present {
-                c.error(
+                c.err(
                     &format!("trigger.{k}"),
                     format!("does not apply to a{kind} trigger"),
                     None,
@@ -736,7 +680,7 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
             "n event",
         );
         if let Err(e) = check_event_type(event) {
-            c.error("trigger.event", e, None);
+            c.err("trigger.event", e, None);
         }
         let delay = match &t.delay {
             Some(d) => c.duration("trigger.delay", d)?,
@@ -762,7 +706,7 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
             f => match f.strip_prefix("contact.attributes.") {
                 Some(k) if !k.is_empty() && !k.contains('.') => DateField::Attribute(k.to_string()),
                 _ => {
-                    c.error(
+                    c.err(
                         "trigger.anniversary",
                         format!("`{f}` is not a contact date field"),
                         Some(
@@ -777,7 +721,7 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
         let at = match parse_clock(t.at.as_deref().unwrap_or("09:00")) {
             Ok(Some(at)) => at,
             Ok(None) | Err(_) => {
-                c.error(
+                c.err(
                     "trigger.at",
                     format!(
                         "`{}` is not a time of day",
@@ -811,7 +755,7 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
     {
         Ok(cron) => cron,
         Err(e) => {
-            c.error(
+            c.err(
                 "trigger.cron",
                 format!("`{expr}` is not a cron expression: {e}"),
                 Some(
@@ -824,17 +768,7 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
     };
     let timezone = match &t.timezone {
         None => None,
-        Some(name) => match parse_tz(name) {
-            Ok(tz) => Some(tz),
-            Err(hint) => {
-                c.error(
-                    "trigger.timezone",
-                    format!("unknown time zone `{name}`"),
-                    hint,
-                );
-                return None;
-            }
-        },
+        Some(name) => Some(c.tz("trigger.timezone", name)?),
     };
     Some(Trigger::Cron {
         expr: expr.to_string(),
@@ -844,17 +778,22 @@ fn trigger(c: &mut Ctx, t: &RawTrigger) -> Option<Trigger> {
     })
 }
 
-fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &CompileEnv) -> Audience {
+fn audience(
+    c: &mut Checker,
+    a: &RawAudience,
+    trigger: &Option<Trigger>,
+    env: &CompileEnv,
+) -> Audience {
     let is_cron = matches!(trigger, Some(Trigger::Cron { .. }));
     let had_event = match (&a.had_event, &a.within) {
         (Some(e), w) => {
             if let Err(err) = check_event_type(e) {
-                c.error("audience.had_event", err, None);
+                c.err("audience.had_event", err, None);
             }
             let within = match w {
                 Some(w) => c.duration("audience.within", w).unwrap_or_default(),
                 None => {
-                    c.error(
+                    c.err(
                         "audience.had_event",
                         "needs `within`",
                         Some("e.g. had_event: rental.completed, within: 30d".into()),
@@ -865,7 +804,7 @@ fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &Compi
             Some((e.clone(), within))
         }
         (None, Some(_)) => {
-            c.error("audience.within", "only applies with had_event", None);
+            c.err("audience.within", "only applies with had_event", None);
             None
         }
         (None, None) => None,
@@ -878,7 +817,7 @@ fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &Compi
         );
     }
     if !is_cron && had_event.is_some() {
-        c.error("audience.had_event", "only cron jobs choose contacts by past events; an event job is for the event's contact", None);
+        c.err("audience.had_event", "only cron jobs choose contacts by past events; an event job is for the event's contact", None);
     }
     let scope = match trigger {
         Some(Trigger::Event { .. }) => Scope::event_job(),
@@ -893,7 +832,7 @@ fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &Compi
             Ok(problems) if root_ok && problems.is_empty() => {}
             Ok(problems) => {
                 let hint = problems.into_iter().next().and_then(|(_, _, h)| h);
-                c.error(
+                c.err(
                     &field,
                     format!("`{path}` is not a field this job's contacts or events have"),
                     hint.or(Some(
@@ -903,14 +842,14 @@ fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &Compi
                 continue;
             }
             Err(e) => {
-                c.error(&field, e, None);
+                c.err(&field, e, None);
                 continue;
             }
         }
         let any_of = match serde_json::to_value(v) {
             Ok(Value::Array(list)) => list,
             Ok(Value::Object(_)) | Err(_) => {
-                c.error(
+                c.err(
                     &field,
                     "a condition is a value or a list of values",
                     Some("e.g. tier: gold, or tier: [gold, platinum]".into()),
@@ -927,7 +866,7 @@ fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &Compi
     let exclude_if_sent = a.exclude_if_sent.as_ref().map(|x| {
         if !env.job_ids.iter().any(|j| j == &x.job) {
             let hint = did_you_mean(&x.job, env.job_ids.iter().map(String::as_str));
-            c.error(
+            c.err(
                 "audience.exclude_if_sent.job",
                 format!("no job `{}`", x.job),
                 hint,
@@ -948,7 +887,7 @@ fn audience(c: &mut Ctx, a: &RawAudience, trigger: &Option<Trigger>, env: &Compi
 
 /// Google's and Trustpilot's rules and the US FTC's 2024 rule on consumer reviews ban asking
 /// only happy customers for reviews. A review request must not filter on satisfaction.
-fn lint_review_gating(c: &mut Ctx, raw: &RawJob, audience: &Audience) {
+fn lint_review_gating(c: &mut Checker, raw: &RawJob, audience: &Audience) {
     let templates = raw
         .template
         .iter()
@@ -961,7 +900,7 @@ fn lint_review_gating(c: &mut Ctx, raw: &RawJob, audience: &Audience) {
     for cond in &audience.conditions {
         let lower = cond.path.to_lowercase();
         if GATING_WORDS.iter().any(|w| lower.contains(w)) {
-            c.error(
+            c.err(
                 &format!("audience.where.{}", cond.path),
                 "review gating: a review request must go to every customer, not only satisfied ones",
                 Some("Google, Trustpilot and the FTC's 2024 rule on consumer reviews ban filtering review requests on rating or satisfaction; remove this condition".into()),
@@ -970,14 +909,14 @@ fn lint_review_gating(c: &mut Ctx, raw: &RawJob, audience: &Audience) {
     }
 }
 
-fn stop_when(c: &mut Ctx, s: &RawStopWhen, known_events: &[String]) -> StopWhen {
-    let field = if c.spans.has("stop_when.event") {
+fn stop_when(c: &mut Checker, s: &RawStopWhen, known_events: &[String]) -> StopWhen {
+    let field = if c.has("stop_when.event") {
         "stop_when.event"
     } else {
         "stop_when"
     };
     if let Err(e) = check_event_type(&s.event) {
-        c.error(field, e, None);
+        c.err(field, e, None);
     } else if !known_events.iter().any(|k| k == &s.event) {
         let hint = did_you_mean(&s.event, known_events.iter().map(String::as_str))
             .unwrap_or_else(|| "fine if your systems send it; check the spelling".into());
@@ -992,7 +931,7 @@ fn stop_when(c: &mut Ctx, s: &RawStopWhen, known_events: &[String]) -> StopWhen 
     }
     for (i, f) in s.match_fields.iter().enumerate() {
         if f.is_empty() || f.contains(['.', ' ']) {
-            c.error(
+            c.err(
                 &format!("stop_when.match[{i}]"),
                 format!("`{f}` is not a field of event.data"),
                 Some("name top-level keys of event.data, e.g. order_id".into()),

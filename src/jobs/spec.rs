@@ -1,8 +1,8 @@
 //! Raw job YAML, exactly as written. Nothing here is checked beyond its shape; see
 //! `compile` for the meaning. The rest of the program never sees these types.
 
-pub use crate::config::RawWindow;
 use crate::policy::LeapDay;
+pub use crate::policy::settings::RawWindow;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;

@@ -20,6 +20,7 @@ mod receipts;
 mod replies;
 mod schedule;
 mod schema;
+pub mod settings;
 mod suppress;
 
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
@@ -30,9 +31,9 @@ pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
 pub use schedule::{AnniversaryRow, Suppression};
 pub use schema::{MigrationInfo, SchemaStatus};
+pub use settings::{SqliteSync, StoreConfig};
 
 use crate::clock::{from_millis, to_millis};
-use crate::config::{SqliteSync, StoreConfig};
 use crate::model::{Class, Contact, Event, MessageState, Outcome};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};

@@ -117,7 +117,7 @@ impl LogFilter {
             format!("${}", binds.len())
         };
         if let Some(c) = &self.contact {
-            let phone = crate::ingest::normalise_phone(c).unwrap_or_else(|_| c.clone());
+            let phone = crate::values::normalise_phone(c).unwrap_or_else(|_| c.clone());
             let a = next(Bind::Text(Some(c.clone())), &mut binds);
             let b = next(Bind::Text(Some(c.to_lowercase())), &mut binds);
             let p = next(Bind::Text(Some(phone)), &mut binds);

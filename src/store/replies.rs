@@ -164,7 +164,7 @@ impl Store {
     /// `logs --contact` takes them): those matched to the contact when they came, and those
     /// from its current number or from that number.
     pub async fn replies_of(&self, contact: &str) -> Result<Vec<StoredReply>> {
-        let phone = crate::ingest::normalise_phone(contact).unwrap_or_else(|_| contact.to_string());
+        let phone = crate::values::normalise_phone(contact).unwrap_or_else(|_| contact.to_string());
         on_pool!(self, |pool, _b| {
             let rows = sqlx::query(
                 "SELECT id, gateway, from_number, contact_id, text, action, received_at, provider_id FROM replies \

@@ -17,7 +17,7 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
-use super::config::BreakerConfig;
+use super::settings::BreakerConfig;
 use crate::model::Outcome;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

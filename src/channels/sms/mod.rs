@@ -35,13 +35,10 @@
 )]
 
 pub mod aliyun;
-// Config-time checks of the operator's YAML, outside the send path; their indices come from
-// `find` on ASCII delimiters.
-#[allow(clippy::indexing_slicing, clippy::string_slice)]
-pub mod config;
 pub mod encoding;
 pub mod receipt;
 pub mod reply;
+pub mod settings;
 pub mod twilio;
 
 mod breaker;
@@ -49,14 +46,14 @@ mod generic;
 mod outcome;
 mod pace;
 
-pub use config::{Problem, RawSmsConfig, SmsConfig, compile};
 pub use encoding::{Encoding, Segments, segments};
 pub use receipt::{Inbound, Receipt, ReceiptError, ReceiptStatus};
 pub use reply::{Reply, is_start_reply, is_stop_reply, sender_e164};
+pub use settings::{RawSmsConfig, SmsConfig};
 
 use super::Delivery;
 use crate::model::Outcome;
-use config::{GatewayConfig, GatewaySettings};
+use settings::{GatewayConfig, GatewaySettings};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -480,7 +477,7 @@ impl Gateway {
 
 impl Ready {
     fn build(name: &str, settings: &GatewaySettings) -> Result<Ready, String> {
-        let secret = |s: &crate::config::Secret, field: &str| -> Result<String, String> {
+        let secret = |s: &crate::values::Secret, field: &str| -> Result<String, String> {
             let path = format!("sms.gateways.{name}.{field}");
             match s.read(&path).map_err(|e| e.to_string())? {
                 Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
@@ -498,7 +495,7 @@ impl Ready {
             )),
             GatewaySettings::Http(h) => {
                 let s = match h.secret {
-                    crate::config::Secret::None => None,
+                    crate::values::Secret::None => None,
                     _ => Some(secret(&h.secret, "secret")?),
                 };
                 Driver::Http(Box::new(

@@ -58,7 +58,7 @@ pub fn sender_e164(raw: &str) -> Result<String, String> {
     } else {
         format!("+{digits}")
     };
-    crate::ingest::normalise_phone(&candidate)
+    crate::values::normalise_phone(&candidate)
         .map_err(|_| format!("`{raw}` is not a phone number in international form"))
 }
 

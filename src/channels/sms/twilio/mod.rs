@@ -20,7 +20,8 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
-use super::config::{TwilioConfig, TwilioSender};
+pub mod settings;
+
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
 use super::reply::{Reply, sender_e164};
@@ -30,6 +31,7 @@ use crate::model::Outcome;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Url;
+use settings::{TwilioConfig, TwilioSender};
 use sha1::Sha1;
 use std::time::Duration;
 

@@ -18,9 +18,10 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
-use super::Delivery;
-use super::smtp::SmtpPool;
-use crate::config::{EmailConfig, EmailTransport};
+use crate::channels::Delivery;
+pub mod settings;
+pub mod smtp;
+
 use crate::model::Outcome;
 use crate::templates::RenderedEmail;
 use chrono::{DateTime, Utc};
@@ -28,6 +29,8 @@ use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use settings::{EmailConfig, EmailTransport};
+use smtp::SmtpPool;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,7 +125,7 @@ impl EmailChannel {
     }
 
     /// Whether the SMTP relay takes our mail (`None` when writing files).
-    pub fn health(&self) -> Option<Arc<super::smtp::RelayHealth>> {
+    pub fn health(&self) -> Option<Arc<smtp::RelayHealth>> {
         match self {
             EmailChannel::Smtp { pool, .. } => Some(pool.health()),
             EmailChannel::File { .. } => None,

@@ -19,7 +19,8 @@
 )]
 
 use super::SmsMessage;
-use super::config::{BodyFormat, HttpConfig, HttpMethod, ReceiptMapping, ReplyMapping};
+pub mod settings;
+
 use super::outcome::{Answer, Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
 use super::reply::{Reply, sender_e164};
@@ -28,6 +29,7 @@ use crate::channels::Delivery;
 use crate::model::Outcome;
 use handlebars::Handlebars;
 use serde_json::{Value, json};
+use settings::{BodyFormat, HttpConfig, HttpMethod, ReceiptMapping, ReplyMapping};
 use std::time::Duration;
 
 pub(crate) const VARIABLES_HINT: &str = "templates can use {{to}} (E.164), {{to_digits}}, {{body}}, {{reference}}, \
@@ -462,10 +464,10 @@ pub(super) fn replies(
 
 #[cfg(test)]
 mod tests {
+    use super::settings::SuccessRule;
     use super::*;
     use crate::channels::sms::ProviderTemplate;
-    use crate::channels::sms::config::SuccessRule;
-    use crate::config::Secret;
+    use crate::values::Secret;
 
     fn cfg(body: &str, format: BodyFormat) -> HttpConfig {
         HttpConfig {

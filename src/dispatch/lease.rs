@@ -19,8 +19,8 @@
 //! holder and read by the reaper): keep the nodes' clocks in sync (NTP), well within the
 //! lease.
 
+use super::DispatchConfig;
 use crate::clock::SharedClock;
-use crate::config::DispatchConfig;
 use crate::store::{Reaped, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -59,10 +59,6 @@ impl Held {
         self.lock()
             .get(token)
             .is_some_and(|until| *until - now > self.margin)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
     }
 
     /// One heartbeat: extend every held lease to `now + lease`. Tokens the store no longer

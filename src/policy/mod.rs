@@ -5,6 +5,10 @@
 //! forecast all apply exactly the same rules, and table tests can pin the edge cases (a DST
 //! gap at 09:00, a cap window that frees up at 10:00:01, Feb 29 in a common year).
 
+pub mod settings;
+
+pub use settings::PolicyConfig;
+
 use chrono::{
     DateTime, Datelike, Duration as Span, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
 };

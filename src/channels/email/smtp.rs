@@ -25,9 +25,9 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
-use super::Delivery;
-use super::redact::Redactor;
-use crate::config::{SmtpConfig, TlsMode};
+use super::settings::{SmtpConfig, TlsMode};
+use crate::channels::Delivery;
+use crate::channels::redact::Redactor;
 use crate::model::Outcome;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};

@@ -29,7 +29,8 @@
 )]
 
 use super::SmsMessage;
-use super::config::AliyunConfig;
+pub mod settings;
+
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
 use super::reply::{Reply, sender_e164};
@@ -39,6 +40,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Url;
 use serde_json::Value;
+use settings::AliyunConfig;
 use sha1::Sha1;
 use std::time::Duration;
 

@@ -1,0 +1,148 @@
+//! The claim loop: claim what is due in batches under a lease, hand each message to its own
+//! task, and let the recorder commit outcomes while the next batch is already sending.
+
+use super::Dispatcher;
+use super::lease::Held;
+use super::pace::Pace;
+use super::record::{self, Stats};
+use crate::store::{ClaimWith, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{Semaphore, watch};
+
+impl Dispatcher {
+    /// Claim and send until nothing is due or `stop` is set. Each message is its own task
+    /// (so sends use every core), at most `concurrency` at once; the next batch (about a
+    /// second of work, see `pace`) is claimed as soon as the previous one is handed out, and
+    /// a recorder task commits outcomes in groups as they arrive. A heartbeat task renews the
+    /// leases of this drain's claims until the last outcome is committed; a message whose
+    /// lease was not renewed lately, or was lost to another node's reaper, is not started
+    /// (see `lease.rs`).
+    pub(super) async fn drain(
+        self: &Arc<Self>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Stats, StoreError> {
+        let limit = self.cfg.concurrency as usize;
+        let group = self.cfg.batch_size as usize;
+        let (done_tx, recorder) = record::start(self.store.clone(), group, limit * 2 + group);
+        let held = Arc::new(Held::new(&self.cfg));
+        let (beat_stop, beat_stopped) = watch::channel(false);
+        let beat = tokio::spawn(super::lease::heartbeat(
+            held.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.cfg.heartbeat,
+            beat_stopped,
+        ));
+        // Claimed, not started, lease not confirmed: handed back at the end if still ours.
+        let mut unsure: HashMap<String, Vec<String>> = HashMap::new();
+        let mut lost = 0u64;
+        let slots = Arc::new(Semaphore::new(limit));
+        let mut released = 0u64;
+        let mut result = Ok(());
+        let longest_cap = self.book.policy.caps.iter().map(|c| c.per).max();
+        let with = ClaimWith {
+            stop_types: self.book.jobs.stop_types(),
+            sends_since: longest_cap
+                .and_then(|p| chrono::Duration::from_std(p).ok())
+                .map(|p| self.clock.now() - p),
+        };
+        let pace = Arc::new(Pace::default());
+        'claiming: while !*stop.borrow() {
+            let now = self.clock.now();
+            let token = crate::values::new_id(now);
+            let lease_end = now + self.cfg.lease;
+            let want = pace.claim_size(limit, self.cfg.batch_size as usize);
+            let batch = match self
+                .store
+                .claim(&self.node, &token, now, lease_end, want as i64, &with)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            held.add(&token, lease_end);
+            let mut unstarted = batch.into_iter();
+            while let Some(m) = unstarted.next() {
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                if *stop.borrow() || done_tx.is_closed() {
+                    // Stopping (or the recorder failed): hand back what has not started.
+                    let back: Vec<String> = std::iter::once(m.id)
+                        .chain(unstarted.map(|m| m.id))
+                        .collect();
+                    released += back.len() as u64;
+                    if let Err(e) = self.store.release(&token, &back, self.clock.now()).await {
+                        result = Err(e);
+                    }
+                    break 'claiming;
+                }
+                if !held.may_start(&m.claim_token, self.clock.now()) {
+                    lost += 1;
+                    unsure.entry(m.claim_token).or_default().push(m.id);
+                    continue;
+                }
+                let me = Arc::clone(self);
+                let done = done_tx.clone();
+                let pace = pace.clone();
+                let guard = crate::send_guard::Guard::new(
+                    &m,
+                    &self.book.jobs,
+                    &self.node,
+                    self.clock.now(),
+                );
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    // A panic fails this message at once (see send_guard), not its lease.
+                    let c = guard.run(me.process(m)).await;
+                    pace.observe(started.elapsed());
+                    let _ = done.send(c).await;
+                    drop(slot);
+                });
+            }
+        }
+        // Every started send finishes (each is bounded by the channel's timeout).
+        let _all = slots
+            .acquire_many(limit as u32)
+            .await
+            .expect("the semaphore is never closed");
+        drop(done_tx);
+        let recorded = recorder.await.expect("the recorder task does not panic");
+        // Every outcome is committed (or the recorder gave up): nothing left to renew.
+        let _ = beat_stop.send(true);
+        let _ = beat.await;
+        let mut stats = recorded?;
+        // Committed now: the next claim reads these sends from the store.
+        self.sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        for (token, ids) in unsure {
+            // Still ours if no reaper took them (the renewal failed, the lease held): back
+            // to the queue untried; otherwise this matches nothing.
+            if let Err(e) = self.store.release(&token, &ids, self.clock.now()).await {
+                tracing::warn!("could not hand back claims whose lease was in doubt: {e}");
+            }
+        }
+        if lost > 0 {
+            tracing::warn!(
+                count = lost,
+                "not started: their lease was lost or not renewed in time (another node sends them)"
+            );
+        }
+        result?;
+        stats.released = released;
+        stats.stale += lost;
+        Ok(stats)
+    }
+}

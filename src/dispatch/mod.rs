@@ -1,0 +1,225 @@
+//! Dispatch: claim what is due, check it may still go, render, send, record.
+//!
+//! Claims are batches under a lease (`dispatch.lease`); a node that dies leaves its claims
+//! to expire and be reaped. Policy is re-checked at send time, not only at planning time: a
+//! review submitted after the reminder was planned cancels it here. Outcomes of a batch are
+//! written in one transaction by a recorder task while the next batch is already sending,
+//! so the fsync per commit is shared by a whole batch.
+//!
+//! The rooms, in the order a message passes them: `drain` (the claim loop), `gate` (may it
+//! go now, and where: a pure function), `send` (render and send per channel), `state` (the
+//! next state: sent, retrying, failed), `record` (the recorder that commits outcomes);
+//! `lease` keeps the claims alive and reaps a dead node's, `pace` sizes the claims.
+
+mod drain;
+mod gate;
+mod lease;
+mod pace;
+mod record;
+mod send;
+pub mod settings;
+mod state;
+
+pub use record::Stats;
+pub use settings::{DispatchConfig, OnJobRemoved, RetryConfig};
+pub use state::backoff;
+
+use crate::channels::Channels;
+use crate::clock::SharedClock;
+use crate::model::Class;
+use crate::playbook::Playbook;
+use crate::store::{Claimed, Completion, Store, StoreError};
+use chrono::{DateTime, Utc};
+use gate::{Gate, Verdict};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// (message id, sent at): one marketing send, for frequency caps.
+type SendMark = (String, DateTime<Utc>);
+
+pub struct Dispatcher {
+    store: Store,
+    book: Playbook,
+    channels: Arc<Channels>,
+    clock: SharedClock,
+    cfg: DispatchConfig,
+    node: String,
+    /// Marketing sends of this drain per contact, (message id, time): the claim's history
+    /// cannot see sends whose completion is not committed yet. Merged with it by id.
+    sends: Mutex<HashMap<String, Vec<SendMark>>>,
+    /// Forecast: decide and render everything, send nothing (every send "succeeds").
+    dry_run: bool,
+    /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
+    on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        book: Playbook,
+        channels: Arc<Channels>,
+        clock: SharedClock,
+        cfg: DispatchConfig,
+        node: String,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            book,
+            channels,
+            clock,
+            cfg,
+            node,
+            sends: Mutex::default(),
+            dry_run: false,
+            on_loop: None,
+        }
+    }
+
+    /// Decide and render everything, send nothing: what the forecast replays.
+    pub fn dry_run(mut self) -> Dispatcher {
+        self.dry_run = true;
+        self
+    }
+
+    /// Call `f` on every turn of [`Dispatcher::run`] (a watchdog's sign of life).
+    pub fn on_loop(mut self, f: Arc<dyn Fn() + Send + Sync>) -> Dispatcher {
+        self.on_loop = Some(f);
+        self
+    }
+
+    /// Dispatch everything due by the clock's now, then return. Retries fall due later and
+    /// are left for a later run.
+    pub async fn run_once(self: &Arc<Self>) -> Result<Stats, StoreError> {
+        let (_tx, stop) = watch::channel(false);
+        self.reap().await?;
+        self.drain(&stop).await
+    }
+
+    /// Dispatch until `stop` turns true: claim while there is work, otherwise sleep until
+    /// the next message falls due (or `poll_interval`, for work other processes add). A
+    /// reaper task returns the expired claims of stopped nodes every `heartbeat`, also while
+    /// this loop is busy draining.
+    pub async fn run(
+        self: &Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Stats, StoreError> {
+        let mut total = Stats::default();
+        let reaped = Arc::new(tokio::sync::Notify::new());
+        let (reaper_stop, reaper_stopped) = watch::channel(false);
+        let reaper = tokio::spawn(lease::reaper(
+            self.store.clone(),
+            self.clock.clone(),
+            self.node.clone(),
+            self.cfg.retry.max_attempts,
+            self.cfg.heartbeat,
+            reaped.clone(),
+            reaper_stopped,
+        ));
+        let result = async {
+            while !*stop.borrow() {
+                if let Some(f) = &self.on_loop {
+                    f();
+                }
+                let stats = self.drain(&stop).await?;
+                if stats.total() > 0 {
+                    tracing::info!(%stats, "dispatched");
+                }
+                total.merge(stats);
+                let now = self.clock.now();
+                let wait = match self.store.next_due().await? {
+                    Some(due) if due <= now => Duration::ZERO,
+                    Some(due) => (due - now)
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(self.cfg.poll_interval),
+                    None => self.cfg.poll_interval,
+                };
+                if !wait.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                        _ = reaped.notified() => {}
+                    }
+                }
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        let _ = reaper_stop.send(true);
+        let _ = reaper.await;
+        result.map(|()| total)
+    }
+
+    /// Return expired claims (of nodes that stopped) to the queue now.
+    async fn reap(&self) -> Result<(), StoreError> {
+        let r = self
+            .store
+            .reap(self.clock.now(), &self.node, self.cfg.retry.max_attempts)
+            .await?;
+        lease::log_reaped(&r);
+        Ok(())
+    }
+
+    /// Decide, render and send one claimed message.
+    async fn process(&self, m: Claimed) -> Completion {
+        let now = self.clock.now();
+        let c = state::completion(&m, now);
+        let job = self.book.jobs.get(&m.job_id).cloned();
+        let job = job.as_deref();
+        let caps = m.class == Class::Marketing && !self.book.policy.caps.is_empty();
+        // The gate reads this run's sends to the contact and, when the message may go under
+        // the caps, takes its place in the same lock: two messages to one contact cannot both
+        // pass a cap of one.
+        let zone = self.book.zone_of(&m.contact);
+        let decide = |in_run: &[SendMark]| {
+            gate::decide(&Gate {
+                job,
+                m: &m,
+                policy: &self.book.policy,
+                on_job_removed: self.cfg.on_job_removed,
+                zone,
+                now,
+                in_run,
+            })
+        };
+        let verdict = if caps {
+            let mut in_run = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mine = in_run.entry(m.contact.id.clone()).or_default();
+            let verdict = decide(mine);
+            if matches!(verdict, Verdict::Send { .. }) {
+                mine.push((m.id.clone(), now));
+            }
+            verdict
+        } else {
+            decide(&[])
+        };
+        match (verdict, job) {
+            (Verdict::Cancel(reason), _) => state::cancel(c, reason),
+            (Verdict::Defer { at, reason }, _) => state::defer(c, &m, at, reason),
+            (Verdict::Task, Some(job)) => self.send_task(job, &m, c).await,
+            (Verdict::Send { usable, skipped }, Some(job)) => {
+                self.send_customer(job, &m, c, &usable, skipped, caps).await
+            }
+            (Verdict::Task | Verdict::Send { .. }, None) => {
+                state::cancel(c, format!("job `{}` is no longer defined", m.job_id))
+            }
+        }
+    }
+
+    /// Give back a place under the caps that a send did not use.
+    fn unreserve(&self, contact: &str, message_id: &str) {
+        if let Some(v) = self
+            .sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(contact)
+        {
+            v.retain(|(id, _)| id != message_id);
+        }
+    }
+}

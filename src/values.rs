@@ -1,0 +1,185 @@
+//! Values every layer reads the same way: secrets by reference, time zones, language tags,
+//! phone numbers, times on the command line, sizes, and the ids the outbox hands out.
+//!
+//! They sit at the bottom of the house so that the config, the jobs, ingest and the API
+//! agree on what a valid zone or number is without importing each other.
+
+use crate::diag::did_you_mean;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::path::PathBuf;
+
+/// Where a secret comes from; read only when a connection is made, so a config can be
+/// checked (and the daemon started) on a machine that lacks some secrets.
+#[derive(Debug, Clone, Default)]
+pub enum Secret {
+    #[default]
+    None,
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The secret's value; the error names the variable or file, never the value.
+    pub fn read(&self, field: &str) -> anyhow::Result<Option<String>> {
+        match self {
+            Secret::None => Ok(None),
+            Secret::Env(var) => std::env::var(var).map(Some).map_err(|_| {
+                anyhow::anyhow!("{field}: environment variable {var} is not set (export it, or keep the secret in a file: the matching *_file key)")
+            }),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| anyhow::anyhow!("{field}: cannot read {}: {e}", p.display())),
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        !matches!(self, Secret::None)
+    }
+}
+
+/// A time zone by IANA name, with a suggestion when it is misspelt.
+pub fn parse_tz(name: &str) -> Result<Tz, Option<String>> {
+    name.parse::<Tz>().map_err(|_| {
+        did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
+            .or_else(|| Some("use an IANA name such as Asia/Shanghai or America/New_York".into()))
+    })
+}
+
+/// A BCP 47-shaped language tag (`zh-CN`, `en`, `pt-BR`); enough to pick template files.
+pub fn check_locale(tag: &str) -> Result<(), String> {
+    let mut parts = tag.split('-');
+    let lang = parts.next().unwrap_or("");
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
+    let rest_ok =
+        parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if lang_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(format!("`{tag}` is not a language tag"))
+    }
+}
+
+/// Any written form of an international number → E.164 (`+8613800138000`).
+pub fn normalise_phone(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if !trimmed.starts_with('+') {
+        return Err(format!("`{raw}` needs a country code, e.g. +8613800138000"));
+    }
+    let n = phonenumber::parse(None, trimmed)
+        .map_err(|e| format!("`{raw}` is not a phone number ({e})"))?;
+    if !phonenumber::is_valid(&n) {
+        return Err(format!("`{raw}` is not a valid number for its country"));
+    }
+    Ok(n.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// `+` and 8 to 15 digits, the first not 0 (E.164's shape), without the number database:
+/// what a config check can afford at every start.
+pub fn is_e164_shaped(n: &str) -> bool {
+    n.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// `--now` / `--since` values: RFC 3339, or a date (midnight UTC).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Some(t) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return Ok(t.and_utc());
+    }
+    Err(format!(
+        "`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
+    ))
+}
+
+/// `1MiB`, `512KiB`, `2000000` (bytes).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("`{text}` is not a size"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "k" => 1024,
+        "MiB" | "MB" | "M" => 1024 * 1024,
+        other => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{other}` (B, KiB, MiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Outbox ids: ULIDs, so they sort by creation time and are safe in a Message-ID.
+pub fn new_id(now: DateTime<Utc>) -> String {
+    ulid::Ulid::from_datetime(now.into())
+        .to_string()
+        .to_lowercase()
+}
+
+/// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe.
+pub fn new_token() -> String {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        b = fastrand::u128(..).to_le_bytes();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("2000"), Ok(2000));
+        assert!(parse_size("2 GiB").is_err());
+        assert!(parse_size("99999999999999999999MiB").is_err());
+    }
+
+    #[test]
+    fn times_and_dates() {
+        assert_eq!(
+            parse_time("2026-11-23").map(|t| t.to_rfc3339()),
+            Ok("2026-11-23T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            parse_time("2026-11-23T10:00:00+08:00").map(|t| t.to_rfc3339()),
+            Ok("2026-11-23T02:00:00+00:00".into())
+        );
+        assert!(parse_time("23/11/2026").is_err());
+    }
+
+    #[test]
+    fn zones_and_locales() {
+        assert!(parse_tz("Asia/Shanghai").is_ok());
+        assert_eq!(
+            parse_tz("Asia/Shanghia").unwrap_err().as_deref(),
+            Some("did you mean `Asia/Shanghai`?")
+        );
+        for ok in ["zh-CN", "en", "pt-BR", "zh-Hans-CN"] {
+            assert!(check_locale(ok).is_ok(), "{ok}");
+        }
+        for bad in ["zh_CN", "", "e", "english-x"] {
+            assert!(check_locale(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn e164_shape() {
+        assert!(is_e164_shaped("+15005550006"));
+        assert!(!is_e164_shaped("+0123456789"));
+        assert!(!is_e164_shaped("15005550006"));
+    }
+}
