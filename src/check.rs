@@ -10,7 +10,7 @@
 //! Keeping the shared rules here (durations, secrets by reference, URLs, required keys, time
 //! zones, "did you mean") is what makes the same mistake read the same in every file.
 
-use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::duration;
 use crate::values::{Secret, check_locale, parse_tz};
 use crate::yaml::SpanIndex;
@@ -41,10 +41,6 @@ impl<'a> Checker<'a> {
             base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             diags: Diagnostics::default(),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.path
     }
 
     /// Whether the document wrote a value at `field` (a key left out has none).
@@ -245,29 +241,6 @@ impl<'a> Checker<'a> {
             );
         }
     }
-
-    /// `word` must be one of `names`: "unknown `what`" with a suggestion otherwise.
-    pub fn one_of<'n>(
-        &mut self,
-        field: &str,
-        what: &str,
-        word: &str,
-        names: impl IntoIterator<Item = &'n str> + Clone,
-    ) -> bool {
-        if names.clone().into_iter().any(|n| n == word) {
-            return true;
-        }
-        let listed: Vec<&str> = names.clone().into_iter().collect();
-        let hint = did_you_mean(word, names).or_else(|| {
-            Some(if listed.is_empty() {
-                format!("no {what} is defined")
-            } else {
-                format!("one of: {}", listed.join(", "))
-            })
-        });
-        self.err(field, format!("unknown {what} `{word}`"), hint);
-        false
-    }
 }
 
 /// `a.b` + `c` → `a.b.c`; the root path is empty.
@@ -344,14 +317,5 @@ mod tests {
             c.positive_duration_or("t", Some("0s"), Duration::from_secs(9));
         });
         assert!(out.contains("t: must be longer than 0s"), "{out}");
-    }
-
-    #[test]
-    fn names_get_suggestions() {
-        let out = check("g: twilo\n", |c| {
-            assert!(!c.one_of("g", "gateway", "twilo", ["twilio", "aliyun"]));
-        });
-        assert!(out.contains("unknown gateway `twilo`"), "{out}");
-        assert!(out.contains("did you mean `twilio`?"), "{out}");
     }
 }

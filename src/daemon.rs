@@ -175,7 +175,7 @@ pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<
         ready.store(true, Ordering::Relaxed);
         let summary = format!(
             "running {} job(s); store {}",
-            book.jobs.len(),
+            book.jobs.count(),
             d.store.backend()
         );
         if first {
@@ -255,7 +255,7 @@ pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<
                         }
                     }
                 }
-                tracing::info!(jobs = new.jobs.len(), removed = removed.len(), "reloaded");
+                tracing::info!(jobs = new.jobs.count(), removed = removed.len(), "reloaded");
                 current.store(Arc::new(new));
             }
         }

@@ -416,17 +416,6 @@ impl TemplateSet {
             .flat_map(|l| l.values())
     }
 
-    /// The locales a template has files for (`""` for the default files).
-    pub fn locales(&self, name: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .files(name)
-            .map(|f| f.locale.clone().unwrap_or_default())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
     /// Problems a job would hit using template `name` on `channel` with `scope`:
     /// missing files, variables it cannot provide, unknown helpers. `at` names the job field
     /// that refers to the template, for the message.

@@ -69,7 +69,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         EmailTransport::File { dir } => format!("file {}", dir.display()),
         EmailTransport::Smtp(s) => format!("smtp {}:{}", s.host, s.port),
     };
-    tracing::info!(jobs = app.jobs.len(), store = store.backend(), email = %transport, node = %app.config.node_id, "aftercare running");
+    tracing::info!(jobs = app.jobs.count(), store = store.backend(), email = %transport, node = %app.config.node_id, "aftercare running");
     let api = app
         .config
         .api

@@ -34,7 +34,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             names.sort_unstable();
             println!(
                 "{} job(s) valid{}{}; {} error(s), {} warning(s)",
-                app.jobs.len(),
+                app.jobs.count(),
                 if names.is_empty() { "" } else { ": " },
                 names.join(", "),
                 d.errors(),

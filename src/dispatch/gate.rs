@@ -247,7 +247,6 @@ pub(super) mod tests {
             id: "review-request".into(),
             description: String::new(),
             enabled: true,
-            file: "jobs/review-request.yaml".into(),
             trigger: Trigger::Event {
                 event: "order.delivered".into(),
                 delay: Duration::from_secs(3 * 86_400),

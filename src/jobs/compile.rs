@@ -16,7 +16,7 @@ use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 pub const MAX_REMINDERS: usize = 3;
@@ -40,7 +40,6 @@ pub struct Job {
     pub id: String,
     pub description: String,
     pub enabled: bool,
-    pub file: PathBuf,
     pub trigger: Trigger,
     /// Step 0 is the first send; steps 1.. are reminders, each `after` the previous send.
     /// Empty for a job whose only channel is `webhook`.
@@ -180,17 +179,6 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
 impl Job {
     pub fn step(&self, n: i64) -> Option<&Step> {
         usize::try_from(n).ok().and_then(|n| self.steps.get(n))
-    }
-
-    /// What templates of this job can use.
-    pub fn scope(&self) -> Scope {
-        match self.trigger {
-            Trigger::Event { .. } => Scope::event_job(),
-            Trigger::Anniversary { .. } => {
-                Scope::without_event("an anniversary job is not triggered by an event")
-            }
-            Trigger::Cron { .. } => Scope::without_event("a cron job is not triggered by an event"),
-        }
     }
 
     pub fn effective_window(&self, default: SendWindow) -> SendWindow {
@@ -432,7 +420,6 @@ pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<
             id: raw.id,
             description: raw.description.unwrap_or_default(),
             enabled: raw.enabled,
-            file: path.to_path_buf(),
             trigger,
             steps,
             channels,

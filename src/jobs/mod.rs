@@ -53,12 +53,8 @@ impl JobSet {
         self.jobs.iter()
     }
 
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.jobs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
     }
 
     /// Enabled jobs started by events of type `kind`.

@@ -44,6 +44,7 @@ pub struct SendWindow {
 }
 
 impl SendWindow {
+    #[cfg(test)]
     pub const ALWAYS: SendWindow = SendWindow {
         start: NaiveTime::MIN,
         end: None,

@@ -14,10 +14,8 @@
 //! transaction), in multi-row INSERTs. At the end the target's row counts are compared with
 //! the snapshot's.
 
-use super::{
-    Bind, MigrationInfo, Pool, Store, StoreError, Tx, TxInner, bind_all, on_pool, on_tx,
-    placeholders, values_rows,
-};
+use super::sql::{Bind, bind_all, on_pool, on_tx, placeholders, values_rows};
+use super::{MigrationInfo, Pool, Store, StoreError, Tx, TxInner};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashSet;
 

@@ -15,7 +15,8 @@
 //! is never written twice. Counting it also bounds a message that kills every node that
 //! tries it: after `max_attempts` it fails instead of taking the fleet down forever.
 
-use super::{Bind, Pool, Result, Store, bind_all, on_pool, placeholders, values_rows};
+use super::sql::{Bind, bind_all, on_pool, placeholders, values_rows};
+use super::{Pool, Result, Store};
 use crate::clock::to_millis;
 use crate::model::{MessageState, Outcome};
 use chrono::{DateTime, Utc};

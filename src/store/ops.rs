@@ -1,9 +1,10 @@
 //! What the HTTP API and the metrics read and change: a contact's timeline, retrying or
 //! cancelling a message by hand, and outbox figures for monitoring.
 
-use super::{Result, Store, event_from_parts, on_pool};
+use super::sql::on_pool;
+use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
-use crate::model::{Event, MessageState};
+use crate::model::MessageState;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -36,30 +37,6 @@ pub enum HandAction {
 }
 
 impl Store {
-    /// The contact's events, oldest first.
-    pub async fn events_of(&self, contact_id: &str) -> Result<Vec<Event>> {
-        on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(
-                "SELECT id, type, contact_id, occurred_at, occurred_offset, data FROM events WHERE contact_id = $1 ORDER BY occurred_at, id",
-            )
-            .bind(contact_id)
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    event_from_parts(
-                        r.try_get(0)?,
-                        r.try_get(1)?,
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                    )
-                })
-                .collect()
-        })
-    }
-
     async fn state_of(&self, id: &str) -> Result<Option<MessageState>> {
         on_pool!(self, |pool, _b| {
             let s: Option<String> = sqlx::query_scalar("SELECT state FROM messages WHERE id = $1")

@@ -7,7 +7,8 @@
 //! `delivery` column. The message stays `sent`: caps, reminders and `exclude_if_sent` count
 //! what we sent, whatever the handset did with it.
 
-use super::{Result, Store, on_pool};
+use super::sql::on_pool;
+use super::{Result, Store};
 use crate::clock::to_millis;
 use chrono::{DateTime, Utc};
 

@@ -13,8 +13,9 @@
 //!   complained by phone is not re-subscribed by a text), and the reply says so
 //!   (`opt_in_refused`).
 
-use super::suppress::{SUPPRESS, normalise_address};
-use super::{Result, Store, on_pool};
+use super::sql::on_pool;
+use super::suppressions::{SUPPRESS, normalise_address};
+use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use chrono::{DateTime, Utc};
 use sqlx::Row;

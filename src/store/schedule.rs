@@ -1,9 +1,9 @@
 //! Store reads and writes for clock-driven jobs: anniversary candidates by month-day,
 //! recurring occurrences fired at most once, and audiences.
 
-use super::{Bind, NewMessage, Result, Store, bind_all, contact_from_row, on_pool, placeholders};
+use super::sql::{Bind, bind_all, on_pool, placeholders};
+use super::{NewMessage, Result, Store};
 use crate::clock::{from_millis, to_millis};
-use crate::model::Contact;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -14,16 +14,6 @@ pub struct AnniversaryRow {
     pub timezone: Option<String>,
     /// `YYYY-MM-DD`
     pub date: String,
-}
-
-/// An address that must not be contacted on a channel.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Suppression {
-    pub channel: String,
-    pub address: String,
-    pub reason: String,
-    pub source: Option<String>,
-    pub created_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -58,27 +48,6 @@ impl Store {
                 })
                 .collect()
         })
-    }
-
-    /// Insert planned messages in one transaction; existing (job, dedupe key, step) are kept.
-    /// Returns how many were new.
-    pub async fn insert_planned(
-        &self,
-        messages: &[NewMessage],
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.begin().await?;
-        let mut n = 0;
-        for m in messages {
-            if tx.insert_message(m, now).await? {
-                n += 1;
-            }
-        }
-        tx.commit().await?;
-        Ok(n)
     }
 
     /// Plan anniversary greetings. A greeting not yet sent whose contact's date (or time
@@ -160,76 +129,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Some(n))
-    }
-
-    /// Contacts with an event of `kind` between `from` and `to`.
-    pub async fn contacts_with_event(
-        &self,
-        kind: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<String>> {
-        on_pool!(self, |pool, _b| {
-            Ok(sqlx::query_scalar(
-                "SELECT DISTINCT contact_id FROM events WHERE type = $1 AND occurred_at >= $2 AND occurred_at <= $3",
-            )
-            .bind(kind)
-            .bind(to_millis(from))
-            .bind(to_millis(to))
-            .fetch_all(pool)
-            .await?)
-        })
-    }
-
-    /// Contacts `job_id` sent to since `since`.
-    pub async fn contacts_sent_by(
-        &self,
-        job_id: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<String>> {
-        on_pool!(self, |pool, _b| {
-            Ok(sqlx::query_scalar("SELECT DISTINCT contact_id FROM messages WHERE job_id = $1 AND state = 'sent' AND sent_at >= $2")
-                .bind(job_id)
-                .bind(to_millis(since))
-                .fetch_all(pool)
-                .await?)
-        })
-    }
-
-    /// Every contact id (an audience without `had_event`).
-    pub async fn all_contact_ids(&self) -> Result<Vec<String>> {
-        on_pool!(self, |pool, _b| Ok(sqlx::query_scalar(
-            "SELECT id FROM contacts ORDER BY id"
-        )
-        .fetch_all(pool)
-        .await?))
-    }
-
-    /// Contacts by id, in chunks.
-    pub async fn contacts(&self, ids: &[String]) -> Result<Vec<Contact>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent FROM contacts WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
-            let rows: Vec<Contact> = on_pool!(self, |pool, _b| {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
-                    .fetch_all(pool)
-                    .await?;
-                rows.iter()
-                    .map(contact_from_row)
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            out.extend(rows);
-        }
-        Ok(out)
-    }
-
-    /// One contact.
-    pub async fn contact(&self, id: &str) -> Result<Option<Contact>> {
-        Ok(self.contacts(&[id.to_string()]).await?.into_iter().next())
     }
 }
 

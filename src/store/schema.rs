@@ -16,7 +16,8 @@
 //! Versions are sqlx's: the number before the `_` in `migrations/<backend>/NNNN_name.sql`,
 //! recorded in sqlx's `_sqlx_migrations` table.
 
-use super::{Pool, Result, Store, StoreError, on_pool};
+use super::sql::on_pool;
+use super::{Pool, Result, Store, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::{AssertSqlSafe, Row};
 

@@ -258,15 +258,6 @@ impl SmsChannel {
         })
     }
 
-    /// The route for jobs that name none.
-    pub fn default_route(&self) -> &[String] {
-        &self.inner.route
-    }
-
-    pub fn has_gateway(&self, name: &str) -> bool {
-        self.inner.gateways.contains_key(name)
-    }
-
     /// Read the secrets of `gateway` now (they are otherwise read at first use); the error
     /// names the variable or file. For `validate`'s environment check.
     pub fn check_secrets(&self, gateway: &str) -> Result<(), String> {

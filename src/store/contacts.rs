@@ -1,23 +1,176 @@
-//! Batched reads and writes for ingesting events: a few multi-row statements per batch
-//! instead of several round trips per event (the import and `POST /v1/events` path).
+//! Contacts and their events: what ingest writes (events once by id, contacts upserted with
+//! their date index), and what planning, the scheduler and support read back.
 
-use super::{
-    Bind, Result, Tx, bind_vec, contact_dates, contact_from_row, json_map, on_tx, shaped,
-    values_rows,
+use super::sql::{
+    Bind, bind_all, bind_vec, json_map, on_pool, on_tx, placeholders, shaped, values_rows,
 };
-use crate::clock::to_millis;
+use super::{Result, Store, Tx};
+
+use crate::clock::{from_millis, to_millis};
 use crate::model::{Contact, Event};
-use crate::store::NewMessage;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
+
+/// The date fields of a contact that anniversary jobs can use: `birthday` and every
+/// attribute holding a `YYYY-MM-DD` date, as (field key, date).
+pub fn contact_dates(c: &Contact) -> Vec<(String, String)> {
+    let is_date =
+        |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10;
+    let mut out = Vec::new();
+    if let Some(b) = c.birthday.as_deref().filter(|b| is_date(b)) {
+        out.push(("birthday".to_string(), b.to_string()));
+    }
+    for (k, v) in &c.attributes {
+        if let Some(s) = v.as_str().filter(|s| is_date(s)) {
+            out.push((format!("attributes.{k}"), s.to_string()));
+        }
+    }
+    out
+}
+
+pub(super) fn event_from_parts(
+    id: String,
+    kind: String,
+    contact_id: String,
+    at_ms: i64,
+    offset: i64,
+    data: String,
+) -> Result<Event> {
+    let offset = FixedOffset::east_opt(i32::try_from(offset).unwrap_or(0))
+        .unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
+    Ok(Event {
+        id,
+        kind,
+        occurred_at: from_millis(at_ms).with_timezone(&offset),
+        contact_id,
+        data: json_map(data)?,
+    })
+}
+
+pub(super) fn contact_from_row<R: Row>(r: &R) -> Result<Contact>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Contact {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+        locale: r.try_get("locale")?,
+        timezone: r.try_get("timezone")?,
+        birthday: r.try_get("birthday")?,
+        attributes: json_map(r.try_get("attributes")?)?,
+        consent: json_map(r.try_get("consent")?)?,
+    })
+}
+
+impl Store {
+    /// The contact's events, oldest first.
+    pub async fn events_of(&self, contact_id: &str) -> Result<Vec<Event>> {
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(
+                "SELECT id, type, contact_id, occurred_at, occurred_offset, data FROM events WHERE contact_id = $1 ORDER BY occurred_at, id",
+            )
+            .bind(contact_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    event_from_parts(
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// Contacts with an event of `kind` between `from` and `to`.
+    pub async fn contacts_with_event(
+        &self,
+        kind: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query_scalar(
+                "SELECT DISTINCT contact_id FROM events WHERE type = $1 AND occurred_at >= $2 AND occurred_at <= $3",
+            )
+            .bind(kind)
+            .bind(to_millis(from))
+            .bind(to_millis(to))
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Contacts `job_id` sent to since `since`.
+    pub async fn contacts_sent_by(
+        &self,
+        job_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query_scalar("SELECT DISTINCT contact_id FROM messages WHERE job_id = $1 AND state = 'sent' AND sent_at >= $2")
+                .bind(job_id)
+                .bind(to_millis(since))
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// Every contact id (an audience without `had_event`).
+    pub async fn all_contact_ids(&self) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| Ok(sqlx::query_scalar(
+            "SELECT id FROM contacts ORDER BY id"
+        )
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// Contacts by id, in chunks.
+    pub async fn contacts(&self, ids: &[String]) -> Result<Vec<Contact>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent FROM contacts WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
+            let rows: Vec<Contact> = on_pool!(self, |pool, _b| {
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter()
+                    .map(contact_from_row)
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// One contact.
+    pub async fn contact(&self, id: &str) -> Result<Option<Contact>> {
+        Ok(self.contacts(&[id.to_string()]).await?.into_iter().next())
+    }
+}
+
+// Batched ingest writes: one statement per shape for a whole batch.
 
 /// Stored `data` of a contact's events of one type: (contact id, type) → data.
 pub type EventDataByContact = HashMap<(String, String), Vec<Map<String, Value>>>;
 
 /// `?, ?, ?` on SQLite, `$s, $s+1, ...` on PostgreSQL (see `values_rows` for why).
-fn list(start: usize, n: usize, pg: bool) -> String {
+pub(super) fn list(start: usize, n: usize, pg: bool) -> String {
     if pg {
         super::placeholders(start, n)
     } else {
@@ -26,13 +179,13 @@ fn list(start: usize, n: usize, pg: bool) -> String {
 }
 
 /// A JSON object as compact text, the same as `Value::Object(map).to_string()`, uncopied.
-fn json_text(map: &Map<String, Value>) -> String {
+pub(super) fn json_text(map: &Map<String, Value>) -> String {
     serde_json::to_string(map).expect("a JSON map always serializes")
 }
 
 /// Values for an `IN (...)` list of `ids`, repeating the last one up to a power of two (the
 /// answer is the same), so that the list has one of a few lengths; see [`shaped`].
-fn in_list(ids: &[String]) -> Vec<Bind> {
+pub(super) fn in_list(ids: &[String]) -> Vec<Bind> {
     let mut b: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
     if let Some(last) = ids.last() {
         b.resize(
@@ -44,7 +197,7 @@ fn in_list(ids: &[String]) -> Vec<Bind> {
 }
 
 impl Tx {
-    fn is_pg(&self) -> bool {
+    pub(super) fn is_pg(&self) -> bool {
         matches!(self.tx, super::TxInner::Postgres(_))
     }
 
@@ -245,39 +398,12 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// Insert planned messages; returns the ids inserted (the others were planned already).
-    pub async fn insert_messages(
-        &mut self,
-        messages: &[NewMessage],
-        now: DateTime<Utc>,
-    ) -> Result<HashSet<String>> {
-        let pg = self.is_pg();
-        let mut inserted = HashSet::new();
-        for chunk in shaped(messages) {
-            let (mut sql, binds) = super::query::insert_messages_sql(
-                &chunk.iter().map(|m| (m, now)).collect::<Vec<_>>(),
-                pg,
-            );
-            sql.push_str(" RETURNING id");
-            let ids: Vec<String> = on_tx!(self, |conn| {
-                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                rows.iter()
-                    .map(|r| Ok(r.try_get(0)?))
-                    .collect::<Result<Vec<_>>>()?
-            });
-            inserted.extend(ids);
-        }
-        Ok(inserted)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::ROWS;
     use super::*;
+    use crate::store::sql::ROWS;
 
     #[test]
     fn shapes_are_few_and_cover_everything_in_order() {

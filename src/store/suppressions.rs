@@ -1,10 +1,21 @@
 //! The suppression list and open callback tasks: what support and agents change by hand.
 
-use super::{Result, Store, Suppression, on_pool};
+use super::sql::on_pool;
+use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::MessageRecord;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+
+/// An address that must not be contacted on a channel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Suppression {
+    pub channel: String,
+    pub address: String,
+    pub reason: String,
+    pub source: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
 
 /// Add (or update the reason and source of) a suppressed address: channel, address
 /// (normalised), reason, source, created_at.
@@ -126,42 +137,9 @@ impl Store {
             .filter(|m| include_closed || !m.state.is_final())
             .collect())
     }
-
-    /// The sent time of every marketing message to this contact since `since`.
-    pub async fn marketing_sends(
-        &self,
-        contact_id: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>> {
-        on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(
-                "SELECT sent_at FROM messages WHERE contact_id = $1 AND state = 'sent' AND class = 'marketing' AND sent_at >= $2",
-            )
-            .bind(contact_id)
-            .bind(to_millis(since))
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|r| Ok(from_millis(r.try_get(0)?)))
-                .collect()
-        })
-    }
 }
 
-impl Store {
-    /// Ids of messages that are done (sent, failed, cancelled): the forecast reports only
-    /// what changes after them.
-    pub async fn final_ids(&self) -> Result<std::collections::HashSet<String>> {
-        on_pool!(self, |pool, _b| {
-            let v: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM messages WHERE state IN ('sent', 'failed', 'cancelled')",
-            )
-            .fetch_all(pool)
-            .await?;
-            Ok(v.into_iter().collect())
-        })
-    }
-}
+impl Store {}
 
 /// Email addresses compare case-insensitively; phone numbers are E.164 already.
 pub fn normalise_address(channel: &str, address: &str) -> String {

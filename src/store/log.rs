@@ -1,0 +1,207 @@
+//! The SQL, written once for both backends, and the delivery-log search.
+
+use super::sql::{Bind, bind_all, on_pool, opt_ms};
+use super::{Result, Store};
+use crate::clock::{from_millis, to_millis};
+use crate::model::{AttemptRecord, MessageRecord, MessageState, ReceiptRecord};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
+
+/// What `aftercare logs` asks for. Every filter is optional and they combine with AND.
+#[derive(Debug, Default, Clone)]
+pub struct LogFilter {
+    /// A contact id, email address or phone number.
+    pub contact: Option<String>,
+    pub job: Option<String>,
+    pub order: Option<String>,
+    pub states: Vec<MessageState>,
+    /// `webhook`: callback tasks only.
+    pub channel_plan: Option<String>,
+    /// What a carrier's receipt said of a sent SMS: `delivered` or `undelivered`; `unknown`
+    /// for sent SMS without a final receipt yet.
+    pub delivery: Option<String>,
+    /// On the message's due time.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// One message by id.
+    pub id: Option<String>,
+    /// Keyset pagination: messages after this (due time, id), in the log's order.
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: i64,
+}
+
+impl LogFilter {
+    /// The WHERE clause over `messages m` and its binds, numbered from $1.
+    fn clause(&self) -> (String, Vec<Bind>) {
+        let mut conds: Vec<String> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        let next = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        if let Some(c) = &self.contact {
+            let phone = crate::values::normalise_phone(c).unwrap_or_else(|_| c.clone());
+            let a = next(Bind::Text(Some(c.clone())), &mut binds);
+            let b = next(Bind::Text(Some(c.to_lowercase())), &mut binds);
+            let p = next(Bind::Text(Some(phone)), &mut binds);
+            conds.push(format!("m.contact_id IN (SELECT id FROM contacts WHERE id = {a} OR LOWER(email) = {b} OR phone = {p})"));
+        }
+        if let Some(j) = &self.job {
+            let a = next(Bind::Text(Some(j.clone())), &mut binds);
+            conds.push(format!("m.job_id = {a}"));
+        }
+        if let Some(o) = &self.order {
+            let a = next(Bind::Text(Some(o.clone())), &mut binds);
+            conds.push(format!(
+                "m.event_id IN (SELECT id FROM events WHERE order_id = {a})"
+            ));
+        }
+        if !self.states.is_empty() {
+            let list: Vec<String> = self
+                .states
+                .iter()
+                .map(|s| next(Bind::Text(Some(s.as_str().into())), &mut binds))
+                .collect();
+            conds.push(format!("m.state IN ({})", list.join(", ")));
+        }
+        if let Some(p) = &self.channel_plan {
+            let a = next(Bind::Text(Some(p.clone())), &mut binds);
+            conds.push(format!("m.channel_plan = {a}"));
+        }
+        match self.delivery.as_deref() {
+            None => {}
+            Some("unknown") => conds
+                .push("m.state = 'sent' AND m.channel = 'sms' AND m.delivery IS NULL".to_string()),
+            Some(d) => {
+                let a = next(Bind::Text(Some(d.to_string())), &mut binds);
+                conds.push(format!("m.delivery = {a}"));
+            }
+        }
+        if let Some(t) = self.since {
+            let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
+            conds.push(format!("m.due_at >= {a}"));
+        }
+        if let Some(t) = self.until {
+            let a = next(Bind::Int(Some(to_millis(t))), &mut binds);
+            conds.push(format!("m.due_at <= {a}"));
+        }
+        if let Some(id) = &self.id {
+            let a = next(Bind::Text(Some(id.clone())), &mut binds);
+            conds.push(format!("m.id = {a}"));
+        }
+        if let Some((due, id)) = &self.after {
+            let a = next(Bind::Int(Some(to_millis(*due))), &mut binds);
+            let b = next(Bind::Text(Some(id.clone())), &mut binds);
+            conds.push(format!(
+                "(m.due_at > {a} OR (m.due_at = {a} AND m.id > {b}))"
+            ));
+        }
+        let clause = if conds.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            conds.join(" AND ")
+        };
+        (clause, binds)
+    }
+}
+
+impl Store {
+    /// The delivery log: messages matching `f`, oldest due first, each with its attempts.
+    pub async fn find_messages(&self, f: &LogFilter) -> Result<Vec<MessageRecord>> {
+        let (clause, binds) = f.clause();
+        let limit = if f.limit > 0 { f.limit } else { 1000 };
+        // The clause is built from fixed fragments and numbered placeholders only; every
+        // user value is bound.
+        let msg_sql = format!(
+            "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
+             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery \
+             FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}"
+        );
+        let att_sql = format!(
+            "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms, a.gateway \
+             FROM attempts a WHERE a.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
+             ORDER BY a.message_id, a.attempt"
+        );
+        let rec_sql = format!(
+            "SELECT r.message_id, r.attempt, r.received_at, r.status, r.code, r.text \
+             FROM receipts r WHERE r.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
+             ORDER BY r.message_id, r.attempt, r.received_at"
+        );
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(msg_sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let state: String = r.try_get("state")?;
+                out.push(MessageRecord {
+                    id: r.try_get("id")?,
+                    job_id: r.try_get("job_id")?,
+                    step: r.try_get("step")?,
+                    contact_id: r.try_get("contact_id")?,
+                    event_id: r.try_get("event_id")?,
+                    order_id: r.try_get("order_id")?,
+                    template: r.try_get("template")?,
+                    class: crate::model::Class::parse(&r.try_get::<String, _>("class")?),
+                    channel_plan: r.try_get("channel_plan")?,
+                    state: MessageState::parse(&state).unwrap_or(MessageState::Failed),
+                    due_at: from_millis(r.try_get("due_at")?),
+                    attempts: r.try_get("attempts")?,
+                    channel: r.try_get("channel")?,
+                    address: r.try_get("address")?,
+                    reason: r.try_get("reason")?,
+                    created_at: from_millis(r.try_get("created_at")?),
+                    updated_at: from_millis(r.try_get("updated_at")?),
+                    sent_at: opt_ms(r.try_get("sent_at")?),
+                    delivery: r.try_get("delivery")?,
+                    attempt_log: Vec::new(),
+                });
+            }
+            let arows = bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            let rrows = bind_all!(sqlx::query(AssertSqlSafe(rec_sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            let mut receipts: HashMap<(String, i64), Vec<ReceiptRecord>> = HashMap::new();
+            for r in &rrows {
+                receipts
+                    .entry((r.try_get("message_id")?, r.try_get("attempt")?))
+                    .or_default()
+                    .push(ReceiptRecord {
+                        received_at: from_millis(r.try_get("received_at")?),
+                        status: r.try_get("status")?,
+                        code: r.try_get("code")?,
+                        text: r.try_get("text")?,
+                    });
+            }
+            let mut by_msg: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+            for r in &arows {
+                let message_id: String = r.try_get("message_id")?;
+                let attempt: i64 = r.try_get("attempt")?;
+                let receipts = receipts
+                    .remove(&(message_id.clone(), attempt))
+                    .unwrap_or_default();
+                by_msg.entry(message_id).or_default().push(AttemptRecord {
+                    attempt,
+                    at: from_millis(r.try_get("at")?),
+                    channel: r.try_get("channel")?,
+                    address: r.try_get("address")?,
+                    outcome: r.try_get("outcome")?,
+                    code: r.try_get("code")?,
+                    detail: r.try_get("detail")?,
+                    provider_id: r.try_get("provider_id")?,
+                    node: r.try_get("node")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    gateway: r.try_get("gateway")?,
+                    receipts,
+                });
+            }
+            for m in &mut out {
+                m.attempt_log = by_msg.remove(&m.id).unwrap_or_default();
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,617 @@
+//! The outbox: planned messages, claims under a lease, and completions (the new state and
+//! every attempt in one transaction).
+
+use super::sql::{
+    Bind, bind_all, bind_vec, json_map, on_pool, on_tx, opt_ms, placeholders, shaped, values_rows,
+};
+use super::{Pool, Result, Store, Tx, event_from_parts};
+use crate::clock::{from_millis, to_millis};
+use crate::model::{Class, Contact, Event, MessageState, Outcome};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::{HashMap, HashSet};
+
+/// The claim differs between backends only in its tail: PostgreSQL skips rows another node
+/// is claiming at this moment instead of waiting for them.
+macro_rules! claim_sql {
+    ($tail:literal) => {
+        concat!(
+            "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = $2, locked_until = $3, updated_at = $4 ",
+            "WHERE id IN (SELECT id FROM messages WHERE state IN ('scheduled', 'retrying') AND due_at <= $4 ",
+            "ORDER BY due_at LIMIT $5",
+            $tail
+        )
+    };
+}
+
+pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
+
+pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
+
+pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, m.tries, \
+     m.class, m.token, m.channel_plan, \
+     c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, \
+     c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, \
+     e.type AS e_type, e.occurred_at AS e_occurred_at, e.occurred_offset AS e_offset, e.data AS e_data \
+     FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN events e ON e.id = m.event_id \
+     WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at";
+
+/// The suppressed addresses of the claimed messages' contacts: email in lower case, phone
+/// numbers in E.164 as `ingest` stores them.
+pub(super) const CLAIMED_SUPPRESSIONS: &str = "SELECT s.channel, s.address, s.reason FROM suppressions s \
+     WHERE (s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))) \
+     OR (s.channel = 'sms' AND s.address IN (SELECT c.phone FROM contacts c \
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)))";
+
+pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
+     WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
+     AND m.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)";
+
+pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
+     claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
+     WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
+
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
+
+pub(super) const NEXT_DUE: &str =
+    "SELECT MIN(due_at) FROM messages WHERE state IN ('scheduled', 'retrying')";
+
+pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY state";
+
+pub(super) const PENDING_WITH_TRIGGER: &str = "SELECT m.id, e.data FROM messages m LEFT JOIN events e ON e.id = m.event_id \
+     WHERE m.contact_id = $1 AND m.job_id = $2 AND m.state IN ('scheduled', 'retrying')";
+
+pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', reason = $2, updated_at = $3, claim_token = NULL, locked_by = NULL, locked_until = NULL \
+     WHERE id = $1 AND state IN ('scheduled', 'retrying', 'claimed')";
+
+/// One UPDATE for a chunk of completions; returns the ids it applied to (a lost lease: the
+/// row is no longer claimed under this token, and is left alone).
+pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "WITH v (id, token, state, due_at, reason, channel, address, at, inc, sent_at, tried) AS (VALUES {}) \
+         UPDATE messages SET state = v.state, due_at = COALESCE(v.due_at, messages.due_at), reason = v.reason, \
+         channel = COALESCE(v.channel, messages.channel), address = COALESCE(v.address, messages.address), \
+         updated_at = v.at, attempts = messages.attempts + v.inc, sent_at = COALESCE(v.sent_at, messages.sent_at), \
+         tries = messages.tries + v.tried, \
+         claim_token = NULL, locked_by = NULL, locked_until = NULL \
+         FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
+         RETURNING messages.id",
+        values_rows(chunk.len(), 11, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 11);
+    for c in chunk {
+        b.push(Bind::Text(Some(c.message_id.clone())));
+        b.push(Bind::Text(Some(c.claim_token.clone())));
+        b.push(Bind::Text(Some(c.state.as_str().into())));
+        b.push(Bind::Int(c.retry_at.map(to_millis)));
+        b.push(Bind::Text(c.reason.clone()));
+        b.push(Bind::Text(c.channel.clone()));
+        b.push(Bind::Text(c.address.clone()));
+        b.push(Bind::Int(Some(to_millis(c.at))));
+        b.push(Bind::Int(Some(c.attempts.len() as i64)));
+        b.push(Bind::Int(
+            (c.state == MessageState::Sent).then(|| to_millis(c.at)),
+        ));
+        b.push(Bind::Int(Some(i64::from(
+            !c.attempts.is_empty() && !c.uncounted,
+        ))));
+    }
+    (sql, b)
+}
+
+pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms, gateway) VALUES {}",
+        values_rows(chunk.len(), 12, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 12);
+    for (c, a) in chunk {
+        b.push(Bind::Text(Some(c.message_id.clone())));
+        b.push(Bind::Int(Some(a.number)));
+        b.push(Bind::Int(Some(to_millis(a.at))));
+        b.push(Bind::Text(Some(a.channel.clone())));
+        b.push(Bind::Text(a.address.clone()));
+        b.push(Bind::Text(Some(a.outcome.as_str().into())));
+        b.push(Bind::Int(a.code));
+        b.push(Bind::Text(a.detail.clone()));
+        b.push(Bind::Text(a.provider_id.clone()));
+        b.push(Bind::Text(Some(a.node.clone())));
+        b.push(Bind::Int(Some(a.duration_ms)));
+        b.push(Bind::Text(a.gateway.clone()));
+    }
+    (sql, b)
+}
+
+/// Planned messages (reminders) in one INSERT; existing (job, dedupe key, step) are kept.
+pub(super) fn insert_messages_sql(
+    chunk: &[(&NewMessage, DateTime<Utc>)],
+    pg: bool,
+) -> (String, Vec<Bind>) {
+    let sql = format!(
+        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
+         VALUES {} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
+        values_rows(chunk.len(), 16, pg)
+    );
+    let mut b = Vec::with_capacity(chunk.len() * 16);
+    for (m, now) in chunk {
+        b.push(Bind::Text(Some(m.id.clone())));
+        b.push(Bind::Text(Some(m.job_id.clone())));
+        b.push(Bind::Text(Some(m.contact_id.clone())));
+        b.push(Bind::Text(m.event_id.clone()));
+        b.push(Bind::Int(Some(m.step)));
+        b.push(Bind::Text(Some(m.dedupe_key.clone())));
+        b.push(Bind::Text(Some(m.template.clone())));
+        b.push(Bind::Text(Some(m.state.as_str().into())));
+        b.push(Bind::Int(Some(to_millis(m.due_at))));
+        b.push(Bind::Int(m.not_after.map(to_millis)));
+        b.push(Bind::Text(m.reason.clone()));
+        b.push(Bind::Int(Some(to_millis(*now))));
+        b.push(Bind::Int(Some(to_millis(*now))));
+        b.push(Bind::Text(Some(m.class.as_str().into())));
+        b.push(Bind::Text(m.token.clone()));
+        b.push(Bind::Text(m.channel_plan.clone()));
+    }
+    (sql, b)
+}
+
+/// Insert a planned message on `$conn`; evaluates to `false` when the (job, dedupe key,
+/// step) exists already. A macro so that it compiles against each backend's connection.
+macro_rules! insert_message {
+    ($conn:expr, $m:expr, $now:expr) => {{
+        let m: &NewMessage = $m;
+        let n = sqlx::query(INSERT_MESSAGE)
+            .bind(&m.id)
+            .bind(&m.job_id)
+            .bind(&m.contact_id)
+            .bind(&m.event_id)
+            .bind(m.step)
+            .bind(&m.dedupe_key)
+            .bind(&m.template)
+            .bind(m.state.as_str())
+            .bind(to_millis(m.due_at))
+            .bind(m.not_after.map(to_millis))
+            .bind(&m.reason)
+            .bind(to_millis($now))
+            .bind(m.class.as_str())
+            .bind(&m.token)
+            .bind(&m.channel_plan)
+            .execute($conn)
+            .await?
+            .rows_affected();
+        n == 1
+    }};
+}
+
+/// A message the planner wants in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: String,
+    pub job_id: String,
+    pub contact_id: String,
+    pub event_id: Option<String>,
+    pub step: i64,
+    pub dedupe_key: String,
+    pub template: String,
+    pub due_at: DateTime<Utc>,
+    pub not_after: Option<DateTime<Utc>>,
+    /// `Scheduled`, or `Cancelled` when it is known at planning time that it must not go.
+    pub state: MessageState,
+    pub reason: Option<String>,
+    pub class: Class,
+    pub token: Option<String>,
+    /// `webhook` for a callback task; `None`: the job's customer channels.
+    pub channel_plan: Option<String>,
+}
+
+/// What a claim reads besides the messages.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimWith {
+    /// Event types some job's `stop_when` names.
+    pub stop_types: Vec<String>,
+    /// Marketing sends since this instant (the longest frequency-cap period back).
+    pub sends_since: Option<DateTime<Utc>>,
+}
+
+/// A stored event's type and `data`, as `stop_when` compares it.
+pub type StopEvent = (String, Map<String, Value>);
+
+/// A message claimed for sending, with what rendering needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub job_id: String,
+    pub step: i64,
+    pub dedupe_key: String,
+    pub template: String,
+    pub due_at: DateTime<Utc>,
+    pub not_after: Option<DateTime<Utc>>,
+    /// Rows in the attempt log so far: the next attempt is number `attempts + 1`.
+    pub attempts: i64,
+    /// Times dispatch has tried it (one try may log several attempts: SMS failover, channel
+    /// fallback); what `dispatch.retry` counts.
+    pub tries: i64,
+    pub class: Class,
+    pub token: Option<String>,
+    pub channel_plan: Option<String>,
+    pub contact: Contact,
+    pub event: Option<Event>,
+    pub claim_token: String,
+    /// The contact's stored events of the types some job stops on.
+    pub stop_events: Vec<StopEvent>,
+    /// (channel, reason) for each of the contact's addresses on the suppression list.
+    pub suppressed: Vec<(String, String)>,
+    /// (message id, sent at) of the contact's recent marketing messages (frequency caps).
+    pub recent_sends: Vec<(String, DateTime<Utc>)>,
+}
+
+/// One attempt to record.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    /// 1 for the first try.
+    pub number: i64,
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub address: Option<String>,
+    pub outcome: Outcome,
+    pub code: Option<i64>,
+    pub detail: Option<String>,
+    pub provider_id: Option<String>,
+    pub node: String,
+    pub duration_ms: i64,
+    /// The SMS gateway the request went to; `None` for other channels.
+    pub gateway: Option<String>,
+}
+
+/// What became of a claimed message; written in batches.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub message_id: String,
+    pub claim_token: String,
+    pub state: MessageState,
+    /// The attempts this try made, in order, numbered on from the message's attempts so far
+    /// (`attempts + 1`, `+ 2`, ...): one per SMS gateway asked and per channel fallen back
+    /// to. Empty when it did not try to send (cancelled, deferred).
+    pub attempts: Vec<NewAttempt>,
+    /// Next try, for `Retrying`.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub channel: Option<String>,
+    pub address: Option<String>,
+    pub at: DateTime<Utc>,
+    /// The reminder planned by this send, inserted in the same transaction.
+    pub next: Option<NewMessage>,
+    /// The try met a fault of ours, not the message's (the SMTP relay refused our login):
+    /// its attempts are recorded, but it does not count toward `max_attempts` (`tries`).
+    pub uncounted: bool,
+}
+
+pub(super) fn claimed_from_row<R: Row>(r: &R, token: &str) -> Result<Claimed>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let contact = Contact {
+        id: r.try_get("contact_id")?,
+        name: r.try_get("c_name")?,
+        email: r.try_get("c_email")?,
+        phone: r.try_get("c_phone")?,
+        locale: r.try_get("c_locale")?,
+        timezone: r.try_get("c_timezone")?,
+        birthday: r.try_get("c_birthday")?,
+        attributes: json_map(r.try_get("c_attributes")?)?,
+        consent: json_map(r.try_get("c_consent")?)?,
+    };
+    let event_id: Option<String> = r.try_get("event_id")?;
+    let event_type: Option<String> = r.try_get("e_type")?;
+    let event = match (event_id, event_type) {
+        (Some(id), Some(kind)) => Some(event_from_parts(
+            id,
+            kind,
+            contact.id.clone(),
+            r.try_get("e_occurred_at")?,
+            r.try_get::<Option<i64>, _>("e_offset")?.unwrap_or(0),
+            r.try_get::<Option<String>, _>("e_data")?
+                .unwrap_or_else(|| "{}".into()),
+        )?),
+        _ => None,
+    };
+    Ok(Claimed {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        step: r.try_get("step")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        template: r.try_get("template")?,
+        due_at: from_millis(r.try_get("due_at")?),
+        not_after: opt_ms(r.try_get("not_after")?),
+        attempts: r.try_get("attempts")?,
+        tries: r.try_get("tries")?,
+        class: Class::parse(&r.try_get::<String, _>("class")?),
+        token: r.try_get("token")?,
+        channel_plan: r.try_get("channel_plan")?,
+        contact,
+        event,
+        claim_token: token.to_string(),
+        stop_events: Vec::new(),
+        suppressed: Vec::new(),
+        recent_sends: Vec::new(),
+    })
+}
+
+impl Store {
+    /// Claim up to `limit` due messages for `node` under a lease ending at `until` (renewed by
+    /// [`Store::renew`] while the node lives; [`Store::reap`] returns it once it expires). With each
+    /// message comes what its policy checks need about its contact (stored stop events,
+    /// suppressed addresses, recent marketing sends), read in the same transaction so
+    /// dispatch needs no query per message.
+    pub async fn claim(
+        &self,
+        node: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+        with: &ClaimWith,
+    ) -> Result<Vec<Claimed>> {
+        let pg = matches!(self.pool, Pool::Postgres(_));
+        let claim_sql = if pg { CLAIM_PG } else { CLAIM_SQLITE };
+        let now = to_millis(now);
+        let mut stop_binds = vec![Bind::Text(Some(token.to_string()))];
+        stop_binds.extend(with.stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
+        let stop_sql = format!(
+            "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
+             AND e.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)",
+            placeholders(2, with.stop_types.len())
+        );
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let n = sqlx::query(claim_sql)
+                .bind(token)
+                .bind(node)
+                .bind(to_millis(until))
+                .bind(now)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(CLAIMED).bind(token).fetch_all(&mut *tx).await?;
+            let mut stops: HashMap<String, Vec<StopEvent>> = HashMap::new();
+            if !with.stop_types.is_empty() {
+                for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    let data = json_map(r.try_get(2)?)?;
+                    stops
+                        .entry(r.try_get(0)?)
+                        .or_default()
+                        .push((r.try_get(1)?, data));
+                }
+            }
+            let mut suppressed: HashMap<(String, String), String> = HashMap::new();
+            for r in sqlx::query(CLAIMED_SUPPRESSIONS)
+                .bind(token)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+            }
+            let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
+            if let Some(since) = with.sends_since {
+                for r in sqlx::query(CLAIMED_RECENT_SENDS)
+                    .bind(token)
+                    .bind(to_millis(since))
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    sends
+                        .entry(r.try_get(0)?)
+                        .or_default()
+                        .push((r.try_get(2)?, from_millis(r.try_get(1)?)));
+                }
+            }
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    let mut c = claimed_from_row(r, token)?;
+                    c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
+                    c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
+                    if let Some(email) = &c.contact.email
+                        && let Some(reason) =
+                            suppressed.get(&("email".to_string(), email.to_lowercase()))
+                    {
+                        c.suppressed.push(("email".into(), reason.clone()));
+                    }
+                    if let Some(phone) = &c.contact.phone
+                        && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
+                    {
+                        c.suppressed.push(("sms".into(), reason.clone()));
+                    }
+                    Ok(c)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    /// Put claimed messages back untouched (shutdown before they were tried).
+    pub async fn release(&self, token: &str, ids: &[String], now: DateTime<Utc>) -> Result<()> {
+        let now = to_millis(now);
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            for id in ids {
+                sqlx::query(RELEASE)
+                    .bind(id)
+                    .bind(token)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Record a batch of outcomes in one transaction, a few multi-row statements of a few
+    /// shapes (see [`shaped`]), not one round trip each. Returns how many were stale: the lease was lost and
+    /// the message reclaimed elsewhere, so the completion was not applied.
+    pub async fn complete(&self, batch: &[Completion]) -> Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let pg = matches!(self.pool, Pool::Postgres(_));
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let mut applied: HashSet<String> = HashSet::with_capacity(batch.len());
+            for chunk in shaped(batch) {
+                let (sql, binds) = complete_sql(chunk, pg);
+                for r in bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    applied.insert(r.try_get(0)?);
+                }
+            }
+            let done: Vec<&Completion> = batch
+                .iter()
+                .filter(|c| applied.contains(&c.message_id))
+                .collect();
+            let attempts: Vec<(&Completion, &NewAttempt)> = done
+                .iter()
+                .flat_map(|c| c.attempts.iter().map(move |a| (*c, a)))
+                .collect();
+            for chunk in shaped(&attempts) {
+                let (sql, binds) = attempts_sql(chunk, pg);
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let next: Vec<(&NewMessage, DateTime<Utc>)> = done
+                .iter()
+                .filter_map(|c| c.next.as_ref().map(|m| (m, c.at)))
+                .collect();
+            for chunk in shaped(&next) {
+                let (sql, binds) = insert_messages_sql(chunk, pg);
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(batch.len() - applied.len())
+        })
+    }
+
+    /// When the next scheduled message falls due, if any.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        on_pool!(self, |pool, _b| {
+            let v: Option<i64> = sqlx::query_scalar(NEXT_DUE).fetch_one(pool).await?;
+            Ok(v.map(from_millis))
+        })
+    }
+
+    /// Message counts by state, for the status line and metrics.
+    pub async fn counts(&self) -> Result<Vec<(MessageState, i64)>> {
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(COUNTS).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in rows {
+                let s: String = r.try_get(0)?;
+                if let Some(state) = MessageState::parse(&s) {
+                    out.push((state, r.try_get::<i64, _>(1)?));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Ids of messages that are done (sent, failed, cancelled): the forecast reports only
+    /// what changes after them.
+    pub async fn final_ids(&self) -> Result<std::collections::HashSet<String>> {
+        on_pool!(self, |pool, _b| {
+            let v: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM messages WHERE state IN ('sent', 'failed', 'cancelled')",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(v.into_iter().collect())
+        })
+    }
+}
+
+impl Tx {
+    pub async fn insert_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
+        on_tx!(self, |conn| Ok(insert_message!(&mut *conn, m, now)))
+    }
+
+    /// Pending messages of `job_id` for `contact_id`, with the data of the event that
+    /// triggered each (for `stop_when` matching).
+    pub async fn pending_with_trigger(
+        &mut self,
+        contact_id: &str,
+        job_id: &str,
+    ) -> Result<Vec<(String, Map<String, Value>)>> {
+        on_tx!(self, |conn| {
+            let rows = sqlx::query(PENDING_WITH_TRIGGER)
+                .bind(contact_id)
+                .bind(job_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let data: Option<String> = r.try_get(1)?;
+                    Ok((
+                        r.try_get::<String, _>(0)?,
+                        json_map(data.unwrap_or_else(|| "{}".into()))?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Cancel a message that has not been sent, with the reason support will read.
+    pub async fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        on_tx!(self, |conn| {
+            let n = sqlx::query(CANCEL)
+                .bind(id)
+                .bind(reason)
+                .bind(to_millis(now))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    /// Insert planned messages; returns the ids inserted (the others were planned already).
+    pub async fn insert_messages(
+        &mut self,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>> {
+        let pg = self.is_pg();
+        let mut inserted = HashSet::new();
+        for chunk in shaped(messages) {
+            let (mut sql, binds) =
+                insert_messages_sql(&chunk.iter().map(|m| (m, now)).collect::<Vec<_>>(), pg);
+            sql.push_str(" RETURNING id");
+            let ids: Vec<String> = on_tx!(self, |conn| {
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok(r.try_get(0)?))
+                    .collect::<Result<Vec<_>>>()?
+            });
+            inserted.extend(ids);
+        }
+        Ok(inserted)
+    }
+}

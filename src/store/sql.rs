@@ -1,0 +1,139 @@
+//! The plumbing every store file shares: one body per backend (`on_pool!`, `on_tx!`),
+//! values for statements built at run time (`Bind`), and the shapes of multi-row
+//! statements that keep the statement cache warm.
+
+use super::Result;
+use crate::clock::from_millis;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$begin` to the statement that
+/// opens a write transaction (`BEGIN IMMEDIATE` on SQLite takes the write lock up front, so
+/// two writers queue on busy_timeout instead of failing on lock upgrade).
+macro_rules! on_pool {
+    ($self:expr, |$pool:ident, $begin:ident| $body:expr) => {
+        match &$self.pool {
+            $crate::store::Pool::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $begin = "BEGIN IMMEDIATE";
+                $body
+            }
+            $crate::store::Pool::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $begin = "BEGIN";
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's concrete connection.
+macro_rules! on_tx {
+    ($self:expr, |$conn:ident| $body:expr) => {
+        match &mut $self.tx {
+            $crate::store::TxInner::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::TxInner::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
+pub(super) const CHUNK: usize = 100;
+
+/// A value for a dynamically built statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// Bind every value of a `Vec<Bind>` in order.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+/// [`bind_all!`] for a `Vec<Bind>` that is not needed afterwards: moves the values in.
+macro_rules! bind_vec {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }};
+}
+
+/// The most rows one multi-row statement of the hot paths (ingest, completions) takes.
+pub(crate) const ROWS: usize = 64;
+
+/// `items` cut into runs of `ROWS`, then of the powers of two that make up the rest (37 →
+/// 32, 4, 1): a batch of any size uses a few statement texts out of eight, so they stay in
+/// the connection's prepared-statement cache instead of being parsed for every batch.
+pub(crate) fn shaped<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= ROWS {
+            ROWS
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (head, rest) = items.split_at(n);
+        items = rest;
+        Some(head)
+    })
+}
+
+/// `$start, $start+1, ...` for `n` values.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values; `(?, ?), (?, ?)` on SQLite, where
+/// sqlx looks up every numbered parameter by name, which is quadratic in their number (a
+/// hundred-row statement spent more time binding than executing).
+pub(crate) fn values_rows(rows: usize, cols: usize, pg: bool) -> String {
+    if !pg {
+        let row = format!("({})", vec!["?"; cols].join(", "));
+        return vec![row; rows].join(", ");
+    }
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) fn json_map(text: String) -> Result<Map<String, Value>> {
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Ok(Map::new()),
+    }
+}
+
+pub(super) fn opt_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.map(from_millis)
+}
+
+pub(crate) use {bind_all, bind_vec, on_pool, on_tx};
