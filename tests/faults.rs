@@ -506,6 +506,11 @@ fn unsubscribe_links_reveal_nothing_and_old_links_still_work() {
     assert_eq!(r.stdout.trim(), "unsubscribed email li.lei@example.com");
     let list = ws.run(&["suppress", "list"]).ok().stdout;
     assert!(list.contains("li.lei@example.com"), "{list}");
+    // A token may begin with `-` (base64url): still a token, not a flag.
+    let dashed = format!("-{}", &token[1..]);
+    let r = ws.run(&["unsubscribe", "--check", &dashed]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("rejected:"), "{}", r.stderr);
     // Forged: one character changed.
     let mut forged = token.clone().into_bytes();
     forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };

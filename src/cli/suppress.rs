@@ -131,6 +131,8 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
 #[derive(clap::Args, Debug)]
 pub struct UnsubscribeArgs {
     /// The token from an unsubscribe link (the part after /u/)
+    // base64url: a token may begin with `-`, which is not a flag here.
+    #[arg(allow_hyphen_values = true)]
     token: String,
     /// Only say whom the token is for; change nothing
     #[arg(long)]
