@@ -22,6 +22,27 @@ use std::time::Duration;
 pub const DURATION_HINT: &str =
     "write a number and a unit: 30s, 5m, 12h, 3d, 1w, or combined as 1d12h";
 
+/// A number or a string in YAML, read as text (`equals: 0` and `equals: "0"` mean the same).
+#[derive(Debug, serde::Deserialize, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum RawScalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl RawScalar {
+    pub fn text(&self) -> String {
+        match self {
+            RawScalar::Bool(b) => b.to_string(),
+            RawScalar::Int(i) => i.to_string(),
+            RawScalar::Float(f) => f.to_string(),
+            RawScalar::Text(s) => s.clone(),
+        }
+    }
+}
+
 pub struct Checker<'a> {
     path: &'a Path,
     spans: &'a SpanIndex,

@@ -159,16 +159,6 @@ pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
     }
 }
 
-/// The SMTP relay refused our session at `stage`.
-pub fn count_relay_fault(stage: &str) {
-    lock()
-        .relay_refusals
-        .get_or_create(&StageLabels {
-            stage: stage.into(),
-        })
-        .inc();
-}
-
 /// A panic elsewhere must not take the metrics down with it.
 fn lock() -> std::sync::MutexGuard<'static, Metrics> {
     METRICS
@@ -207,6 +197,15 @@ pub async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreEr
                 state: c.state,
             })
             .set(c.count);
+    }
+    // Kept by the SMTP pool itself (channels sit below metrics on the code map).
+    for (stage, n) in crate::channels::email::smtp::session_refusals() {
+        m.relay_refusals
+            .get_or_create(&StageLabels {
+                stage: stage.into(),
+            })
+            .inner()
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
     m.outbox_depth.set(outbox.depth);
     m.outbox_due.set(outbox.due);

@@ -5,12 +5,13 @@
 //! jobs leave this module.
 
 mod compile;
+mod job;
+mod sms;
 mod spec;
+mod trigger;
 
-pub use compile::{
-    Audience, Class, Condition, DateField, Job, Missed, OverCap, SmsSettings, Step, StopWhen,
-    Trigger,
-};
+pub use job::{Audience, Condition, DateField, Job, SmsSettings, Step, StopWhen, Trigger};
+pub use spec::{Class, Missed, OverCap};
 
 use crate::diag::{Diagnostic, Diagnostics, display_path};
 use crate::templates::TemplateSet;

@@ -127,6 +127,20 @@ impl Stage {
     }
 }
 
+/// Session refusals by stage since the process started; `metrics` reads them at scrape time.
+static REFUSALS: Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// (stage, count) of every stage at which the relay has refused our session.
+pub fn session_refusals() -> Vec<(&'static str, u64)> {
+    REFUSALS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(s, n)| (*s, *n))
+        .collect()
+}
+
 /// Whether the relay accepts our session; shared with `/readyz`.
 #[derive(Debug, Default)]
 pub struct RelayHealth {
@@ -158,7 +172,11 @@ impl RelayHealth {
     /// The relay refused our session: count it; tell the operator once (and again when the
     /// words change), not once per message.
     fn refused(&self, stage: Stage, d: &Delivery) {
-        crate::metrics::count_relay_fault(stage.as_str());
+        *REFUSALS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(stage.as_str())
+            .or_default() += 1;
         let text = match d.code {
             Some(code) => format!("{}: {code} {}", stage.refusal(), after_colon(&d.detail)),
             None => d.detail.clone(),

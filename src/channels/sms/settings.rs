@@ -10,7 +10,7 @@
 //! generic gateway's credential header must come from `{{secret}}`.
 
 use super::{aliyun, generic, twilio};
-use crate::check::Checker;
+use crate::check::{Checker, RawScalar};
 use crate::diag::did_you_mean;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -81,27 +81,6 @@ impl Kind {
 /// The field names a `deny_unknown_fields` struct accepts, as serde sees them.
 fn fields<T: DeserializeOwned>() -> &'static [&'static str] {
     serde_aux::serde_introspection::serde_introspect::<T>()
-}
-
-/// A number or a string in YAML, read as text (`equals: 0` and `equals: "0"` mean the same).
-#[derive(Debug, Deserialize, Clone, PartialEq)]
-#[serde(untagged)]
-pub(crate) enum RawScalar {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-impl RawScalar {
-    pub(crate) fn text(&self) -> String {
-        match self {
-            RawScalar::Bool(b) => b.to_string(),
-            RawScalar::Int(i) => i.to_string(),
-            RawScalar::Float(f) => f.to_string(),
-            RawScalar::Text(s) => s.clone(),
-        }
-    }
 }
 
 /// The checked `sms:` section.
@@ -472,24 +451,6 @@ fn read<T: DeserializeOwned>(c: &mut Checker, at: &str, map: serde_yaml::Mapping
         .ok()
 }
 
-/// Whether a handlebars template refers to `var` in one of its `{{...}}` expressions.
-pub(crate) fn mentions(template: &str, var: &str) -> bool {
-    let mut rest = template;
-    while let Some((_, after)) = rest.split_once("{{") {
-        let Some((expr, next)) = after.split_once("}}") else {
-            break;
-        };
-        if expr
-            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .any(|w| w == var)
-        {
-            return true;
-        }
-        rest = next;
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,13 +654,5 @@ breaker: {failures: 0, cooldown: 0s}
         assert!(Rate::parse("0/s").is_err());
         assert!(Rate::parse("ten/s").is_err());
         assert!(Rate::parse("10").is_err());
-    }
-
-    #[test]
-    fn mentions_finds_variables_inside_expressions_only() {
-        assert!(mentions("Bearer {{secret}}", "secret"));
-        assert!(mentions("{{{ secret }}}", "secret"));
-        assert!(!mentions("secret {{to}}", "secret"));
-        assert!(!mentions("{{secretive}}", "secret"));
     }
 }

@@ -1,8 +1,8 @@
 //! An http (generic) gateway's settings: its keys, the templates of its request, and how
 //! to read its answers, receipts and replies.
 
-use crate::channels::sms::settings::{RawScalar, mentions};
 use crate::check::Checker;
+use crate::check::RawScalar;
 use crate::values::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -373,4 +373,35 @@ fn pointer(c: &mut Checker, path: &str, p: Option<&str>) -> Option<String> {
         );
     }
     Some(p.to_string())
+}
+
+/// Whether a handlebars template refers to `var` in one of its `{{...}}` expressions.
+pub(super) fn mentions(template: &str, var: &str) -> bool {
+    let mut rest = template;
+    while let Some((_, after)) = rest.split_once("{{") {
+        let Some((expr, next)) = after.split_once("}}") else {
+            break;
+        };
+        if expr
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == var)
+        {
+            return true;
+        }
+        rest = next;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_finds_variables_inside_expressions_only() {
+        assert!(mentions("Bearer {{secret}}", "secret"));
+        assert!(mentions("{{{ secret }}}", "secret"));
+        assert!(!mentions("secret {{to}}", "secret"));
+        assert!(!mentions("{{secretive}}", "secret"));
+    }
 }

@@ -17,17 +17,19 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
+mod context;
+mod vars;
+
+pub use context::{MessageInfo, context};
+use context::{OUR_HELPERS, OurHelper};
+pub use vars::Scope;
+use vars::{BUILTIN_HELPERS, VarUse, Walk, check_uses};
+
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
-use crate::model::{Contact, Event};
 use crate::values::check_locale;
-use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Tz;
-use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
-use handlebars::{
-    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
-    ScopedJson,
-};
-use serde_json::{Map, Value, json};
+use handlebars::template::{Template, TemplateElement};
+use handlebars::{Context, Handlebars, RenderError};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -40,83 +42,6 @@ pub const KINDS: &[&str] = &[
     "sms.params",
     "sms",
 ];
-
-/// Helpers of our own, beside handlebars' built-ins.
-const OUR_HELPERS: &[&str] = &["date", "datetime", "default"];
-const BUILTIN_HELPERS: &[&str] = &[
-    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
-    "and", "or", "not", "len",
-];
-/// Block helpers that change the context: paths inside them are relative to an item we
-/// cannot type, so only their argument is checked.
-const CONTEXT_CHANGING: &[&str] = &["each", "with"];
-
-/// What a job's messages can see. Fields marked open take any key below them.
-pub struct Root {
-    pub name: &'static str,
-    pub fields: &'static [&'static str],
-    pub open: &'static [&'static str],
-}
-
-pub const CONTACT: Root = Root {
-    name: "contact",
-    fields: &[
-        "id", "name", "email", "phone", "locale", "timezone", "birthday",
-    ],
-    open: &["attributes", "consent"],
-};
-pub const EVENT: Root = Root {
-    name: "event",
-    fields: &["id", "type", "occurred_at"],
-    open: &["data"],
-};
-pub const JOB: Root = Root {
-    name: "job",
-    fields: &["id", "description"],
-    open: &[],
-};
-pub const MESSAGE: Root = Root {
-    name: "message",
-    fields: &["id", "step", "send_at", "locale", "timezone", "token"],
-    open: &[],
-};
-pub const UNSUBSCRIBE: Root = Root {
-    name: "unsubscribe",
-    fields: &["url", "mailto"],
-    open: &[],
-};
-
-/// The variables available to one use of a template (a job with an event trigger sees
-/// `event`; a birthday job does not).
-pub struct Scope {
-    pub roots: Vec<&'static Root>,
-    /// Said in the error when a root is missing, e.g. "this job is not triggered by an event".
-    pub missing_root_note: Vec<(&'static str, &'static str)>,
-}
-
-impl Scope {
-    pub fn event_job() -> Scope {
-        Scope {
-            roots: vec![&CONTACT, &EVENT, &JOB, &MESSAGE, &UNSUBSCRIBE],
-            missing_root_note: vec![],
-        }
-    }
-
-    /// Anniversary and cron jobs: no triggering event; `why` says so in the error.
-    pub fn without_event(why: &'static str) -> Scope {
-        Scope {
-            roots: vec![&CONTACT, &JOB, &MESSAGE, &UNSUBSCRIBE],
-            missing_root_note: vec![("event", why)],
-        }
-    }
-}
-
-/// One `{{path}}` read by a template.
-#[derive(Debug, Clone)]
-pub struct VarUse {
-    pub path: String,
-    pub location: Location,
-}
 
 #[derive(Debug, Clone)]
 pub struct TemplateFile {
@@ -695,395 +620,15 @@ fn read_dir_sorted(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Collects variable paths and helper names from a compiled template.
-#[derive(Default)]
-struct Walk {
-    uses: Vec<VarUse>,
-    helpers: Vec<(String, Location)>,
-    problems: Vec<(String, Location)>,
-}
-
-impl Walk {
-    fn template(&mut self, t: &Template, in_context_block: bool) {
-        for (i, el) in t.elements.iter().enumerate() {
-            let loc = t
-                .mapping
-                .get(i)
-                .map(|m| Location {
-                    line: m.0,
-                    column: m.1,
-                })
-                .unwrap_or(Location { line: 1, column: 1 });
-            match el {
-                TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
-                    self.helper_template(h, loc, in_context_block, false)
-                }
-                TemplateElement::HelperBlock(h) => {
-                    self.helper_template(h, loc, in_context_block, true)
-                }
-                TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
-                    self.problems.push((
-                        "partials are not supported; put shared text in each template".into(),
-                        loc,
-                    ))
-                }
-                TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
-                    self.problems
-                        .push(("decorators are not supported".into(), loc))
-                }
-                _ => {} // raw text and comments
-            }
-        }
-    }
-
-    fn helper_template(&mut self, h: &HelperTemplate, loc: Location, in_ctx: bool, block: bool) {
-        let helper_name = match &h.name {
-            Parameter::Name(n) => Some(n.clone()),
-            _ => None,
-        };
-        let is_helper = block
-            || !h.params.is_empty()
-            || !h.hash.is_empty()
-            || helper_name
-                .as_deref()
-                .is_some_and(|n| OUR_HELPERS.contains(&n) || BUILTIN_HELPERS.contains(&n));
-        if is_helper {
-            if let Some(n) = &helper_name {
-                self.helpers.push((n.clone(), loc));
-            }
-            for p in h.params.iter().chain(h.hash.values()) {
-                self.parameter(p, loc, in_ctx);
-            }
-        } else {
-            self.parameter(&h.name, loc, in_ctx);
-        }
-        let changes = helper_name
-            .as_deref()
-            .is_some_and(|n| CONTEXT_CHANGING.contains(&n))
-            || h.block_param.is_some();
-        if let Some(t) = &h.template {
-            self.template(t, in_ctx || changes);
-        }
-        if let Some(t) = &h.inverse {
-            self.template(t, in_ctx);
-        }
-    }
-
-    fn parameter(&mut self, p: &Parameter, loc: Location, in_ctx: bool) {
-        match p {
-            Parameter::Name(n) => self.path(n, loc, in_ctx),
-            Parameter::Path(path) => {
-                let raw = match path {
-                    handlebars::Path::Relative((_, raw)) => raw.clone(),
-                    handlebars::Path::Local((_, _, raw)) => raw.clone(),
-                };
-                self.path(&raw, loc, in_ctx)
-            }
-            Parameter::Subexpression(sub) => {
-                if let TemplateElement::Expression(h) | TemplateElement::HelperBlock(h) =
-                    sub.as_element()
-                {
-                    // A subexpression always calls a helper.
-                    if let Parameter::Name(n) = &h.name {
-                        self.helpers.push((n.clone(), loc));
-                    }
-                    for p in h.params.iter().chain(h.hash.values()) {
-                        self.parameter(p, loc, in_ctx);
-                    }
-                }
-            }
-            _ => {} // literals
-        }
-    }
-
-    fn path(&mut self, raw: &str, loc: Location, in_ctx: bool) {
-        if raw.starts_with('@') && !raw.starts_with("@root") {
-            return; // @index, @key, @first, @last
-        }
-        let (path, absolute) = match raw.strip_prefix("@root") {
-            Some(rest) => (rest.trim_start_matches(['.', '/']).to_string(), true),
-            None => {
-                let mut r = raw;
-                let mut up = false;
-                while let Some(rest) = r.strip_prefix("../") {
-                    r = rest;
-                    up = true;
-                }
-                (r.to_string(), up)
-            }
-        };
-        if path.is_empty() || path == "this" || path == "." || path.starts_with("this.") && in_ctx {
-            return;
-        }
-        if in_ctx && !absolute {
-            return; // relative to an `each`/`with` item: not checkable
-        }
-        let path = path
-            .strip_prefix("this.")
-            .unwrap_or(&path)
-            .replace('/', ".");
-        self.uses.push(VarUse {
-            path,
-            location: loc,
-        });
-    }
-}
-
-/// (message, location, hint) for every use the scope cannot satisfy.
-fn check_uses(uses: &[VarUse], scope: &Scope) -> Vec<(String, Location, Option<String>)> {
-    let mut out = Vec::new();
-    for u in uses {
-        // `[0]` / `.[0]` index segments are fine below open fields; strip them for the check.
-        let segs: Vec<&str> = u.path.split('.').filter(|s| !s.is_empty()).collect();
-        let Some(first) = segs.first() else { continue };
-        let Some(root) = scope.roots.iter().find(|r| r.name == *first) else {
-            let note = scope
-                .missing_root_note
-                .iter()
-                .find(|(r, _)| r == first)
-                .map(|(_, n)| n.to_string());
-            let hint = note
-                .or_else(|| did_you_mean(first, scope.roots.iter().map(|r| r.name)))
-                .unwrap_or_else(|| {
-                    format!(
-                        "variables start with {}",
-                        scope
-                            .roots
-                            .iter()
-                            .map(|r| r.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                });
-            out.push((
-                format!("`{}`: this job cannot provide `{first}`", u.path),
-                u.location,
-                Some(hint),
-            ));
-            continue;
-        };
-        let Some(second) = segs.get(1) else {
-            out.push((
-                format!(
-                    "`{}` is an object; name a field, e.g. `{}.{}`",
-                    u.path,
-                    root.name,
-                    root.fields.first().unwrap_or(&"id")
-                ),
-                u.location,
-                None,
-            ));
-            continue;
-        };
-        if root.open.contains(second) {
-            continue;
-        }
-        if !root.fields.contains(second) {
-            let all = root.fields.iter().chain(root.open).copied();
-            let hint = did_you_mean(second, all).unwrap_or_else(|| {
-                format!(
-                    "{} has: {}",
-                    root.name,
-                    root.fields
-                        .iter()
-                        .chain(root.open)
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            });
-            out.push((
-                format!("`{}`: {} has no field `{second}`", u.path, root.name),
-                u.location,
-                Some(hint),
-            ));
-            continue;
-        }
-        if segs.len() > 2 {
-            out.push((
-                format!(
-                    "`{}`: `{}.{second}` is text, it has no fields",
-                    u.path, root.name
-                ),
-                u.location,
-                None,
-            ));
-        }
-    }
-    out
-}
-
-/// Facts about the message being rendered (`message.*`).
-pub struct MessageInfo<'a> {
-    pub id: &'a str,
-    pub step: i64,
-    pub send_at: DateTime<Utc>,
-    pub locale: &'a str,
-    pub timezone: Tz,
-    pub token: Option<&'a str>,
-    /// One-click unsubscribe link and mailto for this contact, when configured.
-    pub unsubscribe: Option<(&'a str, Option<&'a str>)>,
-}
-
-/// The render context: every schema field present (null when unknown), so strict mode only
-/// fails on paths that cannot exist for this message (a missing `event.data` key).
-pub fn context(
-    contact: &Contact,
-    event: Option<&Event>,
-    job_id: &str,
-    job_description: &str,
-    msg: &MessageInfo,
-) -> Value {
-    let mut root = Map::new();
-    root.insert(
-        "contact".into(),
-        json!({
-            "id": contact.id, "name": contact.name, "email": contact.email, "phone": contact.phone,
-            "locale": contact.locale, "timezone": contact.timezone, "birthday": contact.birthday,
-            "attributes": contact.attributes, "consent": contact.consent,
-        }),
-    );
-    if let Some(e) = event {
-        root.insert(
-            "event".into(),
-            json!({"id": e.id, "type": e.kind, "occurred_at": e.occurred_at.to_rfc3339(), "data": e.data}),
-        );
-    }
-    root.insert(
-        "job".into(),
-        json!({"id": job_id, "description": job_description}),
-    );
-    root.insert(
-        "message".into(),
-        json!({
-            "id": msg.id, "step": msg.step, "send_at": msg.send_at.with_timezone(&msg.timezone).to_rfc3339(),
-            "locale": msg.locale, "timezone": msg.timezone.name(), "token": msg.token,
-        }),
-    );
-    let (url, mailto) = msg.unsubscribe.unzip();
-    root.insert(
-        "unsubscribe".into(),
-        json!({"url": url, "mailto": mailto.flatten()}),
-    );
-    Value::Object(root)
-}
-
-fn ctx_tz_locale(ctx: &Context) -> (Tz, String) {
-    let m = &ctx.data()["message"];
-    let tz = m["timezone"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(Tz::UTC);
-    let locale = m["locale"].as_str().unwrap_or("en").to_string();
-    (tz, locale)
-}
-
-fn default_format(locale: &str, with_time: bool) -> &'static str {
-    let lang = locale.split('-').next().unwrap_or("").to_lowercase();
-    match (lang.as_str(), with_time) {
-        ("zh" | "ja", false) => "%Y年%-m月%-d日",
-        ("zh" | "ja", true) => "%Y年%-m月%-d日 %H:%M",
-        ("en", false) => "%B %-d, %Y",
-        ("en", true) => "%B %-d, %Y %H:%M",
-        (_, false) => "%Y-%m-%d",
-        (_, true) => "%Y-%m-%d %H:%M",
-    }
-}
-
-fn format_when(h: &Helper, ctx: &Context, with_time: bool) -> Result<String, RenderError> {
-    let name = if with_time { "datetime" } else { "date" };
-    let value = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex(
-        if with_time { "datetime" } else { "date" },
-        0,
-    ))?;
-    let (tz, locale) = ctx_tz_locale(ctx);
-    let fmt = match h.param(1).map(|p| p.value()) {
-        Some(Value::String(f)) => f.clone(),
-        Some(_) => {
-            return Err(RenderErrorReason::Other(format!(
-                "{name}: the format must be a string such as \"%Y-%m-%d\""
-            ))
-            .into());
-        }
-        None => default_format(&locale, with_time).to_string(),
-    };
-    Ok(match value.value() {
-        Value::Null => String::new(),
-        Value::String(s) => {
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                written(name, &fmt, t.with_timezone(&tz).format(&fmt))?
-            } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                written(name, &fmt, d.format(&fmt))?
-            } else {
-                return Err(RenderErrorReason::Other(format!(
-                    "{name}: `{s}` is not a date or RFC 3339 time"
-                ))
-                .into());
-            }
-        }
-        other => {
-            return Err(
-                RenderErrorReason::Other(format!("{name}: expected a date, got {other}")).into(),
-            );
-        }
-    })
-}
-
-/// A formatted date as text, or a render error. chrono's formatting fails on a specifier
-/// it does not know (`%Q`) or one the value lacks (`%H` of a date without a time, which
-/// `{{datetime}}` of a date-only field asks for), and `to_string()` would panic on that.
-fn written(
-    name: &str,
-    fmt: &str,
-    formatted: impl std::fmt::Display,
-) -> Result<String, RenderError> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    write!(out, "{formatted}").map_err(|_| {
-        RenderError::from(RenderErrorReason::Other(format!(
-            "{name}: the value cannot be written as \"{fmt}\" (an unknown % specifier, or a time of day asked of a date)"
-        )))
-    })?;
-    Ok(out)
-}
-
-/// Our helpers return values rather than writing output, so the engine escapes them in
-/// HTML (`{{default contact.name "x"}}` must not inject markup) and `{{{ }}}` still works.
-#[derive(Clone, Copy)]
-enum OurHelper {
-    Date,
-    DateTime,
-    /// `{{default contact.name "customer"}}`: the first argument that is not null or empty.
-    Default,
-}
-
-impl HelperDef for OurHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let text = match self {
-            OurHelper::Date => format_when(h, ctx, false)?,
-            OurHelper::DateTime => format_when(h, ctx, true)?,
-            OurHelper::Default => {
-                let v = h.params().iter().map(|p| p.value()).find(|v| match v {
-                    Value::Null => false,
-                    Value::String(s) => !s.is_empty(),
-                    _ => true,
-                });
-                return Ok(ScopedJson::Derived(v.cloned().unwrap_or(Value::Null)));
-            }
-        };
-        Ok(ScopedJson::Derived(Value::String(text)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::vars::{CONTACT, JOB, MESSAGE};
     use super::*;
+    use crate::model::{Contact, Event};
+    use chrono::{DateTime, Utc};
+    use chrono_tz::Tz;
+    use handlebars::template::Template;
+    use serde_json::Map;
 
     fn uses(src: &str) -> Vec<(String, Location)> {
         let tpl = Template::compile(src).unwrap();
@@ -1249,6 +794,14 @@ mod tests {
         assert!(
             err.contains("datetime: the value cannot be written"),
             "{err}"
+        );
+        // The same value with a format it can be written in renders.
+        std::fs::write(t.join("email.subject.hbs"), "{{date contact.birthday}}").unwrap();
+        std::fs::write(t.join("email.txt.hbs"), "x").unwrap();
+        let (set, _) = TemplateSet::load(dir.path(), "en");
+        assert_eq!(
+            set.render_email("t", "en", &ctx).unwrap().subject,
+            "February 3, 1990"
         );
     }
 

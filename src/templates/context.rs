@@ -1,0 +1,186 @@
+//! The render context every template sees (`contact`, `event`, `job`, `message`,
+//! `unsubscribe`) and our helpers (`date`, `datetime` in the contact's zone and locale).
+
+use crate::model::{Contact, Event};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
+};
+use serde_json::{Map, Value, json};
+
+/// Helpers of our own, beside handlebars' built-ins.
+pub(super) const OUR_HELPERS: &[&str] = &["date", "datetime", "default"];
+
+/// Facts about the message being rendered (`message.*`).
+pub struct MessageInfo<'a> {
+    pub id: &'a str,
+    pub step: i64,
+    pub send_at: DateTime<Utc>,
+    pub locale: &'a str,
+    pub timezone: Tz,
+    pub token: Option<&'a str>,
+    /// One-click unsubscribe link and mailto for this contact, when configured.
+    pub unsubscribe: Option<(&'a str, Option<&'a str>)>,
+}
+
+/// The render context: every schema field present (null when unknown), so strict mode only
+/// fails on paths that cannot exist for this message (a missing `event.data` key).
+pub fn context(
+    contact: &Contact,
+    event: Option<&Event>,
+    job_id: &str,
+    job_description: &str,
+    msg: &MessageInfo,
+) -> Value {
+    let mut root = Map::new();
+    root.insert(
+        "contact".into(),
+        json!({
+            "id": contact.id, "name": contact.name, "email": contact.email, "phone": contact.phone,
+            "locale": contact.locale, "timezone": contact.timezone, "birthday": contact.birthday,
+            "attributes": contact.attributes, "consent": contact.consent,
+        }),
+    );
+    if let Some(e) = event {
+        root.insert(
+            "event".into(),
+            json!({"id": e.id, "type": e.kind, "occurred_at": e.occurred_at.to_rfc3339(), "data": e.data}),
+        );
+    }
+    root.insert(
+        "job".into(),
+        json!({"id": job_id, "description": job_description}),
+    );
+    root.insert(
+        "message".into(),
+        json!({
+            "id": msg.id, "step": msg.step, "send_at": msg.send_at.with_timezone(&msg.timezone).to_rfc3339(),
+            "locale": msg.locale, "timezone": msg.timezone.name(), "token": msg.token,
+        }),
+    );
+    let (url, mailto) = msg.unsubscribe.unzip();
+    root.insert(
+        "unsubscribe".into(),
+        json!({"url": url, "mailto": mailto.flatten()}),
+    );
+    Value::Object(root)
+}
+
+pub(super) fn ctx_tz_locale(ctx: &Context) -> (Tz, String) {
+    let m = &ctx.data()["message"];
+    let tz = m["timezone"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Tz::UTC);
+    let locale = m["locale"].as_str().unwrap_or("en").to_string();
+    (tz, locale)
+}
+
+pub(super) fn default_format(locale: &str, with_time: bool) -> &'static str {
+    let lang = locale.split('-').next().unwrap_or("").to_lowercase();
+    match (lang.as_str(), with_time) {
+        ("zh" | "ja", false) => "%Y年%-m月%-d日",
+        ("zh" | "ja", true) => "%Y年%-m月%-d日 %H:%M",
+        ("en", false) => "%B %-d, %Y",
+        ("en", true) => "%B %-d, %Y %H:%M",
+        (_, false) => "%Y-%m-%d",
+        (_, true) => "%Y-%m-%d %H:%M",
+    }
+}
+
+pub(super) fn format_when(
+    h: &Helper,
+    ctx: &Context,
+    with_time: bool,
+) -> Result<String, RenderError> {
+    let name = if with_time { "datetime" } else { "date" };
+    let value = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex(
+        if with_time { "datetime" } else { "date" },
+        0,
+    ))?;
+    let (tz, locale) = ctx_tz_locale(ctx);
+    let fmt = match h.param(1).map(|p| p.value()) {
+        Some(Value::String(f)) => f.clone(),
+        Some(_) => {
+            return Err(RenderErrorReason::Other(format!(
+                "{name}: the format must be a string such as \"%Y-%m-%d\""
+            ))
+            .into());
+        }
+        None => default_format(&locale, with_time).to_string(),
+    };
+    Ok(match value.value() {
+        Value::Null => String::new(),
+        Value::String(s) => {
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                written(name, &fmt, t.with_timezone(&tz).format(&fmt))?
+            } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                written(name, &fmt, d.format(&fmt))?
+            } else {
+                return Err(RenderErrorReason::Other(format!(
+                    "{name}: `{s}` is not a date or RFC 3339 time"
+                ))
+                .into());
+            }
+        }
+        other => {
+            return Err(
+                RenderErrorReason::Other(format!("{name}: expected a date, got {other}")).into(),
+            );
+        }
+    })
+}
+
+/// A formatted date as text, or a render error. chrono's formatting fails on a specifier
+/// it does not know (`%Q`) or one the value lacks (`%H` of a date without a time, which
+/// `{{datetime}}` of a date-only field asks for), and `to_string()` would panic on that.
+fn written(
+    name: &str,
+    fmt: &str,
+    formatted: impl std::fmt::Display,
+) -> Result<String, RenderError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{formatted}").map_err(|_| {
+        RenderError::from(RenderErrorReason::Other(format!(
+            "{name}: the value cannot be written as \"{fmt}\" (an unknown % specifier, or a time of day asked of a date)"
+        )))
+    })?;
+    Ok(out)
+}
+
+/// Our helpers return values rather than writing output, so the engine escapes them in
+/// HTML (`{{default contact.name "x"}}` must not inject markup) and `{{{ }}}` still works.
+#[derive(Clone, Copy)]
+pub(super) enum OurHelper {
+    Date,
+    DateTime,
+    /// `{{default contact.name "customer"}}`: the first argument that is not null or empty.
+    Default,
+}
+
+impl HelperDef for OurHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let text = match self {
+            OurHelper::Date => format_when(h, ctx, false)?,
+            OurHelper::DateTime => format_when(h, ctx, true)?,
+            OurHelper::Default => {
+                let v = h.params().iter().map(|p| p.value()).find(|v| match v {
+                    Value::Null => false,
+                    Value::String(s) => !s.is_empty(),
+                    _ => true,
+                });
+                return Ok(ScopedJson::Derived(v.cloned().unwrap_or(Value::Null)));
+            }
+        };
+        Ok(ScopedJson::Derived(Value::String(text)))
+    }
+}
