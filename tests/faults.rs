@@ -722,3 +722,40 @@ fn a_render_that_cannot_succeed_fails_its_message_at_once() {
     assert_eq!(log["c-2"]["state"], "sent");
     assert_eq!(sink.messages().len(), 1);
 }
+
+/// A passing trouble before the message (a busy relay's 421) is an ordinary transient
+/// failure of that one message, counted: it must not hold up the whole queue as a relay
+/// fault would.
+#[test]
+fn a_busy_relay_is_a_passing_trouble_not_a_relay_fault() {
+    let relay = ScriptedSmtp::start(Script {
+        greeting: "421 4.3.2 too busy, try later".into(),
+        ..Script::default()
+    });
+    let ws = relay_workspace(
+        relay.port,
+        "dispatch:\n  retry: {max_attempts: 2, initial: 1m, max: 1h}\n",
+    );
+    ws.import(&[delivered(
+        "e1",
+        "c-1",
+        "a@example.com",
+        "SO-1",
+        DELIVERED_AT,
+    )])
+    .ok();
+    let r = once_at(&ws, NOW);
+    assert_eq!(r.stdout.trim(), "0 sent, 1 retrying, 0 failed, 0 cancelled");
+    assert!(!r.stderr.contains("SMTP relay refuses"), "{}", r.stderr);
+    let m = &by_contact(&ws)["c-1"];
+    assert!(
+        m["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("attempt 1/2 failed (421 "),
+        "{m:#}"
+    );
+    // The second try is the last: counted, it fails.
+    let r = once_at(&ws, "2026-11-24T10:00:00+08:00");
+    assert_eq!(r.stdout.trim(), "0 sent, 0 retrying, 1 failed, 0 cancelled");
+}

@@ -10,10 +10,11 @@
 //!
 //! Whose fault a refusal is decides what happens to the message. A reply about the recipient
 //! or the message (RCPT, DATA, the reply after the final dot) is the message's: 4xx retries
-//! it, 5xx fails it. A refusal of our session (the greeting, EHLO/HELO, STARTTLS, AUTH, our
-//! MAIL FROM, a TLS name or handshake) is the same for every message: a configuration fault
-//! of ours, so it is a [`Delivery::relay_fault`] (the message waits, its tries are not used
-//! up), [`RelayHealth`] logs it once for the operator, counts it, and tells `/readyz`; and
+//! it, 5xx fails it. A refusal of our session for good (a 5xx to the greeting, EHLO,
+//! STARTTLS, AUTH or our MAIL FROM; a host that is no TLS name) is the same for every
+//! message: a configuration fault of ours, so it is a [`Delivery::relay_fault`] (the message
+//! waits, its tries are not used up), [`RelayHealth`] logs it once for the operator, counts
+//! it, and tells `/readyz`; and
 //! for [`PROBE_EVERY`] after it, sends do not log in again (a relay that sees one failed
 //! login per queued message may block our address). Every reply is scrubbed of our
 //! credentials before it goes anywhere.
@@ -386,11 +387,14 @@ impl SmtpPool {
         }
     }
 
-    /// A failure before the message's own commands: the relay refusing our session is a
-    /// relay fault (counted, reported, not the message's); an outage stays an ordinary
-    /// transient failure.
+    /// A failure before the message's own commands. The relay refusing our session for
+    /// good (a 5xx to EHLO, AUTH or MAIL FROM; no AUTH mechanism in common; a host that is
+    /// no TLS name) is a relay fault: counted, reported, not the message's. A passing
+    /// trouble (a 4xx such as 421 "too busy", a connection reset, a TLS handshake cut short)
+    /// stays an ordinary transient failure of that message: one hiccup must not hold up the
+    /// whole queue.
     fn settle_session(&self, stage: Stage, mut d: Delivery) -> Delivery {
-        if !stage.is_session() {
+        if !stage.is_session() || d.outcome != Outcome::Permanent {
             return d;
         }
         d.outcome = Outcome::Transient;
@@ -455,7 +459,7 @@ impl SmtpPool {
                     rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| {
                         (
                             Stage::Tls,
-                            Delivery::transient(format!(
+                            Delivery::permanent(format!(
                                 "email.smtp.host `{}` is not a TLS server name: {e}",
                                 self.host
                             )),
