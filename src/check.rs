@@ -77,6 +77,11 @@ impl<'a> Checker<'a> {
         self.diags
     }
 
+    /// Where the key of `field` is written (for ordering keys as the file does).
+    pub fn key_location(&self, field: &str) -> Option<Location> {
+        self.spans.key(field)
+    }
+
     fn at(&self, field: &str) -> Option<Location> {
         self.spans.locate(field)
     }

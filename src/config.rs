@@ -130,9 +130,12 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: crate::diag::display_path(path),
-            source,
+        let text = yaml::read_file(path).map_err(|e| match e {
+            yaml::ReadError::Io(source) => ConfigError::Read {
+                path: crate::diag::display_path(path),
+                source,
+            },
+            yaml::ReadError::Invalid(d) => ConfigError::Invalid(vec![d]),
         })?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Config::from_text(&abs, &text)

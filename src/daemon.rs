@@ -74,6 +74,13 @@ pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<
         std::process::exit(130);
     });
 
+    // Watch (and take the files' fingerprint) before the API says it listens: a file changed
+    // after that is always seen, and compared against what was loaded.
+    let (reload_tx, mut reload_rx) = mpsc::channel::<&'static str>(4);
+    spawn_sighup(reload_tx.clone());
+    let _watcher = watch_files(&d.watch, reload_tx.clone());
+    let mut files_seen = fingerprint(&d.watch);
+
     // The HTTP API runs across reloads.
     let mut api_task = None;
     if let Some((cfg, tokens)) = &d.api {
@@ -117,10 +124,6 @@ pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<
         });
     }
 
-    let (reload_tx, mut reload_rx) = mpsc::channel::<&'static str>(4);
-    spawn_sighup(reload_tx.clone());
-    let _watcher = watch_files(&d.watch, reload_tx.clone());
-
     // The dispatch loop stamps this every turn; the watchdog pings only while it moves.
     let alive = Arc::new(AtomicI64::new(now_millis()));
     if let Some(interval) = sd_notify::watchdog_enabled() {
@@ -144,7 +147,6 @@ pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<
 
     let mut total = Stats::default();
     let mut first = true;
-    let mut files_seen = fingerprint(&d.watch);
     // Dispatch writes on a SQLite connection of its own, like the ingest queue: a connection
     // keeps its page cache only while no other connection writes between its transactions.
     let dispatch_store = d.store.own_writer();

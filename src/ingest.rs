@@ -7,11 +7,23 @@
 use crate::diag::did_you_mean;
 use crate::model::{Contact, Event};
 use crate::values::{check_locale, normalise_phone, parse_tz};
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use serde_json::{Map, Value};
 use std::fmt;
 
 const EVENT_KEYS: &[&str] = &["id", "type", "occurred_at", "contact", "data"];
+
+/// Longest event id, contact id and `data.order_id` (they are keys the store indexes; a
+/// PostgreSQL index entry holds at most ~2.7 kB).
+pub const MAX_ID_CHARS: usize = 200;
+/// Longest email address (RFC 5321's path limit).
+const MAX_EMAIL_CHARS: usize = 254;
+/// Where event times must lie: before 1970 or from 2200 on is a wrong year (a typo, a
+/// zero date, a sentinel such as 9999-12-31) that would plan nonsense.
+const FIRST_YEAR: i32 = 1970;
+const END_YEAR: i32 = 2200;
+/// Problems of one kind reported per event (a payload full of NULs says so a few times).
+const MAX_REPORTED: usize = 5;
 const CONTACT_KEYS: &[&str] = &[
     "id",
     "name",
@@ -111,11 +123,15 @@ pub fn check_event(value: &Value) -> Result<Incoming, Vec<FieldError>> {
         return Err(errs.0);
     };
     errs.unknown_keys(obj, "", EVENT_KEYS);
+    // Text the store cannot keep is refused here, the same on both backends, rather than
+    // by PostgreSQL inside a transaction other requests share.
+    let mut found = 0;
+    unstorable(value, "", &mut errs, &mut found);
     let id = errs.required_str(obj, "id", "");
     if let Some(id) = &id
-        && id.len() > 200
+        && id.chars().count() > MAX_ID_CHARS
     {
-        errs.add("id", "longer than 200 characters");
+        errs.add("id", &format!("longer than {MAX_ID_CHARS} characters"));
     }
     let kind = errs.required_str(obj, "type", "");
     if let Some(k) = &kind
@@ -127,10 +143,32 @@ pub fn check_event(value: &Value) -> Result<Incoming, Vec<FieldError>> {
         DateTime::parse_from_rfc3339(&s)
             .map_err(|e| errs.add("occurred_at", &format!("`{s}` is not an RFC 3339 time with offset ({e}); e.g. 2026-11-20T10:00:00+08:00")))
             .ok()
+            .filter(|t| {
+                // The year as written: the same rule as the OpenAPI pattern.
+                let year = t.year();
+                let sane = (FIRST_YEAR..END_YEAR).contains(&year);
+                if !sane {
+                    errs.add(
+                        "occurred_at",
+                        &format!("`{s}` is not in the years {FIRST_YEAR} to {last}: is the year right?", last = END_YEAR - 1),
+                    );
+                }
+                sane
+            })
     });
     let data = match obj.get("data") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => {
+            if let Some(order) = crate::model::data_key(m, "order_id")
+                && order.chars().count() > MAX_ID_CHARS
+            {
+                errs.add(
+                    "data.order_id",
+                    &format!("longer than {MAX_ID_CHARS} characters"),
+                );
+            }
+            m.clone()
+        }
         Some(_) => {
             errs.add("data", "must be a JSON object");
             Map::new()
@@ -172,21 +210,26 @@ pub fn check_event(value: &Value) -> Result<Incoming, Vec<FieldError>> {
 fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
     errs.unknown_keys(c, "contact", CONTACT_KEYS);
     let id = errs.required_str(c, "id", "contact").unwrap_or_default();
-    let email = errs.optional_str(c, "email", "contact").and_then(|e| {
-        let e = e.trim().to_string();
-        match e.parse::<lettre::Address>() {
-            Ok(_) => Some(e),
-            Err(err) => {
+    if id.chars().count() > MAX_ID_CHARS {
+        errs.add(
+            "contact.id",
+            &format!("longer than {MAX_ID_CHARS} characters"),
+        );
+    }
+    let email = errs
+        .present_str(c, "email", "contact")
+        .and_then(|e| match check_email(&e) {
+            Ok(()) => Some(e),
+            Err(why) => {
                 errs.add(
                     "contact.email",
-                    &format!("`{e}` is not a valid email address ({err})"),
+                    &format!("`{e}` is not a valid email address ({why})"),
                 );
                 None
             }
-        }
-    });
+        });
     let phone = errs
-        .optional_str(c, "phone", "contact")
+        .present_str(c, "phone", "contact")
         .and_then(|p| match normalise_phone(&p) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -194,13 +237,13 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
                 None
             }
         });
-    let locale = errs.optional_str(c, "locale", "contact");
+    let locale = errs.present_str(c, "locale", "contact");
     if let Some(l) = &locale
         && let Err(e) = check_locale(l)
     {
         errs.add("contact.locale", &format!("{e}; e.g. zh-CN or en"));
     }
-    let timezone = errs.optional_str(c, "timezone", "contact");
+    let timezone = errs.present_str(c, "timezone", "contact");
     if let Some(tz) = &timezone
         && let Err(hint) = parse_tz(tz)
     {
@@ -210,13 +253,13 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
             &format!("unknown time zone `{tz}`{hint}"),
         );
     }
-    let birthday = errs.optional_str(c, "birthday", "contact");
+    let birthday = errs.present_str(c, "birthday", "contact");
     if let Some(b) = &birthday
-        && NaiveDate::parse_from_str(b, "%Y-%m-%d").is_err()
+        && parse_date(b).is_none()
     {
         errs.add(
             "contact.birthday",
-            &format!("`{b}` is not a date as YYYY-MM-DD"),
+            &format!("`{b}` is not a date as YYYY-MM-DD (e.g. 1990-02-03)"),
         );
     }
     let attributes = match c.get("attributes") {
@@ -255,6 +298,81 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
         birthday,
         attributes,
         consent,
+    }
+}
+
+/// A calendar date written exactly as `YYYY-MM-DD`: chrono's `%Y-%m-%d` also takes
+/// `1990-2-3` and `+20000-01-01`, which no system means as a birthday.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// An address mail can be sent to: lettre's syntax check, plus what it lets through that no
+/// mail system delivers (`a@b`: a domain without a dot, unless it is an address literal).
+pub fn check_email(e: &str) -> Result<(), String> {
+    if e.trim() != e {
+        return Err("white space around it".into());
+    }
+    if e.chars().count() > MAX_EMAIL_CHARS {
+        return Err(format!("longer than {MAX_EMAIL_CHARS} characters"));
+    }
+    let addr = e
+        .parse::<lettre::Address>()
+        .map_err(|err| err.to_string())?;
+    let domain = addr.domain();
+    let literal = domain.starts_with('[') && domain.ends_with(']');
+    let labels_ok = domain
+        .split('.')
+        .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if !literal && (!domain.contains('.') || !labels_ok) {
+        return Err(format!(
+            "the domain `{domain}` is not a mail domain such as example.com"
+        ));
+    }
+    Ok(())
+}
+
+/// Every string and key in `v` that the store cannot keep, as field errors (at most
+/// [`MAX_REPORTED`]). PostgreSQL text holds any Unicode but U+0000; the check is the same on
+/// both backends so an event means the same wherever it is stored.
+fn unstorable(v: &Value, path: &str, errs: &mut Errors, found: &mut usize) {
+    match v {
+        Value::String(s) if s.contains('\0') => nul_found(errs, found, path, "the text"),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                unstorable(item, &format!("{path}[{i}]"), errs, found);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m {
+                if k.contains('\0') {
+                    let what = format!("the key `{}`", k.escape_debug());
+                    nul_found(errs, found, path, &what);
+                } else {
+                    unstorable(item, &Errors::path(path, k), errs, found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn nul_found(errs: &mut Errors, found: &mut usize, field: &str, what: &str) {
+    *found += 1;
+    if *found <= MAX_REPORTED {
+        errs.add(
+            field,
+            &format!("{what} holds a NUL character (\\u0000), which cannot be stored; remove it"),
+        );
     }
 }
 
@@ -339,6 +457,22 @@ impl Errors {
                 self.add(&field, &format!("must be a string, not {}", kind_of(v)));
                 None
             }
+        }
+    }
+
+    /// Like `optional_str`, for fields where an empty string is never a value (an address,
+    /// a time zone): absent or null keeps what is stored, `""` is an error rather than a
+    /// silent "keep".
+    fn present_str(&mut self, obj: &Map<String, Value>, key: &str, prefix: &str) -> Option<String> {
+        match obj.get(key) {
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                self.add(
+                    &Self::path(prefix, key),
+                    "must not be empty; leave the field out to keep what is stored",
+                );
+                None
+            }
+            _ => self.optional_str(obj, key, prefix),
         }
     }
 

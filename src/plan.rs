@@ -30,6 +30,8 @@ pub enum IngestOutcome {
         same: bool,
     },
     Rejected(Vec<FieldError>),
+    /// Not stored: another event of the same all-or-nothing request was rejected.
+    Withdrawn,
 }
 
 /// A message planned earlier in the same ingest batch: its index and its trigger's data.
@@ -233,14 +235,50 @@ fn new_message(
     }
 }
 
+/// The request each item of a batch belongs to, from the requests' sizes (items past the
+/// sizes' sum are requests of their own).
+fn request_index(sizes: &[usize], items: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(r, n)| std::iter::repeat_n(r, *n))
+        .take(items)
+        .collect();
+    let mut next = sizes.len();
+    while out.len() < items {
+        out.push(next);
+        next += 1;
+    }
+    out
+}
+
 /// Ingest checked events: store each once, upsert its contact, plan and stop messages.
 /// One transaction for the whole batch, in a few multi-row statements: everything is
 /// decided in memory first (in batch order, as if the events came one by one), then
-/// written. A rejected item writes nothing.
+/// written. A rejected item writes nothing. Each item is its own request (`events
+/// import` lines); see [`ingest_requests`] for all-or-nothing groups.
 pub async fn ingest(
     book: &Playbook,
     store: &Store,
     batch: &[Incoming],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let sizes = vec![1; batch.len()];
+    ingest_requests(book, store, batch, &sizes, now).await
+}
+
+/// Like [`ingest`] for a batch made of requests of `sizes` events, in order
+/// (the API's group commit): a request is all or nothing, so when planning rejects one of
+/// its events (a dedupe key that cannot be computed), none of it is written and its other
+/// events come back [`IngestOutcome::Withdrawn`]. The decisions are then made again
+/// without it, so the requests sharing the transaction see the store as if it had never
+/// come (its contact changes do not leak into theirs). Each round withdraws at least one
+/// request, so there are at most as many rounds as requests.
+pub async fn ingest_requests(
+    book: &Playbook,
+    store: &Store,
+    batch: &[Incoming],
+    sizes: &[usize],
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut tx = store.begin().await?;
@@ -249,10 +287,11 @@ pub async fn ingest(
     let mut contact_ids: Vec<String> = batch.iter().map(|i| i.contact.id.clone()).collect();
     contact_ids.sort();
     contact_ids.dedup();
-    let mut contacts = tx.contacts_by_id(&contact_ids).await?;
+    let stored_contacts = tx.contacts_by_id(&contact_ids).await?;
     let stop_types = book.jobs.stop_types();
     // Stop events of these contacts, stored or earlier in this batch.
-    let mut stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
+    let stored_stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
+    let request_of = request_index(sizes, batch.len());
 
     enum Pending {
         Done(IngestOutcome),
@@ -262,107 +301,136 @@ pub async fn ingest(
             stopped: usize,
         },
     }
-    let mut seen: HashMap<String, String> = HashMap::new();
-    let mut outcomes: Vec<Pending> = Vec::with_capacity(batch.len());
-    let mut events: Vec<(&Event, &str)> = Vec::new();
-    let mut messages: Vec<NewMessage> = Vec::new();
-    // Planned in this batch, per (contact, job): message index and trigger data (for stops).
-    let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
-    let mut dirty: HashSet<String> = HashSet::new();
-    // Stops of messages stored before this batch: (message id, reason).
-    let mut db_cancels: Vec<(String, String)> = Vec::new();
-    for inc in batch {
-        let ev = &inc.event;
-        if let Some(digest) = stored_digests.get(&ev.id).or_else(|| seen.get(&ev.id)) {
-            outcomes.push(Pending::Done(IngestOutcome::Duplicate {
-                same: *digest == inc.digest,
-            }));
-            continue;
-        }
-        let stored = contacts.get(&inc.contact.id);
-        let contact = inc.contact.apply(stored);
-        let mut planned = Vec::new();
-        let mut errors = Vec::new();
-        for job in book.jobs.triggered_by(&ev.kind) {
-            match messages_for_event(book, job, ev, &contact, now) {
-                Ok(ms) => planned.extend(ms.into_iter().map(|m| (job.clone(), m))),
-                Err(e) => errors.push(e),
+    // Requests withdrawn so far, and the errors of their rejected events.
+    let mut withdrawn: HashSet<usize> = HashSet::new();
+    let mut refusals: HashMap<usize, Vec<FieldError>> = HashMap::new();
+    let (outcomes, events, messages, dirty, contacts, db_cancels) = loop {
+        let mut contacts = stored_contacts.clone();
+        let mut stop_data = stored_stop_data.clone();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut outcomes: Vec<Pending> = Vec::with_capacity(batch.len());
+        let mut events: Vec<(&Event, &str)> = Vec::new();
+        let mut messages: Vec<NewMessage> = Vec::new();
+        // Planned in this batch, per (contact, job): message index and trigger data (for stops).
+        let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
+        let mut dirty: HashSet<String> = HashSet::new();
+        // Stops of messages stored before this batch: (message id, reason).
+        let mut db_cancels: Vec<(String, String)> = Vec::new();
+        for (i, inc) in batch.iter().enumerate() {
+            if withdrawn.contains(&request_of[i]) {
+                outcomes.push(Pending::Done(match refusals.get(&i) {
+                    Some(errors) => IngestOutcome::Rejected(errors.clone()),
+                    None => IngestOutcome::Withdrawn,
+                }));
+                continue;
             }
-        }
-        if !errors.is_empty() {
-            outcomes.push(Pending::Done(IngestOutcome::Rejected(errors)));
-            continue;
-        }
-        seen.insert(ev.id.clone(), inc.digest.clone());
-        if stored != Some(&contact) {
-            dirty.insert(contact.id.clone());
-            contacts.insert(contact.id.clone(), contact.clone());
-        }
-        let mut mine = Vec::new();
-        for (job, mut m) in planned {
-            // An event that arrives after its own stop event (imports out of order) is
-            // planned as cancelled, so the log says why nothing went out.
-            if let Some(stop) = &job.stop_when {
-                let stops = stop_data
-                    .get(&(contact.id.clone(), stop.event.clone()))
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                if let Some(reason) = stop_reason(stop, &ev.data, stops) {
-                    m.state = MessageState::Cancelled;
-                    m.reason = Some(reason);
+            let ev = &inc.event;
+            if let Some(digest) = stored_digests.get(&ev.id).or_else(|| seen.get(&ev.id)) {
+                outcomes.push(Pending::Done(IngestOutcome::Duplicate {
+                    same: *digest == inc.digest,
+                }));
+                continue;
+            }
+            let stored = contacts.get(&inc.contact.id);
+            let contact = inc.contact.apply(stored);
+            let mut planned = Vec::new();
+            let mut errors = Vec::new();
+            for job in book.jobs.triggered_by(&ev.kind) {
+                match messages_for_event(book, job, ev, &contact, now) {
+                    Ok(ms) => planned.extend(ms.into_iter().map(|m| (job.clone(), m))),
+                    Err(e) => errors.push(e),
                 }
             }
-            planned_here
-                .entry((contact.id.clone(), job.id.clone()))
-                .or_default()
-                .push((messages.len(), ev.data.clone()));
-            mine.push(messages.len());
-            messages.push(m);
-        }
-        let mut stopped = 0;
-        for job in book.jobs.stopped_by(&ev.kind) {
-            let stop = job
-                .stop_when
-                .as_ref()
-                .expect("stopped_by yields jobs with stop_when");
-            for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
-                if let Some(reason) =
-                    stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
-                    && !db_cancels.iter().any(|(i, _)| *i == id)
+            if !errors.is_empty() {
+                outcomes.push(Pending::Done(IngestOutcome::Rejected(errors)));
+                continue;
+            }
+            seen.insert(ev.id.clone(), inc.digest.clone());
+            if stored != Some(&contact) {
+                dirty.insert(contact.id.clone());
+                contacts.insert(contact.id.clone(), contact.clone());
+            }
+            let mut mine = Vec::new();
+            for (job, mut m) in planned {
+                // An event that arrives after its own stop event (imports out of order) is
+                // planned as cancelled, so the log says why nothing went out.
+                if let Some(stop) = &job.stop_when {
+                    let stops = stop_data
+                        .get(&(contact.id.clone(), stop.event.clone()))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    if let Some(reason) = stop_reason(stop, &ev.data, stops) {
+                        m.state = MessageState::Cancelled;
+                        m.reason = Some(reason);
+                    }
+                }
+                planned_here
+                    .entry((contact.id.clone(), job.id.clone()))
+                    .or_default()
+                    .push((messages.len(), ev.data.clone()));
+                mine.push(messages.len());
+                messages.push(m);
+            }
+            let mut stopped = 0;
+            for job in book.jobs.stopped_by(&ev.kind) {
+                let stop = job
+                    .stop_when
+                    .as_ref()
+                    .expect("stopped_by yields jobs with stop_when");
+                for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
+                    if let Some(reason) =
+                        stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
+                        && !db_cancels.iter().any(|(i, _)| *i == id)
+                    {
+                        db_cancels.push((id, format!("{reason} (event {})", ev.id)));
+                        stopped += 1;
+                    }
+                }
+                for (idx, trigger_data) in planned_here
+                    .get(&(contact.id.clone(), job.id.clone()))
+                    .into_iter()
+                    .flatten()
                 {
-                    db_cancels.push((id, format!("{reason} (event {})", ev.id)));
-                    stopped += 1;
+                    let m = &mut messages[*idx];
+                    if matches!(m.state, MessageState::Scheduled | MessageState::Open)
+                        && let Some(reason) =
+                            stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
+                    {
+                        m.state = MessageState::Cancelled;
+                        m.reason = Some(format!("{reason} (event {})", ev.id));
+                        stopped += 1;
+                    }
                 }
             }
-            for (idx, trigger_data) in planned_here
-                .get(&(contact.id.clone(), job.id.clone()))
-                .into_iter()
-                .flatten()
+            if stop_types.contains(&ev.kind) {
+                stop_data
+                    .entry((contact.id.clone(), ev.kind.clone()))
+                    .or_default()
+                    .push(ev.data.clone());
+            }
+            outcomes.push(Pending::Store {
+                event: events.len(),
+                messages: mine,
+                stopped,
+            });
+            events.push((ev, inc.digest.as_str()));
+        }
+        let mut failed = false;
+        for (i, p) in outcomes.iter().enumerate() {
+            let r = request_of[i];
+            if let Pending::Done(IngestOutcome::Rejected(errors)) = p
+                && !withdrawn.contains(&r)
+                && sizes.get(r).is_some_and(|n| *n > 1)
             {
-                let m = &mut messages[*idx];
-                if matches!(m.state, MessageState::Scheduled | MessageState::Open)
-                    && let Some(reason) =
-                        stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
-                {
-                    m.state = MessageState::Cancelled;
-                    m.reason = Some(format!("{reason} (event {})", ev.id));
-                    stopped += 1;
-                }
+                refusals.insert(i, errors.clone());
+                failed = true;
             }
         }
-        if stop_types.contains(&ev.kind) {
-            stop_data
-                .entry((contact.id.clone(), ev.kind.clone()))
-                .or_default()
-                .push(ev.data.clone());
+        if !failed {
+            break (outcomes, events, messages, dirty, contacts, db_cancels);
         }
-        outcomes.push(Pending::Store {
-            event: events.len(),
-            messages: mine,
-            stopped,
-        });
-        events.push((ev, inc.digest.as_str()));
-    }
+        withdrawn.extend(refusals.keys().map(|i| request_of[*i]));
+    };
 
     // Write: events first, so an id another writer took meanwhile writes nothing more.
     let inserted = tx.insert_events(&events, now).await?;

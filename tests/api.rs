@@ -384,6 +384,10 @@ fn one_click_unsubscribe_and_forged_links() {
         .post(format!("{}/u/{forged}x", api.base))
         .send()
         .unwrap();
+    // Well-formed but not signed by this key: no such link.
+    assert_eq!(r.status(), 404);
+    // Not a token at all: a bad request.
+    let r = api.client.post(format!("{}/u/0", api.base)).send().unwrap();
     assert_eq!(r.status(), 400);
     let other_key = aftercare::unsubscribe::Unsubscriber::with_key(
         b"not-the-daemons-key-000",
@@ -399,7 +403,7 @@ fn one_click_unsubscribe_and_forged_links() {
         ))
         .send()
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 404);
 }
 
 #[test]

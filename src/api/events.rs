@@ -12,13 +12,14 @@ use crate::ingest::{Incoming, check_event};
 use crate::metrics;
 use crate::plan::{self, IngestOutcome};
 use crate::playbook::Playbook;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -50,7 +51,17 @@ pub struct IngestResponse {
 
 struct Job {
     items: Vec<Incoming>,
-    reply: oneshot::Sender<Result<Vec<IngestOutcome>, String>>,
+    reply: oneshot::Sender<Result<Vec<IngestOutcome>, Refused>>,
+}
+
+/// Why the store took nothing of a request.
+#[derive(Debug)]
+enum Refused {
+    /// The store is unwell (unreachable, full, a conflict): the client should try again.
+    Unavailable,
+    /// The store refused this request's own data (PostgreSQL's data exceptions and size
+    /// limits): trying again cannot help, so the client gets a 400.
+    Data(String),
 }
 
 /// The way into the writer task.
@@ -84,29 +95,8 @@ impl IngestQueue {
                         Err(_) => break,
                     }
                 }
-                let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
-                let mut all: Vec<Incoming> = Vec::with_capacity(n);
-                for j in &mut jobs {
-                    all.append(&mut j.items);
-                }
                 let book = book.load_full();
-                let result = plan::ingest(&book, &store, &all, clock.now()).await;
-                match result {
-                    Ok(outcomes) => {
-                        let mut rest = outcomes.into_iter();
-                        for (j, count) in jobs.into_iter().zip(counts) {
-                            let mine: Vec<IngestOutcome> = rest.by_ref().take(count).collect();
-                            let _ = j.reply.send(Ok(mine));
-                        }
-                    }
-                    Err(e) => {
-                        metrics::count_error("store");
-                        tracing::error!("storing {} event(s) failed: {e}", all.len());
-                        for j in jobs {
-                            let _ = j.reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
+                write_group(&store, &book, jobs, clock.now()).await;
             }
             if own {
                 store.close().await;
@@ -128,13 +118,78 @@ impl IngestQueue {
             .send(Job { items, reply })
             .await
             .map_err(|_| unavailable())?;
-        rx.await.map_err(|_| unavailable())?.map_err(|_| {
-            ApiError::new(
+        rx.await.map_err(|_| unavailable())?.map_err(|r| match r {
+            Refused::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the store did not take the events; nothing was stored; try again",
-            )
+            ),
+            Refused::Data(why) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_event",
+                format!("nothing was stored: the store refused this data ({why})"),
+            ),
         })
+    }
+}
+
+/// Store the requests of one group commit in one transaction. When that transaction fails,
+/// one request's data may be the cause (a value the store cannot keep that the checks let
+/// through): each request is then written alone, so one bad request never fails another,
+/// and the one the store refuses is told so.
+async fn write_group(store: &Store, book: &Playbook, mut jobs: Vec<Job>, now: DateTime<Utc>) {
+    let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
+    let mut all: Vec<Incoming> = Vec::with_capacity(counts.iter().sum());
+    for j in &mut jobs {
+        all.append(&mut j.items);
+    }
+    let failure = match plan::ingest_requests(book, store, &all, &counts, now).await {
+        Ok(outcomes) => {
+            let mut rest = outcomes.into_iter();
+            for (j, count) in jobs.into_iter().zip(counts) {
+                let mine: Vec<IngestOutcome> = rest.by_ref().take(count).collect();
+                let _ = j.reply.send(Ok(mine));
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    metrics::count_error("store");
+    if jobs.len() == 1 {
+        tracing::error!("storing {} event(s) failed: {failure}", all.len());
+        for j in jobs {
+            let _ = j.reply.send(Err(refusal(&failure)));
+        }
+        return;
+    }
+    tracing::warn!(
+        requests = jobs.len(),
+        "a shared ingest transaction failed ({failure}); writing each request alone"
+    );
+    let mut rest = all.into_iter();
+    for (j, count) in jobs.into_iter().zip(counts) {
+        let mine: Vec<Incoming> = rest.by_ref().take(count).collect();
+        let result = plan::ingest_requests(book, store, &mine, &[count], now)
+            .await
+            .map_err(|e| {
+                tracing::error!("storing {count} event(s) failed: {e}");
+                refusal(&e)
+            });
+        let _ = j.reply.send(result);
+    }
+}
+
+/// A failed write as the client sees it: its own data, or a store that should be retried.
+fn refusal(e: &StoreError) -> Refused {
+    match e {
+        StoreError::Query(sqlx::Error::Database(db))
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("54")) =>
+        {
+            Refused::Data(db.message().to_string())
+        }
+        _ => Refused::Unavailable,
     }
 }
 
@@ -221,32 +276,34 @@ pub async fn post_events(
             }
         }
     }
-    if let Some((field, _)) = problems.first() {
-        metrics::count_events("rejected", values.len() as u64);
-        let detail = problems
-            .iter()
-            .map(|(f, m)| {
-                if f.is_empty() {
-                    m.clone()
-                } else {
-                    format!("{f}: {m}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let e = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_event",
-            format!("nothing was stored: {detail}"),
-        );
-        return Err(if field.is_empty() {
-            e
-        } else {
-            e.field(field.clone())
-        });
+    if !problems.is_empty() {
+        return Err(invalid(&problems, values.len()));
     }
     let ids: Vec<String> = items.iter().map(|i| i.event.id.clone()).collect();
     let outcomes = state.ingest.submit(items).await?;
+    // A request is all or nothing: planning refused one of its events (say, a dedupe key
+    // the event cannot fill), so none of them was written.
+    let refused: Vec<(String, String)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            IngestOutcome::Rejected(errs) => Some((i, errs)),
+            _ => None,
+        })
+        .flat_map(|(i, errs)| {
+            errs.iter().map(move |e| {
+                let path = match (single, e.field.is_empty()) {
+                    (true, _) => e.field.clone(),
+                    (false, true) => format!("[{i}]"),
+                    (false, false) => format!("[{i}].{}", e.field),
+                };
+                (path, e.message.clone())
+            })
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(invalid(&refused, values.len()));
+    }
     let mut resp = IngestResponse {
         accepted: 0,
         duplicates: 0,
@@ -273,10 +330,15 @@ pub async fn post_events(
                 r.status = "duplicate".into();
                 r.conflicting = Some(!same);
             }
+            // Handled above: such a request answers 400.
             IngestOutcome::Rejected(errs) => {
                 resp.rejected += 1;
                 r.status = "rejected".into();
                 r.errors = errs.iter().map(ToString::to_string).collect();
+            }
+            IngestOutcome::Withdrawn => {
+                resp.rejected += 1;
+                r.status = "rejected".into();
             }
         }
         resp.results.push(r);
@@ -285,4 +347,30 @@ pub async fn post_events(
     metrics::count_events("duplicate", resp.duplicates as u64);
     metrics::count_events("rejected", resp.rejected as u64);
     Ok((StatusCode::ACCEPTED, Json(resp)))
+}
+
+/// The 400 for a request with invalid events: every problem with its field path, the first
+/// path in `field`; nothing of the request was stored.
+fn invalid(problems: &[(String, String)], events: usize) -> ApiError {
+    metrics::count_events("rejected", events as u64);
+    let detail = problems
+        .iter()
+        .map(|(f, m)| {
+            if f.is_empty() {
+                m.clone()
+            } else {
+                format!("{f}: {m}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let e = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_event",
+        format!("nothing was stored: {detail}"),
+    );
+    match problems.first() {
+        Some((field, _)) if !field.is_empty() => e.field(field.clone()),
+        _ => e,
+    }
 }

@@ -7,10 +7,9 @@ use crate::clock::{from_millis, to_millis};
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{HandAction, LogFilter};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -56,23 +55,25 @@ fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiErr
         .transpose()
 }
 
+/// `<due_at in ms>~<message id>`: a position in the log's order (due time, then id). Any
+/// text of that shape is a position, so the OpenAPI pattern says exactly what is taken.
 fn cursor_of(m: &MessageRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", to_millis(m.due_at), m.id))
+    format!("{}~{}", to_millis(m.due_at), m.id)
 }
 
 fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, String), ApiError> {
-    let text = URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok());
-    let parsed = text
-        .as_deref()
-        .and_then(|t| t.split_once('|'))
-        .and_then(|(ms, id)| {
-            ms.parse::<i64>()
-                .ok()
-                .map(|ms| (from_millis(ms), id.to_string()))
-        });
+    let parsed = c.split_once('~').and_then(|(ms, id)| {
+        let shape = (1..=15).contains(&ms.len())
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+        shape
+            .then(|| ms.parse::<i64>().ok())
+            .flatten()
+            .map(|ms| (from_millis(ms), id.to_string()))
+    });
     parsed.ok_or_else(|| bad("cursor", "not a cursor from a previous page".into()))
 }
 
@@ -92,21 +93,31 @@ fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, String), ApiError> {
 pub async fn list_messages(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(q): Query<MessagesQuery>,
+    q: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    for (field, value) in [
+        ("contact", &q.contact),
+        ("job", &q.job),
+        ("order", &q.order),
+        ("cursor", &q.cursor),
+    ] {
+        super::refuse_nul(field, value.as_deref().unwrap_or_default())?;
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(bad("limit", format!("{limit} is not between 1 and 1000")));
     }
+    // Comma-separated states, each exactly as named (the OpenAPI enum); empty means all.
     let mut states = Vec::new();
     for s in q
         .status
         .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
         .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').collect::<Vec<_>>())
+        .unwrap_or_default()
     {
         states.push(
             MessageState::parse(s).ok_or_else(|| bad("status", format!("`{s}` is not a state")))?,
@@ -150,6 +161,7 @@ pub async fn list_messages(
 }
 
 async fn one(state: &ApiState, id: &str) -> Result<MessageRecord, ApiError> {
+    super::refuse_nul("id", id)?;
     let filter = LogFilter {
         id: Some(id.to_string()),
         limit: 1,
@@ -217,6 +229,7 @@ pub async fn retry_message(
     Path(id): Path<String>,
 ) -> Result<Json<MessageRecord>, ApiError> {
     let who = authorize(&state, &headers, Scope::Admin)?;
+    super::refuse_nul("id", &id)?;
     let now = state.clock.now();
     let action = state
         .store
@@ -242,6 +255,7 @@ pub async fn cancel_message(
     Path(id): Path<String>,
 ) -> Result<Json<MessageRecord>, ApiError> {
     let who = authorize(&state, &headers, Scope::Admin)?;
+    super::refuse_nul("id", &id)?;
     let now = state.clock.now();
     let action = state
         .store
@@ -267,6 +281,7 @@ pub async fn timeline(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
+    super::refuse_nul("id", &id)?;
     let messages = state
         .store
         .find_messages(&LogFilter {

@@ -9,6 +9,7 @@ mod events;
 mod hooks;
 mod log;
 mod public;
+mod schema;
 pub mod settings;
 
 use crate::metrics;
@@ -244,8 +245,50 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI document of this API.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")))]
-async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+async fn openapi_json(State(state): State<ApiState>) -> impl IntoResponse {
+    Json(schema::document(state.config.max_events))
+}
+
+/// Errors axum writes itself (a query string that does not deserialize, a path that is not
+/// UTF-8, a body over the limit) come as text; every API error is `{error, detail, field}`.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_text = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !status.is_client_error() || !is_text {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "bad_request",
+    };
+    ApiError::new(
+        status,
+        code,
+        String::from_utf8_lossy(&body).trim().to_string(),
+    )
+    .into_response()
+}
+
+/// A NUL in a query or path value: no stored value holds one (the store cannot keep it), and
+/// PostgreSQL refuses it as a parameter, so it is refused here with the field.
+pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("`{field}` holds a NUL character"),
+        )
+        .field(field));
+    }
+    Ok(())
 }
 
 pub fn router(state: ApiState) -> axum::Router {
@@ -275,6 +318,7 @@ pub fn router(state: ApiState) -> axum::Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
 

@@ -32,13 +32,33 @@ fn verify(state: &ApiState, token: &str) -> Result<(String, String), Box<Respons
             "<p>Unsubscribe links are not enabled here.</p>",
         ));
     };
+    if !well_formed(token) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "<p>This is not an unsubscribe link. Please use the link from the email itself.</p>",
+        ));
+    }
     u.verify(token).map_err(|e| {
         tracing::warn!("refused an unsubscribe token: {e}");
         refuse(
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "<p>This unsubscribe link is not valid. Please use the link from the email itself.</p>",
         )
     })
+}
+
+/// A token's shape (the OpenAPI pattern `schema::TOKEN`): two base64url parts and a dot.
+/// Malformed text is a bad request (400); a well-formed token this key did not sign is a link
+/// that does not exist (404).
+fn well_formed(token: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    token
+        .split_once('.')
+        .is_some_and(|(a, b)| part(a) && part(b))
 }
 
 /// The confirm page behind the link in an email.

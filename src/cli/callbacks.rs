@@ -1,7 +1,7 @@
 //! `aftercare callbacks`: callback tasks for agents without a CRM (and the delivery state of
 //! those that went to one).
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::model::MessageState;
 use crate::text::printable as p;
 use chrono::Utc;
@@ -15,8 +15,8 @@ pub struct Args {
     /// Also show closed and delivered tasks
     #[arg(long)]
     all: bool,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -60,7 +60,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         };
         rows.push((t, contact, status));
     }
-    if a.json {
+    if a.format.get() == Format::Json {
         let out: Vec<_> = rows
             .iter()
             .map(|(t, c, status)| serde_json::json!({"task": t, "contact": c, "status": status}))

@@ -7,7 +7,7 @@
 //! channels that report success without sending. Reminders are planned as if each message
 //! were sent on time.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::channels::{Channels, email::EmailChannel};
 use crate::clock::SteppedClock;
 use crate::dispatch::Dispatcher;
@@ -34,8 +34,8 @@ pub struct Args {
     /// Start from this time instead of now
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
@@ -118,7 +118,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         .partition(|m| m.state == MessageState::Sent);
     let mut send = send;
     send.sort_by_key(|m| (m.sent_at, m.id.clone()));
-    if a.json {
+    if a.format.get() == Format::Json {
         let item = |m: &MessageRecord| {
             serde_json::json!({
                 "at": m.sent_at, "job": m.job_id, "step": m.step, "contact": m.contact_id, "order": m.order_id,

@@ -3,7 +3,7 @@
 //! Each line is checked on its own and a bad line is reported with its number and field,
 //! storing nothing; good lines are written in batches of one transaction each.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::ingest::{Incoming, parse_event};
 use crate::plan::IngestOutcome;
 use crate::values::parse_time;
@@ -14,6 +14,74 @@ use std::path::{Path, PathBuf};
 
 const BATCH: usize = 500;
 
+/// The longest line read (an event is a few hundred bytes; the API's default body limit is
+/// 1 MiB too). A longer line is skipped without being held in memory, and reported.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// One line from [`read_line_bounded`].
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// The end of the input.
+    End,
+    /// A line (in the buffer, without its newline); the bytes consumed.
+    Text(usize),
+    /// A line longer than the limit, skipped; the bytes consumed.
+    TooLong(usize),
+}
+
+/// Read one line into `buf` (cleared first), keeping at most `limit` bytes: the rest of a
+/// longer line is consumed and dropped as it streams by, so memory stays bounded whatever
+/// the input.
+fn read_line_bounded(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Line> {
+    buf.clear();
+    let mut consumed = 0usize;
+    let mut too_long = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(match (consumed, too_long) {
+                (0, _) => Line::End,
+                (n, true) => Line::TooLong(n),
+                (n, false) => Line::Text(n),
+            });
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            let body = if done {
+                &chunk[..take - 1]
+            } else {
+                &chunk[..take]
+            };
+            if buf.len() + body.len() > limit {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(body);
+            }
+        }
+        r.consume(take);
+        consumed += take;
+        if done {
+            return Ok(if too_long {
+                Line::TooLong(consumed)
+            } else {
+                Line::Text(consumed)
+            });
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// JSON-lines file, or - for standard input
@@ -21,9 +89,11 @@ pub struct Args {
     /// Pretend it is this time (RFC 3339), for tests and backfills
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize)]
 struct Tally {
     accepted: u64,
     duplicate: u64,
@@ -52,21 +122,49 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let mut tally = Tally::default();
     let mut batch: Vec<(usize, Incoming)> = Vec::with_capacity(BATCH);
     let mut lines = BufReader::new(reader);
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     let mut line_no = 0usize;
     loop {
-        buf.clear();
-        let n = lines
-            .read_line(&mut buf)
+        let read = read_line_bounded(&mut lines, &mut buf, MAX_LINE_BYTES)
             .map_err(|e| Exit::invalid(format!("{name}:{}: cannot read: {e}", line_no + 1)))?;
-        if n == 0 {
-            break;
-        }
+        let n = match read {
+            Line::End => break,
+            Line::Text(n) | Line::TooLong(n) => n,
+        };
         line_no += 1;
         if let Some(b) = &bar {
             b.inc(n as u64);
         }
-        let line = buf.trim();
+        if matches!(read, Line::TooLong(_)) {
+            tally.rejected += 1;
+            let e = crate::ingest::FieldError {
+                field: String::new(),
+                message: format!(
+                    "the line is longer than {} MiB; one event per line, a few KiB at most",
+                    MAX_LINE_BYTES / (1024 * 1024)
+                ),
+            };
+            report(&bar, &name, line_no, std::slice::from_ref(&e));
+            continue;
+        }
+        let line = match std::str::from_utf8(&buf) {
+            // A byte order mark (Windows exports) is not part of the first event.
+            Ok(l) if line_no == 1 => l.trim_start_matches('\u{FEFF}').trim(),
+            Ok(l) => l.trim(),
+            Err(e) => {
+                tally.rejected += 1;
+                let column = String::from_utf8_lossy(&buf[..e.valid_up_to()])
+                    .chars()
+                    .count()
+                    + 1;
+                let e = crate::ingest::FieldError {
+                    field: String::new(),
+                    message: format!("not UTF-8 text at column {column}; save the file as UTF-8"),
+                };
+                report(&bar, &name, line_no, std::slice::from_ref(&e));
+                continue;
+            }
+        };
         if line.is_empty() {
             continue;
         }
@@ -93,10 +191,13 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             tally.conflicting
         ));
     }
-    println!(
-        "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
-        tally.accepted, tally.rejected, tally.planned, tally.already, tally.stopped
-    );
+    match a.format.get() {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&tally)?),
+        Format::Text => println!(
+            "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
+            tally.accepted, tally.rejected, tally.planned, tally.already, tally.stopped
+        ),
+    }
     if tally.rejected > 0 {
         return Err(Exit::silent(1));
     }
@@ -143,6 +244,8 @@ async fn flush(
                 tally.rejected += 1;
                 report(bar, name, *line, &errs);
             }
+            // Each line is a request of its own: a line is never withdrawn for another's sake.
+            IngestOutcome::Withdrawn => tally.rejected += 1,
         }
     }
     batch.clear();
@@ -174,4 +277,36 @@ fn progress(size: Option<u64>) -> Option<ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_line_is_skipped_without_being_held() {
+        let text = format!("{{\"a\":1}}\n{}\nlast", "x".repeat(100_000));
+        // A small buffer size, so the long line streams through many chunks.
+        let mut r = BufReader::with_capacity(64, text.as_bytes());
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::Text(8)
+        );
+        assert_eq!(buf, b"{\"a\":1}");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::TooLong(100_001)
+        );
+        assert!(buf.capacity() <= 1000 + 64, "held {} bytes", buf.capacity());
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::Text(4)
+        );
+        assert_eq!(buf, b"last");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).unwrap(),
+            Line::End
+        );
+    }
 }

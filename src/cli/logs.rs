@@ -3,7 +3,7 @@
 //! server's answer, and any delivery receipt the carrier sent back; with `--contact`, the
 //! SMS replies the contact sent us.
 
-use super::App;
+use super::{App, Format, FormatArg};
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{LogFilter, StoredReply};
 use crate::text::printable as p;
@@ -39,8 +39,8 @@ pub struct Args {
     /// At most this many messages
     #[arg(long, default_value_t = 200)]
     limit: i64,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -75,12 +75,6 @@ enum Delivery {
     Unknown,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum Format {
-    Table,
-    Json,
-}
-
 pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     // The log is readable even while a job file is broken.
     let app = App::load(config_path)?;
@@ -105,14 +99,14 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let messages = store.find_messages(&filter).await?;
     // What the contact texted back belongs beside what we sent (table only: the JSON stays
     // an array of messages; the API's timeline has both).
-    let replies = match (&filter.contact, a.format) {
-        (Some(c), Format::Table) => store.replies_of(c).await?,
+    let replies = match (&filter.contact, a.format.get()) {
+        (Some(c), Format::Text) => store.replies_of(c).await?,
         _ => Vec::new(),
     };
     store.close().await;
-    match a.format {
+    match a.format.get() {
         Format::Json => println!("{}", serde_json::to_string_pretty(&messages)?),
-        Format::Table => {
+        Format::Text => {
             let tz = app.config.default_timezone;
             print!("{}", table(&messages, tz));
             print!("{}", replies_table(&replies, tz));

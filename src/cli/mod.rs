@@ -290,6 +290,32 @@ impl App {
     }
 }
 
+/// How a verb prints what it found: `text` for people (the default), `json` for tools. One
+/// convention for every verb; `table` is still accepted for `text`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Format {
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    Json,
+}
+
+/// `--format text|json`, with the older `--json` kept as a hidden alias.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct FormatArg {
+    /// Output for people (text) or for tools (json)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[arg(long, hide = true, conflicts_with = "format")]
+    json: bool,
+}
+
+impl FormatArg {
+    pub(crate) fn get(self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+}
+
 pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -1,6 +1,6 @@
 //! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::channels::email::settings::EmailTransport;
 use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
@@ -21,6 +21,9 @@ pub struct Args {
     /// With --once: dispatch what is due by this instant (RFC 3339) instead of now
     #[arg(long, value_parser = parse_time, requires = "once")]
     now: Option<DateTime<Utc>>,
+    /// With --once: how to print what was done
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
@@ -62,7 +65,10 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             .await?;
         let stats = dispatcher.run_once().await?;
         store.close().await;
-        println!("{stats}");
+        match a.format.get() {
+            Format::Json => println!("{}", serde_json::to_string(&stats)?),
+            Format::Text => println!("{stats}"),
+        }
         return Ok(());
     }
     let transport = match &app.config.email.transport {

@@ -1,7 +1,7 @@
 //! `aftercare suppress add|remove|list` for support, and `aftercare unsubscribe TOKEN`,
 //! which applies a one-click unsubscribe token (the same check the HTTP endpoint makes).
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::text::printable as p;
 use crate::values::normalise_phone;
 use chrono::Utc;
@@ -29,8 +29,8 @@ pub enum Command {
     List {
         #[arg(long, value_enum)]
         channel: Option<Channel>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[command(flatten)]
+        format: FormatArg,
     },
 }
 
@@ -47,12 +47,6 @@ impl Channel {
             Channel::Sms => "sms",
         }
     }
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Format {
-    Table,
-    Json,
 }
 
 fn check_address(channel: Channel, address: &str) -> anyhow::Result<String> {
@@ -103,9 +97,9 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
         }
         Command::List { channel, format } => {
             let list = store.suppressions(channel.map(Channel::as_str)).await?;
-            match format {
+            match format.get() {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
-                Format::Table => {
+                Format::Text => {
                     for s in &list {
                         println!(
                             "{}  {:<5}  {}  {}{}",

@@ -137,14 +137,30 @@ pub fn load(
     let mut compiled: Vec<Job> = Vec::new();
     let mut raws = Vec::new();
     for path in files {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::yaml::read_file(&path) {
             Ok(t) => t,
-            Err(e) => {
+            Err(crate::yaml::ReadError::Io(e)) => {
                 diags.push(Diagnostic::error(&path, None, format!("cannot read: {e}")));
+                continue;
+            }
+            Err(crate::yaml::ReadError::Invalid(d)) => {
+                diags.push(d);
                 continue;
             }
         };
         let (docs, errs) = crate::yaml::parse_documents::<spec::RawJob>(&path, &text);
+        // A file without a job is a mistake, never a way to remove jobs: an editor that
+        // truncates a file mid-save (or a botched deploy) must not read as "job removed".
+        if docs.is_empty() && errs.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    &path,
+                    Some(crate::diag::Location { line: 1, column: 1 }),
+                    "this file holds no job (it is empty, or only comments)",
+                )
+                .with_hint("write a job here (id, trigger, template), or delete the file to remove its jobs"),
+            );
+        }
         diags.items.extend(errs);
         for doc in docs {
             raws.push((path.clone(), doc));

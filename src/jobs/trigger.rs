@@ -12,25 +12,40 @@ use crate::templates::{Scope, TemplateSet};
 use serde_json::Value;
 use std::time::Duration;
 
+/// With more than one trigger kind: the first one written and the one after it (the error
+/// points at the second, the key that does not belong).
+fn second_trigger_kind(c: &Checker, t: &RawTrigger) -> Option<(&'static str, &'static str)> {
+    let mut given: Vec<(Option<crate::diag::Location>, &'static str)> = [
+        ("event", t.event.is_some()),
+        ("anniversary", t.anniversary.is_some()),
+        ("cron", t.cron.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, present)| *present)
+    .map(|(k, _)| (c.key_location(&format!("trigger.{k}")), k))
+    .collect();
+    given.sort();
+    match given.as_slice() {
+        [(_, first), (_, second), ..] => Some((first, second)),
+        _ => None,
+    }
+}
+
 pub(super) fn trigger(c: &mut Checker, t: &RawTrigger) -> Option<Trigger> {
     let kinds = [t.event.is_some(), t.anniversary.is_some(), t.cron.is_some()]
         .iter()
         .filter(|k| **k)
         .count();
     if kinds != 1 {
-        let msg = if kinds == 0 {
-            "no trigger kind"
-        } else {
-            "more than one trigger kind"
-        };
-        c.err(
-            "trigger",
-            msg,
-            Some(
-                "give exactly one of event (+ delay), anniversary (+ at) or cron (+ timezone)"
-                    .into(),
+        let hint = "give exactly one of event (+ delay), anniversary (+ at) or cron (+ timezone)";
+        match second_trigger_kind(c, t) {
+            Some((first, second)) => c.err_at_key(
+                &format!("trigger.{second}"),
+                format!("given with `{first}`; a trigger has one kind"),
+                Some(hint.into()),
             ),
-        );
+            None => c.err("trigger", "no trigger kind", Some(hint.into())),
+        }
         return None;
     }
     let stray = |c: &mut Checker, keys: &[(&str, bool)], kind: &str| {
