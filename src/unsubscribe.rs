@@ -37,6 +37,9 @@ const MAC_LEN: usize = 16;
 const AAD: &[u8] = b"aftercare unsubscribe v2";
 /// ChaCha20-Poly1305's tag.
 const TAG_LEN: usize = 16;
+/// The shortest sealed token, in characters: a nonce, a tag and `c|a` (the OpenAPI pattern
+/// `api::schema::TOKEN` says the same).
+pub const SEALED_MIN_LEN: usize = ((NONCE_LEN + TAG_LEN + 3) * 4).div_ceil(3);
 
 /// `unsubscribe:` as written.
 #[derive(Debug, serde::Deserialize)]
@@ -344,6 +347,12 @@ mod tests {
         // Stable: the same link in every message to this address.
         assert_eq!(t, u().token("email", "wang.fang@example.com"));
         assert_ne!(t, u().token("sms", "wang.fang@example.com"));
+    }
+
+    #[test]
+    fn the_shortest_token_is_as_long_as_the_api_pattern_says() {
+        assert_eq!(SEALED_MIN_LEN, 42);
+        assert_eq!(u().token("e", "a").len(), SEALED_MIN_LEN);
     }
 
     #[test]

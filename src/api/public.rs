@@ -47,18 +47,20 @@ fn verify(state: &ApiState, token: &str) -> Result<(String, String), Box<Respons
     })
 }
 
-/// A token's shape (the OpenAPI pattern `schema::TOKEN`): two base64url parts and a dot.
-/// Malformed text is a bad request (400); a well-formed token this key did not sign is a link
-/// that does not exist (404).
+/// A token's shape (the OpenAPI pattern `schema::TOKEN`): base64url, one part (a sealed
+/// token) or two joined by a dot (the first format, still honoured). Malformed text is a bad
+/// request (400); a well-formed token this key did not make is a link that does not exist
+/// (404).
 fn well_formed(token: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    token
-        .split_once('.')
-        .is_some_and(|(a, b)| part(a) && part(b))
+    match token.split_once('.') {
+        Some((a, b)) => part(a) && part(b),
+        None => part(token) && token.len() >= crate::unsubscribe::SEALED_MIN_LEN,
+    }
 }
 
 /// The confirm page behind the link in an email.
