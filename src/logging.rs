@@ -26,7 +26,7 @@ use tracing_subscriber::fmt::format::{Writer, debug_fn};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (the default on a terminal)
     Text,
     /// One JSON object per line
@@ -36,7 +36,7 @@ pub enum LogFormat {
 }
 
 /// Set up tracing. `default_level` applies unless `AFTERCARE_LOG` says otherwise.
-pub fn init(format: Option<LogFormat>, default_level: &str) {
+pub(crate) fn init(format: Option<LogFormat>, default_level: &str) {
     let filter = || {
         EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level))
     };
@@ -154,7 +154,7 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
 }
 
 /// An email address or phone number as logs show it.
-pub fn mask(address: &str) -> String {
+pub(crate) fn mask(address: &str) -> String {
     if let Some((local, domain)) = address.split_once('@') {
         let chars: Vec<char> = local.chars().collect();
         let shown = match chars.len() {

@@ -83,7 +83,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
     let relay_refusals = Family::<StageLabels, Counter>::default();
     registry.register(
         "smtp_session_refusals",
-        "The SMTP relay refused our session (greeting, ehlo, starttls, auth, mail, tls): a configuration fault, not the messages'",
+        "The SMTP relay refused our session for good (greeting, ehlo, starttls, auth, mail, tls): a configuration fault, not the messages'",
         relay_refusals.clone(),
     );
     let events = Family::<StatusLabels, Counter>::default();
@@ -131,7 +131,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
 });
 
 /// One delivery attempt handed to a channel.
-pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
+pub(crate) fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
     let m = lock();
     m.send_seconds
         .get_or_create(&SendLabels {
@@ -167,14 +167,14 @@ fn lock() -> std::sync::MutexGuard<'static, Metrics> {
 }
 
 /// A failure that is not a delivery outcome (`render`, `store`, `webhook`...).
-pub fn count_error(kind: &str) {
+pub(crate) fn count_error(kind: &str) {
     lock()
         .errors
         .get_or_create(&KindLabels { kind: kind.into() })
         .inc();
 }
 
-pub fn count_events(status: &str, n: u64) {
+pub(crate) fn count_events(status: &str, n: u64) {
     lock()
         .events
         .get_or_create(&StatusLabels {
@@ -184,7 +184,7 @@ pub fn count_events(status: &str, n: u64) {
 }
 
 /// The text exposition, with the store's figures read now.
-pub async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
+pub(crate) async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
     let counts = store.state_counts().await?;
     let outbox = store.outbox_figures(now).await?;
     let m = lock();

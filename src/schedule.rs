@@ -20,11 +20,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Anniversaries are planned this far ahead of their local time.
-pub const HORIZON: Span = Span::hours(1);
+pub(crate) const HORIZON: Span = Span::hours(1);
 /// A cron occurrence processed later than this counts as missed (the daemon was down).
-pub const LATE_AFTER: Span = Span::minutes(10);
+pub(crate) const LATE_AFTER: Span = Span::minutes(10);
 
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     pub store: Store,
     pub book: Playbook,
     /// (job, contact, fire time) planned by this process, so a tick every minute does not
@@ -36,7 +36,7 @@ pub struct Scheduler {
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TickStats {
+pub(crate) struct TickStats {
     pub anniversary_candidates: usize,
     pub greetings_planned: usize,
     pub occurrences_fired: usize,
@@ -45,7 +45,7 @@ pub struct TickStats {
 }
 
 impl Scheduler {
-    pub fn new(store: Store, book: Playbook) -> Scheduler {
+    pub(crate) fn new(store: Store, book: Playbook) -> Scheduler {
         Scheduler {
             store,
             book,
@@ -54,7 +54,7 @@ impl Scheduler {
         }
     }
 
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
+    pub(crate) async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
         let mut stats = TickStats::default();
         let jobs: Vec<_> = self.book.jobs.anniversaries().cloned().collect();
         for job in jobs {
@@ -196,7 +196,7 @@ impl Scheduler {
     }
 
     /// The first cron occurrence of any recurring job after `t` (the forecast steps to it).
-    pub fn next_occurrence_after(
+    pub(crate) fn next_occurrence_after(
         &self,
         t: DateTime<Utc>,
         until: DateTime<Utc>,
@@ -260,7 +260,7 @@ fn candidate_days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
 }
 
 /// When the anniversary of `date` on local day `day` happens in `tz`, if it is that day.
-pub fn fire_time(
+pub(crate) fn fire_time(
     date: NaiveDate,
     day: NaiveDate,
     at: chrono::NaiveTime,
@@ -273,7 +273,7 @@ pub fn fire_time(
 
 /// Occurrences of `cron` in `tz` after `after` and up to `until`, oldest first. A long
 /// downtime yields at most the last 1,000 (only the latest is ever fired).
-pub fn occurrences(
+pub(crate) fn occurrences(
     cron: &croner::Cron,
     tz: Tz,
     after: DateTime<Utc>,

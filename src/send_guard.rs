@@ -27,7 +27,7 @@ use std::panic::AssertUnwindSafe;
 
 /// What is needed to record a message's failure when its task panicked (the task's own
 /// copy of the claim is gone with it).
-pub struct Guard {
+pub(crate) struct Guard {
     message_id: String,
     claim_token: String,
     attempt: i64,
@@ -39,7 +39,7 @@ pub struct Guard {
 
 impl Guard {
     /// For claimed message `m` of `jobs`, sent by `node` at `at`.
-    pub fn new(m: &Claimed, jobs: &JobSet, node: &str, at: DateTime<Utc>) -> Guard {
+    pub(crate) fn new(m: &Claimed, jobs: &JobSet, node: &str, at: DateTime<Utc>) -> Guard {
         let channel = match m.channel_plan.as_deref() {
             Some(plan) => plan.to_string(),
             None => jobs
@@ -65,7 +65,7 @@ impl Guard {
     }
 
     /// `send`'s outcome, or a permanent failure of the message if it panicked.
-    pub async fn run(self, send: impl Future<Output = Completion>) -> Completion {
+    pub(crate) async fn run(self, send: impl Future<Output = Completion>) -> Completion {
         match AssertUnwindSafe(send).catch_unwind().await {
             Ok(c) => c,
             Err(panic) => {

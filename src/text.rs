@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 /// Whether `c` must not reach a terminal as it is: C0 and C1 controls and DEL (ESC starts
 /// terminal sequences; CR and LF forge lines), Unicode line and paragraph separators, and the
 /// bidirectional controls that reorder what a reader sees ("Trojan Source").
-pub fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -41,14 +41,14 @@ pub fn is_unsafe(c: char) -> bool {
 
 /// `s` on one line with every unsafe character written as an escape (`\n`, `\r`, `\x1b`,
 /// `\u{202e}`); borrowed when there is nothing to escape (the usual case). Tabs stay.
-pub fn printable(s: &str) -> Cow<'_, str> {
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
     escape(s, false)
 }
 
 /// Like [`printable`], but line feeds stay: for blocks of text (a rendered preview, an error
 /// that lists several problems). A CR is still escaped: it would return to the start of the
 /// line and overwrite it.
-pub fn printable_lines(s: &str) -> Cow<'_, str> {
+pub(crate) fn printable_lines(s: &str) -> Cow<'_, str> {
     escape(s, true)
 }
 
@@ -79,7 +79,7 @@ fn escape(s: &str, keep_lf: bool) -> Cow<'_, str> {
 
 /// `s` with the password of every `scheme://user:password@…` URL replaced by `***`
 /// (`postgres://u:***@db/x`); a URL without a password is left as it is.
-pub fn redact_credentials(s: &str) -> Cow<'_, str> {
+pub(crate) fn redact_credentials(s: &str) -> Cow<'_, str> {
     if !s.contains("://") {
         return Cow::Borrowed(s);
     }
@@ -124,12 +124,12 @@ fn is_quote(c: char) -> bool {
 }
 
 /// For terminal output of text that may hold both: credentials redacted, then one line.
-pub fn for_terminal(s: &str) -> String {
+pub(crate) fn for_terminal(s: &str) -> String {
     printable(&redact_credentials(s)).into_owned()
 }
 
 /// [`for_terminal`] for a block: line feeds kept.
-pub fn for_terminal_lines(s: &str) -> String {
+pub(crate) fn for_terminal_lines(s: &str) -> String {
     printable_lines(&redact_credentials(s)).into_owned()
 }
 

@@ -28,19 +28,19 @@ use std::path::Path;
 use yaml_rust2::parser::{Event, Parser};
 
 /// The largest YAML file read (jobs, config). Real ones are a few kilobytes.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of mappings and sequences (serde_yaml's own limit is 128).
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// Nodes a document may hold once its aliases are expanded.
-pub const MAX_EXPANDED_NODES: u64 = 100_000;
+pub(crate) const MAX_EXPANDED_NODES: u64 = 100_000;
 /// Longest mapping key (no key of a job or the config comes near it).
-pub const MAX_KEY_CHARS: usize = 1024;
+pub(crate) const MAX_KEY_CHARS: usize = 1024;
 /// Bytes of field paths the span index may keep (a bound on its memory).
 const MAX_PATH_BYTES: usize = 32 * 1024 * 1024;
 
 /// Why a YAML file could not be read.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The file cannot be opened or read (missing, a folder, no permission).
     Io(std::io::Error),
     /// It was read, and is not text this module accepts (too large, not UTF-8).
@@ -50,7 +50,7 @@ pub enum ReadError {
 /// Read a YAML file as text, reading at most [`MAX_FILE_BYTES`] (plus one, to know it is
 /// longer): a huge file is refused at the line where it crosses the limit, and a byte that is
 /// not UTF-8 at its line and column.
-pub fn read_file(path: &Path) -> Result<String, ReadError> {
+pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
     let file = std::fs::File::open(path).map_err(ReadError::Io)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES as u64 + 1)
@@ -95,7 +95,7 @@ fn valid_prefix(bytes: &[u8]) -> &str {
 }
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
-pub fn location_at(text: &str, offset: usize) -> Location {
+pub(crate) fn location_at(text: &str, offset: usize) -> Location {
     let mut head = text.get(..offset).unwrap_or(text);
     let mut line = 1;
     let mut line_start = 0;
@@ -690,7 +690,7 @@ fn syntax_error(path: &Path, text: &str) -> Diagnostic {
 }
 
 /// Parse exactly one document (the daemon config).
-pub fn parse_one<T: DeserializeOwned>(
+pub(crate) fn parse_one<T: DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> Result<Document<T>, Vec<Diagnostic>> {
@@ -715,7 +715,7 @@ pub fn parse_one<T: DeserializeOwned>(
 /// A serde_yaml error as a diagnostic: location split out, "did you mean" added for
 /// unknown keys and variants. An unclosed quote is reported where it opened (libyaml's
 /// "while scanning a quoted scalar at …"), not at the end of the file where the scan gave up.
-pub fn error_to_diag(path: &Path, e: &serde_yaml::Error) -> Diagnostic {
+pub(crate) fn error_to_diag(path: &Path, e: &serde_yaml::Error) -> Diagnostic {
     let mut location = e.location().map(|l| Location {
         line: l.line(),
         column: l.column(),

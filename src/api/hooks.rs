@@ -74,7 +74,7 @@ fn no_sms() -> ApiError {
         (status = 404, description = "No such gateway, or it takes no receipts", body = ApiError),
     )
 )]
-pub async fn sms_status(
+pub(super) async fn sms_status(
     State(state): State<ApiState>,
     Path(gateway): Path<String>,
     uri: axum::http::Uri,
@@ -115,7 +115,7 @@ pub async fn sms_status(
         (status = 404, description = "No such gateway, or it takes no replies", body = ApiError),
     )
 )]
-pub async fn sms_inbound(
+pub(super) async fn sms_inbound(
     State(state): State<ApiState>,
     Path(gateway): Path<String>,
     uri: axum::http::Uri,

@@ -70,7 +70,7 @@ fn well_formed(token: &str) -> bool {
     params(("token" = String, Path, description = "The token from the List-Unsubscribe link")),
     responses((status = 200, description = "An HTML page with a button that POSTs to the same URL"), (status = 400, description = "Forged or altered token"))
 )]
-pub async fn unsubscribe_page(
+pub(super) async fn unsubscribe_page(
     State(state): State<ApiState>,
     Path(token): Path<String>,
 ) -> Response {
@@ -94,7 +94,7 @@ pub async fn unsubscribe_page(
     params(("token" = String, Path, description = "The token from the List-Unsubscribe link")),
     responses((status = 200, description = "Unsubscribed"), (status = 400, description = "Forged or altered token"))
 )]
-pub async fn unsubscribe_post(
+pub(super) async fn unsubscribe_post(
     State(state): State<ApiState>,
     Path(token): Path<String>,
 ) -> Response {
@@ -125,14 +125,14 @@ pub async fn unsubscribe_post(
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
-pub async fn healthz() -> &'static str {
+pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// The store answers, the jobs are loaded, and the SMTP relay (when email goes over SMTP)
 /// does not refuse our session (a wrong password: mail waits, so this node is not ready).
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reason")))]
-pub async fn readyz(State(state): State<ApiState>) -> Response {
+pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
     if !is_ready(&State(state.clone())) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -159,7 +159,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
-pub async fn metrics(State(state): State<ApiState>) -> Response {
+pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
     match metrics::render(&state.store, state.clock.now()).await {
         Ok(text) => (
             [(

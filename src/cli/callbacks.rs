@@ -9,7 +9,7 @@ use clap::Subcommand;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// Also show closed and delivered tasks
@@ -31,7 +31,7 @@ enum Command {
     },
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
     let now = Utc::now();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 const MAX_STEPS: usize = 200_000;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Only this job's messages (all jobs are still simulated: caps are shared)
     #[arg(long)]
     job: Option<String>,
@@ -38,7 +38,7 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     if let Some(j) = &a.job
         && app.jobs.get(j).is_none()

@@ -16,7 +16,7 @@ const BATCH: usize = 500;
 
 /// The longest line read (an event is a few hundred bytes; the API's default body limit is
 /// 1 MiB too). A longer line is skipped without being held in memory, and reported.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// One line from [`read_line_bounded`].
 #[derive(Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ fn read_line_bounded(
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// JSON-lines file, or - for standard input
     file: PathBuf,
     /// Pretend it is this time (RFC 3339), for tests and backfills
@@ -104,7 +104,7 @@ struct Tally {
     stopped: u64,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
     let book = app.playbook();

@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Contact id, email address or phone number
     #[arg(long)]
     contact: Option<String>,
@@ -75,7 +75,7 @@ enum Delivery {
     Unknown,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     // The log is readable even while a job file is broken.
     let app = App::load(config_path)?;
     let store = app.open_store().await?;

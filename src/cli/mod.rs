@@ -209,7 +209,7 @@ pub(crate) struct App {
 
 impl App {
     /// Load config, templates and jobs; problems are collected, not fatal here.
-    pub fn load(config_path: &std::path::Path) -> anyhow::Result<App> {
+    pub(crate) fn load(config_path: &std::path::Path) -> anyhow::Result<App> {
         let config = Config::load(config_path).map_err(|e| match e {
             config::ConfigError::Invalid(diags) => {
                 for d in &diags {
@@ -250,7 +250,7 @@ impl App {
     }
 
     /// Load and insist on a clean set of jobs (for verbs that plan or send).
-    pub fn load_valid(config_path: &std::path::Path) -> anyhow::Result<App> {
+    pub(crate) fn load_valid(config_path: &std::path::Path) -> anyhow::Result<App> {
         let app = App::load(config_path)?;
         if app.diags.has_errors() {
             eprint!(
@@ -265,7 +265,7 @@ impl App {
         Ok(app)
     }
 
-    pub async fn open_store(&self) -> anyhow::Result<Store> {
+    pub(crate) async fn open_store(&self) -> anyhow::Result<Store> {
         Store::open(&self.config.store).await.map_err(|e| {
             Exit {
                 code: 3,
@@ -276,7 +276,7 @@ impl App {
     }
 
     /// The loaded jobs and templates with the config's defaults for speaking to contacts.
-    pub fn playbook(&self) -> crate::playbook::Playbook {
+    pub(crate) fn playbook(&self) -> crate::playbook::Playbook {
         crate::playbook::Playbook {
             jobs: self.jobs.clone(),
             templates: self.templates.clone(),

@@ -11,7 +11,7 @@ use chrono::Utc;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Job id
     job: String,
     /// An event as JSON (one object, or the first line of a JSON-lines file); for birthday
@@ -26,7 +26,7 @@ pub struct Args {
     step: i64,
 }
 
-pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let Some(job) = app.jobs.get(&a.job) else {
         eprint!("{}", lines(&app.diags.to_string()));

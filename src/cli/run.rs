@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Dispatch everything due, then exit
     #[arg(long)]
     once: bool,
@@ -26,7 +26,7 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     for w in &app.diags.items {
         tracing::warn!("{w}");

@@ -15,7 +15,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// The store to copy from: sqlite://FILE (relative to the current folder) or
     /// postgres://USER@HOST[:PORT]/DB
     // Checked in `run`, not by clap: clap repeats a refused value in its error, and a URL
@@ -33,7 +33,7 @@ pub struct Args {
     batch: u32,
 }
 
-pub async fn run(a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(a: Args) -> anyhow::Result<()> {
     let checked = |flag: &str, url: &str| {
         store_url(url).map_err(|e| -> anyhow::Error {
             Exit {

@@ -9,7 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Stop contacting an address on a channel
     Add {
         #[arg(value_enum)]
@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Channel {
+pub(super) enum Channel {
     Email,
     Sms,
 }
@@ -60,7 +60,7 @@ fn check_address(channel: Channel, address: &str) -> anyhow::Result<String> {
     }
 }
 
-pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
     match cmd {
@@ -123,7 +123,7 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct UnsubscribeArgs {
+pub(super) struct UnsubscribeArgs {
     /// The token from an unsubscribe link (the part after /u/)
     // base64url: a token may begin with `-`, which is not a flag here.
     #[arg(allow_hyphen_values = true)]
@@ -133,7 +133,7 @@ pub struct UnsubscribeArgs {
     check: bool,
 }
 
-pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Result<()> {
+pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let Some(u) = &app.unsubscriber else {
         return Err(Exit::invalid(

@@ -6,7 +6,7 @@ use super::{App, Exit, Format, FormatArg};
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Treat warnings as errors (exit 1)
     #[arg(long)]
     deny_warnings: bool,
@@ -15,7 +15,7 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let mut d = app.diags.clone();
     d.extend(environment(&app));

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 /// What a dispatch run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub sent: u64,
     pub retrying: u64,
     pub failed: u64,
@@ -53,7 +53,7 @@ impl Stats {
         self.stale += o.stale;
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.sent + self.retrying + self.failed + self.cancelled + self.deferred + self.open
     }
 }

@@ -129,7 +129,7 @@ pub(super) fn with_code(code: Option<i64>, detail: &str) -> String {
 
 /// Exponential backoff from `initial`, doubling per attempt, capped at `max`, with ±25%
 /// jitter so a server that was down is not hit by every retry in the same second.
-pub fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
+pub(crate) fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
     let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
     let base = r
         .initial

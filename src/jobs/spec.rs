@@ -2,7 +2,7 @@
 //! `compile` for the meaning. The rest of the program never sees these types.
 
 use crate::policy::LeapDay;
-pub use crate::policy::settings::RawWindow;
+pub(super) use crate::policy::settings::RawWindow;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJob {
+pub(super) struct RawJob {
     pub id: String,
     pub description: Option<String>,
     #[serde(default = "yes")]
@@ -38,7 +38,7 @@ pub struct RawJob {
 /// How the job's messages go by SMS (when `channels` lists `sms`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJobSms {
+pub(super) struct RawJobSms {
     /// Gateway names in order of preference; default: the config's `sms.route`.
     pub gateways: Option<Vec<String>>,
     /// Template set name → the provider's approved template code (Aliyun's `TemplateCode`).
@@ -50,7 +50,7 @@ pub struct RawJobSms {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTrigger {
+pub(super) struct RawTrigger {
     pub event: Option<String>,
     pub delay: Option<String>,
     pub anniversary: Option<String>,
@@ -64,7 +64,7 @@ pub struct RawTrigger {
 /// Who a job is for, beyond its trigger.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAudience {
+pub(super) struct RawAudience {
     pub had_event: Option<String>,
     pub within: Option<String>,
     /// `contact.attributes.tier: gold`, or a list of accepted values.
@@ -75,7 +75,7 @@ pub struct RawAudience {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawExclude {
+pub(super) struct RawExclude {
     pub job: String,
     pub within: String,
 }
@@ -104,14 +104,14 @@ pub enum Missed {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawReminder {
+pub(super) struct RawReminder {
     pub after: String,
     pub template: Option<String>,
 }
 
 /// `stop_when: review.submitted` or `stop_when: {event: review.submitted, match: [order_id]}`.
 #[derive(Debug)]
-pub struct RawStopWhen {
+pub(super) struct RawStopWhen {
     pub event: String,
     pub match_fields: Vec<String>,
 }

@@ -674,7 +674,7 @@ fn dot_stuffed(email: &[u8]) -> String {
 }
 
 /// SMTP 4xx, network and TLS trouble are transient; 5xx and malformed requests are not.
-pub fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
+pub(crate) fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
     let text = std::error::Error::source(e)
         .map(|s| s.to_string())
         .unwrap_or_else(|| e.to_string());

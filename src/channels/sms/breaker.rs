@@ -34,7 +34,7 @@ struct State {
 }
 
 impl Breaker {
-    pub fn new(cfg: BreakerConfig) -> Breaker {
+    pub(super) fn new(cfg: BreakerConfig) -> Breaker {
         Breaker {
             cfg,
             state: Mutex::new(State::default()),
@@ -47,7 +47,7 @@ impl Breaker {
     }
 
     /// May a send go to this gateway now? `Err` holds how long it stays down.
-    pub fn admit(&self, now: Instant) -> Result<(), Duration> {
+    pub(super) fn admit(&self, now: Instant) -> Result<(), Duration> {
         let mut s = self.state();
         match s.open_until {
             None => Ok(()),
@@ -61,7 +61,7 @@ impl Breaker {
     }
 
     /// Record the outcome of an admitted send. True when this failure took the gateway down.
-    pub fn record(&self, outcome: Outcome, now: Instant) -> bool {
+    pub(super) fn record(&self, outcome: Outcome, now: Instant) -> bool {
         let mut s = self.state();
         if outcome != Outcome::Transient {
             *s = State::default();

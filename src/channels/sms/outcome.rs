@@ -38,21 +38,21 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    pub fn is_success(&self) -> bool {
+    pub(super) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub(super) fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.body).ok()
     }
 
     /// The answer's outcome by HTTP status alone.
-    pub fn status_outcome(&self) -> Outcome {
+    pub(super) fn status_outcome(&self) -> Outcome {
         status_outcome(self.status)
     }
 
     /// A delivery for this answer with the given outcome and words.
-    pub fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
+    pub(super) fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
         Delivery {
             outcome,
             code: Some(i64::from(self.status)),

@@ -146,7 +146,7 @@ pub(super) struct Prepared {
 }
 
 impl Aliyun {
-    pub fn new(cfg: &AliyunConfig, access_key_secret: String) -> Aliyun {
+    pub(super) fn new(cfg: &AliyunConfig, access_key_secret: String) -> Aliyun {
         Aliyun {
             url: cfg.base_url.clone(),
             access_key_id: cfg.access_key_id.clone(),
@@ -156,11 +156,11 @@ impl Aliyun {
         }
     }
 
-    pub fn redactor(&self) -> Redactor {
+    pub(super) fn redactor(&self) -> Redactor {
         Redactor::new(&[&self.access_key_secret])
     }
 
-    pub fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
+    pub(super) fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
         let Some(t) = &msg.template else {
             return Err(
                 "aliyun sends approved templates only and this message names no template code"
@@ -204,7 +204,7 @@ impl Aliyun {
         params
     }
 
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         client: &reqwest::Client,
         p: Prepared,

@@ -19,7 +19,7 @@
 )]
 
 use super::SmsMessage;
-pub mod settings;
+pub(super) mod settings;
 
 use super::outcome::{Answer, Redactor, excerpt, exchange, scalar_text};
 use super::receipt::{Receipt, ReceiptError, ReceiptStatus};
@@ -211,7 +211,7 @@ fn unknown_variable(e: &str) -> String {
 }
 
 impl Generic {
-    pub fn new(cfg: &HttpConfig, secret: Option<String>) -> anyhow::Result<Generic> {
+    pub(super) fn new(cfg: &HttpConfig, secret: Option<String>) -> anyhow::Result<Generic> {
         let templates = Templates::new(cfg).map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
         Ok(Generic {
             cfg: cfg.clone(),
@@ -220,19 +220,19 @@ impl Generic {
         })
     }
 
-    pub fn redactor(&self) -> Redactor {
+    pub(super) fn redactor(&self) -> Redactor {
         Redactor::new(&self.secret.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    pub fn receipt_mapping(&self) -> Option<&ReceiptMapping> {
+    pub(super) fn receipt_mapping(&self) -> Option<&ReceiptMapping> {
         self.cfg.receipt.as_ref()
     }
 
-    pub fn reply_mapping(&self) -> Option<&ReplyMapping> {
+    pub(super) fn reply_mapping(&self) -> Option<&ReplyMapping> {
         self.cfg.reply.as_ref()
     }
 
-    pub fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
+    pub(super) fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
         let mut data = serde_json::Map::new();
         data.insert("to".into(), msg.to.clone().into());
         data.insert(
@@ -260,7 +260,7 @@ impl Generic {
         Ok(p)
     }
 
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         client: &reqwest::Client,
         p: Prepared,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// An http gateway's own keys (besides `kind`, `rate` and `timeout`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Raw {
+pub(crate) struct Raw {
     method: Option<String>,
     url: Option<String>,
     headers: Option<BTreeMap<String, String>>,
@@ -149,7 +149,7 @@ pub struct ReplyMapping {
 }
 
 /// Check an http gateway; `None` when its templates do not compile (nothing to send with).
-pub fn check(c: &mut Checker, at: &str, g: Raw) -> Option<HttpConfig> {
+pub(crate) fn check(c: &mut Checker, at: &str, g: Raw) -> Option<HttpConfig> {
     let method = match g.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("POST") => HttpMethod::Post,
         Some("GET") => HttpMethod::Get,

@@ -50,7 +50,7 @@ pub(super) struct Prepared {
 }
 
 impl Twilio {
-    pub fn new(cfg: &TwilioConfig, auth_token: String) -> Twilio {
+    pub(super) fn new(cfg: &TwilioConfig, auth_token: String) -> Twilio {
         let mut messages_url = cfg.base_url.clone();
         if let Ok(mut path) = messages_url.path_segments_mut() {
             path.pop_if_empty().extend([
@@ -69,19 +69,19 @@ impl Twilio {
         }
     }
 
-    pub fn redactor(&self) -> Redactor {
+    pub(super) fn redactor(&self) -> Redactor {
         Redactor::new(&[&self.auth_token]).with_basic(&self.account_sid, &self.auth_token)
     }
 
-    pub fn status_callback(&self) -> Option<&str> {
+    pub(super) fn status_callback(&self) -> Option<&str> {
         self.status_callback.as_deref()
     }
 
-    pub fn auth_token(&self) -> &str {
+    pub(super) fn auth_token(&self) -> &str {
         &self.auth_token
     }
 
-    pub fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
+    pub(super) fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
         let text = match msg.text.as_deref() {
             Some(t) if !t.trim().is_empty() => t,
             Some(_) => return Err("the text is empty".into()),
@@ -102,7 +102,7 @@ impl Twilio {
         })
     }
 
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         client: &reqwest::Client,
         p: Prepared,
