@@ -26,6 +26,9 @@
 //! not have, and a send through such a gateway skips it as *unavailable*, naming the missing
 //! variable or file. Like a 401 that is transient, not the message's fault: the message is
 //! retried once the secret is there (and the daemon restarted, for a variable).
+//!
+//! Over 600 lines with its tests (about 100): the route (failover, breaker, pacing) is one
+//! state machine; each gateway kind lives in its own folder.
 
 // What these modules handle comes from outside (events, templates, servers' answers): no
 // `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
