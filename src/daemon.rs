@@ -118,7 +118,7 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
         let channels = d.channels.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(crate::channels::email::smtp::PROBE_EVERY * 6).await;
+                tokio::time::sleep(crate::channels::email::relay::PROBE_EVERY * 6).await;
                 channels.email.probe_relay().await;
             }
         });

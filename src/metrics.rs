@@ -199,7 +199,7 @@ pub(crate) async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, 
             .set(c.count);
     }
     // Kept by the SMTP pool itself (channels sit below metrics on the code map).
-    for (stage, n) in crate::channels::email::smtp::session_refusals() {
+    for (stage, n) in crate::channels::email::relay::session_refusals() {
         m.relay_refusals
             .get_or_create(&StageLabels {
                 stage: stage.into(),

@@ -95,7 +95,7 @@ pub struct ApiState {
     /// For receipts and inbound replies.
     pub sms: Option<crate::channels::sms::SmsChannel>,
     /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
-    pub relay: Option<Arc<crate::channels::email::smtp::RelayHealth>>,
+    pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
 }
 
 /// A usable bearer token (its secret read at start).

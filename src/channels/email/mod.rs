@@ -6,10 +6,10 @@
 //!
 //! Everything in a message can come from outside (the contact's name, event data in the
 //! subject), and lettre's header code panics on some of it (a CR or LF in a display name).
-//! So values are made safe for a header first ([`display_name`], [`subject_header`]), and
-//! building and formatting the message runs under `catch_unwind` besides: whatever lettre
-//! still refuses, or panics on, is a permanent failure of that one message with the reason,
-//! never a dead worker.
+//! So values are made safe for a header first ([`display_name`]; `one_line` and
+//! `LiteralSubject` for the subject), and building and formatting the message runs under
+//! `catch_unwind` besides: whatever lettre still refuses, or panics on, is a permanent
+//! failure of that one message with the reason, never a dead worker.
 
 // What these modules handle comes from outside (events, templates, servers' answers): no
 // `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
@@ -19,6 +19,7 @@
 )]
 
 use crate::channels::Delivery;
+pub mod relay;
 pub mod settings;
 pub mod smtp;
 
@@ -125,7 +126,7 @@ impl EmailChannel {
     }
 
     /// Whether the SMTP relay takes our mail (`None` when writing files).
-    pub fn health(&self) -> Option<Arc<smtp::RelayHealth>> {
+    pub fn health(&self) -> Option<Arc<relay::RelayHealth>> {
         match self {
             EmailChannel::Smtp { pool, .. } => Some(pool.health()),
             EmailChannel::File { .. } => None,
