@@ -10,7 +10,7 @@
 //! does not look inside `{{#if}}` (handlebars-rust #579), [`TemplateSet::check_variables`]
 //! walks the template AST and checks every path against what the job can provide.
 //!
-//! Over 600 lines with its tests (about 160): loading and rendering share the locale chain
+//! Over 600 lines with its tests (about 240): loading and rendering share the locale chain
 //! and the registries; the checker (`vars.rs`) and the context (`context.rs`) live apart.
 
 // What these modules handle comes from outside (events, templates, servers' answers): no
