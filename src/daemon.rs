@@ -103,12 +103,25 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
             ),
             ready: ready.clone(),
             sms: d.channels.sms.clone(),
+            relay: d.channels.email.health(),
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {
             let _ = stop.wait_for(|s| *s).await;
         })));
         tracing::info!(%addr, tokens = tokens.len(), "api listening");
+    }
+
+    // A relay that refused our login is tried again now and then even when nothing is due,
+    // so readiness recovers with it.
+    if d.channels.email.health().is_some() {
+        let channels = d.channels.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::channels::email::relay::PROBE_EVERY * 6).await;
+                channels.email.probe_relay().await;
+            }
+        });
     }
 
     // The dispatch loop stamps this every turn; the watchdog pings only while it moves.

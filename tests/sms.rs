@@ -387,6 +387,36 @@ fn a_429_waits_as_long_as_retry_after_says() {
     );
 }
 
+/// A `Retry-After` too long to add to a clock (a buggy or hostile provider) is taken as a
+/// week, not as a panic in the send task.
+#[test]
+fn a_retry_after_past_the_end_of_time_waits_a_week() {
+    let http = Stub::spawn(|_, i| {
+        if i == 0 {
+            Reply::json(429, json!({"code": 429, "msg": "slow down"}))
+                .header("retry-after", "18446744073709551615")
+        } else {
+            ok_json(8)
+        }
+    });
+    let ws = workspace(
+        None,
+        &["gw"],
+        &[http_gw("gw", &http, "100/s")],
+        &[job("j", "[sms]", "")],
+    );
+    ws.import(&[order(1, Some(PHONE), None, json!({}))]).ok();
+    let r = ws.once(DUE);
+    assert_eq!(r.stdout.trim(), "0 sent, 1 retrying, 0 failed, 0 cancelled");
+    assert!(!r.stderr.contains("panic"), "{}", r.stderr);
+    let m = log(&ws, "j").remove(0);
+    let due = at(m["due_at"].as_str().unwrap());
+    assert!(
+        due >= at(DUE) + chrono::Duration::days(7) && due < at(DUE) + chrono::Duration::days(8),
+        "{m:#}"
+    );
+}
+
 #[test]
 fn a_permanent_400_fails_with_the_providers_code_and_words() {
     let tw = Stub::spawn(|_, _| {

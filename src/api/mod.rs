@@ -94,6 +94,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// For receipts and inbound replies.
     pub sms: Option<crate::channels::sms::SmsChannel>,
+    /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
+    pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
 }
 
 /// A usable bearer token (its secret read at start).
@@ -194,12 +196,7 @@ pub fn authorize(state: &ApiState, headers: &HeaderMap, needed: Scope) -> Result
             "missing Authorization: Bearer <token>",
         ));
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let presented = value.to_str().ok().and_then(bearer).unwrap_or("");
     let token = state
         .tokens
         .iter()
@@ -222,6 +219,15 @@ pub fn authorize(state: &ApiState, headers: &HeaderMap, needed: Scope) -> Result
         )),
         Some(t) => Ok(t.name.clone()),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235 §2.1: `bearer`, `BEARER`), and any run of spaces may follow it.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -371,5 +377,14 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "beaRer\tt0k"] {
+            assert_eq!(bearer(v), (!v.contains('\t')).then_some("t0k"), "{v:?}");
+        }
+        assert_eq!(bearer("Basic t0k"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 }

@@ -47,18 +47,20 @@ fn verify(state: &ApiState, token: &str) -> Result<(String, String), Box<Respons
     })
 }
 
-/// A token's shape (the OpenAPI pattern `schema::TOKEN`): two base64url parts and a dot.
-/// Malformed text is a bad request (400); a well-formed token this key did not sign is a link
-/// that does not exist (404).
+/// A token's shape (the OpenAPI pattern `schema::TOKEN`): base64url, one part (a sealed
+/// token) or two joined by a dot (the first format, still honoured). Malformed text is a bad
+/// request (400); a well-formed token this key did not make is a link that does not exist
+/// (404).
 fn well_formed(token: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    token
-        .split_once('.')
-        .is_some_and(|(a, b)| part(a) && part(b))
+    match token.split_once('.') {
+        Some((a, b)) => part(a) && part(b),
+        None => part(token) && token.len() >= crate::unsubscribe::SEALED_MIN_LEN,
+    }
 }
 
 /// The confirm page behind the link in an email.
@@ -127,13 +129,21 @@ pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The store answers and the jobs are loaded.
+/// The store answers, the jobs are loaded, and the SMTP relay (when email goes over SMTP)
+/// does not refuse our session (a wrong password: mail waits, so this node is not ready).
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reason")))]
 pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
     if !is_ready(&State(state.clone())) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: jobs not loaded yet\n",
+        )
+            .into_response();
+    }
+    if let Some(why) = state.relay.as_ref().and_then(|r| r.fault()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", crate::text::printable(&why)),
         )
             .into_response();
     }

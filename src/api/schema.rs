@@ -33,8 +33,10 @@ fn event_time_pattern() -> String {
 /// A cursor as `GET /v1/messages` hands it out: `<due_at in ms>~<message id>`.
 pub(super) const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
 
-/// An unsubscribe token's shape: two base64url parts joined by a dot.
-pub(super) const TOKEN: &str = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$";
+/// An unsubscribe token's shape: base64url, one part of at least
+/// `unsubscribe::SEALED_MIN_LEN` characters (sealed) or two joined by a dot (the first
+/// format).
+pub(super) const TOKEN: &str = r"^([A-Za-z0-9_-]{42,}|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$";
 
 fn error(description: &str) -> Value {
     json!({
@@ -295,4 +297,17 @@ pub(super) fn document(max_events: usize) -> Value {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_token_pattern_knows_the_shortest_sealed_token() {
+        let n = crate::unsubscribe::SEALED_MIN_LEN;
+        assert!(
+            super::TOKEN.contains(&format!("{{{n},}}")),
+            "{}",
+            super::TOKEN
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::{App, Exit, Format, FormatArg};
 use crate::model::MessageState;
+use crate::text::printable as p;
 use chrono::Utc;
 use clap::Subcommand;
 use std::path::Path;
@@ -37,10 +38,11 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     if let Some(Command::Done { id, note, agent }) = a.command {
         if !store.close_task(&id, &note, &agent, now).await? {
             return Err(Exit::invalid(format!(
-                "no open callback task `{id}` (see `aftercare callbacks`)"
+                "no open callback task `{}` (see `aftercare callbacks`)",
+                p(&id)
             )));
         }
-        println!("closed {id}: {note}");
+        println!("closed {}: {}", p(&id), p(&note));
         return Ok(());
     }
     let tasks = store.callback_tasks(a.all).await?;
@@ -70,23 +72,23 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             let who = c.as_ref().map(|c| {
                 format!(
                     "{} {}",
-                    c.name.as_deref().unwrap_or(&c.id),
-                    c.phone
+                    p(c.name.as_deref().unwrap_or(&c.id)),
+                    p(c.phone
                         .as_deref()
                         .or(c.email.as_deref())
-                        .unwrap_or("(no phone)")
+                        .unwrap_or("(no phone)"))
                 )
             });
             println!(
                 "{}  {:<8}  due {}  {}  {}{}",
-                t.id,
+                p(&t.id),
                 status,
                 t.due_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-                t.job_id,
-                who.unwrap_or_else(|| t.contact_id.clone()),
+                p(&t.job_id),
+                who.unwrap_or_else(|| p(&t.contact_id).into_owned()),
                 t.order_id
                     .as_deref()
-                    .map(|o| format!("  order {o}"))
+                    .map(|o| format!("  order {}", p(o)))
                     .unwrap_or_default()
             );
         }

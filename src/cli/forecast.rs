@@ -14,6 +14,7 @@ use crate::dispatch::Dispatcher;
 use crate::model::MessageRecord;
 use crate::schedule::Scheduler;
 use crate::store::{SqliteSync, Store, StoreConfig};
+use crate::text::printable as p;
 use crate::values::parse_time;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
@@ -174,19 +175,19 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             } else {
                 format!(
                     "{} {}",
-                    m.channel.as_deref().unwrap_or("-"),
-                    m.address.as_deref().unwrap_or("")
+                    p(m.channel.as_deref().unwrap_or("-")),
+                    p(m.address.as_deref().unwrap_or(""))
                 )
             };
             put(format_args!(
                 "{}  {}  step {}  contact {}{}  {what}\n",
                 fmt(m.sent_at),
-                m.job_id,
+                p(&m.job_id),
                 m.step,
-                m.contact_id,
+                p(&m.contact_id),
                 m.order_id
                     .as_deref()
-                    .map(|o| format!("  order {o}"))
+                    .map(|o| format!("  order {}", p(o)))
                     .unwrap_or_default()
             ))
         })
@@ -212,10 +213,10 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             }
             put(format_args!(
                 "  {}  {}  contact {}: {}\n",
-                m.id,
-                m.job_id,
-                m.contact_id,
-                m.reason.as_deref().unwrap_or(m.state.as_str())
+                p(&m.id),
+                p(&m.job_id),
+                p(&m.contact_id),
+                p(m.reason.as_deref().unwrap_or(m.state.as_str()))
             ))
         })
         .await?;

@@ -259,6 +259,8 @@ fn report(bar: &Option<ProgressBar>, name: &str, line: usize, errs: &[crate::ing
 }
 
 fn say(bar: &Option<ProgressBar>, msg: &str) {
+    // A rejected line is quoted back: its control characters must not reach the terminal.
+    let msg = crate::text::for_terminal(msg);
     match bar {
         Some(b) => b.suspend(|| eprintln!("{msg}")),
         None => eprintln!("{msg}"),

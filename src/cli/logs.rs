@@ -6,6 +6,7 @@
 use super::{App, Format, FormatArg};
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{LogFilter, StoredReply};
+use crate::text::printable as p;
 use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -122,11 +123,11 @@ fn replies_table(replies: &[StoredReply], tz: Tz) -> String {
             out,
             "reply  {}  from {} via {}{}  {:?}",
             r.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
-            r.from,
-            r.gateway,
+            p(&r.from),
+            p(&r.gateway),
             r.action
                 .as_deref()
-                .map(|a| format!("  ({a})"))
+                .map(|a| format!("  ({})", p(a)))
                 .unwrap_or_default(),
             r.text,
         );
@@ -155,27 +156,27 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
         let _ = writeln!(
             out,
             "{}  {}  step {}  contact {}{}  due {}  {}{}{}",
-            m.id,
-            m.job_id,
+            p(&m.id),
+            p(&m.job_id),
             m.step,
-            m.contact_id,
+            p(&m.contact_id),
             m.order_id
                 .as_deref()
-                .map(|o| format!("  order {o}"))
+                .map(|o| format!("  order {}", p(o)))
                 .unwrap_or_default(),
             t(m.due_at),
             m.state,
             m.address
                 .as_deref()
-                .map(|a| format!("  {} {a}", m.channel.as_deref().unwrap_or("")))
+                .map(|a| format!("  {} {}", p(m.channel.as_deref().unwrap_or("")), p(a)))
                 .unwrap_or_default(),
             m.delivery
                 .as_deref()
-                .map(|d| format!("  ({d})"))
+                .map(|d| format!("  ({})", p(d)))
                 .unwrap_or_default(),
         );
         if let Some(r) = &m.reason {
-            let _ = writeln!(out, "    reason: {r}");
+            let _ = writeln!(out, "    reason: {}", p(r));
         }
         for at in &m.attempt_log {
             let _ = writeln!(
@@ -183,17 +184,17 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                 "    attempt {}  {}  {}{}  {}  {}{}{}",
                 at.attempt,
                 t(at.at),
-                at.channel,
+                p(&at.channel),
                 at.gateway
                     .as_deref()
-                    .map(|g| format!(" via {g}"))
+                    .map(|g| format!(" via {}", p(g)))
                     .unwrap_or_default(),
                 at.outcome,
                 at.code.map(|c| format!("{c} ")).unwrap_or_default(),
-                at.detail.as_deref().unwrap_or(""),
+                p(at.detail.as_deref().unwrap_or("")),
                 at.provider_id
                     .as_deref()
-                    .map(|p| format!("  {p}"))
+                    .map(|id| format!("  {}", p(id)))
                     .unwrap_or_default(),
             );
             for r in &at.receipts {
@@ -201,14 +202,14 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                     out,
                     "      receipt  {}  {}{}{}",
                     t(r.received_at),
-                    r.status,
+                    p(&r.status),
                     r.code
                         .as_deref()
-                        .map(|c| format!("  {c}"))
+                        .map(|c| format!("  {}", p(c)))
                         .unwrap_or_default(),
                     r.text
                         .as_deref()
-                        .map(|c| format!(" {c}"))
+                        .map(|c| format!(" {}", p(c)))
                         .unwrap_or_default(),
                 );
             }

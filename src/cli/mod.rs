@@ -148,14 +148,17 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if !exit.message.is_empty() {
-                    eprintln!("error: {}", exit.message);
+                    eprintln!("error: {}", crate::text::for_terminal_lines(&exit.message));
                 }
                 return ExitCode::from(exit.code);
             }
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                crate::text::for_terminal_lines(&format!("{e:#}"))
+            );
             ExitCode::from(1)
         }
     }
@@ -210,7 +213,7 @@ impl App {
         let config = Config::load(config_path).map_err(|e| match e {
             config::ConfigError::Invalid(diags) => {
                 for d in &diags {
-                    eprintln!("{d}");
+                    eprintln!("{}", crate::text::for_terminal_lines(&d.to_string()));
                 }
                 Exit::invalid(format!(
                     "the config {} is invalid",
@@ -250,7 +253,10 @@ impl App {
     pub(crate) fn load_valid(config_path: &std::path::Path) -> anyhow::Result<App> {
         let app = App::load(config_path)?;
         if app.diags.has_errors() {
-            eprint!("{}", app.diags);
+            eprint!(
+                "{}",
+                crate::text::for_terminal_lines(&app.diags.to_string())
+            );
             return Err(Exit::invalid(format!(
                 "{} error(s) in jobs or templates; fix them (see `aftercare validate`) before planning or sending",
                 app.diags.errors()

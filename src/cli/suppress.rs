@@ -2,6 +2,7 @@
 //! which applies a one-click unsubscribe token (the same check the HTTP endpoint makes).
 
 use super::{App, Exit, Format, FormatArg};
+use crate::text::printable as p;
 use crate::values::normalise_phone;
 use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
@@ -72,19 +73,26 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             store
                 .suppress(channel.as_str(), &address, &reason, Some("cli"), Utc::now())
                 .await?;
-            println!("suppressed {} {address}: {reason}", channel.as_str());
+            println!(
+                "suppressed {} {}: {}",
+                channel.as_str(),
+                p(&address),
+                p(&reason)
+            );
         }
         Command::Remove { channel, address } => {
             let address = check_address(channel, &address)?;
             if !store.unsuppress(channel.as_str(), &address).await? {
                 return Err(Exit::invalid(format!(
-                    "{} {address} is not on the suppression list",
-                    channel.as_str()
+                    "{} {} is not on the suppression list",
+                    channel.as_str(),
+                    p(&address)
                 )));
             }
             println!(
-                "removed {} {address} from the suppression list",
-                channel.as_str()
+                "removed {} {} from the suppression list",
+                channel.as_str(),
+                p(&address)
             );
         }
         Command::List { channel, format } => {
@@ -96,12 +104,12 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                         println!(
                             "{}  {:<5}  {}  {}{}",
                             s.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-                            s.channel,
-                            s.address,
-                            s.reason,
+                            p(&s.channel),
+                            p(&s.address),
+                            p(&s.reason),
                             s.source
                                 .as_deref()
-                                .map(|x| format!(" ({x})"))
+                                .map(|x| format!(" ({})", p(x)))
                                 .unwrap_or_default()
                         );
                     }
@@ -117,6 +125,8 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
 #[derive(clap::Args, Debug)]
 pub(super) struct UnsubscribeArgs {
     /// The token from an unsubscribe link (the part after /u/)
+    // base64url: a token may begin with `-`, which is not a flag here.
+    #[arg(allow_hyphen_values = true)]
     token: String,
     /// Only say whom the token is for; change nothing
     #[arg(long)]
@@ -134,7 +144,7 @@ pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyho
         .verify(&a.token)
         .map_err(|e| Exit::invalid(format!("rejected: {e}")))?;
     if a.check {
-        println!("valid: {channel} {address}");
+        println!("valid: {} {}", p(&channel), p(&address));
         return Ok(());
     }
     let store = app.open_store().await?;
@@ -148,6 +158,6 @@ pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyho
         )
         .await?;
     store.close().await;
-    println!("unsubscribed {channel} {address}");
+    println!("unsubscribed {} {}", p(&channel), p(&address));
     Ok(())
 }

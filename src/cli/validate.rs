@@ -22,7 +22,7 @@ pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let d = &d.sorted();
     match a.format.get() {
         Format::Text => {
-            print!("{d}");
+            print!("{}", crate::text::for_terminal_lines(&d.to_string()));
             let mut names: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
             names.sort_unstable();
             println!(

@@ -96,9 +96,16 @@ impl Dispatcher {
                 let me = Arc::clone(self);
                 let done = done_tx.clone();
                 let pace = pace.clone();
+                let guard = crate::send_guard::Guard::new(
+                    &m,
+                    &self.book.jobs,
+                    &self.node,
+                    self.clock.now(),
+                );
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let c = me.process(m).await;
+                    // A panic fails this message at once (see send_guard), not its lease.
+                    let c = guard.run(me.process(m)).await;
                     pace.observe(started.elapsed());
                     let _ = done.send(c).await;
                     drop(slot);
@@ -117,7 +124,10 @@ impl Dispatcher {
         let _ = beat.await;
         let mut stats = recorded?;
         // Committed now: the next claim reads these sends from the store.
-        self.sends.lock().expect("sends lock").clear();
+        self.sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         for (token, ids) in unsure {
             // Still ours if no reaper took them (the renewal failed, the lease held): back
             // to the queue untried; otherwise this matches nothing.

@@ -184,7 +184,10 @@ impl Dispatcher {
             })
         };
         let verdict = if caps {
-            let mut in_run = self.sends.lock().expect("sends lock");
+            let mut in_run = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mine = in_run.entry(m.contact.id.clone()).or_default();
             let verdict = decide(mine);
             if matches!(verdict, Verdict::Send { .. }) {
@@ -209,7 +212,12 @@ impl Dispatcher {
 
     /// Give back a place under the caps that a send did not use.
     fn unreserve(&self, contact: &str, message_id: &str) {
-        if let Some(v) = self.sends.lock().expect("sends lock").get_mut(contact) {
+        if let Some(v) = self
+            .sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(contact)
+        {
             v.retain(|(id, _)| id != message_id);
         }
     }

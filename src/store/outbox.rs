@@ -98,7 +98,9 @@ pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>
         b.push(Bind::Int(
             (c.state == MessageState::Sent).then(|| to_millis(c.at)),
         ));
-        b.push(Bind::Int(Some(i64::from(!c.attempts.is_empty()))));
+        b.push(Bind::Int(Some(i64::from(
+            !c.attempts.is_empty() && !c.uncounted,
+        ))));
     }
     (sql, b)
 }
@@ -284,6 +286,9 @@ pub struct Completion {
     pub at: DateTime<Utc>,
     /// The reminder planned by this send, inserted in the same transaction.
     pub next: Option<NewMessage>,
+    /// The try met a fault of ours, not the message's (the SMTP relay refused our login):
+    /// its attempts are recorded, but it does not count toward `max_attempts` (`tries`).
+    pub uncounted: bool,
 }
 
 pub(super) fn claimed_from_row<R: Row>(r: &R, token: &str) -> Result<Claimed>

@@ -261,7 +261,9 @@ pub(super) fn check_uses(
             out.push((
                 format!(
                     "`{}` is an object; name a field, e.g. `{}.{}`",
-                    u.path, root.name, root.fields[0]
+                    u.path,
+                    root.name,
+                    root.fields.first().unwrap_or(&"id")
                 ),
                 u.location,
                 None,

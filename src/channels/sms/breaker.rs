@@ -10,6 +10,13 @@
 //! Real time, like network timeouts: this is about the gateway's health now, not the
 //! schedule. Per process; each node learns on its own.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::settings::BreakerConfig;
 use crate::model::Outcome;
 use std::sync::Mutex;

@@ -30,6 +30,13 @@
 //! Over 600 lines with its tests (about 100): the route (failover, breaker, pacing) is one
 //! state machine; each gateway kind lives in its own folder.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 pub mod aliyun;
 pub mod encoding;
 pub mod receipt;
@@ -550,8 +557,8 @@ fn mask(e164: &str) -> String {
     if chars.len() < 9 {
         return "*".repeat(chars.len());
     }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let head: String = chars.iter().take(5).collect();
+    let tail: String = chars.iter().skip(chars.len() - 4).collect();
     format!("{head}{}{tail}", "*".repeat(chars.len() - 9))
 }
 
@@ -569,6 +576,7 @@ mod tests {
                 detail: format!("{gateway} said so"),
                 provider_id: None,
                 retry_after: retry_after.map(Duration::from_secs),
+                relay_fault: false,
             },
         }
     }

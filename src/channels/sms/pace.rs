@@ -11,6 +11,13 @@
 //! run slower than configured. In any window of `t` seconds at most `rate × t` plus that
 //! burst go out.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::settings::Rate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};

@@ -270,7 +270,7 @@ fn route(c: &mut Checker, raw: &RawSmsConfig) -> Vec<String> {
                 hint,
             );
         }
-        if raw.route[..i].contains(name) {
+        if raw.route.iter().take(i).any(|r| r == name) {
             c.err(
                 &format!("sms.route[{i}]"),
                 format!("`{name}` appears twice"),

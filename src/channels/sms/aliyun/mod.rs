@@ -21,6 +21,13 @@
 //! code is the message's fault (an invalid number, a template that does not match its
 //! parameters) and permanent.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::SmsMessage;
 pub mod settings;
 

@@ -14,6 +14,13 @@
 //! Over 600 lines with its tests (about 165): request templates, answer rules, receipts and
 //! replies of a configurable provider; its settings are in `settings.rs`.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::SmsMessage;
 pub(super) mod settings;
 
@@ -60,7 +67,11 @@ fn registry(escape: fn(&str) -> String) -> Handlebars<'static> {
 
 fn json_escape(s: &str) -> String {
     let quoted = Value::String(s.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string()
 }
 
 fn form_escape(s: &str) -> String {
@@ -185,7 +196,7 @@ fn param_names(template: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(i) = rest.find(PREFIX) {
-        rest = &rest[i + PREFIX.len()..];
+        rest = rest.get(i + PREFIX.len()..).unwrap_or_default();
         let name: String = rest
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')

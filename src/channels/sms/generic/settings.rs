@@ -378,17 +378,17 @@ fn pointer(c: &mut Checker, path: &str, p: Option<&str>) -> Option<String> {
 /// Whether a handlebars template refers to `var` in one of its `{{...}}` expressions.
 pub(super) fn mentions(template: &str, var: &str) -> bool {
     let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        let expr = &after[..end];
+    while let Some((_, after)) = rest.split_once("{{") {
+        let Some((expr, next)) = after.split_once("}}") else {
+            break;
+        };
         if expr
             .split(|c: char| !(c.is_alphanumeric() || c == '_'))
             .any(|w| w == var)
         {
             return true;
         }
-        rest = &after[end + 2..];
+        rest = next;
     }
     false
 }

@@ -13,6 +13,13 @@
 //! validators do. Twilio may have signed the URL with or without an explicit default port, so
 //! both forms are tried, again like its libraries.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 pub mod settings;
 
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
@@ -227,10 +234,12 @@ fn port_variants(url: &str) -> Vec<String> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let host_end = authority.rfind(']').map_or(0, |i| i + 1);
-    match authority[host_end..].rfind(':') {
-        Some(i) if &authority[host_end + i + 1..] == default => {
-            out.push(format!("{scheme}://{}{tail}", &authority[..host_end + i]));
-        }
+    let (host, port) = match authority.get(host_end..).and_then(|h| h.rfind(':')) {
+        Some(i) => authority.split_at(host_end + i),
+        None => (authority, ""),
+    };
+    match port.strip_prefix(':') {
+        Some(p) if p == default => out.push(format!("{scheme}://{host}{tail}")),
         Some(_) => {}
         None => out.push(format!("{scheme}://{authority}:{default}{tail}")),
     }
