@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod diag;
 pub mod dispatch;
 pub mod duration;
+pub mod housekeeping;
 pub mod ingest;
 pub mod jobs;
 pub mod logging;

@@ -7,6 +7,7 @@ mod callbacks;
 mod forecast;
 mod import;
 mod logs;
+mod maintain;
 mod migrate;
 mod preview;
 mod run;
@@ -90,6 +91,8 @@ enum Command {
 enum StoreCommand {
     /// Copy every row into another store (e.g. SQLite to PostgreSQL), verifying row counts
     Copy(store_copy::Args),
+    /// Remove what is past `retention:` now (the daemon does this daily)
+    Purge(maintain::PurgeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +188,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(a) => migrate::run(&config_path, a).await,
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
+        Command::Store(StoreCommand::Purge(a)) => maintain::purge(&config_path, a).await,
     }
 }
 
@@ -223,6 +227,12 @@ impl App {
             TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
         diags.extend(job_diags);
+        diags.extend(jobs::retention::check(
+            &jobs,
+            &config.retention,
+            &config.policy,
+            &config.path,
+        ));
         let unsubscriber = match &config.unsubscribe {
             None => None,
             Some(u) => match crate::unsubscribe::Unsubscriber::from_config(u) {
