@@ -5,6 +5,7 @@
 //! Errors are JSON `{error, detail, field}`. The routes are listed once in [`ROUTES`], which
 //! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
 
+mod contacts;
 mod events;
 mod hooks;
 mod log;
@@ -21,7 +22,7 @@ use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages/{id}/retry"),
     ("post", "/v1/messages/{id}/cancel"),
     ("get", "/v1/contacts/{id}/timeline"),
+    ("delete", "/v1/contacts/{id}"),
+    ("get", "/v1/contacts/{id}/export"),
     ("post", "/hooks/sms/{gateway}/status"),
     ("post", "/hooks/sms/{gateway}/inbound"),
     ("get", "/u/{token}"),
@@ -210,6 +213,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         log::retry_message,
         log::cancel_message,
         log::timeline,
+        contacts::erase,
+        contacts::export,
         hooks::sms_status,
         hooks::sms_inbound,
         public::unsubscribe_page,
@@ -219,7 +224,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         public::metrics,
         openapi_json,
     ),
-    components(schemas(crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    components(schemas(crate::store::Erased, crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -294,6 +299,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/v1/messages/{id}/retry", post(log::retry_message))
         .route("/v1/messages/{id}/cancel", post(log::cancel_message))
         .route("/v1/contacts/{id}/timeline", get(log::timeline))
+        .route("/v1/contacts/{id}", delete(contacts::erase))
+        .route("/v1/contacts/{id}/export", get(contacts::export))
         .route("/hooks/sms/{gateway}/status", post(hooks::sms_status))
         .route("/hooks/sms/{gateway}/inbound", post(hooks::sms_inbound))
         .route(

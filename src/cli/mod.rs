@@ -4,6 +4,7 @@
 //! 2 usage error (clap); 3 the store cannot be opened.
 
 mod callbacks;
+mod contact;
 mod forecast;
 mod import;
 mod logs;
@@ -80,6 +81,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// A person's data: erase it, or export all of it as JSON
+    #[command(subcommand)]
+    Contact(contact::Command),
     /// Apply the store's pending schema migrations and print them
     Migrate(migrate::Args),
     /// Work with the store
@@ -186,6 +190,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Contact(c) => contact::run(&config_path, c).await,
         Command::Migrate(a) => migrate::run(&config_path, a).await,
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
         Command::Store(StoreCommand::Purge(a)) => maintain::purge(&config_path, a).await,

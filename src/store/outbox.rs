@@ -379,6 +379,10 @@ impl Store {
                 return Ok(Vec::new());
             }
             let rows = sqlx::query(CLAIMED).bind(token).fetch_all(&mut *tx).await?;
+            let mut claimed = rows
+                .iter()
+                .map(|r| claimed_from_row(r, token))
+                .collect::<Result<Vec<_>>>()?;
             let mut stops: HashMap<String, Vec<StopEvent>> = HashMap::new();
             if !with.stop_types.is_empty() {
                 for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
@@ -400,6 +404,22 @@ impl Store {
             {
                 suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
             }
+            // Erased contacts' addresses are on the list as one-way hashes.
+            let (sql, binds, forms) = super::suppressions::hashed_lookup(&claimed, pg);
+            if !forms.is_empty() {
+                for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    let (hash, reason): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+                    for (h, channel, address) in &forms {
+                        if *h == hash {
+                            suppressed
+                                .insert((channel.to_string(), address.clone()), reason.clone());
+                        }
+                    }
+                }
+            }
             let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
             if let Some(since) = with.sends_since {
                 for r in sqlx::query(CLAIMED_RECENT_SENDS)
@@ -415,25 +435,22 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            rows.iter()
-                .map(|r| {
-                    let mut c = claimed_from_row(r, token)?;
-                    c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
-                    c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
-                    if let Some(email) = &c.contact.email
-                        && let Some(reason) =
-                            suppressed.get(&("email".to_string(), email.to_lowercase()))
-                    {
-                        c.suppressed.push(("email".into(), reason.clone()));
-                    }
-                    if let Some(phone) = &c.contact.phone
-                        && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
-                    {
-                        c.suppressed.push(("sms".into(), reason.clone()));
-                    }
-                    Ok(c)
-                })
-                .collect::<Result<Vec<_>>>()
+            claimed.iter_mut().for_each(|c| {
+                c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
+                c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
+                if let Some(email) = &c.contact.email
+                    && let Some(reason) =
+                        suppressed.get(&("email".to_string(), email.to_lowercase()))
+                {
+                    c.suppressed.push(("email".into(), reason.clone()));
+                }
+                if let Some(phone) = &c.contact.phone
+                    && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
+                {
+                    c.suppressed.push(("sms".into(), reason.clone()));
+                }
+            });
+            Ok(claimed)
         })
     }
 

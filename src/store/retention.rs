@@ -158,6 +158,85 @@ fn count_id(k: &CountKey) -> String {
     )
 }
 
+/// A statement and its binds.
+pub(super) type Statement = (String, Vec<Bind>);
+
+/// The statements that add `counts` to `daily_counts` (an upsert per chunk of rows).
+fn add_counts_sql(counts: BTreeMap<CountKey, i64>, pg: bool) -> Vec<Statement> {
+    let counts: Vec<(CountKey, i64)> = counts.into_iter().collect();
+    counts
+        .chunks(super::CHUNK)
+        .map(|chunk| {
+            let sql = format!(
+                "INSERT INTO daily_counts (id, day, job_id, step, variant, channel, outcome, n) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET n = daily_counts.n + excluded.n",
+                values_rows(chunk.len(), 8, pg)
+            );
+            let mut binds = Vec::with_capacity(chunk.len() * 8);
+            for (k, n) in chunk {
+                binds.push(Bind::Text(Some(count_id(k))));
+                binds.push(Bind::Text(Some(k.0.to_string())));
+                binds.push(Bind::Text(Some(k.1.clone())));
+                binds.push(Bind::Int(Some(k.2)));
+                binds.push(Bind::Text(k.3.clone()));
+                binds.push(Bind::Text(Some(k.4.clone())));
+                binds.push(Bind::Text(Some(k.5.clone())));
+                binds.push(Bind::Int(Some(*n)));
+            }
+            (sql, binds)
+        })
+        .collect()
+}
+
+/// What `DELETE FROM messages ... RETURNING` gives back for counting: id, job_id, step,
+/// channel, state, delivery, sent_at, updated_at.
+pub(super) const COUNTED_COLUMNS: &str =
+    "id, job_id, step, channel, state, delivery, sent_at, updated_at";
+
+/// Read rows of [`COUNTED_COLUMNS`]: their ids, and the statements that add them to
+/// `daily_counts`. `pending_as` counts messages that were not finished with that outcome
+/// on `today` (an erasure cancels them).
+pub(super) fn count_deleted<R: Row>(
+    rows: &[R],
+    pg: bool,
+    today: i64,
+) -> Result<(Vec<Bind>, Vec<Statement>)>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
+    for r in rows {
+        ids.push(Bind::Text(Some(r.try_get(0)?)));
+        let state: String = r.try_get(4)?;
+        let finished = matches!(state.as_str(), "sent" | "failed" | "cancelled");
+        let sent_at: Option<i64> = r.try_get(6)?;
+        let day = if finished {
+            day_of(sent_at.unwrap_or(r.try_get(7)?))
+        } else {
+            day_of(today)
+        };
+        let state = if finished { state } else { "cancelled".into() };
+        count_messages(
+            &mut counts,
+            day,
+            (
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                state,
+                r.try_get(5)?,
+            ),
+            1,
+        );
+    }
+    Ok((ids, add_counts_sql(counts, pg)))
+}
+
 impl Store {
     /// Whether this node runs `task` now: `true` for exactly one caller per `every`, across
     /// processes and nodes (the conditional update of the `housekeeping` row).
@@ -279,7 +358,7 @@ impl Store {
         let delete = format!(
             "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 AND updated_at < $1 \
              AND state IN {FINAL} ORDER BY created_at LIMIT $2) AND updated_at < $1 AND state IN {FINAL} \
-             RETURNING id, job_id, step, channel, state, delivery, sent_at, updated_at"
+             RETURNING {COUNTED_COLUMNS}"
         );
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
@@ -292,25 +371,7 @@ impl Store {
                 tx.commit().await?;
                 return Ok((0, 0, 0));
             }
-            let mut ids: Vec<Bind> = Vec::with_capacity(rows.len());
-            let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
-            for r in &rows {
-                ids.push(Bind::Text(Some(r.try_get(0)?)));
-                let sent_at: Option<i64> = r.try_get(6)?;
-                let day = day_of(sent_at.unwrap_or(r.try_get(7)?));
-                count_messages(
-                    &mut counts,
-                    day,
-                    (
-                        r.try_get(1)?,
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                    ),
-                    1,
-                );
-            }
+            let (ids, add) = count_deleted(&rows, pg, 0)?;
             let list = placeholders(1, ids.len());
             let receipts = bind_all!(
                 sqlx::query(AssertSqlSafe(format!(
@@ -330,24 +391,7 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            let counts: Vec<(CountKey, i64)> = counts.into_iter().collect();
-            for chunk in counts.chunks(super::CHUNK) {
-                let sql = format!(
-                    "INSERT INTO daily_counts (id, day, job_id, step, variant, channel, outcome, n) VALUES {} \
-                     ON CONFLICT (id) DO UPDATE SET n = daily_counts.n + excluded.n",
-                    values_rows(chunk.len(), 8, pg)
-                );
-                let mut binds = Vec::with_capacity(chunk.len() * 8);
-                for (k, n) in chunk {
-                    binds.push(Bind::Text(Some(count_id(k))));
-                    binds.push(Bind::Text(Some(k.0.to_string())));
-                    binds.push(Bind::Text(Some(k.1.clone())));
-                    binds.push(Bind::Int(Some(k.2)));
-                    binds.push(Bind::Text(k.3.clone()));
-                    binds.push(Bind::Text(Some(k.4.clone())));
-                    binds.push(Bind::Text(Some(k.5.clone())));
-                    binds.push(Bind::Int(Some(*n)));
-                }
+            for (sql, binds) in add {
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
                     .await?;
