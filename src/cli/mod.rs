@@ -97,6 +97,10 @@ enum StoreCommand {
     Copy(store_copy::Args),
     /// Remove what is past `retention:` now (the daemon does this daily)
     Purge(maintain::PurgeArgs),
+    /// Copy a live SQLite store into a new file, consistently (PostgreSQL: pg_dump)
+    Backup(maintain::BackupArgs),
+    /// Check a store: schema version, references between tables, row counts
+    Check(maintain::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +198,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(a) => migrate::run(&config_path, a).await,
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
         Command::Store(StoreCommand::Purge(a)) => maintain::purge(&config_path, a).await,
+        Command::Store(StoreCommand::Backup(a)) => maintain::backup(&config_path, a).await,
+        Command::Store(StoreCommand::Check(a)) => maintain::check(&config_path, a).await,
     }
 }
 

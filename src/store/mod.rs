@@ -18,6 +18,7 @@
 //! migrations run, `copy` moves every row to another store, `sql` is the plumbing they
 //! share.
 
+mod check;
 mod contacts;
 mod copy;
 mod erasure;
@@ -34,6 +35,7 @@ pub mod settings;
 mod sql;
 mod suppressions;
 
+pub use check::CheckReport;
 pub use contacts::contact_dates;
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use erasure::{Erased, reference as erasure_reference};
