@@ -86,6 +86,9 @@ enum Command {
     Contact(contact::Command),
     /// Apply the store's pending schema migrations and print them
     Migrate(migrate::Args),
+    /// Print the man page (roff), for packaging
+    #[command(hide = true)]
+    Manpage,
     /// Work with the store
     #[command(subcommand)]
     Store(StoreCommand),
@@ -196,6 +199,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Contact(c) => contact::run(&config_path, c).await,
         Command::Migrate(a) => migrate::run(&config_path, a).await,
+        Command::Manpage => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
         Command::Store(StoreCommand::Purge(a)) => maintain::purge(&config_path, a).await,
         Command::Store(StoreCommand::Backup(a)) => maintain::backup(&config_path, a).await,
