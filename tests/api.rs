@@ -440,7 +440,7 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
     let (s, doc) = api.get("/openapi.json", None);
     assert_eq!(s, 200);
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 13);
+    assert_eq!(paths.len(), 15);
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let url = format!(
@@ -457,6 +457,7 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
                     .body("{}")
                     .send()
                     .unwrap(),
+                "delete" => api.client.delete(url).bearer_auth(ADMIN).send().unwrap(),
                 other => panic!("undocumented method {other}"),
             };
             assert_ne!(r.status().as_u16(), 405, "{method} {path}");
