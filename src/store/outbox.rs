@@ -379,10 +379,6 @@ impl Store {
                 return Ok(Vec::new());
             }
             let rows = sqlx::query(CLAIMED).bind(token).fetch_all(&mut *tx).await?;
-            let mut claimed = rows
-                .iter()
-                .map(|r| claimed_from_row(r, token))
-                .collect::<Result<Vec<_>>>()?;
             let mut stops: HashMap<String, Vec<StopEvent>> = HashMap::new();
             if !with.stop_types.is_empty() {
                 for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
@@ -405,18 +401,19 @@ impl Store {
                 suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
             }
             // Erased contacts' addresses are on the list as one-way hashes.
-            let (sql, binds, forms) = super::suppressions::hashed_lookup(&claimed, pg);
+            let addresses = rows
+                .iter()
+                .map(|r| Ok((r.try_get("c_email")?, r.try_get("c_phone")?)))
+                .collect::<Result<Vec<(Option<String>, Option<String>)>>>()?;
+            let (sql, binds, forms) = super::suppressions::hashed_lookup(&addresses, pg);
             if !forms.is_empty() {
                 for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *tx)
                     .await?
                 {
-                    let (hash, reason): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-                    for (h, channel, address) in &forms {
-                        if *h == hash {
-                            suppressed
-                                .insert((channel.to_string(), address.clone()), reason.clone());
-                        }
+                    let hash: String = r.try_get(0)?;
+                    for (_, channel, address) in forms.iter().filter(|f| f.0 == hash) {
+                        suppressed.insert((channel.to_string(), address.clone()), r.try_get(1)?);
                     }
                 }
             }
@@ -435,22 +432,25 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            claimed.iter_mut().for_each(|c| {
-                c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
-                c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
-                if let Some(email) = &c.contact.email
-                    && let Some(reason) =
-                        suppressed.get(&("email".to_string(), email.to_lowercase()))
-                {
-                    c.suppressed.push(("email".into(), reason.clone()));
-                }
-                if let Some(phone) = &c.contact.phone
-                    && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
-                {
-                    c.suppressed.push(("sms".into(), reason.clone()));
-                }
-            });
-            Ok(claimed)
+            rows.iter()
+                .map(|r| {
+                    let mut c = claimed_from_row(r, token)?;
+                    c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
+                    c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
+                    if let Some(email) = &c.contact.email
+                        && let Some(reason) =
+                            suppressed.get(&("email".to_string(), email.to_lowercase()))
+                    {
+                        c.suppressed.push(("email".into(), reason.clone()));
+                    }
+                    if let Some(phone) = &c.contact.phone
+                        && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
+                    {
+                        c.suppressed.push(("sms".into(), reason.clone()));
+                    }
+                    Ok(c)
+                })
+                .collect::<Result<Vec<_>>>()
         })
     }
 

@@ -163,14 +163,14 @@ pub fn hashed_address(channel: &str, address: &str) -> String {
 /// The prefix of hashed suppression entries.
 pub const HASHED: &str = "sha256:";
 
-/// The query that finds hashed entries for the claimed messages' contacts: its SQL, binds,
-/// and the (hash, channel, address) forms it looks for.
+/// The query that finds hashed entries for the claimed messages' contacts, given their
+/// (email, phone): its SQL, binds, and the (hash, channel, address) forms it looks for.
 #[allow(clippy::type_complexity)]
 pub(super) fn hashed_lookup(
-    claimed: &[super::Claimed],
+    addresses: &[(Option<String>, Option<String>)],
     pg: bool,
 ) -> (String, Vec<Bind>, Vec<(String, &'static str, String)>) {
-    let forms = hashed_forms(claimed.iter().map(|c| &c.contact));
+    let forms = hashed_forms(addresses);
     let list = super::contacts::list(1, forms.len(), pg);
     // Both channels, so that the primary key (channel, address) finds them by index.
     let sql = format!(
@@ -185,15 +185,15 @@ pub(super) fn hashed_lookup(
 
 /// (hash, channel, address) for the email and phone of each contact: what the claim looks
 /// up to honour the hashed entries erasure leaves.
-pub(super) fn hashed_forms<'a>(
-    contacts: impl Iterator<Item = &'a crate::model::Contact>,
+fn hashed_forms(
+    addresses: &[(Option<String>, Option<String>)],
 ) -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
-    for c in contacts {
-        if let Some(e) = &c.email {
+    for (email, phone) in addresses {
+        if let Some(e) = email {
             out.push((hashed_address("email", e), "email", e.to_lowercase()));
         }
-        if let Some(p) = &c.phone {
+        if let Some(p) = phone {
             out.push((hashed_address("sms", p), "sms", p.clone()));
         }
     }
