@@ -20,6 +20,7 @@ mod daemon;
 pub mod diag;
 mod dispatch;
 pub mod duration;
+pub mod housekeeping;
 pub mod ingest;
 pub mod jobs;
 mod logging;

@@ -2,9 +2,10 @@
 //!
 //! Every `/v1` route needs a bearer token with a scope (`ingest`, `read`, `admin`); tokens
 //! come from the environment or files, never from YAML, and only their names are logged.
-//! Errors are JSON `{error, detail, field}`. The routes are listed once in [`ROUTES`], which
-//! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
+//! Errors are JSON `{error, detail, field}`. The routes are listed once, in `routes()`, which
+//! registers each with the router and the OpenAPI document (`GET /openapi.json`) alike.
 
+mod contacts;
 mod events;
 mod hooks;
 mod log;
@@ -42,6 +43,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(log::retry_message))
         .routes(routes!(log::cancel_message))
         .routes(routes!(log::timeline))
+        .routes(routes!(contacts::erase))
+        .routes(routes!(contacts::export))
         .routes(routes!(hooks::sms_status))
         .routes(routes!(hooks::sms_inbound))
         .routes(routes!(public::unsubscribe_page, public::unsubscribe_post))
@@ -240,7 +243,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "aftercare", description = "After-sales messages: events in, delivery log out."),
-    components(schemas(crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    components(schemas(crate::store::Erased, crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

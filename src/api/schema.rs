@@ -287,6 +287,16 @@ pub(super) fn document(max_events: usize) -> Value {
             json!({"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}),
         ),
         (
+            "/paths/~1v1~1contacts~1{id}~1export/get/responses",
+            "200",
+            json!({"description": "{exported_at, contact, contact_dates, events, messages, replies, suppressions}", "content": {"application/json": {"schema": {"type": "object"}}}}),
+        ),
+        (
+            "/paths/~1v1~1contacts~1{id}~1export/get/responses",
+            "409",
+            error("Several contacts have this email address or phone number: ask by id"),
+        ),
+        (
             "/paths/~1v1~1contacts~1{id}~1timeline/get/responses",
             "200",
             json!({"description": "{contact, items: [{at, kind: event|message|reply, ...}]} in time order", "content": {"application/json": {"schema": {"type": "object"}}}}),

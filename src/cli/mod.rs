@@ -4,9 +4,11 @@
 //! 2 usage error (clap); 3 the store cannot be opened.
 
 mod callbacks;
+mod contact;
 mod forecast;
 mod import;
 mod logs;
+mod maintain;
 mod migrate;
 mod preview;
 mod run;
@@ -79,8 +81,14 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// A person's data: erase it, or export all of it as JSON
+    #[command(subcommand)]
+    Contact(contact::Command),
     /// Apply the store's pending schema migrations and print them
     Migrate(migrate::Args),
+    /// Print the man page (roff), for packaging
+    #[command(hide = true)]
+    Manpage,
     /// Work with the store
     #[command(subcommand)]
     Store(StoreCommand),
@@ -90,6 +98,12 @@ enum Command {
 enum StoreCommand {
     /// Copy every row into another store (e.g. SQLite to PostgreSQL), verifying row counts
     Copy(store_copy::Args),
+    /// Remove what is past `retention:` now (the daemon does this daily)
+    Purge(maintain::PurgeArgs),
+    /// Copy a live SQLite store into a new file, consistently (PostgreSQL: pg_dump)
+    Backup(maintain::BackupArgs),
+    /// Check a store: schema version, references between tables, row counts
+    Check(maintain::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,8 +200,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Contact(c) => contact::run(&config_path, c).await,
         Command::Migrate(a) => migrate::run(&config_path, a).await,
+        Command::Manpage => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
+        Command::Store(StoreCommand::Purge(a)) => maintain::purge(&config_path, a).await,
+        Command::Store(StoreCommand::Backup(a)) => maintain::backup(&config_path, a).await,
+        Command::Store(StoreCommand::Check(a)) => maintain::check(&config_path, a).await,
     }
 }
 
@@ -226,6 +249,12 @@ impl App {
             TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
         diags.extend(job_diags);
+        diags.extend(jobs::retention::check(
+            &jobs,
+            &config.retention,
+            &config.policy,
+            &config.path,
+        ));
         let unsubscriber = match &config.unsubscribe {
             None => None,
             Some(u) => match crate::unsubscribe::Unsubscriber::from_config(u) {

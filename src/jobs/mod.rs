@@ -6,6 +6,7 @@
 
 mod compile;
 mod job;
+pub mod retention;
 mod sms;
 mod spec;
 mod trigger;

@@ -13,35 +13,43 @@
 //! delivery log support searches), `receipts` (what carriers said about sent SMS),
 //! `replies` (what customers texted back), `suppressions`, `schedule` (anniversaries and
 //! cron occurrences), `lease` (renewing and reaping claims), `ops` (support's hand actions
-//! and the figures health and metrics read); `schema` says when migrations run, `copy`
-//! moves every row to another store, `sql` is the plumbing they share.
+//! and the figures health and metrics read), `retention` (the purge and the daily counts
+//! that outlive it), `erasure` (a person's data exported or erased); `schema` says when
+//! migrations run, `copy` moves every row to another store, `sql` is the plumbing they
+//! share.
 
+mod check;
 mod contacts;
 mod copy;
+mod erasure;
 mod lease;
 mod log;
 mod ops;
 mod outbox;
 mod receipts;
 mod replies;
+mod retention;
 mod schedule;
 mod schema;
 pub mod settings;
 mod sql;
 mod suppressions;
 
+pub use check::CheckReport;
 pub use contacts::contact_dates;
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use erasure::{Erased, reference as erasure_reference};
 pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use outbox::{ClaimWith, Claimed, Completion, NewAttempt, NewMessage, StopEvent};
 pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
+pub use retention::{DailyCount, PURGE_BATCH, Purged};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
-pub use settings::{SqliteSync, StoreConfig};
-pub use suppressions::Suppression;
+pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
+pub use suppressions::{Suppression, hashed_address};
 
 use contacts::event_from_parts;
 use sql::{CHUNK, on_pool, on_tx, placeholders};

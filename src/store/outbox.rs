@@ -408,6 +408,23 @@ impl Store {
             {
                 suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
             }
+            // Erased contacts' addresses are on the list as one-way hashes.
+            let addresses = rows
+                .iter()
+                .map(|r| Ok((r.try_get("c_email")?, r.try_get("c_phone")?)))
+                .collect::<Result<Vec<(Option<String>, Option<String>)>>>()?;
+            let (sql, binds, forms) = super::suppressions::hashed_lookup(&addresses, pg);
+            if !forms.is_empty() {
+                for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    let hash: String = r.try_get(0)?;
+                    for (_, channel, address) in forms.iter().filter(|f| f.0 == hash) {
+                        suppressed.insert((channel.to_string(), address.clone()), r.try_get(1)?);
+                    }
+                }
+            }
             let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
             if let Some(since) = with.sends_since {
                 for r in sqlx::query(CLAIMED_RECENT_SENDS)
