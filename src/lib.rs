@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the flow and the map of these modules.
 
+pub mod answers;
 pub mod api;
 pub mod channels;
 pub mod check;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod plan;
 pub mod playbook;
 pub mod policy;
+pub mod reports;
 pub mod schedule;
 pub mod sms_hooks;
 pub mod store;

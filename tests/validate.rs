@@ -10,7 +10,7 @@ fn shipped_jobs_and_templates_are_valid() {
     let r = ws.run(&["validate"]).ok();
     assert_eq!(
         r.stdout.trim(),
-        "4 job(s) valid: birthday-greeting, complaint-callback, nps-survey, review-request; 0 error(s), 0 warning(s)"
+        "5 job(s) valid: birthday-greeting, complaint-callback, detractor-callback, nps-survey, review-request; 0 error(s), 0 warning(s)"
     );
     // And the config the README tells a newcomer to use.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/aftercare.yaml");
@@ -56,7 +56,7 @@ fn malformed_jobs_are_reported_at_path_line_column_with_hints() {
         "jobs/bad-values.yaml:10:9: error: dedupe: `contact.nmae`: contact has no field `nmae`\n  hint: did you mean `name`?",
         "jobs/review-request.yaml:1:5: error: duplicate job id `review-request`, first defined at jobs/dup.yaml:1:5",
         "jobs/syntax.yaml:3:9: error: did not find expected ',' or '}'",
-        "4 job(s) valid: birthday-greeting, complaint-callback, nps-survey, review-request; 7 error(s), 1 warning(s)",
+        "5 job(s) valid: birthday-greeting, complaint-callback, detractor-callback, nps-survey, review-request; 7 error(s), 1 warning(s)",
     ];
     for w in want {
         assert!(r.stdout.contains(w), "missing:\n{w}\nin:\n{}", r.stdout);
@@ -248,7 +248,7 @@ fn review_gating_is_refused_and_missing_unsubscribe_links_are_warned() {
     assert_eq!(r.code, 1);
     for want in [
         "jobs/review-request.yaml:17:24: error: audience.where.event.data.rating: review gating: a review request must go to every customer, not only satisfied ones",
-        "FTC's 2024 rule on consumer reviews",
+        "16 CFR Part 465",
         "jobs/promo.yaml:3:11: warning: template: marketing template `plain` has no unsubscribe link",
     ] {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);

@@ -1,4 +1,5 @@
-//! The HTTP API: events in, the delivery log out, one-click unsubscribe, health and metrics.
+//! The HTTP API: events in, the delivery log out, survey answers in (the answer page and
+//! `/v1/answers`), one-click unsubscribe, health and metrics.
 //!
 //! Every `/v1` route needs a bearer token with a scope (`ingest`, `read`, `admin`); tokens
 //! come from the environment or files, never from YAML, and only their names are logged.
@@ -9,8 +10,10 @@ mod events;
 mod hooks;
 mod log;
 mod public;
+mod reports;
 mod schema;
 pub mod settings;
+mod survey;
 
 use crate::metrics;
 use crate::playbook::Playbook;
@@ -42,6 +45,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/hooks/sms/{gateway}/inbound"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),
+    ("get", "/s/{token}"),
+    ("post", "/s/{token}"),
+    ("post", "/v1/answers"),
+    ("get", "/v1/reports/conversions"),
+    ("get", "/v1/reports/nps"),
+    ("get", "/v1/reports/csat"),
+    ("get", "/v1/reports/answers"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -214,12 +224,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         hooks::sms_inbound,
         public::unsubscribe_page,
         public::unsubscribe_post,
+        survey::survey_page,
+        survey::survey_post,
+        survey::post_answer,
+        reports::conversions,
+        reports::nps,
+        reports::csat,
+        reports::answers,
         public::healthz,
         public::readyz,
         public::metrics,
         openapi_json,
     ),
-    components(schemas(crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    components(schemas(crate::sms_hooks::Summary, crate::reports::ConversionReport, crate::reports::ScoreReport, crate::reports::AnswersReport, survey::AnswerRequest, survey::AnswerResponse, crate::store::StoredAnswer, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -300,6 +317,15 @@ pub fn router(state: ApiState) -> axum::Router {
             "/u/{token}",
             get(public::unsubscribe_page).post(public::unsubscribe_post),
         )
+        .route(
+            "/s/{token}",
+            get(survey::survey_page).post(survey::survey_post),
+        )
+        .route("/v1/answers", post(survey::post_answer))
+        .route("/v1/reports/conversions", get(reports::conversions))
+        .route("/v1/reports/nps", get(reports::nps))
+        .route("/v1/reports/csat", get(reports::csat))
+        .route("/v1/reports/answers", get(reports::answers))
         .route("/healthz", get(public::healthz))
         .route("/readyz", get(public::readyz))
         .route("/metrics", get(public::metrics))

@@ -37,6 +37,9 @@ pub const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
 /// An unsubscribe token's shape: two base64url parts joined by a dot.
 pub const TOKEN: &str = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$";
 
+/// A message token (`{{message.token}}`, the survey link's last part): base64url.
+pub const SURVEY_TOKEN: &str = r"^[A-Za-z0-9_-]{1,64}$";
+
 fn error(description: &str) -> Value {
     json!({
         "description": description,
@@ -181,6 +184,7 @@ pub fn document(max_events: usize) -> Value {
                 if let Some(Value::Array(params)) = op.get_mut("parameters") {
                     for p in params.iter_mut().filter(|p| p["in"] == "path") {
                         let pattern = match p["name"].as_str() {
+                            Some("token") if path.starts_with("/s/") => SURVEY_TOKEN,
                             Some("token") => TOKEN,
                             Some("gateway") => "^[A-Za-z0-9_-]{1,64}$",
                             _ => r"^[^\x00]+$",
@@ -219,6 +223,42 @@ pub fn document(max_events: usize) -> Value {
         }
     }
     let page = |d: &str| text(d, "text/html");
+    for method in ["get", "post"] {
+        let pointer = format!("/paths/~1s~1{{token}}/{method}/responses");
+        if let Some(Value::Object(r)) = doc.pointer_mut(&pointer) {
+            for (status, what) in [
+                (
+                    "200",
+                    "The question and its form (GET), or the thank-you page (POST)",
+                ),
+                (
+                    "400",
+                    "No score, or one off the scale: the form again, saying so",
+                ),
+                (
+                    "404",
+                    "No survey has this link: forged, mistyped, or not a survey",
+                ),
+                ("409", "The survey message has not been sent yet"),
+                ("410", "The survey has closed (its answer window is over)"),
+                ("503", "The store did not answer; try again"),
+            ] {
+                r.insert(status.to_string(), page(what));
+            }
+        }
+    }
+    if let Some(op) = doc.pointer_mut("/paths/~1s~1{token}/post") {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object",
+                "properties": {
+                    "score": {"type": "string", "pattern": "^[0-9]{1,2}$"},
+                    "comment": {"type": "string", "maxLength": crate::answers::MAX_COMMENT, "pattern": NO_NUL},
+                },
+            }}}
+        });
+    }
     for (pointer, status, body) in [
         (
             "/paths/~1u~1{token}/get/responses",

@@ -37,6 +37,7 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("recurring", &["job_id"]),
     ("replies", &["id"]),
     ("receipts", &["message_id", "attempt", "status"]),
+    ("answers", &["message_id"]),
 ];
 
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.
