@@ -241,15 +241,9 @@ impl Window {
         now: DateTime<Utc>,
         tz: Tz,
     ) -> Result<Window, ReportError> {
+        // `since` at or after `until` is an empty period: every count is 0.
         let until = until.unwrap_or(now);
         let since = since.unwrap_or(until - Days::days(30));
-        if since >= until {
-            return Err(ReportError::Invalid(format!(
-                "--since ({}) must be before --until ({})",
-                since.to_rfc3339(),
-                until.to_rfc3339()
-            )));
-        }
         Ok(Window { since, until, tz })
     }
 
@@ -753,12 +747,19 @@ fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+fn local(t: DateTime<Utc>, zone: &str) -> String {
+    match zone.parse::<Tz>() {
+        Ok(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+        Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
 fn head(s: &Scope, what: &str) -> String {
     format!(
         "{what} of {}, due {} to {} ({}){}\n",
         s.job,
-        s.since.format("%Y-%m-%d %H:%M UTC"),
-        s.until.format("%Y-%m-%d %H:%M UTC"),
+        local(s.since, &s.timezone),
+        local(s.until, &s.timezone),
         s.timezone,
         s.by.as_deref()
             .map(|b| format!(", by {b}"))
@@ -937,10 +938,11 @@ impl AnswersReport {
     pub fn table(&self, tz: Tz) -> String {
         use std::fmt::Write;
         let mut out = format!(
-            "answers to {}, given {} to {}{}\n",
+            "answers to {}, given {} to {} ({}){}\n",
             self.scope.job,
-            self.scope.since.format("%Y-%m-%d %H:%M UTC"),
-            self.scope.until.format("%Y-%m-%d %H:%M UTC"),
+            local(self.scope.since, &self.scope.timezone),
+            local(self.scope.until, &self.scope.timezone),
+            self.scope.timezone,
             self.score_lte
                 .map(|s| format!(", score at most {s}"))
                 .unwrap_or_default()

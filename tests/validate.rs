@@ -288,3 +288,59 @@ fn clock_triggers_are_checked() {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
     }
 }
+
+#[test]
+fn comparisons_list_stops_surveys_and_experiments_are_checked() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "jobs/bad-where.yaml",
+        "id: bad-where\ntrigger: {event: survey.answered}\nclass: service\nchannels: [webhook]\n\
+         audience:\n  where:\n    event.data.score: {lte: six}\n    event.data.channel: {betwen: [a, b]}\n\
+         stop_when: [order.returned, {event: complaint.opend}]\n",
+    );
+    ws.write(
+        "jobs/coupon.yaml",
+        "id: promoter-coupon\ndescription: A coupon for our fans\ntrigger: {event: survey.answered}\n\
+         template: plain\naudience:\n  where:\n    event.data.score: {gte: 9}\n",
+    );
+    ws.write(
+        "jobs/ask.yaml",
+        "id: ask-promoters\ntrigger: {event: survey.answered}\ntemplate: review_request\n\
+         audience:\n  where:\n    event.data.score: {in: [9, 10]}\n",
+    );
+    ws.write(
+        "jobs/ab.yaml",
+        "id: ab\ntrigger: {event: order.delivered}\nchannels: [email]\n\
+         variants: [{name: a, template: review_request}, {name: B, template: review_requst}]\nholdout: 120%\n\
+         survey: {scale: stars}\n",
+    );
+    ws.write("message_templates/plain/email.subject.hbs", "Hi\n");
+    ws.write(
+        "message_templates/plain/email.txt.hbs",
+        "Your coupon {{unsubscribe.url}}\n",
+    );
+    ws.write(
+        "jobs/no-survey.yaml",
+        "id: no-survey\ntrigger: {event: rental.completed}\ntemplate: nps_survey\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    for want in [
+        "error: audience.where.event.data.score.lte: `lte` compares numbers or dates; `\"six\"` is neither",
+        "unknown comparison `betwen`",
+        "warning: stop_when[1].event: `complaint.opend` is not a known event type",
+        "did you mean `complaint.opened`?",
+        "review gating: this job gives an incentive only to customers who scored us high",
+        "review gating: a review request must go to every customer, not only satisfied ones",
+        "16 CFR Part 465",
+        "Trustpilot",
+        "error: variants[1].name: `B` is not a variant name",
+        "error: variants[1].template: unknown template `review_requst`",
+        "error: holdout: a holdout is a share of contacts above 0% and below 100%",
+        "unknown survey scale `stars`",
+        "`survey.url`: this job cannot provide `survey`",
+        "this job is not a survey: add `survey: nps` (or csat) to it",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
+    }
+}

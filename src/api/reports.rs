@@ -5,6 +5,7 @@ use super::{ApiError, ApiState, Scope, authorize, refuse_nul};
 use crate::jobs::{Job, Scale};
 use crate::reports::{self, AnswersReport, By, ConversionReport, ReportError, ScoreReport, Window};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// The job's id.
     job: String,
@@ -20,11 +22,18 @@ pub struct ReportQuery {
     /// Before; default: now.
     until: Option<String>,
     /// Group by: step, variant, channel, locale, week (conversions); week, month, locale, tier (nps, csat).
+    #[param(value_type = Option<String>)]
     by: Option<By>,
     /// answers: only those at or below this score.
     score_lte: Option<i64>,
     /// answers: at most this many (1 to 100000; default 1000).
     limit: Option<i64>,
+}
+
+/// The query, parsed after the token is checked (a request without one is a 401 first).
+fn query(q: Result<Query<ReportQuery>, QueryRejection>) -> Result<ReportQuery, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
 
 fn bad(field: &str, detail: String) -> ApiError {
@@ -91,9 +100,10 @@ fn refused(e: ReportError) -> ApiError {
 pub async fn conversions(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(q): Query<ReportQuery>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<ConversionReport>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
+    let q = query(q)?;
     let (job, w, locale) = prepare(&state, &q)?;
     reports::conversions(&state.store, &job, &w, q.by, &locale)
         .await
@@ -104,10 +114,11 @@ pub async fn conversions(
 async fn scores(
     state: ApiState,
     headers: HeaderMap,
-    q: ReportQuery,
+    q: Result<Query<ReportQuery>, QueryRejection>,
     scale: Scale,
 ) -> Result<Json<ScoreReport>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
+    let q = query(q)?;
     let (job, w, locale) = prepare(&state, &q)?;
     reports::scores(&state.store, &job, scale, &w, q.by, &locale)
         .await
@@ -127,7 +138,7 @@ async fn scores(
 pub async fn nps(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(q): Query<ReportQuery>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<ScoreReport>, ApiError> {
     scores(state, headers, q, Scale::Nps).await
 }
@@ -143,7 +154,7 @@ pub async fn nps(
 pub async fn csat(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(q): Query<ReportQuery>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<ScoreReport>, ApiError> {
     scores(state, headers, q, Scale::Csat).await
 }
@@ -159,9 +170,10 @@ pub async fn csat(
 pub async fn answers(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(q): Query<ReportQuery>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<AnswersReport>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
+    let q = query(q)?;
     let (job, w, _) = prepare(&state, &q)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=100_000).contains(&limit) {

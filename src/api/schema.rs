@@ -176,6 +176,48 @@ pub fn document(max_events: usize) -> Value {
             p["schema"] = schema;
         }
     }
+    // The reports' queries: the times as `/v1/messages` takes them, `by` per report.
+    for (path, by) in [
+        (
+            "/paths/~1v1~1reports~1conversions/get/parameters",
+            &["step", "variant", "channel", "locale", "week"][..],
+        ),
+        (
+            "/paths/~1v1~1reports~1nps/get/parameters",
+            &["week", "month", "locale", "tier"][..],
+        ),
+        (
+            "/paths/~1v1~1reports~1csat/get/parameters",
+            &["week", "month", "locale", "tier"][..],
+        ),
+        (
+            "/paths/~1v1~1reports~1answers/get/parameters",
+            &[
+                "step", "variant", "channel", "locale", "week", "month", "tier",
+            ][..],
+        ),
+    ] {
+        if let Some(Value::Array(params)) = doc.pointer_mut(path) {
+            for p in params.iter_mut() {
+                let schema = match p["name"].as_str().unwrap_or_default() {
+                    "job" => json!({"type": "string", "pattern": NO_NUL}),
+                    "since" | "until" => json!({"anyOf": [
+                        {"type": "string", "format": "date-time"},
+                        {"type": "string", "format": "date"},
+                    ]}),
+                    "by" => json!({"type": "string", "enum": by}),
+                    "limit" => {
+                        json!({"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000})
+                    }
+                    "score_lte" => {
+                        json!({"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000})
+                    }
+                    _ => continue,
+                };
+                p["schema"] = schema;
+            }
+        }
+    }
     // Path parameters, and every error status with its body.
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         for (path, item) in paths.iter_mut() {

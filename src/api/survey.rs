@@ -323,8 +323,9 @@ pub async fn survey_post(
 pub struct AnswerRequest {
     /// The message's token (`{{message.token}}`).
     pub token: String,
-    /// 0–10 (nps) or 1–5 (csat), as the job's survey scale says.
-    pub score: i64,
+    /// 0–10 (nps) or 1–5 (csat), as the job's survey scale says (a whole number; `9.0` is 9).
+    #[schema(value_type = i64)]
+    pub score: serde_json::Number,
     pub comment: Option<String>,
 }
 
@@ -368,12 +369,29 @@ pub async fn post_answer(
         )
     })?;
     super::refuse_nul("token", &req.token)?;
+    let score = req
+        .score
+        .as_i64()
+        .or_else(|| {
+            req.score
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_answer",
+                format!("score {} is not a whole number", req.score),
+            )
+            .field("score")
+        })?;
     let book = state.book.load_full();
     let r = answers::record(
         &book,
         &state.store,
         &req.token,
-        req.score,
+        score,
         req.comment.as_deref(),
         Via::Api,
         state.clock.now(),

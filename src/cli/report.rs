@@ -122,6 +122,13 @@ pub async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
         .map(|s| parse_in(s, tz, "--until"))
         .transpose()?;
     let w = Window::new(since, until, now, tz).map_err(refused)?;
+    if w.since >= w.until {
+        return Err(Exit::invalid(format!(
+            "--since ({}) must be before --until ({})",
+            w.since.to_rfc3339(),
+            w.until.to_rfc3339()
+        )));
+    }
     let store = app.open_store().await?;
     let is_csat = matches!(c, Command::Csat(_));
     let out = match c {
