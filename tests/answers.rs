@@ -308,6 +308,34 @@ fn the_answer_page_records_on_post_only_and_plans_the_detractor_callback(b: Back
     let (s, page) = d.post_form(&format!("/s/{token}"), &[("comment", "no score")]);
     assert_eq!(s, 400);
     assert!(page.contains("请选择一个分数"), "{page}");
+    // The reports see it: the answers list (detractors), and the NPS of one answer, warned.
+    let listed = d.get_json("/v1/reports/answers?job=rental-nps&score_lte=6");
+    let rows = listed["answers"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(
+        (
+            rows[0]["score"].as_i64(),
+            rows[0]["changes"].as_i64(),
+            rows[0]["name"].as_str()
+        ),
+        (Some(2), Some(1), Some("王芳"))
+    );
+    let nps = d.get_json("/v1/reports/nps?job=rental-nps");
+    let t = &nps["total"];
+    assert_eq!(
+        (
+            t["sent"].as_i64(),
+            t["answered"].as_i64(),
+            t["detractors"].as_i64(),
+            t["nps"].as_f64()
+        ),
+        (Some(1), Some(1), Some(1), Some(-100.0)),
+        "{nps}"
+    );
+    assert!(
+        t["warning"].as_str().unwrap().contains("only 1 answer(s)"),
+        "{nps}"
+    );
     // Only an ingest token may post answers.
     assert_eq!(
         d.post_json("/v1/answers", READ, json!({"token": token, "score": 5}))
@@ -473,6 +501,11 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
     let ws = Workspace::on(b, None);
     ws.keep_jobs(&["detractor-callback"]);
     ws.write("jobs/rental-nps.yaml", SURVEY_JOB);
+    ws.write(
+        "jobs/repair-csat.yaml",
+        "id: repair-csat\ntrigger: {event: service.completed}\ntemplate: nps_survey\n\
+         channels: [email]\nsurvey: {scale: csat, window: 3d}\n",
+    );
     ws.write_config(None, "api:\n  public_url: \"https://care.example.com\"\n");
     let at = "2026-11-23T10:00:00+08:00";
     let rental = json!({"id": "r-1", "type": "rental.completed", "occurred_at": at,
