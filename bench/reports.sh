@@ -8,6 +8,9 @@
 #
 #   bench/reports.sh [N]            AFTERCARE_BIN=path measures a given build
 #
+# Then the same store is copied into a PostgreSQL it starts (`aftercare store copy`) and the
+# same reports are timed there (PG=0 skips it; AFTERCARE_PG_BIN as for bench/nodes.sh).
+#
 # The store is filled with SQL (python3's sqlite3), not through the daemon: this measures the
 # reports, not ingest (bench/ingest.sh) or dispatch (bench/dispatch.sh).
 set -euo pipefail
@@ -20,7 +23,15 @@ else
   bin=$AFTERCARE_BIN
 fi
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+  local pm; pm=$(head -1 "$work/pgdir/pg/postmaster.pid" 2>/dev/null || true)
+  if [ -n "$pm" ]; then
+    kill -INT "$pm" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 mkdir -p "$work/jobs"
 cp -r "$root/message_templates" "$work/"
 cat > "$work/jobs/ab.yaml" <<'YAML'
@@ -124,8 +135,9 @@ run() {
   a=$(secs)
   "$bin" "${cfg[@]}" report "$@" "${range[@]}" --format json >/dev/null
   b=$(secs)
-  printf '%-40s %6.2f s\n' "$label" "$(python3 -c "print($b - $a)")"
+  printf '%-50s %6.2f s\n' "$label" "$(python3 -c "print($b - $a)")"
 }
+echo "SQLite:"
 run "report conversions --job ab" conversions --job ab
 run "report conversions --job ab --by variant" conversions --job ab --by variant
 run "report conversions --job ab --by week" conversions --job ab --by week
@@ -134,3 +146,32 @@ run "report nps --job nps-survey --by week" nps --job nps-survey --by week
 echo "query plans:"
 sqlite3 "$work/data/aftercare.db" "EXPLAIN QUERY PLAN SELECT m.state, COUNT(*) FROM messages m WHERE m.job_id = 'ab' AND m.due_at >= 0 AND m.due_at < 1 AND m.channel_plan IS NULL GROUP BY 1" | sed 's/^/  /'
 sqlite3 "$work/data/aftercare.db" "EXPLAIN QUERY PLAN SELECT e.id, m.id FROM events e JOIN messages m ON m.contact_id = e.contact_id AND m.job_id = 'ab' WHERE e.type = 'review.submitted' AND e.occurred_at >= 0" | sed 's/^/  /'
+
+[ "${PG:-1}" = 0 ] && exit 0
+pg_bin=${AFTERCARE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "${pg_bin:-}/initdb" ] || { echo "no PostgreSQL binaries: PostgreSQL skipped"; exit 0; }
+mkdir -p "$work/pgdir"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres: "$work/pgdir"
+  as_pg=(runuser -u postgres --)
+fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$work/pgdir/pg" -U postgres -A trust -E UTF8 --locale=C --no-instructions >/dev/null
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"${as_pg[@]}" "$pg_bin/postgres" -D "$work/pgdir/pg" -h 127.0.0.1 -p "$pg_port" -k "$work/pgdir" \
+  -c shared_buffers=256MB -c work_mem=64MB >"$work/pg.log" 2>&1 &
+for _ in $(seq 100); do "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -U postgres && break; sleep 0.1; done
+"$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench"
+url="postgres://postgres@127.0.0.1:$pg_port/bench"
+sed "s|sqlite://data/aftercare.db\", sqlite_synchronous: normal|$url\"|" "$work/aftercare.yaml" > "$work/pg.yaml"
+t0=$(secs)
+"$bin" store copy --from "sqlite://$work/data/aftercare.db" --to "$url" >/dev/null
+"$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d bench -c "VACUUM ANALYZE"
+t1=$(secs)
+echo "copied to PostgreSQL in $(python3 -c "print(round($t1 - $t0, 1))") s"
+cfg=(--config "$work/pg.yaml")
+echo "PostgreSQL:"
+run "report conversions --job ab" conversions --job ab
+run "report conversions --job ab --by variant" conversions --job ab --by variant
+run "report conversions --job ab --by week" conversions --job ab --by week
+run "report nps --job nps-survey --by week" nps --job nps-survey --by week
