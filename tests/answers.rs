@@ -509,7 +509,7 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
     ws.write_config(None, "api:\n  public_url: \"https://care.example.com\"\n");
     let at = "2026-11-23T10:00:00+08:00";
     let rental = json!({"id": "r-1", "type": "rental.completed", "occurred_at": at,
-        "contact": {"id": "c-7", "email": "c7@example.com", "locale": "en"}, "data": {}});
+        "contact": {"id": "c-7", "email": "c7@example.com", "locale": "en", "attributes": {"tier": "gold"}}, "data": {}});
     ws.import(&[rental.to_string()]).ok();
     ws.once(at);
     let mail = emails(&ws).pop().unwrap();
@@ -562,6 +562,127 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
     assert_eq!(
         log[0]["due_at"], "2026-11-24T02:00:00Z",
         "an hour after the answer"
+    );
+
+    // CSAT: 1 to 5, a window of 3 days; three customers answer 5, 4 and 2.
+    let repairs: Vec<String> = (1..=3)
+        .map(|i| {
+            json!({"id": format!("s-{i}"), "type": "service.completed", "occurred_at": at,
+                   "contact": {"id": format!("r-{i}"), "email": format!("r{i}@example.com"), "locale": "en"}, "data": {}})
+            .to_string()
+        })
+        .collect();
+    ws.import(&repairs).ok();
+    ws.once(at);
+    for (i, score) in [(1, "5"), (2, "4"), (3, "2")] {
+        let contact = format!("r-{i}");
+        answer(&[
+            "--job",
+            "repair-csat",
+            "--contact",
+            &contact,
+            score,
+            "--now",
+            "2026-11-24T10:00:00+08:00",
+        ])
+        .ok();
+    }
+    let r = answer(&[
+        "--job",
+        "repair-csat",
+        "--contact",
+        "r-1",
+        "9",
+        "--now",
+        "2026-11-24T10:00:00+08:00",
+    ]);
+    assert!(
+        r.stderr
+            .contains("score 9 is outside the csat scale (1 to 5)"),
+        "{}",
+        r.stderr
+    );
+    let r = answer(&[
+        "--job",
+        "repair-csat",
+        "--contact",
+        "r-1",
+        "3",
+        "--now",
+        "2026-11-26T10:00:01+08:00",
+    ]);
+    assert!(
+        r.stderr.contains("this survey closed"),
+        "3 days: {}",
+        r.stderr
+    );
+    let report = |args: &[&str]| {
+        let out = ws
+            .run(
+                &[
+                    &["report"],
+                    args,
+                    &[
+                        "--since",
+                        "2026-11-01",
+                        "--until",
+                        "2026-12-01",
+                        "--format",
+                        "json",
+                    ],
+                ]
+                .concat(),
+            )
+            .ok()
+            .stdout;
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let csat = report(&["csat", "--job", "repair-csat"]);
+    let t = &csat["total"];
+    assert_eq!(
+        (t["sent"].as_i64(), t["answered"].as_i64()),
+        (Some(3), Some(3)),
+        "{csat}"
+    );
+    assert_eq!(
+        (t["csat"]["k"].as_i64(), t["csat"]["n"].as_i64()),
+        (Some(2), Some(3)),
+        "{csat}"
+    );
+    assert_eq!(t["scores"], json!({"2": 1, "4": 1, "5": 1}));
+    let wrong = ws.run(&["report", "nps", "--job", "repair-csat"]);
+    assert!(
+        wrong
+            .stderr
+            .contains("asks on the csat scale: use `report csat`"),
+        "{}",
+        wrong.stderr
+    );
+    for (by, key) in [
+        ("locale", "en"),
+        ("tier", "gold"),
+        ("week", "2026-11-23"),
+        ("month", "2026-11"),
+    ] {
+        let r = report(&["nps", "--job", "rental-nps", "--by", by]);
+        let groups = r["groups"].as_array().unwrap();
+        let g = groups
+            .iter()
+            .find(|g| g["answered"] == 1)
+            .unwrap_or_else(|| panic!("{r}"));
+        assert_eq!(
+            (g["key"].as_str(), g["detractors"].as_i64()),
+            (Some(key), Some(1)),
+            "by {by}: {r}"
+        );
+    }
+    // The shipped callback is for NPS detractors: a CSAT 2 plans none.
+    assert_eq!(
+        ws.logs_json(&["--job", "detractor-callback"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
 }
 
