@@ -527,7 +527,7 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
         "--comment",
         "slow pickup",
         "--now",
-        "2026-11-24T09:00:00+08:00",
+        "2026-11-24T17:30:00+08:00",
     ])
     .ok();
     assert!(
@@ -560,8 +560,8 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
     let log = ws.logs_json(&["--job", "detractor-callback"]);
     assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
     assert_eq!(
-        log[0]["due_at"], "2026-11-24T02:00:00Z",
-        "an hour after the answer"
+        log[0]["due_at"], "2026-11-25T01:30:00Z",
+        "one business hour after 17:30: 09:30 the next day"
     );
 
     // CSAT: 1 to 5, a window of 3 days; three customers answer 5, 4 and 2.
