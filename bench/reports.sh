@@ -151,6 +151,7 @@ sqlite3 "$work/data/aftercare.db" "EXPLAIN QUERY PLAN SELECT e.id, m.id FROM eve
 pg_bin=${AFTERCARE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [ -x "${pg_bin:-}/initdb" ] || { echo "no PostgreSQL binaries: PostgreSQL skipped"; exit 0; }
 mkdir -p "$work/pgdir"
+chmod 755 "$work"
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
   chown postgres: "$work/pgdir"

@@ -16,8 +16,7 @@
 
 use crate::jobs::{Job, Scale};
 use crate::store::{
-    AnswerRow, Converted, GoalSpec, GroupBy, Period, ReasonCount, ScoreCount, StateRow, Store,
-    StoreError,
+    AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow, Store, StoreError,
 };
 use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -385,13 +384,14 @@ pub async fn conversions(
         .collect();
     let stop_events: Vec<String> = job.stop_when.iter().map(|s| s.event.clone()).collect();
     let by_step = matches!(by, Some(By::Step));
-    let states = store.report_states(&p, &group).await?;
-    let reasons = store.report_cancelled(&p, &group, &stop_events).await?;
+    // One pass over the messages and one over the goal events; each row also carries its
+    // variant, so the comparisons need no second pass.
+    let states = store.report_states(&p, &group, &stop_events).await?;
     let converted = store
         .report_converted(&p, &group, &goals, job.goal.window)
         .await?;
     let mut groups: BTreeMap<String, ConversionGroup> = BTreeMap::new();
-    fold(&mut groups, &states, &reasons, &converted, by_step, &*label);
+    fold(&mut groups, &states, &converted, by_step, &|s, _| label(s));
     let mut total = ConversionGroup {
         key: "total".into(),
         ..Default::default()
@@ -420,25 +420,16 @@ pub async fn conversions(
     }
     let mut comparisons = Vec::new();
     if !job.experiment.variants.is_empty() {
-        let vs = if matches!(by, Some(By::Variant)) {
-            groups.clone()
-        } else {
-            let (g, l) = grouping(Some(By::Variant), w, default_locale)?;
-            let s = store.report_states(&p, &g).await?;
-            let c = store
-                .report_converted(&p, &g, &goals, job.goal.window)
-                .await?;
-            let mut m = BTreeMap::new();
-            fold(&mut m, &s, &[], &c, false, &*l);
-            m.into_values().collect()
-        };
-        let arms: Vec<&ConversionGroup> = job
+        // By variant, counting threads (the unit the arms are assigned by).
+        let mut arms = BTreeMap::new();
+        fold(&mut arms, &states, &converted, false, &|_, v| v.to_string());
+        let listed: Vec<&ConversionGroup> = job
             .experiment
             .variants
             .iter()
-            .filter_map(|v| vs.iter().find(|g| g.key == v.name))
+            .filter_map(|v| arms.get(&v.name))
             .collect();
-        if let Some((first, rest)) = arms.split_first() {
+        if let Some((first, rest)) = listed.split_first() {
             for b in rest {
                 comparisons.push(two_proportions(
                     &first.key,
@@ -488,13 +479,13 @@ pub async fn conversions(
     })
 }
 
+/// Fold the store's rows into groups; `label(key, variant)` names a row's group.
 fn fold(
     groups: &mut BTreeMap<String, ConversionGroup>,
     states: &[StateRow],
-    reasons: &[ReasonCount],
     converted: &[Converted],
     by_step: bool,
-    label: &dyn Fn(&str) -> String,
+    label: &dyn Fn(&str, &str) -> String,
 ) {
     fn at(groups: &mut BTreeMap<String, ConversionGroup>, l: String) -> &mut ConversionGroup {
         groups.entry(l.clone()).or_insert_with(|| ConversionGroup {
@@ -503,7 +494,7 @@ fn fold(
         })
     }
     for s in states {
-        let g = at(groups, label(&s.key));
+        let g = at(groups, label(&s.key, &s.variant));
         if s.state == "held_out" {
             g.held_out += s.count;
             continue;
@@ -518,18 +509,15 @@ fn fold(
                 }
             }
             "failed" => g.failed += s.count,
-            "cancelled" => g.cancelled += s.count,
+            "cancelled" => {
+                g.cancelled += s.count;
+                *g.cancelled_by.entry(s.reason.clone()).or_default() += s.count;
+            }
             _ => g.pending += s.count,
         }
     }
-    for r in reasons {
-        *at(groups, label(&r.key))
-            .cancelled_by
-            .entry(r.reason.clone())
-            .or_default() += r.count;
-    }
     for c in converted {
-        let g = at(groups, label(&c.key));
+        let g = at(groups, label(&c.key, &c.variant));
         let n = if by_step { c.messages } else { c.threads };
         if c.state == "held_out" {
             g.held_out_converted += n;

@@ -42,9 +42,7 @@ pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use outbox::{ClaimWith, Claimed, Completion, NewAttempt, NewMessage, StopEvent};
 pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
-pub use reports::{
-    AnswerRow, Converted, GoalSpec, GroupBy, Period, ReasonCount, ScoreCount, StateRow,
-};
+pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
 pub use settings::{SqliteSync, StoreConfig};

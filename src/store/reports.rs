@@ -39,28 +39,26 @@ pub struct GoalSpec {
     pub match_fields: Vec<String>,
 }
 
-/// Messages of one group in one state.
+/// Messages of one group, variant, step and state (and, cancelled, kind of reason).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateRow {
     pub key: String,
+    /// The experiment arm (`''` without one), so one pass serves the comparisons too.
+    pub variant: String,
     pub step: i64,
     pub state: String,
+    /// For cancelled messages, the kind of reason (`stopped: order.returned`); else empty.
+    pub reason: String,
     pub count: i64,
     /// Of those, SMS the carrier reported delivered.
     pub delivered: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReasonCount {
-    pub key: String,
-    pub reason: String,
-    pub count: i64,
-}
-
-/// Converted messages of one group, step and state (`sent` or `held_out`).
+/// Converted messages of one group, variant, step and state (`sent` or `held_out`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Converted {
     pub key: String,
+    pub variant: String,
     pub step: i64,
     pub state: String,
     pub messages: i64,
@@ -177,45 +175,21 @@ impl Store {
         matches!(self.pool, Pool::Postgres(_))
     }
 
-    /// Messages of the period by key, step and state.
-    pub async fn report_states(&self, p: &Period<'_>, by: &GroupBy) -> Result<Vec<StateRow>> {
-        let (key, contact) = by.sql(self.pg());
-        let sql = format!(
-            "SELECT {key} AS k, m.step, m.state, COUNT(*) AS n, \
-             SUM(CASE WHEN m.delivery = 'delivered' THEN 1 ELSE 0 END) AS d \
-             {} WHERE {IN_PERIOD} GROUP BY 1, 2, 3",
-            from(contact)
-        );
-        let binds = period_binds(p);
-        on_pool!(self, |pool, _b| {
-            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
-                .fetch_all(pool)
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StateRow {
-                        key: r.try_get(0)?,
-                        step: r.try_get(1)?,
-                        state: r.try_get(2)?,
-                        count: r.try_get(3)?,
-                        delivered: r.try_get::<Option<i64>, _>(4)?.unwrap_or(0),
-                    })
-                })
-                .collect()
-        })
-    }
-
-    /// Cancelled messages of the period by key and kind of reason.
-    pub async fn report_cancelled(
+    /// Messages of the period by key, variant, step, state and (cancelled) kind of reason,
+    /// in one pass over the job's messages.
+    pub async fn report_states(
         &self,
         p: &Period<'_>,
         by: &GroupBy,
         stop_events: &[String],
-    ) -> Result<Vec<ReasonCount>> {
+    ) -> Result<Vec<StateRow>> {
         let (key, contact) = by.sql(self.pg());
         let (kind, more) = reason_kind(stop_events, 4);
         let sql = format!(
-            "SELECT {key} AS k, {kind} AS r, COUNT(*) {} WHERE {IN_PERIOD} AND m.state = 'cancelled' GROUP BY 1, 2",
+            "SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, \
+             CASE WHEN m.state = 'cancelled' THEN {kind} ELSE '' END AS r, COUNT(*) AS n, \
+             SUM(CASE WHEN m.delivery = 'delivered' THEN 1 ELSE 0 END) AS d \
+             {} WHERE {IN_PERIOD} GROUP BY 1, 2, 3, 4, 5",
             from(contact)
         );
         let mut binds = period_binds(p);
@@ -226,10 +200,14 @@ impl Store {
                 .await?;
             rows.iter()
                 .map(|r| {
-                    Ok(ReasonCount {
+                    Ok(StateRow {
                         key: r.try_get(0)?,
-                        reason: r.try_get(1)?,
-                        count: r.try_get(2)?,
+                        variant: r.try_get(1)?,
+                        step: r.try_get(2)?,
+                        state: r.try_get(3)?,
+                        reason: r.try_get(4)?,
+                        count: r.try_get(5)?,
+                        delivered: r.try_get::<Option<i64>, _>(6)?.unwrap_or(0),
                     })
                 })
                 .collect()
@@ -294,8 +272,8 @@ impl Store {
             "WITH cand AS ({}), \
              ranked AS (SELECT eid, at, mid, due, ref, ROW_NUMBER() OVER (PARTITION BY eid ORDER BY ref DESC, mid DESC) AS rn FROM cand), \
              won AS (SELECT DISTINCT mid FROM ranked WHERE rn = 1 AND at <= ref + $4 AND due >= $2 AND due < $3) \
-             SELECT {key} AS k, m.step, m.state, COUNT(*), COUNT(DISTINCT m.dedupe_key) \
-             {} WHERE m.id IN (SELECT mid FROM won) GROUP BY 1, 2, 3",
+             SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), COUNT(DISTINCT m.dedupe_key) \
+             {} WHERE m.id IN (SELECT mid FROM won) GROUP BY 1, 2, 3, 4",
             branches.join(" UNION ALL "),
             from(contact)
         );
@@ -307,10 +285,11 @@ impl Store {
                 .map(|r| {
                     Ok(Converted {
                         key: r.try_get(0)?,
-                        step: r.try_get(1)?,
-                        state: r.try_get(2)?,
-                        messages: r.try_get(3)?,
-                        threads: r.try_get(4)?,
+                        variant: r.try_get(1)?,
+                        step: r.try_get(2)?,
+                        state: r.try_get(3)?,
+                        messages: r.try_get(4)?,
+                        threads: r.try_get(5)?,
                     })
                 })
                 .collect()
