@@ -8,6 +8,13 @@
 //! it: the detractor callback), written in the same transaction as the answer's row.
 //! An unchanged answer given again (a double-click, a retried POST) records nothing.
 
+// Answers come from outside (forms, SMS texts, API bodies): no `unwrap`, and no indexing or
+// slicing that could panic on them. Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use crate::ingest::check_event;
 use crate::jobs::{Job, Survey};
 use crate::plan::{self, IngestOutcome};
@@ -19,11 +26,11 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// The longest comment kept, in characters.
-pub const MAX_COMMENT: usize = 2000;
+pub(crate) const MAX_COMMENT: usize = 2000;
 
 /// How an answer came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     Web,
     Sms,
     Api,
@@ -31,7 +38,7 @@ pub enum Via {
 }
 
 impl Via {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Via::Web => "web",
             Via::Sms => "sms",
@@ -42,7 +49,7 @@ impl Via {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AnswerError {
+pub(crate) enum AnswerError {
     /// No message has this token (mistyped, or forged).
     #[error("no survey has this link (token)")]
     Unknown,
@@ -72,7 +79,7 @@ pub enum AnswerError {
 
 impl AnswerError {
     /// The HTTP status of the API's answer: 404 unknown, 410 closed, 400 a bad answer.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             AnswerError::Unknown | AnswerError::NotSurvey { .. } => 404,
             AnswerError::NotSent => 409,
@@ -85,7 +92,7 @@ impl AnswerError {
 
 /// An answerable survey message.
 #[derive(Debug, Clone)]
-pub struct Open {
+pub(crate) struct Open {
     pub message: TokenMessage,
     pub job: Arc<Job>,
     pub survey: Survey,
@@ -94,7 +101,7 @@ pub struct Open {
 
 /// What recording an answer did.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub answer: StoredAnswer,
     /// The `survey.answered` event written; `None` when the answer was already so.
     pub event_id: Option<String>,
@@ -104,7 +111,7 @@ pub struct Recorded {
 }
 
 /// The survey message behind `token`, if it may be answered now.
-pub async fn open(
+pub(crate) async fn open(
     book: &Playbook,
     store: &Store,
     token: &str,
@@ -140,7 +147,7 @@ pub async fn open(
 }
 
 /// Record `score` (and `comment`) as the answer to the message behind `token`.
-pub async fn record(
+pub(crate) async fn record(
     book: &Playbook,
     store: &Store,
     token: &str,
@@ -247,7 +254,7 @@ pub async fn record(
 /// An SMS reply from `phone` (E.164) that starts with a score: recorded as the answer to the
 /// latest survey message sent to that number by SMS, while its window is open and when the
 /// score is on its scale. `None`: the reply is not an answer and stays a reply.
-pub async fn record_sms_reply(
+pub(crate) async fn record_sms_reply(
     book: &Playbook,
     store: &Store,
     phone: &str,
@@ -296,7 +303,7 @@ pub async fn record_sms_reply(
 /// optionally followed by `分` or `/10`, then anything: the number, and the rest (after
 /// spaces and punctuation) as the comment. `"3 太慢了"` → 3 and "太慢了"; `"10分"` → 10;
 /// `"3.5"`, `"100"`, `"about 9"` → not a score.
-pub fn parse_reply(text: &str) -> Option<(i64, Option<String>)> {
+pub(crate) fn parse_reply(text: &str) -> Option<(i64, Option<String>)> {
     let norm: String = text
         .trim()
         .chars()
@@ -312,7 +319,7 @@ pub fn parse_reply(text: &str) -> Option<(i64, Option<String>)> {
         return None;
     }
     let score: i64 = digits.parse().ok()?;
-    let mut rest = &norm[digits.len()..];
+    let mut rest = norm.get(digits.len()..).unwrap_or_default();
     // 3.5, 3,5: a number we do not take.
     let mut after = rest.chars();
     if let (Some('.' | ','), Some(d)) = (after.next(), after.next())

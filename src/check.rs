@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How a duration is written, for every hint that asks for one.
-pub const DURATION_HINT: &str =
+pub(crate) const DURATION_HINT: &str =
     "write a number and a unit: 30s, 5m, 12h, 3d, 1w, or combined as 1d12h";
 
 /// A number or a string in YAML, read as text (`equals: 0` and `equals: "0"` mean the same).
 #[derive(Debug, serde::Deserialize, Clone, PartialEq)]
 #[serde(untagged)]
-pub enum RawScalar {
+pub(crate) enum RawScalar {
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -33,7 +33,7 @@ pub enum RawScalar {
 }
 
 impl RawScalar {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             RawScalar::Bool(b) => b.to_string(),
             RawScalar::Int(i) => i.to_string(),
@@ -270,7 +270,7 @@ impl<'a> Checker<'a> {
 }
 
 /// `a.b` + `c` → `a.b.c`; the root path is empty.
-pub fn join(base: &str, key: &str) -> String {
+pub(crate) fn join(base: &str, key: &str) -> String {
     if base.is_empty() {
         key.to_string()
     } else {

@@ -13,7 +13,7 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 
 /// The real time.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
@@ -23,7 +23,7 @@ impl Clock for SystemClock {
 
 /// A clock stopped at one instant, for `--now` and tests.
 #[derive(Debug, Clone, Copy)]
-pub struct FixedClock(pub DateTime<Utc>);
+pub(crate) struct FixedClock(pub DateTime<Utc>);
 
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
@@ -33,14 +33,14 @@ impl Clock for FixedClock {
 
 /// A clock a simulation moves forward (the forecast replays the daemon step by step).
 #[derive(Debug)]
-pub struct SteppedClock(std::sync::Mutex<DateTime<Utc>>);
+pub(crate) struct SteppedClock(std::sync::Mutex<DateTime<Utc>>);
 
 impl SteppedClock {
-    pub fn new(t: DateTime<Utc>) -> SteppedClock {
+    pub(crate) fn new(t: DateTime<Utc>) -> SteppedClock {
         SteppedClock(std::sync::Mutex::new(t))
     }
 
-    pub fn set(&self, t: DateTime<Utc>) {
+    pub(crate) fn set(&self, t: DateTime<Utc>) {
         *self.0.lock().expect("clock lock") = t;
     }
 }
@@ -51,10 +51,10 @@ impl Clock for SteppedClock {
     }
 }
 
-pub type SharedClock = Arc<dyn Clock>;
+pub(crate) type SharedClock = Arc<dyn Clock>;
 
 /// The clock for a command: fixed when `--now` was given, the system clock otherwise.
-pub fn from_option(now: Option<DateTime<Utc>>) -> SharedClock {
+pub(crate) fn from_option(now: Option<DateTime<Utc>>) -> SharedClock {
     match now {
         Some(t) => Arc::new(FixedClock(t)),
         None => Arc::new(SystemClock),
@@ -62,10 +62,10 @@ pub fn from_option(now: Option<DateTime<Utc>>) -> SharedClock {
 }
 
 /// Milliseconds since the Unix epoch: how the store keeps every instant, on both backends.
-pub fn to_millis(t: DateTime<Utc>) -> i64 {
+pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-pub fn from_millis(ms: i64) -> DateTime<Utc> {
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

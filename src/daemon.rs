@@ -31,10 +31,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 /// Compiles the jobs and templates afresh (a reload); the diagnostics on failure.
-pub type Reloader = Box<dyn Fn() -> Result<Playbook, Diagnostics> + Send + Sync>;
+pub(crate) type Reloader = Box<dyn Fn() -> Result<Playbook, Diagnostics> + Send + Sync>;
 
 /// Everything the daemon runs with.
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub store: Store,
     pub channels: Arc<Channels>,
     pub clock: SharedClock,
@@ -53,7 +53,7 @@ fn notify(states: &[NotifyState]) {
 }
 
 /// Run until SIGTERM/SIGINT; a second signal exits at once.
-pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<Stats> {
+pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<Stats> {
     let current = Arc::new(ArcSwap::from_pointee(book));
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -103,12 +103,25 @@ pub async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<
             ),
             ready: ready.clone(),
             sms: d.channels.sms.clone(),
+            relay: d.channels.email.health(),
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {
             let _ = stop.wait_for(|s| *s).await;
         })));
         tracing::info!(%addr, tokens = tokens.len(), "api listening");
+    }
+
+    // A relay that refused our login is tried again now and then even when nothing is due,
+    // so readiness recovers with it.
+    if d.channels.email.health().is_some() {
+        let channels = d.channels.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::channels::email::relay::PROBE_EVERY * 6).await;
+                channels.email.probe_relay().await;
+            }
+        });
     }
 
     // The dispatch loop stamps this every turn; the watchdog pings only while it moves.
@@ -297,7 +310,7 @@ fn now_millis() -> i64 {
 
 /// tokio-cron-scheduler wakes the scheduler every minute (and once now); the scheduler
 /// computes what is due itself, in each job's time zone.
-pub async fn start_ticking(
+pub(crate) async fn start_ticking(
     scheduler: Arc<Scheduler>,
     clock: SharedClock,
 ) -> anyhow::Result<JobScheduler> {

@@ -91,7 +91,7 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Paths as the user typed them: relative to the working directory when below it.
-pub fn display_path(path: &Path) -> String {
+pub(crate) fn display_path(path: &Path) -> String {
     if let Ok(cwd) = std::env::current_dir()
         && let Ok(rel) = path.strip_prefix(&cwd)
     {
@@ -101,7 +101,7 @@ pub fn display_path(path: &Path) -> String {
 }
 
 /// "did you mean `delay`?" for a misspelt name, when one candidate is close enough.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {

@@ -4,12 +4,29 @@
 //! Customer addresses in log messages go through [`mask`] (`w***g@example.com`,
 //! `+86138****8000`): logs are kept longer and read by more people than the delivery log,
 //! which keeps the full address for support. Secrets are never passed to a log call.
+//!
+//! Three rules hold for everything that reaches a log, whoever wrote the call:
+//! - Other crates' debug and trace events are dropped, whatever `AFTERCARE_LOG` says:
+//!   they quote our data unmasked (handlebars logs every helper's parameters: names, phone
+//!   numbers, unsubscribe links). Their info and above pass.
+//! - In human lines every field is written through `text::printable`: a CR, LF or ESC
+//!   sequence from event data or a server's reply cannot forge a line or repaint the
+//!   terminal (JSON escapes them itself).
+//! - A URL's password is replaced by `***` in every line, whatever the format.
+//!
+//! A panic is logged as one error event (message, location, backtrace when
+//! `RUST_BACKTRACE` asks for one), not as loose lines in the middle of a JSON stream.
 
+use std::io::Write;
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (the default on a terminal)
     Text,
     /// One JSON object per line
@@ -19,7 +36,7 @@ pub enum LogFormat {
 }
 
 /// Set up tracing. `default_level` applies unless `AFTERCARE_LOG` says otherwise.
-pub fn init(format: Option<LogFormat>, default_level: &str) {
+pub(crate) fn init(format: Option<LogFormat>, default_level: &str) {
     let filter = || {
         EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level))
     };
@@ -30,37 +47,114 @@ pub fn init(format: Option<LogFormat>, default_level: &str) {
         LogFormat::Text
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let result = match format {
-        LogFormat::Json => tracing_subscriber::fmt()
+    // Global filters (not per-layer ones: with those, some of our events went missing on
+    // PostgreSQL, whose driver logs through the same callsites' interest cache).
+    let filtered = tracing_subscriber::registry()
+        .with(filter())
+        .with(filter_fn(|meta| {
+            ours(meta.target()) || *meta.level() <= Level::INFO
+        }));
+    let layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_env_filter(filter())
-            .with_writer(std::io::stderr)
+            .with_writer(stderr)
             .with_target(false)
-            .try_init(),
+            .boxed(),
         LogFormat::Journald => match tracing_journald::layer() {
-            Ok(layer) => tracing_subscriber::registry()
-                .with(filter())
-                .with(layer)
-                .try_init()
-                .map_err(Into::into),
-            Err(_) => tracing_subscriber::fmt()
-                .with_env_filter(filter())
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .try_init(),
+            Ok(layer) => layer.boxed(),
+            Err(_) => text_layer(false),
         },
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .with_target(false)
-            .try_init(),
+        LogFormat::Text => text_layer(ansi),
     };
-    let _ = result;
+    let result = filtered.with(layer).try_init();
+    if result.is_ok() {
+        std::panic::set_hook(Box::new(log_panic));
+    }
+}
+
+/// Our own events, which may log at debug (masking what they must).
+fn ours(target: &str) -> bool {
+    target == "aftercare" || target.starts_with("aftercare::")
+}
+
+fn text_layer<S>(ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let fields = debug_fn(|w: &mut Writer<'_>, field, value| {
+        let name = field.name();
+        if name.starts_with("log.") {
+            // tracing-log's bookkeeping (target, file, line) of a `log` record.
+            return Ok(());
+        }
+        let text = format!("{value:?}");
+        let text = crate::text::printable(&text);
+        if name == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{name}={text}")
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(fields)
+        .with_writer(stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .boxed()
+}
+
+/// Standard error, with URL passwords redacted from every line (the formatter writes one
+/// event per call).
+fn stderr() -> Redacting {
+    Redacting(std::io::stderr())
+}
+
+struct Redacting(std::io::Stderr);
+
+impl Write for Redacting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self
+                .0
+                .write_all(crate::text::redact_credentials(text).as_bytes())?,
+            Err(_) => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The panic hook: one error event instead of the default lines on standard error.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(
+            panic = %message,
+            %location,
+            backtrace = %backtrace,
+            "internal error (a bug; please report it)"
+        );
+    } else {
+        tracing::error!(panic = %message, %location, "internal error (a bug; please report it)");
+    }
 }
 
 /// An email address or phone number as logs show it.
-pub fn mask(address: &str) -> String {
+pub(crate) fn mask(address: &str) -> String {
     if let Some((local, domain)) = address.split_once('@') {
         let chars: Vec<char> = local.chars().collect();
         let shown = match chars.len() {

@@ -29,6 +29,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -45,6 +50,7 @@ struct Metrics {
     send_seconds: Family<SendLabels, Histogram>,
     retries: Counter,
     errors: Family<KindLabels, Counter>,
+    relay_refusals: Family<StageLabels, Counter>,
     events: Family<StatusLabels, Counter>,
     messages: Family<MessageLabels, Gauge>,
     outbox_depth: Gauge,
@@ -73,6 +79,12 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "errors",
         "Failures by kind (transient, permanent, render, store)",
         errors.clone(),
+    );
+    let relay_refusals = Family::<StageLabels, Counter>::default();
+    registry.register(
+        "smtp_session_refusals",
+        "The SMTP relay refused our session for good (greeting, ehlo, starttls, auth, mail, tls): a configuration fault, not the messages'",
+        relay_refusals.clone(),
     );
     let events = Family::<StatusLabels, Counter>::default();
     registry.register(
@@ -109,6 +121,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         send_seconds,
         retries,
         errors,
+        relay_refusals,
         events,
         messages,
         outbox_depth,
@@ -118,8 +131,8 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
 });
 
 /// One delivery attempt handed to a channel.
-pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
-    let m = METRICS.lock().expect("metrics lock");
+pub(crate) fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
+    let m = lock();
     m.send_seconds
         .get_or_create(&SendLabels {
             channel: channel.into(),
@@ -146,20 +159,23 @@ pub fn observe_send(channel: &str, outcome: Outcome, millis: i64) {
     }
 }
 
-/// A failure that is not a delivery outcome (`render`, `store`, `webhook`...).
-pub fn count_error(kind: &str) {
+/// A panic elsewhere must not take the metrics down with it.
+fn lock() -> std::sync::MutexGuard<'static, Metrics> {
     METRICS
         .lock()
-        .expect("metrics lock")
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A failure that is not a delivery outcome (`render`, `store`, `webhook`...).
+pub(crate) fn count_error(kind: &str) {
+    lock()
         .errors
         .get_or_create(&KindLabels { kind: kind.into() })
         .inc();
 }
 
-pub fn count_events(status: &str, n: u64) {
-    METRICS
-        .lock()
-        .expect("metrics lock")
+pub(crate) fn count_events(status: &str, n: u64) {
+    lock()
         .events
         .get_or_create(&StatusLabels {
             status: status.into(),
@@ -168,10 +184,10 @@ pub fn count_events(status: &str, n: u64) {
 }
 
 /// The text exposition, with the store's figures read now.
-pub async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
+pub(crate) async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
     let counts = store.state_counts().await?;
     let outbox = store.outbox_figures(now).await?;
-    let m = METRICS.lock().expect("metrics lock");
+    let m = lock();
     m.messages.clear();
     for c in counts {
         m.messages
@@ -181,6 +197,15 @@ pub async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreEr
                 state: c.state,
             })
             .set(c.count);
+    }
+    // Kept by the SMTP pool itself (channels sit below metrics on the code map).
+    for (stage, n) in crate::channels::email::relay::session_refusals() {
+        m.relay_refusals
+            .get_or_create(&StageLabels {
+                stage: stage.into(),
+            })
+            .inner()
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
     m.outbox_depth.set(outbox.depth);
     m.outbox_due.set(outbox.due);

@@ -26,13 +26,13 @@ use std::collections::BTreeMap;
 /// 95% two-sided.
 const Z95: f64 = 1.959_963_984_540_054;
 /// Below this many answers, a survey's figures are mostly noise.
-pub const FEW_ANSWERS: i64 = 30;
+pub(crate) const FEW_ANSWERS: i64 = 30;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum By {
+pub(crate) enum By {
     Step,
     Variant,
     Channel,
@@ -43,7 +43,7 @@ pub enum By {
 }
 
 impl By {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             By::Step => "step",
             By::Variant => "variant",
@@ -57,9 +57,7 @@ impl By {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("no job `{0}`")]
-    UnknownJob(String),
+pub(crate) enum ReportError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -68,7 +66,7 @@ pub enum ReportError {
 
 /// A share with its 95% Wilson score interval (`None` when `n` is 0).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Rate {
+pub(crate) struct Rate {
     pub k: i64,
     pub n: i64,
     pub rate: Option<f64>,
@@ -77,7 +75,7 @@ pub struct Rate {
 }
 
 impl Rate {
-    pub fn of(k: i64, n: i64) -> Rate {
+    pub(crate) fn of(k: i64, n: i64) -> Rate {
         let (rate, low, high) = match wilson(k, n) {
             Some((p, lo, hi)) => (Some(p), Some(lo), Some(hi)),
             None => (None, None, None),
@@ -102,7 +100,7 @@ impl Rate {
 }
 
 /// The Wilson score interval of k successes in n: (k/n, low, high).
-pub fn wilson(k: i64, n: i64) -> Option<(f64, f64, f64)> {
+pub(crate) fn wilson(k: i64, n: i64) -> Option<(f64, f64, f64)> {
     if n <= 0 {
         return None;
     }
@@ -118,7 +116,7 @@ pub fn wilson(k: i64, n: i64) -> Option<(f64, f64, f64)> {
 /// A difference of two proportions: b's rate minus a's, with its 95% interval (unpooled),
 /// and the pooled two-proportion z-test's statistic and two-sided p-value.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// The baseline (the first variant, or the holdout).
     pub a: String,
     pub b: String,
@@ -133,7 +131,7 @@ pub struct Comparison {
     pub lift: Option<f64>,
 }
 
-pub fn two_proportions(a: &str, ka: i64, na: i64, b: &str, kb: i64, nb: i64) -> Comparison {
+pub(crate) fn two_proportions(a: &str, ka: i64, na: i64, b: &str, kb: i64, nb: i64) -> Comparison {
     let mut c = Comparison {
         a: a.into(),
         b: b.into(),
@@ -176,7 +174,7 @@ pub fn two_proportions(a: &str, ka: i64, na: i64, b: &str, kb: i64, nb: i64) -> 
 
 /// What the report covers.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Scope {
+pub(crate) struct Scope {
     pub job: String,
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
@@ -186,7 +184,7 @@ pub struct Scope {
 
 /// One group's figures (or the total).
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct ConversionGroup {
+pub(crate) struct ConversionGroup {
     pub key: String,
     /// Customer messages due in the period (every step; held-out contacts not included).
     pub planned: i64,
@@ -212,7 +210,7 @@ pub struct ConversionGroup {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ConversionReport {
+pub(crate) struct ConversionReport {
     #[serde(flatten)]
     pub scope: Scope,
     /// The goal events (`type` or `type by field,...`) and their window.
@@ -227,14 +225,14 @@ pub struct ConversionReport {
 
 /// The period and buckets of a report: `since` and `until` (default: the 30 days up to
 /// `now`), week and month buckets starting Monday / the 1st, 00:00, in `tz`.
-pub struct Window {
+pub(crate) struct Window {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub tz: Tz,
 }
 
 impl Window {
-    pub fn new(
+    pub(crate) fn new(
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
@@ -355,7 +353,7 @@ fn scope(job: &Job, w: &Window, by: Option<By>) -> Scope {
 }
 
 /// The conversions report of `job`.
-pub async fn conversions(
+pub(crate) async fn conversions(
     store: &Store,
     job: &Job,
     w: &Window,
@@ -550,7 +548,7 @@ fn finish(g: &mut ConversionGroup) {
 
 /// One group of a survey report.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct ScoreGroup {
+pub(crate) struct ScoreGroup {
     pub key: String,
     pub sent: i64,
     pub answered: i64,
@@ -573,7 +571,7 @@ pub struct ScoreGroup {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ScoreReport {
+pub(crate) struct ScoreReport {
     #[serde(flatten)]
     pub scope: Scope,
     /// `nps` or `csat`.
@@ -583,7 +581,7 @@ pub struct ScoreReport {
 }
 
 /// The NPS (`scale` nps) or CSAT report of a survey job.
-pub async fn scores(
+pub(crate) async fn scores(
     store: &Store,
     job: &Job,
     scale: Scale,
@@ -695,14 +693,14 @@ fn score_figures(g: &mut ScoreGroup, scale: Scale) {
 
 /// The answers report: who answered what, with comments.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct AnswersReport {
+pub(crate) struct AnswersReport {
     #[serde(flatten)]
     pub scope: Scope,
     pub score_lte: Option<i64>,
     pub answers: Vec<AnswerRow>,
 }
 
-pub async fn answers(
+pub(crate) async fn answers(
     store: &Store,
     job: &Job,
     w: &Window,
@@ -756,7 +754,7 @@ fn head(s: &Scope, what: &str) -> String {
 }
 
 impl ConversionReport {
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         use std::fmt::Write;
         let mut out = head(&self.scope, "conversions");
         let _ = writeln!(
@@ -850,7 +848,7 @@ impl ConversionReport {
 }
 
 impl ScoreReport {
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         use std::fmt::Write;
         let mut out = head(&self.scope, &self.scale.to_uppercase());
         let nps = self.scale == "nps";
@@ -923,7 +921,7 @@ impl ScoreReport {
 }
 
 impl AnswersReport {
-    pub fn table(&self, tz: Tz) -> String {
+    pub(crate) fn table(&self, tz: Tz) -> String {
         use std::fmt::Write;
         let mut out = format!(
             "answers to {}, given {} to {} ({}){}\n",

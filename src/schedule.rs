@@ -4,27 +4,29 @@
 //! once per `run --once`) asks the store for the contacts whose date field falls on the
 //! candidate days (by a month-day index: a day's share of a million contacts, not all of
 //! them) and plans each greeting at its local time, deduplicated by job + contact + year.
-//! Cron occurrences are computed with croner in the job's time zone, so 10:00 stays 10:00
-//! across DST (tokio-cron-scheduler keeps a fixed UTC offset, its issue #107, so it is only
-//! used to wake the daemon every minute); the last fired occurrence is kept in the store, so
-//! a daemon that was down catches up once and several daemons fire an occurrence once.
+//! Cron occurrences are computed in the job's time zone by [`crate::cron_tz`] (croner for the
+//! calendar, our own DST rules), so 10:00 stays 10:00 across DST (tokio-cron-scheduler keeps
+//! a fixed UTC offset, its issue #107, so it is only used to wake the daemon every minute);
+//! the last fired occurrence is kept in the store, so a daemon that was down catches up once
+//! and several daemons fire an occurrence once.
 
+use crate::cron_tz::{self, CronTzError};
 use crate::jobs::{Job, Missed, Trigger};
 use crate::playbook::Playbook;
 use crate::policy::{LeapDay, anniversary_days, anniversary_in, resolve_local};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use chrono_tz::Tz;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
 /// Anniversaries are planned this far ahead of their local time.
-pub const HORIZON: Span = Span::hours(1);
+pub(crate) const HORIZON: Span = Span::hours(1);
 /// A cron occurrence processed later than this counts as missed (the daemon was down).
-pub const LATE_AFTER: Span = Span::minutes(10);
+pub(crate) const LATE_AFTER: Span = Span::minutes(10);
 
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     pub store: Store,
     pub book: Playbook,
     /// (job, contact, fire time) planned by this process, so a tick every minute does not
@@ -32,11 +34,15 @@ pub struct Scheduler {
     planned: Mutex<HashSet<(String, String, DateTime<Utc>)>>,
     /// How far ahead greetings are planned ([`HORIZON`]; the forecast looks further).
     pub horizon: Span,
+    /// The occurrence each recurring job was last seen fired for. The store's row only moves
+    /// forward, so while no occurrence falls after this one, a tick asks the store nothing
+    /// (the forecast ticks at every due time of every job).
+    fired: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TickStats {
+pub(crate) struct TickStats {
     pub anniversary_candidates: usize,
     pub greetings_planned: usize,
     pub occurrences_fired: usize,
@@ -45,26 +51,51 @@ pub struct TickStats {
 }
 
 impl Scheduler {
-    pub fn new(store: Store, book: Playbook) -> Scheduler {
+    pub(crate) fn new(store: Store, book: Playbook) -> Scheduler {
         Scheduler {
             store,
             book,
             planned: Mutex::new(HashSet::new()),
             horizon: HORIZON,
+            fired: Mutex::new(HashMap::new()),
         }
     }
 
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
+    pub(crate) async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
         let mut stats = TickStats::default();
         let jobs: Vec<_> = self.book.jobs.anniversaries().cloned().collect();
         for job in jobs {
             self.anniversaries(&job, now, &mut stats).await?;
         }
+        self.recurring_into(now, &mut stats).await?;
+        Ok(stats)
+    }
+
+    /// Only the cron jobs' part of [`Scheduler::tick`]: the forecast plans every greeting
+    /// of its span in its first tick (its horizon is the span) and no contact changes
+    /// during it, so later steps need only this.
+    pub(crate) async fn tick_recurring(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
+        let mut stats = TickStats::default();
+        self.recurring_into(now, &mut stats).await?;
+        Ok(stats)
+    }
+
+    async fn recurring_into(
+        &self,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+    ) -> Result<(), StoreError> {
         let jobs: Vec<_> = self.book.jobs.recurring().cloned().collect();
         for job in jobs {
-            self.recurring(&job, now, &mut stats).await?;
+            self.recurring(&job, now, stats).await?;
         }
-        Ok(stats)
+        Ok(())
+    }
+
+    fn remember_fired(&self, job: &str, at: DateTime<Utc>) {
+        let mut fired = self.fired.lock().expect("fired lock");
+        let known = fired.entry(job.to_string()).or_insert(at);
+        *known = (*known).max(at);
     }
 
     async fn anniversaries(
@@ -155,6 +186,13 @@ impl Scheduler {
             return Ok(());
         };
         let tz = timezone.unwrap_or(self.book.default_timezone);
+        let known = self.fired.lock().expect("fired lock").get(&job.id).copied();
+        if let Some(known) = known
+            && let Ok(next) = cron_tz::next_after(cron, tz, known)
+            && next.is_none_or(|next| next > now)
+        {
+            return Ok(());
+        }
         let last = match self.store.last_fire(&job.id).await? {
             Some(t) => t,
             None => {
@@ -166,8 +204,15 @@ impl Scheduler {
                 baseline
             }
         };
-        let Some(latest) = occurrences(cron, tz, last, now).last().copied() else {
-            return Ok(());
+        self.remember_fired(&job.id, last);
+        let latest = match cron_tz::latest_in(cron, tz, last, now) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(()),
+            // One job's expression must not stop the others' occurrences or the sends.
+            Err(e) => {
+                tracing::error!(job = %job.id, "recurring occurrence not computed: {e}");
+                return Ok(());
+            }
         };
         let late = now - latest > LATE_AFTER;
         if late && *missed == Missed::Skip {
@@ -177,6 +222,7 @@ impl Scheduler {
                 .await?
                 .is_some()
             {
+                self.remember_fired(&job.id, latest);
                 stats.occurrences_skipped += 1;
                 tracing::info!(job = %job.id, occurrence = %latest, "skipped a missed occurrence (missed: skip)");
             }
@@ -188,6 +234,7 @@ impl Scheduler {
             .fire_occurrence(&job.id, latest, &messages, now)
             .await?
         {
+            self.remember_fired(&job.id, latest);
             stats.occurrences_fired += 1;
             stats.occurrence_messages += n;
             tracing::info!(job = %job.id, occurrence = %latest, planned = n, late, "recurring occurrence fired");
@@ -195,23 +242,22 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The first cron occurrence of any recurring job after `t` (the forecast steps to it).
-    pub fn next_occurrence_after(
+    /// The first cron occurrence of any recurring job strictly after `t` (the forecast steps
+    /// to it).
+    pub(crate) fn next_occurrence_after(
         &self,
         t: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        self.book
-            .jobs
-            .recurring()
-            .filter_map(|job| match &job.trigger {
-                Trigger::Cron { cron, timezone, .. } => {
-                    let tz = timezone.unwrap_or(self.book.default_timezone);
-                    occurrences(cron, tz, t, until).first().copied()
+    ) -> Result<Option<DateTime<Utc>>, CronTzError> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for job in self.book.jobs.recurring() {
+            if let Trigger::Cron { cron, timezone, .. } = &job.trigger {
+                let tz = timezone.unwrap_or(self.book.default_timezone);
+                if let Some(o) = cron_tz::next_after(cron, tz, t)? {
+                    next = Some(next.map_or(o, |n| n.min(o)));
                 }
-                _ => None,
-            })
-            .min()
+            }
+        }
+        Ok(next)
     }
 
     /// One message per contact of the job's audience at `occurrence`.
@@ -271,30 +317,6 @@ pub fn fire_time(
         .then(|| resolve_local(tz, day.and_time(at)))
 }
 
-/// Occurrences of `cron` in `tz` after `after` and up to `until`, oldest first. A long
-/// downtime yields at most the last 1,000 (only the latest is ever fired).
-pub fn occurrences(
-    cron: &croner::Cron,
-    tz: Tz,
-    after: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Vec<DateTime<Utc>> {
-    let mut out = std::collections::VecDeque::new();
-    let mut cursor = after.with_timezone(&tz);
-    while let Ok(next) = cron.find_next_occurrence(&cursor, false) {
-        let next_utc = next.with_timezone(&Utc);
-        if next_utc > until {
-            break;
-        }
-        out.push_back(next_utc);
-        if out.len() > 1_000 {
-            out.pop_front();
-        }
-        cursor = next;
-    }
-    out.into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +331,15 @@ mod tests {
             .build()
             .parse(expr)
             .unwrap()
+    }
+
+    fn occurrences(
+        c: &croner::Cron,
+        tz: Tz,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        cron_tz::occurrences(c, tz, after, until).unwrap()
     }
 
     #[test]

@@ -17,6 +17,13 @@
 //! Here rather than in `channels/`: channels never touch the store. Errors say which HTTP
 //! status the endpoint answers ([`HookError::status`]): the provider retries 5xx, not 4xx.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use crate::answers::{self, AnswerError};
 use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_start_reply, is_stop_reply};
 use crate::logging::mask;

@@ -1,20 +1,45 @@
-//! One-click unsubscribe links (RFC 8058) that cannot be forged.
+//! One-click unsubscribe links (RFC 8058) that cannot be forged and do not tell whom they
+//! are for.
 //!
-//! A token is `base64url(payload) . base64url(HMAC-SHA256(key, payload)[..16])` with payload
-//! `v1|<channel>|<address>`: whoever holds it can unsubscribe exactly that address from that
-//! channel and nothing else; changing one character of either part fails verification. The
-//! HTTP endpoints that accept tokens come with the API; `aftercare unsubscribe TOKEN` applies
-//! one from the command line (e.g. for a mailto request).
+//! A token is the sealed payload `<channel>|<address>`: ChaCha20-Poly1305 under a key derived
+//! from the configured one, with a nonce derived from the payload (the same address always
+//! gets the same token, and no nonce is ever used for two payloads),
+//! `base64url(nonce ‖ ciphertext ‖ tag)`. Whoever holds it can unsubscribe exactly that
+//! address from that channel and nothing else; changing one character fails; and the link
+//! says nothing about the address to whoever sees it on the way (a proxy's log, browser
+//! history, a forwarded email).
+//!
+//! Tokens of the first format (`v1`: `base64url("v1|<channel>|<address>") .
+//! base64url(HMAC-SHA256(key, payload)[..16])`, the address readable by anyone) are still in
+//! customers' mailboxes and are still honoured; new links are never minted in it. The HTTP
+//! endpoints that accept tokens come with the API; `aftercare unsubscribe TOKEN` applies one
+//! from the command line (e.g. for a mailto request).
+
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
 
 use crate::check::Checker;
 use crate::values::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
+/// The truncated HMAC of a v1 token.
 const MAC_LEN: usize = 16;
+/// Bound to every sealed token: a ciphertext made for something else never opens as one.
+const AAD: &[u8] = b"aftercare unsubscribe v2";
+/// ChaCha20-Poly1305's tag.
+const TAG_LEN: usize = 16;
+/// The shortest sealed token, in characters: a nonce, a tag and `c|a` (the OpenAPI pattern
+/// `api::schema::TOKEN` says the same).
+pub const SEALED_MIN_LEN: usize = ((NONCE_LEN + TAG_LEN + 3) * 4).div_ceil(3);
 
 /// `unsubscribe:` as written.
 #[derive(Debug, serde::Deserialize)]
@@ -145,19 +170,76 @@ impl Unsubscriber {
         mac
     }
 
-    pub fn token(&self, channel: &str, address: &str) -> String {
-        let payload = format!("v1|{channel}|{address}");
-        let sig = self.mac(payload.as_bytes()).finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(&sig[..MAC_LEN])
+    /// A key of its own for each use of the configured one, so sealing and the nonces
+    /// never share a key with the v1 signatures.
+    fn derived(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac(label);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn sealing_key(&self) -> LessSafeKey {
+        let key = self.derived(b"aftercare unsubscribe v2 key", b"");
+        LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, &key).expect("ChaCha20-Poly1305 takes 32 bytes"),
         )
     }
 
-    /// (channel, address) for a genuine token.
+    /// The token for one address on one channel.
+    pub fn token(&self, channel: &str, address: &str) -> String {
+        let payload = format!("{channel}|{address}");
+        let mut nonce = [0u8; NONCE_LEN];
+        let derived = self.derived(b"aftercare unsubscribe v2 nonce", payload.as_bytes());
+        nonce.copy_from_slice(&derived[..NONCE_LEN]);
+        let mut sealed = payload.into_bytes();
+        self.sealing_key()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(AAD),
+                &mut sealed,
+            )
+            .expect("sealing fails only for payloads of hundreds of GiB");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// (channel, address) for a genuine token, of either format.
     pub fn verify(&self, token: &str) -> Result<(String, String), TokenError> {
-        let (p, s) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
+        let token = token.trim();
+        if token.contains('.') {
+            return self.verify_v1(token);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| TokenError::Malformed)?;
+        if raw.len() < NONCE_LEN + TAG_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(nonce);
+        let mut sealed = sealed.to_vec();
+        let payload = self
+            .sealing_key()
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(AAD),
+                &mut sealed,
+            )
+            .map_err(|_| TokenError::BadSignature)?;
+        let text = std::str::from_utf8(payload).map_err(|_| TokenError::Malformed)?;
+        match text.split_once('|') {
+            Some((channel, address)) if !channel.is_empty() && !address.is_empty() => {
+                Ok((channel.to_string(), address.to_string()))
+            }
+            _ => Err(TokenError::Malformed),
+        }
+    }
+
+    /// A token of the first format (the address in the clear, signed).
+    fn verify_v1(&self, token: &str) -> Result<(String, String), TokenError> {
+        let (p, s) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = URL_SAFE_NO_PAD
             .decode(p)
             .map_err(|_| TokenError::Malformed)?;
@@ -238,9 +320,69 @@ mod tests {
         );
     }
 
+    /// A token as the first format minted it.
+    fn v1(key: &[u8], channel: &str, address: &str) -> String {
+        let payload = format!("v1|{channel}|{address}");
+        let mut mac = HmacSha256::new_from_slice(key).unwrap();
+        mac.update(payload.as_bytes());
+        let sig = mac.finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(&sig[..MAC_LEN])
+        )
+    }
+
+    #[test]
+    fn a_token_does_not_reveal_its_address() {
+        let t = u().token("email", "wang.fang@example.com");
+        assert!(!t.contains('.'), "{t}");
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains("wang"), "{text}");
+        assert!(
+            !t.contains(&URL_SAFE_NO_PAD.encode("wang.fang")[..8]),
+            "{t}"
+        );
+        // Stable: the same link in every message to this address.
+        assert_eq!(t, u().token("email", "wang.fang@example.com"));
+        assert_ne!(t, u().token("sms", "wang.fang@example.com"));
+    }
+
+    #[test]
+    fn the_shortest_token_is_as_long_as_the_api_pattern_says() {
+        assert_eq!(SEALED_MIN_LEN, 42);
+        assert_eq!(u().token("e", "a").len(), SEALED_MIN_LEN);
+    }
+
+    #[test]
+    fn old_tokens_are_still_honoured() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let old = v1(key, "email", "li.lei@example.com");
+        assert_eq!(
+            u().verify(&old),
+            Ok(("email".into(), "li.lei@example.com".into()))
+        );
+        let other_key = Unsubscriber::with_key(b"another key, 16+ chars", "x", None);
+        assert_eq!(other_key.verify(&old), Err(TokenError::BadSignature));
+    }
+
     #[test]
     fn forged_and_altered_tokens_fail() {
         let t = u().token("email", "wang.fang@example.com");
+        for i in [0, 5, 20, t.len() - 1] {
+            let mut bad = t.clone().into_bytes();
+            bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+            let bad = String::from_utf8(bad).unwrap();
+            assert!(u().verify(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(u().verify(""), Err(TokenError::Malformed));
+        assert_eq!(u().verify("AAAA"), Err(TokenError::Malformed));
+        let t = v1(
+            b"0123456789abcdef0123456789abcdef",
+            "email",
+            "wang.fang@example.com",
+        );
         let (p, s) = t.split_once('.').unwrap();
         // Another address with the same signature.
         let other = URL_SAFE_NO_PAD.encode("v1|email|li.lei@example.com");

@@ -6,7 +6,7 @@
 //! - the invariants that a reader could break without noticing: channels never touch the
 //!   store, the store knows nothing of jobs, templates or channels, the clock is injected;
 //! - the SQLite and PostgreSQL migrations define the same tables and columns;
-//! - the router serves exactly `api::ROUTES`.
+//! - the router serves exactly the routes the API lists once (`api::route_list`).
 
 mod common;
 
@@ -299,9 +299,10 @@ async fn both_migration_folders_define_the_same_tables_and_columns() {
     assert_eq!(sqlite, postgres);
 }
 
-/// `api::ROUTES` is the one list of what the API serves: the OpenAPI document is checked
-/// against it by a unit test, and the running router here, route by route (a path that is
-/// not routed gets the fallback's "no such route").
+/// The API lists its routes once (`api::routes`, from each handler's `#[utoipa::path]`); the
+/// router and the OpenAPI document are both built from that list. Here the running router is
+/// asked for every listed route (a path that is not routed gets the fallback's "no such
+/// route", a method that is not gets 405).
 #[test]
 fn the_router_serves_exactly_the_listed_routes() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -339,12 +340,12 @@ fn the_router_serves_exactly_the_listed_routes() {
         status == 405 || body.contains("no such route")
     };
     let mut problems = Vec::new();
-    for (method, path) in aftercare::api::ROUTES {
+    for (method, path) in aftercare::api::route_list() {
         let concrete = path
             .replace("{id}", "x1")
             .replace("{gateway}", "gw")
             .replace("{token}", "t1");
-        if unrouted(method, &concrete) {
+        if unrouted(&method, &concrete) {
             problems.push(format!("{method} {path} is listed but not routed"));
         }
     }

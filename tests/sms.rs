@@ -387,6 +387,36 @@ fn a_429_waits_as_long_as_retry_after_says() {
     );
 }
 
+/// A `Retry-After` too long to add to a clock (a buggy or hostile provider) is taken as a
+/// week, not as a panic in the send task.
+#[test]
+fn a_retry_after_past_the_end_of_time_waits_a_week() {
+    let http = Stub::spawn(|_, i| {
+        if i == 0 {
+            Reply::json(429, json!({"code": 429, "msg": "slow down"}))
+                .header("retry-after", "18446744073709551615")
+        } else {
+            ok_json(8)
+        }
+    });
+    let ws = workspace(
+        None,
+        &["gw"],
+        &[http_gw("gw", &http, "100/s")],
+        &[job("j", "[sms]", "")],
+    );
+    ws.import(&[order(1, Some(PHONE), None, json!({}))]).ok();
+    let r = ws.once(DUE);
+    assert_eq!(r.stdout.trim(), "0 sent, 1 retrying, 0 failed, 0 cancelled");
+    assert!(!r.stderr.contains("panic"), "{}", r.stderr);
+    let m = log(&ws, "j").remove(0);
+    let due = at(m["due_at"].as_str().unwrap());
+    assert!(
+        due >= at(DUE) + chrono::Duration::days(7) && due < at(DUE) + chrono::Duration::days(8),
+        "{m:#}"
+    );
+}
+
 #[test]
 fn a_permanent_400_fails_with_the_providers_code_and_words() {
     let tw = Stub::spawn(|_, _| {
@@ -1155,4 +1185,92 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
             && log.contains("1 SMS reply"),
         "{log}"
     );
+}
+
+/// A Twilio Messaging Service with no per-gateway `status_callback`: with `api.public_url`
+/// set, each send names public_url + the receipts path, and the receipts route checks the
+/// signature against that URL (issue 14: it answered 400 "no callback URL").
+#[test]
+fn a_messaging_service_gets_its_receipts_at_the_public_url() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sid = "SMmsvc0000111122223333444455556666";
+    let tw = Stub::spawn(move |_, _| Reply::json(201, json!({"sid": sid, "status": "accepted"})));
+    let gw = format!(
+        "    tw: {{kind: twilio, account_sid: AC0123456789abcdef, auth_token_file: twilio.token, \
+         messaging_service_sid: MG0123456789abcdef0123456789abcdef, rate: 100/s, base_url: \"{}\"}}\n",
+        tw.url
+    );
+    let ws = workspace(None, &["tw"], &[gw], &[job("j", "[sms]", "")]);
+    let port = common::free_port();
+    let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
+    ws.write(
+        "aftercare.yaml",
+        &format!("{config}api:\n  listen: 127.0.0.1:{port}\n  public_url: \"https://shop.example/care/\"\n"),
+    );
+    ws.import(&[order(1, Some(PHONE), None, json!({}))]).ok();
+    assert!(ws.once(DUE).stdout.starts_with("1 sent"));
+    let form = tw.seen()[0].form();
+    let callback_url = "https://shop.example/care/hooks/sms/tw/status";
+    assert_eq!(
+        form.get("MessagingServiceSid").map(String::as_str),
+        Some("MG0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(
+        form.get("StatusCallback").map(String::as_str),
+        Some(callback_url)
+    );
+
+    // The daemon's API, behind a proxy that maps https://shop.example/care/ to it.
+    let mut child = ws
+        .command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "no API");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = format!(
+        "MessageSid={sid}&MessageStatus=delivered&To=%2B8613800138000&AccountSid=AC0123456789abcdef\
+         &MessagingServiceSid=MG0123456789abcdef0123456789abcdef"
+    );
+    let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let post = |sig: &str| {
+        let r = client
+            .post(format!("{base}/hooks/sms/tw/status"))
+            .header("X-Twilio-Signature", sig)
+            .body(body.clone())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    // Signed for another URL, or with another token: refused.
+    let elsewhere = twilio::signature(TWILIO_TOKEN, "https://shop.example/sms/status", &params);
+    assert_eq!(post(&elsewhere).0, 403);
+    assert_eq!(
+        post(&twilio::signature("other-token", callback_url, &params)).0,
+        403
+    );
+    let (status, summary) = post(&twilio::signature(TWILIO_TOKEN, callback_url, &params));
+    assert_eq!(
+        (status, summary["recorded"].as_u64()),
+        (200, Some(1)),
+        "{summary}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert_eq!(log(&ws, "j")[0]["delivery"], "delivered");
 }

@@ -1057,14 +1057,24 @@ fn receipts_from_each_gateway() {
         ch.receipts("tw", &inbound(Some(&forged))),
         Err(ReceiptError::BadSignature)
     );
+    // With a status_callback configured, that is the URL Twilio signed (each send names
+    // it): a signature for the URL the request reached instead is refused, and the right
+    // one holds whatever path a proxy forwarded it to.
+    let evil = "https://evil.example/sms/status";
     let elsewhere = Inbound {
-        url: Some("https://evil.example/sms/status"),
-        ..inbound(Some(&sig))
+        url: Some(evil),
+        signature: Some(&twilio_sign(evil, body)),
+        body: body.as_bytes(),
     };
     assert_eq!(
         ch.receipts("tw", &elsewhere),
         Err(ReceiptError::BadSignature)
     );
+    let proxied = Inbound {
+        url: Some("https://shop.example/hooks/sms/tw/status"),
+        ..inbound(Some(&sig))
+    };
+    assert_eq!(ch.receipts("tw", &proxied).map(|r| r.len()), Ok(1));
 
     let report = r#"[{"phone_number":"13800138000","send_time":"2026-11-23 10:00:00","report_time":"2026-11-23 10:00:05",
         "success":true,"err_code":"DELIVERED","err_msg":"用户接收成功","sms_size":"1","biz_id":"900619746936498440^0","out_id":"01JREF0000000000000000001"}]"#;

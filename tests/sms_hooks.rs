@@ -157,6 +157,7 @@ async fn three_sent(store: &Store) -> Vec<String> {
             address: Some("+8613800138000".into()),
             at: now,
             next: None,
+            uncounted: false,
         })
         .collect();
     assert_eq!(store.complete(&batch).await.unwrap(), 0);

@@ -469,6 +469,7 @@ async fn leases_renew_and_reaped_claims_count_an_attempt(b: Backend) {
         address: Some("x@example.com".into()),
         at: now,
         next: None,
+        uncounted: false,
     };
     assert_eq!(store.complete(&[late]).await.unwrap(), 1);
 
@@ -578,6 +579,7 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                 address: None,
                 at: now,
                 next: None,
+                uncounted: false,
             };
             match i % 4 {
                 // First row of each statement: cancelled, all NULLs.
@@ -682,6 +684,7 @@ async fn release_and_reap_return_claims_to_the_queue(b: Backend) {
         address: Some("x@example.com".into()),
         at: now,
         next: None,
+        uncounted: false,
     };
     store.complete(&[c]).await.unwrap();
     let retry = claim(&store, "tok-r", "2026-12-31T00:00:00Z", 10).await;
@@ -894,6 +897,7 @@ async fn find_messages_applies_every_filter(b: Backend) {
             address: None,
             at: now,
             next: None,
+            uncounted: false,
         })
         .collect();
     store.complete(&done).await.unwrap();
@@ -1031,6 +1035,7 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
             address: Some("x@example.com".into()),
             at: now,
             next: plan::next_step(&book, &job, m, now),
+            uncounted: false,
         })
         .collect();
     from.complete(&done).await.unwrap();

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Per-event outcome of a POST.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventResult {
+pub(super) struct EventResult {
     pub index: usize,
     pub id: String,
     /// `accepted`, `duplicate` or `rejected`.
@@ -42,7 +42,7 @@ pub struct EventResult {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct IngestResponse {
+pub(super) struct IngestResponse {
     pub accepted: usize,
     pub duplicates: usize,
     pub rejected: usize,
@@ -207,7 +207,7 @@ fn refusal(e: &StoreError) -> Refused {
     ),
     security(("bearer" = []))
 )]
-pub async fn post_events(
+pub(super) async fn post_events(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

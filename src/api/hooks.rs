@@ -74,7 +74,7 @@ fn no_sms() -> ApiError {
         (status = 404, description = "No such gateway, or it takes no receipts", body = ApiError),
     )
 )]
-pub async fn sms_status(
+pub(super) async fn sms_status(
     State(state): State<ApiState>,
     Path(gateway): Path<String>,
     uri: axum::http::Uri,
@@ -88,8 +88,10 @@ pub async fn sms_status(
         uri: &uri,
         body: &body,
     };
-    // Twilio signs status callbacks with the URL we gave it (the gateway's status_callback).
-    let url = None;
+    // Twilio signs status callbacks with the URL it called: the gateway's status_callback
+    // when it has one (the channel prefers it), else `api.public_url` + this path, as for
+    // inbound messages.
+    let url = req.url();
     let summary = sms_hooks::status_callback(
         &state.store,
         sms,
@@ -115,7 +117,7 @@ pub async fn sms_status(
         (status = 404, description = "No such gateway, or it takes no replies", body = ApiError),
     )
 )]
-pub async fn sms_inbound(
+pub(super) async fn sms_inbound(
     State(state): State<ApiState>,
     Path(gateway): Path<String>,
     uri: axum::http::Uri,

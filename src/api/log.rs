@@ -17,7 +17,7 @@ use serde_json::json;
 /// Query of `GET /v1/messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct MessagesQuery {
+pub(super) struct MessagesQuery {
     /// Contact id, email address or phone number.
     contact: Option<String>,
     job: Option<String>,
@@ -39,7 +39,7 @@ pub struct MessagesQuery {
 
 /// A page of the log, oldest due first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MessagePage {
+pub(super) struct MessagePage {
     pub items: Vec<MessageRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
@@ -90,7 +90,7 @@ fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn list_messages(
+pub(super) async fn list_messages(
     State(state): State<ApiState>,
     headers: HeaderMap,
     q: Result<Query<MessagesQuery>, QueryRejection>,
@@ -189,7 +189,7 @@ async fn one(state: &ApiState, id: &str) -> Result<MessageRecord, ApiError> {
     responses((status = 200, body = MessageRecord), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn get_message(
+pub(super) async fn get_message(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -223,7 +223,7 @@ fn hand_result(action: HandAction, id: &str, what: &str) -> Result<(), ApiError>
     responses((status = 200, body = MessageRecord), (status = 404, body = ApiError), (status = 409, description = "Not failed or cancelled", body = ApiError), (status = 403, body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn retry_message(
+pub(super) async fn retry_message(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -249,7 +249,7 @@ pub async fn retry_message(
     responses((status = 200, body = MessageRecord), (status = 404, body = ApiError), (status = 409, description = "Already sent, failed or cancelled", body = ApiError), (status = 403, body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn cancel_message(
+pub(super) async fn cancel_message(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -275,7 +275,7 @@ pub async fn cancel_message(
     responses((status = 200, description = "{contact, items: [{at, kind: event|message|reply, ...}]}"), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn timeline(
+pub(super) async fn timeline(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,

@@ -3,8 +3,8 @@
 //!
 //! Every `/v1` route needs a bearer token with a scope (`ingest`, `read`, `admin`); tokens
 //! come from the environment or files, never from YAML, and only their names are logged.
-//! Errors are JSON `{error, detail, field}`. The routes are listed once in [`ROUTES`], which
-//! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
+//! Errors are JSON `{error, detail, field}`. The routes are listed once, in [`routes`], which
+//! both the router and the OpenAPI document (`GET /openapi.json`) are built from.
 
 mod events;
 mod hooks;
@@ -24,39 +24,69 @@ use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use events::IngestQueue;
 pub use settings::{ApiConfig, Scope};
 
-/// Every route: (method, path). The OpenAPI document must describe exactly these.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/events"),
-    ("get", "/v1/messages"),
-    ("get", "/v1/messages/{id}"),
-    ("post", "/v1/messages/{id}/retry"),
-    ("post", "/v1/messages/{id}/cancel"),
-    ("get", "/v1/contacts/{id}/timeline"),
-    ("post", "/hooks/sms/{gateway}/status"),
-    ("post", "/hooks/sms/{gateway}/inbound"),
-    ("get", "/u/{token}"),
-    ("post", "/u/{token}"),
-    ("get", "/s/{token}"),
-    ("post", "/s/{token}"),
-    ("post", "/v1/answers"),
-    ("get", "/v1/reports/conversions"),
-    ("get", "/v1/reports/nps"),
-    ("get", "/v1/reports/csat"),
-    ("get", "/v1/reports/answers"),
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
-];
+/// Every route, once: each handler's `#[utoipa::path]` names its method and path, and this
+/// list registers it with the router and the OpenAPI document alike, so the two cannot
+/// disagree. A new endpoint is one line here.
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(events::post_events))
+        .routes(routes!(log::list_messages))
+        .routes(routes!(log::get_message))
+        .routes(routes!(log::retry_message))
+        .routes(routes!(log::cancel_message))
+        .routes(routes!(log::timeline))
+        .routes(routes!(hooks::sms_status))
+        .routes(routes!(hooks::sms_inbound))
+        .routes(routes!(public::unsubscribe_page, public::unsubscribe_post))
+        .routes(routes!(survey::survey_page, survey::survey_post))
+        .routes(routes!(survey::post_answer))
+        .routes(routes!(reports::conversions))
+        .routes(routes!(reports::nps))
+        .routes(routes!(reports::csat))
+        .routes(routes!(reports::answers))
+        .routes(routes!(public::healthz))
+        .routes(routes!(public::readyz))
+        .routes(routes!(public::metrics))
+        .routes(routes!(openapi_json))
+}
+
+/// utoipa's OpenAPI document of [`routes`] (`schema::document` adds what the derive cannot
+/// say); built once.
+pub(crate) fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| routes().split_for_parts().1)
+}
+
+/// Every route as (method, path), lowercase methods, as [`routes`] lists them.
+pub fn route_list() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in &openapi().paths.paths {
+        let methods = [
+            ("get", item.get.is_some()),
+            ("post", item.post.is_some()),
+            ("put", item.put.is_some()),
+            ("patch", item.patch.is_some()),
+            ("delete", item.delete.is_some()),
+        ];
+        for (m, present) in methods {
+            if present {
+                out.push((m.to_string(), path.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -73,6 +103,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// For receipts and inbound replies.
     pub sms: Option<crate::channels::sms::SmsChannel>,
+    /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
+    pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
 }
 
 /// A usable bearer token (its secret read at start).
@@ -173,12 +205,7 @@ pub fn authorize(state: &ApiState, headers: &HeaderMap, needed: Scope) -> Result
             "missing Authorization: Bearer <token>",
         ));
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let presented = value.to_str().ok().and_then(bearer).unwrap_or("");
     let token = state
         .tokens
         .iter()
@@ -203,6 +230,15 @@ pub fn authorize(state: &ApiState, headers: &HeaderMap, needed: Scope) -> Result
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235 §2.1: `bearer`, `BEARER`), and any run of spaces may follow it.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -213,29 +249,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "aftercare", description = "After-sales messages: events in, delivery log out."),
-    paths(
-        events::post_events,
-        log::list_messages,
-        log::get_message,
-        log::retry_message,
-        log::cancel_message,
-        log::timeline,
-        hooks::sms_status,
-        hooks::sms_inbound,
-        public::unsubscribe_page,
-        public::unsubscribe_post,
-        survey::survey_page,
-        survey::survey_post,
-        survey::post_answer,
-        reports::conversions,
-        reports::nps,
-        reports::csat,
-        reports::answers,
-        public::healthz,
-        public::readyz,
-        public::metrics,
-        openapi_json,
-    ),
     components(schemas(crate::sms_hooks::Summary, crate::reports::ConversionReport, crate::reports::ScoreReport, crate::reports::AnswersReport, survey::AnswerRequest, survey::AnswerResponse, crate::store::StoredAnswer, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
@@ -304,32 +317,8 @@ pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
 
 pub fn router(state: ApiState) -> axum::Router {
     let max_body = state.config.max_body;
-    axum::Router::new()
-        .route("/v1/events", post(events::post_events))
-        .route("/v1/messages", get(log::list_messages))
-        .route("/v1/messages/{id}", get(log::get_message))
-        .route("/v1/messages/{id}/retry", post(log::retry_message))
-        .route("/v1/messages/{id}/cancel", post(log::cancel_message))
-        .route("/v1/contacts/{id}/timeline", get(log::timeline))
-        .route("/hooks/sms/{gateway}/status", post(hooks::sms_status))
-        .route("/hooks/sms/{gateway}/inbound", post(hooks::sms_inbound))
-        .route(
-            "/u/{token}",
-            get(public::unsubscribe_page).post(public::unsubscribe_post),
-        )
-        .route(
-            "/s/{token}",
-            get(survey::survey_page).post(survey::survey_post),
-        )
-        .route("/v1/answers", post(survey::post_answer))
-        .route("/v1/reports/conversions", get(reports::conversions))
-        .route("/v1/reports/nps", get(reports::nps))
-        .route("/v1/reports/csat", get(reports::csat))
-        .route("/v1/reports/answers", get(reports::answers))
-        .route("/healthz", get(public::healthz))
-        .route("/readyz", get(public::readyz))
-        .route("/metrics", get(public::metrics))
-        .route("/openapi.json", get(openapi_json))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -362,29 +351,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_openapi_document_describes_exactly_the_routes() {
-        let doc = ApiDoc::openapi();
+    fn the_served_document_describes_exactly_the_routes() {
+        let served = schema::document(1000);
         let mut documented: Vec<(String, String)> = Vec::new();
-        for (path, item) in &doc.paths.paths {
-            let methods = [
-                ("get", item.get.is_some()),
-                ("post", item.post.is_some()),
-                ("put", item.put.is_some()),
-                ("delete", item.delete.is_some()),
-            ];
-            for (m, present) in methods {
-                if present {
+        for (path, item) in served["paths"].as_object().expect("paths") {
+            for m in ["get", "post", "put", "patch", "delete"] {
+                if item.get(m).is_some() {
                     documented.push((m.to_string(), path.clone()));
                 }
             }
         }
         documented.sort();
-        let mut routes: Vec<(String, String)> = ROUTES
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect();
-        routes.sort();
+        let routes = route_list();
         assert_eq!(documented, routes);
+        // The list is not empty by accident: the endpoints every deployment relies on.
+        for must in [
+            ("post", "/v1/events"),
+            ("get", "/healthz"),
+            ("get", "/u/{token}"),
+        ] {
+            assert!(
+                routes.iter().any(|(m, p)| (m.as_str(), p.as_str()) == must),
+                "{must:?} missing from {routes:?}"
+            );
+        }
     }
 
     #[test]
@@ -396,5 +386,14 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "beaRer\tt0k"] {
+            assert_eq!(bearer(v), (!v.contains('\t')).then_some("t0k"), "{v:?}");
+        }
+        assert_eq!(bearer("Basic t0k"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 }

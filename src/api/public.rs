@@ -47,18 +47,20 @@ fn verify(state: &ApiState, token: &str) -> Result<(String, String), Box<Respons
     })
 }
 
-/// A token's shape (the OpenAPI pattern `schema::TOKEN`): two base64url parts and a dot.
-/// Malformed text is a bad request (400); a well-formed token this key did not sign is a link
-/// that does not exist (404).
+/// A token's shape (the OpenAPI pattern `schema::TOKEN`): base64url, one part (a sealed
+/// token) or two joined by a dot (the first format, still honoured). Malformed text is a bad
+/// request (400); a well-formed token this key did not make is a link that does not exist
+/// (404).
 fn well_formed(token: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    token
-        .split_once('.')
-        .is_some_and(|(a, b)| part(a) && part(b))
+    match token.split_once('.') {
+        Some((a, b)) => part(a) && part(b),
+        None => part(token) && token.len() >= crate::unsubscribe::SEALED_MIN_LEN,
+    }
 }
 
 /// The confirm page behind the link in an email.
@@ -68,7 +70,7 @@ fn well_formed(token: &str) -> bool {
     params(("token" = String, Path, description = "The token from the List-Unsubscribe link")),
     responses((status = 200, description = "An HTML page with a button that POSTs to the same URL"), (status = 400, description = "Forged or altered token"))
 )]
-pub async fn unsubscribe_page(
+pub(super) async fn unsubscribe_page(
     State(state): State<ApiState>,
     Path(token): Path<String>,
 ) -> Response {
@@ -92,7 +94,7 @@ pub async fn unsubscribe_page(
     params(("token" = String, Path, description = "The token from the List-Unsubscribe link")),
     responses((status = 200, description = "Unsubscribed"), (status = 400, description = "Forged or altered token"))
 )]
-pub async fn unsubscribe_post(
+pub(super) async fn unsubscribe_post(
     State(state): State<ApiState>,
     Path(token): Path<String>,
 ) -> Response {
@@ -123,17 +125,25 @@ pub async fn unsubscribe_post(
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
-pub async fn healthz() -> &'static str {
+pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The store answers and the jobs are loaded.
+/// The store answers, the jobs are loaded, and the SMTP relay (when email goes over SMTP)
+/// does not refuse our session (a wrong password: mail waits, so this node is not ready).
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reason")))]
-pub async fn readyz(State(state): State<ApiState>) -> Response {
+pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
     if !is_ready(&State(state.clone())) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: jobs not loaded yet\n",
+        )
+            .into_response();
+    }
+    if let Some(why) = state.relay.as_ref().and_then(|r| r.fault()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", crate::text::printable(&why)),
         )
             .into_response();
     }
@@ -149,7 +159,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
-pub async fn metrics(State(state): State<ApiState>) -> Response {
+pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
     match metrics::render(&state.store, state.clock.now()).await {
         Ok(text) => (
             [(

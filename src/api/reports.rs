@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ReportQuery {
+pub(super) struct ReportQuery {
     /// The job's id.
     job: String,
     /// From (RFC 3339, or a date: its midnight in defaults.timezone); default: 30 days before `until`.
@@ -81,9 +81,6 @@ fn prepare(state: &ApiState, q: &ReportQuery) -> Result<(Arc<Job>, Window, Strin
 fn refused(e: ReportError) -> ApiError {
     match e {
         ReportError::Store(s) => ApiError::store(s),
-        ReportError::UnknownJob(j) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no job `{j}`")).field("job")
-        }
         ReportError::Invalid(m) => bad("by", m),
     }
 }
@@ -97,7 +94,7 @@ fn refused(e: ReportError) -> ApiError {
     responses((status = 200, description = "The report", body = ConversionReport), (status = 404, description = "No such job", body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn conversions(
+pub(super) async fn conversions(
     State(state): State<ApiState>,
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, QueryRejection>,
@@ -135,7 +132,7 @@ async fn scores(
     responses((status = 200, description = "The report", body = ScoreReport), (status = 404, description = "No such job", body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn nps(
+pub(super) async fn nps(
     State(state): State<ApiState>,
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, QueryRejection>,
@@ -151,7 +148,7 @@ pub async fn nps(
     responses((status = 200, description = "The report", body = ScoreReport), (status = 404, description = "No such job", body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn csat(
+pub(super) async fn csat(
     State(state): State<ApiState>,
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, QueryRejection>,
@@ -167,7 +164,7 @@ pub async fn csat(
     responses((status = 200, description = "The answers", body = AnswersReport), (status = 404, description = "No such job", body = ApiError)),
     security(("bearer" = []))
 )]
-pub async fn answers(
+pub(super) async fn answers(
     State(state): State<ApiState>,
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, QueryRejection>,

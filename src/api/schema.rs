@@ -9,7 +9,6 @@
 //! one is a change to both.
 
 use serde_json::{Value, json};
-use utoipa::OpenApi;
 
 /// No NUL anywhere (the store cannot keep it; see `ingest`).
 const NO_NUL: &str = r"^[^\x00]*$";
@@ -32,13 +31,15 @@ fn event_time_pattern() -> String {
 }
 
 /// A cursor as `GET /v1/messages` hands it out: `<due_at in ms>~<message id>`.
-pub const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
+pub(super) const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
 
-/// An unsubscribe token's shape: two base64url parts joined by a dot.
-pub const TOKEN: &str = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$";
+/// An unsubscribe token's shape: base64url, one part of at least
+/// `unsubscribe::SEALED_MIN_LEN` characters (sealed) or two joined by a dot (the first
+/// format).
+pub(super) const TOKEN: &str = r"^([A-Za-z0-9_-]{42,}|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$";
 
 /// A message token (`{{message.token}}`, the survey link's last part): base64url.
-pub const SURVEY_TOKEN: &str = r"^[A-Za-z0-9_-]{1,64}$";
+pub(super) const SURVEY_TOKEN: &str = r"^[A-Za-z0-9_-]{1,64}$";
 
 fn error(description: &str) -> Value {
     json!({
@@ -130,8 +131,8 @@ fn schemas() -> Value {
 }
 
 /// The document: utoipa's, with what the derive cannot say written in.
-pub fn document(max_events: usize) -> Value {
-    let mut doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+pub(super) fn document(max_events: usize) -> Value {
+    let mut doc = serde_json::to_value(super::openapi()).unwrap_or_else(|_| json!({}));
     if let Some(Value::Object(s)) = doc.pointer_mut("/components/schemas")
         && let Value::Object(more) = schemas()
     {
@@ -378,4 +379,17 @@ pub fn document(max_events: usize) -> Value {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_token_pattern_knows_the_shortest_sealed_token() {
+        let n = crate::unsubscribe::SEALED_MIN_LEN;
+        assert!(
+            super::TOKEN.contains(&format!("{{{n},}}")),
+            "{}",
+            super::TOKEN
+        );
+    }
 }

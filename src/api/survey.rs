@@ -208,7 +208,7 @@ fn form(book: &Playbook, o: &Open, selected: Option<i64>, note: &str) -> String 
 }
 
 #[derive(Debug, Deserialize)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     /// Pre-select this score (the one-click links in the email); records nothing.
     score: Option<String>,
 }
@@ -224,7 +224,7 @@ pub struct PageQuery {
     ),
     responses((status = 200, description = "The question with a form that POSTs to the same URL"))
 )]
-pub async fn survey_page(
+pub(super) async fn survey_page(
     State(state): State<ApiState>,
     Path(token): Path<String>,
     Query(q): Query<PageQuery>,
@@ -254,7 +254,7 @@ pub async fn survey_page(
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "score=N&comment=..."),
     responses((status = 200, description = "Recorded: a thank-you page"))
 )]
-pub async fn survey_post(
+pub(super) async fn survey_post(
     State(state): State<ApiState>,
     Path(token): Path<String>,
     body: Bytes,
@@ -320,7 +320,7 @@ pub async fn survey_post(
 /// An answer collected elsewhere (a third-party form), for the message with this token.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AnswerRequest {
+pub(super) struct AnswerRequest {
     /// The message's token (`{{message.token}}`).
     pub token: String,
     /// 0–10 (nps) or 1–5 (csat), as the job's survey scale says (a whole number; `9.0` is 9).
@@ -330,7 +330,7 @@ pub struct AnswerRequest {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AnswerResponse {
+pub(super) struct AnswerResponse {
     /// `recorded`, `changed` or `unchanged` (the same answer again: nothing new is written).
     pub status: String,
     pub answer: crate::store::StoredAnswer,
@@ -355,7 +355,7 @@ pub struct AnswerResponse {
     ),
     security(("bearer" = []))
 )]
-pub async fn post_answer(
+pub(super) async fn post_answer(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Bytes,

@@ -4,12 +4,21 @@
 //! (retry later) or permanent failure, with the server's own code and text so support can
 //! read what happened. A channel never touches the store and never retries by itself:
 //! dispatch owns both, so every attempt is recorded the same way whatever the transport.
+//! A refusal of the session itself (an SMTP relay that rejects our login) is a fault of our
+//! own setup, not of the message: it is marked [`Delivery::relay_fault`], so dispatch lets the
+//! message wait without using up its tries.
 
 pub mod email;
+pub mod redact;
 pub mod sms;
 pub mod webhook;
 
 use crate::model::Outcome;
+
+/// The longest wait a server's `Retry-After` is taken at. Its value is the server's to
+/// choose (`Retry-After: 18446744073709551615`), and a wait past the end of time cannot be
+/// added to a clock without a panic; a week is longer than any real outage asks for.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The result of one attempt on one channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +32,11 @@ pub struct Delivery {
     pub provider_id: Option<String>,
     /// The other side asked us to wait this long before trying again (HTTP `Retry-After`).
     pub retry_after: Option<std::time::Duration>,
+    /// The failure is the relay's refusal of our session (its greeting, our EHLO, our login,
+    /// our sender), not an answer about this message: a configuration fault of ours. The
+    /// message waits and is retried with backoff, and the try does not count toward
+    /// `max_attempts` (always with `Outcome::Transient`).
+    pub relay_fault: bool,
 }
 
 impl Delivery {
@@ -33,6 +47,7 @@ impl Delivery {
             detail: detail.into(),
             provider_id: None,
             retry_after: None,
+            relay_fault: false,
         }
     }
 
@@ -43,6 +58,7 @@ impl Delivery {
             detail: detail.into(),
             provider_id: None,
             retry_after: None,
+            relay_fault: false,
         }
     }
 }

@@ -6,6 +6,13 @@
 //! (seconds) so a captured request cannot be replayed later, and `Idempotency-Key` is the
 //! outbox id, the same on every retry of the same task.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::Delivery;
 use crate::check::Checker;
 use crate::model::Outcome;
@@ -133,7 +140,7 @@ impl WebhookChannel {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|s| Duration::from_secs(s).min(super::MAX_RETRY_AFTER));
         let text: String = resp
             .text()
             .await
@@ -159,6 +166,7 @@ impl WebhookChannel {
             detail,
             provider_id: None,
             retry_after,
+            relay_fault: false,
         }
     }
 }

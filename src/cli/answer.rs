@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// The score: 0–10 (nps) or 1–5 (csat)
     score: i64,
     /// The message's token (the last part of its survey link)
@@ -29,7 +29,7 @@ pub struct Args {
     now: Option<DateTime<Utc>>,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
     let book = app.playbook();

@@ -1,21 +1,22 @@
 //! `aftercare callbacks`: callback tasks for agents without a CRM (and the delivery state of
 //! those that went to one).
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::model::MessageState;
+use crate::text::printable as p;
 use chrono::Utc;
 use clap::Subcommand;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// Also show closed and delivered tasks
     #[arg(long)]
     all: bool,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,17 +31,18 @@ enum Command {
     },
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
     let now = Utc::now();
     if let Some(Command::Done { id, note, agent }) = a.command {
         if !store.close_task(&id, &note, &agent, now).await? {
             return Err(Exit::invalid(format!(
-                "no open callback task `{id}` (see `aftercare callbacks`)"
+                "no open callback task `{}` (see `aftercare callbacks`)",
+                p(&id)
             )));
         }
-        println!("closed {id}: {note}");
+        println!("closed {}: {}", p(&id), p(&note));
         return Ok(());
     }
     let tasks = store.callback_tasks(a.all).await?;
@@ -58,7 +60,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         };
         rows.push((t, contact, status));
     }
-    if a.json {
+    if a.format.get() == Format::Json {
         let out: Vec<_> = rows
             .iter()
             .map(|(t, c, status)| serde_json::json!({"task": t, "contact": c, "status": status}))
@@ -70,23 +72,23 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             let who = c.as_ref().map(|c| {
                 format!(
                     "{} {}",
-                    c.name.as_deref().unwrap_or(&c.id),
-                    c.phone
+                    p(c.name.as_deref().unwrap_or(&c.id)),
+                    p(c.phone
                         .as_deref()
                         .or(c.email.as_deref())
-                        .unwrap_or("(no phone)")
+                        .unwrap_or("(no phone)"))
                 )
             });
             println!(
                 "{}  {:<8}  due {}  {}  {}{}",
-                t.id,
+                p(&t.id),
                 status,
                 t.due_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-                t.job_id,
-                who.unwrap_or_else(|| t.contact_id.clone()),
+                p(&t.job_id),
+                who.unwrap_or_else(|| p(&t.contact_id).into_owned()),
                 t.order_id
                     .as_deref()
-                    .map(|o| format!("  order {o}"))
+                    .map(|o| format!("  order {}", p(o)))
                     .unwrap_or_default()
             );
         }

@@ -7,23 +7,21 @@
 //! channels that report success without sending. Reminders are planned as if each message
 //! were sent on time.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::channels::{Channels, email::EmailChannel};
 use crate::clock::SteppedClock;
 use crate::dispatch::Dispatcher;
-use crate::model::{MessageRecord, MessageState};
+use crate::model::MessageRecord;
 use crate::schedule::Scheduler;
-use crate::store::{LogFilter, Store};
-use crate::store::{SqliteSync, StoreConfig};
+use crate::store::{SqliteSync, Store, StoreConfig};
+use crate::text::printable as p;
 use crate::values::parse_time;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
 use std::sync::Arc;
 
-const MAX_STEPS: usize = 200_000;
-
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Only this job's messages (all jobs are still simulated: caps are shared)
     #[arg(long)]
     job: Option<String>,
@@ -33,11 +31,11 @@ pub struct Args {
     /// Start from this time instead of now
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     if let Some(j) = &a.job
         && app.jobs.get(j).is_none()
@@ -62,6 +60,7 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let done_before = scratch.final_ids().await?;
 
     let clock = Arc::new(SteppedClock::new(now));
+    let json = a.format.get() == Format::Json;
     let book = app.playbook();
     let dispatcher = Arc::new(
         Dispatcher::new(
@@ -74,7 +73,15 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
                     .config
                     .sms
                     .as_ref()
-                    .map(crate::channels::sms::SmsChannel::new)
+                    .map(|s| {
+                        crate::channels::sms::SmsChannel::with_public_url(
+                            s,
+                            app.config
+                                .api
+                                .as_ref()
+                                .and_then(|a| a.public_url.as_deref()),
+                        )
+                    })
                     .transpose()?,
             }),
             clock.clone(),
@@ -85,98 +92,138 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     );
     let mut scheduler = Scheduler::new(scratch.clone(), book);
     scheduler.horizon = until - now + Span::days(1);
+    // Each step moves the clock strictly forward (to the next due message or occurrence), so
+    // the loop ends at `until` with every send, however many; a step that would not move
+    // forward stops the forecast with an error instead of spinning.
     let mut t = now;
-    for _ in 0..MAX_STEPS {
+    let mut first = true;
+    loop {
         clock.set(t);
-        scheduler.tick(t).await?;
+        if std::mem::take(&mut first) {
+            scheduler.tick(t).await?;
+        } else {
+            scheduler.tick_recurring(t).await?;
+        }
         dispatcher.run_once().await?;
-        let next_due = scratch
-            .next_due()
-            .await?
-            .map(|d| d.max(t + Span::milliseconds(1)));
-        let next_occ = scheduler.next_occurrence_after(t, until);
+        let next_due = scratch.next_due().await?;
+        if let Some(due) = next_due
+            && due <= t
+        {
+            anyhow::bail!(
+                "forecast stopped at {t}: a message due at {due} is still waiting after a dispatch pass at {t}, so the forecast clock cannot move on (a bug: please report it with the jobs and this time)"
+            );
+        }
+        let next_occ = scheduler.next_occurrence_after(t)?;
         match [next_due, next_occ].into_iter().flatten().min() {
             Some(next) if next <= until => t = next,
             _ => break,
         }
     }
-    let filter = LogFilter {
-        job: a.job.clone(),
-        limit: 1_000_000,
-        ..Default::default()
+    // Every message this run made final, streamed in order (a year of a frequent job is
+    // hundreds of thousands): sends first, then what would not be sent, and why.
+    let job = a.job.clone();
+    let ours = |m: &MessageRecord| {
+        !done_before.contains(&m.id) && job.as_ref().is_none_or(|j| *j == m.job_id)
     };
-    let changed: Vec<MessageRecord> = scratch
-        .find_messages(&filter)
-        .await?
-        .into_iter()
-        .filter(|m| m.state.is_final() && !done_before.contains(&m.id))
-        .collect();
-    scratch.close().await;
-    let (send, skip): (Vec<_>, Vec<_>) = changed
-        .into_iter()
-        .partition(|m| m.state == MessageState::Sent);
-    let mut send = send;
-    send.sort_by_key(|m| (m.sent_at, m.id.clone()));
-    if a.json {
-        let item = |m: &MessageRecord| {
-            serde_json::json!({
-                "at": m.sent_at, "job": m.job_id, "step": m.step, "contact": m.contact_id, "order": m.order_id,
-                "channel": m.channel, "address": m.address, "callback_task": m.channel_plan.is_some(), "reason": m.reason,
-            })
-        };
-        let out = serde_json::json!({
-            "from": now, "until": until,
-            "send": send.iter().map(item).collect::<Vec<_>>(),
-            "not_sent": skip.iter().map(item).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut written: std::io::Result<()> = Ok(());
+    let mut sends = 0usize;
     let tz = app.config.default_timezone;
     let fmt = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default()
     };
-    println!(
-        "forecast {} → {} ({})",
-        fmt(Some(now)),
-        fmt(Some(until)),
-        tz.name()
-    );
-    for m in &send {
-        let what = if m.channel_plan.is_some() {
-            "callback task".to_string()
-        } else {
-            format!(
-                "{} {}",
-                m.channel.as_deref().unwrap_or("-"),
-                m.address.as_deref().unwrap_or("")
-            )
-        };
-        println!(
-            "{}  {}  step {}  contact {}{}  {what}",
-            fmt(m.sent_at),
-            m.job_id,
-            m.step,
-            m.contact_id,
-            m.order_id
-                .as_deref()
-                .map(|o| format!("  order {o}"))
-                .unwrap_or_default()
-        );
-    }
-    println!("{} message(s) would be sent", send.len());
-    if !skip.is_empty() {
-        println!("not sent:");
-        for m in &skip {
-            println!(
-                "  {}  {}  contact {}: {}",
-                m.id,
-                m.job_id,
-                m.contact_id,
-                m.reason.as_deref().unwrap_or(m.state.as_str())
-            );
+    let item = |m: &MessageRecord| {
+        serde_json::json!({
+            "at": m.sent_at, "job": m.job_id, "step": m.step, "contact": m.contact_id, "order": m.order_id,
+            "channel": m.channel, "address": m.address, "callback_task": m.channel_plan.is_some(), "reason": m.reason,
+        })
+    };
+    let mut put = |text: std::fmt::Arguments| {
+        if written.is_ok() {
+            written = std::io::Write::write_fmt(&mut out, text);
         }
+        written.is_ok()
+    };
+    if json {
+        put(format_args!(
+            "{{\"from\": {}, \"until\": {},\n\"send\": [",
+            serde_json::json!(now),
+            serde_json::json!(until)
+        ));
+    } else {
+        put(format_args!(
+            "forecast {} → {} ({})\n",
+            fmt(Some(now)),
+            fmt(Some(until)),
+            tz.name()
+        ));
     }
+    scratch
+        .each_final_message(true, |m| {
+            if !ours(&m) {
+                return true;
+            }
+            sends += 1;
+            if json {
+                let sep = if sends == 1 { "\n" } else { ",\n" };
+                return put(format_args!("{sep}{}", item(&m)));
+            }
+            let what = if m.channel_plan.is_some() {
+                "callback task".to_string()
+            } else {
+                format!(
+                    "{} {}",
+                    p(m.channel.as_deref().unwrap_or("-")),
+                    p(m.address.as_deref().unwrap_or(""))
+                )
+            };
+            put(format_args!(
+                "{}  {}  step {}  contact {}{}  {what}\n",
+                fmt(m.sent_at),
+                p(&m.job_id),
+                m.step,
+                p(&m.contact_id),
+                m.order_id
+                    .as_deref()
+                    .map(|o| format!("  order {}", p(o)))
+                    .unwrap_or_default()
+            ))
+        })
+        .await?;
+    if json {
+        put(format_args!("],\n\"not_sent\": ["));
+    } else {
+        put(format_args!("{sends} message(s) would be sent\n"));
+    }
+    let mut skipped = 0usize;
+    scratch
+        .each_final_message(false, |m| {
+            if !ours(&m) {
+                return true;
+            }
+            skipped += 1;
+            if json {
+                let sep = if skipped == 1 { "\n" } else { ",\n" };
+                return put(format_args!("{sep}{}", item(&m)));
+            }
+            if skipped == 1 {
+                put(format_args!("not sent:\n"));
+            }
+            put(format_args!(
+                "  {}  {}  contact {}: {}\n",
+                p(&m.id),
+                p(&m.job_id),
+                p(&m.contact_id),
+                p(m.reason.as_deref().unwrap_or(m.state.as_str()))
+            ))
+        })
+        .await?;
+    if json {
+        put(format_args!("]}}\n"));
+    }
+    scratch.close().await;
+    written.and_then(|()| std::io::Write::flush(&mut out))?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! Each line is checked on its own and a bad line is reported with its number and field,
 //! storing nothing; good lines are written in batches of one transaction each.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::ingest::{Incoming, parse_event};
 use crate::plan::IngestOutcome;
 use crate::values::parse_time;
@@ -16,7 +16,7 @@ const BATCH: usize = 500;
 
 /// The longest line read (an event is a few hundred bytes; the API's default body limit is
 /// 1 MiB too). A longer line is skipped without being held in memory, and reported.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// One line from [`read_line_bounded`].
 #[derive(Debug, PartialEq, Eq)]
@@ -83,15 +83,17 @@ fn read_line_bounded(
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// JSON-lines file, or - for standard input
     file: PathBuf,
     /// Pretend it is this time (RFC 3339), for tests and backfills
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize)]
 struct Tally {
     accepted: u64,
     duplicate: u64,
@@ -102,7 +104,7 @@ struct Tally {
     stopped: u64,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
     let book = app.playbook();
@@ -189,10 +191,13 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             tally.conflicting
         ));
     }
-    println!(
-        "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
-        tally.accepted, tally.rejected, tally.planned, tally.already, tally.stopped
-    );
+    match a.format.get() {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&tally)?),
+        Format::Text => println!(
+            "{name}: {} accepted, {dup}, {} rejected; {} message(s) planned, {} already planned, {} stopped",
+            tally.accepted, tally.rejected, tally.planned, tally.already, tally.stopped
+        ),
+    }
     if tally.rejected > 0 {
         return Err(Exit::silent(1));
     }
@@ -254,6 +259,8 @@ fn report(bar: &Option<ProgressBar>, name: &str, line: usize, errs: &[crate::ing
 }
 
 fn say(bar: &Option<ProgressBar>, msg: &str) {
+    // A rejected line is quoted back: its control characters must not reach the terminal.
+    let msg = crate::text::for_terminal(msg);
     match bar {
         Some(b) => b.suspend(|| eprintln!("{msg}")),
         None => eprintln!("{msg}"),

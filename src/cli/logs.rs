@@ -3,9 +3,10 @@
 //! server's answer, and any delivery receipt the carrier sent back; with `--contact`, the
 //! SMS replies the contact sent us.
 
-use super::App;
+use super::{App, Format, FormatArg};
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{LogFilter, StoredReply};
+use crate::text::printable as p;
 use crate::values::parse_time;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -13,7 +14,7 @@ use clap::ValueEnum;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Contact id, email address or phone number
     #[arg(long)]
     contact: Option<String>,
@@ -38,8 +39,8 @@ pub struct Args {
     /// At most this many messages
     #[arg(long, default_value_t = 200)]
     limit: i64,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -77,13 +78,7 @@ enum Delivery {
     Unknown,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum Format {
-    Table,
-    Json,
-}
-
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     // The log is readable even while a job file is broken.
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
@@ -107,14 +102,14 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let messages = store.find_messages(&filter).await?;
     // What the contact texted back belongs beside what we sent (table only: the JSON stays
     // an array of messages; the API's timeline has both).
-    let replies = match (&filter.contact, a.format) {
-        (Some(c), Format::Table) => store.replies_of(c).await?,
+    let replies = match (&filter.contact, a.format.get()) {
+        (Some(c), Format::Text) => store.replies_of(c).await?,
         _ => Vec::new(),
     };
     store.close().await;
-    match a.format {
+    match a.format.get() {
         Format::Json => println!("{}", serde_json::to_string_pretty(&messages)?),
-        Format::Table => {
+        Format::Text => {
             let tz = app.config.default_timezone;
             print!("{}", table(&messages, tz));
             print!("{}", replies_table(&replies, tz));
@@ -131,11 +126,11 @@ fn replies_table(replies: &[StoredReply], tz: Tz) -> String {
             out,
             "reply  {}  from {} via {}{}  {:?}",
             r.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
-            r.from,
-            r.gateway,
+            p(&r.from),
+            p(&r.gateway),
             r.action
                 .as_deref()
-                .map(|a| format!("  ({a})"))
+                .map(|a| format!("  ({})", p(a)))
                 .unwrap_or_default(),
             r.text,
         );
@@ -164,32 +159,32 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
         let _ = writeln!(
             out,
             "{}  {}  step {}{}  contact {}{}  due {}  {}{}{}",
-            m.id,
-            m.job_id,
+            p(&m.id),
+            p(&m.job_id),
             m.step,
             m.variant
                 .as_deref()
-                .map(|v| format!("  variant {v}"))
+                .map(|v| format!("  variant {}", p(v)))
                 .unwrap_or_default(),
-            m.contact_id,
+            p(&m.contact_id),
             m.order_id
                 .as_deref()
-                .map(|o| format!("  order {o}"))
+                .map(|o| format!("  order {}", p(o)))
                 .unwrap_or_default(),
             t(m.due_at),
             // `held out`: the words support reads.
             m.state.as_str().replace('_', " "),
             m.address
                 .as_deref()
-                .map(|a| format!("  {} {a}", m.channel.as_deref().unwrap_or("")))
+                .map(|a| format!("  {} {}", p(m.channel.as_deref().unwrap_or("")), p(a)))
                 .unwrap_or_default(),
             m.delivery
                 .as_deref()
-                .map(|d| format!("  ({d})"))
+                .map(|d| format!("  ({})", p(d)))
                 .unwrap_or_default(),
         );
         if let Some(r) = &m.reason {
-            let _ = writeln!(out, "    reason: {r}");
+            let _ = writeln!(out, "    reason: {}", p(r));
         }
         for at in &m.attempt_log {
             let _ = writeln!(
@@ -197,17 +192,17 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                 "    attempt {}  {}  {}{}  {}  {}{}{}",
                 at.attempt,
                 t(at.at),
-                at.channel,
+                p(&at.channel),
                 at.gateway
                     .as_deref()
-                    .map(|g| format!(" via {g}"))
+                    .map(|g| format!(" via {}", p(g)))
                     .unwrap_or_default(),
                 at.outcome,
                 at.code.map(|c| format!("{c} ")).unwrap_or_default(),
-                at.detail.as_deref().unwrap_or(""),
+                p(at.detail.as_deref().unwrap_or("")),
                 at.provider_id
                     .as_deref()
-                    .map(|p| format!("  {p}"))
+                    .map(|id| format!("  {}", p(id)))
                     .unwrap_or_default(),
             );
             for r in &at.receipts {
@@ -215,14 +210,14 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                     out,
                     "      receipt  {}  {}{}{}",
                     t(r.received_at),
-                    r.status,
+                    p(&r.status),
                     r.code
                         .as_deref()
-                        .map(|c| format!("  {c}"))
+                        .map(|c| format!("  {}", p(c)))
                         .unwrap_or_default(),
                     r.text
                         .as_deref()
-                        .map(|c| format!(" {c}"))
+                        .map(|c| format!(" {}", p(c)))
                         .unwrap_or_default(),
                 );
             }

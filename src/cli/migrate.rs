@@ -10,9 +10,9 @@ use crate::store::{Store, StoreError};
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub(super) struct Args {}
 
-pub async fn run(config_path: &Path, _a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, _a: Args) -> anyhow::Result<()> {
     // Broken job files do not stop a migration: only the config's store matters here.
     let app = App::load(config_path)?;
     let store = Store::connect(&app.config.store)

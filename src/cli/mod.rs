@@ -155,14 +155,17 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if !exit.message.is_empty() {
-                    eprintln!("error: {}", exit.message);
+                    eprintln!("error: {}", crate::text::for_terminal_lines(&exit.message));
                 }
                 return ExitCode::from(exit.code);
             }
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                crate::text::for_terminal_lines(&format!("{e:#}"))
+            );
             ExitCode::from(1)
         }
     }
@@ -215,11 +218,11 @@ pub(crate) struct App {
 
 impl App {
     /// Load config, templates and jobs; problems are collected, not fatal here.
-    pub fn load(config_path: &std::path::Path) -> anyhow::Result<App> {
+    pub(crate) fn load(config_path: &std::path::Path) -> anyhow::Result<App> {
         let config = Config::load(config_path).map_err(|e| match e {
             config::ConfigError::Invalid(diags) => {
                 for d in &diags {
-                    eprintln!("{d}");
+                    eprintln!("{}", crate::text::for_terminal_lines(&d.to_string()));
                 }
                 Exit::invalid(format!(
                     "the config {} is invalid",
@@ -273,10 +276,13 @@ impl App {
     }
 
     /// Load and insist on a clean set of jobs (for verbs that plan or send).
-    pub fn load_valid(config_path: &std::path::Path) -> anyhow::Result<App> {
+    pub(crate) fn load_valid(config_path: &std::path::Path) -> anyhow::Result<App> {
         let app = App::load(config_path)?;
         if app.diags.has_errors() {
-            eprint!("{}", app.diags);
+            eprint!(
+                "{}",
+                crate::text::for_terminal_lines(&app.diags.to_string())
+            );
             return Err(Exit::invalid(format!(
                 "{} error(s) in jobs or templates; fix them (see `aftercare validate`) before planning or sending",
                 app.diags.errors()
@@ -285,7 +291,7 @@ impl App {
         Ok(app)
     }
 
-    pub async fn open_store(&self) -> anyhow::Result<Store> {
+    pub(crate) async fn open_store(&self) -> anyhow::Result<Store> {
         Store::open(&self.config.store).await.map_err(|e| {
             Exit {
                 code: 3,
@@ -296,7 +302,7 @@ impl App {
     }
 
     /// The loaded jobs and templates with the config's defaults for speaking to contacts.
-    pub fn playbook(&self) -> crate::playbook::Playbook {
+    pub(crate) fn playbook(&self) -> crate::playbook::Playbook {
         crate::playbook::Playbook {
             jobs: self.jobs.clone(),
             templates: self.templates.clone(),
@@ -308,6 +314,32 @@ impl App {
             webhook_enabled: self.config.webhook.is_some(),
             public_url: self.config.api.as_ref().and_then(|a| a.public_url.clone()),
         }
+    }
+}
+
+/// How a verb prints what it found: `text` for people (the default), `json` for tools. One
+/// convention for every verb; `table` is still accepted for `text`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Format {
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    Json,
+}
+
+/// `--format text|json`, with the older `--json` kept as a hidden alias.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct FormatArg {
+    /// Output for people (text) or for tools (json)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[arg(long, hide = true, conflicts_with = "format")]
+    json: bool,
+}
+
+impl FormatArg {
+    pub(crate) fn get(self) -> Format {
+        if self.json { Format::Json } else { self.format }
     }
 }
 

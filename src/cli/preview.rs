@@ -6,11 +6,12 @@ use crate::ingest::parse_event;
 use crate::jobs::{DateField, Trigger};
 use crate::model::Channel;
 use crate::playbook::MessageFacts;
+use crate::text::{printable as p, printable_lines as lines};
 use chrono::Utc;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Job id
     job: String,
     /// An event as JSON (one object, or the first line of a JSON-lines file); for birthday
@@ -25,10 +26,10 @@ pub struct Args {
     step: i64,
 }
 
-pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let Some(job) = app.jobs.get(&a.job) else {
-        eprint!("{}", app.diags);
+        eprint!("{}", lines(&app.diags.to_string()));
         let known: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
         let hint = crate::diag::did_you_mean(&a.job, known.iter().copied())
             .unwrap_or_else(|| format!("jobs: {}", known.join(", ")));
@@ -62,7 +63,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             "warning: job {} is triggered by {}, this event is {}",
             job.id,
             job.trigger.event().unwrap_or("-"),
-            inc.event.kind
+            p(&inc.event.kind)
         );
     }
     let book = app.playbook();
@@ -113,10 +114,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         }
         Trigger::Cron { cron, timezone, .. } => {
             let ctz = timezone.unwrap_or(book.default_timezone);
-            let next =
-                crate::schedule::occurrences(cron, ctz, now, now + chrono::Duration::days(400))
-                    .first()
-                    .copied();
+            let next = crate::cron_tz::next_after(cron, ctz, now)?;
             (next, format!("{}:<occurrence>", contact.id))
         }
     };
@@ -169,7 +167,7 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             a.step - 1
         ),
     }
-    println!("dedupe:   {dedupe}");
+    println!("dedupe:   {}", p(&dedupe));
     println!(
         "channels: {}",
         job.channels
@@ -184,13 +182,13 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             (None, Some(e)) => e.clone(),
             _ => "(no email address: this contact would be skipped)".into(),
         };
-        println!("to:       {to}");
-        println!("subject:  {}", email.subject);
+        println!("to:       {}", p(&to));
+        println!("subject:  {}", p(&email.subject));
         if let Some(t) = &email.text {
-            println!("--- text ---\n{}", t.trim_end());
+            println!("--- text ---\n{}", lines(t.trim_end()));
         }
         if let Some(h) = &email.html {
-            println!("--- html ---\n{}", h.trim_end());
+            println!("--- html ---\n{}", lines(h.trim_end()));
         }
     }
     if let Some(sms) = &sms {
@@ -198,10 +196,10 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         println!("--- sms ---");
         println!(
             "to:       {}",
-            contact
+            p(contact
                 .phone
                 .as_deref()
-                .unwrap_or("(no phone number: the next channel would be used)")
+                .unwrap_or("(no phone number: the next channel would be used)"))
         );
         let route = if job.sms.route.is_empty() {
             app.config
@@ -227,10 +225,10 @@ pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         if let Some(code) = job.sms.template_codes.get(&step.template) {
             println!(
                 "provider template: {code} {}",
-                sms.params.as_deref().map(str::trim).unwrap_or("{}")
+                p(sms.params.as_deref().map(str::trim).unwrap_or("{}"))
             );
         }
-        println!("{}", sms.text);
+        println!("{}", lines(&sms.text));
     }
     Ok(())
 }

@@ -2,16 +2,16 @@
 //! its survey (nps, csat), and the answers themselves, as tables or JSON. The same figures
 //! as `GET /v1/reports/...`, computed by the store in SQL.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::jobs::Scale;
 use crate::reports::{self, By, ReportError, Window};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use std::path::Path;
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Planned, sent, delivered, failed, cancelled, converted by the job's goal; variants and holdout
     Conversions(Args),
     /// NPS of a survey job: response rate, promoters, passives, detractors, NPS with its 95% interval
@@ -23,7 +23,7 @@ pub enum Command {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// The job
     #[arg(long)]
     job: String,
@@ -36,15 +36,15 @@ pub struct Args {
     /// Group by (conversions: step, variant, channel, locale, week; surveys: week, month, locale, tier)
     #[arg(long, value_enum)]
     by: Option<By>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
     /// Report as of this instant instead of now (the default --until)
     #[arg(long, hide = true)]
     now: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
-pub struct AnswerArgs {
+pub(super) struct AnswerArgs {
     #[arg(long)]
     job: String,
     /// Answers given from [default: 30 days before --until]
@@ -58,18 +58,12 @@ pub struct AnswerArgs {
     score_lte: Option<i64>,
     #[arg(long, default_value_t = 1000)]
     limit: i64,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum Format {
-    Table,
-    Json,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 /// RFC 3339, or a date meaning its midnight in `tz`.
-pub fn parse_in(s: &str, tz: Tz, what: &str) -> anyhow::Result<DateTime<Utc>> {
+pub(super) fn parse_in(s: &str, tz: Tz, what: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -92,7 +86,7 @@ fn refused(e: ReportError) -> anyhow::Error {
     }
 }
 
-pub async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
     // Reports read the store; a broken job file elsewhere does not stop them.
     let app = App::load(config_path)?;
     let tz = app.config.default_timezone;
@@ -135,8 +129,8 @@ pub async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
         Command::Conversions(a) => {
             let r = reports::conversions(&store, &job, &w, a.by, &locale).await;
             let r = r.map_err(refused)?;
-            match a.format {
-                Format::Table => r.table(),
+            match a.format.get() {
+                Format::Text => r.table(),
                 Format::Json => serde_json::to_string_pretty(&r)? + "\n",
             }
         }
@@ -144,16 +138,16 @@ pub async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
             let want = if is_csat { Scale::Csat } else { Scale::Nps };
             let r = reports::scores(&store, &job, want, &w, a.by, &locale).await;
             let r = r.map_err(refused)?;
-            match a.format {
-                Format::Table => r.table(),
+            match a.format.get() {
+                Format::Text => r.table(),
                 Format::Json => serde_json::to_string_pretty(&r)? + "\n",
             }
         }
         Command::Answers(a) => {
             let r = reports::answers(&store, &job, &w, a.score_lte, a.limit).await;
             let r = r.map_err(refused)?;
-            match a.format {
-                Format::Table => r.table(tz),
+            match a.format.get() {
+                Format::Text => r.table(tz),
                 Format::Json => serde_json::to_string_pretty(&r)? + "\n",
             }
         }

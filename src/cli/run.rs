@@ -1,6 +1,6 @@
 //! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
 use crate::channels::email::settings::EmailTransport;
 use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
@@ -14,16 +14,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Dispatch everything due, then exit
     #[arg(long)]
     once: bool,
     /// With --once: dispatch what is due by this instant (RFC 3339) instead of now
     #[arg(long, value_parser = parse_time, requires = "once")]
     now: Option<DateTime<Utc>>,
+    /// With --once: how to print what was done
+    #[command(flatten)]
+    format: FormatArg,
 }
 
-pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     for w in &app.diags.items {
         tracing::warn!("{w}");
@@ -35,9 +38,18 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         Some(w) => Some(WebhookChannel::new(w).map_err(|e| Exit::invalid(format!("{e:#}")))?),
         None => None,
     };
-    // Gateways read their secrets at first use: the daemon starts without them.
+    // Gateways read their secrets at first use: the daemon starts without them. With
+    // `api.public_url`, Twilio is asked to call our receipts route.
+    let public_url = app
+        .config
+        .api
+        .as_ref()
+        .and_then(|a| a.public_url.as_deref());
     let sms = match &app.config.sms {
-        Some(s) => Some(SmsChannel::new(s).map_err(|e| Exit::invalid(format!("{e:#}")))?),
+        Some(s) => Some(
+            SmsChannel::with_public_url(s, public_url)
+                .map_err(|e| Exit::invalid(format!("{e:#}")))?,
+        ),
         None => None,
     };
     let channels = Arc::new(Channels {
@@ -62,7 +74,10 @@ pub async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             .await?;
         let stats = dispatcher.run_once().await?;
         store.close().await;
-        println!("{stats}");
+        match a.format.get() {
+            Format::Json => println!("{}", serde_json::to_string(&stats)?),
+            Format::Text => println!("{stats}"),
+        }
         return Ok(());
     }
     let transport = match &app.config.email.transport {

@@ -15,14 +15,16 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// The store to copy from: sqlite://FILE (relative to the current folder) or
     /// postgres://USER@HOST[:PORT]/DB
-    #[arg(long, value_name = "URL", value_parser = store_url)]
-    from: StoreConfig,
+    // Checked in `run`, not by clap: clap repeats a refused value in its error, and a URL
+    // may hold a password.
+    #[arg(long, value_name = "URL")]
+    from: String,
     /// The store to copy into; migrated first. Passwords come from PGPASSWORD or ~/.pgpass
-    #[arg(long, value_name = "URL", value_parser = store_url)]
-    to: StoreConfig,
+    #[arg(long, value_name = "URL")]
+    to: String,
     /// Replace the rows of a target that is not empty (table by table)
     #[arg(long)]
     force: bool,
@@ -31,8 +33,19 @@ pub struct Args {
     batch: u32,
 }
 
-pub async fn run(a: Args) -> anyhow::Result<()> {
-    if let StoreConfig::Sqlite { path, .. } = &a.from
+pub(super) async fn run(a: Args) -> anyhow::Result<()> {
+    let checked = |flag: &str, url: &str| {
+        store_url(url).map_err(|e| -> anyhow::Error {
+            Exit {
+                code: 2,
+                message: format!("{flag}: {e}"),
+            }
+            .into()
+        })
+    };
+    let from = checked("--from", &a.from)?;
+    let to = checked("--to", &a.to)?;
+    if let StoreConfig::Sqlite { path, .. } = &from
         && !path.is_file()
     {
         return Err(Exit::invalid(format!(
@@ -40,8 +53,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             path.display()
         )));
     }
-    let from = open(&a.from).await?;
-    let to = open(&a.to).await?;
+    let from = open(&from).await?;
+    let to = open(&to).await?;
     let bar = bar();
     let mut progress = |p: CopyProgress| {
         if let Some(b) = &bar {
@@ -109,9 +122,10 @@ fn store_url(url: &str) -> Result<StoreConfig, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let userinfo = url.split('@').next().unwrap_or("");
         if url.contains('@') && userinfo.matches(':').count() > 1 {
-            return Err(
-                "the URL holds a password: remove it and set PGPASSWORD (or use ~/.pgpass)".into(),
-            );
+            return Err(format!(
+                "the URL holds a password: remove it and set PGPASSWORD (or use ~/.pgpass): {}",
+                crate::text::for_terminal(url)
+            ));
         }
         return Ok(StoreConfig::Postgres {
             url: url.to_string(),
@@ -119,7 +133,8 @@ fn store_url(url: &str) -> Result<StoreConfig, String> {
         });
     }
     Err(format!(
-        "unsupported store URL `{url}`: use sqlite://FILE or postgres://USER@HOST/DB"
+        "unsupported store URL `{}`: use sqlite://FILE or postgres://USER@HOST/DB",
+        crate::text::for_terminal(url)
     ))
 }
 

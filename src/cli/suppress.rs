@@ -1,14 +1,15 @@
 //! `aftercare suppress add|remove|list` for support, and `aftercare unsubscribe TOKEN`,
 //! which applies a one-click unsubscribe token (the same check the HTTP endpoint makes).
 
-use super::{App, Exit};
+use super::{App, Exit, Format, FormatArg};
+use crate::text::printable as p;
 use crate::values::normalise_phone;
 use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Stop contacting an address on a channel
     Add {
         #[arg(value_enum)]
@@ -28,13 +29,13 @@ pub enum Command {
     List {
         #[arg(long, value_enum)]
         channel: Option<Channel>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[command(flatten)]
+        format: FormatArg,
     },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Channel {
+pub(super) enum Channel {
     Email,
     Sms,
 }
@@ -48,12 +49,6 @@ impl Channel {
     }
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Format {
-    Table,
-    Json,
-}
-
 fn check_address(channel: Channel, address: &str) -> anyhow::Result<String> {
     match channel {
         Channel::Email => address
@@ -65,7 +60,7 @@ fn check_address(channel: Channel, address: &str) -> anyhow::Result<String> {
     }
 }
 
-pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
+pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
     match cmd {
@@ -78,36 +73,43 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             store
                 .suppress(channel.as_str(), &address, &reason, Some("cli"), Utc::now())
                 .await?;
-            println!("suppressed {} {address}: {reason}", channel.as_str());
+            println!(
+                "suppressed {} {}: {}",
+                channel.as_str(),
+                p(&address),
+                p(&reason)
+            );
         }
         Command::Remove { channel, address } => {
             let address = check_address(channel, &address)?;
             if !store.unsuppress(channel.as_str(), &address).await? {
                 return Err(Exit::invalid(format!(
-                    "{} {address} is not on the suppression list",
-                    channel.as_str()
+                    "{} {} is not on the suppression list",
+                    channel.as_str(),
+                    p(&address)
                 )));
             }
             println!(
-                "removed {} {address} from the suppression list",
-                channel.as_str()
+                "removed {} {} from the suppression list",
+                channel.as_str(),
+                p(&address)
             );
         }
         Command::List { channel, format } => {
             let list = store.suppressions(channel.map(Channel::as_str)).await?;
-            match format {
+            match format.get() {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
-                Format::Table => {
+                Format::Text => {
                     for s in &list {
                         println!(
                             "{}  {:<5}  {}  {}{}",
                             s.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-                            s.channel,
-                            s.address,
-                            s.reason,
+                            p(&s.channel),
+                            p(&s.address),
+                            p(&s.reason),
                             s.source
                                 .as_deref()
-                                .map(|x| format!(" ({x})"))
+                                .map(|x| format!(" ({})", p(x)))
                                 .unwrap_or_default()
                         );
                     }
@@ -121,15 +123,17 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct UnsubscribeArgs {
+pub(super) struct UnsubscribeArgs {
     /// The token from an unsubscribe link (the part after /u/)
+    // base64url: a token may begin with `-`, which is not a flag here.
+    #[arg(allow_hyphen_values = true)]
     token: String,
     /// Only say whom the token is for; change nothing
     #[arg(long)]
     check: bool,
 }
 
-pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Result<()> {
+pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let Some(u) = &app.unsubscriber else {
         return Err(Exit::invalid(
@@ -140,7 +144,7 @@ pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Resu
         .verify(&a.token)
         .map_err(|e| Exit::invalid(format!("rejected: {e}")))?;
     if a.check {
-        println!("valid: {channel} {address}");
+        println!("valid: {} {}", p(&channel), p(&address));
         return Ok(());
     }
     let store = app.open_store().await?;
@@ -154,6 +158,6 @@ pub async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyhow::Resu
         )
         .await?;
     store.close().await;
-    println!("unsubscribed {channel} {address}");
+    println!("unsubscribed {} {}", p(&channel), p(&address));
     Ok(())
 }

@@ -2,34 +2,27 @@
 //! the environment (the secrets of the SMS gateways that jobs send through can be read here).
 //! Prints every problem as `path:line:col: severity: message` with a hint.
 
-use super::{App, Exit};
-use clap::ValueEnum;
+use super::{App, Exit, Format, FormatArg};
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Treat warnings as errors (exit 1)
     #[arg(long)]
     deny_warnings: bool,
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum Format {
-    Text,
-    Json,
-}
-
-pub fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
+pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let mut d = app.diags.clone();
     d.extend(environment(&app));
     let d = &d.sorted();
-    match a.format {
+    match a.format.get() {
         Format::Text => {
-            print!("{d}");
+            print!("{}", crate::text::for_terminal_lines(&d.to_string()));
             let mut names: Vec<&str> = app.jobs.iter().map(|j| j.id.as_str()).collect();
             names.sort_unstable();
             println!(

@@ -25,7 +25,8 @@ impl Dispatcher {
     ) -> Result<Stats, StoreError> {
         let limit = self.cfg.concurrency as usize;
         let group = self.cfg.batch_size as usize;
-        let (done_tx, recorder) = record::start(self.store.clone(), group, limit * 2 + group);
+        let (done_tx, recorder) =
+            record::start(self.store.clone(), group, limit * 2 + group, self.dry_run);
         let held = Arc::new(Held::new(&self.cfg));
         let (beat_stop, beat_stopped) = watch::channel(false);
         let beat = tokio::spawn(super::lease::heartbeat(
@@ -95,9 +96,16 @@ impl Dispatcher {
                 let me = Arc::clone(self);
                 let done = done_tx.clone();
                 let pace = pace.clone();
+                let guard = crate::send_guard::Guard::new(
+                    &m,
+                    &self.book.jobs,
+                    &self.node,
+                    self.clock.now(),
+                );
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let c = me.process(m).await;
+                    // A panic fails this message at once (see send_guard), not its lease.
+                    let c = guard.run(me.process(m)).await;
                     pace.observe(started.elapsed());
                     let _ = done.send(c).await;
                     drop(slot);
@@ -116,7 +124,10 @@ impl Dispatcher {
         let _ = beat.await;
         let mut stats = recorded?;
         // Committed now: the next claim reads these sends from the store.
-        self.sends.lock().expect("sends lock").clear();
+        self.sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         for (token, ids) in unsure {
             // Still ours if no reaper took them (the renewal failed, the lease held): back
             // to the queue untried; otherwise this matches nothing.

@@ -11,7 +11,7 @@ use super::{OnJobRemoved, SendMark};
 use crate::jobs::{DateField, Job, OverCap, Trigger};
 use crate::model::{Channel, Class};
 use crate::plan::stop_reason;
-use crate::policy::{PolicyConfig, anniversary_in, check_caps, has_consent};
+use crate::policy::{PolicyConfig, anniversary_in, check_caps, has_consent, resolve_local};
 use crate::store::Claimed;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -180,7 +180,10 @@ fn reachable(
 }
 
 /// A greeting planned for a date field's anniversary goes only if the field still has that
-/// anniversary (a corrected birthday gets its own greeting on the new day).
+/// anniversary (a corrected birthday gets its own greeting on the new day). Judged by
+/// instant, not by the local date it is due on: quiet hours or caps may have deferred it
+/// into the next day (within the grace period), and a time a DST gap removed goes at the
+/// gap's end, which can be the next day (23:30 in a 23:00-24:00 gap).
 fn anniversary_still_holds(
     job: &Job,
     m: &Claimed,
@@ -188,7 +191,9 @@ fn anniversary_still_holds(
     zone: Tz,
 ) -> Result<(), String> {
     let Trigger::Anniversary {
-        field, leap_day, ..
+        field,
+        at,
+        leap_day,
     } = &job.trigger
     else {
         return Ok(());
@@ -203,7 +208,6 @@ fn anniversary_still_holds(
             .and_then(|v| v.as_str())
             .map(str::to_string),
     };
-    let planned = m.due_at.with_timezone(&zone).date_naive();
     let Some(date) = value.and_then(|v| NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok()) else {
         return Err(format!(
             "contact {} no longer has {}",
@@ -211,7 +215,18 @@ fn anniversary_still_holds(
             field.key()
         ));
     };
-    if anniversary_in(date, planned.year(), leap) != planned {
+    // Planned for the year its dedupe key names (`{contact}:{year}`).
+    let year = m
+        .dedupe_key
+        .rsplit(':')
+        .next()
+        .and_then(|y| y.parse().ok())
+        .unwrap_or_else(|| m.due_at.with_timezone(&zone).year());
+    let day = anniversary_in(date, year, leap);
+    let fire = resolve_local(zone, day.and_time(*at));
+    let grace =
+        chrono::Duration::from_std(policy.anniversary_grace).unwrap_or(chrono::Duration::days(1));
+    if m.due_at < fire || m.due_at > fire + grace {
         return Err(format!(
             "{} changed to {}; planned for the new day instead",
             field.key(),

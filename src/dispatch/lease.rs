@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 /// The claim tokens of one drain and the lease end the store last confirmed for each.
 #[derive(Debug)]
-pub struct Held {
+pub(super) struct Held {
     lease: chrono::Duration,
     /// A send starts only while its lease has more than this left.
     margin: chrono::Duration,
@@ -38,7 +38,7 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn new(cfg: &DispatchConfig) -> Held {
+    pub(super) fn new(cfg: &DispatchConfig) -> Held {
         let lease = chrono::Duration::from_std(cfg.lease).unwrap_or(chrono::Duration::MAX);
         let beat = chrono::Duration::from_std(cfg.heartbeat).unwrap_or(chrono::Duration::MAX);
         Held {
@@ -50,12 +50,12 @@ impl Held {
 
     /// A claim committed under `token` with its lease ending at `until`. Call it only once
     /// the claim is committed: a renewal that runs before would find no row and drop it.
-    pub fn add(&self, token: &str, until: DateTime<Utc>) {
+    pub(super) fn add(&self, token: &str, until: DateTime<Utc>) {
         self.lock().insert(token.to_string(), until);
     }
 
     /// Whether a message claimed under `token` may still be handed to a channel at `now`.
-    pub fn may_start(&self, token: &str, now: DateTime<Utc>) -> bool {
+    pub(super) fn may_start(&self, token: &str, now: DateTime<Utc>) -> bool {
         self.lock()
             .get(token)
             .is_some_and(|until| *until - now > self.margin)
@@ -63,7 +63,11 @@ impl Held {
 
     /// One heartbeat: extend every held lease to `now + lease`. Tokens the store no longer
     /// knows as claimed are dropped (completed, released, or lost to the reaper).
-    pub async fn renew(&self, store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(super) async fn renew(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
         let asked: Vec<String> = self.lock().keys().cloned().collect();
         if asked.is_empty() {
             return Ok(0);
@@ -88,7 +92,7 @@ impl Held {
 
 /// Renew `held` every `every` until `stop` turns true. A failed renewal is logged and
 /// tried again at the next beat; [`Held::may_start`] stops new sends meanwhile.
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     held: std::sync::Arc<Held>,
     store: Store,
     clock: SharedClock,
@@ -111,7 +115,7 @@ pub async fn heartbeat(
 
 /// Reap expired claims every `every` until `stop` turns true; `reaped` is told each time
 /// some came back, so the dispatch loop can pick them up without waiting for its poll.
-pub async fn reaper(
+pub(super) async fn reaper(
     store: Store,
     clock: SharedClock,
     node: String,
@@ -140,7 +144,7 @@ pub async fn reaper(
 }
 
 /// One warning per node whose claims came back.
-pub fn log_reaped(r: &[Reaped]) {
+pub(super) fn log_reaped(r: &[Reaped]) {
     let mut by_node: HashMap<&str, usize> = HashMap::new();
     for x in r {
         *by_node.entry(x.node.as_str()).or_default() += 1;

@@ -17,12 +17,11 @@ mod lease;
 mod pace;
 mod record;
 mod send;
-pub mod settings;
+pub(crate) mod settings;
 mod state;
 
-pub use record::Stats;
-pub use settings::{DispatchConfig, OnJobRemoved, RetryConfig};
-pub use state::backoff;
+pub(crate) use record::Stats;
+pub(crate) use settings::{DispatchConfig, OnJobRemoved, RetryConfig};
 
 use crate::channels::Channels;
 use crate::clock::SharedClock;
@@ -39,7 +38,7 @@ use tokio::sync::watch;
 /// (message id, sent at): one marketing send, for frequency caps.
 type SendMark = (String, DateTime<Utc>);
 
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     store: Store,
     book: Playbook,
     channels: Arc<Channels>,
@@ -56,7 +55,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         book: Playbook,
         channels: Arc<Channels>,
@@ -78,20 +77,20 @@ impl Dispatcher {
     }
 
     /// Decide and render everything, send nothing: what the forecast replays.
-    pub fn dry_run(mut self) -> Dispatcher {
+    pub(crate) fn dry_run(mut self) -> Dispatcher {
         self.dry_run = true;
         self
     }
 
     /// Call `f` on every turn of [`Dispatcher::run`] (a watchdog's sign of life).
-    pub fn on_loop(mut self, f: Arc<dyn Fn() + Send + Sync>) -> Dispatcher {
+    pub(crate) fn on_loop(mut self, f: Arc<dyn Fn() + Send + Sync>) -> Dispatcher {
         self.on_loop = Some(f);
         self
     }
 
     /// Dispatch everything due by the clock's now, then return. Retries fall due later and
     /// are left for a later run.
-    pub async fn run_once(self: &Arc<Self>) -> Result<Stats, StoreError> {
+    pub(crate) async fn run_once(self: &Arc<Self>) -> Result<Stats, StoreError> {
         let (_tx, stop) = watch::channel(false);
         self.reap().await?;
         self.drain(&stop).await
@@ -101,7 +100,7 @@ impl Dispatcher {
     /// the next message falls due (or `poll_interval`, for work other processes add). A
     /// reaper task returns the expired claims of stopped nodes every `heartbeat`, also while
     /// this loop is busy draining.
-    pub async fn run(
+    pub(crate) async fn run(
         self: &Arc<Self>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<Stats, StoreError> {
@@ -185,7 +184,10 @@ impl Dispatcher {
             })
         };
         let verdict = if caps {
-            let mut in_run = self.sends.lock().expect("sends lock");
+            let mut in_run = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mine = in_run.entry(m.contact.id.clone()).or_default();
             let verdict = decide(mine);
             if matches!(verdict, Verdict::Send { .. }) {
@@ -210,7 +212,12 @@ impl Dispatcher {
 
     /// Give back a place under the caps that a send did not use.
     fn unreserve(&self, contact: &str, message_id: &str) {
-        if let Some(v) = self.sends.lock().expect("sends lock").get_mut(contact) {
+        if let Some(v) = self
+            .sends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(contact)
+        {
             v.retain(|(id, _)| id != message_id);
         }
     }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 /// What a dispatch run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub sent: u64,
     pub retrying: u64,
     pub failed: u64,
@@ -53,7 +53,7 @@ impl Stats {
         self.stale += o.stale;
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.sent + self.retrying + self.failed + self.cancelled + self.deferred + self.open
     }
 }
@@ -87,6 +87,7 @@ pub(super) fn start(
     store: Store,
     group: usize,
     capacity: usize,
+    dry_run: bool,
 ) -> (
     mpsc::Sender<Completion>,
     JoinHandle<Result<Stats, StoreError>>,
@@ -96,6 +97,14 @@ pub(super) fn start(
         let mut stats = Stats::default();
         let mut batch = Vec::with_capacity(group);
         while done_rx.recv_many(&mut batch, group).await > 0 {
+            // A dry run (the forecast) has no one waiting on a commit: fill the group (or
+            // reach the end of the drain) first, one transaction instead of dozens.
+            while dry_run
+                && batch.len() < group
+                && let Some(c) = done_rx.recv().await
+            {
+                batch.push(c);
+            }
             stats.stale += complete_retrying(&store, &batch).await? as u64;
             for c in batch.drain(..) {
                 stats.add(&c);

@@ -334,6 +334,7 @@ fn dry_delivery() -> Delivery {
         detail: "forecast: not sent".into(),
         provider_id: None,
         retry_after: None,
+        relay_fault: false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// `dispatch:` as written.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawDispatch {
+pub(crate) struct RawDispatch {
     batch_size: Option<u32>,
     concurrency: Option<u32>,
     lease: Option<String>,
@@ -67,7 +67,7 @@ pub struct RetryConfig {
 /// stall: a live node renews every quarter of it, so it loses a claim only after missing
 /// three renewals in a row (45 s cut off from the store, a frozen VM), while the messages of
 /// a node that died wait about a minute, not five, before another node sends them.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 impl Default for DispatchConfig {
     fn default() -> Self {
@@ -88,7 +88,7 @@ impl Default for DispatchConfig {
     }
 }
 
-pub fn check(c: &mut Checker, raw: RawDispatch) -> DispatchConfig {
+pub(crate) fn check(c: &mut Checker, raw: RawDispatch) -> DispatchConfig {
     let d = DispatchConfig::default();
     let retry = RetryConfig {
         max_attempts: raw

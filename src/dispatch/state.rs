@@ -33,6 +33,7 @@ pub(super) fn completion(m: &Claimed, now: DateTime<Utc>) -> Completion {
         address: None,
         at: now,
         next: None,
+        uncounted: false,
     }
 }
 
@@ -78,6 +79,19 @@ pub(super) fn settle(
             c.state = MessageState::Sent;
             c.next = next();
         }
+        Outcome::Transient if d.relay_fault => {
+            // Our relay refused our session (a login, our sender): not this message's
+            // fault. It waits, its try recorded but not counted toward max_attempts.
+            let at = now + backoff(retry, m.attempts + 1);
+            c.state = MessageState::Retrying;
+            c.retry_at = Some(at);
+            c.uncounted = true;
+            c.reason = Some(format!(
+                "waiting for the relay: {} (not counted as a try); next try {}",
+                with_code(d.code, &d.detail),
+                fmt_time(at)
+            ));
+        }
         Outcome::Transient if try_no >= i64::from(retry.max_attempts) => {
             c.state = MessageState::Failed;
             c.reason = Some(format!(
@@ -115,7 +129,7 @@ pub(super) fn with_code(code: Option<i64>, detail: &str) -> String {
 
 /// Exponential backoff from `initial`, doubling per attempt, capped at `max`, with ±25%
 /// jitter so a server that was down is not hit by every retry in the same second.
-pub fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
+pub(crate) fn backoff(r: &RetryConfig, attempt: i64) -> Duration {
     let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
     let base = r
         .initial
@@ -152,6 +166,7 @@ mod tests {
             detail: "ok".into(),
             provider_id: None,
             retry_after: None,
+            relay_fault: false,
         };
         assert_eq!(after(0, sent.clone()).state, MessageState::Sent);
 
@@ -195,6 +210,27 @@ mod tests {
         let c = after(0, refused);
         assert_eq!(c.state, MessageState::Failed);
         assert_eq!(c.reason.as_deref(), Some("550 no such user"));
+    }
+
+    #[test]
+    fn a_relay_fault_waits_without_using_up_tries() {
+        let refused = Delivery {
+            code: Some(535),
+            relay_fault: true,
+            ..Delivery::transient("SMTP relay refuses our login: 5.7.8 bad credentials")
+        };
+        // At the last try an ordinary transient failure gives up; a relay fault does not.
+        let c = after(2, refused);
+        assert_eq!(c.state, MessageState::Retrying);
+        assert!(c.uncounted);
+        assert!(
+            c.reason.as_deref().unwrap().starts_with(
+                "waiting for the relay: 535 SMTP relay refuses our login: 5.7.8 bad credentials (not counted as a try); next try"
+            ),
+            "{:?}",
+            c.reason
+        );
+        assert!(!after(2, Delivery::transient("x")).uncounted);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::yaml::Document;
 use std::path::Path;
 use std::time::Duration;
 
-pub const MAX_REMINDERS: usize = 3;
+pub(super) const MAX_REMINDERS: usize = 3;
 /// Audience keys that would turn a review request into review gating.
 const GATING_WORDS: &[&str] = &[
     "rating",
@@ -47,7 +47,7 @@ fn known_template(c: &mut Checker, field: &str, name: &str, templates: &Template
 }
 
 /// What compiling a job needs besides its document.
-pub struct CompileEnv<'a> {
+pub(super) struct CompileEnv<'a> {
     pub templates: &'a TemplateSet,
     pub known_events: &'a [String],
     /// All job ids, for `exclude_if_sent`.
@@ -57,7 +57,11 @@ pub struct CompileEnv<'a> {
 }
 
 /// Compile one job document. The job is `None` when any error was found.
-pub fn compile(path: &Path, doc: Document<RawJob>, env: &CompileEnv) -> (Option<Job>, Diagnostics) {
+pub(super) fn compile(
+    path: &Path,
+    doc: Document<RawJob>,
+    env: &CompileEnv,
+) -> (Option<Job>, Diagnostics) {
     let raw = doc.value;
     let mut c = Checker::new(path, &doc.spans);
 

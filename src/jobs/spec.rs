@@ -2,7 +2,7 @@
 //! `compile` for the meaning. The rest of the program never sees these types.
 
 use crate::policy::LeapDay;
-pub use crate::policy::settings::RawWindow;
+pub(super) use crate::policy::settings::RawWindow;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJob {
+pub(super) struct RawJob {
     pub id: String,
     pub description: Option<String>,
     #[serde(default = "yes")]
@@ -48,7 +48,7 @@ pub struct RawJob {
 /// How the job's messages go by SMS (when `channels` lists `sms`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJobSms {
+pub(super) struct RawJobSms {
     /// Gateway names in order of preference; default: the config's `sms.route`.
     pub gateways: Option<Vec<String>>,
     /// Template set name → the provider's approved template code (Aliyun's `TemplateCode`).
@@ -60,7 +60,7 @@ pub struct RawJobSms {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTrigger {
+pub(super) struct RawTrigger {
     pub event: Option<String>,
     pub delay: Option<String>,
     pub anniversary: Option<String>,
@@ -74,7 +74,7 @@ pub struct RawTrigger {
 /// Who a job is for, beyond its trigger.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAudience {
+pub(super) struct RawAudience {
     pub had_event: Option<String>,
     pub within: Option<String>,
     /// `contact.attributes.tier: gold`, or a list of accepted values.
@@ -85,7 +85,7 @@ pub struct RawAudience {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawExclude {
+pub(super) struct RawExclude {
     pub job: String,
     pub within: String,
 }
@@ -114,14 +114,14 @@ pub enum Missed {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawReminder {
+pub(super) struct RawReminder {
     pub after: String,
     pub template: Option<String>,
 }
 
 /// `survey: nps`, or `survey: {scale: csat, window: 14d}`.
 #[derive(Debug)]
-pub struct RawSurvey {
+pub(super) struct RawSurvey {
     pub scale: String,
     /// How long after the send answers are taken (and may be changed); default 7d.
     pub window: Option<String>,
@@ -163,7 +163,7 @@ impl<'de> Deserialize<'de> for RawSurvey {
 /// One arm of an A/B test.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawVariant {
+pub(super) struct RawVariant {
     pub name: String,
     pub template: String,
     /// Relative share of contacts (default 1).
@@ -172,7 +172,7 @@ pub struct RawVariant {
 
 /// `stop_when` (and `goal`): one event type or `{event, match}`, or a list of them.
 #[derive(Debug, Default)]
-pub struct RawStopList(pub Vec<RawStopWhen>);
+pub(super) struct RawStopList(pub Vec<RawStopWhen>);
 
 impl<'de> Deserialize<'de> for RawStopList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -209,7 +209,7 @@ impl<'de> Deserialize<'de> for RawStopList {
 
 /// `stop_when: review.submitted` or `stop_when: {event: review.submitted, match: [order_id]}`.
 #[derive(Debug)]
-pub struct RawStopWhen {
+pub(super) struct RawStopWhen {
     pub event: String,
     pub match_fields: Vec<String>,
 }

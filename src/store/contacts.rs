@@ -167,7 +167,7 @@ impl Store {
 // Batched ingest writes: one statement per shape for a whole batch.
 
 /// Stored `data` of a contact's events of one type: (contact id, type) → data.
-pub type EventDataByContact = HashMap<(String, String), Vec<Map<String, Value>>>;
+pub(super) type EventDataByContact = HashMap<(String, String), Vec<Map<String, Value>>>;
 
 /// `?, ?, ?` on SQLite, `$s, $s+1, ...` on PostgreSQL (see `values_rows` for why).
 pub(super) fn list(start: usize, n: usize, pg: bool) -> String {

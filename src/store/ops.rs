@@ -1,10 +1,11 @@
 //! What the HTTP API and the metrics read and change: a contact's timeline, retrying or
-//! cancelling a message by hand, and outbox figures for monitoring.
+//! cancelling a message by hand, and outbox figures for monitoring; and the forecast's
+//! listing of every final message, streamed.
 
 use super::sql::on_pool;
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
-use crate::model::MessageState;
+use crate::model::{MessageRecord, MessageState};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -156,6 +157,61 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         on_pool!(self, |pool, _b| {
             sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    /// Every message in a final state, handed to `each` as it is read: the sent ones
+    /// (`sent`) in the order they went, the others (failed, cancelled) by due time. No
+    /// limit and no attempt logs: the forecast lists a year of sends this way without
+    /// holding them in memory. `each` returns `false` to stop.
+    pub async fn each_final_message(
+        &self,
+        sent: bool,
+        mut each: impl FnMut(MessageRecord) -> bool,
+    ) -> Result<()> {
+        use futures::TryStreamExt;
+        let (states, order) = if sent {
+            ("'sent'", "m.sent_at, m.id")
+        } else {
+            ("'failed', 'cancelled'", "m.due_at, m.id")
+        };
+        let sql = format!(
+            "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
+             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery, m.variant \
+             FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE m.state IN ({states}) ORDER BY {order}"
+        );
+        on_pool!(self, |pool, _b| {
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(pool);
+            while let Some(r) = rows.try_next().await? {
+                let state: String = r.try_get("state")?;
+                let record = MessageRecord {
+                    id: r.try_get("id")?,
+                    job_id: r.try_get("job_id")?,
+                    step: r.try_get("step")?,
+                    contact_id: r.try_get("contact_id")?,
+                    event_id: r.try_get("event_id")?,
+                    order_id: r.try_get("order_id")?,
+                    template: r.try_get("template")?,
+                    class: crate::model::Class::parse(&r.try_get::<String, _>("class")?),
+                    channel_plan: r.try_get("channel_plan")?,
+                    state: MessageState::parse(&state).unwrap_or(MessageState::Failed),
+                    due_at: from_millis(r.try_get("due_at")?),
+                    attempts: r.try_get("attempts")?,
+                    channel: r.try_get("channel")?,
+                    address: r.try_get("address")?,
+                    reason: r.try_get("reason")?,
+                    created_at: from_millis(r.try_get("created_at")?),
+                    updated_at: from_millis(r.try_get("updated_at")?),
+                    sent_at: r.try_get::<Option<i64>, _>("sent_at")?.map(from_millis),
+                    delivery: r.try_get("delivery")?,
+                    variant: r.try_get("variant")?,
+                    attempt_log: Vec::new(),
+                };
+                if !each(record) {
+                    break;
+                }
+            }
             Ok(())
         })
     }

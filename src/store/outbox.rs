@@ -1,5 +1,8 @@
 //! The outbox: planned messages, claims under a lease, and completions (the new state and
 //! every attempt in one transaction).
+//!
+//! About 600 lines: the claim, the completion and the SQL they run are kept together so a
+//! change to one statement is read next to the code that binds it.
 
 use super::sql::{
     Bind, bind_all, bind_vec, json_map, on_pool, on_tx, opt_ms, placeholders, shaped, values_rows,
@@ -95,7 +98,9 @@ pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>
         b.push(Bind::Int(
             (c.state == MessageState::Sent).then(|| to_millis(c.at)),
         ));
-        b.push(Bind::Int(Some(i64::from(!c.attempts.is_empty()))));
+        b.push(Bind::Int(Some(i64::from(
+            !c.attempts.is_empty() && !c.uncounted,
+        ))));
     }
     (sql, b)
 }
@@ -287,6 +292,9 @@ pub struct Completion {
     pub at: DateTime<Utc>,
     /// The reminder planned by this send, inserted in the same transaction.
     pub next: Option<NewMessage>,
+    /// The try met a fault of ours, not the message's (the SMTP relay refused our login):
+    /// its attempts are recorded, but it does not count toward `max_attempts` (`tries`).
+    pub uncounted: bool,
 }
 
 pub(super) fn claimed_from_row<R: Row>(r: &R, token: &str) -> Result<Claimed>

@@ -142,7 +142,7 @@ impl Store {
 impl Store {}
 
 /// Email addresses compare case-insensitively; phone numbers are E.164 already.
-pub fn normalise_address(channel: &str, address: &str) -> String {
+pub(super) fn normalise_address(channel: &str, address: &str) -> String {
     if channel == "email" {
         address.trim().to_lowercase()
     } else {

@@ -137,9 +137,9 @@ pub(super) fn format_when(
         Value::Null => String::new(),
         Value::String(s) => {
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                t.with_timezone(&tz).format(&fmt).to_string()
+                written(name, &fmt, t.with_timezone(&tz).format(&fmt))?
             } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                d.format(&fmt).to_string()
+                written(name, &fmt, d.format(&fmt))?
             } else {
                 return Err(RenderErrorReason::Other(format!(
                     "{name}: `{s}` is not a date or RFC 3339 time"
@@ -153,6 +153,24 @@ pub(super) fn format_when(
             );
         }
     })
+}
+
+/// A formatted date as text, or a render error. chrono's formatting fails on a specifier
+/// it does not know (`%Q`) or one the value lacks (`%H` of a date without a time, which
+/// `{{datetime}}` of a date-only field asks for), and `to_string()` would panic on that.
+fn written(
+    name: &str,
+    fmt: &str,
+    formatted: impl std::fmt::Display,
+) -> Result<String, RenderError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{formatted}").map_err(|_| {
+        RenderError::from(RenderErrorReason::Other(format!(
+            "{name}: the value cannot be written as \"{fmt}\" (an unknown % specifier, or a time of day asked of a date)"
+        )))
+    })?;
+    Ok(out)
 }
 
 /// Our helpers return values rather than writing output, so the engine escapes them in

@@ -10,6 +10,16 @@
 //! a missing variable a render error instead of an empty string, and because strict mode
 //! does not look inside `{{#if}}` (handlebars-rust #579), [`TemplateSet::check_variables`]
 //! walks the template AST and checks every path against what the job can provide.
+//!
+//! Over 600 lines with its tests (about 240): loading and rendering share the locale chain
+//! and the registries; the checker (`vars.rs`) and the context (`context.rs`) live apart.
+
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
 
 mod context;
 mod vars;
@@ -120,14 +130,49 @@ enum Escape {
 /// A value as the content of a JSON string (quotes, backslashes and control characters).
 fn json_string_content(s: &str) -> String {
     let quoted = Value::String(s.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string()
+}
+
+/// HTML escaping that also disarms script URLs: a value that a browser would read as a
+/// `javascript:`, `vbscript:` or `data:` URL becomes `unsafe:…` (as Angular does), so a link
+/// built from event data (`<a href="{{event.data.review_url}}">`) cannot run anything.
+/// Why here and not in a helper: the escape applies to every `{{value}}` of an HTML
+/// template, so a template author cannot forget it; `{{{ }}}` opts out of all escaping, as
+/// handlebars documents.
+fn html_escape(value: &str) -> String {
+    let value = if is_script_url(value) {
+        format!("unsafe:{value}")
+    } else {
+        value.to_string()
+    };
+    handlebars::html_escape(&value)
+}
+
+/// Whether a URL parser would find a scripting scheme at the start of `value`: it strips
+/// leading spaces and control characters and ignores tabs and line breaks anywhere (WHATWG
+/// URL), and schemes are case-insensitive; so `  JaVa\tScRiPt:alert(1)` is one.
+fn is_script_url(value: &str) -> bool {
+    let scheme: String = value
+        .trim_start_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .take_while(|c| *c != ':')
+        .take(16)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let has_colon = value.contains(':');
+    has_colon && matches!(scheme.as_str(), "javascript" | "vbscript" | "data")
 }
 
 fn registry(escape: Escape) -> Handlebars<'static> {
     let mut h = Handlebars::new();
     h.set_strict_mode(true);
     match escape {
-        Escape::Html => {}
+        Escape::Html => h.register_escape_fn(html_escape),
         Escape::None => h.register_escape_fn(handlebars::no_escape),
         Escape::JsonString => h.register_escape_fn(json_string_content),
     }
@@ -584,7 +629,7 @@ fn locale_chain(locale: &str) -> Vec<String> {
             chain.push(cur.to_string());
         }
         match cur.rfind('-') {
-            Some(i) => cur = &cur[..i],
+            Some(i) => cur = cur.get(..i).unwrap_or_default(),
             None => break,
         }
     }
@@ -741,6 +786,82 @@ mod tests {
             r.text.as_deref(),
             Some("2026年11月21日 2026年11月21日 07:30")
         );
+    }
+
+    #[test]
+    fn a_date_format_that_cannot_be_written_is_a_render_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        std::fs::create_dir(&t).unwrap();
+        std::fs::write(t.join("email.subject.hbs"), "{{datetime contact.birthday}}").unwrap();
+        std::fs::write(
+            t.join("email.txt.hbs"),
+            "{{date event.data.when event.data.fmt}}",
+        )
+        .unwrap();
+        let (set, diags) = TemplateSet::load(dir.path(), "en");
+        assert!(diags.items.is_empty(), "{diags}");
+        let contact = Contact {
+            id: "c".into(),
+            birthday: Some("1990-02-03".into()),
+            ..Contact::default()
+        };
+        let event = Event {
+            id: "e".into(),
+            kind: "a.b".into(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-20T23:30:00+00:00").unwrap(),
+            contact_id: "c".into(),
+            data: serde_json::from_str(r#"{"when": "2026-11-20T23:30:00Z", "fmt": "%Q"}"#).unwrap(),
+        };
+        let info = MessageInfo {
+            id: "m",
+            step: 0,
+            send_at: Utc::now(),
+            locale: "en",
+            timezone: Tz::UTC,
+            token: None,
+            unsubscribe: None,
+            survey: None,
+        };
+        let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
+        let err = set.render_email("t", "en", &ctx).unwrap_err().to_string();
+        assert!(
+            err.contains("datetime: the value cannot be written"),
+            "{err}"
+        );
+        // The same value with a format it can be written in renders.
+        std::fs::write(t.join("email.subject.hbs"), "{{date contact.birthday}}").unwrap();
+        std::fs::write(t.join("email.txt.hbs"), "x").unwrap();
+        let (set, _) = TemplateSet::load(dir.path(), "en");
+        assert_eq!(
+            set.render_email("t", "en", &ctx).unwrap().subject,
+            "February 3, 1990"
+        );
+    }
+
+    #[test]
+    fn script_urls_are_disarmed_in_html_only() {
+        for bad in [
+            "javascript:alert(1)",
+            "  JavaScript:alert(1)",
+            "java\tscript:alert(1)",
+            "\u{1}javascript:x",
+            "VBScript:msgbox",
+            "data:text/html;base64,PHNjcmlwdD4=",
+        ] {
+            assert!(is_script_url(bad), "{bad:?}");
+            assert!(html_escape(bad).starts_with("unsafe:"), "{bad:?}");
+        }
+        for fine in [
+            "https://shop.example.com/r?o=1",
+            "mailto:care@example.com",
+            "SO-1001",
+            "java script",
+            "a javascript: b",
+        ] {
+            assert!(!is_script_url(fine), "{fine:?}");
+        }
+        assert_eq!(html_escape("<b>&"), "&lt;b&gt;&amp;");
     }
 
     #[test]

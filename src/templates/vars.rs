@@ -23,7 +23,7 @@ pub struct Root {
     pub open: &'static [&'static str],
 }
 
-pub const CONTACT: Root = Root {
+pub(super) const CONTACT: Root = Root {
     name: "contact",
     fields: &[
         "id", "name", "email", "phone", "locale", "timezone", "birthday",
@@ -31,31 +31,31 @@ pub const CONTACT: Root = Root {
     open: &["attributes", "consent"],
 };
 
-pub const EVENT: Root = Root {
+pub(super) const EVENT: Root = Root {
     name: "event",
     fields: &["id", "type", "occurred_at"],
     open: &["data"],
 };
 
-pub const JOB: Root = Root {
+pub(super) const JOB: Root = Root {
     name: "job",
     fields: &["id", "description"],
     open: &[],
 };
 
-pub const MESSAGE: Root = Root {
+pub(super) const MESSAGE: Root = Root {
     name: "message",
     fields: &["id", "step", "send_at", "locale", "timezone", "token"],
     open: &[],
 };
 
-pub const UNSUBSCRIBE: Root = Root {
+pub(super) const UNSUBSCRIBE: Root = Root {
     name: "unsubscribe",
     fields: &["url", "mailto"],
     open: &[],
 };
 
-pub const SURVEY: Root = Root {
+pub(super) const SURVEY: Root = Root {
     name: "survey",
     fields: &["url", "scale", "links"],
     open: &[],
@@ -104,7 +104,7 @@ impl Scope {
 
 /// One `{{path}}` read by a template.
 #[derive(Debug, Clone)]
-pub struct VarUse {
+pub(super) struct VarUse {
     pub path: String,
     pub location: Location,
 }
@@ -283,7 +283,9 @@ pub(super) fn check_uses(
             out.push((
                 format!(
                     "`{}` is an object; name a field, e.g. `{}.{}`",
-                    u.path, root.name, root.fields[0]
+                    u.path,
+                    root.name,
+                    root.fields.first().unwrap_or(&"id")
                 ),
                 u.location,
                 None,

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod pg;
 pub mod provider;
+pub mod smtp_script;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -371,7 +372,19 @@ impl SmtpSink {
                 let msg = mail_parser::MessageParser::default().parse(&raw)?;
                 let message_id = msg.message_id()?.to_string();
                 let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_string());
+                let text = String::from_utf8_lossy(&raw);
+                let headers = text
+                    .lines()
+                    .take_while(|l| !l.trim_end_matches('\r').is_empty())
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 Some(Received {
+                    to_name: msg
+                        .to()
+                        .and_then(|a| a.first())
+                        .and_then(|a| a.name())
+                        .map(str::to_string),
+                    headers,
                     list_unsubscribe: header("List-Unsubscribe"),
                     list_unsubscribe_post: header("List-Unsubscribe-Post"),
                     message_id,
@@ -407,6 +420,10 @@ impl Drop for SmtpSink {
 pub struct Received {
     /// Without angle brackets.
     pub message_id: String,
+    /// The recipient's display name, decoded.
+    pub to_name: Option<String>,
+    /// The header block as the server received it (smtp-sink's dump line prefix included).
+    pub headers: String,
     pub list_unsubscribe: Option<String>,
     pub list_unsubscribe_post: Option<String>,
     pub subject: String,

@@ -10,6 +10,13 @@
 //! Real time, like network timeouts: this is about the gateway's health now, not the
 //! schedule. Per process; each node learns on its own.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::settings::BreakerConfig;
 use crate::model::Outcome;
 use std::sync::Mutex;
@@ -27,7 +34,7 @@ struct State {
 }
 
 impl Breaker {
-    pub fn new(cfg: BreakerConfig) -> Breaker {
+    pub(super) fn new(cfg: BreakerConfig) -> Breaker {
         Breaker {
             cfg,
             state: Mutex::new(State::default()),
@@ -40,7 +47,7 @@ impl Breaker {
     }
 
     /// May a send go to this gateway now? `Err` holds how long it stays down.
-    pub fn admit(&self, now: Instant) -> Result<(), Duration> {
+    pub(super) fn admit(&self, now: Instant) -> Result<(), Duration> {
         let mut s = self.state();
         match s.open_until {
             None => Ok(()),
@@ -54,7 +61,7 @@ impl Breaker {
     }
 
     /// Record the outcome of an admitted send. True when this failure took the gateway down.
-    pub fn record(&self, outcome: Outcome, now: Instant) -> bool {
+    pub(super) fn record(&self, outcome: Outcome, now: Instant) -> bool {
         let mut s = self.state();
         if outcome != Outcome::Transient {
             *s = State::default();

@@ -10,6 +10,13 @@
 //! never split across two segments, as handsets could not reassemble it, so a long text can
 //! need one segment more than a plain division says.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use std::fmt;
 
 /// GSM 03.38 basic character set, in code order (0x1B, the escape to the extension table, is

@@ -26,6 +26,16 @@
 //! not have, and a send through such a gateway skips it as *unavailable*, naming the missing
 //! variable or file. Like a 401 that is transient, not the message's fault: the message is
 //! retried once the secret is there (and the daemon restarted, for a variable).
+//!
+//! Over 600 lines with its tests (about 100): the route (failover, breaker, pacing) is one
+//! state machine; each gateway kind lives in its own folder.
+
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
 
 pub mod aliyun;
 pub mod encoding;
@@ -182,6 +192,11 @@ fn ceil_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
+/// Where the HTTP API takes `gateway`'s delivery receipts (`api/hooks.rs` serves it).
+pub fn status_path(gateway: &str) -> String {
+    format!("/hooks/sms/{gateway}/status")
+}
+
 /// The configured SMS gateways. Cheap to clone; clones share rate limits and breakers.
 #[derive(Clone)]
 pub struct SmsChannel {
@@ -199,6 +214,8 @@ struct Gateway {
     settings: GatewaySettings,
     /// The driver and its redactor, built with the secrets at first use.
     ready: std::sync::OnceLock<Ready>,
+    /// `api.public_url` + [`status_path`]: the receipts URL when the gateway names none.
+    public_status_url: Option<String>,
     /// Whether "unavailable" was logged already (once per gateway, not per message).
     warned: std::sync::atomic::AtomicBool,
     client: reqwest::Client,
@@ -229,6 +246,17 @@ impl SmsChannel {
     /// Set up the gateways and one HTTP client for all of them. Secrets are read at first use
     /// (see the module doc), so a missing one does not fail this.
     pub fn new(cfg: &SmsConfig) -> anyhow::Result<SmsChannel> {
+        SmsChannel::with_public_url(cfg, None)
+    }
+
+    /// Like [`SmsChannel::new`], for a daemon whose HTTP API is reachable at `public_url`
+    /// (`api.public_url`): a Twilio gateway without its own `status_callback` asks Twilio to
+    /// call [`status_path`] there, so receipts come back without per-gateway configuration
+    /// (and a Messaging Service's console callback pointed there verifies too).
+    pub fn with_public_url(
+        cfg: &SmsConfig,
+        public_url: Option<&str>,
+    ) -> anyhow::Result<SmsChannel> {
         // reqwest panics without a process-wide rustls provider; main installs ring, and a
         // library caller (a test) gets the same one.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
@@ -241,7 +269,10 @@ impl SmsChannel {
             .map_err(|e| anyhow::anyhow!("sms: cannot set up the HTTP client: {e}"))?;
         let mut gateways = HashMap::new();
         for g in &cfg.gateways {
-            gateways.insert(g.name.clone(), Gateway::new(g, cfg, client.clone()));
+            let mut gw = Gateway::new(g, cfg, client.clone());
+            gw.public_status_url = public_url
+                .map(|base| format!("{}{}", base.trim_end_matches('/'), status_path(&g.name)));
+            gateways.insert(g.name.clone(), gw);
         }
         Ok(SmsChannel {
             inner: Arc::new(Inner {
@@ -348,8 +379,13 @@ impl SmsChannel {
         let ready = gw.ready().map_err(ReceiptError::Unavailable)?;
         match &ready.driver {
             Driver::Twilio(t) => {
-                let url = inbound.url.or(t.status_callback()).ok_or_else(|| {
-                    ReceiptError::Malformed("no callback URL to check the signature against".into())
+                // Twilio signs the URL it called: the gateway's `status_callback` when one is
+                // configured (we sent it), else the one the request came to (`api.public_url`
+                // + path, which we sent too, or which a Messaging Service's console names).
+                let url = t.configured_status_callback().or(inbound.url).ok_or_else(|| {
+                    ReceiptError::Malformed(
+                        "no callback URL to check the signature against: set api.public_url (or the gateway's status_callback) to the URL Twilio calls".into(),
+                    )
                 })?;
                 twilio::receipt(
                     gateway,
@@ -418,6 +454,7 @@ impl Gateway {
             kind: g.settings.kind(),
             settings: g.settings.clone(),
             ready: std::sync::OnceLock::new(),
+            public_status_url: None,
             warned: std::sync::atomic::AtomicBool::new(false),
             client,
             timeout: g.timeout,
@@ -431,7 +468,11 @@ impl Gateway {
         if let Some(r) = self.ready.get() {
             return Ok(r);
         }
-        let built = Ready::build(&self.name, &self.settings)?;
+        let built = Ready::build(
+            &self.name,
+            &self.settings,
+            self.public_status_url.as_deref(),
+        )?;
         Ok(self.ready.get_or_init(|| built))
     }
 
@@ -460,7 +501,11 @@ impl Gateway {
 }
 
 impl Ready {
-    fn build(name: &str, settings: &GatewaySettings) -> Result<Ready, String> {
+    fn build(
+        name: &str,
+        settings: &GatewaySettings,
+        public_status_url: Option<&str>,
+    ) -> Result<Ready, String> {
         let secret = |s: &crate::values::Secret, field: &str| -> Result<String, String> {
             let path = format!("sms.gateways.{name}.{field}");
             match s.read(&path).map_err(|e| e.to_string())? {
@@ -470,9 +515,11 @@ impl Ready {
             }
         };
         let driver = match settings {
-            GatewaySettings::Twilio(t) => {
-                Driver::Twilio(twilio::Twilio::new(t, secret(&t.auth_token, "auth_token")?))
-            }
+            GatewaySettings::Twilio(t) => Driver::Twilio(twilio::Twilio::new(
+                t,
+                secret(&t.auth_token, "auth_token")?,
+                public_status_url,
+            )),
             GatewaySettings::Aliyun(a) => Driver::Aliyun(aliyun::Aliyun::new(
                 a,
                 secret(&a.access_key_secret, "access_key_secret")?,
@@ -510,8 +557,8 @@ fn mask(e164: &str) -> String {
     if chars.len() < 9 {
         return "*".repeat(chars.len());
     }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let head: String = chars.iter().take(5).collect();
+    let tail: String = chars.iter().skip(chars.len() - 4).collect();
     format!("{head}{}{tail}", "*".repeat(chars.len() - 9))
 }
 
@@ -529,6 +576,7 @@ mod tests {
                 detail: format!("{gateway} said so"),
                 provider_id: None,
                 retry_after: retry_after.map(Duration::from_secs),
+                relay_fault: false,
             },
         }
     }

@@ -11,9 +11,18 @@
 //!
 //! Each gateway then reads its provider's own codes on top (`twilio`, `aliyun`, `generic`).
 //! The other side's words are kept short, on one line, and go through the gateway's
-//! [`Redactor`] so no credential reaches a log or the attempt record.
+//! [`Redactor`] (shared with SMTP, `channels::redact`) so no credential reaches a log or the
+//! attempt record.
+
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
 
 use crate::channels::Delivery;
+pub(super) use crate::channels::redact::Redactor;
 use crate::model::Outcome;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
@@ -29,21 +38,21 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    pub fn is_success(&self) -> bool {
+    pub(super) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub(super) fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.body).ok()
     }
 
     /// The answer's outcome by HTTP status alone.
-    pub fn status_outcome(&self) -> Outcome {
+    pub(super) fn status_outcome(&self) -> Outcome {
         status_outcome(self.status)
     }
 
     /// A delivery for this answer with the given outcome and words.
-    pub fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
+    pub(super) fn delivery(&self, outcome: Outcome, detail: String) -> Delivery {
         Delivery {
             outcome,
             code: Some(i64::from(self.status)),
@@ -54,6 +63,7 @@ impl Answer {
             } else {
                 None
             },
+            relay_fault: false,
         }
     }
 }
@@ -123,14 +133,17 @@ fn causes(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// `Retry-After` as a wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// `Retry-After` as a wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3), at most
+/// [`MAX_RETRY_AFTER`](crate::channels::MAX_RETRY_AFTER).
 pub(super) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    at.duration_since(now).ok().filter(|d| !d.is_zero())
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).ok().filter(|d| !d.is_zero())?
+    };
+    Some(wait.min(crate::channels::MAX_RETRY_AFTER))
 }
 
 /// A provider's text, on one line and not too long for a log row.
@@ -151,51 +164,6 @@ pub(super) fn scalar_text(v: &serde_json::Value) -> Option<String> {
         serde_json::Value::Number(n) => Some(n.to_string()),
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    }
-}
-
-/// Removes a gateway's credentials from any text before it leaves the gateway.
-///
-/// The details are built from providers' answers, and a provider may echo what it was sent
-/// (a misconfigured proxy reflecting headers, an error page quoting the query string); so
-/// every detail is scrubbed of each credential in every form it was sent in.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Redactor {
-    needles: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: &[&str]) -> Redactor {
-        use base64::Engine;
-        let mut needles: Vec<String> = Vec::new();
-        for s in secrets.iter().filter(|s| s.len() >= 4) {
-            needles.push(s.to_string());
-            needles.push(base64::engine::general_purpose::STANDARD.encode(s));
-            let encoded: String = form_urlencoded::byte_serialize(s.as_bytes()).collect();
-            needles.push(encoded);
-        }
-        // Longest first, so a secret inside a longer needle does not leave a tail behind.
-        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
-        needles.dedup();
-        Redactor { needles }
-    }
-
-    /// Add the `user:password` pair of HTTP basic auth, in the base64 form it travels in.
-    pub fn with_basic(mut self, user: &str, password: &str) -> Redactor {
-        use base64::Engine;
-        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        self.needles.insert(0, pair);
-        self
-    }
-
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for n in &self.needles {
-            if out.contains(n.as_str()) {
-                out = out.replace(n.as_str(), "[redacted]");
-            }
-        }
-        out
     }
 }
 
@@ -234,6 +202,10 @@ mod tests {
             retry_after(&h, now)
         };
         assert_eq!(with("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            with("18446744073709551615"),
+            Some(crate::channels::MAX_RETRY_AFTER)
+        );
         assert_eq!(with(" 0 "), Some(Duration::ZERO));
         assert_eq!(
             with("Wed, 21 Oct 2015 07:28:30 GMT"),
@@ -243,20 +215,6 @@ mod tests {
         assert_eq!(with("soon"), None);
         assert_eq!(with("-5"), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn redactor_removes_every_form_of_a_secret() {
-        let r = Redactor::new(&["s3cr3t+/=key", "ab"]).with_basic("AC1", "tok3n-value");
-        let text = "echo: s3cr3t+/=key, s3cr3t%2B%2F%3Dkey, czNjcjN0Ky89a2V5, Basic QUMxOnRvazNuLXZhbHVl, ab";
-        let clean = r.scrub(text);
-        assert!(!clean.contains("s3cr3t"), "{clean}");
-        assert!(!clean.contains("czNjcjN0Ky89a2V5"), "{clean}");
-        assert!(!clean.contains("QUMxOnRvazNuLXZhbHVl"), "{clean}");
-        assert!(
-            clean.ends_with(", ab"),
-            "too-short secrets are not scrubbed: {clean}"
-        );
     }
 
     #[test]

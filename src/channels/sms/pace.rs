@@ -11,6 +11,13 @@
 //! run slower than configured. In any window of `t` seconds at most `rate × t` plus that
 //! burst go out.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::settings::Rate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -24,7 +31,7 @@ pub(super) struct Pace {
 }
 
 impl Pace {
-    pub fn new(rate: Rate) -> Pace {
+    pub(super) fn new(rate: Rate) -> Pace {
         let count = rate.count.max(1);
         let period = (rate.per / count).max(Duration::from_nanos(1));
         let burst = (f64::from(count) * 0.010 / rate.per.as_secs_f64()).floor() as u32;
@@ -39,7 +46,7 @@ impl Pace {
     }
 
     /// Wait for this gateway's next free slot, in arrival order.
-    pub async fn wait(&self) {
+    pub(super) async fn wait(&self) {
         let _turn = self.queue.lock().await;
         while let Err(not_until) = self.limiter.check() {
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;

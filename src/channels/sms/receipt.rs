@@ -7,6 +7,13 @@
 //! in `Delivery::provider_id`, so dispatch can find the message and update its state. Parsing
 //! and verifying only: the HTTP endpoints that receive them are built elsewhere.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use std::fmt;
 
 /// What the carrier said about one message.

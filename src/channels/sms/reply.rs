@@ -22,6 +22,13 @@
 //! convention so our suppression list and the carrier's agree. A longer reply is a message
 //! for a person to read, not a keyword.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 /// One inbound SMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

@@ -21,6 +21,13 @@
 //! code is the message's fault (an invalid number, a template that does not match its
 //! parameters) and permanent.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 use super::SmsMessage;
 pub mod settings;
 
@@ -139,7 +146,7 @@ pub(super) struct Prepared {
 }
 
 impl Aliyun {
-    pub fn new(cfg: &AliyunConfig, access_key_secret: String) -> Aliyun {
+    pub(super) fn new(cfg: &AliyunConfig, access_key_secret: String) -> Aliyun {
         Aliyun {
             url: cfg.base_url.clone(),
             access_key_id: cfg.access_key_id.clone(),
@@ -149,11 +156,11 @@ impl Aliyun {
         }
     }
 
-    pub fn redactor(&self) -> Redactor {
+    pub(super) fn redactor(&self) -> Redactor {
         Redactor::new(&[&self.access_key_secret])
     }
 
-    pub fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
+    pub(super) fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
         let Some(t) = &msg.template else {
             return Err(
                 "aliyun sends approved templates only and this message names no template code"
@@ -197,7 +204,7 @@ impl Aliyun {
         params
     }
 
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         client: &reqwest::Client,
         p: Prepared,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// An http gateway's own keys (besides `kind`, `rate` and `timeout`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Raw {
+pub(crate) struct Raw {
     method: Option<String>,
     url: Option<String>,
     headers: Option<BTreeMap<String, String>>,
@@ -149,7 +149,7 @@ pub struct ReplyMapping {
 }
 
 /// Check an http gateway; `None` when its templates do not compile (nothing to send with).
-pub fn check(c: &mut Checker, at: &str, g: Raw) -> Option<HttpConfig> {
+pub(crate) fn check(c: &mut Checker, at: &str, g: Raw) -> Option<HttpConfig> {
     let method = match g.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("POST") => HttpMethod::Post,
         Some("GET") => HttpMethod::Get,
@@ -378,17 +378,17 @@ fn pointer(c: &mut Checker, path: &str, p: Option<&str>) -> Option<String> {
 /// Whether a handlebars template refers to `var` in one of its `{{...}}` expressions.
 pub(super) fn mentions(template: &str, var: &str) -> bool {
     let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        let expr = &after[..end];
+    while let Some((_, after)) = rest.split_once("{{") {
+        let Some((expr, next)) = after.split_once("}}") else {
+            break;
+        };
         if expr
             .split(|c: char| !(c.is_alphanumeric() || c == '_'))
             .any(|w| w == var)
         {
             return true;
         }
-        rest = &after[end + 2..];
+        rest = next;
     }
     false
 }

@@ -13,6 +13,13 @@
 //! validators do. Twilio may have signed the URL with or without an explicit default port, so
 //! both forms are tried, again like its libraries.
 
+// What these modules handle comes from outside (events, templates, servers' answers): no
+// `unwrap`, and no indexing or slicing that could panic on it (issue 17). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
+)]
+
 pub mod settings;
 
 use super::outcome::{Redactor, excerpt, exchange, scalar_text};
@@ -33,6 +40,10 @@ pub(super) struct Twilio {
     account_sid: String,
     auth_token: String,
     sender: TwilioSender,
+    /// The gateway's own `status_callback`.
+    configured_status_callback: Option<String>,
+    /// What each send asks Twilio to call: the configured one, else `api.public_url` + the
+    /// receipts path.
     status_callback: Option<String>,
 }
 
@@ -43,7 +54,11 @@ pub(super) struct Prepared {
 }
 
 impl Twilio {
-    pub fn new(cfg: &TwilioConfig, auth_token: String) -> Twilio {
+    pub(super) fn new(
+        cfg: &TwilioConfig,
+        auth_token: String,
+        public_status_url: Option<&str>,
+    ) -> Twilio {
         let mut messages_url = cfg.base_url.clone();
         if let Ok(mut path) = messages_url.path_segments_mut() {
             path.pop_if_empty().extend([
@@ -58,23 +73,28 @@ impl Twilio {
             account_sid: cfg.account_sid.clone(),
             auth_token,
             sender: cfg.sender.clone(),
-            status_callback: cfg.status_callback.clone(),
+            configured_status_callback: cfg.status_callback.clone(),
+            status_callback: cfg
+                .status_callback
+                .clone()
+                .or(public_status_url.map(str::to_string)),
         }
     }
 
-    pub fn redactor(&self) -> Redactor {
+    pub(super) fn redactor(&self) -> Redactor {
         Redactor::new(&[&self.auth_token]).with_basic(&self.account_sid, &self.auth_token)
     }
 
-    pub fn status_callback(&self) -> Option<&str> {
-        self.status_callback.as_deref()
+    /// The receipts URL the gateway's settings name (Twilio signs callbacks with it).
+    pub(super) fn configured_status_callback(&self) -> Option<&str> {
+        self.configured_status_callback.as_deref()
     }
 
-    pub fn auth_token(&self) -> &str {
+    pub(super) fn auth_token(&self) -> &str {
         &self.auth_token
     }
 
-    pub fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
+    pub(super) fn prepare(&self, msg: &SmsMessage) -> Result<Prepared, String> {
         let text = match msg.text.as_deref() {
             Some(t) if !t.trim().is_empty() => t,
             Some(_) => return Err("the text is empty".into()),
@@ -95,7 +115,7 @@ impl Twilio {
         })
     }
 
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         client: &reqwest::Client,
         p: Prepared,
@@ -214,10 +234,12 @@ fn port_variants(url: &str) -> Vec<String> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let host_end = authority.rfind(']').map_or(0, |i| i + 1);
-    match authority[host_end..].rfind(':') {
-        Some(i) if &authority[host_end + i + 1..] == default => {
-            out.push(format!("{scheme}://{}{tail}", &authority[..host_end + i]));
-        }
+    let (host, port) = match authority.get(host_end..).and_then(|h| h.rfind(':')) {
+        Some(i) => authority.split_at(host_end + i),
+        None => (authority, ""),
+    };
+    match port.strip_prefix(':') {
+        Some(p) if p == default => out.push(format!("{scheme}://{host}{tail}")),
         Some(_) => {}
         None => out.push(format!("{scheme}://{authority}:{default}{tail}")),
     }
@@ -446,6 +468,43 @@ mod tests {
             port_variants("https://[::1]/x"),
             ["https://[::1]/x", "https://[::1]:443/x"]
         );
+    }
+
+    #[test]
+    fn each_send_names_the_receipts_url_the_configured_one_first() {
+        let cfg = |status_callback: Option<&str>| TwilioConfig {
+            base_url: Url::parse("https://api.twilio.com").unwrap(),
+            account_sid: "AC1".into(),
+            auth_token: crate::values::Secret::None,
+            sender: TwilioSender::MessagingService("MG1".into()),
+            status_callback: status_callback.map(str::to_string),
+        };
+        let msg = SmsMessage {
+            to: "+15005550006".into(),
+            text: Some("hi".into()),
+            template: None,
+            reference: "m1".into(),
+        };
+        let callback = |t: &Twilio| {
+            let p = t.prepare(&msg).unwrap();
+            p.form
+                .iter()
+                .find(|(k, _)| *k == "StatusCallback")
+                .map(|(_, v)| v.clone())
+        };
+        let public = Some("https://shop.example/hooks/sms/tw/status");
+        // A Messaging Service without its own callback: api.public_url + the receipts path.
+        let t = Twilio::new(&cfg(None), "tok".into(), public);
+        assert_eq!(callback(&t).as_deref(), public);
+        assert_eq!(t.configured_status_callback(), None);
+        // The gateway's own wins, and is what signatures are checked against.
+        let own = "https://proxy.example/twilio-receipts";
+        let t = Twilio::new(&cfg(Some(own)), "tok".into(), public);
+        assert_eq!(callback(&t).as_deref(), Some(own));
+        assert_eq!(t.configured_status_callback(), Some(own));
+        // Neither: no StatusCallback (the Messaging Service's console setting applies).
+        let t = Twilio::new(&cfg(None), "tok".into(), None);
+        assert_eq!(callback(&t), None);
     }
 
     #[test]

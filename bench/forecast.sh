@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# How long `aftercare forecast` takes to answer (issue 16, goal 3).
+#
+#   bench/forecast.sh [year [N]]      # a year of a `*/15 9-17 * * MON-FRI` job for N contacts
+#                                     # (default 100); goal: <= 5 s
+#   bench/forecast.sh week [N [P]]    # 7 days of the shipped jobs on a store of N contacts
+#                                     # (default 1,000,000) and P pending messages (default
+#                                     # 100,000); goal: <= 10 s
+#
+# Prints the sends, wall and CPU seconds (user + sys: read CPU, the machine is shared), and
+# peak RSS, for the forecast alone (the setup is not timed). Runs it REPEAT times (default 3)
+# and prints each, so the spread shows.
+set -euo pipefail
+mode=${1:-year}
+root=$(cd "$(dirname "$0")/.." && pwd)
+(cd "$root" && cargo build --release --quiet)
+bin=$root/target/release/aftercare
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/jobs"
+cp -r "$root/message_templates" "$work/"
+cat > "$work/aftercare.yaml" <<YAML
+store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: normal}
+jobs_dir: jobs
+templates_dir: message_templates
+defaults: {timezone: Asia/Shanghai, locale: zh-CN}
+email: {from: "Example Shop <care@example.com>", transport: file, file: {dir: data/outbox}}
+policy: {consent: opt_out, caps: []}
+YAML
+ac() { "$bin" --config "$work/aftercare.yaml" "$@"; }
+
+case $mode in
+year)
+  N=${2:-100}
+  now=2027-03-01T00:00:00Z until=2028-03-01T00:00:00Z
+  cat > "$work/jobs/business-hours.yaml" <<YAML
+id: business-hours
+trigger: {cron: "*/15 9-17 * * MON-FRI", timezone: Asia/Shanghai}
+audience: {where: {contact.attributes.team: ops}}
+template: nps_survey
+channels: [email]
+YAML
+  for i in $(seq 1 "$N"); do
+    printf '{"id":"u-%d","type":"contact.updated","occurred_at":"2027-01-01T00:00:00Z","contact":{"id":"c-%d","email":"c%d@example.com","attributes":{"team":"ops"}}}\n' "$i" "$i" "$i"
+  done > "$work/events.jsonl"
+  echo "a year ($now to $until) of */15 9-17 * * MON-FRI for $N contacts"
+  ;;
+week)
+  N=${2:-1000000} P=${3:-100000}
+  now=2026-11-23T00:00:00Z until=2026-11-30T00:00:00Z
+  cp "$root"/jobs/*.yaml "$work/jobs/"
+  # Contacts with birthdays spread over the year, in six zones; P deliveries whose review
+  # requests are pending (due over the coming weeks), some rentals for the survey.
+  awk -v n="$N" -v p="$P" 'BEGIN {
+    split("Asia/Shanghai Asia/Tokyo Europe/Berlin Europe/London America/New_York America/Los_Angeles", tz, " ");
+    srand(42);
+    split("31 28 31 30 31 30 31 31 30 31 30 31", dl, " ");
+    for (i = 1; i <= n; i++) {
+      d = int(rand() * 365); m = 1;
+      while (d >= dl[m]) { d -= dl[m]; m++ }
+      printf "{\"id\":\"u-%d\",\"type\":\"contact.updated\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"contact\":{\"id\":\"c-%d\",\"email\":\"c%d@example.com\",\"timezone\":\"%s\",\"birthday\":\"19%02d-%02d-%02d\"}}\n", i, i, i, tz[1 + i % 6], 50 + i % 50, m, d + 1
+    }
+    for (i = 1; i <= p; i++) {
+      day = 20 + int(rand() * 30); h = int(rand() * 24);
+      printf "{\"id\":\"d-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-%02dT%02d:00:00Z\",\"contact\":{\"id\":\"c-%d\",\"email\":\"c%d@example.com\"},\"data\":{\"order_id\":\"SO-%d\"}}\n", i, (day > 30 ? 30 : day), h, i, i, i
+    }
+    for (i = 1; i <= 1000; i++)
+      printf "{\"id\":\"r-%d\",\"type\":\"rental.completed\",\"occurred_at\":\"2026-11-15T08:00:00Z\",\"contact\":{\"id\":\"c-%d\",\"email\":\"c%d@example.com\"}}\n", i, i * 7, i * 7
+  }' > "$work/events.jsonl"
+  echo "7 days ($now to $until) of the shipped jobs, $N contacts, $P deliveries"
+  ;;
+*) echo "usage: bench/forecast.sh [year [N] | week [N [P]]]" >&2; exit 2 ;;
+esac
+
+ac events import "$work/events.jsonl" >/dev/null
+for run in $(seq 1 "${REPEAT:-3}"); do
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
+    "$bin" --config "$work/aftercare.yaml" forecast --now "$now" --until "$until" > "$work/out"
+  read -r wall user sys rss < "$work/time"
+  sends=$(tail -n 3 "$work/out" | grep -o '^[0-9]* message(s) would be sent' | cut -d' ' -f1 || true)
+  python3 -c "print(f'run $run: {int(\"${sends:-0}\"):,} sends in $wall s wall, {$user + $sys:.1f} s CPU (user $user, sys $sys), peak RSS {$rss // 1024} MiB')"
+done

@@ -1,0 +1,105 @@
+//! One output convention for every verb: `--format text|json`, with the older spellings
+//! (`--json`, `--format table`) kept as hidden aliases so scripts written against them go on
+//! working.
+
+mod common;
+
+use common::{Workspace, delivered};
+
+fn json(ws: &Workspace, args: &[&str]) -> serde_json::Value {
+    let r = ws.run(args);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} printed no JSON ({e}):\n{}\n{}",
+            r.stdout, r.stderr
+        )
+    })
+}
+
+#[test]
+fn every_reporting_verb_speaks_format_json() {
+    let ws = Workspace::new(None);
+    let line = delivered(
+        "e1",
+        "c1",
+        "li@example.com",
+        "SO-1",
+        "2026-11-20T10:00:00+08:00",
+    );
+    ws.write("events.jsonl", &format!("{line}\n"));
+    let import = json(
+        &ws,
+        &["events", "import", "events.jsonl", "--format", "json"],
+    );
+    assert_eq!(import["accepted"], 1, "{import}");
+    assert!(json(&ws, &["validate", "--format", "json"]).is_object());
+    let logs = json(&ws, &["logs", "--format", "json"]);
+    assert_eq!(logs.as_array().map(Vec::len), Some(1), "{logs}");
+    let forecast = json(
+        &ws,
+        &[
+            "forecast",
+            "--now",
+            "2026-11-20T12:00:00Z",
+            "--until",
+            "2026-11-30",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(forecast.is_object(), "{forecast}");
+    assert!(json(&ws, &["callbacks", "--format", "json"]).is_array());
+    assert!(json(&ws, &["suppress", "list", "--format", "json"]).is_array());
+    let once = json(
+        &ws,
+        &[
+            "run",
+            "--once",
+            "--now",
+            "2026-11-20T12:00:00Z",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(once.get("sent").is_some(), "{once}");
+    let report = json(
+        &ws,
+        &[
+            "report",
+            "conversions",
+            "--job",
+            "review-request",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-12-01",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(report["total"]["planned"], 1, "{report}");
+}
+
+#[test]
+fn the_old_spellings_still_work() {
+    let ws = Workspace::new(None);
+    let new = ws.run(&[
+        "forecast",
+        "--now",
+        "2026-11-20T12:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let old = ws.run(&["forecast", "--now", "2026-11-20T12:00:00Z", "--json"]);
+    assert_eq!(new.code, 0, "{}", new.stderr);
+    assert_eq!(old.stdout, new.stdout);
+    let text = ws.run(&["logs"]).ok().stdout;
+    assert_eq!(ws.run(&["logs", "--format", "table"]).ok().stdout, text);
+    assert_eq!(
+        ws.run(&["callbacks", "--json"]).ok().stdout,
+        ws.run(&["callbacks", "--format", "json"]).ok().stdout
+    );
+    // Both at once is a usage error, not a silent pick.
+    let both = ws.run(&["callbacks", "--json", "--format", "text"]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
+}
