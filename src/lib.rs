@@ -9,6 +9,7 @@
 
 #![warn(unreachable_pub)]
 
+mod answers;
 pub mod api;
 pub mod channels;
 mod check;
@@ -29,6 +30,7 @@ pub mod model;
 pub mod plan;
 pub mod playbook;
 pub mod policy;
+mod reports;
 pub mod schedule;
 mod send_guard;
 pub mod sms_hooks;

@@ -8,17 +8,13 @@ mod common;
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
-use aftercare::playbook::Playbook;
 use aftercare::store::{
     ClaimWith, Completion, NewAttempt, NewReceipt, SqliteSync, Store, StoreConfig,
 };
-use aftercare::templates::TemplateSet;
 use aftercare::values::Secret;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::{Backend, pg};
 use serde_json::json;
-use std::path::Path;
-use std::sync::Arc;
 
 const EMAIL: &str = "wang.fang@example.com";
 const PHONE: &str = "+8613800138000";
@@ -119,23 +115,6 @@ async fn holding(db: &Db, needle: &str) -> Vec<(String, i64)> {
     out
 }
 
-fn playbook() -> Playbook {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
-    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
-    assert!(!diags.has_errors(), "{diags}");
-    Playbook {
-        jobs: Arc::new(jobs),
-        templates: Arc::new(templates),
-        default_timezone: chrono_tz::Asia::Shanghai,
-        default_locale: "zh-CN".into(),
-        expire_after: None,
-        policy: aftercare::policy::PolicyConfig::default(),
-        unsubscribe: None,
-        webhook_enabled: false,
-    }
-}
-
 fn delivery(id: &str, contact: &str, email: &str, order: &str) -> String {
     json!({
         "id": id, "type": "order.delivered", "occurred_at": "2026-11-20T10:00:00+08:00",
@@ -162,7 +141,7 @@ async fn claim(store: &Store, at: DateTime<Utc>) -> Vec<aftercare::store::Claime
 
 async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
     let (store, db) = open(b).await;
-    let book = playbook();
+    let book = common::shipped_playbook();
     let now = t("2026-11-20T03:00:00Z");
     let events: Vec<_> = [
         delivery("evt-1", "c-wf", "Wang.Fang@Example.com", "SO-1"),

@@ -437,7 +437,7 @@ fn a_survey_occurrence_and_a_birthday_scan_plan_once_with_three_daemons() {
         "jobs/survey.yaml",
         &format!(
             "id: pulse-survey\ntrigger: {{cron: \"{} {} * * *\", timezone: UTC, missed: run_once}}\n\
-             template: nps_survey\nchannels: [email]\n",
+             template: nps_survey\nchannels: [email]\nsurvey: nps\n",
             occurrence.minute(),
             occurrence.hour()
         ),

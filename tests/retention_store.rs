@@ -7,16 +7,12 @@ mod common;
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
-use aftercare::playbook::Playbook;
 use aftercare::store::{
     Completion, Kept, NewAttempt, NewReceipt, Retention, SqliteSync, Store, StoreConfig,
 };
-use aftercare::templates::TemplateSet;
 use aftercare::values::Secret;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::{Backend, delivered, pg};
-use std::path::Path;
-use std::sync::Arc;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -45,23 +41,6 @@ async fn open(b: Backend) -> (Store, Option<tempfile::TempDir>) {
     let s = Store::connect(&cfg).await.unwrap();
     s.migrate().await.unwrap();
     (s, dir)
-}
-
-fn playbook() -> Playbook {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (templates, _) = TemplateSet::load(&root.join("message_templates"), "zh-CN");
-    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
-    assert!(!diags.has_errors(), "{diags}");
-    Playbook {
-        jobs: Arc::new(jobs),
-        templates: Arc::new(templates),
-        default_timezone: chrono_tz::Asia::Shanghai,
-        default_locale: "zh-CN".into(),
-        expire_after: None,
-        policy: aftercare::policy::PolicyConfig::default(),
-        unsubscribe: None,
-        webhook_enabled: false,
-    }
 }
 
 fn attempt(at: DateTime<Utc>, outcome: Outcome, provider_id: Option<&str>) -> NewAttempt {
@@ -101,7 +80,7 @@ async fn count(store: &Store, table: &str) -> i64 {
 /// delivery receipt; a reply. Then a purge 500 days later with the default retention.
 async fn purge_removes_by_kind_and_keeps_the_figures(b: Backend) {
     let (store, _dir) = open(b).await;
-    let book = playbook();
+    let book = common::shipped_playbook();
     let t0 = t("2025-01-10T02:00:00Z");
     let lines: Vec<_> = (0..6)
         .map(|i| {

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 invalid input (config, jobs, templates, rejected events);
 //! 2 usage error (clap); 3 the store cannot be opened.
 
+mod answer;
 mod callbacks;
 mod contact;
 mod forecast;
@@ -11,6 +12,7 @@ mod logs;
 mod maintain;
 mod migrate;
 mod preview;
+mod report;
 mod run;
 mod store_copy;
 mod suppress;
@@ -76,6 +78,11 @@ enum Command {
     Unsubscribe(suppress::UnsubscribeArgs),
     /// Callback tasks for agents; `callbacks done ID` closes one
     Callbacks(callbacks::Args),
+    /// Record a survey answer (given by phone, on paper) by token, or by job and contact
+    Answer(answer::Args),
+    /// Reports: conversions, nps, csat, answers
+    #[command(subcommand)]
+    Report(report::Command),
     /// Print shell completions (bash, zsh, fish, powershell, elvish)
     Completions {
         #[arg(value_enum)]
@@ -190,6 +197,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Suppress(c) => suppress::run(&config_path, c).await,
         Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
         Command::Callbacks(a) => callbacks::run(&config_path, a).await,
+        Command::Answer(a) => answer::run(&config_path, a).await,
+        Command::Report(c) => report::run(&config_path, c).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -269,6 +278,23 @@ impl App {
                 }
             },
         };
+        // With an API but no public URL, survey links would render empty. (Without an API
+        // at all, answers come only through `aftercare answer`; no warning then.)
+        if let Some(j) = jobs.iter().find(|j| j.survey.is_some())
+            && config.api.as_ref().is_some_and(|a| a.public_url.is_none())
+        {
+            diags.push(
+                crate::diag::Diagnostic::warning(
+                    &config.path,
+                    None,
+                    format!(
+                        "job `{}` is a survey, but api.public_url is not set: {{{{survey.url}}}} renders empty and customers cannot answer",
+                        j.id
+                    ),
+                )
+                .with_hint("set api.public_url to the URL where customers reach this API (the answer page is /s/<token>)"),
+            );
+        }
         Ok(App {
             config,
             templates: Arc::new(templates),
@@ -315,6 +341,7 @@ impl App {
             policy: self.config.policy.clone(),
             unsubscribe: self.unsubscriber.clone(),
             webhook_enabled: self.config.webhook.is_some(),
+            public_url: self.config.api.as_ref().and_then(|a| a.public_url.clone()),
         }
     }
 }

@@ -62,7 +62,7 @@ pub fn windows(jobs: &JobSet, policy: &PolicyConfig) -> Vec<Window> {
                 YEAR_AND_A_DAY + policy.anniversary_grace,
             ),
             Trigger::Event { delay, .. } => {
-                if let Some(stop) = &job.stop_when {
+                if !job.stop_when.is_empty() {
                     // A stop event must still be stored when the job's last message is
                     // checked before sending: the delay and every reminder after it.
                     let span = job
@@ -76,12 +76,21 @@ pub fn windows(jobs: &JobSet, policy: &PolicyConfig) -> Vec<Window> {
                         "stop_when (over trigger.delay)"
                     };
                     add(key, Kept::Events, span);
-                    if !stop.match_fields.is_empty() {
+                    if job.stop_when.iter().any(|s| !s.match_fields.is_empty()) {
                         add("stop_when.match (compares event data)", Kept::Content, span);
                     }
                 }
             }
             Trigger::Cron { .. } => {}
+        }
+        if let Some(survey) = &job.survey {
+            // An answer is taken this long after its message was sent: the message (the
+            // token's row) must still be there.
+            add(
+                "survey.window (answers taken)",
+                Kept::Messages,
+                survey.window,
+            );
         }
     }
     out
@@ -156,7 +165,10 @@ mod tests {
             webhook: false,
             class: crate::jobs::Class::Marketing,
             dedupe: None,
-            stop_when: None,
+            stop_when: Vec::new(),
+            goal: Default::default(),
+            survey: None,
+            experiment: Default::default(),
             expire_after: None,
             send_window: None,
             over_cap: crate::jobs::OverCap::Defer,

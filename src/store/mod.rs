@@ -11,13 +11,15 @@
 //! decide. Its files follow what they store: `outbox` (planned messages, claims,
 //! completions), `contacts` (contacts and events, ingest's batched writes), `log` (the
 //! delivery log support searches), `receipts` (what carriers said about sent SMS),
-//! `replies` (what customers texted back), `suppressions`, `schedule` (anniversaries and
+//! `replies` (what customers texted back), `answers` (survey answers), `reports` (the
+//! counts reports are made of), `suppressions`, `schedule` (anniversaries and
 //! cron occurrences), `lease` (renewing and reaping claims), `ops` (support's hand actions
 //! and the figures health and metrics read), `retention` (the purge and the daily counts
 //! that outlive it), `erasure` (a person's data exported or erased); `schema` says when
 //! migrations run, `copy` moves every row to another store, `sql` is the plumbing they
 //! share.
 
+mod answers;
 mod check;
 mod contacts;
 mod copy;
@@ -28,6 +30,7 @@ mod ops;
 mod outbox;
 mod receipts;
 mod replies;
+mod reports;
 mod retention;
 mod schedule;
 mod schema;
@@ -35,6 +38,7 @@ pub mod settings;
 mod sql;
 mod suppressions;
 
+pub use answers::{SentSms, StoredAnswer, TokenMessage};
 pub use check::CheckReport;
 pub use contacts::contact_dates;
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
@@ -45,6 +49,7 @@ pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use outbox::{ClaimWith, Claimed, Completion, NewAttempt, NewMessage, StopEvent};
 pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
+pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow};
 pub use retention::{DailyCount, PURGE_BATCH, Purged};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Message states nothing will change any more (an admin's retry aside).
-const FINAL: &str = "('sent', 'failed', 'cancelled')";
+const FINAL: &str = "('sent', 'failed', 'cancelled', 'held_out')";
 
 /// Rows per purge transaction unless the caller says otherwise.
 pub const PURGE_BATCH: usize = 500;
@@ -120,13 +120,18 @@ fn day_of(ms: i64) -> NaiveDate {
 fn count_messages(
     counts: &mut BTreeMap<CountKey, i64>,
     day: NaiveDate,
-    row: (String, i64, Option<String>, String, Option<String>),
+    row: (
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+    ),
     n: i64,
 ) {
-    let (job, step, channel, state, delivery) = row;
+    let (job, step, variant, channel, state, delivery) = row;
     let channel = channel.unwrap_or_default();
-    // Messages have no variant yet; when they do, it is read and kept here.
-    let variant: Option<String> = None;
     *counts
         .entry((
             day,
@@ -189,9 +194,9 @@ fn add_counts_sql(counts: BTreeMap<CountKey, i64>, pg: bool) -> Vec<Statement> {
 }
 
 /// What `DELETE FROM messages ... RETURNING` gives back for counting: id, job_id, step,
-/// channel, state, delivery, sent_at, updated_at.
+/// channel, state, delivery, sent_at, updated_at, variant.
 pub(super) const COUNTED_COLUMNS: &str =
-    "id, job_id, step, channel, state, delivery, sent_at, updated_at";
+    "id, job_id, step, channel, state, delivery, sent_at, updated_at, variant";
 
 /// Read rows of [`COUNTED_COLUMNS`]: their ids, and the statements that add them to
 /// `daily_counts`. `pending_as` counts messages that were not finished with that outcome
@@ -213,7 +218,7 @@ where
     for r in rows {
         ids.push(Bind::Text(Some(r.try_get(0)?)));
         let state: String = r.try_get(4)?;
-        let finished = matches!(state.as_str(), "sent" | "failed" | "cancelled");
+        let finished = matches!(state.as_str(), "sent" | "failed" | "cancelled" | "held_out");
         let sent_at: Option<i64> = r.try_get(6)?;
         let day = if finished {
             day_of(sent_at.unwrap_or(r.try_get(7)?))
@@ -227,6 +232,7 @@ where
             (
                 r.try_get(1)?,
                 r.try_get(2)?,
+                r.try_get(8)?,
                 r.try_get(3)?,
                 state,
                 r.try_get(5)?,
@@ -569,10 +575,10 @@ impl Store {
             // Integer division by a day's milliseconds is the UTC day number on both
             // backends (no date functions, which the dialects spell differently).
             let live = sqlx::query(AssertSqlSafe(format!(
-                "SELECT COALESCE(sent_at, updated_at) / {DAY_MS}, job_id, step, channel, state, delivery, COUNT(*) \
+                "SELECT COALESCE(sent_at, updated_at) / {DAY_MS}, job_id, step, channel, state, delivery, COUNT(*), variant \
                  FROM messages WHERE state IN {FINAL} AND COALESCE(sent_at, updated_at) >= $1 \
                  AND COALESCE(sent_at, updated_at) < $2 AND ($3 IS NULL OR job_id = $3) \
-                 GROUP BY COALESCE(sent_at, updated_at) / {DAY_MS}, job_id, step, channel, state, delivery"
+                 GROUP BY COALESCE(sent_at, updated_at) / {DAY_MS}, job_id, step, channel, state, delivery, variant"
             )))
             .bind(start)
             .bind(end)
@@ -587,6 +593,7 @@ impl Store {
                     (
                         r.try_get(1)?,
                         r.try_get(2)?,
+                        r.try_get(7)?,
                         r.try_get(3)?,
                         r.try_get(4)?,
                         r.try_get(5)?,

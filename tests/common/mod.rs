@@ -479,3 +479,24 @@ fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// The shipped jobs and templates as a `Playbook`, for tests that plan through the library
+/// rather than the binary.
+pub fn shipped_playbook() -> aftercare::playbook::Playbook {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (templates, _) =
+        aftercare::templates::TemplateSet::load(&root.join("message_templates"), "zh-CN");
+    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
+    assert!(!diags.has_errors(), "{diags}");
+    aftercare::playbook::Playbook {
+        jobs: std::sync::Arc::new(jobs),
+        templates: std::sync::Arc::new(templates),
+        default_timezone: chrono_tz::Asia::Shanghai,
+        default_locale: "zh-CN".into(),
+        expire_after: None,
+        policy: aftercare::policy::PolicyConfig::default(),
+        unsubscribe: None,
+        webhook_enabled: false,
+        public_url: None,
+    }
+}
