@@ -6,8 +6,11 @@
 #
 # Env: SESSIONS (SMTP connections, default 16), CONCURRENCY (default 2*SESSIONS),
 #      BATCH (claim size, default 256), SYNC (sqlite synchronous: full|normal, default full),
+#      REPEAT (runs, each on a fresh store, default 1: with more, min/median/max),
 #      AFTERCARE_BIN (a built binary to measure instead of building this tree).
-# Prints both rates, our/ceiling, and peak RSS. Every attempt is durably logged in SQLite.
+# Prints both rates, our/ceiling, the daemon's CPU per message (user + system: other load on
+# the machine disturbs it much less than the rate), the WAL's largest size during the run,
+# and peak RSS. Every attempt is durably logged in SQLite.
 set -euo pipefail
 N=${1:-50000}
 SESSIONS=${SESSIONS:-16}
@@ -55,11 +58,6 @@ awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"typ
 secs() { python3 -c "import time; print(time.monotonic())"; }
 rate() { python3 -c "print(f'{$1/($3-$2):,.0f}')"; }
 
-t0=$(secs)
-"$bin" --config "$work/aftercare.yaml" events import "$work/events.jsonl" >/dev/null
-t1=$(secs)
-echo "import:   $N events in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) events/s (each plans one message)"
-
 # A message like ours in size: render one and measure it.
 size=$("$bin" --config "$work/aftercare.yaml" preview review-request --event <(head -1 "$work/events.jsonl") | wc -c)
 msg_len=$(( size * 2 ))   # text + html, base64-encoded, roughly
@@ -70,14 +68,48 @@ t1=$(secs)
 ceiling=$(python3 -c "print($N/($t1-$t0))")
 echo "ceiling:  smtp-source -d -s $SESSIONS, $N x ${msg_len} B: $(rate $N $t0 $t1) msg/s"
 
-t0=$(secs)
-/usr/bin/time -f "%M" -o "$work/rss" "$bin" --config "$work/aftercare.yaml" run --once --now 2026-11-24T00:00:00+08:00 > "$work/out"
-t1=$(secs)
-ours=$(python3 -c "print($N/($t1-$t0))")
-echo "aftercare: $(cat "$work/out") in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) msg/s (sessions $SESSIONS, concurrency $CONCURRENCY, batch $BATCH, synchronous=$SYNC)"
-grep -q "^$N sent" "$work/out" || { echo "not every message was sent" >&2; exit 1; }
-echo "ratio:    $(python3 -c "print(f'{$ours/$ceiling:.2f}')") of the ceiling"
-echo "peak RSS: $(( $(cat "$work/rss") / 1024 )) MiB"
-attempts=$(python3 -c "
+: > "$work/figures"
+for run in $(seq "${REPEAT:-1}"); do
+  rm -rf "$work/data"
+  t0=$(secs)
+  "$bin" --config "$work/aftercare.yaml" events import "$work/events.jsonl" >/dev/null
+  t1=$(secs)
+  echo "import:   $N events in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) events/s (each plans one message)"
+
+  # The WAL's size, sampled while the run goes (SQLite removes it on a clean close).
+  ( peak=0; while :; do
+      s=$(stat -c %s "$work/data/aftercare.db-wal" 2>/dev/null || echo 0)
+      [ "$s" -gt "$peak" ] && peak=$s && echo "$peak" > "$work/walpeak"
+      sleep 0.2
+    done ) &
+  wal_pid=$!
+  echo 0 > "$work/walpeak"
+  t0=$(secs)
+  /usr/bin/time -f "%M %U %S" -o "$work/time" "$bin" --config "$work/aftercare.yaml" run --once --now 2026-11-24T00:00:00+08:00 > "$work/out"
+  t1=$(secs)
+  kill $wal_pid 2>/dev/null; wait $wal_pid 2>/dev/null || true
+  grep -q "^$N sent" "$work/out" || { echo "not every message was sent" >&2; exit 1; }
+  read -r rss user sys < "$work/time"
+  ours=$(python3 -c "print($N/($t1-$t0))")
+  us=$(python3 -c "print(f'{($user+$sys)*1e6/$N:.0f}')")
+  sys_us=$(python3 -c "print(f'{$sys*1e6/$N:.0f}')")
+  wal=$(( $(cat "$work/walpeak") / 1048576 ))
+  echo "aftercare: $(cat "$work/out") in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) msg/s (sessions $SESSIONS, concurrency $CONCURRENCY, batch $BATCH, synchronous=$SYNC)"
+  echo "ratio:    $(python3 -c "print(f'{$ours/$ceiling:.2f}')") of the ceiling"
+  echo "cpu:      $us us per message ($sys_us us system)"
+  echo "wal:      largest $wal MiB during the run"
+  echo "peak RSS: $(( rss / 1024 )) MiB"
+  attempts=$(python3 -c "
 import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from attempts').fetchone()[0])")
-echo "attempts logged: $attempts"
+  echo "attempts logged: $attempts"
+  echo "$(python3 -c "print($ours/$ceiling)") $us" >> "$work/figures"
+done
+if [ "${REPEAT:-1}" -gt 1 ]; then
+  python3 - "$work/figures" <<'PY'
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+for i, name, fmt in ((0, "ratio", "{:.2f}"), (1, "cpu us/msg", "{:.0f}")):
+    v = sorted(r[i] for r in rows)
+    print(f"{name:>11}: min {fmt.format(v[0])}  median {fmt.format(statistics.median(v))}  max {fmt.format(v[-1])}  ({len(v)} runs)")
+PY
+fi
