@@ -55,21 +55,26 @@ fn notify(states: &[NotifyState]) {
 }
 
 /// Run until SIGTERM/SIGINT; a second signal exits at once.
-pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::Result<Stats> {
+pub(crate) async fn run(
+    d: Daemon,
+    mut signals: StopSignals,
+    book: Playbook,
+    reload: Reloader,
+) -> anyhow::Result<Stats> {
     let current = Arc::new(ArcSwap::from_pointee(book));
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Signals: the first asks to stop, the second exits.
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        signals.next().await;
         tracing::info!("stopping: finishing in-flight sends (a second signal exits at once)");
         notify(&[
             NotifyState::Stopping,
             NotifyState::Status("stopping: finishing in-flight sends"),
         ]);
         let _ = shutdown_tx.send(true);
-        wait_for_stop_signal().await;
+        signals.next().await;
         tracing::warn!(
             "second signal: exiting now; claimed messages return to the queue when their lease expires"
         );
@@ -343,15 +348,28 @@ pub(crate) async fn start_ticking(
     Ok(cron)
 }
 
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, caught from the moment this is made: made before the daemon says it
+/// is running, so a stop that follows at once (systemd, a test) is a clean stop and never
+/// the default action that kills the process.
+pub(crate) struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

@@ -84,6 +84,10 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         EmailTransport::File { dir } => format!("file {}", dir.display()),
         EmailTransport::Smtp(s) => format!("smtp {}:{}", s.host, s.port),
     };
+    let signals = anyhow::Context::context(
+        daemon::StopSignals::install(),
+        "cannot catch SIGTERM and SIGINT",
+    )?;
     tracing::info!(jobs = app.jobs.count(), store = store.backend(), email = %transport, node = %app.config.node_id, "aftercare running");
     let api = app
         .config
@@ -121,7 +125,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         }
         Ok(app.playbook())
     });
-    let stats = daemon::run(d, app.playbook(), reload).await?;
+    let stats = daemon::run(d, signals, app.playbook(), reload).await?;
     store.close().await;
     tracing::info!(%stats, "stopped");
     Ok(())
