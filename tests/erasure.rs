@@ -9,7 +9,7 @@ use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
 use aftercare::store::{
-    ClaimWith, Completion, NewAttempt, NewReceipt, SqliteSync, Store, StoreConfig,
+    ClaimWith, Completion, NewAttempt, NewReceipt, SqliteSync, Store, StoreConfig, StoredAnswer,
 };
 use aftercare::values::Secret;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -232,6 +232,22 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         .suppress("email", EMAIL, "bounced", Some("smtp"), at)
         .await
         .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.upsert_answer(&StoredAnswer {
+        message_id: "m-nps-1".into(),
+        job_id: "nps-survey".into(),
+        contact_id: "c-wf".into(),
+        scale: "nps".into(),
+        score: 3,
+        comment: Some(format!("{NAME}: 太慢了")),
+        channel: "web".into(),
+        answered_at: at,
+        updated_at: at,
+        changes: 0,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
 
     // The search finds the person everywhere before the erasure (so it can fail).
     let email_before = holding(&db, EMAIL).await;
@@ -261,7 +277,12 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         );
     }
     let name_before = holding(&db, NAME).await;
-    for t in ["contacts.name", "contacts.attributes", "replies.text"] {
+    for t in [
+        "contacts.name",
+        "contacts.attributes",
+        "replies.text",
+        "answers.comment",
+    ] {
         assert!(
             name_before.iter().any(|(c, _)| c == t),
             "{b:?}: {t} not in {name_before:?}"
@@ -288,6 +309,7 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         "a receipt under its attempt: {attempts:?}"
     );
     assert_eq!(doc["replies"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["answers"][0]["score"], 3, "{b:?}");
     assert_eq!(doc["suppressions"].as_array().unwrap().len(), 1);
     assert!(
         !doc.to_string().contains("li.na@example.com"),
@@ -313,9 +335,10 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
             e.attempts,
             e.receipts,
             e.replies,
+            e.answers,
             e.suppressed
         ),
-        (1, 2, 3, 1, 2, 1, 1, 2),
+        (1, 2, 3, 1, 2, 1, 1, 1, 2),
         "{b:?}: {e:?}"
     );
     assert_eq!(e.reference.len(), 1);

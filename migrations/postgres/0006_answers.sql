@@ -1,5 +1,5 @@
--- v5: survey answers, experiments, and what reports read (postgres). Kept in step with
--- migrations/sqlite/0005_answers.sql.
+-- v6: survey answers, experiments, and what reports read (postgres). Kept in step with
+-- migrations/sqlite/0006_answers.sql.
 
 -- The experiment arm a message belongs to: a variant's name, or NULL (no variants). Reminders
 -- carry their first message's variant. Held-out contacts have a row in state 'held_out'.

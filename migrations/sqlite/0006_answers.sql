@@ -1,5 +1,5 @@
--- v5: survey answers, experiments, and what reports read (sqlite). Kept in step with
--- migrations/postgres/0005_answers.sql.
+-- v6: survey answers, experiments, and what reports read (sqlite). Kept in step with
+-- migrations/postgres/0006_answers.sql.
 
 -- The experiment arm a message belongs to: a variant's name, or NULL (no variants). Reminders
 -- carry their first message's variant. Held-out contacts have a row in state 'held_out'.

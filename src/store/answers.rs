@@ -161,6 +161,35 @@ impl Store {
     }
 
     /// Note on a stored SMS reply what it did (`answer`: it was recorded as a survey score).
+    /// Every answer of one contact, oldest first (its export).
+    pub async fn answers_of(&self, contact: &str) -> Result<Vec<StoredAnswer>> {
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(
+                "SELECT message_id, job_id, contact_id, scale, score, comment, channel, answered_at, updated_at, changes \
+                 FROM answers WHERE contact_id = $1 ORDER BY answered_at, message_id",
+            )
+            .bind(contact)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredAnswer {
+                        message_id: r.try_get(0)?,
+                        job_id: r.try_get(1)?,
+                        contact_id: r.try_get(2)?,
+                        scale: r.try_get(3)?,
+                        score: r.try_get(4)?,
+                        comment: r.try_get(5)?,
+                        channel: r.try_get(6)?,
+                        answered_at: from_millis(r.try_get(7)?),
+                        updated_at: from_millis(r.try_get(8)?),
+                        changes: r.try_get(9)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     pub async fn mark_reply(&self, id: &str, action: &str) -> Result<()> {
         on_pool!(self, |pool, _b| {
             sqlx::query("UPDATE replies SET action = $2 WHERE id = $1")

@@ -32,6 +32,8 @@ pub struct Erased {
     pub attempts: u64,
     pub receipts: u64,
     pub replies: u64,
+    /// Survey answers (scores and comments).
+    pub answers: u64,
     /// Addresses now suppressed as a one-way hash.
     pub suppressed: u64,
     /// A one-way reference of the erased contact id(s) for the operator's records
@@ -152,6 +154,13 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // A comment is the person's own words; the score goes with it (the NPS figures
+            // of past periods lose that answer, as they lose the message).
+            out.answers = sqlx::query("DELETE FROM answers WHERE contact_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             // Each address: its plain entry (if any) gives way to a hashed one.
             for (channel, address) in [("email", email), ("sms", phone)] {
                 let Some(address) = address.filter(|a| !a.trim().is_empty()) else {
@@ -185,8 +194,8 @@ impl Store {
 
     /// Everything held about contact `id`, as one JSON document: the contact, its date
     /// index, events (with their data), messages with every attempt and receipt, SMS replies
-    /// (by contact or from its number), and the suppression entries of its addresses (plain
-    /// or hashed). `None` when there is no such contact.
+    /// (by contact or from its number), survey answers, and the suppression entries of its
+    /// addresses (plain or hashed). `None` when there is no such contact.
     pub async fn export_contact(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Value>> {
         let Some(contact) = self.contact(id).await? else {
             return Ok(None);
@@ -228,6 +237,7 @@ impl Store {
             .collect();
         // Those matched to the contact when they came, and those from its number.
         let replies = self.replies_of(id).await?;
+        let answers = self.answers_of(id).await?;
         let mut addresses: Vec<(&str, String)> = Vec::new();
         if let Some(e) = &contact.email {
             addresses.push(("email", normalise_address("email", e)));
@@ -253,6 +263,7 @@ impl Store {
             "events": events,
             "messages": messages,
             "replies": replies,
+            "answers": answers,
             "suppressions": suppressions,
         })))
     }

@@ -340,6 +340,15 @@ impl Store {
                 }
                 rest().await;
             }
+            loop {
+                let n = self.purge_answer_comments(cut, batch).await?;
+                out.batches += 1;
+                out.contents += n;
+                if n < batch as u64 {
+                    break;
+                }
+                rest().await;
+            }
         }
         if let Some(cut) = cutoff(Kept::Replies) {
             loop {
@@ -512,6 +521,22 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected())
+        })
+    }
+
+    /// Survey comments are the person's own words, content like an event's data: they go
+    /// with it; the score stays for the NPS and CSAT figures.
+    async fn purge_answer_comments(&self, cut: i64, batch: usize) -> Result<u64> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query(
+                "UPDATE answers SET comment = NULL WHERE message_id IN (SELECT message_id FROM answers \
+                 WHERE comment IS NOT NULL AND answered_at < $1 ORDER BY answered_at LIMIT $2)",
+            )
+            .bind(cut)
+            .bind(batch as i64)
+            .execute(pool)
+            .await?
+            .rows_affected())
         })
     }
 
