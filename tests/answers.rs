@@ -686,16 +686,7 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
     );
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
+use common::on_both;
 
 on_both!(
     the_answer_page_records_on_post_only_and_plans_the_detractor_callback,

@@ -9,11 +9,10 @@ use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
 use aftercare::store::{
-    ClaimWith, Completion, NewAttempt, NewReceipt, SqliteSync, Store, StoreConfig, StoredAnswer,
+    ClaimWith, Completion, NewAttempt, NewReceipt, Store, StoreConfig, StoredAnswer,
 };
-use aftercare::values::Secret;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use common::{Backend, pg};
+use common::Backend;
 use serde_json::json;
 
 const EMAIL: &str = "wang.fang@example.com";
@@ -30,27 +29,7 @@ struct Db {
 }
 
 async fn open(b: Backend) -> (Store, Db) {
-    let (cfg, dir) = match b {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            (
-                StoreConfig::Sqlite {
-                    path: dir.path().join("aftercare.db"),
-                    synchronous: SqliteSync::Normal,
-                },
-                Some(dir),
-            )
-        }
-        Backend::Postgres => (
-            StoreConfig::Postgres {
-                url: pg::fresh_database(),
-                password: Secret::None,
-            },
-            None,
-        ),
-    };
-    let s = Store::connect(&cfg).await.unwrap();
-    s.migrate().await.unwrap();
+    let (s, cfg, dir) = common::open_store(b).await;
     (s, Db { cfg, _dir: dir })
 }
 

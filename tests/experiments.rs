@@ -370,16 +370,7 @@ fn report_at(ws: &Workspace, since: &str, until: &str) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
+use common::on_both;
 
 on_both!(
     variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing,

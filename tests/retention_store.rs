@@ -7,39 +7,16 @@ mod common;
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
-use aftercare::store::{
-    Completion, Kept, NewAttempt, NewReceipt, Retention, SqliteSync, Store, StoreConfig,
-};
-use aftercare::values::Secret;
+use aftercare::store::{Completion, Kept, NewAttempt, NewReceipt, Retention, Store};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use common::{Backend, delivered, pg};
+use common::{Backend, delivered};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
 async fn open(b: Backend) -> (Store, Option<tempfile::TempDir>) {
-    let (cfg, dir) = match b {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            (
-                StoreConfig::Sqlite {
-                    path: dir.path().join("aftercare.db"),
-                    synchronous: SqliteSync::Normal,
-                },
-                Some(dir),
-            )
-        }
-        Backend::Postgres => (
-            StoreConfig::Postgres {
-                url: pg::fresh_database(),
-                password: Secret::None,
-            },
-            None,
-        ),
-    };
-    let s = Store::connect(&cfg).await.unwrap();
-    s.migrate().await.unwrap();
+    let (s, _, dir) = common::open_store(b).await;
     (s, dir)
 }
 
@@ -302,16 +279,7 @@ async fn one_node_a_day_claims_the_purge(b: Backend) {
     assert_eq!(wins, 1, "{b:?}");
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
+use common::on_both_async as on_both;
 
 on_both!(
     purge_removes_by_kind_and_keeps_the_figures,

@@ -566,17 +566,7 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
     store.close().await;
 }
 
-/// `mod sqlite { #[tokio::test] fn NAME() }` and `mod postgres { ... }` for each body.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
+use common::on_both_async as on_both;
 
 on_both!(
     receipts_find_their_attempt_and_settle_the_message,

@@ -1105,17 +1105,7 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
     to.close().await;
 }
 
-/// `mod sqlite { #[tokio::test] fn NAME() }` and `mod postgres { ... }` for each body.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
+use common::on_both_async as on_both;
 
 on_both!(
     ingest_stores_once_and_stop_when_cancels,

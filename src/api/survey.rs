@@ -222,7 +222,14 @@ pub(super) struct PageQuery {
         ("token" = String, Path, description = "The message's token, from {{survey.url}}"),
         ("score" = Option<String>, Query, description = "A score to pre-select (nothing is recorded)"),
     ),
-    responses((status = 200, description = "The question with a form that POSTs to the same URL"))
+    responses(
+        (status = 200, description = "The question with a form that POSTs to the same URL"),
+        (status = 400, description = "A score that is not on the survey's scale, or a comment too long: the page again, saying so"),
+        (status = 404, description = "A token no survey message has: a page saying so"),
+        (status = 409, description = "The survey message has not been sent yet: a page saying so"),
+        (status = 410, description = "The survey's answer window has closed: a page saying so"),
+        (status = 503, description = "The store cannot be reached: a page asking to try later"),
+    )
 )]
 pub(super) async fn survey_page(
     State(state): State<ApiState>,
@@ -252,7 +259,14 @@ pub(super) async fn survey_page(
     path = "/s/{token}",
     params(("token" = String, Path, description = "The message's token, from {{survey.url}}")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "score=N&comment=..."),
-    responses((status = 200, description = "Recorded: a thank-you page"))
+    responses(
+        (status = 200, description = "Recorded: a thank-you page"),
+        (status = 400, description = "A score that is not on the survey's scale, or a comment too long: the page again, saying so"),
+        (status = 404, description = "A token no survey message has: a page saying so"),
+        (status = 409, description = "The survey message has not been sent yet: a page saying so"),
+        (status = 410, description = "The survey's answer window has closed: a page saying so"),
+        (status = 503, description = "The store cannot be reached: a page asking to try later"),
+    )
 )]
 pub(super) async fn survey_post(
     State(state): State<ApiState>,
@@ -349,9 +363,11 @@ pub(super) struct AnswerResponse {
     request_body = AnswerRequest,
     responses(
         (status = 200, description = "Recorded (or unchanged)", body = AnswerResponse),
+        (status = 400, description = "Malformed JSON, a NUL character in the token, or a score that is not a whole number on the survey's scale", body = ApiError),
         (status = 404, description = "No survey message has this token", body = ApiError),
         (status = 409, description = "The message has not been sent", body = ApiError),
         (status = 410, description = "The survey's answer window has closed", body = ApiError),
+        (status = 503, description = "The store cannot be reached", body = ApiError),
     ),
     security(("bearer" = []))
 )]

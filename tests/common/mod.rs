@@ -500,3 +500,68 @@ pub fn shipped_playbook() -> aftercare::playbook::Playbook {
         public_url: None,
     }
 }
+
+/// `mod sqlite { #[test] fn NAME() }` and `mod postgres { … }` for each `fn NAME(Backend)`:
+/// one body, both stores.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both;
+
+/// [`on_both`] for `async fn NAME(Backend)` bodies (`#[tokio::test]`).
+#[allow(unused_macros)]
+macro_rules! on_both_async {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_async;
+
+/// A fresh, migrated store on `b`: a SQLite file in a temporary folder (dropped with the
+/// returned `TempDir`) or a new PostgreSQL database on the harness's server.
+pub async fn open_store(
+    b: Backend,
+) -> (
+    aftercare::store::Store,
+    aftercare::store::StoreConfig,
+    Option<tempfile::TempDir>,
+) {
+    use aftercare::store::{SqliteSync, Store, StoreConfig};
+    let (cfg, dir) = match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                StoreConfig::Sqlite {
+                    path: dir.path().join("aftercare.db"),
+                    synchronous: SqliteSync::Normal,
+                },
+                Some(dir),
+            )
+        }
+        Backend::Postgres => (
+            StoreConfig::Postgres {
+                url: pg::fresh_database(),
+                password: aftercare::values::Secret::None,
+            },
+            None,
+        ),
+    };
+    let s = Store::connect(&cfg).await.unwrap();
+    s.migrate().await.unwrap();
+    (s, cfg, dir)
+}
