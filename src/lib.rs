@@ -29,6 +29,7 @@ pub mod plan;
 pub mod playbook;
 pub mod policy;
 pub mod schedule;
+pub mod feedback;
 mod send_guard;
 pub mod sms_hooks;
 pub mod store;

@@ -37,6 +37,9 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("recurring", &["job_id"]),
     ("replies", &["id"]),
     ("receipts", &["message_id", "attempt", "status"]),
+    ("bounces", &["id"]),
+    ("suppression_changes", &["id"]),
+    ("brakes", &["scope"]),
 ];
 
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.

@@ -11,13 +11,15 @@
 //! decide. Its files follow what they store: `outbox` (planned messages, claims,
 //! completions), `contacts` (contacts and events, ingest's batched writes), `log` (the
 //! delivery log support searches), `receipts` (what carriers said about sent SMS),
-//! `replies` (what customers texted back), `suppressions`, `schedule` (anniversaries and
+//! `replies` (what customers texted back), `suppressions`, `feedback` (email bounces,
+//! complaints and the reputation brake), `schedule` (anniversaries and
 //! cron occurrences), `lease` (renewing and reaping claims), `ops` (support's hand actions
 //! and the figures health and metrics read); `schema` says when migrations run, `copy`
 //! moves every row to another store, `sql` is the plumbing they share.
 
 mod contacts;
 mod copy;
+mod feedback;
 mod lease;
 mod log;
 mod ops;
@@ -32,6 +34,9 @@ mod suppressions;
 
 pub use contacts::contact_dates;
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use feedback::{
+    Brake, BouncedMessage, FeedbackFigures, NewBounce, SoftRule, StoredBounce, Window,
+};
 pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};
