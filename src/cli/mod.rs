@@ -3,9 +3,11 @@
 //! Exit codes: 0 success; 1 invalid input (config, jobs, templates, rejected events);
 //! 2 usage error (clap); 3 the store cannot be opened.
 
+mod bounces;
 mod callbacks;
 mod forecast;
 mod import;
+mod jobs_cmd;
 mod logs;
 mod migrate;
 mod preview;
@@ -72,6 +74,12 @@ enum Command {
     Suppress(suppress::Command),
     /// Apply a one-click unsubscribe token (exit 1 if it is forged or altered)
     Unsubscribe(suppress::UnsubscribeArgs),
+    /// Email bounces and complaints: `bounces ingest` reads DSNs and ARF reports
+    #[command(subcommand)]
+    Bounces(bounces::Command),
+    /// Jobs: the reputation brake (`jobs brakes`, `jobs resume JOB`)
+    #[command(subcommand)]
+    Jobs(jobs_cmd::Command),
     /// Callback tasks for agents; `callbacks done ID` closes one
     Callbacks(callbacks::Args),
     /// Print shell completions (bash, zsh, fish, powershell, elvish)
@@ -176,6 +184,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Suppress(c) => suppress::run(&config_path, c).await,
         Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
         Command::Callbacks(a) => callbacks::run(&config_path, a).await,
+        Command::Bounces(c) => bounces::run(&config_path, c).await,
+        Command::Jobs(c) => jobs_cmd::run(&config_path, c).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -181,7 +181,7 @@ impl Dispatcher {
             address: address.to_string(),
             status: b.status.clone(),
             code: d.code,
-            detail: d.detail.clone(),
+            detail: with_code(d.code, &d.detail),
             outbox_id: Some(m.id.clone()),
             provider_id: None,
             report_id: None,

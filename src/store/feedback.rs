@@ -411,8 +411,8 @@ impl Store {
                 "SELECT COUNT(*), \
                  COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'hard') THEN 1 ELSE 0 END), 0), \
                  COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'complaint') THEN 1 ELSE 0 END), 0) \
-                 FROM (SELECT id FROM messages WHERE ($1 IS NULL OR job_id = $1) AND channel = 'email' \
-                 AND (state IN ('sent', 'failed') OR id = $4) AND updated_at > $3 ORDER BY updated_at DESC LIMIT $2) w",
+                 FROM (SELECT id FROM messages WHERE ($1 IS NULL OR job_id = $1) \
+                 AND ((channel = 'email' AND state IN ('sent', 'failed')) OR id = $4) AND updated_at > $3 ORDER BY updated_at DESC LIMIT $2) w",
             )
             .bind(job_id)
             .bind(n)
