@@ -5,12 +5,15 @@
 //! Errors are JSON `{error, detail, field}`. The routes are listed once in [`ROUTES`], which
 //! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
 
+mod email_hooks;
 mod events;
 mod hooks;
 mod log;
 mod public;
 mod schema;
 pub mod settings;
+
+pub use email_hooks::EmailHooks;
 
 use crate::metrics;
 use crate::playbook::Playbook;
@@ -44,6 +47,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(log::timeline))
         .routes(routes!(hooks::sms_status))
         .routes(routes!(hooks::sms_inbound))
+        .routes(routes!(email_hooks::email_hook))
         .routes(routes!(public::unsubscribe_page, public::unsubscribe_post))
         .routes(routes!(public::healthz))
         .routes(routes!(public::readyz))
@@ -96,6 +100,8 @@ pub struct ApiState {
     pub sms: Option<crate::channels::sms::SmsChannel>,
     /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
     pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
+    /// Email providers' bounce and complaint webhooks.
+    pub email_hooks: Option<Arc<email_hooks::EmailHooks>>,
 }
 
 /// A usable bearer token (its secret read at start).
