@@ -94,6 +94,8 @@ const HARD_WORDS: &[&str] = &[
     "unknown user",
     "no such user",
     "no such recipient",
+    "unknown recipient",
+    "recipient unknown",
     "no such mailbox",
     "mailbox not found",
     "mailbox does not exist",
