@@ -44,6 +44,8 @@ pub(crate) struct Daemon {
     pub unsubscriber: Option<Arc<Unsubscriber>>,
     /// Folders whose changes trigger a reload.
     pub watch: Vec<PathBuf>,
+    /// How long records are kept: the daily purge (`housekeeping`).
+    pub retention: crate::store::Retention,
 }
 
 fn notify(states: &[NotifyState]) {
@@ -132,6 +134,14 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
             }
         });
     }
+    // The daily retention purge, on one node of several.
+    tokio::spawn(crate::housekeeping::run(
+        d.store.clone(),
+        d.retention.clone(),
+        d.clock.clone(),
+        d.node.clone(),
+        shutdown_rx.clone(),
+    ));
 
     // The dispatch loop stamps this every turn; the watchdog pings only while it moves.
     let alive = Arc::new(AtomicI64::new(now_millis()));

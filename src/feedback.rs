@@ -80,7 +80,10 @@ impl Feedback {
             job_id: matched.as_ref().map(|m| m.job_id.clone()),
             status: r.status.clone(),
             code: r.code,
-            detail: crate::text::printable(&r.detail).chars().take(1000).collect(),
+            detail: crate::text::printable(&r.detail)
+                .chars()
+                .take(1000)
+                .collect(),
             report_id: r.report_id.clone(),
             raw: Some(r.raw.chars().take(256 * 1024).collect()),
             at: now,
@@ -205,9 +208,25 @@ mod tests {
             hard,
             complaints,
         };
-        assert_eq!(over_limit(w(99, 50, 0), &rep()), None, "too few sends to judge");
-        assert_eq!(over_limit(w(1000, 20, 3), &rep()), None, "at the limits, not over");
-        assert!(over_limit(w(1000, 21, 0), &rep()).unwrap().starts_with("hard-bounce rate 2.10%"));
-        assert!(over_limit(w(1000, 0, 4), &rep()).unwrap().starts_with("complaint rate 0.40%"));
+        assert_eq!(
+            over_limit(w(99, 50, 0), &rep()),
+            None,
+            "too few sends to judge"
+        );
+        assert_eq!(
+            over_limit(w(1000, 20, 3), &rep()),
+            None,
+            "at the limits, not over"
+        );
+        assert!(
+            over_limit(w(1000, 21, 0), &rep())
+                .unwrap()
+                .starts_with("hard-bounce rate 2.10%")
+        );
+        assert!(
+            over_limit(w(1000, 0, 4), &rep())
+                .unwrap()
+                .starts_with("complaint rate 0.40%")
+        );
     }
 }

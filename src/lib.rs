@@ -9,6 +9,7 @@
 
 #![warn(unreachable_pub)]
 
+mod answers;
 pub mod api;
 pub mod channels;
 mod check;
@@ -20,6 +21,8 @@ mod daemon;
 pub mod diag;
 mod dispatch;
 pub mod duration;
+pub mod feedback;
+pub mod housekeeping;
 pub mod ingest;
 pub mod jobs;
 mod logging;
@@ -28,8 +31,8 @@ pub mod model;
 pub mod plan;
 pub mod playbook;
 pub mod policy;
+mod reports;
 pub mod schedule;
-pub mod feedback;
 mod send_guard;
 pub mod sms_hooks;
 pub mod store;

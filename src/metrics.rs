@@ -64,6 +64,7 @@ struct MessageLabels {
 
 struct Metrics {
     registry: Registry,
+    purged: Family<KindLabels, Counter>,
     send_seconds: Family<SendLabels, Histogram>,
     retries: Counter,
     errors: Family<KindLabels, Counter>,
@@ -154,8 +155,15 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "1 while the reputation brake holds a scope's marketing email (job:<id> or domain:<sending domain>)",
         brakes.clone(),
     );
+    let purged = Family::<KindLabels, Counter>::default();
+    registry.register(
+        "purged_rows",
+        "Records the retention purge removed (event payloads: emptied), by kind",
+        purged.clone(),
+    );
     Mutex::new(Metrics {
         registry,
+        purged,
         bounces,
         suppressions,
         brakes,
@@ -222,6 +230,18 @@ pub(crate) fn count_events(status: &str, n: u64) {
             status: status.into(),
         })
         .inc_by(n);
+}
+
+/// What one retention purge removed, by kind (`messages`, `attempts`, ...).
+pub(crate) fn count_purged(items: &[(&'static str, u64)]) {
+    let m = METRICS.lock().expect("metrics lock");
+    for (kind, n) in items {
+        m.purged
+            .get_or_create(&KindLabels {
+                kind: (*kind).into(),
+            })
+            .inc_by(*n);
+    }
 }
 
 /// The text exposition, with the store's figures read now.

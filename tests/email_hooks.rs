@@ -37,7 +37,15 @@ fn sign(dir: &Path, key: &str, digest: &str, data: &[u8]) -> String {
     std::fs::write(dir.join("to-sign"), data).unwrap();
     openssl(
         dir,
-        &["dgst", &format!("-{digest}"), "-sign", key, "-out", "sig", "to-sign"],
+        &[
+            "dgst",
+            &format!("-{digest}"),
+            "-sign",
+            key,
+            "-out",
+            "sig",
+            "to-sign",
+        ],
     );
     B64.encode(std::fs::read(dir.join("sig")).unwrap())
 }
@@ -54,9 +62,12 @@ fn serve_file(body: Vec<u8>) -> (u16, Arc<Mutex<Vec<String>>>) {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
-            seen.lock()
-                .unwrap()
-                .push(line.split_whitespace().nth(1).unwrap_or_default().to_string());
+            seen.lock().unwrap().push(
+                line.split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
@@ -79,9 +90,24 @@ fn serve_file(body: Vec<u8>) -> (u16, Arc<Mutex<Vec<String>>>) {
 /// The string SNS signs (its documented field order).
 fn sns_canonical(v: &Value) -> String {
     let keys: &[&str] = if v["Type"] == "Notification" {
-        &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
     } else {
-        &["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
     };
     keys.iter()
         .filter_map(|k| v[*k].as_str().map(|s| format!("{k}\n{s}\n")))
@@ -95,9 +121,42 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let keys = tempfile::tempdir().unwrap();
     let k = keys.path();
-    openssl(k, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "sns.key", "-out", "sns.pem", "-days", "2", "-subj", "/CN=sns.us-west-2.amazonaws.com"]);
-    openssl(k, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sg.key"]);
-    openssl(k, &["ec", "-in", "sg.key", "-pubout", "-outform", "DER", "-out", "sg.pub"]);
+    openssl(
+        k,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "sns.key",
+            "-out",
+            "sns.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sns.us-west-2.amazonaws.com",
+        ],
+    );
+    openssl(
+        k,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "sg.key",
+        ],
+    );
+    openssl(
+        k,
+        &[
+            "ec", "-in", "sg.key", "-pubout", "-outform", "DER", "-out", "sg.pub",
+        ],
+    );
     let sendgrid_public = B64.encode(std::fs::read(k.join("sg.pub")).unwrap());
     let (cert_port, cert_gets) = serve_file(std::fs::read(k.join("sns.pem")).unwrap());
     let cert_base = format!("http://127.0.0.1:{cert_port}/");
@@ -131,7 +190,15 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     ws.import(
         &people
             .iter()
-            .map(|p| delivered(&format!("e-{p}"), &format!("c-{p}"), &format!("{p}@example.org"), &format!("SO-{p}"), &ago))
+            .map(|p| {
+                delivered(
+                    &format!("e-{p}"),
+                    &format!("c-{p}"),
+                    &format!("{p}@example.org"),
+                    &format!("SO-{p}"),
+                    &ago,
+                )
+            })
             .collect::<Vec<_>>(),
     )
     .ok();
@@ -167,7 +234,9 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     wait("the five messages", &|| relay.messages().len() == 5);
     let base = format!("http://127.0.0.1:{api}");
     let http = reqwest::blocking::Client::new();
-    wait("the api", &|| http.get(format!("{base}/healthz")).send().is_ok());
+    wait("the api", &|| {
+        http.get(format!("{base}/healthz")).send().is_ok()
+    });
     wait("the sends to be recorded", &|| {
         ws.logs_json(&["--limit", "100"])
             .as_array()
@@ -216,11 +285,21 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     };
     let good = {
         use hmac::{KeyInit, Mac};
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"key-3ax6xnjp29jd6fds4gc373sgvjxteol0").unwrap();
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(b"key-3ax6xnjp29jd6fds4gc373sgvjxteol0")
+                .unwrap();
         mac.update(b"1529006854a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0");
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
-    let (s, _) = post("mailgun", mailgun(&"0".repeat(64)).to_string().as_bytes(), &[]);
+    let (s, _) = post(
+        "mailgun",
+        mailgun(&"0".repeat(64)).to_string().as_bytes(),
+        &[],
+    );
     assert_eq!(s, 401, "a forged Mailgun signature");
     let (s, v) = post("mailgun", mailgun(&good).to_string().as_bytes(), &[]);
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
@@ -238,7 +317,12 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         "CanActivate": true, "Subject": "Test subject", "Content": "<Full dump of bounce>"
     })
     .to_string();
-    let basic = |pw: &str| ("authorization", format!("Basic {}", B64.encode(format!("pm:{pw}"))));
+    let basic = |pw: &str| {
+        (
+            "authorization",
+            format!("Basic {}", B64.encode(format!("pm:{pw}"))),
+        )
+    };
     let (s, _) = post("postmark", postmark.as_bytes(), &[basic("guess")]);
     assert_eq!(s, 401, "a wrong Postmark password");
     let (s, _) = post("postmark", postmark.as_bytes(), &[]);
@@ -269,7 +353,8 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
 
     // SES through SNS: the subscription is confirmed, then a bounce and a complaint.
-    let cert_url = format!("{cert_base}SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem");
+    let cert_url =
+        format!("{cert_base}SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem");
     let sns = |ty: &str, message: String, extra: Value| {
         let mut v = json!({
             "Type": ty, "MessageId": format!("22b80b92-fdea-4c2c-8f9d-{}", ty.len()),
@@ -291,7 +376,13 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     );
     let (s, v) = post("ses", confirm.to_string().as_bytes(), &[]);
     assert_eq!((s, v["confirmed"].as_bool()), (200, Some(true)), "{v}");
-    assert!(cert_gets.lock().unwrap().iter().any(|p| p.starts_with("/confirm?Action=ConfirmSubscription")));
+    assert!(
+        cert_gets
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/confirm?Action=ConfirmSubscription"))
+    );
     let bounce = json!({
         "notificationType": "Bounce",
         "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
@@ -309,11 +400,24 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     let (s, v) = post("ses", forged.to_string().as_bytes(), &[]);
     assert_eq!(s, 401, "an SNS message changed after signing: {v}");
     let mut elsewhere = sns("Notification", bounce.clone(), json!({}));
-    elsewhere["SigningCertURL"] = json!("https://sns.us-west-2.amazonaws.com.evil.example/cert.pem");
+    elsewhere["SigningCertURL"] =
+        json!("https://sns.us-west-2.amazonaws.com.evil.example/cert.pem");
     let (s, v) = post("ses", elsewhere.to_string().as_bytes(), &[]);
     assert_eq!(s, 401, "a certificate from outside SNS: {v}");
-    assert!(v["detail"].as_str().unwrap().contains("is not an SNS certificate URL"), "{v}");
-    let (s, v) = post("ses", sns("Notification", bounce, json!({})).to_string().as_bytes(), &[]);
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is not an SNS certificate URL"),
+        "{v}"
+    );
+    let (s, v) = post(
+        "ses",
+        sns("Notification", bounce, json!({}))
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
     let complaint = json!({
         "notificationType": "Complaint",
@@ -325,7 +429,13 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
             "commonHeaders": {"messageId": format!("<{}@example.com>", id_of("spam"))}}
     })
     .to_string();
-    let (s, v) = post("ses", sns("Notification", complaint, json!({})).to_string().as_bytes(), &[]);
+    let (s, v) = post(
+        "ses",
+        sns("Notification", complaint, json!({}))
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
     let (s, _) = post("sparkpost", b"[]", &[]);
     assert_eq!(s, 404);
@@ -335,25 +445,60 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     let bounces: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(bounces.len(), 5, "{bounces:#?}");
     for b in &bounces {
-        let who = b["address"].as_str().unwrap().split('@').next().unwrap().to_string();
+        let who = b["address"]
+            .as_str()
+            .unwrap()
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string();
         assert_eq!(b["message_id"], id_of(&who), "{b}");
-        assert_eq!(b["source"], match who.as_str() { "spam" => "ses", w => w }, "{b}");
-        assert_eq!(b["kind"], if who == "spam" { "complaint" } else { "hard" }, "{b}");
+        assert_eq!(
+            b["source"],
+            match who.as_str() {
+                "spam" => "ses",
+                w => w,
+            },
+            "{b}"
+        );
+        assert_eq!(
+            b["kind"],
+            if who == "spam" { "complaint" } else { "hard" },
+            "{b}"
+        );
     }
     let r = ws.run(&["suppress", "list", "--format", "json"]).ok();
     let s: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
     let mut addresses: Vec<&str> = s.iter().map(|x| x["address"].as_str().unwrap()).collect();
     addresses.sort();
-    assert_eq!(addresses, ["mg@example.org", "pm@example.org", "ses@example.org", "sg@example.org", "spam@example.org"]);
+    assert_eq!(
+        addresses,
+        [
+            "mg@example.org",
+            "pm@example.org",
+            "ses@example.org",
+            "sg@example.org",
+            "spam@example.org"
+        ]
+    );
 
     // The complaint tripped the brake (1 of 5 sends is over 0.3%); metrics and /readyz say so.
     wait("the metrics", &|| {
         http.get(format!("{base}/metrics"))
             .send()
-            .map(|r| r.text().unwrap_or_default().contains("aftercare_reputation_brake_engaged{scope=\"job:review-request\"} 1"))
+            .map(|r| {
+                r.text()
+                    .unwrap_or_default()
+                    .contains("aftercare_reputation_brake_engaged{scope=\"job:review-request\"} 1")
+            })
             .unwrap_or(false)
     });
-    let metrics = http.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     for line in [
         "aftercare_email_bounces{kind=\"hard\",domain=\"example.org\"} 4",
         "aftercare_email_bounces{kind=\"complaint\",domain=\"example.org\"} 1",
@@ -364,8 +509,18 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
     let ready = http.get(format!("{base}/readyz")).send().unwrap();
-    assert_eq!(ready.status(), 200, "a brake holds marketing only: still ready");
+    assert_eq!(
+        ready.status(),
+        200,
+        "a brake holds marketing only: still ready"
+    );
     let text = ready.text().unwrap();
-    assert!(text.contains("reputation brake: job:review-request paused since"), "{text}");
-    assert!(text.contains("complaint rate 20.00% (1 of the last 5 sends) is over 0.3%"), "{text}");
+    assert!(
+        text.contains("reputation brake: job:review-request paused since"),
+        "{text}"
+    );
+    assert!(
+        text.contains("complaint rate 20.00% (1 of the last 5 sends) is over 0.3%"),
+        "{text}"
+    );
 }

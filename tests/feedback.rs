@@ -98,7 +98,12 @@ fn a_550_5_1_1_suppresses_the_address_and_the_next_message_to_it_is_not_sent() {
     ])
     .ok();
     let r = once(&ws, NOW);
-    assert_eq!(summary(&r), "1 sent, 0 retrying, 1 failed, 0 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "1 sent, 0 retrying, 1 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
 
     // Every message goes out with a VERP return path naming it.
     let ok = message_of(&ws, "c-1");
@@ -118,7 +123,9 @@ fn a_550_5_1_1_suppresses_the_address_and_the_next_message_to_it_is_not_sent() {
     assert!(s[0]["expires_at"].is_null());
     let reason = s[0]["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("hard bounce 5.1.1: 550 5.1.1 <gone@example.org>: Recipient address rejected"),
+        reason.starts_with(
+            "hard bounce 5.1.1: 550 5.1.1 <gone@example.org>: Recipient address rejected"
+        ),
         "{reason}"
     );
     let gone = message_of(&ws, "c-2");
@@ -130,7 +137,10 @@ fn a_550_5_1_1_suppresses_the_address_and_the_next_message_to_it_is_not_sent() {
     assert_eq!(b[0]["attempt"], 1);
     assert_eq!(b[0]["action"], "suppressed");
     let text = ws.run(&["suppress", "list"]).ok().stdout;
-    assert!(text.contains("gone@example.org  hard bounce 5.1.1"), "{text}");
+    assert!(
+        text.contains("gone@example.org  hard bounce 5.1.1"),
+        "{text}"
+    );
 
     // The next job's message to that address is not sent.
     ws.import(&[delivered(
@@ -142,15 +152,30 @@ fn a_550_5_1_1_suppresses_the_address_and_the_next_message_to_it_is_not_sent() {
     )])
     .ok();
     let r = once(&ws, "2026-11-24T10:00:00+08:00");
-    assert_eq!(summary(&r), "0 sent, 0 retrying, 0 failed, 1 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "0 sent, 0 retrying, 0 failed, 1 cancelled",
+        "{}",
+        r.stderr
+    );
     assert_eq!(rcpts(&relay, "gone@"), 1, "asked once, never again");
     let logs = ws.run(&["logs", "--contact", "c-2"]).ok().stdout;
-    assert!(logs.contains("email: gone@example.org is suppressed (hard bounce 5.1.1"), "{logs}");
+    assert!(
+        logs.contains("email: gone@example.org is suppressed (hard bounce 5.1.1"),
+        "{logs}"
+    );
 
     // Support undoes it, and the record says who.
-    ws.command(&["suppress", "remove", "email", "gone@example.org", "--by", "agent-7"])
-        .output()
-        .unwrap();
+    ws.command(&[
+        "suppress",
+        "remove",
+        "email",
+        "gone@example.org",
+        "--by",
+        "agent-7",
+    ])
+    .output()
+    .unwrap();
     assert!(suppressions(&ws).is_empty());
     let h = ws
         .run(&["suppress", "list", "--history", "gone@example.org"])
@@ -170,8 +195,14 @@ fn three_452_4_2_2_suppress_for_thirty_days_then_the_address_is_tried_again() {
         ..Script::default()
     });
     let ws = mail_workspace(relay.port, "", "");
-    ws.import(&[delivered("e1", "c-1", "full@example.org", "SO-1", DELIVERED_AT)])
-        .ok();
+    ws.import(&[delivered(
+        "e1",
+        "c-1",
+        "full@example.org",
+        "SO-1",
+        DELIVERED_AT,
+    )])
+    .ok();
     for (i, now) in [
         NOW,
         "2026-11-23T10:10:00+08:00",
@@ -181,35 +212,82 @@ fn three_452_4_2_2_suppress_for_thirty_days_then_the_address_is_tried_again() {
     .enumerate()
     {
         let r = once(&ws, now);
-        assert_eq!(summary(&r), "0 sent, 1 retrying, 0 failed, 0 cancelled", "try {}: {}", i + 1, r.stderr);
+        assert_eq!(
+            summary(&r),
+            "0 sent, 1 retrying, 0 failed, 0 cancelled",
+            "try {}: {}",
+            i + 1,
+            r.stderr
+        );
         let s = suppressions(&ws);
         assert_eq!(s.len(), usize::from(i == 2), "after try {}: {s:?}", i + 1);
     }
     let b = bounces(&ws);
-    let actions: Vec<&str> = b.iter().rev().map(|b| b["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = b
+        .iter()
+        .rev()
+        .map(|b| b["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        ["counted (1 of 3)", "counted (2 of 3)", "suppressed until 2026-12-23 04:00:00Z"]
+        [
+            "counted (1 of 3)",
+            "counted (2 of 3)",
+            "suppressed until 2026-12-23 04:00:00Z"
+        ]
     );
     let s = &suppressions(&ws)[0];
     assert_eq!(s["expires_at"], "2026-12-23T04:00:00Z");
-    assert!(s["reason"].as_str().unwrap().starts_with("3 soft bounces within 15d; last: soft bounce 4.2.2: 452 4.2.2"), "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 soft bounces within 15d; last: soft bounce 4.2.2: 452 4.2.2"),
+        "{s}"
+    );
 
     // The message waiting to retry is not sent while suppressed.
     let r = once(&ws, "2026-11-23T14:00:00+08:00");
-    assert_eq!(summary(&r), "0 sent, 0 retrying, 0 failed, 1 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "0 sent, 0 retrying, 0 failed, 1 cancelled",
+        "{}",
+        r.stderr
+    );
 
     // The mailbox is emptied; within the 30 days nothing goes, after them it does.
     relay.set(|s| s.rcpt_for.clear());
     ws.import(&[
-        delivered("e2", "c-1", "full@example.org", "SO-2", "2026-12-10T10:00:00+08:00"),
-        delivered("e3", "c-1", "full@example.org", "SO-3", "2026-12-21T10:00:00+08:00"),
+        delivered(
+            "e2",
+            "c-1",
+            "full@example.org",
+            "SO-2",
+            "2026-12-10T10:00:00+08:00",
+        ),
+        delivered(
+            "e3",
+            "c-1",
+            "full@example.org",
+            "SO-3",
+            "2026-12-21T10:00:00+08:00",
+        ),
     ])
     .ok();
     let r = once(&ws, "2026-12-13T10:00:00+08:00");
-    assert_eq!(summary(&r), "0 sent, 0 retrying, 0 failed, 1 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "0 sent, 0 retrying, 0 failed, 1 cancelled",
+        "{}",
+        r.stderr
+    );
     let r = once(&ws, "2026-12-24T10:00:00+08:00");
-    assert_eq!(summary(&r), "1 sent, 0 retrying, 0 failed, 0 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "1 sent, 0 retrying, 0 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
     assert_eq!(relay.messages().len(), 1);
 }
 
@@ -229,7 +307,12 @@ fn qqs_550_frequency_limited_is_retried_later_and_suppresses_nothing() {
     ])
     .ok();
     let r = once(&ws, NOW);
-    assert_eq!(summary(&r), "1 sent, 1 retrying, 0 failed, 0 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "1 sent, 1 retrying, 0 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
     assert!(suppressions(&ws).is_empty());
     let m = message_of(&ws, "c-1");
     assert_eq!(m["state"], "retrying");
@@ -242,7 +325,12 @@ fn qqs_550_frequency_limited_is_retried_later_and_suppresses_nothing() {
 
     relay.set(|s| s.rcpt_for.clear());
     let r = once(&ws, "2026-11-23T11:00:00+08:00");
-    assert_eq!(summary(&r), "1 sent, 0 retrying, 0 failed, 0 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "1 sent, 0 retrying, 0 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
     assert!(suppressions(&ws).is_empty());
 }
 
@@ -256,9 +344,27 @@ fn a_throttled_domain_waits_and_the_others_are_not_delayed() {
     );
     let mut events = Vec::new();
     for i in 0..3 {
-        events.push(delivered(&format!("q{i}"), &format!("q-{i}"), &format!("{i}@qq.com"), &format!("SQ-{i}"), DELIVERED_AT));
-        events.push(delivered(&format!("f{i}"), &format!("f-{i}"), &format!("{i}@foxmail.com"), &format!("SF-{i}"), DELIVERED_AT));
-        events.push(delivered(&format!("o{i}"), &format!("o-{i}"), &format!("{i}@example.org"), &format!("SO-{i}"), DELIVERED_AT));
+        events.push(delivered(
+            &format!("q{i}"),
+            &format!("q-{i}"),
+            &format!("{i}@qq.com"),
+            &format!("SQ-{i}"),
+            DELIVERED_AT,
+        ));
+        events.push(delivered(
+            &format!("f{i}"),
+            &format!("f-{i}"),
+            &format!("{i}@foxmail.com"),
+            &format!("SF-{i}"),
+            DELIVERED_AT,
+        ));
+        events.push(delivered(
+            &format!("o{i}"),
+            &format!("o-{i}"),
+            &format!("{i}@example.org"),
+            &format!("SO-{i}"),
+            DELIVERED_AT,
+        ));
     }
     ws.import(&events).ok();
     let r = once(&ws, NOW);
@@ -268,8 +374,17 @@ fn a_throttled_domain_waits_and_the_others_are_not_delayed() {
         "{}",
         r.stderr
     );
-    assert_eq!(rcpts(&relay, "@example.org"), 3, "the other domain's mail all went: {:?}", relay.commands());
-    assert_eq!(rcpts(&relay, "@qq.com") + rcpts(&relay, "@foxmail.com"), 2, "qq.com and foxmail.com share 2/m");
+    assert_eq!(
+        rcpts(&relay, "@example.org"),
+        3,
+        "the other domain's mail all went: {:?}",
+        relay.commands()
+    );
+    assert_eq!(
+        rcpts(&relay, "@qq.com") + rcpts(&relay, "@foxmail.com"),
+        2,
+        "qq.com and foxmail.com share 2/m"
+    );
     let held: Vec<Value> = ws
         .logs_json(&["--limit", "1000"])
         .as_array()
@@ -281,12 +396,25 @@ fn a_throttled_domain_waits_and_the_others_are_not_delayed() {
     assert_eq!(held.len(), 4);
     for m in &held {
         let reason = m["reason"].as_str().unwrap();
-        assert!(reason.starts_with("deferred: pacing: qq.com, foxmail.com's rate 2/1m is used up"), "{reason}");
+        assert!(
+            reason.starts_with("deferred: pacing: qq.com, foxmail.com's rate 2/1m is used up"),
+            "{reason}"
+        );
     }
     let r = once(&ws, "2026-11-23T10:01:00+08:00");
-    assert_eq!(summary(&r), "2 sent, 0 retrying, 0 failed, 0 cancelled, 2 deferred", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "2 sent, 0 retrying, 0 failed, 0 cancelled, 2 deferred",
+        "{}",
+        r.stderr
+    );
     let r = once(&ws, "2026-11-23T10:02:00+08:00");
-    assert_eq!(summary(&r), "2 sent, 0 retrying, 0 failed, 0 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "2 sent, 0 retrying, 0 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
 }
 
 /// A DSN as postfix writes one, for the message `id` to `to`.
@@ -392,18 +520,27 @@ fn a_dsn_and_an_arf_report_ingested_by_the_cli_suppress_their_addresses() {
         delivered("e2", "c-2", "complainer@example.net", "SO-2", DELIVERED_AT),
     ])
     .ok();
-    assert_eq!(summary(&once(&ws, NOW)), "2 sent, 0 retrying, 0 failed, 0 cancelled");
+    assert_eq!(
+        summary(&once(&ws, NOW)),
+        "2 sent, 0 retrying, 0 failed, 0 cancelled"
+    );
     let a = message_of(&ws, "c-1")["id"].as_str().unwrap().to_string();
     let b = message_of(&ws, "c-2")["id"].as_str().unwrap().to_string();
 
     ws.write("bounce.eml", &dsn(&a, "late-bounce@example.org"));
     let r = ws.run(&["bounces", "ingest", "bounce.eml"]).ok();
     assert!(
-        r.stdout.contains(&format!("dsn hard late-bounce@example.org (5.1.1): suppressed [message {a}]")),
+        r.stdout.contains(&format!(
+            "dsn hard late-bounce@example.org (5.1.1): suppressed [message {a}]"
+        )),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.ends_with("1 recorded, 0 not a report\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.ends_with("1 recorded, 0 not a report\n"),
+        "{}",
+        r.stdout
+    );
 
     // Through standard input, as a postfix pipe transport hands it over.
     let mut child = ws
@@ -437,8 +574,17 @@ fn a_dsn_and_an_arf_report_ingested_by_the_cli_suppress_their_addresses() {
         ),
     );
     let r = ws.run(&["bounces", "ingest", "mbox"]).ok();
-    assert!(r.stdout.contains("arf complaint complainer@example.net: already recorded"), "{}", r.stdout);
-    assert!(r.stdout.ends_with("0 recorded, 1 not a report\n"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("arf complaint complainer@example.net: already recorded"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.ends_with("0 recorded, 1 not a report\n"),
+        "{}",
+        r.stdout
+    );
 
     let s = suppressions(&ws);
     let addresses: Vec<&str> = s.iter().map(|s| s["address"].as_str().unwrap()).collect();
@@ -451,7 +597,12 @@ fn a_dsn_and_an_arf_report_ingested_by_the_cli_suppress_their_addresses() {
     assert_eq!(complaint["report_id"], "arf-20261123-1@mail.example.net");
     // The raw report is kept for support.
     let raw = ws
-        .run(&["bounces", "list", "--raw", complaint["id"].as_str().unwrap()])
+        .run(&[
+            "bounces",
+            "list",
+            "--raw",
+            complaint["id"].as_str().unwrap(),
+        ])
         .ok()
         .stdout;
     assert!(raw.contains("Feedback-Type: abuse"), "{raw}");
@@ -481,45 +632,139 @@ fn the_brake_pauses_a_marketing_job_at_the_threshold_until_jobs_resume() {
         delivered(id, contact, email, order, at).replace("order.delivered", "order.shipped")
     };
     let mut first: Vec<String> = (1..=5)
-        .map(|i| delivered(&format!("e{i}"), &format!("c-{i}"), &format!("c{i}@example.org"), &format!("SO-{i}"), DELIVERED_AT))
+        .map(|i| {
+            delivered(
+                &format!("e{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.org"),
+                &format!("SO-{i}"),
+                DELIVERED_AT,
+            )
+        })
         .collect();
-    first.push(delivered("e6", "c-6", "gone@example.org", "SO-6", "2026-11-20T11:00:00+08:00"));
+    first.push(delivered(
+        "e6",
+        "c-6",
+        "gone@example.org",
+        "SO-6",
+        "2026-11-20T11:00:00+08:00",
+    ));
     ws.import(&first).ok();
-    assert_eq!(summary(&once(&ws, NOW)), "5 sent, 0 retrying, 0 failed, 0 cancelled");
+    assert_eq!(
+        summary(&once(&ws, NOW)),
+        "5 sent, 0 retrying, 0 failed, 0 cancelled"
+    );
     let r = once(&ws, "2026-11-23T11:00:00+08:00");
-    assert_eq!(summary(&r), "0 sent, 0 retrying, 1 failed, 0 cancelled", "{}", r.stderr);
-    assert!(r.stderr.contains("reputation brake engaged"), "{}", r.stderr);
-    assert!(r.stderr.contains("hard-bounce rate 20.00% (1 of the last 5 sends) is over 10%"), "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "0 sent, 0 retrying, 1 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("reputation brake engaged"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("hard-bounce rate 20.00% (1 of the last 5 sends) is over 10%"),
+        "{}",
+        r.stderr
+    );
     let brakes = ws.run(&["jobs", "brakes", "--format", "json"]).ok().stdout;
     let brakes: Value = serde_json::from_str(&brakes).unwrap();
-    let scopes: Vec<&str> = brakes.as_array().unwrap().iter().map(|b| b["scope"].as_str().unwrap()).collect();
+    let scopes: Vec<&str> = brakes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["scope"].as_str().unwrap())
+        .collect();
     assert_eq!(scopes, ["domain:example.com", "job:review-request"]);
 
     // Marketing waits, service goes on.
     ws.import(&[
-        delivered("e7", "c-7", "c7@example.org", "SO-7", "2026-11-20T12:00:00+08:00"),
-        shipped("s1", "c-1", "c1@example.org", "SO-1", "2026-11-23T11:00:00+08:00"),
+        delivered(
+            "e7",
+            "c-7",
+            "c7@example.org",
+            "SO-7",
+            "2026-11-20T12:00:00+08:00",
+        ),
+        shipped(
+            "s1",
+            "c-1",
+            "c1@example.org",
+            "SO-1",
+            "2026-11-23T11:00:00+08:00",
+        ),
     ])
     .ok();
     let r = once(&ws, "2026-11-23T12:00:00+08:00");
-    assert_eq!(summary(&r), "1 sent, 0 retrying, 0 failed, 0 cancelled, 1 deferred", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "1 sent, 0 retrying, 0 failed, 0 cancelled, 1 deferred",
+        "{}",
+        r.stderr
+    );
     let held = message_of(&ws, "c-7");
     assert_eq!(held["state"], "scheduled");
     assert!(
-        held["reason"].as_str().unwrap().starts_with("deferred: paused by the reputation brake (job:review-request: hard-bounce rate 20.00%"),
+        held["reason"].as_str().unwrap().starts_with(
+            "deferred: paused by the reputation brake (job:review-request: hard-bounce rate 20.00%"
+        ),
         "{held}"
     );
-    let r = ws.run(&["jobs", "resume", "review-request", "--by", "ops-1", "--now", "2026-11-23T12:00:00+08:00"]).ok();
-    assert!(r.stdout.contains("resumed job:review-request"), "{}", r.stdout);
+    let r = ws
+        .run(&[
+            "jobs",
+            "resume",
+            "review-request",
+            "--by",
+            "ops-1",
+            "--now",
+            "2026-11-23T12:00:00+08:00",
+        ])
+        .ok();
+    assert!(
+        r.stdout.contains("resumed job:review-request"),
+        "{}",
+        r.stdout
+    );
     // The sending domain's brake still holds it.
     let r = once(&ws, "2026-11-23T12:00:00+08:00");
-    assert_eq!(summary(&r), "0 sent, 0 retrying, 0 failed, 0 cancelled, 1 deferred", "{}", r.stderr);
-    assert!(message_of(&ws, "c-7")["reason"].as_str().unwrap().contains("domain:example.com"));
-    ws.run(&["jobs", "resume", "--domain", "--now", "2026-11-23T12:00:00+08:00"]).ok();
+    assert_eq!(
+        summary(&r),
+        "0 sent, 0 retrying, 0 failed, 0 cancelled, 1 deferred",
+        "{}",
+        r.stderr
+    );
+    assert!(
+        message_of(&ws, "c-7")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("domain:example.com")
+    );
+    ws.run(&[
+        "jobs",
+        "resume",
+        "--domain",
+        "--now",
+        "2026-11-23T12:00:00+08:00",
+    ])
+    .ok();
     let r = once(&ws, "2026-11-23T12:00:00+08:00");
-    assert_eq!(summary(&r), "1 sent, 0 retrying, 0 failed, 0 cancelled", "{}", r.stderr);
+    assert_eq!(
+        summary(&r),
+        "1 sent, 0 retrying, 0 failed, 0 cancelled",
+        "{}",
+        r.stderr
+    );
     let all = ws.run(&["jobs", "brakes", "--all"]).ok().stdout;
-    assert!(all.contains("released 2026-11-23 04:00:00Z by ops-1"), "{all}");
+    assert!(
+        all.contains("released 2026-11-23 04:00:00Z by ops-1"),
+        "{all}"
+    );
     let r = ws.run(&["jobs", "resume", "review-request"]);
     assert_eq!(r.code, 1, "nothing to resume: {}", r.stdout);
 }

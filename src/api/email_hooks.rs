@@ -89,25 +89,38 @@ pub(super) async fn email_hook(
         s.read(field)
             .map_err(|e| {
                 tracing::error!("{e:#}");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{e:#}"))
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{e:#}"),
+                )
             })
             .map(Option::unwrap_or_default)
     };
     let mut confirmed = false;
     let reports: Vec<Report> = match provider.as_str() {
         "mailgun" => {
-            let key = w.mailgun.as_ref().ok_or_else(|| not_configured(&provider))?;
+            let key = w
+                .mailgun
+                .as_ref()
+                .ok_or_else(|| not_configured(&provider))?;
             let key = secret(key, "email.webhooks.mailgun.signing_key")?;
             providers::mailgun(&body, &key, m).map_err(refuse)?
         }
         "postmark" => {
-            let (user, pw) = w.postmark.as_ref().ok_or_else(|| not_configured(&provider))?;
+            let (user, pw) = w
+                .postmark
+                .as_ref()
+                .ok_or_else(|| not_configured(&provider))?;
             let pw = secret(pw, "email.webhooks.postmark.password")?;
             providers::postmark(&body, header(&headers, "authorization"), user, &pw, m)
                 .map_err(refuse)?
         }
         "sendgrid" => {
-            let key = w.sendgrid.as_ref().ok_or_else(|| not_configured(&provider))?;
+            let key = w
+                .sendgrid
+                .as_ref()
+                .ok_or_else(|| not_configured(&provider))?;
             providers::sendgrid(
                 &body,
                 header(&headers, "x-twilio-email-event-webhook-signature"),
@@ -131,7 +144,11 @@ pub(super) async fn email_hook(
                         .timeout(std::time::Duration::from_secs(10))
                         .send()
                         .await
-                        .map_err(|e| refuse(HookError::Upstream(format!("cannot confirm the SNS subscription: {e}"))))?;
+                        .map_err(|e| {
+                            refuse(HookError::Upstream(format!(
+                                "cannot confirm the SNS subscription: {e}"
+                            )))
+                        })?;
                     if !answer.status().is_success() {
                         return Err(refuse(HookError::Upstream(format!(
                             "SNS answered {} to the subscription confirmation",

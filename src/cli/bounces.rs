@@ -70,9 +70,8 @@ fn mails(input: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         return Ok(dsn::split_mbox(&buf));
     }
     if input.is_dir() {
-        let it = mail_parser::mailbox::maildir::MessageIterator::new(input).map_err(|e| {
-            Exit::invalid(format!("{} is not a maildir: {e}", input.display()))
-        })?;
+        let it = mail_parser::mailbox::maildir::MessageIterator::new(input)
+            .map_err(|e| Exit::invalid(format!("{} is not a maildir: {e}", input.display())))?;
         return it
             .map(|m| {
                 m.map(|m| m.contents().to_vec()).map_err(|e| {
@@ -151,13 +150,22 @@ async fn list(config_path: &Path, a: ListArgs) -> anyhow::Result<()> {
     if let Some(id) = a.raw {
         match store.bounce_raw(&id).await? {
             Some(raw) => println!("{}", crate::text::for_terminal_lines(&raw)),
-            None => return Err(Exit::invalid(format!("no bounce {} with a raw report", p(&id)))),
+            None => {
+                return Err(Exit::invalid(format!(
+                    "no bounce {} with a raw report",
+                    p(&id)
+                )));
+            }
         }
         store.close().await;
         return Ok(());
     }
     let list = store
-        .bounces(a.message.as_deref(), a.address.as_deref(), a.limit.clamp(1, 100_000))
+        .bounces(
+            a.message.as_deref(),
+            a.address.as_deref(),
+            a.limit.clamp(1, 100_000),
+        )
         .await?;
     match a.format.get() {
         Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
@@ -169,7 +177,10 @@ async fn list(config_path: &Path, a: ListArgs) -> anyhow::Result<()> {
                     b.kind,
                     b.source,
                     p(&b.address),
-                    b.status.as_deref().map(|s| format!(" {s}")).unwrap_or_default(),
+                    b.status
+                        .as_deref()
+                        .map(|s| format!(" {s}"))
+                        .unwrap_or_default(),
                     p(&b.detail),
                     p(&b.action),
                     b.message_id

@@ -74,17 +74,27 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                     }
                     format!("job:{j}")
                 }
-                (None, _) => format!("domain:{}", app.config.email.from.email.domain().to_ascii_lowercase()),
+                (None, _) => format!(
+                    "domain:{}",
+                    app.config.email.from.email.domain().to_ascii_lowercase()
+                ),
             };
             let by = by.unwrap_or_else(super::suppress::actor);
-            if !store.release_brake(&scope, &by, now.unwrap_or_else(Utc::now)).await? {
+            if !store
+                .release_brake(&scope, &by, now.unwrap_or_else(Utc::now))
+                .await?
+            {
                 return Err(Exit::invalid(format!(
                     "no reputation brake holds {} (see `aftercare jobs brakes`)",
                     p(&scope)
                 )));
             }
             tracing::warn!(scope = %scope, by = %by, "reputation brake released");
-            println!("resumed {}: its held marketing email falls due now (released by {})", p(&scope), p(&by));
+            println!(
+                "resumed {}: its held marketing email falls due now (released by {})",
+                p(&scope),
+                p(&by)
+            );
         }
     }
     store.close().await;

@@ -102,6 +102,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             app.config.jobs_dir.clone(),
             app.config.templates_dir.clone(),
         ],
+        retention: app.config.retention.clone(),
     };
     let config_path: PathBuf = config_path.to_path_buf();
     // A reload recompiles jobs and templates with the config the daemon started with.

@@ -139,7 +139,9 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
         } => {
             let channel = channel.unwrap_or(Channel::Email);
             let address = check_address(channel, &address)?;
-            let changes = store.suppression_changes(channel.as_str(), &address).await?;
+            let changes = store
+                .suppression_changes(channel.as_str(), &address)
+                .await?;
             match format.get() {
                 Format::Json => {
                     let v: Vec<_> = changes
@@ -185,10 +187,8 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                                 .map(|x| format!(" ({})", p(x)))
                                 .unwrap_or_default(),
                             match s.expires_at {
-                                Some(t) if t <= Utc::now() => format!(
-                                    "  [ended {}]",
-                                    t.format("%Y-%m-%d %H:%M:%SZ")
-                                ),
+                                Some(t) if t <= Utc::now() =>
+                                    format!("  [ended {}]", t.format("%Y-%m-%d %H:%M:%SZ")),
                                 Some(t) => format!("  [until {}]", t.format("%Y-%m-%d %H:%M:%SZ")),
                                 None => String::new(),
                             }

@@ -191,8 +191,10 @@ impl Dispatcher {
                 now,
                 in_run,
                 braked: braked.as_ref().map(|(s, w)| (s.as_str(), w.as_str())),
-                recheck: chrono::Duration::from_std(self.channels.email.config().reputation.recheck)
-                    .unwrap_or_else(|_| chrono::Duration::minutes(15)),
+                recheck: chrono::Duration::from_std(
+                    self.channels.email.config().reputation.recheck,
+                )
+                .unwrap_or_else(|_| chrono::Duration::minutes(15)),
             })
         };
         let verdict = if caps {

@@ -196,12 +196,11 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     if b.kind == "complaint" {
-                        let rows = sqlx::query(
-                            "SELECT id, consent FROM contacts WHERE LOWER(email) = $1",
-                        )
-                        .bind(&address)
-                        .fetch_all(&mut *tx)
-                        .await?;
+                        let rows =
+                            sqlx::query("SELECT id, consent FROM contacts WHERE LOWER(email) = $1")
+                                .bind(&address)
+                                .fetch_all(&mut *tx)
+                                .await?;
                         for r in rows {
                             let id: String = r.try_get(0)?;
                             let consent: String = r.try_get(1)?;
@@ -251,15 +250,15 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                         sqlx::query(LOG_CHANGE)
-                        .bind(crate::values::new_id(b.at))
-                        .bind("email")
-                        .bind(&address)
-                        .bind("added")
-                        .bind(&reason)
-                        .bind(&b.source)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
+                            .bind(crate::values::new_id(b.at))
+                            .bind("email")
+                            .bind(&address)
+                            .bind("added")
+                            .bind(&reason)
+                            .bind(&b.source)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
                         format!(
                             "suppressed until {}",
                             from_millis(end).format("%Y-%m-%d %H:%M:%SZ")
@@ -429,7 +428,12 @@ impl Store {
     }
 
     /// Engage a scope's brake; `true` when it was not engaged already.
-    pub async fn engage_brake(&self, scope: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn engage_brake(
+        &self,
+        scope: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         on_pool!(self, |pool, _b| {
             let n = sqlx::query(
                 "INSERT INTO brakes (scope, reason, engaged_at, released_at, released_by) VALUES ($1, $2, $3, NULL, NULL) \
@@ -514,15 +518,15 @@ impl Store {
         let address = normalise_address(channel, address);
         on_pool!(self, |pool, _b| {
             sqlx::query(LOG_CHANGE)
-            .bind(crate::values::new_id(now))
-            .bind(channel)
-            .bind(&address)
-            .bind(change)
-            .bind(reason)
-            .bind(actor)
-            .bind(to_millis(now))
-            .execute(pool)
-            .await?;
+                .bind(crate::values::new_id(now))
+                .bind(channel)
+                .bind(&address)
+                .bind(change)
+                .bind(reason)
+                .bind(actor)
+                .bind(to_millis(now))
+                .execute(pool)
+                .await?;
             Ok(())
         })
     }
@@ -619,8 +623,11 @@ impl Store {
                 let channel: String = r.try_get(0)?;
                 let source: Option<String> = r.try_get(1)?;
                 let reason: String = r.try_get(2)?;
-                *by.entry((channel, reason_class(source.as_deref(), &reason).to_string()))
-                    .or_default() += 1;
+                *by.entry((
+                    channel,
+                    reason_class(source.as_deref(), &reason).to_string(),
+                ))
+                .or_default() += 1;
             }
             f.suppressions = by.into_iter().map(|((c, r), n)| (c, r, n)).collect();
             let rows = sqlx::query("SELECT scope, released_at FROM brakes ORDER BY scope")

@@ -213,20 +213,80 @@ mod tests {
         use BounceKind::*;
         let cases: &[(i64, &str, Option<BounceKind>, Option<&str>)] = &[
             (250, "2.0.0 Ok: queued", None, Some("2.0.0")),
-            (550, "5.1.1 <x@example.com>: Recipient address rejected: User unknown", Some(Hard), Some("5.1.1")),
-            (550, "5.1.2 bad destination system address", Some(Hard), Some("5.1.2")),
-            (550, "5.1.10 Recipient address has null MX", Some(Hard), Some("5.1.10")),
-            (550, "5.2.1 The email account that you tried to reach is disabled", Some(Hard), Some("5.2.1")),
+            (
+                550,
+                "5.1.1 <x@example.com>: Recipient address rejected: User unknown",
+                Some(Hard),
+                Some("5.1.1"),
+            ),
+            (
+                550,
+                "5.1.2 bad destination system address",
+                Some(Hard),
+                Some("5.1.2"),
+            ),
+            (
+                550,
+                "5.1.10 Recipient address has null MX",
+                Some(Hard),
+                Some("5.1.10"),
+            ),
+            (
+                550,
+                "5.2.1 The email account that you tried to reach is disabled",
+                Some(Hard),
+                Some("5.2.1"),
+            ),
             (552, "5.2.2 Mailbox full", Some(Soft), Some("5.2.2")),
-            (452, "4.2.2 The email account that you tried to reach is over quota", Some(Soft), Some("4.2.2")),
-            (451, "4.3.0 Temporary server error", Some(Soft), Some("4.3.0")),
-            (421, "4.7.28 Our system has detected an unusual rate of unsolicited mail", Some(RateLimit), Some("4.7.28")),
+            (
+                452,
+                "4.2.2 The email account that you tried to reach is over quota",
+                Some(Soft),
+                Some("4.2.2"),
+            ),
+            (
+                451,
+                "4.3.0 Temporary server error",
+                Some(Soft),
+                Some("4.3.0"),
+            ),
+            (
+                421,
+                "4.7.28 Our system has detected an unusual rate of unsolicited mail",
+                Some(RateLimit),
+                Some("4.7.28"),
+            ),
             (550, "Ip frequency limited [xx]", Some(RateLimit), None),
-            (550, "Connection frequency limited. http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000722", Some(RateLimit), None),
-            (451, "RP:TRC 163.com too many recipients", Some(RateLimit), None),
-            (550, "5.7.1 Message rejected as spam", Some(Policy), Some("5.7.1")),
-            (550, "5.7.26 Unauthenticated email from example.com is not accepted due to DMARC", Some(Policy), Some("5.7.26")),
-            (554, "Message refused: your IP is on a blocklist", Some(Policy), None),
+            (
+                550,
+                "Connection frequency limited. http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000722",
+                Some(RateLimit),
+                None,
+            ),
+            (
+                451,
+                "RP:TRC 163.com too many recipients",
+                Some(RateLimit),
+                None,
+            ),
+            (
+                550,
+                "5.7.1 Message rejected as spam",
+                Some(Policy),
+                Some("5.7.1"),
+            ),
+            (
+                550,
+                "5.7.26 Unauthenticated email from example.com is not accepted due to DMARC",
+                Some(Policy),
+                Some("5.7.26"),
+            ),
+            (
+                554,
+                "Message refused: your IP is on a blocklist",
+                Some(Policy),
+                None,
+            ),
             (550, "Mailbox not found", Some(Hard), None),
             (550, "Requested action not taken", Some(Soft), None),
             (552, "Message size exceeds fixed limit", Some(Soft), None),
@@ -240,7 +300,10 @@ mod tests {
 
     #[test]
     fn a_status_alone_is_enough() {
-        assert_eq!(classify(None, "5.1.1").map(|b| b.kind), Some(BounceKind::Hard));
+        assert_eq!(
+            classify(None, "5.1.1").map(|b| b.kind),
+            Some(BounceKind::Hard)
+        );
         assert_eq!(classify(None, "connection reset"), None);
         assert_eq!(enhanced_status("v1.2.3.4 and 5.1.1."), Some("5.1.1".into()));
         assert_eq!(enhanced_status("version 10.1.1"), None);

@@ -81,31 +81,35 @@ pub fn check(c: &mut Checker, raw: RawWebhooks) -> Webhooks {
             insecure_test_cert_url_prefix: s.insecure_test_cert_url_prefix,
         }
     });
-    let sendgrid = raw.sendgrid.and_then(|s| match (s.public_key, s.public_key_file) {
-        (Some(k), None) => Some(k.trim().to_string()),
-        (None, Some(f)) => {
-            let path = c.resolve(&f);
-            match std::fs::read_to_string(&path) {
-                Ok(k) => Some(k.trim().to_string()),
-                Err(e) => {
-                    c.err(
-                        "email.webhooks.sendgrid.public_key_file",
-                        format!("cannot read {}: {e}", path.display()),
-                        None,
-                    );
-                    None
+    let sendgrid = raw
+        .sendgrid
+        .and_then(|s| match (s.public_key, s.public_key_file) {
+            (Some(k), None) => Some(k.trim().to_string()),
+            (None, Some(f)) => {
+                let path = c.resolve(&f);
+                match std::fs::read_to_string(&path) {
+                    Ok(k) => Some(k.trim().to_string()),
+                    Err(e) => {
+                        c.err(
+                            "email.webhooks.sendgrid.public_key_file",
+                            format!("cannot read {}: {e}", path.display()),
+                            None,
+                        );
+                        None
+                    }
                 }
             }
-        }
-        _ => {
-            c.err(
-                "email.webhooks.sendgrid",
-                "give public_key or public_key_file (one of them)",
-                Some("the verification key from SendGrid's Signed Event Webhook settings".into()),
-            );
-            None
-        }
-    });
+            _ => {
+                c.err(
+                    "email.webhooks.sendgrid",
+                    "give public_key or public_key_file (one of them)",
+                    Some(
+                        "the verification key from SendGrid's Signed Event Webhook settings".into(),
+                    ),
+                );
+                None
+            }
+        });
     let mailgun = raw.mailgun.map(|m| {
         c.required_secret(
             "email.webhooks.mailgun",

@@ -74,7 +74,10 @@ pub fn dkim_signer(
         DkimSigningKey,
     };
     let text = std::fs::read_to_string(&d.key_file).map_err(|e| {
-        anyhow::anyhow!("email.dkim.key_file: cannot read {}: {e}", d.key_file.display())
+        anyhow::anyhow!(
+            "email.dkim.key_file: cannot read {}: {e}",
+            d.key_file.display()
+        )
     })?;
     let bad = |e: String| {
         anyhow::anyhow!(

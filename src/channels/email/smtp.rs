@@ -238,7 +238,10 @@ impl SmtpPool {
     fn settle_session(&self, stage: Stage, mut d: Delivery) -> Delivery {
         // Only "slow down" concerns the destination; any other refusal of our session says
         // nothing about the recipient's address.
-        if d.bounce.as_ref().is_some_and(|b| b.kind != BounceKind::RateLimit) {
+        if d.bounce
+            .as_ref()
+            .is_some_and(|b| b.kind != BounceKind::RateLimit)
+        {
             d.bounce = None;
         }
         if !stage.is_session() || d.outcome != Outcome::Permanent {

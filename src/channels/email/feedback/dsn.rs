@@ -71,14 +71,18 @@ pub fn parse(raw: &[u8], to: Option<&str>, m: &Matcher) -> Parsed {
             "message/feedback-report" => {
                 feedback_part = Some(String::from_utf8_lossy(&body).into_owned());
             }
-            "message/rfc822" | "text/rfc822-headers" | "message/global"
+            "message/rfc822"
+            | "text/rfc822-headers"
+            | "message/global"
             | "message/global-headers" => {
                 original.get_or_insert(body);
             }
             _ => {}
         }
     }
-    let original = original.as_deref().and_then(|o| MessageParser::default().parse(o));
+    let original = original
+        .as_deref()
+        .and_then(|o| MessageParser::default().parse(o));
     let original_id = original
         .as_ref()
         .and_then(|o| o.message_id().map(str::to_string));
@@ -109,7 +113,8 @@ pub fn parse(raw: &[u8], to: Option<&str>, m: &Matcher) -> Parsed {
         .or_else(|| envelope_id.and_then(|e| m.from_message_id(&e).or(Some(e))));
     let mut out = Vec::new();
     for b in blocks.iter().skip(1) {
-        let Some(recipient) = field(b, "final-recipient").or_else(|| field(b, "original-recipient"))
+        let Some(recipient) =
+            field(b, "final-recipient").or_else(|| field(b, "original-recipient"))
         else {
             continue;
         };
@@ -122,8 +127,11 @@ pub fn parse(raw: &[u8], to: Option<&str>, m: &Matcher) -> Parsed {
             continue;
         }
         let status = field(b, "status");
-        let diagnostic = field(b, "diagnostic-code")
-            .map(|d| d.split_once(';').map(|(_, t)| t.trim().to_string()).unwrap_or(d));
+        let diagnostic = field(b, "diagnostic-code").map(|d| {
+            d.split_once(';')
+                .map(|(_, t)| t.trim().to_string())
+                .unwrap_or(d)
+        });
         let text = diagnostic.clone().unwrap_or_default();
         let code = text
             .split_whitespace()
@@ -147,14 +155,14 @@ pub fn parse(raw: &[u8], to: Option<&str>, m: &Matcher) -> Parsed {
             },
             outbox_id: outbox_id.clone(),
             provider_id: original_id.as_deref().map(Matcher::provider_id),
-            report_id: report_id
-                .as_ref()
-                .map(|r| format!("{r}/{}", out.len() + 1)),
+            report_id: report_id.as_ref().map(|r| format!("{r}/{}", out.len() + 1)),
             raw: raw_text.clone(),
         });
     }
     if out.is_empty() {
-        return Parsed::NotAReport("a delivery status without a failed recipient (delayed or delivered)".into());
+        return Parsed::NotAReport(
+            "a delivery status without a failed recipient (delayed or delivered)".into(),
+        );
     }
     Parsed::Reports(out)
 }
@@ -184,9 +192,8 @@ fn arf(
     let Some(address) = address else {
         return Vec::new();
     };
-    let outbox_id = outbox_id.or_else(|| {
-        field(b, "original-mail-from").and_then(|f| m.from_verp(&f))
-    });
+    let outbox_id =
+        outbox_id.or_else(|| field(b, "original-mail-from").and_then(|f| m.from_verp(&f)));
     let agent = field(b, "user-agent").unwrap_or_default();
     vec![Report {
         kind: BounceKind::Complaint,
@@ -310,7 +317,10 @@ Message-ID: <01jm1@example.com>\r\n\
         assert_eq!(r[0].address, "gone@example.org");
         assert_eq!(r[0].status.as_deref(), Some("5.1.1"));
         assert_eq!(r[0].code, Some(550));
-        assert!(r[0].detail.contains("User unknown in virtual mailbox table"));
+        assert!(
+            r[0].detail
+                .contains("User unknown in virtual mailbox table")
+        );
         assert_eq!(r[0].outbox_id.as_deref(), Some("01jm1"));
         assert_eq!(r[0].provider_id.as_deref(), Some("<01jm1@example.com>"));
     }
@@ -318,7 +328,10 @@ Message-ID: <01jm1@example.com>\r\n\
     #[test]
     fn verp_and_message_ids_carry_the_outbox_id() {
         let m = matcher();
-        assert_eq!(m.from_verp("<Bounces+01JX@Example.com>"), Some("01jx".into()));
+        assert_eq!(
+            m.from_verp("<Bounces+01JX@Example.com>"),
+            Some("01jx".into())
+        );
         assert_eq!(m.from_verp("bounces+01jx@other.com"), None);
         assert_eq!(m.from_verp("bounces+a b@example.com"), None);
         assert_eq!(m.from_message_id("<01jx@example.com>"), Some("01jx".into()));
@@ -327,7 +340,11 @@ Message-ID: <01jm1@example.com>\r\n\
 
     #[test]
     fn a_mail_that_is_no_report_is_said_to_be_so() {
-        let p = parse(b"From: a@b\r\nSubject: hi\r\n\r\nout of office\r\n", None, &matcher());
+        let p = parse(
+            b"From: a@b\r\nSubject: hi\r\n\r\nout of office\r\n",
+            None,
+            &matcher(),
+        );
         assert!(matches!(p, Parsed::NotAReport(_)), "{p:?}");
     }
 }

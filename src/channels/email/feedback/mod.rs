@@ -5,7 +5,7 @@
 //! The MIME structure is mail-parser's; what is ours is finding, in each kind of report, the
 //! recipient, the status and the words, and what ties it to our message: the VERP return
 //! path (`bounces+<outbox id>@…`), our Message-ID (`<outbox id@…>`), or the provider's id.
-//! Nothing here touches the store (`crate::feedback` records and decides).
+//! Nothing here touches the store (the top-level `feedback` module records and decides).
 
 #![cfg_attr(
     not(test),
@@ -62,17 +62,17 @@ impl Matcher {
     /// The outbox id in a VERP address (`bounces+01jabc@example.com`).
     pub fn from_verp(&self, address: &str) -> Option<String> {
         let (pre, post) = self.verp.as_ref()?;
-        let a = address
-            .trim()
-            .trim_matches(['<', '>'])
-            .to_ascii_lowercase();
+        let a = address.trim().trim_matches(['<', '>']).to_ascii_lowercase();
         let id = a.strip_prefix(pre.as_str())?.strip_suffix(post.as_str())?;
         valid_id(id).then(|| id.to_string())
     }
 
     /// The outbox id in one of our Message-IDs (`<01jabc@example.com>`).
     pub fn from_message_id(&self, message_id: &str) -> Option<String> {
-        let m = message_id.trim().trim_matches(['<', '>']).to_ascii_lowercase();
+        let m = message_id
+            .trim()
+            .trim_matches(['<', '>'])
+            .to_ascii_lowercase();
         let (id, domain) = m.rsplit_once('@')?;
         (domain == self.message_id_domain && valid_id(id)).then(|| id.to_string())
     }

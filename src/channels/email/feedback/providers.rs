@@ -59,13 +59,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookError> {
     use hmac::{KeyInit, Mac};
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
-    let sig = v.get("signature").ok_or_else(|| forged("no signature block"))?;
+    let sig = v
+        .get("signature")
+        .ok_or_else(|| forged("no signature block"))?;
     let (Some(ts), Some(token), Some(signature)) = (
         str_of(sig, "timestamp"),
         str_of(sig, "token"),
         str_of(sig, "signature"),
     ) else {
-        return Err(forged("the signature block needs timestamp, token and signature"));
+        return Err(forged(
+            "the signature block needs timestamp, token and signature",
+        ));
     };
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
         .map_err(|e| forged(format!("bad key: {e}")))?;
@@ -73,9 +77,13 @@ pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookE
     mac.update(token.as_bytes());
     let want = hex(&mac.finalize().into_bytes());
     if !same(want.as_bytes(), signature.to_ascii_lowercase().as_bytes()) {
-        return Err(forged("the Mailgun signature does not match the signing key"));
+        return Err(forged(
+            "the Mailgun signature does not match the signing key",
+        ));
     }
-    let e = v.get("event-data").ok_or_else(|| malformed("no event-data"))?;
+    let e = v
+        .get("event-data")
+        .ok_or_else(|| malformed("no event-data"))?;
     let event = str_of(e, "event").unwrap_or_default();
     let Some(address) = str_of(e, "recipient") else {
         return Ok(Vec::new());
@@ -86,7 +94,11 @@ pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookE
     let ds = e.get("delivery-status");
     let code = ds.and_then(|d| d.get("code")).and_then(Value::as_i64);
     let text = ds
-        .and_then(|d| str_of(d, "message").filter(|s| !s.is_empty()).or(str_of(d, "description")))
+        .and_then(|d| {
+            str_of(d, "message")
+                .filter(|s| !s.is_empty())
+                .or(str_of(d, "description"))
+        })
         .unwrap_or_default()
         .to_string();
     let kind = match event {
@@ -108,7 +120,11 @@ pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookE
             address: address.to_string(),
             status: bounce::enhanced_status(&text),
             code,
-            detail: if text.is_empty() { event.to_string() } else { text },
+            detail: if text.is_empty() {
+                event.to_string()
+            } else {
+                text
+            },
             outbox_id: message_id.and_then(|i| m.from_message_id(i)),
             provider_id: message_id.map(Matcher::provider_id),
             report_id: str_of(e, "id").map(str::to_string),
@@ -171,9 +187,8 @@ pub fn postmark(
         .get("Headers")
         .and_then(Value::as_array)
         .and_then(|hs| {
-            hs.iter().find(|h| {
-                str_of(h, "Name").is_some_and(|n| n.eq_ignore_ascii_case("Message-ID"))
-            })
+            hs.iter()
+                .find(|h| str_of(h, "Name").is_some_and(|n| n.eq_ignore_ascii_case("Message-ID")))
         })
         .and_then(|h| str_of(h, "Value"));
     Ok(kind
@@ -213,8 +228,11 @@ pub fn sendgrid(
     };
     let spki = b64(public_key_b64)?;
     use x509_parser::prelude::FromDer;
-    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki)
-        .map_err(|e| forged(format!("email.webhooks.sendgrid.public_key is no public key: {e}")))?;
+    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki).map_err(|e| {
+        forged(format!(
+            "email.webhooks.sendgrid.public_key is no public key: {e}"
+        ))
+    })?;
     let point = info.subject_public_key.data.to_vec();
     let mut signed = timestamp.as_bytes().to_vec();
     signed.extend_from_slice(body);
@@ -222,7 +240,9 @@ pub fn sendgrid(
         .verify(&signed, &b64(signature)?)
         .map_err(|_| forged("the SendGrid signature does not match the verification key"))?;
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
-    let events = v.as_array().ok_or_else(|| malformed("not a JSON array of events"))?;
+    let events = v
+        .as_array()
+        .ok_or_else(|| malformed("not a JSON array of events"))?;
     let mut out = Vec::new();
     for e in events {
         let event = str_of(e, "event").unwrap_or_default();
@@ -254,7 +274,11 @@ pub fn sendgrid(
             address: address.to_string(),
             status: status.or_else(|| bounce::enhanced_status(&reason)),
             code,
-            detail: if reason.is_empty() { event.to_string() } else { reason },
+            detail: if reason.is_empty() {
+                event.to_string()
+            } else {
+                reason
+            },
             outbox_id: smtp_id.and_then(|i| m.from_message_id(i)),
             provider_id: smtp_id.map(Matcher::provider_id),
             report_id: str_of(e, "sg_event_id").map(str::to_string),
@@ -310,7 +334,14 @@ pub fn sns_url_ok(url: &str, cert: bool, test_prefix: Option<&str>) -> bool {
 /// The string SNS signs: the listed fields that are present, `Name\nvalue\n` each.
 fn canonical(v: &Value, ty: &str) -> Result<String, HookError> {
     let keys: &[&str] = match ty {
-        "Notification" => &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"],
+        "Notification" => &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ],
         "SubscriptionConfirmation" | "UnsubscribeConfirmation" => &[
             "Message",
             "MessageId",
@@ -394,8 +425,8 @@ pub async fn ses(
         other => return Ok(Sns::Ignored(format!("SNS {other}"))),
     }
     let message = str_of(&v, "Message").unwrap_or_default();
-    let n: Value =
-        serde_json::from_str(message).map_err(|e| malformed(format!("Message is not SES JSON: {e}")))?;
+    let n: Value = serde_json::from_str(message)
+        .map_err(|e| malformed(format!("Message is not SES JSON: {e}")))?;
     Ok(Sns::Reports(ses_notification(&n, body, m)))
 }
 
@@ -409,26 +440,31 @@ fn ses_notification(n: &Value, body: &[u8], m: &Matcher) -> Vec<Report> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| {
-            n.pointer("/mail/headers").and_then(Value::as_array).and_then(|hs| {
-                hs.iter()
-                    .find(|h| str_of(h, "name").is_some_and(|x| x.eq_ignore_ascii_case("Message-ID")))
-                    .and_then(|h| str_of(h, "value"))
-                    .map(str::to_string)
-            })
+            n.pointer("/mail/headers")
+                .and_then(Value::as_array)
+                .and_then(|hs| {
+                    hs.iter()
+                        .find(|h| {
+                            str_of(h, "name").is_some_and(|x| x.eq_ignore_ascii_case("Message-ID"))
+                        })
+                        .and_then(|h| str_of(h, "value"))
+                        .map(str::to_string)
+                })
         });
     let raw = String::from_utf8_lossy(body).into_owned();
-    let base = |kind, address: &str, status, code, detail: String, report_id: Option<String>| Report {
-        kind,
-        source: "ses",
-        address: address.to_string(),
-        status,
-        code,
-        detail,
-        outbox_id: our_id.as_deref().and_then(|i| m.from_message_id(i)),
-        provider_id: our_id.as_deref().map(Matcher::provider_id),
-        report_id,
-        raw: raw.clone(),
-    };
+    let base =
+        |kind, address: &str, status, code, detail: String, report_id: Option<String>| Report {
+            kind,
+            source: "ses",
+            address: address.to_string(),
+            status,
+            code,
+            detail,
+            outbox_id: our_id.as_deref().and_then(|i| m.from_message_id(i)),
+            provider_id: our_id.as_deref().map(Matcher::provider_id),
+            report_id,
+            raw: raw.clone(),
+        };
     let mut out = Vec::new();
     match ty {
         "Bounce" => {
@@ -536,7 +572,10 @@ async fn cert(url: &str, certs: &CertCache, http: &reqwest::Client) -> Result<Ve
         .await
         .map_err(|e| HookError::Upstream(format!("cannot read the SNS certificate: {e}")))?
         .to_vec();
-    let mut c = certs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut c = certs
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if c.len() > 64 {
         c.clear();
     }
@@ -572,7 +611,11 @@ mod tests {
         ] {
             assert!(!sns_url_ok(bad, true, None), "{bad}");
         }
-        assert!(sns_url_ok("http://127.0.0.1:9/c.pem", true, Some("http://127.0.0.1:9/")));
+        assert!(sns_url_ok(
+            "http://127.0.0.1:9/c.pem",
+            true,
+            Some("http://127.0.0.1:9/")
+        ));
         assert!(!sns_url_ok("http://127.0.0.1:9/c.pem", true, Some("")));
     }
 

@@ -1,5 +1,5 @@
--- v5: bounces, complaints, suppressions that expire, the reputation brake (SQLite). Kept in
--- step with migrations/postgres/0005_feedback.sql.
+-- v7: bounces, complaints, suppressions that expire, the reputation brake (SQLite). Kept in
+-- step with migrations/postgres/0007_feedback.sql.
 
 -- A soft-bounce suppression lifts itself: the address is tried again after this instant.
 -- NULL: until support removes it.

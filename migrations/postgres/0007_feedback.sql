@@ -1,5 +1,5 @@
--- v5: bounces, complaints, suppressions that expire, the reputation brake (PostgreSQL). Kept in
--- step with migrations/sqlite/0005_feedback.sql.
+-- v7: bounces, complaints, suppressions that expire, the reputation brake (PostgreSQL). Kept in
+-- step with migrations/sqlite/0007_feedback.sql.
 
 -- A soft-bounce suppression lifts itself: the address is tried again after this instant.
 -- NULL: until support removes it.
