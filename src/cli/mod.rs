@@ -268,6 +268,7 @@ impl App {
             TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
         diags.extend(job_diags);
+        diags.extend(config.warnings.clone());
         diags.extend(jobs::retention::check(
             &jobs,
             &config.retention,

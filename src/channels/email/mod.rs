@@ -81,7 +81,7 @@ pub fn dkim_signer(
     })?;
     let bad = |e: String| {
         anyhow::anyhow!(
-            "email.dkim.key_file: {} is not a usable key ({e}); give an RSA key in PKCS#1 PEM              (openssl genrsa -traditional 2048) or an Ed25519 key (openssl genpkey -algorithm ed25519)",
+            "email.dkim.key_file: {} is not a usable key ({e}); give an RSA key in PKCS#1 PEM (openssl genrsa -traditional 2048) or an Ed25519 key (openssl genpkey -algorithm ed25519)",
             d.key_file.display()
         )
     };
@@ -115,6 +115,10 @@ pub fn dkim_signer(
         DkimSigningKey::new(&b64.encode(seed), DkimSigningAlgorithm::Ed25519)
             .map_err(|e| bad(e.to_string()))?
     };
+    // Not `Content-Type`: lettre 0.11 hashes only the message's own headers, and a
+    // multipart message's Content-Type is written with its body, so a signature that lists
+    // it fails every verifier (dkimpy in tests/dkim.rs showed it). The body hash covers
+    // the parts and their boundaries.
     let headers = [
         "From",
         "To",
@@ -122,7 +126,6 @@ pub fn dkim_signer(
         "Date",
         "Message-ID",
         "MIME-Version",
-        "Content-Type",
         "List-Unsubscribe",
         "List-Unsubscribe-Post",
         "Feedback-ID",
