@@ -114,6 +114,15 @@ fn sns_canonical(v: &Value) -> String {
         .collect()
 }
 
+/// A refusal says what was wrong: `bad_signature` and the reason.
+fn refused(v: &Value, why: &str) {
+    assert_eq!(v["error"], "bad_signature", "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or_default().contains(why),
+        "{why} in {v}"
+    );
+}
+
 const TOPIC: &str = "arn:aws:sns:us-west-2:123456789012:ses-bounces";
 
 #[test]
@@ -295,12 +304,13 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let (s, _) = post(
+    let (s, v) = post(
         "mailgun",
         mailgun(&"0".repeat(64)).to_string().as_bytes(),
         &[],
     );
     assert_eq!(s, 401, "a forged Mailgun signature");
+    refused(&v, "the Mailgun signature does not match the signing key");
     let (s, v) = post("mailgun", mailgun(&good).to_string().as_bytes(), &[]);
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
     let (_, v) = post("mailgun", mailgun(&good).to_string().as_bytes(), &[]);
@@ -323,8 +333,9 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
             format!("Basic {}", B64.encode(format!("pm:{pw}"))),
         )
     };
-    let (s, _) = post("postmark", postmark.as_bytes(), &[basic("guess")]);
+    let (s, v) = post("postmark", postmark.as_bytes(), &[basic("guess")]);
     assert_eq!(s, 401, "a wrong Postmark password");
+    refused(&v, "basic auth does not match email.webhooks.postmark");
     let (s, _) = post("postmark", postmark.as_bytes(), &[]);
     assert_eq!(s, 401, "no Postmark auth at all");
     let (s, v) = post("postmark", postmark.as_bytes(), &[basic("pm-basic-pw")]);
@@ -347,8 +358,15 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         ]
     };
     let tampered = sendgrid.replace("sg@example.org", "victim@example.org");
-    let (s, _) = post("sendgrid", tampered.as_bytes(), &headers(&signature));
+    let (s, v) = post("sendgrid", tampered.as_bytes(), &headers(&signature));
     assert_eq!(s, 401, "a body SendGrid did not sign");
+    refused(
+        &v,
+        "the SendGrid signature does not match the verification key",
+    );
+    let (s, v) = post("sendgrid", sendgrid.as_bytes(), &[]);
+    assert_eq!(s, 401, "no SendGrid signature at all");
+    refused(&v, "no X-Twilio-Email-Event-Webhook-Signature");
     let (s, v) = post("sendgrid", sendgrid.as_bytes(), &headers(&signature));
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
 
@@ -373,6 +391,27 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         "SubscriptionConfirmation",
         format!("You have chosen to subscribe to the topic {TOPIC}."),
         json!({"Token": "2336412f37fb687f5d51e6e241d09c805a5a57b3", "SubscribeURL": format!("{cert_base}confirm?Action=ConfirmSubscription&Token=2336412f")}),
+    );
+    // A subscription to a topic that is not ours is refused, and its URL never visited.
+    let mut other_topic = confirm.clone();
+    other_topic["TopicArn"] = json!("arn:aws:sns:us-west-2:999999999999:someone-else");
+    other_topic["SubscribeURL"] = json!(format!("{cert_base}other?Action=ConfirmSubscription"));
+    other_topic["Signature"] = json!(sign(
+        k,
+        "sns.key",
+        "sha1",
+        sns_canonical(&other_topic).as_bytes()
+    ));
+    let (s, v) = post("ses", other_topic.to_string().as_bytes(), &[]);
+    assert_eq!(s, 401, "{v}");
+    refused(&v, "is not in email.webhooks.ses.topic_arns");
+    assert!(
+        !cert_gets
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/other")),
+        "a refused subscription is not confirmed"
     );
     let (s, v) = post("ses", confirm.to_string().as_bytes(), &[]);
     assert_eq!((s, v["confirmed"].as_bool()), (200, Some(true)), "{v}");
@@ -399,6 +438,10 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     forged["Message"] = json!(bounce.replace("ses@example.org", "victim@example.org"));
     let (s, v) = post("ses", forged.to_string().as_bytes(), &[]);
     assert_eq!(s, 401, "an SNS message changed after signing: {v}");
+    refused(
+        &v,
+        "the SNS signature does not match the signing certificate",
+    );
     let mut elsewhere = sns("Notification", bounce.clone(), json!({}));
     elsewhere["SigningCertURL"] =
         json!("https://sns.us-west-2.amazonaws.com.evil.example/cert.pem");
@@ -456,8 +499,10 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         assert_eq!(
             b["source"],
             match who.as_str() {
-                "spam" => "ses",
-                w => w,
+                "mg" => "mailgun",
+                "pm" => "postmark",
+                "sg" => "sendgrid",
+                _ => "ses",
             },
             "{b}"
         );
