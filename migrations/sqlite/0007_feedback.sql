@@ -34,6 +34,8 @@ CREATE UNIQUE INDEX bounces_report ON bounces (source, report_id);
 CREATE INDEX bounces_address ON bounces (address, kind, received_at);
 CREATE INDEX bounces_message ON bounces (message_id);
 CREATE INDEX bounces_job ON bounces (job_id, received_at);
+-- The retention purge (retention.bounces) finds the oldest by time.
+CREATE INDEX bounces_time ON bounces (received_at);
 
 -- Who put an address on the suppression list or took it off, and why: kept after a
 -- removal, so support can answer "why did this customer stop getting mail".
@@ -47,6 +49,7 @@ CREATE TABLE suppression_changes (
     at          INTEGER NOT NULL
 );
 CREATE INDEX suppression_changes_address ON suppression_changes (channel, address, at);
+CREATE INDEX suppression_changes_time ON suppression_changes (at);
 
 -- The reputation brake: a scope (job:<id> or domain:<sending domain>) whose marketing
 -- sends are paused while released_at is NULL. A row stays after release, for the record.
