@@ -292,7 +292,7 @@ Final-Recipient: rfc822; gone@example.org\r\n\
 Action: failed\r\n\
 Status: 5.1.1\r\n\
 Diagnostic-Code: smtp; 550 5.1.1 <gone@example.org>: Recipient address\r\n\
- rejected: User unknown in virtual mailbox table\r\n\
+\x20rejected: User unknown in virtual mailbox table\r\n\
 \r\n\
 Final-Recipient: rfc822; slow@example.org\r\n\
 Action: delayed\r\n\
