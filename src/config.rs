@@ -103,6 +103,8 @@ pub struct Config {
     pub sms: Option<SmsConfig>,
     pub api: Option<ApiConfig>,
     pub node_id: String,
+    /// The config's warnings (e.g. a DKIM domain that is not the sender's), for `validate`.
+    pub warnings: crate::diag::Diagnostics,
 }
 
 /// The config file to use: `--config`, then `$AFTERCARE_CONFIG`, then the shipped one.
@@ -147,10 +149,11 @@ impl Config {
     pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let doc = yaml::parse_one::<RawConfig>(path, text).map_err(ConfigError::Invalid)?;
         let mut c = Checker::new(path, &doc.spans);
-        let config = assemble(&mut c, doc.value, path);
+        let mut config = assemble(&mut c, doc.value, path);
         if c.has_errors() {
             Err(ConfigError::Invalid(c.into_diagnostics().items))
         } else {
+            config.warnings = c.into_diagnostics();
             Ok(config)
         }
     }
@@ -179,6 +182,7 @@ fn assemble(c: &mut Checker, raw: RawConfig, path: &Path) -> Config {
         sms: raw.sms.as_ref().map(|s| sms::check(c, s)),
         api: raw.api.map(|a| api::check(c, a)),
         node_id: raw.node_id.unwrap_or_else(default_node_id),
+        warnings: Default::default(),
     }
 }
 

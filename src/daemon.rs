@@ -111,6 +111,15 @@ pub(crate) async fn run(
             ready: ready.clone(),
             sms: d.channels.sms.clone(),
             relay: d.channels.email.health(),
+            email_hooks: Some(Arc::new(api::EmailHooks {
+                feedback: crate::feedback::Feedback::new(
+                    d.store.clone(),
+                    d.channels.email.config(),
+                ),
+                webhooks: d.channels.email.config().webhooks.clone(),
+                certs: Default::default(),
+                http: reqwest::Client::new(),
+            })),
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {

@@ -21,6 +21,7 @@ mod daemon;
 pub mod diag;
 mod dispatch;
 pub mod duration;
+pub mod feedback;
 pub mod housekeeping;
 pub mod ingest;
 pub mod jobs;

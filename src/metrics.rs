@@ -39,6 +39,23 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BounceLabels {
+    kind: String,
+    domain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SuppressionLabels {
+    channel: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MessageLabels {
     job: String,
     channel: String,
@@ -57,6 +74,9 @@ struct Metrics {
     outbox_depth: Gauge,
     outbox_due: Gauge,
     oldest_due_age: Gauge<f64, AtomicU64>,
+    bounces: Family<BounceLabels, Gauge>,
+    suppressions: Family<SuppressionLabels, Gauge>,
+    brakes: Family<ScopeLabels, Gauge>,
 }
 
 static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
@@ -117,6 +137,24 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "How late the oldest due message is",
         oldest_due_age.clone(),
     );
+    let bounces = Family::<BounceLabels, Gauge>::default();
+    registry.register(
+        "email_bounces",
+        "Bounces and complaints in the store by kind (hard, soft, rate_limit, policy, complaint) and recipient domain (the 50 most frequent; the rest as `other`)",
+        bounces.clone(),
+    );
+    let suppressions = Family::<SuppressionLabels, Gauge>::default();
+    registry.register(
+        "suppressions",
+        "Addresses suppressed now, by channel and reason (hard, soft, complaint, unsubscribe, support, sms_reply)",
+        suppressions.clone(),
+    );
+    let brakes = Family::<ScopeLabels, Gauge>::default();
+    registry.register(
+        "reputation_brake_engaged",
+        "1 while the reputation brake holds a scope's marketing email (job:<id> or domain:<sending domain>)",
+        brakes.clone(),
+    );
     let purged = Family::<KindLabels, Counter>::default();
     registry.register(
         "purged_rows",
@@ -126,6 +164,9 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
     Mutex::new(Metrics {
         registry,
         purged,
+        bounces,
+        suppressions,
+        brakes,
         send_seconds,
         retries,
         errors,
@@ -207,7 +248,26 @@ pub(crate) fn count_purged(items: &[(&'static str, u64)]) {
 pub(crate) async fn render(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
     let counts = store.state_counts().await?;
     let outbox = store.outbox_figures(now).await?;
+    let feedback = store.feedback_figures(now).await?;
     let m = lock();
+    m.bounces.clear();
+    for (kind, domain, n) in feedback.bounces {
+        m.bounces
+            .get_or_create(&BounceLabels { kind, domain })
+            .set(n);
+    }
+    m.suppressions.clear();
+    for (channel, reason, n) in feedback.suppressions {
+        m.suppressions
+            .get_or_create(&SuppressionLabels { channel, reason })
+            .set(n);
+    }
+    m.brakes.clear();
+    for (scope, engaged) in feedback.brakes {
+        m.brakes
+            .get_or_create(&ScopeLabels { scope })
+            .set(i64::from(engaged));
+    }
     m.messages.clear();
     for c in counts {
         m.messages

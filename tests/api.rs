@@ -440,7 +440,7 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
     let (s, doc) = api.get("/openapi.json", None);
     assert_eq!(s, 200);
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 21);
+    assert_eq!(paths.len(), 22);
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let url = format!(

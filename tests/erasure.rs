@@ -9,7 +9,8 @@ use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
 use aftercare::store::{
-    ClaimWith, Completion, NewAttempt, NewReceipt, Store, StoreConfig, StoredAnswer,
+    ClaimWith, Completion, NewAttempt, NewBounce, NewReceipt, SoftRule, Store, StoreConfig,
+    StoredAnswer,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::Backend;
@@ -227,6 +228,41 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    // A DSN about the SO-1 email, with its raw report, and support's note on the list.
+    let so1 = claimed
+        .iter()
+        .find(|m| m.event.as_ref().and_then(|e| e.order_id()).as_deref() == Some("SO-1"))
+        .unwrap();
+    store
+        .record_bounce(
+            &NewBounce {
+                id: "b-1".into(),
+                kind: "hard".into(),
+                source: "dsn".into(),
+                address: EMAIL.into(),
+                message_id: Some(so1.id.clone()),
+                attempt: Some(1),
+                job_id: Some("review-request".into()),
+                status: Some("5.1.1".into()),
+                code: Some(550),
+                detail: format!("550 5.1.1 <{EMAIL}>: user unknown"),
+                report_id: Some("dsn-1".into()),
+                raw: Some(format!("Final-Recipient: rfc822; {EMAIL}\r\nStatus: 5.1.1")),
+                at,
+            },
+            SoftRule {
+                count: 3,
+                within: Duration::days(15),
+                suppress_for: Duration::days(30),
+            },
+        )
+        .await
+        .unwrap()
+        .expect("a new report");
+    store
+        .log_suppression_change("email", EMAIL, "added", "asked by phone", "agent-7", at)
+        .await
+        .unwrap();
 
     // The search finds the person everywhere before the erasure (so it can fail).
     let email_before = holding(&db, EMAIL).await;
@@ -237,6 +273,10 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         "attempts.detail",
         "events.data",
         "suppressions.address",
+        "bounces.address",
+        "bounces.detail",
+        "bounces.raw",
+        "suppression_changes.address",
     ] {
         assert!(
             email_before.iter().any(|(c, _)| c == t),
@@ -290,6 +330,21 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
     assert_eq!(doc["replies"].as_array().unwrap().len(), 1);
     assert_eq!(doc["answers"][0]["score"], 3, "{b:?}");
     assert_eq!(doc["suppressions"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["bounces"].as_array().unwrap().len(), 1, "{b:?}");
+    assert_eq!(doc["bounces"][0]["status"], "5.1.1");
+    assert!(
+        doc["bounces"][0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("Final-Recipient"),
+        "the raw report: {}",
+        doc["bounces"]
+    );
+    let changes = doc["suppression_changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["actor"] == "agent-7"),
+        "{changes:?}"
+    );
     assert!(
         !doc.to_string().contains("li.na@example.com"),
         "another contact's data"
@@ -320,6 +375,8 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         (1, 2, 3, 1, 2, 1, 1, 1, 2),
         "{b:?}: {e:?}"
     );
+    assert_eq!(e.bounces, 1, "{b:?}: {e:?}");
+    assert!(e.suppression_changes >= 2, "the DSN's and support's: {e:?}");
     assert_eq!(e.reference.len(), 1);
     assert!(!e.reference[0].contains("c-wf"));
 

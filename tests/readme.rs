@@ -51,6 +51,38 @@ fn the_config_example_is_a_valid_config() {
     );
 }
 
+/// The email feedback section's config block (bounces, reputation, pacing, DKIM,
+/// webhooks) is valid in the shipped config's place of `email:`.
+#[test]
+fn the_email_feedback_example_is_valid() {
+    let block = blocks("yaml")
+        .into_iter()
+        .find(|b| b.starts_with("email:") && b.contains("reputation:"))
+        .expect("the email feedback example");
+    let ws = common::Workspace::new(None);
+    let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
+    let (head, rest) = config.split_once("email:\n").unwrap();
+    // The shipped workspace's own email lines (transport, file) follow its `email:` key.
+    let tail: String = rest
+        .lines()
+        .skip_while(|l| l.starts_with("  "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    ws.write("dkim.pem", "not read by validate");
+    ws.write(
+        "sendgrid-webhook.pub",
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+    );
+    ws.write("aftercare.yaml", &format!("{head}{block}{tail}"));
+    let r = ws.run(&["validate"]);
+    assert!(
+        r.code == 0 && r.stdout.contains("0 error(s), 0 warning(s)"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+}
+
 #[test]
 fn the_event_example_is_accepted() {
     let json = blocks("json").into_iter().next().expect("an event example");
@@ -76,6 +108,10 @@ fn the_documented_commands_exist() {
         &["report", "nps", "--help"],
         &["report", "csat", "--help"],
         &["report", "answers", "--help"],
+        &["bounces", "ingest", "--help"],
+        &["bounces", "list", "--help"],
+        &["jobs", "brakes", "--help"],
+        &["jobs", "resume", "--help"],
     ] {
         ws.run(cmd).ok();
     }

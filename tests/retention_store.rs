@@ -7,7 +7,9 @@ mod common;
 use aftercare::ingest::parse_event;
 use aftercare::model::{MessageState, Outcome};
 use aftercare::plan;
-use aftercare::store::{Completion, Kept, NewAttempt, NewReceipt, Retention, Store};
+use aftercare::store::{
+    Completion, Kept, NewAttempt, NewBounce, NewReceipt, Retention, SoftRule, Store,
+};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::{Backend, delivered};
 
@@ -145,6 +147,34 @@ async fn purge_removes_by_kind_and_keeps_the_figures(b: Backend) {
         .await
         .unwrap();
     assert_eq!(count(&store, "receipts").await, 1, "{b:?}");
+    // Two hard bounces then, one 450 days on (within retention.bounces at the purge below).
+    for (i, when) in [(1, at), (2, at), (3, t0 + Duration::days(450))] {
+        store
+            .record_bounce(
+                &NewBounce {
+                    id: format!("b-{i}"),
+                    kind: "hard".into(),
+                    source: "dsn".into(),
+                    address: format!("gone{i}@example.org"),
+                    message_id: None,
+                    attempt: None,
+                    job_id: None,
+                    status: Some("5.1.1".into()),
+                    code: Some(550),
+                    detail: "user unknown".into(),
+                    report_id: Some(format!("r-{i}")),
+                    raw: Some("Status: 5.1.1".into()),
+                    at: when,
+                },
+                SoftRule {
+                    count: 3,
+                    within: Duration::days(15),
+                    suppress_for: Duration::days(30),
+                },
+            )
+            .await
+            .unwrap();
+    }
 
     let (from, to) = (
         NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
@@ -187,6 +217,18 @@ async fn purge_removes_by_kind_and_keeps_the_figures(b: Backend) {
         ),
         (5, 5, 1, 3, 0, 1),
         "{b:?}: {purged}"
+    );
+    assert_eq!(
+        (purged.bounces, purged.suppression_changes),
+        (2, 2),
+        "{b:?}: {purged}"
+    );
+    assert_eq!(count(&store, "bounces").await, 1, "{b:?}");
+    assert_eq!(count(&store, "suppression_changes").await, 1, "{b:?}");
+    assert_eq!(
+        store.suppressions(Some("email")).await.unwrap().len(),
+        3,
+        "the suppressions stay: {b:?}"
     );
     assert!(purged.batches > 6, "small batches: {purged}");
     assert_eq!(count(&store, "messages").await, 3, "{b:?}");

@@ -48,6 +48,8 @@ pub(super) async fn erase(
         total.attempts += e.attempts;
         total.receipts += e.receipts;
         total.replies += e.replies;
+        total.bounces += e.bounces;
+        total.suppression_changes += e.suppression_changes;
         total.suppressed += e.suppressed;
         total.reference.extend(e.reference);
     }

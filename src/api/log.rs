@@ -272,7 +272,7 @@ pub(super) async fn cancel_message(
     get,
     path = "/v1/contacts/{id}/timeline",
     params(("id" = String, Path, description = "Contact id, email address or phone number")),
-    responses((status = 200, description = "{contact, items: [{at, kind: event|message|reply, ...}]}"), (status = 404, body = ApiError), (status = 401, body = ApiError)),
+    responses((status = 200, description = "{contact, items: [{at, kind: event|message|reply|bounce, ...}]}"), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = []))
 )]
 pub(super) async fn timeline(
@@ -319,6 +319,19 @@ pub(super) async fn timeline(
     }
     for m in messages {
         let at = m.sent_at.unwrap_or(m.due_at);
+        if m.channel.as_deref() == Some("email") {
+            for b in state
+                .store
+                .bounces(Some(&m.id), None, 100)
+                .await
+                .map_err(ApiError::store)?
+            {
+                items.push((
+                    b.received_at,
+                    json!({"at": b.received_at, "kind": "bounce", "bounce": b}),
+                ));
+            }
+        }
         items.push((at, json!({"at": at, "kind": "message", "message": m})));
     }
     for r in state

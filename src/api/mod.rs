@@ -7,6 +7,7 @@
 //! both the router and the OpenAPI document (`GET /openapi.json`) are built from.
 
 mod contacts;
+mod email_hooks;
 mod events;
 mod hooks;
 mod log;
@@ -15,6 +16,8 @@ mod reports;
 mod schema;
 pub mod settings;
 mod survey;
+
+pub use email_hooks::EmailHooks;
 
 use crate::metrics;
 use crate::playbook::Playbook;
@@ -50,6 +53,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(contacts::export))
         .routes(routes!(hooks::sms_status))
         .routes(routes!(hooks::sms_inbound))
+        .routes(routes!(email_hooks::email_hook))
         .routes(routes!(public::unsubscribe_page, public::unsubscribe_post))
         .routes(routes!(survey::survey_page, survey::survey_post))
         .routes(routes!(survey::post_answer))
@@ -108,6 +112,8 @@ pub struct ApiState {
     pub sms: Option<crate::channels::sms::SmsChannel>,
     /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
     pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
+    /// Email providers' bounce and complaint webhooks.
+    pub email_hooks: Option<Arc<email_hooks::EmailHooks>>,
 }
 
 /// A usable bearer token (its secret read at start).

@@ -148,7 +148,22 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
             .into_response();
     }
     match state.store.ping().await {
-        Ok(()) => "ready\n".into_response(),
+        // A reputation brake holds marketing email only: still ready, and it says so.
+        Ok(()) => match state.store.brakes(true).await {
+            Ok(brakes) if !brakes.is_empty() => {
+                let mut text = String::from("ready\n");
+                for b in brakes {
+                    text.push_str(&format!(
+                        "reputation brake: {} paused since {}: {}\n",
+                        crate::text::printable(&b.scope),
+                        b.engaged_at.format("%Y-%m-%d %H:%M:%SZ"),
+                        crate::text::printable(&b.reason)
+                    ));
+                }
+                text.into_response()
+            }
+            _ => "ready\n".into_response(),
+        },
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unreachable: {e}\n"),

@@ -37,6 +37,10 @@ pub struct Delivery {
     /// message waits and is retried with backoff, and the try does not count toward
     /// `max_attempts` (always with `Outcome::Transient`).
     pub relay_fault: bool,
+    /// What an email refusal says about the address (hard, soft, a rate limit, policy); set
+    /// by the SMTP pool for refusals of the message, and of the session only when they ask
+    /// us to slow down. Dispatch hands it to `feedback`, which suppresses or counts.
+    pub bounce: Option<email::bounce::Bounce>,
 }
 
 impl Delivery {
@@ -48,6 +52,7 @@ impl Delivery {
             provider_id: None,
             retry_after: None,
             relay_fault: false,
+            bounce: None,
         }
     }
 
@@ -59,6 +64,7 @@ impl Delivery {
             provider_id: None,
             retry_after: None,
             relay_fault: false,
+            bounce: None,
         }
     }
 }

@@ -167,6 +167,7 @@ impl WebhookChannel {
             provider_id: None,
             retry_after,
             relay_fault: false,
+            bounce: None,
         }
     }
 }

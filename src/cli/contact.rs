@@ -47,17 +47,20 @@ pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
                     attempts = e.attempts,
                     receipts = e.receipts,
                     replies = e.replies,
+                    bounces = e.bounces,
                     suppressed = e.suppressed,
                     "contact erased"
                 );
                 println!(
-                    "erased contact (ref {reference}): {} event(s), {} message(s) ({} pending cancelled), {} attempt(s), {} receipt(s), {} reply(ies); {} address(es) kept suppressed as one-way hashes",
+                    "erased contact (ref {reference}): {} event(s), {} message(s) ({} pending cancelled), {} attempt(s), {} receipt(s), {} reply(ies), {} bounce(s) and complaint(s), {} suppression change(s); {} address(es) kept suppressed as one-way hashes",
                     e.events,
                     e.messages,
                     e.cancelled,
                     e.attempts,
                     e.receipts,
                     e.replies,
+                    e.bounces,
+                    e.suppression_changes,
                     e.suppressed
                 );
             }

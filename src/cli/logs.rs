@@ -106,12 +106,25 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         (Some(c), Format::Text) => store.replies_of(c).await?,
         _ => Vec::new(),
     };
+    // Email bounces and complaints beside the message they answer (table only, as replies).
+    let mut bounces = std::collections::HashMap::new();
+    if a.format.get() == Format::Text {
+        for m in messages
+            .iter()
+            .filter(|m| m.channel.as_deref() == Some("email"))
+        {
+            let b = store.bounces(Some(&m.id), None, 100).await?;
+            if !b.is_empty() {
+                bounces.insert(m.id.clone(), b);
+            }
+        }
+    }
     store.close().await;
     match a.format.get() {
         Format::Json => println!("{}", serde_json::to_string_pretty(&messages)?),
         Format::Text => {
             let tz = app.config.default_timezone;
-            print!("{}", table(&messages, tz));
+            print!("{}", table(&messages, &bounces, tz));
             print!("{}", replies_table(&replies, tz));
         }
     }
@@ -146,7 +159,11 @@ fn replies_table(replies: &[StoredReply], tz: Tz) -> String {
     out
 }
 
-fn table(messages: &[MessageRecord], tz: Tz) -> String {
+fn table(
+    messages: &[MessageRecord],
+    bounces: &std::collections::HashMap<String, Vec<crate::store::StoredBounce>>,
+    tz: Tz,
+) -> String {
     use std::fmt::Write;
     let t = |d: DateTime<Utc>| d.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
     let mut out = String::new();
@@ -221,6 +238,25 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
                         .unwrap_or_default(),
                 );
             }
+        }
+        for b in bounces.get(&m.id).into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    {} ({})  {}{}  {}  → {}",
+                if b.kind == "complaint" {
+                    "complaint".to_string()
+                } else {
+                    format!("{} bounce", b.kind)
+                },
+                p(&b.source),
+                t(b.received_at),
+                b.status
+                    .as_deref()
+                    .map(|s| format!("  {}", p(s)))
+                    .unwrap_or_default(),
+                p(&b.detail),
+                p(&b.action),
+            );
         }
     }
     let _ = writeln!(out, "{} message(s)", messages.len());

@@ -4,10 +4,12 @@
 //! 2 usage error (clap); 3 the store cannot be opened.
 
 mod answer;
+mod bounces;
 mod callbacks;
 mod contact;
 mod forecast;
 mod import;
+mod jobs_cmd;
 mod logs;
 mod maintain;
 mod migrate;
@@ -76,6 +78,12 @@ enum Command {
     Suppress(suppress::Command),
     /// Apply a one-click unsubscribe token (exit 1 if it is forged or altered)
     Unsubscribe(suppress::UnsubscribeArgs),
+    /// Email bounces and complaints: `bounces ingest` reads DSNs and ARF reports
+    #[command(subcommand)]
+    Bounces(bounces::Command),
+    /// Jobs: the reputation brake (`jobs brakes`, `jobs resume JOB`)
+    #[command(subcommand)]
+    Jobs(jobs_cmd::Command),
     /// Callback tasks for agents; `callbacks done ID` closes one
     Callbacks(callbacks::Args),
     /// Record a survey answer (given by phone, on paper) by token, or by job and contact
@@ -197,6 +205,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Suppress(c) => suppress::run(&config_path, c).await,
         Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
         Command::Callbacks(a) => callbacks::run(&config_path, a).await,
+        Command::Bounces(c) => bounces::run(&config_path, c).await,
+        Command::Jobs(c) => jobs_cmd::run(&config_path, c).await,
         Command::Answer(a) => answer::run(&config_path, a).await,
         Command::Report(c) => report::run(&config_path, c).await,
         Command::Completions { shell } => {
@@ -258,6 +268,7 @@ impl App {
             TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
         diags.extend(job_diags);
+        diags.extend(config.warnings.clone());
         diags.extend(jobs::retention::check(
             &jobs,
             &config.retention,

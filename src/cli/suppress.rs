@@ -19,16 +19,25 @@ pub(super) enum Command {
         #[arg(long, default_value = "added by support")]
         reason: String,
     },
-    /// Allow an address again
+    /// Allow an address again (logged with who did it)
     Remove {
         #[arg(value_enum)]
         channel: Channel,
         address: String,
+        /// Who (for the record) [default: $USER]
+        #[arg(long)]
+        by: Option<String>,
+        /// Why (for the record)
+        #[arg(long, default_value = "removed by support")]
+        reason: String,
     },
-    /// Show the list
+    /// Show the list: why and since when, and until when for a soft-bounce suppression
     List {
         #[arg(long, value_enum)]
         channel: Option<Channel>,
+        /// Every change ever made to this address's suppression, with who made it
+        #[arg(long)]
+        history: Option<String>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -73,6 +82,16 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             store
                 .suppress(channel.as_str(), &address, &reason, Some("cli"), Utc::now())
                 .await?;
+            store
+                .log_suppression_change(
+                    channel.as_str(),
+                    &address,
+                    "added",
+                    &reason,
+                    &actor(),
+                    Utc::now(),
+                )
+                .await?;
             println!(
                 "suppressed {} {}: {}",
                 channel.as_str(),
@@ -80,7 +99,12 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                 p(&reason)
             );
         }
-        Command::Remove { channel, address } => {
+        Command::Remove {
+            channel,
+            address,
+            by,
+            reason,
+        } => {
             let address = check_address(channel, &address)?;
             if !store.unsuppress(channel.as_str(), &address).await? {
                 return Err(Exit::invalid(format!(
@@ -89,20 +113,71 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                     p(&address)
                 )));
             }
+            let by = by.unwrap_or_else(actor);
+            store
+                .log_suppression_change(
+                    channel.as_str(),
+                    &address,
+                    "removed",
+                    &reason,
+                    &by,
+                    Utc::now(),
+                )
+                .await?;
+            tracing::warn!(channel = channel.as_str(), by = %by, "suppression removed by hand");
             println!(
-                "removed {} {} from the suppression list",
+                "removed {} {} from the suppression list (by {})",
                 channel.as_str(),
-                p(&address)
+                p(&address),
+                p(&by)
             );
         }
-        Command::List { channel, format } => {
+        Command::List {
+            history: Some(address),
+            channel,
+            format,
+        } => {
+            let channel = channel.unwrap_or(Channel::Email);
+            let address = check_address(channel, &address)?;
+            let changes = store
+                .suppression_changes(channel.as_str(), &address)
+                .await?;
+            match format.get() {
+                Format::Json => {
+                    let v: Vec<_> = changes
+                        .iter()
+                        .map(|(change, reason, actor, at)| {
+                            serde_json::json!({"change": change, "reason": reason, "by": actor, "at": at})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Format::Text => {
+                    for (change, reason, actor, at) in &changes {
+                        println!(
+                            "{}  {:<7}  by {}  {}",
+                            at.format("%Y-%m-%d %H:%M:%SZ"),
+                            p(change),
+                            p(actor),
+                            p(reason)
+                        );
+                    }
+                    println!("{} change(s)", changes.len());
+                }
+            }
+        }
+        Command::List {
+            channel,
+            format,
+            history: None,
+        } => {
             let list = store.suppressions(channel.map(Channel::as_str)).await?;
             match format.get() {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 Format::Text => {
                     for s in &list {
                         println!(
-                            "{}  {:<5}  {}  {}{}",
+                            "{}  {:<5}  {}  {}{}{}",
                             s.created_at.format("%Y-%m-%d %H:%M:%SZ"),
                             p(&s.channel),
                             p(&s.address),
@@ -110,7 +185,13 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                             s.source
                                 .as_deref()
                                 .map(|x| format!(" ({})", p(x)))
-                                .unwrap_or_default()
+                                .unwrap_or_default(),
+                            match s.expires_at {
+                                Some(t) if t <= Utc::now() =>
+                                    format!("  [ended {}]", t.format("%Y-%m-%d %H:%M:%SZ")),
+                                Some(t) => format!("  [until {}]", t.format("%Y-%m-%d %H:%M:%SZ")),
+                                None => String::new(),
+                            }
                         );
                     }
                     println!("{} suppressed address(es)", list.len());
@@ -160,4 +241,12 @@ pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyho
     store.close().await;
     println!("unsubscribed {} {}", p(&channel), p(&address));
     Ok(())
+}
+
+/// Who is at the terminal, for the record of a hand change: `$USER`, else `cli`.
+pub(super) fn actor() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "cli".into())
 }

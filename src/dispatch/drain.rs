@@ -23,6 +23,7 @@ impl Dispatcher {
         self: &Arc<Self>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Stats, StoreError> {
+        self.load_brakes().await?;
         let limit = self.cfg.concurrency as usize;
         let group = self.cfg.batch_size as usize;
         let (done_tx, recorder) =

@@ -30,6 +30,10 @@ pub(super) struct Gate<'a> {
     /// This run's marketing sends to the contact, not committed yet (the claim's history
     /// cannot see them); merged with the claim's by message id.
     pub in_run: &'a [SendMark],
+    /// The reputation brake holding this job's marketing email (its scope and why), and
+    /// how long a held message waits before it is looked at again.
+    pub braked: Option<(&'a str, &'a str)>,
+    pub recheck: chrono::Duration,
 }
 
 #[derive(Debug, PartialEq)]
@@ -49,6 +53,9 @@ pub(super) enum Verdict {
     },
     Cancel(String),
 }
+
+/// How a message the brake holds is explained; `store::release_brake` finds them by it.
+pub(super) const BRAKE_REASON: &str = "paused by the reputation brake";
 
 pub(super) fn decide(g: &Gate) -> Verdict {
     let m = g.m;
@@ -99,6 +106,21 @@ pub(super) fn decide(g: &Gate) -> Verdict {
     let (usable, skipped) = reachable(job, m, g.policy);
     if usable.is_empty() {
         return Verdict::Cancel(format!("not sent: {}", skipped.join("; ")));
+    }
+    // The reputation brake holds marketing email; it waits, nothing is dropped.
+    if let Some((scope, why)) = g.braked
+        && m.class == Class::Marketing
+        && usable.first().is_some_and(|(ch, _)| *ch == Channel::Email)
+    {
+        let at = g.now + g.recheck;
+        return Verdict::Defer {
+            at,
+            reason: format!(
+                "{BRAKE_REASON} ({scope}: {why}); looked at again {}, or at once after `aftercare jobs resume {}`",
+                fmt_time(at),
+                scope.strip_prefix("job:").unwrap_or("--domain")
+            ),
+        };
     }
     // Quiet hours in the contact's local time.
     let window = job.effective_window(g.policy.send_window);
@@ -357,7 +379,49 @@ pub(super) mod tests {
             zone: chrono_tz::Asia::Shanghai,
             now: t(now),
             in_run,
+            braked: None,
+            recheck: chrono::Duration::minutes(15),
         })
+    }
+
+    #[test]
+    fn the_reputation_brake_holds_marketing_email_only() {
+        let brake = Some(("job:review-request", "hard-bounce rate 5.00% is over 2%"));
+        let with = |m: &Claimed, braked| {
+            decide(&Gate {
+                job: Some(&job()),
+                m,
+                policy: &policy(),
+                on_job_removed: OnJobRemoved::Cancel,
+                zone: chrono_tz::Asia::Shanghai,
+                now: t(NOON_ISH),
+                in_run: &[],
+                braked,
+                recheck: chrono::Duration::minutes(15),
+            })
+        };
+        let m = claimed();
+        match with(&m, brake) {
+            Verdict::Defer { at, reason } => {
+                assert_eq!(at, t(NOON_ISH) + chrono::Duration::minutes(15));
+                assert!(reason.starts_with(BRAKE_REASON), "{reason}");
+                assert!(
+                    reason.contains("aftercare jobs resume review-request"),
+                    "{reason}"
+                );
+            }
+            other => panic!("marketing email under the brake: {other:?}"),
+        }
+        assert_eq!(with(&m, None), both(), "no brake, no hold");
+        let mut service = claimed();
+        service.class = Class::Service;
+        assert_eq!(with(&service, brake), both(), "service messages go on");
+        let mut sms_first = claimed();
+        sms_first.contact.email = None;
+        assert!(
+            matches!(with(&sms_first, brake), Verdict::Send { .. }),
+            "the brake is about email: SMS goes on"
+        );
     }
 
     fn both() -> Verdict {
@@ -582,6 +646,8 @@ pub(super) mod tests {
             zone: chrono_tz::UTC,
             now: t(NOON_ISH),
             in_run: &[],
+            braked: None,
+            recheck: chrono::Duration::minutes(15),
         });
         assert_eq!(
             v,

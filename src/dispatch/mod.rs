@@ -25,7 +25,7 @@ pub(crate) use settings::{DispatchConfig, OnJobRemoved, RetryConfig};
 
 use crate::channels::Channels;
 use crate::clock::SharedClock;
-use crate::model::Class;
+use crate::model::{Channel, Class};
 use crate::playbook::Playbook;
 use crate::store::{Claimed, Completion, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -52,6 +52,11 @@ pub(crate) struct Dispatcher {
     dry_run: bool,
     /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
     on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Email bounces and complaints: an SMTP refusal is recorded and acted on at once.
+    feedback: crate::feedback::Feedback,
+    /// The reputation brakes engaged, (scope, why): read at each drain, and added to when
+    /// a bounce in this drain engages one.
+    brakes: Mutex<Vec<(String, String)>>,
 }
 
 impl Dispatcher {
@@ -63,7 +68,10 @@ impl Dispatcher {
         cfg: DispatchConfig,
         node: String,
     ) -> Dispatcher {
+        let feedback = crate::feedback::Feedback::new(store.clone(), channels.email.config());
         Dispatcher {
+            feedback,
+            brakes: Mutex::default(),
             store,
             book,
             channels,
@@ -172,6 +180,7 @@ impl Dispatcher {
         // the caps, takes its place in the same lock: two messages to one contact cannot both
         // pass a cap of one.
         let zone = self.book.zone_of(&m.contact);
+        let braked = self.braked(&m.job_id);
         let decide = |in_run: &[SendMark]| {
             gate::decide(&Gate {
                 job,
@@ -181,6 +190,11 @@ impl Dispatcher {
                 zone,
                 now,
                 in_run,
+                braked: braked.as_ref().map(|(s, w)| (s.as_str(), w.as_str())),
+                recheck: chrono::Duration::from_std(
+                    self.channels.email.config().reputation.recheck,
+                )
+                .unwrap_or_else(|_| chrono::Duration::minutes(15)),
             })
         };
         let verdict = if caps {
@@ -202,11 +216,64 @@ impl Dispatcher {
             (Verdict::Defer { at, reason }, _) => state::defer(c, &m, at, reason),
             (Verdict::Task, Some(job)) => self.send_task(job, &m, c).await,
             (Verdict::Send { usable, skipped }, Some(job)) => {
+                // Pacing per destination: over its domain's budget, the message goes back to
+                // the queue until the budget has room (not a try); other domains go on.
+                let _paced = match usable.first() {
+                    Some((Channel::Email, to)) if !self.dry_run => {
+                        match self.channels.email.pacer().admit(to, now) {
+                            Ok(a) => Some(a),
+                            Err((at, why)) => {
+                                if caps {
+                                    self.unreserve(&m.contact.id, &m.id);
+                                }
+                                return state::defer(c, &m, at, format!("pacing: {why}"));
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 self.send_customer(job, &m, c, &usable, skipped, caps).await
             }
             (Verdict::Task | Verdict::Send { .. }, None) => {
                 state::cancel(c, format!("job `{}` is no longer defined", m.job_id))
             }
+        }
+    }
+
+    /// The brake holding a job's marketing email: its own, or the sending domain's.
+    fn braked(&self, job_id: &str) -> Option<(String, String)> {
+        let job = format!("job:{job_id}");
+        let brakes = self
+            .brakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        brakes
+            .iter()
+            .find(|(s, _)| *s == job)
+            .or_else(|| brakes.iter().find(|(s, _)| s.starts_with("domain:")))
+            .cloned()
+    }
+
+    /// Read the engaged brakes (at the start of each drain: `jobs resume` from another
+    /// process takes effect on the next one).
+    async fn load_brakes(&self) -> Result<(), StoreError> {
+        let engaged = self.store.brakes(true).await?;
+        *self
+            .brakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            engaged.into_iter().map(|b| (b.scope, b.reason)).collect();
+        Ok(())
+    }
+
+    /// A brake this process engaged holds from its next message on.
+    fn hold(&self, scope: &str, why: &str) {
+        let mut b = self
+            .brakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !b.iter().any(|(s, _)| s == scope) {
+            b.push((scope.to_string(), why.to_string()));
         }
     }
 

@@ -142,10 +142,62 @@ impl Dispatcher {
                     content: &content,
                     date: now,
                     unsubscribe,
+                    feedback: Some((&job.id, m.class.as_str())),
                 })
                 .await
         };
+        let mut d = d;
+        if !self.dry_run
+            && let Some(b) = d.bounce.clone()
+        {
+            self.email_bounce(m, address, number, &mut d, &b, now).await;
+        }
         one(d, millis(started.elapsed()))
+    }
+
+    /// An SMTP refusal that says something about the address or the destination: a rate
+    /// limit slows that domain down (and the message waits as long); every other kind is
+    /// recorded and acted on by `feedback` (a hard bounce suppresses the address before the
+    /// next message to it is claimed).
+    async fn email_bounce(
+        &self,
+        m: &Claimed,
+        address: &str,
+        number: i64,
+        d: &mut Delivery,
+        b: &crate::channels::email::bounce::Bounce,
+        now: DateTime<Utc>,
+    ) {
+        use crate::channels::email::bounce::BounceKind;
+        if b.kind == BounceKind::RateLimit {
+            let wait = self.channels.email.pacer().slow_down(address, now);
+            let wait = wait.to_std().unwrap_or_default();
+            d.retry_after = Some(d.retry_after.map_or(wait, |w| w.max(wait)));
+            return;
+        }
+        let report = crate::channels::email::feedback::Report {
+            kind: b.kind,
+            source: "smtp",
+            address: address.to_string(),
+            status: b.status.clone(),
+            code: d.code,
+            detail: with_code(d.code, &d.detail),
+            outbox_id: Some(m.id.clone()),
+            provider_id: None,
+            report_id: None,
+            raw: with_code(d.code, &d.detail),
+        };
+        match self.feedback.record(&report, Some(number), now).await {
+            Ok(r) => {
+                for (scope, why) in &r.braked {
+                    self.hold(scope, why);
+                }
+            }
+            Err(e) => {
+                crate::metrics::count_error("store");
+                tracing::error!(message = %m.id, "cannot record the bounce: {e}");
+            }
+        }
     }
 
     /// Render and send by SMS along the job's gateway route; one attempt per gateway asked
@@ -335,6 +387,7 @@ fn dry_delivery() -> Delivery {
         provider_id: None,
         retry_after: None,
         relay_fault: false,
+        bounce: None,
     }
 }
 

@@ -167,6 +167,7 @@ mod tests {
             provider_id: None,
             retry_after: None,
             relay_fault: false,
+            bounce: None,
         };
         assert_eq!(after(0, sent.clone()).state, MessageState::Sent);
 

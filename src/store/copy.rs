@@ -40,6 +40,9 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("daily_counts", &["id"]),
     ("housekeeping", &["task"]),
     ("answers", &["message_id"]),
+    ("bounces", &["id"]),
+    ("suppression_changes", &["id"]),
+    ("brakes", &["scope"]),
 ];
 
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.

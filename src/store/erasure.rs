@@ -3,7 +3,9 @@
 //!
 //! Erasure removes, in one transaction, the contact, its date index, its events, its
 //! messages with their attempts and receipts (pending ones are cancelled by going), its SMS
-//! replies (by contact or by its number) and plain suppression entries of its addresses.
+//! replies (by contact or by its number), the email bounces and complaints about its
+//! messages or its address (with their raw reports), and plain suppression entries of its
+//! addresses with the history of changes to them.
 //! What stays is anonymous: the messages are added to `daily_counts` first (finished ones
 //! on their day, pending ones as cancelled today), so figures do not change, and each of
 //! its addresses stays on the suppression list as a one-way hash (`suppressions::
@@ -34,6 +36,12 @@ pub struct Erased {
     pub replies: u64,
     /// Survey answers (scores and comments).
     pub answers: u64,
+    /// Bounces and complaints about its messages or its email address.
+    #[serde(default)]
+    pub bounces: u64,
+    /// Entries of the suppression list's history (who suppressed or lifted, and why).
+    #[serde(default)]
+    pub suppression_changes: u64,
     /// Addresses now suppressed as a one-way hash.
     pub suppressed: u64,
     /// A one-way reference of the erased contact id(s) for the operator's records
@@ -136,6 +144,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                out.bounces += bind_all!(
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM bounces WHERE message_id IN ({list})"
+                    ))),
+                    chunk
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             }
             out.events = sqlx::query("DELETE FROM events WHERE contact_id = $1")
                 .bind(id)
@@ -172,6 +189,23 @@ impl Store {
                     .bind(&plain)
                     .execute(&mut *tx)
                     .await?;
+                out.suppression_changes += sqlx::query(
+                    "DELETE FROM suppression_changes WHERE channel = $1 AND address = $2",
+                )
+                .bind(channel)
+                .bind(&plain)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if channel == "email" {
+                    // Reports matched to no message (or to another contact's) still name
+                    // the address.
+                    out.bounces += sqlx::query("DELETE FROM bounces WHERE address = $1")
+                        .bind(&plain)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
                 out.suppressed += sqlx::query(super::suppressions::SUPPRESS)
                     .bind(channel)
                     .bind(hashed_address(channel, &address))
@@ -194,8 +228,9 @@ impl Store {
 
     /// Everything held about contact `id`, as one JSON document: the contact, its date
     /// index, events (with their data), messages with every attempt and receipt, SMS replies
-    /// (by contact or from its number), survey answers, and the suppression entries of its
-    /// addresses (plain or hashed). `None` when there is no such contact.
+    /// (by contact or from its number), survey answers, the suppression entries of its
+    /// addresses (plain or hashed) and their history, and the bounces and complaints about it
+    /// (raw reports included). `None` when there is no such contact.
     pub async fn export_contact(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Value>> {
         let Some(contact) = self.contact(id).await? else {
             return Ok(None);
@@ -247,6 +282,37 @@ impl Store {
             addresses.push(("sms", p.clone()));
             addresses.push(("sms", hashed_address("sms", p)));
         }
+        // Bounces and complaints about its messages or its address, newest first, each
+        // with its raw report; and the suppression history of its plain addresses.
+        let mut bounces = Vec::new();
+        if let Some(e) = &contact.email {
+            bounces = self.bounces(None, Some(e), i64::MAX / 2).await?;
+        }
+        for m in &messages {
+            for b in self.bounces(Some(&m.id), None, i64::MAX / 2).await? {
+                if !bounces.iter().any(|x| x.id == b.id) {
+                    bounces.push(b);
+                }
+            }
+        }
+        let mut bounce_docs = Vec::new();
+        for b in bounces {
+            let raw = self.bounce_raw(&b.id).await?;
+            let mut v = serde_json::to_value(&b).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("raw".into(), json!(raw));
+            }
+            bounce_docs.push(v);
+        }
+        let mut changes = Vec::new();
+        for (channel, address) in addresses
+            .iter()
+            .filter(|(_, a)| !a.starts_with(super::suppressions::HASHED))
+        {
+            for (change, reason, actor, at) in self.suppression_changes(channel, address).await? {
+                changes.push(json!({"channel": channel, "address": address, "change": change, "reason": reason, "actor": actor, "at": at}));
+            }
+        }
         let mut suppressions = Vec::new();
         for s in self.suppressions(None).await? {
             if addresses
@@ -265,6 +331,8 @@ impl Store {
             "replies": replies,
             "answers": answers,
             "suppressions": suppressions,
+            "bounces": bounce_docs,
+            "suppression_changes": changes,
         })))
     }
 }

@@ -12,7 +12,8 @@
 //! completions), `contacts` (contacts and events, ingest's batched writes), `log` (the
 //! delivery log support searches), `receipts` (what carriers said about sent SMS),
 //! `replies` (what customers texted back), `answers` (survey answers), `reports` (the
-//! counts reports are made of), `suppressions`, `schedule` (anniversaries and
+//! counts reports are made of), `suppressions`, `feedback` (email bounces, complaints and
+//! the reputation brake), `schedule` (anniversaries and
 //! cron occurrences), `lease` (renewing and reaping claims), `ops` (support's hand actions
 //! and the figures health and metrics read), `retention` (the purge and the daily counts
 //! that outlive it), `erasure` (a person's data exported or erased); `schema` says when
@@ -24,6 +25,7 @@ mod check;
 mod contacts;
 mod copy;
 mod erasure;
+mod feedback;
 mod lease;
 mod log;
 mod ops;
@@ -43,6 +45,9 @@ pub use check::CheckReport;
 pub use contacts::contact_dates;
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use erasure::{Erased, reference as erasure_reference};
+pub use feedback::{
+    BouncedMessage, Brake, FeedbackFigures, NewBounce, SoftRule, StoredBounce, Window,
+};
 pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};

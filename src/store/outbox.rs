@@ -43,10 +43,10 @@ pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_i
 /// The suppressed addresses of the claimed messages' contacts: email in lower case, phone
 /// numbers in E.164 as `ingest` stores them.
 pub(super) const CLAIMED_SUPPRESSIONS: &str = "SELECT s.channel, s.address, s.reason FROM suppressions s \
-     WHERE (s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
+     WHERE (s.expires_at IS NULL OR s.expires_at > $2) AND ((s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
      WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))) \
      OR (s.channel = 'sms' AND s.address IN (SELECT c.phone FROM contacts c \
-     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)))";
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))))";
 
 pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
      WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
@@ -410,6 +410,7 @@ impl Store {
             let mut suppressed: HashMap<(String, String), String> = HashMap::new();
             for r in sqlx::query(CLAIMED_SUPPRESSIONS)
                 .bind(token)
+                .bind(now)
                 .fetch_all(&mut *tx)
                 .await?
             {

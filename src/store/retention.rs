@@ -16,6 +16,9 @@
 //!   the event, its type, time and `order_id` stay for `had_event`, `stop_when` and
 //!   `logs --order`. Again not while a pending message needs it.
 //! - **replies** received longer than `retention.replies` ago.
+//! - **bounces** and complaints received longer than `retention.bounces` ago, with their
+//!   raw reports, and the suppression list's history of changes made before then. The
+//!   suppressions themselves stay (see below); a soft-bounce count only looks back days.
 //!
 //! Contacts and the suppression list are not purged by age: a contact leaves by erasure
 //! (`contact erase`), and a suppression must outlive everything.
@@ -51,13 +54,17 @@ pub struct Purged {
     /// Events whose `data` was emptied (`retention.content`).
     pub contents: u64,
     pub replies: u64,
+    /// Bounces and complaints (`retention.bounces`).
+    pub bounces: u64,
+    /// Entries of the suppression list's history (`retention.bounces`).
+    pub suppression_changes: u64,
     /// Transactions it took.
     pub batches: u64,
 }
 
 impl Purged {
     /// (what, how many) in the order of the log line and the metric's labels.
-    pub fn items(&self) -> [(&'static str, u64); 6] {
+    pub fn items(&self) -> [(&'static str, u64); 8] {
         [
             ("messages", self.messages),
             ("attempts", self.attempts),
@@ -65,6 +72,8 @@ impl Purged {
             ("events", self.events),
             ("contents", self.contents),
             ("replies", self.replies),
+            ("bounces", self.bounces),
+            ("suppression_changes", self.suppression_changes),
         ]
     }
 
@@ -77,13 +86,15 @@ impl std::fmt::Display for Purged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} messages, {} attempts, {} receipts, {} events, {} event payloads emptied, {} replies in {} batch(es)",
+            "{} messages, {} attempts, {} receipts, {} events, {} event payloads emptied, {} replies, {} bounces, {} suppression changes in {} batch(es)",
             self.messages,
             self.attempts,
             self.receipts,
             self.events,
             self.contents,
             self.replies,
+            self.bounces,
+            self.suppression_changes,
             self.batches
         )
     }
@@ -361,6 +372,22 @@ impl Store {
                 rest().await;
             }
         }
+        if let Some(cut) = cutoff(Kept::Bounces) {
+            for (table, column) in [("bounces", "received_at"), ("suppression_changes", "at")] {
+                loop {
+                    let n = self.purge_by_time(table, column, cut, batch).await?;
+                    out.batches += 1;
+                    match table {
+                        "bounces" => out.bounces += n,
+                        _ => out.suppression_changes += n,
+                    }
+                    if n < batch as u64 {
+                        break;
+                    }
+                    rest().await;
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -537,6 +564,28 @@ impl Store {
             .execute(pool)
             .await?
             .rows_affected())
+        })
+    }
+
+    /// One batch of the oldest rows of `table` (ours: `bounces`, `suppression_changes`)
+    /// whose `column` is before `cut`, found by that column's index.
+    async fn purge_by_time(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        cut: i64,
+        batch: usize,
+    ) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < $1 ORDER BY {column} LIMIT $2)"
+        );
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query(AssertSqlSafe(sql))
+                .bind(cut)
+                .bind(batch as i64)
+                .execute(pool)
+                .await?
+                .rows_affected())
         })
     }
 

@@ -117,15 +117,19 @@ pub enum Kept {
     Attempts,
     Content,
     Replies,
+    /// Email bounces and complaints (raw reports included) and the suppression list's
+    /// history of changes.
+    Bounces,
 }
 
 impl Kept {
-    pub const ALL: [Kept; 5] = [
+    pub const ALL: [Kept; 6] = [
         Kept::Events,
         Kept::Messages,
         Kept::Attempts,
         Kept::Content,
         Kept::Replies,
+        Kept::Bounces,
     ];
 
     /// The key under `retention:`.
@@ -136,6 +140,7 @@ impl Kept {
             Kept::Attempts => "attempts",
             Kept::Content => "content",
             Kept::Replies => "replies",
+            Kept::Bounces => "bounces",
         }
     }
 
@@ -143,7 +148,8 @@ impl Kept {
     /// year and a day for anniversaries, plus room), short enough not to keep data forever.
     fn default_days(self) -> u64 {
         match self {
-            Kept::Events | Kept::Messages | Kept::Attempts => 400,
+            // Bounces as long as the messages they answer: support reads them together.
+            Kept::Events | Kept::Messages | Kept::Attempts | Kept::Bounces => 400,
             Kept::Content => 90,
             Kept::Replies => 180,
         }
@@ -159,6 +165,7 @@ pub struct RawRetention {
     attempts: Option<String>,
     content: Option<String>,
     replies: Option<String>,
+    bounces: Option<String>,
 }
 
 impl RawRetention {
@@ -169,6 +176,7 @@ impl RawRetention {
             Kept::Attempts => self.attempts.as_deref(),
             Kept::Content => self.content.as_deref(),
             Kept::Replies => self.replies.as_deref(),
+            Kept::Bounces => self.bounces.as_deref(),
         }
     }
 }
@@ -177,15 +185,15 @@ impl RawRetention {
 /// in the config, so that a job whose window needs longer is refused at that place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retention {
-    keep: [Option<Duration>; 5],
-    written: [Option<Location>; 5],
+    keep: [Option<Duration>; Kept::ALL.len()],
+    written: [Option<Location>; Kept::ALL.len()],
 }
 
 impl Default for Retention {
     fn default() -> Retention {
         Retention {
             keep: Kept::ALL.map(|k| Some(Duration::from_secs(k.default_days() * 86_400))),
-            written: [None; 5],
+            written: [None; Kept::ALL.len()],
         }
     }
 }

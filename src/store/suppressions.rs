@@ -15,12 +15,14 @@ pub struct Suppression {
     pub reason: String,
     pub source: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// A soft-bounce suppression ends here (the address is tried again); `None`: no end.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Add (or update the reason and source of) a suppressed address: channel, address
 /// (normalised), reason, source, created_at.
 pub(super) const SUPPRESS: &str = "INSERT INTO suppressions (channel, address, reason, source, created_at) VALUES ($1, $2, $3, $4, $5) \
-     ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source";
+     ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL";
 
 impl Store {
     /// Add (or update the reason of) a suppressed address. Email addresses are kept in lower
@@ -70,7 +72,7 @@ impl Store {
     pub async fn suppressions(&self, channel: Option<&str>) -> Result<Vec<Suppression>> {
         on_pool!(self, |pool, _b| {
             let rows = sqlx::query(
-                "SELECT channel, address, reason, source, created_at FROM suppressions \
+                "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
                  WHERE $1 IS NULL OR channel = $1 ORDER BY created_at, address",
             )
             .bind(channel)
@@ -84,6 +86,7 @@ impl Store {
                         reason: r.try_get(2)?,
                         source: r.try_get(3)?,
                         created_at: from_millis(r.try_get(4)?),
+                        expires_at: r.try_get::<Option<i64>, _>(5)?.map(from_millis),
                     })
                 })
                 .collect()

@@ -2,7 +2,8 @@
 //! a login (AUTH 535, echoing the credentials it was sent), or a greeting. Each reply comes
 //! from a [`Script`] the test can change while the daemon runs (fix the password, and the
 //! relay accepts). It speaks just enough SMTP for lettre: EHLO/HELO, AUTH PLAIN, MAIL, RCPT,
-//! DATA with dot-unstuffing, RSET, NOOP, QUIT; and keeps every message it accepts.
+//! DATA with dot-unstuffing, RSET, NOOP, QUIT; and keeps every message it accepts. RCPT
+//! can be refused per recipient (`rcpt_for`), and the MAIL and RCPT commands are kept.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,6 +19,9 @@ pub struct Script {
     pub auth: String,
     pub mail: String,
     pub rcpt: String,
+    /// Replies to RCPT for recipients whose address contains the key (first match), e.g.
+    /// `("gone@", "550 5.1.1 User unknown")`; the others get `rcpt`.
+    pub rcpt_for: Vec<(String, String)>,
     pub dot: String,
 }
 
@@ -29,6 +33,7 @@ impl Default for Script {
             auth: "235 2.7.0 Authentication successful".into(),
             mail: "250 2.1.0 Ok".into(),
             rcpt: "250 2.1.5 Ok".into(),
+            rcpt_for: Vec::new(),
             dot: "250 2.0.0 Ok: queued".into(),
         }
     }
@@ -41,6 +46,8 @@ pub struct ScriptedSmtp {
     pub received: Arc<Mutex<Vec<String>>>,
     /// AUTH commands seen.
     pub logins: Arc<AtomicUsize>,
+    /// Every MAIL FROM and RCPT TO command, as sent, in order.
+    pub commands: Arc<Mutex<Vec<String>>>,
 }
 
 impl ScriptedSmtp {
@@ -50,13 +57,19 @@ impl ScriptedSmtp {
         let script = Arc::new(Mutex::new(script));
         let received = Arc::new(Mutex::new(Vec::new()));
         let logins = Arc::new(AtomicUsize::new(0));
-        let (s, r, l) = (script.clone(), received.clone(), logins.clone());
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (s, r, l, c) = (
+            script.clone(),
+            received.clone(),
+            logins.clone(),
+            commands.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (s, r, l) = (s.clone(), r.clone(), l.clone());
+                let (s, r, l, c) = (s.clone(), r.clone(), l.clone(), c.clone());
                 std::thread::spawn(move || {
-                    let _ = session(stream, &s, &r, &l);
+                    let _ = session(stream, &s, &r, &l, &c);
                 });
             }
         });
@@ -65,6 +78,7 @@ impl ScriptedSmtp {
             script,
             received,
             logins,
+            commands,
         }
     }
 
@@ -77,6 +91,11 @@ impl ScriptedSmtp {
         self.received.lock().unwrap().clone()
     }
 
+    /// The MAIL FROM and RCPT TO commands seen so far.
+    pub fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+
     pub fn logins(&self) -> usize {
         self.logins.load(Ordering::SeqCst)
     }
@@ -87,6 +106,7 @@ fn session(
     script: &Mutex<Script>,
     received: &Mutex<Vec<String>>,
     logins: &AtomicUsize,
+    commands: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let now = || script.lock().unwrap().clone();
     let mut out = stream.try_clone()?;
@@ -121,8 +141,21 @@ fn session(
                 logins.fetch_add(1, Ordering::SeqCst);
                 reply(&s.auth)?;
             }
-            "MAIL" => reply(&s.mail)?,
-            "RCPT" => reply(&s.rcpt)?,
+            "MAIL" => {
+                commands.lock().unwrap().push(command.clone());
+                reply(&s.mail)?
+            }
+            "RCPT" => {
+                commands.lock().unwrap().push(command.clone());
+                let lower = command.to_ascii_lowercase();
+                let answer = s
+                    .rcpt_for
+                    .iter()
+                    .find(|(k, _)| lower.contains(&k.to_ascii_lowercase()))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or(s.rcpt.clone());
+                reply(&answer)?
+            }
             "DATA" => {
                 reply("354 End data with <CR><LF>.<CR><LF>")?;
                 let mut body = String::new();

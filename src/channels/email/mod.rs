@@ -19,6 +19,10 @@
 )]
 
 use crate::channels::Delivery;
+pub mod bounce;
+pub mod feedback;
+pub mod feedback_settings;
+pub mod pace;
 pub mod relay;
 pub mod settings;
 pub mod smtp;
@@ -42,12 +46,119 @@ pub enum EmailChannel {
         timeout: Duration,
         from: Mailbox,
         domain: String,
+        common: Box<Common>,
     },
     File {
         dir: PathBuf,
         from: Mailbox,
         domain: String,
+        common: Box<Common>,
     },
+}
+
+/// What both transports share: the settings, the destinations' pacing, the DKIM key.
+pub struct Common {
+    cfg: EmailConfig,
+    pacer: pace::Pacer,
+    dkim: Option<lettre::message::dkim::DkimConfig>,
+}
+
+/// The DKIM signer from `email.dkim`: an RSA key (PKCS#1 PEM, `openssl genrsa`) or an
+/// Ed25519 key (PKCS#8 PEM from `openssl genpkey -algorithm ed25519`, or its 32 bytes in
+/// base64), the algorithm read from the key itself.
+pub fn dkim_signer(
+    d: &settings::DkimSettings,
+) -> anyhow::Result<lettre::message::dkim::DkimConfig> {
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
+    };
+    let text = std::fs::read_to_string(&d.key_file).map_err(|e| {
+        anyhow::anyhow!(
+            "email.dkim.key_file: cannot read {}: {e}",
+            d.key_file.display()
+        )
+    })?;
+    let bad = |e: String| {
+        anyhow::anyhow!(
+            "email.dkim.key_file: {} is not a usable key ({e}); give an RSA key in PKCS#1 PEM (openssl genrsa -traditional 2048) or an Ed25519 key (openssl genpkey -algorithm ed25519)",
+            d.key_file.display()
+        )
+    };
+    let key = if text.contains("BEGIN RSA PRIVATE KEY") {
+        DkimSigningKey::new(&text, DkimSigningAlgorithm::Rsa).map_err(|e| bad(e.to_string()))?
+    } else {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
+        let der = b64.decode(body.trim()).map_err(|e| bad(e.to_string()))?;
+        // PKCS#8 for Ed25519 is a fixed 16-byte prefix and the 32-byte seed.
+        const PKCS8_ED25519: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let seed = match der.len() {
+            32 => der,
+            48 if der.starts_with(&PKCS8_ED25519) => der.get(16..).unwrap_or_default().to_vec(),
+            _ if text.contains("BEGIN PRIVATE KEY") => {
+                return Err(bad(
+                    "a PKCS#8 key that is not Ed25519; convert an RSA key with `openssl rsa -traditional`"
+                        .into(),
+                ));
+            }
+            n => return Err(bad(format!("{n} bytes, not an Ed25519 key"))),
+        };
+        DkimSigningKey::new(&b64.encode(seed), DkimSigningAlgorithm::Ed25519)
+            .map_err(|e| bad(e.to_string()))?
+    };
+    // Not `Content-Type`: lettre 0.11 hashes only the message's own headers, and a
+    // multipart message's Content-Type is written with its body, so a signature that lists
+    // it fails every verifier (dkimpy in tests/dkim.rs showed it). The body hash covers
+    // the parts and their boundaries.
+    let headers = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "Feedback-ID",
+    ]
+    .into_iter()
+    .map(HeaderName::new_from_ascii_str)
+    .collect();
+    Ok(DkimConfig::new(
+        d.selector.clone(),
+        d.domain.clone(),
+        key,
+        headers,
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}
+
+/// `Feedback-ID` (Gmail's feedback loop): `job:class:sender`, the most specific first.
+#[derive(Clone)]
+struct FeedbackId(String);
+
+impl Header for FeedbackId {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Feedback-ID")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(FeedbackId(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
 }
 
 /// One email to send.
@@ -59,6 +170,8 @@ pub struct OutgoingEmail<'a> {
     pub date: DateTime<Utc>,
     /// Marketing mail: the https link and the optional mailto for `List-Unsubscribe`.
     pub unsubscribe: Option<(String, Option<String>)>,
+    /// `Feedback-ID`'s first two parts: the job and the class.
+    pub feedback: Option<(&'a str, &'a str)>,
 }
 
 /// `List-Unsubscribe: <https://...>, <mailto:...>` (RFC 2369).
@@ -96,6 +209,13 @@ impl Header for ListUnsubscribePost {
 
 impl EmailChannel {
     pub fn new(cfg: &EmailConfig) -> anyhow::Result<EmailChannel> {
+        let common = || -> anyhow::Result<Box<Common>> {
+            Ok(Box::new(Common {
+                cfg: cfg.clone(),
+                pacer: pace::Pacer::new(&cfg.destinations),
+                dkim: cfg.dkim.as_ref().map(dkim_signer).transpose()?,
+            }))
+        };
         Ok(match &cfg.transport {
             EmailTransport::File { dir } => {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -105,6 +225,7 @@ impl EmailChannel {
                     dir: dir.clone(),
                     from: cfg.from.clone(),
                     domain: cfg.message_id_domain.clone(),
+                    common: common()?,
                 }
             }
             EmailTransport::Smtp(s) => EmailChannel::Smtp {
@@ -112,6 +233,7 @@ impl EmailChannel {
                 timeout: s.timeout,
                 from: cfg.from.clone(),
                 domain: cfg.message_id_domain.clone(),
+                common: common()?,
             },
         })
     }
@@ -146,8 +268,25 @@ impl EmailChannel {
         }
     }
 
+    fn common(&self) -> &Common {
+        match self {
+            EmailChannel::Smtp { common, .. } | EmailChannel::File { common, .. } => common,
+        }
+    }
+
+    /// The checked `email:` section this channel was built from.
+    pub fn config(&self) -> &EmailConfig {
+        &self.common().cfg
+    }
+
+    /// Pacing per destination domain.
+    pub fn pacer(&self) -> &pace::Pacer {
+        &self.common().pacer
+    }
+
     pub async fn send(&self, out: &OutgoingEmail<'_>) -> Delivery {
-        let (envelope, bytes) = match compose(self.from(), out) {
+        let common = self.common();
+        let (envelope, bytes) = match compose(self.from(), out, common) {
             Ok(m) => m,
             Err(e) => return Delivery::permanent(e),
         };
@@ -171,6 +310,7 @@ impl EmailChannel {
                         provider_id: None,
                         retry_after: None,
                         relay_fault: false,
+                        bounce: None,
                     },
                     Err(e) => Delivery::transient(format!("cannot write {}: {e}", path.display())),
                 }
@@ -187,16 +327,39 @@ impl EmailChannel {
             }
         };
         d.provider_id = provider_id;
+        if d.outcome == Outcome::Sent {
+            common.pacer.accepted(out.to);
+        }
         d
     }
 }
 
 /// The envelope and the bytes of the message, or why it cannot be built. A panic inside
 /// lettre is caught here and becomes that reason: it concerns this message only.
-fn compose(from: &Mailbox, out: &OutgoingEmail) -> Result<(Envelope, Vec<u8>), String> {
+fn compose(
+    from: &Mailbox,
+    out: &OutgoingEmail,
+    common: &Common,
+) -> Result<(Envelope, Vec<u8>), String> {
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        build(from, out).map(|m| (m.envelope().clone(), m.formatted()))
+        let feedback_id = out
+            .feedback
+            .filter(|_| common.cfg.feedback_id)
+            .map(|(job, class)| format!("{job}:{class}:{}", from.email.domain()));
+        build(from, out, feedback_id).map(|mut m| {
+            if let Some(dkim) = &common.dkim {
+                m.sign(dkim);
+            }
+            (m.envelope().clone(), m.formatted())
+        })
     }));
+    let built = match built {
+        Ok(Ok((envelope, bytes))) => match verp(common, out, &envelope) {
+            Ok(e) => Ok(Ok((e, bytes))),
+            Err(e) => Ok(Err(e)),
+        },
+        other => other,
+    };
     match built {
         Ok(result) => result,
         Err(panic) => Err(format!(
@@ -283,7 +446,31 @@ impl Header for LiteralSubject {
     }
 }
 
-fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
+/// The envelope with the VERP return path (`bounces+<outbox id>@…`): a bounce then names
+/// its message whatever the bouncing server quotes of it.
+fn verp(common: &Common, out: &OutgoingEmail, envelope: &Envelope) -> Result<Envelope, String> {
+    let Some(template) = &common.cfg.return_path else {
+        return Ok(envelope.clone());
+    };
+    let id = out
+        .message_id
+        .trim_matches(['<', '>'])
+        .rsplit_once('@')
+        .map(|(id, _)| id)
+        .unwrap_or(out.message_id);
+    let sender: lettre::Address = template
+        .replace("{id}", id)
+        .parse()
+        .map_err(|e| format!("email.bounces.return_path does not make an address for {id}: {e}"))?;
+    Envelope::new(Some(sender), envelope.to().to_vec())
+        .map_err(|e| format!("cannot build the envelope: {e}"))
+}
+
+fn build(
+    from: &Mailbox,
+    out: &OutgoingEmail,
+    feedback_id: Option<String>,
+) -> Result<Message, String> {
     let to: Mailbox = match out.to.parse::<lettre::Address>() {
         Ok(addr) => Mailbox::new(display_name(out.to_name, out.message_id), addr),
         Err(e) => {
@@ -312,6 +499,9 @@ fn build(from: &Mailbox, out: &OutgoingEmail) -> Result<Message, String> {
         builder = builder
             .header(ListUnsubscribe(value))
             .header(ListUnsubscribePost);
+    }
+    if let Some(f) = feedback_id {
+        builder = builder.header(FeedbackId(f));
     }
     let c = out.content;
     let result = match (&c.text, &c.html) {
@@ -354,7 +544,56 @@ mod tests {
             content,
             date: DateTime::<Utc>::UNIX_EPOCH,
             unsubscribe: None,
+            feedback: None,
         }
+    }
+
+    fn common() -> Common {
+        Common {
+            cfg: settings::EmailConfig {
+                from: from(),
+                message_id_domain: "example.com".into(),
+                transport: settings::EmailTransport::File {
+                    dir: PathBuf::from("/nonexistent"),
+                },
+                return_path: Some("bounces+{id}@example.com".into()),
+                soft: settings::SoftBounces {
+                    count: 3,
+                    within: Duration::from_secs(1),
+                    suppress_for: Duration::from_secs(1),
+                },
+                reputation: settings::Reputation {
+                    window: 10,
+                    min_sends: 1,
+                    hard_bounce_percent: 2.0,
+                    complaint_percent: 0.3,
+                    recheck: Duration::from_secs(1),
+                },
+                destinations: Default::default(),
+                dkim: None,
+                feedback_id: true,
+                webhooks: Default::default(),
+            },
+            pacer: pace::Pacer::new(&Default::default()),
+            dkim: None,
+        }
+    }
+
+    #[test]
+    fn the_envelope_sender_names_the_message_and_feedback_id_the_job() {
+        let c = content("s");
+        let mut o = out(None, &c);
+        o.feedback = Some(("review-request", "marketing"));
+        let (envelope, bytes) = compose(&from(), &o, &common()).unwrap();
+        assert_eq!(
+            envelope.from().map(|a| a.to_string()).as_deref(),
+            Some("bounces+m-1@example.com")
+        );
+        assert!(
+            headers(&bytes).contains("Feedback-ID: review-request:marketing:example.com"),
+            "{}",
+            headers(&bytes)
+        );
     }
 
     fn from() -> Mailbox {
@@ -389,7 +628,7 @@ mod tests {
             "lettre no longer panics on a CR/LF display name"
         );
         let c = content("s");
-        let (envelope, bytes) = compose(&from(), &out(Some(name), &c)).unwrap();
+        let (envelope, bytes) = compose(&from(), &out(Some(name), &c), &common()).unwrap();
         let h = headers(&bytes);
         assert!(
             h.contains("To: \"Eve Bcc: x@y\" <eve@example.com>") || h.contains("To: =?utf-8?"),
@@ -413,7 +652,7 @@ mod tests {
     #[test]
     fn a_literal_encoded_word_in_a_subject_stays_literal() {
         let c = content("Order =?utf-8?b?SGFja2Vk?= shipped");
-        let (_, bytes) = compose(&from(), &out(None, &c)).unwrap();
+        let (_, bytes) = compose(&from(), &out(None, &c), &common()).unwrap();
         let h = headers(&bytes);
         let subject = h
             .lines()
@@ -431,7 +670,7 @@ mod tests {
     #[test]
     fn a_subject_is_one_line() {
         let c = content("Re: SO-1\r\nBcc: x@y\u{1b}[31m");
-        let (_, bytes) = compose(&from(), &out(None, &c)).unwrap();
+        let (_, bytes) = compose(&from(), &out(None, &c), &common()).unwrap();
         let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
         assert_eq!(parsed.subject(), Some("Re: SO-1 Bcc: x@y [31m"));
         assert!(parsed.header_raw("Bcc").is_none());
@@ -442,7 +681,7 @@ mod tests {
         let c = content("s");
         let mut o = out(None, &c);
         o.to = "not an address\u{1b}";
-        let e = compose(&from(), &o).unwrap_err();
+        let e = compose(&from(), &o, &common()).unwrap_err();
         assert!(
             e.starts_with("invalid recipient address `not an address\\x1b`"),
             "{e}"

@@ -1,4 +1,7 @@
-//! The `email:` section: the sender, and whether mail goes to an SMTP relay or into files.
+//! The `email:` section: the sender, and whether mail goes to an SMTP relay or into files;
+//! how bounces come back (`bounces`: the VERP return path, the soft-bounce rule), the
+//! reputation brake's thresholds (`reputation`), pacing per destination (`destinations`),
+//! DKIM signing (`dkim`) and the providers' webhooks (`webhooks`).
 
 use crate::check::Checker;
 use crate::values::Secret;
@@ -17,6 +20,54 @@ pub struct RawEmail {
     smtp: Option<RawSmtp>,
     /// Right-hand side of generated Message-IDs; the sender's domain when absent.
     message_id_domain: Option<String>,
+    #[serde(default)]
+    bounces: RawBounces,
+    #[serde(default)]
+    reputation: RawReputation,
+    #[serde(default)]
+    destinations: std::collections::BTreeMap<String, RawDestination>,
+    dkim: Option<RawDkim>,
+    /// `Feedback-ID: job:class:sender` for Gmail's feedback loop (default on).
+    feedback_id: Option<bool>,
+    #[serde(default)]
+    webhooks: super::feedback_settings::RawWebhooks,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBounces {
+    /// The envelope sender with `{id}` for the outbox id; `""` turns VERP off.
+    return_path: Option<String>,
+    soft_count: Option<i64>,
+    soft_within: Option<String>,
+    soft_suppress_for: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReputation {
+    window: Option<i64>,
+    min_sends: Option<i64>,
+    hard_bounce_percent: Option<f64>,
+    complaint_percent: Option<f64>,
+    /// How long a paused message waits before the gate looks again.
+    recheck: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    concurrency: Option<u32>,
+    /// `20/m`, `1/s`, `600/h`.
+    rate: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: String,
+    selector: String,
+    key_file: String,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +112,57 @@ pub struct EmailConfig {
     pub from: lettre::message::Mailbox,
     pub message_id_domain: String,
     pub transport: EmailTransport,
+    /// The envelope sender, `{id}` replaced by the outbox id (VERP); `None`: the From address.
+    pub return_path: Option<String>,
+    pub soft: SoftBounces,
+    pub reputation: Reputation,
+    pub destinations: Destinations,
+    pub dkim: Option<DkimSettings>,
+    pub feedback_id: bool,
+    pub webhooks: super::feedback_settings::Webhooks,
+}
+
+/// N soft bounces within a period suppress an address for a while.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftBounces {
+    pub count: i64,
+    pub within: Duration,
+    pub suppress_for: Duration,
+}
+
+/// The reputation brake's thresholds. Defaults follow Gmail's and Yahoo's published sender
+/// rules (spam complaints under 0.3%) and the bulk-sender norm of under 2% hard bounces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reputation {
+    /// The last N email sends of a job (and of the sending domain) that the rates cover.
+    pub window: i64,
+    /// Rates are judged only once the window holds this many sends.
+    pub min_sends: i64,
+    pub hard_bounce_percent: f64,
+    pub complaint_percent: f64,
+    pub recheck: Duration,
+}
+
+/// Pacing per destination domain: groups of domains that share one budget, and the rest.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Destinations {
+    /// (the group's name as written, its domains, its budget).
+    pub groups: Vec<(String, Vec<String>, Budget)>,
+    pub default: Option<Budget>,
+}
+
+/// At most `concurrency` sends at once and `rate` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub concurrency: Option<u32>,
+    pub rate: Option<(u32, Duration)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -115,11 +217,179 @@ pub fn check(c: &mut Checker, raw: RawEmail) -> EmailConfig {
             Some(s) => EmailTransport::Smtp(smtp(c, s)),
         },
     };
+    let from_domain = from.email.domain().to_string();
+    let return_path = match raw.bounces.return_path {
+        Some(p) if p.trim().is_empty() => None,
+        Some(p) => {
+            let sample = p.replace("{id}", "01jabc");
+            if !p.contains("{id}") {
+                c.err(
+                    "email.bounces.return_path",
+                    format!("`{p}` has no `{{id}}`: bounces could not be matched to their message"),
+                    Some("e.g. \"bounces+{id}@example.com\", or \"\" to send without VERP".into()),
+                );
+            } else if sample.parse::<lettre::Address>().is_err() {
+                c.err(
+                    "email.bounces.return_path",
+                    format!("`{p}` is not an address once `{{id}}` is filled in"),
+                    Some("e.g. \"bounces+{id}@example.com\"".into()),
+                );
+            }
+            Some(p)
+        }
+        None => Some(format!("bounces+{{id}}@{from_domain}")),
+    };
+    let soft = SoftBounces {
+        count: raw.bounces.soft_count.unwrap_or(3).max(1),
+        within: c.duration_or(
+            "email.bounces.soft_within",
+            raw.bounces.soft_within.as_deref(),
+            Duration::from_secs(15 * 86_400),
+        ),
+        suppress_for: c.duration_or(
+            "email.bounces.soft_suppress_for",
+            raw.bounces.soft_suppress_for.as_deref(),
+            Duration::from_secs(30 * 86_400),
+        ),
+    };
+    if raw.bounces.soft_count.is_some_and(|n| n < 1) {
+        c.err("email.bounces.soft_count", "must be at least 1", None);
+    }
+    let r = raw.reputation;
+    let reputation = Reputation {
+        window: r.window.unwrap_or(1000),
+        min_sends: r.min_sends.unwrap_or(100),
+        hard_bounce_percent: r.hard_bounce_percent.unwrap_or(2.0),
+        complaint_percent: r.complaint_percent.unwrap_or(0.3),
+        recheck: c.duration_or(
+            "email.reputation.recheck",
+            r.recheck.as_deref(),
+            Duration::from_secs(15 * 60),
+        ),
+    };
+    if reputation.window < 1 {
+        c.err("email.reputation.window", "must be at least 1", None);
+    }
+    if reputation.min_sends < 1 || reputation.min_sends > reputation.window {
+        c.err(
+            "email.reputation.min_sends",
+            format!("must be between 1 and the window ({})", reputation.window),
+            None,
+        );
+    }
+    for (key, v) in [
+        ("hard_bounce_percent", reputation.hard_bounce_percent),
+        ("complaint_percent", reputation.complaint_percent),
+    ] {
+        if !(v > 0.0 && v <= 100.0) {
+            c.err(
+                &format!("email.reputation.{key}"),
+                format!("{v} is not a percentage above 0"),
+                Some("e.g. 0.3 for 0.3%".into()),
+            );
+        }
+    }
+    let destinations = destinations(c, raw.destinations);
+    let dkim = raw.dkim.map(|d| {
+        if d.domain.trim().is_empty() || d.selector.trim().is_empty() {
+            c.err("email.dkim", "domain and selector must not be empty", None);
+        }
+        if !d.domain.eq_ignore_ascii_case(&from_domain)
+            && !from_domain
+                .to_ascii_lowercase()
+                .ends_with(&format!(".{}", d.domain.to_ascii_lowercase()))
+        {
+            c.warn(
+                "email.dkim.domain",
+                format!(
+                    "DKIM domain `{}` differs from email.from's domain `{from_domain}`: DMARC will not align",
+                    d.domain
+                ),
+                Some(format!("sign as {from_domain} (or a parent domain of it)")),
+            );
+        }
+        DkimSettings {
+            domain: d.domain,
+            selector: d.selector,
+            key_file: c.resolve(&d.key_file),
+        }
+    });
+    let webhooks = super::feedback_settings::check(c, raw.webhooks);
     EmailConfig {
         from,
         message_id_domain,
         transport,
+        return_path,
+        soft,
+        reputation,
+        destinations,
+        dkim,
+        feedback_id: raw.feedback_id.unwrap_or(true),
+        webhooks,
     }
+}
+
+fn destinations(
+    c: &mut Checker,
+    raw: std::collections::BTreeMap<String, RawDestination>,
+) -> Destinations {
+    let mut out = Destinations::default();
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for (name, d) in raw {
+        let field = format!("email.destinations.{name}");
+        let rate = d.rate.as_deref().and_then(|r| match parse_rate(r) {
+            Some(x) => Some(x),
+            None => {
+                c.err(
+                    &format!("{field}.rate"),
+                    format!("`{r}` is not a rate"),
+                    Some("e.g. 20/m, 1/s or 600/h".into()),
+                );
+                None
+            }
+        });
+        if d.concurrency == Some(0) {
+            c.err(&format!("{field}.concurrency"), "must be at least 1", None);
+        }
+        let budget = Budget {
+            concurrency: d.concurrency,
+            rate,
+        };
+        if name == "default" {
+            out.default = Some(budget);
+            continue;
+        }
+        let domains: Vec<String> = name
+            .split(',')
+            .map(|s| s.trim().trim_start_matches('@').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for d in &domains {
+            if let Some(other) = seen.insert(d.clone(), name.clone()) {
+                c.err(
+                    &field,
+                    format!("`{d}` is in two groups (also `{other}`)"),
+                    Some("a domain shares one budget: list it once".into()),
+                );
+            }
+        }
+        out.groups.push((name, domains, budget));
+    }
+    out
+}
+
+/// `20/m` → 20 per minute.
+pub fn parse_rate(text: &str) -> Option<(u32, Duration)> {
+    let (n, per) = text.trim().split_once('/')?;
+    let n: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+    let per = match per.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        "d" | "day" => Duration::from_secs(86_400),
+        _ => return None,
+    };
+    Some((n, per))
 }
 
 fn smtp(c: &mut Checker, s: RawSmtp) -> SmtpConfig {

@@ -26,6 +26,7 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
+use super::bounce::BounceKind;
 use super::relay::{RelayHealth, Stage};
 use super::settings::{SmtpConfig, TlsMode};
 use crate::channels::Delivery;
@@ -188,6 +189,7 @@ impl SmtpPool {
                     provider_id: None,
                     retry_after: None,
                     relay_fault: false,
+                    bounce: None,
                 }
             }
             Err((stage, refusal)) => {
@@ -234,6 +236,14 @@ impl SmtpPool {
     /// stays an ordinary transient failure of that message: one hiccup must not hold up the
     /// whole queue.
     fn settle_session(&self, stage: Stage, mut d: Delivery) -> Delivery {
+        // Only "slow down" concerns the destination; any other refusal of our session says
+        // nothing about the recipient's address.
+        if d.bounce
+            .as_ref()
+            .is_some_and(|b| b.kind != BounceKind::RateLimit)
+        {
+            d.bounce = None;
+        }
         if !stage.is_session() || d.outcome != Outcome::Permanent {
             return d;
         }
@@ -521,17 +531,28 @@ pub(crate) fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
     // A multi-line reply on one line: it becomes one attempt's detail.
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if let Some(code) = e.status() {
-        let outcome = match code.severity {
+        let mut outcome = match code.severity {
             Severity::TransientNegativeCompletion => Outcome::Transient,
             _ => Outcome::Permanent,
         };
+        let code = i64::from(u16::from(code));
+        let bounce = super::bounce::classify(Some(code), &text);
+        // A 5xx that means "slow down" (QQ's `550 … frequency limited`) is retried later:
+        // the address is fine. So is a full mailbox (5.2.2), counted as a soft bounce.
+        if let Some(b) = &bounce
+            && matches!(b.kind, BounceKind::RateLimit | BounceKind::Soft)
+            && (b.kind == BounceKind::RateLimit || b.status.as_deref() == Some("5.2.2"))
+        {
+            outcome = Outcome::Transient;
+        }
         return Delivery {
             outcome,
-            code: Some(i64::from(u16::from(code))),
+            code: Some(code),
             detail: text,
             provider_id: None,
             retry_after: None,
             relay_fault: false,
+            bounce,
         };
     }
     if e.is_client() {

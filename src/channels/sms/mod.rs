@@ -577,6 +577,7 @@ mod tests {
                 provider_id: None,
                 retry_after: retry_after.map(Duration::from_secs),
                 relay_fault: false,
+                bounce: None,
             },
         }
     }

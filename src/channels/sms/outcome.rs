@@ -64,6 +64,7 @@ impl Answer {
                 None
             },
             relay_fault: false,
+            bounce: None,
         }
     }
 }
