@@ -44,6 +44,15 @@ pub(crate) struct Daemon {
     pub unsubscriber: Option<Arc<Unsubscriber>>,
     /// Folders whose changes trigger a reload.
     pub watch: Vec<PathBuf>,
+    /// The web console, served on the API's listener when there is one.
+    pub console: Option<ConsoleParts>,
+}
+
+/// What the console needs from the verbs above the daemon.
+pub(crate) struct ConsoleParts {
+    pub config: crate::console::ConsoleConfig,
+    pub validate: Option<crate::console::Validator>,
+    pub forecast: Option<crate::console::Forecaster>,
 }
 
 fn notify(states: &[NotifyState]) {
@@ -80,6 +89,8 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
     spawn_sighup(reload_tx.clone());
     let _watcher = watch_files(&d.watch, reload_tx.clone());
     let mut files_seen = fingerprint(&d.watch);
+    let status = Arc::new(crate::console::RunStatus::default());
+    status.loaded(version(&d.watch), d.clock.now());
 
     // The HTTP API runs across reloads.
     let mut api_task = None;
@@ -88,6 +99,34 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
             .await
             .map_err(|e| anyhow::anyhow!("api.listen: cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr()?;
+        let console = match &d.console {
+            Some(parts) if parts.config.enabled => {
+                let admins = tokens
+                    .iter()
+                    .filter(|t| t.scope == crate::api::Scope::Admin)
+                    .map(|t| crate::console::TokenLogin {
+                        name: t.name.clone(),
+                        secret: t.secret().to_string(),
+                    })
+                    .collect();
+                tracing::info!(users = parts.config.users.len(), "console at /console/");
+                Some(crate::console::Console::new(
+                    crate::console::Setup {
+                        config: parts.config.clone(),
+                        tokens: admins,
+                        validate: parts.validate.clone(),
+                        forecast: parts.forecast.clone(),
+                        status: status.clone(),
+                        sms: d.channels.sms.clone(),
+                        relay: d.channels.email.health(),
+                    },
+                    d.store.clone(),
+                    current.clone(),
+                    d.clock.clone(),
+                ))
+            }
+            _ => None,
+        };
         let state = ApiState {
             store: d.store.clone(),
             book: current.clone(),
@@ -104,6 +143,7 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
             ready: ready.clone(),
             sms: d.channels.sms.clone(),
             relay: d.channels.email.health(),
+            console,
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {
@@ -217,6 +257,8 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
                             }
                             let text = format!("reload refused: {} error(s); still running the previous jobs", diags.errors());
                             tracing::error!("{text}");
+                            let first = diags.items.first().map(|d| format!(": {d}")).unwrap_or_default();
+                            status.reloaded(d.clock.now(), false, format!("{text}{first}"));
                             notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
                         }
                         Ok(new) => break Some(new),
@@ -258,6 +300,12 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
                     }
                 }
                 tracing::info!(jobs = new.jobs.count(), removed = removed.len(), "reloaded");
+                status.loaded(version(&d.watch), d.clock.now());
+                status.reloaded(
+                    d.clock.now(),
+                    true,
+                    format!("reloaded: {} job(s), {} removed", new.jobs.count(), removed.len()),
+                );
                 current.store(Arc::new(new));
             }
         }
@@ -267,6 +315,30 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
         let _ = t.await;
     }
     Ok(total)
+}
+
+/// The running job set's version: a digest of every job and template file's path and bytes,
+/// so two nodes (or two reloads) can be seen to run the same set.
+fn version(dirs: &[PathBuf]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for dir in dirs {
+        for (path, _, _) in fingerprint(std::slice::from_ref(dir)) {
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update([0]);
+            if let Ok(bytes) = std::fs::read(&path) {
+                h.update(&bytes);
+            }
+            h.update([0]);
+        }
+        h.update([1]);
+    }
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Every file below `dirs` with its size and modification time, sorted.

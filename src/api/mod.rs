@@ -96,6 +96,9 @@ pub struct ApiState {
     pub sms: Option<crate::channels::sms::SmsChannel>,
     /// Whether the SMTP relay takes our mail: `/readyz` is not ready while it refuses us.
     pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
+    /// The web console, mounted under `/console` (its pages are HTML, not part of the
+    /// OpenAPI document).
+    pub console: Option<crate::console::Console>,
 }
 
 /// A usable bearer token (its secret read at start).
@@ -104,6 +107,13 @@ pub struct Token {
     pub name: String,
     pub scope: Scope,
     secret: String,
+}
+
+impl Token {
+    /// The secret, for the console's sign-in with an admin token.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -308,8 +318,9 @@ pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
 
 pub fn router(state: ApiState) -> axum::Router {
     let max_body = state.config.max_body;
+    let console = state.console.clone();
     let (router, _) = routes().split_for_parts();
-    router
+    let router = router
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -319,7 +330,11 @@ pub fn router(state: ApiState) -> axum::Router {
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(json_errors))
-        .with_state(state)
+        .with_state(state);
+    match console {
+        Some(c) => router.nest("/console", crate::console::router(c)),
+        None => router,
+    }
 }
 
 /// Serve until `shutdown` resolves; in-flight requests finish first.

@@ -16,8 +16,11 @@
 //! and the figures health and metrics read); `schema` says when migrations run, `copy`
 //! moves every row to another store, `sql` is the plumbing they share.
 
+mod actions;
 mod contacts;
+mod contents;
 mod copy;
+mod figures;
 mod lease;
 mod log;
 mod ops;
@@ -26,11 +29,14 @@ mod receipts;
 mod replies;
 mod schedule;
 mod schema;
+mod search;
 pub mod settings;
 mod sql;
 mod suppressions;
 
+pub use actions::{AgentAction, NewAction};
 pub use contacts::contact_dates;
+pub use contents::{StoredContent, pack_content, unpack_content};
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use lease::Reaped;
 pub use log::LogFilter;
@@ -40,6 +46,8 @@ pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
+pub use figures::{Figures, FunnelRow};
+pub use search::{Hit, SearchKey};
 pub use settings::{SqliteSync, StoreConfig};
 pub use suppressions::Suppression;
 
