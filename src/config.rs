@@ -20,7 +20,7 @@ use crate::console::settings::{self as console, ConsoleConfig, RawConsole};
 use crate::diag::Diagnostic;
 use crate::dispatch::settings::{self as dispatch, DispatchConfig, RawDispatch};
 use crate::policy::settings::{self as policy, PolicyConfig, RawPolicy};
-use crate::store::settings::{self as store, RawStore, StoreConfig};
+use crate::store::settings::{self as store, RawRetention, RawStore, Retention, StoreConfig};
 use crate::unsubscribe::{self, RawUnsubscribe, UnsubscribeConfig};
 use crate::yaml;
 use chrono_tz::Tz;
@@ -34,6 +34,8 @@ pub const DEFAULT_CONFIG: &str = "config/aftercare.yaml";
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     store: RawStore,
+    #[serde(default)]
+    retention: RawRetention,
     #[serde(default = "default_jobs_dir")]
     jobs_dir: String,
     #[serde(default = "default_templates_dir")]
@@ -89,6 +91,7 @@ fn default_templates_dir() -> String {
 pub struct Config {
     pub path: PathBuf,
     pub store: StoreConfig,
+    pub retention: Retention,
     pub jobs_dir: PathBuf,
     pub templates_dir: PathBuf,
     pub default_timezone: Tz,
@@ -167,6 +170,7 @@ fn assemble(c: &mut Checker, raw: RawConfig, path: &Path) -> Config {
     Config {
         path: path.to_path_buf(),
         store,
+        retention: store::check_retention(c, &raw.retention),
         jobs_dir: c.resolve(&raw.jobs_dir),
         templates_dir: c.resolve(&raw.templates_dir),
         default_timezone,

@@ -46,6 +46,8 @@ pub(crate) struct Daemon {
     pub watch: Vec<PathBuf>,
     /// The web console, served on the API's listener when there is one.
     pub console: Option<ConsoleParts>,
+    /// How long records are kept: the daily purge (`housekeeping`).
+    pub retention: crate::store::Retention,
 }
 
 /// What the console needs from the verbs above the daemon.
@@ -163,6 +165,14 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
             }
         });
     }
+    // The daily retention purge, on one node of several.
+    tokio::spawn(crate::housekeeping::run(
+        d.store.clone(),
+        d.retention.clone(),
+        d.clock.clone(),
+        d.node.clone(),
+        shutdown_rx.clone(),
+    ));
 
     // The dispatch loop stamps this every turn; the watchdog pings only while it moves.
     let alive = Arc::new(AtomicI64::new(now_millis()));

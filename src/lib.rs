@@ -9,6 +9,7 @@
 
 #![warn(unreachable_pub)]
 
+mod answers;
 pub mod api;
 pub mod channels;
 mod check;
@@ -21,6 +22,7 @@ mod daemon;
 pub mod diag;
 mod dispatch;
 pub mod duration;
+pub mod housekeeping;
 pub mod ingest;
 pub mod jobs;
 mod logging;
@@ -29,6 +31,7 @@ pub mod model;
 pub mod plan;
 pub mod playbook;
 pub mod policy;
+mod reports;
 pub mod schedule;
 mod send_guard;
 pub mod sms_hooks;

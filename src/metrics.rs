@@ -47,6 +47,7 @@ struct MessageLabels {
 
 struct Metrics {
     registry: Registry,
+    purged: Family<KindLabels, Counter>,
     send_seconds: Family<SendLabels, Histogram>,
     retries: Counter,
     errors: Family<KindLabels, Counter>,
@@ -116,8 +117,15 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "How late the oldest due message is",
         oldest_due_age.clone(),
     );
+    let purged = Family::<KindLabels, Counter>::default();
+    registry.register(
+        "purged_rows",
+        "Records the retention purge removed (event payloads: emptied), by kind",
+        purged.clone(),
+    );
     Mutex::new(Metrics {
         registry,
+        purged,
         send_seconds,
         retries,
         errors,
@@ -181,6 +189,18 @@ pub(crate) fn count_events(status: &str, n: u64) {
             status: status.into(),
         })
         .inc_by(n);
+}
+
+/// What one retention purge removed, by kind (`messages`, `attempts`, ...).
+pub(crate) fn count_purged(items: &[(&'static str, u64)]) {
+    let m = METRICS.lock().expect("metrics lock");
+    for (kind, n) in items {
+        m.purged
+            .get_or_create(&KindLabels {
+                kind: (*kind).into(),
+            })
+            .inc_by(*n);
+    }
 }
 
 /// The text exposition, with the store's figures read now.

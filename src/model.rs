@@ -153,10 +153,14 @@ pub enum MessageState {
     Sent,
     Failed,
     Cancelled,
+    /// The contact is in the job's holdout group: nothing is sent, and the row is kept so
+    /// the report can compare their outcomes with those who got the message.
+    #[serde(rename = "held_out")]
+    HeldOut,
 }
 
 impl MessageState {
-    pub const ALL: [MessageState; 7] = [
+    pub const ALL: [MessageState; 8] = [
         MessageState::Scheduled,
         MessageState::Open,
         MessageState::Claimed,
@@ -164,6 +168,7 @@ impl MessageState {
         MessageState::Sent,
         MessageState::Failed,
         MessageState::Cancelled,
+        MessageState::HeldOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -175,6 +180,7 @@ impl MessageState {
             MessageState::Sent => "sent",
             MessageState::Failed => "failed",
             MessageState::Cancelled => "cancelled",
+            MessageState::HeldOut => "held_out",
         }
     }
 
@@ -185,7 +191,10 @@ impl MessageState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            MessageState::Sent | MessageState::Failed | MessageState::Cancelled
+            MessageState::Sent
+                | MessageState::Failed
+                | MessageState::Cancelled
+                | MessageState::HeldOut
         )
     }
 }
@@ -243,6 +252,9 @@ pub struct MessageRecord {
     /// What the carrier finally said about a sent SMS (`delivered`, `undelivered`), from the
     /// gateway's delivery receipt; `None` until one arrives, and for other channels.
     pub delivery: Option<String>,
+    /// The job's experiment arm this message is in (a variant's name); absent without
+    /// variants.
+    pub variant: Option<String>,
     pub attempt_log: Vec<AttemptRecord>,
 }
 

@@ -10,10 +10,10 @@
 //! write, and splitting its rounds across files would hide what they share.
 
 use crate::ingest::{FieldError, Incoming};
-use crate::jobs::{Class, Job, StopWhen, Trigger};
+use crate::jobs::{Arm, Class, Job, StopWhen, Trigger};
 use crate::model::{Contact, Event, MessageState, data_key};
 use crate::playbook::{MessageFacts, Playbook};
-use crate::store::{Claimed, NewMessage, Store, StoreError};
+use crate::store::{Claimed, NewMessage, Store, StoreError, Tx};
 use crate::templates::render_reason;
 use crate::values::{new_id, new_token};
 use chrono::{DateTime, Utc};
@@ -100,6 +100,16 @@ pub fn messages_for_event(
     let due_at = event.occurred_at.with_timezone(&Utc) + *delay;
     let mut out = Vec::new();
     if job.webhook {
+        // A callback task's delay counts the agents' working hours when the job gives a
+        // `send_window` (business time in the default zone): "due within one business hour".
+        let task_due = match job.send_window {
+            Some(w) => w.add_open_time(
+                event.occurred_at.with_timezone(&Utc),
+                *delay,
+                book.default_timezone,
+            ),
+            None => due_at,
+        };
         let mut task = new_message(
             book,
             job,
@@ -108,7 +118,7 @@ pub fn messages_for_event(
             0,
             format!("{dedupe_key}{CALLBACK_SUFFIX}"),
             "",
-            due_at,
+            task_due,
         );
         task.channel_plan = Some("webhook".into());
         if !book.webhook_enabled {
@@ -130,7 +140,34 @@ pub fn messages_for_event(
             due_at,
         ));
     }
+    for m in &mut out {
+        assign_arm(job, m);
+    }
     Ok(out)
+}
+
+/// Put a first message (or a callback task) in the contact's arm of the job's experiment:
+/// a variant's template and name, or the holdout (kept as a row that is never sent, so the
+/// report can compare those contacts' outcomes with the others').
+pub fn assign_arm(job: &Job, m: &mut NewMessage) {
+    match job.experiment.assign(&job.id, &m.contact_id) {
+        Arm::Plain => {}
+        Arm::HeldOut => {
+            m.state = MessageState::HeldOut;
+            m.reason = Some(format!(
+                "held out: in the {} holdout of {}; nothing is sent",
+                job.experiment.holdout_text(),
+                job.id
+            ));
+            m.token = None;
+        }
+        Arm::Variant(v) => {
+            if m.channel_plan.is_none() {
+                m.template = v.template.clone();
+            }
+            m.variant = Some(v.name.clone());
+        }
+    }
 }
 
 /// The reminder that follows step `step` of `job`, sent at `sent_at`.
@@ -145,7 +182,7 @@ pub fn next_step(
     }
     let step = job.step(prev.step + 1)?;
     let event_id = prev.event.as_ref().map(|e| e.id.as_str());
-    Some(new_message(
+    let mut m = new_message(
         book,
         job,
         &prev.contact.id,
@@ -154,7 +191,9 @@ pub fn next_step(
         prev.dedupe_key.clone(),
         &step.template,
         sent_at + step.after,
-    ))
+    );
+    m.variant = prev.variant.clone();
+    Some(m)
 }
 
 /// The greeting of an anniversary job for `contact` in `year`, due at `fire_at`.
@@ -178,6 +217,7 @@ pub fn anniversary_message(
     );
     // A greeting days late is odd: it goes within the grace period or not at all.
     m.not_after = Some(fire_at + book.policy.anniversary_grace);
+    assign_arm(job, &mut m);
     Some(m)
 }
 
@@ -193,7 +233,7 @@ pub fn occurrence_message(
         "{contact_id}:{}",
         occurrence.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    Some(new_message(
+    let mut m = new_message(
         book,
         job,
         contact_id,
@@ -202,7 +242,9 @@ pub fn occurrence_message(
         key,
         &step.template,
         occurrence,
-    ))
+    );
+    assign_arm(job, &mut m);
+    Some(m)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -235,6 +277,7 @@ fn new_message(
         class: job.class,
         token: Some(new_token()),
         channel_plan: None,
+        variant: None,
     }
 }
 
@@ -285,6 +328,20 @@ pub async fn ingest_requests(
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut tx = store.begin().await?;
+    let outcomes = ingest_in(book, &mut tx, batch, sizes, now).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// [`ingest_requests`] inside a transaction the caller commits: a survey answer's row and
+/// its `survey.answered` event are written together.
+pub async fn ingest_in(
+    book: &Playbook,
+    tx: &mut Tx,
+    batch: &[Incoming],
+    sizes: &[usize],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>, StoreError> {
     let ids: Vec<String> = batch.iter().map(|i| i.event.id.clone()).collect();
     let stored_digests = tx.event_digests(&ids).await?;
     let mut contact_ids: Vec<String> = batch.iter().map(|i| i.contact.id.clone()).collect();
@@ -357,14 +414,17 @@ pub async fn ingest_requests(
             for (job, mut m) in planned {
                 // An event that arrives after its own stop event (imports out of order) is
                 // planned as cancelled, so the log says why nothing went out.
-                if let Some(stop) = &job.stop_when {
+                for stop in &job.stop_when {
                     let stops = stop_data
                         .get(&(contact.id.clone(), stop.event.clone()))
                         .map(Vec::as_slice)
                         .unwrap_or(&[]);
-                    if let Some(reason) = stop_reason(stop, &ev.data, stops) {
+                    if m.state != MessageState::HeldOut
+                        && let Some(reason) = stop_reason(stop, &ev.data, stops)
+                    {
                         m.state = MessageState::Cancelled;
                         m.reason = Some(reason);
+                        break;
                     }
                 }
                 planned_here
@@ -376,32 +436,30 @@ pub async fn ingest_requests(
             }
             let mut stopped = 0;
             for job in book.jobs.stopped_by(&ev.kind) {
-                let stop = job
-                    .stop_when
-                    .as_ref()
-                    .expect("stopped_by yields jobs with stop_when");
-                for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
-                    if let Some(reason) =
-                        stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
-                        && !db_cancels.iter().any(|(i, _)| *i == id)
-                    {
-                        db_cancels.push((id, format!("{reason} (event {})", ev.id)));
-                        stopped += 1;
+                for stop in job.stop_when.iter().filter(|s| s.event == ev.kind) {
+                    for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
+                        if let Some(reason) =
+                            stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
+                            && !db_cancels.iter().any(|(i, _)| *i == id)
+                        {
+                            db_cancels.push((id, format!("{reason} (event {})", ev.id)));
+                            stopped += 1;
+                        }
                     }
-                }
-                for (idx, trigger_data) in planned_here
-                    .get(&(contact.id.clone(), job.id.clone()))
-                    .into_iter()
-                    .flatten()
-                {
-                    let m = &mut messages[*idx];
-                    if matches!(m.state, MessageState::Scheduled | MessageState::Open)
-                        && let Some(reason) =
-                            stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
+                    for (idx, trigger_data) in planned_here
+                        .get(&(contact.id.clone(), job.id.clone()))
+                        .into_iter()
+                        .flatten()
                     {
-                        m.state = MessageState::Cancelled;
-                        m.reason = Some(format!("{reason} (event {})", ev.id));
-                        stopped += 1;
+                        let m = &mut messages[*idx];
+                        if matches!(m.state, MessageState::Scheduled | MessageState::Open)
+                            && let Some(reason) =
+                                stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
+                        {
+                            m.state = MessageState::Cancelled;
+                            m.reason = Some(format!("{reason} (event {})", ev.id));
+                            stopped += 1;
+                        }
                     }
                 }
             }
@@ -473,7 +531,6 @@ pub async fn ingest_requests(
     for (id, reason) in &db_cancels {
         tx.cancel(id, reason, now).await?;
     }
-    tx.commit().await?;
 
     Ok(outcomes
         .into_iter()

@@ -10,7 +10,7 @@ use crate::jobs::{Job, JobSet};
 use crate::model::{Channel, Contact, Event};
 use crate::policy::PolicyConfig;
 use crate::templates::{
-    self, MessageInfo, RenderedEmail, RenderedSms, TemplateRenderError, TemplateSet,
+    self, MessageInfo, RenderedEmail, RenderedSms, SurveyInfo, TemplateRenderError, TemplateSet,
 };
 use crate::unsubscribe::Unsubscriber;
 use chrono::{DateTime, Utc};
@@ -33,6 +33,9 @@ pub struct Playbook {
     pub unsubscribe: Option<Arc<Unsubscriber>>,
     /// Callback tasks go to a webhook; without one they wait open for agents.
     pub webhook_enabled: bool,
+    /// Where the API's public side is reached (`api.public_url`): survey links are
+    /// `<this>/s/<token>`. `None`: `{{survey.url}}` renders empty (and `validate` warns).
+    pub public_url: Option<String>,
 }
 
 /// Facts about one message for its render context.
@@ -95,6 +98,14 @@ impl Playbook {
             (Some(u), Some(a)) => Some((u.url(channel.as_str(), a), u.mailto(channel.as_str(), a))),
             _ => None,
         };
+        let survey = job.survey.map(|s| {
+            let (lo, hi) = s.scale.range();
+            SurveyInfo {
+                url: m.token.and_then(|t| self.survey_url(t)),
+                scale: s.scale.as_str(),
+                scores: lo..=hi,
+            }
+        });
         let info = MessageInfo {
             id: m.id,
             step: m.step,
@@ -103,8 +114,28 @@ impl Playbook {
             timezone: self.zone_of(contact),
             token: m.token,
             unsubscribe: links.as_ref().map(|(u, m)| (u.as_str(), m.as_deref())),
+            survey,
         };
         templates::context(contact, event, &job.id, &job.description, &info)
+    }
+
+    /// The answer page of the message with this token, when the API has a public URL.
+    pub fn survey_url(&self, token: &str) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|base| format!("{}/s/{token}", base.trim_end_matches('/')))
+    }
+
+    /// The render context of a message as a JSON value (the answer page renders the survey
+    /// question with it).
+    pub fn context_json(
+        &self,
+        job: &Job,
+        contact: &Contact,
+        event: Option<&Event>,
+        m: &MessageFacts,
+    ) -> Value {
+        self.context_value(job, contact, event, m, Channel::Email)
     }
 
     /// Whether the contact (and event) pass the job's `audience.where` conditions.

@@ -24,8 +24,10 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)
 )]
 
+use crate::answers::{self, AnswerError};
 use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_start_reply, is_stop_reply};
 use crate::logging::mask;
+use crate::playbook::Playbook;
 use crate::store::{NewReceipt, ReceiptMatch, ReplyKeyword, Store, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -48,6 +50,8 @@ pub struct Summary {
     pub resumed: usize,
     /// Of those, messages stored already (the provider pushed the same one again).
     pub repeated: usize,
+    /// Of those, replies recorded as the answer to a survey SMS (`3 太慢了`).
+    pub answers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +161,20 @@ pub async fn inbound_reply(
     inbound: Inbound<'_>,
     now: DateTime<Utc>,
 ) -> Result<Summary, HookError> {
+    inbound_replies(store, sms, None, gateway, inbound, now).await
+}
+
+/// [`inbound_reply`], and with `book`, a reply that is a score (`3 太慢了`, `10分`) to the
+/// latest survey SMS sent to that number, within its answer window, is also recorded as
+/// the survey's answer (see `answers`); the reply's action says `answer`. What the API mounts.
+pub async fn inbound_replies(
+    store: &Store,
+    sms: &SmsChannel,
+    book: Option<&Playbook>,
+    gateway: &str,
+    inbound: Inbound<'_>,
+    now: DateTime<Utc>,
+) -> Result<Summary, HookError> {
     let replies = sms.replies(gateway, &inbound)?;
     let mut s = Summary {
         replies: replies.len(),
@@ -199,7 +217,23 @@ pub async fn inbound_reply(
                 %from,
                 "sms opt-in refused: the number was suppressed by support, not by a STOP reply"
             ),
-            None => tracing::info!(gateway, %from, reply = %id, "sms reply stored"),
+            None => {
+                tracing::info!(gateway, %from, reply = %id, "sms reply stored");
+                if let Some(book) = book {
+                    match answers::record_sms_reply(book, store, &stored.from, &r.text, now).await {
+                        Ok(Some(rec)) => {
+                            store.mark_reply(&id, "answer").await?;
+                            s.answers += 1;
+                            tracing::info!(gateway, %from, message = %rec.answer.message_id, score = rec.answer.score, "sms reply is a survey answer");
+                        }
+                        Ok(None) => {}
+                        Err(AnswerError::Store(e)) => return Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!(gateway, %from, "sms reply not taken as an answer: {e}")
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(s)

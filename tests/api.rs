@@ -440,7 +440,7 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
     let (s, doc) = api.get("/openapi.json", None);
     assert_eq!(s, 200);
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 13);
+    assert_eq!(paths.len(), 21);
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let url = format!(
@@ -457,6 +457,7 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
                     .body("{}")
                     .send()
                     .unwrap(),
+                "delete" => api.client.delete(url).bearer_auth(ADMIN).send().unwrap(),
                 other => panic!("undocumented method {other}"),
             };
             assert_ne!(r.status().as_u16(), 405, "{method} {path}");
@@ -467,4 +468,58 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
             );
         }
     }
+}
+
+#[test]
+fn contacts_are_exported_and_erased_by_admins_only() {
+    let api = Api::start("");
+    let (s, _) = api.post(
+        "/v1/events",
+        Some(INGEST),
+        &recent("e-gdpr", "c-gdpr", "SO-GDPR"),
+    );
+    assert_eq!(s, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) = api.get("/v1/messages?contact=c-gdpr&status=sent", Some(READ));
+        if page["items"].as_array().is_some_and(|i| !i.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not sent: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = reqwest::blocking::Client::new();
+    let delete = |token: &str, who: &str| {
+        let r = client
+            .delete(format!("{}/v1/contacts/{who}", api.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    assert_eq!(api.get("/v1/contacts/c-gdpr/export", Some(READ)).0, 403);
+    assert_eq!(delete(READ, "c-gdpr").0, 403);
+    let (s, doc) = api.get("/v1/contacts/c-gdpr/export", Some(ADMIN));
+    assert_eq!(s, 200, "{doc}");
+    assert_eq!(doc["contact"]["email"], "c-gdpr@example.com");
+    assert_eq!(doc["events"][0]["data"]["order_id"], "SO-GDPR");
+    assert_eq!(doc["messages"][0]["attempt_log"][0]["outcome"], "sent");
+    // By email address; the reminder still pending is cancelled by going.
+    let (s, erased) = delete(ADMIN, "c-gdpr@example.com");
+    assert_eq!(s, 200, "{erased}");
+    assert_eq!(erased["contacts"], 1, "{erased}");
+    assert_eq!(erased["messages"], 2, "{erased}");
+    assert_eq!(erased["cancelled"], 1, "{erased}");
+    assert_eq!(erased["suppressed"], 1, "{erased}");
+    let (s, again) = delete(ADMIN, "c-gdpr");
+    assert_eq!((s, &again["contacts"]), (200, &Value::from(0)), "{again}");
+    assert_eq!(api.get("/v1/contacts/c-gdpr/export", Some(ADMIN)).0, 404);
+    let (_, page) = api.get("/v1/messages?contact=c-gdpr", Some(READ));
+    assert_eq!(page["items"], Value::Array(vec![]));
+    // The address is still suppressed, as a hash.
+    let list = api.ws.run(&["suppress", "list"]).ok().stdout;
+    assert!(
+        list.contains("sha256:") && !list.contains("c-gdpr"),
+        "{list}"
+    );
 }

@@ -62,6 +62,22 @@ fn every_reporting_verb_speaks_format_json() {
         ],
     );
     assert!(once.get("sent").is_some(), "{once}");
+    let report = json(
+        &ws,
+        &[
+            "report",
+            "conversions",
+            "--job",
+            "review-request",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-12-01",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(report["total"]["planned"], 1, "{report}");
 }
 
 #[test]

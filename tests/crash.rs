@@ -12,30 +12,11 @@ use chrono::{Duration as Span, SecondsFormat, Utc};
 use common::{Backend, SmtpSink, Workspace};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const N: usize = 4_000;
 const KILLS: usize = 5;
-
-/// Message-ID (without brackets) → how many times the sink received it.
-fn received(dir: &Path) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let raw = std::fs::read(e.unwrap().path()).unwrap();
-        let text = String::from_utf8_lossy(&raw);
-        let id = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("message-id")
-                .then(|| value.trim().trim_matches(['<', '>']).to_string())
-        });
-        if let Some(id) = id {
-            *seen.entry(id).or_insert(0) += 1;
-        }
-    }
-    seen
-}
 
 fn dump_count(sink: &SmtpSink) -> usize {
     std::fs::read_dir(sink.dump.path()).unwrap().count()
@@ -94,7 +75,7 @@ fn kill_dash_nine_mid_dispatch_loses_nothing_and_every_duplicate_is_explained() 
         std::thread::sleep(Duration::from_millis(rng.u64(0..400)));
         child.kill().unwrap(); // SIGKILL: no handler, no hand-back, no last commit
         child.wait().unwrap();
-        let unique = received(sink.dump.path()).len();
+        let unique = sink.received().len();
         eprintln!(
             "round {round}: killed after {} deliveries ({unique} distinct of {N})",
             dump_count(&sink)
@@ -112,7 +93,7 @@ fn kill_dash_nine_mid_dispatch_loses_nothing_and_every_duplicate_is_explained() 
     // through its reaper once their leases end) and stops on SIGTERM.
     let mut last = start(&ws, KILLS);
     wait_for("every message delivered", Duration::from_secs(180), || {
-        received(sink.dump.path()).len() == N
+        sink.received().len() == N
     });
     // Delivered is not yet recorded: wait for the last completions to be committed.
     wait_for(
@@ -155,7 +136,7 @@ fn kill_dash_nine_mid_dispatch_loses_nothing_and_every_duplicate_is_explained() 
         .map(|m| format!("{}@example.com", m["id"].as_str().unwrap()))
         .collect();
     assert_eq!(first_sends.len(), N);
-    let seen = received(sink.dump.path());
+    let seen = sink.received();
     let ids: HashSet<String> = seen.keys().cloned().collect();
     assert_eq!(ids, first_sends, "every message delivered, and only those");
     let unsent: Vec<_> = messages

@@ -195,7 +195,7 @@ fn yaml_that_used_to_spin_a_core_is_refused_in_milliseconds() {
     )
     .unwrap();
     let r = ws.run(&["validate"]).ok();
-    assert!(r.stdout.contains("4 job(s) valid"), "{}", r.stdout);
+    assert!(r.stdout.contains("5 job(s) valid"), "{}", r.stdout);
     std::fs::write(
         ws.path("aftercare.yaml"),
         [config.as_slice(), b"node_id: a\x1bb\n"].concat(),

@@ -214,13 +214,18 @@ fn anniversary_of_any_date_field() {
 
 fn survey_job(tz: &str, missed: &str, audience: &str) -> String {
     format!(
-        "id: weekly-survey\ntrigger: {{cron: \"0 10 * * MON\", timezone: {tz}, missed: {missed}}}\n{audience}template: nps_survey\nchannels: [email]\n"
+        "id: weekly-survey\ntrigger: {{cron: \"0 10 * * MON\", timezone: {tz}, missed: {missed}}}\n{audience}template: nps_survey\nchannels: [email]\nsurvey: nps\n"
     )
 }
 
 #[test]
 fn survey_fires_weekly_at_ten_local_across_dst_and_catches_up_once() {
     let (sink, ws) = setup(&[]);
+    // Survey links need the API's public URL.
+    ws.write_config(
+        Some(sink.port),
+        "api:\n  public_url: \"https://care.example.com\"\n",
+    );
     ws.write(
         "jobs/survey.yaml",
         &survey_job(
@@ -257,10 +262,10 @@ fn survey_fires_weekly_at_ten_local_across_dst_and_catches_up_once() {
         .iter()
         .map(|m| {
             m.text
-                .split("?t=")
+                .split("https://care.example.com/s/")
                 .nth(1)
                 .unwrap()
-                .split_whitespace()
+                .split(|c: char| c == '?' || c.is_whitespace())
                 .next()
                 .unwrap()
                 .to_string()

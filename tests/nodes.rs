@@ -18,7 +18,6 @@ mod common;
 use chrono::{Duration as Span, SecondsFormat, Timelike, Utc};
 use common::{Backend, SmtpSink, Workspace, pg};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -140,36 +139,8 @@ impl Drop for Nodes<'_> {
     }
 }
 
-/// The Message-ID (without angle brackets) of every message in the sink's dump folder, one
-/// per file. Only the header block is read: 20,000 full MIME parses would dominate the test.
-fn dumped_ids(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let raw = std::fs::read(e.unwrap().path()).unwrap();
-        let text = String::from_utf8_lossy(&raw);
-        let id = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("message-id")
-                .then(|| value.trim().trim_matches(['<', '>']).to_string())
-        });
-        if let Some(id) = id {
-            out.push(id);
-        }
-    }
-    out
-}
-
 fn dump_count(sink: &SmtpSink) -> usize {
     std::fs::read_dir(sink.dump.path()).unwrap().count()
-}
-
-/// Message-ID → how many times the sink received it.
-fn received(sink: &SmtpSink) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for id in dumped_ids(sink.dump.path()) {
-        *seen.entry(id).or_insert(0) += 1;
-    }
-    seen
 }
 
 fn count(ws: &Workspace, sql: &str) -> i64 {
@@ -274,7 +245,7 @@ fn two_daemons_deliver_twenty_thousand_messages_once_each() {
     );
     nodes.stop_all();
 
-    let seen = received(&sink);
+    let seen = sink.received();
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "received more than once: {twice:?}");
     let ids: HashSet<String> = seen.into_keys().collect();
@@ -349,7 +320,7 @@ fn a_killed_daemons_messages_go_out_once_its_lease_expires() {
     nodes.stop_all();
 
     // Lost: none.
-    let seen = received(&sink);
+    let seen = sink.received();
     let ids: HashSet<String> = seen.keys().cloned().collect();
     assert_eq!(ids, first_send_ids(&ws), "every message delivered");
     assert_eq!(
@@ -441,7 +412,7 @@ fn heartbeats_keep_a_slow_batch_from_being_taken_by_another_node() {
         count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == 24
     });
     nodes.stop_all();
-    let seen = received(&sink);
+    let seen = sink.received();
     assert_eq!(seen.len(), 24);
     assert!(seen.values().all(|n| *n == 1), "{seen:?}");
     assert_eq!(
@@ -466,7 +437,7 @@ fn a_survey_occurrence_and_a_birthday_scan_plan_once_with_three_daemons() {
         "jobs/survey.yaml",
         &format!(
             "id: pulse-survey\ntrigger: {{cron: \"{} {} * * *\", timezone: UTC, missed: run_once}}\n\
-             template: nps_survey\nchannels: [email]\n",
+             template: nps_survey\nchannels: [email]\nsurvey: nps\n",
             occurrence.minute(),
             occurrence.hour()
         ),
@@ -547,7 +518,7 @@ fn a_survey_occurrence_and_a_birthday_scan_plan_once_with_three_daemons() {
         birthdays,
         "one greeting per birthday"
     );
-    let seen = received(&sink);
+    let seen = sink.received();
     assert!(seen.values().all(|n| *n == 1), "{seen:?}");
     assert_eq!(seen.len() as i64, want);
     let mut per_contact: HashMap<String, usize> = HashMap::new();

@@ -155,7 +155,7 @@ proptest! {
     ) {
         let expr = fields.join(" ");
         let text = format!(
-            "id: c\ntrigger:\n  cron: {}\n  timezone: Asia/Shanghai\ntemplate: nps_survey\n",
+            "id: c\ntrigger:\n  cron: {}\n  timezone: Asia/Shanghai\ntemplate: nps_survey\nsurvey: nps\n",
             serde_json::to_string(&expr).unwrap()
         );
         let (set, diags) = timed("cron job", || load_job(text.as_bytes()));

@@ -71,6 +71,11 @@ fn the_documented_commands_exist() {
         &["logs", "--help"],
         &["migrate", "--help"],
         &["store", "copy", "--help"],
+        &["answer", "--help"],
+        &["report", "conversions", "--help"],
+        &["report", "nps", "--help"],
+        &["report", "csat", "--help"],
+        &["report", "answers", "--help"],
     ] {
         ws.run(cmd).ok();
     }
@@ -180,4 +185,119 @@ fn normalise_ids(text: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn the_detractor_callback_example_is_the_shipped_job() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/jobs/detractor-callback.yaml"
+    ))
+    .unwrap();
+    assert!(
+        blocks("yaml").contains(&shipped),
+        "README's detractor-callback example differs from jobs/detractor-callback.yaml"
+    );
+}
+
+/// The tour, on the shipped config, jobs, templates and demo events: the Monday survey goes
+/// out, an answer of 3 plans the detractor callback, and the reports count it.
+#[test]
+fn the_tour_answers_a_survey_and_plans_a_detractor_callback() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["config", "jobs", "message_templates", "examples"] {
+        copy(&root.join(sub), &dir.path().join(sub));
+    }
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .current_dir(dir.path())
+            .env("AFTERCARE_CONFIG", "config/aftercare.yaml")
+            .env("AFTERCARE_LOG", "error")
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    run(&["events", "import", "examples/events/demo.jsonl"]);
+    run(&["run", "--once", "--now", "2026-11-23T10:00:00+08:00"]);
+    let survey = run(&[
+        "logs",
+        "--contact",
+        "chen.jing@example.com",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        survey.contains("\"nps-survey\"") && survey.contains("\"sent\""),
+        "{survey}"
+    );
+    let answered = run(&[
+        "answer",
+        "--job",
+        "nps-survey",
+        "--contact",
+        "chen.jing@example.com",
+        "3",
+        "--comment",
+        "取车等了四十分钟",
+        "--now",
+        "2026-11-23T12:00:00+08:00",
+    ]);
+    assert!(
+        answered.starts_with("recorded: contact c-99 answered 3 (nps) to nps-survey")
+            && answered.ends_with("saying \"取车等了四十分钟\"; 1 message(s) planned\n"),
+        "{answered}"
+    );
+    let tasks = run(&["callbacks"]);
+    assert!(
+        tasks.contains("detractor-callback  陈静 chen.jing@example.com"),
+        "{tasks}"
+    );
+    let nps = run(&[
+        "report",
+        "nps",
+        "--job",
+        "nps-survey",
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-12-01",
+    ]);
+    assert!(nps.contains("total               1        1"), "{nps}");
+    let answers = run(&[
+        "report",
+        "answers",
+        "--job",
+        "nps-survey",
+        "--score-lte",
+        "6",
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-12-01",
+    ]);
+    assert!(
+        answers.contains("c-99 陈静  via cli  \"取车等了四十分钟\""),
+        "{answers}"
+    );
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
 }

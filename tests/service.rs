@@ -84,7 +84,7 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     };
     read_until("READY=1", &mut heard);
     let ready = heard.iter().find(|h| h.contains("READY=1")).unwrap();
-    assert!(ready.contains("STATUS=running 4 job(s); store "), "{ready}");
+    assert!(ready.contains("STATUS=running 5 job(s); store "), "{ready}");
     // The watchdog is pinged from the dispatch loop, every third of the period.
     heard.clear();
     read_until("WATCHDOG=1", &mut heard);
@@ -98,7 +98,7 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     assert!(
         heard
             .iter()
-            .any(|h| h.contains("STATUS=reloaded: running 4 job(s)")),
+            .any(|h| h.contains("STATUS=reloaded: running 5 job(s)")),
         "{heard:?}"
     );
     signal(&child, "-TERM");

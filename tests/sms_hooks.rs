@@ -84,6 +84,7 @@ fn playbook() -> Playbook {
         policy: aftercare::policy::PolicyConfig::default(),
         unsubscribe: None,
         webhook_enabled: false,
+        public_url: None,
     }
 }
 

@@ -102,6 +102,7 @@ fn playbook() -> Playbook {
         policy: aftercare::policy::PolicyConfig::default(),
         unsubscribe: None,
         webhook_enabled: false,
+        public_url: None,
     }
 }
 
@@ -655,7 +656,9 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                 assert_eq!(m.due_at, now + Duration::days(4));
                 assert!(m.event_id.is_some());
             }
-            MessageState::Claimed | MessageState::Open => panic!("left {}: {}", m.state, m.id),
+            MessageState::Claimed | MessageState::Open | MessageState::HeldOut => {
+                panic!("left {}: {}", m.state, m.id)
+            }
         }
     }
     // Retries fall due again and carry their attempt count.

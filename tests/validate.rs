@@ -10,7 +10,7 @@ fn shipped_jobs_and_templates_are_valid() {
     let r = ws.run(&["validate"]).ok();
     assert_eq!(
         r.stdout.trim(),
-        "4 job(s) valid: birthday-greeting, complaint-callback, nps-survey, review-request; 0 error(s), 0 warning(s)"
+        "5 job(s) valid: birthday-greeting, complaint-callback, detractor-callback, nps-survey, review-request; 0 error(s), 0 warning(s)"
     );
     // And the config the README tells a newcomer to use.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/aftercare.yaml");
@@ -56,7 +56,7 @@ fn malformed_jobs_are_reported_at_path_line_column_with_hints() {
         "jobs/bad-values.yaml:10:9: error: dedupe: `contact.nmae`: contact has no field `nmae`\n  hint: did you mean `name`?",
         "jobs/review-request.yaml:1:5: error: duplicate job id `review-request`, first defined at jobs/dup.yaml:1:5",
         "jobs/syntax.yaml:3:9: error: did not find expected ',' or '}'",
-        "4 job(s) valid: birthday-greeting, complaint-callback, nps-survey, review-request; 7 error(s), 1 warning(s)",
+        "5 job(s) valid: birthday-greeting, complaint-callback, detractor-callback, nps-survey, review-request; 7 error(s), 1 warning(s)",
     ];
     for w in want {
         assert!(r.stdout.contains(w), "missing:\n{w}\nin:\n{}", r.stdout);
@@ -248,7 +248,7 @@ fn review_gating_is_refused_and_missing_unsubscribe_links_are_warned() {
     assert_eq!(r.code, 1);
     for want in [
         "jobs/review-request.yaml:17:24: error: audience.where.event.data.rating: review gating: a review request must go to every customer, not only satisfied ones",
-        "FTC's 2024 rule on consumer reviews",
+        "16 CFR Part 465",
         "jobs/promo.yaml:3:11: warning: template: marketing template `plain` has no unsubscribe link",
     ] {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
@@ -284,6 +284,62 @@ fn clock_triggers_are_checked() {
         // A birthday job has no event: the review template cannot be used by it.
         "`event.data.order_id`: this job cannot provide `event`",
         "hint: an anniversary job is not triggered by an event",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
+    }
+}
+
+#[test]
+fn comparisons_list_stops_surveys_and_experiments_are_checked() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "jobs/bad-where.yaml",
+        "id: bad-where\ntrigger: {event: survey.answered}\nclass: service\nchannels: [webhook]\n\
+         audience:\n  where:\n    event.data.score: {lte: six}\n    event.data.channel: {betwen: [a, b]}\n\
+         stop_when: [order.returned, {event: complaint.opend}]\n",
+    );
+    ws.write(
+        "jobs/coupon.yaml",
+        "id: promoter-coupon\ndescription: A coupon for our fans\ntrigger: {event: survey.answered}\n\
+         template: plain\naudience:\n  where:\n    event.data.score: {gte: 9}\n",
+    );
+    ws.write(
+        "jobs/ask.yaml",
+        "id: ask-promoters\ntrigger: {event: survey.answered}\ntemplate: review_request\n\
+         audience:\n  where:\n    event.data.score: {in: [9, 10]}\n",
+    );
+    ws.write(
+        "jobs/ab.yaml",
+        "id: ab\ntrigger: {event: order.delivered}\nchannels: [email]\n\
+         variants: [{name: a, template: review_request}, {name: B, template: review_requst}]\nholdout: 120%\n\
+         survey: {scale: stars}\n",
+    );
+    ws.write("message_templates/plain/email.subject.hbs", "Hi\n");
+    ws.write(
+        "message_templates/plain/email.txt.hbs",
+        "Your coupon {{unsubscribe.url}}\n",
+    );
+    ws.write(
+        "jobs/no-survey.yaml",
+        "id: no-survey\ntrigger: {event: rental.completed}\ntemplate: nps_survey\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    for want in [
+        "error: audience.where.event.data.score.lte: `lte` compares numbers or dates; `\"six\"` is neither",
+        "unknown comparison `betwen`",
+        "warning: stop_when[1].event: `complaint.opend` is not a known event type",
+        "did you mean `complaint.opened`?",
+        "review gating: this job gives an incentive only to customers who scored us high",
+        "review gating: a review request must go to every customer, not only satisfied ones",
+        "16 CFR Part 465",
+        "Trustpilot",
+        "error: variants[1].name: `B` is not a variant name",
+        "error: variants[1].template: unknown template `review_requst`",
+        "error: holdout: a holdout is a share of contacts above 0% and below 100%",
+        "unknown survey scale `stars`",
+        "`survey.url`: this job cannot provide `survey`",
+        "this job is not a survey: add `survey: nps` (or csat) to it",
     ] {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
     }

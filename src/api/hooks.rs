@@ -132,9 +132,11 @@ pub(super) async fn sms_inbound(
         body: &body,
     };
     let url = req.url();
-    let summary = sms_hooks::inbound_reply(
+    let book = state.book.load_full();
+    let summary = sms_hooks::inbound_replies(
         &state.store,
         sms,
+        Some(&book),
         &gateway,
         req.inbound(&url),
         state.clock.now(),

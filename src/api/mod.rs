@@ -1,16 +1,20 @@
-//! The HTTP API: events in, the delivery log out, one-click unsubscribe, health and metrics.
+//! The HTTP API: events in, the delivery log out, survey answers in (the answer page and
+//! `/v1/answers`), one-click unsubscribe, health and metrics.
 //!
 //! Every `/v1` route needs a bearer token with a scope (`ingest`, `read`, `admin`); tokens
 //! come from the environment or files, never from YAML, and only their names are logged.
-//! Errors are JSON `{error, detail, field}`. The routes are listed once in [`ROUTES`], which
-//! the router and the OpenAPI document (`GET /openapi.json`) are checked against.
+//! Errors are JSON `{error, detail, field}`. The routes are listed once, in [`routes`], which
+//! both the router and the OpenAPI document (`GET /openapi.json`) are built from.
 
+mod contacts;
 mod events;
 mod hooks;
 mod log;
 mod public;
+mod reports;
 mod schema;
 pub mod settings;
+mod survey;
 
 use crate::metrics;
 use crate::playbook::Playbook;
@@ -42,9 +46,17 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(log::retry_message))
         .routes(routes!(log::cancel_message))
         .routes(routes!(log::timeline))
+        .routes(routes!(contacts::erase))
+        .routes(routes!(contacts::export))
         .routes(routes!(hooks::sms_status))
         .routes(routes!(hooks::sms_inbound))
         .routes(routes!(public::unsubscribe_page, public::unsubscribe_post))
+        .routes(routes!(survey::survey_page, survey::survey_post))
+        .routes(routes!(survey::post_answer))
+        .routes(routes!(reports::conversions))
+        .routes(routes!(reports::nps))
+        .routes(routes!(reports::csat))
+        .routes(routes!(reports::answers))
         .routes(routes!(public::healthz))
         .routes(routes!(public::readyz))
         .routes(routes!(public::metrics))
@@ -250,7 +262,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "aftercare", description = "After-sales messages: events in, delivery log out."),
-    components(schemas(crate::sms_hooks::Summary, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    components(schemas(crate::store::Erased, crate::sms_hooks::Summary, crate::reports::ConversionReport, crate::reports::ScoreReport, crate::reports::AnswersReport, survey::AnswerRequest, survey::AnswerResponse, crate::store::StoredAnswer, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -38,6 +38,9 @@ pub(super) const CURSOR: &str = r"^[0-9]{1,15}~[0-9a-z]{1,64}$";
 /// format).
 pub(super) const TOKEN: &str = r"^([A-Za-z0-9_-]{42,}|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$";
 
+/// A message token (`{{message.token}}`, the survey link's last part): base64url.
+pub(super) const SURVEY_TOKEN: &str = r"^[A-Za-z0-9_-]{1,64}$";
+
 fn error(description: &str) -> Value {
     json!({
         "description": description,
@@ -174,6 +177,48 @@ pub(super) fn document(max_events: usize) -> Value {
             p["schema"] = schema;
         }
     }
+    // The reports' queries: the times as `/v1/messages` takes them, `by` per report.
+    for (path, by) in [
+        (
+            "/paths/~1v1~1reports~1conversions/get/parameters",
+            &["step", "variant", "channel", "locale", "week"][..],
+        ),
+        (
+            "/paths/~1v1~1reports~1nps/get/parameters",
+            &["week", "month", "locale", "tier"][..],
+        ),
+        (
+            "/paths/~1v1~1reports~1csat/get/parameters",
+            &["week", "month", "locale", "tier"][..],
+        ),
+        (
+            "/paths/~1v1~1reports~1answers/get/parameters",
+            &[
+                "step", "variant", "channel", "locale", "week", "month", "tier",
+            ][..],
+        ),
+    ] {
+        if let Some(Value::Array(params)) = doc.pointer_mut(path) {
+            for p in params.iter_mut() {
+                let schema = match p["name"].as_str().unwrap_or_default() {
+                    "job" => json!({"type": "string", "pattern": NO_NUL}),
+                    "since" | "until" => json!({"anyOf": [
+                        {"type": "string", "format": "date-time"},
+                        {"type": "string", "format": "date"},
+                    ]}),
+                    "by" => json!({"type": "string", "enum": by}),
+                    "limit" => {
+                        json!({"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000})
+                    }
+                    "score_lte" => {
+                        json!({"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000})
+                    }
+                    _ => continue,
+                };
+                p["schema"] = schema;
+            }
+        }
+    }
     // Path parameters, and every error status with its body.
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         for (path, item) in paths.iter_mut() {
@@ -182,6 +227,7 @@ pub(super) fn document(max_events: usize) -> Value {
                 if let Some(Value::Array(params)) = op.get_mut("parameters") {
                     for p in params.iter_mut().filter(|p| p["in"] == "path") {
                         let pattern = match p["name"].as_str() {
+                            Some("token") if path.starts_with("/s/") => SURVEY_TOKEN,
                             Some("token") => TOKEN,
                             Some("gateway") => "^[A-Za-z0-9_-]{1,64}$",
                             _ => r"^[^\x00]+$",
@@ -220,6 +266,42 @@ pub(super) fn document(max_events: usize) -> Value {
         }
     }
     let page = |d: &str| text(d, "text/html");
+    for method in ["get", "post"] {
+        let pointer = format!("/paths/~1s~1{{token}}/{method}/responses");
+        if let Some(Value::Object(r)) = doc.pointer_mut(&pointer) {
+            for (status, what) in [
+                (
+                    "200",
+                    "The question and its form (GET), or the thank-you page (POST)",
+                ),
+                (
+                    "400",
+                    "No score, or one off the scale: the form again, saying so",
+                ),
+                (
+                    "404",
+                    "No survey has this link: forged, mistyped, or not a survey",
+                ),
+                ("409", "The survey message has not been sent yet"),
+                ("410", "The survey has closed (its answer window is over)"),
+                ("503", "The store did not answer; try again"),
+            ] {
+                r.insert(status.to_string(), page(what));
+            }
+        }
+    }
+    if let Some(op) = doc.pointer_mut("/paths/~1s~1{token}/post") {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object",
+                "properties": {
+                    "score": {"type": "string", "pattern": "^[0-9]{1,2}$"},
+                    "comment": {"type": "string", "maxLength": crate::answers::MAX_COMMENT, "pattern": NO_NUL},
+                },
+            }}}
+        });
+    }
     for (pointer, status, body) in [
         (
             "/paths/~1u~1{token}/get/responses",
@@ -285,6 +367,16 @@ pub(super) fn document(max_events: usize) -> Value {
             "/paths/~1openapi.json/get/responses",
             "200",
             json!({"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}),
+        ),
+        (
+            "/paths/~1v1~1contacts~1{id}~1export/get/responses",
+            "200",
+            json!({"description": "{exported_at, contact, contact_dates, events, messages, replies, suppressions}", "content": {"application/json": {"schema": {"type": "object"}}}}),
+        ),
+        (
+            "/paths/~1v1~1contacts~1{id}~1export/get/responses",
+            "409",
+            error("Several contacts have this email address or phone number: ask by id"),
         ),
         (
             "/paths/~1v1~1contacts~1{id}~1timeline/get/responses",

@@ -52,6 +52,8 @@ enum Status {
     Sent,
     Failed,
     Cancelled,
+    /// In the job's holdout group: nothing was sent.
+    HeldOut,
 }
 
 impl From<Status> for MessageState {
@@ -64,6 +66,7 @@ impl From<Status> for MessageState {
             Status::Sent => MessageState::Sent,
             Status::Failed => MessageState::Failed,
             Status::Cancelled => MessageState::Cancelled,
+            Status::HeldOut => MessageState::HeldOut,
         }
     }
 }
@@ -155,17 +158,22 @@ fn table(messages: &[MessageRecord], tz: Tz) -> String {
     for m in messages {
         let _ = writeln!(
             out,
-            "{}  {}  step {}  contact {}{}  due {}  {}{}{}",
+            "{}  {}  step {}{}  contact {}{}  due {}  {}{}{}",
             p(&m.id),
             p(&m.job_id),
             m.step,
+            m.variant
+                .as_deref()
+                .map(|v| format!("  variant {}", p(v)))
+                .unwrap_or_default(),
             p(&m.contact_id),
             m.order_id
                 .as_deref()
                 .map(|o| format!("  order {}", p(o)))
                 .unwrap_or_default(),
             t(m.due_at),
-            m.state,
+            // `held out`: the words support reads.
+            m.state.as_str().replace('_', " "),
             m.address
                 .as_deref()
                 .map(|a| format!("  {} {}", p(m.channel.as_deref().unwrap_or("")), p(a)))

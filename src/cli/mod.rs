@@ -3,12 +3,16 @@
 //! Exit codes: 0 success; 1 invalid input (config, jobs, templates, rejected events);
 //! 2 usage error (clap); 3 the store cannot be opened.
 
+mod answer;
 mod callbacks;
+mod contact;
 mod forecast;
 mod import;
 mod logs;
+mod maintain;
 mod migrate;
 mod preview;
+mod report;
 mod run;
 mod store_copy;
 mod suppress;
@@ -74,13 +78,24 @@ enum Command {
     Unsubscribe(suppress::UnsubscribeArgs),
     /// Callback tasks for agents; `callbacks done ID` closes one
     Callbacks(callbacks::Args),
+    /// Record a survey answer (given by phone, on paper) by token, or by job and contact
+    Answer(answer::Args),
+    /// Reports: conversions, nps, csat, answers
+    #[command(subcommand)]
+    Report(report::Command),
     /// Print shell completions (bash, zsh, fish, powershell, elvish)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// A person's data: erase it, or export all of it as JSON
+    #[command(subcommand)]
+    Contact(contact::Command),
     /// Apply the store's pending schema migrations and print them
     Migrate(migrate::Args),
+    /// Print the man page (roff), for packaging
+    #[command(hide = true)]
+    Manpage,
     /// Work with the store
     #[command(subcommand)]
     Store(StoreCommand),
@@ -90,6 +105,12 @@ enum Command {
 enum StoreCommand {
     /// Copy every row into another store (e.g. SQLite to PostgreSQL), verifying row counts
     Copy(store_copy::Args),
+    /// Remove what is past `retention:` now (the daemon does this daily)
+    Purge(maintain::PurgeArgs),
+    /// Copy a live SQLite store into a new file, consistently (PostgreSQL: pg_dump)
+    Backup(maintain::BackupArgs),
+    /// Check a store: schema version, references between tables, row counts
+    Check(maintain::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +197,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Suppress(c) => suppress::run(&config_path, c).await,
         Command::Unsubscribe(a) => suppress::unsubscribe(&config_path, a).await,
         Command::Callbacks(a) => callbacks::run(&config_path, a).await,
+        Command::Answer(a) => answer::run(&config_path, a).await,
+        Command::Report(c) => report::run(&config_path, c).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -186,8 +209,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Contact(c) => contact::run(&config_path, c).await,
         Command::Migrate(a) => migrate::run(&config_path, a).await,
+        Command::Manpage => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Store(StoreCommand::Copy(a)) => store_copy::run(a).await,
+        Command::Store(StoreCommand::Purge(a)) => maintain::purge(&config_path, a).await,
+        Command::Store(StoreCommand::Backup(a)) => maintain::backup(&config_path, a).await,
+        Command::Store(StoreCommand::Check(a)) => maintain::check(&config_path, a).await,
     }
 }
 
@@ -226,6 +258,12 @@ impl App {
             TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
         diags.extend(job_diags);
+        diags.extend(jobs::retention::check(
+            &jobs,
+            &config.retention,
+            &config.policy,
+            &config.path,
+        ));
         let unsubscriber = match &config.unsubscribe {
             None => None,
             Some(u) => match crate::unsubscribe::Unsubscriber::from_config(u) {
@@ -240,6 +278,23 @@ impl App {
                 }
             },
         };
+        // With an API but no public URL, survey links would render empty. (Without an API
+        // at all, answers come only through `aftercare answer`; no warning then.)
+        if let Some(j) = jobs.iter().find(|j| j.survey.is_some())
+            && config.api.as_ref().is_some_and(|a| a.public_url.is_none())
+        {
+            diags.push(
+                crate::diag::Diagnostic::warning(
+                    &config.path,
+                    None,
+                    format!(
+                        "job `{}` is a survey, but api.public_url is not set: {{{{survey.url}}}} renders empty and customers cannot answer",
+                        j.id
+                    ),
+                )
+                .with_hint("set api.public_url to the URL where customers reach this API (the answer page is /s/<token>)"),
+            );
+        }
         Ok(App {
             config,
             templates: Arc::new(templates),
@@ -286,6 +341,7 @@ impl App {
             policy: self.config.policy.clone(),
             unsubscribe: self.unsubscriber.clone(),
             webhook_enabled: self.config.webhook.is_some(),
+            public_url: self.config.api.as_ref().and_then(|a| a.public_url.clone()),
         }
     }
 }

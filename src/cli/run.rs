@@ -103,6 +103,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             app.config.templates_dir.clone(),
         ],
         console: None,
+        retention: app.config.retention.clone(),
     };
     let config_path: PathBuf = config_path.to_path_buf();
     let console = console_parts(&app, &config_path);

@@ -102,7 +102,7 @@ async fn open(cfg: &StoreConfig) -> anyhow::Result<Store> {
 }
 
 /// `sqlite://FILE` or `postgres://...`, as in the config's `store.url`.
-fn store_url(url: &str) -> Result<StoreConfig, String> {
+pub(super) fn store_url(url: &str) -> Result<StoreConfig, String> {
     if let Some(rest) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))

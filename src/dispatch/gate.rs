@@ -78,7 +78,7 @@ pub(super) fn decide(g: &Gate) -> Verdict {
             fmt_time(limit)
         ));
     }
-    if let Some(stop) = &job.stop_when {
+    for stop in &job.stop_when {
         let trigger = m.event.as_ref().map(|e| e.data.clone()).unwrap_or_default();
         let stops: Vec<_> = m
             .stop_events
@@ -247,7 +247,7 @@ pub(super) fn fmt_time(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::jobs::{Audience, SmsSettings, Step, StopWhen};
+    use crate::jobs::{Audience, Experiment, Goal, SmsSettings, Step, StopWhen};
     use crate::model::Contact;
     use crate::policy::{Cap, ConsentMode, LeapDay, SendWindow};
     use serde_json::json;
@@ -274,10 +274,13 @@ pub(super) mod tests {
             webhook: false,
             class: Class::Marketing,
             dedupe: None,
-            stop_when: Some(StopWhen {
+            stop_when: vec![StopWhen {
                 event: "review.submitted".into(),
                 match_fields: vec!["order_id".into()],
-            }),
+            }],
+            goal: Goal::default(),
+            survey: None,
+            experiment: Experiment::default(),
             expire_after: None,
             send_window: None,
             over_cap: OverCap::Defer,
@@ -301,6 +304,7 @@ pub(super) mod tests {
             class: Class::Marketing,
             token: None,
             channel_plan: None,
+            variant: None,
             contact: Contact {
                 id: "c1".into(),
                 email: Some("li@example.com".into()),

@@ -3,14 +3,14 @@
 //! every problem reported at the line and column of the value that causes it.
 
 use super::job::*;
+use super::outcome;
 use super::sms::sms_settings;
 use super::spec::Class;
-use super::spec::{RawJob, RawStopWhen};
+use super::spec::RawJob;
 use super::trigger::{audience, trigger};
 use crate::channels::sms::SmsConfig;
 use crate::check::Checker;
 use crate::diag::{Diagnostics, did_you_mean};
-use crate::ingest::check_event_type;
 use crate::model::Channel;
 use crate::templates::{Scope, TemplateSet};
 use crate::yaml::Document;
@@ -119,6 +119,9 @@ pub(super) fn compile(
             Scope::without_event("a cron job is not triggered by an event")
         }
     };
+    let survey = outcome::survey(&mut c, &raw);
+    let scope = scope.with_survey(survey.is_some());
+    let experiment = outcome::experiment(&mut c, &raw, env);
     let first_delay = match &trigger {
         Some(Trigger::Event { delay, .. }) => *delay,
         _ => Duration::ZERO,
@@ -135,6 +138,11 @@ pub(super) fn compile(
                 after: first_delay,
             });
         }
+        // With variants, each arm's template is its first message's.
+        (None, false) if let Some(v) = experiment.variants.first() => steps.push(Step {
+            template: v.template.clone(),
+            after: first_delay,
+        }),
         (None, false) => c.err(
             "template",
             "missing: the customer channels need a template",
@@ -171,6 +179,13 @@ pub(super) fn compile(
             .clone()
             .or_else(|| raw.template.clone())
             .unwrap_or_default();
+        if template.is_empty() && !channels.is_empty() {
+            c.err(
+                &format!("reminders[{i}]"),
+                "this reminder needs a template: the job has none of its own (only variants)",
+                Some("add template: <folder in message_templates> to the reminder".into()),
+            );
+        }
         if let Some(t) = &r.template
             && known_template(
                 &mut c,
@@ -184,7 +199,20 @@ pub(super) fn compile(
         }
         steps.push(Step { template, after });
     }
+    for (i, v) in experiment.variants.iter().enumerate() {
+        if env.templates.has(&v.template) && !checked.iter().any(|(_, n)| n == &v.template) {
+            checked.push((format!("variants[{i}].template"), v.template.clone()));
+        }
+    }
     for (field, name) in &checked {
+        if survey.is_some() {
+            c.extend(env.templates.check_for_job(
+                name,
+                "survey",
+                &scope,
+                &format!("job {} ({field})", raw.id),
+            ));
+        }
         for ch in &channels {
             c.extend(env.templates.check_for_job(
                 name,
@@ -228,6 +256,8 @@ pub(super) fn compile(
 
     let step_templates: Vec<String> = {
         let mut v: Vec<String> = steps.iter().map(|s| s.template.clone()).collect();
+        v.extend(experiment.variants.iter().map(|x| x.template.clone()));
+        v.sort();
         v.dedup();
         v.retain(|t| env.templates.has(t));
         v
@@ -244,7 +274,9 @@ pub(super) fn compile(
     let stop_when = raw
         .stop_when
         .as_ref()
-        .map(|s| stop_when(&mut c, s, env.known_events));
+        .map(|s| outcome::stop_list(&mut c, "stop_when", s, env.known_events))
+        .unwrap_or_default();
+    let goal = outcome::goal(&mut c, &raw, &stop_when, env.known_events);
     let expire_after = raw.expire_after.as_deref().map(|t| {
         if t == "never" {
             None
@@ -276,6 +308,9 @@ pub(super) fn compile(
             class,
             dedupe: raw.dedupe,
             stop_when,
+            goal,
+            survey,
+            experiment,
             expire_after,
             send_window,
             over_cap: raw.over_cap.unwrap_or_default(),
@@ -287,62 +322,71 @@ pub(super) fn compile(
     (job, c.into_diagnostics())
 }
 
-/// Google's and Trustpilot's rules and the US FTC's 2024 rule on consumer reviews ban asking
-/// only happy customers for reviews. A review request must not filter on satisfaction.
+/// Words in a job's id, description or templates that mark an incentive (a coupon, points,
+/// a gift): such a job must not go only to customers who scored us high.
+const INCENTIVE_WORDS: &[&str] = &[
+    "coupon",
+    "voucher",
+    "discount",
+    "incentive",
+    "reward",
+    "gift",
+    "promo",
+    "cashback",
+    "points",
+    "优惠",
+    "券",
+    "红包",
+    "礼",
+    "积分",
+    "返现",
+];
+
+/// The rules review gating breaks, named in the error so marketing can look them up.
+const GATING_RULES: &str = "the US FTC's rule on consumer reviews (16 CFR Part 465, 2024; \
+     incentives conditioned on sentiment: §465.4), Google's review policy (no selective \
+     solicitation of positive reviews) and Trustpilot's guidelines for businesses (invite \
+     all customers, not only happy ones)";
+
+/// Review gating: asking only satisfied customers for a review, or rewarding only high
+/// scorers. A review request must not filter on a score at all; a job that hands out an
+/// incentive must not go only to high scores. (A callback to detractors is fine: it asks
+/// for nothing and gives nothing away.)
 fn lint_review_gating(c: &mut Checker, raw: &RawJob, audience: &Audience) {
-    let templates = raw
-        .template
+    let mut names: Vec<&str> = vec![raw.id.as_str()];
+    names.extend(raw.template.iter().map(String::as_str));
+    names.extend(raw.reminders.iter().filter_map(|r| r.template.as_deref()));
+    names.extend(raw.variants.iter().flatten().map(|v| v.template.as_str()));
+    let is_review = names.iter().any(|t| t.contains("review"));
+    let description = raw
+        .description
+        .as_deref()
+        .unwrap_or_default()
+        .to_lowercase();
+    let is_incentive = names
         .iter()
-        .chain(raw.reminders.iter().filter_map(|r| r.template.as_ref()));
-    let is_review =
-        raw.id.contains("review") || templates.into_iter().any(|t| t.contains("review"));
-    if !is_review {
-        return;
-    }
+        .map(|n| n.to_lowercase())
+        .chain(std::iter::once(description))
+        .any(|t| INCENTIVE_WORDS.iter().any(|w| t.contains(w)));
     for cond in &audience.conditions {
         let lower = cond.path.to_lowercase();
-        if GATING_WORDS.iter().any(|w| lower.contains(w)) {
+        if !GATING_WORDS.iter().any(|w| lower.contains(w)) {
+            continue;
+        }
+        let field = format!("audience.where.{}", cond.path);
+        if is_review {
             c.err(
-                &format!("audience.where.{}", cond.path),
+                &field,
                 "review gating: a review request must go to every customer, not only satisfied ones",
-                Some("Google, Trustpilot and the FTC's 2024 rule on consumer reviews ban filtering review requests on rating or satisfaction; remove this condition".into()),
+                Some(format!("{GATING_RULES} forbid filtering review requests on rating or satisfaction; remove this condition")),
             );
-        }
-    }
-}
-
-fn stop_when(c: &mut Checker, s: &RawStopWhen, known_events: &[String]) -> StopWhen {
-    let field = if c.has("stop_when.event") {
-        "stop_when.event"
-    } else {
-        "stop_when"
-    };
-    if let Err(e) = check_event_type(&s.event) {
-        c.err(field, e, None);
-    } else if !known_events.iter().any(|k| k == &s.event) {
-        let hint = did_you_mean(&s.event, known_events.iter().map(String::as_str))
-            .unwrap_or_else(|| "fine if your systems send it; check the spelling".into());
-        c.warn(
-            field,
-            format!(
-                "`{}` is not a known event type and no job is triggered by it",
-                s.event
-            ),
-            Some(hint),
-        );
-    }
-    for (i, f) in s.match_fields.iter().enumerate() {
-        if f.is_empty() || f.contains(['.', ' ']) {
+        } else if is_incentive && cond.selects_high_scores() {
             c.err(
-                &format!("stop_when.match[{i}]"),
-                format!("`{f}` is not a field of event.data"),
-                Some("name top-level keys of event.data, e.g. order_id".into()),
+                &field,
+                "review gating: this job gives an incentive only to customers who scored us high",
+                Some(format!("{GATING_RULES} forbid rewards that depend on a favourable answer; give it to every customer, or drop it")),
             );
         }
-    }
-    StopWhen {
-        event: s.event.clone(),
-        match_fields: s.match_fields.clone(),
     }
 }
 

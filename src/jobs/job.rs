@@ -25,7 +25,14 @@ pub struct Job {
     pub class: Class,
     /// Handlebars text whose value makes a message unique per job (default: the event id).
     pub dedupe: Option<String>,
-    pub stop_when: Option<StopWhen>,
+    /// Pending messages stop when any of these arrives (`stop_when`, one or a list).
+    pub stop_when: Vec<StopWhen>,
+    /// What counts as a conversion in reports, and for how long after a send.
+    pub goal: Goal,
+    /// The job's messages ask a survey question (`{{survey.url}}`, the answer page).
+    pub survey: Option<Survey>,
+    /// Variants of the first message and a holdout group.
+    pub experiment: Experiment,
     /// `None`: the config's default; `Some(None)`: never expires.
     pub expire_after: Option<Option<Duration>>,
     /// Overrides the config's quiet hours.
@@ -118,23 +125,7 @@ pub struct Audience {
     pub exclude_if_sent: Option<(String, Duration)>,
 }
 
-/// `contact.attributes.tier: gold` (or a list: any of them).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    pub path: String,
-    pub any_of: Vec<Value>,
-}
-
-impl Condition {
-    /// Whether the value at `path` in a render context matches.
-    pub fn holds(&self, ctx: &Value) -> bool {
-        let found = self.path.split('.').try_fold(ctx, |v, k| v.get(k));
-        match found {
-            None | Some(Value::Null) => self.any_of.iter().any(Value::is_null),
-            Some(v) => self.any_of.iter().any(|want| loosely_equal(v, want)),
-        }
-    }
-}
+pub use super::condition::{Bound, Check, Condition, Op};
 
 /// YAML `gold` matches JSON "gold"; YAML `5` matches JSON 5 or "5".
 pub(super) fn loosely_equal(a: &Value, b: &Value) -> bool {
@@ -147,6 +138,152 @@ pub(super) fn loosely_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
+    }
+}
+
+/// The event that counts as the job's success in `report conversions`, and the time after a
+/// send within which it counts for that send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    /// Any of these (with their `match` fields); empty: the job has no goal.
+    pub events: Vec<StopWhen>,
+    pub window: Duration,
+}
+
+impl Default for Goal {
+    fn default() -> Goal {
+        Goal {
+            events: Vec::new(),
+            window: DEFAULT_GOAL_WINDOW,
+        }
+    }
+}
+
+pub const DEFAULT_GOAL_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_ANSWER_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+/// The question a survey job asks: on which scale, answered until when.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Survey {
+    pub scale: Scale,
+    /// Answers are taken (and may be changed) this long after the message was sent.
+    pub window: Duration,
+}
+
+/// NPS ("how likely are you to recommend us", 0–10) or CSAT ("how satisfied", 1–5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    Nps,
+    Csat,
+}
+
+impl Scale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scale::Nps => "nps",
+            Scale::Csat => "csat",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scale> {
+        match s {
+            "nps" => Some(Scale::Nps),
+            "csat" => Some(Scale::Csat),
+            _ => None,
+        }
+    }
+
+    /// The lowest and highest score.
+    pub fn range(self) -> (i64, i64) {
+        match self {
+            Scale::Nps => (0, 10),
+            Scale::Csat => (1, 5),
+        }
+    }
+
+    pub fn contains(self, score: i64) -> bool {
+        let (lo, hi) = self.range();
+        (lo..=hi).contains(&score)
+    }
+}
+
+/// One arm of an A/B test: its first message uses `template`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub name: String,
+    pub template: String,
+    pub weight: u32,
+}
+
+/// A job's experiment: variants of its first message and a holdout share, assigned per
+/// contact by a hash of (job, contact), so every node and every restart agrees.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Experiment {
+    pub variants: Vec<Variant>,
+    /// Held-out share in basis points (1000 = 10%).
+    pub holdout_bp: u32,
+}
+
+/// Where a contact falls in a job's experiment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arm<'a> {
+    /// No experiment (or no variants and not held out): the job's own template.
+    Plain,
+    HeldOut,
+    Variant(&'a Variant),
+}
+
+impl Experiment {
+    pub fn is_active(&self) -> bool {
+        !self.variants.is_empty() || self.holdout_bp > 0
+    }
+
+    /// The contact's arm: a pure function of job id and contact id (SHA-256), so it is the
+    /// same on every node, after every restart, for every message of the job. The holdout
+    /// and the variant draw on different bits of the hash, so they are independent.
+    pub fn assign(&self, job_id: &str, contact_id: &str) -> Arm<'_> {
+        if !self.is_active() {
+            return Arm::Plain;
+        }
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"aftercare-experiment\0");
+        h.update(job_id.as_bytes());
+        h.update(b"\0");
+        h.update(contact_id.as_bytes());
+        let d = h.finalize();
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            for (k, byte) in b.iter_mut().enumerate() {
+                *byte = d.get(i * 8 + k).copied().unwrap_or(0);
+            }
+            u64::from_be_bytes(b)
+        };
+        if word(0) % 10_000 < u64::from(self.holdout_bp) {
+            return Arm::HeldOut;
+        }
+        let total: u64 = self.variants.iter().map(|v| u64::from(v.weight)).sum();
+        if total == 0 {
+            return Arm::Plain;
+        }
+        let mut pick = word(1) % total;
+        for v in &self.variants {
+            let w = u64::from(v.weight);
+            if pick < w {
+                return Arm::Variant(v);
+            }
+            pick -= w;
+        }
+        Arm::Plain
+    }
+
+    /// `10%`, `2.5%`: the holdout as written.
+    pub fn holdout_text(&self) -> String {
+        let whole = self.holdout_bp / 100;
+        match self.holdout_bp % 100 {
+            0 => format!("{whole}%"),
+            frac => format!("{}%", f64::from(whole) + f64::from(frac) / 100.0),
+        }
     }
 }
 
@@ -163,26 +300,48 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
-    use serde_json::json;
 
     #[test]
-    fn conditions_match_loosely_typed_values() {
-        let ctx = json!({"contact": {"attributes": {"tier": "gold", "visits": 5, "vip": true}, "locale": null}});
-        let cond = |path: &str, v: Value| Condition {
-            path: path.into(),
-            any_of: vec![v],
+    fn assignment_is_stable_and_follows_the_weights() {
+        let e = Experiment {
+            variants: vec![
+                Variant {
+                    name: "a".into(),
+                    template: "t1".into(),
+                    weight: 50,
+                },
+                Variant {
+                    name: "b".into(),
+                    template: "t2".into(),
+                    weight: 50,
+                },
+            ],
+            holdout_bp: 1000,
         };
-        assert!(cond("contact.attributes.tier", json!("gold")).holds(&ctx));
-        assert!(!cond("contact.attributes.tier", json!("silver")).holds(&ctx));
-        assert!(cond("contact.attributes.visits", json!("5")).holds(&ctx));
-        assert!(cond("contact.attributes.vip", json!(true)).holds(&ctx));
-        assert!(cond("contact.locale", Value::Null).holds(&ctx));
-        assert!(!cond("contact.attributes.missing", json!("x")).holds(&ctx));
-        let any = Condition {
-            path: "contact.attributes.tier".into(),
-            any_of: vec![json!("silver"), json!("gold")],
-        };
-        assert!(any.holds(&ctx));
+        let mut counts = (0, 0, 0);
+        for i in 0..10_000 {
+            let c = format!("c-{i}");
+            let arm = e.assign("review-request", &c);
+            assert_eq!(arm, e.assign("review-request", &c), "stable");
+            match arm {
+                Arm::HeldOut => counts.0 += 1,
+                Arm::Variant(v) if v.name == "a" => counts.1 += 1,
+                Arm::Variant(_) => counts.2 += 1,
+                Arm::Plain => panic!("an active experiment always assigns"),
+            }
+        }
+        assert!((900..1100).contains(&counts.0), "{counts:?}");
+        assert!((4_000..4_600).contains(&counts.1), "{counts:?}");
+        assert!((4_000..4_600).contains(&counts.2), "{counts:?}");
+        // Another job draws its own arms.
+        let differs = (0..100)
+            .filter(|i| {
+                let c = format!("c-{i}");
+                e.assign("a", &c) != e.assign("b", &c)
+            })
+            .count();
+        assert!(differs > 20, "{differs}");
+        assert_eq!(Experiment::default().assign("j", "c"), Arm::Plain);
+        assert_eq!(e.holdout_text(), "10%");
     }
 }

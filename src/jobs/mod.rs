@@ -5,12 +5,18 @@
 //! jobs leave this module.
 
 mod compile;
+mod condition;
 mod job;
+mod outcome;
+pub mod retention;
 mod sms;
 mod spec;
 mod trigger;
 
-pub use job::{Audience, Condition, DateField, Job, SmsSettings, Step, StopWhen, Trigger};
+pub use job::{
+    Arm, Audience, Bound, Check, Condition, DEFAULT_ANSWER_WINDOW, DEFAULT_GOAL_WINDOW, DateField,
+    Experiment, Goal, Job, Op, Scale, SmsSettings, Step, StopWhen, Survey, Trigger, Variant,
+};
 pub use spec::{Class, Missed, OverCap};
 
 use crate::diag::{Diagnostic, Diagnostics, display_path};
@@ -69,7 +75,7 @@ impl JobSet {
     pub fn stopped_by<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Arc<Job>> + 'a {
         self.jobs
             .iter()
-            .filter(move |j| j.stop_when.as_ref().is_some_and(|s| s.event == kind))
+            .filter(move |j| j.stop_when.iter().any(|s| s.event == kind))
     }
 
     /// Enabled jobs with an anniversary trigger.
@@ -91,7 +97,7 @@ impl JobSet {
         let mut v: Vec<String> = self
             .jobs
             .iter()
-            .filter_map(|j| j.stop_when.as_ref().map(|s| s.event.clone()))
+            .flat_map(|j| j.stop_when.iter().map(|s| s.event.clone()))
             .collect();
         v.sort();
         v.dedup();

@@ -27,7 +27,17 @@ pub(super) struct RawJob {
     pub dedupe: Option<String>,
     #[serde(default)]
     pub reminders: Vec<RawReminder>,
-    pub stop_when: Option<RawStopWhen>,
+    pub stop_when: Option<RawStopList>,
+    /// The event that counts as a conversion in reports (default: the first `stop_when`).
+    pub goal: Option<RawStopList>,
+    /// How long after a send a goal event counts for it (default 7d).
+    pub goal_window: Option<String>,
+    /// `nps` or `csat` (or `{scale, window}`): the job's messages ask a survey question.
+    pub survey: Option<RawSurvey>,
+    /// A/B test: the first message's template per arm, with weights.
+    pub variants: Option<Vec<RawVariant>>,
+    /// `10%`: contacts held out of the job (nothing sent), to measure its lift.
+    pub holdout: Option<serde_yaml::Value>,
     pub expire_after: Option<String>,
     pub send_window: Option<RawWindow>,
     pub over_cap: Option<OverCap>,
@@ -107,6 +117,94 @@ pub enum Missed {
 pub(super) struct RawReminder {
     pub after: String,
     pub template: Option<String>,
+}
+
+/// `survey: nps`, or `survey: {scale: csat, window: 14d}`.
+#[derive(Debug)]
+pub(super) struct RawSurvey {
+    pub scale: String,
+    /// How long after the send answers are taken (and may be changed); default 7d.
+    pub window: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SurveyMap {
+    scale: String,
+    window: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawSurvey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSurvey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("nps, csat, or {scale: nps, window: 7d}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSurvey, E> {
+                Ok(RawSurvey {
+                    scale: v.to_string(),
+                    window: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawSurvey, A::Error> {
+                let m = SurveyMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawSurvey {
+                    scale: m.scale,
+                    window: m.window,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One arm of an A/B test.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVariant {
+    pub name: String,
+    pub template: String,
+    /// Relative share of contacts (default 1).
+    pub weight: Option<u32>,
+}
+
+/// `stop_when` (and `goal`): one event type or `{event, match}`, or a list of them.
+#[derive(Debug, Default)]
+pub(super) struct RawStopList(pub Vec<RawStopWhen>);
+
+impl<'de> Deserialize<'de> for RawStopList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawStopList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event type, {event: ..., match: [...]}, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStopList, E> {
+                Ok(RawStopList(vec![RawStopWhen {
+                    event: v.to_string(),
+                    match_fields: vec![],
+                }]))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawStopList, A::Error> {
+                let m = StopWhenMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawStopList(vec![RawStopWhen {
+                    event: m.event,
+                    match_fields: m.match_fields,
+                }]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawStopList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(one) = seq.next_element::<RawStopWhen>()? {
+                    out.push(one);
+                }
+                Ok(RawStopList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `stop_when: review.submitted` or `stop_when: {event: review.submitted, match: [order_id]}`.

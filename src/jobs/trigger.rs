@@ -9,7 +9,6 @@ use crate::diag::did_you_mean;
 use crate::ingest::check_event_type;
 use crate::policy::parse_clock;
 use crate::templates::{Scope, TemplateSet};
-use serde_json::Value;
 use std::time::Duration;
 
 /// With more than one trigger kind: the first one written and the one after it (the error
@@ -237,22 +236,9 @@ pub(super) fn audience(
                 continue;
             }
         }
-        let any_of = match serde_json::to_value(v) {
-            Ok(Value::Array(list)) => list,
-            Ok(Value::Object(_)) | Err(_) => {
-                c.err(
-                    &field,
-                    "a condition is a value or a list of values",
-                    Some("e.g. tier: gold, or tier: [gold, platinum]".into()),
-                );
-                continue;
-            }
-            Ok(one) => vec![one],
-        };
-        conditions.push(Condition {
-            path: path.clone(),
-            any_of,
-        });
+        if let Some(cond) = super::condition::parse(c, &field, path, v) {
+            conditions.push(cond);
+        }
     }
     let exclude_if_sent = a.exclude_if_sent.as_ref().map(|x| {
         if !env.job_ids.iter().any(|j| j == &x.job) {

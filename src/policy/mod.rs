@@ -73,6 +73,38 @@ impl SendWindow {
         resolve_local(tz, day.and_time(self.start))
     }
 
+    /// `from` plus `d` of time inside the window in `tz`: business time, for a callback
+    /// task "due within one business hour" (an answer at 17:30 with a 09:00–18:00 window is
+    /// due at 09:30 the next day). An always-open window adds `d` as it is.
+    pub fn add_open_time(&self, from: DateTime<Utc>, d: Duration, tz: Tz) -> DateTime<Utc> {
+        let d = Span::from_std(d).unwrap_or(Span::MAX);
+        if self.start == NaiveTime::MIN && self.end.is_none() {
+            return from + d;
+        }
+        let mut t = self.next_allowed(from, tz);
+        let mut left = d;
+        // Each turn uses up one open stretch (a day's, at most): bounded by ten years of them.
+        for _ in 0..3660 {
+            let local = t.with_timezone(&tz).naive_local();
+            let end_local = match self.end {
+                None => (local.date() + Span::days(1)).and_time(NaiveTime::MIN),
+                Some(e) if self.start <= e => local.date().and_time(e),
+                Some(e) if local.time() >= self.start => (local.date() + Span::days(1)).and_time(e),
+                Some(e) => local.date().and_time(e),
+            };
+            let end = resolve_local(tz, end_local);
+            let open = end - t;
+            if open >= left {
+                return t + left;
+            }
+            if open > Span::zero() {
+                left -= open;
+            }
+            t = self.next_allowed(end.max(t + Span::minutes(1)), tz);
+        }
+        t
+    }
+
     pub fn describe(&self) -> String {
         let end = self
             .end
@@ -175,6 +207,42 @@ pub fn parse_clock(text: &str) -> Result<Option<NaiveTime>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn business_time_skips_the_closed_hours() {
+        let w = SendWindow {
+            start: NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+            end: Some(NaiveTime::from_hms_opt(18, 0, 0).unwrap()),
+        };
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let hour = Duration::from_secs(3600);
+        for (from, want) in [
+            ("2026-11-23T12:00:00+08:00", "2026-11-23T13:00:00+08:00"),
+            ("2026-11-23T17:30:00+08:00", "2026-11-24T09:30:00+08:00"),
+            ("2026-11-23T20:00:00+08:00", "2026-11-24T10:00:00+08:00"),
+            ("2026-11-23T07:00:00+08:00", "2026-11-23T10:00:00+08:00"),
+        ] {
+            assert_eq!(w.add_open_time(t(from), hour, tz), t(want), "{from}");
+        }
+        // Ten business hours: a day's nine, and one more the next morning.
+        assert_eq!(
+            w.add_open_time(t("2026-11-23T09:00:00+08:00"), hour * 10, tz),
+            t("2026-11-24T10:00:00+08:00")
+        );
+        let night = SendWindow {
+            start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+            end: Some(NaiveTime::from_hms_opt(6, 0, 0).unwrap()),
+        };
+        assert_eq!(
+            night.add_open_time(t("2026-11-23T05:30:00+08:00"), hour, tz),
+            t("2026-11-23T22:30:00+08:00")
+        );
+        assert_eq!(
+            SendWindow::ALWAYS.add_open_time(t("2026-11-23T05:30:00+08:00"), hour, tz),
+            t("2026-11-23T06:30:00+08:00")
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -39,6 +39,9 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("receipts", &["message_id", "attempt", "status"]),
     ("message_contents", &["message_id", "attempt"]),
     ("agent_actions", &["id"]),
+    ("daily_counts", &["id"]),
+    ("housekeeping", &["task"]),
+    ("answers", &["message_id"]),
 ];
 
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.

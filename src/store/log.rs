@@ -121,7 +121,7 @@ impl Store {
         // user value is bound.
         let msg_sql = format!(
             "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
-             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery \
+             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery, m.variant \
              FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}"
         );
         let att_sql = format!(
@@ -161,6 +161,7 @@ impl Store {
                     updated_at: from_millis(r.try_get("updated_at")?),
                     sent_at: opt_ms(r.try_get("sent_at")?),
                     delivery: r.try_get("delivery")?,
+                    variant: r.try_get("variant")?,
                     attempt_log: Vec::new(),
                 });
             }

@@ -11,15 +11,21 @@
 //! decide. Its files follow what they store: `outbox` (planned messages, claims,
 //! completions), `contacts` (contacts and events, ingest's batched writes), `log` (the
 //! delivery log support searches), `receipts` (what carriers said about sent SMS),
-//! `replies` (what customers texted back), `suppressions`, `schedule` (anniversaries and
+//! `replies` (what customers texted back), `answers` (survey answers), `reports` (the
+//! counts reports are made of), `suppressions`, `schedule` (anniversaries and
 //! cron occurrences), `lease` (renewing and reaping claims), `ops` (support's hand actions
-//! and the figures health and metrics read); `schema` says when migrations run, `copy`
-//! moves every row to another store, `sql` is the plumbing they share.
+//! and the figures health and metrics read), `retention` (the purge and the daily counts
+//! that outlive it), `erasure` (a person's data exported or erased); `schema` says when
+//! migrations run, `copy` moves every row to another store, `sql` is the plumbing they
+//! share.
 
 mod actions;
+mod answers;
+mod check;
 mod contacts;
 mod contents;
 mod copy;
+mod erasure;
 mod figures;
 mod lease;
 mod log;
@@ -27,6 +33,8 @@ mod ops;
 mod outbox;
 mod receipts;
 mod replies;
+mod reports;
+mod retention;
 mod schedule;
 mod schema;
 mod search;
@@ -35,21 +43,26 @@ mod sql;
 mod suppressions;
 
 pub use actions::{AgentAction, NewAction};
+pub use answers::{SentSms, StoredAnswer, TokenMessage};
+pub use check::CheckReport;
 pub use contacts::contact_dates;
 pub use contents::{StoredContent, pack_content, unpack_content};
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
+pub use erasure::{Erased, reference as erasure_reference};
 pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use outbox::{ClaimWith, Claimed, Completion, NewAttempt, NewMessage, StopEvent};
 pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
+pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow};
+pub use retention::{DailyCount, PURGE_BATCH, Purged};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
 pub use figures::{Figures, FunnelRow};
 pub use search::{Hit, SearchKey};
-pub use settings::{SqliteSync, StoreConfig};
-pub use suppressions::Suppression;
+pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
+pub use suppressions::{Suppression, hashed_address};
 
 use contacts::event_from_parts;
 use sql::{CHUNK, on_pool, on_tx, placeholders};

@@ -178,7 +178,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
-             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery \
+             m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery, m.variant \
              FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE m.state IN ({states}) ORDER BY {order}"
         );
         on_pool!(self, |pool, _b| {
@@ -205,6 +205,7 @@ impl Store {
                     updated_at: from_millis(r.try_get("updated_at")?),
                     sent_at: r.try_get::<Option<i64>, _>("sent_at")?.map(from_millis),
                     delivery: r.try_get("delivery")?,
+                    variant: r.try_get("variant")?,
                     attempt_log: Vec::new(),
                 };
                 if !each(record) {

@@ -33,7 +33,7 @@ pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
 pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
 
 pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, m.tries, \
-     m.class, m.token, m.channel_plan, \
+     m.class, m.token, m.channel_plan, m.variant, \
      c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, \
      c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, \
      e.type AS e_type, e.occurred_at AS e_occurred_at, e.occurred_offset AS e_offset, e.data AS e_data \
@@ -56,8 +56,8 @@ pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
      WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
 
-pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
 
 pub(super) const NEXT_DUE: &str =
     "SELECT MIN(due_at) FROM messages WHERE state IN ('scheduled', 'retrying')";
@@ -134,11 +134,11 @@ pub(super) fn insert_messages_sql(
     pg: bool,
 ) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
+        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
          VALUES {} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
-        values_rows(chunk.len(), 16, pg)
+        values_rows(chunk.len(), 17, pg)
     );
-    let mut b = Vec::with_capacity(chunk.len() * 16);
+    let mut b = Vec::with_capacity(chunk.len() * 17);
     for (m, now) in chunk {
         b.push(Bind::Text(Some(m.id.clone())));
         b.push(Bind::Text(Some(m.job_id.clone())));
@@ -156,6 +156,7 @@ pub(super) fn insert_messages_sql(
         b.push(Bind::Text(Some(m.class.as_str().into())));
         b.push(Bind::Text(m.token.clone()));
         b.push(Bind::Text(m.channel_plan.clone()));
+        b.push(Bind::Text(m.variant.clone()));
     }
     (sql, b)
 }
@@ -181,6 +182,7 @@ macro_rules! insert_message {
             .bind(m.class.as_str())
             .bind(&m.token)
             .bind(&m.channel_plan)
+            .bind(&m.variant)
             .execute($conn)
             .await?
             .rows_affected();
@@ -207,6 +209,8 @@ pub struct NewMessage {
     pub token: Option<String>,
     /// `webhook` for a callback task; `None`: the job's customer channels.
     pub channel_plan: Option<String>,
+    /// The experiment arm (a variant's name); reminders inherit it.
+    pub variant: Option<String>,
 }
 
 /// What a claim reads besides the messages.
@@ -239,6 +243,8 @@ pub struct Claimed {
     pub class: Class,
     pub token: Option<String>,
     pub channel_plan: Option<String>,
+    /// The experiment arm; the next reminder inherits it.
+    pub variant: Option<String>,
     pub contact: Contact,
     pub event: Option<Event>,
     pub claim_token: String,
@@ -341,6 +347,7 @@ where
         class: Class::parse(&r.try_get::<String, _>("class")?),
         token: r.try_get("token")?,
         channel_plan: r.try_get("channel_plan")?,
+        variant: r.try_get("variant")?,
         contact,
         event,
         claim_token: token.to_string(),
@@ -411,6 +418,23 @@ impl Store {
                 .await?
             {
                 suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+            }
+            // Erased contacts' addresses are on the list as one-way hashes.
+            let addresses = rows
+                .iter()
+                .map(|r| Ok((r.try_get("c_email")?, r.try_get("c_phone")?)))
+                .collect::<Result<Vec<(Option<String>, Option<String>)>>>()?;
+            let (sql, binds, forms) = super::suppressions::hashed_lookup(&addresses, pg);
+            if !forms.is_empty() {
+                for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    let hash: String = r.try_get(0)?;
+                    for (_, channel, address) in forms.iter().filter(|f| f.0 == hash) {
+                        suppressed.insert((channel.to_string(), address.clone()), r.try_get(1)?);
+                    }
+                }
             }
             let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
             if let Some(since) = with.sends_since {

@@ -70,10 +70,10 @@ impl Store {
             let mut n = 0;
             for m in &ordered {
                 n += sqlx::query(
-                    "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan) \
-                     VALUES ($1, $2, $3, NULL, 0, $4, $5, 'scheduled', $6, $7, NULL, $8, $8, $9, $10, NULL) \
+                    "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
+                     VALUES ($1, $2, $3, NULL, 0, $4, $5, $11, $6, $7, $12, $8, $8, $9, $10, NULL, $13) \
                      ON CONFLICT (job_id, dedupe_key, step) DO UPDATE SET due_at = excluded.due_at, not_after = excluded.not_after, \
-                     state = 'scheduled', reason = NULL, updated_at = excluded.updated_at \
+                     state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at \
                      WHERE messages.state IN ('scheduled', 'retrying', 'cancelled') AND messages.sent_at IS NULL AND messages.due_at <> excluded.due_at",
                 )
                 .bind(&m.id)
@@ -86,6 +86,9 @@ impl Store {
                 .bind(to_millis(now))
                 .bind(m.class.as_str())
                 .bind(&m.token)
+                .bind(m.state.as_str())
+                .bind(&m.reason)
+                .bind(&m.variant)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected() as usize;

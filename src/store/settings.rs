@@ -1,9 +1,12 @@
-//! The `store:` section: which database holds the outbox, and how hard SQLite syncs.
+//! The `store:` section: which database holds the outbox, and how hard SQLite syncs; and the
+//! `retention:` section: how long the store keeps each kind of record.
 
 use crate::check::Checker;
+use crate::diag::Location;
 use crate::values::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `store:` as written.
 #[derive(Debug, Deserialize)]
@@ -104,4 +107,132 @@ pub fn check(c: &mut Checker, raw: &RawStore) -> StoreConfig {
             synchronous: SqliteSync::Full,
         }
     }
+}
+
+/// One kind of record `retention:` keeps for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    Events,
+    Messages,
+    Attempts,
+    Content,
+    Replies,
+}
+
+impl Kept {
+    pub const ALL: [Kept; 5] = [
+        Kept::Events,
+        Kept::Messages,
+        Kept::Attempts,
+        Kept::Content,
+        Kept::Replies,
+    ];
+
+    /// The key under `retention:`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kept::Events => "events",
+            Kept::Messages => "messages",
+            Kept::Attempts => "attempts",
+            Kept::Content => "content",
+            Kept::Replies => "replies",
+        }
+    }
+
+    /// The default: long enough for every window a job can look back over by default (a
+    /// year and a day for anniversaries, plus room), short enough not to keep data forever.
+    fn default_days(self) -> u64 {
+        match self {
+            Kept::Events | Kept::Messages | Kept::Attempts => 400,
+            Kept::Content => 90,
+            Kept::Replies => 180,
+        }
+    }
+}
+
+/// `retention:` as written: a duration or `never` per kind of record.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    events: Option<String>,
+    messages: Option<String>,
+    attempts: Option<String>,
+    content: Option<String>,
+    replies: Option<String>,
+}
+
+impl RawRetention {
+    fn get(&self, k: Kept) -> Option<&str> {
+        match k {
+            Kept::Events => self.events.as_deref(),
+            Kept::Messages => self.messages.as_deref(),
+            Kept::Attempts => self.attempts.as_deref(),
+            Kept::Content => self.content.as_deref(),
+            Kept::Replies => self.replies.as_deref(),
+        }
+    }
+}
+
+/// How long each kind of record is kept (`None`: forever), and where each key was written
+/// in the config, so that a job whose window needs longer is refused at that place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    keep: [Option<Duration>; 5],
+    written: [Option<Location>; 5],
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            keep: Kept::ALL.map(|k| Some(Duration::from_secs(k.default_days() * 86_400))),
+            written: [None; 5],
+        }
+    }
+}
+
+impl Retention {
+    /// How long `k` is kept; `None`: forever.
+    pub fn of(&self, k: Kept) -> Option<Duration> {
+        self.keep[k as usize]
+    }
+
+    /// Where `retention.<k>` is written in the config (`None`: the default applies).
+    pub fn written_at(&self, k: Kept) -> Option<Location> {
+        self.written[k as usize]
+    }
+
+    /// The same with `k` kept for `d` (tests and tools).
+    pub fn with(mut self, k: Kept, d: Option<Duration>) -> Retention {
+        self.keep[k as usize] = d;
+        self
+    }
+}
+
+/// The shortest retention accepted: the purge runs daily, and less would remove records
+/// that are still being worked on.
+const MIN_RETENTION: Duration = Duration::from_secs(86_400);
+
+/// Check `retention:`. Whether each job's windows fit is checked with the jobs
+/// (`jobs::retention`), which know them.
+pub fn check_retention(c: &mut Checker, raw: &RawRetention) -> Retention {
+    let mut r = Retention::default();
+    for k in Kept::ALL {
+        let field = format!("retention.{}", k.key());
+        let Some(text) = raw.get(k) else { continue };
+        r.written[k as usize] = c.key_location(&field);
+        if text.trim() == "never" {
+            r.keep[k as usize] = None;
+            continue;
+        }
+        match c.duration(&field, text) {
+            Some(d) if d < MIN_RETENTION => c.err(
+                &field,
+                format!("`{text}` is shorter than a day"),
+                Some("keep records at least 1d, or write `never` to keep them".into()),
+            ),
+            Some(d) => r.keep[k as usize] = Some(d),
+            None => {}
+        }
+    }
+    r
 }

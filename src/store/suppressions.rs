@@ -1,6 +1,6 @@
 //! The suppression list and open callback tasks: what support and agents change by hand.
 
-use super::sql::on_pool;
+use super::sql::{Bind, on_pool};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::MessageRecord;
@@ -48,16 +48,21 @@ impl Store {
         })
     }
 
-    /// Remove an address from the list; `false` if it was not there.
+    /// Remove an address from the list, and the hashed entry an erasure left for it;
+    /// `false` if it was not there.
     pub async fn unsuppress(&self, channel: &str, address: &str) -> Result<bool> {
+        let hashed = hashed_address(channel, address);
         let address = normalise_address(channel, address);
         on_pool!(self, |pool, _b| {
-            let n = sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
-                .bind(channel)
-                .bind(&address)
-                .execute(pool)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "DELETE FROM suppressions WHERE channel = $1 AND (address = $2 OR address = $3)",
+            )
+            .bind(channel)
+            .bind(&address)
+            .bind(&hashed)
+            .execute(pool)
+            .await?
+            .rows_affected();
             Ok(n > 0)
         })
     }
@@ -170,7 +175,63 @@ impl Store {
     }
 }
 
-impl Store {}
+/// The one-way form an erased contact's addresses are kept in on the suppression list:
+/// `sha256:` and the hex SHA-256 of `aftercare:<channel>:<normalised address>`. The address
+/// cannot be read back from it, yet the same address, should it come again, is found.
+pub fn hashed_address(channel: &str, address: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(
+        format!(
+            "aftercare:{channel}:{}",
+            normalise_address(channel, address)
+        )
+        .as_bytes(),
+    );
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HASHED}{hex}")
+}
+
+/// The prefix of hashed suppression entries.
+pub(super) const HASHED: &str = "sha256:";
+
+/// The query that finds hashed entries for the claimed messages' contacts, given their
+/// (email, phone): its SQL, binds, and the (hash, channel, address) forms it looks for.
+#[allow(clippy::type_complexity)]
+pub(super) fn hashed_lookup(
+    addresses: &[(Option<String>, Option<String>)],
+    pg: bool,
+) -> (String, Vec<Bind>, Vec<(String, &'static str, String)>) {
+    let forms = hashed_forms(addresses);
+    let list = super::contacts::list(1, forms.len(), pg);
+    // Both channels, so that the primary key (channel, address) finds them by index.
+    let sql = format!(
+        "SELECT address, reason FROM suppressions WHERE channel IN ('email', 'sms') AND address IN ({list})"
+    );
+    let binds = forms
+        .iter()
+        .map(|(h, _, _)| Bind::Text(Some(h.clone())))
+        .collect();
+    (sql, binds, forms)
+}
+
+/// (hash, channel, address) for the email and phone of each contact: what the claim looks
+/// up to honour the hashed entries erasure leaves.
+fn hashed_forms(
+    addresses: &[(Option<String>, Option<String>)],
+) -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    for (email, phone) in addresses {
+        if let Some(e) = email {
+            out.push((hashed_address("email", e), "email", e.to_lowercase()));
+        }
+        if let Some(p) = phone {
+            out.push((hashed_address("sms", p), "sms", p.clone()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
 
 /// Email addresses compare case-insensitively; phone numbers are E.164 already.
 pub(super) fn normalise_address(channel: &str, address: &str) -> String {

@@ -23,6 +23,17 @@ pub struct MessageInfo<'a> {
     pub token: Option<&'a str>,
     /// One-click unsubscribe link and mailto for this contact, when configured.
     pub unsubscribe: Option<(&'a str, Option<&'a str>)>,
+    /// For a survey job's message: the answer page's link and the scale's scores.
+    pub survey: Option<SurveyInfo<'a>>,
+}
+
+/// `survey.*`: the answer page of this message (`None` without `api.public_url`), the scale,
+/// and one link per score (`?score=N` pre-selects it on the page; nothing is recorded until
+/// the customer submits).
+pub struct SurveyInfo<'a> {
+    pub url: Option<String>,
+    pub scale: &'a str,
+    pub scores: std::ops::RangeInclusive<i64>,
 }
 
 /// The render context: every schema field present (null when unknown), so strict mode only
@@ -65,6 +76,17 @@ pub fn context(
         "unsubscribe".into(),
         json!({"url": url, "mailto": mailto.flatten()}),
     );
+    if let Some(sv) = &msg.survey {
+        let links: Vec<Value> = sv
+            .scores
+            .clone()
+            .map(|n| json!({"score": n, "url": sv.url.as_ref().map(|u| format!("{u}?score={n}"))}))
+            .collect();
+        root.insert(
+            "survey".into(),
+            json!({"url": sv.url, "scale": sv.scale, "links": links}),
+        );
+    }
     Value::Object(root)
 }
 

@@ -1,6 +1,7 @@
 //! Message templates: `message_templates/<name>/<kind>[.<locale>].hbs`.
 //!
-//! Kinds are `email.subject`, `email.txt`, `email.html`, `sms` and `sms.params`. Three
+//! Kinds are `email.subject`, `email.txt`, `email.html`, `sms`, `sms.params` and `survey`
+//! (the question a survey job's answer page asks). Three
 //! handlebars registries: HTML escaping happens only in `email.html`; subjects, plain text and
 //! SMS are rendered verbatim (an escaped `&amp;` in a subject line is a bug customers see);
 //! `sms.params` is the JSON object of a provider template's parameters (Aliyun's
@@ -23,7 +24,7 @@
 mod context;
 mod vars;
 
-pub use context::{MessageInfo, context};
+pub use context::{MessageInfo, SurveyInfo, context};
 use context::{OUR_HELPERS, OurHelper};
 pub use vars::Scope;
 use vars::{BUILTIN_HELPERS, VarUse, Walk, check_uses};
@@ -44,6 +45,7 @@ pub const KINDS: &[&str] = &[
     "email.html",
     "sms.params",
     "sms",
+    "survey",
 ];
 
 #[derive(Debug, Clone)]
@@ -260,7 +262,7 @@ impl TemplateSet {
                 diags.push(
                     Diagnostic::warning(&path, None, format!("`{file_name}` is not a template file this program reads; ignored"))
                         .with_hint(did_you_mean(&guess, KINDS.iter().copied()).unwrap_or_else(|| {
-                            "name files <kind>[.<locale>].hbs with kind email.subject, email.txt, email.html, sms or sms.params".into()
+                            "name files <kind>[.<locale>].hbs with kind email.subject, email.txt, email.html, sms, sms.params or survey".into()
                         })),
                 );
                 continue;
@@ -310,7 +312,8 @@ impl TemplateSet {
                 )
             });
             let registry = match kind {
-                "email.html" => &mut self.html,
+                // The survey question goes into the answer page's HTML.
+                "email.html" | "survey" => &mut self.html,
                 "sms.params" => &mut self.json,
                 _ => &mut self.text,
             };
@@ -422,6 +425,7 @@ impl TemplateSet {
         let relevant = |k: &str| match channel {
             "email" => k.starts_with("email."),
             "sms" => k.starts_with("sms"),
+            "survey" => k == "survey",
             _ => true,
         };
         for (kind, locales) in kinds.iter().filter(|(k, _)| relevant(k)) {
@@ -534,6 +538,31 @@ impl TemplateSet {
                 .clone()
                 .unwrap_or_else(|| self.default_locale.clone()),
         })
+    }
+
+    /// The survey question of template `name` for `locale` (`survey[.<locale>].hbs`, same
+    /// fallback as email), HTML-escaped; `None` when the set has no such file (the answer
+    /// page then asks its built-in question). Also the locale of the file used.
+    pub fn render_survey(
+        &self,
+        name: &str,
+        locale: &str,
+        ctx: &Context,
+    ) -> Option<Result<(String, String), TemplateRenderError>> {
+        let f = self.resolve(name, "survey", locale)?;
+        let used = f
+            .locale
+            .clone()
+            .unwrap_or_else(|| self.default_locale.clone());
+        Some(
+            self.html
+                .render_with_context(&f.key, ctx)
+                .map(|text| (text, used))
+                .map_err(|e| TemplateRenderError::Render {
+                    file: crate::diag::display_path(&f.path),
+                    source: Box::new(e),
+                }),
+        )
     }
 
     /// Render the SMS of template `name` for `locale` (same fallback as email): the text, and
@@ -753,6 +782,7 @@ mod tests {
             timezone: "Asia/Shanghai".parse().unwrap(),
             token: None,
             unsubscribe: None,
+            survey: None,
         };
         let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
         let r = set.render_email("t", "zh-CN", &ctx).unwrap();
@@ -797,6 +827,7 @@ mod tests {
             timezone: Tz::UTC,
             token: None,
             unsubscribe: None,
+            survey: None,
         };
         let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
         let err = set.render_email("t", "en", &ctx).unwrap_err().to_string();
@@ -866,6 +897,7 @@ mod tests {
             timezone: Tz::UTC,
             token: None,
             unsubscribe: None,
+            survey: None,
         };
         let ctx = Context::wraps(context(&contact, Some(&event), "j", "", &info)).unwrap();
         let err = set.render_email("t", "en", &ctx).unwrap_err().to_string();

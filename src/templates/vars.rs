@@ -55,6 +55,12 @@ pub(super) const UNSUBSCRIBE: Root = Root {
     open: &[],
 };
 
+pub(super) const SURVEY: Root = Root {
+    name: "survey",
+    fields: &["url", "scale", "links"],
+    open: &[],
+};
+
 /// The variables available to one use of a template (a job with an event trigger sees
 /// `event`; a birthday job does not).
 pub struct Scope {
@@ -77,6 +83,22 @@ impl Scope {
             roots: vec![&CONTACT, &JOB, &MESSAGE, &UNSUBSCRIBE],
             missing_root_note: vec![("event", why)],
         }
+    }
+}
+
+impl Scope {
+    /// A survey job's messages also see `survey` (the answer page's link); other jobs are
+    /// told how to become one.
+    pub fn with_survey(mut self, survey: bool) -> Scope {
+        if survey {
+            self.roots.push(&SURVEY);
+        } else {
+            self.missing_root_note.push((
+                "survey",
+                "this job is not a survey: add `survey: nps` (or csat) to it",
+            ));
+        }
+        self
     }
 }
 

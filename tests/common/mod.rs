@@ -352,6 +352,31 @@ impl SmtpSink {
         SmtpSink { port, dump, child }
     }
 
+    /// Message-ID (without angle brackets) → how many times the sink received it. Only the
+    /// header block is read: thousands of full MIME parses would dominate a test. smtp-sink
+    /// removes a half-received file when the client dies mid-DATA, so a file gone between
+    /// the listing and the read was never received.
+    pub fn received(&self) -> std::collections::HashMap<String, usize> {
+        let mut seen = std::collections::HashMap::new();
+        for e in std::fs::read_dir(self.dump.path()).unwrap() {
+            let raw = match std::fs::read(e.unwrap().path()) {
+                Ok(raw) => raw,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => panic!("reading smtp-sink's dump: {err}"),
+            };
+            let text = String::from_utf8_lossy(&raw);
+            let id = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("message-id")
+                    .then(|| value.trim().trim_matches(['<', '>']).to_string())
+            });
+            if let Some(id) = id {
+                *seen.entry(id).or_insert(0) += 1;
+            }
+        }
+        seen
+    }
+
     /// Every message received so far, parsed.
     pub fn messages(&self) -> Vec<Received> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dump.path())
@@ -453,4 +478,25 @@ unsafe extern "C" {
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The shipped jobs and templates as a `Playbook`, for tests that plan through the library
+/// rather than the binary.
+pub fn shipped_playbook() -> aftercare::playbook::Playbook {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (templates, _) =
+        aftercare::templates::TemplateSet::load(&root.join("message_templates"), "zh-CN");
+    let (jobs, diags) = aftercare::jobs::load(&root.join("jobs"), &templates, None);
+    assert!(!diags.has_errors(), "{diags}");
+    aftercare::playbook::Playbook {
+        jobs: std::sync::Arc::new(jobs),
+        templates: std::sync::Arc::new(templates),
+        default_timezone: chrono_tz::Asia::Shanghai,
+        default_locale: "zh-CN".into(),
+        expire_after: None,
+        policy: aftercare::policy::PolicyConfig::default(),
+        unsubscribe: None,
+        webhook_enabled: false,
+        public_url: None,
+    }
 }

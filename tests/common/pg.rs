@@ -221,6 +221,11 @@ unsafe extern "C" {
 }
 
 /// The folder with `initdb`: `$AFTERCARE_PG_BIN`, else the newest installed major version.
+/// The folder of the PostgreSQL binaries the tests use (pg_dump, pg_restore, ...).
+pub fn bin() -> PathBuf {
+    bin_dir()
+}
+
 fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("AFTERCARE_PG_BIN") {
         let dir = PathBuf::from(dir);

@@ -1,0 +1,158 @@
+//! `aftercare report`: what a job's messages came to (conversions), how customers answered
+//! its survey (nps, csat), and the answers themselves, as tables or JSON. The same figures
+//! as `GET /v1/reports/...`, computed by the store in SQL.
+
+use super::{App, Exit, Format, FormatArg};
+use crate::jobs::Scale;
+use crate::reports::{self, By, ReportError, Window};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use clap::Subcommand;
+use std::path::Path;
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Command {
+    /// Planned, sent, delivered, failed, cancelled, converted by the job's goal; variants and holdout
+    Conversions(Args),
+    /// NPS of a survey job: response rate, promoters, passives, detractors, NPS with its 95% interval
+    Nps(Args),
+    /// CSAT of a survey job: the share of 4-5 answers with its 95% interval
+    Csat(Args),
+    /// The answers to a survey job, with comments
+    Answers(AnswerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct Args {
+    /// The job
+    #[arg(long)]
+    job: String,
+    /// Messages due from (RFC 3339, or a date: midnight in defaults.timezone) [default: 30 days before --until]
+    #[arg(long)]
+    since: Option<String>,
+    /// Messages due before [default: now]
+    #[arg(long)]
+    until: Option<String>,
+    /// Group by (conversions: step, variant, channel, locale, week; surveys: week, month, locale, tier)
+    #[arg(long, value_enum)]
+    by: Option<By>,
+    #[command(flatten)]
+    format: FormatArg,
+    /// Report as of this instant instead of now (the default --until)
+    #[arg(long, hide = true)]
+    now: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct AnswerArgs {
+    #[arg(long)]
+    job: String,
+    /// Answers given from [default: 30 days before --until]
+    #[arg(long)]
+    since: Option<String>,
+    /// Answers given before [default: now]
+    #[arg(long)]
+    until: Option<String>,
+    /// Only answers at or below this score (e.g. 6: the detractors)
+    #[arg(long)]
+    score_lte: Option<i64>,
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// RFC 3339, or a date meaning its midnight in `tz`.
+pub(super) fn parse_in(s: &str, tz: Tz, what: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|d| tz.from_local_datetime(&d).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| {
+            Exit::invalid(format!(
+                "{what}: `{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
+            ))
+        })
+}
+
+fn refused(e: ReportError) -> anyhow::Error {
+    match e {
+        ReportError::Store(s) => s.into(),
+        other => Exit::invalid(other.to_string()),
+    }
+}
+
+pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
+    // Reports read the store; a broken job file elsewhere does not stop them.
+    let app = App::load(config_path)?;
+    let tz = app.config.default_timezone;
+    let locale = app.config.default_locale.clone();
+    let (job_id, since, until, now) = match &c {
+        Command::Conversions(a) | Command::Nps(a) | Command::Csat(a) => {
+            (&a.job, &a.since, &a.until, a.now.as_deref())
+        }
+        Command::Answers(a) => (&a.job, &a.since, &a.until, None),
+    };
+    let Some(job) = app.jobs.get(job_id).cloned() else {
+        let hint = crate::diag::did_you_mean(job_id, app.jobs.iter().map(|j| j.id.as_str()))
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(Exit::invalid(format!("no job `{job_id}`{hint}")));
+    };
+    let now = match now {
+        Some(n) => parse_in(n, tz, "--now")?,
+        None => crate::clock::from_option(None).now(),
+    };
+    let since = since
+        .as_deref()
+        .map(|s| parse_in(s, tz, "--since"))
+        .transpose()?;
+    let until = until
+        .as_deref()
+        .map(|s| parse_in(s, tz, "--until"))
+        .transpose()?;
+    let w = Window::new(since, until, now, tz).map_err(refused)?;
+    if w.since >= w.until {
+        return Err(Exit::invalid(format!(
+            "--since ({}) must be before --until ({})",
+            w.since.to_rfc3339(),
+            w.until.to_rfc3339()
+        )));
+    }
+    let store = app.open_store().await?;
+    let is_csat = matches!(c, Command::Csat(_));
+    let out = match c {
+        Command::Conversions(a) => {
+            let r = reports::conversions(&store, &job, &w, a.by, &locale).await;
+            let r = r.map_err(refused)?;
+            match a.format.get() {
+                Format::Text => r.table(),
+                Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+            }
+        }
+        Command::Nps(a) | Command::Csat(a) => {
+            let want = if is_csat { Scale::Csat } else { Scale::Nps };
+            let r = reports::scores(&store, &job, want, &w, a.by, &locale).await;
+            let r = r.map_err(refused)?;
+            match a.format.get() {
+                Format::Text => r.table(),
+                Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+            }
+        }
+        Command::Answers(a) => {
+            let r = reports::answers(&store, &job, &w, a.score_lte, a.limit).await;
+            let r = r.map_err(refused)?;
+            match a.format.get() {
+                Format::Text => r.table(tz),
+                Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+            }
+        }
+    };
+    store.close().await;
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! A person's data on request: everything held about a contact (export, GDPR art. 15 /
+//! PIPL art. 45), and erasing it (GDPR art. 17 / PIPL art. 47).
+//!
+//! Erasure removes, in one transaction, the contact, its date index, its events, its
+//! messages with their attempts and receipts (pending ones are cancelled by going), its SMS
+//! replies (by contact or by its number) and plain suppression entries of its addresses.
+//! What stays is anonymous: the messages are added to `daily_counts` first (finished ones
+//! on their day, pending ones as cancelled today), so figures do not change, and each of
+//! its addresses stays on the suppression list as a one-way hash (`suppressions::
+//! hashed_address`), which the claim honours: should the shop send the same address again,
+//! it is stored anew (nothing can tell it is the same person) but never contacted on it.
+//! Erasing again finds nothing and changes nothing.
+
+use super::retention::{COUNTED_COLUMNS, count_deleted};
+use super::sql::{Bind, bind_all, on_pool, placeholders};
+use super::suppressions::{hashed_address, normalise_address};
+use super::{LogFilter, Pool, Result, Store};
+use crate::clock::{from_millis, to_millis};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Row};
+
+/// What an erasure removed: counts only, for the log and the answer.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    /// Contacts removed (0: nothing was held; erasing is idempotent).
+    pub contacts: u64,
+    pub events: u64,
+    pub messages: u64,
+    /// Of those, messages that were still to be sent.
+    pub cancelled: u64,
+    pub attempts: u64,
+    pub receipts: u64,
+    pub replies: u64,
+    /// Addresses now suppressed as a one-way hash.
+    pub suppressed: u64,
+    /// A one-way reference of the erased contact id(s) for the operator's records
+    /// (`sha256` of the id, 12 hex digits); not the id.
+    pub reference: Vec<String>,
+}
+
+/// A short one-way reference of a contact id, for logs and tickets.
+pub fn reference(contact_id: &str) -> String {
+    let h = hashed_address("contact", contact_id);
+    h.trim_start_matches(super::suppressions::HASHED)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+impl Store {
+    /// The ids of the contacts `key` names: its id, else every contact with that email
+    /// address (any case) or phone number.
+    pub async fn contacts_named(&self, key: &str) -> Result<Vec<String>> {
+        let phone = crate::values::normalise_phone(key).unwrap_or_else(|_| key.to_string());
+        on_pool!(self, |pool, _b| {
+            let by_id: Vec<String> = sqlx::query_scalar("SELECT id FROM contacts WHERE id = $1")
+                .bind(key)
+                .fetch_all(pool)
+                .await?;
+            if !by_id.is_empty() {
+                return Ok(by_id);
+            }
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM contacts WHERE LOWER(email) = $1 OR phone = $2 ORDER BY id",
+            )
+            .bind(key.trim().to_lowercase())
+            .bind(phone)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Erase the contact `id` (see the module doc); `reason` goes on its hashed suppression
+    /// entries. Nothing held: an `Erased` of zeros.
+    pub async fn erase_contact(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Erased> {
+        let pg = matches!(self.pool, Pool::Postgres(_));
+        let now_ms = to_millis(now);
+        let mut out = Erased::default();
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let found: Option<(Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT email, phone FROM contacts WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((email, phone)) = found else {
+                tx.commit().await?;
+                return Ok(out);
+            };
+            out.reference.push(reference(id));
+            // Messages: counted into the daily figures, then gone with attempts and receipts.
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM messages WHERE contact_id = $1 RETURNING {COUNTED_COLUMNS}"
+            )))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            out.messages = rows.len() as u64;
+            for r in &rows {
+                let state: String = r.try_get(4)?;
+                if !matches!(state.as_str(), "sent" | "failed" | "cancelled") {
+                    out.cancelled += 1;
+                }
+            }
+            let (ids, add) = count_deleted(&rows, pg, now_ms)?;
+            for (sql, binds) in add {
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for chunk in ids.chunks(super::CHUNK) {
+                let list = placeholders(1, chunk.len());
+                out.receipts += bind_all!(
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM receipts WHERE message_id IN ({list})"
+                    ))),
+                    chunk
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                out.attempts += bind_all!(
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM attempts WHERE message_id IN ({list})"
+                    ))),
+                    chunk
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            out.events = sqlx::query("DELETE FROM events WHERE contact_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM contact_dates WHERE contact_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            out.replies = sqlx::query(
+                "DELETE FROM replies WHERE contact_id = $1 OR ($2 IS NOT NULL AND from_number = $2)",
+            )
+            .bind(id)
+            .bind(&phone)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            // Each address: its plain entry (if any) gives way to a hashed one.
+            for (channel, address) in [("email", email), ("sms", phone)] {
+                let Some(address) = address.filter(|a| !a.trim().is_empty()) else {
+                    continue;
+                };
+                let plain = normalise_address(channel, &address);
+                sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
+                    .bind(channel)
+                    .bind(&plain)
+                    .execute(&mut *tx)
+                    .await?;
+                out.suppressed += sqlx::query(super::suppressions::SUPPRESS)
+                    .bind(channel)
+                    .bind(hashed_address(channel, &address))
+                    .bind(format!("erased: {reason}"))
+                    .bind("erasure")
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            out.contacts = sqlx::query("DELETE FROM contacts WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    /// Everything held about contact `id`, as one JSON document: the contact, its date
+    /// index, events (with their data), messages with every attempt and receipt, SMS replies
+    /// (by contact or from its number), and the suppression entries of its addresses (plain
+    /// or hashed). `None` when there is no such contact.
+    pub async fn export_contact(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Value>> {
+        let Some(contact) = self.contact(id).await? else {
+            return Ok(None);
+        };
+        let dates: Vec<(String, String)> = on_pool!(self, |pool, _b| sqlx::query_as(
+            "SELECT field, date FROM contact_dates WHERE contact_id = $1 ORDER BY field"
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await?);
+        let events = self.events_of(id).await?;
+        let received: Vec<(String, i64)> = on_pool!(self, |pool, _b| sqlx::query_as(
+            "SELECT id, received_at FROM events WHERE contact_id = $1"
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await?);
+        let events: Vec<Value> = events
+            .into_iter()
+            .map(|e| {
+                let at = received
+                    .iter()
+                    .find(|(i, _)| *i == e.id)
+                    .map(|(_, ms)| from_millis(*ms));
+                json!({"id": e.id, "type": e.kind, "occurred_at": e.occurred_at, "received_at": at, "data": e.data})
+            })
+            .collect();
+        // By id only: `find_messages` also matches an email or a phone, which could be
+        // another contact's id.
+        let messages: Vec<_> = self
+            .find_messages(&LogFilter {
+                contact: Some(id.to_string()),
+                limit: i64::MAX / 2,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .filter(|m| m.contact_id == id)
+            .collect();
+        // Those matched to the contact when they came, and those from its number.
+        let replies = self.replies_of(id).await?;
+        let mut addresses: Vec<(&str, String)> = Vec::new();
+        if let Some(e) = &contact.email {
+            addresses.push(("email", normalise_address("email", e)));
+            addresses.push(("email", hashed_address("email", e)));
+        }
+        if let Some(p) = &contact.phone {
+            addresses.push(("sms", p.clone()));
+            addresses.push(("sms", hashed_address("sms", p)));
+        }
+        let mut suppressions = Vec::new();
+        for s in self.suppressions(None).await? {
+            if addresses
+                .iter()
+                .any(|(c, a)| *c == s.channel && *a == s.address)
+            {
+                suppressions.push(s);
+            }
+        }
+        Ok(Some(json!({
+            "exported_at": now,
+            "contact": contact,
+            "contact_dates": dates.into_iter().map(|(f, d)| json!({"field": f, "date": d})).collect::<Vec<_>>(),
+            "events": events,
+            "messages": messages,
+            "replies": replies,
+            "suppressions": suppressions,
+        })))
+    }
+}

@@ -1,0 +1,375 @@
+//! What reports read: one job's messages over a period, counted by state, by why they were
+//! cancelled, by whether a goal event converted them, and their survey answers, each grouped
+//! by a key (step, variant, channel, locale, tier, or a time bucket). Everything is counted
+//! in SQL over indexed columns (`messages (job_id, due_at)`, `messages (contact_id, job_id)`,
+//! `events (type, occurred_at)`, `answers (job_id, answered_at)`); only the counts come
+//! back. The store knows nothing of jobs: the caller says which events are goals.
+//!
+//! A message belongs to the period by its due time (a cohort: what the job planned for those
+//! days). A goal event converts the last message of the job to that contact (a sent one, or a
+//! held-out one: what the contact would have got) before it, when it comes within the window
+//! after that message was sent (for held-out rows, after it would have been due), and, with
+//! `match` fields, for the same values as the message's trigger event.
+
+use super::sql::{Bind, bind_all, on_pool, placeholders};
+use super::{Pool, Result, Store};
+use crate::clock::{from_millis, to_millis};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+use std::time::Duration;
+
+/// What the rows are grouped by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupBy {
+    All,
+    Step,
+    Variant,
+    Channel,
+    Locale,
+    /// `contact.attributes.tier`.
+    Tier,
+    /// Time buckets by due time: each bound starts a bucket; the key is the bucket's index.
+    Buckets(Vec<DateTime<Utc>>),
+}
+
+/// One goal: an event type and the `event.data` fields that must match the trigger's.
+#[derive(Debug, Clone)]
+pub struct GoalSpec {
+    pub event: String,
+    pub match_fields: Vec<String>,
+}
+
+/// Messages of one group, variant, step and state (and, cancelled, kind of reason).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRow {
+    pub key: String,
+    /// The experiment arm (`''` without one), so one pass serves the comparisons too.
+    pub variant: String,
+    pub step: i64,
+    pub state: String,
+    /// For cancelled messages, the kind of reason (`stopped: order.returned`); else empty.
+    pub reason: String,
+    pub count: i64,
+    /// Of those, SMS the carrier reported delivered.
+    pub delivered: i64,
+}
+
+/// Converted messages of one group, variant, step and state (`sent` or `held_out`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Converted {
+    pub key: String,
+    pub variant: String,
+    pub step: i64,
+    pub state: String,
+    pub messages: i64,
+    /// Distinct threads (one order's request and its reminders).
+    pub threads: i64,
+}
+
+/// Sent survey messages of a group by answer score (`None`: not answered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreCount {
+    pub key: String,
+    pub score: Option<i64>,
+    pub count: i64,
+}
+
+/// An answer with whom it came from, for the team's review.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct AnswerRow {
+    pub message_id: String,
+    pub contact_id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub score: i64,
+    pub comment: Option<String>,
+    /// How it came: web, sms, api, cli.
+    pub channel: String,
+    pub answered_at: DateTime<Utc>,
+    pub changes: i64,
+}
+
+/// One job over one period.
+#[derive(Debug, Clone)]
+pub struct Period<'a> {
+    pub job: &'a str,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl GroupBy {
+    /// The key as SQL over `m` (messages) and `c` (contacts), and whether it needs `c`.
+    fn sql(&self, pg: bool) -> (String, bool) {
+        match self {
+            GroupBy::All => ("''".into(), false),
+            GroupBy::Step => ("CAST(m.step AS TEXT)".into(), false),
+            GroupBy::Variant => ("COALESCE(m.variant, '')".into(), false),
+            GroupBy::Channel => ("COALESCE(m.channel, '')".into(), false),
+            GroupBy::Locale => ("COALESCE(c.locale, '')".into(), true),
+            GroupBy::Tier if pg => (
+                "COALESCE(CAST(c.attributes AS JSON) ->> 'tier', '')".into(),
+                true,
+            ),
+            GroupBy::Tier => (
+                "COALESCE(CAST(json_extract(c.attributes, '$.tier') AS TEXT), '')".into(),
+                true,
+            ),
+            GroupBy::Buckets(bounds) => {
+                // The bounds are instants we computed, written as integers.
+                let mut case = String::from("CASE");
+                for (i, b) in bounds.iter().enumerate().skip(1) {
+                    case.push_str(&format!(
+                        " WHEN m.due_at < {} THEN '{}'",
+                        to_millis(*b),
+                        i - 1
+                    ));
+                }
+                case.push_str(&format!(" ELSE '{}' END", bounds.len().saturating_sub(1)));
+                (case, false)
+            }
+        }
+    }
+}
+
+/// `FROM messages m [JOIN contacts c]` for a key.
+fn from(needs_contact: bool) -> &'static str {
+    if needs_contact {
+        "FROM messages m JOIN contacts c ON c.id = m.contact_id"
+    } else {
+        "FROM messages m"
+    }
+}
+
+/// The period's customer messages of the job: `$1` job, `$2` since, `$3` until.
+const IN_PERIOD: &str =
+    "m.job_id = $1 AND m.due_at >= $2 AND m.due_at < $3 AND m.channel_plan IS NULL";
+
+/// The cancelled reasons, in kinds: the text of a reason names event ids and values.
+fn reason_kind(stop_events: &[String], first_bind: usize) -> (String, Vec<Bind>) {
+    let mut case = String::from("CASE");
+    let mut binds = Vec::new();
+    for (i, e) in stop_events.iter().enumerate() {
+        let n = first_bind + 2 * i;
+        case.push_str(&format!(
+            " WHEN m.reason LIKE CAST(${n} AS TEXT) THEN CAST(${} AS TEXT)",
+            n + 1
+        ));
+        binds.push(Bind::Text(Some(format!("stopped: {e} received%"))));
+        binds.push(Bind::Text(Some(format!("stopped: {e}"))));
+    }
+    case.push_str(
+        " WHEN m.reason LIKE 'expired:%' THEN 'expired (sent too late)' \
+         WHEN m.reason LIKE 'not sent:%' THEN 'no channel could reach the contact' \
+         WHEN m.reason LIKE 'dropped: frequency cap%' THEN 'frequency cap' \
+         WHEN m.reason LIKE 'cancelled by %' THEN 'cancelled by hand' \
+         WHEN m.reason LIKE '%no longer defined%' THEN 'job removed' \
+         WHEN m.reason LIKE '%is disabled%' THEN 'job disabled' \
+         ELSE 'other' END",
+    );
+    (case, binds)
+}
+
+impl Store {
+    fn pg(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// Messages of the period by key, variant, step, state and (cancelled) kind of reason,
+    /// in one pass over the job's messages.
+    pub async fn report_states(
+        &self,
+        p: &Period<'_>,
+        by: &GroupBy,
+        stop_events: &[String],
+    ) -> Result<Vec<StateRow>> {
+        let (key, contact) = by.sql(self.pg());
+        let (kind, more) = reason_kind(stop_events, 4);
+        let sql = format!(
+            "SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, \
+             CASE WHEN m.state = 'cancelled' THEN {kind} ELSE '' END AS r, COUNT(*) AS n, \
+             SUM(CASE WHEN m.delivery = 'delivered' THEN 1 ELSE 0 END) AS d \
+             {} WHERE {IN_PERIOD} GROUP BY 1, 2, 3, 4, 5",
+            from(contact)
+        );
+        let mut binds = period_binds(p);
+        binds.extend(more);
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StateRow {
+                        key: r.try_get(0)?,
+                        variant: r.try_get(1)?,
+                        step: r.try_get(2)?,
+                        state: r.try_get(3)?,
+                        reason: r.try_get(4)?,
+                        count: r.try_get(5)?,
+                        delivered: r.try_get::<Option<i64>, _>(6)?.unwrap_or(0),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Messages of the period (sent or held out) that a goal event converted, by key, step
+    /// and state. See the module's doc for the rule.
+    pub async fn report_converted(
+        &self,
+        p: &Period<'_>,
+        by: &GroupBy,
+        goals: &[GoalSpec],
+        window: Duration,
+    ) -> Result<Vec<Converted>> {
+        if goals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pg = self.pg();
+        let (key, contact) = by.sql(pg);
+        let mut binds = period_binds(p);
+        binds.push(Bind::Int(Some(
+            i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+        )));
+        // $1 job, $2 since, $3 until, $4 window; then each goal's type and match fields.
+        let mut branches = Vec::new();
+        for g in goals {
+            binds.push(Bind::Text(Some(g.event.clone())));
+            let ty = binds.len();
+            let mut conds = String::new();
+            for f in &g.match_fields {
+                if f == "order_id" {
+                    conds.push_str(" AND t.order_id = e.order_id");
+                    continue;
+                }
+                binds.push(Bind::Text(Some(if pg {
+                    f.clone()
+                } else {
+                    format!("$.{f}")
+                })));
+                let n = binds.len();
+                if pg {
+                    conds.push_str(&format!(
+                        " AND (CAST(t.data AS JSON) ->> CAST(${n} AS TEXT)) = (CAST(e.data AS JSON) ->> CAST(${n} AS TEXT))"
+                    ));
+                } else {
+                    conds.push_str(&format!(
+                        " AND json_extract(t.data, ${n}) = json_extract(e.data, ${n})"
+                    ));
+                }
+            }
+            branches.push(format!(
+                "SELECT e.id AS eid, e.occurred_at AS at, m.id AS mid, m.due_at AS due, \
+                 COALESCE(m.sent_at, m.due_at) AS ref \
+                 FROM events e JOIN messages m ON m.contact_id = e.contact_id AND m.job_id = $1 \
+                 LEFT JOIN events t ON t.id = m.event_id \
+                 WHERE e.type = ${ty} AND e.occurred_at >= $2 AND m.channel_plan IS NULL \
+                 AND m.state IN ('sent', 'held_out') AND COALESCE(m.sent_at, m.due_at) < e.occurred_at{conds}"
+            ));
+        }
+        let sql = format!(
+            "WITH cand AS ({}), \
+             ranked AS (SELECT eid, at, mid, due, ref, ROW_NUMBER() OVER (PARTITION BY eid ORDER BY ref DESC, mid DESC) AS rn FROM cand), \
+             won AS (SELECT DISTINCT mid FROM ranked WHERE rn = 1 AND at <= ref + $4 AND due >= $2 AND due < $3) \
+             SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), COUNT(DISTINCT m.dedupe_key) \
+             {} WHERE m.id IN (SELECT mid FROM won) GROUP BY 1, 2, 3, 4",
+            branches.join(" UNION ALL "),
+            from(contact)
+        );
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Converted {
+                        key: r.try_get(0)?,
+                        variant: r.try_get(1)?,
+                        step: r.try_get(2)?,
+                        state: r.try_get(3)?,
+                        messages: r.try_get(4)?,
+                        threads: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Sent messages of the period by key and answer score (a histogram per key).
+    pub async fn report_scores(&self, p: &Period<'_>, by: &GroupBy) -> Result<Vec<ScoreCount>> {
+        let (key, contact) = by.sql(self.pg());
+        let sql = format!(
+            "SELECT {key} AS k, a.score, COUNT(*) {} LEFT JOIN answers a ON a.message_id = m.id \
+             WHERE {IN_PERIOD} AND m.state = 'sent' GROUP BY 1, 2",
+            from(contact)
+        );
+        let binds = period_binds(p);
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ScoreCount {
+                        key: r.try_get(0)?,
+                        score: r.try_get(1)?,
+                        count: r.try_get(2)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Answers to the job given in the period (by when they were first given), oldest first;
+    /// with `score_lte`, only those at or below it.
+    pub async fn report_answers(
+        &self,
+        p: &Period<'_>,
+        score_lte: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AnswerRow>> {
+        let mut binds = period_binds(p);
+        let mut cond = String::new();
+        if let Some(s) = score_lte {
+            binds.push(Bind::Int(Some(s)));
+            cond = format!(" AND a.score <= {}", placeholders(binds.len(), 1));
+        }
+        let sql = format!(
+            "SELECT a.message_id, a.contact_id, c.name, c.email, c.phone, a.score, a.comment, a.channel, a.answered_at, a.changes \
+             FROM answers a LEFT JOIN contacts c ON c.id = a.contact_id \
+             WHERE a.job_id = $1 AND a.answered_at >= $2 AND a.answered_at < $3{cond} \
+             ORDER BY a.answered_at, a.message_id LIMIT {}",
+            limit.clamp(1, 100_000)
+        );
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AnswerRow {
+                        message_id: r.try_get(0)?,
+                        contact_id: r.try_get(1)?,
+                        name: r.try_get(2)?,
+                        email: r.try_get(3)?,
+                        phone: r.try_get(4)?,
+                        score: r.try_get(5)?,
+                        comment: r.try_get(6)?,
+                        channel: r.try_get(7)?,
+                        answered_at: from_millis(r.try_get(8)?),
+                        changes: r.try_get(9)?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+fn period_binds(p: &Period<'_>) -> Vec<Bind> {
+    vec![
+        Bind::Text(Some(p.job.to_string())),
+        Bind::Int(Some(to_millis(p.since))),
+        Bind::Int(Some(to_millis(p.until))),
+    ]
+}

@@ -1,0 +1,387 @@
+//! Experiments and outcomes through the real binary, on SQLite and on PostgreSQL: variants
+//! split contacts by their weights and keep each contact in its arm across processes; the
+//! holdout gets nothing and is counted; list `stop_when` cancels on any of its events; and
+//! `report conversions` on a fixture whose figures were computed by hand.
+
+mod common;
+
+use common::{Backend, Workspace, delivered, reviewed};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+const DELIVERED: &str = "2026-11-20T10:00:00+08:00";
+const DUE: &str = "2026-11-23T10:00:00+08:00";
+
+fn deliveries(range: std::ops::Range<usize>, order_prefix: &str, first_id: usize) -> Vec<String> {
+    range
+        .enumerate()
+        .map(|(n, i)| {
+            delivered(
+                &format!("evt-{}", first_id + n),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("{order_prefix}-{i}"),
+                DELIVERED,
+            )
+        })
+        .collect()
+}
+
+/// (contact, arm) of each first message: the variant's name, or `held_out`.
+fn arms(ws: &Workspace, order_prefix: &str) -> HashMap<String, String> {
+    let log = ws.logs_json(&["--job", "ab", "--limit", "100000"]);
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["order_id"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{order_prefix}-"))
+        })
+        .map(|m| {
+            let arm = if m["state"] == "held_out" {
+                "held_out".to_string()
+            } else {
+                m["variant"].as_str().unwrap().to_string()
+            };
+            (m["contact_id"].as_str().unwrap().to_string(), arm)
+        })
+        .collect()
+}
+
+fn variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/ab.yaml",
+        "id: ab\ntrigger: {event: order.delivered, delay: 3d}\nchannels: [email]\n\
+         dedupe: \"{{event.data.order_id}}\"\n\
+         variants:\n  - {name: a, template: review_request, weight: 50}\n  - {name: b, template: review_reminder, weight: 50}\n\
+         holdout: 10%\nstop_when: {event: review.submitted, match: [order_id]}\n",
+    );
+    assert!(
+        ws.run(&["validate"]).ok().stdout.contains("1 job"),
+        "validate"
+    );
+    ws.import(&deliveries(0..2000, "SO", 0)).ok();
+    let first = arms(&ws, "SO");
+    assert_eq!(first.len(), 2000);
+    let count = |m: &HashMap<String, String>, arm: &str| m.values().filter(|a| *a == arm).count();
+    let (held, a, bee) = (
+        count(&first, "held_out"),
+        count(&first, "a"),
+        count(&first, "b"),
+    );
+    // 10% ± 2 points held out; the rest 50/50 ± 5 points.
+    assert!((160..=240).contains(&held), "held out {held}");
+    let sent = (a + bee) as f64;
+    assert!((a as f64 / sent - 0.5).abs() <= 0.05, "a {a} b {bee}");
+    // Another process (a restart, or another node) plans new orders of the same contacts:
+    // each contact stays in its arm.
+    ws.import(&deliveries(0..500, "SO2", 2000)).ok();
+    let second = arms(&ws, "SO2");
+    assert_eq!(second.len(), 500);
+    for (contact, arm) in &second {
+        assert_eq!(first.get(contact), Some(arm), "{contact} changed arm");
+    }
+
+    // The holdout gets nothing; every other first message goes with its variant's template.
+    let out = ws.once(DUE).stdout;
+    let held_total = held + count(&second, "held_out");
+    assert_eq!(
+        out.trim(),
+        format!(
+            "{} sent, 0 retrying, 0 failed, 0 cancelled",
+            2500 - held_total
+        )
+    );
+    let log = ws.logs_json(&["--job", "ab", "--limit", "100000"]);
+    for m in log.as_array().unwrap() {
+        match m["state"].as_str().unwrap() {
+            "held_out" => {
+                assert!(m["attempt_log"].as_array().unwrap().is_empty());
+                assert!(
+                    m["reason"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("held out: in the 10% holdout of ab"),
+                    "{m}"
+                );
+                assert_eq!(m["variant"], Value::Null);
+            }
+            "sent" => {
+                let want = if m["variant"] == "a" {
+                    "review_request"
+                } else {
+                    "review_reminder"
+                };
+                assert_eq!(m["template"], want, "{m}");
+            }
+            other => panic!("{other}: {m}"),
+        }
+    }
+    let emails = std::fs::read_dir(ws.path("data/outbox")).unwrap().count();
+    assert_eq!(emails, 2500 - held_total);
+    let contact = first.iter().find(|(_, a)| *a == "held_out").unwrap().0;
+    let table = ws
+        .run(&["logs", "--contact", contact, "--job", "ab"])
+        .ok()
+        .stdout;
+    assert!(
+        table.contains("held out")
+            && table.contains("held out: in the 10% holdout of ab; nothing is sent"),
+        "{table}"
+    );
+
+    // The report counts them: planned per variant, and the holdout beside the messaged.
+    let r = ws
+        .run(&[
+            "report",
+            "conversions",
+            "--job",
+            "ab",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-12-01",
+            "--by",
+            "variant",
+            "--format",
+            "json",
+        ])
+        .ok()
+        .stdout;
+    let r: Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(r["total"]["held_out"], json!(held_total), "{r}");
+    assert_eq!(r["total"]["sent"], json!(2500 - held_total));
+    let group = |k: &str| {
+        r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == k)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        group("a")["sent"].as_u64().unwrap() + group("b")["sent"].as_u64().unwrap(),
+        (2500 - held_total) as u64
+    );
+    let comparisons = r["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2, "{r}");
+    assert_eq!(
+        (comparisons[0]["a"].as_str(), comparisons[0]["b"].as_str()),
+        (Some("a"), Some("b"))
+    );
+    assert_eq!(comparisons[1]["a"], "holdout");
+}
+
+/// The hand-computed fixture: eight orders delivered on 11-20 (first message due 11-23,
+/// reminder 4 days after it is sent, goal: the review of the same order within 5 days).
+///
+/// | order | what happens                                         | counts as                       |
+/// |-------|------------------------------------------------------|---------------------------------|
+/// | SO-1  | sent 11-23; review 11-24                             | converted at step 0; reminder cancelled |
+/// | SO-2  | sent 11-23, reminder 11-27; review 11-29              | converted at step 1             |
+/// | SO-3  | sent 11-23; a review dated 11-22 arrives late         | not converted (before the send); reminder cancelled |
+/// | SO-4  | sent 11-23, reminder 11-27; review 12-03 (6 days)     | not converted (after the window) |
+/// | SO-5  | sent 11-23, reminder 11-27; no review                 | not converted                   |
+/// | SO-6  | sent 11-23, reminder 11-27; a review of another order | not converted (other order)     |
+/// | SO-7  | the contact has no email address                     | cancelled: no channel           |
+/// | SO-8  | returned on 11-22                                    | cancelled: stop_when order.returned |
+///
+/// Planned 8 + 6 reminders = 14; sent 6 + 4 = 10; cancelled 4; reached 6; converted 2:
+/// 33.3%, Wilson 95% interval 9.7% to 70.0%.
+fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/rr.yaml",
+        "id: rr\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: review_request\nchannels: [email]\n\
+         dedupe: \"{{event.data.order_id}}\"\nreminders: [{after: 4d, template: review_reminder}]\n\
+         stop_when: [{event: review.submitted, match: [order_id]}, order.returned, {event: complaint.opened}]\n\
+         goal_window: 5d\n",
+    );
+    let mut lines: Vec<String> = (1..=8)
+        .map(|i| {
+            let email = if i == 7 {
+                None
+            } else {
+                Some(format!("c{i}@example.com"))
+            };
+            let mut contact =
+                json!({"id": format!("c-{i}"), "locale": "zh-CN", "timezone": "Asia/Shanghai"});
+            if let Some(e) = email {
+                contact["email"] = json!(e);
+            }
+            json!({"id": format!("d-{i}"), "type": "order.delivered", "occurred_at": DELIVERED,
+                   "contact": contact, "data": {"order_id": format!("SO-{i}")}})
+            .to_string()
+        })
+        .collect();
+    lines.push(
+        json!({"id": "ret-8", "type": "order.returned", "occurred_at": "2026-11-22T09:00:00+08:00",
+               "contact": {"id": "c-8"}, "data": {"order_id": "SO-8"}})
+        .to_string(),
+    );
+    let imported = ws.import(&lines).ok().stdout;
+    assert!(imported.contains("9 accepted"), "{imported}");
+    let so8 = ws.logs_json(&["--order", "SO-8"]);
+    assert_eq!(so8[0]["state"], "cancelled");
+    assert!(
+        so8[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("stopped: order.returned received"),
+        "{so8}"
+    );
+
+    assert_eq!(
+        ws.once(DUE).stdout.trim(),
+        "6 sent, 0 retrying, 0 failed, 1 cancelled"
+    );
+    ws.import(&[
+        reviewed("rv-1", "c-1", "SO-1", "2026-11-24T12:00:00+08:00"),
+        reviewed("rv-3", "c-3", "SO-3", "2026-11-22T20:00:00+08:00"),
+        reviewed("rv-6", "c-6", "SO-99", "2026-11-25T12:00:00+08:00"),
+    ])
+    .ok();
+    assert_eq!(
+        ws.once("2026-11-27T10:00:00+08:00").stdout.trim(),
+        "4 sent, 0 retrying, 0 failed, 0 cancelled"
+    );
+    ws.import(&[
+        reviewed("rv-2", "c-2", "SO-2", "2026-11-29T12:00:00+08:00"),
+        reviewed("rv-4", "c-4", "SO-4", "2026-12-03T12:00:00+08:00"),
+    ])
+    .ok();
+
+    let report = |by: Option<&str>| {
+        let mut args = vec![
+            "report",
+            "conversions",
+            "--job",
+            "rr",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2027-01-01",
+            "--format",
+            "json",
+        ];
+        if let Some(b) = by {
+            args.extend(["--by", b]);
+        }
+        serde_json::from_str::<Value>(&ws.run(&args).ok().stdout).unwrap()
+    };
+    let r = report(None);
+    let t = &r["total"];
+    let figures: Vec<i64> = [
+        "planned",
+        "sent",
+        "delivered",
+        "failed",
+        "cancelled",
+        "pending",
+        "reached",
+        "converted",
+        "held_out",
+    ]
+    .iter()
+    .map(|k| t[*k].as_i64().unwrap())
+    .collect();
+    assert_eq!(figures, [14, 10, 0, 0, 4, 0, 6, 2, 0], "{r}");
+    assert_eq!(
+        t["cancelled_by"],
+        json!({"stopped: review.submitted": 2, "stopped: order.returned": 1, "no channel could reach the contact": 1})
+    );
+    let rate = &t["rate"];
+    let close = |v: &Value, want: f64| (v.as_f64().unwrap() - want).abs() < 5e-4;
+    assert!(
+        close(&rate["rate"], 2.0 / 6.0)
+            && close(&rate["low"], 0.0968)
+            && close(&rate["high"], 0.7000),
+        "{rate}"
+    );
+    assert_eq!(r["goal"], json!(["review.submitted by order_id"]));
+    assert_eq!(r["goal_window"], "5d");
+
+    let steps = report(Some("step"));
+    let row = |k: &str| {
+        steps["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == k)
+            .cloned()
+            .unwrap()
+    };
+    let pick = |g: &Value| -> Vec<i64> {
+        ["planned", "sent", "cancelled", "reached", "converted"]
+            .iter()
+            .map(|k| g[*k].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(pick(&row("step 0")), [8, 6, 2, 6, 1]);
+    assert_eq!(pick(&row("step 1")), [6, 4, 2, 4, 1]);
+    assert_eq!(steps["total"]["converted"], 2);
+
+    // The table says the same, with the interval.
+    let table = ws
+        .run(&[
+            "report",
+            "conversions",
+            "--job",
+            "rr",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2027-01-01",
+        ])
+        .ok()
+        .stdout;
+    assert!(table.contains("33.3% [9.7–70.0]"), "{table}");
+    assert!(
+        table.contains("goal: review.submitted by order_id within 5d"),
+        "{table}"
+    );
+    // A period that holds none of it.
+    let empty = report_at(&ws, "2025-01-01", "2025-02-01");
+    assert_eq!(empty["total"]["planned"], 0);
+}
+
+fn report_at(ws: &Workspace, since: &str, until: &str) -> Value {
+    let out = ws
+        .run(&[
+            "report",
+            "conversions",
+            "--job",
+            "rr",
+            "--since",
+            since,
+            "--until",
+            until,
+            "--format",
+            "json",
+        ])
+        .ok()
+        .stdout;
+    serde_json::from_str(&out).unwrap()
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
+on_both!(
+    variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing,
+    the_conversion_report_matches_a_hand_computed_fixture,
+);
