@@ -314,7 +314,11 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
                 status.reloaded(
                     d.clock.now(),
                     true,
-                    format!("reloaded: {} job(s), {} removed", new.jobs.count(), removed.len()),
+                    format!(
+                        "reloaded: {} job(s), {} removed",
+                        new.jobs.count(),
+                        removed.len()
+                    ),
                 );
                 current.store(Arc::new(new));
             }

@@ -171,7 +171,11 @@ pub(super) struct Replay {
     pub done_before: std::collections::HashSet<String>,
 }
 
-pub(super) async fn replay(app: &App, now: DateTime<Utc>, until: DateTime<Utc>) -> anyhow::Result<Replay> {
+pub(super) async fn replay(
+    app: &App,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> anyhow::Result<Replay> {
     let store = app.open_store().await?;
     let scratch_dir = tempfile::tempdir()?;
     let path = scratch_dir.path().join("forecast.db");

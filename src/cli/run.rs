@@ -149,7 +149,11 @@ fn console_parts(app: &App, config_path: &Path) -> Option<daemon::ConsoleParts> 
         }
         Err(e) => {
             let mut d = crate::diag::Diagnostics::default();
-            d.push(crate::diag::Diagnostic::error(&path, None, format!("{e:#}")));
+            d.push(crate::diag::Diagnostic::error(
+                &path,
+                None,
+                format!("{e:#}"),
+            ));
             d
         }
     });

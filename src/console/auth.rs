@@ -255,20 +255,42 @@ mod tests {
             name: "ops".into(),
             secret: "0123456789abcdef-ops".into(),
         }];
-        let (id, s) = auth.sign_in(&cfg, &tokens, "li", "correct horse", t0).unwrap();
+        let (id, s) = auth
+            .sign_in(&cfg, &tokens, "li", "correct horse", t0)
+            .unwrap();
         assert_eq!((s.user.as_str(), s.role), ("li", Role::Support));
-        assert!(auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(59)).is_some());
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(59))
+                .is_some()
+        );
         // Each request renews the idle period; a minute without one ends the session.
-        assert!(auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(118)).is_some());
-        assert!(auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(178)).is_none());
-        assert!(auth.session(&id, cfg.idle_timeout, t0).is_none(), "forgotten");
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(118))
+                .is_some()
+        );
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(178))
+                .is_none()
+        );
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0).is_none(),
+            "forgotten"
+        );
 
-        let (_, s) = auth.sign_in(&cfg, &tokens, "", "0123456789abcdef-ops", t0).unwrap();
+        let (_, s) = auth
+            .sign_in(&cfg, &tokens, "", "0123456789abcdef-ops", t0)
+            .unwrap();
         assert_eq!((s.user.as_str(), s.role), ("token:ops", Role::Admin));
-        assert_eq!(auth.sign_in(&cfg, &tokens, "", "nope", t0).unwrap_err(), Refused::Wrong);
+        assert_eq!(
+            auth.sign_in(&cfg, &tokens, "", "nope", t0).unwrap_err(),
+            Refused::Wrong
+        );
 
         for _ in 1..FREE_TRIES {
-            assert_eq!(auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(), Refused::Wrong);
+            assert_eq!(
+                auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(),
+                Refused::Wrong
+            );
         }
         assert_eq!(
             auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(),
@@ -276,15 +298,33 @@ mod tests {
         );
         // Inside the pause even the right password is refused; after it, it works.
         assert!(matches!(
-            auth.sign_in(&cfg, &tokens, "LI", "correct horse", t0 + Duration::from_secs(10)),
+            auth.sign_in(
+                &cfg,
+                &tokens,
+                "LI",
+                "correct horse",
+                t0 + Duration::from_secs(10)
+            ),
             Err(Refused::Slowed(_))
         ));
-        assert!(auth.sign_in(&cfg, &tokens, "li", "correct horse", t0 + Duration::from_secs(31)).is_ok());
+        assert!(
+            auth.sign_in(
+                &cfg,
+                &tokens,
+                "li",
+                "correct horse",
+                t0 + Duration::from_secs(31)
+            )
+            .is_ok()
+        );
         // Unknown names are braked the same way.
         for _ in 0..FREE_TRIES {
             let _ = auth.sign_in(&cfg, &tokens, "nobody", "x", t0);
         }
-        assert!(matches!(auth.sign_in(&cfg, &tokens, "nobody", "x", t0), Err(Refused::Slowed(_))));
+        assert!(matches!(
+            auth.sign_in(&cfg, &tokens, "nobody", "x", t0),
+            Err(Refused::Slowed(_))
+        ));
     }
 
     #[test]

@@ -7,12 +7,14 @@ use super::chart::{self, Bar};
 use super::i18n::Lang;
 use super::layout::{frame, problem, text};
 use super::{Console, ForecastItem, Viewer};
+use crate::jobs::Scale;
 use crate::jobs::{Job, Trigger};
 use crate::model::{Channel, Contact, Event};
 use crate::playbook::{MessageFacts, Playbook};
+use crate::reports::{self, By, ConversionGroup, ReportError, ScoreGroup, Window};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, Utc};
+use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,17 +42,43 @@ pub(super) async fn page(State(c): State<Console>, v: Viewer) -> Response {
     let mut jobs: Vec<&std::sync::Arc<Job>> = book.jobs.iter().collect();
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     let mut sections = Vec::new();
+    let tz = book.default_timezone;
     for job in jobs {
-        let stop = job.stop_when.as_ref().map(|s| s.event.as_str());
-        let funnel = match c.inner.store.funnel(&job.id, since, now, stop).await {
-            Ok(f) => f,
-            Err(e) => return v.store_error(e),
+        // The reports' own counts (`aftercare report`): the same figures in both places.
+        let window = match Window::new(Some(since), Some(now), now, tz) {
+            Ok(w) => w,
+            Err(e) => return report_error(&v, e),
         };
-        let scores = match c.inner.store.survey_scores(&job.id, now - Span::weeks(12)).await {
-            Ok(s) => s,
-            Err(e) => return v.store_error(e),
+        let funnel =
+            match reports::conversions(&c.inner.store, job, &window, None, &book.default_locale)
+                .await
+            {
+                Ok(r) => r.total,
+                Err(e) => return report_error(&v, e),
+            };
+        let nps = match job.survey {
+            Some(s) if s.scale == Scale::Nps => {
+                let w = match Window::new(Some(now - Span::weeks(12)), Some(now), now, v.tz) {
+                    Ok(w) => w,
+                    Err(e) => return report_error(&v, e),
+                };
+                match reports::scores(
+                    &c.inner.store,
+                    job,
+                    Scale::Nps,
+                    &w,
+                    Some(By::Week),
+                    &book.default_locale,
+                )
+                .await
+                {
+                    Ok(r) => Some(r.groups),
+                    Err(e) => return report_error(&v, e),
+                }
+            }
+            _ => None,
         };
-        sections.push(job_section(&v, &book, job, &funnel, scores, &forecast, now));
+        sections.push(job_section(&v, &book, job, &funnel, nps, now));
     }
     let body = html! {
         h1 { (l.t("nav.campaigns")) }
@@ -97,7 +125,11 @@ async fn forecast(c: &Console, now: DateTime<Utc>) -> Option<Result<Vec<Forecast
     Some(r)
 }
 
-fn forecast_table(v: &Viewer, f: &Option<Result<Vec<ForecastItem>, String>>, now: DateTime<Utc>) -> Markup {
+fn forecast_table(
+    v: &Viewer,
+    f: &Option<Result<Vec<ForecastItem>, String>>,
+    now: DateTime<Utc>,
+) -> Markup {
     let l = v.lang;
     let days: Vec<NaiveDate> = (0..7)
         .map(|d| (now + Span::days(d)).with_timezone(&v.tz).date_naive())
@@ -136,8 +168,16 @@ pub(super) fn trigger_words(l: Lang, job: &Job, book: &Playbook, now: DateTime<U
     let mut parts = Vec::new();
     match &job.trigger {
         Trigger::Event { event, delay } => parts.push(match l {
-            Lang::En => format!("{} {} {event}", crate::duration::format(*delay), l.t("trigger.after")),
-            Lang::Zh => format!("{event} {} {}", l.t("trigger.after"), crate::duration::format(*delay)),
+            Lang::En => format!(
+                "{} {} {event}",
+                crate::duration::format(*delay),
+                l.t("trigger.after")
+            ),
+            Lang::Zh => format!(
+                "{event} {} {}",
+                l.t("trigger.after"),
+                crate::duration::format(*delay)
+            ),
         }),
         Trigger::Anniversary { field, at, .. } => parts.push(format!(
             "{} contact.{} {} {}",
@@ -146,89 +186,113 @@ pub(super) fn trigger_words(l: Lang, job: &Job, book: &Playbook, now: DateTime<U
             l.t("trigger.at"),
             at.format("%H:%M")
         )),
-        Trigger::Cron { expr, cron, timezone, .. } => {
+        Trigger::Cron {
+            expr,
+            cron,
+            timezone,
+            ..
+        } => {
             let tz = timezone.unwrap_or(book.default_timezone);
             let next = crate::cron_tz::next_after(cron, tz, now).ok().flatten();
             parts.push(format!(
                 "{} `{expr}` ({}){}",
                 l.t("trigger.cron"),
                 tz.name(),
-                next.map(|n| format!(", {} {}", l.t("trigger.next"), n.with_timezone(&tz).format("%Y-%m-%d %H:%M")))
-                    .unwrap_or_default()
+                next.map(|n| format!(
+                    ", {} {}",
+                    l.t("trigger.next"),
+                    n.with_timezone(&tz).format("%Y-%m-%d %H:%M")
+                ))
+                .unwrap_or_default()
             ));
         }
     }
     for s in job.steps.iter().skip(1) {
-        parts.push(format!("{} {}", l.t("trigger.reminder"), crate::duration::format(s.after)));
+        parts.push(format!(
+            "{} {}",
+            l.t("trigger.reminder"),
+            crate::duration::format(s.after)
+        ));
     }
-    if let Some(stop) = &job.stop_when {
-        parts.push(format!("{} {}", l.t("trigger.stop"), stop.event));
+    if !job.stop_when.is_empty() {
+        let events: Vec<&str> = job.stop_when.iter().map(|s| s.event.as_str()).collect();
+        parts.push(format!("{} {}", l.t("trigger.stop"), events.join(", ")));
     }
     parts.join(" · ")
 }
 
-/// What a cancellation reason is about, without the addresses and times it names.
-pub(super) fn reason_kind(reason: &str) -> String {
-    let r = reason.trim();
-    if let Some(rest) = r.strip_prefix("stopped: ") {
-        return format!("stopped: {}", rest.split(' ').next().unwrap_or(""));
+fn report_error(v: &Viewer, e: ReportError) -> Response {
+    match e {
+        ReportError::Store(e) => v.store_error(e),
+        ReportError::Invalid(text) => {
+            tracing::warn!("console campaigns: {text}");
+            v.refuse(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "store_error")
+        }
     }
-    let kind = if r.starts_with("expired") {
-        "expired"
-    } else if r.contains("is suppressed") {
-        "suppressed"
-    } else if r.contains("consent") {
-        "no consent"
-    } else if r.starts_with("dropped:") || r.contains("frequency cap") {
-        "frequency cap"
-    } else if r.contains("no longer defined") || r.contains("is disabled") || r.contains("was removed") {
-        "job removed or disabled"
-    } else if r.starts_with("cancelled by") {
-        "cancelled by an agent"
-    } else if r.contains("no email address") || r.contains("no phone number") {
-        "no address"
-    } else if r.is_empty() {
-        "—"
-    } else {
-        return r.split([':', '(']).next().unwrap_or(r).chars().take(40).collect();
-    };
-    kind.to_string()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn job_section(
     v: &Viewer,
     book: &Playbook,
     job: &Job,
-    f: &crate::store::FunnelRow,
-    scores: (Vec<(DateTime<Utc>, i64)>, Option<&'static str>),
-    _forecast: &Option<Result<Vec<ForecastItem>, String>>,
+    f: &ConversionGroup,
+    nps: Option<Vec<ScoreGroup>>,
     now: DateTime<Utc>,
 ) -> Markup {
     let l = v.lang;
     let mut rows = vec![
-        Bar { label: l.t("funnel.planned").into(), value: f.planned, class: "planned" },
-        Bar { label: l.t("funnel.sent").into(), value: f.sent, class: "sent" },
+        Bar {
+            label: l.t("funnel.planned").into(),
+            value: f.planned,
+            class: "planned",
+        },
+        Bar {
+            label: l.t("funnel.sent").into(),
+            value: f.sent,
+            class: "sent",
+        },
     ];
-    if f.delivered + f.undelivered > 0 {
-        rows.push(Bar { label: l.t("funnel.delivered").into(), value: f.delivered, class: "delivered" });
+    if f.delivered > 0 {
+        rows.push(Bar {
+            label: l.t("funnel.delivered").into(),
+            value: f.delivered,
+            class: "delivered",
+        });
     }
-    if let Some(n) = f.converted {
-        rows.push(Bar { label: l.t("funnel.converted").into(), value: n, class: "converted" });
+    if !job.goal.events.is_empty() {
+        rows.push(Bar {
+            label: l.t("funnel.converted").into(),
+            value: f.converted,
+            class: "converted",
+        });
     }
-    rows.push(Bar { label: l.t("funnel.failed").into(), value: f.failed, class: "failed" });
-    rows.push(Bar { label: l.t("funnel.pending").into(), value: f.pending, class: "pending" });
-    let mut cancelled: BTreeMap<String, i64> = BTreeMap::new();
-    for (reason, n) in &f.cancelled {
-        *cancelled.entry(reason_kind(reason)).or_default() += n;
-    }
-    let mut cancelled: Vec<(String, i64)> = cancelled.into_iter().collect();
-    cancelled.sort_by_key(|(k, n)| (std::cmp::Reverse(*n), k.clone()));
+    rows.push(Bar {
+        label: l.t("funnel.failed").into(),
+        value: f.failed,
+        class: "failed",
+    });
+    rows.push(Bar {
+        label: l.t("funnel.pending").into(),
+        value: f.pending,
+        class: "pending",
+    });
+    let mut cancelled: Vec<(&String, &i64)> = f.cancelled_by.iter().collect();
+    cancelled.sort_by_key(|(k, n)| (std::cmp::Reverse(**n), (*k).clone()));
     for (kind, n) in cancelled {
-        rows.push(Bar { label: format!("{}: {kind}", l.t("funnel.cancelled")), value: n, class: "cancelled" });
+        rows.push(Bar {
+            label: format!("{}: {kind}", l.t("funnel.cancelled")),
+            value: *n,
+            class: "cancelled",
+        });
     }
-    let (scores, source) = scores;
-    let survey = matches!(job.trigger, Trigger::Cron { .. }) || !scores.is_empty();
+    let weeks: Vec<(String, f64)> = nps
+        .iter()
+        .flatten()
+        .filter_map(|g| {
+            g.nps
+                .map(|n| (g.key.get(5..).unwrap_or(&g.key).to_string(), n.round()))
+        })
+        .collect();
     html! {
         section.job id={ "job-" (job.id) } {
             h2 { (job.id) @if !job.enabled { " (" (l.t("campaigns.disabled")) ")" } }
@@ -237,42 +301,18 @@ fn job_section(
             p.meta { (job.class.as_str()) " · " (job.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) @if job.webhook { " + webhook" } }
             h3 { (l.t("campaigns.funnel")) }
             (chart::bars(&format!("{} {}", job.id, l.t("campaigns.funnel")), &rows))
-            @if survey {
+            @if nps.is_some() {
                 h3 { (l.t("campaigns.nps")) }
-                @if scores.is_empty() {
+                @if weeks.is_empty() {
                     p.empty { (l.t("campaigns.nps_none")) }
                 } @else {
-                    (chart::line(&format!("{} NPS", job.id), &nps_by_week(&scores, v.tz), -100.0, 100.0))
-                    @if source == Some("events") { p.hint { (l.t("campaigns.nps_events")) } }
+                    (chart::line(&format!("{} NPS", job.id), &weeks, -100.0, 100.0))
                 }
             }
             h3 { (l.t("campaigns.preview")) }
             (previews(v, book, job, now))
         }
     }
-}
-
-/// NPS per week (Monday in `tz`): promoters (9-10) minus detractors (0-6), in percent.
-pub(super) fn nps_by_week(scores: &[(DateTime<Utc>, i64)], tz: chrono_tz::Tz) -> Vec<(String, f64)> {
-    let mut weeks: BTreeMap<NaiveDate, (i64, i64, i64)> = BTreeMap::new();
-    for (at, s) in scores {
-        let d = at.with_timezone(&tz).date_naive();
-        let monday = d - Span::days(i64::from(d.weekday().num_days_from_monday()));
-        let w = weeks.entry(monday).or_default();
-        w.0 += 1;
-        if *s >= 9 {
-            w.1 += 1;
-        } else if *s <= 6 {
-            w.2 += 1;
-        }
-    }
-    weeks
-        .into_iter()
-        .map(|(d, (n, p, det))| {
-            let nps = if n == 0 { 0.0 } else { ((p - det) as f64 * 100.0 / n as f64).round() };
-            (d.format("%m-%d").to_string(), nps)
-        })
-        .collect()
 }
 
 /// Each step's template rendered for a sample customer and event in each locale it has.
@@ -318,14 +358,24 @@ fn previews(v: &Viewer, book: &Playbook, job: &Job, now: DateTime<Utc>) -> Marku
 fn locales_of(book: &Playbook, name: &str) -> Vec<String> {
     let mut out: BTreeSet<String> = BTreeSet::new();
     for f in book.templates.files(name) {
-        out.insert(f.locale.clone().unwrap_or_else(|| book.default_locale.clone()));
+        out.insert(
+            f.locale
+                .clone()
+                .unwrap_or_else(|| book.default_locale.clone()),
+        );
     }
     out.into_iter().collect()
 }
 
 /// A customer and an event for a preview: every variable the template reads is filled, with
 /// a placeholder naming the field, so nobody's real data is shown.
-fn sample(book: &Playbook, job: &Job, template: &str, locale: &str, now: DateTime<Utc>) -> (Contact, Option<Event>) {
+fn sample(
+    book: &Playbook,
+    job: &Job,
+    template: &str,
+    locale: &str,
+    now: DateTime<Utc>,
+) -> (Contact, Option<Event>) {
     let zh = locale.to_ascii_lowercase().starts_with("zh");
     let mut data = Map::new();
     let mut attributes = Map::new();
@@ -383,31 +433,6 @@ fn put(map: &mut Map<String, Value>, path: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reasons_are_grouped_without_their_details() {
-        assert_eq!(reason_kind("stopped: review.submitted received for order_id=SO-1"), "stopped: review.submitted");
-        assert_eq!(reason_kind("expired: due 2026-11-20 10:00, not sent by 2026-11-27"), "expired");
-        assert_eq!(reason_kind("not sent: email: a@b.c is suppressed (unsubscribe)"), "suppressed");
-        assert_eq!(reason_kind("cancelled by li.na"), "cancelled by an agent");
-        assert_eq!(reason_kind("dropped: frequency cap 1 per 1d reached"), "frequency cap");
-    }
-
-    #[test]
-    fn nps_by_week_counts_promoters_minus_detractors() {
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let scores = vec![
-            (t("2026-11-02T10:00:00Z"), 10),
-            (t("2026-11-03T10:00:00Z"), 9),
-            (t("2026-11-04T10:00:00Z"), 3),
-            (t("2026-11-05T10:00:00Z"), 8),
-            (t("2026-11-10T10:00:00Z"), 0),
-        ];
-        assert_eq!(
-            nps_by_week(&scores, chrono_tz::UTC),
-            vec![("11-02".to_string(), 25.0), ("11-09".to_string(), -100.0)]
-        );
-    }
 
     #[test]
     fn sample_paths_nest() {

@@ -111,9 +111,21 @@ mod tests {
         let svg = bars(
             "funnel",
             &[
-                Bar { label: "planned".into(), value: 200, class: "planned" },
-                Bar { label: "<sent>".into(), value: 100, class: "sent" },
-                Bar { label: "none".into(), value: 0, class: "failed" },
+                Bar {
+                    label: "planned".into(),
+                    value: 200,
+                    class: "planned",
+                },
+                Bar {
+                    label: "<sent>".into(),
+                    value: 100,
+                    class: "sent",
+                },
+                Bar {
+                    label: "none".into(),
+                    value: 0,
+                    class: "failed",
+                },
             ],
         )
         .into_string();
@@ -121,7 +133,13 @@ mod tests {
         assert!(svg.contains("width=\"175.0\""), "{svg}");
         assert!(svg.contains("&lt;sent&gt;"), "{svg}");
         assert!(!svg.contains("style="), "{svg}");
-        let l = line("nps", &[("W1".into(), -20.0), ("W2".into(), 40.0)], -100.0, 100.0).into_string();
+        let l = line(
+            "nps",
+            &[("W1".into(), -20.0), ("W2".into(), 40.0)],
+            -100.0,
+            100.0,
+        )
+        .into_string();
         assert!(l.contains("polyline"), "{l}");
         assert!(l.contains(">-20<"), "{l}");
     }

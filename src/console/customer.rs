@@ -5,7 +5,9 @@
 use super::layout::{address, at, frame, notice, problem, text, when};
 use super::{Console, Viewer};
 use crate::model::{Contact, Event, MessageRecord, MessageState};
-use crate::store::{AgentAction, HandAction, LogFilter, NewAction, SearchKey, StoredReply, Suppression};
+use crate::store::{
+    AgentAction, HandAction, LogFilter, NewAction, SearchKey, StoredReply, Suppression,
+};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
@@ -50,10 +52,11 @@ pub(super) fn phone_key(input: &str, default_locale: &str) -> Option<String> {
     if let Some(i) = international {
         return crate::values::normalise_phone(&i).ok();
     }
-    let region = default_locale
-        .split(['-', '_'])
-        .nth(1)
-        .and_then(|r| r.to_ascii_uppercase().parse::<phonenumber::country::Id>().ok());
+    let region = default_locale.split(['-', '_']).nth(1).and_then(|r| {
+        r.to_ascii_uppercase()
+            .parse::<phonenumber::country::Id>()
+            .ok()
+    });
     if let Some(region) = region
         && let Ok(n) = phonenumber::parse(Some(region), &compact)
         && phonenumber::is_valid(&n)
@@ -223,7 +226,14 @@ pub(super) async fn page(
         let suppressions = store
             .suppressions_of(contact.email.as_deref(), contact.phone.as_deref())
             .await?;
-        Ok::<_, crate::store::StoreError>((messages, with_content, events, replies, actions, suppressions))
+        Ok::<_, crate::store::StoreError>((
+            messages,
+            with_content,
+            events,
+            replies,
+            actions,
+            suppressions,
+        ))
     };
     let (messages, with_content, events, replies, actions, suppressions) = match loaded.await {
         Ok(x) => x,
@@ -420,7 +430,10 @@ pub(super) async fn message(
         Ok(None) => return v.refuse(StatusCode::NOT_FOUND, "message.none"),
         Err(e) => return v.store_error(e),
     };
-    let (contents, contact) = match (store.message_contents(&m.id).await, store.contact(&m.contact_id).await) {
+    let (contents, contact) = match (
+        store.message_contents(&m.id).await,
+        store.contact(&m.contact_id).await,
+    ) {
         (Ok(x), Ok(c)) => (x, c),
         (Err(e), _) | (_, Err(e)) => return v.store_error(e),
     };
@@ -482,7 +495,10 @@ pub(super) struct ActionForm {
 }
 
 /// The checks every action makes: the form's CSRF token, the role.
-fn admit(v: &Viewer, form: Result<Form<ActionForm>, FormRejection>) -> Result<ActionForm, Response> {
+fn admit(
+    v: &Viewer,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<ActionForm, Response> {
     let f = form.map(|f| f.0).unwrap_or_default();
     v.check_csrf(&f.csrf)?;
     v.require(v.role.acts())?;
@@ -499,7 +515,12 @@ fn action(v: &Viewer, c: &Console) -> NewAction {
     }
 }
 
-fn after_hand(v: &Viewer, r: Result<HandAction, crate::store::StoreError>, id: &str, ok: &str) -> Response {
+fn after_hand(
+    v: &Viewer,
+    r: Result<HandAction, crate::store::StoreError>,
+    id: &str,
+    ok: &str,
+) -> Response {
     let back = format!("/console/message/{}", super::encode_path(id));
     match r {
         Ok(HandAction::Done) => Redirect::to(&format!("{back}?ok={ok}")).into_response(),
@@ -537,7 +558,12 @@ pub(super) async fn cancel(
 }
 
 /// The contact's address on `channel`, or a refusal.
-async fn contact_address(c: &Console, v: &Viewer, id: &str, channel: &str) -> Result<(Contact, String), Response> {
+async fn contact_address(
+    c: &Console,
+    v: &Viewer,
+    id: &str,
+    channel: &str,
+) -> Result<(Contact, String), Response> {
     let contact = match c.inner.store.contact(id).await {
         Ok(Some(ct)) => ct,
         Ok(None) => return Err(v.refuse(StatusCode::NOT_FOUND, "customer.none")),
@@ -577,8 +603,17 @@ pub(super) async fn suppress(
     let mut a = action(&v, &c);
     a.contact_id = Some(contact.id.clone());
     a.note = Some(reason.clone());
-    match c.inner.store.agent_suppress(&f.channel, &addr, &reason, &a).await {
-        Ok(()) => Redirect::to(&format!("/console/customer/{}?ok=suppress", super::encode_path(&contact.id))).into_response(),
+    match c
+        .inner
+        .store
+        .agent_suppress(&f.channel, &addr, &reason, &a)
+        .await
+    {
+        Ok(()) => Redirect::to(&format!(
+            "/console/customer/{}?ok=suppress",
+            super::encode_path(&contact.id)
+        ))
+        .into_response(),
         Err(e) => v.store_error(e),
     }
 }
@@ -600,7 +635,11 @@ pub(super) async fn unsuppress(
     let mut a = action(&v, &c);
     a.contact_id = Some(contact.id.clone());
     match c.inner.store.agent_unsuppress(&f.channel, &addr, &a).await {
-        Ok(_) => Redirect::to(&format!("/console/customer/{}?ok=unsuppress", super::encode_path(&contact.id))).into_response(),
+        Ok(_) => Redirect::to(&format!(
+            "/console/customer/{}?ok=unsuppress",
+            super::encode_path(&contact.id)
+        ))
+        .into_response(),
         Err(e) => v.store_error(e),
     }
 }
@@ -623,7 +662,10 @@ mod tests {
         ] {
             assert_eq!(phone_key(input, "zh-CN"), want, "{input}");
         }
-        assert_eq!(phone_key("+1 415 555 2671", "zh-CN"), Some("+14155552671".into()));
+        assert_eq!(
+            phone_key("+1 415 555 2671", "zh-CN"),
+            Some("+14155552671".into())
+        );
         assert_eq!(phone_key("SO-1001", "zh-CN"), None);
         assert_eq!(phone_key("c-42", "zh-CN"), None);
         assert_eq!(phone_key("12", "zh-CN"), None);

@@ -19,11 +19,19 @@ pub(super) async fn page(State(c): State<Console>, v: Viewer) -> Response {
     let l = v.lang;
     let now = c.inner.clock.now();
     let store = &c.inner.store;
-    let (outbox, figures) = match (store.outbox_figures(now).await, store.figures(now, MINUTES).await) {
+    let (outbox, figures) = match (
+        store.outbox_figures(now).await,
+        store.figures(now, MINUTES).await,
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return v.store_error(e),
     };
-    let gateways = c.inner.sms.as_ref().map(|s| s.breakers()).unwrap_or_default();
+    let gateways = c
+        .inner
+        .sms
+        .as_ref()
+        .map(|s| s.breakers())
+        .unwrap_or_default();
     let relay = c.inner.relay.as_ref().map(|r| r.fault());
     let status = c.inner.status.get();
     let per_minute_now = figures.sent_per_minute.iter().rev().take(5).sum::<i64>() as f64 / 5.0;

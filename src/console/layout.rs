@@ -127,7 +127,12 @@ pub(super) fn mask_in_text(s: &str) -> String {
         word.clear();
     };
     for ch in s.chars() {
-        if ch.is_whitespace() || matches!(ch, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\'' | '：' | '，') {
+        if ch.is_whitespace()
+            || matches!(
+                ch,
+                '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\'' | '：' | '，'
+            )
+        {
             flush(&mut word, &mut out);
             out.push(ch);
         } else {
@@ -141,8 +146,7 @@ pub(super) fn mask_in_text(s: &str) -> String {
 fn looks_like_address(w: &str) -> bool {
     let digits = w.chars().filter(char::is_ascii_digit).count();
     let phone = digits >= 7
-        && w
-            .chars()
+        && w.chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
     (w.contains('@') && w.len() > 2) || phone
 }
@@ -159,8 +163,11 @@ mod tests {
         );
         assert_eq!(
             mask_in_text("sent to +8613800138000 ok, 3 segments"),
-            "sent to +86138*****8000 ok, 3 segments"
+            "sent to +86138****8000 ok, 3 segments"
         );
-        assert_eq!(mask_in_text("order SO-1001 code 250"), "order SO-1001 code 250");
+        assert_eq!(
+            mask_in_text("order SO-1001 code 250"),
+            "order SO-1001 code 250"
+        );
     }
 }

@@ -200,7 +200,7 @@ mod tests {
         }
         let path = std::path::Path::new("/etc/aftercare/aftercare.yaml");
         let doc = crate::yaml::parse_one::<Doc>(path, text)
-            .map_err(|d| format!("{}", d.first().map(|d| d.to_string()).unwrap_or_default()))?;
+            .map_err(|d| d.first().map(|d| d.to_string()).unwrap_or_default())?;
         let mut c = Checker::new(path, &doc.spans);
         let cfg = check(&mut c, doc.value.console);
         if c.has_errors() {
@@ -234,7 +234,10 @@ mod tests {
             "console:\n  idle_timeout: 30d\n  users:\n    - {name: \"a b\", role: support, password_file: x}\n    - {name: \"a b\", role: root, password_file: y}\n",
         )
         .unwrap_err();
-        assert!(err.contains("role") || err.contains("unknown variant"), "{err}");
+        assert!(
+            err.contains("role") || err.contains("unknown variant"),
+            "{err}"
+        );
         let err = load(
             "console:\n  idle_timeout: 30d\n  users:\n    - {name: \"a b\", role: support, password_file: x}\n    - {name: \"a b\", role: admin, password_file: y}\n",
         )

@@ -55,7 +55,10 @@ pub(super) async fn page(
     rows.sort_by_key(|t| (t.due_at, t.id.clone()));
     let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
     let contact_ids: Vec<String> = rows.iter().map(|t| t.contact_id.clone()).collect();
-    let (claims, contacts) = match (store.task_claims(&ids).await, store.contacts(&contact_ids).await) {
+    let (claims, contacts) = match (
+        store.task_claims(&ids).await,
+        store.contacts(&contact_ids).await,
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return v.store_error(e),
     };
@@ -124,7 +127,9 @@ fn after(v: &Viewer, r: Result<HandAction, crate::store::StoreError>, ok: &str) 
     match r {
         Ok(HandAction::Done) => Redirect::to(&format!("/console/tasks?ok={ok}")).into_response(),
         Ok(HandAction::NotFound) => v.refuse(StatusCode::NOT_FOUND, "not_found"),
-        Ok(HandAction::WrongState(s)) => Redirect::to(&format!("/console/tasks?err={s}")).into_response(),
+        Ok(HandAction::WrongState(s)) => {
+            Redirect::to(&format!("/console/tasks?err={s}")).into_response()
+        }
         Err(e) => v.store_error(e),
     }
 }

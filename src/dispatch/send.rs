@@ -212,8 +212,7 @@ impl Dispatcher {
                 params: rendered.params.clone().unwrap_or_else(|| "{}".into()),
             });
         // What the customer got, for support (not in a forecast, which sends nothing).
-        let mut packed =
-            (!self.dry_run).then(|| crate::store::pack_content(None, &rendered.text));
+        let mut packed = (!self.dry_run).then(|| crate::store::pack_content(None, &rendered.text));
         let msg = SmsMessage {
             to: phone.to_string(),
             text: Some(rendered.text),

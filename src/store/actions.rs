@@ -214,14 +214,25 @@ impl Store {
                 .bind(to_millis(a.at))
                 .execute(&mut *tx)
                 .await?;
-            record!(&mut *tx, a, "suppress", Some(channel), Some(address.as_str()));
+            record!(
+                &mut *tx,
+                a,
+                "suppress",
+                Some(channel),
+                Some(address.as_str())
+            );
             tx.commit().await?;
             Ok(())
         })
     }
 
     /// An agent lifts a suppression; `false` if the address was not on the list.
-    pub async fn agent_unsuppress(&self, channel: &str, address: &str, a: &NewAction) -> Result<bool> {
+    pub async fn agent_unsuppress(
+        &self,
+        channel: &str,
+        address: &str,
+        a: &NewAction,
+    ) -> Result<bool> {
         let address = normalise_address(channel, address);
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
@@ -232,7 +243,13 @@ impl Store {
                 .await?
                 .rows_affected();
             if n > 0 {
-                record!(&mut *tx, a, "unsuppress", Some(channel), Some(address.as_str()));
+                record!(
+                    &mut *tx,
+                    a,
+                    "unsuppress",
+                    Some(channel),
+                    Some(address.as_str())
+                );
             }
             tx.commit().await?;
             Ok(n > 0)

@@ -130,13 +130,21 @@ mod tests {
     fn contents_round_trip_and_shrink() {
         let text = "王芳，您好！\n\n感谢您在 Example Shop 购物。您的订单 SO-1001 已送达，欢迎写下评价：\nhttps://shop.example.com/review/SO-1001\n\n".repeat(8);
         let packed = pack_content(Some("您的订单已送达"), &text);
-        assert!(packed.len() * 3 < text.len(), "{} vs {}", packed.len(), text.len());
+        assert!(
+            packed.len() * 3 < text.len(),
+            "{} vs {}",
+            packed.len(),
+            text.len()
+        );
         assert_eq!(
             unpack_content(&packed),
             Some((Some("您的订单已送达".to_string()), text.clone()))
         );
         let sms = pack_content(None, "Reply STOP to opt out");
-        assert_eq!(unpack_content(&sms), Some((None, "Reply STOP to opt out".into())));
+        assert_eq!(
+            unpack_content(&sms),
+            Some((None, "Reply STOP to opt out".into()))
+        );
         assert_eq!(unpack_content(b"not zstd"), None);
     }
 }

@@ -2,7 +2,7 @@
 //! PIPL art. 45), and erasing it (GDPR art. 17 / PIPL art. 47).
 //!
 //! Erasure removes, in one transaction, the contact, its date index, its events, its
-//! messages with their attempts and receipts (pending ones are cancelled by going), its SMS
+//! messages with their attempts, receipts and stored words (pending ones are cancelled by going), its SMS
 //! replies (by contact or by its number) and plain suppression entries of its addresses.
 //! What stays is anonymous: the messages are added to `daily_counts` first (finished ones
 //! on their day, pending ones as cancelled today), so figures do not change, and each of
@@ -31,6 +31,8 @@ pub struct Erased {
     pub cancelled: u64,
     pub attempts: u64,
     pub receipts: u64,
+    /// Stored subjects and texts of sent messages (what the console shows).
+    pub texts: u64,
     pub replies: u64,
     /// Addresses now suppressed as a one-way hash.
     pub suppressed: u64,
@@ -134,6 +136,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                out.texts += bind_all!(
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM message_contents WHERE message_id IN ({list})"
+                    ))),
+                    chunk
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             }
             out.events = sqlx::query("DELETE FROM events WHERE contact_id = $1")
                 .bind(id)
@@ -184,7 +195,8 @@ impl Store {
     }
 
     /// Everything held about contact `id`, as one JSON document: the contact, its date
-    /// index, events (with their data), messages with every attempt and receipt, SMS replies
+    /// index, events (with their data), messages with every attempt and receipt and what each
+    /// said (`message_contents`), SMS replies
     /// (by contact or from its number), and the suppression entries of its addresses (plain
     /// or hashed). `None` when there is no such contact.
     pub async fn export_contact(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Value>> {
@@ -226,6 +238,16 @@ impl Store {
             .into_iter()
             .filter(|m| m.contact_id == id)
             .collect();
+        // What each sent message said, as stored (`retention.content` long).
+        let mut contents = Vec::new();
+        for m in &messages {
+            for c in self.message_contents(&m.id).await? {
+                contents.push(
+                    json!({"message_id": m.id, "attempt": c.attempt, "channel": c.channel,
+                    "subject": c.subject, "text": c.text, "at": c.at}),
+                );
+            }
+        }
         // Those matched to the contact when they came, and those from its number.
         let replies = self.replies_of(id).await?;
         let mut addresses: Vec<(&str, String)> = Vec::new();
@@ -252,6 +274,7 @@ impl Store {
             "contact_dates": dates.into_iter().map(|(f, d)| json!({"field": f, "date": d})).collect::<Vec<_>>(),
             "events": events,
             "messages": messages,
+            "message_contents": contents,
             "replies": replies,
             "suppressions": suppressions,
         })))

@@ -49,6 +49,7 @@ pub use contacts::contact_dates;
 pub use contents::{StoredContent, pack_content, unpack_content};
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use erasure::{Erased, reference as erasure_reference};
+pub use figures::Figures;
 pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};
@@ -59,7 +60,6 @@ pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, S
 pub use retention::{DailyCount, PURGE_BATCH, Purged};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
-pub use figures::{Figures, FunnelRow};
 pub use search::{Hit, SearchKey};
 pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
 pub use suppressions::{Suppression, hashed_address};

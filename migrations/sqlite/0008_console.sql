@@ -1,4 +1,4 @@
--- v5: the console (PostgreSQL). Kept in step with migrations/sqlite/0005_console.sql.
+-- v8: the console (SQLite). Kept in step with migrations/postgres/0008_console.sql.
 
 -- What the customer got: the rendered subject and text body of each try of a message, as
 -- sent, compressed (zstd of a small JSON object; see src/store/contents.rs). Written in the
@@ -7,10 +7,10 @@
 -- these rows by `created_at` and the message and its attempts stay.
 CREATE TABLE message_contents (
     message_id  TEXT NOT NULL,
-    attempt     BIGINT NOT NULL,
+    attempt     INTEGER NOT NULL,
     channel     TEXT NOT NULL,
-    body        BYTEA NOT NULL,
-    created_at  BIGINT NOT NULL,
+    body        BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
     PRIMARY KEY (message_id, attempt)
 );
 CREATE INDEX message_contents_created ON message_contents (created_at);
@@ -19,7 +19,7 @@ CREATE INDEX message_contents_created ON message_contents (created_at);
 -- claimed or done), by name: the customer's timeline shows them.
 CREATE TABLE agent_actions (
     id          TEXT PRIMARY KEY,
-    at          BIGINT NOT NULL,
+    at          INTEGER NOT NULL,
     agent       TEXT NOT NULL,
     action      TEXT NOT NULL,
     contact_id  TEXT,
