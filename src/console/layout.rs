@@ -27,6 +27,7 @@ pub(super) fn frame(v: &Viewer, title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (l.t("title")) }
                 link rel="stylesheet" href="/console/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/console/static/favicon.svg";
                 script src="/console/static/console.js" defer {}
             }
             body {
@@ -64,6 +65,7 @@ pub(super) fn bare(l: Lang, title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (l.t("title")) }
                 link rel="stylesheet" href="/console/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/console/static/favicon.svg";
             }
             body.bare { main { (body) } }
         }

@@ -204,6 +204,7 @@ pub fn router(c: Console) -> axum::Router {
         .route("/health", get(health::page))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
+        .route("/static/favicon.svg", get(icon))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(c)
@@ -237,6 +238,19 @@ async fn css() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         include_str!("static/console.css"),
+    )
+        .into_response()
+}
+
+/// The browser asks for an icon on every site; without one it would ask the API's
+/// `/favicon.ico` (a 404 and a console error on every page).
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("static/favicon.svg"),
     )
         .into_response()
 }
