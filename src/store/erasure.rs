@@ -2,8 +2,9 @@
 //! PIPL art. 45), and erasing it (GDPR art. 17 / PIPL art. 47).
 //!
 //! Erasure removes, in one transaction, the contact, its date index, its events, its
-//! messages with their attempts, receipts and stored words (pending ones are cancelled by going), its SMS
-//! replies (by contact or by its number) and plain suppression entries of its addresses.
+//! messages with their attempts, receipts and stored words (pending ones are cancelled by
+//! going), agents' console actions on it, its SMS replies (by contact or by its number) and
+//! plain suppression entries of its addresses.
 //! What stays is anonymous: the messages are added to `daily_counts` first (finished ones
 //! on their day, pending ones as cancelled today), so figures do not change, and each of
 //! its addresses stays on the suppression list as a one-way hash (`suppressions::
@@ -33,6 +34,8 @@ pub struct Erased {
     pub receipts: u64,
     /// Stored subjects and texts of sent messages (what the console shows).
     pub texts: u64,
+    /// Agents' actions on the contact in the console (they name its addresses and notes).
+    pub actions: u64,
     pub replies: u64,
     /// Addresses now suppressed as a one-way hash.
     pub suppressed: u64,
@@ -146,6 +149,11 @@ impl Store {
                 .await?
                 .rows_affected();
             }
+            out.actions = sqlx::query("DELETE FROM agent_actions WHERE contact_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             out.events = sqlx::query("DELETE FROM events WHERE contact_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -275,6 +283,7 @@ impl Store {
             "events": events,
             "messages": messages,
             "message_contents": contents,
+            "agent_actions": self.actions_of(id).await?,
             "replies": replies,
             "suppressions": suppressions,
         })))

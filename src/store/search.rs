@@ -42,11 +42,11 @@ impl Store {
         // One statement, five index lookups. A branch whose key the caller did not
         // recognise binds NULL, which matches nothing.
         let sql = format!(
-            "SELECT 0, id FROM contacts WHERE id = $1 \
-             UNION ALL SELECT 1, id FROM contacts WHERE LOWER(email) = $2 \
-             UNION ALL SELECT 2, id FROM contacts WHERE phone = $3 \
-             UNION ALL SELECT 3, contact_id FROM events WHERE order_id = $1 \
-             UNION ALL SELECT 4, contact_id FROM messages WHERE id = $4 \
+            "SELECT CAST(0 AS BIGINT), id FROM contacts WHERE id = $1 \
+             UNION ALL SELECT CAST(1 AS BIGINT), id FROM contacts WHERE LOWER(email) = $2 \
+             UNION ALL SELECT CAST(2 AS BIGINT), id FROM contacts WHERE phone = $3 \
+             UNION ALL SELECT CAST(3 AS BIGINT), contact_id FROM events WHERE order_id = $1 \
+             UNION ALL SELECT CAST(4 AS BIGINT), contact_id FROM messages WHERE id = $4 \
              LIMIT {MAX_HITS}"
         );
         let rows: Vec<(i64, String)> = on_pool!(self, |pool, _b| {
