@@ -76,6 +76,7 @@ fn the_documented_commands_exist() {
         &["report", "nps", "--help"],
         &["report", "csat", "--help"],
         &["report", "answers", "--help"],
+        &["console", "passwd", "--help"],
     ] {
         ws.run(cmd).ok();
     }
