@@ -165,8 +165,9 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
             }
         });
     }
-    // The daily retention purge, on one node of several.
-    tokio::spawn(crate::housekeeping::run(
+    // The daily retention purge, on one node of several. Awaited before returning: the
+    // caller closes the store next, and a purge cut off by a closed pool is an error.
+    let purge_task = tokio::spawn(crate::housekeeping::run(
         d.store.clone(),
         d.retention.clone(),
         d.clock.clone(),
@@ -328,6 +329,7 @@ pub(crate) async fn run(d: Daemon, book: Playbook, reload: Reloader) -> anyhow::
     if let Some(t) = api_task {
         let _ = t.await;
     }
+    let _ = purge_task.await;
     Ok(total)
 }
 

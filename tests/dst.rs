@@ -317,7 +317,7 @@ fn workspace(jobs: &[(&str, &str)], contacts: usize) -> Workspace {
 
 fn cron_job(id: &str, expr: &str, tz: &str) -> String {
     format!(
-        "id: {id}\ntrigger: {{cron: \"{expr}\", timezone: {tz}}}\naudience: {{where: {{contact.attributes.team: ops}}}}\ntemplate: nps_survey\nchannels: [email]\n"
+        "id: {id}\ntrigger: {{cron: \"{expr}\", timezone: {tz}}}\naudience: {{where: {{contact.attributes.team: ops}}}}\ntemplate: nps_survey\nsurvey: nps\nchannels: [email]\n"
     )
 }
 

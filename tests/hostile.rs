@@ -62,10 +62,19 @@ impl Daemon {
                 sink.lock().unwrap().push(l);
             }
         });
-        let d = Daemon { child, log, port };
-        wait_for("the API", Duration::from_secs(30), || {
-            d.has("api listening")
-        });
+        let mut d = Daemon { child, log, port };
+        // Generous: on a loaded 2-core CI machine a PostgreSQL-backed start can take a while.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !d.has("api listening") {
+            let exited = d.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "the daemon did not start its API ({exited:?}); its log:\n{}",
+                    d.log.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         d
     }
 
