@@ -16,6 +16,7 @@ use crate::channels::email::settings::{self as email, EmailConfig, RawEmail};
 use crate::channels::sms::settings::{self as sms, RawSmsConfig, SmsConfig};
 use crate::channels::webhook::{self, RawWebhook, WebhookConfig};
 use crate::check::Checker;
+use crate::console::settings::{self as console, ConsoleConfig, RawConsole};
 use crate::diag::Diagnostic;
 use crate::dispatch::settings::{self as dispatch, DispatchConfig, RawDispatch};
 use crate::policy::settings::{self as policy, PolicyConfig, RawPolicy};
@@ -50,6 +51,7 @@ struct RawConfig {
     webhook: Option<RawWebhook>,
     sms: Option<RawSmsConfig>,
     api: Option<RawApi>,
+    console: Option<RawConsole>,
     node_id: Option<String>,
 }
 
@@ -102,6 +104,8 @@ pub struct Config {
     /// The SMS gateways; `None` without an `sms:` section (jobs cannot list `sms` then).
     pub sms: Option<SmsConfig>,
     pub api: Option<ApiConfig>,
+    /// The web console on the API's listener; `None` without a `console:` section.
+    pub console: Option<ConsoleConfig>,
     pub node_id: String,
     /// The config's warnings (e.g. a DKIM domain that is not the sender's), for `validate`.
     pub warnings: crate::diag::Diagnostics,
@@ -181,6 +185,7 @@ fn assemble(c: &mut Checker, raw: RawConfig, path: &Path) -> Config {
         webhook: raw.webhook.map(|w| webhook::check(c, w)),
         sms: raw.sms.as_ref().map(|s| sms::check(c, s)),
         api: raw.api.map(|a| api::check(c, a)),
+        console: raw.console.map(|r| console::check(c, r)),
         node_id: raw.node_id.unwrap_or_else(default_node_id),
         warnings: Default::default(),
     }

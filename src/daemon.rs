@@ -44,8 +44,17 @@ pub(crate) struct Daemon {
     pub unsubscriber: Option<Arc<Unsubscriber>>,
     /// Folders whose changes trigger a reload.
     pub watch: Vec<PathBuf>,
+    /// The web console, served on the API's listener when there is one.
+    pub console: Option<ConsoleParts>,
     /// How long records are kept: the daily purge (`housekeeping`).
     pub retention: crate::store::Retention,
+}
+
+/// What the console needs from the verbs above the daemon.
+pub(crate) struct ConsoleParts {
+    pub config: crate::console::ConsoleConfig,
+    pub validate: Option<crate::console::Validator>,
+    pub forecast: Option<crate::console::Forecaster>,
 }
 
 fn notify(states: &[NotifyState]) {
@@ -87,6 +96,8 @@ pub(crate) async fn run(
     spawn_sighup(reload_tx.clone());
     let _watcher = watch_files(&d.watch, reload_tx.clone());
     let mut files_seen = fingerprint(&d.watch);
+    let status = Arc::new(crate::console::RunStatus::default());
+    status.loaded(version(&d.watch), d.clock.now());
 
     // The HTTP API runs across reloads.
     let mut api_task = None;
@@ -95,6 +106,34 @@ pub(crate) async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("api.listen: cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr()?;
+        let console = match &d.console {
+            Some(parts) if parts.config.enabled => {
+                let admins = tokens
+                    .iter()
+                    .filter(|t| t.scope == crate::api::Scope::Admin)
+                    .map(|t| crate::console::TokenLogin {
+                        name: t.name.clone(),
+                        secret: t.secret().to_string(),
+                    })
+                    .collect();
+                tracing::info!(users = parts.config.users.len(), "console at /console/");
+                Some(crate::console::Console::new(
+                    crate::console::Setup {
+                        config: parts.config.clone(),
+                        tokens: admins,
+                        validate: parts.validate.clone(),
+                        forecast: parts.forecast.clone(),
+                        status: status.clone(),
+                        sms: d.channels.sms.clone(),
+                        relay: d.channels.email.health(),
+                    },
+                    d.store.clone(),
+                    current.clone(),
+                    d.clock.clone(),
+                ))
+            }
+            _ => None,
+        };
         let state = ApiState {
             store: d.store.clone(),
             book: current.clone(),
@@ -120,6 +159,7 @@ pub(crate) async fn run(
                 certs: Default::default(),
                 http: reqwest::Client::new(),
             })),
+            console,
         };
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {
@@ -242,6 +282,8 @@ pub(crate) async fn run(
                             }
                             let text = format!("reload refused: {} error(s); still running the previous jobs", diags.errors());
                             tracing::error!("{text}");
+                            let first = diags.items.first().map(|d| format!(": {d}")).unwrap_or_default();
+                            status.reloaded(d.clock.now(), false, format!("{text}{first}"));
                             notify(&[NotifyState::Ready, NotifyState::Status(&text)]);
                         }
                         Ok(new) => break Some(new),
@@ -283,6 +325,16 @@ pub(crate) async fn run(
                     }
                 }
                 tracing::info!(jobs = new.jobs.count(), removed = removed.len(), "reloaded");
+                status.loaded(version(&d.watch), d.clock.now());
+                status.reloaded(
+                    d.clock.now(),
+                    true,
+                    format!(
+                        "reloaded: {} job(s), {} removed",
+                        new.jobs.count(),
+                        removed.len()
+                    ),
+                );
                 current.store(Arc::new(new));
             }
         }
@@ -293,6 +345,30 @@ pub(crate) async fn run(
     }
     let _ = purge_task.await;
     Ok(total)
+}
+
+/// The running job set's version: a digest of every job and template file's path and bytes,
+/// so two nodes (or two reloads) can be seen to run the same set.
+fn version(dirs: &[PathBuf]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for dir in dirs {
+        for (path, _, _) in fingerprint(std::slice::from_ref(dir)) {
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update([0]);
+            if let Ok(bytes) = std::fs::read(&path) {
+                h.update(&bytes);
+            }
+            h.update([0]);
+        }
+        h.update([1]);
+    }
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Every file below `dirs` with its size and modification time, sorted.

@@ -16,6 +16,7 @@ mod check;
 pub mod cli;
 mod clock;
 pub mod config;
+pub mod console;
 pub mod cron_tz;
 mod daemon;
 pub mod diag;

@@ -101,6 +101,7 @@ impl Guard {
                 node: self.node,
                 duration_ms: 0,
                 gateway: None,
+                content: None,
             }],
             retry_at: None,
             reason: Some(detail),

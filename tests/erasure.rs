@@ -167,6 +167,14 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
                     node: "node-a".into(),
                     duration_ms: 3,
                     gateway: sms.then(|| "twilio".to_string()),
+                    // What the customer got (the console shows it; erasure takes it).
+                    content: Some(aftercare::store::pack_content(
+                        (!sms).then_some("您的订单已送达"),
+                        &format!(
+                            "{}，您好！订单 {order} 已送达。",
+                            m.contact.name.clone().unwrap_or_default()
+                        ),
+                    )),
                 }],
                 retry_at: None,
                 reason: (m.contact.id == "c-wf")
@@ -345,6 +353,21 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         changes.iter().any(|c| c["actor"] == "agent-7"),
         "{changes:?}"
     );
+    let texts = doc["message_contents"].as_array().unwrap();
+    assert_eq!(texts.len(), 2, "what each send said: {texts:?}");
+    assert!(
+        texts.iter().all(|c| c["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{NAME}，您好"))),
+        "{texts:?}"
+    );
+    let sent_ids: Vec<String> = messages
+        .iter()
+        .filter(|m| m["state"] == "sent")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent_ids.len(), 2);
     assert!(
         !doc.to_string().contains("li.na@example.com"),
         "another contact's data"
@@ -370,9 +393,10 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
             e.receipts,
             e.replies,
             e.answers,
-            e.suppressed
+            e.suppressed,
+            e.texts
         ),
-        (1, 2, 3, 1, 2, 1, 1, 1, 2),
+        (1, 2, 3, 1, 2, 1, 1, 1, 2, 2),
         "{b:?}: {e:?}"
     );
     assert_eq!(e.bounces, 1, "{b:?}: {e:?}");
@@ -386,6 +410,10 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
             [],
             "{b:?}: {needle} left behind"
         );
+    }
+    // The stored words went with the messages (compressed, so `holding` cannot see them).
+    for id in &sent_ids {
+        assert_eq!(store.message_contents(id).await.unwrap(), [], "{b:?}");
     }
     // The other contact is untouched.
     assert!(!holding(&db, "li.na@example.com").await.is_empty());

@@ -112,6 +112,7 @@ fn the_documented_commands_exist() {
         &["bounces", "list", "--help"],
         &["jobs", "brakes", "--help"],
         &["jobs", "resume", "--help"],
+        &["console", "passwd", "--help"],
     ] {
         ws.run(cmd).ok();
     }

@@ -40,6 +40,7 @@ fn attempt(at: DateTime<Utc>, outcome: Outcome, provider_id: Option<&str>) -> Ne
         node: "node-a".into(),
         duration_ms: 3,
         gateway: provider_id.map(|_| "twilio".to_string()),
+        content: None,
     }
 }
 
@@ -285,6 +286,90 @@ async fn purge_removes_by_kind_and_keeps_the_figures(b: Backend) {
     assert!(emptied[0].data.is_empty(), "{b:?}: {emptied:?}");
 }
 
+/// What a sent message said goes after `retention.content` (90 days by default); the
+/// message and its attempt stay until their own retention.
+async fn message_texts_go_after_retention_content(b: Backend) {
+    let (store, _dir) = open(b).await;
+    let book = common::shipped_playbook();
+    let t0 = t("2025-01-10T02:00:00Z");
+    let e = parse_event(&delivered(
+        "evt-1",
+        "c-1",
+        "c1@example.com",
+        "SO-1",
+        "2025-01-10T10:00:00+08:00",
+    ))
+    .unwrap();
+    plan::ingest(&book, &store, &[e], t0).await.unwrap();
+    let at = t("2025-01-13T02:00:00Z");
+    let claimed = store
+        .claim(
+            "node-a",
+            "tok",
+            at,
+            at + Duration::minutes(5),
+            10,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let m = &claimed[0];
+    let mut a = attempt(at, Outcome::Sent, None);
+    a.content = Some(aftercare::store::pack_content(
+        Some("订单已送达"),
+        "王芳，您好！",
+    ));
+    let c = Completion {
+        message_id: m.id.clone(),
+        claim_token: m.claim_token.clone(),
+        state: MessageState::Sent,
+        attempts: vec![a],
+        retry_at: None,
+        reason: None,
+        channel: Some("email".into()),
+        address: Some("c1@example.com".into()),
+        at,
+        next: None,
+        uncounted: false,
+    };
+    assert_eq!(store.complete(&[c]).await.unwrap(), 0);
+    let stored = store.message_contents(&m.id).await.unwrap();
+    assert_eq!(stored.len(), 1, "{b:?}");
+    assert_eq!(
+        (stored[0].subject.as_deref(), stored[0].text.as_str()),
+        (Some("订单已送达"), "王芳，您好！")
+    );
+    let keep = Retention::default();
+    let early = store
+        .purge(
+            &keep,
+            at + Duration::days(89),
+            100,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(early.texts, 0, "{b:?}: {early}");
+    let later = store
+        .purge(
+            &keep,
+            at + Duration::days(91),
+            100,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (later.texts, later.messages, later.attempts),
+        (1, 0, 0),
+        "{b:?}: {later}"
+    );
+    assert_eq!(store.message_contents(&m.id).await.unwrap(), [], "{b:?}");
+    assert_eq!(count(&store, "attempts").await, 1, "{b:?}");
+    assert_eq!(count(&store, "message_contents").await, 0, "{b:?}");
+}
+
 /// One caller a day wins the purge, whichever node it is.
 async fn one_node_a_day_claims_the_purge(b: Backend) {
     let (store, _dir) = open(b).await;
@@ -326,4 +411,5 @@ use common::on_both_async as on_both;
 on_both!(
     purge_removes_by_kind_and_keeps_the_figures,
     one_node_a_day_claims_the_purge,
+    message_texts_go_after_retention_content,
 );

@@ -101,6 +101,7 @@ fn sms_attempt(n: i64, gateway: &str, outcome: Outcome, provider_id: Option<&str
         node: "node-a".into(),
         duration_ms: 5,
         gateway: Some(gateway.into()),
+        content: None,
     }
 }
 

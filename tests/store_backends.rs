@@ -550,6 +550,7 @@ fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> Ne
         node: "node-a".into(),
         duration_ms: 12,
         gateway: None,
+        content: None,
     }
 }
 

@@ -114,6 +114,9 @@ pub struct ApiState {
     pub relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
     /// Email providers' bounce and complaint webhooks.
     pub email_hooks: Option<Arc<email_hooks::EmailHooks>>,
+    /// The web console, mounted under `/console` (its pages are HTML, not part of the
+    /// OpenAPI document).
+    pub console: Option<crate::console::Console>,
 }
 
 /// A usable bearer token (its secret read at start).
@@ -122,6 +125,13 @@ pub struct Token {
     pub name: String,
     pub scope: Scope,
     secret: String,
+}
+
+impl Token {
+    /// The secret, for the console's sign-in with an admin token.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -326,8 +336,9 @@ pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
 
 pub fn router(state: ApiState) -> axum::Router {
     let max_body = state.config.max_body;
+    let console = state.console.clone();
     let (router, _) = routes().split_for_parts();
-    router
+    let router = router
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -337,7 +348,11 @@ pub fn router(state: ApiState) -> axum::Router {
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(json_errors))
-        .with_state(state)
+        .with_state(state);
+    match console {
+        Some(c) => router.nest("/console", crate::console::router(c)),
+        None => router,
+    }
 }
 
 /// Serve until `shutdown` resolves; in-flight requests finish first.

@@ -47,78 +47,12 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     if until <= now {
         return Err(Exit::invalid("--until must be after --now"));
     }
-    let store = app.open_store().await?;
-    let scratch_dir = tempfile::tempdir()?;
-    let path = scratch_dir.path().join("forecast.db");
-    store.snapshot_to(&path).await?;
-    store.close().await;
-    let scratch = Store::open(&StoreConfig::Sqlite {
-        path,
-        synchronous: SqliteSync::Normal,
-    })
-    .await?;
-    let done_before = scratch.final_ids().await?;
-
-    let clock = Arc::new(SteppedClock::new(now));
+    let Replay {
+        scratch,
+        dir: _scratch_dir,
+        done_before,
+    } = replay(&app, now, until).await?;
     let json = a.format.get() == Format::Json;
-    let book = app.playbook();
-    let dispatcher = Arc::new(
-        Dispatcher::new(
-            scratch.clone(),
-            book.clone(),
-            Arc::new(Channels {
-                email: EmailChannel::new(&app.config.email)?,
-                webhook: None,
-                sms: app
-                    .config
-                    .sms
-                    .as_ref()
-                    .map(|s| {
-                        crate::channels::sms::SmsChannel::with_public_url(
-                            s,
-                            app.config
-                                .api
-                                .as_ref()
-                                .and_then(|a| a.public_url.as_deref()),
-                        )
-                    })
-                    .transpose()?,
-            }),
-            clock.clone(),
-            app.config.dispatch.clone(),
-            "forecast".into(),
-        )
-        .dry_run(),
-    );
-    let mut scheduler = Scheduler::new(scratch.clone(), book);
-    scheduler.horizon = until - now + Span::days(1);
-    // Each step moves the clock strictly forward (to the next due message or occurrence), so
-    // the loop ends at `until` with every send, however many; a step that would not move
-    // forward stops the forecast with an error instead of spinning.
-    let mut t = now;
-    let mut first = true;
-    loop {
-        clock.set(t);
-        if std::mem::take(&mut first) {
-            scheduler.tick(t).await?;
-        } else {
-            scheduler.tick_recurring(t).await?;
-        }
-        dispatcher.run_once().await?;
-        let next_due = scratch.next_due().await?;
-        if let Some(due) = next_due
-            && due <= t
-        {
-            anyhow::bail!(
-                "forecast stopped at {t}: a message due at {due} is still waiting after a dispatch pass at {t}, so the forecast clock cannot move on (a bug: please report it with the jobs and this time)"
-            );
-        }
-        let next_occ = scheduler.next_occurrence_after(t)?;
-        match [next_due, next_occ].into_iter().flatten().min() {
-            Some(next) if next <= until => t = next,
-            _ => break,
-        }
-    }
     // Every message this run made final, streamed in order (a year of a frequent job is
     // hundreds of thousands): sends first, then what would not be sent, and why.
     let job = a.job.clone();
@@ -226,4 +160,129 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     scratch.close().await;
     written.and_then(|()| std::io::Write::flush(&mut out))?;
     Ok(())
+}
+
+/// A scratch copy of the store with the daemon replayed on it from `now` to `until`: every
+/// message it made final is what would happen. `dir` holds the copy; keep it while reading.
+pub(super) struct Replay {
+    pub scratch: Store,
+    pub dir: tempfile::TempDir,
+    /// Messages final before the replay (not part of the forecast).
+    pub done_before: std::collections::HashSet<String>,
+}
+
+pub(super) async fn replay(
+    app: &App,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> anyhow::Result<Replay> {
+    let store = app.open_store().await?;
+    let scratch_dir = tempfile::tempdir()?;
+    let path = scratch_dir.path().join("forecast.db");
+    store.snapshot_to(&path).await?;
+    store.close().await;
+    let scratch = Store::open(&StoreConfig::Sqlite {
+        path,
+        synchronous: SqliteSync::Normal,
+    })
+    .await?;
+    let done_before = scratch.final_ids().await?;
+
+    let clock = Arc::new(SteppedClock::new(now));
+    let book = app.playbook();
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            scratch.clone(),
+            book.clone(),
+            Arc::new(Channels {
+                email: EmailChannel::new(&app.config.email)?,
+                webhook: None,
+                sms: app
+                    .config
+                    .sms
+                    .as_ref()
+                    .map(|s| {
+                        crate::channels::sms::SmsChannel::with_public_url(
+                            s,
+                            app.config
+                                .api
+                                .as_ref()
+                                .and_then(|a| a.public_url.as_deref()),
+                        )
+                    })
+                    .transpose()?,
+            }),
+            clock.clone(),
+            app.config.dispatch.clone(),
+            "forecast".into(),
+        )
+        .dry_run(),
+    );
+    let mut scheduler = Scheduler::new(scratch.clone(), book);
+    scheduler.horizon = until - now + Span::days(1);
+    // Each step moves the clock strictly forward (to the next due message or occurrence), so
+    // the loop ends at `until` with every send, however many; a step that would not move
+    // forward stops the forecast with an error instead of spinning.
+    let mut t = now;
+    let mut first = true;
+    loop {
+        clock.set(t);
+        if std::mem::take(&mut first) {
+            scheduler.tick(t).await?;
+        } else {
+            scheduler.tick_recurring(t).await?;
+        }
+        dispatcher.run_once().await?;
+        let next_due = scratch.next_due().await?;
+        if let Some(due) = next_due
+            && due <= t
+        {
+            anyhow::bail!(
+                "forecast stopped at {t}: a message due at {due} is still waiting after a dispatch pass at {t}, so the forecast clock cannot move on (a bug: please report it with the jobs and this time)"
+            );
+        }
+        let next_occ = scheduler.next_occurrence_after(t)?;
+        match [next_due, next_occ].into_iter().flatten().min() {
+            Some(next) if next <= until => t = next,
+            _ => break,
+        }
+    }
+    Ok(Replay {
+        scratch,
+        dir: scratch_dir,
+        done_before,
+    })
+}
+
+/// The forecast as the console draws it: what the next days would send, per job.
+pub(super) async fn items(
+    config_path: &Path,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> anyhow::Result<Vec<crate::console::ForecastItem>> {
+    let app = App::load(config_path)?;
+    if app.diags.has_errors() {
+        anyhow::bail!(
+            "{} error(s) in jobs or templates (see `aftercare validate`)",
+            app.diags.errors()
+        );
+    }
+    let r = replay(&app, now, until).await?;
+    let mut out = Vec::new();
+    for sent in [true, false] {
+        r.scratch
+            .each_final_message(sent, |m| {
+                if !r.done_before.contains(&m.id) {
+                    out.push(crate::console::ForecastItem {
+                        job: m.job_id,
+                        at: m.sent_at.unwrap_or(m.updated_at),
+                        sent,
+                    });
+                }
+                true
+            })
+            .await?;
+    }
+    r.scratch.close().await;
+    Ok(out)
 }

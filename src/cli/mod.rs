@@ -6,6 +6,7 @@
 mod answer;
 mod bounces;
 mod callbacks;
+mod console;
 mod contact;
 mod forecast;
 mod import;
@@ -99,6 +100,9 @@ enum Command {
     /// A person's data: erase it, or export all of it as JSON
     #[command(subcommand)]
     Contact(contact::Command),
+    /// The web console: set a user's password
+    #[command(subcommand)]
+    Console(console::Command),
     /// Apply the store's pending schema migrations and print them
     Migrate(migrate::Args),
     /// Print the man page (roff), for packaging
@@ -220,6 +224,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Contact(c) => contact::run(&config_path, c).await,
+        Command::Console(c) => console::run(&config_path, c),
         Command::Migrate(a) => migrate::run(&config_path, a).await,
         Command::Manpage => {
             use clap::CommandFactory;

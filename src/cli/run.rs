@@ -106,9 +106,11 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             app.config.jobs_dir.clone(),
             app.config.templates_dir.clone(),
         ],
+        console: None,
         retention: app.config.retention.clone(),
     };
     let config_path: PathBuf = config_path.to_path_buf();
+    let console = console_parts(&app, &config_path);
     // A reload recompiles jobs and templates with the config the daemon started with.
     let reload: daemon::Reloader = Box::new(move || {
         let app = App::load(&config_path).map_err(|e| {
@@ -125,8 +127,59 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         }
         Ok(app.playbook())
     });
+    let d = Daemon { console, ..d };
     let stats = daemon::run(d, signals, app.playbook(), reload).await?;
     store.close().await;
     tracing::info!(%stats, "stopped");
     Ok(())
+}
+
+/// The console's parts from the verbs: `validate` and `forecast` read the files and the store
+/// as those verbs do, on demand. `None` without a `console:` section; a console without an
+/// `api:` section has no listener, which is said once.
+fn console_parts(app: &App, config_path: &Path) -> Option<daemon::ConsoleParts> {
+    let cfg = app.config.console.clone()?;
+    if cfg.enabled && app.config.api.is_none() {
+        tracing::warn!(
+            "console.enabled, but the config has no api: section; the console is served on the API's listener (add api: {{listen: 127.0.0.1:8080}})"
+        );
+    }
+    let path = config_path.to_path_buf();
+    let validate: crate::console::Validator = Arc::new(move || match App::load(&path) {
+        Ok(app) => {
+            let mut d = app.diags.clone();
+            d.extend(super::validate::environment(&app));
+            d.sorted()
+        }
+        Err(e) => {
+            let mut d = crate::diag::Diagnostics::default();
+            d.push(crate::diag::Diagnostic::error(
+                &path,
+                None,
+                format!("{e:#}"),
+            ));
+            d
+        }
+    });
+    let path = config_path.to_path_buf();
+    let forecast: crate::console::Forecaster = Arc::new(move |now, until| {
+        let path = path.clone();
+        // On a blocking thread of its own: the replay is long, and the store copy it starts
+        // with (PostgreSQL) reports progress through a callback that is not `Send`.
+        let handle = tokio::runtime::Handle::current();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                handle
+                    .block_on(super::forecast::items(&path, now, until))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .await
+            .map_err(|e| format!("the forecast task failed: {e}"))?
+        })
+    });
+    Some(daemon::ConsoleParts {
+        config: cfg,
+        validate: Some(validate),
+        forecast: Some(forecast),
+    })
 }

@@ -52,7 +52,7 @@ pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
 
 /// Secrets that this machine lacks for gateways some job sends through: a warning, since the
 /// daemon runs (and sends email) without them, and the SMS waits until they are there.
-fn environment(app: &App) -> crate::diag::Diagnostics {
+pub(super) fn environment(app: &App) -> crate::diag::Diagnostics {
     let mut out = crate::diag::Diagnostics::default();
     let Some(cfg) = &app.config.sms else {
         return out;

@@ -114,7 +114,7 @@ impl Dispatcher {
             let a = self.new_attempt(m, number, now, Channel::Email, Some(address), None, &d, ms);
             (vec![a], d)
         };
-        let content = match self.book.render_email(
+        let rendered = match self.book.render_email(
             job,
             &m.contact,
             m.event.as_ref(),
@@ -124,6 +124,7 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => return one(Delivery::permanent(render_failure(&e)), 0),
         };
+        let content = rendered;
         let unsubscribe = match (&self.book.unsubscribe, m.class == Class::Marketing) {
             (Some(u), true) => Some((u.url("email", address), u.mailto("email", address))),
             _ => None,
@@ -152,7 +153,19 @@ impl Dispatcher {
         {
             self.email_bounce(m, address, number, &mut d, &b, now).await;
         }
-        one(d, millis(started.elapsed()))
+        let (mut attempts, d) = one(d, millis(started.elapsed()));
+        // What the customer got, for support: the subject and the text part (the HTML part
+        // when there is no text part).
+        if !self.dry_run
+            && let Some(a) = attempts.first_mut()
+        {
+            let body = content.text.as_deref().or(content.html.as_deref());
+            a.content = Some(crate::store::pack_content(
+                Some(&content.subject),
+                body.unwrap_or_default(),
+            ));
+        }
+        (attempts, d)
     }
 
     /// An SMTP refusal that says something about the address or the destination: a rate
@@ -250,6 +263,8 @@ impl Dispatcher {
                 code: code.clone(),
                 params: rendered.params.clone().unwrap_or_else(|| "{}".into()),
             });
+        // What the customer got, for support (not in a forecast, which sends nothing).
+        let mut packed = (!self.dry_run).then(|| crate::store::pack_content(None, &rendered.text));
         let msg = SmsMessage {
             to: phone.to_string(),
             text: Some(rendered.text),
@@ -287,7 +302,7 @@ impl Dispatcher {
                 if i == last && !passed_over.is_empty() {
                     hd.detail = format!("{} ({})", hd.detail, passed_over.join(", "));
                 }
-                self.new_attempt(
+                let mut a = self.new_attempt(
                     m,
                     number + i as i64,
                     now,
@@ -296,7 +311,10 @@ impl Dispatcher {
                     Some(&hop.gateway),
                     &hd,
                     millis(hop.elapsed),
-                )
+                );
+                // The text every gateway of the route was asked to send, once, with the first.
+                a.content = packed.take();
+                a
             })
             .collect();
         (attempts, d)
@@ -337,6 +355,7 @@ impl Dispatcher {
             node: self.node.clone(),
             duration_ms: ms,
             gateway: gateway.map(str::to_string),
+            content: None,
         }
     }
 

@@ -37,6 +37,8 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("recurring", &["job_id"]),
     ("replies", &["id"]),
     ("receipts", &["message_id", "attempt", "status"]),
+    ("message_contents", &["message_id", "attempt"]),
+    ("agent_actions", &["id"]),
     ("daily_counts", &["id"]),
     ("housekeeping", &["task"]),
     ("answers", &["message_id"]),
@@ -156,11 +158,12 @@ pub struct CopyReport {
 }
 
 /// How a column's values are read and bound. Instants are integer milliseconds and JSON is
-/// text (see the migrations), so two kinds carry every column today.
+/// text (see the migrations); message contents are compressed bytes.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Int,
     Text,
+    Bytes,
 }
 
 impl Kind {
@@ -170,6 +173,7 @@ impl Kind {
         match t.as_str() {
             "bigint" | "integer" | "int8" => Some(Kind::Int),
             "text" | "character varying" | "varchar" => Some(Kind::Text),
+            "blob" | "bytea" => Some(Kind::Bytes),
             _ => None,
         }
     }
@@ -406,6 +410,7 @@ impl Store {
                             values.push(match kind {
                                 Kind::Int => Bind::Int(r.try_get(i)?),
                                 Kind::Text => Bind::Text(r.try_get(i)?),
+                                Kind::Bytes => Bind::Bytes(r.try_get(i)?),
                             });
                         }
                         page.push(values);

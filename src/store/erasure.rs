@@ -2,10 +2,11 @@
 //! PIPL art. 45), and erasing it (GDPR art. 17 / PIPL art. 47).
 //!
 //! Erasure removes, in one transaction, the contact, its date index, its events, its
-//! messages with their attempts and receipts (pending ones are cancelled by going), its SMS
-//! replies (by contact or by its number), the email bounces and complaints about its
-//! messages or its address (with their raw reports), and plain suppression entries of its
-//! addresses with the history of changes to them.
+//! messages with their attempts, receipts and stored words (pending ones are cancelled by
+//! going), agents' console actions on it, its SMS replies (by contact or by its number), its
+//! survey answers, the email bounces and complaints about its messages or its address (with
+//! their raw reports), and plain suppression entries of its addresses with the history of
+//! changes to them.
 //! What stays is anonymous: the messages are added to `daily_counts` first (finished ones
 //! on their day, pending ones as cancelled today), so figures do not change, and each of
 //! its addresses stays on the suppression list as a one-way hash (`suppressions::
@@ -33,6 +34,10 @@ pub struct Erased {
     pub cancelled: u64,
     pub attempts: u64,
     pub receipts: u64,
+    /// Stored subjects and texts of sent messages (what the console shows).
+    pub texts: u64,
+    /// Agents' actions on the contact in the console (they name its addresses and notes).
+    pub actions: u64,
     pub replies: u64,
     /// Survey answers (scores and comments).
     pub answers: u64,
@@ -153,7 +158,21 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                out.texts += bind_all!(
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM message_contents WHERE message_id IN ({list})"
+                    ))),
+                    chunk
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             }
+            out.actions = sqlx::query("DELETE FROM agent_actions WHERE contact_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             out.events = sqlx::query("DELETE FROM events WHERE contact_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -227,10 +246,11 @@ impl Store {
     }
 
     /// Everything held about contact `id`, as one JSON document: the contact, its date
-    /// index, events (with their data), messages with every attempt and receipt, SMS replies
-    /// (by contact or from its number), survey answers, the suppression entries of its
-    /// addresses (plain or hashed) and their history, and the bounces and complaints about it
-    /// (raw reports included). `None` when there is no such contact.
+    /// index, events (with their data), messages with every attempt and receipt and what each
+    /// said (`message_contents`), SMS replies (by contact or from its number), survey answers,
+    /// the suppression entries of its addresses (plain or hashed) and their history, and the
+    /// bounces and complaints about it (raw reports included). `None` when there is no such
+    /// contact.
     pub async fn export_contact(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Value>> {
         let Some(contact) = self.contact(id).await? else {
             return Ok(None);
@@ -270,6 +290,16 @@ impl Store {
             .into_iter()
             .filter(|m| m.contact_id == id)
             .collect();
+        // What each sent message said, as stored (`retention.content` long).
+        let mut contents = Vec::new();
+        for m in &messages {
+            for c in self.message_contents(&m.id).await? {
+                contents.push(
+                    json!({"message_id": m.id, "attempt": c.attempt, "channel": c.channel,
+                    "subject": c.subject, "text": c.text, "at": c.at}),
+                );
+            }
+        }
         // Those matched to the contact when they came, and those from its number.
         let replies = self.replies_of(id).await?;
         let answers = self.answers_of(id).await?;
@@ -328,6 +358,8 @@ impl Store {
             "contact_dates": dates.into_iter().map(|(f, d)| json!({"field": f, "date": d})).collect::<Vec<_>>(),
             "events": events,
             "messages": messages,
+            "message_contents": contents,
+            "agent_actions": self.actions_of(id).await?,
             "replies": replies,
             "answers": answers,
             "suppressions": suppressions,

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 pub struct LogFilter {
     /// A contact id, email address or phone number.
     pub contact: Option<String>,
+    /// Exactly this contact id (by index; the console knows the contact already).
+    pub contact_id: Option<String>,
     pub job: Option<String>,
     pub order: Option<String>,
     pub states: Vec<MessageState>,
@@ -46,6 +48,10 @@ impl LogFilter {
             let b = next(Bind::Text(Some(c.to_lowercase())), &mut binds);
             let p = next(Bind::Text(Some(phone)), &mut binds);
             conds.push(format!("m.contact_id IN (SELECT id FROM contacts WHERE id = {a} OR LOWER(email) = {b} OR phone = {p})"));
+        }
+        if let Some(c) = &self.contact_id {
+            let a = next(Bind::Text(Some(c.clone())), &mut binds);
+            conds.push(format!("m.contact_id = {a}"));
         }
         if let Some(j) = &self.job {
             let a = next(Bind::Text(Some(j.clone())), &mut binds);

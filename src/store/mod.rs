@@ -20,12 +20,15 @@
 //! migrations run, `copy` moves every row to another store, `sql` is the plumbing they
 //! share.
 
+mod actions;
 mod answers;
 mod check;
 mod contacts;
+mod contents;
 mod copy;
 mod erasure;
 mod feedback;
+mod figures;
 mod lease;
 mod log;
 mod ops;
@@ -36,18 +39,22 @@ mod reports;
 mod retention;
 mod schedule;
 mod schema;
+mod search;
 pub mod settings;
 mod sql;
 mod suppressions;
 
+pub use actions::{AgentAction, NewAction};
 pub use answers::{SentSms, StoredAnswer, TokenMessage};
 pub use check::CheckReport;
 pub use contacts::contact_dates;
+pub use contents::{StoredContent, pack_content, unpack_content};
 pub use copy::{COPY_TABLES, CopyError, CopyOptions, CopyProgress, CopyReport, TableCount};
 pub use erasure::{Erased, reference as erasure_reference};
 pub use feedback::{
     BouncedMessage, Brake, FeedbackFigures, NewBounce, SoftRule, StoredBounce, Window,
 };
+pub use figures::Figures;
 pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};
@@ -58,6 +65,7 @@ pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, S
 pub use retention::{DailyCount, PURGE_BATCH, Purged};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
+pub use search::{Hit, SearchKey};
 pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
 pub use suppressions::{Suppression, hashed_address};
 

@@ -272,6 +272,10 @@ pub struct NewAttempt {
     pub duration_ms: i64,
     /// The SMS gateway the request went to; `None` for other channels.
     pub gateway: Option<String>,
+    /// What the customer got from this request ([`super::pack_content`]: the rendered subject
+    /// and text), on the first request of each channel's try; written to `message_contents`
+    /// in the same transaction.
+    pub content: Option<Vec<u8>>,
 }
 
 /// What became of a claimed message; written in batches.
@@ -518,6 +522,17 @@ impl Store {
                 .collect();
             for chunk in shaped(&attempts) {
                 let (sql, binds) = attempts_sql(chunk, pg);
+                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let contents: Vec<(&Completion, &NewAttempt)> = attempts
+                .iter()
+                .filter(|(_, a)| a.content.is_some())
+                .copied()
+                .collect();
+            for chunk in shaped(&contents) {
+                let (sql, binds) = super::contents::contents_sql(chunk, pg);
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
                     .await?;

@@ -14,7 +14,9 @@
 //!   finished messages that referred to one keep their row without the reference.
 //! - **content**: the `data` of events older than `retention.content` is emptied (`{}`);
 //!   the event, its type, time and `order_id` stay for `had_event`, `stop_when` and
-//!   `logs --order`. Again not while a pending message needs it.
+//!   `logs --order`. Again not while a pending message needs it. The words of the messages
+//!   sent that long ago (`message_contents`, what the console shows support) go too; the
+//!   message and its attempts stay.
 //! - **replies** received longer than `retention.replies` ago.
 //! - **bounces** and complaints received longer than `retention.bounces` ago, with their
 //!   raw reports, and the suppression list's history of changes made before then. The
@@ -53,6 +55,9 @@ pub struct Purged {
     pub events: u64,
     /// Events whose `data` was emptied (`retention.content`).
     pub contents: u64,
+    /// Sent messages' stored subject and text removed (`retention.content`, or with their
+    /// message).
+    pub texts: u64,
     pub replies: u64,
     /// Bounces and complaints (`retention.bounces`).
     pub bounces: u64,
@@ -64,13 +69,14 @@ pub struct Purged {
 
 impl Purged {
     /// (what, how many) in the order of the log line and the metric's labels.
-    pub fn items(&self) -> [(&'static str, u64); 8] {
+    pub fn items(&self) -> [(&'static str, u64); 9] {
         [
             ("messages", self.messages),
             ("attempts", self.attempts),
             ("receipts", self.receipts),
             ("events", self.events),
             ("contents", self.contents),
+            ("texts", self.texts),
             ("replies", self.replies),
             ("bounces", self.bounces),
             ("suppression_changes", self.suppression_changes),
@@ -86,12 +92,13 @@ impl std::fmt::Display for Purged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} messages, {} attempts, {} receipts, {} events, {} event payloads emptied, {} replies, {} bounces, {} suppression changes in {} batch(es)",
+            "{} messages, {} attempts, {} receipts, {} events, {} event payloads emptied, {} message texts, {} replies, {} bounces, {} suppression changes in {} batch(es)",
             self.messages,
             self.attempts,
             self.receipts,
             self.events,
             self.contents,
+            self.texts,
             self.replies,
             self.bounces,
             self.suppression_changes,
@@ -360,6 +367,15 @@ impl Store {
                 }
                 rest().await;
             }
+            loop {
+                let n = self.purge_texts(cut, batch).await?;
+                out.batches += 1;
+                out.texts += n;
+                if n < batch as u64 {
+                    break;
+                }
+                rest().await;
+            }
         }
         if let Some(cut) = cutoff(Kept::Replies) {
             loop {
@@ -433,6 +449,14 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            bind_all!(
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM message_contents WHERE message_id IN ({list})"
+                ))),
+                &ids
+            )
+            .execute(&mut *tx)
+            .await?;
             for (sql, binds) in add {
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
@@ -558,6 +582,21 @@ impl Store {
             Ok(sqlx::query(
                 "UPDATE answers SET comment = NULL WHERE message_id IN (SELECT message_id FROM answers \
                  WHERE comment IS NOT NULL AND answered_at < $1 ORDER BY answered_at LIMIT $2)",
+            )
+            .bind(cut)
+            .bind(batch as i64)
+            .execute(pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
+    /// One batch of sent messages' stored words (by index on `created_at`).
+    async fn purge_texts(&self, cut: i64, batch: usize) -> Result<u64> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query(
+                "DELETE FROM message_contents WHERE (message_id, attempt) IN (SELECT message_id, attempt \
+                 FROM message_contents WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
             )
             .bind(cut)
             .bind(batch as i64)

@@ -51,6 +51,8 @@ pub(super) const CHUNK: usize = 100;
 pub(crate) enum Bind {
     Text(Option<String>),
     Int(Option<i64>),
+    /// A BLOB (SQLite) or BYTEA (PostgreSQL): compressed message contents.
+    Bytes(Option<Vec<u8>>),
 }
 
 /// Bind every value of a `Vec<Bind>` in order.
@@ -61,6 +63,7 @@ macro_rules! bind_all {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
                 Bind::Int(i) => q.bind(*i),
+                Bind::Bytes(v) => q.bind(v.clone()),
             };
         }
         q
@@ -75,6 +78,7 @@ macro_rules! bind_vec {
             q = match b {
                 Bind::Text(s) => q.bind(s),
                 Bind::Int(i) => q.bind(i),
+                Bind::Bytes(v) => q.bind(v),
             };
         }
         q

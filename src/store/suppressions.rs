@@ -93,6 +93,38 @@ impl Store {
         })
     }
 
+    /// The suppressions of one contact's addresses (the console's customer page).
+    pub async fn suppressions_of(
+        &self,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Vec<Suppression>> {
+        let email = email.map(|e| normalise_address("email", e));
+        let phone = phone.map(|p| normalise_address("sms", p));
+        on_pool!(self, |pool, _b| {
+            let rows = sqlx::query(
+                "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
+                 WHERE (channel = 'email' AND address = $1) OR (channel = 'sms' AND address = $2) ORDER BY created_at",
+            )
+            .bind(email.as_deref())
+            .bind(phone.as_deref())
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Suppression {
+                        channel: r.try_get(0)?,
+                        address: r.try_get(1)?,
+                        reason: r.try_get(2)?,
+                        source: r.try_get(3)?,
+                        created_at: from_millis(r.try_get(4)?),
+                        expires_at: r.try_get::<Option<i64>, _>(5)?.map(from_millis),
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Close an open callback task (an agent called the customer). `false` if there is no
     /// open task with this id.
     pub async fn close_task(

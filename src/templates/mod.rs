@@ -69,6 +69,12 @@ impl TemplateFile {
     pub fn uses_path(&self, path: &str) -> bool {
         self.uses.iter().any(|u| u.path == path)
     }
+
+    /// Every variable path this file reads (`event.data.order_id`): the console fills them
+    /// with placeholders to preview a template without a real customer's data.
+    pub fn used_paths(&self) -> impl Iterator<Item = &str> {
+        self.uses.iter().map(|u| u.path.as_str())
+    }
 }
 
 /// All templates under `templates_dir`, compiled.

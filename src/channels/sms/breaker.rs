@@ -60,6 +60,14 @@ impl Breaker {
         }
     }
 
+    /// Failures in a row, and how much longer the gateway is skipped (`None`: it is up, or
+    /// its cooldown is over and the next send is the probe). For the console's health page.
+    pub(super) fn status(&self, now: Instant) -> (u32, Option<Duration>) {
+        let s = self.state();
+        let down = s.open_until.filter(|u| *u > now).map(|u| u - now);
+        (s.failures, down)
+    }
+
     /// Record the outcome of an admitted send. True when this failure took the gateway down.
     pub(super) fn record(&self, outcome: Outcome, now: Instant) -> bool {
         let mut s = self.state();

@@ -197,6 +197,17 @@ pub fn status_path(gateway: &str) -> String {
     format!("/hooks/sms/{gateway}/status")
 }
 
+/// A gateway's circuit breaker as the console's health page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayHealth {
+    pub name: String,
+    pub kind: &'static str,
+    /// Transient failures in a row.
+    pub failures: u32,
+    /// Skipped for this much longer (the breaker is open); `None` when it takes sends.
+    pub down_for: Option<Duration>,
+}
+
 /// The configured SMS gateways. Cheap to clone; clones share rate limits and breakers.
 #[derive(Clone)]
 pub struct SmsChannel {
@@ -280,6 +291,28 @@ impl SmsChannel {
                 route: cfg.route.clone(),
             }),
         })
+    }
+
+    /// Each gateway's breaker, by name: (kind, failures in a row, how long it is still
+    /// skipped). What operators look at when SMS stop going out.
+    pub fn breakers(&self) -> Vec<GatewayHealth> {
+        let now = std::time::Instant::now();
+        let mut out: Vec<GatewayHealth> = self
+            .inner
+            .gateways
+            .values()
+            .map(|g| {
+                let (failures, down_for) = g.breaker.status(now);
+                GatewayHealth {
+                    name: g.name.clone(),
+                    kind: g.kind,
+                    failures,
+                    down_for,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Read the secrets of `gateway` now (they are otherwise read at first use); the error

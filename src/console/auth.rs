@@ -1,0 +1,338 @@
+//! Who is signed in: argon2 passwords, sessions, CSRF tokens, and the brake on guessing.
+//!
+//! - A password is checked against the argon2 hash in the user's `password_file`, read at
+//!   each sign-in. An API token with the `admin` scope signs in too (a single-person
+//!   install), as `admin` under the token's name.
+//! - A session is a random id in an HttpOnly, `SameSite=Strict` cookie (`Secure` when the
+//!   console is reached over HTTPS) and lives in this process's memory: a restart signs
+//!   everyone out, and several daemons behind one address need sticky sessions. It ends after
+//!   `console.idle_timeout` without a request, or at sign-out.
+//! - Every form carries the session's CSRF token, compared in constant time on each POST;
+//!   `SameSite=Strict` is the second wall.
+//! - Five wrong passwords for a name (known or not, so the brake does not tell which names
+//!   exist) close that name for 30 seconds, doubling with each further failure up to 15
+//!   minutes; the right password inside the pause is refused too. Only a success resets it.
+//!
+//! Real time, like network timeouts: sessions and the brake are about people at keyboards
+//! now, not about the schedule.
+
+use super::settings::{ConsoleConfig, Role};
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Wrong passwords for one name before it is slowed down.
+pub(super) const FREE_TRIES: u32 = 5;
+/// The first pause after [`FREE_TRIES`]; it doubles with each further failure.
+const FIRST_PAUSE: Duration = Duration::from_secs(30);
+const LONGEST_PAUSE: Duration = Duration::from_secs(15 * 60);
+/// Sessions held at most: past this the idlest are dropped first.
+const MAX_SESSIONS: usize = 10_000;
+/// Names the brake remembers at most (a flood of invented names cannot grow it unbounded).
+const MAX_BRAKES: usize = 100_000;
+
+/// The hash `aftercare console passwd` writes: argon2id with the crate's default cost, a
+/// random salt, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash.trim()) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// An API token that may sign in to the console (admin scope).
+#[derive(Clone)]
+pub struct TokenLogin {
+    pub name: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for TokenLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenLogin")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Session {
+    pub user: String,
+    pub role: Role,
+    pub csrf: String,
+    last_seen: Instant,
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// Unknown name, wrong password, or a user whose hash cannot be read (logged).
+    Wrong,
+    /// Too many wrong passwords for this name: try again after this long.
+    Slowed(Duration),
+}
+
+#[derive(Default)]
+struct Brake {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// Sessions and the guessing brake of one daemon.
+#[derive(Default)]
+pub(super) struct Auth {
+    sessions: Mutex<HashMap<String, Session>>,
+    brakes: Mutex<HashMap<String, Brake>>,
+}
+
+impl Auth {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        // Plain maps, valid after any panic: poisoning carries no meaning here.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn brakes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Brake>> {
+        self.brakes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Check a name and password (or, with an empty name, an admin API token) and open a
+    /// session: its id for the cookie.
+    pub(super) fn sign_in(
+        &self,
+        cfg: &ConsoleConfig,
+        tokens: &[TokenLogin],
+        name: &str,
+        password: &str,
+        now: Instant,
+    ) -> Result<(String, Session), Refused> {
+        let key = if name.is_empty() {
+            "(api token)".to_string()
+        } else {
+            name.to_lowercase()
+        };
+        if let Some(until) = self.brakes().get(&key).and_then(|b| b.until)
+            && until > now
+        {
+            return Err(Refused::Slowed(until - now));
+        }
+        let who = if name.is_empty() {
+            tokens
+                .iter()
+                .find(|t| constant_time_eq(t.secret.as_bytes(), password.as_bytes()))
+                .map(|t| (format!("token:{}", t.name), Role::Admin))
+        } else {
+            match cfg.user(name) {
+                Some(u) => match std::fs::read_to_string(&u.password_file) {
+                    Ok(hash) => verify_password(password, &hash).then(|| (u.name.clone(), u.role)),
+                    Err(e) => {
+                        tracing::warn!(user = %u.name, file = %u.password_file.display(), "console user cannot sign in: cannot read the password file ({e}); write it with `aftercare console passwd {}`", u.name);
+                        None
+                    }
+                },
+                None => {
+                    // As slow as a real check, so a name's existence does not show in timing.
+                    let _ = verify_password(password, DUMMY_HASH);
+                    None
+                }
+            }
+        };
+        let Some((user, role)) = who else {
+            let mut brakes = self.brakes();
+            if brakes.len() >= MAX_BRAKES && !brakes.contains_key(&key) {
+                brakes.retain(|_, b| b.until.is_some_and(|u| u > now));
+            }
+            let b = brakes.entry(key).or_default();
+            b.failures = b.failures.saturating_add(1);
+            if b.failures >= FREE_TRIES {
+                let doublings = (b.failures - FREE_TRIES).min(10);
+                let pause = (FIRST_PAUSE * 2u32.pow(doublings)).min(LONGEST_PAUSE);
+                b.until = Some(now + pause);
+                return Err(Refused::Slowed(pause));
+            }
+            return Err(Refused::Wrong);
+        };
+        self.brakes().remove(&key);
+        let session = Session {
+            user,
+            role,
+            csrf: random_token(),
+            last_seen: now,
+        };
+        let id = random_token();
+        let mut sessions = self.sessions();
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, s| now.duration_since(s.last_seen) < cfg.idle_timeout);
+            if sessions.len() >= MAX_SESSIONS
+                && let Some(idlest) = sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_seen)
+                    .map(|(k, _)| k.clone())
+            {
+                sessions.remove(&idlest);
+            }
+        }
+        sessions.insert(id.clone(), session.clone());
+        Ok((id, session))
+    }
+
+    /// The session of cookie value `id`, touched; `None` when unknown or idle too long (then
+    /// it is forgotten).
+    pub(super) fn session(&self, id: &str, idle: Duration, now: Instant) -> Option<Session> {
+        let mut sessions = self.sessions();
+        let s = sessions.get_mut(id)?;
+        if now.duration_since(s.last_seen) >= idle {
+            sessions.remove(id);
+            return None;
+        }
+        s.last_seen = now;
+        Some(s.clone())
+    }
+
+    pub(super) fn sign_out(&self, id: &str) {
+        self.sessions().remove(id);
+    }
+}
+
+/// A real argon2 hash of nothing anyone types, for timing parity on unknown names.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Xq1mQ2kHX1hO7n6bW8m0S6n0mZxF2Jv3tJ7j3cJk1bQ";
+
+/// 256 random bits, URL-safe: session ids and CSRF tokens.
+pub(super) fn random_token() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    // getrandom fails only without an OS random source; then no session can be safe.
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("no random source: {e}"));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::settings::UserConfig;
+
+    fn cfg(dir: &std::path::Path) -> ConsoleConfig {
+        std::fs::write(dir.join("li"), hash_password("correct horse").unwrap()).unwrap();
+        ConsoleConfig {
+            enabled: true,
+            users: vec![UserConfig {
+                name: "li".into(),
+                role: Role::Support,
+                password_file: dir.join("li"),
+            }],
+            idle_timeout: Duration::from_secs(60),
+            public_url: None,
+        }
+    }
+
+    #[test]
+    fn passwords_sessions_and_the_brake() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg(dir.path());
+        let auth = Auth::default();
+        let t0 = Instant::now();
+        let tokens = vec![TokenLogin {
+            name: "ops".into(),
+            secret: "0123456789abcdef-ops".into(),
+        }];
+        let (id, s) = auth
+            .sign_in(&cfg, &tokens, "li", "correct horse", t0)
+            .unwrap();
+        assert_eq!((s.user.as_str(), s.role), ("li", Role::Support));
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(59))
+                .is_some()
+        );
+        // Each request renews the idle period; a minute without one ends the session.
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(118))
+                .is_some()
+        );
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(178))
+                .is_none()
+        );
+        assert!(
+            auth.session(&id, cfg.idle_timeout, t0).is_none(),
+            "forgotten"
+        );
+
+        let (_, s) = auth
+            .sign_in(&cfg, &tokens, "", "0123456789abcdef-ops", t0)
+            .unwrap();
+        assert_eq!((s.user.as_str(), s.role), ("token:ops", Role::Admin));
+        assert_eq!(
+            auth.sign_in(&cfg, &tokens, "", "nope", t0).unwrap_err(),
+            Refused::Wrong
+        );
+
+        for _ in 1..FREE_TRIES {
+            assert_eq!(
+                auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(),
+                Refused::Wrong
+            );
+        }
+        assert_eq!(
+            auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(),
+            Refused::Slowed(Duration::from_secs(30))
+        );
+        // Inside the pause even the right password is refused; after it, it works.
+        assert!(matches!(
+            auth.sign_in(
+                &cfg,
+                &tokens,
+                "LI",
+                "correct horse",
+                t0 + Duration::from_secs(10)
+            ),
+            Err(Refused::Slowed(_))
+        ));
+        assert!(
+            auth.sign_in(
+                &cfg,
+                &tokens,
+                "li",
+                "correct horse",
+                t0 + Duration::from_secs(31)
+            )
+            .is_ok()
+        );
+        // Unknown names are braked the same way.
+        for _ in 0..FREE_TRIES {
+            let _ = auth.sign_in(&cfg, &tokens, "nobody", "x", t0);
+        }
+        assert!(matches!(
+            auth.sign_in(&cfg, &tokens, "nobody", "x", t0),
+            Err(Refused::Slowed(_))
+        ));
+    }
+
+    #[test]
+    fn hashes_verify_and_the_dummy_is_a_hash() {
+        let h = hash_password("pw").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("pw", &format!("{h}\n")));
+        assert!(!verify_password("pW", &h));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}

@@ -1,0 +1,175 @@
+//! The frame every page shares (navigation, language switch, sign-out) and the small
+//! helpers pages use to show times and addresses to a particular viewer.
+//!
+//! Everything goes through maud, which escapes every value it is given; nothing here builds
+//! HTML from strings. Times are shown in the viewer's zone (the browser tells it through a
+//! cookie, see `static/console.js`), with the customer's local time beside them when the
+//! zones differ. Addresses are masked for roles that may not see them.
+
+use super::Viewer;
+use super::i18n::Lang;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use maud::{DOCTYPE, Markup, html};
+
+/// A whole page: head, navigation, `body`.
+pub(super) fn frame(v: &Viewer, title: &str, body: Markup) -> Markup {
+    let l = v.lang;
+    let other = match l {
+        Lang::Zh => "en",
+        Lang::En => "zh-CN",
+    };
+    html! {
+        (DOCTYPE)
+        html lang=(l.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (l.t("title")) }
+                link rel="stylesheet" href="/console/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/console/static/favicon.svg";
+                script src="/console/static/console.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/console/search" { "aftercare" }
+                    nav {
+                        a href="/console/search" { (l.t("nav.search")) }
+                        @if v.role.acts() { a href="/console/tasks" { (l.t("nav.tasks")) } }
+                        @if v.role.sees_campaigns() { a href="/console/campaigns" { (l.t("nav.campaigns")) } }
+                        @if v.role.sees_health() { a href="/console/health" { (l.t("nav.health")) } }
+                    }
+                    div.who {
+                        span.zone { (l.t("viewer_zone")) " " (v.tz.name()) }
+                        a.lang id="lang-switch" href={ "/console/lang/" (other) "?back=" (v.path) } { (l.t("lang.switch")) }
+                        span.user { (v.user) " (" (v.role.as_str()) ")" }
+                        form.inline method="post" action="/console/signout" {
+                            input type="hidden" name="csrf" value=(v.csrf);
+                            button type="submit" { (l.t("signout")) }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page for someone not signed in (sign-in, errors before a session).
+pub(super) fn bare(l: Lang, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(l.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (l.t("title")) }
+                link rel="stylesheet" href="/console/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/console/static/favicon.svg";
+            }
+            body.bare { main { (body) } }
+        }
+    }
+}
+
+/// A notice above a page's content (`?ok=retry` after an action).
+pub(super) fn notice(text: &str) -> Markup {
+    html! { p.notice role="status" { (text) } }
+}
+
+pub(super) fn problem(text: &str) -> Markup {
+    html! { p.problem role="alert" { (text) } }
+}
+
+/// `2026-11-23 10:00 CST` in `tz`.
+pub(super) fn at(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// A time for the viewer, with the customer's local time beside it when their zone differs.
+pub(super) fn when(v: &Viewer, t: DateTime<Utc>, customer: Option<Tz>) -> Markup {
+    let mine = at(t, v.tz);
+    html! {
+        time datetime=(t.to_rfc3339()) { (mine) }
+        @if let Some(z) = customer.filter(|z| *z != v.tz) {
+            " " span.local title=(z.name()) { "(" (t.with_timezone(&z).format("%H:%M %Z")) ")" }
+        }
+    }
+}
+
+/// An address as this viewer may see it.
+pub(super) fn address(v: &Viewer, a: &str) -> String {
+    if v.role.sees_addresses() {
+        a.to_string()
+    } else {
+        crate::logging::mask(a)
+    }
+}
+
+/// Free text (a server's reply, a message's body) as this viewer may see it: for roles that
+/// may not see addresses, every word that looks like an email address or a phone number is
+/// masked.
+pub(super) fn text(v: &Viewer, s: &str) -> String {
+    let s = crate::text::printable_lines(s).into_owned();
+    if v.role.sees_addresses() {
+        return s;
+    }
+    mask_in_text(&s)
+}
+
+pub(super) fn mask_in_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if looks_like_address(word) {
+            out.push_str(&crate::logging::mask(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for ch in s.chars() {
+        if ch.is_whitespace()
+            || matches!(
+                ch,
+                '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\'' | '：' | '，'
+            )
+        {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        } else {
+            word.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn looks_like_address(w: &str) -> bool {
+    let digits = w.chars().filter(char::is_ascii_digit).count();
+    let phone = digits >= 7
+        && w.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    (w.contains('@') && w.len() > 2) || phone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_text_are_masked() {
+        assert_eq!(
+            mask_in_text("550 5.1.1 <wang.fang@example.com>: user unknown"),
+            "550 5.1.1 <w***g@example.com>: user unknown"
+        );
+        assert_eq!(
+            mask_in_text("sent to +8613800138000 ok, 3 segments"),
+            "sent to +86138****8000 ok, 3 segments"
+        );
+        assert_eq!(
+            mask_in_text("order SO-1001 code 250"),
+            "order SO-1001 code 250"
+        );
+    }
+}

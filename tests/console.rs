@@ -1,0 +1,554 @@
+//! The web console in a real headless Chromium (Debian's `chromium` and `chromium-driver`),
+//! driven through WebDriver by fantoccini, against the real daemon on a SQLite store: an
+//! agent signs in, finds a customer by a phone number typed another way, reads what a sent
+//! message said, retries a failed one and sees its new attempt, closes a callback task and
+//! switches to English; a marketing user sees masked addresses and cannot retry; a POST
+//! without the CSRF token is refused; five wrong passwords slow a name down. Every page is
+//! checked for loads from anywhere but the daemon and for console errors, and each step
+//! leaves a screenshot in `target/console-shots/` for a human look.
+
+mod common;
+
+use chrono::{Duration as Days, SecondsFormat, Utc};
+use common::{SmtpSink, Workspace};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
+const SUPPORT_PW: &str = "correct horse battery";
+const MARKETING_PW: &str = "marketing staple 42";
+const LEAD_PW: &str = "lead lighthouse 7";
+const EMAIL: &str = "wang.fang@example.com";
+const PHONE: &str = "+8613800138000";
+
+/// A process ended when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ago(d: Days) -> String {
+    (Utc::now() - d).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Wang Fang's delivery of `order`, `d` ago, with her phone number.
+fn delivery(id: &str, order: &str, d: Days) -> String {
+    json!({
+        "id": id, "type": "order.delivered", "occurred_at": ago(d),
+        "contact": {"id": "c-wf", "name": "王芳", "email": EMAIL, "phone": PHONE,
+                    "locale": "zh-CN", "timezone": "Asia/Shanghai"},
+        "data": {"order_id": order}
+    })
+    .to_string()
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-shots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn passwd(ws: &Workspace, name: &str, password: &str) {
+    let mut child = ws
+        .command(&["console", "passwd", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = std::fs::read_to_string(ws.path(&format!("console/{name}"))).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(password));
+}
+
+/// chromedriver's log of the page's console (the legacy endpoint chromedriver keeps).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &reqwest::Url,
+        session: Option<&str>,
+    ) -> Result<reqwest::Url, UrlError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+/// `url::ParseError`, named through reqwest's re-export of `url::Url`.
+type UrlError = <reqwest::Url as std::str::FromStr>::Err;
+
+struct Browser {
+    c: Client,
+    base: String,
+    shot: usize,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    async fn open(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
+        self.checked(path).await;
+    }
+
+    /// Nothing on the page came from anywhere but the daemon, and the console is quiet.
+    async fn checked(&self, what: &str) {
+        let loaded = self
+            .c
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => e.name)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
+        for url in &loaded {
+            assert!(
+                url.starts_with(&format!("{}/console/", self.base)),
+                "{what}: loaded {url} from outside the daemon's console"
+            );
+        }
+        let log = self.c.issue_cmd(BrowserLog).await.unwrap();
+        // The document's own status (a refused sign-in is a 401) is asserted where it
+        // matters; anything else the console says is an error.
+        let here = self.c.current_url().await.unwrap().to_string();
+        let document =
+            format!("{here} - Failed to load resource: the server responded with a status of");
+        let errors: Vec<&Value> = log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
+            .filter(|e| {
+                !e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(&document)
+            })
+            .collect();
+        assert!(errors.is_empty(), "{what}: console says {errors:#?}");
+    }
+
+    async fn shot(&mut self, name: &str) {
+        self.shot += 1;
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(shots().join(format!("{:02}-{name}.png", self.shot)), png).unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn path(&self) -> String {
+        self.c.current_url().await.unwrap().path().to_string()
+    }
+
+    async fn sign_in(&self, name: &str, password: &str) {
+        if self.path().await != "/console/signin" {
+            self.open("/console/signin").await;
+        }
+        let form = self.c.form(Locator::Css("form.signin")).await.unwrap();
+        form.set_by_name("name", name).await.unwrap();
+        form.set_by_name("password", password).await.unwrap();
+        self.c
+            .find(Locator::Id("signin"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.checked("after signing in").await;
+    }
+
+    async fn sign_out(&self) {
+        self.c
+            .find(Locator::Css("form[action='/console/signout'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.path().await != "/console/signin" {
+            assert!(
+                Instant::now() < deadline,
+                "sign-out did not land on the sign-in page"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+        self.checked(css).await;
+    }
+
+    /// The session cookie and this page's CSRF token, for requests the browser cannot make
+    /// (a form without its token).
+    async fn session(&self) -> (String, String) {
+        let cookie = self.c.get_named_cookie("aftercare_session").await.unwrap();
+        assert_eq!(cookie.http_only(), Some(true));
+        assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+        let csrf = self
+            .c
+            .find(Locator::Css("input[name=csrf]"))
+            .await
+            .unwrap()
+            .attr("value")
+            .await
+            .unwrap()
+            .unwrap();
+        (format!("aftercare_session={}", cookie.value()), csrf)
+    }
+
+    async fn post(&self, path: &str, cookie: &str, form: &[(&str, &str)]) -> u16 {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A refusing relay first: Wang Fang's first request fails for good (one attempt).
+    let refusing = SmtpSink::start(&["-r", "rcpt"]);
+    let ws = Workspace::new(Some(refusing.port));
+    ws.keep_jobs(&["review-request", "complaint-callback"]);
+    ws.write_config(
+        Some(refusing.port),
+        "dispatch:\n  retry: {max_attempts: 1, initial: 1m, max: 1h}\n",
+    );
+    ws.import(&[delivery("evt-1", "SO-1", Days::days(3) + Days::minutes(5))])
+        .ok();
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    assert!(ws.once(&now).stdout.contains("1 failed"));
+
+    // Then a working relay, the API with the console, and three console users.
+    let sink = SmtpSink::start(&[]);
+    let port = common::free_port();
+    ws.write_config(
+        Some(sink.port),
+        &format!(
+            "dispatch:\n  retry: {{max_attempts: 3, initial: 1m, max: 1h}}\n\
+             api:\n  listen: 127.0.0.1:{port}\n  tokens:\n    - {{name: ops, scope: admin, token_env: T_ADMIN}}\n\
+             console:\n  users:\n\
+             \x20   - {{name: li.na, role: support, password_file: console/li.na}}\n\
+             \x20   - {{name: mk, role: marketing, password_file: console/mk}}\n\
+             \x20   - {{name: ops.lead, role: admin, password_file: console/ops.lead}}\n"
+        ),
+    );
+    passwd(&ws, "li.na", SUPPORT_PW);
+    passwd(&ws, "mk", MARKETING_PW);
+    passwd(&ws, "ops.lead", LEAD_PW);
+    ws.import(&[
+        delivery("evt-2", "SO-2", Days::days(3) + Days::minutes(5)),
+        json!({"id": "evt-3", "type": "complaint.resolved", "occurred_at": ago(Days::days(2) + Days::minutes(5)),
+               "contact": {"id": "c-wf"}, "data": {"complaint_id": "CP-7"}})
+        .to_string(),
+    ])
+    .ok();
+    ws.once(&now);
+    let log = ws.logs_json(&[]);
+    let id_of = |order: &str, state: &str| -> String {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["order_id"] == order && m["state"] == state)
+            .unwrap_or_else(|| panic!("no {state} message for {order}: {log:#}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let failed = id_of("SO-1", "failed");
+    let sent = id_of("SO-2", "sent");
+    let reminder = id_of("SO-2", "scheduled");
+
+    let daemon = Killed(
+        ws.command(&["run"])
+            .env("T_ADMIN", ADMIN_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "the daemon did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wd_port = common::free_port();
+    let _driver = Killed(
+        Command::new("chromedriver")
+            .arg(format!("--port={wd_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium-driver)"),
+    );
+    wait_for("chromedriver", || {
+        std::net::TcpStream::connect(("127.0.0.1", wd_port)).is_ok()
+    });
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--window-size=1280,1000", "--lang=zh-CN",
+                        format!("--user-data-dir={}", profile.path().display())],
+               "prefs": {"intl.accept_languages": "zh-CN,zh"}}),
+    );
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{wd_port}"))
+        .await
+        .expect("a chromedriver session");
+    let mut b = Browser {
+        c,
+        base: base.clone(),
+        shot: 0,
+        http,
+    };
+
+    // Not signed in: every page sends to the sign-in form, in Chinese (Accept-Language).
+    b.open("/console/customer/c-wf").await;
+    assert_eq!(b.path().await, "/console/signin");
+    assert!(b.c.source().await.unwrap().contains("lang=\"zh-CN\""));
+    b.sign_in("li.na", SUPPORT_PW).await;
+    assert_eq!(
+        b.path().await,
+        "/console/customer/c-wf",
+        "back where it was sent from"
+    );
+
+    // Search by the phone number as an agent would type it from a call.
+    b.open("/console/search").await;
+    b.shot("search").await;
+    b.c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys("138 0013 8000")
+        .await
+        .unwrap();
+    b.click("#find").await;
+    assert_eq!(
+        b.path().await,
+        "/console/customer/c-wf",
+        "one match opens it"
+    );
+    let page = b.c.source().await.unwrap();
+    assert!(page.contains("王芳") && page.contains(EMAIL) && page.contains(PHONE));
+    b.shot("customer").await;
+
+    // What the customer got: the sent message's subject and text as sent.
+    b.click(&format!("a.open[href='/console/message/{sent}']"))
+        .await;
+    let body = b.text("pre.body").await;
+    assert!(
+        body.contains("王芳，您好") && body.contains("SO-2"),
+        "{body}"
+    );
+    let mail = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.text.contains("SO-2"))
+        .expect("SO-2 reached the relay");
+    // Exactly what the relay got (line ends and blank lines aside).
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.trim_end().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    assert_eq!(lines(&body), lines(&mail.text));
+    assert_eq!(b.text("span.subject-text").await, mail.subject);
+    b.shot("message").await;
+
+    // Retry the failed one; the running daemon sends it, and its new attempt shows.
+    b.open(&format!("/console/message/{failed}")).await;
+    assert_eq!(b.text("#state").await, "failed");
+    b.click("button.retry").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.c.refresh().await.unwrap();
+        let rows =
+            b.c.find_all(Locator::Css("#attempts tr"))
+                .await
+                .unwrap()
+                .len();
+        if rows == 2 && b.text("#state").await.starts_with("sent") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retry was not sent");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    b.checked("the retried message").await;
+    assert!(b.text("#attempts").await.contains("#2"));
+    b.shot("retried").await;
+    b.open("/console/customer/c-wf").await;
+    let actions = b.text("#timeline").await;
+    assert!(actions.contains("li.na retry"), "{actions}");
+
+    // The callback task: claim it, close it with a note.
+    b.open("/console/tasks").await;
+    b.click("li.task button.claim").await;
+    assert!(b.text("li.task p.claimed").await.contains("li.na"));
+    b.c.find(Locator::Css("li.task form.done input[name=note]"))
+        .await
+        .unwrap()
+        .send_keys("回访完成，客户满意")
+        .await
+        .unwrap();
+    b.click("li.task button.done").await;
+    b.open("/console/tasks?show=done").await;
+    let done = b.text("#tasks").await;
+    assert!(done.contains("回访完成，客户满意"), "{done}");
+    b.shot("tasks").await;
+
+    // A POST without the session's CSRF token is refused; with it, the same kind of POST works.
+    b.open(&format!("/console/message/{reminder}")).await;
+    let (cookie, csrf) = b.session().await;
+    let path = format!("/console/message/{reminder}/cancel");
+    assert_eq!(b.post(&path, &cookie, &[]).await, 403);
+    assert_eq!(b.post(&path, &cookie, &[("csrf", "forged")]).await, 403);
+    b.c.refresh().await.unwrap();
+    assert_eq!(b.text("#state").await, "scheduled", "nothing changed");
+    assert_eq!(b.post(&path, &cookie, &[("csrf", &csrf)]).await, 303);
+    b.c.refresh().await.unwrap();
+    assert_eq!(b.text("#state").await, "cancelled");
+
+    // Switch to English: the page comes back in English, and stays so.
+    b.open("/console/customer/c-wf").await;
+    b.click("#lang-switch").await;
+    assert_eq!(b.path().await, "/console/customer/c-wf");
+    assert!(b.c.source().await.unwrap().contains("lang=\"en\""));
+    assert_eq!(b.text("header.top nav a").await, "Search");
+    b.open("/console/tasks").await;
+    assert!(b.c.source().await.unwrap().contains("lang=\"en\""));
+    b.open("/console/customer/c-wf").await;
+    b.shot("english").await;
+    b.sign_out().await;
+
+    // Marketing: masked addresses, no actions, and a retry it forges is refused.
+    b.sign_in("mk", MARKETING_PW).await;
+    b.open(&format!("/console/search?q={EMAIL}")).await;
+    assert_eq!(b.path().await, "/console/customer/c-wf");
+    let page = b.c.source().await.unwrap();
+    for full in [EMAIL, PHONE, "13800138000"] {
+        assert!(!page.contains(full), "marketing sees {full}");
+    }
+    assert!(page.contains("@example.com"), "the masked address is there");
+    assert!(
+        b.c.find_all(Locator::Css("button.retry, button.cancel"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    b.shot("marketing").await;
+    b.open(&format!("/console/message/{sent}")).await;
+    assert!(!b.c.source().await.unwrap().contains(EMAIL));
+    let (cookie, csrf) = b.session().await;
+    assert_eq!(
+        b.post(
+            &format!("/console/message/{failed}/retry"),
+            &cookie,
+            &[("csrf", &csrf)]
+        )
+        .await,
+        403
+    );
+    b.open("/console/campaigns").await;
+    assert!(
+        b.text("#job-review-request")
+            .await
+            .contains("order.delivered")
+    );
+    b.shot("campaigns").await;
+    b.sign_out().await;
+
+    // Five wrong passwords slow the name down: then even the right one waits.
+    for i in 1..=5 {
+        b.sign_in("ops.lead", "not the password").await;
+        assert_eq!(b.path().await, "/console/signin");
+        let said = b.text(".problem").await;
+        assert_eq!(said.contains("30"), i == 5, "try {i}: {said}");
+    }
+    b.sign_in("ops.lead", LEAD_PW).await;
+    assert_eq!(b.path().await, "/console/signin", "slowed down");
+    b.shot("slowed").await;
+    // Another name is not slowed; an admin API token signs in (a single-person install).
+    b.sign_in("", ADMIN_TOKEN).await;
+    assert_eq!(b.path().await, "/console/search");
+    b.open("/console/health").await;
+    assert!(b.text("#depth").await.chars().any(|c| c.is_ascii_digit()));
+    b.shot("health").await;
+    b.open("/console/nowhere").await;
+
+    b.c.close().await.unwrap();
+    drop(daemon);
+}
