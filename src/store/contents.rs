@@ -31,9 +31,27 @@ struct Packed {
 
 /// The bytes `message_contents.body` keeps for a rendered subject (email) and text.
 pub fn pack_content(subject: Option<&str>, text: &str) -> Vec<u8> {
-    let json = serde_json::to_vec(&serde_json::json!({"s": subject, "t": text}))
-        .unwrap_or_else(|_| b"{\"t\":\"\"}".to_vec());
-    zstd::bulk::compress(&json, LEVEL).unwrap_or_default()
+    let json = serde_json::to_vec(&Packed {
+        subject: subject.map(str::to_string),
+        text: text.to_string(),
+    })
+    .unwrap_or_else(|_| b"{\"t\":\"\"}".to_vec());
+    // One compression context per send thread: making a fresh one allocates and clears
+    // zstd's tables on every message, which cost more than the compression itself.
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(LEVEL).ok();
+        }
+        match c.as_mut() {
+            Some(z) => z.compress(&json).unwrap_or_default(),
+            None => zstd::bulk::compress(&json, LEVEL).unwrap_or_default(),
+        }
+    })
 }
 
 /// The subject and text back from [`pack_content`]'s bytes; `None` for bytes it did not write.
