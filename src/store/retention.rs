@@ -312,97 +312,83 @@ impl Store {
                 tokio::time::sleep(pause).await
             }
         };
-        if let Some(cut) = cutoff(Kept::Messages) {
-            loop {
-                let (messages, attempts, receipts) = self.purge_messages(cut, batch).await?;
-                out.batches += 1;
-                out.messages += messages;
-                out.attempts += attempts;
-                out.receipts += receipts;
-                if messages < batch as u64 {
-                    break;
-                }
-                rest().await;
-            }
-        }
-        if let Some(cut) = cutoff(Kept::Attempts) {
-            loop {
-                let (found, attempts, receipts) = self.purge_attempts(cut, batch).await?;
-                out.batches += 1;
-                out.attempts += attempts;
-                out.receipts += receipts;
-                if found < batch {
-                    break;
-                }
-                rest().await;
-            }
-        }
-        if let Some(cut) = cutoff(Kept::Events) {
-            loop {
-                let (found, events) = self.purge_events(cut, batch).await?;
-                out.batches += 1;
-                out.events += events;
-                if found < batch {
-                    break;
-                }
-                rest().await;
-            }
-        }
-        if let Some(cut) = cutoff(Kept::Content) {
-            loop {
-                let n = self.purge_contents(cut, batch).await?;
-                out.batches += 1;
-                out.contents += n;
-                if n < batch as u64 {
-                    break;
-                }
-                rest().await;
-            }
-            loop {
-                let n = self.purge_answer_comments(cut, batch).await?;
-                out.batches += 1;
-                out.contents += n;
-                if n < batch as u64 {
-                    break;
-                }
-                rest().await;
-            }
-            loop {
-                let n = self.purge_texts(cut, batch).await?;
-                out.batches += 1;
-                out.texts += n;
-                if n < batch as u64 {
-                    break;
-                }
-                rest().await;
-            }
-        }
-        if let Some(cut) = cutoff(Kept::Replies) {
-            loop {
-                let n = self.purge_replies(cut, batch).await?;
-                out.batches += 1;
-                out.replies += n;
-                if n < batch as u64 {
-                    break;
-                }
-                rest().await;
-            }
-        }
-        if let Some(cut) = cutoff(Kept::Bounces) {
-            for (table, column) in [("bounces", "received_at"), ("suppression_changes", "at")] {
+        // Each kind goes in transactions of `batch` rows until one finds fewer: `$step`
+        // removes one batch, adds it to `out`, and gives how many rows it found.
+        macro_rules! in_batches {
+            ($step:expr) => {
                 loop {
-                    let n = self.purge_by_time(table, column, cut, batch).await?;
                     out.batches += 1;
-                    match table {
-                        "bounces" => out.bounces += n,
-                        _ => out.suppression_changes += n,
-                    }
-                    if n < batch as u64 {
+                    let found: u64 = $step;
+                    if found < batch as u64 {
                         break;
                     }
                     rest().await;
                 }
-            }
+            };
+        }
+        if let Some(cut) = cutoff(Kept::Messages) {
+            in_batches!({
+                let (messages, attempts, receipts) = self.purge_messages(cut, batch).await?;
+                out.messages += messages;
+                out.attempts += attempts;
+                out.receipts += receipts;
+                messages
+            });
+        }
+        if let Some(cut) = cutoff(Kept::Attempts) {
+            in_batches!({
+                let (found, attempts, receipts) = self.purge_attempts(cut, batch).await?;
+                out.attempts += attempts;
+                out.receipts += receipts;
+                found as u64
+            });
+        }
+        if let Some(cut) = cutoff(Kept::Events) {
+            in_batches!({
+                let (found, events) = self.purge_events(cut, batch).await?;
+                out.events += events;
+                found as u64
+            });
+        }
+        if let Some(cut) = cutoff(Kept::Content) {
+            in_batches!({
+                let n = self.purge_contents(cut, batch).await?;
+                out.contents += n;
+                n
+            });
+            in_batches!({
+                let n = self.purge_answer_comments(cut, batch).await?;
+                out.contents += n;
+                n
+            });
+            in_batches!({
+                let n = self.purge_texts(cut, batch).await?;
+                out.texts += n;
+                n
+            });
+        }
+        if let Some(cut) = cutoff(Kept::Replies) {
+            in_batches!({
+                let n = self.purge_replies(cut, batch).await?;
+                out.replies += n;
+                n
+            });
+        }
+        if let Some(cut) = cutoff(Kept::Bounces) {
+            in_batches!({
+                let n = self
+                    .purge_by_time("bounces", "received_at", cut, batch)
+                    .await?;
+                out.bounces += n;
+                n
+            });
+            in_batches!({
+                let n = self
+                    .purge_by_time("suppression_changes", "at", cut, batch)
+                    .await?;
+                out.suppression_changes += n;
+                n
+            });
         }
         Ok(out)
     }
