@@ -402,4 +402,30 @@ mod tests {
             super::TOKEN
         );
     }
+
+    /// The answer's limits are written in the schema by hand (derive attributes).
+    #[test]
+    fn the_answer_schema_knows_the_comment_and_score_limits() {
+        let doc = super::document(10);
+        let comment = &doc["components"]["schemas"]["AnswerRequest"]["properties"]["comment"];
+        assert_eq!(
+            comment["maxLength"],
+            crate::answers::MAX_COMMENT,
+            "{comment}"
+        );
+        assert_eq!(comment["pattern"], super::NO_NUL, "{comment}");
+        let score = &doc["components"]["schemas"]["AnswerRequest"]["properties"]["score"];
+        use crate::jobs::Scale;
+        let (lo, hi) = [Scale::Nps, Scale::Csat]
+            .map(Scale::range)
+            .into_iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), (a, b)| {
+                (lo.min(a), hi.max(b))
+            });
+        assert_eq!(
+            (&score["minimum"], &score["maximum"]),
+            (&lo.into(), &hi.into()),
+            "{score}"
+        );
+    }
 }

@@ -335,11 +335,16 @@ pub(super) async fn survey_post(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AnswerRequest {
-    /// The message's token (`{{message.token}}`).
+    /// The message's token (`{{message.token}}`). A NUL in it is refused with a 400, so the
+    /// schema says so (schemathesis holds the two to it).
+    #[schema(pattern = r"^[^\x00]*$")]
     pub token: String,
     /// 0–10 (nps) or 1–5 (csat), as the job's survey scale says (a whole number; `9.0` is 9).
-    #[schema(value_type = i64)]
+    /// The schema's bounds are the widest scale's: a score outside every scale is refused.
+    #[schema(value_type = i64, minimum = 0, maximum = 10)]
     pub score: serde_json::Number,
+    /// At most `answers::MAX_COMMENT` characters once trimmed, without a NUL.
+    #[schema(pattern = r"^[^\x00]*$", max_length = 2000)]
     pub comment: Option<String>,
 }
 
