@@ -353,10 +353,142 @@ async fn console_store(b: Backend) {
     );
 }
 
+/// A store written by the release before v9 kept the words in `message_contents`; the
+/// migration moves them into their attempts, and the console reads them there.
+async fn words_move_into_their_attempts(b: Backend) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (folder, ddl) = match b {
+        Backend::Sqlite => ("sqlite", "BLOB"),
+        Backend::Postgres => ("postgres", "BYTEA"),
+    };
+    // The migrations up to v8 exactly as shipped (same checksums), applied by sqlx.
+    let old = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(root.join("migrations").join(folder)).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "0009" {
+            std::fs::copy(&p, old.path().join(name)).unwrap();
+        }
+    }
+    let v8 = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = match b {
+        Backend::Sqlite => StoreConfig::Sqlite {
+            path: dir.path().join("aftercare.db"),
+            synchronous: SqliteSync::Normal,
+        },
+        Backend::Postgres => StoreConfig::Postgres {
+            url: pg::fresh_database(),
+            password: Secret::None,
+        },
+    };
+    let at = t("2026-11-02T10:00:00Z").timestamp_millis();
+    let words = pack_content(Some("您的订单已送达"), "请为订单 SO-1 写评价");
+    let attempt = "INSERT INTO attempts (message_id, attempt, at, channel, outcome) VALUES ($1, $2, $3, 'email', 'sent')";
+    let content = "INSERT INTO message_contents (message_id, attempt, channel, body, created_at) VALUES ($1, 1, 'email', $2, $3)";
+    match &cfg {
+        StoreConfig::Sqlite { path, .. } => {
+            let pool = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            v8.run(&pool).await.unwrap();
+            for n in [1i64, 2] {
+                sqlx::query(attempt)
+                    .bind("m-1")
+                    .bind(n)
+                    .bind(at)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(content)
+                .bind("m-1")
+                .bind(&words)
+                .bind(at)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        StoreConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            v8.run(&pool).await.unwrap();
+            for n in [1i64, 2] {
+                sqlx::query(attempt)
+                    .bind("m-1")
+                    .bind(n)
+                    .bind(at)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(content)
+                .bind("m-1")
+                .bind(&words)
+                .bind(at)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+    let store = Store::connect(&cfg).await.unwrap();
+    store.migrate().await.unwrap();
+    let got = store.message_contents("m-1").await.unwrap();
+    assert_eq!(got.len(), 1, "{b:?} ({ddl}): {got:?}");
+    assert_eq!(
+        (
+            got[0].attempt,
+            got[0].channel.as_str(),
+            got[0].subject.as_deref(),
+            got[0].text.as_str()
+        ),
+        (1, "email", Some("您的订单已送达"), "请为订单 SO-1 写评价"),
+        "{b:?}"
+    );
+    assert_eq!(got[0].at.timestamp_millis(), at, "{b:?}");
+    assert!(
+        store
+            .with_content(&["m-1".into(), "m-2".into()])
+            .await
+            .unwrap()
+            .contains("m-1"),
+        "{b:?}"
+    );
+    let gone =
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'message_contents'";
+    let left: i64 = match &cfg {
+        StoreConfig::Sqlite { path, .. } => {
+            let pool = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new().filename(path),
+            )
+            .await
+            .unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'message_contents'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+        StoreConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_scalar(gone).fetch_one(&pool).await.unwrap()
+        }
+    };
+    assert_eq!(left, 0, "{b:?}: the old table is dropped");
+}
+
 mod sqlite {
     #[tokio::test]
     async fn console_store() {
         super::console_store(super::Backend::Sqlite).await
+    }
+    #[tokio::test]
+    async fn words_move_into_their_attempts() {
+        super::words_move_into_their_attempts(super::Backend::Sqlite).await
     }
 }
 
@@ -364,5 +496,9 @@ mod postgres {
     #[tokio::test]
     async fn console_store() {
         super::console_store(super::Backend::Postgres).await
+    }
+    #[tokio::test]
+    async fn words_move_into_their_attempts() {
+        super::words_move_into_their_attempts(super::Backend::Postgres).await
     }
 }

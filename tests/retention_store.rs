@@ -367,7 +367,6 @@ async fn message_texts_go_after_retention_content(b: Backend) {
     );
     assert_eq!(store.message_contents(&m.id).await.unwrap(), [], "{b:?}");
     assert_eq!(count(&store, "attempts").await, 1, "{b:?}");
-    assert_eq!(count(&store, "message_contents").await, 0, "{b:?}");
 }
 
 /// One caller a day wins the purge, whichever node it is.

@@ -3,13 +3,14 @@
 //! Support's first question on a call is "what did you send me?", and a template changed
 //! since cannot answer it. So dispatch packs the subject and text it rendered (zstd over a
 //! small JSON object: most of a message is its template's words, which compress well) in the
-//! send task, and the recorder writes the row in the same transaction as the attempt it went
-//! with. The rows live in `message_contents`, apart from the message and its attempts, so a
-//! retention purge (`retention.content`) drops the words and keeps the metadata.
+//! send task, and the recorder writes it in the row of the attempt it went with
+//! (`attempts.content`: a table of its own cost dispatch three more B-tree inserts per
+//! message, see migrations/sqlite/0009). A retention purge (`retention.content`) empties the
+//! column and keeps the attempt.
 
-use super::sql::{Bind, bind_all, on_pool, values_rows};
-use super::{Completion, NewAttempt, Result, Store};
-use crate::clock::{from_millis, to_millis};
+use super::sql::{Bind, bind_all, on_pool};
+use super::{Result, Store};
+use crate::clock::from_millis;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -29,7 +30,7 @@ struct Packed {
     text: String,
 }
 
-/// The bytes `message_contents.body` keeps for a rendered subject (email) and text.
+/// The bytes `attempts.content` keeps for a rendered subject (email) and text.
 pub fn pack_content(subject: Option<&str>, text: &str) -> Vec<u8> {
     let json = serde_json::to_vec(&Packed {
         subject: subject.map(str::to_string),
@@ -71,32 +72,13 @@ pub struct StoredContent {
     pub at: DateTime<Utc>,
 }
 
-/// A multi-row INSERT of the contents that attempts carry ([`NewAttempt::content`]): message
-/// id, attempt, channel, body, created at.
-pub(super) fn contents_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
-    let sql = format!(
-        "INSERT INTO message_contents (message_id, attempt, channel, body, created_at) VALUES {} \
-         ON CONFLICT (message_id, attempt) DO NOTHING",
-        values_rows(chunk.len(), 5, pg)
-    );
-    let mut b = Vec::with_capacity(chunk.len() * 5);
-    for (c, a) in chunk {
-        b.push(Bind::Text(Some(c.message_id.clone())));
-        b.push(Bind::Int(Some(a.number)));
-        b.push(Bind::Text(Some(a.channel.clone())));
-        b.push(Bind::Bytes(a.content.clone()));
-        b.push(Bind::Int(Some(to_millis(a.at))));
-    }
-    (sql, b)
-}
-
 impl Store {
     /// Every stored content of a message, oldest try first. Empty when none was rendered (a
     /// callback task, a message not sent yet) or retention has removed it.
     pub async fn message_contents(&self, message_id: &str) -> Result<Vec<StoredContent>> {
         on_pool!(self, |pool, _b| {
             let rows = sqlx::query(
-                "SELECT attempt, channel, body, created_at FROM message_contents WHERE message_id = $1 ORDER BY attempt",
+                "SELECT attempt, channel, content, at FROM attempts WHERE message_id = $1 AND content IS NOT NULL ORDER BY attempt",
             )
             .bind(message_id)
             .fetch_all(pool)
@@ -125,7 +107,7 @@ impl Store {
         let mut out = std::collections::HashSet::new();
         for chunk in ids.chunks(500) {
             let sql = format!(
-                "SELECT DISTINCT message_id FROM message_contents WHERE message_id IN ({})",
+                "SELECT DISTINCT message_id FROM attempts WHERE message_id IN ({}) AND content IS NOT NULL",
                 super::placeholders(1, chunk.len())
             );
             let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();

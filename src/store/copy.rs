@@ -37,7 +37,6 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("recurring", &["job_id"]),
     ("replies", &["id"]),
     ("receipts", &["message_id", "attempt", "status"]),
-    ("message_contents", &["message_id", "attempt"]),
     ("agent_actions", &["id"]),
     ("daily_counts", &["id"]),
     ("housekeeping", &["task"]),

@@ -140,6 +140,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                let texts: i64 = bind_all!(
+                    sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT COUNT(*) FROM attempts WHERE message_id IN ({list}) AND content IS NOT NULL"
+                    ))),
+                    chunk
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                out.texts += texts as u64;
                 out.attempts += bind_all!(
                     sqlx::query(AssertSqlSafe(format!(
                         "DELETE FROM attempts WHERE message_id IN ({list})"
@@ -152,15 +161,6 @@ impl Store {
                 out.bounces += bind_all!(
                     sqlx::query(AssertSqlSafe(format!(
                         "DELETE FROM bounces WHERE message_id IN ({list})"
-                    ))),
-                    chunk
-                )
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                out.texts += bind_all!(
-                    sqlx::query(AssertSqlSafe(format!(
-                        "DELETE FROM message_contents WHERE message_id IN ({list})"
                     ))),
                     chunk
                 )
@@ -247,7 +247,7 @@ impl Store {
 
     /// Everything held about contact `id`, as one JSON document: the contact, its date
     /// index, events (with their data), messages with every attempt and receipt and what each
-    /// said (`message_contents`), SMS replies (by contact or from its number), survey answers,
+    /// said (`attempts.content`), SMS replies (by contact or from its number), survey answers,
     /// the suppression entries of its addresses (plain or hashed) and their history, and the
     /// bounces and complaints about it (raw reports included). `None` when there is no such
     /// contact.

@@ -107,10 +107,10 @@ pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>
 
 pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms, gateway) VALUES {}",
-        values_rows(chunk.len(), 12, pg)
+        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms, gateway, content) VALUES {}",
+        values_rows(chunk.len(), 13, pg)
     );
-    let mut b = Vec::with_capacity(chunk.len() * 12);
+    let mut b = Vec::with_capacity(chunk.len() * 13);
     for (c, a) in chunk {
         b.push(Bind::Text(Some(c.message_id.clone())));
         b.push(Bind::Int(Some(a.number)));
@@ -124,6 +124,7 @@ pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (S
         b.push(Bind::Text(Some(a.node.clone())));
         b.push(Bind::Int(Some(a.duration_ms)));
         b.push(Bind::Text(a.gateway.clone()));
+        b.push(Bind::Bytes(a.content.clone()));
     }
     (sql, b)
 }
@@ -273,8 +274,8 @@ pub struct NewAttempt {
     /// The SMS gateway the request went to; `None` for other channels.
     pub gateway: Option<String>,
     /// What the customer got from this request ([`super::pack_content`]: the rendered subject
-    /// and text), on the first request of each channel's try; written to `message_contents`
-    /// in the same transaction.
+    /// and text), on the first request of each channel's try; kept in the attempt row
+    /// (`attempts.content`).
     pub content: Option<Vec<u8>>,
 }
 
@@ -522,17 +523,6 @@ impl Store {
                 .collect();
             for chunk in shaped(&attempts) {
                 let (sql, binds) = attempts_sql(chunk, pg);
-                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let contents: Vec<(&Completion, &NewAttempt)> = attempts
-                .iter()
-                .filter(|(_, a)| a.content.is_some())
-                .copied()
-                .collect();
-            for chunk in shaped(&contents) {
-                let (sql, binds) = super::contents::contents_sql(chunk, pg);
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
                     .await?;

@@ -15,7 +15,7 @@
 //! - **content**: the `data` of events older than `retention.content` is emptied (`{}`);
 //!   the event, its type, time and `order_id` stay for `had_event`, `stop_when` and
 //!   `logs --order`. Again not while a pending message needs it. The words of the messages
-//!   sent that long ago (`message_contents`, what the console shows support) go too; the
+//!   sent that long ago (`attempts.content`, what the console shows support) go too; the
 //!   message and its attempts stay.
 //! - **replies** received longer than `retention.replies` ago.
 //! - **bounces** and complaints received longer than `retention.bounces` ago, with their
@@ -435,14 +435,6 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            bind_all!(
-                sqlx::query(AssertSqlSafe(format!(
-                    "DELETE FROM message_contents WHERE message_id IN ({list})"
-                ))),
-                &ids
-            )
-            .execute(&mut *tx)
-            .await?;
             for (sql, binds) in add {
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                     .execute(&mut *tx)
@@ -577,12 +569,13 @@ impl Store {
         })
     }
 
-    /// One batch of sent messages' stored words (by index on `created_at`).
+    /// One batch of sent messages' stored words, emptied from their attempts (by the partial
+    /// index `attempts_content_at`, which holds only attempts that still keep words).
     async fn purge_texts(&self, cut: i64, batch: usize) -> Result<u64> {
         on_pool!(self, |pool, _b| {
             Ok(sqlx::query(
-                "DELETE FROM message_contents WHERE (message_id, attempt) IN (SELECT message_id, attempt \
-                 FROM message_contents WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+                "UPDATE attempts SET content = NULL WHERE (message_id, attempt) IN (SELECT message_id, attempt \
+                 FROM attempts WHERE content IS NOT NULL AND at < $1 ORDER BY at LIMIT $2)",
             )
             .bind(cut)
             .bind(batch as i64)
