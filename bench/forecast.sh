@@ -10,11 +10,16 @@
 # Prints the sends, wall and CPU seconds (user + sys: read CPU, the machine is shared), and
 # peak RSS, for the forecast alone (the setup is not timed). Runs it REPEAT times (default 3)
 # and prints each, so the spread shows.
+# AFTERCARE_BIN=path measures a given build instead of building this tree.
 set -euo pipefail
 mode=${1:-year}
 root=$(cd "$(dirname "$0")/.." && pwd)
-(cd "$root" && cargo build --release --quiet)
-bin=$root/target/release/aftercare
+if [ -n "${AFTERCARE_BIN:-}" ]; then
+  bin=$AFTERCARE_BIN      # compare two builds without rebuilding
+else
+  (cd "$root" && cargo build --release --quiet)
+  bin=$root/target/release/aftercare
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/jobs"
@@ -38,6 +43,7 @@ id: business-hours
 trigger: {cron: "*/15 9-17 * * MON-FRI", timezone: Asia/Shanghai}
 audience: {where: {contact.attributes.team: ops}}
 template: nps_survey
+survey: nps
 channels: [email]
 YAML
   for i in $(seq 1 "$N"); do
