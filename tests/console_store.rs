@@ -386,6 +386,20 @@ async fn words_move_into_their_attempts(b: Backend) {
     let words = pack_content(Some("您的订单已送达"), "请为订单 SO-1 写评价");
     let attempt = "INSERT INTO attempts (message_id, attempt, at, channel, outcome) VALUES ($1, $2, $3, 'email', 'sent')";
     let content = "INSERT INTO message_contents (message_id, attempt, channel, body, created_at) VALUES ($1, 1, 'email', $2, $3)";
+    // The same v8 rows on either pool type (sqlx's pools differ in type, not in use).
+    macro_rules! seed {
+        ($pool:expr) => {{
+            let pool = $pool;
+            v8.run(&pool).await.unwrap();
+            for n in [1i64, 2] {
+                let q = sqlx::query(attempt).bind("m-1").bind(n).bind(at);
+                q.execute(&pool).await.unwrap();
+            }
+            let q = sqlx::query(content).bind("m-1").bind(&words).bind(at);
+            q.execute(&pool).await.unwrap();
+            pool.close().await;
+        }};
+    }
     match &cfg {
         StoreConfig::Sqlite { path, .. } => {
             let pool = sqlx::SqlitePool::connect_with(
@@ -395,45 +409,11 @@ async fn words_move_into_their_attempts(b: Backend) {
             )
             .await
             .unwrap();
-            v8.run(&pool).await.unwrap();
-            for n in [1i64, 2] {
-                sqlx::query(attempt)
-                    .bind("m-1")
-                    .bind(n)
-                    .bind(at)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            sqlx::query(content)
-                .bind("m-1")
-                .bind(&words)
-                .bind(at)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
+            seed!(pool);
         }
         StoreConfig::Postgres { url, .. } => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
-            v8.run(&pool).await.unwrap();
-            for n in [1i64, 2] {
-                sqlx::query(attempt)
-                    .bind("m-1")
-                    .bind(n)
-                    .bind(at)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            sqlx::query(content)
-                .bind("m-1")
-                .bind(&words)
-                .bind(at)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
+            seed!(pool);
         }
     }
     let store = Store::connect(&cfg).await.unwrap();
