@@ -38,6 +38,9 @@ pub(crate) struct Scheduler {
     /// forward, so while no occurrence falls after this one, a tick asks the store nothing
     /// (the forecast ticks at every due time of every job).
     fired: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Cron jobs planned elsewhere: the forecast works out those nothing else reads in
+    /// memory (see [`fired_occurrences`]), so the replay neither fires nor steps to them.
+    pub elsewhere: HashSet<String>,
 }
 
 /// What one tick did.
@@ -58,6 +61,7 @@ impl Scheduler {
             planned: Mutex::new(HashSet::new()),
             horizon: HORIZON,
             fired: Mutex::new(HashMap::new()),
+            elsewhere: HashSet::new(),
         }
     }
 
@@ -85,11 +89,19 @@ impl Scheduler {
         now: DateTime<Utc>,
         stats: &mut TickStats,
     ) -> Result<(), StoreError> {
-        let jobs: Vec<_> = self.book.jobs.recurring().cloned().collect();
+        let jobs: Vec<_> = self.replayed_recurring().cloned().collect();
         for job in jobs {
             self.recurring(&job, now, stats).await?;
         }
         Ok(())
+    }
+
+    /// The enabled cron jobs this scheduler fires.
+    fn replayed_recurring(&self) -> impl Iterator<Item = &std::sync::Arc<Job>> {
+        self.book
+            .jobs
+            .recurring()
+            .filter(|j| !self.elsewhere.contains(&j.id))
     }
 
     fn remember_fired(&self, job: &str, at: DateTime<Utc>) {
@@ -249,7 +261,7 @@ impl Scheduler {
         t: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, CronTzError> {
         let mut next: Option<DateTime<Utc>> = None;
-        for job in self.book.jobs.recurring() {
+        for job in self.replayed_recurring() {
             if let Trigger::Cron { cron, timezone, .. } = &job.trigger {
                 let tz = timezone.unwrap_or(self.book.default_timezone);
                 if let Some(o) = cron_tz::next_after(cron, tz, t)? {
@@ -289,12 +301,58 @@ impl Scheduler {
         };
         let ids: Vec<String> = ids.into_iter().filter(|i| !excluded.contains(i)).collect();
         let contacts = self.store.contacts(&ids).await?;
-        Ok(contacts
-            .iter()
-            .filter(|c| self.book.in_audience(job, c, None, occurrence))
-            .filter_map(|c| crate::plan::occurrence_message(&self.book, job, &c.id, occurrence))
-            .collect())
+        Ok(occurrence_messages(&self.book, job, &contacts, occurrence))
     }
+}
+
+/// The messages of `job`'s occurrence for those of `contacts` its `where` lets in (the
+/// candidates `had_event` and `exclude_if_sent` leave).
+pub(crate) fn occurrence_messages<'c>(
+    book: &Playbook,
+    job: &Job,
+    contacts: impl IntoIterator<Item = &'c crate::model::Contact>,
+    occurrence: DateTime<Utc>,
+) -> Vec<crate::store::NewMessage> {
+    contacts
+        .into_iter()
+        .filter(|c| book.in_audience(job, c, None, occurrence))
+        .filter_map(|c| crate::plan::occurrence_message(book, job, &c.id, occurrence))
+        .collect()
+}
+
+/// The occurrences of cron `job` that a scheduler started at `now` and ticked at each one
+/// up to `until` fires, as [`Scheduler::recurring`] decides: the latest one in (`last`,
+/// `now`] (the store's last fired occurrence, or `now` − [`LATE_AFTER`] for a job seen the
+/// first time), unless it is late and the job says `missed: skip`, then every one after
+/// `now` and `last`. The forecast plans the jobs nothing else reads from this list, in memory.
+pub(crate) fn fired_occurrences(
+    book: &Playbook,
+    job: &Job,
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, CronTzError> {
+    let Trigger::Cron {
+        cron,
+        timezone,
+        missed,
+        ..
+    } = &job.trigger
+    else {
+        return Ok(Vec::new());
+    };
+    let tz = timezone.unwrap_or(book.default_timezone);
+    let last = last.unwrap_or(now - LATE_AFTER);
+    let mut out = Vec::new();
+    if let Some(latest) = cron_tz::latest_in(cron, tz, last, now)?
+        && !(now - latest > LATE_AFTER && *missed == Missed::Skip)
+    {
+        out.push(latest);
+    }
+    // A store that fired past `now` already (a forecast from an earlier time) fires again
+    // only after that.
+    out.extend(cron_tz::occurrences(cron, tz, now.max(last), until)?);
+    Ok(out)
 }
 
 /// Every local calendar day that some time zone is on between `from` and `to`

@@ -106,7 +106,7 @@ impl Dispatcher {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     // A panic fails this message at once (see send_guard), not its lease.
-                    let c = guard.run(me.process(m)).await;
+                    let c = guard.run(me.process(m, me.clock.now())).await;
                     pace.observe(started.elapsed());
                     let _ = done.send(c).await;
                     drop(slot);

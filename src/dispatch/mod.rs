@@ -50,6 +50,9 @@ pub(crate) struct Dispatcher {
     sends: Mutex<HashMap<String, Vec<SendMark>>>,
     /// Forecast: decide and render everything, send nothing (every send "succeeds").
     dry_run: bool,
+    /// A dry run's emails known to render: (job, template, step, contact) of messages
+    /// without a trigger event (see `send::render_email`).
+    rendered: Mutex<std::collections::HashSet<(String, String, i64, String)>>,
     /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
     on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Email bounces and complaints: an SMTP refusal is recorded and acted on at once.
@@ -80,6 +83,7 @@ impl Dispatcher {
             node,
             sends: Mutex::default(),
             dry_run: false,
+            rendered: Mutex::default(),
             on_loop: None,
         }
     }
@@ -169,9 +173,26 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Decide, render and send one claimed message.
-    async fn process(&self, m: Claimed) -> Completion {
-        let now = self.clock.now();
+    /// Read the engaged reputation brakes once, for [`Dispatcher::try_unqueued`] (a drain
+    /// reads them itself).
+    pub(crate) async fn read_brakes(&self) -> Result<(), StoreError> {
+        self.load_brakes().await
+    }
+
+    /// A dry run's decision on one message that is in no queue, tried at `now`: the same
+    /// gate, rendering and next state as a claimed one. The forecast's in-memory path, for
+    /// jobs whose messages nothing else reads (no frequency caps, no `exclude_if_sent`).
+    pub(crate) async fn try_unqueued(&self, m: Claimed, now: DateTime<Utc>) -> Completion {
+        debug_assert!(
+            self.dry_run,
+            "only a dry run decides messages outside the queue"
+        );
+        let guard = crate::send_guard::Guard::new(&m, &self.book.jobs, &self.node, now);
+        guard.run(self.process(m, now)).await
+    }
+
+    /// Decide, render and send one claimed message at `now`.
+    async fn process(&self, m: Claimed, now: DateTime<Utc>) -> Completion {
         let c = state::completion(&m, now);
         let job = self.book.jobs.get(&m.job_id).cloned();
         let job = job.as_deref();

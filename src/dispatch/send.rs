@@ -5,6 +5,10 @@
 //! fails for good (so the customer still hears from us); a transient failure retries the
 //! whole message later, from the first channel again. Every request (each SMS gateway asked,
 //! each channel tried) is its own attempt in the log. A callback task is one signed POST.
+//!
+//! The requests to the outside are boxed futures: inline, the SMS route's and the SMTP
+//! client's states made every message's future 11 KB, copied on each move (by the task
+//! spawn, the panic guard), even in a forecast that never sends.
 
 use super::Dispatcher;
 use super::state::{self, with_code};
@@ -17,6 +21,7 @@ use crate::playbook::MessageFacts;
 use crate::store::{Claimed, Completion, NewAttempt};
 use crate::templates::{TemplateRenderError, render_reason};
 use chrono::{DateTime, Utc};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 impl Dispatcher {
@@ -31,9 +36,7 @@ impl Dispatcher {
         ) {
             (_, true) => dry_delivery(),
             (Some(webhook), false) => {
-                webhook
-                    .send(&m.id, &callback_payload(job, m, now), now.timestamp())
-                    .await
+                Box::pin(webhook.send(&m.id, &callback_payload(job, m, now), now.timestamp())).await
             }
             (None, false) => {
                 // Planned while a webhook was configured; now there is none: leave it to agents.
@@ -114,49 +117,42 @@ impl Dispatcher {
             let a = self.new_attempt(m, number, now, Channel::Email, Some(address), None, &d, ms);
             (vec![a], d)
         };
-        let rendered = match self.book.render_email(
-            job,
-            &m.contact,
-            m.event.as_ref(),
-            &facts(m, now),
-            &m.template,
-        ) {
+        let content = match self.render_email(job, m, now) {
             Ok(r) => r,
-            Err(e) => return one(Delivery::permanent(render_failure(&e)), 0),
+            Err(why) => return one(Delivery::permanent(why), 0),
         };
-        let content = rendered;
         let unsubscribe = match (&self.book.unsubscribe, m.class == Class::Marketing) {
             (Some(u), true) => Some((u.url("email", address), u.mailto("email", address))),
             _ => None,
         };
         let message_id = self.channels.email.message_id(&m.id);
         let started = Instant::now();
-        let d = if self.dry_run {
-            dry_delivery()
-        } else {
-            self.channels
-                .email
-                .send(&OutgoingEmail {
+        let d = match &content {
+            Some(content) if !self.dry_run => {
+                let email = OutgoingEmail {
                     message_id: &message_id,
                     to: address,
                     to_name: m.contact.name.as_deref(),
-                    content: &content,
+                    content,
                     date: now,
                     unsubscribe,
                     feedback: Some((&job.id, m.class.as_str())),
-                })
-                .await
+                };
+                Box::pin(self.channels.email.send(&email)).await
+            }
+            _ => dry_delivery(),
         };
         let mut d = d;
         if !self.dry_run
             && let Some(b) = d.bounce.clone()
         {
-            self.email_bounce(m, address, number, &mut d, &b, now).await;
+            Box::pin(self.email_bounce(m, address, number, &mut d, &b, now)).await;
         }
         let (mut attempts, d) = one(d, millis(started.elapsed()));
         // What the customer got, for support: the subject and the text part (the HTML part
         // when there is no text part).
         if !self.dry_run
+            && let Some(content) = &content
             && let Some(a) = attempts.first_mut()
         {
             let body = content.text.as_deref().or(content.html.as_deref());
@@ -166,6 +162,48 @@ impl Dispatcher {
             ));
         }
         (attempts, d)
+    }
+
+    /// The email `m` becomes, or why it cannot be rendered. `None`: not rendered again, in a
+    /// dry run that rendered this (job, template, step, contact) before: a forecast tries a
+    /// cron job's message to a contact at every occurrence, and only whether it renders
+    /// matters there. What changes between occurrences (the message's id, token and time)
+    /// cannot make a render fail (every field is present, `date` and `datetime` format any
+    /// time); messages of a trigger event are always rendered.
+    fn render_email(
+        &self,
+        job: &Job,
+        m: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::templates::RenderedEmail>, String> {
+        let key = (self.dry_run && m.event.is_none()).then(|| {
+            (
+                job.id.clone(),
+                m.template.clone(),
+                m.step,
+                m.contact.id.clone(),
+            )
+        });
+        let known = || self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = &key
+            && known().contains(k)
+        {
+            return Ok(None);
+        }
+        let r = self
+            .book
+            .render_email(
+                job,
+                &m.contact,
+                m.event.as_ref(),
+                &facts(m, now),
+                &m.template,
+            )
+            .map_err(|e| render_failure(&e))?;
+        if let Some(k) = key {
+            known().insert(k);
+        }
+        Ok(Some(r))
     }
 
     /// An SMTP refusal that says something about the address or the destination: a rate
@@ -277,7 +315,7 @@ impl Dispatcher {
             return one(d, 0);
         }
         let started = Instant::now();
-        let routed = sms.send(&job.sms.route, &msg).await;
+        let routed = Box::pin(sms.send(&job.sms.route, &msg)).await;
         let d = routed.delivery();
         if routed.hops.is_empty() {
             // No gateway could be asked (down, unavailable, unsuitable): one row says why.

@@ -67,7 +67,7 @@ pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
 pub use search::{Hit, SearchKey};
 pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
-pub use suppressions::{Suppression, hashed_address};
+pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, hashed_address};
 
 use contacts::event_from_parts;
 use sql::{CHUNK, on_pool, on_tx, placeholders};

@@ -257,6 +257,41 @@ pub struct Claimed {
     pub recent_sends: Vec<(String, DateTime<Utc>)>,
 }
 
+impl Claimed {
+    /// A message without a trigger event (a cron occurrence's, or its reminder), planned but
+    /// never queued, as a claim would hand it over (no attempts yet), with what the claim
+    /// reads about its contact: the forecast decides the messages of
+    /// jobs nothing else reads this way, without a store round trip per message.
+    pub fn unqueued(
+        m: NewMessage,
+        contact: Contact,
+        stop_events: Vec<StopEvent>,
+        suppressed: Vec<(String, String)>,
+    ) -> Claimed {
+        Claimed {
+            id: m.id,
+            job_id: m.job_id,
+            step: m.step,
+            dedupe_key: m.dedupe_key,
+            template: m.template,
+            due_at: m.due_at,
+            not_after: m.not_after,
+            attempts: 0,
+            tries: 0,
+            class: m.class,
+            token: m.token,
+            channel_plan: m.channel_plan,
+            variant: m.variant,
+            contact,
+            event: None,
+            claim_token: String::new(),
+            stop_events,
+            suppressed,
+            recent_sends: Vec::new(),
+        }
+    }
+}
+
 /// One attempt to record.
 #[derive(Debug, Clone)]
 pub struct NewAttempt {

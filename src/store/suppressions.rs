@@ -3,9 +3,10 @@
 use super::sql::{Bind, on_pool};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
-use crate::model::MessageRecord;
+use crate::model::{Contact, MessageRecord};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// An address that must not be contacted on a channel.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,18 +79,7 @@ impl Store {
             .bind(channel)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Suppression {
-                        channel: r.try_get(0)?,
-                        address: r.try_get(1)?,
-                        reason: r.try_get(2)?,
-                        source: r.try_get(3)?,
-                        created_at: from_millis(r.try_get(4)?),
-                        expires_at: r.try_get::<Option<i64>, _>(5)?.map(from_millis),
-                    })
-                })
-                .collect()
+            rows.iter().map(suppression_from_row).collect()
         })
     }
 
@@ -110,19 +100,18 @@ impl Store {
             .bind(phone.as_deref())
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Suppression {
-                        channel: r.try_get(0)?,
-                        address: r.try_get(1)?,
-                        reason: r.try_get(2)?,
-                        source: r.try_get(3)?,
-                        created_at: from_millis(r.try_get(4)?),
-                        expires_at: r.try_get::<Option<i64>, _>(5)?.map(from_millis),
-                    })
-                })
-                .collect()
+            rows.iter().map(suppression_from_row).collect()
         })
+    }
+
+    /// The whole list in memory, to be asked per contact as a claim asks it (the forecast's
+    /// in-memory path sends without claims).
+    pub async fn suppression_list(&self) -> Result<SuppressionList> {
+        let mut by_address = HashMap::new();
+        for s in self.suppressions(None).await? {
+            by_address.insert((s.channel, s.address), (s.reason, s.expires_at));
+        }
+        Ok(SuppressionList { by_address })
     }
 
     /// Close an open callback task (an agent called the customer). `false` if there is no
@@ -176,6 +165,80 @@ impl Store {
             .into_iter()
             .filter(|m| include_closed || !m.state.is_final())
             .collect())
+    }
+}
+
+/// `SELECT channel, address, reason, source, created_at, expires_at` as a [`Suppression`].
+fn suppression_from_row<R: Row>(r: &R) -> Result<Suppression>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Suppression {
+        channel: r.try_get(0)?,
+        address: r.try_get(1)?,
+        reason: r.try_get(2)?,
+        source: r.try_get(3)?,
+        created_at: from_millis(r.try_get(4)?),
+        expires_at: r.try_get::<Option<i64>, _>(5)?.map(from_millis),
+    })
+}
+
+/// (reason, end) of a suppressed address.
+type Entry = (String, Option<DateTime<Utc>>);
+
+/// The suppression list held in memory: (channel, address) → entry.
+pub struct SuppressionList {
+    by_address: HashMap<(String, String), Entry>,
+}
+
+impl SuppressionList {
+    /// The entries for the contact's addresses, found the way [`Store::claim`] finds them:
+    /// the email in lower case, the phone as stored, and the hashed entry an erasure left
+    /// (which has no end, and whose reason wins, as in the claim).
+    pub fn of(&self, contact: &Contact) -> ContactSuppressions {
+        let mut entries = Vec::new();
+        let forms = [
+            ("email", contact.email.as_ref().map(|e| e.to_lowercase())),
+            ("sms", contact.phone.clone()),
+        ];
+        for (channel, address) in forms {
+            let Some(address) = address else { continue };
+            let hashed = self
+                .by_address
+                .get(&(channel.to_string(), hashed_address(channel, &address)))
+                .map(|(reason, _)| (reason, None));
+            let plain = || {
+                self.by_address
+                    .get(&(channel.to_string(), address.clone()))
+                    .map(|(reason, ends)| (reason, *ends))
+            };
+            if let Some((reason, ends)) = hashed.or_else(plain) {
+                entries.push((channel.to_string(), reason.clone(), ends));
+            }
+        }
+        ContactSuppressions { entries }
+    }
+}
+
+/// One contact's suppressed addresses: (channel, reason, end).
+pub struct ContactSuppressions {
+    entries: Vec<(String, String, Option<DateTime<Utc>>)>,
+}
+
+impl ContactSuppressions {
+    /// (channel, reason) of the entries in force at `now`, as [`Claimed::suppressed`].
+    ///
+    /// [`Claimed::suppressed`]: super::Claimed::suppressed
+    pub fn at(&self, now: DateTime<Utc>) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .filter(|(_, _, ends)| ends.is_none_or(|e| e > now))
+            .map(|(channel, reason, _)| (channel.clone(), reason.clone()))
+            .collect()
     }
 }
 

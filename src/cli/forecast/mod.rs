@@ -5,7 +5,11 @@
 //! same scheduler ticks, the same dispatch decisions (stop conditions, consent, suppression,
 //! quiet hours, caps, rendering), with a clock that jumps from one due time to the next and
 //! channels that report success without sending. Reminders are planned as if each message
-//! were sent on time.
+//! were sent on time. Cron jobs whose messages nothing else reads are worked out in memory
+//! with the same decisions, a message at a time ([`alone`]): a year of a quarter-hourly job
+//! is close to a million sends, too many for store round trips.
+
+mod alone;
 
 use super::{App, Exit, Format, FormatArg};
 use crate::channels::{Channels, email::EmailChannel};
@@ -31,6 +35,10 @@ pub(super) struct Args {
     /// Start from this time instead of now
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
+    /// Replay every job on the store copy, also the cron jobs otherwise worked out in memory
+    /// (slower; the same result)
+    #[arg(long)]
+    replay_all: bool,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -47,31 +55,27 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     if until <= now {
         return Err(Exit::invalid("--until must be after --now"));
     }
-    let Replay {
-        scratch,
-        dir: _scratch_dir,
-        done_before,
-    } = replay(&app, now, until).await?;
+    let r = replay(&app, now, until, a.replay_all, a.job.as_deref()).await?;
     let json = a.format.get() == Format::Json;
     // Every message this run made final, streamed in order (a year of a frequent job is
-    // hundreds of thousands): sends first, then what would not be sent, and why.
+    // hundreds of thousands): sends first, then what would not be sent, and why. The store
+    // copy's and the in-memory part's are merged by time.
     let job = a.job.clone();
     let ours = |m: &MessageRecord| {
-        !done_before.contains(&m.id) && job.as_ref().is_none_or(|j| *j == m.job_id)
+        !r.done_before.contains(&m.id) && job.as_ref().is_none_or(|j| *j == m.job_id)
     };
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let mut written: std::io::Result<()> = Ok(());
-    let mut sends = 0usize;
     let tz = app.config.default_timezone;
     let fmt = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default()
     };
-    let item = |m: &MessageRecord| {
+    let item = |m: &Line| {
         serde_json::json!({
-            "at": m.sent_at, "job": m.job_id, "step": m.step, "contact": m.contact_id, "order": m.order_id,
-            "channel": m.channel, "address": m.address, "callback_task": m.channel_plan.is_some(), "reason": m.reason,
+            "at": m.sent_at, "job": &*m.job, "step": m.step, "contact": &*m.contact, "order": m.order,
+            "channel": m.channel, "address": m.address, "callback_task": m.callback, "reason": m.reason,
         })
     };
     let mut put = |text: std::fmt::Arguments| {
@@ -94,87 +98,167 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             tz.name()
         ));
     }
-    scratch
-        .each_final_message(true, |m| {
-            if !ours(&m) {
-                return true;
-            }
-            sends += 1;
-            if json {
-                let sep = if sends == 1 { "\n" } else { ",\n" };
-                return put(format_args!("{sep}{}", item(&m)));
-            }
-            let what = if m.channel_plan.is_some() {
-                "callback task".to_string()
-            } else {
-                format!(
-                    "{} {}",
-                    p(m.channel.as_deref().unwrap_or("-")),
-                    p(m.address.as_deref().unwrap_or(""))
-                )
-            };
-            put(format_args!(
-                "{}  {}  step {}  contact {}{}  {what}\n",
-                fmt(m.sent_at),
-                p(&m.job_id),
-                m.step,
-                p(&m.contact_id),
-                m.order_id
-                    .as_deref()
-                    .map(|o| format!("  order {}", p(o)))
-                    .unwrap_or_default()
-            ))
-        })
-        .await?;
+    let mut sends = 0usize;
+    let mut send = |m: &Line, put: &mut dyn FnMut(std::fmt::Arguments) -> bool| {
+        sends += 1;
+        if json {
+            let sep = if sends == 1 { "\n" } else { ",\n" };
+            return put(format_args!("{sep}{}", item(m)));
+        }
+        let what = if m.callback {
+            "callback task".to_string()
+        } else {
+            format!(
+                "{} {}",
+                p(m.channel.as_deref().unwrap_or("-")),
+                p(m.address.as_deref().unwrap_or(""))
+            )
+        };
+        put(format_args!(
+            "{}  {}  step {}  contact {}{}  {what}\n",
+            fmt(m.sent_at),
+            p(&m.job),
+            m.step,
+            p(&m.contact),
+            m.order
+                .as_deref()
+                .map(|o| format!("  order {}", p(o)))
+                .unwrap_or_default()
+        ))
+    };
+    let alone = r.alone.sent.iter().map(|m| r.alone.line(m));
+    merged(&r.scratch, true, alone, &ours, |l| send(l, &mut put)).await?;
     if json {
         put(format_args!("],\n\"not_sent\": ["));
     } else {
         put(format_args!("{sends} message(s) would be sent\n"));
     }
     let mut skipped = 0usize;
-    scratch
-        .each_final_message(false, |m| {
-            if !ours(&m) {
-                return true;
-            }
-            skipped += 1;
-            if json {
-                let sep = if skipped == 1 { "\n" } else { ",\n" };
-                return put(format_args!("{sep}{}", item(&m)));
-            }
-            if skipped == 1 {
-                put(format_args!("not sent:\n"));
-            }
-            put(format_args!(
-                "  {}  {}  contact {}: {}\n",
-                p(&m.id),
-                p(&m.job_id),
-                p(&m.contact_id),
-                p(m.reason.as_deref().unwrap_or(m.state.as_str()))
-            ))
-        })
-        .await?;
+    let mut skip = |m: &Line, put: &mut dyn FnMut(std::fmt::Arguments) -> bool| {
+        skipped += 1;
+        if json {
+            let sep = if skipped == 1 { "\n" } else { ",\n" };
+            return put(format_args!("{sep}{}", item(m)));
+        }
+        if skipped == 1 {
+            put(format_args!("not sent:\n"));
+        }
+        put(format_args!(
+            "  {}  {}  contact {}: {}\n",
+            p(&m.id),
+            p(&m.job),
+            p(&m.contact),
+            p(m.reason.as_deref().unwrap_or(m.state.as_str()))
+        ))
+    };
+    let alone = r.alone.not_sent.iter().map(|m| r.alone.line(m));
+    merged(&r.scratch, false, alone, &ours, |l| skip(l, &mut put)).await?;
     if json {
         put(format_args!("]}}\n"));
     }
-    scratch.close().await;
+    r.scratch.close().await;
     written.and_then(|()| std::io::Write::flush(&mut out))?;
     Ok(())
 }
 
-/// A scratch copy of the store with the daemon replayed on it from `now` to `until`: every
-/// message it made final is what would happen. `dir` holds the copy; keep it while reading.
-pub(super) struct Replay {
-    pub scratch: Store,
-    pub dir: tempfile::TempDir,
-    /// Messages final before the replay (not part of the forecast).
-    pub done_before: std::collections::HashSet<String>,
+/// The store copy's final messages (sent, or not sent) that `ours` keeps, merged in order
+/// (by send time, or by due time) with the in-memory part's `alone`, which is in that order
+/// already; `each` returns `false` to stop (the output is gone).
+async fn merged(
+    scratch: &Store,
+    sent: bool,
+    alone: impl Iterator<Item = Line>,
+    ours: impl Fn(&MessageRecord) -> bool,
+    mut each: impl FnMut(&Line) -> bool,
+) -> anyhow::Result<()> {
+    let key = |l: &Line| if sent { l.sent_at } else { Some(l.due) };
+    let mut alone = alone.peekable();
+    let mut going = true;
+    scratch
+        .each_final_message(sent, |m| {
+            if !ours(&m) {
+                return true;
+            }
+            let line = Line::from(m);
+            while let Some(l) = alone.next_if(|l| key(l) <= key(&line)) {
+                going = each(&l);
+                if !going {
+                    return false;
+                }
+            }
+            going = each(&line);
+            going
+        })
+        .await?;
+    for l in alone {
+        if !going {
+            break;
+        }
+        going = each(&l);
+    }
+    Ok(())
 }
 
-pub(super) async fn replay(
+/// One message the forecast made final, as it is printed.
+pub(super) struct Line {
+    id: String,
+    /// `None`: not sent.
+    sent_at: Option<DateTime<Utc>>,
+    due: DateTime<Utc>,
+    /// When it was decided.
+    updated: DateTime<Utc>,
+    job: Arc<str>,
+    step: i64,
+    contact: Arc<str>,
+    order: Option<String>,
+    channel: Option<String>,
+    address: Option<String>,
+    callback: bool,
+    reason: Option<String>,
+    state: crate::model::MessageState,
+}
+
+impl From<MessageRecord> for Line {
+    fn from(m: MessageRecord) -> Line {
+        Line {
+            id: m.id,
+            sent_at: m.sent_at,
+            due: m.due_at,
+            updated: m.updated_at,
+            job: Arc::from(m.job_id),
+            step: m.step,
+            contact: Arc::from(m.contact_id),
+            order: m.order_id,
+            channel: m.channel,
+            address: m.address,
+            callback: m.channel_plan.is_some(),
+            reason: m.reason,
+            state: m.state,
+        }
+    }
+}
+
+/// A scratch copy of the store with the daemon replayed on it from `now` to `until`: every
+/// message it made final is what would happen. The in-memory part is beside it.
+struct Replay {
+    scratch: Store,
+    /// Holds the copy; kept while `scratch` is read.
+    _dir: tempfile::TempDir,
+    /// Messages final before the replay (not part of the forecast).
+    done_before: std::collections::HashSet<String>,
+    /// What the cron jobs worked out in memory would do (not in `scratch`).
+    alone: alone::Decided,
+}
+
+/// The replay from `now` to `until`; `replay_all`: no job is worked out in memory. `only`:
+/// just this job's messages are wanted (the jobs worked out in memory need not be run for
+/// the others: nothing reads their messages).
+async fn replay(
     app: &App,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
+    replay_all: bool,
+    only: Option<&str>,
 ) -> anyhow::Result<Replay> {
     let store = app.open_store().await?;
     let scratch_dir = tempfile::tempdir()?;
@@ -218,8 +302,24 @@ pub(super) async fn replay(
         )
         .dry_run(),
     );
+    let in_memory = if replay_all {
+        Vec::new()
+    } else {
+        alone::jobs(&book)
+    };
+    let wanted: Vec<_> = in_memory
+        .iter()
+        .filter(|j| only.is_none_or(|o| o == j.id))
+        .cloned()
+        .collect();
+    if !in_memory.is_empty() {
+        let names: Vec<&str> = in_memory.iter().map(|j| j.id.as_str()).collect();
+        tracing::info!(jobs = %names.join(", "), "cron jobs worked out in memory (nothing else reads their messages)");
+    }
+    let alone = alone::forecast(&scratch, &book, &dispatcher, &wanted, now, until).await?;
     let mut scheduler = Scheduler::new(scratch.clone(), book);
     scheduler.horizon = until - now + Span::days(1);
+    scheduler.elsewhere = in_memory.iter().map(|j| j.id.clone()).collect();
     // Each step moves the clock strictly forward (to the next due message or occurrence), so
     // the loop ends at `until` with every send, however many; a step that would not move
     // forward stops the forecast with an error instead of spinning.
@@ -249,8 +349,9 @@ pub(super) async fn replay(
     }
     Ok(Replay {
         scratch,
-        dir: scratch_dir,
+        _dir: scratch_dir,
         done_before,
+        alone,
     })
 }
 
@@ -267,7 +368,7 @@ pub(super) async fn items(
             app.diags.errors()
         );
     }
-    let r = replay(&app, now, until).await?;
+    let r = replay(&app, now, until, false, None).await?;
     let mut out = Vec::new();
     for sent in [true, false] {
         r.scratch
@@ -283,6 +384,16 @@ pub(super) async fn items(
             })
             .await?;
     }
+    let alone = r.alone.sent.iter().chain(&r.alone.not_sent);
+    out.extend(
+        alone
+            .map(|m| r.alone.line(m))
+            .map(|l| crate::console::ForecastItem {
+                job: l.job.to_string(),
+                at: l.sent_at.unwrap_or(l.updated),
+                sent: l.sent_at.is_some(),
+            }),
+    );
     r.scratch.close().await;
     Ok(out)
 }

@@ -1,0 +1,287 @@
+//! The forecast works out cron jobs that nothing else reads in memory, a message at a time;
+//! `--replay-all` replays them on the store copy like every other job. The two must agree on
+//! every send and every message not sent, whatever the gate says: quiet hours, expiry,
+//! suppressions (also one that ends within the span), a stop event, consent, no address,
+//! a holdout, a missed occurrence caught up or skipped, beside a job that stays replayed.
+
+mod common;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use common::{Workspace, event};
+use serde_json::{Value, json};
+
+fn job(id: &str, cron: &str, extra: &str) -> String {
+    format!(
+        "id: {id}\ntrigger: {{cron: \"{cron}\", timezone: Asia/Shanghai}}\naudience: {{where: {{contact.attributes.team: ops}}}}\ntemplate: nps_survey\nsurvey: nps\nchannels: [email]\n{extra}"
+    )
+}
+
+/// A DSN reporting a soft bounce (4.2.2, mailbox full) for `to`.
+fn soft_dsn(n: usize, to: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@example.com\r\nSubject: Delayed Mail\r\n\
+Message-ID: <soft-{n}@mx.example.org>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nmailbox full\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
+Final-Recipient: rfc822; {to}\r\nAction: failed\r\nStatus: 4.2.2\r\nDiagnostic-Code: smtp; 452 4.2.2 mailbox full\r\n\r\n\
+--B--\r\n"
+    )
+}
+
+/// `forecast --json` from `now` to `until`: sends and messages not sent, each as a sorted
+/// list of its fields (message ids and the order of equal times are not part of the answer).
+fn forecast(
+    ws: &Workspace,
+    now: &str,
+    until: &str,
+    replay_all: bool,
+) -> (Vec<String>, Vec<String>, String) {
+    let mut args = vec!["forecast", "--now", now, "--until", until, "--json"];
+    if replay_all {
+        args.push("--replay-all");
+    }
+    let out = ws
+        .command(&args)
+        .env("AFTERCARE_LOG", "info")
+        .output()
+        .expect("run aftercare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: Value = serde_json::from_slice(&out.stdout).expect("forecast --json prints JSON");
+    let list = |key: &str| {
+        let mut v: Vec<String> = f[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} step {} {} at {} via {} {} ({})",
+                    m["job"].as_str().unwrap(),
+                    m["step"],
+                    m["contact"].as_str().unwrap(),
+                    m["at"],
+                    m["channel"],
+                    m["address"],
+                    m["reason"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    (
+        list("send"),
+        list("not_sent"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cron_jobs_worked_out_in_memory_agree_with_the_full_replay() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["nps-survey"]); // replayed: its audience excludes its own recent sends
+    let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
+    ws.write(
+        "aftercare.yaml",
+        &config.replace("email:\n", "email:\n  bounces: {soft_suppress_for: 5d}\n"),
+    );
+    ws.write(
+        "jobs/daily.yaml",
+        &job("daily", "0 10 * * *", "stop_when: account.closed\n"),
+    );
+    // 22:30 is in this job's quiet hours: each goes at 09:00 the next morning.
+    ws.write(
+        "jobs/late.yaml",
+        &job(
+            "late",
+            "30 22 * * *",
+            "send_window: {start: \"09:00\", end: \"21:00\"}\n",
+        ),
+    );
+    // The same, but a message expires 6 hours after it is due: cancelled at 09:00.
+    ws.write(
+        "jobs/late-expiring.yaml",
+        &job(
+            "late-expiring",
+            "30 22 * * MON",
+            "send_window: {start: \"09:00\", end: \"21:00\"}\nexpire_after: 6h\n",
+        ),
+    );
+    ws.write(
+        "jobs/skips.yaml",
+        &job("skips", "0 8 * * *", "class: service\n").replace(
+            "timezone: Asia/Shanghai}",
+            "timezone: Asia/Shanghai, missed: skip}",
+        ),
+    );
+    ws.write(
+        "jobs/halves.yaml",
+        &job("halves", "0 12 * * *", "holdout: 50%\n"),
+    );
+
+    // Soft bounces are counted at the wall clock's time, and the soft suppression they make
+    // ends some days later: the forecast spans that end.
+    let now = Utc::now();
+    let at = |d: Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let ops = json!({"team": "ops"});
+    let mut lines: Vec<String> = (0..6)
+        .map(|i| {
+            event(
+                &format!("u-{i}"),
+                "contact.updated",
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &at(-Duration::days(30)),
+                ops.clone(),
+                json!({}),
+            )
+        })
+        .collect();
+    // c-6 has a phone and no email; c-7 said no to email.
+    lines.push(
+        json!({"id": "u-6", "type": "contact.updated", "occurred_at": at(-Duration::days(30)),
+               "contact": {"id": "c-6", "phone": "+8613800138006", "attributes": ops}})
+        .to_string(),
+    );
+    lines.push(
+        json!({"id": "u-7", "type": "contact.updated", "occurred_at": at(-Duration::days(30)),
+               "contact": {"id": "c-7", "email": "c7@example.com", "attributes": ops,
+                           "consent": {"email": false}}})
+        .to_string(),
+    );
+    // c-3 closed the account (stops `daily`); c-0 rented (the replayed survey).
+    lines.push(event(
+        "x-3",
+        "account.closed",
+        "c-3",
+        "c3@example.com",
+        &at(-Duration::days(2)),
+        ops.clone(),
+        json!({}),
+    ));
+    lines.push(event(
+        "r-0",
+        "rental.completed",
+        "c-0",
+        "c0@example.com",
+        &at(-Duration::days(1)),
+        ops.clone(),
+        json!({}),
+    ));
+    ws.import(&lines).ok();
+    ws.run(&[
+        "suppress",
+        "add",
+        "email",
+        "c1@example.com",
+        "--reason",
+        "asked us to stop",
+    ])
+    .ok();
+    for n in 0..3 {
+        ws.write("soft.eml", &soft_dsn(n, "c2@example.com"));
+        ws.run(&["bounces", "ingest", "soft.eml"]).ok();
+    }
+    let suppressed = ws
+        .run(&["suppress", "list", "--format", "json"])
+        .ok()
+        .stdout;
+    assert!(
+        suppressed.contains("c2@example.com") && suppressed.contains("expires"),
+        "{suppressed}"
+    );
+
+    // The daemon ran three days ago; since then every occurrence was missed.
+    ws.once(&at(-Duration::days(3)));
+    let (from, until) = (at(Duration::zero()), at(Duration::days(21)));
+    let (sent, not_sent, log) = forecast(&ws, &from, &until, false);
+    let (sent_replayed, not_sent_replayed, _) = forecast(&ws, &from, &until, true);
+    let said = log
+        .lines()
+        .find(|l| l.contains("worked out in memory"))
+        .unwrap_or_else(|| panic!("no word of the in-memory part: {log}"));
+    assert!(
+        said.contains("daily") && !said.contains("nps-survey"),
+        "{said}"
+    );
+    assert_eq!(sent, sent_replayed);
+    assert_eq!(not_sent, not_sent_replayed);
+
+    // And the answer is the one wanted, not only the same twice.
+    let count = |v: &[String], what: &str| v.iter().filter(|l| l.contains(what)).count();
+    assert!(count(&sent, "daily step 0 c-0 ") >= 21, "{sent:#?}");
+    assert_eq!(count(&sent, "daily step 0 c-3 "), 0, "stopped: {sent:#?}");
+    assert!(count(&not_sent, "daily step 0 c-3 ") >= 21);
+    assert!(count(&not_sent, "asked us to stop") >= 21 * 3);
+    assert!(count(&not_sent, "no email") >= 21);
+    assert!(count(&not_sent, "consent.email is false") >= 21);
+    // The soft suppression ends within the span: c-2 is skipped, then sent to.
+    assert!(count(&not_sent, "daily step 0 c-2 ") >= 1, "{not_sent:#?}");
+    assert!(count(&sent, "daily step 0 c-2 ") >= 1, "{sent:#?}");
+    assert!(count(&sent, "late step 0 c-0 ") >= 20);
+    assert!(
+        sent.iter()
+            .filter(|l| l.starts_with("late step 0 c-0 "))
+            .all(|l| l.contains("T01:00:00Z")),
+        "09:00 in Shanghai: {sent:#?}"
+    );
+    assert_eq!(count(&sent, "late-expiring "), 0);
+    assert!(count(&not_sent, "late-expiring step 0 c-0 ") >= 3);
+    assert!(count(&not_sent, "expired") >= 3);
+    assert!(count(&sent, "halves step 0 ") > 0);
+    assert_eq!(count(&sent, "nps-survey step 0 c-0 "), 1);
+}
+
+#[test]
+fn a_missed_occurrence_is_caught_up_once_or_skipped_as_the_job_says() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&[]);
+    ws.write("jobs/daily.yaml", &job("daily", "0 10 * * *", ""));
+    ws.write(
+        "jobs/skips.yaml",
+        &job("skips", "0 10 * * *", "").replace(
+            "timezone: Asia/Shanghai}",
+            "timezone: Asia/Shanghai, missed: skip}",
+        ),
+    );
+    ws.import(&[event(
+        "u-0",
+        "contact.updated",
+        "c-0",
+        "c0@example.com",
+        "2027-01-01T00:00:00Z",
+        json!({"team": "ops"}),
+        json!({}),
+    )])
+    .ok();
+    // Last run Monday 2027-03-01 12:00 Shanghai; the forecast starts Thursday 06:00, so the
+    // 10:00 occurrences of Tuesday and Wednesday were missed.
+    ws.once("2027-03-01T04:00:00Z");
+    let (from, until) = ("2027-03-03T22:00:00Z", "2027-03-05T00:00:00Z");
+    for replay_all in [false, true] {
+        let (sent, _, _) = forecast(&ws, from, until, replay_all);
+        let at = |job: &str| -> Vec<DateTime<Utc>> {
+            sent.iter()
+                .filter(|l| l.starts_with(&format!("{job} step 0 c-0 ")))
+                .map(|l| l.split(" at \"").nth(1).unwrap()[..20].parse().unwrap())
+                .collect()
+        };
+        // Caught up once, at --now, then Thursday's; skipped: only Thursday's.
+        assert_eq!(
+            at("daily"),
+            [
+                "2027-03-03T22:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+                "2027-03-04T02:00:00Z".parse().unwrap()
+            ],
+            "replay_all: {replay_all}: {sent:#?}"
+        );
+        assert_eq!(
+            at("skips"),
+            ["2027-03-04T02:00:00Z".parse::<DateTime<Utc>>().unwrap()]
+        );
+    }
+}
