@@ -59,14 +59,16 @@ fn forecast(
             .iter()
             .map(|m| {
                 format!(
-                    "{} step {} {} at {} via {} {} ({})",
+                    "{} step {} {} at {} via {} {} ({}) order {} callback {}",
                     m["job"].as_str().unwrap(),
                     m["step"],
                     m["contact"].as_str().unwrap(),
                     m["at"],
                     m["channel"],
                     m["address"],
-                    m["reason"]
+                    m["reason"],
+                    m["order"],
+                    m["callback_task"]
                 )
             })
             .collect();
@@ -284,4 +286,101 @@ fn a_missed_occurrence_is_caught_up_once_or_skipped_as_the_job_says() {
             ["2027-03-04T02:00:00Z".parse::<DateTime<Utc>>().unwrap()]
         );
     }
+}
+
+#[test]
+fn event_jobs_pending_in_the_store_are_decided_in_memory_as_the_replay_decides_them() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request", "complaint-callback"]);
+    ws.write_config(
+        None,
+        "policy:\n  consent: opt_out\n  caps: []\n  send_window: {start: \"09:00\", end: \"21:00\"}\n",
+    );
+    let mut lines: Vec<String> = (1..=6)
+        .map(|i| {
+            common::delivered(
+                &format!("d-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                // c-6's is due at 23:10 Shanghai: quiet hours move it to 09:00.
+                if i == 6 {
+                    "2027-03-01T23:10:00+08:00"
+                } else {
+                    "2027-03-01T10:00:00+08:00"
+                },
+            )
+        })
+        .collect();
+    // c-2 and c-3 reviewed (c-3's review is dated after the request is due, but it is in the
+    // store already); c-1 ordered twice.
+    lines.push(common::reviewed(
+        "v-2",
+        "c-2",
+        "SO-2",
+        "2027-03-03T08:00:00+08:00",
+    ));
+    lines.push(common::reviewed(
+        "v-3",
+        "c-3",
+        "SO-3",
+        "2027-03-06T08:00:00+08:00",
+    ));
+    lines.push(common::delivered(
+        "d-7",
+        "c-1",
+        "c1@example.com",
+        "SO-7",
+        "2027-03-02T10:00:00+08:00",
+    ));
+    // A complaint resolved on Friday evening: a callback the next business hours.
+    lines.push(
+        json!({"id": "k-8", "type": "complaint.resolved", "occurred_at": "2027-03-05T19:30:00+08:00",
+               "contact": {"id": "c-8", "phone": "+8613800138008", "email": "c8@example.com"},
+               "data": {"complaint_id": "K-8", "order_id": "SO-8"}})
+        .to_string(),
+    );
+    ws.import(&lines).ok();
+    ws.run(&["suppress", "add", "email", "c4@example.com"]).ok();
+    let (from, until) = ("2027-03-02T00:00:00Z", "2027-03-20T00:00:00Z");
+    let (sent, not_sent, log) = forecast(&ws, from, until, false);
+    let (sent_replayed, not_sent_replayed, _) = forecast(&ws, from, until, true);
+    let said = log
+        .lines()
+        .find(|l| l.contains("worked out in memory"))
+        .unwrap_or_else(|| panic!("no word of the in-memory part: {log}"));
+    assert!(
+        said.contains("review-request") && said.contains("complaint-callback"),
+        "{said}"
+    );
+    assert_eq!(sent, sent_replayed);
+    assert_eq!(not_sent, not_sent_replayed);
+    let count = |v: &[String], what: &str| v.iter().filter(|l| l.contains(what)).count();
+    // Requests 3 days after delivery, reminders 4 days after each request.
+    assert_eq!(count(&sent, "review-request step 0 "), 4, "{sent:#?}");
+    assert_eq!(count(&sent, "review-request step 1 "), 4, "{sent:#?}");
+    assert_eq!(count(&sent, "review-request step 0 c-1 "), 2);
+    assert_eq!(count(&sent, " c-2 ") + count(&sent, " c-3 "), 0);
+    // Their requests were cancelled when the reviews came in, before the forecast's span.
+    assert_eq!(count(&not_sent, " c-2 ") + count(&not_sent, " c-3 "), 0);
+    assert_eq!(count(&not_sent, "c4@example.com is suppressed"), 1);
+    assert!(
+        sent.iter()
+            .any(|l| l.starts_with("review-request step 0 c-6 at \"2027-03-05T01:00:00Z\"")),
+        "quiet hours: {sent:#?}"
+    );
+    // --job keeps to that job's messages either way.
+    let out = ws
+        .run(&[
+            "forecast",
+            "--now",
+            from,
+            "--until",
+            until,
+            "--job",
+            "review-request",
+        ])
+        .ok()
+        .stdout;
+    assert!(out.contains("8 message(s) would be sent"), "{out}");
 }

@@ -258,13 +258,14 @@ pub struct Claimed {
 }
 
 impl Claimed {
-    /// A message without a trigger event (a cron occurrence's, or its reminder), planned but
-    /// never queued, as a claim would hand it over (no attempts yet), with what the claim
-    /// reads about its contact: the forecast decides the messages of
+    /// A message planned but never queued (a cron occurrence's, or a reminder), as a claim
+    /// would hand it over (no attempts yet), with its trigger event and what the claim reads
+    /// about its contact: the forecast decides the messages of
     /// jobs nothing else reads this way, without a store round trip per message.
     pub fn unqueued(
         m: NewMessage,
         contact: Contact,
+        event: Option<Event>,
         stop_events: Vec<StopEvent>,
         suppressed: Vec<(String, String)>,
     ) -> Claimed {
@@ -283,7 +284,7 @@ impl Claimed {
             channel_plan: m.channel_plan,
             variant: m.variant,
             contact,
-            event: None,
+            event,
             claim_token: String::new(),
             stop_events,
             suppressed,
@@ -507,6 +508,42 @@ impl Store {
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    /// Claim every scheduled or retrying message of `jobs` at once, due or not, under a
+    /// lease that does not end, and read them as [`Store::claim`] does (without the
+    /// contact's stop events, suppressions and sends, which the caller reads its own way).
+    /// The forecast takes them out of its replay on the scratch copy this way, to decide
+    /// them in memory.
+    pub async fn claim_jobs(
+        &self,
+        token: &str,
+        jobs: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = 'forecast', locked_until = $2, updated_at = $3 \
+             WHERE state IN ('scheduled', 'retrying') AND job_id IN ({})",
+            placeholders(4, jobs.len())
+        );
+        let mut binds = vec![
+            Bind::Text(Some(token.to_string())),
+            Bind::Int(Some(i64::MAX)),
+            Bind::Int(Some(to_millis(now))),
+        ];
+        binds.extend(jobs.iter().map(|j| Bind::Text(Some(j.clone()))));
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .execute(&mut *tx)
+                .await?;
+            let rows = sqlx::query(CLAIMED).bind(token).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows.iter().map(|r| claimed_from_row(r, token)).collect()
         })
     }
 

@@ -1,21 +1,23 @@
-//! Cron jobs that nothing else reads, forecast in memory.
+//! Jobs that nothing else reads, forecast in memory.
 //!
 //! The replay pays store round trips for every message at every step (about 300 µs a send),
 //! and a year of a quarter-hourly job for a hundred contacts is close to a million sends. A
-//! cron job whose messages no other decision reads (no frequency cap counts them: the job is
-//! transactional or the policy has no caps; no `exclude_if_sent` in it or naming it) can be
-//! worked out one message at a time instead: each is decided at its due time by the
+//! job whose messages no other decision reads (no frequency cap counts them: the job is
+//! `class: service` or the policy has no caps; no `exclude_if_sent` in it or naming it) can
+//! be worked out one message at a time instead: each is decided at its due time by the
 //! dispatcher's own gate, rendering and state machine ([`Dispatcher::try_unqueued`]),
-//! deferred to when the gate says, until it is sent, cancelled or past `until`. Its
-//! occurrences are the scheduler's ([`fired_occurrences`]), its audience the scheduler's
-//! ([`occurrence_messages`]); what a claim would read about a contact (the row, stop events,
-//! suppressions) is read once. `forecast --replay-all` replays these jobs too, and the tests
-//! hold the two equal.
+//! deferred to when the gate says, until it is sent (its reminder follows), cancelled or
+//! past `until`. A cron job's occurrences are the scheduler's ([`fired_occurrences`]), its
+//! audience the scheduler's ([`occurrence_messages`]); an event job's messages are those
+//! pending in the store copy, claimed out of the replay ([`Store::claim_jobs`]). What a claim
+//! reads about a contact (the row, stop events, suppressions) is read once. Anniversary jobs
+//! stay in the replay. `forecast --replay-all` replays every job, and the tests hold the two
+//! answers equal.
 
 use super::Line;
 use crate::dispatch::Dispatcher;
-use crate::jobs::Job;
-use crate::model::{Channel, Class, Contact, MessageState};
+use crate::jobs::{Job, Trigger};
+use crate::model::{Channel, Class, Contact, Event, MessageState};
 use crate::plan::occurrence_message;
 use crate::playbook::Playbook;
 use crate::schedule::{fired_occurrences, occurrence_messages};
@@ -24,7 +26,7 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The enabled cron jobs whose messages no other decision reads.
+/// The enabled cron and event jobs whose messages no other decision reads.
 pub(super) fn jobs(book: &Playbook) -> Vec<Arc<Job>> {
     let capped = |j: &Job| j.class == Class::Marketing && !book.policy.caps.is_empty();
     let read_by_another = |j: &Job| {
@@ -36,8 +38,10 @@ pub(super) fn jobs(book: &Playbook) -> Vec<Arc<Job>> {
                 .is_some_and(|(sent_by, _)| *sent_by == j.id)
         })
     };
+    let kind = |j: &Job| matches!(j.trigger, Trigger::Cron { .. } | Trigger::Event { .. });
     book.jobs
-        .recurring()
+        .iter()
+        .filter(|j| j.enabled && kind(j))
         .filter(|j| !capped(j) && j.audience.exclude_if_sent.is_none() && !read_by_another(j))
         .cloned()
         .collect()
@@ -75,6 +79,8 @@ pub(super) struct Mark {
     /// When it is not the contact's address on `channel`.
     address: Option<Box<str>>,
     callback: bool,
+    /// An event job's message: its event's `order_id`.
+    order: Option<Box<str>>,
     state: MessageState,
     reason: Option<Box<str>>,
     /// For the messages not sent (the text output names them).
@@ -99,7 +105,7 @@ impl Decided {
             job: self.jobs[mark.job as usize].clone(),
             step: i64::from(mark.step),
             contact: reader.id.clone(),
-            order: None,
+            order: mark.order.as_deref().map(str::to_string),
             channel: mark.channel.map(|c| c.as_str().to_string()),
             address,
             callback: mark.callback,
@@ -110,35 +116,84 @@ impl Decided {
 }
 
 /// Forecast `jobs` (from [`jobs`]) from `now` to `until` with `dispatcher` (a dry run on
-/// `scratch`, which is only read).
+/// `scratch`). Every pending message of the event jobs among `taken` (all of [`jobs`]) is
+/// claimed out of the replay; those of `jobs` are decided.
 pub(super) async fn forecast(
     scratch: &Store,
     book: &Playbook,
     dispatcher: &Dispatcher,
+    taken: &[Arc<Job>],
     jobs: &[Arc<Job>],
     now: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> anyhow::Result<Decided> {
     let mut out = Decided::default();
+    let events: Vec<String> = taken
+        .iter()
+        .filter(|j| matches!(j.trigger, Trigger::Event { .. }))
+        .map(|j| j.id.clone())
+        .collect();
+    let token = crate::values::new_id(now);
+    let mut pending: HashMap<String, Vec<Claimed>> = HashMap::new();
+    for m in scratch.claim_jobs(&token, &events, now).await? {
+        pending.entry(m.job_id.clone()).or_default().push(m);
+    }
     if jobs.is_empty() {
         return Ok(out);
     }
     dispatcher.read_brakes().await?;
     let suppressions = scratch.suppression_list().await?;
     // Every contact, read once, when some job's audience is not narrowed by an event.
-    let everyone: Vec<Contact> = if jobs.iter().any(|j| j.audience.had_event.is_none()) {
+    let cron = |j: &Job| matches!(j.trigger, Trigger::Cron { .. });
+    let everyone: Vec<Contact> = if jobs
+        .iter()
+        .any(|j| cron(j) && j.audience.had_event.is_none())
+    {
         scratch.contacts(&scratch.all_contact_ids().await?).await?
     } else {
         Vec::new()
     };
     for job in jobs {
-        let occurrences =
-            fired_occurrences(book, job, scratch.last_fire(&job.id).await?, now, until)?;
         let stop_types: Vec<String> = job.stop_when.iter().map(|s| s.event.clone()).collect();
         // This job's readers (stop events are the job's own), by contact id.
         let mut mine: HashMap<String, u32> = HashMap::new();
         out.jobs.push(Arc::from(job.id.as_str()));
         let job_index = u32::try_from(out.jobs.len() - 1)?;
+        let each = |reader| Each {
+            dispatcher,
+            job: job_index,
+            reader,
+            now,
+            until,
+        };
+        if !cron(job) {
+            let claimed = pending.remove(&job.id).unwrap_or_default();
+            let mut rows: Vec<Contact> = Vec::new();
+            for m in &claimed {
+                if !mine.contains_key(&m.contact.id) {
+                    mine.insert(m.contact.id.clone(), 0);
+                    rows.push(m.contact.clone());
+                }
+            }
+            mine.clear();
+            read(
+                scratch,
+                &suppressions,
+                &mut out,
+                &mut mine,
+                rows,
+                &stop_types,
+            )
+            .await?;
+            for m in claimed {
+                if let Some(reader) = mine.get(&m.contact.id).copied() {
+                    each(reader).decide(m, &mut out).await;
+                }
+            }
+            continue;
+        }
+        let occurrences =
+            fired_occurrences(book, job, scratch.last_fire(&job.id).await?, now, until)?;
         // A `where` on the contact's and the job's fields only answers the same at every
         // occurrence: asked once per contact (the context is built anew for every question).
         let stable = job
@@ -205,15 +260,27 @@ pub(super) async fn forecast(
                 occurrence_messages(book, job, contacts, occurrence)
             };
             for m in planned {
-                if let Some(reader) = mine.get(&m.contact_id).copied() {
-                    let each = Each {
-                        dispatcher,
-                        job: job_index,
-                        reader,
-                        now,
-                        until,
-                    };
-                    each.decide(m, &mut out).await;
+                let Some(reader) = mine.get(&m.contact_id).copied() else {
+                    continue;
+                };
+                let each = each(reader);
+                match m.state {
+                    MessageState::Scheduled => {
+                        let m = each.unqueued(m, None, &out);
+                        each.decide(m, &mut out).await;
+                    }
+                    // Known at planning (the replay stores it so): cancelled, at its due time.
+                    MessageState::Cancelled => {
+                        let r = &out.readers[reader as usize];
+                        let mut mark = each.mark(r, &m.id, m.step, m.due_at, None, None);
+                        mark.decided = m.due_at.max(now);
+                        mark.callback = m.channel_plan.is_some();
+                        mark.reason = m.reason.map(String::into_boxed_str);
+                        mark.state = MessageState::Cancelled;
+                        out.not_sent.push(mark);
+                    }
+                    // Held out: stored, never final, so not in a forecast.
+                    _ => {}
                 }
             }
         }
@@ -262,6 +329,14 @@ async fn read(
     Ok(())
 }
 
+/// The `order_id` of `m`'s trigger event, as the replay's output shows it.
+fn order(m: &Claimed) -> Option<Box<str>> {
+    m.event
+        .as_ref()
+        .and_then(Event::order_id)
+        .map(String::into_boxed_str)
+}
+
 /// Decides the messages of one job to one contact.
 struct Each<'a> {
     dispatcher: &'a Dispatcher,
@@ -272,50 +347,49 @@ struct Each<'a> {
 }
 
 impl Each<'_> {
+    /// `m` (planned, never queued) as a claim would hand it over, with its trigger event.
+    fn unqueued(&self, m: NewMessage, event: Option<Event>, out: &Decided) -> Claimed {
+        let reader = &out.readers[self.reader as usize];
+        Claimed::unqueued(
+            m,
+            reader.contact.clone(),
+            event,
+            reader.stops.clone(),
+            Vec::new(),
+        )
+    }
+
     /// Follow `m` (and the reminders its sends plan) from its due time until each is sent,
     /// cancelled, failed, or still waiting at `until`, as the replay's steps would: a message
-    /// is tried when it falls due (a catch-up occurrence's at `now`), a deferred one again at
+    /// is tried when it falls due (one due before `now` at `now`), a deferred one again at
     /// the time the gate gave.
-    async fn decide(&self, m: NewMessage, out: &mut Decided) {
+    async fn decide(&self, m: Claimed, out: &mut Decided) {
         let reader = out.readers[self.reader as usize].clone();
         let mut queue = vec![m];
         while let Some(mut m) = queue.pop() {
-            match m.state {
-                MessageState::Scheduled => {}
-                // Known at planning (the replay stores it so): cancelled, at its due time.
-                MessageState::Cancelled => {
-                    let mut mark = self.mark(&m, &reader, m.due_at, None, None);
-                    mark.decided = m.due_at.max(self.now);
-                    out.not_sent.push(mark);
-                    continue;
-                }
-                // Held out: stored, never final, so not in a forecast.
-                _ => continue,
-            }
-            let (mut attempts, mut tries) = (0, 0);
+            m.stop_events.clone_from(&reader.stops);
             let mut t = m.due_at.max(self.now);
             while t <= self.until {
-                let mut claimed = Claimed::unqueued(
-                    m.clone(),
-                    reader.contact.clone(),
-                    reader.stops.clone(),
-                    reader.suppressed.at(t),
-                );
-                claimed.attempts = attempts;
-                claimed.tries = tries;
+                let mut claimed = m.clone();
+                claimed.suppressed = reader.suppressed.at(t);
                 let c = self.dispatcher.try_unqueued(claimed, t).await;
-                attempts += c.attempts.len() as i64;
+                m.attempts += c.attempts.len() as i64;
                 if !c.attempts.is_empty() && !c.uncounted {
-                    tries += 1;
+                    m.tries += 1;
                 }
                 match (c.state, c.retry_at) {
                     (MessageState::Sent, _) => {
-                        let mut mark = self.mark(&m, &reader, c.at, c.channel, c.address);
+                        let mut mark =
+                            self.mark(&reader, &m.id, m.step, c.at, c.channel, c.address);
                         mark.state = MessageState::Sent;
+                        mark.callback = m.channel_plan.is_some();
+                        mark.order = order(&m);
                         mark.reason = c.reason.map(String::into_boxed_str);
                         mark.id = None;
                         out.sent.push(mark);
-                        queue.extend(c.next);
+                        if let Some(next) = c.next {
+                            queue.push(self.unqueued(next, m.event.clone(), out));
+                        }
                         break;
                     }
                     (MessageState::Scheduled | MessageState::Retrying, Some(at)) if at > t => {
@@ -323,8 +397,11 @@ impl Each<'_> {
                         t = at;
                     }
                     (MessageState::Failed | MessageState::Cancelled, _) => {
-                        let mut mark = self.mark(&m, &reader, m.due_at, c.channel, c.address);
+                        let mut mark =
+                            self.mark(&reader, &m.id, m.step, m.due_at, c.channel, c.address);
                         mark.decided = c.at;
+                        mark.callback = m.channel_plan.is_some();
+                        mark.order = order(&m);
                         mark.reason = c.reason.map(String::into_boxed_str);
                         mark.state = c.state;
                         out.not_sent.push(mark);
@@ -339,11 +416,12 @@ impl Each<'_> {
         }
     }
 
-    /// A mark for `m` at `at`, as planned; the caller fills in what the try decided.
+    /// A mark for message `id` to `reader` at `at`; the caller fills in what was decided.
     fn mark(
         &self,
-        m: &NewMessage,
         reader: &Reader,
+        id: &str,
+        step: i64,
         at: DateTime<Utc>,
         channel: Option<String>,
         address: Option<String>,
@@ -355,15 +433,16 @@ impl Each<'_> {
             decided: at,
             job: self.job,
             reader: self.reader,
-            step: u32::try_from(m.step).unwrap_or(u32::MAX),
+            step: u32::try_from(step).unwrap_or(u32::MAX),
             channel,
             address: address
                 .filter(|a| Some(a.as_str()) != own)
                 .map(String::into_boxed_str),
-            callback: m.channel_plan.is_some(),
-            state: m.state,
-            reason: m.reason.clone().map(String::into_boxed_str),
-            id: Some(m.id.clone().into_boxed_str()),
+            callback: false,
+            order: None,
+            state: MessageState::Scheduled,
+            reason: None,
+            id: Some(id.into()),
         }
     }
 }

@@ -5,9 +5,9 @@
 //! same scheduler ticks, the same dispatch decisions (stop conditions, consent, suppression,
 //! quiet hours, caps, rendering), with a clock that jumps from one due time to the next and
 //! channels that report success without sending. Reminders are planned as if each message
-//! were sent on time. Cron jobs whose messages nothing else reads are worked out in memory
-//! with the same decisions, a message at a time ([`alone`]): a year of a quarter-hourly job
-//! is close to a million sends, too many for store round trips.
+//! were sent on time. Cron and event jobs whose messages nothing else reads are worked out in
+//! memory with the same decisions, a message at a time ([`alone`]): a year of a
+//! quarter-hourly job is close to a million sends, too many for store round trips.
 
 mod alone;
 
@@ -35,8 +35,8 @@ pub(super) struct Args {
     /// Start from this time instead of now
     #[arg(long, value_parser = parse_time)]
     now: Option<DateTime<Utc>>,
-    /// Replay every job on the store copy, also the cron jobs otherwise worked out in memory
-    /// (slower; the same result)
+    /// Replay every job on the store copy, also the cron and event jobs otherwise worked out
+    /// in memory (slower; the same result)
     #[arg(long)]
     replay_all: bool,
     #[command(flatten)]
@@ -314,9 +314,18 @@ async fn replay(
         .collect();
     if !in_memory.is_empty() {
         let names: Vec<&str> = in_memory.iter().map(|j| j.id.as_str()).collect();
-        tracing::info!(jobs = %names.join(", "), "cron jobs worked out in memory (nothing else reads their messages)");
+        tracing::info!(jobs = %names.join(", "), "jobs worked out in memory (nothing else reads their messages)");
     }
-    let alone = alone::forecast(&scratch, &book, &dispatcher, &wanted, now, until).await?;
+    let alone = alone::forecast(
+        &scratch,
+        &book,
+        &dispatcher,
+        &in_memory,
+        &wanted,
+        now,
+        until,
+    )
+    .await?;
     let mut scheduler = Scheduler::new(scratch.clone(), book);
     scheduler.horizon = until - now + Span::days(1);
     scheduler.elsewhere = in_memory.iter().map(|j| j.id.clone()).collect();
