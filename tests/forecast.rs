@@ -384,3 +384,18 @@ fn event_jobs_pending_in_the_store_are_decided_in_memory_as_the_replay_decides_t
         .stdout;
     assert!(out.contains("8 message(s) would be sent"), "{out}");
 }
+
+#[test]
+fn many_pending_messages_are_read_a_page_at_a_time_and_none_is_lost() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request"]);
+    // More than one page (2,000) of pending review requests.
+    ws.import(&common::deliveries(4_500, "2027-03-01T10:00:00+08:00"))
+        .ok();
+    let (from, until) = ("2027-03-02T00:00:00Z", "2027-03-20T00:00:00Z");
+    let (sent, not_sent, _) = forecast(&ws, from, until, false);
+    assert_eq!(sent.len(), 9_000, "a request and a reminder each");
+    assert!(not_sent.is_empty());
+    let (sent_replayed, _, _) = forecast(&ws, from, until, true);
+    assert_eq!(sent, sent_replayed);
+}

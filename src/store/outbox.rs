@@ -32,13 +32,26 @@ pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
 
 pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
 
-pub(super) const CLAIMED: &str = "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, m.tries, \
-     m.class, m.token, m.channel_plan, m.variant, \
-     c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, \
-     c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, \
-     e.type AS e_type, e.occurred_at AS e_occurred_at, e.occurred_offset AS e_offset, e.data AS e_data \
-     FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN events e ON e.id = m.event_id \
-     WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at";
+/// The claimed messages with their contacts and trigger events, then `$tail` (the filter).
+macro_rules! claimed_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, m.tries, ",
+            "m.class, m.token, m.channel_plan, m.variant, ",
+            "c.name AS c_name, c.email AS c_email, c.phone AS c_phone, c.locale AS c_locale, c.timezone AS c_timezone, ",
+            "c.birthday AS c_birthday, c.attributes AS c_attributes, c.consent AS c_consent, ",
+            "e.type AS e_type, e.occurred_at AS e_occurred_at, e.occurred_offset AS e_offset, e.data AS e_data ",
+            "FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN events e ON e.id = m.event_id ",
+            $tail
+        )
+    };
+}
+
+pub(super) const CLAIMED: &str =
+    claimed_sql!("WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at");
+
+/// The claimed messages' query without its filter.
+const CLAIMED_SELECT: &str = claimed_sql!("");
 
 /// The suppressed addresses of the claimed messages' contacts: email in lower case, phone
 /// numbers in E.164 as `ingest` stores them.
@@ -512,18 +525,17 @@ impl Store {
     }
 
     /// Claim every scheduled or retrying message of `jobs` at once, due or not, under a
-    /// lease that does not end, and read them as [`Store::claim`] does (without the
-    /// contact's stop events, suppressions and sends, which the caller reads its own way).
-    /// The forecast takes them out of its replay on the scratch copy this way, to decide
-    /// them in memory.
+    /// lease that does not end; returns how many. The forecast takes them out of its replay
+    /// on the scratch copy this way, to decide them in memory, reading them a page at a time
+    /// ([`Store::claimed_ids`], [`Store::claimed_of`]).
     pub async fn claim_jobs(
         &self,
         token: &str,
         jobs: &[String],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Claimed>> {
+    ) -> Result<u64> {
         if jobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let sql = format!(
             "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = 'forecast', locked_until = $2, updated_at = $3 \
@@ -536,13 +548,45 @@ impl Store {
             Bind::Int(Some(to_millis(now))),
         ];
         binds.extend(jobs.iter().map(|j| Bind::Text(Some(j.clone()))));
-        on_pool!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
-            bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
-                .execute(&mut *tx)
+        on_pool!(self, |pool, _b| {
+            Ok(bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+
+    /// The ids of `job`'s messages claimed under `token`, in order.
+    pub async fn claimed_ids(&self, token: &str, job: &str) -> Result<Vec<String>> {
+        on_pool!(self, |pool, _b| {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM messages WHERE state = 'claimed' AND claim_token = $1 AND job_id = $2 ORDER BY id",
+            )
+            .bind(token)
+            .bind(job)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The messages `ids` (claimed under `token`), read as [`Store::claim`] reads them
+    /// (without the contact's stop events, suppressions and sends, which the caller reads
+    /// its own way). A page of [`Store::claimed_ids`] at a time.
+    pub async fn claimed_of(&self, token: &str, ids: &[String]) -> Result<Vec<Claimed>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // By the primary key alone: with the claim's token beside it, SQLite reads every
+        // message of the claim by that index for each page.
+        let sql = format!(
+            "{CLAIMED_SELECT}WHERE m.id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let binds: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
+        on_pool!(self, |pool, _b| {
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
                 .await?;
-            let rows = sqlx::query(CLAIMED).bind(token).fetch_all(&mut *tx).await?;
-            tx.commit().await?;
             rows.iter().map(|r| claimed_from_row(r, token)).collect()
         })
     }

@@ -134,10 +134,7 @@ pub(super) async fn forecast(
         .map(|j| j.id.clone())
         .collect();
     let token = crate::values::new_id(now);
-    let mut pending: HashMap<String, Vec<Claimed>> = HashMap::new();
-    for m in scratch.claim_jobs(&token, &events, now).await? {
-        pending.entry(m.job_id.clone()).or_default().push(m);
-    }
+    scratch.claim_jobs(&token, &events, now).await?;
     if jobs.is_empty() {
         return Ok(out);
     }
@@ -167,29 +164,33 @@ pub(super) async fn forecast(
             until,
         };
         if !cron(job) {
-            let claimed = pending.remove(&job.id).unwrap_or_default();
-            let mut rows: Vec<Contact> = Vec::new();
-            for m in &claimed {
-                if !mine.contains_key(&m.contact.id) {
-                    mine.insert(m.contact.id.clone(), 0);
-                    rows.push(m.contact.clone());
+            // A page at a time: a store's pending messages can be many (and each carries its
+            // contact and event).
+            for ids in scratch.claimed_ids(&token, &job.id).await?.chunks(2_000) {
+                let page = scratch.claimed_of(&token, ids).await?;
+                let mut rows: Vec<Contact> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for m in &page {
+                    if !mine.contains_key(&m.contact.id) && seen.insert(&m.contact.id) {
+                        rows.push(m.contact.clone());
+                    }
+                }
+                read(
+                    scratch,
+                    &suppressions,
+                    &mut out,
+                    &mut mine,
+                    rows,
+                    &stop_types,
+                )
+                .await?;
+                for m in page {
+                    if let Some(reader) = mine.get(&m.contact.id).copied() {
+                        each(reader).decide(m, &mut out).await;
+                    }
                 }
             }
-            mine.clear();
-            read(
-                scratch,
-                &suppressions,
-                &mut out,
-                &mut mine,
-                rows,
-                &stop_types,
-            )
-            .await?;
-            for m in claimed {
-                if let Some(reader) = mine.get(&m.contact.id).copied() {
-                    each(reader).decide(m, &mut out).await;
-                }
-            }
+            slim(&mut out, &mine);
             continue;
         }
         let occurrences =
@@ -284,12 +285,29 @@ pub(super) async fn forecast(
                 }
             }
         }
+        slim(&mut out, &mine);
     }
     out.sent
         .sort_unstable_by_key(|m| (m.at, m.job, m.reader, m.step));
     out.not_sent
         .sort_unstable_by_key(|m| (m.at, m.job, m.reader, m.step));
     Ok(out)
+}
+
+/// Once a job is decided, its readers keep only what the output shows (id, email, phone):
+/// a job's readers are as many as its contacts.
+fn slim(out: &mut Decided, mine: &HashMap<String, u32>) {
+    for r in mine.values() {
+        if let Some(reader) = out.readers.get_mut(*r as usize).and_then(Arc::get_mut) {
+            reader.contact = Contact {
+                id: std::mem::take(&mut reader.contact.id),
+                email: reader.contact.email.take(),
+                phone: reader.contact.phone.take(),
+                ..Contact::default()
+            };
+            reader.stops = Vec::new();
+        }
+    }
 }
 
 /// Add `rows` to `out`'s readers, and to `mine` by id, with their stop events of
