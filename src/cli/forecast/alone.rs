@@ -151,7 +151,11 @@ pub(super) async fn forecast(
         Vec::new()
     };
     for job in jobs {
-        let stop_types: Vec<String> = job.stop_when.iter().map(|s| s.event.clone()).collect();
+        let source = Source {
+            scratch,
+            suppressions: &suppressions,
+            stop_types: job.stop_when.iter().map(|s| s.event.clone()).collect(),
+        };
         // This job's readers (stop events are the job's own), by contact id.
         let mut mine: HashMap<String, u32> = HashMap::new();
         out.jobs.push(Arc::from(job.id.as_str()));
@@ -175,15 +179,7 @@ pub(super) async fn forecast(
                         rows.push(m.contact.clone());
                     }
                 }
-                read(
-                    scratch,
-                    &suppressions,
-                    &mut out,
-                    &mut mine,
-                    rows,
-                    &stop_types,
-                )
-                .await?;
+                source.read(&mut out, &mut mine, rows).await?;
                 for m in page {
                     if let Some(reader) = mine.get(&m.contact.id).copied() {
                         each(reader).decide(m, &mut out).await;
@@ -208,15 +204,7 @@ pub(super) async fn forecast(
                 None => {
                     if mine.is_empty() {
                         let all = everyone.clone();
-                        read(
-                            scratch,
-                            &suppressions,
-                            &mut out,
-                            &mut mine,
-                            all,
-                            &stop_types,
-                        )
-                        .await?;
+                        source.read(&mut out, &mut mine, all).await?;
                     }
                     everyone.iter().map(|c| c.id.clone()).collect()
                 }
@@ -230,15 +218,7 @@ pub(super) async fn forecast(
                         .collect();
                     if !missing.is_empty() {
                         let rows = scratch.contacts(&missing).await?;
-                        read(
-                            scratch,
-                            &suppressions,
-                            &mut out,
-                            &mut mine,
-                            rows,
-                            &stop_types,
-                        )
-                        .await?;
+                        source.read(&mut out, &mut mine, rows).await?;
                     }
                     ids
                 }
@@ -310,41 +290,49 @@ fn slim(out: &mut Decided, mine: &HashMap<String, u32>) {
     }
 }
 
-/// Add `rows` to `out`'s readers, and to `mine` by id, with their stop events of
-/// `stop_types` and their suppressions.
-async fn read(
-    scratch: &Store,
-    suppressions: &SuppressionList,
-    out: &mut Decided,
-    mine: &mut HashMap<String, u32>,
-    rows: Vec<Contact>,
-    stop_types: &[String],
-) -> anyhow::Result<()> {
-    let ids: Vec<String> = rows.iter().map(|c| c.id.clone()).collect();
-    let mut stops = if stop_types.is_empty() {
-        HashMap::new()
-    } else {
-        let mut tx = scratch.begin().await?;
-        let found = tx.event_data_for(&ids, stop_types).await?;
-        tx.commit().await?;
-        found
-    };
-    for contact in rows {
-        let mut events = Vec::new();
-        for kind in stop_types {
-            if let Some(data) = stops.remove(&(contact.id.clone(), kind.clone())) {
-                events.extend(data.into_iter().map(|d| (kind.clone(), d)));
+/// Where one job's readers come from: the store copy, the suppression list, and the event
+/// types the job stops on.
+struct Source<'a> {
+    scratch: &'a Store,
+    suppressions: &'a SuppressionList,
+    stop_types: Vec<String>,
+}
+
+impl Source<'_> {
+    /// Add `rows` to `out`'s readers, and to `mine` by id, with their stop events and their
+    /// suppressions.
+    async fn read(
+        &self,
+        out: &mut Decided,
+        mine: &mut HashMap<String, u32>,
+        rows: Vec<Contact>,
+    ) -> anyhow::Result<()> {
+        let ids: Vec<String> = rows.iter().map(|c| c.id.clone()).collect();
+        let mut stops = if self.stop_types.is_empty() {
+            HashMap::new()
+        } else {
+            let mut tx = self.scratch.begin().await?;
+            let found = tx.event_data_for(&ids, &self.stop_types).await?;
+            tx.commit().await?;
+            found
+        };
+        for contact in rows {
+            let mut events = Vec::new();
+            for kind in &self.stop_types {
+                if let Some(data) = stops.remove(&(contact.id.clone(), kind.clone())) {
+                    events.extend(data.into_iter().map(|d| (kind.clone(), d)));
+                }
             }
+            mine.insert(contact.id.clone(), u32::try_from(out.readers.len())?);
+            out.readers.push(Arc::new(Reader {
+                id: Arc::from(contact.id.as_str()),
+                suppressed: self.suppressions.of(&contact),
+                contact,
+                stops: events,
+            }));
         }
-        mine.insert(contact.id.clone(), u32::try_from(out.readers.len())?);
-        out.readers.push(Arc::new(Reader {
-            id: Arc::from(contact.id.as_str()),
-            suppressed: suppressions.of(&contact),
-            contact,
-            stops: events,
-        }));
+        Ok(())
     }
-    Ok(())
 }
 
 /// The `order_id` of `m`'s trigger event, as the replay's output shows it.
