@@ -22,6 +22,7 @@
 
 mod actions;
 mod answers;
+mod backup;
 mod check;
 mod contacts;
 mod contents;
@@ -72,7 +73,6 @@ pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, hashed
 use contacts::event_from_parts;
 use sql::{CHUNK, on_pool, on_tx, placeholders};
 
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -282,17 +282,11 @@ impl Store {
     }
 
     /// A copy of the whole store in a new SQLite file (the forecast replays on it): on SQLite
-    /// `VACUUM INTO`, a consistent snapshot in one statement; on PostgreSQL the table copy of
-    /// `store copy`, which reads one snapshot too.
+    /// a page-for-page copy from one read snapshot (SQLite's backup API); on PostgreSQL the
+    /// table copy of `store copy`, which reads one snapshot too.
     pub async fn snapshot_to(&self, path: &std::path::Path) -> Result<()> {
         match &self.pool {
-            Pool::Sqlite(p) => {
-                let target = path.to_string_lossy().replace('\'', "''");
-                sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{target}'")))
-                    .execute(p)
-                    .await?;
-                Ok(())
-            }
+            Pool::Sqlite(p) => backup::backup(p, path).await,
             Pool::Postgres(_) => {
                 let scratch = Store::open(&StoreConfig::Sqlite {
                     path: path.to_path_buf(),
