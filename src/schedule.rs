@@ -38,8 +38,9 @@ pub(crate) struct Scheduler {
     /// forward, so while no occurrence falls after this one, a tick asks the store nothing
     /// (the forecast ticks at every due time of every job).
     fired: Mutex<HashMap<String, DateTime<Utc>>>,
-    /// Cron jobs planned elsewhere: the forecast works out those nothing else reads in
-    /// memory (see [`fired_occurrences`]), so the replay neither fires nor steps to them.
+    /// Jobs planned elsewhere: the forecast works out those nothing else reads in memory
+    /// (cron jobs from [`fired_occurrences`], anniversary jobs from
+    /// [`Scheduler::plan_anniversaries`]), so the replay neither plans nor steps to them.
     pub elsewhere: HashSet<String>,
 }
 
@@ -67,11 +68,31 @@ impl Scheduler {
 
     pub(crate) async fn tick(&self, now: DateTime<Utc>) -> Result<TickStats, StoreError> {
         let mut stats = TickStats::default();
-        let jobs: Vec<_> = self.book.jobs.anniversaries().cloned().collect();
+        let jobs: Vec<_> = self
+            .book
+            .jobs
+            .anniversaries()
+            .filter(|j| !self.elsewhere.contains(&j.id))
+            .cloned()
+            .collect();
         for job in jobs {
             self.anniversaries(&job, now, &mut stats).await?;
         }
         self.recurring_into(now, &mut stats).await?;
+        Ok(stats)
+    }
+
+    /// Plan anniversary `job`'s greetings up to the horizon, as a tick at `now` does: the
+    /// forecast plans those of the jobs it works out in memory on its store copy this way
+    /// (the store's rules decide which greeting moves and which stays), then takes them out
+    /// of its replay.
+    pub(crate) async fn plan_anniversaries(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> Result<TickStats, StoreError> {
+        let mut stats = TickStats::default();
+        self.anniversaries(job, now, &mut stats).await?;
         Ok(stats)
     }
 
@@ -217,29 +238,28 @@ impl Scheduler {
             }
         };
         self.remember_fired(&job.id, last);
-        let latest = match cron_tz::latest_in(cron, tz, last, now) {
-            Ok(Some(t)) => t,
+        let (latest, late) = match owed(cron, tz, *missed, last, now) {
             Ok(None) => return Ok(()),
+            Ok(Some(Owed::Fire { at, late })) => (at, late),
+            Ok(Some(Owed::Skip(latest))) => {
+                if self
+                    .store
+                    .fire_occurrence(&job.id, latest, &[], now)
+                    .await?
+                    .is_some()
+                {
+                    self.remember_fired(&job.id, latest);
+                    stats.occurrences_skipped += 1;
+                    tracing::info!(job = %job.id, occurrence = %latest, "skipped a missed occurrence (missed: skip)");
+                }
+                return Ok(());
+            }
             // One job's expression must not stop the others' occurrences or the sends.
             Err(e) => {
                 tracing::error!(job = %job.id, "recurring occurrence not computed: {e}");
                 return Ok(());
             }
         };
-        let late = now - latest > LATE_AFTER;
-        if late && *missed == Missed::Skip {
-            if self
-                .store
-                .fire_occurrence(&job.id, latest, &[], now)
-                .await?
-                .is_some()
-            {
-                self.remember_fired(&job.id, latest);
-                stats.occurrences_skipped += 1;
-                tracing::info!(job = %job.id, occurrence = %latest, "skipped a missed occurrence (missed: skip)");
-            }
-            return Ok(());
-        }
         let messages = self.audience_messages(job, latest).await?;
         if let Some(n) = self
             .store
@@ -307,7 +327,7 @@ impl Scheduler {
 
 /// The messages of `job`'s occurrence for those of `contacts` its `where` lets in (the
 /// candidates `had_event` and `exclude_if_sent` leave).
-pub(crate) fn occurrence_messages<'c>(
+fn occurrence_messages<'c>(
     book: &Playbook,
     job: &Job,
     contacts: impl IntoIterator<Item = &'c crate::model::Contact>,
@@ -320,11 +340,41 @@ pub(crate) fn occurrence_messages<'c>(
         .collect()
 }
 
+/// What a scheduler ticking at `now` owes a cron job whose last fired occurrence is `last`.
+#[derive(Debug, PartialEq, Eq)]
+enum Owed {
+    /// The latest occurrence in (`last`, `now`]; `late`: more than [`LATE_AFTER`] ago.
+    Fire { at: DateTime<Utc>, late: bool },
+    /// That occurrence is late and the job says `missed: skip`: recorded, nothing planned.
+    Skip(DateTime<Utc>),
+}
+
+/// The catch-up rule, in one place for the scheduler and the forecast: only the latest
+/// missed occurrence fires (a daemon down for a week sends one survey, not seven), unless it
+/// is late and the job says `missed: skip`.
+fn owed(
+    cron: &croner::Cron,
+    tz: Tz,
+    missed: Missed,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Owed>, CronTzError> {
+    let Some(at) = cron_tz::latest_in(cron, tz, last, now)? else {
+        return Ok(None);
+    };
+    let late = now - at > LATE_AFTER;
+    Ok(Some(if late && missed == Missed::Skip {
+        Owed::Skip(at)
+    } else {
+        Owed::Fire { at, late }
+    }))
+}
+
 /// The occurrences of cron `job` that a scheduler started at `now` and ticked at each one
-/// up to `until` fires, as [`Scheduler::recurring`] decides: the latest one in (`last`,
-/// `now`] (the store's last fired occurrence, or `now` − [`LATE_AFTER`] for a job seen the
-/// first time), unless it is late and the job says `missed: skip`, then every one after
-/// `now` and `last`. The forecast plans the jobs nothing else reads from this list, in memory.
+/// up to `until` fires, as [`Scheduler::recurring`] decides ([`owed`] at `now`, from the
+/// store's last fired occurrence `last`, or `now` − [`LATE_AFTER`] for a job seen the first
+/// time), then every one after `now` and `last`. The forecast plans the jobs nothing else
+/// reads from this list, in memory.
 pub(crate) fn fired_occurrences(
     book: &Playbook,
     job: &Job,
@@ -344,10 +394,8 @@ pub(crate) fn fired_occurrences(
     let tz = timezone.unwrap_or(book.default_timezone);
     let last = last.unwrap_or(now - LATE_AFTER);
     let mut out = Vec::new();
-    if let Some(latest) = cron_tz::latest_in(cron, tz, last, now)?
-        && !(now - latest > LATE_AFTER && *missed == Missed::Skip)
-    {
-        out.push(latest);
+    if let Some(Owed::Fire { at, .. }) = owed(cron, tz, *missed, last, now)? {
+        out.push(at);
     }
     // A store that fired past `now` already (a forecast from an earlier time) fires again
     // only after that.
@@ -398,6 +446,34 @@ mod tests {
         until: DateTime<Utc>,
     ) -> Vec<DateTime<Utc>> {
         cron_tz::occurrences(c, tz, after, until).unwrap()
+    }
+
+    #[test]
+    fn only_the_latest_missed_occurrence_is_owed_and_skip_drops_a_late_one() {
+        let daily = cron("0 10 * * *");
+        let utc: Tz = "UTC".parse().unwrap();
+        let last = t("2026-03-01T10:00:00Z");
+        // Down for three days: one occurrence owed, the latest, late.
+        let now = t("2026-03-04T12:00:00Z");
+        let at = t("2026-03-04T10:00:00Z");
+        assert_eq!(
+            owed(&daily, utc, Missed::RunOnce, last, now).unwrap(),
+            Some(Owed::Fire { at, late: true })
+        );
+        assert_eq!(
+            owed(&daily, utc, Missed::Skip, last, now).unwrap(),
+            Some(Owed::Skip(at))
+        );
+        // On time (within LATE_AFTER): fired whatever `missed` says.
+        let now = at + LATE_AFTER;
+        for missed in [Missed::RunOnce, Missed::Skip] {
+            assert_eq!(
+                owed(&daily, utc, missed, last, now).unwrap(),
+                Some(Owed::Fire { at, late: false })
+            );
+        }
+        // Nothing since `last`: nothing owed.
+        assert_eq!(owed(&daily, utc, Missed::RunOnce, at, now).unwrap(), None);
     }
 
     #[test]

@@ -323,11 +323,7 @@ fn cron_job(id: &str, expr: &str, tz: &str) -> String {
 
 /// `forecast --json`'s sends as (job, contact, instant), in order.
 fn forecast(ws: &Workspace, now: &str, until: &str) -> Vec<(String, String, DateTime<Utc>)> {
-    let out = ws
-        .run(&["forecast", "--now", now, "--until", until, "--json"])
-        .ok()
-        .stdout;
-    let f: Value = serde_json::from_str(&out).expect("forecast --json prints JSON");
+    let (f, _) = ws.forecast(now, until, &[]);
     f["send"]
         .as_array()
         .unwrap()

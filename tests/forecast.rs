@@ -37,21 +37,8 @@ fn forecast(
     until: &str,
     replay_all: bool,
 ) -> (Vec<String>, Vec<String>, String) {
-    let mut args = vec!["forecast", "--now", now, "--until", until, "--json"];
-    if replay_all {
-        args.push("--replay-all");
-    }
-    let out = ws
-        .command(&args)
-        .env("AFTERCARE_LOG", "info")
-        .output()
-        .expect("run aftercare");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let f: Value = serde_json::from_slice(&out.stdout).expect("forecast --json prints JSON");
+    let extra: &[&str] = if replay_all { &["--replay-all"] } else { &[] };
+    let (f, log) = ws.forecast(now, until, extra);
     let list = |key: &str| {
         let mut v: Vec<String> = f[key]
             .as_array()
@@ -75,11 +62,7 @@ fn forecast(
         v.sort();
         v
     };
-    (
-        list("send"),
-        list("not_sent"),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (list("send"), list("not_sent"), log)
 }
 
 #[test]
@@ -383,6 +366,121 @@ fn event_jobs_pending_in_the_store_are_decided_in_memory_as_the_replay_decides_t
         .ok()
         .stdout;
     assert!(out.contains("8 message(s) would be sent"), "{out}");
+}
+
+/// A contact's birthday (and optional attributes) as a `contact.updated` event.
+fn born(id: &str, contact: Value, at: &str) -> String {
+    json!({"id": id, "type": "contact.updated", "occurred_at": at, "contact": contact}).to_string()
+}
+
+#[test]
+fn anniversary_greetings_planned_on_the_copy_are_decided_in_memory_as_the_replay_decides_them() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["birthday-greeting"]);
+    ws.write_config(
+        None,
+        "policy:\n  consent: opt_out\n  caps: []\n  anniversary_grace: 1d\n",
+    );
+    let at = "2026-11-01T00:00:00Z";
+    let c = |id: &str, birthday: &str, tz: &str| json!({"id": id, "email": format!("{id}@example.com"), "birthday": birthday, "timezone": tz});
+    let mut lines = vec![
+        born("u-0", c("c-0", "1990-11-25", "America/New_York"), at),
+        born("u-1", c("c-1", "1985-11-24", "Asia/Shanghai"), at),
+        // c-2's greeting is planned (an hour ahead), then the date is corrected: it moves.
+        born("u-2", c("c-2", "1990-11-23", "Asia/Shanghai"), at),
+        // c-3's greeting is sent before the forecast: no second one this year.
+        born("u-3", c("c-3", "1991-11-23", "Asia/Shanghai"), at),
+        // No email; said no to marketing email; beyond the span.
+        born(
+            "u-6",
+            json!({"id": "c-6", "phone": "+8613800138006", "birthday": "1990-11-26"}),
+            at,
+        ),
+        born(
+            "u-7",
+            json!({"id": "c-7", "email": "c-7@example.com", "birthday": "1990-11-27",
+                   "consent": {"email": false}}),
+            at,
+        ),
+        born("u-8", c("c-8", "1990-12-25", "Asia/Shanghai"), at),
+    ];
+    lines.push(born("u-9", c("c-9", "2000-02-29", "Asia/Shanghai"), at));
+    ws.import(&lines).ok();
+    ws.run(&["suppress", "add", "email", "c-1@example.com"])
+        .ok();
+    ws.once("2026-11-23T00:30:00Z"); // plans c-2's and c-3's greetings (09:00 Shanghai)
+    ws.import(&[born(
+        "u-2b",
+        c("c-2", "1990-11-28", "Asia/Shanghai"),
+        "2026-11-23T00:40:00Z",
+    )])
+    .ok();
+    // c-3's is sent; c-2's is cancelled (the date changed), and planned anew in the span.
+    assert!(ws.once("2026-11-23T01:00:00Z").stdout.starts_with("1 sent"));
+    // Yesterday in Berlin, not sent (they came after the daemon's last run): late within the
+    // grace, or too late.
+    ws.import(&[
+        born("u-4", c("c-4", "1992-11-22", "Europe/Berlin"), at),
+        born("u-5", c("c-5", "1993-11-21", "Europe/Berlin"), at),
+    ])
+    .ok();
+
+    let (from, until) = ("2026-11-23T01:30:00Z", "2026-12-03T00:00:00Z");
+    let (sent, not_sent, log) = forecast(&ws, from, until, false);
+    let (sent_replayed, not_sent_replayed, _) = forecast(&ws, from, until, true);
+    let said = log
+        .lines()
+        .find(|l| l.contains("worked out in memory"))
+        .unwrap_or_else(|| panic!("no word of the in-memory part: {log}"));
+    assert!(said.contains("birthday-greeting"), "{said}");
+    assert_eq!(sent, sent_replayed);
+    assert_eq!(not_sent, not_sent_replayed);
+
+    let count = |v: &[String], what: &str| v.iter().filter(|l| l.contains(what)).count();
+    let has = |v: &[String], start: &str| v.iter().any(|l| l.starts_with(start));
+    // 09:00 in each contact's zone.
+    assert!(
+        has(
+            &sent,
+            "birthday-greeting step 0 c-0 at \"2026-11-25T14:00:00Z\""
+        ),
+        "{sent:#?}"
+    );
+    assert!(
+        has(
+            &sent,
+            "birthday-greeting step 0 c-2 at \"2026-11-28T01:00:00Z\""
+        ),
+        "the corrected date: {sent:#?}"
+    );
+    assert_eq!(count(&sent, " c-3 "), 0, "sent once this year: {sent:#?}");
+    // Late, within the grace: quiet hours hold it until 09:00 in Berlin, the grace's end.
+    assert!(
+        has(
+            &sent,
+            "birthday-greeting step 0 c-4 at \"2026-11-23T08:00:00Z\""
+        ),
+        "{sent:#?}"
+    );
+    assert_eq!(
+        count(&sent, " c-5 ") + count(&sent, " c-8 ") + count(&sent, " c-9 "),
+        0
+    );
+    assert_eq!(
+        count(&sent, " c-1 ") + count(&sent, " c-6 ") + count(&sent, " c-7 "),
+        0
+    );
+    assert_eq!(
+        count(&not_sent, "c-1@example.com is suppressed"),
+        1,
+        "{not_sent:#?}"
+    );
+    assert_eq!(
+        count(&not_sent, " c-6 ") + count(&not_sent, " c-7 "),
+        2,
+        "{not_sent:#?}"
+    );
+    assert_eq!(sent.len(), 3, "{sent:#?}");
 }
 
 #[test]

@@ -463,18 +463,7 @@ fn forecast_matches_what_run_once_then_sends() {
     ])
     .ok();
     let until = "2026-11-24T12:00:00+08:00";
-    let out = ws
-        .run(&[
-            "forecast",
-            "--now",
-            "2026-11-23T00:00:00+08:00",
-            "--until",
-            until,
-            "--json",
-        ])
-        .ok()
-        .stdout;
-    let f: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (f, _) = ws.forecast("2026-11-23T00:00:00+08:00", until, &[]);
     let mut predicted: Vec<(String, String)> = f["send"]
         .as_array()
         .unwrap()
@@ -554,18 +543,11 @@ fn caps_count_each_send_once_across_runs_of_one_process() {
         "2026-11-20T10:00:00+08:00",
     )])
     .ok();
-    let out = ws
-        .run(&[
-            "forecast",
-            "--now",
-            "2026-11-23T00:00:00+08:00",
-            "--until",
-            "2026-11-28T00:00:00+08:00",
-            "--json",
-        ])
-        .ok()
-        .stdout;
-    let f: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (f, _) = ws.forecast(
+        "2026-11-23T00:00:00+08:00",
+        "2026-11-28T00:00:00+08:00",
+        &[],
+    );
     let at: Vec<&str> = f["send"]
         .as_array()
         .unwrap()

@@ -38,6 +38,9 @@ use tokio::sync::watch;
 /// (message id, sent at): one marketing send, for frequency caps.
 type SendMark = (String, DateTime<Utc>);
 
+/// An email a dry run rendered: (job, template, step, contact).
+type RenderKey = (String, String, i64, String);
+
 pub(crate) struct Dispatcher {
     store: Store,
     book: Playbook,
@@ -51,8 +54,8 @@ pub(crate) struct Dispatcher {
     /// Forecast: decide and render everything, send nothing (every send "succeeds").
     dry_run: bool,
     /// A dry run's emails known to render: (job, template, step, contact) of messages
-    /// without a trigger event (see `send::render_email`).
-    rendered: Mutex<std::collections::HashSet<(String, String, i64, String)>>,
+    /// without a trigger event (see `send::render_email`); `None` outside a dry run.
+    rendered: Option<Mutex<std::collections::HashSet<RenderKey>>>,
     /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
     on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Email bounces and complaints: an SMTP refusal is recorded and acted on at once.
@@ -83,7 +86,7 @@ impl Dispatcher {
             node,
             sends: Mutex::default(),
             dry_run: false,
-            rendered: Mutex::default(),
+            rendered: None,
             on_loop: None,
         }
     }
@@ -91,6 +94,7 @@ impl Dispatcher {
     /// Decide and render everything, send nothing: what the forecast replays.
     pub(crate) fn dry_run(mut self) -> Dispatcher {
         self.dry_run = true;
+        self.rendered = Some(Mutex::default());
         self
     }
 

@@ -176,17 +176,24 @@ impl Dispatcher {
         m: &Claimed,
         now: DateTime<Utc>,
     ) -> Result<Option<crate::templates::RenderedEmail>, String> {
-        let key = (self.dry_run && m.event.is_none()).then(|| {
-            (
-                job.id.clone(),
-                m.template.clone(),
-                m.step,
-                m.contact.id.clone(),
-            )
-        });
-        let known = || self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(k) = &key
-            && known().contains(k)
+        let memo = self
+            .rendered
+            .as_ref()
+            .filter(|_| m.event.is_none())
+            .map(|memo| {
+                let key = (
+                    job.id.clone(),
+                    m.template.clone(),
+                    m.step,
+                    m.contact.id.clone(),
+                );
+                (memo, key)
+            });
+        if let Some((memo, k)) = &memo
+            && memo
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(k)
         {
             return Ok(None);
         }
@@ -200,8 +207,10 @@ impl Dispatcher {
                 &m.template,
             )
             .map_err(|e| render_failure(&e))?;
-        if let Some(k) = key {
-            known().insert(k);
+        if let Some((memo, k)) = memo {
+            memo.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(k);
         }
         Ok(Some(r))
     }

@@ -681,16 +681,18 @@ impl Store {
         })
     }
 
-    /// Ids of messages that are done (sent, failed, cancelled): the forecast reports only
-    /// what changes after them.
-    pub async fn final_ids(&self) -> Result<std::collections::HashSet<String>> {
+    /// Messages that are done (sent, failed, cancelled), by id, with when they last changed:
+    /// the forecast reports only what changes after them.
+    pub async fn final_messages(&self) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
         on_pool!(self, |pool, _b| {
-            let v: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM messages WHERE state IN ('sent', 'failed', 'cancelled')",
+            let v: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, updated_at FROM messages WHERE state IN ('sent', 'failed', 'cancelled')",
             )
             .fetch_all(pool)
             .await?;
-            Ok(v.into_iter().collect())
+            Ok(v.into_iter()
+                .map(|(id, at)| (id, from_millis(at)))
+                .collect())
         })
     }
 }

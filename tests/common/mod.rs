@@ -205,6 +205,24 @@ impl Workspace {
         Run::from(self.command(args).output().expect("run aftercare"))
     }
 
+    /// `forecast --json` from `now` to `until` with `extra` arguments, which must succeed:
+    /// what it printed, parsed, and what it logged (at `info`: which jobs it worked out in
+    /// memory).
+    #[track_caller]
+    pub fn forecast(&self, now: &str, until: &str, extra: &[&str]) -> (serde_json::Value, String) {
+        let mut args = vec!["forecast", "--now", now, "--until", until, "--json"];
+        args.extend(extra);
+        let run = Run::from(
+            self.command(&args)
+                .env("AFTERCARE_LOG", "info")
+                .output()
+                .expect("run aftercare"),
+        )
+        .ok();
+        let f = serde_json::from_str(&run.stdout).expect("forecast --json prints JSON");
+        (f, run.stderr)
+    }
+
     /// Write `lines` to `events.jsonl` and import them.
     pub fn import(&self, lines: &[String]) -> Run {
         self.write("events.jsonl", &(lines.join("\n") + "\n"));

@@ -8,11 +8,12 @@
 //! dispatcher's own gate, rendering and state machine ([`Dispatcher::try_unqueued`]),
 //! deferred to when the gate says, until it is sent (its reminder follows), cancelled or
 //! past `until`. A cron job's occurrences are the scheduler's ([`fired_occurrences`]), its
-//! audience the scheduler's ([`occurrence_messages`]); an event job's messages are those
-//! pending in the store copy, claimed out of the replay ([`Store::claim_jobs`]). What a claim
-//! reads about a contact (the row, stop events, suppressions) is read once. Anniversary jobs
-//! stay in the replay. `forecast --replay-all` replays every job, and the tests hold the two
-//! answers equal.
+//! audience the scheduler's (`schedule::occurrence_messages`, a contact at a time). An event
+//! job's messages are those pending in the store copy, and an anniversary job's greetings
+//! those the scheduler plans on it (its store rules decide which greeting moves and which
+//! stays the only one), both claimed out of the replay ([`Store::claim_jobs`]). What a claim
+//! reads about a contact (the row, stop events, suppressions) is read once. `forecast
+//! --replay-all` replays every job, and the tests hold the two answers equal.
 
 use super::Line;
 use crate::dispatch::Dispatcher;
@@ -20,13 +21,13 @@ use crate::jobs::{Job, Trigger};
 use crate::model::{Channel, Class, Contact, Event, MessageState};
 use crate::plan::occurrence_message;
 use crate::playbook::Playbook;
-use crate::schedule::{fired_occurrences, occurrence_messages};
+use crate::schedule::fired_occurrences;
 use crate::store::{Claimed, ContactSuppressions, NewMessage, StopEvent, Store, SuppressionList};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The enabled cron and event jobs whose messages no other decision reads.
+/// The enabled cron, event and anniversary jobs whose messages no other decision reads.
 pub(super) fn jobs(book: &Playbook) -> Vec<Arc<Job>> {
     let capped = |j: &Job| j.class == Class::Marketing && !book.policy.caps.is_empty();
     let read_by_another = |j: &Job| {
@@ -38,7 +39,12 @@ pub(super) fn jobs(book: &Playbook) -> Vec<Arc<Job>> {
                 .is_some_and(|(sent_by, _)| *sent_by == j.id)
         })
     };
-    let kind = |j: &Job| matches!(j.trigger, Trigger::Cron { .. } | Trigger::Event { .. });
+    let kind = |j: &Job| {
+        matches!(
+            j.trigger,
+            Trigger::Cron { .. } | Trigger::Event { .. } | Trigger::Anniversary { .. }
+        )
+    };
     book.jobs
         .iter()
         .filter(|j| j.enabled && kind(j))
@@ -128,20 +134,21 @@ pub(super) async fn forecast(
     until: DateTime<Utc>,
 ) -> anyhow::Result<Decided> {
     let mut out = Decided::default();
-    let events: Vec<String> = taken
+    let cron = |j: &Job| matches!(j.trigger, Trigger::Cron { .. });
+    // Event jobs' messages, and the greetings planned already (see [`forecast`]'s caller).
+    let stored: Vec<String> = taken
         .iter()
-        .filter(|j| matches!(j.trigger, Trigger::Event { .. }))
+        .filter(|j| !cron(j))
         .map(|j| j.id.clone())
         .collect();
     let token = crate::values::new_id(now);
-    scratch.claim_jobs(&token, &events, now).await?;
+    scratch.claim_jobs(&token, &stored, now).await?;
     if jobs.is_empty() {
         return Ok(out);
     }
     dispatcher.read_brakes().await?;
     let suppressions = scratch.suppression_list().await?;
     // Every contact, read once, when some job's audience is not narrowed by an event.
-    let cron = |j: &Job| matches!(j.trigger, Trigger::Cron { .. });
     let everyone: Vec<Contact> = if jobs
         .iter()
         .any(|j| cron(j) && j.audience.had_event.is_none())
@@ -168,8 +175,8 @@ pub(super) async fn forecast(
             until,
         };
         if !cron(job) {
-            // A page at a time: a store's pending messages can be many (and each carries its
-            // contact and event).
+            // An event job's messages and an anniversary job's greetings, as stored. A page
+            // at a time: they can be many (and each carries its contact and event).
             for ids in scratch.claimed_ids(&token, &job.id).await?.chunks(2_000) {
                 let page = scratch.claimed_of(&token, ids).await?;
                 let mut rows: Vec<Contact> = Vec::new();
@@ -199,14 +206,20 @@ pub(super) async fn forecast(
             .iter()
             .all(|c| c.path.starts_with("contact.") || c.path.starts_with("job."));
         let mut admitted: HashMap<u32, bool> = HashMap::new();
+        // Without `had_event`, the audience is everyone at every occurrence: read once.
+        let mut everyone_here: Vec<u32> = Vec::new();
         for occurrence in occurrences {
-            let ids: Vec<String> = match &job.audience.had_event {
+            let candidates: std::borrow::Cow<[u32]> = match &job.audience.had_event {
                 None => {
                     if mine.is_empty() {
-                        let all = everyone.clone();
-                        source.read(&mut out, &mut mine, all).await?;
+                        source.read(&mut out, &mut mine, everyone.clone()).await?;
+                        everyone_here = everyone
+                            .iter()
+                            .filter_map(|c| mine.get(&c.id))
+                            .copied()
+                            .collect();
                     }
-                    everyone.iter().map(|c| c.id.clone()).collect()
+                    std::borrow::Cow::Borrowed(&everyone_here)
                 }
                 Some((kind, within)) => {
                     let from = occurrence - chrono::Duration::from_std(*within)?;
@@ -220,30 +233,27 @@ pub(super) async fn forecast(
                         let rows = scratch.contacts(&missing).await?;
                         source.read(&mut out, &mut mine, rows).await?;
                     }
-                    ids
+                    std::borrow::Cow::Owned(
+                        ids.iter().filter_map(|i| mine.get(i)).copied().collect(),
+                    )
                 }
             };
-            let planned = if stable {
-                let mut planned = Vec::new();
-                for r in ids.iter().filter_map(|i| mine.get(i)) {
-                    let contact = &out.readers[*r as usize].contact;
-                    let admit = *admitted
-                        .entry(*r)
-                        .or_insert_with(|| book.in_audience(job, contact, None, occurrence));
-                    if admit {
-                        planned.extend(occurrence_message(book, job, &contact.id, occurrence));
-                    }
-                }
-                planned
-            } else {
-                let contacts = ids.iter().filter_map(|i| mine.get(i));
-                let contacts = contacts.map(|r| &out.readers[*r as usize].contact);
-                occurrence_messages(book, job, contacts, occurrence)
-            };
-            for m in planned {
-                let Some(reader) = mine.get(&m.contact_id).copied() else {
-                    continue;
+            // The scheduler's audience (`occurrence_messages`), a reader at a time.
+            let mut planned = Vec::new();
+            for &r in candidates.iter() {
+                let contact = &out.readers[r as usize].contact;
+                let admit = if stable {
+                    *admitted
+                        .entry(r)
+                        .or_insert_with(|| book.in_audience(job, contact, None, occurrence))
+                } else {
+                    book.in_audience(job, contact, None, occurrence)
                 };
+                if admit && let Some(m) = occurrence_message(book, job, &contact.id, occurrence) {
+                    planned.push((r, m));
+                }
+            }
+            for (reader, m) in planned {
                 let each = each(reader);
                 match m.state {
                     MessageState::Scheduled => {

@@ -5,9 +5,9 @@
 //! same scheduler ticks, the same dispatch decisions (stop conditions, consent, suppression,
 //! quiet hours, caps, rendering), with a clock that jumps from one due time to the next and
 //! channels that report success without sending. Reminders are planned as if each message
-//! were sent on time. Cron and event jobs whose messages nothing else reads are worked out in
-//! memory with the same decisions, a message at a time ([`alone`]): a year of a
-//! quarter-hourly job is close to a million sends, too many for store round trips.
+//! were sent on time. Jobs whose messages nothing else reads are worked out in memory with
+//! the same decisions, a message at a time ([`alone`]): a year of a quarter-hourly job is
+//! close to a million sends, too many for store round trips.
 
 mod alone;
 
@@ -61,9 +61,8 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     // hundreds of thousands): sends first, then what would not be sent, and why. The store
     // copy's and the in-memory part's are merged by time.
     let job = a.job.clone();
-    let ours = |m: &MessageRecord| {
-        !r.done_before.contains(&m.id) && job.as_ref().is_none_or(|j| *j == m.job_id)
-    };
+    let ours =
+        |m: &MessageRecord| r.new_in_replay(m) && job.as_ref().is_none_or(|j| *j == m.job_id);
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let mut written: std::io::Result<()> = Ok(());
@@ -71,12 +70,6 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let fmt = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default()
-    };
-    let item = |m: &Line| {
-        serde_json::json!({
-            "at": m.sent_at, "job": &*m.job, "step": m.step, "contact": &*m.contact, "order": m.order,
-            "channel": m.channel, "address": m.address, "callback_task": m.callback, "reason": m.reason,
-        })
     };
     let mut put = |text: std::fmt::Arguments| {
         if written.is_ok() {
@@ -102,8 +95,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let mut send = |m: &Line, put: &mut dyn FnMut(std::fmt::Arguments) -> bool| {
         sends += 1;
         if json {
-            let sep = if sends == 1 { "\n" } else { ",\n" };
-            return put(format_args!("{sep}{}", item(m)));
+            return m.json_entry(sends, put);
         }
         let what = if m.callback {
             "callback task".to_string()
@@ -137,8 +129,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let mut skip = |m: &Line, put: &mut dyn FnMut(std::fmt::Arguments) -> bool| {
         skipped += 1;
         if json {
-            let sep = if skipped == 1 { "\n" } else { ",\n" };
-            return put(format_args!("{sep}{}", item(m)));
+            return m.json_entry(skipped, put);
         }
         if skipped == 1 {
             put(format_args!("not sent:\n"));
@@ -218,6 +209,19 @@ pub(super) struct Line {
     state: crate::model::MessageState,
 }
 
+impl Line {
+    /// This line as entry `n` (from 1) of a JSON array being written with `put`.
+    fn json_entry(&self, n: usize, put: &mut dyn FnMut(std::fmt::Arguments) -> bool) -> bool {
+        let sep = if n == 1 { "\n" } else { ",\n" };
+        let item = serde_json::json!({
+            "at": self.sent_at, "job": &*self.job, "step": self.step, "contact": &*self.contact,
+            "order": self.order, "channel": self.channel, "address": self.address,
+            "callback_task": self.callback, "reason": self.reason,
+        });
+        put(format_args!("{sep}{item}"))
+    }
+}
+
 impl From<MessageRecord> for Line {
     fn from(m: MessageRecord) -> Line {
         Line {
@@ -244,10 +248,19 @@ struct Replay {
     scratch: Store,
     /// Holds the copy; kept while `scratch` is read.
     _dir: tempfile::TempDir,
-    /// Messages final before the replay (not part of the forecast).
-    done_before: std::collections::HashSet<String>,
-    /// What the cron jobs worked out in memory would do (not in `scratch`).
+    /// Messages final before the replay, and when they became so (not part of the
+    /// forecast unless the replay changes them).
+    done_before: std::collections::HashMap<String, DateTime<Utc>>,
+    /// What the jobs worked out in memory would do (not in `scratch`).
     alone: alone::Decided,
+}
+
+impl Replay {
+    /// Whether final message `m` is the replay's doing: not final before it, or changed
+    /// since (a cancelled greeting planned again for a corrected date, then sent).
+    fn new_in_replay(&self, m: &MessageRecord) -> bool {
+        self.done_before.get(&m.id) != Some(&m.updated_at)
+    }
 }
 
 /// The replay from `now` to `until`; `replay_all`: no job is worked out in memory. `only`:
@@ -270,7 +283,7 @@ async fn replay(
         synchronous: SqliteSync::Normal,
     })
     .await?;
-    let done_before = scratch.final_ids().await?;
+    let done_before = scratch.final_messages().await?;
 
     let clock = Arc::new(SteppedClock::new(now));
     let book = app.playbook();
@@ -316,6 +329,16 @@ async fn replay(
         let names: Vec<&str> = in_memory.iter().map(|j| j.id.as_str()).collect();
         tracing::info!(jobs = %names.join(", "), "jobs worked out in memory (nothing else reads their messages)");
     }
+    let mut scheduler = Scheduler::new(scratch.clone(), book.clone());
+    scheduler.horizon = until - now + Span::days(1);
+    scheduler.elsewhere = in_memory.iter().map(|j| j.id.clone()).collect();
+    // The greetings of the anniversary jobs worked out in memory are planned on the copy as
+    // the replay's first tick would, then taken out of it with the event jobs' messages.
+    for job in &wanted {
+        if matches!(job.trigger, crate::jobs::Trigger::Anniversary { .. }) {
+            scheduler.plan_anniversaries(job, now).await?;
+        }
+    }
     let alone = alone::forecast(
         &scratch,
         &book,
@@ -326,9 +349,6 @@ async fn replay(
         until,
     )
     .await?;
-    let mut scheduler = Scheduler::new(scratch.clone(), book);
-    scheduler.horizon = until - now + Span::days(1);
-    scheduler.elsewhere = in_memory.iter().map(|j| j.id.clone()).collect();
     // Each step moves the clock strictly forward (to the next due message or occurrence), so
     // the loop ends at `until` with every send, however many; a step that would not move
     // forward stops the forecast with an error instead of spinning.
@@ -382,7 +402,7 @@ pub(super) async fn items(
     for sent in [true, false] {
         r.scratch
             .each_final_message(sent, |m| {
-                if !r.done_before.contains(&m.id) {
+                if r.new_in_replay(&m) {
                     out.push(crate::console::ForecastItem {
                         job: m.job_id,
                         at: m.sent_at.unwrap_or(m.updated_at),
