@@ -24,6 +24,9 @@ use std::time::Instant;
 /// Anniversaries are planned this far ahead of their local time.
 pub(crate) const HORIZON: Span = Span::hours(1);
 /// A cron occurrence processed later than this counts as missed (the daemon was down).
+/// A greeting planned: (job, contact, when).
+type PlannedKey = (String, String, DateTime<Utc>);
+
 pub(crate) const LATE_AFTER: Span = Span::minutes(10);
 
 pub(crate) struct Scheduler {
@@ -31,7 +34,7 @@ pub(crate) struct Scheduler {
     pub book: Playbook,
     /// (job, contact, fire time) planned by this process, so a tick every minute does not
     /// write today's greetings again.
-    planned: Mutex<HashSet<(String, String, DateTime<Utc>)>>,
+    planned: Mutex<HashSet<PlannedKey>>,
     /// How far ahead greetings are planned ([`HORIZON`]; the forecast looks further).
     pub horizon: Span,
     /// The occurrence each recurring job was last seen fired for. The store's row only moves
@@ -82,20 +85,6 @@ impl Scheduler {
         Ok(stats)
     }
 
-    /// Plan anniversary `job`'s greetings up to the horizon, as a tick at `now` does: the
-    /// forecast plans those of the jobs it works out in memory on its store copy this way
-    /// (the store's rules decide which greeting moves and which stays), then takes them out
-    /// of its replay.
-    pub(crate) async fn plan_anniversaries(
-        &self,
-        job: &Job,
-        now: DateTime<Utc>,
-    ) -> Result<TickStats, StoreError> {
-        let mut stats = TickStats::default();
-        self.anniversaries(job, now, &mut stats).await?;
-        Ok(stats)
-    }
-
     /// Only the cron jobs' part of [`Scheduler::tick`]: the forecast plans every greeting
     /// of its span in its first tick (its horizon is the span) and no contact changes
     /// during it, so later steps need only this.
@@ -137,13 +126,36 @@ impl Scheduler {
         now: DateTime<Utc>,
         stats: &mut TickStats,
     ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let before = stats.anniversary_candidates;
+        let planned = self.greetings(job, now, stats).await?;
+        let messages: Vec<_> = planned.iter().map(|(_, m)| m.clone()).collect();
+        let n = self.store.upsert_anniversaries(&messages, now).await?;
+        stats.greetings_planned += n;
+        let mut cache = self.planned.lock().expect("planned lock");
+        if cache.len() > 1_000_000 {
+            cache.clear();
+        }
+        cache.extend(planned.into_iter().map(|(k, _)| k));
+        tracing::debug!(job = %job.id, candidates = stats.anniversary_candidates - before, planned = n, ms = started.elapsed().as_millis() as u64, "anniversary scan");
+        Ok(())
+    }
+
+    /// The greetings of anniversary `job` from `now` − the grace to the horizon that this
+    /// scheduler has not planned yet, each with its key in [`Scheduler::planned`].
+    async fn greetings(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+    ) -> Result<Vec<(PlannedKey, crate::store::NewMessage)>, StoreError> {
         let Trigger::Anniversary {
             field,
             at,
             leap_day,
         } = &job.trigger
         else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let leap = leap_day.unwrap_or(self.book.policy.leap_day);
         let grace = Span::from_std(self.book.policy.anniversary_grace).unwrap_or(Span::days(1));
@@ -153,7 +165,6 @@ impl Scheduler {
             .iter()
             .flat_map(|d| anniversary_days(*d, leap))
             .collect();
-        let started = Instant::now();
         let rows = self
             .store
             .anniversary_candidates(&field.key(), &month_days.into_iter().collect::<Vec<_>>())
@@ -191,16 +202,33 @@ impl Scheduler {
                 }
             }
         }
-        let messages: Vec<_> = planned.iter().map(|(_, m)| m.clone()).collect();
-        let n = self.store.upsert_anniversaries(&messages, now).await?;
-        stats.greetings_planned += n;
-        let mut cache = self.planned.lock().expect("planned lock");
-        if cache.len() > 1_000_000 {
-            cache.clear();
-        }
-        cache.extend(planned.into_iter().map(|(k, _)| k));
-        tracing::debug!(job = %job.id, candidates = rows.len(), planned = n, ms = started.elapsed().as_millis() as u64, "anniversary scan");
-        Ok(())
+        Ok(planned)
+    }
+
+    /// Plan anniversary `job`'s greetings up to the horizon as a tick at `now` does, for the
+    /// forecast's copy of the store: a greeting whose key the store holds already is upserted
+    /// there (the store's rules decide which one moves and which stays the only one); the
+    /// others, plain inserts, are returned instead of written, for the forecast to decide in
+    /// memory.
+    pub(crate) async fn plan_anniversaries(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::store::NewMessage>, StoreError> {
+        let mut stats = TickStats::default();
+        let planned: Vec<_> = self
+            .greetings(job, now, &mut stats)
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        let keys: Vec<String> = planned.iter().map(|m| m.dedupe_key.clone()).collect();
+        let stored = self.store.stored_keys(&job.id, &keys).await?;
+        let (known, new): (Vec<_>, Vec<_>) = planned
+            .into_iter()
+            .partition(|m| stored.contains(&m.dedupe_key));
+        self.store.upsert_anniversaries(&known, now).await?;
+        Ok(new)
     }
 
     async fn recurring(

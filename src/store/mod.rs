@@ -160,43 +160,7 @@ impl Store {
     pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
         Ok(match cfg {
             StoreConfig::Sqlite { path, synchronous } => {
-                if let Some(dir) = path.parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Config(format!(
-                            "cannot create the store folder {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-                let opts = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(match synchronous {
-                        SqliteSync::Full => SqliteSynchronous::Full,
-                        SqliteSync::Normal => SqliteSynchronous::Normal,
-                    })
-                    .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(false)
-                    // Statement journals (every multi-row INSERT ... ON CONFLICT or UPDATE
-                    // inside a transaction keeps one) spill to a temporary file past 64 KiB,
-                    // written, closed and deleted per statement: ~4% of dispatch's CPU and
-                    // ~10% of ingest's (perf). They are rollback scratch, never durable state.
-                    .pragma("temp_store", "memory");
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .connect_with(opts)
-                    .await
-                    .map_err(|source| StoreError::Open {
-                        target: path.display().to_string(),
-                        source,
-                    })?;
-                Store {
-                    pool: Pool::Sqlite(pool),
-                    target: path.display().to_string(),
-                }
+                Store::connect_sqlite(path, *synchronous, false).await?
             }
             StoreConfig::Postgres { url, password } => {
                 let mut opts =
@@ -232,6 +196,66 @@ impl Store {
                     target: redact_url(url),
                 }
             }
+        })
+    }
+
+    /// A scratch SQLite store (the forecast's copy of the store), ready for use.
+    pub async fn open_scratch(path: &std::path::Path) -> Result<Store> {
+        let store = Store::connect_sqlite(path, SqliteSync::Normal, true).await?;
+        store.prepare_schema().await?;
+        Ok(store)
+    }
+
+    /// Connect to the SQLite file at `path`; `scratch`: a throwaway copy (see below).
+    async fn connect_sqlite(
+        path: &std::path::Path,
+        synchronous: SqliteSync,
+        scratch: bool,
+    ) -> Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot create the store folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match synchronous {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(false)
+            // Statement journals (every multi-row INSERT ... ON CONFLICT or UPDATE
+            // inside a transaction keeps one) spill to a temporary file past 64 KiB,
+            // written, closed and deleted per statement: ~4% of dispatch's CPU and
+            // ~10% of ingest's (perf). They are rollback scratch, never durable state.
+            .pragma("temp_store", "memory");
+        // A scratch copy's pages are read through a memory map: through the 2 MiB page cache
+        // every miss was a `pread` (2 million in the forecast's week bench, a quarter of its
+        // CPU). SQLite caps the map at 2 GiB; the file is private to the process.
+        let opts = if scratch {
+            opts.pragma("mmap_size", "2147483648")
+        } else {
+            opts
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                target: path.display().to_string(),
+                source,
+            })?;
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+            target: path.display().to_string(),
         })
     }
 

@@ -98,6 +98,34 @@ impl Store {
         })
     }
 
+    /// Which of `keys` (dedupe keys of `job_id`'s first step) the store holds a message for,
+    /// in any state.
+    pub async fn stored_keys(
+        &self,
+        job_id: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in keys.chunks(500) {
+            let sql = format!(
+                "SELECT dedupe_key FROM messages WHERE job_id = $1 AND step = 0 AND dedupe_key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut binds = vec![Bind::Text(Some(job_id.to_string()))];
+            binds.extend(chunk.iter().map(|k| Bind::Text(Some(k.clone()))));
+            let found: Vec<String> = on_pool!(self, |pool, _b| {
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok(r.try_get(0)?))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
     /// The occurrence a recurring job last fired for.
     pub async fn last_fire(&self, job_id: &str) -> Result<Option<DateTime<Utc>>> {
         on_pool!(self, |pool, _b| {

@@ -17,7 +17,7 @@ use crate::clock::SteppedClock;
 use crate::dispatch::Dispatcher;
 use crate::model::MessageRecord;
 use crate::schedule::Scheduler;
-use crate::store::{SqliteSync, Store, StoreConfig};
+use crate::store::Store;
 use crate::text::printable as p;
 use crate::values::parse_time;
 use chrono::{DateTime, Duration as Span, Utc};
@@ -278,11 +278,7 @@ async fn replay(
     let path = scratch_dir.path().join("forecast.db");
     store.snapshot_to(&path).await?;
     store.close().await;
-    let scratch = Store::open(&StoreConfig::Sqlite {
-        path,
-        synchronous: SqliteSync::Normal,
-    })
-    .await?;
+    let scratch = Store::open_scratch(&path).await?;
     let done_before = scratch.final_messages().await?;
 
     let clock = Arc::new(SteppedClock::new(now));
@@ -332,16 +328,9 @@ async fn replay(
     let mut scheduler = Scheduler::new(scratch.clone(), book.clone());
     scheduler.horizon = until - now + Span::days(1);
     scheduler.elsewhere = in_memory.iter().map(|j| j.id.clone()).collect();
-    // The greetings of the anniversary jobs worked out in memory are planned on the copy as
-    // the replay's first tick would, then taken out of it with the event jobs' messages.
-    for job in &wanted {
-        if matches!(job.trigger, crate::jobs::Trigger::Anniversary { .. }) {
-            scheduler.plan_anniversaries(job, now).await?;
-        }
-    }
     let alone = alone::forecast(
         &scratch,
-        &book,
+        &scheduler,
         &dispatcher,
         &in_memory,
         &wanted,
