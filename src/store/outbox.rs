@@ -524,28 +524,31 @@ impl Store {
         })
     }
 
-    /// Claim every scheduled or retrying message of `jobs` at once, due or not, under a
+    /// Claim every scheduled or retrying message of `jobs` due by `until` at once, under a
     /// lease that does not end; returns how many. The forecast takes them out of its replay
     /// on the scratch copy this way, to decide them in memory, reading them a page at a time
-    /// ([`Store::claimed_ids`], [`Store::claimed_of`]).
+    /// ([`Store::claimed_ids`], [`Store::claimed_of`]); one due later is outside its span,
+    /// and its replay never reaches it either.
     pub async fn claim_jobs(
         &self,
         token: &str,
         jobs: &[String],
         now: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<u64> {
         if jobs.is_empty() {
             return Ok(0);
         }
         let sql = format!(
             "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = 'forecast', locked_until = $2, updated_at = $3 \
-             WHERE state IN ('scheduled', 'retrying') AND job_id IN ({})",
-            placeholders(4, jobs.len())
+             WHERE state IN ('scheduled', 'retrying') AND due_at <= $4 AND job_id IN ({})",
+            placeholders(5, jobs.len())
         );
         let mut binds = vec![
             Bind::Text(Some(token.to_string())),
             Bind::Int(Some(i64::MAX)),
             Bind::Int(Some(to_millis(now))),
+            Bind::Int(Some(to_millis(until))),
         ];
         binds.extend(jobs.iter().map(|j| Bind::Text(Some(j.clone()))));
         on_pool!(self, |pool, _b| {

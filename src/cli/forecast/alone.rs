@@ -154,7 +154,7 @@ pub(super) async fn forecast(
         .map(|j| j.id.clone())
         .collect();
     let token = crate::values::new_id(now);
-    scratch.claim_jobs(&token, &stored, now).await?;
+    scratch.claim_jobs(&token, &stored, now, until).await?;
     if jobs.is_empty() {
         return Ok(out);
     }
