@@ -147,7 +147,8 @@ pub(super) async fn forecast(
             greetings.insert(&job.id, new);
         }
     }
-    // Event jobs' messages, and the greetings planned already (see [`forecast`]'s caller).
+    // Event jobs' pending messages, and the greetings the copy holds (those just upserted
+    // among them), due within the span.
     let stored: Vec<String> = taken
         .iter()
         .filter(|j| !cron(j))
