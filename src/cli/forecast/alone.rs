@@ -207,17 +207,8 @@ pub(super) async fn forecast(
                 }
             }
             let new = greetings.remove(job.id.as_str()).unwrap_or_default();
-            let mut missing: Vec<String> = new
-                .iter()
-                .filter(|m| !mine.contains_key(&m.contact_id))
-                .map(|m| m.contact_id.clone())
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
-            for ids in missing.chunks(2_000) {
-                let rows = scratch.contacts(ids).await?;
-                source.read(&mut out, &mut mine, rows).await?;
-            }
+            let ids = new.iter().map(|m| &m.contact_id);
+            source.read_missing(&mut out, &mut mine, ids).await?;
             for m in new {
                 let Some(reader) = mine.get(&m.contact_id).copied() else {
                     continue;
@@ -258,15 +249,7 @@ pub(super) async fn forecast(
                 Some((kind, within)) => {
                     let from = occurrence - chrono::Duration::from_std(*within)?;
                     let ids = scratch.contacts_with_event(kind, from, occurrence).await?;
-                    let missing: Vec<String> = ids
-                        .iter()
-                        .filter(|i| !mine.contains_key(*i))
-                        .cloned()
-                        .collect();
-                    if !missing.is_empty() {
-                        let rows = scratch.contacts(&missing).await?;
-                        source.read(&mut out, &mut mine, rows).await?;
-                    }
+                    source.read_missing(&mut out, &mut mine, &ids).await?;
                     std::borrow::Cow::Owned(
                         ids.iter().filter_map(|i| mine.get(i)).copied().collect(),
                     )
@@ -359,6 +342,27 @@ impl Source<'_> {
                 contact,
                 stops: events,
             }));
+        }
+        Ok(())
+    }
+
+    /// Add the contacts of `ids` not among `mine` yet, read from the copy a page at a time.
+    async fn read_missing<'i>(
+        &self,
+        out: &mut Decided,
+        mine: &mut HashMap<String, u32>,
+        ids: impl IntoIterator<Item = &'i String>,
+    ) -> anyhow::Result<()> {
+        let mut missing: Vec<String> = ids
+            .into_iter()
+            .filter(|i| !mine.contains_key(*i))
+            .cloned()
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for page in missing.chunks(2_000) {
+            let rows = self.scratch.contacts(page).await?;
+            self.read(out, mine, rows).await?;
         }
         Ok(())
     }
