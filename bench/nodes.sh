@@ -13,6 +13,7 @@
 #      BATCH (claim size, default 256), FSYNC (PostgreSQL fsync: on|off, default on),
 #      SLOW (messages per latency-bound phase, default 320; 0 skips them),
 #      AFTERCARE_PG_BIN (folder with initdb; default the newest /usr/lib/postgresql/*/bin),
+#      AFTERCARE_BIN (a built binary to measure instead of building this tree),
 #      CARGO_TARGET_DIR (where the release binary is built).
 # PostgreSQL is started by this script from its binaries in a temporary folder (as the
 # `postgres` user when run as root, as PostgreSQL refuses root) and removed at the end.
@@ -29,8 +30,12 @@ command -v smtp-sink >/dev/null || { echo "needs smtp-sink: apt-get install post
 pg_bin=${AFTERCARE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [ -x "$pg_bin/initdb" ] || { echo "needs PostgreSQL's binaries: apt-get install postgresql (or set AFTERCARE_PG_BIN)" >&2; exit 2; }
 
-(cd "$root" && cargo build --release --quiet)
-bin=${CARGO_TARGET_DIR:-$root/target}/release/aftercare
+if [ -n "${AFTERCARE_BIN:-}" ]; then
+  bin=$AFTERCARE_BIN      # compare two builds without rebuilding
+else
+  (cd "$root" && cargo build --release --quiet)
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/aftercare
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -154,6 +159,7 @@ phase() { # DAEMONS N SMTP_PORT NAME
   psql -d "$db" -c "VACUUM ANALYZE"
 
   local daemons=()
+  local wal0; wal0=$(psql -d "$db" -c "SELECT wal_bytes FROM pg_stat_wal")
   read -r m0 mt0 < <(machine)
   local pg0; pg0=$(pg_cpu)
   local sink0; sink0=$(cpu_of "$sink_pid")
@@ -174,6 +180,11 @@ phase() { # DAEMONS N SMTP_PORT NAME
   local ours; ours=$(cpu_of "${daemons[@]}")
   for p in "${daemons[@]}"; do kill -TERM "$p"; done
   for p in "${daemons[@]}"; do wait "$p"; done
+  local wal1; wal1=$(psql -d "$db" -c "SELECT wal_bytes FROM pg_stat_wal")
+  # What each message's state changes cost the table: updates, how many were HOT (no index
+  # entry written), and the WAL written per message (the daemons' backends have exited, so
+  # their statistics are flushed).
+  local upd; upd=$(psql -d "$db" -F ' ' -c "SELECT COALESCE(SUM(n_tup_upd), 0), COALESCE(SUM(n_tup_hot_upd), 0) FROM pg_stat_user_tables WHERE relname LIKE 'message%'")
   local left; left=$(psql -d "$db" -c "SELECT COUNT(*) FROM messages WHERE state <> 'sent'")
   [ "$left" = 0 ] || { echo "$left messages not sent" >&2; exit 1; }
   rate[$4$d]=$(python3 -c "print($N/($t1-$t0))")
@@ -187,6 +198,8 @@ other = max(busy - sum(ours) - pg - sink, 0.0)
 print(f"  {$d} daemon(s): {$N} sent in {wall:.2f} s = {$N / wall:,.0f} msg/s")
 print(f"    CPU seconds: aftercare {' + '.join(f'{x:.1f}' for x in ours)}, PostgreSQL {pg:.1f}, smtp-sink {sink:.1f}, everything else {other:.1f}")
 print(f"    per message: aftercare {sum(ours) / $N * 1e6:,.0f} us, PostgreSQL {pg / $N * 1e6:,.0f} us, smtp-sink {sink / $N * 1e6:,.0f} us")
+upd, hot = (int(x) for x in "$upd".split())
+print(f"    messages tables: {upd:,} updates ({upd / $N:.1f} per message), {hot / max(upd, 1) * 100:.0f}% HOT; WAL {($wal1 - $wal0) / $N:,.0f} bytes per message")
 print(f"    machine: {busy / total * 100:.0f}% busy of {$cores} cores ({busy / wall:.2f} cores), idle {max(total - busy, 0) / wall:.2f} cores")
 PY
 }
