@@ -125,12 +125,18 @@ pub fn new_id(now: DateTime<Utc>) -> String {
         .to_lowercase()
 }
 
-/// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe.
+/// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe, after
+/// the time it was made (48 bits of milliseconds). The prefix is for the store, not the
+/// reader: tokens made together sort together, so the unique index on them grows at one
+/// place instead of taking a random leaf per message (random tokens were 45% of the WAL
+/// frames an `events import` wrote).
 pub fn new_token() -> String {
     use base64::Engine;
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        b = fastrand::u128(..).to_le_bytes();
+    let mut b = [0u8; 22];
+    let ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    if getrandom::fill(&mut b[6..]).is_err() {
+        b[6..].copy_from_slice(&fastrand::u128(..).to_le_bytes());
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
@@ -146,6 +152,34 @@ mod tests {
         assert_eq!(parse_size("2000"), Ok(2000));
         assert!(parse_size("2 GiB").is_err());
         assert!(parse_size("99999999999999999999MiB").is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_after_the_time_they_were_made() {
+        use base64::Engine;
+        let before = Utc::now().timestamp_millis();
+        let (a, b) = (new_token(), new_token());
+        let after = Utc::now().timestamp_millis();
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            assert_eq!(t.len(), 30, "{t}");
+            assert!(
+                t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            );
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .expect("base64url");
+            let mut ms = [0u8; 8];
+            ms[2..].copy_from_slice(&raw[..6]);
+            let ms = i64::from_be_bytes(ms);
+            assert!(
+                (before..=after).contains(&ms),
+                "{ms} not in {before}..={after}"
+            );
+        }
+        // The random part differs even when the prefix is the same.
+        assert_ne!(a[8..], b[8..]);
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn the_answer_page_records_on_post_only_and_plans_the_detractor_callback(b: Back
         .trim_start_matches(&base)
         .trim_end_matches("?score=3")
         .to_string();
-    assert_eq!(token.len(), 22, "{three}");
+    assert_eq!(token.len(), 30, "{three}");
     assert!(mail.contains(&format!("{base}{token}?score=0")), "{mail}");
     assert!(mail.contains(&format!("{base}{token}?score=10")), "{mail}");
     assert!(
