@@ -275,7 +275,7 @@ fn new_message(
         state: MessageState::Scheduled,
         reason: None,
         class: job.class,
-        token: Some(new_token()),
+        token: Some(new_token(due_at)),
         channel_plan: None,
         variant: None,
     }
