@@ -119,6 +119,7 @@ pub fn messages_for_event(
             format!("{dedupe_key}{CALLBACK_SUFFIX}"),
             "",
             task_due,
+            now,
         );
         task.channel_plan = Some("webhook".into());
         if !book.webhook_enabled {
@@ -138,6 +139,7 @@ pub fn messages_for_event(
             dedupe_key,
             &step.template,
             due_at,
+            now,
         ));
     }
     for m in &mut out {
@@ -191,6 +193,7 @@ pub fn next_step(
         prev.dedupe_key.clone(),
         &step.template,
         sent_at + step.after,
+        sent_at,
     );
     m.variant = prev.variant.clone();
     Some(m)
@@ -213,6 +216,7 @@ pub fn anniversary_message(
         0,
         format!("{contact_id}:{year}"),
         &step.template,
+        fire_at,
         fire_at,
     );
     // A greeting days late is odd: it goes within the grace period or not at all.
@@ -242,11 +246,15 @@ pub fn occurrence_message(
         key,
         &step.template,
         occurrence,
+        occurrence,
     );
     assign_arm(job, &mut m);
     Some(m)
 }
 
+/// `made_at` is when the message is planned, as far as the caller knows (an event's
+/// ingest time, a reminder's send time, an occurrence's own time): its token starts with
+/// it, so the tokens of messages planned together sit together in the store's index.
 #[allow(clippy::too_many_arguments)]
 fn new_message(
     book: &Playbook,
@@ -257,6 +265,7 @@ fn new_message(
     dedupe_key: String,
     template: &str,
     due_at: DateTime<Utc>,
+    made_at: DateTime<Utc>,
 ) -> NewMessage {
     let expire = match job.expire_after {
         Some(per_job) => per_job,
@@ -275,7 +284,7 @@ fn new_message(
         state: MessageState::Scheduled,
         reason: None,
         class: job.class,
-        token: Some(new_token(due_at)),
+        token: Some(new_token(made_at)),
         channel_plan: None,
         variant: None,
     }

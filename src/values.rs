@@ -126,10 +126,10 @@ pub fn new_id(now: DateTime<Utc>) -> String {
 }
 
 /// A per-message token for links (`{{message.token}}`): 128 random bits, URL-safe, after
-/// `at` in milliseconds (48 bits; the caller passes the time its id is made of). The prefix
-/// is for the store, not the reader: tokens of messages planned together sort together,
-/// so the unique index on them grows at one place instead of taking a random leaf per
-/// message (random tokens were 45% of the WAL frames an `events import` wrote).
+/// `at` in milliseconds (48 bits; when the message is planned). The prefix is for the
+/// store, not the reader: tokens of messages planned together sort together, so the unique
+/// index on them grows at one place instead of taking a random leaf per message (random
+/// tokens were 45% of the WAL frames an `events import` wrote).
 pub fn new_token(at: DateTime<Utc>) -> String {
     use base64::Engine;
     let mut b = [0u8; 22];
