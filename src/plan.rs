@@ -253,8 +253,9 @@ pub fn occurrence_message(
 }
 
 /// `made_at` is when the message is planned, as far as the caller knows (an event's
-/// ingest time, a reminder's send time, an occurrence's own time): its token starts with
-/// it, so the tokens of messages planned together sit together in the store's index.
+/// ingest time, a reminder's send time, an occurrence's own time): its id and its token
+/// start with it, so the messages planned together sit together in the store's indexes
+/// (by due time, a bulk import's messages, all due at once, took a random leaf each).
 #[allow(clippy::too_many_arguments)]
 fn new_message(
     book: &Playbook,
@@ -272,7 +273,7 @@ fn new_message(
         None => book.expire_after,
     };
     NewMessage {
-        id: new_id(due_at),
+        id: new_id(made_at),
         job_id: job.id.clone(),
         contact_id: contact_id.to_string(),
         event_id: event_id.map(str::to_string),

@@ -118,7 +118,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// Outbox ids: ULIDs, so they sort by creation time and are safe in a Message-ID.
+/// Outbox ids: ULIDs, so they sort by the time they were made (the caller's `now`) and are
+/// safe in a Message-ID.
 pub fn new_id(now: DateTime<Utc>) -> String {
     ulid::Ulid::from_datetime(now.into())
         .to_string()
