@@ -297,6 +297,19 @@ fn concurrent_posts_share_transactions_and_all_land() {
         api.get("/v1/messages?status=lost", Some(READ)).1["field"],
         "status"
     );
+    // `status=` is a list with one empty name as much as an empty list: refused, with the
+    // names to use, not read as every state.
+    let (code, e) = api.get("/v1/messages?status=", Some(READ));
+    assert_eq!(code, 400, "{e}");
+    assert_eq!(e["field"], "status");
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("scheduled, open"),
+        "{e}"
+    );
+    assert_eq!(api.get("/v1/messages?status=sent,", Some(READ)).0, 400);
 }
 
 #[test]

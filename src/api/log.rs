@@ -110,18 +110,31 @@ pub(super) async fn list_messages(
     if !(1..=1000).contains(&limit) {
         return Err(bad("limit", format!("{limit} is not between 1 and 1000")));
     }
-    // Comma-separated states, each exactly as named (the OpenAPI enum); empty means all.
+    // Comma-separated states, each exactly as named (the OpenAPI enum, at least one); left
+    // out means all. `status=` is refused, not read as all: it is also how a list holding one
+    // empty name is written, which the schema calls invalid (schemathesis sends both).
     let mut states = Vec::new();
     for s in q
         .status
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(|s| s.split(',').collect::<Vec<_>>())
         .unwrap_or_default()
     {
-        states.push(
-            MessageState::parse(s).ok_or_else(|| bad("status", format!("`{s}` is not a state")))?,
-        );
+        states.push(MessageState::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = MessageState::ALL.iter().map(|s| s.as_str()).collect();
+            let what = if s.is_empty() {
+                "an empty state".to_string()
+            } else {
+                format!("`{s}` is not a state")
+            };
+            bad(
+                "status",
+                format!(
+                    "{what}: name one or more of {} separated by commas, or leave `status` out for every state",
+                    names.join(", ")
+                ),
+            )
+        })?);
     }
     let delivery = match q.delivery.as_deref() {
         None => None,

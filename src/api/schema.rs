@@ -165,7 +165,7 @@ pub(super) fn document(max_events: usize) -> Value {
                 "status" => {
                     p["style"] = json!("form");
                     p["explode"] = json!(false);
-                    json!({"type": "array", "items": {"type": "string", "enum": states}})
+                    json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": states}})
                 }
                 "delivery" => {
                     json!({"type": "string", "enum": ["delivered", "undelivered", "unknown"]})
