@@ -223,7 +223,8 @@ fn only_the_clock_reads_the_wall_clock() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
-/// The columns of every table of a migrated store, by table.
+/// The columns of every table and view of a migrated store, by table (`message_queue` is a
+/// table on PostgreSQL, a view on SQLite).
 async fn columns(backend: Backend) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     match backend {
@@ -240,7 +241,7 @@ async fn columns(backend: Backend) -> BTreeMap<String, BTreeSet<String>> {
             let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
+                 WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
             )
             .fetch_all(&pool)
             .await

@@ -18,7 +18,7 @@ fn check(ws: &Workspace, url: &str) -> String {
     let r = ws.run(&["store", "check", "--store", url]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("references: 7 checked, 0 broken"),
+        r.stdout.contains("references: 8 checked, 0 broken"),
         "{}",
         r.stdout
     );

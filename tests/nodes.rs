@@ -282,6 +282,19 @@ fn two_daemons_deliver_twenty_thousand_messages_once_each() {
         N as i64,
         "one attempt per message"
     );
+    // The queue the triggers keep followed every claim and completion of both nodes.
+    assert_eq!(
+        count(&ws, "SELECT COUNT(*) FROM message_queue"),
+        0,
+        "every message sent leaves the queue"
+    );
+    let r = ws.run(&["store", "check"]);
+    assert!(
+        r.code == 0 && r.stdout.contains(", 0 broken"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }
 
 #[test]
@@ -395,6 +408,14 @@ fn a_killed_daemons_messages_go_out_once_its_lease_expires() {
         assert_eq!(attempts.last().unwrap()["outcome"], "sent");
         assert_eq!(attempts.last().unwrap()["node"], "node-b");
     }
+    // The reaper's returns went through the queue's triggers too.
+    let r = ws.run(&["store", "check"]);
+    assert!(
+        r.code == 0 && r.stdout.contains(", 0 broken"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }
 
 #[test]

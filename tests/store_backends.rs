@@ -82,6 +82,40 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Apply the shipped migrations before `version` only, as an older release left the
+    /// store (same files, same checksums).
+    async fn migrated_before(&self, version: &str) {
+        let folder = match self.cfg {
+            StoreConfig::Sqlite { .. } => "sqlite",
+            StoreConfig::Postgres { .. } => "postgres",
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let old = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(root.join("migrations").join(folder)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.as_str() < version {
+                std::fs::copy(&p, old.path().join(name)).unwrap();
+            }
+        }
+        let m = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+        match &self.cfg {
+            StoreConfig::Sqlite { path, .. } => {
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                m.run(&pool).await.unwrap();
+                pool.close().await;
+            }
+            StoreConfig::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                m.run(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
 /// A fresh migrated store of `b`, with its fixture (which keeps a SQLite folder alive).
 async fn store(b: Backend) -> (Store, Fixture) {
     let f = Fixture::new(b);
@@ -299,6 +333,7 @@ async fn ingest_stores_once_and_stop_when_cancels(b: Backend) {
     )
     .await;
     assert_eq!(m.len(), 4, "every message of c-1, found by its new address");
+    common::assert_queue_whole(&store).await;
     store.close().await;
 }
 
@@ -363,6 +398,7 @@ async fn claim_takes_due_batches_under_a_lease(b: Backend) {
     assert_eq!(stops[0].stop_events.len(), 1);
     assert_eq!(stops[0].stop_events[0].0, "review.submitted");
     assert_eq!(stops[0].stop_events[0].1["order_id"], "SO-OTHER");
+    common::assert_queue_whole(&store).await;
     store.close().await;
 }
 
@@ -396,6 +432,7 @@ async fn concurrent_claims_never_share_a_message(b: Backend) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 40, "a message was claimed twice");
+    common::assert_queue_whole(&store).await;
     store.close().await;
 }
 
@@ -505,6 +542,7 @@ async fn leases_renew_and_reaped_claims_count_an_attempt(b: Backend) {
             .unwrap()
             .is_empty()
     );
+    common::assert_queue_whole(&store).await;
     store.close().await;
 }
 
@@ -533,6 +571,7 @@ async fn two_reapers_take_each_expired_claim_once(b: Backend) {
             && m.attempts == 1
             && m.attempt_log.len() == 1)
     );
+    common::assert_queue_whole(&store).await;
     other.close().await;
     store.close().await;
 }
@@ -665,6 +704,7 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
     let again = claim(&store, "tok-2", "2026-12-31T01:00:00Z", 1000).await;
     assert_eq!(again.len(), 57);
     assert!(again.iter().all(|m| m.attempts == 1));
+    common::assert_queue_whole(&store).await;
     store.close().await;
 }
 
@@ -727,6 +767,7 @@ async fn release_and_reap_return_claims_to_the_queue(b: Backend) {
         Some(t("2026-11-23T01:00:00Z")),
         "SO-0 was tried and is due again later"
     );
+    common::assert_queue_whole(&store).await;
     store.close().await;
 }
 
@@ -1102,11 +1143,84 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
     // And a store cannot be copied onto itself.
     let e = to.copy_to(&to, forced, &mut |_| {}).await.unwrap_err();
     assert!(matches!(e, CopyError::SameStore(_)), "{e:?}");
+    common::assert_queue_whole(&from).await;
+    common::assert_queue_whole(&to).await;
     from.close().await;
     to.close().await;
 }
 
 use common::on_both_async as on_both;
+
+/// Upgrading a store to schema v10 queues what was scheduled, retrying or claimed, and
+/// nothing else (PostgreSQL fills its table; SQLite's view shows them by itself): the claim,
+/// the reaper and `store check` then work on the messages an older release planned.
+async fn the_v10_upgrade_queues_what_was_queued(b: Backend) {
+    let fx = Fixture::new(b);
+    fx.migrated_before("0010").await;
+    let store = fx.connect().await;
+    deliveries(&store, 4).await;
+    fx.raw(
+        "UPDATE messages SET state = 'sent', sent_at = updated_at WHERE contact_id = 'c-0' AND $1 IS NOT NULL",
+        Vec::new(),
+    )
+    .await;
+    fx.raw(
+        "UPDATE messages SET state = 'claimed', claim_token = 'old', locked_by = 'node-old', locked_until = 1 \
+         WHERE contact_id = 'c-1' AND $1 IS NOT NULL",
+        Vec::new(),
+    )
+    .await;
+    store.migrate().await.unwrap();
+    common::assert_queue_whole(&store).await;
+    let due: Vec<String> = claim(&store, "tok-1", "2026-12-01T00:00:00Z", 10)
+        .await
+        .into_iter()
+        .map(|m| m.contact.id)
+        .collect();
+    assert_eq!(
+        due,
+        ["c-2", "c-3"],
+        "neither the sent message nor the claimed one"
+    );
+    let reaped = store
+        .reap(t("2026-12-01T00:00:00Z"), "node-b", 3)
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0].node, "node-old");
+    common::assert_queue_whole(&store).await;
+    store.close().await;
+}
+
+/// `store check` counts a queue that drifted from `messages`: on PostgreSQL a table its
+/// triggers keep (migrations/postgres/0010), a view on SQLite, which cannot drift.
+async fn store_check_counts_a_queue_that_drifted(b: Backend) {
+    let (store, fx) = store(b).await;
+    deliveries(&store, 3).await;
+    claim(&store, "tok-1", "2026-11-30T00:00:00Z", 1).await;
+    common::assert_queue_whole(&store).await;
+    if b == Backend::Postgres {
+        fx.raw(
+            "UPDATE message_queue SET state = 'scheduled', claim_token = NULL \
+             WHERE claim_token = 'tok-1' AND $1 IS NOT NULL",
+            Vec::new(),
+        )
+        .await;
+        let r = store.check().await.unwrap();
+        assert!(
+            r.references
+                .contains(&("message_queue = the queued rows of messages", 2)),
+            "the claimed row as the queue has it and as messages has it: {:?}",
+            r.references
+        );
+        assert!(
+            r.problems().iter().any(|p| p.contains("message_queue")),
+            "{:?}",
+            r.problems()
+        );
+    }
+    store.close().await;
+}
 
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
@@ -1120,4 +1234,6 @@ on_both!(
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,
+    store_check_counts_a_queue_that_drifted,
+    the_v10_upgrade_queues_what_was_queued,
 );

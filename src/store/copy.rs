@@ -46,6 +46,10 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("brakes", &["scope"]),
 ];
 
+/// Tables whose rows the schema writes itself (PostgreSQL's triggers), not copied: a copied
+/// `messages` row fills them on the target.
+pub(super) const KEPT_BY_THE_SCHEMA: &[&str] = &["message_queue"];
+
 /// Binds per INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535.
 const MAX_BINDS: usize = 10_000;
 
@@ -191,7 +195,8 @@ fn quote(ident: &str) -> String {
 }
 
 impl Store {
-    /// The store's tables, without sqlx's and SQLite's own.
+    /// The store's tables, without sqlx's and SQLite's own and those of
+    /// [`KEPT_BY_THE_SCHEMA`].
     pub async fn tables(&self) -> Result<Vec<String>, StoreError> {
         // The catalogs are the one place the dialects cannot agree.
         let sql = match self.pool {
@@ -207,7 +212,10 @@ impl Store {
         let names: Vec<String> = on_pool!(self, |pool, _b| sqlx::query_scalar(sql)
             .fetch_all(pool)
             .await?);
-        let mut names: Vec<String> = names.into_iter().filter(|n| *n != migrations).collect();
+        let mut names: Vec<String> = names
+            .into_iter()
+            .filter(|n| *n != migrations && !KEPT_BY_THE_SCHEMA.contains(&n.as_str()))
+            .collect();
         names.sort();
         Ok(names)
     }

@@ -49,8 +49,10 @@ impl Store {
             let list = placeholders(2, chunk.len());
             let sql = if pg {
                 format!(
-                    "UPDATE messages SET locked_until = $1 WHERE id IN (SELECT id FROM messages \
-                     WHERE state = 'claimed' AND claim_token IN ({list}) FOR UPDATE SKIP LOCKED) \
+                    "UPDATE messages SET locked_until = $1 WHERE state = 'claimed' AND claim_token IN ({list}) \
+                     AND id IN (SELECT m.id FROM message_queue q JOIN messages m ON m.id = q.id \
+                     WHERE q.state = 'claimed' AND q.claim_token IN ({list}) \
+                     AND m.state = 'claimed' AND m.claim_token IN ({list}) FOR UPDATE OF m SKIP LOCKED) \
                      RETURNING claim_token"
                 )
             } else {
@@ -102,9 +104,15 @@ impl Store {
     ) -> Result<(Vec<Reaped>, bool)> {
         let pg = matches!(self.pool, Pool::Postgres(_));
         let select = format!(
-            "SELECT id, claim_token, locked_by, attempts, tries, COALESCE(channel_plan, channel), address \
-             FROM messages WHERE state = 'claimed' AND locked_until < $1 ORDER BY locked_until, id LIMIT {REAP_BATCH}{}",
-            if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
+            "SELECT m.id, m.claim_token, m.locked_by, m.attempts, m.tries, COALESCE(m.channel_plan, m.channel), m.address \
+             FROM message_queue q JOIN messages m ON m.id = q.id \
+             WHERE q.state = 'claimed' AND q.locked_until < $1 AND m.state = 'claimed' AND m.locked_until < $1 \
+             ORDER BY q.locked_until, q.id LIMIT {REAP_BATCH}{}",
+            if pg {
+                " FOR UPDATE OF m SKIP LOCKED"
+            } else {
+                ""
+            }
         );
         let at = to_millis(now);
         on_pool!(self, |pool, begin| {

@@ -139,7 +139,7 @@ impl Store {
         on_pool!(self, |pool, _b| {
             let r = sqlx::query(
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN due_at <= $1 THEN 1 ELSE 0 END), 0), MIN(due_at) \
-                 FROM messages WHERE state IN ('scheduled', 'retrying')",
+                 FROM message_queue WHERE state IN ('scheduled', 'retrying')",
             )
             .bind(to_millis(now))
             .fetch_one(pool)

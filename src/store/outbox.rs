@@ -15,26 +15,44 @@ use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
 
-/// The claim differs between backends only in its tail: PostgreSQL skips rows another node
-/// is claiming at this moment instead of waiting for them.
+/// The ids claimed under the token `$1`. `message_queue` holds the messages that are
+/// scheduled, retrying or claimed: a table PostgreSQL's triggers keep (so a state change of
+/// `messages` touches none of its indexes and is a HOT update), a view on SQLite
+/// (migrations/*/0010_message_queue.sql). Statements search the queue by it, not `messages`.
+macro_rules! claimed_ids {
+    () => {
+        "SELECT id FROM message_queue WHERE state = 'claimed' AND claim_token = $1"
+    };
+}
+
+/// The claim differs between backends: PostgreSQL locks the `messages` rows it takes and
+/// skips those another node is claiming at this moment instead of waiting for them (a
+/// statement locks `messages` before `message_queue`, see the migration). The state is
+/// checked again on the locked row: the queue row read may be older than a claim that
+/// committed meanwhile.
 macro_rules! claim_sql {
-    ($tail:literal) => {
+    ($from:literal) => {
         concat!(
             "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = $2, locked_until = $3, updated_at = $4 ",
-            "WHERE id IN (SELECT id FROM messages WHERE state IN ('scheduled', 'retrying') AND due_at <= $4 ",
-            "ORDER BY due_at LIMIT $5",
-            $tail
+            "WHERE state IN ('scheduled', 'retrying') AND id IN (",
+            $from
         )
     };
 }
 
-pub(super) const CLAIM_SQLITE: &str = claim_sql!(")");
+pub(super) const CLAIM_SQLITE: &str = claim_sql!(
+    "SELECT id FROM message_queue WHERE state IN ('scheduled', 'retrying') AND due_at <= $4 ORDER BY due_at LIMIT $5)"
+);
 
-pub(super) const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED)");
+pub(super) const CLAIM_PG: &str = claim_sql!(
+    "SELECT m.id FROM message_queue q JOIN messages m ON m.id = q.id \
+     WHERE q.state IN ('scheduled', 'retrying') AND q.due_at <= $4 AND m.state IN ('scheduled', 'retrying') \
+     ORDER BY q.due_at LIMIT $5 FOR UPDATE OF m SKIP LOCKED)"
+);
 
 /// The claimed messages with their contacts and trigger events, then `$tail` (the filter).
 macro_rules! claimed_sql {
-    ($tail:literal) => {
+    ($tail:expr) => {
         concat!(
             "SELECT m.id, m.job_id, m.contact_id, m.event_id, m.step, m.dedupe_key, m.template, m.due_at, m.not_after, m.attempts, m.tries, ",
             "m.class, m.token, m.channel_plan, m.variant, ",
@@ -47,23 +65,36 @@ macro_rules! claimed_sql {
     };
 }
 
-pub(super) const CLAIMED: &str =
-    claimed_sql!("WHERE m.state = 'claimed' AND m.claim_token = $1 ORDER BY m.due_at");
+pub(super) const CLAIMED: &str = claimed_sql!(concat!(
+    "WHERE m.id IN (",
+    claimed_ids!(),
+    ") ORDER BY m.due_at"
+));
 
 /// The claimed messages' query without its filter.
 const CLAIMED_SELECT: &str = claimed_sql!("");
 
 /// The suppressed addresses of the claimed messages' contacts: email in lower case, phone
 /// numbers in E.164 as `ingest` stores them.
-pub(super) const CLAIMED_SUPPRESSIONS: &str = "SELECT s.channel, s.address, s.reason FROM suppressions s \
+pub(super) const CLAIMED_SUPPRESSIONS: &str = concat!(
+    "SELECT s.channel, s.address, s.reason FROM suppressions s \
      WHERE (s.expires_at IS NULL OR s.expires_at > $2) AND ((s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
-     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))) \
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE id IN (",
+    claimed_ids!(),
+    ")))) \
      OR (s.channel = 'sms' AND s.address IN (SELECT c.phone FROM contacts c \
-     WHERE c.id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1))))";
+     WHERE c.id IN (SELECT contact_id FROM messages WHERE id IN (",
+    claimed_ids!(),
+    ")))))"
+);
 
-pub(super) const CLAIMED_RECENT_SENDS: &str = "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
+pub(super) const CLAIMED_RECENT_SENDS: &str = concat!(
+    "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
      WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
-     AND m.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)";
+     AND m.contact_id IN (SELECT contact_id FROM messages WHERE id IN (",
+    claimed_ids!(),
+    "))"
+);
 
 pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
@@ -73,7 +104,7 @@ pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, job_id, conta
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16) ON CONFLICT (job_id, dedupe_key, step) DO NOTHING";
 
 pub(super) const NEXT_DUE: &str =
-    "SELECT MIN(due_at) FROM messages WHERE state IN ('scheduled', 'retrying')";
+    "SELECT MIN(due_at) FROM message_queue WHERE state IN ('scheduled', 'retrying')";
 
 pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY state";
 
@@ -428,8 +459,12 @@ impl Store {
         let mut stop_binds = vec![Bind::Text(Some(token.to_string()))];
         stop_binds.extend(with.stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
         let stop_sql = format!(
-            "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
-             AND e.contact_id IN (SELECT contact_id FROM messages WHERE state = 'claimed' AND claim_token = $1)",
+            concat!(
+                "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
+                 AND e.contact_id IN (SELECT contact_id FROM messages WHERE id IN (",
+                claimed_ids!(),
+                "))"
+            ),
             placeholders(2, with.stop_types.len())
         );
         on_pool!(self, |pool, begin| {
@@ -541,7 +576,8 @@ impl Store {
         }
         let sql = format!(
             "UPDATE messages SET state = 'claimed', claim_token = $1, locked_by = 'forecast', locked_until = $2, updated_at = $3 \
-             WHERE state IN ('scheduled', 'retrying') AND due_at <= $4 AND job_id IN ({})",
+             WHERE id IN (SELECT id FROM message_queue WHERE state IN ('scheduled', 'retrying') AND due_at <= $4) \
+             AND state IN ('scheduled', 'retrying') AND job_id IN ({})",
             placeholders(5, jobs.len())
         );
         let mut binds = vec![
@@ -562,9 +598,11 @@ impl Store {
     /// The ids of `job`'s messages claimed under `token`, in order.
     pub async fn claimed_ids(&self, token: &str, job: &str) -> Result<Vec<String>> {
         on_pool!(self, |pool, _b| {
-            Ok(sqlx::query_scalar(
-                "SELECT id FROM messages WHERE state = 'claimed' AND claim_token = $1 AND job_id = $2 ORDER BY id",
-            )
+            Ok(sqlx::query_scalar(concat!(
+                "SELECT id FROM messages WHERE id IN (",
+                claimed_ids!(),
+                ") AND job_id = $2 ORDER BY id"
+            ))
             .bind(token)
             .bind(job)
             .fetch_all(pool)

@@ -583,3 +583,14 @@ pub async fn open_store(
     s.migrate().await.unwrap();
     (s, cfg, dir)
 }
+
+/// The queue PostgreSQL's triggers keep (`message_queue`, migrations/*/0010) holds exactly
+/// the scheduled, retrying and claimed messages, as `store check` counts it.
+pub async fn assert_queue_whole(store: &aftercare::store::Store) {
+    let r = store.check().await.expect("store check");
+    let queue = r
+        .references
+        .iter()
+        .find(|(what, _)| what.starts_with("message_queue"));
+    assert_eq!(queue.map(|(_, n)| *n), Some(0), "{:?}", r.references);
+}
