@@ -646,7 +646,10 @@ fn readyz_and_metrics_tell_of_a_refused_login() {
             .unwrap();
         (r.status().as_u16(), r.json::<Value>().unwrap())
     };
-    assert_eq!(page["items"][0]["state"], "retrying", "{page:#}");
+    // Retrying, or claimed by the try going on at this moment (a try a second or two): the
+    // first CI run of this test on 55f9f6b read it mid-try.
+    let state = page["items"][0]["state"].as_str().unwrap_or_default();
+    assert!(state == "retrying" || state == "claimed", "{page:#}");
 
     relay.set(|s| s.auth = "235 2.7.0 Authentication successful".into());
     wait("the message to go once the relay takes our login", &|| {
