@@ -356,20 +356,12 @@ async fn console_store(b: Backend) {
 /// A store written by the release before v9 kept the words in `message_contents`; the
 /// migration moves them into their attempts, and the console reads them there.
 async fn words_move_into_their_attempts(b: Backend) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (folder, ddl) = match b {
-        Backend::Sqlite => ("sqlite", "BLOB"),
-        Backend::Postgres => ("postgres", "BYTEA"),
+    let ddl = match b {
+        Backend::Sqlite => "BLOB",
+        Backend::Postgres => "BYTEA",
     };
     // The migrations up to v8 exactly as shipped (same checksums), applied by sqlx.
-    let old = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(root.join("migrations").join(folder)).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if name.as_str() < "0009" {
-            std::fs::copy(&p, old.path().join(name)).unwrap();
-        }
-    }
+    let old = common::migrations_before(b, "0009");
     let v8 = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = match b {

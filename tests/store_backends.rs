@@ -80,25 +80,15 @@ impl Fixture {
             }
         }
     }
-}
 
-impl Fixture {
     /// Apply the shipped migrations before `version` only, as an older release left the
     /// store (same files, same checksums).
     async fn migrated_before(&self, version: &str) {
-        let folder = match self.cfg {
-            StoreConfig::Sqlite { .. } => "sqlite",
-            StoreConfig::Postgres { .. } => "postgres",
+        let b = match self.cfg {
+            StoreConfig::Sqlite { .. } => Backend::Sqlite,
+            StoreConfig::Postgres { .. } => Backend::Postgres,
         };
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let old = tempfile::tempdir().unwrap();
-        for e in std::fs::read_dir(root.join("migrations").join(folder)).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if name.as_str() < version {
-                std::fs::copy(&p, old.path().join(name)).unwrap();
-            }
-        }
+        let old = common::migrations_before(b, version);
         let m = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
         match &self.cfg {
             StoreConfig::Sqlite { path, .. } => {

@@ -64,6 +64,32 @@ impl Backend {
 
 /// The migrations of `backend`'s `migrations/` folder as `aftercare migrate` prints them
 /// (`0001 init`), oldest first, so tests hold when a migration is added.
+/// A folder holding the shipped migrations of `backend` before `version` (`"0010"`): the
+/// same files, so the same checksums, for `sqlx::migrate::Migrator::new` to leave a store
+/// as an older release did.
+pub fn migrations_before(backend: Backend, version: &str) -> tempfile::TempDir {
+    let dir = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dir);
+    let old = tempfile::tempdir().expect("a temp folder");
+    for e in std::fs::read_dir(from).expect("the migrations folder") {
+        let p = e.expect("a migration").path();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if name.as_str() < version {
+            std::fs::copy(&p, old.path().join(name)).expect("copy a migration");
+        }
+    }
+    old
+}
+
 pub fn migrations(backend: Backend) -> Vec<String> {
     let dir = match backend {
         Backend::Sqlite => "sqlite",
