@@ -25,6 +25,17 @@ macro_rules! claimed_ids {
     };
 }
 
+/// The contacts of the messages claimed under `$1`.
+macro_rules! claimed_contacts {
+    () => {
+        concat!(
+            "SELECT contact_id FROM messages WHERE id IN (",
+            claimed_ids!(),
+            ")"
+        )
+    };
+}
+
 /// The claim differs between backends: PostgreSQL locks the `messages` rows it takes and
 /// skips those another node is claiming at this moment instead of waiting for them (a
 /// statement locks `messages` before `message_queue`, see the migration). The state is
@@ -79,21 +90,21 @@ const CLAIMED_SELECT: &str = claimed_sql!("");
 pub(super) const CLAIMED_SUPPRESSIONS: &str = concat!(
     "SELECT s.channel, s.address, s.reason FROM suppressions s \
      WHERE (s.expires_at IS NULL OR s.expires_at > $2) AND ((s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
-     WHERE c.id IN (SELECT contact_id FROM messages WHERE id IN (",
-    claimed_ids!(),
-    ")))) \
+     WHERE c.id IN (",
+    claimed_contacts!(),
+    "))) \
      OR (s.channel = 'sms' AND s.address IN (SELECT c.phone FROM contacts c \
-     WHERE c.id IN (SELECT contact_id FROM messages WHERE id IN (",
-    claimed_ids!(),
-    ")))))"
+     WHERE c.id IN (",
+    claimed_contacts!(),
+    "))))"
 );
 
 pub(super) const CLAIMED_RECENT_SENDS: &str = concat!(
     "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
      WHERE m.state = 'sent' AND m.class = 'marketing' AND m.sent_at >= $2 \
-     AND m.contact_id IN (SELECT contact_id FROM messages WHERE id IN (",
-    claimed_ids!(),
-    "))"
+     AND m.contact_id IN (",
+    claimed_contacts!(),
+    ")"
 );
 
 pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
@@ -461,9 +472,9 @@ impl Store {
         let stop_sql = format!(
             concat!(
                 "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
-                 AND e.contact_id IN (SELECT contact_id FROM messages WHERE id IN (",
-                claimed_ids!(),
-                "))"
+                 AND e.contact_id IN (",
+                claimed_contacts!(),
+                ")"
             ),
             placeholders(2, with.stop_types.len())
         );
