@@ -450,6 +450,49 @@ fn heartbeats_keep_a_slow_batch_from_being_taken_by_another_node() {
     );
 }
 
+/// A node that stalls past its leases (SIGSTOP here: a paused VM, a suspended laptop) and
+/// wakes up keeps its own claims: its reaper leaves them to its heartbeat, which renews
+/// them, so no message gets a "lease expired, may have been sent" try and none goes twice.
+/// (Before, whichever of the node's reaper and heartbeat ran first on waking decided.)
+#[test]
+fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
+    let _turn = serial();
+    let sink = SmtpSink::start(&["-w", "1"]);
+    let ws = workspace(&sink);
+    review_job(&ws);
+    import_due(&ws, 12);
+    let mut nodes = Nodes::new(
+        &ws,
+        &sink,
+        "  batch_size: 6\n  concurrency: 2\n  lease: 2s\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n",
+    );
+    nodes.start("node-a");
+    wait_for("a claim", Duration::from_secs(30), || {
+        count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'claimed'") > 0
+    });
+    let pid = nodes.child("node-a").id().to_string();
+    let signal = |s: &str| {
+        let ok = Command::new("kill").args([s, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {s}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(5));
+    signal("-CONT");
+    wait_for("every message sent", Duration::from_secs(60), || {
+        count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == 12
+    });
+    nodes.stop_all();
+    let seen = sink.received();
+    assert_eq!(seen.len(), 12);
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    let tries = column(
+        &ws,
+        "SELECT outcome || ': ' || COALESCE(detail, '') FROM attempts WHERE outcome <> 'sent'",
+    );
+    assert!(tries.is_empty(), "{tries:#?}\n{}", nodes.log("node-a"));
+    store_check_finds_nothing(&ws);
+}
+
 #[test]
 fn a_survey_occurrence_and_a_birthday_scan_plan_once_with_three_daemons() {
     let _turn = serial();

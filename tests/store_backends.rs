@@ -1182,6 +1182,37 @@ async fn the_v10_upgrade_queues_what_was_queued(b: Backend) {
     store.close().await;
 }
 
+/// `reap_except` leaves the claims made under the tokens it is given (the reaping process's
+/// own, which its heartbeat renews) and takes the others; once not spared, those too.
+async fn a_reaper_spares_its_own_claims(b: Backend) {
+    let (store, _fx) = store(b).await;
+    deliveries(&store, 4).await;
+    let mine = claim(&store, "tok-mine", "2026-11-30T00:00:00Z", 2).await;
+    let theirs = claim(&store, "tok-theirs", "2026-11-30T00:00:00Z", 2).await;
+    assert_eq!((mine.len(), theirs.len()), (2, 2));
+    let later = t("2026-11-30T01:00:00Z");
+    let ids = |v: Vec<String>| {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let reaped = store
+        .reap_except(later, "node-b", 8, &["tok-mine".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(reaped.into_iter().map(|r| r.message_id).collect()),
+        ids(theirs.into_iter().map(|m| m.id).collect())
+    );
+    let reaped = store.reap(later, "node-b", 8).await.unwrap();
+    assert_eq!(
+        ids(reaped.into_iter().map(|r| r.message_id).collect()),
+        ids(mine.into_iter().map(|m| m.id).collect())
+    );
+    common::assert_queue_whole(&store).await;
+    store.close().await;
+}
+
 /// `store check` counts a queue that drifted from `messages`: on PostgreSQL a table its
 /// triggers keep (migrations/postgres/0010), a view on SQLite, which cannot drift.
 async fn store_check_counts_a_queue_that_drifted(b: Backend) {
@@ -1226,4 +1257,5 @@ on_both!(
     copy_to_the_other_backend_keeps_every_row,
     store_check_counts_a_queue_that_drifted,
     the_v10_upgrade_queues_what_was_queued,
+    a_reaper_spares_its_own_claims,
 );

@@ -2,7 +2,6 @@
 //! task, and let the recorder commit outcomes while the next batch is already sending.
 
 use super::Dispatcher;
-use super::lease::Held;
 use super::pace::Pace;
 use super::record::{self, Stats};
 use crate::store::{ClaimWith, StoreError};
@@ -28,7 +27,7 @@ impl Dispatcher {
         let group = self.cfg.batch_size as usize;
         let (done_tx, recorder) =
             record::start(self.store.clone(), group, limit * 2 + group, self.dry_run);
-        let held = Arc::new(Held::new(&self.cfg));
+        let held = self.held.clone();
         let (beat_stop, beat_stopped) = watch::channel(false);
         let beat = tokio::spawn(super::lease::heartbeat(
             held.clone(),
@@ -123,6 +122,7 @@ impl Dispatcher {
         // Every outcome is committed (or the recorder gave up): nothing left to renew.
         let _ = beat_stop.send(true);
         let _ = beat.await;
+        held.clear();
         let mut stats = recorded?;
         // Committed now: the next claim reads these sends from the store.
         self.sends

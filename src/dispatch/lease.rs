@@ -28,7 +28,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// The claim tokens of one drain and the lease end the store last confirmed for each.
+/// The claim tokens of this process's drain and the lease end the store last confirmed for
+/// each; emptied when the drain ends.
 #[derive(Debug)]
 pub(super) struct Held {
     lease: chrono::Duration,
@@ -85,6 +86,16 @@ impl Held {
         Ok(kept.len())
     }
 
+    /// The tokens held now, for this node's reaper to leave alone.
+    pub(super) fn tokens(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// A drain is over: every claim it made is completed or handed back.
+    pub(super) fn clear(&self) {
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
         self.tokens.lock().expect("held leases lock")
     }
@@ -113,24 +124,19 @@ pub(super) async fn heartbeat(
     }
 }
 
-/// Reap expired claims every `every` until `stop` turns true; `reaped` is told each time
-/// some came back, so the dispatch loop can pick them up without waiting for its poll.
+/// Reap expired claims every `every` until `stop` turns true, except those held by this
+/// process ([`super::Dispatcher::reap`]); `reaped` is told each time some came back, so the
+/// dispatch loop can pick them up without waiting for its poll.
 pub(super) async fn reaper(
-    store: Store,
-    clock: SharedClock,
-    node: String,
-    max_attempts: u32,
+    d: std::sync::Arc<super::Dispatcher>,
     every: Duration,
     reaped: std::sync::Arc<tokio::sync::Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match store.reap(clock.now(), &node, max_attempts).await {
-            Ok(r) if !r.is_empty() => {
-                log_reaped(&r);
-                reaped.notify_one();
-            }
-            Ok(_) => {}
+        match d.reap().await {
+            Ok(0) => {}
+            Ok(_) => reaped.notify_one(),
             Err(e) => tracing::error!("reaping expired leases failed: {e}"),
         }
         tokio::select! {

@@ -63,6 +63,9 @@ pub(crate) struct Dispatcher {
     /// The reputation brakes engaged, (scope, why): read at each drain, and added to when
     /// a bounce in this drain engages one.
     brakes: Mutex<Vec<(String, String)>>,
+    /// The claims this process's drain holds: its heartbeat renews them, and this node's
+    /// reaper leaves them alone (`Store::reap_except`).
+    held: Arc<lease::Held>,
 }
 
 impl Dispatcher {
@@ -78,6 +81,7 @@ impl Dispatcher {
         Dispatcher {
             feedback,
             brakes: Mutex::default(),
+            held: Arc::new(lease::Held::new(&cfg)),
             store,
             book,
             channels,
@@ -124,10 +128,7 @@ impl Dispatcher {
         let reaped = Arc::new(tokio::sync::Notify::new());
         let (reaper_stop, reaper_stopped) = watch::channel(false);
         let reaper = tokio::spawn(lease::reaper(
-            self.store.clone(),
-            self.clock.clone(),
-            self.node.clone(),
-            self.cfg.retry.max_attempts,
+            self.clone(),
             self.cfg.heartbeat,
             reaped.clone(),
             reaper_stopped,
@@ -167,14 +168,21 @@ impl Dispatcher {
         result.map(|()| total)
     }
 
-    /// Return expired claims (of nodes that stopped) to the queue now.
-    async fn reap(&self) -> Result<(), StoreError> {
+    /// Return expired claims (of nodes that stopped) to the queue now, but not the claims
+    /// this process holds: after a stall past their leases its heartbeat renews them, and
+    /// its sends go on (another node's reaper may still take them). How many came back.
+    async fn reap(&self) -> Result<usize, StoreError> {
         let r = self
             .store
-            .reap(self.clock.now(), &self.node, self.cfg.retry.max_attempts)
+            .reap_except(
+                self.clock.now(),
+                &self.node,
+                self.cfg.retry.max_attempts,
+                &self.held.tokens(),
+            )
             .await?;
         lease::log_reaped(&r);
-        Ok(())
+        Ok(r.len())
     }
 
     /// Read the engaged reputation brakes once, for [`Dispatcher::try_unqueued`] (a drain

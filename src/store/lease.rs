@@ -85,9 +85,24 @@ impl Store {
         by: &str,
         max_attempts: u32,
     ) -> Result<Vec<Reaped>> {
+        self.reap_except(now, by, max_attempts, &[]).await
+    }
+
+    /// [`Store::reap`], leaving alone the claims made under `spare`: the reaping process's
+    /// own, which it still holds. A process that stalled past its leases (a paused VM, a
+    /// suspended laptop) would otherwise, on waking, take back the claims its own sends are
+    /// working through and log each as a try that may have been sent; its heartbeat renews
+    /// them instead. Another node's reaper still takes them.
+    pub async fn reap_except(
+        &self,
+        now: DateTime<Utc>,
+        by: &str,
+        max_attempts: u32,
+        spare: &[String],
+    ) -> Result<Vec<Reaped>> {
         let mut all = Vec::new();
         loop {
-            let (reaped, full) = self.reap_some(now, by, max_attempts).await?;
+            let (reaped, full) = self.reap_some(now, by, max_attempts, spare).await?;
             all.extend(reaped);
             if !full {
                 return Ok(all);
@@ -101,12 +116,21 @@ impl Store {
         now: DateTime<Utc>,
         by: &str,
         max_attempts: u32,
+        spare: &[String],
     ) -> Result<(Vec<Reaped>, bool)> {
         let pg = matches!(self.pool, Pool::Postgres(_));
+        let spared = if spare.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND m.claim_token NOT IN ({})",
+                placeholders(2, spare.len())
+            )
+        };
         let select = format!(
             "SELECT m.id, m.claim_token, m.locked_by, m.attempts, m.tries, COALESCE(m.channel_plan, m.channel), m.address \
              FROM message_queue q JOIN messages m ON m.id = q.id \
-             WHERE q.state = 'claimed' AND q.locked_until < $1 AND m.state = 'claimed' AND m.locked_until < $1 \
+             WHERE q.state = 'claimed' AND q.locked_until < $1 AND m.state = 'claimed' AND m.locked_until < $1{spared} \
              ORDER BY q.locked_until, q.id LIMIT {REAP_BATCH}{}",
             if pg {
                 " FOR UPDATE OF m SKIP LOCKED"
@@ -115,10 +139,11 @@ impl Store {
             }
         );
         let at = to_millis(now);
+        let mut binds = vec![Bind::Int(Some(at))];
+        binds.extend(spare.iter().map(|t| Bind::Text(Some(t.clone()))));
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let rows = sqlx::query(AssertSqlSafe(select))
-                .bind(at)
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(select)), &binds)
                 .fetch_all(&mut *tx)
                 .await?;
             if rows.is_empty() {
