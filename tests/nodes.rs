@@ -155,6 +155,10 @@ fn store_check_finds_nothing(ws: &Workspace) {
     );
 }
 
+/// Batches of 6 sent 2 at a time to a sink that takes a second each: 3 s of work under a
+/// 2 s lease, which only renewals keep.
+const SLOW_BATCHES: &str = "  batch_size: 6\n  concurrency: 2\n  lease: 2s\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n";
+
 fn count(ws: &Workspace, sql: &str) -> i64 {
     pg::psql(&ws.store_url, sql)
         .parse()
@@ -427,11 +431,7 @@ fn heartbeats_keep_a_slow_batch_from_being_taken_by_another_node() {
     let ws = workspace(&sink);
     review_job(&ws);
     import_due(&ws, 24);
-    let mut nodes = Nodes::new(
-        &ws,
-        &sink,
-        "  batch_size: 6\n  concurrency: 2\n  lease: 2s\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n",
-    );
+    let mut nodes = Nodes::new(&ws, &sink, SLOW_BATCHES);
     nodes.start("node-a");
     nodes.start("node-b");
     wait_for("every message sent", Duration::from_secs(60), || {
@@ -461,11 +461,7 @@ fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
     let ws = workspace(&sink);
     review_job(&ws);
     import_due(&ws, 12);
-    let mut nodes = Nodes::new(
-        &ws,
-        &sink,
-        "  batch_size: 6\n  concurrency: 2\n  lease: 2s\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n",
-    );
+    let mut nodes = Nodes::new(&ws, &sink, SLOW_BATCHES);
     nodes.start("node-a");
     wait_for("a claim", Duration::from_secs(30), || {
         count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'claimed'") > 0

@@ -68,15 +68,8 @@ impl Backend {
 /// same files, so the same checksums, for `sqlx::migrate::Migrator::new` to leave a store
 /// as an older release did.
 pub fn migrations_before(backend: Backend, version: &str) -> tempfile::TempDir {
-    let dir = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(dir);
     let old = tempfile::tempdir().expect("a temp folder");
-    for e in std::fs::read_dir(from).expect("the migrations folder") {
+    for e in std::fs::read_dir(migrations_dir(backend)).expect("the migrations folder") {
         let p = e.expect("a migration").path();
         let name = p
             .file_name()
@@ -90,14 +83,19 @@ pub fn migrations_before(backend: Backend, version: &str) -> tempfile::TempDir {
     old
 }
 
-pub fn migrations(backend: Backend) -> Vec<String> {
+/// `migrations/sqlite` or `migrations/postgres`.
+fn migrations_dir(backend: Backend) -> PathBuf {
     let dir = match backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("migrations")
-        .join(dir);
+        .join(dir)
+}
+
+pub fn migrations(backend: Backend) -> Vec<String> {
+    let dir = migrations_dir(backend);
     let mut out: Vec<(i64, String)> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {
