@@ -487,6 +487,12 @@ fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
     );
     assert!(tries.is_empty(), "{tries:#?}\n{}", nodes.log("node-a"));
     store_check_finds_nothing(&ws);
+    // And the stall is in the node's log, for the operator who wonders why.
+    let log = nodes.log("node-a");
+    assert!(
+        log.contains("heartbeat") && log.contains("this process was stalled"),
+        "{log}"
+    );
 }
 
 #[test]

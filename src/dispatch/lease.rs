@@ -102,7 +102,9 @@ impl Held {
 }
 
 /// Renew `held` every `every` until `stop` turns true. A failed renewal is logged and
-/// tried again at the next beat; [`Held::may_start`] stops new sends meanwhile.
+/// tried again at the next beat; [`Held::may_start`] stops new sends meanwhile. A beat that
+/// comes more than twice `every` after the last is logged: the process was stalled (paused,
+/// swapping, starved of CPU), which is when leases run out under a live node.
 pub(super) async fn heartbeat(
     held: std::sync::Arc<Held>,
     store: Store,
@@ -110,6 +112,7 @@ pub(super) async fn heartbeat(
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut last = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -118,9 +121,20 @@ pub(super) async fn heartbeat(
         if *stop.borrow() {
             return;
         }
+        let gap = last.elapsed();
+        if gap > every * 2 {
+            tracing::warn!(
+                "heartbeat {:.1} s after the last, due every {:.1} s: this process was stalled \
+                 (paused, swapping or starved of CPU); leases it did not renew meanwhile may have \
+                 run out and been taken by another node",
+                gap.as_secs_f64(),
+                every.as_secs_f64()
+            );
+        }
         if let Err(e) = held.renew(&store, clock.now()).await {
             tracing::warn!("lease renewal failed (sends stop if it keeps failing): {e}");
         }
+        last = std::time::Instant::now();
     }
 }
 
