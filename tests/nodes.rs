@@ -155,6 +155,26 @@ fn store_check_finds_nothing(ws: &Workspace) {
     );
 }
 
+/// A sink that takes a second per message, and a store with `n` review requests due.
+fn slow_sink_and_due(n: usize) -> (SmtpSink, Workspace) {
+    let sink = SmtpSink::start(&["-w", "1"]);
+    let ws = workspace(&sink);
+    review_job(&ws);
+    import_due(&ws, n);
+    (sink, ws)
+}
+
+/// Wait until `n` messages are sent, stop the nodes, and check the sink got each once.
+fn all_sent_once(ws: &Workspace, sink: &SmtpSink, nodes: &mut Nodes, n: usize) {
+    wait_for("every message sent", Duration::from_secs(60), || {
+        count(ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == n as i64
+    });
+    nodes.stop_all();
+    let seen = sink.received();
+    assert_eq!(seen.len(), n);
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+}
+
 /// Batches of 6 sent 2 at a time to a sink that takes a second each: 3 s of work under a
 /// 2 s lease, which only renewals keep.
 const SLOW_BATCHES: &str = "  batch_size: 6\n  concurrency: 2\n  lease: 2s\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n";
@@ -427,20 +447,11 @@ fn heartbeats_keep_a_slow_batch_from_being_taken_by_another_node() {
     let _turn = serial();
     // The sink takes a second per message; a node's batch of 6 at 2 at once takes 3 s, longer
     // than the 2 s lease: without renewals the other node would reap and resend it.
-    let sink = SmtpSink::start(&["-w", "1"]);
-    let ws = workspace(&sink);
-    review_job(&ws);
-    import_due(&ws, 24);
+    let (sink, ws) = slow_sink_and_due(24);
     let mut nodes = Nodes::new(&ws, &sink, SLOW_BATCHES);
     nodes.start("node-a");
     nodes.start("node-b");
-    wait_for("every message sent", Duration::from_secs(60), || {
-        count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == 24
-    });
-    nodes.stop_all();
-    let seen = sink.received();
-    assert_eq!(seen.len(), 24);
-    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    all_sent_once(&ws, &sink, &mut nodes, 24);
     assert_eq!(
         count(&ws, "SELECT COUNT(*) FROM attempts WHERE outcome <> 'sent'"),
         0,
@@ -457,10 +468,7 @@ fn heartbeats_keep_a_slow_batch_from_being_taken_by_another_node() {
 #[test]
 fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
     let _turn = serial();
-    let sink = SmtpSink::start(&["-w", "1"]);
-    let ws = workspace(&sink);
-    review_job(&ws);
-    import_due(&ws, 12);
+    let (sink, ws) = slow_sink_and_due(12);
     let mut nodes = Nodes::new(&ws, &sink, SLOW_BATCHES);
     nodes.start("node-a");
     wait_for("a claim", Duration::from_secs(30), || {
@@ -474,13 +482,7 @@ fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
     signal("-STOP");
     std::thread::sleep(Duration::from_secs(5));
     signal("-CONT");
-    wait_for("every message sent", Duration::from_secs(60), || {
-        count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == 12
-    });
-    nodes.stop_all();
-    let seen = sink.received();
-    assert_eq!(seen.len(), 12);
-    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    all_sent_once(&ws, &sink, &mut nodes, 12);
     let tries = column(
         &ws,
         "SELECT outcome || ': ' || COALESCE(detail, '') FROM attempts WHERE outcome <> 'sent'",

@@ -69,7 +69,7 @@ impl Held {
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let asked: Vec<String> = self.lock().keys().cloned().collect();
+        let asked = self.tokens();
         if asked.is_empty() {
             return Ok(0);
         }

@@ -77,6 +77,9 @@ const QUEUE: &str = concat!(
     ") AS missing)"
 );
 
+/// The schema version that added `message_queue`: older stores have none to check.
+const QUEUE_SINCE: i64 = 10;
+
 /// What `store check` found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckReport {
@@ -143,7 +146,7 @@ impl Store {
                 .await?);
             report.references.push((what, n));
         }
-        if schema.applied.contains(&10) {
+        if schema.applied.contains(&QUEUE_SINCE) {
             let n: i64 = on_pool!(self, |pool, _b| sqlx::query_scalar(QUEUE)
                 .fetch_one(pool)
                 .await?);
