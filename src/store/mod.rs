@@ -245,8 +245,14 @@ impl Store {
         } else {
             opts
         };
+        // No idle timeout and no maximum lifetime: a connection to a local file has nothing
+        // to gain from being replaced, and with either set sqlx runs a maintenance task that
+        // once spun a core for minutes in CI (sqlx 0.9.0, `run --once` never exiting: the task
+        // looping over acquire and release in `spawn_maintenance_tasks`).
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open {
@@ -270,6 +276,8 @@ impl Store {
                 pool: Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
                         .connect_lazy_with((*p.connect_options()).clone()),
                 ),
                 target: self.target.clone(),
