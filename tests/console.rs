@@ -191,13 +191,16 @@ impl Browser {
         let form = self.c.form(Locator::Css("form.signin")).await.unwrap();
         form.set_by_name("name", name).await.unwrap();
         form.set_by_name("password", password).await.unwrap();
-        self.c
-            .find(Locator::Id("signin"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let button = self.c.find(Locator::Id("signin")).await.unwrap();
+        button.click().await.unwrap();
+        // The answer is a new page at the same path (a refusal) or elsewhere: wait until the
+        // old page's button is gone, or the next read finds the old page's elements, which
+        // the new page then makes stale.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while button.tag_name().await.is_ok() {
+            assert!(Instant::now() < deadline, "signing in loaded no new page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.checked("after signing in").await;
     }
 
