@@ -449,6 +449,15 @@ fn bad_event_lines_are_rejected_with_line_numbers_and_store_nothing() {
         "{}",
         r.stderr
     );
+    // In line order: line 4's refusal comes from planning, the others' from reading.
+    let at: Vec<Option<usize>> = (2..=5)
+        .map(|n| r.stderr.find(&format!("events.jsonl:{n}:")))
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]) && at[0].is_some(),
+        "{}",
+        r.stderr
+    );
     let log = ws.logs_json(&[]);
     assert_eq!(log.as_array().unwrap().len(), 1);
     for contact in ["c-50", "c-51", "c-52", "li@example.com"] {

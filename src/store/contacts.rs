@@ -4,7 +4,7 @@
 use super::sql::{
     Bind, bind_all, bind_vec, json_map, on_pool, on_tx, placeholders, shaped, values_rows,
 };
-use super::{Result, Store, Tx};
+use super::{Result, Store, StoreError, Tx};
 
 use crate::clock::{from_millis, to_millis};
 use crate::model::{Contact, Event};
@@ -294,7 +294,7 @@ impl Tx {
         for chunk in shaped(events) {
             let sql = format!(
                 "INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
-                 VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                 VALUES {} ON CONFLICT (id) DO NOTHING",
                 values_rows(chunk.len(), 9, pg)
             );
             let mut b = Vec::with_capacity(chunk.len() * 9);
@@ -311,8 +311,28 @@ impl Tx {
                 b.push(Bind::Text(Some(json_text(&e.data))));
                 b.push(Bind::Text(Some(digest.to_string())));
             }
+            if !pg {
+                // SQLite hands each returned row from its thread to ours (a wake-up per
+                // event); under `BEGIN IMMEDIATE` no other writer can take an id between
+                // the caller's read of the stored ids and this insert, so all go in.
+                let n = on_tx!(self, |conn| {
+                    bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected()
+                });
+                if n as usize != chunk.len() {
+                    return Err(StoreError::Invariant(format!(
+                        "{n} of {} events inserted while this transaction held the write lock \
+                         (the ids were read as new in it); nothing of the batch is kept",
+                        chunk.len()
+                    )));
+                }
+                inserted.extend(chunk.iter().map(|(e, _)| e.id.clone()));
+                continue;
+            }
             let ids: Vec<String> = on_tx!(self, |conn| {
-                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(format!("{sql} RETURNING id"))), b)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()

@@ -96,6 +96,9 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("{0}")]
     Config(String),
+    /// Something the store's own rules rule out happened; the transaction is rolled back.
+    #[error("store invariant broken: {0}")]
+    Invariant(String),
     #[error(
         "the store at {target} has schema version {have}, newer than this aftercare knows (up to {known}): \
          a newer aftercare migrated it. Run that release or a newer one, or restore a backup from before the upgrade"

@@ -4,6 +4,7 @@
 //! About 600 lines: the claim, the completion and the SQL they run are kept together so a
 //! change to one statement is read next to the code that binds it.
 
+use super::contacts::{in_list, list};
 use super::sql::{
     Bind, bind_all, bind_vec, json_map, on_pool, on_tx, opt_ms, placeholders, shaped, values_rows,
 };
@@ -794,6 +795,11 @@ impl Tx {
     }
 
     /// Insert planned messages; returns the ids inserted (the others were planned already).
+    ///
+    /// Not `RETURNING id`: SQLite's driver hands each returned row from its thread to ours,
+    /// a thread wake-up per message. The count says whether all went in (the usual case);
+    /// when some did not, the ids present now are the ones this statement inserted, since
+    /// every id is new (an old one would break the primary key, not the `ON CONFLICT`).
     pub async fn insert_messages(
         &mut self,
         messages: &[NewMessage],
@@ -802,10 +808,25 @@ impl Tx {
         let pg = self.is_pg();
         let mut inserted = HashSet::new();
         for chunk in shaped(messages) {
-            let (mut sql, binds) =
+            let (sql, binds) =
                 insert_messages_sql(&chunk.iter().map(|m| (m, now)).collect::<Vec<_>>(), pg);
-            sql.push_str(" RETURNING id");
-            let ids: Vec<String> = on_tx!(self, |conn| {
+            let n = on_tx!(self, |conn| {
+                bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            });
+            let ids: Vec<String> = chunk.iter().map(|m| m.id.clone()).collect();
+            if n as usize == chunk.len() {
+                inserted.extend(ids);
+                continue;
+            }
+            let binds = in_list(&ids);
+            let sql = format!(
+                "SELECT id FROM messages WHERE id IN ({})",
+                list(1, binds.len(), pg)
+            );
+            let found: Vec<String> = on_tx!(self, |conn| {
                 let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
@@ -813,7 +834,7 @@ impl Tx {
                     .map(|r| Ok(r.try_get(0)?))
                     .collect::<Result<Vec<_>>>()?
             });
-            inserted.extend(ids);
+            inserted.extend(found);
         }
         Ok(inserted)
     }
