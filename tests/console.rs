@@ -192,15 +192,8 @@ impl Browser {
         form.set_by_name("name", name).await.unwrap();
         form.set_by_name("password", password).await.unwrap();
         let button = self.c.find(Locator::Id("signin")).await.unwrap();
-        button.click().await.unwrap();
-        // The answer is a new page at the same path (a refusal) or elsewhere: wait until the
-        // old page's button is gone, or the next read finds the old page's elements, which
-        // the new page then makes stale.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while button.tag_name().await.is_ok() {
-            assert!(Instant::now() < deadline, "signing in loaded no new page");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // A refusal is a new page at the same path.
+        Self::click_to_new_page(button, "signing in").await;
         self.checked("after signing in").await;
     }
 
@@ -222,15 +215,27 @@ impl Browser {
         }
     }
 
+    /// Click a link or a form's button: every one in the console loads a new page.
     async fn click(&self, css: &str) {
-        self.c
+        let element = self
+            .c
             .find(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        Self::click_to_new_page(element, css).await;
         self.checked(css).await;
+    }
+
+    /// Click, then wait until the page that held `element` is gone: reading at once would
+    /// find the old page's elements (the old task list, the old refusal), which the new
+    /// page then makes stale or leaves unread.
+    async fn click_to_new_page(element: fantoccini::elements::Element, what: &str) {
+        element.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while element.tag_name().await.is_ok() {
+            assert!(Instant::now() < deadline, "{what}: no new page loaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The session cookie and this page's CSRF token, for requests the browser cannot make
