@@ -327,6 +327,46 @@ async fn ingest_stores_once_and_stop_when_cancels(b: Backend) {
     store.close().await;
 }
 
+/// One insert statement holding new messages and already planned ones reports each exactly:
+/// the insert returns no rows, and a short count looks up which went in.
+async fn a_batch_of_new_and_planned_messages_counts_each(b: Backend) {
+    let (store, _f) = store(b).await;
+    let d = |id: &str, order: &str| {
+        delivered(
+            id,
+            "c-1",
+            "a@example.com",
+            order,
+            "2026-11-20T10:00:00+08:00",
+        )
+    };
+    ingest(&store, &[d("e-1", "SO-1"), d("e-2", "SO-2")]).await;
+    let out = ingest(
+        &store,
+        &[
+            d("e-3", "SO-3"),
+            d("e-4", "SO-1"),
+            d("e-5", "SO-4"),
+            d("e-6", "SO-2"),
+        ],
+    )
+    .await;
+    let counts: Vec<(usize, usize)> = out
+        .iter()
+        .map(|o| match o {
+            IngestOutcome::Accepted {
+                planned,
+                already_planned,
+                ..
+            } => (*planned, *already_planned),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(counts, vec![(1, 0), (0, 1), (1, 0), (0, 1)]);
+    assert_eq!(all(&store).await.len(), 4);
+    store.close().await;
+}
+
 async fn claim_takes_due_batches_under_a_lease(b: Backend) {
     let (store, _f) = store(b).await;
     deliveries(&store, 5).await;
@@ -1245,6 +1285,7 @@ async fn store_check_counts_a_queue_that_drifted(b: Backend) {
 
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
+    a_batch_of_new_and_planned_messages_counts_each,
     claim_takes_due_batches_under_a_lease,
     concurrent_claims_never_share_a_message,
     complete_records_every_outcome_in_batches,
