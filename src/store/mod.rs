@@ -122,6 +122,18 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A SQLite pool of `max` connections, without an idle timeout or a maximum lifetime: a
+/// connection to a local file has nothing to gain from being replaced, and with either set
+/// sqlx runs a maintenance task that once spun a core for minutes in CI (sqlx 0.9.0, `run
+/// --once` never exiting: the task looping over acquire and release in
+/// `spawn_maintenance_tasks`).
+fn sqlite_pool(max: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 #[derive(Clone, Debug)]
 pub(crate) enum Pool {
     Sqlite(SqlitePool),
@@ -248,14 +260,7 @@ impl Store {
         } else {
             opts
         };
-        // No idle timeout and no maximum lifetime: a connection to a local file has nothing
-        // to gain from being replaced, and with either set sqlx runs a maintenance task that
-        // once spun a core for minutes in CI (sqlx 0.9.0, `run --once` never exiting: the task
-        // looping over acquire and release in `spawn_maintenance_tasks`).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .idle_timeout(None)
-            .max_lifetime(None)
+        let pool = sqlite_pool(4)
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open {
@@ -277,11 +282,7 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(p) => Store {
                 pool: Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .idle_timeout(None)
-                        .max_lifetime(None)
-                        .connect_lazy_with((*p.connect_options()).clone()),
+                    sqlite_pool(1).connect_lazy_with((*p.connect_options()).clone()),
                 ),
                 target: self.target.clone(),
             },
