@@ -103,19 +103,23 @@ fn start(ws: &Workspace, port: u16) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let d = Daemon {
+    let mut d = Daemon {
         child,
         base: format!("http://127.0.0.1:{port}"),
         client: reqwest::blocking::Client::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while d
+    while !d
         .client
         .get(format!("{}/readyz", d.base))
         .send()
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
+        .is_ok_and(|r| r.status() == 200 && r.text().is_ok_and(|t| t.starts_with("ready")))
     {
+        // A daemon that could not bind its port exits; something else answering there
+        // must not pass for it.
+        if let Some(status) = d.child.try_wait().unwrap() {
+            panic!("the daemon exited before it was ready: {status}");
+        }
         assert!(Instant::now() < deadline, "the API did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }

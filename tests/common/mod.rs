@@ -499,12 +499,41 @@ pub struct Received {
     pub html: Option<String>,
 }
 
+/// A port for a process the test starts (a daemon, smtp-sink, PostgreSQL), which must be
+/// named before that process binds it. Not a port-0 bind's port: those come from the
+/// kernel's ephemeral range, which every in-process stub also draws from, so a port found
+/// free there could be handed to another test's stub before the daemon bound it (it
+/// happened: a daemon lost its port to an SMS gateway stub, and the stub answered the
+/// test's readiness probe and page requests). Ports come from just below the ephemeral
+/// range instead, from one counter per test process offset by its pid, each checked free
+/// on 127.0.0.1 before it is handed out.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    // Stay above the registered services people run on a development machine (PostgreSQL's
+    // 5432, 8080 and friends); a range too narrow to pick from falls back to the kernel.
+    let low = ephemeral_low.saturating_sub(12_000).max(10_000);
+    let span = ephemeral_low.saturating_sub(low);
+    if span < 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let offset = std::process::id().wrapping_mul(97) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(low + (offset + n) % span).expect("below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{ephemeral_low}");
 }
 
 fn is_root() -> bool {
