@@ -37,8 +37,9 @@ pub enum IngestOutcome {
     Withdrawn,
 }
 
-/// A message planned earlier in the same ingest batch: its index and its trigger's data.
-type PlannedHere = (usize, Map<String, Value>);
+/// A message planned earlier in the same ingest batch: its index, and the index in the batch
+/// of the event that triggered it (whose data a stop compares).
+type PlannedHere = (usize, usize);
 
 /// The suffix that keeps a job's callback-task row apart from its customer message.
 pub const CALLBACK_SUFFIX: &str = "#callback";
@@ -357,11 +358,14 @@ pub async fn ingest_in(
     let mut contact_ids: Vec<String> = batch.iter().map(|i| i.contact.id.clone()).collect();
     contact_ids.sort();
     contact_ids.dedup();
-    let stored_contacts = tx.contacts_by_id(&contact_ids).await?;
+    let mut stored_contacts = tx.contacts_by_id(&contact_ids).await?;
     let stop_types = book.jobs.stop_types();
     // Stop events of these contacts, stored or earlier in this batch.
-    let stored_stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
+    let mut stored_stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
     let request_of = request_index(sizes, batch.len());
+    // Only a request of several events can be withdrawn and the batch decided again; without
+    // one the store's answers are used up in one round instead of copied for it.
+    let may_withdraw = sizes.iter().any(|n| *n > 1);
 
     enum Pending {
         Done(IngestOutcome),
@@ -375,9 +379,15 @@ pub async fn ingest_in(
     let mut withdrawn: HashSet<usize> = HashSet::new();
     let mut refusals: HashMap<usize, Vec<FieldError>> = HashMap::new();
     let (outcomes, events, messages, dirty, contacts, db_cancels) = loop {
-        let mut contacts = stored_contacts.clone();
-        let mut stop_data = stored_stop_data.clone();
-        let mut seen: HashMap<String, String> = HashMap::new();
+        let (mut contacts, mut stop_data) = if may_withdraw {
+            (stored_contacts.clone(), stored_stop_data.clone())
+        } else {
+            (
+                std::mem::take(&mut stored_contacts),
+                std::mem::take(&mut stored_stop_data),
+            )
+        };
+        let mut seen: HashMap<&str, &str> = HashMap::new();
         let mut outcomes: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut events: Vec<(&Event, &str)> = Vec::new();
         let mut messages: Vec<NewMessage> = Vec::new();
@@ -395,9 +405,13 @@ pub async fn ingest_in(
                 continue;
             }
             let ev = &inc.event;
-            if let Some(digest) = stored_digests.get(&ev.id).or_else(|| seen.get(&ev.id)) {
+            let digest = match stored_digests.get(&ev.id) {
+                Some(d) => Some(d.as_str()),
+                None => seen.get(ev.id.as_str()).copied(),
+            };
+            if let Some(digest) = digest {
                 outcomes.push(Pending::Done(IngestOutcome::Duplicate {
-                    same: *digest == inc.digest,
+                    same: digest == inc.digest,
                 }));
                 continue;
             }
@@ -415,11 +429,17 @@ pub async fn ingest_in(
                 outcomes.push(Pending::Done(IngestOutcome::Rejected(errors)));
                 continue;
             }
-            seen.insert(ev.id.clone(), inc.digest.clone());
+            seen.insert(&ev.id, &inc.digest);
             if stored != Some(&contact) {
                 dirty.insert(contact.id.clone());
-                contacts.insert(contact.id.clone(), contact.clone());
+                contacts.insert(contact.id.clone(), contact);
             }
+            let Some(contact) = contacts.get(&inc.contact.id) else {
+                return Err(StoreError::Invariant(format!(
+                    "contact {} was decided but is not in the batch's contacts",
+                    inc.contact.id
+                )));
+            };
             let mut mine = Vec::new();
             for (job, mut m) in planned {
                 // An event that arrives after its own stop event (imports out of order) is
@@ -440,7 +460,7 @@ pub async fn ingest_in(
                 planned_here
                     .entry((contact.id.clone(), job.id.clone()))
                     .or_default()
-                    .push((messages.len(), ev.data.clone()));
+                    .push((messages.len(), i));
                 mine.push(messages.len());
                 messages.push(m);
             }
@@ -456,11 +476,12 @@ pub async fn ingest_in(
                             stopped += 1;
                         }
                     }
-                    for (idx, trigger_data) in planned_here
+                    for (idx, trigger) in planned_here
                         .get(&(contact.id.clone(), job.id.clone()))
                         .into_iter()
                         .flatten()
                     {
+                        let trigger_data = &batch[*trigger].event.data;
                         let m = &mut messages[*idx];
                         if matches!(m.state, MessageState::Scheduled | MessageState::Open)
                             && let Some(reason) =
@@ -524,7 +545,7 @@ pub async fn ingest_in(
             if lost.contains(event) {
                 lost_contacts.insert(events[*event].0.contact_id.as_str());
             } else {
-                keep_messages.extend(mine.iter().map(|i| messages[*i].clone()));
+                keep_messages.extend(mine.iter().map(|i| &messages[*i]));
             }
         }
     }
@@ -556,7 +577,7 @@ pub async fn ingest_in(
             } => {
                 let planned = mine
                     .iter()
-                    .filter(|i| new_ids.contains(&messages[**i].id))
+                    .filter(|i| new_ids.contains(messages[**i].id.as_str()))
                     .count();
                 IngestOutcome::Accepted {
                     planned,

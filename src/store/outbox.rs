@@ -800,41 +800,43 @@ impl Tx {
     /// a thread wake-up per message. The count says whether all went in (the usual case);
     /// when some did not, the ids present now are the ones this statement inserted, since
     /// every id is new (an old one would break the primary key, not the `ON CONFLICT`).
-    pub async fn insert_messages(
+    pub async fn insert_messages<'m, M: std::borrow::Borrow<NewMessage>>(
         &mut self,
-        messages: &[NewMessage],
+        messages: &'m [M],
         now: DateTime<Utc>,
-    ) -> Result<HashSet<String>> {
+    ) -> Result<HashSet<&'m str>> {
         let pg = self.is_pg();
-        let mut inserted = HashSet::new();
+        let mut inserted = HashSet::with_capacity(messages.len());
         for chunk in shaped(messages) {
-            let (sql, binds) =
-                insert_messages_sql(&chunk.iter().map(|m| (m, now)).collect::<Vec<_>>(), pg);
+            let (sql, binds) = insert_messages_sql(
+                &chunk.iter().map(|m| (m.borrow(), now)).collect::<Vec<_>>(),
+                pg,
+            );
             let n = on_tx!(self, |conn| {
                 bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected()
             });
-            let ids: Vec<String> = chunk.iter().map(|m| m.id.clone()).collect();
+            let ids = chunk.iter().map(|m| m.borrow().id.as_str());
             if n as usize == chunk.len() {
                 inserted.extend(ids);
                 continue;
             }
-            let binds = in_list(&ids);
+            let binds = in_list(&ids.clone().map(str::to_owned).collect::<Vec<_>>());
             let sql = format!(
                 "SELECT id FROM messages WHERE id IN ({})",
                 list(1, binds.len(), pg)
             );
-            let found: Vec<String> = on_tx!(self, |conn| {
+            let found: HashSet<String> = on_tx!(self, |conn| {
                 let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
                     .map(|r| Ok(r.try_get(0)?))
-                    .collect::<Result<Vec<_>>>()?
+                    .collect::<Result<HashSet<_>>>()?
             });
-            inserted.extend(found);
+            inserted.extend(ids.filter(|id| found.contains(*id)));
         }
         Ok(inserted)
     }
