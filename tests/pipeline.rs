@@ -541,3 +541,57 @@ fn english_contact_gets_english_templates_and_new_york_dates() {
     );
     assert!(mail[0].html.as_deref().unwrap().contains("Emily &amp; Co"));
 }
+
+/// `events import` stores 1,024 events a transaction; what a batch decides must not depend on
+/// where the batches happen to be cut. Over four batches: a review that stops a request
+/// planned in the batch just before (the first line of a batch, against the last of the one
+/// before), one that stops a request two batches back, a contact whose later delivery
+/// changes its address, and an event repeated across a boundary. Each comes out as if the
+/// events came one by one.
+fn a_long_import_decides_across_batches_as_if_the_events_came_one_by_one(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&["review-request"]);
+    let later = "2026-11-21T10:00:00+08:00";
+    let mut lines: Vec<String> = (0..3500)
+        .map(|i| {
+            delivered(
+                &format!("evt-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                DELIVERED_AT,
+            )
+        })
+        .collect();
+    // Batches: lines 0..1024, 1024..2048, 2048..3072, 3072..3500.
+    lines[1024] = reviewed("rev-1023", "c-1023", "SO-1023", later);
+    lines[2500] = reviewed("rev-20", "c-20", "SO-20", later);
+    lines[2600] = delivered("evt-x30", "c-30", "new30@example.com", "SO-30b", later);
+    lines[3072] = lines[3071].clone();
+    let r = ws.import(&lines).ok();
+    assert!(
+        r.stdout.contains(
+            "3499 accepted, 1 duplicate, 0 rejected; 3497 message(s) planned, 0 already planned, 2 stopped"
+        ),
+        "{}",
+        r.stdout
+    );
+    for (order, event) in [("SO-1023", "rev-1023"), ("SO-20", "rev-20")] {
+        let log = ws.logs_json(&["--order", order, "--status", "cancelled"]);
+        assert_eq!(log.as_array().unwrap().len(), 1, "{order}: {log}");
+        assert_eq!(
+            log[0]["reason"],
+            format!("stopped: review.submitted received for order_id={order} (event {event})")
+        );
+    }
+    // Nothing else was stopped.
+    let cancelled = ws.logs_json(&["--status", "cancelled"]);
+    assert_eq!(cancelled.as_array().unwrap().len(), 2, "{cancelled}");
+    // c-30's two requests, under the address its second delivery gave it.
+    let log = ws.logs_json(&["--contact", "new30@example.com"]);
+    assert_eq!(log.as_array().unwrap().len(), 2, "{log}");
+}
+
+use common::{Backend, on_both};
+
+on_both!(a_long_import_decides_across_batches_as_if_the_events_came_one_by_one);
