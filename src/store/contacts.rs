@@ -291,15 +291,11 @@ impl Tx {
     ) -> Result<HashSet<String>> {
         let pg = self.is_pg();
         let mut inserted = HashSet::new();
-        let build = |chunk: &[(&Event, &str)]| {
+        for chunk in shaped(events) {
             let sql = format!(
                 "INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
-                 VALUES {} ON CONFLICT (id) DO NOTHING{}",
-                values_rows(chunk.len(), 9, pg),
-                // SQLite hands each returned row from its thread to ours (a wake-up per
-                // event); under `BEGIN IMMEDIATE` no other writer can take an id between
-                // the caller's read of the stored ids and this insert, so all go in.
-                if pg { " RETURNING id" } else { "" }
+                 VALUES {} ON CONFLICT (id) DO NOTHING",
+                values_rows(chunk.len(), 9, pg)
             );
             let mut b = Vec::with_capacity(chunk.len() * 9);
             for (e, digest) in chunk {
@@ -315,23 +311,16 @@ impl Tx {
                 b.push(Bind::Text(Some(json_text(&e.data))));
                 b.push(Bind::Text(Some(digest.to_string())));
             }
-            (sql, b)
-        };
-        let chunks: Vec<&[(&Event, &str)]> = shaped(events).collect();
-        let mut next = chunks.first().map(|c| build(c));
-        for (i, chunk) in chunks.iter().enumerate() {
-            let Some((sql, b)) = next.take() else {
-                break;
-            };
-            // The next statement's values are made while this one runs (see `sql::shaped`).
-            let following = async { chunks.get(i + 1).map(|c| build(c)) };
             if !pg {
-                let (n, built) = on_tx!(self, |conn| {
-                    let run = bind_vec!(sqlx::query(AssertSqlSafe(sql)), b).execute(&mut *conn);
-                    let (done, built) = futures::join!(run, following);
-                    (done?.rows_affected(), built)
+                // SQLite hands each returned row from its thread to ours (a wake-up per
+                // event); under `BEGIN IMMEDIATE` no other writer can take an id between
+                // the caller's read of the stored ids and this insert, so all go in.
+                let n = on_tx!(self, |conn| {
+                    bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected()
                 });
-                next = built;
                 if n as usize != chunk.len() {
                     return Err(StoreError::Invariant(format!(
                         "{n} of {} events inserted while this transaction held the write lock \
@@ -342,16 +331,14 @@ impl Tx {
                 inserted.extend(chunk.iter().map(|(e, _)| e.id.clone()));
                 continue;
             }
-            let (ids, built) = on_tx!(self, |conn| {
-                let run = bind_vec!(sqlx::query(AssertSqlSafe(sql)), b).fetch_all(&mut *conn);
-                let (rows, built) = futures::join!(run, following);
-                let ids = rows?
-                    .iter()
+            let ids: Vec<String> = on_tx!(self, |conn| {
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(format!("{sql} RETURNING id"))), b)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                rows.iter()
                     .map(|r| Ok(r.try_get(0)?))
-                    .collect::<Result<Vec<String>>>()?;
-                (ids, built)
+                    .collect::<Result<Vec<_>>>()?
             });
-            next = built;
             inserted.extend(ids);
         }
         Ok(inserted)
@@ -364,7 +351,7 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let pg = self.is_pg();
-        let build = |chunk: &[&Contact]| {
+        for chunk in shaped(contacts) {
             let sql = format!(
                 "INSERT INTO contacts (id, name, email, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
                  VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone, \
@@ -386,21 +373,10 @@ impl Tx {
                 b.push(Bind::Int(Some(to_millis(now))));
                 b.push(Bind::Int(Some(to_millis(now))));
             }
-            (sql, b)
-        };
-        let chunks: Vec<&[&Contact]> = shaped(contacts).collect();
-        let mut next = chunks.first().map(|c| build(c));
-        for (i, chunk) in chunks.iter().enumerate() {
-            let Some((sql, b)) = next.take() else {
-                break;
-            };
-            // The next statement's values are made while this one runs (see `sql::shaped`).
-            next = on_tx!(self, |conn| {
-                let run = bind_vec!(sqlx::query(AssertSqlSafe(sql)), b).execute(&mut *conn);
-                let (done, built) =
-                    futures::join!(run, async { chunks.get(i + 1).map(|c| build(c)) });
-                done?;
-                built
+            on_tx!(self, |conn| {
+                bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
+                    .execute(&mut *conn)
+                    .await?;
             });
             let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
             let ids = in_list(&ids);

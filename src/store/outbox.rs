@@ -807,26 +807,17 @@ impl Tx {
     ) -> Result<HashSet<&'m str>> {
         let pg = self.is_pg();
         let mut inserted = HashSet::with_capacity(messages.len());
-        let chunks: Vec<&[M]> = shaped(messages).collect();
-        let build = |chunk: &[M]| {
-            insert_messages_sql(
+        for chunk in shaped(messages) {
+            let (sql, binds) = insert_messages_sql(
                 &chunk.iter().map(|m| (m.borrow(), now)).collect::<Vec<_>>(),
                 pg,
-            )
-        };
-        let mut next = chunks.first().map(|c| build(c));
-        for (i, chunk) in chunks.iter().enumerate() {
-            let Some((sql, binds)) = next.take() else {
-                break;
-            };
-            // The next statement's values are made while this one runs (see `sql::shaped`).
-            let (n, built) = on_tx!(self, |conn| {
-                let run = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds).execute(&mut *conn);
-                let (done, built) =
-                    futures::join!(run, async { chunks.get(i + 1).map(|c| build(c)) });
-                (done?.rows_affected(), built)
+            );
+            let n = on_tx!(self, |conn| {
+                bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
             });
-            next = built;
             let ids = chunk.iter().map(|m| m.borrow().id.as_str());
             if n as usize == chunk.len() {
                 inserted.extend(ids);

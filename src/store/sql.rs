@@ -95,12 +95,6 @@ pub(crate) const ROWS: usize = 256;
 /// `items` cut into runs of `ROWS`, then of the powers of two that make up the rest (37 →
 /// 32, 4, 1): a batch of any size uses a few statement texts out of nine, so they stay in
 /// the connection's prepared-statement cache instead of being parsed for every batch.
-///
-/// The ingest's writers (events, contacts, messages) make the next run's values while the
-/// database runs the current statement (`futures::join!` of the two: the statement goes to
-/// SQLite's thread on its first poll, then the values are made on ours). Made in turn,
-/// SQLite's thread waited for each statement's ~2,500–4,400 values: a bulk import ran 4–10%
-/// slower (four rounds alternating, 200,000 events into 200,000).
 pub(crate) fn shaped<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         if items.is_empty() {
