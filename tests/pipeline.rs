@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{SmtpSink, Workspace, delivered, reviewed};
+use common::{SmtpSink, Workspace, delivered, deliveries, reviewed};
 
 const DELIVERED_AT: &str = "2026-11-20T10:00:00+08:00";
 
@@ -552,17 +552,7 @@ fn a_long_import_decides_across_batches_as_if_the_events_came_one_by_one(b: Back
     let ws = Workspace::on(b, None);
     ws.keep_jobs(&["review-request"]);
     let later = "2026-11-21T10:00:00+08:00";
-    let mut lines: Vec<String> = (0..3500)
-        .map(|i| {
-            delivered(
-                &format!("evt-{i}"),
-                &format!("c-{i}"),
-                &format!("c{i}@example.com"),
-                &format!("SO-{i}"),
-                DELIVERED_AT,
-            )
-        })
-        .collect();
+    let mut lines = deliveries(3500, DELIVERED_AT);
     // Batches: lines 0..1024, 1024..2048, 2048..3072, 3072..3500.
     lines[1024] = reviewed("rev-1023", "c-1023", "SO-1023", later);
     lines[2500] = reviewed("rev-20", "c-20", "SO-20", later);
