@@ -11,7 +11,7 @@ use common::provider::{Reply, Stub};
 use common::{Backend, Workspace};
 use serde_json::{Value, json};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const INGEST: &str = "ingest-token-0123456789";
 const READ: &str = "read-token-0123456789abc";
@@ -108,21 +108,12 @@ fn start(ws: &Workspace, port: u16) -> Daemon {
         base: format!("http://127.0.0.1:{port}"),
         client: reqwest::blocking::Client::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d
-        .client
-        .get(format!("{}/readyz", d.base))
-        .send()
-        .is_ok_and(|r| r.status() == 200 && r.text().is_ok_and(|t| t.starts_with("ready")))
-    {
-        // A daemon that could not bind its port exits; something else answering there
-        // must not pass for it.
-        if let Some(status) = d.child.try_wait().unwrap() {
-            panic!("the daemon exited before it was ready: {status}");
-        }
-        assert!(Instant::now() < deadline, "the API did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_api(
+        &mut d.child,
+        &d.base,
+        Duration::from_secs(30),
+        "the API did not come up",
+    );
     d
 }
 

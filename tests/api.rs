@@ -56,24 +56,19 @@ impl Api {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let api = Api {
+        let mut api = Api {
             ws,
             base: format!("http://127.0.0.1:{port}"),
             child,
             client: reqwest::blocking::Client::new(),
             _sink: Some(sink),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while api
-            .client
-            .get(format!("{}/readyz", api.base))
-            .send()
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(Instant::now() < deadline, "the API did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_for_api(
+            &mut api.child,
+            &api.base,
+            Duration::from_secs(20),
+            "the API did not come up",
+        );
         api
     }
 

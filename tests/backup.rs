@@ -9,7 +9,7 @@ use common::{Backend, Workspace, delivered, pg};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "ingest-token-0123456789";
 
@@ -59,16 +59,12 @@ fn a_backup_under_write_load_restores_to_a_whole_store() {
         .spawn()
         .unwrap();
     let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "the API did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_api(
+        &mut daemon,
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(20),
+        "the API did not come up",
+    );
     // Deliveries of now: their review requests are due in 3 days, so the running daemon
     // sends none of them (it would, under load, before a backup, for a delivery in the
     // past), and the restored store sends them all.

@@ -272,16 +272,12 @@ fn the_api_refuses_every_bad_event_with_400_and_its_field() {
         .unwrap();
     let client = reqwest::blocking::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/events");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "the API did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_api(
+        &mut child,
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(30),
+        "the API did not come up",
+    );
     let all = std::fs::read(corpus("events/bad.jsonl")).unwrap();
     let lines: Vec<&[u8]> = all.split(|b| *b == b'\n').collect();
     for (line, field, piece) in event_cases() {

@@ -12,7 +12,7 @@ mod common;
 use common::Workspace;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ADMIN: &str = "admin-token-0123456789ab";
 
@@ -45,17 +45,12 @@ fn schemathesis_finds_nothing_the_schema_and_the_api_disagree_on() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "the API did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_api(
+        &mut daemon,
+        &base,
+        Duration::from_secs(30),
+        "the API did not come up",
+    );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis");
     let out = Command::new("st")
         .current_dir(&dir)

@@ -1091,16 +1091,7 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
         .unwrap();
     let client = reqwest::blocking::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "no API");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_api(&mut child, &base, Duration::from_secs(20), "no API");
     let body = "MessageSid=SMapi000111222333444555666777888&MessageStatus=delivered&To=%2B8613800138000&AccountSid=AC0123456789abcdef";
     let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
@@ -1229,16 +1220,7 @@ fn a_messaging_service_gets_its_receipts_at_the_public_url() {
         .unwrap();
     let client = reqwest::blocking::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "no API");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_api(&mut child, &base, Duration::from_secs(20), "no API");
     let body = format!(
         "MessageSid={sid}&MessageStatus=delivered&To=%2B8613800138000&AccountSid=AC0123456789abcdef\
          &MessagingServiceSid=MG0123456789abcdef0123456789abcdef"

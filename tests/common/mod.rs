@@ -499,6 +499,25 @@ pub struct Received {
     pub html: Option<String>,
 }
 
+/// Wait until the daemon `child` serves its API at `base`: `/readyz` answers 200 with its own
+/// `ready` (a port taken by something else must not pass for it), and fails at once if the
+/// daemon has exited. Panics with `what` after `within`.
+pub fn wait_for_api(child: &mut Child, base: &str, within: Duration, what: &str) {
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + within;
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .is_ok_and(|r| r.status() == 200 && r.text().is_ok_and(|t| t.starts_with("ready")))
+    {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the daemon exited before it was ready: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A port for a process the test starts (a daemon, smtp-sink, PostgreSQL), which must be
 /// named before that process binds it. Not a port-0 bind's port: those come from the
 /// kernel's ephemeral range, which every in-process stub also draws from, so a port found
