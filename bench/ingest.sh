@@ -65,13 +65,20 @@ LUA
 # figure that other load on the machine disturbs much less than events/s.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cpu0=$(cpu_ticks)
+# Bytes the daemon wrote (files and sockets) and its write calls: WAL frames per commit.
+io_of() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$pid/io"; }
+wchar0=$(io_of wchar); syscw0=$(io_of syscw)
 if [ -n "${PERF:-}" ]; then
   perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" -- sleep "$SECS" 2>/dev/null &
 fi
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/post.lua" "http://127.0.0.1:$port/v1/events" | tee "$work/wrk.out" | grep -E "^bench:|Latency|Requests/sec"
 cpu1=$(cpu_ticks)
+wchar1=$(io_of wchar); syscw1=$(io_of syscw)
 requests=$(awk '/^bench: [0-9]+ requests/ {print $2}' "$work/wrk.out")
 awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
   'BEGIN { printf "cpu:      daemon %.1f s, %.0f us per event\n", t / hz, n ? t / hz * 1e6 / n : 0 }'
 stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from events').fetchone()[0], c.execute('select count(*) from messages').fetchone()[0], c.execute('select count(distinct received_at) from events').fetchone()[0])")
 echo "stored:   events, messages, commits ~ $stored (synchronous=${SYNC:-full}; commits: distinct received_at ms)"
+commits=$(echo "$stored" | awk '{print $3}')
+awk -v b=$((wchar1 - wchar0)) -v w=$((syscw1 - syscw0)) -v c="$commits" -v n="$requests" \
+  'BEGIN { printf "writes:   %.0f MB in %d write calls; %.1f KB and %.0f calls per commit, %.2f KB per event\n", b / 1e6, w, c ? b / c / 1e3 : 0, c ? w / c : 0, n ? b / n / 1e3 : 0 }'
