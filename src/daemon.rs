@@ -134,7 +134,7 @@ pub(crate) async fn run(
             }
             _ => None,
         };
-        let state = ApiState {
+        let state = ApiState::new(api::ApiParts {
             store: d.store.clone(),
             book: current.clone(),
             tokens: Arc::new(tokens.clone()),
@@ -160,7 +160,7 @@ pub(crate) async fn run(
                 http: reqwest::Client::new(),
             })),
             console,
-        };
+        });
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {
             let _ = stop.wait_for(|s| *s).await;
