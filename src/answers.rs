@@ -218,7 +218,7 @@ pub(crate) async fn record(
             "scale": scale.as_str(),
         },
     });
-    let incoming = check_event(&event).map_err(|errs| {
+    let incoming = check_event(event).map_err(|errs| {
         AnswerError::Refused(
             errs.iter()
                 .map(ToString::to_string)

@@ -259,9 +259,10 @@ pub(super) async fn post_events(
             ),
         ));
     }
-    let mut items = Vec::with_capacity(values.len());
+    let count = values.len();
+    let mut items = Vec::with_capacity(count);
     let mut problems: Vec<(String, String)> = Vec::new();
-    for (i, v) in values.iter().enumerate() {
+    for (i, v) in values.into_iter().enumerate() {
         match check_event(v) {
             Ok(inc) => items.push(inc),
             Err(errs) => {
@@ -277,7 +278,7 @@ pub(super) async fn post_events(
         }
     }
     if !problems.is_empty() {
-        return Err(invalid(&problems, values.len()));
+        return Err(invalid(&problems, count));
     }
     let ids: Vec<String> = items.iter().map(|i| i.event.id.clone()).collect();
     let outcomes = state.ingest.submit(items).await?;
@@ -302,7 +303,7 @@ pub(super) async fn post_events(
         })
         .collect();
     if !refused.is_empty() {
-        return Err(invalid(&refused, values.len()));
+        return Err(invalid(&refused, count));
     }
     let mut resp = IngestResponse {
         accepted: 0,
