@@ -81,6 +81,24 @@ impl Fixture {
         }
     }
 
+    /// Run SQL text (several statements) on the raw database, around the store.
+    async fn raw_script(&self, sql: &'static str) {
+        match &self.cfg {
+            StoreConfig::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            StoreConfig::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     /// Apply the shipped migrations before `version` only, as an older release left the
     /// store (same files, same checksums).
     async fn migrated_before(&self, version: &str) {
@@ -364,6 +382,58 @@ async fn a_batch_of_new_and_planned_messages_counts_each(b: Backend) {
         .collect();
     assert_eq!(counts, vec![(1, 0), (0, 1), (1, 0), (0, 1)]);
     assert_eq!(all(&store).await.len(), 4);
+    store.close().await;
+}
+
+/// A statement that fails part-way leaves nothing of its batch: SQLite's multi-row inserts
+/// run `OR FAIL` (the rows before the failing one stay in the transaction, to save the
+/// statement journal), which is safe only because every writer rolls the whole transaction
+/// back on an error. A trigger fails the second message of one insert statement, after the
+/// batch's events and contacts went in.
+async fn a_statement_failing_part_way_leaves_nothing_of_the_batch(b: Backend) {
+    let (store, f) = store(b).await;
+    f.raw_script(match b {
+        Backend::Sqlite => {
+            "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.dedupe_key = 'SO-BOOM' \
+             BEGIN SELECT RAISE(FAIL, 'boom'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.dedupe_key = 'SO-BOOM' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION boom()"
+        }
+    })
+    .await;
+    let d = |id: &str, contact: &str, order: &str| {
+        delivered(
+            id,
+            contact,
+            &format!("{contact}@example.com"),
+            order,
+            "2026-11-20T10:00:00+08:00",
+        )
+    };
+    let batch: Vec<_> = [d("e-1", "c-1", "SO-1"), d("e-2", "c-2", "SO-BOOM")]
+        .iter()
+        .map(|l| parse_event(l).unwrap())
+        .collect();
+    let failed = plan::ingest(&playbook(), &store, &batch, t(NOW)).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(all(&store).await.is_empty());
+    // Neither event nor its contact was kept: both come in again as new.
+    let again = ingest(&store, &[d("e-1", "c-1", "SO-1"), d("e-2", "c-2", "SO-2")]).await;
+    for o in &again {
+        assert!(
+            matches!(o, IngestOutcome::Accepted { planned: 1, .. }),
+            "{again:?}"
+        );
+    }
+    let msgs = all(&store).await;
+    assert_eq!(msgs.len(), 2);
+    assert!(
+        msgs.iter()
+            .all(|m| m.contact_id != "c-2" || m.order_id.as_deref() == Some("SO-2"))
+    );
     store.close().await;
 }
 
@@ -1286,6 +1356,7 @@ async fn store_check_counts_a_queue_that_drifted(b: Backend) {
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
+    a_statement_failing_part_way_leaves_nothing_of_the_batch,
     claim_takes_due_batches_under_a_lease,
     concurrent_claims_never_share_a_message,
     complete_records_every_outcome_in_batches,

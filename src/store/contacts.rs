@@ -2,7 +2,8 @@
 //! their date index), and what planning, the scheduler and support read back.
 
 use super::sql::{
-    Bind, bind_all, bind_vec, json_map, on_pool, on_tx, placeholders, shaped, values_rows,
+    Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, placeholders, shaped,
+    values_rows,
 };
 use super::{Result, Store, StoreError, Tx};
 
@@ -293,8 +294,9 @@ impl Tx {
         let mut inserted = HashSet::new();
         for chunk in shaped(events) {
             let sql = format!(
-                "INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
+                "{} events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
                  VALUES {} ON CONFLICT (id) DO NOTHING",
+                insert_into(pg),
                 values_rows(chunk.len(), 9, pg)
             );
             let mut b = Vec::with_capacity(chunk.len() * 9);
@@ -353,10 +355,11 @@ impl Tx {
         let pg = self.is_pg();
         for chunk in shaped(contacts) {
             let sql = format!(
-                "INSERT INTO contacts (id, name, email, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
+                "{} contacts (id, name, email, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
                  VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone, \
                  locale = excluded.locale, timezone = excluded.timezone, birthday = excluded.birthday, \
                  attributes = excluded.attributes, consent = excluded.consent, updated_at = excluded.updated_at",
+                insert_into(pg),
                 values_rows(chunk.len(), 11, pg)
             );
             let mut b = Vec::with_capacity(chunk.len() * 11);
@@ -399,7 +402,8 @@ impl Tx {
                 .collect();
             for dates in shaped(&dates) {
                 let sql = format!(
-                    "INSERT INTO contact_dates (contact_id, field, month_day, date) VALUES {}",
+                    "{} contact_dates (contact_id, field, month_day, date) VALUES {}",
+                    insert_into(pg),
                     values_rows(dates.len(), 4, pg)
                 );
                 let mut b = Vec::with_capacity(dates.len() * 4);

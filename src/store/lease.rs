@@ -15,7 +15,7 @@
 //! is never written twice. Counting it also bounds a message that kills every node that
 //! tries it: after `max_attempts` it fails instead of taking the fleet down forever.
 
-use super::sql::{Bind, bind_all, on_pool, placeholders, values_rows};
+use super::sql::{Bind, bind_all, insert_into, on_pool, placeholders, values_rows};
 use super::{Pool, Result, Store};
 use crate::clock::to_millis;
 use crate::model::{MessageState, Outcome};
@@ -271,7 +271,8 @@ fn reap_update_sql(chunk: &[Expired], at: i64, max: u32, pg: bool) -> (String, V
 
 fn reap_attempts_sql(chunk: &[&Expired], at: i64, by: &str, pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) VALUES {}",
+        "{} attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms) VALUES {}",
+        insert_into(pg),
         values_rows(chunk.len(), 11, pg)
     );
     let mut b = Vec::with_capacity(chunk.len() * 11);

@@ -6,7 +6,8 @@
 
 use super::contacts::{in_list, list};
 use super::sql::{
-    Bind, bind_all, bind_vec, json_map, on_pool, on_tx, opt_ms, placeholders, shaped, values_rows,
+    Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, opt_ms, placeholders, shaped,
+    values_rows,
 };
 use super::{Pool, Result, Store, Tx, event_from_parts};
 use crate::clock::{from_millis, to_millis};
@@ -163,7 +164,8 @@ pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>
 
 pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms, gateway, content) VALUES {}",
+        "{} attempts (message_id, attempt, at, channel, address, outcome, code, detail, provider_id, node, duration_ms, gateway, content) VALUES {}",
+        insert_into(pg),
         values_rows(chunk.len(), 13, pg)
     );
     let mut b = Vec::with_capacity(chunk.len() * 13);
@@ -191,8 +193,9 @@ pub(super) fn insert_messages_sql(
     pg: bool,
 ) -> (String, Vec<Bind>) {
     let sql = format!(
-        "INSERT INTO messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
+        "{} messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
          VALUES {} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
+        insert_into(pg),
         values_rows(chunk.len(), 17, pg)
     );
     let mut b = Vec::with_capacity(chunk.len() * 17);

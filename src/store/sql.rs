@@ -119,6 +119,21 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// How a multi-row `INSERT` inside a write transaction begins. On SQLite `INSERT OR FAIL`:
+/// a statement that may abort part-way (any NOT NULL or key constraint) keeps a statement
+/// journal, a copy of every page it changes so that it alone can be undone; FAIL stops at the
+/// failing row and keeps the rows before it instead, and every caller rolls the whole
+/// transaction back on any error, so the outcome is the same without the copies (6% of an
+/// import's instructions). `ON CONFLICT` clauses still decide their own conflicts.
+/// PostgreSQL has neither the clause nor the journal.
+pub(crate) fn insert_into(pg: bool) -> &'static str {
+    if pg {
+        "INSERT INTO"
+    } else {
+        "INSERT OR FAIL INTO"
+    }
+}
+
 /// `($1, $2), ($3, $4)` for `rows` rows of `cols` values; `(?, ?), (?, ?)` on SQLite, where
 /// sqlx looks up every numbered parameter by name, which is quadratic in their number (a
 /// hundred-row statement spent more time binding than executing).
