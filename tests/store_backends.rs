@@ -437,6 +437,63 @@ async fn a_statement_failing_part_way_leaves_nothing_of_the_batch(b: Backend) {
     store.close().await;
 }
 
+/// The same for a batch of completions: the messages' update fails at the third row, after
+/// the first two were changed; none of the three is completed and no attempt is logged.
+async fn a_completion_failing_part_way_leaves_nothing_of_the_batch(b: Backend) {
+    let (store, f) = store(b).await;
+    deliveries(&store, 3).await;
+    let claimed = claim(&store, "tok", "2026-12-31T00:00:00Z", 10).await;
+    assert_eq!(claimed.len(), 3);
+    f.raw_script(match b {
+        Backend::Sqlite => {
+            "CREATE TRIGGER boom BEFORE UPDATE ON messages \
+             WHEN NEW.state = 'sent' AND OLD.dedupe_key = 'SO-2' \
+             BEGIN SELECT RAISE(FAIL, 'boom'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.state = 'sent' AND OLD.dedupe_key = 'SO-2' THEN RAISE EXCEPTION 'boom'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER boom BEFORE UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION boom()"
+        }
+    })
+    .await;
+    let now = t("2026-12-31T00:00:00Z");
+    let mut batch: Vec<Completion> = claimed
+        .iter()
+        .map(|m| Completion {
+            message_id: m.id.clone(),
+            claim_token: m.claim_token.clone(),
+            state: MessageState::Sent,
+            attempts: vec![attempt(1, now, Outcome::Sent, Some(250))],
+            retry_at: None,
+            reason: None,
+            channel: Some("email".into()),
+            address: Some("x@example.com".into()),
+            at: now,
+            next: None,
+            uncounted: false,
+        })
+        .collect();
+    // The failing row last, so the rows before it were changed when it fails.
+    batch.sort_by_key(|c| {
+        claimed
+            .iter()
+            .find(|m| m.id == c.message_id)
+            .map(|m| m.dedupe_key == "SO-2")
+    });
+    let failed = store.complete(&batch).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let msgs = all(&store).await;
+    assert_eq!(msgs.len(), 3);
+    for m in &msgs {
+        assert_eq!(m.state, MessageState::Claimed, "{m:?}");
+        assert!(m.attempt_log.is_empty(), "{m:?}");
+    }
+    common::assert_queue_whole(&store).await;
+    store.close().await;
+}
+
 async fn claim_takes_due_batches_under_a_lease(b: Backend) {
     let (store, _f) = store(b).await;
     deliveries(&store, 5).await;
@@ -1357,6 +1414,7 @@ on_both!(
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
     a_statement_failing_part_way_leaves_nothing_of_the_batch,
+    a_completion_failing_part_way_leaves_nothing_of_the_batch,
     claim_takes_due_batches_under_a_lease,
     concurrent_claims_never_share_a_message,
     complete_records_every_outcome_in_batches,

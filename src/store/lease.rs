@@ -15,7 +15,7 @@
 //! is never written twice. Counting it also bounds a message that kills every node that
 //! tries it: after `max_attempts` it fails instead of taking the fleet down forever.
 
-use super::sql::{Bind, bind_all, insert_into, on_pool, placeholders, values_rows};
+use super::sql::{Bind, bind_all, insert_into, on_pool, placeholders, update, values_rows};
 use super::{Pool, Result, Store};
 use crate::clock::to_millis;
 use crate::model::{MessageState, Outcome};
@@ -250,11 +250,12 @@ impl Expired {
 fn reap_update_sql(chunk: &[Expired], at: i64, max: u32, pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
         "WITH v (id, token, state, reason, attempts, tries, at) AS (VALUES {}) \
-         UPDATE messages SET state = v.state, reason = v.reason, attempts = v.attempts, tries = v.tries, updated_at = v.at, \
+         {} messages SET state = v.state, reason = v.reason, attempts = v.attempts, tries = v.tries, updated_at = v.at, \
          claim_token = NULL, locked_by = NULL, locked_until = NULL \
          FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
          RETURNING messages.id",
-        values_rows(chunk.len(), 7, pg)
+        values_rows(chunk.len(), 7, pg),
+        update(pg)
     );
     let mut b = Vec::with_capacity(chunk.len() * 7);
     for e in chunk {

@@ -7,7 +7,7 @@
 use super::contacts::{in_list, list};
 use super::sql::{
     Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, opt_ms, placeholders, shaped,
-    values_rows,
+    update, values_rows,
 };
 use super::{Pool, Result, Store, Tx, event_from_parts};
 use crate::clock::{from_millis, to_millis};
@@ -132,14 +132,15 @@ pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', reason
 pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>) {
     let sql = format!(
         "WITH v (id, token, state, due_at, reason, channel, address, at, inc, sent_at, tried) AS (VALUES {}) \
-         UPDATE messages SET state = v.state, due_at = COALESCE(v.due_at, messages.due_at), reason = v.reason, \
+         {} messages SET state = v.state, due_at = COALESCE(v.due_at, messages.due_at), reason = v.reason, \
          channel = COALESCE(v.channel, messages.channel), address = COALESCE(v.address, messages.address), \
          updated_at = v.at, attempts = messages.attempts + v.inc, sent_at = COALESCE(v.sent_at, messages.sent_at), \
          tries = messages.tries + v.tried, \
          claim_token = NULL, locked_by = NULL, locked_until = NULL \
          FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
          RETURNING messages.id",
-        values_rows(chunk.len(), 11, pg)
+        values_rows(chunk.len(), 11, pg),
+        update(pg)
     );
     let mut b = Vec::with_capacity(chunk.len() * 11);
     for c in chunk {

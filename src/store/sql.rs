@@ -134,6 +134,12 @@ pub(crate) fn insert_into(pg: bool) -> &'static str {
     }
 }
 
+/// How a multi-row `UPDATE` inside a write transaction begins: `UPDATE OR FAIL` on SQLite,
+/// for the reason [`insert_into`] gives.
+pub(crate) fn update(pg: bool) -> &'static str {
+    if pg { "UPDATE" } else { "UPDATE OR FAIL" }
+}
+
 /// `($1, $2), ($3, $4)` for `rows` rows of `cols` values; `(?, ?), (?, ?)` on SQLite, where
 /// sqlx looks up every numbered parameter by name, which is quadratic in their number (a
 /// hundred-row statement spent more time binding than executing).
