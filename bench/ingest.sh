@@ -71,12 +71,18 @@ wchar0=$(io_of wchar); syscw0=$(io_of syscw)
 if [ -n "${PERF:-}" ]; then
   perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" -- sleep "$SECS" 2>/dev/null &
 fi
-wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/post.lua" "http://127.0.0.1:$port/v1/events" | tee "$work/wrk.out" | grep -E "^bench:|Latency|Requests/sec"
+# wrk runs on the same two cores: its own CPU time is printed too, since what it takes the
+# daemon cannot have.
+/usr/bin/time -f "%U %S" -o "$work/wrk.time" \
+  wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/post.lua" "http://127.0.0.1:$port/v1/events" | tee "$work/wrk.out" | grep -E "^bench:|Latency|Requests/sec"
 cpu1=$(cpu_ticks)
 wchar1=$(io_of wchar); syscw1=$(io_of syscw)
 requests=$(awk '/^bench: [0-9]+ requests/ {print $2}' "$work/wrk.out")
 awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
   'BEGIN { printf "cpu:      daemon %.1f s, %.0f us per event\n", t / hz, n ? t / hz * 1e6 / n : 0 }'
+read -r wrk_user wrk_sys < "$work/wrk.time"
+awk -v u="$wrk_user" -v s="$wrk_sys" -v n="$requests" -v secs="$SECS" \
+  'BEGIN { printf "cpu:      wrk %.1f s (%.0f us per request) of the %d core-seconds the two cores had\n", u + s, n ? (u + s) * 1e6 / n : 0, 2 * secs }'
 stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from events').fetchone()[0], c.execute('select count(*) from messages').fetchone()[0], c.execute('select count(distinct received_at) from events').fetchone()[0])")
 echo "stored:   events, messages, commits ~ $stored (synchronous=${SYNC:-full}; commits: distinct received_at ms)"
 commits=$(echo "$stored" | awk '{print $3}')
