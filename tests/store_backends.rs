@@ -461,19 +461,7 @@ async fn a_completion_failing_part_way_leaves_nothing_of_the_batch(b: Backend) {
     let now = t("2026-12-31T00:00:00Z");
     let mut batch: Vec<Completion> = claimed
         .iter()
-        .map(|m| Completion {
-            message_id: m.id.clone(),
-            claim_token: m.claim_token.clone(),
-            state: MessageState::Sent,
-            attempts: vec![attempt(1, now, Outcome::Sent, Some(250))],
-            retry_at: None,
-            reason: None,
-            channel: Some("email".into()),
-            address: Some("x@example.com".into()),
-            at: now,
-            next: None,
-            uncounted: false,
-        })
+        .map(|m| sent(&m.id, &m.claim_token, now))
         .collect();
     // The failing row last, so the rows before it were changed when it fails.
     batch.sort_by_key(|c| {
@@ -652,19 +640,7 @@ async fn leases_renew_and_reaped_claims_count_an_attempt(b: Backend) {
     }
 
     // The dead node's completion arrives late: stale, and no second attempt 1.
-    let late = Completion {
-        message_id: b_[0].id.clone(),
-        claim_token: "tok-b".into(),
-        state: MessageState::Sent,
-        attempts: vec![attempt(1, now, Outcome::Sent, Some(250))],
-        retry_at: None,
-        reason: None,
-        channel: Some("email".into()),
-        address: Some("x@example.com".into()),
-        at: now,
-        next: None,
-        uncounted: false,
-    };
+    let late = sent(&b_[0].id, "tok-b", now);
     assert_eq!(store.complete(&[late]).await.unwrap(), 1);
 
     // Claimed again and lost again: the second expiry is the last of 2 attempts.
@@ -731,6 +707,23 @@ async fn two_reapers_take_each_expired_claim_once(b: Backend) {
     common::assert_queue_whole(&store).await;
     other.close().await;
     store.close().await;
+}
+
+/// The completion of a message sent by email on its first attempt, under claim `token`.
+fn sent(message_id: &str, token: &str, at: DateTime<Utc>) -> Completion {
+    Completion {
+        message_id: message_id.into(),
+        claim_token: token.into(),
+        state: MessageState::Sent,
+        attempts: vec![attempt(1, at, Outcome::Sent, Some(250))],
+        retry_at: None,
+        reason: None,
+        channel: Some("email".into()),
+        address: Some("x@example.com".into()),
+        at,
+        next: None,
+        uncounted: false,
+    }
 }
 
 fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> NewAttempt {
