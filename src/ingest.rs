@@ -344,9 +344,6 @@ pub fn check_email(e: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every string and key in `v` that the store cannot keep, as field errors (at most
-/// [`MAX_REPORTED`]). PostgreSQL text holds any Unicode but U+0000; the check is the same on
-/// both backends so an event means the same wherever it is stored.
 /// Whether any text or key holds a NUL: the common answer, no, without making the field
 /// paths [`unstorable`] reports (a string per key).
 fn holds_nul(v: &Value) -> bool {
@@ -360,6 +357,9 @@ fn holds_nul(v: &Value) -> bool {
     }
 }
 
+/// Every string and key in `v` that the store cannot keep, as field errors (at most
+/// [`MAX_REPORTED`]). PostgreSQL text holds any Unicode but U+0000; the check is the same on
+/// both backends so an event means the same wherever it is stored.
 fn unstorable(v: &Value, path: &str, errs: &mut Errors, found: &mut usize) {
     match v {
         Value::String(s) if s.contains('\0') => nul_found(errs, found, path, "the text"),
