@@ -247,8 +247,8 @@ impl Store {
             })
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false)
-            // Statement journals (every multi-row INSERT ... ON CONFLICT or UPDATE
-            // inside a transaction keeps one) spill to a temporary file past 64 KiB,
+            // Statement journals (a multi-row statement that may abort inside a
+            // transaction keeps one; the hot writes avoid them, see `sql::insert_into`) spill to a temporary file past 64 KiB,
             // written, closed and deleted per statement: ~4% of dispatch's CPU and
             // ~10% of ingest's (perf). They are rollback scratch, never durable state.
             .pragma("temp_store", "memory");
