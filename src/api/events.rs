@@ -107,8 +107,8 @@ impl IngestQueue {
             // On a thread and runtime of its own: a group commit is a chain of some fifteen
             // round trips to SQLite's thread, and on the shared workers each wake-up of the
             // writer queued behind the connections' tasks, which lengthened every commit
-            // while the two cores were not busy (bench/ingest.sh, 8 pairs of runs against a
-            // task on the shared runtime: 7 faster, by 2-23%, median about 10%).
+            // while the two cores were not busy (bench/ingest.sh, 15 pairs of runs against a
+            // task on the shared runtime: 12 faster by 2-23%, 3 slower by 1-7%; README).
             // PostgreSQL's connections belong to the shared runtime's pool, so its writer
             // stays there.
             let thread = std::thread::Builder::new()
