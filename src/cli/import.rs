@@ -108,7 +108,10 @@ struct Tally {
 
 pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
-    let store = app.open_store().await?;
+    // Every batch on one connection of its own (see `Store::own_writer`): through the pool,
+    // batches took turns on two connections, and each found the other's writes and dropped
+    // its page cache, reading the pages back from the file.
+    let store = app.open_store().await?.own_writer();
     let book = app.playbook();
     let clock = crate::clock::from_option(a.now);
     let name = a.file.display().to_string();
