@@ -364,11 +364,7 @@ fn version(dirs: &[PathBuf]) -> String {
         }
         h.update([1]);
     }
-    h.finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&h.finalize()[..6])
 }
 
 /// Every file below `dirs` with its size and modification time, sorted.

@@ -134,7 +134,7 @@ impl Unsubscriber {
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes)
                 .map_err(|e| anyhow::anyhow!("no randomness for the unsubscribe key: {e}"))?;
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(bytes);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }

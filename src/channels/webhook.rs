@@ -95,13 +95,7 @@ impl WebhookChannel {
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256={hex}")
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
 
     pub async fn send(

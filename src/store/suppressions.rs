@@ -254,8 +254,9 @@ pub fn hashed_address(channel: &str, address: &str) -> String {
         )
         .as_bytes(),
     );
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{HASHED}{hex}")
+    // Runs for each claimed message's addresses: a `format!` per byte was two thirds of its
+    // cost, 2.3% of a dispatch's instructions (callgrind).
+    format!("{HASHED}{}", hex::encode(digest))
 }
 
 /// The prefix of hashed suppression entries.

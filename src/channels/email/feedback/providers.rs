@@ -75,7 +75,7 @@ pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookE
         .map_err(|e| forged(format!("bad key: {e}")))?;
     mac.update(ts.as_bytes());
     mac.update(token.as_bytes());
-    let want = hex(&mac.finalize().into_bytes());
+    let want = hex::encode(mac.finalize().into_bytes());
     if !same(want.as_bytes(), signature.to_ascii_lowercase().as_bytes()) {
         return Err(forged(
             "the Mailgun signature does not match the signing key",
@@ -132,10 +132,6 @@ pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookE
         })
         .into_iter()
         .collect())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 // ---------------------------------------------------------------- Postmark
