@@ -480,8 +480,14 @@ fn build(
             ));
         }
     };
+    // The envelope lettre would make (the From address to the To address), made from the
+    // addresses at hand: left to lettre, it parsed them back out of the headers it had just
+    // written (2.8% of a dispatch's instructions, callgrind).
+    let envelope = Envelope::new(Some(from.email.clone()), vec![to.email.clone()])
+        .map_err(|e| format!("cannot build the envelope: {e}"))?;
     let subject = one_line(&out.content.subject);
     let mut builder = Message::builder()
+        .envelope(envelope)
         .from(from.clone())
         .to(to)
         .message_id(Some(out.message_id.to_string()))
@@ -594,6 +600,20 @@ mod tests {
             "{}",
             headers(&bytes)
         );
+    }
+
+    #[test]
+    fn the_envelope_given_to_lettre_is_the_one_it_would_make_from_the_headers() {
+        let c = content("s");
+        for name in [None, Some("王芳"), Some("Eve, \"the\" <admin>")] {
+            let m = build(&from(), &out(name, &c), None).unwrap();
+            let derived = Envelope::try_from(m.headers()).unwrap();
+            assert_eq!(m.envelope(), &derived, "{name:?}");
+            assert_eq!(
+                derived.from().map(|a| a.to_string()).as_deref(),
+                Some("care@example.com")
+            );
+        }
     }
 
     fn from() -> Mailbox {
