@@ -48,7 +48,7 @@ for s in $(seq 0 $(( SLICES - 1 ))); do
   /usr/bin/time -f "%U %S" -o "$work/time" "$bin" --config "$work/aftercare.yaml" events import "$work/slice.jsonl" >/dev/null
   t1=$(secs)
   read -r user sys < "$work/time"
-  python3 -c "print(f'import {$from:>9,}..{$to:>9,}: {$per/($t1-$t0):>8,.0f} events/s, {($user+$sys)*1e6/$per:.0f} us CPU per event')"
+  python3 -c "print(f'import {$from:>9,}..{$to:>9,}: {$per/($t1-$t0):>8,.0f} events/s ({$per/($t1-$t0)/50000:.2f} of the 50,000 goal), {($user+$sys)*1e6/$per:.0f} us CPU per event')"
 done
 
 AFTERCARE_LOG=warn "$bin" --config "$work/aftercare.yaml" run &

@@ -50,6 +50,7 @@ YAML
     printf '{"id":"u-%d","type":"contact.updated","occurred_at":"2027-01-01T00:00:00Z","contact":{"id":"c-%d","email":"c%d@example.com","attributes":{"team":"ops"}}}\n' "$i" "$i" "$i"
   done > "$work/events.jsonl"
   echo "a year ($now to $until) of */15 9-17 * * MON-FRI for $N contacts"
+  goal=5 # seconds, for 100 contacts
   ;;
 week)
   N=${2:-1000000} P=${3:-100000}
@@ -74,6 +75,7 @@ week)
       printf "{\"id\":\"r-%d\",\"type\":\"rental.completed\",\"occurred_at\":\"2026-11-15T08:00:00Z\",\"contact\":{\"id\":\"c-%d\",\"email\":\"c%d@example.com\"}}\n", i, i * 7, i * 7
   }' > "$work/events.jsonl"
   echo "7 days ($now to $until) of the shipped jobs, $N contacts, $P deliveries"
+  goal=10 # seconds, for 1,000,000 contacts and 100,000 deliveries
   ;;
 *) echo "usage: bench/forecast.sh [year [N] | week [N [P]]]" >&2; exit 2 ;;
 esac
@@ -84,5 +86,5 @@ for run in $(seq 1 "${REPEAT:-3}"); do
     "$bin" --config "$work/aftercare.yaml" forecast --now "$now" --until "$until" > "$work/out"
   read -r wall user sys rss < "$work/time"
   sends=$(tail -n 3 "$work/out" | grep -o '^[0-9]* message(s) would be sent' | cut -d' ' -f1 || true)
-  python3 -c "print(f'run $run: {int(\"${sends:-0}\"):,} sends in $wall s wall, {$user + $sys:.1f} s CPU (user $user, sys $sys), peak RSS {$rss // 1024} MiB')"
+  python3 -c "print(f'run $run: {int(\"${sends:-0}\"):,} sends in $wall s wall, {$user + $sys:.1f} s CPU (user $user, sys $sys), peak RSS {$rss // 1024} MiB; {$wall / $goal:.2f} of the $goal s goal (set for the default sizes)')"
 done
