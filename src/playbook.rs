@@ -81,8 +81,8 @@ impl Playbook {
         m: &MessageFacts,
         channel: Channel,
     ) -> Context {
-        Context::wraps(self.context_value(job, contact, event, m, channel))
-            .expect("a JSON value is always a valid context")
+        // `From`, not `Context::wraps`: that serializes the value into a copy of itself.
+        Context::from(self.context_value(job, contact, event, m, channel))
     }
 
     fn context_value(

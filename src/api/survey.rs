@@ -140,9 +140,7 @@ fn question(book: &Playbook, o: &Open, locale: &str) -> String {
             send_at: m.sent_at.unwrap_or_default(),
         },
     );
-    let Ok(ctx) = handlebars::Context::wraps(ctx) else {
-        return escape(Words::of(locale).question(o.survey.scale));
-    };
+    let ctx = handlebars::Context::from(ctx);
     match book.templates.render_survey(&m.template, locale, &ctx) {
         Some(Ok((html, _))) => html,
         Some(Err(e)) => {
