@@ -1217,17 +1217,8 @@ async fn copy_to_the_other_backend_keeps_every_row(b: Backend) {
     let done: Vec<Completion> = claimed
         .iter()
         .map(|m| Completion {
-            message_id: m.id.clone(),
-            claim_token: "tok".into(),
-            state: MessageState::Sent,
-            attempts: vec![attempt(1, now, Outcome::Sent, Some(250))],
-            retry_at: None,
-            reason: None,
-            channel: Some("email".into()),
-            address: Some("x@example.com".into()),
-            at: now,
             next: plan::next_step(&book, &job, m, now),
-            uncounted: false,
+            ..sent(&m.id, "tok", now)
         })
         .collect();
     from.complete(&done).await.unwrap();

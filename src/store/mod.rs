@@ -248,9 +248,10 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false)
             // Statement journals (a multi-row statement that may abort inside a
-            // transaction keeps one; the hot writes avoid them, see `sql::insert_into`) spill to a temporary file past 64 KiB,
-            // written, closed and deleted per statement: ~4% of dispatch's CPU and
-            // ~10% of ingest's (perf). They are rollback scratch, never durable state.
+            // transaction keeps one; the hot writes avoid them, see `sql::insert_into`)
+            // spill to a temporary file past 64 KiB, written, closed and deleted per
+            // statement: ~4% of dispatch's CPU and ~10% of ingest's (perf). They are
+            // rollback scratch, never durable state.
             .pragma("temp_store", "memory");
         // A scratch copy's pages are read through a memory map: through the 2 MiB page cache
         // every miss was a `pread` (2 million in the forecast's week bench, a quarter of its

@@ -124,8 +124,9 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
 /// journal, a copy of every page it changes so that it alone can be undone; FAIL stops at the
 /// failing row and keeps the rows before it instead, and every caller rolls the whole
 /// transaction back on any error, so the outcome is the same without the copies (8.6% of
-/// the HTTP ingest's instructions, 1.3% of an import into an empty store). `ON CONFLICT` clauses still decide their own conflicts.
-/// PostgreSQL has neither the clause nor the journal.
+/// the HTTP ingest's instructions, 1.3% of an import into an empty store). `ON CONFLICT`
+/// clauses still decide their own conflicts. PostgreSQL has neither the clause nor the
+/// journal.
 pub(crate) fn insert_into(pg: bool) -> &'static str {
     if pg {
         "INSERT INTO"
