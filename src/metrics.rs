@@ -70,6 +70,7 @@ struct Metrics {
     errors: Family<KindLabels, Counter>,
     relay_refusals: Family<StageLabels, Counter>,
     events: Family<StatusLabels, Counter>,
+    ingest_commits: Counter,
     messages: Family<MessageLabels, Gauge>,
     outbox_depth: Gauge,
     outbox_due: Gauge,
@@ -112,6 +113,12 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "events",
         "Incoming events by outcome (accepted, duplicate, rejected)",
         events.clone(),
+    );
+    let ingest_commits = Counter::default();
+    registry.register(
+        "ingest_commits",
+        "Transactions the event writer committed for POST /v1/events (group commit): accepted events over this are the events per fsync",
+        ingest_commits.clone(),
     );
     let messages = Family::<MessageLabels, Gauge>::default();
     registry.register(
@@ -172,6 +179,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         errors,
         relay_refusals,
         events,
+        ingest_commits,
         messages,
         outbox_depth,
         outbox_due,
@@ -230,6 +238,11 @@ pub(crate) fn count_events(status: &str, n: u64) {
             status: status.into(),
         })
         .inc_by(n);
+}
+
+/// One transaction of the event writer committed.
+pub(crate) fn count_ingest_commit() {
+    lock().ingest_commits.inc();
 }
 
 /// What one retention purge removed, by kind (`messages`, `attempts`, ...).

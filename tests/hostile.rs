@@ -442,6 +442,83 @@ fn poison_the_store(ws: &Workspace, backend: Backend) {
     }
 }
 
+/// The value of the counter `name` on the daemon's `/metrics`.
+fn counter(port: u16, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// Requests that arrive while the writer decides and writes a group join that group's
+/// transaction before it commits, in a round of their own that sees the rounds before it:
+/// one commit (one fsync) for all of them, and an event sent again in the later round is a
+/// duplicate of the one the earlier round wrote, not a second event.
+#[test]
+fn requests_arriving_while_a_group_is_written_join_its_commit() {
+    for backend in BOTH {
+        let ws = Workspace::on(backend, None);
+        ws.keep_jobs(&["review-request"]);
+        let d = Daemon::start(&ws, "");
+        let before = counter(d.port, "aftercare_ingest_commits_total");
+        // The writer takes the first request and waits for the lock (SQLite: to begin;
+        // PostgreSQL: to insert the event), so the others arrive while it is writing.
+        let lock = TableLock::take(&ws, backend);
+        let first = {
+            let port = d.port;
+            std::thread::spawn(move || post(port, &yesterday("a0", "ca", "SO-A0")))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let later: Vec<_> = [
+            yesterday("a0", "ca", "SO-A0"),
+            yesterday("a1", "ca", "SO-A1"),
+            yesterday("b0", "cb", "SO-B0"),
+        ]
+        .into_iter()
+        .map(|b| {
+            let port = d.port;
+            std::thread::spawn(move || post(port, &b))
+        })
+        .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        lock.release();
+        let (s, body) = first.join().unwrap();
+        assert_eq!(
+            (s, body["accepted"].as_u64()),
+            (202, Some(1)),
+            "{backend:?}: {body}"
+        );
+        let answers: Vec<(u16, Value)> = later.into_iter().map(|h| h.join().unwrap()).collect();
+        let counts: Vec<(u16, u64, u64)> = answers
+            .iter()
+            .map(|(s, b)| {
+                let n = |k: &str| b[k].as_u64().unwrap_or(99);
+                (*s, n("accepted"), n("duplicates"))
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [(202, 0, 1), (202, 1, 0), (202, 1, 0)],
+            "{backend:?}: {answers:?}"
+        );
+        assert_eq!(
+            counter(d.port, "aftercare_ingest_commits_total") - before,
+            1,
+            "{backend:?}: the four requests did not share one commit"
+        );
+        assert_eq!(d.stop(Duration::from_secs(10)), 0);
+        let mut orders: Vec<String> = messages(&ws)
+            .iter()
+            .map(|m| m["order_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        orders.sort();
+        assert_eq!(orders, ["SO-A0", "SO-A1", "SO-B0"], "{backend:?}");
+    }
+}
+
 /// Items 2 (second wall) and 7: in one group commit, a request the store refuses is written
 /// again alone and fails alone; a request with an event the planner refuses is withdrawn
 /// whole, before anything is written, and its neighbours land.

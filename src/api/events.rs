@@ -85,19 +85,8 @@ impl IngestQueue {
             // queue is.
             let store = store.own_writer();
             while let Some(first) = rx.recv().await {
-                let mut n = first.items.len();
-                let mut jobs = vec![first];
-                while n < group {
-                    match rx.try_recv() {
-                        Ok(j) => {
-                            n += j.items.len();
-                            jobs.push(j);
-                        }
-                        Err(_) => break,
-                    }
-                }
                 let book = book.load_full();
-                write_group(&store, &book, jobs, clock.now()).await;
+                write_group(&store, &book, first, &mut rx, group, clock.now()).await;
             }
             if sqlite {
                 store.close().await;
@@ -161,17 +150,70 @@ impl IngestQueue {
     }
 }
 
-/// Store the requests of one group commit in one transaction. When that transaction fails,
-/// one request's data may be the cause (a value the store cannot keep that the checks let
-/// through): each request is then written alone, so one bad request never fails another,
-/// and the one the store refuses is told so.
-async fn write_group(store: &Store, book: &Playbook, mut jobs: Vec<Job>, now: DateTime<Utc>) {
-    let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
-    let mut all: Vec<Incoming> = Vec::with_capacity(counts.iter().sum());
-    for j in &mut jobs {
-        all.append(&mut j.items);
+/// The requests of one group commit: each one's events, in the order they came.
+#[derive(Default)]
+struct Group {
+    jobs: Vec<Job>,
+    counts: Vec<usize>,
+    all: Vec<Incoming>,
+}
+
+impl Group {
+    fn add(&mut self, mut job: Job) {
+        self.counts.push(job.items.len());
+        self.all.append(&mut job.items);
+        self.jobs.push(job);
     }
-    let failure = match plan::ingest_requests(book, store, &all, &counts, now).await {
+
+    /// Takes the requests waiting now (none is waited for), up to `limit` events in all.
+    fn take_waiting(&mut self, rx: &mut mpsc::Receiver<Job>, limit: usize) {
+        while self.all.len() < limit {
+            match rx.try_recv() {
+                Ok(job) => self.add(job),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Store the requests of one group commit in one transaction. Requests that arrive while
+/// the group is being decided and written join it before the commit (a round of their
+/// own in the same transaction, which sees the rounds before it): with single-event POSTs
+/// the clients answered by the last commit send again at once, and without this they
+/// waited for a whole commit, so each commit took about half of the connections
+/// (bench/ingest.sh; README). When the transaction fails, one request's data may be the
+/// cause (a value the store cannot keep that the checks let through): each request is then
+/// written alone, so one bad request never fails another, and the one the store refuses is
+/// told so.
+async fn write_group(
+    store: &Store,
+    book: &Playbook,
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+    limit: usize,
+    now: DateTime<Utc>,
+) {
+    let mut group = Group::default();
+    group.add(first);
+    group.take_waiting(rx, limit);
+    let written = async {
+        let mut tx = store.begin().await?;
+        let mut outcomes = Vec::with_capacity(group.all.len());
+        let (mut jobs, mut events) = (0, 0);
+        while jobs < group.jobs.len() {
+            let round = &group.all[events..];
+            let sizes = &group.counts[jobs..];
+            outcomes.extend(plan::ingest_in(book, &mut tx, round, sizes, now).await?);
+            (jobs, events) = (group.jobs.len(), group.all.len());
+            group.take_waiting(rx, limit);
+        }
+        tx.commit().await?;
+        metrics::count_ingest_commit();
+        Ok::<_, StoreError>(outcomes)
+    }
+    .await;
+    let Group { jobs, counts, all } = group;
+    let failure = match written {
         Ok(outcomes) => {
             let mut rest = outcomes.into_iter();
             for (j, count) in jobs.into_iter().zip(counts) {
@@ -199,6 +241,7 @@ async fn write_group(store: &Store, book: &Playbook, mut jobs: Vec<Job>, now: Da
         let mine: Vec<Incoming> = rest.by_ref().take(count).collect();
         let result = plan::ingest_requests(book, store, &mine, &[count], now)
             .await
+            .inspect(|_| metrics::count_ingest_commit())
             .map_err(|e| {
                 tracing::error!("storing {count} event(s) failed: {e}");
                 refusal(&e)
