@@ -778,7 +778,9 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                     c.state = MessageState::Sent;
                     c.channel = Some("email".into());
                     c.address = Some("x@example.com".into());
-                    c.attempts = vec![attempt(1, now, Outcome::Sent, Some(250))];
+                    let mut a = attempt(1, now, Outcome::Sent, Some(250));
+                    a.content = Some(aftercare::store::pack_content(Some("Thanks"), &m.id));
+                    c.attempts = vec![a];
                     c.next = plan::next_step(&book, &job, m, now);
                 }
                 2 => {
@@ -829,6 +831,13 @@ async fn complete_records_every_outcome_in_batches(b: Backend) {
                 assert_eq!((a.outcome.as_str(), a.code), ("sent", Some(250)));
                 assert_eq!(a.provider_id.as_deref(), Some("<id@example.com>"));
                 assert!(m.reason.is_none());
+                // What the customer got is kept with the attempt (bytes, with NULLs beside).
+                let said = store.message_contents(&m.id).await.unwrap();
+                assert_eq!(said.len(), 1, "{}", m.id);
+                assert_eq!(
+                    (said[0].subject.as_deref(), said[0].text.as_str()),
+                    (Some("Thanks"), m.id.as_str())
+                );
             }
             MessageState::Retrying => {
                 assert_eq!((m.attempts, m.due_at), (1, retry_at));
