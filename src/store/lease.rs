@@ -47,12 +47,13 @@ impl Store {
         let pg = matches!(self.pool, Pool::Postgres(_));
         for chunk in tokens.chunks(super::CHUNK) {
             let list = placeholders(2, chunk.len());
+            // The ids as one array, for the reason `outbox::CLAIM_PG` gives.
             let sql = if pg {
                 format!(
                     "UPDATE messages SET locked_until = $1 WHERE state = 'claimed' AND claim_token IN ({list}) \
-                     AND id IN (SELECT m.id FROM message_queue q JOIN messages m ON m.id = q.id \
+                     AND id = ANY (ARRAY(SELECT m.id FROM message_queue q JOIN messages m ON m.id = q.id \
                      WHERE q.state = 'claimed' AND q.claim_token IN ({list}) \
-                     AND m.state = 'claimed' AND m.claim_token IN ({list}) FOR UPDATE OF m SKIP LOCKED) \
+                     AND m.state = 'claimed' AND m.claim_token IN ({list}) FOR UPDATE OF m SKIP LOCKED)) \
                      RETURNING claim_token"
                 )
             } else {
