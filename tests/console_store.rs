@@ -246,6 +246,8 @@ async fn console_store(b: Backend) {
         store.agent_retry(&failed.id, &agent(later)).await.unwrap(),
         HandAction::Done
     );
+    // A final message back in the queue (PostgreSQL's trigger inserts its queue row).
+    common::assert_queue_whole(&store).await;
     assert!(matches!(
         store.agent_retry(&failed.id, &agent(later)).await.unwrap(),
         HandAction::WrongState(_)
