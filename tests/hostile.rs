@@ -138,6 +138,24 @@ fn post(port: u16, body: &str) -> (u16, Value) {
     )
 }
 
+/// The order ids of the stored messages, sorted.
+fn orders(ws: &Workspace) -> Vec<String> {
+    let mut orders: Vec<String> = messages(ws)
+        .iter()
+        .map(|m| m["order_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    orders.sort();
+    orders
+}
+
+/// Each body POSTed from a thread of its own, all at once.
+fn post_each(port: u16, bodies: Vec<String>) -> Vec<std::thread::JoinHandle<(u16, Value)>> {
+    bodies
+        .into_iter()
+        .map(|b| std::thread::spawn(move || post(port, &b)))
+        .collect()
+}
+
 /// A delivery of yesterday: its review request is due in two days (nothing is sent now).
 fn yesterday(id: &str, contact: &str, order: &str) -> String {
     delivered(
@@ -472,17 +490,14 @@ fn requests_arriving_while_a_group_is_written_join_its_commit() {
             std::thread::spawn(move || post(port, &yesterday("a0", "ca", "SO-A0")))
         };
         std::thread::sleep(Duration::from_millis(300));
-        let later: Vec<_> = [
-            yesterday("a0", "ca", "SO-A0"),
-            yesterday("a1", "ca", "SO-A1"),
-            yesterday("b0", "cb", "SO-B0"),
-        ]
-        .into_iter()
-        .map(|b| {
-            let port = d.port;
-            std::thread::spawn(move || post(port, &b))
-        })
-        .collect();
+        let later = post_each(
+            d.port,
+            vec![
+                yesterday("a0", "ca", "SO-A0"),
+                yesterday("a1", "ca", "SO-A1"),
+                yesterday("b0", "cb", "SO-B0"),
+            ],
+        );
         std::thread::sleep(Duration::from_millis(700));
         lock.release();
         let (s, body) = first.join().unwrap();
@@ -510,12 +525,7 @@ fn requests_arriving_while_a_group_is_written_join_its_commit() {
             "{backend:?}: the four requests did not share one commit"
         );
         assert_eq!(d.stop(Duration::from_secs(10)), 0);
-        let mut orders: Vec<String> = messages(&ws)
-            .iter()
-            .map(|m| m["order_id"].as_str().unwrap_or_default().to_string())
-            .collect();
-        orders.sort();
-        assert_eq!(orders, ["SO-A0", "SO-A1", "SO-B0"], "{backend:?}");
+        assert_eq!(orders(&ws), ["SO-A0", "SO-A1", "SO-B0"], "{backend:?}");
     }
 }
 
@@ -564,13 +574,7 @@ fn one_bad_request_never_fails_another_in_a_shared_transaction() {
             yesterday("w1", "cw", "SO-W1"),
             no_order.to_string().replace("\"r2\"", "\"w2\"")
         ));
-        let handles: Vec<_> = bodies
-            .into_iter()
-            .map(|b| {
-                let port = d.port;
-                std::thread::spawn(move || post(port, &b))
-            })
-            .collect();
+        let handles = post_each(d.port, bodies);
         std::thread::sleep(Duration::from_millis(700));
         lock.release();
         assert_eq!(blocker.join().unwrap(), 202);
@@ -596,11 +600,7 @@ fn one_bad_request_never_fails_another_in_a_shared_transaction() {
         assert_eq!(d.stop(Duration::from_secs(10)), 0);
 
         // Stored: e0, b0 and g0..g5; nothing of r1/w1 (their requests were refused).
-        let mut orders: Vec<String> = messages(&ws)
-            .iter()
-            .map(|m| m["order_id"].as_str().unwrap_or_default().to_string())
-            .collect();
-        orders.sort();
+        let orders = orders(&ws);
         let mut want: Vec<String> = ["SO-0", "SO-B0"]
             .iter()
             .map(|s| s.to_string())
