@@ -156,15 +156,16 @@ macro_rules! attempt_columns {
 }
 
 /// One UPDATE for a chunk of completions; returns the ids it applied to (a lost lease: the
-/// row is no longer claimed under this token, and is left alone). SQLite's form.
-pub(super) fn complete_sql(chunk: &[Completion], pg: bool) -> (String, Vec<Bind>) {
+/// row is no longer claimed under this token, and is left alone). SQLite's form
+/// (PostgreSQL's is [`COMPLETE_PG`]).
+pub(super) fn complete_sql(chunk: &[Completion]) -> (String, Vec<Bind>) {
     let sql = format!(
         concat!(
             "WITH v (id, token, state, due_at, reason, channel, address, at, inc, sent_at, tried) AS (VALUES {}) {} ",
             completion_set!()
         ),
-        values_rows(chunk.len(), 11, pg),
-        update(pg)
+        values_rows(chunk.len(), 11, false),
+        update(false)
     );
     let mut b = Vec::with_capacity(chunk.len() * 11);
     for c in chunk {
@@ -214,11 +215,12 @@ pub(super) const COMPLETE_PG: &str = concat!(
     ") WHERE a.message_id IN (SELECT id FROM done)) SELECT id FROM done"
 );
 
-pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)], pg: bool) -> (String, Vec<Bind>) {
+/// The attempts of a chunk of completions (SQLite; PostgreSQL writes them in [`COMPLETE_PG`]).
+pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)]) -> (String, Vec<Bind>) {
     let sql = format!(
         concat!("{} attempts (", attempt_columns!(), ") VALUES {}"),
-        insert_into(pg),
-        values_rows(chunk.len(), 13, pg)
+        insert_into(false),
+        values_rows(chunk.len(), 13, false)
     );
     let mut b = Vec::with_capacity(chunk.len() * 13);
     for (c, a) in chunk {
@@ -792,7 +794,7 @@ impl Store {
             }
             TxInner::Sqlite(conn) => {
                 for chunk in shaped(batch) {
-                    let (sql, binds) = complete_sql(chunk, false);
+                    let (sql, binds) = complete_sql(chunk);
                     for r in bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                         .fetch_all(&mut **conn)
                         .await?
@@ -806,7 +808,7 @@ impl Store {
                     .flat_map(|c| c.attempts.iter().map(move |a| (c, a)))
                     .collect();
                 for chunk in shaped(&attempts) {
-                    let (sql, binds) = attempts_sql(chunk, false);
+                    let (sql, binds) = attempts_sql(chunk);
                     bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                         .execute(&mut **conn)
                         .await?;
