@@ -6,9 +6,8 @@ use super::job::*;
 use super::outcome;
 use super::sms::sms_settings;
 use super::spec::Class;
-use super::spec::RawJob;
+use super::spec::{CompileEnv, RawJob};
 use super::trigger::{audience, trigger};
-use crate::channels::sms::SmsConfig;
 use crate::check::Checker;
 use crate::diag::{Diagnostics, did_you_mean};
 use crate::model::Channel;
@@ -44,16 +43,6 @@ fn known_template(c: &mut Checker, field: &str, name: &str, templates: &Template
     });
     c.err(field, format!("unknown template `{name}`"), Some(hint));
     false
-}
-
-/// What compiling a job needs besides its document.
-pub(super) struct CompileEnv<'a> {
-    pub templates: &'a TemplateSet,
-    pub known_events: &'a [String],
-    /// All job ids, for `exclude_if_sent`.
-    pub job_ids: &'a [String],
-    /// The config's SMS gateways; `None` without an `sms:` section.
-    pub sms: Option<&'a SmsConfig>,
 }
 
 /// Compile one job document. The job is `None` when any error was found.

@@ -178,7 +178,7 @@ pub fn load(
             .filter_map(|(_, d)| d.value.trigger.event.clone()),
     );
     let job_ids: Vec<String> = raws.iter().map(|(_, d)| d.value.id.clone()).collect();
-    let env = compile::CompileEnv {
+    let env = spec::CompileEnv {
         templates,
         known_events: &known_events,
         job_ids: &job_ids,

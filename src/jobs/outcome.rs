@@ -2,9 +2,8 @@
 //! that reports count as a conversion and its `goal_window`, `survey` (the scale of the
 //! question its messages ask), and the experiment (`variants`, `holdout`).
 
-use super::compile::CompileEnv;
 use super::job::*;
-use super::spec::{RawJob, RawStopList, RawStopWhen};
+use super::spec::{CompileEnv, RawJob, RawStopList, RawStopWhen};
 use crate::check::Checker;
 use crate::diag::did_you_mean;
 use crate::ingest::check_event_type;

@@ -2,10 +2,9 @@
 //! routes, provider template codes, segment limits, and the opt-out words a marketing SMS
 //! must carry.
 
-use super::compile::CompileEnv;
 use super::job::*;
 use super::spec::Class;
-use super::spec::RawJobSms;
+use super::spec::{CompileEnv, RawJobSms};
 use crate::channels::sms::segments;
 use crate::check::Checker;
 use crate::diag::{Diagnostic, did_you_mean};

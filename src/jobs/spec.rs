@@ -1,12 +1,26 @@
-//! Raw job YAML, exactly as written. Nothing here is checked beyond its shape; see
+//! Raw job YAML, exactly as written, and [`CompileEnv`], what compiling a job needs besides
+//! its document: the inputs of `compile`. Nothing here is checked beyond its shape; see
 //! `compile` for the meaning. The rest of the program never sees these types.
 
+use crate::channels::sms::SmsConfig;
 use crate::policy::LeapDay;
 pub(super) use crate::policy::settings::RawWindow;
+use crate::templates::TemplateSet;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// What compiling a job needs besides its document. Here, below `compile` and the checks it
+/// calls (`outcome`, `sms`, `trigger`), so they take it without importing `compile` back.
+pub(super) struct CompileEnv<'a> {
+    pub templates: &'a TemplateSet,
+    pub known_events: &'a [String],
+    /// All job ids, for `exclude_if_sent`.
+    pub job_ids: &'a [String],
+    /// The config's SMS gateways; `None` without an `sms:` section.
+    pub sms: Option<&'a SmsConfig>,
+}
 
 fn yes() -> bool {
     true

@@ -1,9 +1,8 @@
 //! A job's `trigger:` (an event and a delay, an anniversary at a local time, or a cron
 //! expression in a zone) and its `audience:` (who of the contacts it speaks to).
 
-use super::compile::CompileEnv;
 use super::job::*;
-use super::spec::{RawAudience, RawTrigger};
+use super::spec::{CompileEnv, RawAudience, RawTrigger};
 use crate::check::Checker;
 use crate::diag::did_you_mean;
 use crate::ingest::check_event_type;
