@@ -86,8 +86,9 @@ awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
 read -r wrk_user wrk_sys < "$work/wrk.time"
 awk -v u="$wrk_user" -v s="$wrk_sys" -v n="$requests" -v secs="$SECS" \
   'BEGIN { printf "cpu:      wrk %.1f s (%.0f us per request) of the %d core-seconds the two cores had\n", u + s, n ? (u + s) * 1e6 / n : 0, 2 * secs }'
-stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from events').fetchone()[0], c.execute('select count(*) from messages').fetchone()[0], c.execute('select count(distinct received_at) from events').fetchone()[0])")
-echo "stored:   events, messages, commits ~ $stored (synchronous=${SYNC:-full}; commits: distinct received_at ms)"
-commits=$(echo "$stored" | awk '{print $3}')
+# The event writer's commits, as the daemon counts them (each is one fsync).
+commits=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 == "aftercare_ingest_commits_total" {print $2}')
+stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from events').fetchone()[0], c.execute('select count(*) from messages').fetchone()[0])")
+echo "stored:   events, messages = $stored in ${commits:-?} commits (synchronous=${SYNC:-full}; aftercare_ingest_commits_total)"
 awk -v b=$((wchar1 - wchar0)) -v w=$((syscw1 - syscw0)) -v c="$commits" -v n="$requests" \
   'BEGIN { printf "writes:   %.0f MB in %d write calls; %.1f KB and %.0f calls per commit, %.2f KB per event\n", b / 1e6, w, c ? b / c / 1e3 : 0, c ? w / c : 0, n ? b / n / 1e3 : 0 }'
