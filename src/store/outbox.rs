@@ -184,6 +184,11 @@ pub(super) fn complete_sql(chunk: &[Completion]) -> (String, Vec<Bind>) {
     (sql, b)
 }
 
+/// One column of `rows`, bound as one PostgreSQL array ([`COMPLETE_PG`]).
+fn column<T, V>(rows: &[T], f: impl Fn(&T) -> V) -> Vec<V> {
+    rows.iter().map(f).collect()
+}
+
 /// `sent_at` of a completion: its time, when it is a send.
 fn sent_at(c: &Completion) -> Option<i64> {
     (c.state == MessageState::Sent).then(|| to_millis(c.at))
@@ -734,60 +739,31 @@ impl Store {
                     .iter()
                     .flat_map(|c| c.attempts.iter().map(move |a| (c, a)))
                     .collect();
-                let text = |f: &dyn Fn(&Completion) -> Option<String>| -> Vec<Option<String>> {
-                    batch.iter().map(f).collect()
-                };
-                let a_text = |f: &dyn Fn(&NewAttempt) -> Option<String>| -> Vec<Option<String>> {
-                    attempts.iter().map(|(_, a)| f(a)).collect()
-                };
-                let a_int = |f: &dyn Fn(&NewAttempt) -> Option<i64>| -> Vec<Option<i64>> {
-                    attempts.iter().map(|(_, a)| f(a)).collect()
-                };
                 let ids = sqlx::query_scalar::<_, String>(COMPLETE_PG)
-                    .bind(text(&|c| Some(c.message_id.clone())))
-                    .bind(text(&|c| Some(c.claim_token.clone())))
-                    .bind(text(&|c| Some(c.state.as_str().into())))
-                    .bind(
-                        batch
-                            .iter()
-                            .map(|c| c.retry_at.map(to_millis))
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(text(&|c| c.reason.clone()))
-                    .bind(text(&|c| c.channel.clone()))
-                    .bind(text(&|c| c.address.clone()))
-                    .bind(batch.iter().map(|c| to_millis(c.at)).collect::<Vec<_>>())
-                    .bind(
-                        batch
-                            .iter()
-                            .map(|c| c.attempts.len() as i64)
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(batch.iter().map(sent_at).collect::<Vec<_>>())
-                    .bind(batch.iter().map(tried).collect::<Vec<_>>())
-                    .bind(
-                        attempts
-                            .iter()
-                            .map(|(c, _)| c.message_id.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(a_int(&|a| Some(a.number)))
-                    .bind(a_int(&|a| Some(to_millis(a.at))))
-                    .bind(a_text(&|a| Some(a.channel.clone())))
-                    .bind(a_text(&|a| a.address.clone()))
-                    .bind(a_text(&|a| Some(a.outcome.as_str().into())))
-                    .bind(a_int(&|a| a.code))
-                    .bind(a_text(&|a| a.detail.clone()))
-                    .bind(a_text(&|a| a.provider_id.clone()))
-                    .bind(a_text(&|a| Some(a.node.clone())))
-                    .bind(a_int(&|a| Some(a.duration_ms)))
-                    .bind(a_text(&|a| a.gateway.clone()))
-                    .bind(
-                        attempts
-                            .iter()
-                            .map(|(_, a)| a.content.clone())
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(column(batch, |c| c.message_id.clone()))
+                    .bind(column(batch, |c| c.claim_token.clone()))
+                    .bind(column(batch, |c| c.state.as_str().to_string()))
+                    .bind(column(batch, |c| c.retry_at.map(to_millis)))
+                    .bind(column(batch, |c| c.reason.clone()))
+                    .bind(column(batch, |c| c.channel.clone()))
+                    .bind(column(batch, |c| c.address.clone()))
+                    .bind(column(batch, |c| to_millis(c.at)))
+                    .bind(column(batch, |c| c.attempts.len() as i64))
+                    .bind(column(batch, sent_at))
+                    .bind(column(batch, tried))
+                    .bind(column(&attempts, |(c, _)| c.message_id.clone()))
+                    .bind(column(&attempts, |(_, a)| a.number))
+                    .bind(column(&attempts, |(_, a)| to_millis(a.at)))
+                    .bind(column(&attempts, |(_, a)| a.channel.clone()))
+                    .bind(column(&attempts, |(_, a)| a.address.clone()))
+                    .bind(column(&attempts, |(_, a)| a.outcome.as_str().to_string()))
+                    .bind(column(&attempts, |(_, a)| a.code))
+                    .bind(column(&attempts, |(_, a)| a.detail.clone()))
+                    .bind(column(&attempts, |(_, a)| a.provider_id.clone()))
+                    .bind(column(&attempts, |(_, a)| a.node.clone()))
+                    .bind(column(&attempts, |(_, a)| a.duration_ms))
+                    .bind(column(&attempts, |(_, a)| a.gateway.clone()))
+                    .bind(column(&attempts, |(_, a)| a.content.clone()))
                     .fetch_all(&mut **conn)
                     .await?;
                 applied.extend(ids);
