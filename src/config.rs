@@ -297,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn record_wait_defaults_to_5ms_and_is_at_most_a_second() {
+        let c = load(MIN).unwrap();
+        assert_eq!(c.dispatch.record_wait, Duration::from_millis(5));
+        let c = load(&format!("{MIN}dispatch: {{record_wait_ms: 0}}\n")).unwrap();
+        assert_eq!(c.dispatch.record_wait, Duration::ZERO);
+        let c = load(&format!("{MIN}dispatch: {{record_wait_ms: 1000}}\n")).unwrap();
+        assert_eq!(c.dispatch.record_wait, Duration::from_secs(1));
+        let err = load(&format!("{MIN}dispatch: {{record_wait_ms: 1001}}\n"))
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "dispatch.record_wait_ms: 1001 is too long",
+            "use 0 to 1000 (milliseconds)",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in\n{err}");
+        }
+    }
+
+    #[test]
     fn smtp_defaults_and_secret_sources() {
         let text = "store: {url: \"sqlite://a.db\"}\nemail:\n  from: a@b.c\n  transport: smtp\n  smtp: {host: h, tls: starttls, username: u, password_file: secret}\n";
         let c = load(text).unwrap();

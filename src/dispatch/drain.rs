@@ -25,8 +25,13 @@ impl Dispatcher {
         self.load_brakes().await?;
         let limit = self.cfg.concurrency as usize;
         let group = self.cfg.batch_size as usize;
-        let (done_tx, recorder) =
-            record::start(self.store.clone(), group, limit * 2 + group, self.dry_run);
+        let (done_tx, recorder) = record::start(
+            self.store.clone(),
+            group,
+            self.cfg.record_wait,
+            limit * 2 + group,
+            self.dry_run,
+        );
         let held = self.held.clone();
         let (beat_stop, beat_stopped) = watch::channel(false);
         let beat = tokio::spawn(super::lease::heartbeat(

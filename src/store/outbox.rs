@@ -199,12 +199,21 @@ fn tried(c: &Completion) -> i64 {
     i64::from(!c.attempts.is_empty() && !c.uncounted)
 }
 
-/// PostgreSQL's completion of a whole batch in one statement: the messages' new states and
-/// their attempts, each column bound as one array. In chunks of the shapes [`shaped`] cuts
-/// (one statement text per shape, for the statement cache), a recorder's batch was five or
-/// six statements and as many runs of the queue's trigger, each statement with a fixed cost
-/// larger than a row's (pg_stat_statements in bench/nodes.sh: 94 us for a statement of one
-/// completion, 17 us a row in one of 32). The attempts of a lost lease are not logged:
+/// Completions per [`COMPLETE_PG`] statement at most. PostgreSQL plans a statement's first
+/// runs for their parameters and knows an array's length; it expects almost no message to
+/// be claimed (none was when the table was analyzed). For some 250 completions on a store
+/// of 20,000 messages it priced reading the whole table below 250 primary-key lookups, and
+/// then matched every claimed row against every completion: 90 ms a statement (auto_explain
+/// in bench/nodes.sh, with groups that large since `dispatch.record_wait_ms`). At 64 the
+/// lookups win on any store of more than some 8,000 messages, where a scan is small anyway.
+pub(super) const COMPLETE_PG_ROWS: usize = 64;
+
+/// PostgreSQL's completion of up to [`COMPLETE_PG_ROWS`] in one statement: the messages' new
+/// states and their attempts, each column bound as one array. In chunks of the shapes
+/// [`shaped`] cuts (one statement text per shape, for the statement cache), a recorder's
+/// batch was five or six statements and as many runs of the queue's trigger, each
+/// statement with a fixed cost larger than a row's (pg_stat_statements in bench/nodes.sh:
+/// 94 us for a statement of one completion, 17 us a row in one of 32). The attempts of a lost lease are not logged:
 /// `done` returns only the ids the update applied to.
 pub(super) const COMPLETE_PG: &str = concat!(
     "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], \
@@ -735,38 +744,40 @@ impl Store {
         let mut applied: HashSet<String> = HashSet::with_capacity(batch.len());
         match &mut tx.tx {
             TxInner::Postgres(conn) => {
-                let attempts: Vec<(&Completion, &NewAttempt)> = batch
-                    .iter()
-                    .flat_map(|c| c.attempts.iter().map(move |a| (c, a)))
-                    .collect();
-                let ids = sqlx::query_scalar::<_, String>(COMPLETE_PG)
-                    .bind(column(batch, |c| c.message_id.clone()))
-                    .bind(column(batch, |c| c.claim_token.clone()))
-                    .bind(column(batch, |c| c.state.as_str().to_string()))
-                    .bind(column(batch, |c| c.retry_at.map(to_millis)))
-                    .bind(column(batch, |c| c.reason.clone()))
-                    .bind(column(batch, |c| c.channel.clone()))
-                    .bind(column(batch, |c| c.address.clone()))
-                    .bind(column(batch, |c| to_millis(c.at)))
-                    .bind(column(batch, |c| c.attempts.len() as i64))
-                    .bind(column(batch, sent_at))
-                    .bind(column(batch, tried))
-                    .bind(column(&attempts, |(c, _)| c.message_id.clone()))
-                    .bind(column(&attempts, |(_, a)| a.number))
-                    .bind(column(&attempts, |(_, a)| to_millis(a.at)))
-                    .bind(column(&attempts, |(_, a)| a.channel.clone()))
-                    .bind(column(&attempts, |(_, a)| a.address.clone()))
-                    .bind(column(&attempts, |(_, a)| a.outcome.as_str().to_string()))
-                    .bind(column(&attempts, |(_, a)| a.code))
-                    .bind(column(&attempts, |(_, a)| a.detail.clone()))
-                    .bind(column(&attempts, |(_, a)| a.provider_id.clone()))
-                    .bind(column(&attempts, |(_, a)| a.node.clone()))
-                    .bind(column(&attempts, |(_, a)| a.duration_ms))
-                    .bind(column(&attempts, |(_, a)| a.gateway.clone()))
-                    .bind(column(&attempts, |(_, a)| a.content.clone()))
-                    .fetch_all(&mut **conn)
-                    .await?;
-                applied.extend(ids);
+                for batch in batch.chunks(COMPLETE_PG_ROWS) {
+                    let attempts: Vec<(&Completion, &NewAttempt)> = batch
+                        .iter()
+                        .flat_map(|c| c.attempts.iter().map(move |a| (c, a)))
+                        .collect();
+                    let ids = sqlx::query_scalar::<_, String>(COMPLETE_PG)
+                        .bind(column(batch, |c| c.message_id.clone()))
+                        .bind(column(batch, |c| c.claim_token.clone()))
+                        .bind(column(batch, |c| c.state.as_str().to_string()))
+                        .bind(column(batch, |c| c.retry_at.map(to_millis)))
+                        .bind(column(batch, |c| c.reason.clone()))
+                        .bind(column(batch, |c| c.channel.clone()))
+                        .bind(column(batch, |c| c.address.clone()))
+                        .bind(column(batch, |c| to_millis(c.at)))
+                        .bind(column(batch, |c| c.attempts.len() as i64))
+                        .bind(column(batch, sent_at))
+                        .bind(column(batch, tried))
+                        .bind(column(&attempts, |(c, _)| c.message_id.clone()))
+                        .bind(column(&attempts, |(_, a)| a.number))
+                        .bind(column(&attempts, |(_, a)| to_millis(a.at)))
+                        .bind(column(&attempts, |(_, a)| a.channel.clone()))
+                        .bind(column(&attempts, |(_, a)| a.address.clone()))
+                        .bind(column(&attempts, |(_, a)| a.outcome.as_str().to_string()))
+                        .bind(column(&attempts, |(_, a)| a.code))
+                        .bind(column(&attempts, |(_, a)| a.detail.clone()))
+                        .bind(column(&attempts, |(_, a)| a.provider_id.clone()))
+                        .bind(column(&attempts, |(_, a)| a.node.clone()))
+                        .bind(column(&attempts, |(_, a)| a.duration_ms))
+                        .bind(column(&attempts, |(_, a)| a.gateway.clone()))
+                        .bind(column(&attempts, |(_, a)| a.content.clone()))
+                        .fetch_all(&mut **conn)
+                        .await?;
+                    applied.extend(ids);
+                }
             }
             TxInner::Sqlite(conn) => {
                 for chunk in shaped(batch) {
