@@ -10,8 +10,8 @@ use aftercare::model::{MessageState, Outcome};
 use aftercare::plan::{self, IngestOutcome};
 use aftercare::playbook::Playbook;
 use aftercare::store::{
-    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, LogFilter, NewAttempt, Store,
-    StoreError,
+    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, HandAction, LogFilter, NewAttempt,
+    Store, StoreError,
 };
 use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
@@ -1403,6 +1403,74 @@ async fn store_check_counts_a_queue_that_drifted(b: Backend) {
     store.close().await;
 }
 
+/// Support's and the brake's changes by hand move messages into, out of and within the
+/// queue (a release, a cancel, a retry, a brake's release moving due times, the forecast's
+/// claim, a removed job's cancel): after each, PostgreSQL's `message_queue` is `messages`'
+/// own.
+async fn changes_by_hand_keep_the_queue_whole(b: Backend) {
+    let (store, fx) = store(b).await;
+    deliveries(&store, 4).await;
+    let now = t("2026-12-01T00:00:00Z");
+    let far = t("2027-01-01T00:00:00Z");
+    let mut ids: Vec<String> = claim(&store, "tok-1", "2026-12-01T00:00:00Z", 10)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 4);
+    store.release("tok-1", &ids, now).await.unwrap();
+    common::assert_queue_whole(&store).await;
+    assert_eq!(
+        store.cancel_message(&ids[0], "by hand", now).await.unwrap(),
+        HandAction::Done
+    );
+    common::assert_queue_whole(&store).await;
+    assert_eq!(
+        store.retry_message(&ids[0], "again", now).await.unwrap(),
+        HandAction::Done
+    );
+    common::assert_queue_whole(&store).await;
+    fx.raw(
+        "UPDATE messages SET reason = 'deferred: paused by the reputation brake' \
+         WHERE contact_id = 'c-1' AND $1 IS NOT NULL",
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        store
+            .engage_brake("job:review-request", "test", now)
+            .await
+            .unwrap()
+    );
+    let released = now + Duration::hours(1);
+    assert!(
+        store
+            .release_brake("job:review-request", "tester", released)
+            .await
+            .unwrap()
+    );
+    common::assert_queue_whole(&store).await;
+    assert_eq!(
+        store
+            .claim_jobs("fc", &["review-request".to_string()], now, far)
+            .await
+            .unwrap(),
+        4
+    );
+    common::assert_queue_whole(&store).await;
+    store.release("fc", &ids, now).await.unwrap();
+    assert_eq!(
+        store
+            .cancel_job("review-request", "job removed", now)
+            .await
+            .unwrap(),
+        4
+    );
+    common::assert_queue_whole(&store).await;
+    store.close().await;
+}
+
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
@@ -1421,4 +1489,5 @@ on_both!(
     store_check_counts_a_queue_that_drifted,
     the_v10_upgrade_queues_what_was_queued,
     a_reaper_spares_its_own_claims,
+    changes_by_hand_keep_the_queue_whole,
 );
