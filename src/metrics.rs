@@ -71,6 +71,7 @@ struct Metrics {
     relay_refusals: Family<StageLabels, Counter>,
     events: Family<StatusLabels, Counter>,
     ingest_commits: Counter,
+    outcome_commits: Counter,
     messages: Family<MessageLabels, Gauge>,
     outbox_depth: Gauge,
     outbox_due: Gauge,
@@ -119,6 +120,12 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "ingest_commits",
         "Transactions the event writer committed for POST /v1/events (group commit): accepted events over this are the events per fsync",
         ingest_commits.clone(),
+    );
+    let outcome_commits = Counter::default();
+    registry.register(
+        "outcome_commits",
+        "Transactions the recorder committed for the outcomes of sends: sent, retrying and failed messages over this are the outcomes per commit (dispatch.record_wait_ms)",
+        outcome_commits.clone(),
     );
     let messages = Family::<MessageLabels, Gauge>::default();
     registry.register(
@@ -180,6 +187,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         relay_refusals,
         events,
         ingest_commits,
+        outcome_commits,
         messages,
         outbox_depth,
         outbox_due,
@@ -243,6 +251,11 @@ pub(crate) fn count_events(status: &str, n: u64) {
 /// One transaction of the event writer committed.
 pub(crate) fn count_ingest_commit() {
     lock().ingest_commits.inc();
+}
+
+/// One transaction of a dispatch recorder committed.
+pub(crate) fn count_outcome_commit() {
+    lock().outcome_commits.inc();
 }
 
 /// What one retention purge removed, by kind (`messages`, `attempts`, ...).

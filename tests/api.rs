@@ -438,8 +438,13 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
             .unwrap()
             .text()
             .unwrap();
+        // The outcome's commit comes after the send (the recorder waits a few milliseconds
+        // for company): both counted, then the rest.
         if text
             .contains("aftercare_send_duration_seconds_count{channel=\"email\",outcome=\"sent\"} 1")
+            && text
+                .lines()
+                .any(|l| l == "aftercare_outcome_commits_total 1")
         {
             for want in [
                 "aftercare_messages{job=\"review-request\",channel=\"email\",state=\"sent\"} 1",
@@ -451,7 +456,10 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
             }
             break;
         }
-        assert!(Instant::now() < deadline, "no send in the metrics:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no send and its commit in the metrics:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(api.get("/readyz", None).0, 200);

@@ -104,6 +104,9 @@ pub(super) fn start(
         let wait = (!dry_run).then_some(wait);
         while gather(&mut done_rx, &mut batch, group, wait).await {
             stats.stale += complete_retrying(&store, &batch).await? as u64;
+            if !dry_run {
+                crate::metrics::count_outcome_commit();
+            }
             for c in batch.drain(..) {
                 stats.add(&c);
             }
