@@ -213,8 +213,8 @@ pub(super) const COMPLETE_PG_ROWS: usize = 64;
 /// [`shaped`] cuts (one statement text per shape, for the statement cache), a recorder's
 /// batch was five or six statements and as many runs of the queue's trigger, each
 /// statement with a fixed cost larger than a row's (pg_stat_statements in bench/nodes.sh:
-/// 94 us for a statement of one completion, 17 us a row in one of 32). The attempts of a lost lease are not logged:
-/// `done` returns only the ids the update applied to.
+/// 94 us for a statement of one completion, 17 us a row in one of 32). The attempts of a
+/// lost lease are not logged: `done` returns only the ids the update applied to.
 pub(super) const COMPLETE_PG: &str = concat!(
     "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], \
      $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[]) \
@@ -744,23 +744,23 @@ impl Store {
         let mut applied: HashSet<String> = HashSet::with_capacity(batch.len());
         match &mut tx.tx {
             TxInner::Postgres(conn) => {
-                for batch in batch.chunks(COMPLETE_PG_ROWS) {
-                    let attempts: Vec<(&Completion, &NewAttempt)> = batch
+                for chunk in batch.chunks(COMPLETE_PG_ROWS) {
+                    let attempts: Vec<(&Completion, &NewAttempt)> = chunk
                         .iter()
                         .flat_map(|c| c.attempts.iter().map(move |a| (c, a)))
                         .collect();
                     let ids = sqlx::query_scalar::<_, String>(COMPLETE_PG)
-                        .bind(column(batch, |c| c.message_id.clone()))
-                        .bind(column(batch, |c| c.claim_token.clone()))
-                        .bind(column(batch, |c| c.state.as_str().to_string()))
-                        .bind(column(batch, |c| c.retry_at.map(to_millis)))
-                        .bind(column(batch, |c| c.reason.clone()))
-                        .bind(column(batch, |c| c.channel.clone()))
-                        .bind(column(batch, |c| c.address.clone()))
-                        .bind(column(batch, |c| to_millis(c.at)))
-                        .bind(column(batch, |c| c.attempts.len() as i64))
-                        .bind(column(batch, sent_at))
-                        .bind(column(batch, tried))
+                        .bind(column(chunk, |c| c.message_id.clone()))
+                        .bind(column(chunk, |c| c.claim_token.clone()))
+                        .bind(column(chunk, |c| c.state.as_str().to_string()))
+                        .bind(column(chunk, |c| c.retry_at.map(to_millis)))
+                        .bind(column(chunk, |c| c.reason.clone()))
+                        .bind(column(chunk, |c| c.channel.clone()))
+                        .bind(column(chunk, |c| c.address.clone()))
+                        .bind(column(chunk, |c| to_millis(c.at)))
+                        .bind(column(chunk, |c| c.attempts.len() as i64))
+                        .bind(column(chunk, sent_at))
+                        .bind(column(chunk, tried))
                         .bind(column(&attempts, |(c, _)| c.message_id.clone()))
                         .bind(column(&attempts, |(_, a)| a.number))
                         .bind(column(&attempts, |(_, a)| to_millis(a.at)))
