@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 use std::sync::{LazyLock, Mutex};
 
@@ -81,99 +81,105 @@ struct Metrics {
     brakes: Family<ScopeLabels, Gauge>,
 }
 
+/// `metric` registered under `name`, explained by `help`; the handle it returns updates it.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("aftercare");
-    let send_seconds = Family::<SendLabels, Histogram>::new_with_constructor(|| {
-        Histogram::new(exponential_buckets(0.001, 2.0, 16))
-    });
-    registry.register(
+    let send_seconds = registered(
+        &mut registry,
         "send_duration_seconds",
         "Time to hand one message to its channel",
-        send_seconds.clone(),
+        Family::<SendLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        }),
     );
-    let retries = Counter::default();
-    registry.register(
+    let retries = registered(
+        &mut registry,
         "retries",
         "Attempts that failed for now and will be retried",
-        retries.clone(),
+        Counter::default(),
     );
-    let errors = Family::<KindLabels, Counter>::default();
-    registry.register(
+    let errors = registered(
+        &mut registry,
         "errors",
         "Failures by kind (transient, permanent, render, store)",
-        errors.clone(),
+        Family::<KindLabels, Counter>::default(),
     );
-    let relay_refusals = Family::<StageLabels, Counter>::default();
-    registry.register(
+    let relay_refusals = registered(
+        &mut registry,
         "smtp_session_refusals",
         "The SMTP relay refused our session for good (greeting, ehlo, starttls, auth, mail, tls): a configuration fault, not the messages'",
-        relay_refusals.clone(),
+        Family::<StageLabels, Counter>::default(),
     );
-    let events = Family::<StatusLabels, Counter>::default();
-    registry.register(
+    let events = registered(
+        &mut registry,
         "events",
         "Incoming events by outcome (accepted, duplicate, rejected)",
-        events.clone(),
+        Family::<StatusLabels, Counter>::default(),
     );
-    let ingest_commits = Counter::default();
-    registry.register(
+    let ingest_commits = registered(
+        &mut registry,
         "ingest_commits",
         "Transactions the event writer committed for POST /v1/events (group commit): accepted events over this are the events per fsync",
-        ingest_commits.clone(),
+        Counter::default(),
     );
-    let outcome_commits = Counter::default();
-    registry.register(
+    let outcome_commits = registered(
+        &mut registry,
         "outcome_commits",
         "Transactions the recorder committed for the outcomes of sends: sent, retrying and failed messages over this are the outcomes per commit (dispatch.record_wait_ms)",
-        outcome_commits.clone(),
+        Counter::default(),
     );
-    let messages = Family::<MessageLabels, Gauge>::default();
-    registry.register(
+    let messages = registered(
+        &mut registry,
         "messages",
         "Messages in the store by job, channel and state",
-        messages.clone(),
+        Family::<MessageLabels, Gauge>::default(),
     );
-    let outbox_depth = Gauge::default();
-    registry.register(
+    let outbox_depth = registered(
+        &mut registry,
         "outbox_depth",
         "Messages scheduled or retrying",
-        outbox_depth.clone(),
+        Gauge::default(),
     );
-    let outbox_due = Gauge::default();
-    registry.register(
+    let outbox_due = registered(
+        &mut registry,
         "outbox_due",
         "Messages due now or earlier and not yet sent",
-        outbox_due.clone(),
+        Gauge::default(),
     );
-    let oldest_due_age = Gauge::<f64, AtomicU64>::default();
-    registry.register(
+    let oldest_due_age = registered(
+        &mut registry,
         "outbox_oldest_due_age_seconds",
         "How late the oldest due message is",
-        oldest_due_age.clone(),
+        Gauge::<f64, AtomicU64>::default(),
     );
-    let bounces = Family::<BounceLabels, Gauge>::default();
-    registry.register(
+    let bounces = registered(
+        &mut registry,
         "email_bounces",
         "Bounces and complaints in the store by kind (hard, soft, rate_limit, policy, complaint) and recipient domain (the 50 most frequent; the rest as `other`)",
-        bounces.clone(),
+        Family::<BounceLabels, Gauge>::default(),
     );
-    let suppressions = Family::<SuppressionLabels, Gauge>::default();
-    registry.register(
+    let suppressions = registered(
+        &mut registry,
         "suppressions",
         "Addresses suppressed now, by channel and reason (hard, soft, complaint, unsubscribe, support, sms_reply)",
-        suppressions.clone(),
+        Family::<SuppressionLabels, Gauge>::default(),
     );
-    let brakes = Family::<ScopeLabels, Gauge>::default();
-    registry.register(
+    let brakes = registered(
+        &mut registry,
         "reputation_brake_engaged",
         "1 while the reputation brake holds a scope's marketing email (job:<id> or domain:<sending domain>)",
-        brakes.clone(),
+        Family::<ScopeLabels, Gauge>::default(),
     );
-    let purged = Family::<KindLabels, Counter>::default();
-    registry.register(
+    let purged = registered(
+        &mut registry,
         "purged_rows",
         "Records the retention purge removed (event payloads: emptied), by kind",
-        purged.clone(),
+        Family::<KindLabels, Counter>::default(),
     );
     Mutex::new(Metrics {
         registry,
