@@ -149,13 +149,14 @@ pub struct Store {
 }
 
 /// The page cache of a single busy writer's SQLite connection ([`Store::own_writer`]), in KiB;
-/// every other connection keeps SQLite's default of 2 MiB. A dispatcher's outcomes insert into
-/// an index keyed by contact (`messages_contact_sent`, what frequency caps count), each at a
-/// leaf anywhere in it, and once that index outgrew 2 MiB nearly every insert read its leaf
-/// back from the file: 1.5 reads a message dispatching 20,000, 6.8 dispatching 200,000 in one
-/// run; with 16 MiB, 2.7 (`bench/dispatch.sh` counts them), and the CPU a message no longer
-/// grows with the run (README, Benchmarks). The cache fills only as the writer touches pages: it
-/// costs a busy dispatcher up to 14 MiB more, an idle daemon next to nothing.
+/// every other connection keeps SQLite's default of 2 MiB. A claim looks its messages'
+/// contacts and events up by id, and their recent sends by contact: keys in no order the
+/// queue follows, so a leaf anywhere in each of those indexes, and once they outgrew 2 MiB
+/// nearly every lookup read its leaf back from the file: 1.5 reads a message dispatching
+/// 20,000, 6.7 dispatching 200,000 in one run; with 16 MiB, 2.6 (`bench/dispatch.sh` counts
+/// them), and the CPU a message no longer grows with the run (README, Benchmarks). The cache
+/// fills only as the writer touches pages: up to 14 MiB more for a busy dispatcher, next to
+/// nothing for an idle daemon.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// How long opening a PostgreSQL store waits for a first connection.
