@@ -154,7 +154,7 @@ pub struct Store {
 /// queue follows, so a leaf anywhere in each of those indexes, and once they outgrew 2 MiB
 /// nearly every lookup read its leaf back from the file: 1.5 reads a message dispatching
 /// 20,000, 6.7 dispatching 200,000 in one run; with 16 MiB, 2.6 (`bench/dispatch.sh` counts
-/// them), and the CPU a message no longer grows with the run (README, Benchmarks). The cache
+/// them), and the CPU a message grows less with the run (README, Benchmarks). The cache
 /// fills only as the writer touches pages: up to 14 MiB more for a busy dispatcher, next to
 /// nothing for an idle daemon.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
