@@ -4,6 +4,7 @@
 mod common;
 
 use chrono::{Duration as Days, SecondsFormat, Utc};
+use common::smtp_script::{Script, ScriptedSmtp};
 use common::{SmtpSink, Workspace, delivered};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -133,4 +134,66 @@ fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 12);
+}
+
+#[test]
+fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
+    // Claims of 4 (concurrency = batch size: the pace cannot change it); the next claim is
+    // asked for when 2 of a batch are left to start. The relay takes 6 messages, then holds
+    // every reply: 4 sends hang (all the slots), 10 messages were handed out, and the 11th,
+    // the third of the batch 9-12, waits for a slot with the batch 13-16 claimed ahead.
+    let relay = ScriptedSmtp::start(Script {
+        hold_after: Some(6),
+        ..Script::default()
+    });
+    let ws = Workspace::new(Some(relay.port));
+    ws.write_config(
+        Some(relay.port),
+        "dispatch:\n  batch_size: 4\n  concurrency: 4\n  retry: {max_attempts: 3, initial: 1m, max: 1h}\n",
+    );
+    let at = ago(Days::days(3) + Days::minutes(1));
+    ws.import(&common::deliveries(16, &at)).ok();
+    let mut child = spawn(&ws);
+    wait_for(
+        "four sends held by the relay",
+        Duration::from_secs(20),
+        || relay.holding() == 4,
+    );
+    signal(&child, "-TERM");
+    relay.set(|s| s.hold_after = None);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
+
+    let log = ws.logs_json(&["--job", "review-request"]);
+    let states: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["step"] == 0)
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 16);
+    assert!(
+        !states.contains(&"claimed"),
+        "a claim was left behind: {states:?}"
+    );
+    let sent = states.iter().filter(|s| **s == "sent").count();
+    assert_eq!(sent, 10, "{states:?}");
+    assert_eq!(relay.messages().len(), 10);
+
+    // The six handed back go out on the next run; nothing twice.
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    ws.once(&now);
+    let mut ids: Vec<String> = relay
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Message-ID: "))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(ids.len(), 16);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
 }

@@ -3,7 +3,9 @@
 //! from a [`Script`] the test can change while the daemon runs (fix the password, and the
 //! relay accepts). It speaks just enough SMTP for lettre: EHLO/HELO, AUTH PLAIN, MAIL, RCPT,
 //! DATA with dot-unstuffing, RSET, NOOP, QUIT; and keeps every message it accepts. RCPT
-//! can be refused per recipient (`rcpt_for`), and the MAIL and RCPT commands are kept.
+//! can be refused per recipient (`rcpt_for`), the MAIL and RCPT commands are kept, and past
+//! a number of messages the reply to the final dot can wait (`hold_after`: a relay that
+//! stalls, until the test lets it go).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +25,9 @@ pub struct Script {
     /// `("gone@", "550 5.1.1 User unknown")`; the others get `rcpt`.
     pub rcpt_for: Vec<(String, String)>,
     pub dot: String,
+    /// Once this many messages are accepted, the next ones wait for their reply to the final
+    /// dot until the test sets this to `None`.
+    pub hold_after: Option<usize>,
 }
 
 impl Default for Script {
@@ -35,6 +40,7 @@ impl Default for Script {
             rcpt: "250 2.1.5 Ok".into(),
             rcpt_for: Vec::new(),
             dot: "250 2.0.0 Ok: queued".into(),
+            hold_after: None,
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct ScriptedSmtp {
     pub logins: Arc<AtomicUsize>,
     /// Every MAIL FROM and RCPT TO command, as sent, in order.
     pub commands: Arc<Mutex<Vec<String>>>,
+    /// Sessions waiting for their final dot's reply (`hold_after`).
+    holding: Arc<AtomicUsize>,
 }
 
 impl ScriptedSmtp {
@@ -58,18 +66,20 @@ impl ScriptedSmtp {
         let received = Arc::new(Mutex::new(Vec::new()));
         let logins = Arc::new(AtomicUsize::new(0));
         let commands = Arc::new(Mutex::new(Vec::new()));
-        let (s, r, l, c) = (
-            script.clone(),
-            received.clone(),
-            logins.clone(),
-            commands.clone(),
-        );
+        let holding = Arc::new(AtomicUsize::new(0));
+        let shared = Shared {
+            script: script.clone(),
+            received: received.clone(),
+            logins: logins.clone(),
+            commands: commands.clone(),
+            holding: holding.clone(),
+        };
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (s, r, l, c) = (s.clone(), r.clone(), l.clone(), c.clone());
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = session(stream, &s, &r, &l, &c);
+                    let _ = session(stream, &shared);
                 });
             }
         });
@@ -79,6 +89,7 @@ impl ScriptedSmtp {
             received,
             logins,
             commands,
+            holding,
         }
     }
 
@@ -99,15 +110,31 @@ impl ScriptedSmtp {
     pub fn logins(&self) -> usize {
         self.logins.load(Ordering::SeqCst)
     }
+
+    /// Sessions waiting for their final dot's reply now (`hold_after`).
+    pub fn holding(&self) -> usize {
+        self.holding.load(Ordering::SeqCst)
+    }
 }
 
-fn session(
-    stream: TcpStream,
-    script: &Mutex<Script>,
-    received: &Mutex<Vec<String>>,
-    logins: &AtomicUsize,
-    commands: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
+/// What every session shares with the server.
+#[derive(Clone)]
+struct Shared {
+    script: Arc<Mutex<Script>>,
+    received: Arc<Mutex<Vec<String>>>,
+    logins: Arc<AtomicUsize>,
+    commands: Arc<Mutex<Vec<String>>>,
+    holding: Arc<AtomicUsize>,
+}
+
+fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let Shared {
+        script,
+        received,
+        logins,
+        commands,
+        holding,
+    } = shared;
     let now = || script.lock().unwrap().clone();
     let mut out = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -169,11 +196,27 @@ fn session(
                     }
                     body.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
-                let dot = now().dot;
-                if dot.starts_with('2') {
-                    received.lock().unwrap().push(body);
+                // Counted and kept under one lock: exactly `hold_after` pass before the hold.
+                let held = {
+                    let mut kept = received.lock().unwrap();
+                    let s = now();
+                    let held = s.hold_after.is_some_and(|k| kept.len() >= k);
+                    if !held && s.dot.starts_with('2') {
+                        kept.push(body.clone());
+                    }
+                    held
+                };
+                if held {
+                    holding.fetch_add(1, Ordering::SeqCst);
+                    while now().hold_after.is_some() {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    if now().dot.starts_with('2') {
+                        received.lock().unwrap().push(body);
+                    }
                 }
-                reply(&dot)?;
+                reply(&now().dot)?;
             }
             "QUIT" => {
                 reply("221 2.0.0 Bye")?;
