@@ -156,7 +156,9 @@ pub fn new_token(at: DateTime<Utc>) -> String {
 /// went to a random leaf of the index over the run's ones so far: 2 of the 2.8 WAL frames a
 /// message of a 200,000-message dispatch wrote, and a checkpointed page each. In the order
 /// they are made, they grow at one place; once the count wraps, at one place of the previous
-/// round's, which is still one leaf after another.
+/// round's, which is still one leaf after another. Not `ulid::Generator`'s monotonic ids: it
+/// adds one to the last id (the next would be guessable from one a customer sees in a return
+/// path), and asked for an earlier time than the last it keeps the last one's.
 fn next_in_sequence() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static SEQUENCE: AtomicU16 = AtomicU16::new(0);

@@ -85,6 +85,25 @@ fn daemon_sends_what_falls_due_and_exits_zero_on_sigterm() {
     assert_eq!(log.as_array().unwrap().len(), 2);
 }
 
+/// The states of the `n` review requests' first steps once the daemon has stopped; none may
+/// still be claimed (a stop hands back what it has not started).
+fn first_steps_after_stop(ws: &Workspace, n: usize) -> Vec<String> {
+    let log = ws.logs_json(&["--job", "review-request"]);
+    let states: Vec<String> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["step"] == 0)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states.len(), n);
+    assert!(
+        !states.iter().any(|s| s == "claimed"),
+        "a claim was left behind: {states:?}"
+    );
+    states
+}
+
 #[test]
 fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     // A server that takes a second to accept each message, so SIGTERM lands mid-batch.
@@ -104,20 +123,8 @@ fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
 
-    let log = ws.logs_json(&["--job", "review-request"]);
-    let states: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["step"] == 0)
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states.len(), 12);
-    assert!(
-        !states.contains(&"claimed"),
-        "a claim was left behind: {states:?}"
-    );
-    let sent_before = states.iter().filter(|s| **s == "sent").count();
+    let states = first_steps_after_stop(&ws, 12);
+    let sent_before = states.iter().filter(|s| *s == "sent").count();
     assert_eq!(
         sent_before,
         sink.messages().len(),
@@ -163,20 +170,8 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
     relay.set(|s| s.hold_after = None);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
 
-    let log = ws.logs_json(&["--job", "review-request"]);
-    let states: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["step"] == 0)
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states.len(), 16);
-    assert!(
-        !states.contains(&"claimed"),
-        "a claim was left behind: {states:?}"
-    );
-    let sent = states.iter().filter(|s| **s == "sent").count();
+    let states = first_steps_after_stop(&ws, 16);
+    let sent = states.iter().filter(|s| *s == "sent").count();
     assert_eq!(sent, 10, "{states:?}");
     assert_eq!(relay.messages().len(), 10);
 

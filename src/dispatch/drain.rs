@@ -93,13 +93,8 @@ impl Dispatcher {
                     .expect("the semaphore is never closed");
                 if *stop.borrow() || done_tx.is_closed() {
                     // Stopping (or the recorder failed): hand back what has not started.
-                    let back: Vec<String> = std::iter::once(m.id)
-                        .chain(unstarted.map(|m| m.id))
-                        .collect();
-                    released += back.len() as u64;
-                    if let Err(e) = self.store.release(&token, &back, self.clock.now()).await {
-                        result = Err(e);
-                    }
+                    let back = std::iter::once(m.id).chain(unstarted.map(|m| m.id));
+                    result = result.and(self.hand_back(&token, back, &mut released).await);
                     break 'claiming;
                 }
                 if !held.may_start(&m.claim_token, self.clock.now()) {
@@ -129,14 +124,10 @@ impl Dispatcher {
         // Stopped while the next batch was being claimed: none of it has started.
         if let Some(next) = ahead.take() {
             match next.await.expect("a claim task does not panic") {
-                Ok((token, batch)) if !batch.is_empty() => {
-                    let back: Vec<String> = batch.into_iter().map(|m| m.id).collect();
-                    released += back.len() as u64;
-                    if let Err(e) = self.store.release(&token, &back, self.clock.now()).await {
-                        result = result.and(Err(e));
-                    }
+                Ok((token, batch)) => {
+                    let back = batch.into_iter().map(|m| m.id);
+                    result = result.and(self.hand_back(&token, back, &mut released).await);
                 }
-                Ok(_) => {}
                 Err(e) => result = result.and(Err(e)),
             }
         }
@@ -174,6 +165,21 @@ impl Dispatcher {
         stats.released = released;
         stats.stale += lost;
         Ok(stats)
+    }
+
+    /// Return claimed messages that have not started to the queue, counted in `released`.
+    async fn hand_back(
+        &self,
+        token: &str,
+        ids: impl Iterator<Item = String>,
+        released: &mut u64,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = ids.collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        *released += ids.len() as u64;
+        self.store.release(token, &ids, self.clock.now()).await
     }
 
     /// Claim the next batch (its size from `pace`) under a new token, and hold its lease
