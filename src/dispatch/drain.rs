@@ -79,7 +79,7 @@ impl Dispatcher {
             let mut left = size;
             let mut unstarted = batch.into_iter();
             while let Some(m) = unstarted.next() {
-                if ahead.is_none() && left * 2 <= size {
+                if ahead.is_none() && left * 2 <= size && !*stop.borrow() {
                     let (me, pace, with) = (Arc::clone(self), pace.clone(), with.clone());
                     ahead = Some(tokio::spawn(async move {
                         me.claim_next(limit, &pace, &with).await
