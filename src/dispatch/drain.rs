@@ -76,16 +76,15 @@ impl Dispatcher {
                 break;
             }
             let size = batch.len();
-            let mut left = size;
             let mut unstarted = batch.into_iter();
             while let Some(m) = unstarted.next() {
-                if ahead.is_none() && left * 2 <= size && !*stop.borrow() {
+                // `m` and what is still in `unstarted` are left to start.
+                if ahead.is_none() && (unstarted.len() + 1) * 2 <= size && !*stop.borrow() {
                     let (me, pace, with) = (Arc::clone(self), pace.clone(), with.clone());
                     ahead = Some(tokio::spawn(async move {
                         me.claim_next(limit, &pace, &with).await
                     }));
                 }
-                left -= 1;
                 let slot = slots
                     .clone()
                     .acquire_owned()

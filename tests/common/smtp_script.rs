@@ -197,26 +197,22 @@ fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     body.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
                 // Counted and kept under one lock: exactly `hold_after` pass before the hold.
-                let held = {
-                    let mut kept = received.lock().unwrap();
-                    let s = now();
-                    let held = s.hold_after.is_some_and(|k| kept.len() >= k);
-                    if !held && s.dot.starts_with('2') {
-                        kept.push(body.clone());
-                    }
-                    held
-                };
-                if held {
+                let mut kept = received.lock().unwrap();
+                if now().hold_after.is_some_and(|k| kept.len() >= k) {
+                    drop(kept);
                     holding.fetch_add(1, Ordering::SeqCst);
                     while now().hold_after.is_some() {
                         std::thread::sleep(std::time::Duration::from_millis(10));
                     }
                     holding.fetch_sub(1, Ordering::SeqCst);
-                    if now().dot.starts_with('2') {
-                        received.lock().unwrap().push(body);
-                    }
+                    kept = received.lock().unwrap();
                 }
-                reply(&now().dot)?;
+                let dot = now().dot;
+                if dot.starts_with('2') {
+                    kept.push(body);
+                }
+                drop(kept);
+                reply(&dot)?;
             }
             "QUIT" => {
                 reply("221 2.0.0 Bye")?;
