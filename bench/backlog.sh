@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A big backlog: import N order deliveries in slices (the import rate of each slice shows
-# whether ingest stays flat as the store grows), then start the daemon on the N pending,
-# not-yet-due messages and measure how long it takes to be ready and how much memory it
-# holds once it has looked at the backlog (a few dispatch turns and a metrics scrape).
+# A big backlog: import N order deliveries in slices (each slice's rate, CPU and store calls
+# an event show whether ingest stays flat as the store grows), then start the daemon on the
+# N pending, not-yet-due messages and measure how long it takes to be ready and how much
+# memory it holds once it has looked at the backlog (a few dispatch turns and a metrics
+# scrape).
 #
 #   bench/backlog.sh [N] [SLICES]      defaults: 1,000,000 events in 10 slices
 #
@@ -40,15 +41,17 @@ secs() { python3 -c "import time; print(time.monotonic())"; }
 per=$(( N / SLICES ))
 # Deliveries happen now, so every review request is due in 3 days: a backlog, not work.
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-total_cpu=0
 for s in $(seq 0 $(( SLICES - 1 ))); do
   from=$(( s * per + 1 )); to=$(( (s + 1) * per ))
   awk -v a="$from" -v b="$to" -v at="$now" 'BEGIN { for (i = a; i <= b; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"%s\",\"contact\":{\"id\":\"c-%d\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\"},\"data\":{\"order_id\":\"SO-%d\"}}\n", i, at, i, i, i }' > "$work/slice.jsonl"
   t0=$(secs)
-  /usr/bin/time -f "%U %S" -o "$work/time" "$bin" --config "$work/aftercare.yaml" events import "$work/slice.jsonl" >/dev/null
+  python3 "$root/bench/measure.py" "$work/time" "$bin" --config "$work/aftercare.yaml" events import "$work/slice.jsonl" >/dev/null
   t1=$(secs)
-  read -r user sys < "$work/time"
-  python3 -c "print(f'import {$from:>9,}..{$to:>9,}: {$per/($t1-$t0):>8,.0f} events/s ({$per/($t1-$t0)/50000:.2f} of the 50,000 goal), {($user+$sys)*1e6/$per:.0f} us CPU per event')"
+  read -r _ user sys syscr syscw wchar < "$work/time"
+  # CPU and the store's calls (bench/measure.py) an event: reads are pages missing from
+  # SQLite's page cache (do they grow with the store?), writes WAL frames (two calls a frame)
+  # and checkpoints.
+  python3 -c "print(f'import {$from:>9,}..{$to:>9,}: {$per/($t1-$t0):>8,.0f} events/s ({$per/($t1-$t0)/50000:.2f} of the 50,000 goal), {($user+$sys)*1e6/$per:.0f} us CPU, {$syscr/$per:.2f} reads, {$syscw/$per:.2f} writes, {$wchar/$per/1024:.2f} KiB written per event')"
 done
 
 AFTERCARE_LOG=warn "$bin" --config "$work/aftercare.yaml" run &

@@ -56,19 +56,6 @@ YAML
 awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-20T10:00:00+08:00\",\"contact\":{\"id\":\"c-%d\",\"name\":\"王芳\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\",\"timezone\":\"Asia/Shanghai\"},\"data\":{\"order_id\":\"SO-%d\",\"review_url\":\"https://shop.example.com/review/SO-%d\"}}\n", i, i, i, i, i }' > "$work/events.jsonl"
 
 secs() { python3 -c "import time; print(time.monotonic())"; }
-# Runs a command and writes its peak RSS (KiB), user and system seconds, and its read and write
-# calls and bytes written (/proc/PID/io, read while it is a zombie, so nothing at its exit is
-# missed) to the file named first.
-measure='
-import os, subprocess, sys
-p = subprocess.Popen(sys.argv[2:])
-os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
-io = dict(l.split(": ") for l in open(f"/proc/{p.pid}/io").read().splitlines())
-_, status, ru = os.wait4(p.pid, 0)
-with open(sys.argv[1], "w") as f:
-    print(ru.ru_maxrss, ru.ru_utime, ru.ru_stime, io["syscr"], io["syscw"], io["wchar"], file=f)
-sys.exit(os.waitstatus_to_exitcode(status))
-'
 rate() { python3 -c "print(f'{$1/($3-$2):,.0f}')"; }
 
 # A message like ours in size: render one and measure it.
@@ -98,7 +85,7 @@ for run in $(seq "${REPEAT:-1}"); do
   wal_pid=$!
   echo 0 > "$work/walpeak"
   t0=$(secs)
-  python3 -c "$measure" "$work/time" "$bin" --config "$work/aftercare.yaml" run --once --now 2026-11-24T00:00:00+08:00 > "$work/out"
+  python3 "$root/bench/measure.py" "$work/time" "$bin" --config "$work/aftercare.yaml" run --once --now 2026-11-24T00:00:00+08:00 > "$work/out"
   t1=$(secs)
   kill $wal_pid 2>/dev/null; wait $wal_pid 2>/dev/null || true
   grep -q "^$N sent" "$work/out" || { echo "not every message was sent" >&2; exit 1; }
@@ -111,9 +98,8 @@ for run in $(seq "${REPEAT:-1}"); do
   echo "ratio:    $(python3 -c "print(f'{$ours/$ceiling:.2f}')") of the ceiling"
   echo "cpu:      $us us per message ($sys_us us system)"
   echo "wal:      largest $wal MiB during the run"
-  # Nearly all of the daemon's read and write calls are the store's (SMTP goes through
-  # recv/send, which are not counted): pages missing from SQLite's page cache, and WAL frames
-  # and checkpoints (two calls a frame). Counts, so other load on the machine does not move them.
+  # The store's calls (bench/measure.py): pages missing from SQLite's page cache, and WAL
+  # frames and checkpoints (two calls a frame).
   python3 -c "n=$N; print(f'store io: {$syscr/n:.1f} reads, {$syscw/n:.1f} writes, {$wchar/n/1024:.1f} KiB written per message')"
   echo "peak RSS: $(( rss / 1024 )) MiB"
   attempts=$(python3 -c "
