@@ -217,23 +217,23 @@ mod tests {
                     .expect("base64url")
             })
             .collect();
-        let id_count = |id: &str| {
+        let id_count = |id: &String| {
             let u = ulid::Ulid::from_string(id).expect("a ULID");
             assert_eq!(u.timestamp_ms(), 1_795_478_400_000, "{id}");
             (u.random() >> 64) as u16
         };
-        let token_count = |t: &[u8]| u16::from_be_bytes([t[6], t[7]]);
-        for w in ids.windows(2) {
-            let (a, b) = (id_count(&w[0]), id_count(&w[1]));
-            // Other tests make ids meanwhile: the count moves on by one or a few.
-            assert!((1..1000).contains(&b.wrapping_sub(a)), "{w:?}");
-            assert!(b < a || w[0] < w[1], "{w:?}");
+        let token_count = |t: &Vec<u8>| u16::from_be_bytes([t[6], t[7]]);
+        /// Each follows the one before: the count moves on by one or a few (other tests make
+        /// ids meanwhile), and the value sorts after it unless the count wrapped.
+        fn in_order<T: PartialOrd + std::fmt::Debug>(made: &[T], count: impl Fn(&T) -> u16) {
+            for w in made.windows(2) {
+                let (a, b) = (count(&w[0]), count(&w[1]));
+                assert!((1..1000).contains(&b.wrapping_sub(a)), "{w:?}");
+                assert!(b < a || w[0] < w[1], "{w:?}");
+            }
         }
-        for w in tokens.windows(2) {
-            let (a, b) = (token_count(&w[0]), token_count(&w[1]));
-            assert!((1..1000).contains(&b.wrapping_sub(a)), "{w:?}");
-            assert!(b < a || w[0] < w[1], "{w:?}");
-        }
+        in_order(&ids, id_count);
+        in_order(&tokens, token_count);
         // The random bits still differ from one to the next.
         let low = |id: &str| ulid::Ulid::from_string(id).expect("a ULID").random() as u64;
         assert!(ids.windows(2).all(|w| low(&w[0]) != low(&w[1])));

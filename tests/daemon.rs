@@ -104,6 +104,14 @@ fn first_steps_after_stop(ws: &Workspace, n: usize) -> Vec<String> {
     states
 }
 
+/// The relay received `n` messages, each once: `n` Message-IDs, all different.
+fn each_once(mut ids: Vec<String>, n: usize) {
+    assert_eq!(ids.len(), n);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+}
+
 #[test]
 fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     // A server that takes a second to accept each message, so SIGTERM lands mid-batch.
@@ -135,12 +143,10 @@ fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     // The rest goes out on the next run; nothing twice.
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
     ws.once(&now);
-    let mail = sink.messages();
-    assert_eq!(mail.len(), 12);
-    let mut ids: Vec<&str> = mail.iter().map(|m| m.message_id.as_str()).collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), 12);
+    each_once(
+        sink.messages().into_iter().map(|m| m.message_id).collect(),
+        12,
+    );
 }
 
 #[test]
@@ -178,17 +184,13 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
     // The six handed back go out on the next run; nothing twice.
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
     ws.once(&now);
-    let mut ids: Vec<String> = relay
+    let ids = relay
         .messages()
         .iter()
         .filter_map(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("Message-ID: "))
-                .map(str::to_string)
+            let msg = mail_parser::MessageParser::default().parse(m.as_bytes())?;
+            msg.message_id().map(str::to_string)
         })
         .collect();
-    assert_eq!(ids.len(), 16);
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), 16);
+    each_once(ids, 16);
 }
