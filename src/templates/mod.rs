@@ -64,6 +64,19 @@ pub struct TemplateFile {
     pub has_expressions: bool,
 }
 
+/// One file of the set rendered, its failure naming the file.
+fn render_file(
+    reg: &Handlebars,
+    f: &TemplateFile,
+    ctx: &Context,
+) -> Result<String, TemplateRenderError> {
+    reg.render_with_context(&f.key, ctx)
+        .map_err(|e| TemplateRenderError::Render {
+            file: crate::diag::display_path(&f.path),
+            source: Box::new(e),
+        })
+}
+
 impl TemplateFile {
     /// Whether this file reads `path` (e.g. `unsubscribe.url`).
     pub fn uses_path(&self, path: &str) -> bool {
@@ -505,21 +518,14 @@ impl TemplateSet {
                 locale: locale.into(),
             }
         })?;
-        let render = |reg: &Handlebars, f: &TemplateFile| {
-            reg.render_with_context(&f.key, ctx)
-                .map_err(|e| TemplateRenderError::Render {
-                    file: crate::diag::display_path(&f.path),
-                    source: Box::new(e),
-                })
-        };
-        let subject = render(&self.text, subject_file)?;
+        let subject = render_file(&self.text, subject_file, ctx)?;
         let text = self
             .resolve(name, "email.txt", locale)
-            .map(|f| render(&self.text, f))
+            .map(|f| render_file(&self.text, f, ctx))
             .transpose()?;
         let html = self
             .resolve(name, "email.html", locale)
-            .map(|f| render(&self.html, f))
+            .map(|f| render_file(&self.html, f, ctx))
             .transpose()?;
         if text.is_none() && html.is_none() {
             return Err(TemplateRenderError::Missing {
@@ -554,15 +560,7 @@ impl TemplateSet {
             .locale
             .clone()
             .unwrap_or_else(|| self.default_locale.clone());
-        Some(
-            self.html
-                .render_with_context(&f.key, ctx)
-                .map(|text| (text, used))
-                .map_err(|e| TemplateRenderError::Render {
-                    file: crate::diag::display_path(&f.path),
-                    source: Box::new(e),
-                }),
-        )
+        Some(render_file(&self.html, f, ctx).map(|text| (text, used)))
     }
 
     /// Render the SMS of template `name` for `locale` (same fallback as email): the text, and
@@ -580,17 +578,10 @@ impl TemplateSet {
                     kind: "sms".into(),
                     locale: locale.into(),
                 })?;
-        let render = |reg: &Handlebars, f: &TemplateFile| {
-            reg.render_with_context(&f.key, ctx)
-                .map_err(|e| TemplateRenderError::Render {
-                    file: crate::diag::display_path(&f.path),
-                    source: Box::new(e),
-                })
-        };
-        let text = render(&self.text, file)?.trim().to_string();
+        let text = render_file(&self.text, file, ctx)?.trim().to_string();
         let params = self
             .resolve(name, "sms.params", locale)
-            .map(|f| render(&self.json, f))
+            .map(|f| render_file(&self.json, f, ctx))
             .transpose()?;
         Ok(RenderedSms {
             text,
