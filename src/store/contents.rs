@@ -3,9 +3,9 @@
 //! Support's first question on a call is "what did you send me?", and a template changed
 //! since cannot answer it. So dispatch packs the subject and text it rendered (a small JSON
 //! object, zstd-compressed from 1 KiB: most of a long message is its template's words, which
-//! compress well) in the send task, and the recorder writes it in the row of the attempt it went with
-//! (`attempts.content`: a table of its own cost dispatch three more B-tree inserts per
-//! message, see migrations/sqlite/0009). A retention purge (`retention.content`) empties the
+//! compress well) in the send task, and the recorder writes it in the row of the attempt it
+//! went with (`attempts.content`: a table of its own cost dispatch three more B-tree inserts
+//! per message, see migrations/sqlite/0009). A retention purge (`retention.content`) empties the
 //! column and keeps the attempt.
 
 use super::sql::{Bind, bind_all, on_pool};
