@@ -283,6 +283,61 @@ fn a_suppressed_address_gets_nothing_more() {
     );
 }
 
+/// An address is suppressed in lower case (`suppress` lowers it as Rust does, beyond ASCII);
+/// a contact may write it in capitals. SQL's `LOWER()` lowers ASCII only, and the claim once
+/// compared with it: `ÜLLA@…` was not found on the list as `ülla@…` and was mailed.
+#[test]
+fn a_suppressed_address_written_in_capitals_beyond_ascii_gets_nothing() {
+    let (sink, ws) = setup(
+        "  consent: opt_out\n  caps: []\n  send_window: {start: \"00:00\", end: \"24:00\"}\n",
+    );
+    ws.import(&[
+        delivered(
+            "e1",
+            "c-1",
+            "ÜLLA.Öberg@Example.com",
+            "SO-1",
+            "2026-11-20T10:00:00+08:00",
+        ),
+        delivered(
+            "e2",
+            "c-2",
+            "ÅSA@example.com",
+            "SO-2",
+            "2026-11-20T10:00:00+08:00",
+        ),
+    ])
+    .ok();
+    ws.run(&["suppress", "add", "email", "ülla.öberg@example.com"])
+        .ok();
+    ws.run(&["suppress", "add", "email", "ÅSA@EXAMPLE.COM"])
+        .ok();
+    assert!(
+        ws.run(&["suppress", "list"])
+            .ok()
+            .stdout
+            .contains("email  åsa@example.com")
+    );
+    let r = ws.once("2026-11-23T10:00:00+08:00");
+    assert_eq!(r.stdout.trim(), "0 sent, 0 retrying, 0 failed, 2 cancelled");
+    assert!(sink.messages().is_empty());
+    let mut reasons: Vec<String> = ws
+        .logs_json(&[])
+        .as_array()
+        .expect("the log is a list")
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "not sent: email: ÅSA@example.com is suppressed (added by support)",
+            "not sent: email: ÜLLA.Öberg@Example.com is suppressed (added by support)",
+        ]
+    );
+}
+
 #[test]
 fn marketing_email_carries_one_click_unsubscribe_and_tokens_cannot_be_forged() {
     let sink = SmtpSink::start(&[]);

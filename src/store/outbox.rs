@@ -9,7 +9,7 @@ use super::sql::{
     Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, opt_ms, placeholders, shaped,
     update, values_rows,
 };
-use super::{Pool, Result, Store, Tx, TxInner, event_from_parts};
+use super::{Pool, Result, Store, SuppressionList, Tx, TxInner, event_from_parts};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{Class, Contact, Event, MessageState, Outcome};
 use chrono::{DateTime, Utc};
@@ -92,20 +92,6 @@ pub(super) const CLAIMED: &str = claimed_sql!(concat!(
 
 /// The claimed messages' query without its filter.
 const CLAIMED_SELECT: &str = claimed_sql!("");
-
-/// The suppressed addresses of the claimed messages' contacts: email in lower case, phone
-/// numbers in E.164 as `ingest` stores them.
-pub(super) const CLAIMED_SUPPRESSIONS: &str = concat!(
-    "SELECT s.channel, s.address, s.reason FROM suppressions s \
-     WHERE (s.expires_at IS NULL OR s.expires_at > $2) AND ((s.channel = 'email' AND s.address IN (SELECT LOWER(c.email) FROM contacts c \
-     WHERE c.id IN (",
-    claimed_contacts!(),
-    "))) \
-     OR (s.channel = 'sms' AND s.address IN (SELECT c.phone FROM contacts c \
-     WHERE c.id IN (",
-    claimed_contacts!(),
-    "))))"
-);
 
 pub(super) const CLAIMED_RECENT_SENDS: &str = concat!(
     "SELECT m.contact_id, m.sent_at, m.id FROM messages m \
@@ -538,6 +524,7 @@ impl Store {
     ) -> Result<Vec<Claimed>> {
         let pg = matches!(self.pool, Pool::Postgres(_));
         let claim_sql = if pg { CLAIM_PG } else { CLAIM_SQLITE };
+        let at = now;
         let now = to_millis(now);
         let mut stop_binds = vec![Bind::Text(Some(token.to_string()))];
         stop_binds.extend(with.stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
@@ -579,32 +566,22 @@ impl Store {
                         .push((r.try_get(1)?, data));
                 }
             }
-            let mut suppressed: HashMap<(String, String), String> = HashMap::new();
-            for r in sqlx::query(CLAIMED_SUPPRESSIONS)
-                .bind(token)
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                suppressed.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
-            }
-            // Erased contacts' addresses are on the list as one-way hashes.
+            // What the list holds for the claimed contacts' addresses, asked with the
+            // addresses themselves (see `suppressions::lookup_for`).
             let addresses = rows
                 .iter()
                 .map(|r| Ok((r.try_get("c_email")?, r.try_get("c_phone")?)))
                 .collect::<Result<Vec<(Option<String>, Option<String>)>>>()?;
-            let (sql, binds, forms) = super::suppressions::hashed_lookup(&addresses, pg);
-            if !forms.is_empty() {
+            let mut listed = Vec::new();
+            if let Some((sql, binds)) = super::suppressions::lookup_for(&addresses, pg) {
                 for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *tx)
                     .await?
                 {
-                    let hash: String = r.try_get(0)?;
-                    for (_, channel, address) in forms.iter().filter(|f| f.0 == hash) {
-                        suppressed.insert((channel.to_string(), address.clone()), r.try_get(1)?);
-                    }
+                    listed.push(super::suppressions::suppression_from_row(&r)?);
                 }
             }
+            let listed = SuppressionList::from(listed);
             let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
             if let Some(since) = with.sends_since {
                 for r in sqlx::query(CLAIMED_RECENT_SENDS)
@@ -625,17 +602,7 @@ impl Store {
                     let mut c = claimed_from_row(r, token)?;
                     c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
                     c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
-                    if let Some(email) = &c.contact.email
-                        && let Some(reason) =
-                            suppressed.get(&("email".to_string(), email.to_lowercase()))
-                    {
-                        c.suppressed.push(("email".into(), reason.clone()));
-                    }
-                    if let Some(phone) = &c.contact.phone
-                        && let Some(reason) = suppressed.get(&("sms".to_string(), phone.clone()))
-                    {
-                        c.suppressed.push(("sms".into(), reason.clone()));
-                    }
+                    c.suppressed = listed.of(&c.contact).at(at);
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()

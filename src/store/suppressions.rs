@@ -107,11 +107,7 @@ impl Store {
     /// The whole list in memory, to be asked per contact as a claim asks it (the forecast's
     /// in-memory path sends without claims).
     pub async fn suppression_list(&self) -> Result<SuppressionList> {
-        let mut by_address = HashMap::new();
-        for s in self.suppressions(None).await? {
-            by_address.insert((s.channel, s.address), (s.reason, s.expires_at));
-        }
-        Ok(SuppressionList { by_address })
+        Ok(SuppressionList::from(self.suppressions(None).await?))
     }
 
     /// Close an open callback task (an agent called the customer). `false` if there is no
@@ -169,7 +165,7 @@ impl Store {
 }
 
 /// `SELECT channel, address, reason, source, created_at, expires_at` as a [`Suppression`].
-fn suppression_from_row<R: Row>(r: &R) -> Result<Suppression>
+pub(super) fn suppression_from_row<R: Row>(r: &R) -> Result<Suppression>
 where
     usize: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -195,18 +191,30 @@ pub struct SuppressionList {
     by_address: HashMap<(String, String), Entry>,
 }
 
+impl From<Vec<Suppression>> for SuppressionList {
+    fn from(list: Vec<Suppression>) -> Self {
+        let by_address = list
+            .into_iter()
+            .map(|s| ((s.channel, s.address), (s.reason, s.expires_at)))
+            .collect();
+        SuppressionList { by_address }
+    }
+}
+
 impl SuppressionList {
-    /// The entries for the contact's addresses, found the way [`Store::claim`] finds them:
-    /// the email in lower case, the phone as stored, and the hashed entry an erasure left
-    /// (which has no end, and whose reason wins, as in the claim).
+    /// The entries for the contact's addresses, as the claim and the forecast ask: the
+    /// address normalised as [`Store::suppress`] stores it, and the hashed entry an erasure
+    /// left (which has no end, and whose reason wins).
     pub fn of(&self, contact: &Contact) -> ContactSuppressions {
         let mut entries = Vec::new();
         let forms = [
-            ("email", contact.email.as_ref().map(|e| e.to_lowercase())),
-            ("sms", contact.phone.clone()),
+            ("email", contact.email.as_deref()),
+            ("sms", contact.phone.as_deref()),
         ];
         for (channel, address) in forms {
-            let Some(address) = address else { continue };
+            let Some(address) = address.map(|a| normalise_address(channel, a)) else {
+                continue;
+            };
             let hashed = self
                 .by_address
                 .get(&(channel.to_string(), hashed_address(channel, &address)))
@@ -262,43 +270,41 @@ pub fn hashed_address(channel: &str, address: &str) -> String {
 /// The prefix of hashed suppression entries.
 pub(super) const HASHED: &str = "sha256:";
 
-/// The query that finds hashed entries for the claimed messages' contacts, given their
-/// (email, phone): its SQL, binds, and the (hash, channel, address) forms it looks for.
-#[allow(clippy::type_complexity)]
-pub(super) fn hashed_lookup(
+/// The query that finds the entries for the claimed messages' contacts, given their
+/// (email, phone): each address as [`SuppressionList::of`] asks for it — normalised as
+/// [`Store::suppress`] stores it, and hashed as an erasure leaves it. Its SQL and binds; the
+/// rows are `SELECT channel, address, reason, source, created_at, expires_at`.
+///
+/// The addresses come from the claimed rows, not from SQL: `LOWER()` in SQL lowers ASCII
+/// only (SQLite; PostgreSQL by its locale), so a suppressed `ülla@…` was not found for a
+/// contact written `ÜLLA@…`, and the claim sent to it.
+pub(super) fn lookup_for(
     addresses: &[(Option<String>, Option<String>)],
     pg: bool,
-) -> (String, Vec<Bind>, Vec<(String, &'static str, String)>) {
-    let forms = hashed_forms(addresses);
-    let list = super::contacts::list(1, forms.len(), pg);
-    // Both channels, so that the primary key (channel, address) finds them by index.
-    let sql = format!(
-        "SELECT address, reason FROM suppressions WHERE channel IN ('email', 'sms') AND address IN ({list})"
-    );
-    let binds = forms
-        .iter()
-        .map(|(h, _, _)| Bind::Text(Some(h.clone())))
-        .collect();
-    (sql, binds, forms)
-}
-
-/// (hash, channel, address) for the email and phone of each contact: what the claim looks
-/// up to honour the hashed entries erasure leaves.
-fn hashed_forms(
-    addresses: &[(Option<String>, Option<String>)],
-) -> Vec<(String, &'static str, String)> {
-    let mut out = Vec::new();
+) -> Option<(String, Vec<Bind>)> {
+    let mut forms = Vec::with_capacity(addresses.len() * 4);
     for (email, phone) in addresses {
-        if let Some(e) = email {
-            out.push((hashed_address("email", e), "email", e.to_lowercase()));
-        }
-        if let Some(p) = phone {
-            out.push((hashed_address("sms", p), "sms", p.clone()));
+        for (channel, address) in [("email", email), ("sms", phone)] {
+            if let Some(a) = address {
+                forms.push(normalise_address(channel, a));
+                forms.push(hashed_address(channel, a));
+            }
         }
     }
-    out.sort();
-    out.dedup();
-    out
+    if forms.is_empty() {
+        return None;
+    }
+    forms.sort();
+    forms.dedup();
+    // Padded to a power of two: one prepared statement for many batch sizes.
+    let binds = super::contacts::in_list(&forms);
+    let list = super::contacts::list(1, binds.len(), pg);
+    // Both channels, so that the primary key (channel, address) finds them by index.
+    let sql = format!(
+        "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
+         WHERE channel IN ('email', 'sms') AND address IN ({list})"
+    );
+    Some((sql, binds))
 }
 
 /// Email addresses compare case-insensitively; phone numbers are E.164 already.
