@@ -567,13 +567,13 @@ impl Store {
                 }
             }
             // What the list holds for the claimed contacts' addresses, asked with the
-            // addresses themselves (see `suppressions::lookup_for`).
+            // addresses themselves (see `suppressions::lookups_for`).
             let addresses = rows
                 .iter()
                 .map(|r| Ok((r.try_get("c_email")?, r.try_get("c_phone")?)))
                 .collect::<Result<Vec<(Option<String>, Option<String>)>>>()?;
             let mut listed = Vec::new();
-            if let Some((sql, binds)) = super::suppressions::lookup_for(&addresses, pg) {
+            for (sql, binds) in super::suppressions::lookups_for(&addresses, pg) {
                 for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *tx)
                     .await?

@@ -270,18 +270,19 @@ pub fn hashed_address(channel: &str, address: &str) -> String {
 /// The prefix of hashed suppression entries.
 pub(super) const HASHED: &str = "sha256:";
 
-/// The query that finds the entries for the claimed messages' contacts, given their
+/// The statements that find the entries for the claimed messages' contacts, given their
 /// (email, phone): each address as [`SuppressionList::of`] asks for it — normalised as
-/// [`Store::suppress`] stores it, and hashed as an erasure leaves it. Its SQL and binds; the
-/// rows are `SELECT channel, address, reason, source, created_at, expires_at`.
+/// [`Store::suppress`] stores it, and hashed as an erasure leaves it. Each statement's SQL
+/// and binds; the rows are `SELECT channel, address, reason, source, created_at,
+/// expires_at`.
 ///
 /// The addresses come from the claimed rows, not from SQL: `LOWER()` in SQL lowers ASCII
 /// only (SQLite; PostgreSQL by its locale), so a suppressed `ülla@…` was not found for a
 /// contact written `ÜLLA@…`, and the claim sent to it.
-pub(super) fn lookup_for(
+pub(super) fn lookups_for(
     addresses: &[(Option<String>, Option<String>)],
     pg: bool,
-) -> Option<(String, Vec<Bind>)> {
+) -> Vec<(String, Vec<Bind>)> {
     let mut forms = Vec::with_capacity(addresses.len() * 4);
     for (email, phone) in addresses {
         for (channel, address) in [("email", email), ("sms", phone)] {
@@ -291,21 +292,28 @@ pub(super) fn lookup_for(
             }
         }
     }
-    if forms.is_empty() {
-        return None;
-    }
     forms.sort();
     forms.dedup();
-    // Padded to a power of two: one prepared statement for many batch sizes.
-    let binds = super::contacts::in_list(&forms);
-    let list = super::contacts::list(1, binds.len(), pg);
-    // Both channels, so that the primary key (channel, address) finds them by index.
-    let sql = format!(
-        "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
-         WHERE channel IN ('email', 'sms') AND address IN ({list})"
-    );
-    Some((sql, binds))
+    forms
+        .chunks(LOOKUP_BINDS)
+        .map(|chunk| {
+            // Padded to a power of two: one prepared statement for many batch sizes.
+            let binds = super::contacts::in_list(chunk);
+            let list = super::contacts::list(1, binds.len(), pg);
+            // Both channels, so that the primary key (channel, address) finds them by index.
+            let sql = format!(
+                "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
+                 WHERE channel IN ('email', 'sms') AND address IN ({list})"
+            );
+            (sql, binds)
+        })
+        .collect()
 }
+
+/// Addresses a lookup statement binds at most: a claim of 10,000 (`dispatch.batch_size`'s
+/// largest) asks up to 40,000, past SQLite's 32,766 variables and PostgreSQL's 65,535
+/// parameters once padded.
+const LOOKUP_BINDS: usize = 4096;
 
 /// Email addresses compare case-insensitively; phone numbers are E.164 already.
 pub(super) fn normalise_address(channel: &str, address: &str) -> String {
@@ -313,5 +321,65 @@ pub(super) fn normalise_address(channel: &str, address: &str) -> String {
         address.trim().to_lowercase()
     } else {
         address.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(binds: &[Bind]) -> Vec<String> {
+        binds
+            .iter()
+            .map(|b| match b {
+                Bind::Text(Some(t)) => t.clone(),
+                other => panic!("an address binds as text, not {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_lookup_asks_each_address_lowered_beyond_ascii_and_hashed() {
+        let asked = lookups_for(
+            &[(
+                Some("ÜLLA@Example.com".into()),
+                Some("+491701234567".into()),
+            )],
+            false,
+        );
+        assert_eq!(asked.len(), 1);
+        let binds = texts(&asked[0].1);
+        for form in [
+            "ülla@example.com".to_string(),
+            hashed_address("email", "ülla@example.com"),
+            "+491701234567".to_string(),
+            hashed_address("sms", "+491701234567"),
+        ] {
+            assert!(binds.contains(&form), "{form} in {binds:?}");
+        }
+    }
+
+    #[test]
+    fn a_claim_of_ten_thousand_is_asked_in_statements_both_backends_take() {
+        let addresses: Vec<_> = (0..10_000)
+            .map(|i| {
+                (
+                    Some(format!("c{i}@example.com")),
+                    Some(format!("+86138{i:08}")),
+                )
+            })
+            .collect();
+        for pg in [false, true] {
+            let asked = lookups_for(&addresses, pg);
+            let mut all = Vec::new();
+            for (sql, binds) in &asked {
+                assert!(binds.len() <= LOOKUP_BINDS, "{} binds", binds.len());
+                assert_eq!(sql.matches(if pg { '$' } else { '?' }).count(), binds.len());
+                all.extend(texts(binds));
+            }
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), 40_000);
+        }
     }
 }
