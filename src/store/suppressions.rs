@@ -25,6 +25,14 @@ pub struct Suppression {
 pub(super) const SUPPRESS: &str = "INSERT INTO suppressions (channel, address, reason, source, created_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL";
 
+/// The columns [`suppression_from_row`] reads, in its order, and the table: each query of
+/// the list starts with it.
+macro_rules! select_suppressions {
+    () => {
+        "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions "
+    };
+}
+
 impl Store {
     /// Add (or update the reason of) a suppressed address. Email addresses are kept in lower
     /// case; pending messages to it are stopped at send time.
@@ -72,10 +80,10 @@ impl Store {
 
     pub async fn suppressions(&self, channel: Option<&str>) -> Result<Vec<Suppression>> {
         on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(
-                "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
-                 WHERE $1 IS NULL OR channel = $1 ORDER BY created_at, address",
-            )
+            let rows = sqlx::query(concat!(
+                select_suppressions!(),
+                "WHERE $1 IS NULL OR channel = $1 ORDER BY created_at, address"
+            ))
             .bind(channel)
             .fetch_all(pool)
             .await?;
@@ -93,8 +101,10 @@ impl Store {
         let phone = phone.map(|p| normalise_address("sms", p));
         on_pool!(self, |pool, _b| {
             let rows = sqlx::query(
-                "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
-                 WHERE (channel = 'email' AND address = $1) OR (channel = 'sms' AND address = $2) ORDER BY created_at",
+                concat!(
+                    select_suppressions!(),
+                    "WHERE (channel = 'email' AND address = $1) OR (channel = 'sms' AND address = $2) ORDER BY created_at"
+                ),
             )
             .bind(email.as_deref())
             .bind(phone.as_deref())
@@ -164,7 +174,7 @@ impl Store {
     }
 }
 
-/// `SELECT channel, address, reason, source, created_at, expires_at` as a [`Suppression`].
+/// A row of [`select_suppressions!`] as a [`Suppression`].
 pub(super) fn suppression_from_row<R: Row>(r: &R) -> Result<Suppression>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -273,8 +283,7 @@ pub(super) const HASHED: &str = "sha256:";
 /// The statements that find the entries for the claimed messages' contacts, given their
 /// (email, phone): each address as [`SuppressionList::of`] asks for it — normalised as
 /// [`Store::suppress`] stores it, and hashed as an erasure leaves it. Each statement's SQL
-/// and binds; the rows are `SELECT channel, address, reason, source, created_at,
-/// expires_at`.
+/// and binds; the rows are [`select_suppressions!`]'s.
 ///
 /// The addresses come from the claimed rows, not from SQL: `LOWER()` in SQL lowers ASCII
 /// only (SQLite; PostgreSQL by its locale), so a suppressed `ülla@…` was not found for a
@@ -302,8 +311,11 @@ pub(super) fn lookups_for(
             let list = super::contacts::list(1, binds.len(), pg);
             // Both channels, so that the primary key (channel, address) finds them by index.
             let sql = format!(
-                "SELECT channel, address, reason, source, created_at, expires_at FROM suppressions \
-                 WHERE channel IN ('email', 'sms') AND address IN ({list})"
+                concat!(
+                    select_suppressions!(),
+                    "WHERE channel IN ('email', 'sms') AND address IN ({list})"
+                ),
+                list = list
             );
             (sql, binds)
         })
