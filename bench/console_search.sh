@@ -54,8 +54,8 @@ DAY = 86_400_000
 start = 1_780_000_000_000 - 365 * DAY
 contacts = max(1, n // 3)
 con.executemany(
-    "INSERT INTO contacts (id, name, email, phone, locale, attributes, consent, created_at, updated_at) VALUES (?, ?, ?, ?, 'zh-CN', '{}', '{}', 0, 0)",
-    ((f"c-{i}", f"顾客{i}", f"Customer{i}@Example.com", f"+86139{i:08d}") for i in range(contacts)))
+    "INSERT INTO contacts (id, name, email, email_key, phone, locale, attributes, consent, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'zh-CN', '{}', '{}', 0, 0)",
+    ((f"c-{i}", f"顾客{i}", f"Customer{i}@Example.com", f"customer{i}@example.com", f"+86139{i:08d}") for i in range(contacts)))
 events, messages, attempts = [], [], []
 def flush():
     con.executemany("INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) VALUES (?, 'order.delivered', ?, ?, 28800, ?, ?, ?, '')", events)
@@ -123,7 +123,7 @@ search "order id" "SO-$k"
 search "message id" "$mid"
 echo "slowest: $(python3 -c "print(round($worst * 1000, 1))") ms (target 200 ms) on $N messages"
 echo "query plans:"
-for q in "SELECT id FROM contacts WHERE LOWER(email) = 'x'" "SELECT id FROM contacts WHERE phone = 'x'" \
+for q in "SELECT id FROM contacts WHERE email_key = 'x'" "SELECT id FROM contacts WHERE phone = 'x'" \
          "SELECT contact_id FROM events WHERE order_id = 'x'" "SELECT contact_id FROM messages WHERE id = 'x'" \
          "SELECT id FROM messages WHERE contact_id = 'x'"; do
   sqlite3 "$work/data/aftercare.db" "EXPLAIN QUERY PLAN $q" | sed "s|^|  $q: |"

@@ -72,8 +72,8 @@ threads = n * 10 // 22                          # ~1.2 messages per thread (remi
 nps = n - threads * 12 // 10
 contacts = max(1, threads // 3)
 con.executemany(
-    "INSERT INTO contacts (id, email, locale, attributes, consent, created_at, updated_at) VALUES (?, ?, ?, ?, '{}', 0, 0)",
-    ((f"c-{i}", f"c{i}@example.com", random.choice(["zh-CN", "en", None]),
+    "INSERT INTO contacts (id, email, email_key, locale, attributes, consent, created_at, updated_at) VALUES (?, ?, ?, ?, ?, '{}', 0, 0)",
+    ((f"c-{i}", f"c{i}@example.com", f"c{i}@example.com", random.choice(["zh-CN", "en", None]),
       '{"tier": "%s"}' % random.choice(["gold", "silver", "bronze"])) for i in range(contacts)))
 events, messages, answers = [], [], []
 mid = 0

@@ -5,6 +5,7 @@
 //!   listed above it), and every module under `src/` is on the map;
 //! - the invariants that a reader could break without noticing: channels never touch the
 //!   store, the store knows nothing of jobs, templates or channels, the clock is injected;
+//! - lookups by email address compare `contacts.email_key`, never SQL's `LOWER(email)`;
 //! - the SQLite and PostgreSQL migrations define the same tables and columns;
 //! - the router serves exactly the routes the API lists once (`api::route_list`).
 
@@ -216,6 +217,27 @@ fn only_the_clock_reads_the_wall_clock() {
         }
         for (n, line) in code(&path).lines().enumerate() {
             if line.contains("Utc::now()") || line.contains("Local::now()") {
+                problems.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// SQL's `LOWER()` lowers ASCII only on SQLite and follows the database's locale on
+/// PostgreSQL; a contact's address is compared by `email_key`, which the binary writes
+/// lowered by Unicode's rules with every contact (migrations/*/0014).
+#[test]
+fn addresses_are_compared_by_their_key_not_by_sql_lower() {
+    let mut problems = Vec::new();
+    for (_, path) in sources() {
+        let rel = path
+            .strip_prefix(root())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        for (n, line) in code(&path).lines().enumerate() {
+            if line.to_ascii_lowercase().contains("lower(email") {
                 problems.push(format!("{rel}:{}: {}", n + 1, line.trim()));
             }
         }

@@ -1308,7 +1308,13 @@ async fn the_v10_upgrade_queues_what_was_queued(b: Backend) {
     let fx = Fixture::new(b);
     fx.migrated_before("0010").await;
     let store = fx.connect().await;
+    // This binary writes `contacts.email_key` (v14); an older release planned the same rows
+    // without it, so the column is there only while this one plans.
+    fx.raw_script("ALTER TABLE contacts ADD COLUMN email_key TEXT")
+        .await;
     deliveries(&store, 4).await;
+    fx.raw_script("ALTER TABLE contacts DROP COLUMN email_key")
+        .await;
     fx.raw(
         "UPDATE messages SET state = 'sent', sent_at = updated_at WHERE contact_id = 'c-0' AND $1 IS NOT NULL",
         Vec::new(),
@@ -1471,6 +1477,133 @@ async fn changes_by_hand_keep_the_queue_whole(b: Backend) {
     store.close().await;
 }
 
+/// Every lookup by email address compares it as the suppression list keeps addresses
+/// (trimmed, lowered by Unicode's rules, `contacts.email_key`), not by SQL's `LOWER()`, which
+/// lowers ASCII only on SQLite: a contact written `ÜLLA@Beispiel.de` is found, erased,
+/// marked by a complaint and matched to a bounce as `ülla@beispiel.de`, in any case.
+async fn a_contact_is_found_by_its_address_beyond_ascii(b: Backend) {
+    let (store, _f) = store(b).await;
+    let line = delivered(
+        "e-u",
+        "c-u",
+        "ÜLLA@Beispiel.de",
+        "SO-U",
+        "2026-11-20T00:00:00Z",
+    );
+    let other = delivered(
+        "e-o",
+        "c-o",
+        "ulla@beispiel.de",
+        "SO-O",
+        "2026-11-20T00:00:00Z",
+    );
+    for o in ingest(&store, &[line, other]).await {
+        assert!(matches!(o, IngestOutcome::Accepted { .. }), "{o:?}");
+    }
+    for key in ["ülla@beispiel.de", " Ülla@BEISPIEL.DE ", "ÜLLA@Beispiel.de"] {
+        assert_eq!(store.contacts_named(key).await.unwrap(), ["c-u"], "{key}");
+    }
+    let hits = store
+        .search(&aftercare::store::SearchKey {
+            text: "Ülla@beispiel.DE".into(),
+            email: Some("Ülla@beispiel.DE".into()),
+            phone: None,
+        })
+        .await
+        .unwrap();
+    let found: Vec<_> = hits.iter().map(|h| h.contact.id.as_str()).collect();
+    assert_eq!(found, ["c-u"]);
+    let logged = log(
+        &store,
+        LogFilter {
+            contact: Some("ülla@beispiel.de".into()),
+            limit: 10,
+            ..LogFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].order_id.as_deref(), Some("SO-U"));
+
+    // Sent to the address as the contact wrote it; a report names it in another case.
+    let at = t("2026-11-23T00:00:00Z");
+    let claimed = claim(&store, "tok-u", "2026-11-23T01:00:00Z", 10).await;
+    let mine = claimed.iter().find(|m| m.contact.id == "c-u").unwrap();
+    let mut done = sent(&mine.id, "tok-u", at);
+    done.address = Some("ÜLLA@Beispiel.de".into());
+    done.attempts[0].address = Some("ÜLLA@Beispiel.de".into());
+    done.attempts[0].provider_id = None;
+    assert_eq!(store.complete(&[done]).await.unwrap(), 0, "none stale");
+    let bounced = store
+        .bounced_message(None, None, Some("ülla@beispiel.de"))
+        .await
+        .unwrap()
+        .expect("the message sent to the address");
+    assert_eq!(bounced.id, mine.id);
+
+    let complaint = aftercare::store::NewBounce {
+        id: "b-u".into(),
+        kind: "complaint".into(),
+        source: "arf".into(),
+        address: "ülla@beispiel.de".into(),
+        message_id: None,
+        attempt: None,
+        job_id: None,
+        status: None,
+        code: None,
+        detail: "abuse report".into(),
+        report_id: Some("r-u".into()),
+        raw: None,
+        at,
+    };
+    let soft = aftercare::store::SoftRule {
+        count: 3,
+        within: Duration::days(15),
+        suppress_for: Duration::days(30),
+    };
+    store.record_bounce(&complaint, soft).await.unwrap();
+    let contacts = store
+        .contacts(&["c-u".to_string(), "c-o".to_string()])
+        .await
+        .unwrap();
+    let consent = |id: &str| {
+        contacts
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .consent
+            .get("email")
+            .cloned()
+    };
+    assert_eq!(consent("c-u"), Some(serde_json::Value::Bool(false)));
+    assert_eq!(consent("c-o"), None, "another address, without the umlaut");
+    store.close().await;
+}
+
+/// v14 keys the addresses stored before it: ASCII ones in SQL, the others (beyond ASCII,
+/// white space around them) by the binary right after migrating, so lookups find contacts
+/// an older release wrote.
+async fn the_v14_upgrade_keys_every_address(b: Backend) {
+    let fx = Fixture::new(b);
+    fx.migrated_before("0014").await;
+    fx.raw_script(
+        "INSERT INTO contacts (id, email, created_at, updated_at) VALUES \
+         ('c-a', 'Ann@Example.COM', 1, 1), ('c-u', 'ÜLLA@Beispiel.de', 1, 1), \
+         ('c-s', ' Sam@Example.com	', 1, 1), ('c-n', NULL, 1, 1)",
+    )
+    .await;
+    let store = fx.connect().await;
+    store.migrate().await.unwrap();
+    for (key, id) in [
+        ("ann@example.com", "c-a"),
+        ("Ülla@beispiel.de", "c-u"),
+        ("sam@example.com", "c-s"),
+    ] {
+        assert_eq!(store.contacts_named(key).await.unwrap(), [id], "{key}");
+    }
+    store.close().await;
+}
+
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
@@ -1490,4 +1623,6 @@ on_both!(
     the_v10_upgrade_queues_what_was_queued,
     a_reaper_spares_its_own_claims,
     changes_by_hand_keep_the_queue_whole,
+    a_contact_is_found_by_its_address_beyond_ascii,
+    the_v14_upgrade_keys_every_address,
 );

@@ -81,7 +81,7 @@ pub(super) async fn search(
         let book = c.book();
         let key = SearchKey {
             text: query.to_string(),
-            email: query.contains('@').then(|| query.to_lowercase()),
+            email: query.contains('@').then(|| query.to_string()),
             phone: phone_key(query, &book.default_locale),
         };
         match c.inner.store.search(&key).await {

@@ -3,6 +3,7 @@
 //! answer also becomes is written by `plan` in the same transaction (see `answers.rs`).
 
 use super::sql::{json_map, on_pool, on_tx, opt_ms};
+use super::suppressions::normalise_address;
 use super::{Result, Store, Tx};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{Contact, MessageState};
@@ -148,12 +149,12 @@ impl Store {
         on_pool!(self, |pool, _b| {
             let t: Option<String> = sqlx::query_scalar(
                 "SELECT m.token FROM messages m WHERE m.job_id = $1 AND m.state = 'sent' AND m.token IS NOT NULL \
-                 AND m.contact_id IN (SELECT id FROM contacts WHERE id = $2 OR LOWER(email) = $3 OR phone = $2) \
+                 AND m.contact_id IN (SELECT id FROM contacts WHERE id = $2 OR email_key = $3 OR phone = $2) \
                  ORDER BY m.sent_at DESC, m.id DESC LIMIT 1",
             )
             .bind(job)
             .bind(contact)
-            .bind(contact.to_lowercase())
+            .bind(normalise_address("email", contact))
             .fetch_optional(pool)
             .await?;
             Ok(t)

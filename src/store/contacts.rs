@@ -5,6 +5,7 @@ use super::sql::{
     Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, placeholders, shaped,
     values_rows,
 };
+use super::suppressions::normalise_address;
 use super::{Result, Store, StoreError, Tx};
 
 use crate::clock::{from_millis, to_millis};
@@ -162,6 +163,49 @@ impl Store {
     /// One contact.
     pub async fn contact(&self, id: &str) -> Result<Option<Contact>> {
         Ok(self.contacts(&[id.to_string()]).await?.into_iter().next())
+    }
+
+    /// Compute `email_key` for the contacts that have an address but no key: those whose
+    /// address v14 could not key in SQL (beyond ASCII, or with white space around it). Every
+    /// write of a contact writes its key, so after this has run once there are none, and the
+    /// check on each open is one look into the empty `contacts_unkeyed`. Key order, one
+    /// transaction per page, so a stop part way keeps what was done and the next open goes on.
+    pub(super) async fn key_contacts(&self) -> Result<u64> {
+        const PAGE: i64 = 1_000;
+        let mut keyed = 0;
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, String)> = on_pool!(self, |pool, _b| {
+                sqlx::query_as(
+                    "SELECT id, email FROM contacts WHERE email IS NOT NULL AND email_key IS NULL \
+                     AND id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(&after)
+                .bind(PAGE)
+                .fetch_all(pool)
+                .await?
+            });
+            let Some((last, _)) = rows.last() else {
+                return Ok(keyed);
+            };
+            after = last.clone();
+            on_pool!(self, |pool, begin| {
+                let mut tx = pool.begin_with(begin).await?;
+                for (id, email) in &rows {
+                    // Another node may have rewritten the contact meanwhile, with its key.
+                    keyed += sqlx::query(
+                        "UPDATE contacts SET email_key = $2 WHERE id = $1 AND email = $3 AND email_key IS NULL",
+                    )
+                    .bind(id)
+                    .bind(normalise_address("email", email))
+                    .bind(email)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+            });
+        }
     }
 }
 
@@ -355,18 +399,21 @@ impl Tx {
         let pg = self.is_pg();
         for chunk in shaped(contacts) {
             let sql = format!(
-                "{} contacts (id, name, email, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
-                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone, \
+                "{} contacts (id, name, email, email_key, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
+                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, email_key = excluded.email_key, phone = excluded.phone, \
                  locale = excluded.locale, timezone = excluded.timezone, birthday = excluded.birthday, \
                  attributes = excluded.attributes, consent = excluded.consent, updated_at = excluded.updated_at",
                 insert_into(pg),
-                values_rows(chunk.len(), 11, pg)
+                values_rows(chunk.len(), 12, pg)
             );
-            let mut b = Vec::with_capacity(chunk.len() * 11);
+            let mut b = Vec::with_capacity(chunk.len() * 12);
             for c in chunk {
                 b.push(Bind::Text(Some(c.id.clone())));
                 b.push(Bind::Text(c.name.clone()));
                 b.push(Bind::Text(c.email.clone()));
+                b.push(Bind::Text(
+                    c.email.as_deref().map(|e| normalise_address("email", e)),
+                ));
                 b.push(Bind::Text(c.phone.clone()));
                 b.push(Bind::Text(c.locale.clone()));
                 b.push(Bind::Text(c.timezone.clone()));

@@ -77,9 +77,9 @@ impl Store {
                 return Ok(by_id);
             }
             Ok(sqlx::query_scalar(
-                "SELECT id FROM contacts WHERE LOWER(email) = $1 OR phone = $2 ORDER BY id",
+                "SELECT id FROM contacts WHERE email_key = $1 OR phone = $2 ORDER BY id",
             )
-            .bind(key.trim().to_lowercase())
+            .bind(normalise_address("email", key))
             .bind(phone)
             .fetch_all(pool)
             .await?)

@@ -197,7 +197,7 @@ impl Store {
                         .await?;
                     if b.kind == "complaint" {
                         let rows =
-                            sqlx::query("SELECT id, consent FROM contacts WHERE LOWER(email) = $1")
+                            sqlx::query("SELECT id, consent FROM contacts WHERE email_key = $1")
                                 .bind(&address)
                                 .fetch_all(&mut *tx)
                                 .await?;
@@ -325,6 +325,25 @@ impl Store {
             if id.is_none()
                 && let Some(a) = &address
             {
+                // The contacts with the address, by index; of their attempts, the newest that
+                // went to it (a contact's address may have changed since).
+                let sent: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT a.message_id, a.address FROM attempts a JOIN messages m ON m.id = a.message_id \
+                     WHERE m.contact_id IN (SELECT id FROM contacts WHERE email_key = $1) \
+                     AND a.channel = 'email' AND a.address IS NOT NULL ORDER BY a.at DESC LIMIT 100",
+                )
+                .bind(a)
+                .fetch_all(pool)
+                .await?;
+                id = sent
+                    .into_iter()
+                    .find(|(_, to)| normalise_address("email", to) == *a)
+                    .map(|(m, _)| m);
+            }
+            if id.is_none()
+                && let Some(a) = &address
+            {
+                // An address no contact has now: the attempts themselves, read whole.
                 id = sqlx::query_scalar(
                     "SELECT message_id FROM attempts WHERE LOWER(address) = $1 AND channel = 'email' ORDER BY at DESC LIMIT 1",
                 )

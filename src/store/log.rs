@@ -1,6 +1,7 @@
 //! The SQL, written once for both backends, and the delivery-log search.
 
 use super::sql::{Bind, bind_all, on_pool, opt_ms};
+use super::suppressions::normalise_address;
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{AttemptRecord, MessageRecord, MessageState, ReceiptRecord};
@@ -45,9 +46,9 @@ impl LogFilter {
         if let Some(c) = &self.contact {
             let phone = crate::values::normalise_phone(c).unwrap_or_else(|_| c.clone());
             let a = next(Bind::Text(Some(c.clone())), &mut binds);
-            let b = next(Bind::Text(Some(c.to_lowercase())), &mut binds);
+            let b = next(Bind::Text(Some(normalise_address("email", c))), &mut binds);
             let p = next(Bind::Text(Some(phone)), &mut binds);
-            conds.push(format!("m.contact_id IN (SELECT id FROM contacts WHERE id = {a} OR LOWER(email) = {b} OR phone = {p})"));
+            conds.push(format!("m.contact_id IN (SELECT id FROM contacts WHERE id = {a} OR email_key = {b} OR phone = {p})"));
         }
         if let Some(c) = &self.contact_id {
             let a = next(Bind::Text(Some(c.clone())), &mut binds);

@@ -169,12 +169,12 @@ impl Store {
         on_pool!(self, |pool, _b| {
             let rows = sqlx::query(
                 "SELECT id, gateway, from_number, contact_id, text, action, received_at, provider_id FROM replies \
-                 WHERE from_number = $3 OR contact_id IN (SELECT id FROM contacts WHERE id = $1 OR LOWER(email) = $2 OR phone = $3) \
-                 OR from_number IN (SELECT phone FROM contacts WHERE id = $1 OR LOWER(email) = $2) \
+                 WHERE from_number = $3 OR contact_id IN (SELECT id FROM contacts WHERE id = $1 OR email_key = $2 OR phone = $3) \
+                 OR from_number IN (SELECT phone FROM contacts WHERE id = $1 OR email_key = $2) \
                  ORDER BY received_at, id",
             )
             .bind(contact)
-            .bind(contact.to_lowercase())
+            .bind(normalise_address("email", contact))
             .bind(&phone)
             .fetch_all(pool)
             .await?;

@@ -137,6 +137,7 @@ impl Store {
         let before = self.schema().await?;
         self.refuse_newer(&before)?;
         on_pool!(self, |pool, _b| self.migrator().run(pool).await?);
+        self.key_contacts().await?;
         // Another node may have applied some of them meanwhile: report what this call added.
         let after = self.schema().await?;
         Ok(before
@@ -151,6 +152,8 @@ impl Store {
         let status = self.schema().await?;
         self.refuse_newer(&status)?;
         if status.pending.is_empty() {
+            // A migration to v14 that stopped before the binary keyed its contacts.
+            self.key_contacts().await?;
             return Ok(());
         }
         match self.pool {

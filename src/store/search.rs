@@ -4,6 +4,7 @@
 //! store (`bench/console_search.sh` measures it on a million messages).
 
 use super::sql::on_pool;
+use super::suppressions::normalise_address;
 use super::{Result, Store};
 use crate::model::Contact;
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default)]
 pub struct SearchKey {
     pub text: String,
-    /// Lower case.
+    /// An email address in any case: compared as the suppression list keeps addresses.
     pub email: Option<String>,
     /// E.164.
     pub phone: Option<String>,
@@ -43,7 +44,7 @@ impl Store {
         // recognise binds NULL, which matches nothing.
         let sql = format!(
             "SELECT CAST(0 AS BIGINT), id FROM contacts WHERE id = $1 \
-             UNION ALL SELECT CAST(1 AS BIGINT), id FROM contacts WHERE LOWER(email) = $2 \
+             UNION ALL SELECT CAST(1 AS BIGINT), id FROM contacts WHERE email_key = $2 \
              UNION ALL SELECT CAST(2 AS BIGINT), id FROM contacts WHERE phone = $3 \
              UNION ALL SELECT CAST(3 AS BIGINT), contact_id FROM events WHERE order_id = $1 \
              UNION ALL SELECT CAST(4 AS BIGINT), contact_id FROM messages WHERE id = $4 \
@@ -52,7 +53,7 @@ impl Store {
         let rows: Vec<(i64, String)> = on_pool!(self, |pool, _b| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(text)
-                .bind(key.email.as_deref())
+                .bind(key.email.as_deref().map(|e| normalise_address("email", e)))
                 .bind(key.phone.as_deref())
                 .bind(text.to_lowercase())
                 .fetch_all(pool)
