@@ -44,14 +44,16 @@ cfg=(--config "$work/aftercare.yaml")
 secs() { python3 -c "import time; print(time.monotonic())"; }
 t0=$(secs)
 python3 - "$work/data/aftercare.db" "$N" <<'PY'
-import random, sqlite3, sys
+import random, sqlite3, sys, time
 db, n = sys.argv[1], int(sys.argv[2])
 random.seed(7)
 con = sqlite3.connect(db)
 con.execute("PRAGMA synchronous = OFF")
 con.execute("PRAGMA journal_mode = MEMORY")
 DAY = 86_400_000
-start = 1_780_000_000_000 - 365 * DAY
+# A year of history ending a week ago: the daemon purges what is past retention (400 days
+# by default) when it starts, so a fixed date would lose messages as the calendar moves.
+start = int(time.time() * 1000) - 370 * DAY
 contacts = max(1, n // 3)
 con.executemany(
     "INSERT INTO contacts (id, name, email, email_key, phone, locale, attributes, consent, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'zh-CN', '{}', '{}', 0, 0)",
