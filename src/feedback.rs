@@ -68,6 +68,7 @@ impl Feedback {
                 r.outbox_id.as_deref(),
                 r.provider_id.as_deref(),
                 Some(&r.address),
+                now,
             )
             .await?;
         let b = NewBounce {

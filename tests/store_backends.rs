@@ -1535,7 +1535,7 @@ async fn a_contact_is_found_by_its_address_beyond_ascii(b: Backend) {
     done.attempts[0].provider_id = None;
     assert_eq!(store.complete(&[done]).await.unwrap(), 0, "none stale");
     let bounced = store
-        .bounced_message(None, None, Some("ülla@beispiel.de"))
+        .bounced_message(None, None, Some("ülla@beispiel.de"), at)
         .await
         .unwrap()
         .expect("the message sent to the address");
@@ -1604,6 +1604,42 @@ async fn the_v14_upgrade_keys_every_address(b: Backend) {
     store.close().await;
 }
 
+/// A report that names only an address no contact has (the contact's address changed since,
+/// or the contact was erased) is matched to the last send to it within a week before the
+/// report, by the attempts' time index; an older one is not looked for (the attempts are not
+/// indexed by address, and every attempt kept would be read for each such report).
+async fn a_bounce_by_an_address_no_contact_has_looks_back_a_week(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 1).await;
+    let at = t("2026-11-23T00:00:00Z");
+    let claimed = claim(&store, "tok-a", "2026-11-23T01:00:00Z", 10).await;
+    // `sent` records the attempt to x@example.com; the contact's address is c0@example.com.
+    assert_eq!(
+        store
+            .complete(&[sent(&claimed[0].id, "tok-a", at)])
+            .await
+            .unwrap(),
+        0
+    );
+    let matched = |days: i64| {
+        let store = &store;
+        async move {
+            store
+                .bounced_message(None, None, Some("X@Example.com"), at + Duration::days(days))
+                .await
+                .unwrap()
+                .map(|m| m.id)
+        }
+    };
+    assert_eq!(matched(6).await, Some(claimed[0].id.clone()));
+    assert_eq!(
+        matched(8).await,
+        None,
+        "sent more than a week before the report"
+    );
+    store.close().await;
+}
+
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
@@ -1625,4 +1661,5 @@ on_both!(
     changes_by_hand_keep_the_queue_whole,
     a_contact_is_found_by_its_address_beyond_ascii,
     the_v14_upgrade_keys_every_address,
+    a_bounce_by_an_address_no_contact_has_looks_back_a_week,
 );

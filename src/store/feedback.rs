@@ -95,6 +95,14 @@ pub struct Window {
 }
 
 /// A change to the suppression list: id, channel, address, change, reason, actor, at.
+/// How far back a report naming only an address that no contact has looks for the send it
+/// answers. The attempts are not indexed by address, so the search reads every attempt in
+/// the window: unbounded, each such report read every attempt kept (400 days by default;
+/// half a second for 1,000,000 of them), and a wave of bounces for erased contacts' addresses
+/// read them all again each. A server gives up on a message after 4 to 5 days (RFC 5321
+/// 4.5.4.1), so its report comes within a week; complaints carry the message's ids.
+const ADDRESS_WINDOW_DAYS: i64 = 7;
+
 const LOG_CHANGE: &str = "INSERT INTO suppression_changes (id, channel, address, change, reason, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 const SELECT_BOUNCES: &str = "SELECT id, kind, source, address, message_id, attempt, job_id, status, code, detail, report_id, action, received_at FROM bounces";
@@ -296,14 +304,17 @@ impl Store {
     }
 
     /// The email message a report answers: by our outbox id (VERP, Message-ID), else by
-    /// the id a provider or server gave the attempt, else the last email to the address.
+    /// the id a provider or server gave the attempt, else the last email to the address
+    /// (of a contact's with it, or sent within [`ADDRESS_WINDOW_DAYS`] before `now`).
     pub async fn bounced_message(
         &self,
         outbox_id: Option<&str>,
         provider_id: Option<&str>,
         address: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<Option<BouncedMessage>> {
         let address = address.map(|a| normalise_address("email", a));
+        let since = to_millis(now - chrono::Duration::days(ADDRESS_WINDOW_DAYS));
         on_pool!(self, |pool, _b| {
             let mut id: Option<String> = None;
             if let Some(o) = outbox_id {
@@ -343,11 +354,13 @@ impl Store {
             if id.is_none()
                 && let Some(a) = &address
             {
-                // An address no contact has now: the attempts themselves, read whole.
+                // An address no contact has now: the recent attempts themselves, newest first.
                 id = sqlx::query_scalar(
-                    "SELECT message_id FROM attempts WHERE LOWER(address) = $1 AND channel = 'email' ORDER BY at DESC LIMIT 1",
+                    "SELECT message_id FROM attempts WHERE at >= $2 AND LOWER(address) = $1 AND channel = 'email' \
+                     ORDER BY at DESC LIMIT 1",
                 )
                 .bind(a)
+                .bind(since)
                 .fetch_optional(pool)
                 .await?;
             }
