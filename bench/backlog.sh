@@ -15,12 +15,8 @@ set -euo pipefail
 N=${1:-1000000}
 SLICES=${2:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${AFTERCARE_BIN:-}" ]; then
-  bin=$AFTERCARE_BIN
-else
-  (cd "$root" && cargo build --release --quiet)
-  bin=${CARGO_TARGET_DIR:-$root/target}/release/aftercare
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -9,8 +9,8 @@
 set -euo pipefail
 N=${1:-1000000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-(cd "$root" && cargo build --release --quiet)
-bin=$root/target/release/aftercare
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/jobs"

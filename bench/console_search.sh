@@ -15,12 +15,8 @@ set -euo pipefail
 N=${1:-1000000}
 REPEAT=${REPEAT:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${AFTERCARE_BIN:-}" ]; then
-  (cd "$root" && cargo build --release --quiet)
-  bin=$root/target/release/aftercare
-else
-  bin=$AFTERCARE_BIN
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 daemon=""
 trap '[ -n "$daemon" ] && kill "$daemon" 2>/dev/null; rm -rf "$work"' EXIT

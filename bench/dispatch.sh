@@ -24,12 +24,8 @@ for tool in smtp-sink smtp-source; do
 done
 export PATH=$PATH:/usr/sbin
 
-if [ -n "${AFTERCARE_BIN:-}" ]; then
-  bin=$AFTERCARE_BIN      # compare two builds without rebuilding
-else
-  (cd "$root" && cargo build --release --quiet)
-  bin=$root/target/release/aftercare
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 trap 'kill $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -14,12 +14,8 @@
 set -euo pipefail
 mode=${1:-year}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${AFTERCARE_BIN:-}" ]; then
-  bin=$AFTERCARE_BIN      # compare two builds without rebuilding
-else
-  (cd "$root" && cargo build --release --quiet)
-  bin=$root/target/release/aftercare
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/jobs"

@@ -20,12 +20,8 @@ BASE=${1:-200000}
 N=${2:-100000}
 ROUNDS=${ROUNDS:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${AFTERCARE_BIN:-}" ]; then
-  bin=$AFTERCARE_BIN
-else
-  (cd "$root" && cargo build --release --quiet)
-  bin=${CARGO_TARGET_DIR:-$root/target}/release/aftercare
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 # The bundled SQLite as a shared library for python3's sqlite3.
 ver=$(awk '/^name = "libsqlite3-sys"/ { getline; gsub(/[^0-9.]/, ""); print }' "$root/Cargo.lock")
 amalgamation=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"libsqlite3-sys-$ver"/sqlite3 | head -1)

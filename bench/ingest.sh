@@ -11,13 +11,11 @@ SECS=${1:-15}
 CONNS=${2:-64}
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 2; }
-# BIN=path runs that binary instead of building (A/B comparisons of two builds).
-if [ -n "${BIN:-}" ]; then
-  bin=$BIN
-else
-  (cd "$root" && cargo build --release --quiet)
-  bin=${CARGO_TARGET_DIR:-$root/target}/release/aftercare
-fi
+# AFTERCARE_BIN=path runs that binary instead of building (A/B comparisons of two builds);
+# BIN=path, its older name, still does.
+. "$root/bench/common.sh"
+AFTERCARE_BIN=${AFTERCARE_BIN:-${BIN:-}}
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }

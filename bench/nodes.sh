@@ -30,12 +30,8 @@ command -v smtp-sink >/dev/null || { echo "needs smtp-sink: apt-get install post
 pg_bin=${AFTERCARE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [ -x "$pg_bin/initdb" ] || { echo "needs PostgreSQL's binaries: apt-get install postgresql (or set AFTERCARE_PG_BIN)" >&2; exit 2; }
 
-if [ -n "${AFTERCARE_BIN:-}" ]; then
-  bin=$AFTERCARE_BIN      # compare two builds without rebuilding
-else
-  (cd "$root" && cargo build --release --quiet)
-  bin=${CARGO_TARGET_DIR:-$root/target}/release/aftercare
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 pids=()
 cleanup() {

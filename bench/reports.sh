@@ -16,12 +16,8 @@
 set -euo pipefail
 N=${1:-1000000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${AFTERCARE_BIN:-}" ]; then
-  (cd "$root" && cargo build --release --quiet)
-  bin=$root/target/release/aftercare
-else
-  bin=$AFTERCARE_BIN
-fi
+. "$root/bench/common.sh"
+bin=$(aftercare_bin)
 work=$(mktemp -d)
 cleanup() {
   local pm; pm=$(head -1 "$work/pgdir/pg/postmaster.pid" 2>/dev/null || true)
