@@ -1640,6 +1640,84 @@ async fn a_bounce_by_an_address_no_contact_has_looks_back_a_week(b: Backend) {
     store.close().await;
 }
 
+/// The reputation window: the last `n` email sends, dated by their last attempt, newest
+/// first, of a job or of all, counting the message being settled now and how many of them
+/// bounced hard.
+async fn the_send_window_counts_the_last_sends_by_their_last_attempt(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 4).await;
+    let mut claimed = claim(&store, "tok-w", "2026-11-23T05:00:00Z", 10).await;
+    claimed.sort_by_key(|m| m.due_at);
+    let ids: Vec<String> = claimed.iter().map(|m| m.id.clone()).collect();
+    let at = |h: i64| t("2026-11-23T05:00:00Z") + Duration::hours(h);
+    // Sent at +1 h and +2 h; the third failed for good at +3 h; the fourth is being settled.
+    let mut failed = sent(&ids[2], "tok-w", at(3));
+    failed.state = MessageState::Failed;
+    failed.attempts = vec![attempt(1, at(3), Outcome::Permanent, Some(550))];
+    let done = [
+        sent(&ids[0], "tok-w", at(1)),
+        sent(&ids[1], "tok-w", at(2)),
+        failed,
+    ];
+    assert_eq!(store.complete(&done).await.unwrap(), 0);
+    let hard = aftercare::store::NewBounce {
+        id: "b-w".into(),
+        kind: "hard".into(),
+        source: "dsn".into(),
+        address: "x@example.com".into(),
+        message_id: Some(ids[1].clone()),
+        attempt: Some(1),
+        job_id: Some("review-request".into()),
+        status: Some("5.1.1".into()),
+        code: Some(550),
+        detail: "user unknown".into(),
+        report_id: Some("r-w".into()),
+        raw: None,
+        at: at(4),
+    };
+    let soft = aftercare::store::SoftRule {
+        count: 3,
+        within: Duration::days(15),
+        suppress_for: Duration::days(30),
+    };
+    store.record_bounce(&hard, soft).await.unwrap();
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let window = |job: Option<&'static str>, n: i64, since: DateTime<Utc>, also: Option<String>| {
+        let store = &store;
+        async move {
+            let w = store
+                .send_window(job, n, since, also.as_deref())
+                .await
+                .unwrap();
+            (w.sends, w.hard)
+        }
+    };
+    assert_eq!(window(None, 10, epoch, None).await, (3, 1));
+    assert_eq!(
+        window(None, 2, epoch, None).await,
+        (2, 1),
+        "the failed and the bounced"
+    );
+    assert_eq!(
+        window(None, 1, epoch, None).await,
+        (1, 0),
+        "the failed one, last"
+    );
+    assert_eq!(
+        window(None, 10, at(1), None).await,
+        (2, 1),
+        "after the first"
+    );
+    let settling = Some(ids[3].clone());
+    assert_eq!(
+        window(Some("review-request"), 2, epoch, settling).await,
+        (2, 0),
+        "the one being settled and the last one"
+    );
+    assert_eq!(window(Some("nps-survey"), 10, epoch, None).await, (0, 0));
+    store.close().await;
+}
+
 on_both!(
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
@@ -1662,4 +1740,5 @@ on_both!(
     a_contact_is_found_by_its_address_beyond_ascii,
     the_v14_upgrade_keys_every_address,
     a_bounce_by_an_address_no_contact_has_looks_back_a_week,
+    the_send_window_counts_the_last_sends_by_their_last_attempt,
 );

@@ -11,7 +11,7 @@
 //! A report carries its own id where it has one; the same report twice is stored once.
 //! Every change to the list is also written to `suppression_changes` with who made it.
 
-use super::sql::on_pool;
+use super::sql::{Bind, bind_all, on_pool};
 use super::suppressions::normalise_address;
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
@@ -399,17 +399,31 @@ impl Store {
         address: Option<&str>,
         limit: i64,
     ) -> Result<Vec<StoredBounce>> {
+        // Only the filters given, so each reads its own index (`bounces_message`,
+        // `bounces_address`): `$1 IS NULL OR message_id = $1` let neither be used, and a
+        // timeline asking once a message read every bounce newest first each time.
+        let mut conds = vec!["TRUE".to_string()];
+        let mut binds = Vec::new();
         let address = address.map(|a| normalise_address("email", a));
+        for (column, value) in [
+            ("message_id", message_id.map(str::to_string)),
+            ("address", address),
+        ] {
+            if let Some(v) = value {
+                binds.push(Bind::Text(Some(v)));
+                conds.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        binds.push(Bind::Int(Some(limit)));
+        let sql = format!(
+            "{SELECT_BOUNCES} WHERE {} ORDER BY received_at DESC, id DESC LIMIT ${}",
+            conds.join(" AND "),
+            binds.len()
+        );
         on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "{SELECT_BOUNCES} WHERE ($1 IS NULL OR message_id = $1) AND ($2 IS NULL OR address = $2) \
-                 ORDER BY received_at DESC, id DESC LIMIT $3"
-            )))
-            .bind(message_id)
-            .bind(&address)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+            let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_all(pool)
+                .await?;
             rows.iter().map(bounce_from_row).collect()
         })
     }
@@ -428,7 +442,12 @@ impl Store {
 
     /// The last `n` email sends of a job (or of every job), after `since`, counting `also`
     /// (the message being settled now, not committed yet), with how many bounced hard or
-    /// were complained about.
+    /// were complained about. A send is a message that ended `sent` or `failed` by email,
+    /// dated by its last attempt: the attempts' time index walks back from now to the `n`th
+    /// (messages have no index by the time they ended; ordering them by `updated_at` read
+    /// every message, 0.2-0.3 s for 1,000,000, twice for each hard bounce or complaint).
+    /// SQLite keeps the CROSS JOIN's order, attempts first; without statistics it began from
+    /// every message of the job instead.
     pub async fn send_window(
         &self,
         job_id: Option<&str>,
@@ -436,21 +455,32 @@ impl Store {
         since: DateTime<Utc>,
         also: Option<&str>,
     ) -> Result<Window> {
-        let since = to_millis(since);
+        let mut binds = vec![
+            Bind::Int(Some(to_millis(since))),
+            Bind::Text(also.map(str::to_string)),
+            Bind::Int(Some(n - i64::from(also.is_some()))),
+        ];
+        let job = match job_id {
+            Some(j) => {
+                binds.push(Bind::Text(Some(j.to_string())));
+                "AND m.job_id = $4"
+            }
+            None => "",
+        };
+        let sql = format!(
+            "SELECT COUNT(*), \
+             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'hard') THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'complaint') THEN 1 ELSE 0 END), 0) \
+             FROM (SELECT id FROM messages WHERE id = $2 \
+             UNION ALL SELECT id FROM (SELECT m.id FROM attempts a CROSS JOIN messages m \
+             WHERE m.id = a.message_id AND a.attempt = m.attempts AND a.at > $1 AND a.channel = 'email' \
+             AND m.channel = 'email' AND m.state IN ('sent', 'failed') AND m.id <> COALESCE($2, '') {job} \
+             ORDER BY a.at DESC LIMIT $3) recent) w"
+        );
         on_pool!(self, |pool, _b| {
-            let r = sqlx::query(
-                "SELECT COUNT(*), \
-                 COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'hard') THEN 1 ELSE 0 END), 0), \
-                 COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'complaint') THEN 1 ELSE 0 END), 0) \
-                 FROM (SELECT id FROM messages WHERE ($1 IS NULL OR job_id = $1) \
-                 AND ((channel = 'email' AND state IN ('sent', 'failed')) OR id = $4) AND updated_at > $3 ORDER BY updated_at DESC LIMIT $2) w",
-            )
-            .bind(job_id)
-            .bind(n)
-            .bind(since)
-            .bind(also)
-            .fetch_one(pool)
-            .await?;
+            let r = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .fetch_one(pool)
+                .await?;
             Ok(Window {
                 sends: r.try_get(0)?,
                 hard: r.try_get(1)?,
