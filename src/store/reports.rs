@@ -259,12 +259,19 @@ impl Store {
                     ));
                 }
             }
+            // The goal events of the period first, then each one's contact's messages of the
+            // job (`messages_contact`). SQLite keeps a CROSS JOIN's order: without statistics
+            // (nothing runs ANALYZE) it began from the job's messages, every one it ever had,
+            // and read the period's goal events again for each: more than 300 s for a job of
+            // 450,000 messages, where this order takes 0.2-0.3 s for 30 days. PostgreSQL
+            // plans a CROSS JOIN with its conditions in WHERE as any inner join.
             branches.push(format!(
                 "SELECT e.id AS eid, e.occurred_at AS at, m.id AS mid, m.due_at AS due, \
                  COALESCE(m.sent_at, m.due_at) AS ref \
-                 FROM events e JOIN messages m ON m.contact_id = e.contact_id AND m.job_id = $1 \
+                 FROM events e CROSS JOIN messages m \
                  LEFT JOIN events t ON t.id = m.event_id \
-                 WHERE e.type = ${ty} AND e.occurred_at >= $2 AND m.channel_plan IS NULL \
+                 WHERE m.contact_id = e.contact_id AND m.job_id = $1 \
+                 AND e.type = ${ty} AND e.occurred_at >= $2 AND m.channel_plan IS NULL \
                  AND m.state IN ('sent', 'held_out') AND COALESCE(m.sent_at, m.due_at) < e.occurred_at{conds}"
             ));
         }
