@@ -119,7 +119,10 @@ impl Store {
 
     pub async fn state_counts(&self) -> Result<Vec<StateCount>> {
         on_pool!(self, |pool, _b| {
-            let rows = sqlx::query("SELECT job_id, COALESCE(channel, channel_plan, ''), state, COUNT(*) FROM messages GROUP BY 1, 2, 3")
+            // Grouped by state first: grouped by job first, SQLite walked `messages_job_due`
+            // for the order and looked every row up from it (3.5 s for 1,000,000 messages
+            // against 0.8 s reading the table straight through).
+            let rows = sqlx::query("SELECT job_id, COALESCE(channel, channel_plan, ''), state, COUNT(*) FROM messages GROUP BY 3, 1, 2")
                 .fetch_all(pool)
                 .await?;
             rows.iter()
