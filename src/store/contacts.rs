@@ -2,8 +2,8 @@
 //! their date index), and what planning, the scheduler and support read back.
 
 use super::sql::{
-    Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, placeholders, shaped,
-    values_rows,
+    Bind, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx, placeholders,
+    shaped, values_rows,
 };
 use super::suppressions::normalise_address;
 use super::{Result, Store, StoreError, Tx};
@@ -214,31 +214,9 @@ impl Store {
 /// Stored `data` of a contact's events of one type: (contact id, type) → data.
 pub(super) type EventDataByContact = HashMap<(String, String), Vec<Map<String, Value>>>;
 
-/// `?, ?, ?` on SQLite, `$s, $s+1, ...` on PostgreSQL (see `values_rows` for why).
-pub(super) fn list(start: usize, n: usize, pg: bool) -> String {
-    if pg {
-        super::placeholders(start, n)
-    } else {
-        vec!["?"; n].join(", ")
-    }
-}
-
 /// A JSON object as compact text, the same as `Value::Object(map).to_string()`, uncopied.
 pub(super) fn json_text(map: &Map<String, Value>) -> String {
     serde_json::to_string(map).expect("a JSON map always serializes")
-}
-
-/// Values for an `IN (...)` list of `ids`, repeating the last one up to a power of two (the
-/// answer is the same), so that the list has one of a few lengths; see [`shaped`].
-pub(super) fn in_list(ids: &[String]) -> Vec<Bind> {
-    let mut b: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
-    if let Some(last) = ids.last() {
-        b.resize(
-            ids.len().next_power_of_two(),
-            Bind::Text(Some(last.clone())),
-        );
-    }
-    b
 }
 
 impl Tx {

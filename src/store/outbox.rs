@@ -4,10 +4,9 @@
 //! About 600 lines: the claim, the completion and the SQL they run are kept together so a
 //! change to one statement is read next to the code that binds it.
 
-use super::contacts::{in_list, list};
 use super::sql::{
-    Bind, bind_all, bind_vec, insert_into, json_map, on_pool, on_tx, opt_ms, placeholders, shaped,
-    update, values_rows,
+    Bind, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx, opt_ms,
+    placeholders, shaped, update, values_rows,
 };
 use super::{Pool, Result, Store, SuppressionList, Tx, TxInner, event_from_parts};
 use crate::clock::{from_millis, to_millis};

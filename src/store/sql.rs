@@ -141,6 +141,28 @@ pub(crate) fn update(pg: bool) -> &'static str {
     if pg { "UPDATE" } else { "UPDATE OR FAIL" }
 }
 
+/// `?, ?, ?` on SQLite, `$s, $s+1, ...` on PostgreSQL (see `values_rows` for why).
+pub(crate) fn list(start: usize, n: usize, pg: bool) -> String {
+    if pg {
+        placeholders(start, n)
+    } else {
+        vec!["?"; n].join(", ")
+    }
+}
+
+/// Values for an `IN (...)` list of `ids`, repeating the last one up to a power of two (the
+/// answer is the same), so that the list has one of a few lengths; see [`shaped`].
+pub(crate) fn in_list(ids: &[String]) -> Vec<Bind> {
+    let mut b: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
+    if let Some(last) = ids.last() {
+        b.resize(
+            ids.len().next_power_of_two(),
+            Bind::Text(Some(last.clone())),
+        );
+    }
+    b
+}
+
 /// `($1, $2), ($3, $4)` for `rows` rows of `cols` values; `(?, ?), (?, ?)` on SQLite, where
 /// sqlx looks up every numbered parameter by name, which is quadratic in their number (a
 /// hundred-row statement spent more time binding than executing).

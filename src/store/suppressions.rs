@@ -307,8 +307,8 @@ pub(super) fn lookups_for(
         .chunks(LOOKUP_BINDS)
         .map(|chunk| {
             // Padded to a power of two: one prepared statement for many batch sizes.
-            let binds = super::contacts::in_list(chunk);
-            let list = super::contacts::list(1, binds.len(), pg);
+            let binds = super::sql::in_list(chunk);
+            let list = super::sql::list(1, binds.len(), pg);
             // Both channels, so that the primary key (channel, address) finds them by index.
             let sql = format!(
                 concat!(
