@@ -1477,6 +1477,39 @@ async fn changes_by_hand_keep_the_queue_whole(b: Backend) {
     store.close().await;
 }
 
+/// A bounce or complaint report of `kind` about `address`, of message `message_id` if known.
+fn report(
+    kind: &str,
+    address: &str,
+    message_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> aftercare::store::NewBounce {
+    aftercare::store::NewBounce {
+        id: format!("b-{kind}-{address}"),
+        kind: kind.into(),
+        source: "dsn".into(),
+        address: address.into(),
+        message_id: message_id.map(str::to_string),
+        attempt: message_id.map(|_| 1),
+        job_id: None,
+        status: None,
+        code: None,
+        detail: format!("{kind} report"),
+        report_id: Some(format!("r-{kind}-{address}")),
+        raw: None,
+        at,
+    }
+}
+
+/// The soft-bounce rule the tests run with (three in 15 days suppress for 30).
+fn soft() -> aftercare::store::SoftRule {
+    aftercare::store::SoftRule {
+        count: 3,
+        within: Duration::days(15),
+        suppress_for: Duration::days(30),
+    }
+}
+
 /// Every lookup by email address compares it as the suppression list keeps addresses
 /// (trimmed, lowered by Unicode's rules, `contacts.email_key`), not by SQL's `LOWER()`, which
 /// lowers ASCII only on SQLite: a contact written `ÜLLA@Beispiel.de` is found, erased,
@@ -1541,27 +1574,8 @@ async fn a_contact_is_found_by_its_address_beyond_ascii(b: Backend) {
         .expect("the message sent to the address");
     assert_eq!(bounced.id, mine.id);
 
-    let complaint = aftercare::store::NewBounce {
-        id: "b-u".into(),
-        kind: "complaint".into(),
-        source: "arf".into(),
-        address: "ülla@beispiel.de".into(),
-        message_id: None,
-        attempt: None,
-        job_id: None,
-        status: None,
-        code: None,
-        detail: "abuse report".into(),
-        report_id: Some("r-u".into()),
-        raw: None,
-        at,
-    };
-    let soft = aftercare::store::SoftRule {
-        count: 3,
-        within: Duration::days(15),
-        suppress_for: Duration::days(30),
-    };
-    store.record_bounce(&complaint, soft).await.unwrap();
+    let complaint = report("complaint", "ülla@beispiel.de", None, at);
+    store.record_bounce(&complaint, soft()).await.unwrap();
     let contacts = store
         .contacts(&["c-u".to_string(), "c-o".to_string()])
         .await
@@ -1660,27 +1674,8 @@ async fn the_send_window_counts_the_last_sends_by_their_last_attempt(b: Backend)
         failed,
     ];
     assert_eq!(store.complete(&done).await.unwrap(), 0);
-    let hard = aftercare::store::NewBounce {
-        id: "b-w".into(),
-        kind: "hard".into(),
-        source: "dsn".into(),
-        address: "x@example.com".into(),
-        message_id: Some(ids[1].clone()),
-        attempt: Some(1),
-        job_id: Some("review-request".into()),
-        status: Some("5.1.1".into()),
-        code: Some(550),
-        detail: "user unknown".into(),
-        report_id: Some("r-w".into()),
-        raw: None,
-        at: at(4),
-    };
-    let soft = aftercare::store::SoftRule {
-        count: 3,
-        within: Duration::days(15),
-        suppress_for: Duration::days(30),
-    };
-    store.record_bounce(&hard, soft).await.unwrap();
+    let hard = report("hard", "x@example.com", Some(&ids[1]), at(4));
+    store.record_bounce(&hard, soft()).await.unwrap();
     let epoch = DateTime::<Utc>::UNIX_EPOCH;
     let window = |job: Option<&'static str>, n: i64, since: DateTime<Utc>, also: Option<String>| {
         let store = &store;
