@@ -107,6 +107,38 @@ const LOG_CHANGE: &str = "INSERT INTO suppression_changes (id, channel, address,
 
 const SELECT_BOUNCES: &str = "SELECT id, kind, source, address, message_id, attempt, job_id, status, code, detail, report_id, action, received_at FROM bounces";
 
+/// The statement of [`Store::send_window`] and its binds.
+fn send_window_statement(
+    job_id: Option<&str>,
+    n: i64,
+    since: DateTime<Utc>,
+    also: Option<&str>,
+) -> (String, Vec<Bind>) {
+    let mut binds = vec![
+        Bind::Int(Some(to_millis(since))),
+        Bind::Text(also.map(str::to_string)),
+        Bind::Int(Some(n - i64::from(also.is_some()))),
+    ];
+    let job = match job_id {
+        Some(j) => {
+            binds.push(Bind::Text(Some(j.to_string())));
+            "AND m.job_id = $4"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT COUNT(*), \
+         COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'hard') THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'complaint') THEN 1 ELSE 0 END), 0) \
+         FROM (SELECT id FROM messages WHERE id = $2 \
+         UNION ALL SELECT id FROM (SELECT m.id FROM attempts a CROSS JOIN messages m \
+         WHERE m.id = a.message_id AND a.attempt = m.attempts AND a.at > $1 AND a.channel = 'email' \
+         AND m.channel = 'email' AND m.state IN ('sent', 'failed') AND m.id <> COALESCE($2, '') {job} \
+         ORDER BY a.at DESC LIMIT $3) recent) w"
+    );
+    (sql, binds)
+}
+
 fn bounce_from_row<R: Row>(r: &R) -> Result<StoredBounce>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -455,28 +487,7 @@ impl Store {
         since: DateTime<Utc>,
         also: Option<&str>,
     ) -> Result<Window> {
-        let mut binds = vec![
-            Bind::Int(Some(to_millis(since))),
-            Bind::Text(also.map(str::to_string)),
-            Bind::Int(Some(n - i64::from(also.is_some()))),
-        ];
-        let job = match job_id {
-            Some(j) => {
-                binds.push(Bind::Text(Some(j.to_string())));
-                "AND m.job_id = $4"
-            }
-            None => "",
-        };
-        let sql = format!(
-            "SELECT COUNT(*), \
-             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'hard') THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = w.id AND b.kind = 'complaint') THEN 1 ELSE 0 END), 0) \
-             FROM (SELECT id FROM messages WHERE id = $2 \
-             UNION ALL SELECT id FROM (SELECT m.id FROM attempts a CROSS JOIN messages m \
-             WHERE m.id = a.message_id AND a.attempt = m.attempts AND a.at > $1 AND a.channel = 'email' \
-             AND m.channel = 'email' AND m.state IN ('sent', 'failed') AND m.id <> COALESCE($2, '') {job} \
-             ORDER BY a.at DESC LIMIT $3) recent) w"
-        );
+        let (sql, binds) = send_window_statement(job_id, n, since, also);
         on_pool!(self, |pool, _b| {
             let r = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                 .fetch_one(pool)
@@ -701,5 +712,37 @@ impl Store {
             }
             Ok(f)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reputation window walks the attempts back from now by their time index, for a
+    /// job or for all; without statistics SQLite began from every message of the job
+    /// (`messages_job_due`), and ordered by `updated_at` it read every message.
+    #[tokio::test]
+    async fn the_send_window_walks_the_attempts_back_by_time() {
+        let since = DateTime::<Utc>::UNIX_EPOCH;
+        for job in [None, Some("review-request")] {
+            for also in [None, Some("m-1")] {
+                let (sql, binds) = send_window_statement(job, 1000, since, also);
+                let plan = super::super::sql::plan_without_statistics(&sql, &binds).await;
+                let at = |step: &str| plan.iter().position(|l| l.contains(step));
+                let attempts = at("SEARCH a USING INDEX attempts_at");
+                let messages = at("SEARCH m USING INDEX sqlite_autoindex_messages_1");
+                assert!(
+                    attempts.is_some() && messages.is_some() && attempts < messages,
+                    "{job:?}, {also:?}: {plan:#?}"
+                );
+                assert!(
+                    !plan
+                        .iter()
+                        .any(|l| l.contains("messages_job_due") || l == "SCAN messages"),
+                    "{plan:#?}"
+                );
+            }
+        }
     }
 }

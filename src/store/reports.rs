@@ -226,64 +226,7 @@ impl Store {
         if goals.is_empty() {
             return Ok(Vec::new());
         }
-        let pg = self.pg();
-        let (key, contact) = by.sql(pg);
-        let mut binds = period_binds(p);
-        binds.push(Bind::Int(Some(
-            i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
-        )));
-        // $1 job, $2 since, $3 until, $4 window; then each goal's type and match fields.
-        let mut branches = Vec::new();
-        for g in goals {
-            binds.push(Bind::Text(Some(g.event.clone())));
-            let ty = binds.len();
-            let mut conds = String::new();
-            for f in &g.match_fields {
-                if f == "order_id" {
-                    conds.push_str(" AND t.order_id = e.order_id");
-                    continue;
-                }
-                binds.push(Bind::Text(Some(if pg {
-                    f.clone()
-                } else {
-                    format!("$.{f}")
-                })));
-                let n = binds.len();
-                if pg {
-                    conds.push_str(&format!(
-                        " AND (CAST(t.data AS JSON) ->> CAST(${n} AS TEXT)) = (CAST(e.data AS JSON) ->> CAST(${n} AS TEXT))"
-                    ));
-                } else {
-                    conds.push_str(&format!(
-                        " AND json_extract(t.data, ${n}) = json_extract(e.data, ${n})"
-                    ));
-                }
-            }
-            // The goal events of the period first, then each one's contact's messages of the
-            // job (`messages_contact`). SQLite keeps a CROSS JOIN's order: without statistics
-            // (nothing runs ANALYZE) it began from the job's messages, every one it ever had,
-            // and read the period's goal events again for each: more than 300 s for a job of
-            // 450,000 messages, where this order takes 0.2-0.3 s for 30 days. PostgreSQL
-            // plans a CROSS JOIN with its conditions in WHERE as any inner join.
-            branches.push(format!(
-                "SELECT e.id AS eid, e.occurred_at AS at, m.id AS mid, m.due_at AS due, \
-                 COALESCE(m.sent_at, m.due_at) AS ref \
-                 FROM events e CROSS JOIN messages m \
-                 LEFT JOIN events t ON t.id = m.event_id \
-                 WHERE m.contact_id = e.contact_id AND m.job_id = $1 \
-                 AND e.type = ${ty} AND e.occurred_at >= $2 AND m.channel_plan IS NULL \
-                 AND m.state IN ('sent', 'held_out') AND COALESCE(m.sent_at, m.due_at) < e.occurred_at{conds}"
-            ));
-        }
-        let sql = format!(
-            "WITH cand AS ({}), \
-             ranked AS (SELECT eid, at, mid, due, ref, ROW_NUMBER() OVER (PARTITION BY eid ORDER BY ref DESC, mid DESC) AS rn FROM cand), \
-             won AS (SELECT DISTINCT mid FROM ranked WHERE rn = 1 AND at <= ref + $4 AND due >= $2 AND due < $3) \
-             SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), COUNT(DISTINCT m.dedupe_key) \
-             {} WHERE m.id IN (SELECT mid FROM won) GROUP BY 1, 2, 3, 4",
-            branches.join(" UNION ALL "),
-            from(contact)
-        );
+        let (sql, binds) = converted_statement(p, by, goals, window, self.pg());
         on_pool!(self, |pool, _b| {
             let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                 .fetch_all(pool)
@@ -373,10 +316,117 @@ impl Store {
     }
 }
 
+/// The conversion statement of [`Store::report_converted`] and its binds.
+fn converted_statement(
+    p: &Period<'_>,
+    by: &GroupBy,
+    goals: &[GoalSpec],
+    window: Duration,
+    pg: bool,
+) -> (String, Vec<Bind>) {
+    let (key, contact) = by.sql(pg);
+    let mut binds = period_binds(p);
+    binds.push(Bind::Int(Some(
+        i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+    )));
+    // $1 job, $2 since, $3 until, $4 window; then each goal's type and match fields.
+    let mut branches = Vec::new();
+    for g in goals {
+        binds.push(Bind::Text(Some(g.event.clone())));
+        let ty = binds.len();
+        let mut conds = String::new();
+        for f in &g.match_fields {
+            if f == "order_id" {
+                conds.push_str(" AND t.order_id = e.order_id");
+                continue;
+            }
+            binds.push(Bind::Text(Some(if pg {
+                f.clone()
+            } else {
+                format!("$.{f}")
+            })));
+            let n = binds.len();
+            if pg {
+                conds.push_str(&format!(
+                    " AND (CAST(t.data AS JSON) ->> CAST(${n} AS TEXT)) = (CAST(e.data AS JSON) ->> CAST(${n} AS TEXT))"
+                ));
+            } else {
+                conds.push_str(&format!(
+                    " AND json_extract(t.data, ${n}) = json_extract(e.data, ${n})"
+                ));
+            }
+        }
+        // The goal events of the period first, then each one's contact's messages of the
+        // job (`messages_contact`). SQLite keeps a CROSS JOIN's order: without statistics
+        // (nothing runs ANALYZE) it began from the job's messages, every one it ever had,
+        // and read the period's goal events again for each: more than 300 s for a job of
+        // 450,000 messages, where this order takes 0.2-0.3 s for 30 days. PostgreSQL
+        // plans a CROSS JOIN with its conditions in WHERE as any inner join.
+        branches.push(format!(
+            "SELECT e.id AS eid, e.occurred_at AS at, m.id AS mid, m.due_at AS due, \
+             COALESCE(m.sent_at, m.due_at) AS ref \
+             FROM events e CROSS JOIN messages m \
+             LEFT JOIN events t ON t.id = m.event_id \
+             WHERE m.contact_id = e.contact_id AND m.job_id = $1 \
+             AND e.type = ${ty} AND e.occurred_at >= $2 AND m.channel_plan IS NULL \
+             AND m.state IN ('sent', 'held_out') AND COALESCE(m.sent_at, m.due_at) < e.occurred_at{conds}"
+        ));
+    }
+    let sql = format!(
+        "WITH cand AS ({}), \
+         ranked AS (SELECT eid, at, mid, due, ref, ROW_NUMBER() OVER (PARTITION BY eid ORDER BY ref DESC, mid DESC) AS rn FROM cand), \
+         won AS (SELECT DISTINCT mid FROM ranked WHERE rn = 1 AND at <= ref + $4 AND due >= $2 AND due < $3) \
+         SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), COUNT(DISTINCT m.dedupe_key) \
+         {} WHERE m.id IN (SELECT mid FROM won) GROUP BY 1, 2, 3, 4",
+        branches.join(" UNION ALL "),
+        from(contact)
+    );
+    (sql, binds)
+}
+
 fn period_binds(p: &Period<'_>) -> Vec<Bind> {
     vec![
         Bind::Text(Some(p.job.to_string())),
         Bind::Int(Some(to_millis(p.since))),
         Bind::Int(Some(to_millis(p.until))),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without statistics SQLite began the conversion from every message the job ever had
+    /// (`messages_job_due`) and read the period's goal events again for each; the statement
+    /// keeps its order: goal events of the period, then their contacts' messages of the job.
+    #[tokio::test]
+    async fn a_conversion_reads_the_goal_events_first() {
+        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("an instant");
+        let p = Period {
+            job: "review-request",
+            since: at(1_780_000_000_000),
+            until: at(1_782_592_000_000),
+        };
+        for fields in [
+            vec!["order_id".to_string()],
+            vec!["sku".to_string()],
+            vec![],
+        ] {
+            let goals = [GoalSpec {
+                event: "review.submitted".into(),
+                match_fields: fields,
+            }];
+            let window = Duration::from_secs(7 * 86_400);
+            let (sql, binds) = converted_statement(&p, &GroupBy::Variant, &goals, window, false);
+            let plan = super::super::sql::plan_without_statistics(&sql, &binds).await;
+            let at = |step: &str| plan.iter().position(|l| l.contains(step));
+            let events = at("SEARCH e USING INDEX events_type_time");
+            let messages = at("SEARCH m USING INDEX messages_contact");
+            assert!(
+                events.is_some() && messages.is_some() && events < messages,
+                "{plan:#?}"
+            );
+            assert_eq!(at("messages_job_due"), None, "{plan:#?}");
+        }
+    }
 }

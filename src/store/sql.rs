@@ -189,3 +189,33 @@ pub(super) fn opt_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 pub(crate) use {bind_all, bind_vec, on_pool, on_tx};
+
+/// The plan SQLite makes for `sql` on a freshly migrated store, one step a line in its order:
+/// for tests that pin a join order. A fresh store has no statistics, as no store in use has
+/// (nothing runs `ANALYZE`), so the plan is the one a store of any size gets.
+#[cfg(test)]
+pub(crate) async fn plan_without_statistics(sql: &str, binds: &[Bind]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = super::Store::connect_sqlite(
+        &dir.path().join("plan.db"),
+        super::SqliteSync::Normal,
+        false,
+    )
+    .await
+    .expect("a SQLite store");
+    store.migrate().await.expect("migrated");
+    let super::Pool::Sqlite(pool) = &store.pool else {
+        unreachable!("a SQLite store")
+    };
+    let rows = bind_all!(
+        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
+        binds
+    )
+    .fetch_all(pool)
+    .await
+    .expect("a plan");
+    use sqlx::Row;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(3).expect("the step's text"))
+        .collect()
+}
