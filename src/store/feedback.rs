@@ -728,20 +728,14 @@ mod tests {
         for job in [None, Some("review-request")] {
             for also in [None, Some("m-1")] {
                 let (sql, binds) = send_window_statement(job, 1000, since, also);
-                let plan = super::super::sql::plan_without_statistics(&sql, &binds).await;
-                let at = |step: &str| plan.iter().position(|l| l.contains(step));
-                let attempts = at("SEARCH a USING INDEX attempts_at");
-                let messages = at("SEARCH m USING INDEX sqlite_autoindex_messages_1");
-                assert!(
-                    attempts.is_some() && messages.is_some() && attempts < messages,
-                    "{job:?}, {also:?}: {plan:#?}"
-                );
-                assert!(
-                    !plan
-                        .iter()
-                        .any(|l| l.contains("messages_job_due") || l == "SCAN messages"),
-                    "{plan:#?}"
-                );
+                super::super::sql::assert_plan_order(
+                    &sql,
+                    &binds,
+                    "SEARCH a USING INDEX attempts_at",
+                    "SEARCH m USING INDEX sqlite_autoindex_messages_1",
+                    &["messages_job_due", "SCAN messages"],
+                )
+                .await;
             }
         }
     }

@@ -418,15 +418,14 @@ mod tests {
             }];
             let window = Duration::from_secs(7 * 86_400);
             let (sql, binds) = converted_statement(&p, &GroupBy::Variant, &goals, window, false);
-            let plan = super::super::sql::plan_without_statistics(&sql, &binds).await;
-            let at = |step: &str| plan.iter().position(|l| l.contains(step));
-            let events = at("SEARCH e USING INDEX events_type_time");
-            let messages = at("SEARCH m USING INDEX messages_contact");
-            assert!(
-                events.is_some() && messages.is_some() && events < messages,
-                "{plan:#?}"
-            );
-            assert_eq!(at("messages_job_due"), None, "{plan:#?}");
+            super::super::sql::assert_plan_order(
+                &sql,
+                &binds,
+                "SEARCH e USING INDEX events_type_time",
+                "SEARCH m USING INDEX messages_contact",
+                &["messages_job_due"],
+            )
+            .await;
         }
     }
 }

@@ -219,3 +219,26 @@ pub(crate) async fn plan_without_statistics(sql: &str, binds: &[Bind]) -> Vec<St
         .map(|r| r.try_get::<String, _>(3).expect("the step's text"))
         .collect()
 }
+
+/// Asserts that the plan of `sql` without statistics (see [`plan_without_statistics`]) takes
+/// the step containing `first` before the one containing `then`, and no step containing any
+/// of `never`.
+#[cfg(test)]
+pub(crate) async fn assert_plan_order(
+    sql: &str,
+    binds: &[Bind],
+    first: &str,
+    then: &str,
+    never: &[&str],
+) {
+    let plan = plan_without_statistics(sql, binds).await;
+    let at = |step: &str| plan.iter().position(|l| l.contains(step));
+    let (a, b) = (at(first), at(then));
+    assert!(
+        a.is_some() && b.is_some() && a < b,
+        "`{first}` before `{then}`: {plan:#?}"
+    );
+    for n in never {
+        assert_eq!(at(n), None, "never `{n}`: {plan:#?}");
+    }
+}
