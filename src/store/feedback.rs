@@ -94,7 +94,6 @@ pub struct Window {
     pub complaints: i64,
 }
 
-/// A change to the suppression list: id, channel, address, change, reason, actor, at.
 /// How far back a report naming only an address that no contact has looks for the send it
 /// answers. The attempts are not indexed by address, so the search reads every attempt in
 /// the window: unbounded, each such report read every attempt kept (400 days by default;
@@ -103,6 +102,7 @@ pub struct Window {
 /// 4.5.4.1), so its report comes within a week; complaints carry the message's ids.
 const ADDRESS_WINDOW_DAYS: i64 = 7;
 
+/// A change to the suppression list: id, channel, address, change, reason, actor, at.
 const LOG_CHANGE: &str = "INSERT INTO suppression_changes (id, channel, address, change, reason, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 const SELECT_BOUNCES: &str = "SELECT id, kind, source, address, message_id, attempt, job_id, status, code, detail, report_id, action, received_at FROM bounces";

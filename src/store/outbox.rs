@@ -523,8 +523,6 @@ impl Store {
     ) -> Result<Vec<Claimed>> {
         let pg = matches!(self.pool, Pool::Postgres(_));
         let claim_sql = if pg { CLAIM_PG } else { CLAIM_SQLITE };
-        let at = now;
-        let now = to_millis(now);
         let mut stop_binds = vec![Bind::Text(Some(token.to_string()))];
         stop_binds.extend(with.stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
         let stop_sql = format!(
@@ -542,7 +540,7 @@ impl Store {
                 .bind(token)
                 .bind(node)
                 .bind(to_millis(until))
-                .bind(now)
+                .bind(to_millis(now))
                 .bind(limit)
                 .execute(&mut *tx)
                 .await?
@@ -601,7 +599,7 @@ impl Store {
                     let mut c = claimed_from_row(r, token)?;
                     c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
                     c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
-                    c.suppressed = listed.of(&c.contact).at(at);
+                    c.suppressed = listed.of(&c.contact).at(now);
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>>>()
