@@ -6,7 +6,9 @@ mod common;
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use common::smtp_script::{Script, ScriptedSmtp};
 use common::{SmtpSink, Workspace, delivered};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn spawn(ws: &Workspace) -> Child {
@@ -15,6 +17,27 @@ fn spawn(ws: &Workspace) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// `aftercare run` logging at info, its stderr read line by line on a thread (so the pipe
+/// never fills): for a test that must see what the daemon has done, not guess it from time.
+fn spawn_logged(ws: &Workspace) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = ws
+        .command(&["run"])
+        .env("AFTERCARE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let seen = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.lock().unwrap().push(line);
+        }
+    });
+    (child, lines)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -166,13 +189,25 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
     );
     let at = ago(Days::days(3) + Days::minutes(1));
     ws.import(&common::deliveries(16, &at)).ok();
-    let mut child = spawn(&ws);
+    let (mut child, log) = spawn_logged(&ws);
     wait_for(
         "four sends held by the relay",
         Duration::from_secs(20),
         || relay.holding() == 4,
     );
     signal(&child, "-TERM");
+    // The relay answers again only once the daemon has taken the signal: answered before,
+    // a slot could free and the 11th send start ahead of the stop (seen once in CI: 11 sent).
+    wait_for(
+        "the daemon to begin stopping",
+        Duration::from_secs(20),
+        || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("stopping: finishing in-flight sends"))
+        },
+    );
     relay.set(|s| s.hold_after = None);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
 
