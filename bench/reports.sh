@@ -4,7 +4,8 @@
 # the send, some after the window), and an NPS survey job with ~30% answered. Times
 # `report conversions` (plain, by variant, by week) and `report nps` (by week) on SQLite, and
 # prints the query plans, which must read `messages (job_id, due_at)`, `events (type,
-# occurred_at)` and `messages (contact_id, job_id)`, never scan the tables.
+# occurred_at)` and `messages (contact_id, job_id)`, never scan the tables. Then times
+# `/metrics` of a daemon on that store, scraped every second.
 #
 #   bench/reports.sh [N]            AFTERCARE_BIN=path measures a given build
 #
@@ -141,6 +142,44 @@ run "report nps --job nps-survey --by week" nps --job nps-survey --by week
 echo "query plans:"
 sqlite3 "$work/data/aftercare.db" "EXPLAIN QUERY PLAN SELECT m.state, COUNT(*) FROM messages m WHERE m.job_id = 'ab' AND m.due_at >= 0 AND m.due_at < 1 AND m.channel_plan IS NULL GROUP BY 1" | sed 's/^/  /'
 sqlite3 "$work/data/aftercare.db" "EXPLAIN QUERY PLAN SELECT e.id, m.id FROM events e JOIN messages m ON m.contact_id = e.contact_id AND m.job_id = 'ab' WHERE e.type = 'review.submitted' AND e.occurred_at >= 0" | sed 's/^/  /'
+
+# /metrics on the same store: a daemon scraped every second for SCRAPE_SECS (default 30),
+# each scrape timed, and the daemon's CPU over the whole while (retention off: the purge
+# would remove this history, which ends months ago). Before the counts were kept between
+# scrapes, each scrape read every message and suppression.
+scrape_secs=${SCRAPE_SECS:-30}
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat "$work/aftercare.yaml" - > "$work/scrape.yaml" <<YAML
+api: {listen: "127.0.0.1:$port"}
+retention: {events: never, messages: never, attempts: never, content: never, replies: never}
+YAML
+"$bin" --config "$work/scrape.yaml" run >"$work/scrape.log" 2>&1 &
+daemon=$!
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
+  kill -0 "$daemon" 2>/dev/null || { cat "$work/scrape.log"; exit 1; }
+  sleep 0.1
+done
+python3 - "$daemon" "$port" "$scrape_secs" <<'PY'
+import os, statistics, sys, time, urllib.request
+pid, port, secs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+tick = os.sysconf("SC_CLK_TCK")
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / tick
+took, ages, c0, start = [], [], cpu(), time.monotonic()
+while time.monotonic() - start < secs:
+    t = time.monotonic()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    took.append(time.monotonic() - t)
+    ages += [float(l.split()[1]) for l in text.splitlines() if l.startswith("aftercare_store_counts_age_seconds ")]
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
+wall, used = time.monotonic() - start, cpu() - c0
+print(f"/metrics, {len(took)} scrapes a second apart: first {took[0]:.3f} s, then "
+      f"min {min(took[1:]):.3f} / median {statistics.median(took[1:]):.3f} / max {max(took[1:]):.3f} s; "
+      f"daemon CPU {used:.1f} s in {wall:.0f} s ({used / wall:.0%} of a core)"
+      + (f"; counts served up to {max(ages):.1f} s old" if ages else ""))
+PY
+kill -TERM "$daemon"; wait "$daemon" || true
 
 [ "${PG:-1}" = 0 ] && exit 0
 pg_bin=${AFTERCARE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}

@@ -160,6 +160,7 @@ pub(crate) async fn run(
                 http: reqwest::Client::new(),
             })),
             console,
+            store_counts: Default::default(),
         });
         let mut stop = shutdown_rx.clone();
         api_task = Some(tokio::spawn(api::serve(listener, state, async move {

@@ -135,6 +135,8 @@ pub struct ApiParts {
     /// The web console, mounted under `/console` (its pages are HTML, not part of the
     /// OpenAPI document).
     pub console: Option<crate::console::Console>,
+    /// The store's counts `/metrics` keeps between scrapes.
+    pub(crate) store_counts: crate::metrics::StoreCounts,
 }
 
 /// A usable bearer token (its secret read at start).

@@ -175,7 +175,7 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
-    match metrics::render(&state.store, state.clock.now()).await {
+    match metrics::render(&state.store, &state.store_counts, state.clock.now()).await {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

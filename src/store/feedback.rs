@@ -635,15 +635,14 @@ impl Store {
 
 use sqlx::AssertSqlSafe;
 
-/// What `/metrics` shows of bounces, suppressions and brakes.
+/// What `/metrics` shows of bounces and suppressions: counts over whole tables, which
+/// `/metrics` keeps between scrapes (the brakes it reads at each scrape, by [`Store::brakes`]).
 #[derive(Debug, Default)]
 pub struct FeedbackFigures {
     /// (kind, recipient domain or `other`, count).
     pub bounces: Vec<(String, String, i64)>,
     /// (channel, reason class, count) of suppressions in force.
     pub suppressions: Vec<(String, String, i64)>,
-    /// (scope, engaged now).
-    pub brakes: Vec<(String, bool)>,
 }
 
 /// The reason class of a suppression, from its source: what a label can hold.
@@ -703,13 +702,6 @@ impl Store {
                 .or_default() += 1;
             }
             f.suppressions = by.into_iter().map(|((c, r), n)| (c, r, n)).collect();
-            let rows = sqlx::query("SELECT scope, released_at FROM brakes ORDER BY scope")
-                .fetch_all(pool)
-                .await?;
-            for r in rows {
-                let released: Option<i64> = r.try_get(1)?;
-                f.brakes.push((r.try_get(0)?, released.is_none()));
-            }
             Ok(f)
         })
     }
