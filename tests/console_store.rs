@@ -353,6 +353,69 @@ async fn console_store(b: Backend) {
         2,
         "another contact's stay"
     );
+
+    // The same person comes back under a new id: the hashed entries the erasure left stop
+    // sends to their addresses, and the customer page and the export show them (by the
+    // addresses as this contact has them); an agent's unsuppress removes one.
+    let back = json!({"id": "e-9", "type": "order.delivered", "occurred_at": "2026-11-22T10:00:00+08:00",
+               "contact": {"id": "c-back", "email": "WANG.FANG@example.com", "phone": "+8613800138000"},
+               "data": {"order_id": "SO-9"}});
+    plan::ingest(
+        &book,
+        &store,
+        &[parse_event(&back.to_string()).unwrap()],
+        later,
+    )
+    .await
+    .unwrap();
+    let entries = |list: Vec<aftercare::store::Suppression>| -> Vec<(String, bool, String)> {
+        list.into_iter()
+            .map(|s| (s.channel.clone(), s.erased(), s.reason))
+            .collect()
+    };
+    let listed = store
+        .suppressions_of(Some("WANG.FANG@example.com"), Some("+8613800138000"))
+        .await
+        .unwrap();
+    let mut seen = entries(listed);
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("email".to_string(), true, "erased: request".to_string()),
+            ("sms".to_string(), true, "erased: request".to_string()),
+        ],
+        "{b:?}"
+    );
+    let export = store
+        .export_contact("c-back", later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        export["suppressions"].as_array().map(Vec::len),
+        Some(2),
+        "{b:?}: {export:#}"
+    );
+    let mut back_agent = agent(later + Duration::minutes(5));
+    back_agent.contact_id = Some("c-back".into());
+    assert!(
+        store
+            .agent_unsuppress("email", "WANG.FANG@example.com", &back_agent)
+            .await
+            .unwrap(),
+        "{b:?}"
+    );
+    assert_eq!(
+        entries(
+            store
+                .suppressions_of(Some("WANG.FANG@example.com"), Some("+8613800138000"))
+                .await
+                .unwrap()
+        ),
+        [("sms".to_string(), true, "erased: request".to_string())],
+        "{b:?}"
+    );
 }
 
 /// A store written by the release before v9 kept the words in `message_contents`; the

@@ -259,7 +259,7 @@ pub(super) async fn page(
         h2 { (l.t("customer.timeline")) }
         @if truncated { p.hint { (l.t("customer.truncated")) } }
         ol.timeline id="timeline" {
-            @for item in &items { (timeline_item(&v, item, zone)) }
+            @for item in &items { (timeline_item(&v, item, &contact, zone)) }
         }
     };
     frame(&v, contact.name.as_deref().unwrap_or(&contact.id), body).into_response()
@@ -295,7 +295,9 @@ fn who(
             ul.suppressions {
                 @for s in suppressions {
                     li {
-                        (s.channel) " " (address(v, &s.address)) " — " (l.t("reason")) ": " (text(v, &s.reason))
+                        (s.channel) " " (address(v, suppressed_address(contact, s)))
+                        @if s.erased() { " (" (l.t("customer.erased_entry")) ")" }
+                        " — " (l.t("reason")) ": " (text(v, &s.reason))
                         @if let Some(src) = &s.source { " (" (src) ")" }
                         " · " (l.t("since")) " " (when(v, s.created_at, None))
                         @if v.role.acts() {
@@ -323,7 +325,21 @@ fn who(
     }
 }
 
-fn timeline_item(v: &Viewer, item: &Item, zone: Tz) -> Markup {
+/// The address a suppression entry is for: an erased (hashed) entry was found by the
+/// contact's own address on its channel, which is what support knows it by.
+fn suppressed_address<'a>(contact: &'a Contact, s: &'a Suppression) -> &'a str {
+    let own = match s.channel.as_str() {
+        "email" => contact.email.as_deref(),
+        "sms" => contact.phone.as_deref(),
+        _ => None,
+    };
+    match own {
+        Some(a) if s.erased() => a,
+        _ => &s.address,
+    }
+}
+
+fn timeline_item(v: &Viewer, item: &Item, contact: &Contact, zone: Tz) -> Markup {
     let l = v.lang;
     let t = when(v, item.at(), Some(zone));
     match item {
@@ -388,7 +404,9 @@ fn timeline_item(v: &Viewer, item: &Item, zone: Tz) -> Markup {
         Item::Suppressed(s) => html! {
             li.suppressed {
                 span.when { (t) } span.kind { (l.t("kind.suppression")) }
-                (s.channel) " " (address(v, &s.address)) " — " (text(v, &s.reason))
+                (s.channel) " " (address(v, suppressed_address(contact, s)))
+                @if s.erased() { " (" (l.t("customer.erased_entry")) ")" }
+                " — " (text(v, &s.reason))
             }
         },
     }
@@ -647,6 +665,33 @@ pub(super) async fn unsuppress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_erased_entry_is_shown_by_the_contacts_own_address() {
+        let c = Contact {
+            id: "c-back".into(),
+            email: Some("Wang.Fang@Example.com".into()),
+            phone: Some("+8613800138000".into()),
+            ..Default::default()
+        };
+        let entry = |channel: &str, address: String| Suppression {
+            channel: channel.into(),
+            address,
+            reason: "erased: request".into(),
+            source: Some("erasure".into()),
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            expires_at: None,
+        };
+        let hashed = crate::store::hashed_address;
+        let email = entry("email", hashed("email", "wang.fang@example.com"));
+        assert!(email.erased());
+        assert_eq!(suppressed_address(&c, &email), "Wang.Fang@Example.com");
+        let sms = entry("sms", hashed("sms", "+8613800138000"));
+        assert_eq!(suppressed_address(&c, &sms), "+8613800138000");
+        let plain = entry("email", "wang.fang@example.com".into());
+        assert!(!plain.erased());
+        assert_eq!(suppressed_address(&c, &plain), "wang.fang@example.com");
+    }
 
     #[test]
     fn phone_numbers_in_any_format() {

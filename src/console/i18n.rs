@@ -141,6 +141,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
         "屏蔽的地址",
     ),
     (
+        "customer.erased_entry",
+        "kept as a one-way hash by an erasure",
+        "删除个人数据时以单向哈希保留",
+    ),
+    (
         "customer.not_suppressed",
         "No address is suppressed.",
         "没有被屏蔽的地址。",

@@ -5,7 +5,7 @@
 
 use super::ops::HandAction;
 use super::sql::{Bind, bind_all, on_pool};
-use super::suppressions::{SUPPRESS, normalise_address};
+use super::suppressions::{SUPPRESS, hashed_address, normalise_address};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::MessageState;
@@ -233,15 +233,21 @@ impl Store {
         address: &str,
         a: &NewAction,
     ) -> Result<bool> {
+        // And the hashed entry an erasure left for it, as `suppress remove` does: the
+        // customer page shows that entry, and the button beside it removes it.
+        let hashed = hashed_address(channel, address);
         let address = normalise_address(channel, address);
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let n = sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
-                .bind(channel)
-                .bind(&address)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "DELETE FROM suppressions WHERE channel = $1 AND (address = $2 OR address = $3)",
+            )
+            .bind(channel)
+            .bind(&address)
+            .bind(&hashed)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if n > 0 {
                 record!(
                     &mut *tx,

@@ -306,11 +306,9 @@ impl Store {
         let mut addresses: Vec<(&str, String)> = Vec::new();
         if let Some(e) = &contact.email {
             addresses.push(("email", normalise_address("email", e)));
-            addresses.push(("email", hashed_address("email", e)));
         }
         if let Some(p) = &contact.phone {
             addresses.push(("sms", p.clone()));
-            addresses.push(("sms", hashed_address("sms", p)));
         }
         // Bounces and complaints about its messages or its address, newest first, each
         // with its raw report; and the suppression history of its plain addresses.
@@ -335,23 +333,14 @@ impl Store {
             bounce_docs.push(v);
         }
         let mut changes = Vec::new();
-        for (channel, address) in addresses
-            .iter()
-            .filter(|(_, a)| !a.starts_with(super::suppressions::HASHED))
-        {
+        for (channel, address) in &addresses {
             for (change, reason, actor, at) in self.suppression_changes(channel, address).await? {
                 changes.push(json!({"channel": channel, "address": address, "change": change, "reason": reason, "actor": actor, "at": at}));
             }
         }
-        let mut suppressions = Vec::new();
-        for s in self.suppressions(None).await? {
-            if addresses
-                .iter()
-                .any(|(c, a)| *c == s.channel && *a == s.address)
-            {
-                suppressions.push(s);
-            }
-        }
+        let suppressions = self
+            .suppressions_of(contact.email.as_deref(), contact.phone.as_deref())
+            .await?;
         Ok(Some(json!({
             "exported_at": now,
             "contact": contact,

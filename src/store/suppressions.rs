@@ -1,11 +1,11 @@
 //! The suppression list and open callback tasks: what support and agents change by hand.
 
-use super::sql::{Bind, on_pool};
+use super::sql::{Bind, bind_vec, on_pool};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{Contact, MessageRecord};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
 /// An address that must not be contacted on a channel.
@@ -18,6 +18,14 @@ pub struct Suppression {
     pub created_at: DateTime<Utc>,
     /// A soft-bounce suppression ends here (the address is tried again); `None`: no end.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Suppression {
+    /// An entry an erasure left: the address as a one-way hash ([`hashed_address`]), which
+    /// still stops sends to the address should it come back.
+    pub fn erased(&self) -> bool {
+        self.address.starts_with(HASHED)
+    }
 }
 
 /// Add (or update the reason and source of) a suppressed address: channel, address
@@ -91,27 +99,30 @@ impl Store {
         })
     }
 
-    /// The suppressions of one contact's addresses (the console's customer page).
+    /// The entries for one contact's addresses, oldest first: as written and under their
+    /// erased (hashed) forms, exactly what a claim asks for the contact ([`lookups_for`]).
+    /// The console's customer page and a contact's export show these, so that support sees
+    /// why a contact that came back after an erasure is not written to.
     pub async fn suppressions_of(
         &self,
         email: Option<&str>,
         phone: Option<&str>,
     ) -> Result<Vec<Suppression>> {
-        let email = email.map(|e| normalise_address("email", e));
-        let phone = phone.map(|p| normalise_address("sms", p));
-        on_pool!(self, |pool, _b| {
-            let rows = sqlx::query(
-                concat!(
-                    select_suppressions!(),
-                    "WHERE (channel = 'email' AND address = $1) OR (channel = 'sms' AND address = $2) ORDER BY created_at"
-                ),
-            )
-            .bind(email.as_deref())
-            .bind(phone.as_deref())
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(suppression_from_row).collect()
-        })
+        let pg = matches!(self.pool, super::Pool::Postgres(_));
+        let addresses = [(email.map(str::to_string), phone.map(str::to_string))];
+        let mut out = Vec::new();
+        for (sql, binds) in lookups_for(&addresses, pg) {
+            on_pool!(self, |pool, _b| {
+                for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
+                    .fetch_all(pool)
+                    .await?
+                {
+                    out.push(suppression_from_row(&r)?);
+                }
+            });
+        }
+        out.sort_by(|a, b| (a.created_at, &a.address).cmp(&(b.created_at, &b.address)));
+        Ok(out)
     }
 
     /// The whole list in memory, to be asked per contact as a claim asks it (the forecast's
