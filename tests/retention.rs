@@ -101,6 +101,22 @@ fn purge_keeps_this_years_greeting_and_removes_last_years_messages(b: Backend) {
         "1990-12-05",
     )])
     .ok();
+    // September's figures, by day: read now, and again after the purge.
+    let september = || {
+        ws.run(&[
+            "report",
+            "daily",
+            "--since",
+            "2025-09-01",
+            "--until",
+            "2025-09-30",
+            "--format",
+            "json",
+        ])
+        .ok()
+        .stdout
+    };
+    let before = september();
     let purge = ws
         .run(&["store", "purge", "--now", "2026-12-05T08:00:00+08:00"])
         .ok();
@@ -113,6 +129,41 @@ fn purge_keeps_this_years_greeting_and_removes_last_years_messages(b: Backend) {
         purge.stdout
     );
     assert!(messages_of(&ws, "c-old").is_empty(), "{b:?}");
+    // The review request and its reminder, sent in September, still count there.
+    let counted: Vec<serde_json::Value> = serde_json::from_str(&before).expect("JSON");
+    let said: Vec<(String, String, i64, String, i64)> = counted
+        .iter()
+        .map(|c| {
+            (
+                c["day"].as_str().unwrap_or_default().to_string(),
+                c["job_id"].as_str().unwrap_or_default().to_string(),
+                c["step"].as_i64().unwrap_or(-1),
+                c["outcome"].as_str().unwrap_or_default().to_string(),
+                c["n"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (
+                "2025-09-04".into(),
+                "review-request".into(),
+                0,
+                "sent".into(),
+                1
+            ),
+            (
+                "2025-09-08".into(),
+                "review-request".into(),
+                1,
+                "sent".into(),
+                1
+            ),
+        ],
+        "{b:?}: {before}"
+    );
+    assert_eq!(september(), before, "{b:?}");
     // The greeting of January is still there, so December's scan plans no second one.
     let run = ws.once("2026-12-05T09:30:00+08:00");
     assert!(run.stdout.starts_with("0 sent"), "{b:?}: {}", run.stdout);

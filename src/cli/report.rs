@@ -1,6 +1,7 @@
 //! `aftercare report`: what a job's messages came to (conversions), how customers answered
 //! its survey (nps, csat), and the answers themselves, as tables or JSON. The same figures
-//! as `GET /v1/reports/...`, computed by the store in SQL.
+//! as `GET /v1/reports/...`, computed by the store in SQL. `daily` counts finished messages
+//! by day, the figures that outlive the retention purge and erasure.
 
 use super::{App, Exit, Format, FormatArg};
 use crate::jobs::Scale;
@@ -20,6 +21,24 @@ pub(super) enum Command {
     Csat(Args),
     /// The answers to a survey job, with comments
     Answers(AnswerArgs),
+    /// Finished messages per UTC day by job, step, variant, channel and outcome: the figures
+    /// the retention purge and erasure keep (daily_counts) added to the messages still stored
+    Daily(DailyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct DailyArgs {
+    /// Only this job [default: every job]
+    #[arg(long)]
+    job: Option<String>,
+    /// First UTC day (YYYY-MM-DD) [default: 29 days before --until]
+    #[arg(long)]
+    since: Option<String>,
+    /// Last UTC day, included [default: today]
+    #[arg(long)]
+    until: Option<String>,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,16 +105,80 @@ fn refused(e: ReportError) -> anyhow::Error {
     }
 }
 
+/// A UTC day of `report daily`.
+fn day(s: &str, what: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| Exit::invalid(format!("{what}: `{s}` is not a date (2026-11-23)")))
+}
+
+/// `report daily`: no job needed (a removed job's figures stay), days rather than instants
+/// (the counts are kept by UTC day).
+async fn daily(app: &App, a: DailyArgs) -> anyhow::Result<String> {
+    let today = crate::clock::from_option(None).now().date_naive();
+    let until = a.until.as_deref().map(|s| day(s, "--until")).transpose()?;
+    let until = until.unwrap_or(today);
+    let since = match a.since.as_deref() {
+        Some(s) => day(s, "--since")?,
+        None => until - chrono::Days::new(29),
+    };
+    if since > until {
+        return Err(Exit::invalid(format!(
+            "--since ({since}) must not be after --until ({until})"
+        )));
+    }
+    let store = app.open_store().await?;
+    let counts = store.daily_counts(a.job.as_deref(), since, until).await;
+    store.close().await;
+    let counts = counts?;
+    Ok(match a.format.get() {
+        Format::Json => serde_json::to_string_pretty(&counts)? + "\n",
+        Format::Text => {
+            let mut t = format!(
+                "{:<10}  {:<24}  {:>4}  {:<10}  {:<8}  {:<11}  {:>9}\n",
+                "day", "job", "step", "variant", "channel", "outcome", "messages"
+            );
+            for c in &counts {
+                t += &format!(
+                    "{:<10}  {:<24}  {:>4}  {:<10}  {:<8}  {:<11}  {:>9}\n",
+                    c.day,
+                    c.job_id,
+                    c.step,
+                    c.variant.as_deref().unwrap_or("-"),
+                    if c.channel.is_empty() {
+                        "-"
+                    } else {
+                        &c.channel
+                    },
+                    c.outcome,
+                    c.n
+                );
+            }
+            if counts.is_empty() {
+                t += &format!("no finished messages from {since} to {until}\n");
+            }
+            t
+        }
+    })
+}
+
 pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
     // Reports read the store; a broken job file elsewhere does not stop them.
     let app = App::load(config_path)?;
     let tz = app.config.default_timezone;
     let locale = app.config.default_locale.clone();
+    let c = match c {
+        Command::Daily(a) => {
+            print!("{}", daily(&app, a).await?);
+            return Ok(());
+        }
+        other => other,
+    };
     let (job_id, since, until, now) = match &c {
         Command::Conversions(a) | Command::Nps(a) | Command::Csat(a) => {
             (&a.job, &a.since, &a.until, a.now.as_deref())
         }
         Command::Answers(a) => (&a.job, &a.since, &a.until, None),
+        Command::Daily(_) => unreachable!("answered above"),
     };
     let Some(job) = app.jobs.get(job_id).cloned() else {
         let hint = crate::diag::did_you_mean(job_id, app.jobs.iter().map(|j| j.id.as_str()))
@@ -143,6 +226,7 @@ pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
                 Format::Json => serde_json::to_string_pretty(&r)? + "\n",
             }
         }
+        Command::Daily(_) => unreachable!("answered above"),
         Command::Answers(a) => {
             let r = reports::answers(&store, &job, &w, a.score_lte, a.limit).await;
             let r = r.map_err(refused)?;

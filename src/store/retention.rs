@@ -6,7 +6,7 @@
 //! - **messages** finished (sent, failed, cancelled) and neither created nor changed within
 //!   `retention.messages`, with their attempts and receipts. Before they go, their counts are
 //!   added to `daily_counts` in the same transaction (day, job, step, variant, channel,
-//!   outcome), so a report reads the same figures after the purge as before it
+//!   outcome), so `report daily` reads the same figures after the purge as before it
 //!   ([`Store::daily_counts`] adds both up). Pending messages are never purged.
 //! - **attempts** (with their receipts) made longer than `retention.attempts` ago.
 //! - **events** that occurred longer than `retention.events` ago, unless a pending message
