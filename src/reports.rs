@@ -8,6 +8,9 @@
 //! - **nps** / **csat**: sent, answered, response rate, promoters / passives / detractors and
 //!   NPS with a 95% interval (csat: the share of 4–5), warned under 30 answers.
 //! - **answers**: the answers with their comments, for the team's review.
+//! - **daily**: finished messages per UTC day by job, step, variant, channel and outcome,
+//!   from the counts the retention purge and erasure keep plus the messages still stored:
+//!   the one report whose past does not shrink with the purge.
 //!
 //! The unit of a conversion is the thread (one order's request and its reminders): `reached`
 //! counts threads whose first message was sent, `converted` threads with a conversion. By
@@ -16,7 +19,8 @@
 
 use crate::jobs::{Job, Scale};
 use crate::store::{
-    AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow, Store, StoreError,
+    AnswerRow, Converted, DailyCount, GoalSpec, GroupBy, Period, ScoreCount, StateRow, Store,
+    StoreError,
 };
 use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -1041,4 +1045,42 @@ mod tests {
         let (_, labels) = w.buckets(By::Month).unwrap();
         assert_eq!(labels, ["2026-11"]);
     }
+}
+
+/// Days `report daily` covers by default: `until` and the 29 before it.
+const DAILY_DAYS: u64 = 30;
+
+/// The days of `report daily`, both included: `until` defaults to `today` (UTC), `since`
+/// to [`DAILY_DAYS`] days ending at `until`.
+pub(crate) fn daily_days(
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate), ReportError> {
+    let until = until.unwrap_or(today);
+    let since = match since {
+        Some(s) => s,
+        None => until
+            .checked_sub_days(chrono::Days::new(DAILY_DAYS - 1))
+            .unwrap_or(NaiveDate::MIN),
+    };
+    if since > until {
+        return Err(ReportError::Invalid(format!(
+            "since ({since}) must not be after until ({until})"
+        )));
+    }
+    Ok((since, until))
+}
+
+/// Finished messages per UTC day from `since` to `until` (see [`daily_days`]), of `job` or
+/// of every job (a job no longer defined keeps its figures).
+pub(crate) async fn daily(
+    store: &Store,
+    job: Option<&str>,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<Vec<DailyCount>, ReportError> {
+    let (since, until) = daily_days(since, until, today)?;
+    Ok(store.daily_counts(job, since, until).await?)
 }

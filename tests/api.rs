@@ -464,10 +464,35 @@ fn metrics_readiness_and_an_openapi_document_in_step_with_the_routes() {
     }
     assert_eq!(api.get("/readyz", None).0, 200);
 
+    // The send, counted by day (today, the default window's last day); days it cannot read
+    // are refused, naming the field.
+    let (s, daily) = api.get("/v1/reports/daily?job=review-request", Some(READ));
+    assert_eq!(s, 200, "{daily}");
+    let rows = daily.as_array().expect("a list");
+    assert_eq!(rows.len(), 1, "{daily}");
+    assert_eq!(
+        (
+            rows[0]["job_id"].as_str(),
+            rows[0]["step"].as_i64(),
+            rows[0]["outcome"].as_str(),
+            rows[0]["n"].as_i64()
+        ),
+        (Some("review-request"), Some(0), Some("sent"), Some(1)),
+        "{daily}"
+    );
+    let (s, r) = api.get("/v1/reports/daily?since=2026-13-01", Some(READ));
+    assert_eq!((s, r["field"].as_str()), (400, Some("since")), "{r}");
+    let (s, r) = api.get(
+        "/v1/reports/daily?since=2026-11-02&until=2026-11-01",
+        Some(READ),
+    );
+    assert_eq!((s, r["field"].as_str()), (400, Some("since")), "{r}");
+    assert_eq!(api.get("/v1/reports/daily", None).0, 401);
+
     let (s, doc) = api.get("/openapi.json", None);
     assert_eq!(s, 200);
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 22);
+    assert_eq!(paths.len(), 23);
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let url = format!(

@@ -61,6 +61,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(reports::nps))
         .routes(routes!(reports::csat))
         .routes(routes!(reports::answers))
+        .routes(routes!(reports::daily))
         .routes(routes!(public::healthz))
         .routes(routes!(public::readyz))
         .routes(routes!(public::metrics))
@@ -288,7 +289,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "aftercare", description = "After-sales messages: events in, delivery log out."),
-    components(schemas(crate::store::Erased, crate::sms_hooks::Summary, crate::reports::ConversionReport, crate::reports::ScoreReport, crate::reports::AnswersReport, survey::AnswerRequest, survey::AnswerResponse, crate::store::StoredAnswer, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
+    components(schemas(crate::store::Erased, crate::sms_hooks::Summary, crate::reports::ConversionReport, crate::reports::ScoreReport, crate::reports::AnswersReport, crate::store::DailyCount, survey::AnswerRequest, survey::AnswerResponse, crate::store::StoredAnswer, ApiError, events::IngestResponse, events::EventResult, log::MessagePage, crate::model::MessageRecord, crate::model::AttemptRecord)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

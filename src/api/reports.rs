@@ -1,9 +1,10 @@
-//! `GET /v1/reports/{conversions,nps,csat,answers}` (scope `read`): the figures of
+//! `GET /v1/reports/{conversions,nps,csat,answers,daily}` (scope `read`): the figures of
 //! `aftercare report`, as JSON.
 
 use super::{ApiError, ApiState, Scope, authorize, refuse_nul};
 use crate::jobs::{Job, Scale};
 use crate::reports::{self, AnswersReport, By, ConversionReport, ReportError, ScoreReport, Window};
+use crate::store::DailyCount;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -180,4 +181,57 @@ pub(super) async fn answers(
         .await
         .map(Json)
         .map_err(refused)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DailyQuery {
+    /// Only this job's messages; default: every job's (a job since removed keeps its figures).
+    job: Option<String>,
+    /// The first UTC day (YYYY-MM-DD); default: 29 days before `until`.
+    since: Option<String>,
+    /// The last UTC day, included (YYYY-MM-DD); default: today.
+    until: Option<String>,
+}
+
+/// Finished messages per UTC day by job, step, variant, channel and outcome (`sent`,
+/// `failed`, `cancelled`, `held_out`; `delivered` and `undelivered` count sent SMS again):
+/// the counts the retention purge and erasure keep, added to the messages still stored, so a
+/// past day reads the same after them.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/daily",
+    params(DailyQuery),
+    responses((status = 200, description = "The counts, by day", body = Vec<DailyCount>), (status = 400, description = "A day that is not YYYY-MM-DD, or since after until", body = ApiError)),
+    security(("bearer" = []))
+)]
+pub(super) async fn daily(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<DailyQuery>, QueryRejection>,
+) -> Result<Json<Vec<DailyCount>>, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let q = q
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let day = |field: &str, v: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
+        let Some(s) = v else { return Ok(None) };
+        refuse_nul(field, s)?;
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| bad(field, format!("`{s}` is not a date (YYYY-MM-DD)")))
+    };
+    let since = day("since", &q.since)?;
+    let until = day("until", &q.until)?;
+    if let Some(j) = &q.job {
+        refuse_nul("job", j)?;
+    }
+    let today = state.clock.now().date_naive();
+    reports::daily(&state.store, q.job.as_deref(), since, until, today)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            ReportError::Store(s) => ApiError::store(s),
+            ReportError::Invalid(m) => bad("since", m),
+        })
 }

@@ -219,6 +219,19 @@ pub(super) fn document(max_events: usize) -> Value {
             }
         }
     }
+    // `report daily` takes UTC days, not instants.
+    if let Some(Value::Array(params)) =
+        doc.pointer_mut("/paths/~1v1~1reports~1daily/get/parameters")
+    {
+        for p in params.iter_mut() {
+            let schema = match p["name"].as_str().unwrap_or_default() {
+                "job" => json!({"type": "string", "pattern": NO_NUL}),
+                "since" | "until" => json!({"type": "string", "format": "date"}),
+                _ => continue,
+            };
+            p["schema"] = schema;
+        }
+    }
     // Path parameters, and every error status with its body.
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         for (path, item) in paths.iter_mut() {

@@ -115,21 +115,13 @@ fn day(s: &str, what: &str) -> anyhow::Result<NaiveDate> {
 /// (the counts are kept by UTC day).
 async fn daily(app: &App, a: DailyArgs) -> anyhow::Result<String> {
     let today = crate::clock::from_option(None).now().date_naive();
+    let since = a.since.as_deref().map(|s| day(s, "--since")).transpose()?;
     let until = a.until.as_deref().map(|s| day(s, "--until")).transpose()?;
-    let until = until.unwrap_or(today);
-    let since = match a.since.as_deref() {
-        Some(s) => day(s, "--since")?,
-        None => until - chrono::Days::new(29),
-    };
-    if since > until {
-        return Err(Exit::invalid(format!(
-            "--since ({since}) must not be after --until ({until})"
-        )));
-    }
+    let (since, until) = reports::daily_days(since, until, today).map_err(refused)?;
     let store = app.open_store().await?;
-    let counts = store.daily_counts(a.job.as_deref(), since, until).await;
+    let counts = reports::daily(&store, a.job.as_deref(), Some(since), Some(until), today).await;
     store.close().await;
-    let counts = counts?;
+    let counts = counts.map_err(refused)?;
     Ok(match a.format.get() {
         Format::Json => serde_json::to_string_pretty(&counts)? + "\n",
         Format::Text => {

@@ -109,8 +109,10 @@ impl std::fmt::Display for Purged {
 
 /// Messages of one job, step, variant and channel with one outcome on one UTC day: the
 /// unit of the figures that survive the purge.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema)]
 pub struct DailyCount {
+    /// The UTC day (YYYY-MM-DD) it was sent, or finished without a send.
+    #[schema(value_type = String, format = Date)]
     pub day: NaiveDate,
     pub job_id: String,
     pub step: i64,
