@@ -968,6 +968,44 @@ impl AnswersReport {
     }
 }
 
+/// Days `report daily` covers by default: `until` and the 29 before it.
+const DAILY_DAYS: u64 = 30;
+
+/// The days of `report daily`, both included: `until` defaults to `today` (UTC), `since`
+/// to [`DAILY_DAYS`] days ending at `until`.
+pub(crate) fn daily_days(
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate), ReportError> {
+    let until = until.unwrap_or(today);
+    let since = match since {
+        Some(s) => s,
+        None => until
+            .checked_sub_days(chrono::Days::new(DAILY_DAYS - 1))
+            .unwrap_or(NaiveDate::MIN),
+    };
+    if since > until {
+        return Err(ReportError::Invalid(format!(
+            "since ({since}) must not be after until ({until})"
+        )));
+    }
+    Ok((since, until))
+}
+
+/// Finished messages per UTC day from `since` to `until` (see [`daily_days`]), of `job` or
+/// of every job (a job no longer defined keeps its figures).
+pub(crate) async fn daily(
+    store: &Store,
+    job: Option<&str>,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<Vec<DailyCount>, ReportError> {
+    let (since, until) = daily_days(since, until, today)?;
+    Ok(store.daily_counts(job, since, until).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1045,42 +1083,31 @@ mod tests {
         let (_, labels) = w.buckets(By::Month).unwrap();
         assert_eq!(labels, ["2026-11"]);
     }
-}
 
-/// Days `report daily` covers by default: `until` and the 29 before it.
-const DAILY_DAYS: u64 = 30;
-
-/// The days of `report daily`, both included: `until` defaults to `today` (UTC), `since`
-/// to [`DAILY_DAYS`] days ending at `until`.
-pub(crate) fn daily_days(
-    since: Option<NaiveDate>,
-    until: Option<NaiveDate>,
-    today: NaiveDate,
-) -> Result<(NaiveDate, NaiveDate), ReportError> {
-    let until = until.unwrap_or(today);
-    let since = match since {
-        Some(s) => s,
-        None => until
-            .checked_sub_days(chrono::Days::new(DAILY_DAYS - 1))
-            .unwrap_or(NaiveDate::MIN),
-    };
-    if since > until {
-        return Err(ReportError::Invalid(format!(
-            "since ({since}) must not be after until ({until})"
-        )));
+    #[test]
+    fn daily_days_default_to_thirty_ending_today() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a day");
+        let today = d("2026-12-02");
+        assert_eq!(
+            daily_days(None, None, today).ok(),
+            Some((d("2026-11-03"), today))
+        );
+        assert_eq!(
+            daily_days(None, Some(d("2026-01-31")), today).ok(),
+            Some((d("2026-01-02"), d("2026-01-31")))
+        );
+        assert_eq!(
+            daily_days(Some(d("2026-12-02")), None, today).ok(),
+            Some((today, today))
+        );
+        // The earliest day there is: no day before it to start from.
+        assert_eq!(
+            daily_days(None, Some(NaiveDate::MIN), today).ok(),
+            Some((NaiveDate::MIN, NaiveDate::MIN))
+        );
+        assert!(matches!(
+            daily_days(Some(d("2026-12-03")), None, today),
+            Err(ReportError::Invalid(m)) if m.contains("2026-12-03") && m.contains("2026-12-02")
+        ));
     }
-    Ok((since, until))
-}
-
-/// Finished messages per UTC day from `since` to `until` (see [`daily_days`]), of `job` or
-/// of every job (a job no longer defined keeps its figures).
-pub(crate) async fn daily(
-    store: &Store,
-    job: Option<&str>,
-    since: Option<NaiveDate>,
-    until: Option<NaiveDate>,
-    today: NaiveDate,
-) -> Result<Vec<DailyCount>, ReportError> {
-    let (since, until) = daily_days(since, until, today)?;
-    Ok(store.daily_counts(job, since, until).await?)
 }
