@@ -469,6 +469,24 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
     let s = reply("8613800138011", "start", "2026-11-23T06:03:00Z").await;
     assert_eq!(s.resumed, 0);
     assert!(suppressed("+8613800138011").await);
+    // A STOP does not make support's entry the customer's, so a START after it still
+    // finds support's and lifts nothing.
+    let s = reply("8613800138011", "STOP", "2026-11-23T06:04:00Z").await;
+    assert_eq!(s.stopped, 1);
+    let s = reply("8613800138011", "START", "2026-11-23T06:05:00Z").await;
+    assert_eq!(s.resumed, 0);
+    assert!(suppressed("+8613800138011").await, "support's entry stays");
+    let entry = store
+        .suppressions_of(None, Some("+8613800138011"))
+        .await
+        .unwrap();
+    assert_eq!(
+        entry
+            .iter()
+            .map(|e| (e.reason.as_str(), e.source.as_deref()))
+            .collect::<Vec<_>>(),
+        [("asked by phone", Some("support"))]
+    );
 
     // Support reads them: by contact id, email address or number, oldest first, with what
     // each did.
@@ -559,10 +577,16 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
     assert_eq!(tw[0].provider_id.as_deref(), Some("SMdup1"));
 
     let other = store.replies_of("+8613800138011").await.unwrap();
-    assert_eq!(other.len(), 1);
     assert_eq!(
-        (other[0].action.as_deref(), other[0].contact_id.as_deref()),
-        (Some("opt_in_refused"), None)
+        other
+            .iter()
+            .map(|r| (r.action.as_deref(), r.contact_id.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (Some("opt_in_refused"), None),
+            (Some("opt_out"), None),
+            (Some("opt_in_refused"), None)
+        ]
     );
     store.close().await;
 }

@@ -49,6 +49,14 @@ pub struct StoredReply {
     pub provider_id: Option<String>,
 }
 
+/// A STOP reply's entry. Unlike [`SUPPRESS`], an entry in force is left as it is: had the
+/// STOP taken over support's (or a complaint's) entry as its own, the customer's next START
+/// would lift a suppression it did not make. Only an entry that would end (a soft bounce's)
+/// becomes the customer's, for good.
+const STOP_SUPPRESS: &str = "INSERT INTO suppressions (channel, address, reason, source, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL \
+     WHERE suppressions.expires_at IS NOT NULL";
+
 impl Store {
     /// Store a reply from `from` (E.164) and apply its keyword, in one transaction. `None`
     /// when the gateway's `provider_id` is stored already: a repeated push changes nothing.
@@ -89,7 +97,7 @@ impl Store {
             let action = match keyword {
                 None => None,
                 Some(ReplyKeyword::OptOut) => {
-                    sqlx::query(SUPPRESS)
+                    sqlx::query(STOP_SUPPRESS)
                         .bind("sms")
                         .bind(&from)
                         .bind(format!("STOP reply via {gateway}"))
