@@ -171,7 +171,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
     let suppressions = registered(
         &mut registry,
         "suppressions",
-        "Addresses suppressed now, by channel and reason (hard, soft, complaint, unsubscribe, support, sms_reply)",
+        "Addresses suppressed now, by channel and reason (hard, soft, complaint, unsubscribe, support, sms_reply, erased, other)",
         Family::<SuppressionLabels, Gauge>::default(),
     );
     let brakes = registered(

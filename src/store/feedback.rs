@@ -645,12 +645,18 @@ pub struct FeedbackFigures {
     pub suppressions: Vec<(String, String, i64)>,
 }
 
-/// The reason class of a suppression, from its source: what a label can hold.
+/// The reason class of a suppression, from its source: what a label can hold. The sources
+/// are the writers': `link` (the one-click unsubscribe, RFC 8058) and `token` (`aftercare
+/// unsubscribe`), `sms-reply`, `cli`, `api` and `console: <agent>` (support), `erasure`
+/// (an erased contact's hashed address), and the feedback paths (bounces, complaints),
+/// told apart by their reason.
 fn reason_class(source: Option<&str>, reason: &str) -> &'static str {
     match source {
-        Some("token") => "unsubscribe",
+        Some("link") | Some("token") => "unsubscribe",
         Some("sms-reply") => "sms_reply",
         Some("cli") | Some("api") | None => "support",
+        Some(s) if s.starts_with("console: ") => "support",
+        Some("erasure") => "erased",
         Some(_) if reason.starts_with("complaint") => "complaint",
         Some(_) if reason.starts_with("hard") => "hard",
         Some(_) if reason.contains("soft bounce") => "soft",
@@ -710,6 +716,34 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_writer_of_the_list_has_its_reason_class() {
+        for (source, reason, class) in [
+            (Some("link"), "unsubscribed (one-click link)", "unsubscribe"),
+            (
+                Some("token"),
+                "unsubscribed (one-click link)",
+                "unsubscribe",
+            ),
+            (Some("sms-reply"), "STOP reply via gw", "sms_reply"),
+            (Some("cli"), "asked by phone", "support"),
+            (Some("api"), "asked by email", "support"),
+            (Some("console: li.na"), "asked by phone", "support"),
+            (None, "imported", "support"),
+            (Some("erasure"), "erased: request", "erased"),
+            (Some("ses"), "complaint via ses: abuse", "complaint"),
+            (Some("sendgrid"), "hard bounce 5.1.1: no such user", "hard"),
+            (
+                Some("smtp"),
+                "3 soft bounces within 7d; last: soft bounce 4.2.2: mailbox full",
+                "soft",
+            ),
+            (Some("mailgun"), "something new", "other"),
+        ] {
+            assert_eq!(reason_class(source, reason), class, "{source:?} {reason}");
+        }
+    }
 
     /// The reputation window walks the attempts back from now by their time index, for a
     /// job or for all; without statistics SQLite began from every message of the job

@@ -14,7 +14,7 @@
 //!   (`opt_in_refused`).
 
 use super::sql::on_pool;
-use super::suppressions::{SUPPRESS, normalise_address};
+use super::suppressions::normalise_address;
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use chrono::{DateTime, Utc};
@@ -49,7 +49,7 @@ pub struct StoredReply {
     pub provider_id: Option<String>,
 }
 
-/// A STOP reply's entry. Unlike [`SUPPRESS`], an entry in force is left as it is: had the
+/// A STOP reply's entry. Unlike [`super::suppressions::SUPPRESS`], an entry in force is left as it is: had the
 /// STOP taken over support's (or a complaint's) entry as its own, the customer's next START
 /// would lift a suppression it did not make. Only an entry that would end (a soft bounce's)
 /// becomes the customer's, for good.
