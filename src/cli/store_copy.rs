@@ -120,8 +120,7 @@ pub(super) fn store_url(url: &str) -> Result<StoreConfig, String> {
         });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let userinfo = url.split('@').next().unwrap_or("");
-        if url.contains('@') && userinfo.matches(':').count() > 1 {
+        if crate::store::url_password(url).is_some() {
             return Err(format!(
                 "the URL holds a password: remove it and set PGPASSWORD (or use ~/.pgpass): {}",
                 crate::text::for_terminal(url)

@@ -72,14 +72,10 @@ pub fn check(c: &mut Checker, raw: &RawStore) -> StoreConfig {
             synchronous: raw.sqlite_synchronous.unwrap_or(SqliteSync::Full),
         }
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        if url
-            .split('@')
-            .next()
-            .is_some_and(|userinfo| userinfo.matches(':').count() > 1)
-        {
+        if let Some(how) = url_password(url) {
             c.err(
                 "store.url",
-                "the URL holds a password",
+                format!("the URL holds a password ({how})"),
                 Some(
                     "remove it from the URL and set store.password_env or store.password_file"
                         .into(),
@@ -243,4 +239,54 @@ pub fn check_retention(c: &mut Checker, raw: &RawRetention) -> Retention {
         }
     }
     r
+}
+/// How a PostgreSQL URL holds a password, if it does (`user:password@…` or
+/// `?password=…`): a secret written where secrets never live. A URL that does not parse is
+/// left to the driver, which refuses it at connect.
+pub(crate) fn url_password(url: &str) -> Option<&'static str> {
+    let u = url::Url::parse(url).ok()?;
+    if u.password().is_some() {
+        Some("user:password@")
+    } else if u
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        Some("?password=")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_found_where_a_url_can_hold_one() {
+        for (url, found) in [
+            (
+                "postgres://aftercare:secret@db.internal/aftercare",
+                Some("user:password@"),
+            ),
+            ("postgresql://aftercare:@db.internal/aftercare", None),
+            (
+                "postgres://db.internal/aftercare?password=secret",
+                Some("?password="),
+            ),
+            (
+                "postgres://db.internal/aftercare?sslmode=require&PASSWORD=x",
+                Some("?password="),
+            ),
+            // No user, a port: the colon is the port's (refused before).
+            ("postgres://db.internal:5432/aftercare", None),
+            ("postgres://aftercare@db.internal:5432/aftercare", None),
+            (
+                "postgres://aftercare@db.internal:5432/aftercare?sslmode=verify-full",
+                None,
+            ),
+            ("postgres:///aftercare?host=/run/postgresql", None),
+        ] {
+            assert_eq!(url_password(url), found, "{url}");
+        }
+    }
 }
