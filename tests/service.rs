@@ -174,6 +174,57 @@ fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
     assert_eq!(wait_exit(&mut child), 0);
 }
 
+/// The config file is read at start only: a reload (here a new job file) compiles the jobs
+/// with the config the daemon started with, so a config being edited (caught half-written,
+/// or with a new policy) neither blocks it nor half applies.
+#[test]
+fn a_reload_keeps_the_config_the_daemon_started_with() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request"]);
+    let port = common::free_port();
+    ws.write_config(None, &format!("api:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: shop, scope: ingest, token_env: T}}]\n"));
+    let token = "ingest-token-0123456789";
+    let mut child = ws
+        .command(&["run"])
+        .env("AFTERCARE_LOG", "info")
+        .env("T", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = capture(&mut child);
+    let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
+    wait_for("start", Duration::from_secs(20), || has("api listening"));
+
+    let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
+    ws.write("aftercare.yaml", &config[..config.len() / 2]);
+    ws.write(
+        "jobs/shipped.yaml",
+        "id: shipped-note\ntrigger: {event: order.shipped, delay: 1d}\ntemplate: review_request\n",
+    );
+    wait_for("the reload", Duration::from_secs(20), || {
+        has("reloaded") || has("reload refused")
+    });
+    assert!(
+        has("reloaded") && !has("reload refused"),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    let shipped = recent("e1", "c1", "SO-1", 1).replace("order.delivered", "order.shipped");
+    let r: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/events"))
+        .bearer_auth(token)
+        .body(shipped)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["results"][0]["planned"], 1, "{r}");
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child), 0);
+}
+
 #[test]
 fn a_removed_job_has_its_pending_messages_cancelled_with_a_reason() {
     let ws = Workspace::new(None);

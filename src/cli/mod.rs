@@ -269,6 +269,14 @@ impl App {
             }
             other => Exit::invalid(other.to_string()),
         })?;
+        Ok(App::with_config(config))
+    }
+
+    /// Templates and jobs read under `config`. A reload reads them again this way with the
+    /// config the daemon started with: the file is read at start only, so one caught
+    /// half-written does not block a reload, and an edited policy is not half applied (the
+    /// store, channels and retention stay as started).
+    pub(crate) fn with_config(config: Config) -> App {
         let (templates, mut diags) =
             TemplateSet::load(&config.templates_dir, &config.default_locale);
         let (jobs, job_diags) = jobs::load(&config.jobs_dir, &templates, config.sms.as_ref());
@@ -311,13 +319,13 @@ impl App {
                 .with_hint("set api.public_url to the URL where customers reach this API (the answer page is /s/<token>)"),
             );
         }
-        Ok(App {
+        App {
             config,
             templates: Arc::new(templates),
             jobs: Arc::new(jobs),
             diags: diags.sorted(),
             unsubscriber,
-        })
+        }
     }
 
     /// Load and insist on a clean set of jobs (for verbs that plan or send).

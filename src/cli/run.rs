@@ -112,16 +112,9 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let config_path: PathBuf = config_path.to_path_buf();
     let console = console_parts(&app, &config_path);
     // A reload recompiles jobs and templates with the config the daemon started with.
+    let started_with = app.config.clone();
     let reload: daemon::Reloader = Box::new(move || {
-        let app = App::load(&config_path).map_err(|e| {
-            let mut d = crate::diag::Diagnostics::default();
-            d.push(crate::diag::Diagnostic::error(
-                &config_path,
-                None,
-                format!("{e:#}"),
-            ));
-            d
-        })?;
+        let app = App::with_config(started_with.clone());
         if app.diags.has_errors() {
             return Err(app.diags);
         }

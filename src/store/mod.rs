@@ -67,8 +67,8 @@ pub use retention::{DailyCount, PURGE_BATCH, Purged};
 pub use schedule::AnniversaryRow;
 pub use schema::{MigrationInfo, SchemaStatus};
 pub use search::{Hit, SearchKey};
-pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
 pub(crate) use settings::url_password;
+pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
 pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, hashed_address};
 
 use contacts::event_from_parts;
