@@ -65,7 +65,8 @@ fn public_p(dir: &Path, kind: &str) -> String {
 /// return the `.eml` the file transport wrote.
 fn signed_message(ws: &Workspace, key_file: &str) -> PathBuf {
     ws.keep_jobs(&["review-request"]);
-    ws.write_config(None, "");
+    // With `unsubscribe:`, as shipped (without it `validate` warns of the missing header).
+    ws.write_config(None, "unsubscribe: {url: \"https://shop.example.com/u/{token}\", mailto: unsubscribe@example.com, key_file: data/unsubscribe.key}\n");
     let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
     let config = config.replace(
         "  file: {dir: data/outbox}\n",

@@ -60,6 +60,8 @@ fn the_email_feedback_example_is_valid() {
         .find(|b| b.starts_with("email:") && b.contains("reputation:"))
         .expect("the email feedback example");
     let ws = common::Workspace::new(None);
+    // With `unsubscribe:`, as shipped (without it `validate` warns of the missing header).
+    ws.write_config(None, "unsubscribe: {url: \"https://shop.example.com/u/{token}\", mailto: unsubscribe@example.com, key_file: data/unsubscribe.key}\n");
     let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
     let (head, rest) = config.split_once("email:\n").unwrap();
     // The shipped workspace's own email lines (transport, file) follow its `email:` key.

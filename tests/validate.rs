@@ -4,9 +4,34 @@ mod common;
 
 use common::Workspace;
 
+/// A workspace whose config has an `unsubscribe:` section, as the shipped one does: without
+/// it, `validate` warns about every marketing email job (see below).
+fn with_unsubscribe() -> Workspace {
+    let ws = Workspace::new(None);
+    ws.write_config(None, UNSUBSCRIBE);
+    ws
+}
+
+const UNSUBSCRIBE: &str = "unsubscribe: {url: \"https://shop.example.com/u/{token}\", mailto: unsubscribe@example.com, key_file: data/unsubscribe.key}\n";
+
+#[test]
+fn marketing_email_without_unsubscribe_is_warned() {
+    let ws = Workspace::new(None);
+    let r = ws.run(&["validate"]).ok();
+    assert!(
+        r.stdout.contains("aftercare.yaml: warning: job `birthday-greeting` sends marketing email, but unsubscribe: is not set: no List-Unsubscribe header"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 warning(s)"), "{}", r.stdout);
+    ws.write_config(None, UNSUBSCRIBE);
+    let r = ws.run(&["validate"]).ok();
+    assert!(r.stdout.contains("0 warning(s)"), "{}", r.stdout);
+}
+
 #[test]
 fn shipped_jobs_and_templates_are_valid() {
-    let ws = Workspace::new(None);
+    let ws = with_unsubscribe();
     let r = ws.run(&["validate"]).ok();
     assert_eq!(
         r.stdout.trim(),
@@ -27,7 +52,7 @@ fn shipped_jobs_and_templates_are_valid() {
 
 #[test]
 fn malformed_jobs_are_reported_at_path_line_column_with_hints() {
-    let ws = Workspace::new(None);
+    let ws = with_unsubscribe();
     ws.write(
         "jobs/bad-keys.yaml",
         "id: bad-keys\ntrigger:\n  event: order.delivered\n  dealy: 3d\ntemplate: review_request\n",
@@ -119,7 +144,7 @@ fn a_locale_without_its_own_body_is_warned() {
 
 #[test]
 fn validate_json_is_machine_readable() {
-    let ws = Workspace::new(None);
+    let ws = with_unsubscribe();
     ws.write(
         "jobs/bad.yaml",
         "id: bad\ntrigger: {event: order.delivered, delay: soon}\ntemplate: review_request\n",

@@ -302,6 +302,26 @@ impl App {
                 }
             },
         };
+        // Without `unsubscribe:` no email carries List-Unsubscribe (RFC 8058), which Gmail
+        // and Yahoo require of bulk senders, and `{{unsubscribe.url}}` renders empty.
+        if config.unsubscribe.is_none()
+            && let Some(j) = jobs.iter().find(|j| {
+                j.class == jobs::Class::Marketing
+                    && j.channels.contains(&crate::model::Channel::Email)
+            })
+        {
+            diags.push(
+                crate::diag::Diagnostic::warning(
+                    &config.path,
+                    None,
+                    format!(
+                        "job `{}` sends marketing email, but unsubscribe: is not set: no List-Unsubscribe header, and {{{{unsubscribe.url}}}} renders empty",
+                        j.id
+                    ),
+                )
+                .with_hint("add an unsubscribe: section (url, mailto, key_file; see config/aftercare.yaml): mailbox providers expect a one-click unsubscribe from bulk senders"),
+            );
+        }
         // With an API but no public URL, survey links would render empty. (Without an API
         // at all, answers come only through `aftercare answer`; no warning then.)
         if let Some(j) = jobs.iter().find(|j| j.survey.is_some())

@@ -217,7 +217,7 @@ pub(super) fn compile(
             c.warn(
                 field,
                 format!("marketing template `{name}` has no unsubscribe link"),
-                Some("add {{unsubscribe.url}} to the email body (the List-Unsubscribe header is sent either way)".into()),
+                Some("add {{unsubscribe.url}} to the email body (the List-Unsubscribe header is sent when unsubscribe: is set)".into()),
             );
         }
     }
