@@ -526,7 +526,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .suppress("email", address, "test", Some("cli"), now)
+                    .suppress("email", address, "test", Some("cli"), "test", now)
                     .await
                     .expect("suppressed")
             }

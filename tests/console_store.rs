@@ -317,6 +317,31 @@ async fn console_store(b: Backend) {
             .is_empty()
     );
 
+    // The list's history has both changes, by the agent.
+    let history: Vec<(String, String, String)> = store
+        .suppression_changes("email", "Wang.Fang@Example.com")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(change, reason, actor, _)| (change, reason, actor))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (
+                "added".to_string(),
+                "asked on the phone".to_string(),
+                "console: li.na".to_string()
+            ),
+            (
+                "removed".to_string(),
+                String::new(),
+                "console: li.na".to_string()
+            ),
+        ],
+        "{b:?}"
+    );
+
     let wf_actions: Vec<String> = store
         .actions_of("c-wf")
         .await

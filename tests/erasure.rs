@@ -217,7 +217,7 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         .await
         .unwrap();
     store
-        .suppress("email", EMAIL, "bounced", Some("smtp"), at)
+        .suppress("email", EMAIL, "bounced", Some("smtp"), "smtp", at)
         .await
         .unwrap();
     let mut tx = store.begin().await.unwrap();
@@ -268,7 +268,7 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         .unwrap()
         .expect("a new report");
     store
-        .log_suppression_change("email", EMAIL, "added", "asked by phone", "agent-7", at)
+        .suppress("email", EMAIL, "asked by phone", Some("cli"), "agent-7", at)
         .await
         .unwrap();
 
@@ -453,7 +453,12 @@ async fn erase_leaves_no_trace_and_export_holds_everything(b: Backend) {
         "{b:?}"
     );
     // `suppress remove` with the address lifts the hashed entry too.
-    assert!(store.unsuppress("email", EMAIL).await.unwrap());
+    assert!(
+        store
+            .unsuppress("email", EMAIL, "came back", "support", at)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.suppressions(Some("email")).await.unwrap().len(),
         0,

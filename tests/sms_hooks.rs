@@ -454,6 +454,28 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
         !suppressed("+8613800138010").await,
         "START lifts the customer's STOP"
     );
+    let history: Vec<(String, String, String)> = store
+        .suppression_changes("sms", "+8613800138010")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(change, reason, actor, _)| (change, reason, actor))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (
+                "added".to_string(),
+                "STOP reply via gw".to_string(),
+                "the customer, by SMS reply".to_string()
+            ),
+            (
+                "removed".to_string(),
+                "START reply via gw".to_string(),
+                "the customer, by SMS reply".to_string()
+            ),
+        ]
+    );
 
     // A number support suppressed by hand stays suppressed whatever it texts.
     store
@@ -462,6 +484,7 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
             "+8613800138011",
             "asked by phone",
             Some("support"),
+            "li.na",
             t("2026-11-23T05:00:00Z"),
         )
         .await
@@ -529,7 +552,16 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
     };
     let first = push_tw().await.unwrap();
     assert_eq!((first.stopped, first.repeated), (1, 0));
-    store.unsuppress("sms", "+8613800138010").await.unwrap();
+    store
+        .unsuppress(
+            "sms",
+            "+8613800138010",
+            "test",
+            "test",
+            t("2026-11-23T06:00:00Z"),
+        )
+        .await
+        .unwrap();
     let again = push_tw().await.unwrap();
     assert_eq!((again.replies, again.stopped, again.repeated), (1, 0, 1));
     assert!(

@@ -109,6 +109,7 @@ pub(super) async fn unsubscribe_post(
             &address,
             "unsubscribed (one-click link)",
             Some("link"),
+            "the customer, by the one-click link",
             state.clock.now(),
         )
         .await

@@ -80,14 +80,11 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
         } => {
             let address = check_address(channel, &address)?;
             store
-                .suppress(channel.as_str(), &address, &reason, Some("cli"), Utc::now())
-                .await?;
-            store
-                .log_suppression_change(
+                .suppress(
                     channel.as_str(),
                     &address,
-                    "added",
                     &reason,
+                    Some("cli"),
                     &actor(),
                     Utc::now(),
                 )
@@ -106,24 +103,17 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             reason,
         } => {
             let address = check_address(channel, &address)?;
-            if !store.unsuppress(channel.as_str(), &address).await? {
+            let by = by.unwrap_or_else(actor);
+            if !store
+                .unsuppress(channel.as_str(), &address, &reason, &by, Utc::now())
+                .await?
+            {
                 return Err(Exit::invalid(format!(
                     "{} {} is not on the suppression list",
                     channel.as_str(),
                     p(&address)
                 )));
             }
-            let by = by.unwrap_or_else(actor);
-            store
-                .log_suppression_change(
-                    channel.as_str(),
-                    &address,
-                    "removed",
-                    &reason,
-                    &by,
-                    Utc::now(),
-                )
-                .await?;
             tracing::warn!(channel = channel.as_str(), by = %by, "suppression removed by hand");
             println!(
                 "removed {} {} from the suppression list (by {})",
@@ -235,6 +225,7 @@ pub(super) async fn unsubscribe(config_path: &Path, a: UnsubscribeArgs) -> anyho
             &address,
             "unsubscribed (one-click link)",
             Some("token"),
+            &format!("unsubscribe link, applied by {}", actor()),
             Utc::now(),
         )
         .await?;

@@ -5,7 +5,7 @@
 
 use super::ops::HandAction;
 use super::sql::{Bind, bind_all, on_pool};
-use super::suppressions::{SUPPRESS, hashed_address, normalise_address};
+use super::suppressions::{SUPPRESS, hashed_address, log_change, normalise_address};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::MessageState;
@@ -214,6 +214,8 @@ impl Store {
                 .bind(to_millis(a.at))
                 .execute(&mut *tx)
                 .await?;
+            let by = format!("console: {}", a.agent);
+            log_change!(&mut *tx, channel, &address, "added", reason, &by, a.at);
             record!(
                 &mut *tx,
                 a,
@@ -249,6 +251,9 @@ impl Store {
             .await?
             .rows_affected();
             if n > 0 {
+                let by = format!("console: {}", a.agent);
+                let why = a.note.as_deref().unwrap_or("");
+                log_change!(&mut *tx, channel, &address, "removed", why, &by, a.at);
                 record!(
                     &mut *tx,
                     a,

@@ -12,7 +12,7 @@
 //! Every change to the list is also written to `suppression_changes` with who made it.
 
 use super::sql::{Bind, bind_all, on_pool};
-use super::suppressions::normalise_address;
+use super::suppressions::{LOG_CHANGE, normalise_address};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use chrono::{DateTime, Utc};
@@ -101,9 +101,6 @@ pub struct Window {
 /// read them all again each. A server gives up on a message after 4 to 5 days (RFC 5321
 /// 4.5.4.1), so its report comes within a week; complaints carry the message's ids.
 const ADDRESS_WINDOW_DAYS: i64 = 7;
-
-/// A change to the suppression list: id, channel, address, change, reason, actor, at.
-const LOG_CHANGE: &str = "INSERT INTO suppression_changes (id, channel, address, change, reason, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 const SELECT_BOUNCES: &str = "SELECT id, kind, source, address, message_id, attempt, job_id, status, code, detail, report_id, action, received_at FROM bounces";
 
@@ -575,32 +572,6 @@ impl Store {
                     })
                 })
                 .collect()
-        })
-    }
-
-    /// Record who changed the suppression list by hand (`suppress add|remove`, the API).
-    pub async fn log_suppression_change(
-        &self,
-        channel: &str,
-        address: &str,
-        change: &str,
-        reason: &str,
-        actor: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let address = normalise_address(channel, address);
-        on_pool!(self, |pool, _b| {
-            sqlx::query(LOG_CHANGE)
-                .bind(crate::values::new_id(now))
-                .bind(channel)
-                .bind(&address)
-                .bind(change)
-                .bind(reason)
-                .bind(actor)
-                .bind(to_millis(now))
-                .execute(pool)
-                .await?;
-            Ok(())
         })
     }
 

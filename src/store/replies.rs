@@ -14,7 +14,7 @@
 //!   (`opt_in_refused`).
 
 use super::sql::on_pool;
-use super::suppressions::normalise_address;
+use super::suppressions::{log_change, normalise_address};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use chrono::{DateTime, Utc};
@@ -97,14 +97,28 @@ impl Store {
             let action = match keyword {
                 None => None,
                 Some(ReplyKeyword::OptOut) => {
-                    sqlx::query(STOP_SUPPRESS)
+                    let reason = format!("STOP reply via {gateway}");
+                    let written = sqlx::query(STOP_SUPPRESS)
                         .bind("sms")
                         .bind(&from)
-                        .bind(format!("STOP reply via {gateway}"))
+                        .bind(&reason)
                         .bind(SMS_REPLY)
                         .bind(at)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
+                    if written > 0 {
+                        let at = crate::clock::from_millis(at);
+                        log_change!(
+                            &mut *tx,
+                            "sms",
+                            &from,
+                            "added",
+                            &reason,
+                            "the customer, by SMS reply",
+                            at
+                        );
+                    }
                     Some("opt_out")
                 }
                 Some(ReplyKeyword::OptIn) => {
@@ -118,13 +132,27 @@ impl Store {
                         Some(Some(s)) if s != SMS_REPLY => Some("opt_in_refused"),
                         Some(None) => Some("opt_in_refused"),
                         Some(Some(_)) => {
-                            sqlx::query(
+                            let removed = sqlx::query(
                                 "DELETE FROM suppressions WHERE channel = 'sms' AND address = $1 AND source = $2",
                             )
                             .bind(&from)
                             .bind(SMS_REPLY)
                             .execute(&mut *tx)
-                            .await?;
+                            .await?
+                            .rows_affected();
+                            if removed > 0 {
+                                let at = crate::clock::from_millis(at);
+                                let reason = format!("START reply via {gateway}");
+                                log_change!(
+                                    &mut *tx,
+                                    "sms",
+                                    &from,
+                                    "removed",
+                                    &reason,
+                                    "the customer, by SMS reply",
+                                    at
+                                );
+                            }
                             Some("opt_in")
                         }
                         None => Some("opt_in"),

@@ -33,6 +33,29 @@ impl Suppression {
 pub(super) const SUPPRESS: &str = "INSERT INTO suppressions (channel, address, reason, source, created_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL";
 
+/// A change to the suppression list: id, channel, address, change, reason, actor, at.
+pub(super) const LOG_CHANGE: &str = "INSERT INTO suppression_changes (id, channel, address, change, reason, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Records a change to the list (`added`, `removed`) on `$conn`, in the transaction that
+/// made it: `suppress list --history` shows every change with who made it, whichever path
+/// (CLI, console, link, SMS reply, bounce) it came by.
+macro_rules! log_change {
+    ($conn:expr, $channel:expr, $address:expr, $change:expr, $reason:expr, $actor:expr, $at:expr) => {{
+        let at: chrono::DateTime<chrono::Utc> = $at;
+        sqlx::query($crate::store::suppressions::LOG_CHANGE)
+            .bind($crate::values::new_id(at))
+            .bind($channel)
+            .bind($address)
+            .bind($change)
+            .bind($reason)
+            .bind($actor)
+            .bind($crate::clock::to_millis(at))
+            .execute($conn)
+            .await?;
+    }};
+}
+pub(super) use log_change;
+
 /// The columns [`suppression_from_row`] reads, in its order, and the table: each query of
 /// the list starts with it.
 macro_rules! select_suppressions {
@@ -42,46 +65,63 @@ macro_rules! select_suppressions {
 }
 
 impl Store {
-    /// Add (or update the reason of) a suppressed address. Email addresses are kept in lower
-    /// case; pending messages to it are stopped at send time.
+    /// Add (or update the reason of) a suppressed address, and record who did (`actor`) in
+    /// the same transaction. Email addresses are kept in lower case; pending messages to it
+    /// are stopped at send time.
     pub async fn suppress(
         &self,
         channel: &str,
         address: &str,
         reason: &str,
         source: Option<&str>,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let address = normalise_address(channel, address);
-        on_pool!(self, |pool, _b| {
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
             let n = sqlx::query(SUPPRESS)
                 .bind(channel)
                 .bind(&address)
                 .bind(reason)
                 .bind(source)
                 .bind(to_millis(now))
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            log_change!(&mut *tx, channel, &address, "added", reason, actor, now);
+            tx.commit().await?;
             Ok(n > 0)
         })
     }
 
-    /// Remove an address from the list, and the hashed entry an erasure left for it;
-    /// `false` if it was not there.
-    pub async fn unsuppress(&self, channel: &str, address: &str) -> Result<bool> {
+    /// Remove an address from the list, and the hashed entry an erasure left for it, and
+    /// record who did and why; `false` if it was not there (nothing recorded).
+    pub async fn unsuppress(
+        &self,
+        channel: &str,
+        address: &str,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let hashed = hashed_address(channel, address);
         let address = normalise_address(channel, address);
-        on_pool!(self, |pool, _b| {
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
             let n = sqlx::query(
                 "DELETE FROM suppressions WHERE channel = $1 AND (address = $2 OR address = $3)",
             )
             .bind(channel)
             .bind(&address)
             .bind(&hashed)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            if n > 0 {
+                log_change!(&mut *tx, channel, &address, "removed", reason, actor, now);
+            }
+            tx.commit().await?;
             Ok(n > 0)
         })
     }
