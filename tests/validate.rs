@@ -369,3 +369,39 @@ fn comparisons_list_stops_surveys_and_experiments_are_checked() {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
     }
 }
+
+/// An incentive is found in what the messages say, not only in names: a job called
+/// `thanks` whose email offers a 优惠券, sent only to promoters, is review gating.
+#[test]
+fn an_incentive_in_a_templates_words_is_review_gating_too() {
+    let ws = with_unsubscribe();
+    ws.write(
+        "message_templates/thanks/email.subject.hbs",
+        "谢谢您的好评\n",
+    );
+    ws.write(
+        "message_templates/thanks/email.txt.hbs",
+        "{{#if contact.name}}{{contact.name}}，{{/if}}送您一张优惠券。退订：{{unsubscribe.url}}\n",
+    );
+    ws.write(
+        "jobs/thanks.yaml",
+        "id: thanks\ntrigger: {event: survey.answered}\ntemplate: thanks\n\
+         audience:\n  where:\n    event.data.score: {gte: 9}\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("jobs/thanks.yaml:6:") && r.stdout.contains(
+            "error: audience.where.event.data.score: review gating: this job gives an incentive only to customers who scored us high"
+        ),
+        "{}",
+        r.stdout
+    );
+    // The same words for every customer who answered: fine.
+    ws.write(
+        "jobs/thanks.yaml",
+        "id: thanks\ntrigger: {event: survey.answered}\ntemplate: thanks\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}

@@ -282,7 +282,7 @@ pub(super) fn compile(
         .as_ref()
         .map(|a| audience(&mut c, a, &trigger, env))
         .unwrap_or_default();
-    lint_review_gating(&mut c, &raw, &audience);
+    lint_review_gating(&mut c, &raw, &audience, env.templates);
 
     let ok = !c.has_errors();
     let job = match (ok, trigger) {
@@ -311,8 +311,9 @@ pub(super) fn compile(
     (job, c.into_diagnostics())
 }
 
-/// Words in a job's id, description or templates that mark an incentive (a coupon, points,
-/// a gift): such a job must not go only to customers who scored us high.
+/// Words in a job's id, description, template names or template files that mark an
+/// incentive (a coupon, points, a gift): such a job must not go only to customers who scored
+/// us high.
 const INCENTIVE_WORDS: &[&str] = &[
     "coupon",
     "voucher",
@@ -341,7 +342,10 @@ const GATING_RULES: &str = "the US FTC's rule on consumer reviews (16 CFR Part 4
 /// scorers. A review request must not filter on a score at all; a job that hands out an
 /// incentive must not go only to high scores. (A callback to detractors is fine: it asks
 /// for nothing and gives nothing away.)
-fn lint_review_gating(c: &mut Checker, raw: &RawJob, audience: &Audience) {
+fn lint_review_gating(c: &mut Checker, raw: &RawJob, audience: &Audience, templates: &TemplateSet) {
+    if audience.conditions.is_empty() {
+        return;
+    }
     let mut names: Vec<&str> = vec![raw.id.as_str()];
     names.extend(raw.template.iter().map(String::as_str));
     names.extend(raw.reminders.iter().filter_map(|r| r.template.as_deref()));
@@ -352,10 +356,18 @@ fn lint_review_gating(c: &mut Checker, raw: &RawJob, audience: &Audience) {
         .as_deref()
         .unwrap_or_default()
         .to_lowercase();
+    // What the messages say too (every file of each template set, every locale): a
+    // "thanks" job whose email offers a 优惠券 hands out an incentive whatever it is called.
+    let words = names[1..].iter().flat_map(|n| templates.files(n)).map(|f| {
+        std::fs::read_to_string(&f.path)
+            .unwrap_or_default()
+            .to_lowercase()
+    });
     let is_incentive = names
         .iter()
         .map(|n| n.to_lowercase())
         .chain(std::iter::once(description))
+        .chain(words)
         .any(|t| INCENTIVE_WORDS.iter().any(|w| t.contains(w)));
     for cond in &audience.conditions {
         let lower = cond.path.to_lowercase();
