@@ -3,7 +3,7 @@
 //!
 //! What goes, each kind by its own clock:
 //!
-//! - **messages** finished (sent, failed, cancelled) and neither created nor changed within
+//! - **messages** finished (sent, failed, cancelled, held out) and neither created nor changed within
 //!   `retention.messages`, with their attempts and receipts. Before they go, their counts are
 //!   added to `daily_counts` in the same transaction (day, job, step, variant, channel,
 //!   outcome), so `report daily` reads the same figures after the purge as before it
