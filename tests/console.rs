@@ -358,6 +358,9 @@ async fn the_console_in_a_real_browser() {
     let _driver = Killed(
         Command::new("chromedriver")
             .arg(format!("--port={wd_port}"))
+            // The viewer is in Berlin, the customers in Shanghai: the console shows times in
+            // the browser's zone, with the customer's beside them.
+            .env("TZ", "Europe/Berlin")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -416,6 +419,10 @@ async fn the_console_in_a_real_browser() {
     );
     let page = b.c.source().await.unwrap();
     assert!(page.contains("王芳") && page.contains(EMAIL) && page.contains(PHONE));
+    assert!(
+        page.contains("时间为 Europe/Berlin") && page.contains("class=\"local\""),
+        "times in the browser's zone, the customer's beside them"
+    );
     b.shot("customer").await;
 
     // What the customer got: the sent message's subject and text as sent.

@@ -283,7 +283,9 @@ fn cookies(headers: &HeaderMap) -> Vec<Cookie<'static>> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| Cookie::split_parse(v.to_string()).filter_map(Result::ok))
+        // Decoded: the console's script writes the zone with `encodeURIComponent`
+        // (`Europe%2FBerlin`), and undecoded no zone with a `/` parsed.
+        .flat_map(|v| Cookie::split_parse_encoded(v.to_string()).filter_map(Result::ok))
         .collect()
 }
 
