@@ -101,16 +101,11 @@ pub fn messages_for_event(
     let due_at = event.occurred_at.with_timezone(&Utc) + *delay;
     let mut out = Vec::new();
     if job.webhook {
-        // A callback task's delay counts the agents' working hours when the job gives a
-        // `send_window` (business time in the default zone): "due within one business hour".
-        let task_due = match job.send_window {
-            Some(w) => w.add_open_time(
-                event.occurred_at.with_timezone(&Utc),
-                *delay,
-                book.default_timezone,
-            ),
-            None => due_at,
-        };
+        let task_due = job.task_due(
+            event.occurred_at.with_timezone(&Utc),
+            *delay,
+            book.default_timezone,
+        );
         let mut task = new_message(
             book,
             job,

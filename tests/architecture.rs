@@ -200,6 +200,7 @@ fn only_the_clock_reads_the_wall_clock() {
         "src/clock.rs",
         // Signatures and HTTP dates are about the provider's clock, not the schedule's.
         "src/channels/sms/aliyun/mod.rs",
+        "src/channels/webhook.rs",
         // Commands that show a person "now": a preview, open tasks, a suppression's date.
         "src/cli/preview.rs",
         "src/cli/callbacks.rs",

@@ -484,6 +484,54 @@ fn complaint_callback_reaches_the_crm_signed_and_the_customer_gets_a_notice() {
     assert_eq!(task["due_at"], "2026-11-23T02:00:00+00:00");
 }
 
+/// A detractor's answer at 17:30, with agents' hours 09:00-18:00 and a delay of one hour:
+/// the task goes out at 09:30 the next day and tells the CRM it is due then (the plan), not
+/// at 18:30 the day before; it is signed at the wall clock's time, not the run's.
+#[test]
+fn a_callback_task_says_the_due_time_its_business_hours_give() {
+    let (_sink, ws) = setup(&["detractor-callback"]);
+    let crm = HttpServer::start(&[]);
+    ws.write_config(
+        None,
+        &format!("webhook:\n  url: http://127.0.0.1:{}/hooks/callbacks\n  secret_env: TEST_WEBHOOK_SECRET\n  timeout: 5s\n", crm.port),
+    );
+    let e = json!({
+        "id": "a-1", "type": "survey.answered", "occurred_at": "2026-11-23T17:30:00+08:00",
+        "contact": {"id": "c-9", "name": "李雷", "phone": "+8613800138009"},
+        "data": {"scale": "nps", "score": 3, "message_id": "m-survey-9"}
+    })
+    .to_string();
+    ws.import(&[e]).ok();
+    let run = |now: &str| {
+        let out = ws
+            .command(&["run", "--once", "--now", now])
+            .env("TEST_WEBHOOK_SECRET", "s3cret")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(run("2026-11-23T18:30:00+08:00").starts_with("0 sent"));
+    let out = run("2026-11-24T09:30:00+08:00");
+    assert!(out.starts_with("1 sent"), "{out}");
+    let reqs = crm.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].json()["due_at"], "2026-11-24T01:30:00+00:00");
+    let ts: i64 = reqs[0]
+        .header("x-aftercare-timestamp")
+        .and_then(|t| t.parse().ok())
+        .expect("a timestamp");
+    let wall = chrono::Utc::now().timestamp();
+    assert!(
+        (wall - ts).abs() < 600,
+        "signed at {ts}, the wall clock says {wall} (the run's clock: 2026-11-24T01:30Z)"
+    );
+}
+
 #[test]
 fn callbacks_without_a_crm_wait_for_an_agent() {
     let (sink, ws) = setup(&["complaint-callback"]);

@@ -98,12 +98,11 @@ impl WebhookChannel {
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    pub async fn send(
-        &self,
-        idempotency_key: &str,
-        payload: &serde_json::Value,
-        timestamp: i64,
-    ) -> Delivery {
+    /// POST `payload`, signed at the wall clock's time: the receiver checks the timestamp
+    /// against its own clock, so a run under another clock (`run --once --now`, a backfill)
+    /// must not sign with that one.
+    pub async fn send(&self, idempotency_key: &str, payload: &serde_json::Value) -> Delivery {
+        let timestamp = chrono::Utc::now().timestamp();
         let body = serde_json::to_vec(payload).expect("a JSON value serialises");
         let sig = Self::signature(&self.secret, timestamp, &body);
         let result = self

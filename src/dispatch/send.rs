@@ -21,6 +21,7 @@ use crate::playbook::MessageFacts;
 use crate::store::{Claimed, Completion, NewAttempt};
 use crate::templates::{TemplateRenderError, render_reason};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,8 @@ impl Dispatcher {
         ) {
             (_, true) => dry_delivery(),
             (Some(webhook), false) => {
-                Box::pin(webhook.send(&m.id, &callback_payload(job, m, now), now.timestamp())).await
+                let payload = callback_payload(job, m, now, self.book.default_timezone);
+                Box::pin(webhook.send(&m.id, &payload)).await
             }
             (None, false) => {
                 // Planned while a webhook was configured; now there is none: leave it to agents.
@@ -458,12 +460,12 @@ fn dry_delivery() -> Delivery {
 }
 
 /// The JSON a CRM receives for a callback task.
-fn callback_payload(job: &Job, m: &Claimed, now: DateTime<Utc>) -> serde_json::Value {
+fn callback_payload(job: &Job, m: &Claimed, now: DateTime<Utc>, tz: Tz) -> serde_json::Value {
     serde_json::json!({
         "type": "callback.requested",
         "id": m.id,
         "job": {"id": job.id, "description": job.description},
-        "due_at": planned_due(job, m).to_rfc3339(),
+        "due_at": planned_due(job, m, tz).to_rfc3339(),
         "created_at": now.to_rfc3339(),
         "contact": m.contact,
         "event": m.event.as_ref().map(|e| serde_json::json!({
@@ -472,11 +474,12 @@ fn callback_payload(job: &Job, m: &Claimed, now: DateTime<Utc>) -> serde_json::V
     })
 }
 
-/// When the job meant the message to go (a retry moves `due_at`; the CRM wants the plan).
-fn planned_due(job: &Job, m: &Claimed) -> DateTime<Utc> {
+/// When the job meant the task to be done (a retry moves `due_at`; the CRM wants the plan,
+/// as planning worked it out: within the job's business hours).
+fn planned_due(job: &Job, m: &Claimed, tz: Tz) -> DateTime<Utc> {
     match (&job.trigger, &m.event) {
         (Trigger::Event { delay, .. }, Some(e)) if m.step == 0 => {
-            e.occurred_at.with_timezone(&Utc) + *delay
+            job.task_due(e.occurred_at.with_timezone(&Utc), *delay, tz)
         }
         _ => m.due_at,
     }

@@ -288,6 +288,22 @@ impl Experiment {
 }
 
 impl Job {
+    /// When a callback task for an event at `occurred` is due: its delay counts the agents'
+    /// working hours when the job gives a `send_window` (business time in `tz`, the default
+    /// zone): "due within one business hour". Planning and the task the CRM receives ask
+    /// this, so they say the same time.
+    pub fn task_due(
+        &self,
+        occurred: chrono::DateTime<chrono::Utc>,
+        delay: Duration,
+        tz: Tz,
+    ) -> chrono::DateTime<chrono::Utc> {
+        match self.send_window {
+            Some(w) => w.add_open_time(occurred, delay, tz),
+            None => occurred + delay,
+        }
+    }
+
     pub fn step(&self, n: i64) -> Option<&Step> {
         usize::try_from(n).ok().and_then(|n| self.steps.get(n))
     }
