@@ -1256,3 +1256,49 @@ fn a_messaging_service_gets_its_receipts_at_the_public_url() {
     let _ = child.wait();
     assert_eq!(log(&ws, "j")[0]["delivery"], "delivered");
 }
+
+/// A gateway whose secret is not there yet is our setup's fault, not the message's: the
+/// message waits without using up its tries (three here), however many runs pass, and goes
+/// once the secret is in place.
+#[test]
+fn a_missing_secret_keeps_the_sms_waiting_without_using_up_its_tries() {
+    let stub = Stub::spawn(|_, _| ok_json(7));
+    let ws = workspace(
+        None,
+        &["gw"],
+        &[http_gw("gw", &stub, "50/s")],
+        &[job("waits", "[sms]", "sms: {gateways: [gw]}\n")],
+    );
+    std::fs::remove_file(ws.path("http.secret")).unwrap();
+    ws.import(&[order(1, Some(PHONE), None, json!({}))]).ok();
+    // Five runs, each after the last one's wait (1, 2, 4, 8 min... under max_attempts: 3).
+    for at in [
+        "2026-11-23T10:00:00+08:00",
+        "2026-11-23T11:00:00+08:00",
+        "2026-11-23T12:00:00+08:00",
+        "2026-11-23T13:00:00+08:00",
+        "2026-11-23T14:00:00+08:00",
+    ] {
+        let r = ws.once(at);
+        assert_eq!(
+            r.stdout.trim(),
+            "0 sent, 1 retrying, 0 failed, 0 cancelled",
+            "{at}"
+        );
+    }
+    let m = &log(&ws, "waits")[0];
+    // Five tries on record, past max_attempts (3), and still waiting: none counted.
+    assert_eq!(m["state"], "retrying", "{m}");
+    assert_eq!(m["attempt_log"].as_array().map(Vec::len), Some(5), "{m}");
+    let reason = m["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("waiting for an SMS gateway: no gateway available: gw is unavailable")
+            && reason.contains("http.secret"),
+        "{reason}"
+    );
+    assert!(stub.seen().is_empty());
+    ws.write("http.secret", HTTP_SECRET);
+    let r = ws.once("2026-11-23T15:00:00+08:00");
+    assert_eq!(r.stdout.trim(), "1 sent, 0 retrying, 0 failed, 0 cancelled");
+    assert_eq!(stub.seen().len(), 1);
+}

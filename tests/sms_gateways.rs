@@ -976,6 +976,10 @@ async fn a_missing_secret_is_named_not_shown() {
     let d = r.delivery();
     assert_eq!(d.outcome, Outcome::Transient);
     assert!(
+        d.relay_fault,
+        "our setup's fault: the message waits untried"
+    );
+    assert!(
         d.detail
             .contains("ali is unavailable: sms.gateways.ali.access_key_secret"),
         "{}",

@@ -80,14 +80,20 @@ pub(super) fn settle(
             c.next = next();
         }
         Outcome::Transient if d.relay_fault => {
-            // Our relay refused our session (a login, our sender): not this message's
-            // fault. It waits, its try recorded but not counted toward max_attempts.
+            // Our relay refused our session (a login, our sender), or no SMS gateway had
+            // its secret: not this message's fault. It waits, its try recorded but not
+            // counted toward max_attempts.
             let at = now + backoff(retry, m.attempts + 1);
             c.state = MessageState::Retrying;
             c.retry_at = Some(at);
             c.uncounted = true;
+            let waiting_for = if c.channel.as_deref() == Some("sms") {
+                "an SMS gateway"
+            } else {
+                "the relay"
+            };
             c.reason = Some(format!(
-                "waiting for the relay: {} (not counted as a try); next try {}",
+                "waiting for {waiting_for}: {} (not counted as a try); next try {}",
                 with_code(d.code, &d.detail),
                 fmt_time(at)
             ));

@@ -163,6 +163,14 @@ impl Routed {
         }) {
             let mut d = Delivery::transient(format!("no gateway available: {list}"));
             d.retry_after = wait;
+            // Only passed over for a secret it could not read: a fault of our own setup,
+            // not the message's, so it waits without using up its tries (as for an SMTP
+            // relay that refuses our login) and goes once the secret is there. A gateway
+            // that is down (its own failures) counts as any failed try.
+            d.relay_fault = !self
+                .skipped
+                .iter()
+                .any(|s| matches!(s.reason, SkipReason::Down { .. }));
             d
         } else {
             Delivery::permanent(format!(
