@@ -170,8 +170,32 @@ impl Scheduler {
             .anniversary_candidates(&field.key(), &month_days.into_iter().collect::<Vec<_>>())
             .await?;
         stats.anniversary_candidates += rows.len();
+        // `audience.where` on the contact, asked of each candidate as an event job asks it
+        // of the event's contact (their data read only when the job has conditions).
+        let admitted: Option<HashSet<String>> = if job.audience.conditions.is_empty() {
+            None
+        } else {
+            let ids: BTreeSet<String> = rows.iter().map(|r| r.contact_id.clone()).collect();
+            let contacts = self
+                .store
+                .contacts(&ids.into_iter().collect::<Vec<_>>())
+                .await?;
+            Some(
+                contacts
+                    .iter()
+                    .filter(|c| self.book.in_audience(job, c, None, now))
+                    .map(|c| c.id.clone())
+                    .collect(),
+            )
+        };
         let mut planned = Vec::new();
         for row in &rows {
+            if admitted
+                .as_ref()
+                .is_some_and(|a| !a.contains(&row.contact_id))
+            {
+                continue;
+            }
             let Ok(date) = NaiveDate::parse_from_str(&row.date, "%Y-%m-%d") else {
                 continue;
             };

@@ -67,6 +67,32 @@ fn birthday_at_nine_local_in_shanghai_and_new_york_on_the_same_utc_day() {
     assert_eq!(at, ["2026-11-23T01:00:00Z", "2026-11-23T14:00:00Z"]);
 }
 
+/// `audience.where` holds for greetings as for any job: only the gold members are greeted.
+#[test]
+fn a_birthday_audience_greets_only_the_contacts_it_admits() {
+    let (sink, ws) = setup(&["birthday-greeting"]);
+    let job = std::fs::read_to_string(ws.path("jobs/birthday.yaml")).unwrap();
+    ws.write(
+        "jobs/birthday.yaml",
+        &format!("{job}audience:\n  where:\n    contact.attributes.tier: [gold]\n"),
+    );
+    let member = |id: &str, contact: &str, tier: &str| {
+        json!({"id": id, "type": "contact.updated", "occurred_at": "2026-01-01T00:00:00Z",
+               "contact": {"id": contact, "email": format!("{contact}@example.com"),
+                           "timezone": "Asia/Shanghai", "birthday": "1990-11-23",
+                           "attributes": {"tier": tier}}})
+        .to_string()
+    };
+    ws.import(&[
+        member("u-1", "c-gold", "gold"),
+        member("u-2", "c-silver", "silver"),
+    ])
+    .ok();
+    assert!(ws.once("2026-11-23T01:00:00Z").stdout.starts_with("1 sent"));
+    let to: Vec<String> = sink.messages().iter().map(|m| m.to.clone()).collect();
+    assert_eq!(to, ["c-gold@example.com"]);
+}
+
 #[test]
 fn feb_29_birthdays_in_common_and_leap_years() {
     let (sink, ws) = setup(&["birthday-greeting"]);

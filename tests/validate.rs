@@ -405,3 +405,24 @@ fn an_incentive_in_a_templates_words_is_review_gating_too() {
     let r = ws.run(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
 }
+
+/// `exclude_if_sent` is a cron audience's: an event job given one is refused, not run as if
+/// it had none.
+#[test]
+fn exclude_if_sent_outside_a_cron_job_is_refused() {
+    let ws = with_unsubscribe();
+    let job = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
+    ws.write(
+        "jobs/review-request.yaml",
+        &format!("{job}audience:\n  exclude_if_sent: {{job: nps-survey, within: 30d}}\n"),
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "error: audience.exclude_if_sent: only cron jobs leave out contacts another job sent to"
+        ),
+        "{}",
+        r.stdout
+    );
+}

@@ -208,6 +208,13 @@ pub(super) fn audience(
     if !is_cron && had_event.is_some() {
         c.err("audience.had_event", "only cron jobs choose contacts by past events; an event job is for the event's contact", None);
     }
+    if !is_cron && a.exclude_if_sent.is_some() {
+        c.err(
+            "audience.exclude_if_sent",
+            "only cron jobs leave out contacts another job sent to; this job would send anyway",
+            Some("for an event or anniversary job, policy.caps limits how often a contact hears from marketing, and dedupe how often from this job".into()),
+        );
+    }
     let scope = match trigger {
         Some(Trigger::Event { .. }) => Scope::event_job(),
         _ => Scope::without_event("this job is not triggered by an event"),
