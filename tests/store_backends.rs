@@ -1624,16 +1624,29 @@ async fn the_v14_upgrade_keys_every_address(b: Backend) {
 /// indexed by address, and every attempt kept would be read for each such report).
 async fn a_bounce_by_an_address_no_contact_has_looks_back_a_week(b: Backend) {
     let (store, _f) = store(b).await;
-    deliveries(&store, 1).await;
+    deliveries(&store, 2).await;
     let at = t("2026-11-23T00:00:00Z");
-    let claimed = claim(&store, "tok-a", "2026-11-23T01:00:00Z", 10).await;
+    let mut claimed = claim(&store, "tok-a", "2026-11-23T01:00:00Z", 10).await;
+    claimed.sort_by_key(|m| m.contact.id.clone());
     // `sent` records the attempt to x@example.com; the contact's address is c0@example.com.
+    // The other went to an address in capitals beyond ASCII, which no contact has now.
+    let mut beyond = sent(&claimed[1].id, "tok-a", at);
+    beyond.attempts[0].address = Some("ÜLLA@Beispiel.de".into());
     assert_eq!(
         store
-            .complete(&[sent(&claimed[0].id, "tok-a", at)])
+            .complete(&[sent(&claimed[0].id, "tok-a", at), beyond])
             .await
             .unwrap(),
         0
+    );
+    assert_eq!(
+        store
+            .bounced_message(None, None, Some("ülla@beispiel.de"), at + Duration::days(1))
+            .await
+            .unwrap()
+            .map(|m| m.id),
+        Some(claimed[1].id.clone()),
+        "{b:?}"
     );
     let matched = |days: i64| {
         let store = &store;

@@ -384,14 +384,35 @@ impl Store {
                 && let Some(a) = &address
             {
                 // An address no contact has now: the recent attempts themselves, newest first.
-                id = sqlx::query_scalar(
-                    "SELECT message_id FROM attempts WHERE at >= $2 AND LOWER(address) = $1 AND channel = 'email' \
-                     ORDER BY at DESC LIMIT 1",
-                )
-                .bind(a)
-                .bind(since)
-                .fetch_optional(pool)
-                .await?;
+                // SQL's LOWER() lowers ASCII only, which is exact for an ASCII address (SQLite;
+                // PostgreSQL's locale lowers ASCII the same); one beyond ASCII (`ÜLLA@…`
+                // reported as `ülla@…`) is compared in Rust, as every other lookup does.
+                id = if a.is_ascii() {
+                    sqlx::query_scalar(
+                        "SELECT message_id FROM attempts WHERE at >= $2 AND LOWER(address) = $1 AND channel = 'email' \
+                         ORDER BY at DESC LIMIT 1",
+                    )
+                    .bind(a)
+                    .bind(since)
+                    .fetch_optional(pool)
+                    .await?
+                } else {
+                    use futures::TryStreamExt;
+                    let mut rows = sqlx::query_as::<_, (String, String)>(
+                        "SELECT message_id, address FROM attempts WHERE at >= $1 AND channel = 'email' \
+                         AND address IS NOT NULL ORDER BY at DESC",
+                    )
+                    .bind(since)
+                    .fetch(pool);
+                    let mut found = None;
+                    while let Some((m, to)) = rows.try_next().await? {
+                        if normalise_address("email", &to) == *a {
+                            found = Some(m);
+                            break;
+                        }
+                    }
+                    found
+                };
             }
             let Some(id) = id else { return Ok(None) };
             let Some(m) = sqlx::query("SELECT id, job_id, class FROM messages WHERE id = $1")
