@@ -318,18 +318,13 @@ fn job_section(
 /// Each step's template rendered for a sample customer and event in each locale it has.
 fn previews(v: &Viewer, book: &Playbook, job: &Job, now: DateTime<Utc>) -> Markup {
     let l = v.lang;
-    let mut templates: Vec<&str> = Vec::new();
-    for s in &job.steps {
-        if !templates.contains(&s.template.as_str()) {
-            templates.push(&s.template);
-        }
-    }
+    let templates = job.templates();
     html! {
-        @for (step, name) in templates.iter().enumerate() {
+        @for (step, name) in templates.iter().copied() {
             @let locales = locales_of(book, name);
             @for locale in &locales {
                 @let (contact, event) = sample(book, job, name, locale, now);
-                @let facts = MessageFacts { id: "preview", step: step as i64, token: Some("preview-token"), send_at: now };
+                @let facts = MessageFacts { id: "preview", step, token: Some("preview-token"), send_at: now };
                 details.preview {
                     summary { (name) " · " (locale) }
                     @if job.channels.contains(&Channel::Email) {

@@ -304,6 +304,13 @@ impl Job {
         }
     }
 
+    /// Every template the job sends, each once, with the step it is first sent at: the
+    /// steps', then the other variants' of the first message (a variant replaces step 0's).
+    /// What the console previews.
+    pub fn templates(&self) -> Vec<(i64, &str)> {
+        templates_sent(&self.steps, &self.experiment)
+    }
+
     pub fn step(&self, n: i64) -> Option<&Step> {
         usize::try_from(n).ok().and_then(|n| self.steps.get(n))
     }
@@ -313,9 +320,47 @@ impl Job {
     }
 }
 
+fn templates_sent<'j>(steps: &'j [Step], experiment: &'j Experiment) -> Vec<(i64, &'j str)> {
+    let steps = (0i64..).zip(steps.iter().map(|s| s.template.as_str()));
+    let variants = experiment.variants.iter().map(|v| (0, v.template.as_str()));
+    let mut out: Vec<(i64, &str)> = Vec::new();
+    for (step, name) in steps.chain(variants) {
+        if !out.iter().any(|(_, t)| *t == name) {
+            out.push((step, name));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_templates_sent_are_the_steps_and_the_variants_each_once() {
+        let step = |t: &str| Step {
+            template: t.into(),
+            after: Duration::ZERO,
+        };
+        let variant = |t: &str| Variant {
+            name: t.into(),
+            template: t.into(),
+            weight: 50,
+        };
+        let steps = [step("request"), step("reminder"), step("reminder")];
+        let e = Experiment {
+            variants: vec![variant("request"), variant("request_short")],
+            holdout_bp: 0,
+        };
+        assert_eq!(
+            templates_sent(&steps, &e),
+            [(0, "request"), (1, "reminder"), (0, "request_short")]
+        );
+        assert_eq!(
+            templates_sent(&steps, &Experiment::default()),
+            [(0, "request"), (1, "reminder")]
+        );
+    }
 
     #[test]
     fn assignment_is_stable_and_follows_the_weights() {
