@@ -315,7 +315,8 @@ fn job_section(
     }
 }
 
-/// Each step's template rendered for a sample customer and event in each locale it has.
+/// Each template the job sends (steps and variants) rendered for a sample customer and event
+/// in each locale it has.
 fn previews(v: &Viewer, book: &Playbook, job: &Job, now: DateTime<Utc>) -> Markup {
     let l = v.lang;
     let templates = job.templates();
