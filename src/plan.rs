@@ -86,15 +86,30 @@ pub fn messages_for_event(
                         render_reason(&e)
                     ),
                 })?;
-            if key.trim().is_empty() {
-                return Err(FieldError {
-                    field: "data".into(),
-                    message: format!("job {}: dedupe `{src}` is empty for this event", job.id),
-                });
-            }
             key
         }
     };
+    // Either way (the shortcut too: `"order_id": ""`), an empty key would make this event
+    // the one message of every event with an empty key, whichever customer's; and a key
+    // longer than an index entry holds fails on PostgreSQL (about 2.7 kB) but not SQLite.
+    if let Some(src) = &job.dedupe {
+        if dedupe_key.trim().is_empty() {
+            return Err(FieldError {
+                field: "data".into(),
+                message: format!("job {}: dedupe `{src}` is empty for this event", job.id),
+            });
+        }
+        if dedupe_key.len() > MAX_DEDUPE_BYTES {
+            return Err(FieldError {
+                field: "data".into(),
+                message: format!(
+                    "job {}: dedupe `{src}` is {} bytes for this event; at most {MAX_DEDUPE_BYTES}",
+                    job.id,
+                    dedupe_key.len()
+                ),
+            });
+        }
+    }
     let Trigger::Event { delay, .. } = &job.trigger else {
         return Ok(Vec::new());
     };
@@ -587,6 +602,10 @@ pub async fn ingest_in(
 /// The value of a dedupe template that is exactly `{{event.data.<field>}}` (a plain field
 /// name) as handlebars renders it, when that field holds a string or a number; `None` for
 /// anything else (the caller renders the template).
+/// The longest dedupe key taken, in bytes: the unique index on (job, key, step) holds an
+/// entry of about 2.7 kB on PostgreSQL, and the same key must be taken on both backends.
+pub const MAX_DEDUPE_BYTES: usize = 1024;
+
 fn simple_data_key(src: &str, data: &Map<String, Value>) -> Option<String> {
     let field = src
         .strip_prefix("{{")?

@@ -396,6 +396,48 @@ fn server_down_is_transient() {
     );
 }
 
+/// An empty dedupe key would make the first such event the one message of every later one,
+/// whoever its customer (the key is unique per job, not per contact); a key longer than a
+/// PostgreSQL index entry holds would pass on SQLite only. Both are refused, by line.
+#[test]
+fn an_empty_or_overlong_dedupe_key_is_refused_not_shared() {
+    let (_sink, ws) = setup();
+    ws.keep_jobs(&["review-request", "complaint-callback"]);
+    let empty = |id: &str, contact: &str, order: &str| {
+        serde_json::json!({
+            "id": id, "type": "order.delivered", "occurred_at": DELIVERED_AT,
+            "contact": {"id": contact, "email": format!("{contact}@example.com")},
+            "data": {"order_id": order}
+        })
+        .to_string()
+    };
+    let long = serde_json::json!({
+        "id": "evt-9", "type": "complaint.resolved", "occurred_at": DELIVERED_AT,
+        "contact": {"id": "c-9", "email": "c-9@example.com"},
+        "data": {"complaint_id": "x".repeat(1025)}
+    })
+    .to_string();
+    let r = ws.import(&[
+        empty("evt-1", "c-1", ""),
+        empty("evt-2", "c-2", "  "),
+        long,
+        empty("evt-3", "c-3", "SO-3"),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("1 accepted, 0 duplicate, 3 rejected"),
+        "{}",
+        r.stdout
+    );
+    for want in [
+        "events.jsonl:1: data: job review-request: dedupe `{{event.data.order_id}}` is empty for this event",
+        "events.jsonl:2: data: job review-request: dedupe `{{event.data.order_id}}` is empty for this event",
+        "events.jsonl:3: data: job complaint-callback: dedupe `{{event.data.complaint_id}}` is 1025 bytes for this event; at most 1024",
+    ] {
+        assert!(r.stderr.contains(want), "missing {want:?} in\n{}", r.stderr);
+    }
+}
+
 #[test]
 fn bad_event_lines_are_rejected_with_line_numbers_and_store_nothing() {
     let (_sink, ws) = setup();
