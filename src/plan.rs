@@ -75,8 +75,7 @@ pub fn messages_for_event(
                     send_at: now,
                 },
             );
-            let key = book
-                .templates
+            book.templates
                 .render_inline(src, &ctx)
                 .map_err(|e| FieldError {
                     field: "data".into(),
@@ -85,8 +84,7 @@ pub fn messages_for_event(
                         job.id,
                         render_reason(&e)
                     ),
-                })?;
-            key
+                })?
         }
     };
     // Either way (the shortcut too: `"order_id": ""`), an empty key would make this event
