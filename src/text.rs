@@ -78,7 +78,9 @@ fn escape(s: &str, keep_lf: bool) -> Cow<'_, str> {
 }
 
 /// `s` with the password of every `scheme://user:password@…` URL replaced by `***`
-/// (`postgres://u:***@db/x`); a URL without a password is left as it is.
+/// (`postgres://u:***@db/x`), and the value of a `password=` query parameter too
+/// (`postgres://db/x?password=***`, which libpq and sqlx read); a URL without a password is
+/// left as it is.
 pub(crate) fn redact_credentials(s: &str) -> Cow<'_, str> {
     if !s.contains("://") {
         return Cow::Borrowed(s);
@@ -109,7 +111,40 @@ pub(crate) fn redact_credentials(s: &str) -> Cow<'_, str> {
             }
             None => out.push_str(authority),
         }
-        rest = after;
+        // The rest of this URL: its query's `password=` values.
+        let end = after
+            .find(|c: char| c.is_whitespace() || is_quote(c))
+            .unwrap_or(after.len());
+        let (url_rest, remainder) = after.split_at(end);
+        match url_rest.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let (query, fragment) = match query.split_once('#') {
+                    Some((q, f)) => (q, Some(f)),
+                    None => (query, None),
+                };
+                for (i, param) in query.split('&').enumerate() {
+                    if i > 0 {
+                        out.push('&');
+                    }
+                    match param.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                            out.push_str(k);
+                            out.push_str("=***");
+                            changed = true;
+                        }
+                        _ => out.push_str(param),
+                    }
+                }
+                if let Some(f) = fragment {
+                    out.push('#');
+                    out.push_str(f);
+                }
+            }
+            None => out.push_str(url_rest),
+        }
+        rest = remainder;
     }
     out.push_str(rest);
     if changed {
@@ -165,6 +200,14 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert!(matches!(redact_credentials("no url"), Cow::Borrowed(_)));
+        assert_eq!(
+            redact_credentials("at postgres://h/db?sslmode=require&PASSWORD=hunter2#x: no"),
+            "at postgres://h/db?sslmode=require&PASSWORD=***#x: no"
+        );
+        assert!(matches!(
+            redact_credentials("postgres://h/db?sslmode=require&passwords=1"),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(for_terminal("x://u:p@h\n"), "x://u:***@h\\n");
     }
 }

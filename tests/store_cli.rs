@@ -249,6 +249,25 @@ fn store_copy_says_what_is_wrong_with_its_arguments() {
         2,
         "the URL holds a password: remove it and set PGPASSWORD",
     );
+    // `store check --store` too, and neither repeats the password (clap would, in its own
+    // error about the value).
+    let r = fails(
+        ws.run(&["store", "check", "--store", "postgres://u:secret@h/db"]),
+        2,
+        "--store: the URL holds a password: remove it and set PGPASSWORD",
+    );
+    assert!(!r.stderr.contains("secret"), "{}", r.stderr);
+    let r = fails(
+        ws.run(&[
+            "store",
+            "check",
+            "--store",
+            "postgres://h/db?password=hunter2",
+        ]),
+        2,
+        "--store: the URL holds a password",
+    );
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
     import_demo(&ws).ok();
     fails(
         ws.run(&[

@@ -67,14 +67,16 @@ pub(super) async fn backup(config_path: &Path, a: BackupArgs) -> anyhow::Result<
 pub(super) struct CheckArgs {
     /// Check this store instead of the config's: sqlite://FILE (a backup) or
     /// postgres://USER@HOST/DB
-    #[arg(long, value_name = "URL", value_parser = super::store_copy::store_url)]
-    store: Option<crate::store::StoreConfig>,
+    // Read by `store_arg` in `check`, not by clap, which repeats a refused value (a URL may
+    // hold a password).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 /// `store check`: schema version, references between tables, counts; exit 1 on a problem.
 pub(super) async fn check(config_path: &Path, a: CheckArgs) -> anyhow::Result<()> {
     let cfg = match a.store {
-        Some(c) => c,
+        Some(url) => super::store_copy::store_arg("--store", &url)?,
         None => App::load(config_path)?.config.store,
     };
     if let crate::store::StoreConfig::Sqlite { path, .. } = &cfg

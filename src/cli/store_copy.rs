@@ -18,8 +18,8 @@ use std::path::PathBuf;
 pub(super) struct Args {
     /// The store to copy from: sqlite://FILE (relative to the current folder) or
     /// postgres://USER@HOST[:PORT]/DB
-    // Checked in `run`, not by clap: clap repeats a refused value in its error, and a URL
-    // may hold a password.
+    // Checked in `run` (`store_arg`), not by clap: clap repeats a refused value in its
+    // error, and a URL may hold a password.
     #[arg(long, value_name = "URL")]
     from: String,
     /// The store to copy into; migrated first. Passwords come from PGPASSWORD or ~/.pgpass
@@ -33,18 +33,21 @@ pub(super) struct Args {
     batch: u32,
 }
 
+/// A store URL given as `flag`, read here rather than by clap, whose error would repeat the
+/// value (a URL may hold a password); a usage error (exit 2) names the flag.
+pub(super) fn store_arg(flag: &str, url: &str) -> anyhow::Result<StoreConfig> {
+    store_url(url).map_err(|e| -> anyhow::Error {
+        Exit {
+            code: 2,
+            message: format!("{flag}: {e}"),
+        }
+        .into()
+    })
+}
+
 pub(super) async fn run(a: Args) -> anyhow::Result<()> {
-    let checked = |flag: &str, url: &str| {
-        store_url(url).map_err(|e| -> anyhow::Error {
-            Exit {
-                code: 2,
-                message: format!("{flag}: {e}"),
-            }
-            .into()
-        })
-    };
-    let from = checked("--from", &a.from)?;
-    let to = checked("--to", &a.to)?;
+    let from = store_arg("--from", &a.from)?;
+    let to = store_arg("--to", &a.to)?;
     if let StoreConfig::Sqlite { path, .. } = &from
         && !path.is_file()
     {
@@ -102,7 +105,7 @@ async fn open(cfg: &StoreConfig) -> anyhow::Result<Store> {
 }
 
 /// `sqlite://FILE` or `postgres://...`, as in the config's `store.url`.
-pub(super) fn store_url(url: &str) -> Result<StoreConfig, String> {
+fn store_url(url: &str) -> Result<StoreConfig, String> {
     if let Some(rest) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
