@@ -603,3 +603,48 @@ fn callbacks_without_a_crm_wait_for_an_agent() {
     assert_eq!(task["attempt_log"][0]["detail"], "called, customer happy");
     assert_eq!(ws.run(&["callbacks", "done", &id]).code, 1);
 }
+
+/// A stop event cancels a callback task waiting for an agent whether it comes in the same
+/// import as the trigger or a later one (before, only the same batch did: a later one
+/// looked at scheduled and retrying messages only, and the task stayed in the agents' list).
+#[test]
+fn a_later_stop_event_cancels_an_open_callback_task() {
+    let (_sink, ws) = setup(&["complaint-callback"]);
+    let job = std::fs::read_to_string(ws.path("jobs/complaint-callback.yaml")).unwrap();
+    ws.write(
+        "jobs/complaint-callback.yaml",
+        &format!("{job}stop_when: [{{event: complaint.reopened, match: [complaint_id]}}]\n"),
+    );
+    let event = |id: &str, kind: &str, complaint: &str| {
+        json!({
+            "id": id, "type": kind, "occurred_at": "2026-11-21T10:00:00+08:00",
+            "contact": {"id": "c-4", "name": "韩梅梅", "email": "han@example.com", "phone": "+8613800138000"},
+            "data": {"complaint_id": complaint}
+        })
+        .to_string()
+    };
+    ws.import(&[
+        event("k-1", "complaint.resolved", "CMP-7"),
+        event("k-2", "complaint.resolved", "CMP-8"),
+    ])
+    .ok();
+    assert!(ws.run(&["callbacks"]).ok().stdout.contains("2 task(s)"));
+    ws.import(&[event("k-3", "complaint.reopened", "CMP-7")])
+        .ok();
+    let list = ws.run(&["callbacks"]).ok().stdout;
+    assert!(list.contains("1 task(s)"), "{list}");
+    let log = ws.logs_json(&["--job", "complaint-callback", "--status", "cancelled"]);
+    let cancelled: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["channel_plan"] == "webhook")
+        .filter_map(|m| m["reason"].as_str())
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{log}");
+    assert!(
+        cancelled[0].contains("complaint.reopened") && cancelled[0].contains("k-3"),
+        "{}",
+        cancelled[0]
+    );
+}

@@ -112,11 +112,14 @@ pub(super) const NEXT_DUE: &str =
 
 pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY state";
 
+/// A contact's pending messages of a job with their trigger's data, for `stop_when`: the
+/// queue's and the callback tasks waiting for an agent (`open`), as a stop in the same batch
+/// cancels them too.
 pub(super) const PENDING_WITH_TRIGGER: &str = "SELECT m.id, e.data FROM messages m LEFT JOIN events e ON e.id = m.event_id \
-     WHERE m.contact_id = $1 AND m.job_id = $2 AND m.state IN ('scheduled', 'retrying')";
+     WHERE m.contact_id = $1 AND m.job_id = $2 AND m.state IN ('scheduled', 'retrying', 'open')";
 
 pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', reason = $2, updated_at = $3, claim_token = NULL, locked_by = NULL, locked_until = NULL \
-     WHERE id = $1 AND state IN ('scheduled', 'retrying', 'claimed')";
+     WHERE id = $1 AND state IN ('scheduled', 'retrying', 'claimed', 'open')";
 
 /// What a completion sets on its message, from the row `v` (id, token, state, due_at, reason,
 /// channel, address, at, inc, sent_at, tried), and only while it is still claimed under the
