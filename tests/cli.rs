@@ -103,3 +103,24 @@ fn the_old_spellings_still_work() {
     let both = ws.run(&["callbacks", "--json", "--format", "text"]);
     assert_eq!(both.code, 2, "{}", both.stderr);
 }
+
+/// A state is spelt as the log shows it (`held_out`, as the API's `status=`), the other
+/// spelling still taken; and a job with nothing to preview says so instead of counting
+/// steps it does not have.
+#[test]
+fn held_out_is_a_status_and_a_callback_job_has_nothing_to_preview() {
+    let ws = Workspace::new(None);
+    for spelling in ["held_out", "held-out", "sent,held_out"] {
+        let r = ws.run(&["logs", "--status", spelling]);
+        assert_eq!(r.code, 0, "{spelling}: {}", r.stderr);
+    }
+    ws.write("event.json", "{}");
+    let r = ws.run(&["preview", "detractor-callback", "--event", "event.json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("job detractor-callback sends no message to preview"),
+        "{}",
+        r.stderr
+    );
+}

@@ -53,6 +53,8 @@ enum Status {
     Failed,
     Cancelled,
     /// In the job's holdout group: nothing was sent.
+    // Spelt as the state is everywhere else (the log, the API's `status=held_out`).
+    #[value(name = "held_out", alias = "held-out")]
     HeldOut,
 }
 

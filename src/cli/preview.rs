@@ -36,11 +36,18 @@ pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         return Err(Exit::invalid(format!("no valid job `{}` ({hint})", a.job)));
     };
     let Some(step) = job.step(a.step) else {
-        return Err(Exit::invalid(format!(
-            "job {} has steps 0..={} (0 is the first send)",
-            job.id,
-            job.steps.len() - 1
-        )));
+        return Err(Exit::invalid(match job.steps.len() {
+            // A callback task's job (webhook only) sends nothing a customer reads.
+            0 => format!(
+                "job {} sends no message to preview (a callback task for the CRM or the agents; `aftercare callbacks` lists them)",
+                job.id
+            ),
+            n => format!(
+                "job {} has steps 0..={} (0 is the first send)",
+                job.id,
+                n - 1
+            ),
+        }));
     };
     let text = read_input(&a.event)?;
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
