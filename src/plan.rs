@@ -540,6 +540,14 @@ pub async fn ingest_in(
         .filter(|(_, (e, _))| !inserted.contains(&e.id))
         .map(|(i, _)| i)
         .collect();
+    // What the other writer stored under each lost id: a retry of the same event sent to
+    // two nodes at once is a duplicate of the same content, not a reused id.
+    let lost_digests = if lost.is_empty() {
+        HashMap::new()
+    } else {
+        let ids: Vec<String> = lost.iter().map(|i| events[*i].0.id.clone()).collect();
+        tx.event_digests(&ids).await?
+    };
     let mut keep_messages = Vec::with_capacity(messages.len());
     let mut keep_contacts: Vec<&Contact> = Vec::new();
     let mut lost_contacts: HashSet<&str> = HashSet::new();
@@ -576,7 +584,10 @@ pub async fn ingest_in(
         .map(|p| match p {
             Pending::Done(o) => o,
             Pending::Store { event, .. } if lost.contains(&event) => {
-                IngestOutcome::Duplicate { same: false }
+                let (e, digest) = events[event];
+                IngestOutcome::Duplicate {
+                    same: lost_digests.get(&e.id).is_some_and(|d| d == digest),
+                }
             }
             Pending::Store {
                 messages: mine,

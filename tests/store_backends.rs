@@ -1726,7 +1726,43 @@ async fn the_send_window_counts_the_last_sends_by_their_last_attempt(b: Backend)
     store.close().await;
 }
 
+/// The same event sent to two nodes at once (a client's retry): the one whose insert finds
+/// the other's row says duplicate of the same content, not an id reused for another event.
+/// Another writer holds the row uncommitted while the ingest reads (it sees nothing yet) and
+/// inserts (it waits); on SQLite the ingest waits for the write lock instead and then reads
+/// the row the ordinary way. Either way: `same: true`.
+async fn an_event_another_writer_stored_meanwhile_is_the_same_duplicate(b: Backend) {
+    let (store, _f) = store(b).await;
+    let line = delivered(
+        "evt-race",
+        "c-r",
+        "r@example.com",
+        "SO-R",
+        "2026-11-20T00:00:00Z",
+    );
+    let inc = parse_event(&line).unwrap();
+    let mut other = store.begin().await.unwrap();
+    other
+        .insert_events(&[(&inc.event, inc.digest.as_str())], t(NOW))
+        .await
+        .unwrap();
+    let racing = {
+        let store = store.clone();
+        let line = line.clone();
+        tokio::spawn(async move { ingest(&store, &[line]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.commit().await.unwrap();
+    let outcome = racing.await.unwrap();
+    assert!(
+        matches!(outcome[..], [IngestOutcome::Duplicate { same: true }]),
+        "{b:?}: {outcome:?}"
+    );
+    store.close().await;
+}
+
 on_both!(
+    an_event_another_writer_stored_meanwhile_is_the_same_duplicate,
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,
     a_statement_failing_part_way_leaves_nothing_of_the_batch,
