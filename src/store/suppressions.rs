@@ -210,18 +210,23 @@ impl Store {
         })
     }
 
-    /// Callback tasks (rows for the `webhook` channel), newest due last.
+    /// Callback tasks (rows for the `webhook` channel), newest due last: the ones still to
+    /// do, or with `include_closed` every one. Still to do is asked of the store, not
+    /// filtered after the limit: a year of closed tasks ahead of them in the order must not
+    /// push the newest open ones out.
     pub async fn callback_tasks(&self, include_closed: bool) -> Result<Vec<MessageRecord>> {
+        use crate::model::MessageState::{Claimed, Open, Retrying, Scheduled};
         let filter = super::LogFilter {
             limit: 100_000,
             channel_plan: Some("webhook".into()),
+            states: if include_closed {
+                Vec::new()
+            } else {
+                vec![Scheduled, Open, Claimed, Retrying]
+            },
             ..Default::default()
         };
-        let all = self.find_messages(&filter).await?;
-        Ok(all
-            .into_iter()
-            .filter(|m| include_closed || !m.state.is_final())
-            .collect())
+        self.find_messages(&filter).await
     }
 }
 
