@@ -318,13 +318,7 @@ async fn console_store(b: Backend) {
     );
 
     // The list's history has both changes, by the agent.
-    let history: Vec<(String, String, String)> = store
-        .suppression_changes("email", "Wang.Fang@Example.com")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(change, reason, actor, _)| (change, reason, actor))
-        .collect();
+    let history = common::history(&store, "email", "Wang.Fang@Example.com").await;
     assert_eq!(
         history,
         [

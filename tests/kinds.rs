@@ -439,6 +439,21 @@ fn survey_audience_picks_exactly_the_right_contacts() {
     assert_eq!(to, ["a@example.com", "p@example.com"]);
 }
 
+/// `run --once --now NOW` with the webhook's secret in the environment: its summary line.
+fn with_webhook_secret(ws: &Workspace, now: &str) -> String {
+    let out = ws
+        .command(&["run", "--once", "--now", now])
+        .env("TEST_WEBHOOK_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 #[test]
 fn complaint_callback_reaches_the_crm_signed_and_the_customer_gets_a_notice() {
     let (sink, ws) = setup(&["complaint-callback"]);
@@ -454,19 +469,7 @@ fn complaint_callback_reaches_the_crm_signed_and_the_customer_gets_a_notice() {
     })
     .to_string();
     ws.import(&[e]).ok();
-    let run = |now: &str| {
-        let out = ws
-            .command(&["run", "--once", "--now", now])
-            .env("TEST_WEBHOOK_SECRET", "s3cret")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let run = |now: &str| with_webhook_secret(&ws, now);
     assert!(run("2026-11-23T09:59:00+08:00").starts_with("0 sent"));
     // Due: the CRM answers 503 the first time (retried), the notice goes by email.
     let out = run("2026-11-23T10:00:00+08:00");
@@ -528,19 +531,7 @@ fn a_callback_task_says_the_due_time_its_business_hours_give() {
     })
     .to_string();
     ws.import(&[e]).ok();
-    let run = |now: &str| {
-        let out = ws
-            .command(&["run", "--once", "--now", now])
-            .env("TEST_WEBHOOK_SECRET", "s3cret")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let run = |now: &str| with_webhook_secret(&ws, now);
     assert!(run("2026-11-23T18:30:00+08:00").starts_with("0 sent"));
     let out = run("2026-11-24T09:30:00+08:00");
     assert!(out.starts_with("1 sent"), "{out}");

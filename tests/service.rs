@@ -112,25 +112,39 @@ fn recent(id: &str, contact: &str, order: &str, days: i64) -> String {
     delivered(id, contact, &format!("{contact}@example.com"), order, &at)
 }
 
-#[test]
-fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
+const INGEST: &str = "ingest-token-0123456789";
+
+/// A daemon with the review request and an API taking [`INGEST`], started and listening:
+/// its workspace, port, process and info log.
+fn with_api() -> (Workspace, u16, Child, Arc<Mutex<Vec<String>>>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ws = Workspace::new(None);
     ws.keep_jobs(&["review-request"]);
     let port = common::free_port();
     ws.write_config(None, &format!("api:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: shop, scope: ingest, token_env: T}}]\n"));
-    let token = "ingest-token-0123456789";
     let mut child = ws
         .command(&["run"])
         .env("AFTERCARE_LOG", "info")
-        .env("T", token)
+        .env("T", INGEST)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let log = capture(&mut child);
+    wait_for("start", Duration::from_secs(20), || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("api listening"))
+    });
+    (ws, port, child, log)
+}
+
+#[test]
+fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
+    let (ws, port, mut child, log) = with_api();
+    let token = INGEST;
     let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
-    wait_for("start", Duration::from_secs(20), || has("api listening"));
     let post = |event: String| -> serde_json::Value {
         let r = reqwest::blocking::Client::new()
             .post(format!("http://127.0.0.1:{port}/v1/events"))
@@ -179,23 +193,9 @@ fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
 /// or with a new policy) neither blocks it nor half applies.
 #[test]
 fn a_reload_keeps_the_config_the_daemon_started_with() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ws = Workspace::new(None);
-    ws.keep_jobs(&["review-request"]);
-    let port = common::free_port();
-    ws.write_config(None, &format!("api:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: shop, scope: ingest, token_env: T}}]\n"));
-    let token = "ingest-token-0123456789";
-    let mut child = ws
-        .command(&["run"])
-        .env("AFTERCARE_LOG", "info")
-        .env("T", token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = capture(&mut child);
+    let (ws, port, mut child, log) = with_api();
+    let token = INGEST;
     let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
-    wait_for("start", Duration::from_secs(20), || has("api listening"));
 
     let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
     ws.write("aftercare.yaml", &config[..config.len() / 2]);

@@ -454,13 +454,7 @@ async fn replies_are_kept_and_start_lifts_only_the_customers_own_stop(b: Backend
         !suppressed("+8613800138010").await,
         "START lifts the customer's STOP"
     );
-    let history: Vec<(String, String, String)> = store
-        .suppression_changes("sms", "+8613800138010")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(change, reason, actor, _)| (change, reason, actor))
-        .collect();
+    let history = common::history(&store, "sms", "+8613800138010").await;
     assert_eq!(
         history,
         [

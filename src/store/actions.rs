@@ -5,7 +5,7 @@
 
 use super::ops::HandAction;
 use super::sql::{Bind, bind_all, on_pool};
-use super::suppressions::{SUPPRESS, hashed_address, log_change, normalise_address};
+use super::suppressions::{SUPPRESS, log_change, normalise_address, remove_entries};
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
 use crate::model::MessageState;
@@ -237,29 +237,20 @@ impl Store {
     ) -> Result<bool> {
         // And the hashed entry an erasure left for it, as `suppress remove` does: the
         // customer page shows that entry, and the button beside it removes it.
-        let hashed = hashed_address(channel, address);
-        let address = normalise_address(channel, address);
+        let plain = normalise_address(channel, address);
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let n = sqlx::query(
-                "DELETE FROM suppressions WHERE channel = $1 AND (address = $2 OR address = $3)",
-            )
-            .bind(channel)
-            .bind(&address)
-            .bind(&hashed)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let n = remove_entries!(&mut *tx, channel, address);
             if n > 0 {
                 let by = format!("console: {}", a.agent);
                 let why = a.note.as_deref().unwrap_or("");
-                log_change!(&mut *tx, channel, &address, "removed", why, &by, a.at);
+                log_change!(&mut *tx, channel, &plain, "removed", why, &by, a.at);
                 record!(
                     &mut *tx,
                     a,
                     "unsuppress",
                     Some(channel),
-                    Some(address.as_str())
+                    Some(plain.as_str())
                 );
             }
             tx.commit().await?;

@@ -56,6 +56,29 @@ macro_rules! log_change {
 }
 pub(super) use log_change;
 
+/// Removes an address's entry and the hashed one an erasure left for it (`$address` as
+/// written; normalised and hashed here) on `$conn`; evaluates to the rows removed.
+macro_rules! remove_entries {
+    ($conn:expr, $channel:expr, $address:expr) => {{
+        let channel: &str = $channel;
+        let address: &str = $address;
+        sqlx::query(
+            "DELETE FROM suppressions WHERE channel = $1 AND (address = $2 OR address = $3)",
+        )
+        .bind(channel)
+        .bind($crate::store::suppressions::normalise_address(
+            channel, address,
+        ))
+        .bind($crate::store::suppressions::hashed_address(
+            channel, address,
+        ))
+        .execute($conn)
+        .await?
+        .rows_affected()
+    }};
+}
+pub(super) use remove_entries;
+
 /// The columns [`suppression_from_row`] reads, in its order, and the table: each query of
 /// the list starts with it.
 macro_rules! select_suppressions {
@@ -105,21 +128,12 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let hashed = hashed_address(channel, address);
-        let address = normalise_address(channel, address);
+        let plain = normalise_address(channel, address);
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let n = sqlx::query(
-                "DELETE FROM suppressions WHERE channel = $1 AND (address = $2 OR address = $3)",
-            )
-            .bind(channel)
-            .bind(&address)
-            .bind(&hashed)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let n = remove_entries!(&mut *tx, channel, address);
             if n > 0 {
-                log_change!(&mut *tx, channel, &address, "removed", reason, actor, now);
+                log_change!(&mut *tx, channel, &plain, "removed", reason, actor, now);
             }
             tx.commit().await?;
             Ok(n > 0)

@@ -666,3 +666,18 @@ pub async fn assert_queue_whole(store: &aftercare::store::Store) {
         .find(|(what, _)| what.starts_with("message_queue"));
     assert_eq!(queue.map(|(_, n)| *n), Some(0), "{:?}", r.references);
 }
+
+/// The changes to an address's suppression, oldest first: (change, reason, actor).
+pub async fn history(
+    store: &aftercare::store::Store,
+    channel: &str,
+    address: &str,
+) -> Vec<(String, String, String)> {
+    store
+        .suppression_changes(channel, address)
+        .await
+        .expect("the history")
+        .into_iter()
+        .map(|(change, reason, actor, _)| (change, reason, actor))
+        .collect()
+}
