@@ -17,7 +17,7 @@ use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
 use aftercare::values::Secret;
 use chrono::{DateTime, Duration, Utc};
-use common::{Backend, delivered, pg, reviewed};
+use common::{Backend, birthday, delivered, pg, reviewed};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -1761,7 +1761,80 @@ async fn an_event_another_writer_stored_meanwhile_is_the_same_duplicate(b: Backe
     store.close().await;
 }
 
+/// A greeting deferred (quiet hours moved its due time) and then cancelled by support stays
+/// cancelled when a scheduler plans the same greeting again (every restart builds a new
+/// one): only a changed date moves a greeting, and a cancelled one only when the gate
+/// cancelled it for that change (`tests/kinds.rs` pins the corrected birthday).
+async fn a_deferred_greeting_cancelled_by_hand_stays_cancelled(b: Backend) {
+    let (store, _f) = store(b).await;
+    let book = playbook();
+    let job = book
+        .jobs
+        .get("birthday-greeting")
+        .expect("the shipped greeting");
+    let line = birthday(
+        "u-1",
+        "c-b",
+        "王芳",
+        "wang.fang@example.com",
+        "Asia/Shanghai",
+        "zh-CN",
+        "1990-11-23",
+    );
+    ingest(&store, &[line]).await;
+    let fire = t("2026-11-23T01:00:00Z");
+    let greeting = || plan::anniversary_message(&book, job, "c-b", 2026, fire).expect("a greeting");
+    let planned = greeting();
+    assert_eq!(
+        store
+            .upsert_anniversaries(&[planned], fire - Duration::hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+    let claimed = claim(&store, "tok-g", "2026-11-23T01:00:00Z", 10).await;
+    let deferred = Completion {
+        message_id: claimed[0].id.clone(),
+        claim_token: "tok-g".into(),
+        state: MessageState::Scheduled,
+        attempts: Vec::new(),
+        retry_at: Some(fire + Duration::hours(1)),
+        reason: Some("deferred: quiet hours".into()),
+        channel: None,
+        address: None,
+        at: fire,
+        next: None,
+        uncounted: false,
+    };
+    store.complete(&[deferred]).await.unwrap();
+    assert_eq!(
+        store
+            .cancel_message(&claimed[0].id, "cancelled by support", fire)
+            .await
+            .unwrap(),
+        HandAction::Done
+    );
+    let later = fire + Duration::minutes(10);
+    assert_eq!(
+        store
+            .upsert_anniversaries(&[greeting()], later)
+            .await
+            .unwrap(),
+        0,
+        "{b:?}"
+    );
+    let records = all(&store).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].state, records[0].reason.as_deref()),
+        (MessageState::Cancelled, Some("cancelled by support")),
+        "{b:?}"
+    );
+    store.close().await;
+}
+
 on_both!(
+    a_deferred_greeting_cancelled_by_hand_stays_cancelled,
     an_event_another_writer_stored_meanwhile_is_the_same_duplicate,
     ingest_stores_once_and_stop_when_cancels,
     a_batch_of_new_and_planned_messages_counts_each,

@@ -237,6 +237,11 @@ fn anniversary_still_holds(
             field.key()
         ));
     };
+    // Sent again by hand (a retry clears the window, `not_after`): support asked for it now,
+    // past the day's grace or not.
+    if m.not_after.is_none() {
+        return Ok(());
+    }
     // Planned for the year its dedupe key names (`{contact}:{year}`).
     let year = m
         .dedupe_key
@@ -250,9 +255,10 @@ fn anniversary_still_holds(
         chrono::Duration::from_std(policy.anniversary_grace).unwrap_or(chrono::Duration::days(1));
     if m.due_at < fire || m.due_at > fire + grace {
         return Err(format!(
-            "{} changed to {}; planned for the new day instead",
+            "{} changed to {}; {}",
             field.key(),
-            date.format("%m-%d")
+            date.format("%m-%d"),
+            crate::store::MOVED_TO_NEW_DAY
         ));
     }
     Ok(())
@@ -604,11 +610,30 @@ pub(super) mod tests {
                         leap_day: None,
                     };
                     m.due_at = t("2027-02-03T01:00:00Z");
-                    m.not_after = None;
+                    // Planned greetings carry their window: the time plus the grace.
+                    m.not_after = Some(t("2027-02-04T01:00:00Z"));
                     m.contact.birthday = Some("1990-02-04".into());
                 },
                 "2027-02-03T01:00:00Z",
                 Verdict::Cancel("birthday changed to 02-04; planned for the new day instead".into()),
+            ),
+            (
+                "a greeting sent again by hand goes, days past its day",
+                |j, m, _| {
+                    let j = j.as_mut().unwrap();
+                    j.trigger = Trigger::Anniversary {
+                        field: DateField::Birthday,
+                        at: chrono::NaiveTime::MIN + chrono::Duration::hours(9),
+                        leap_day: None,
+                    };
+                    // A retry sets due_at to now and clears the window.
+                    m.dedupe_key = "c-1:2027".into();
+                    m.due_at = t("2027-02-09T03:00:00Z");
+                    m.not_after = None;
+                    m.contact.birthday = Some("1990-02-03".into());
+                },
+                "2027-02-09T03:00:00Z",
+                both(),
             ),
         ];
         for (name, setup, now, want) in cases {

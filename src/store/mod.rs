@@ -64,7 +64,7 @@ pub use receipts::{NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
 pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow};
 pub use retention::{DailyCount, PURGE_BATCH, Purged};
-pub use schedule::AnniversaryRow;
+pub use schedule::{AnniversaryRow, MOVED_TO_NEW_DAY};
 pub use schema::{MigrationInfo, SchemaStatus};
 pub use search::{Hit, SearchKey};
 pub(crate) use settings::url_password;

@@ -16,6 +16,11 @@ pub struct AnniversaryRow {
     pub date: String,
 }
 
+/// How the send-time check ends the reason it cancels a greeting with when the contact's
+/// date changed: the one kind of cancelled greeting that planning the new day moves (any
+/// other cancel — by support, a dropped cap — stays).
+pub const MOVED_TO_NEW_DAY: &str = "planned for the new day instead";
+
 impl Store {
     /// Contacts whose date `field` (`birthday`, `attributes.member_since`) falls on one of
     /// `month_days` (`MM-DD`), by index: one day's share of the contacts, not all of them.
@@ -51,8 +56,12 @@ impl Store {
     }
 
     /// Plan anniversary greetings. A greeting not yet sent whose contact's date (or time
-    /// zone) changed moves to the new time, even if it was cancelled for the change; one
-    /// already sent this year stays the only one. Returns how many rows were added or moved.
+    /// zone) changed moves to the new time, even if the send-time check cancelled it for the
+    /// change ([`MOVED_TO_NEW_DAY`]); one already sent this year stays the only one, and so
+    /// does one cancelled otherwise (by support, a dropped cap). The change is told by the
+    /// planned window's end (`not_after`, the greeting's time plus the grace), which
+    /// deferrals (quiet hours, caps) leave alone while they move `due_at`. Returns how many
+    /// rows were added or moved.
     pub async fn upsert_anniversaries(
         &self,
         messages: &[NewMessage],
@@ -74,7 +83,8 @@ impl Store {
                      VALUES ($1, $2, $3, NULL, 0, $4, $5, $11, $6, $7, $12, $8, $8, $9, $10, NULL, $13) \
                      ON CONFLICT (job_id, dedupe_key, step) DO UPDATE SET due_at = excluded.due_at, not_after = excluded.not_after, \
                      state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at \
-                     WHERE messages.state IN ('scheduled', 'retrying', 'cancelled') AND messages.sent_at IS NULL AND messages.due_at <> excluded.due_at",
+                     WHERE messages.sent_at IS NULL AND messages.not_after IS DISTINCT FROM excluded.not_after \
+                     AND (messages.state IN ('scheduled', 'retrying') OR (messages.state = 'cancelled' AND messages.reason LIKE $14))",
                 )
                 .bind(&m.id)
                 .bind(&m.job_id)
@@ -89,6 +99,7 @@ impl Store {
                 .bind(m.state.as_str())
                 .bind(&m.reason)
                 .bind(&m.variant)
+                .bind(format!("%{MOVED_TO_NEW_DAY}"))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected() as usize;
