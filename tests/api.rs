@@ -383,7 +383,15 @@ fn one_click_unsubscribe_and_forged_links() {
         .send()
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().unwrap().contains("<form method=\"post\">"));
+    let html = page.text().unwrap();
+    assert!(html.contains("<form method=\"post\">"));
+    // The page needs no login: whoever has the link sees the address masked, not sealed
+    // open (a proxy's log, a forwarded email).
+    assert!(
+        html.contains("Stop marketing emails to <strong>l***@example.com</strong>?")
+            && !html.contains("li@example.com"),
+        "{html}"
+    );
     // RFC 8058: the provider POSTs List-Unsubscribe=One-Click, no confirmation.
     let r = api
         .client

@@ -76,14 +76,27 @@ pub(super) async fn unsubscribe_page(
 ) -> Response {
     match verify(&state, &token) {
         Err(r) => *r,
-        Ok((_, address)) => Html(page(
+        // The address masked (`w***g@example.com`): the page needs no login, and the sealed
+        // token must not be read back by whoever sees the link (a proxy's log, a forwarded
+        // email); the owner recognises their own address.
+        Ok((channel, address)) => Html(page(
             "Unsubscribe",
             &format!(
-                "<p>Stop marketing emails to <strong>{}</strong>?</p><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
-                escape(&address)
+                "<p>Stop marketing {} to <strong>{}</strong>?</p><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
+                what_we_send(&channel),
+                escape(&crate::logging::mask(&address))
             ),
         ))
         .into_response(),
+    }
+}
+
+/// What a channel's marketing is called on the pages.
+fn what_we_send(channel: &str) -> &'static str {
+    if channel == "sms" {
+        "text messages"
+    } else {
+        "emails"
     }
 }
 
@@ -119,7 +132,10 @@ pub(super) async fn unsubscribe_post(
     tracing::info!(channel = %channel, address = %crate::logging::mask(&address), "unsubscribed by link");
     Html(page(
         "Unsubscribed",
-        "<p>You are unsubscribed. We will not send you marketing emails any more.</p>",
+        &format!(
+            "<p>You are unsubscribed. We will not send you marketing {} any more.</p>",
+            what_we_send(&channel)
+        ),
     ))
     .into_response()
 }
