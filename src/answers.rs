@@ -227,7 +227,22 @@ pub(crate) async fn record(
         )
     })?;
     let mut tx = store.begin().await?;
-    tx.upsert_answer(&answer).await?;
+    if !tx.upsert_answer(&answer).await? {
+        // The same answer was recorded meanwhile (a double click's other request): as the
+        // check above would have said had it come first.
+        drop(tx);
+        let stored = store
+            .message_by_token(token)
+            .await?
+            .and_then(|m| m.answer)
+            .unwrap_or(answer);
+        return Ok(Recorded {
+            answer: stored,
+            event_id: None,
+            planned: 0,
+            closes_at: open.closes_at,
+        });
+    }
     let outcome = plan::ingest_in(book, &mut tx, &[incoming], &[1], now).await?;
     let planned = match outcome.first() {
         Some(IngestOutcome::Accepted { planned, .. }) => *planned,

@@ -11,7 +11,7 @@ use aftercare::plan::{self, IngestOutcome};
 use aftercare::playbook::Playbook;
 use aftercare::store::{
     COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, HandAction, LogFilter, NewAttempt,
-    Store, StoreError,
+    Store, StoreError, StoredAnswer,
 };
 use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
@@ -1833,7 +1833,60 @@ async fn a_deferred_greeting_cancelled_by_hand_stays_cancelled(b: Backend) {
     store.close().await;
 }
 
+/// The same answer twice at once (a double click): the request whose write meets the
+/// other's row writes nothing and says so, so the answer counts no change and plans no
+/// second `survey.answered`. The other request's transaction holds its row uncommitted while
+/// this one writes (PostgreSQL waits on the row, SQLite for the write lock). A different
+/// score afterwards is a change, counted once.
+async fn the_same_answer_twice_at_once_is_written_once(b: Backend) {
+    let (store, _f) = store(b).await;
+    let answer = |score: i64| StoredAnswer {
+        message_id: "m-1".into(),
+        job_id: "nps-survey".into(),
+        contact_id: "c-1".into(),
+        scale: "nps".into(),
+        score,
+        comment: Some("快".into()),
+        channel: "web".into(),
+        answered_at: t(NOW),
+        updated_at: t(NOW),
+        changes: 0,
+    };
+    let mut first = store.begin().await.unwrap();
+    assert!(first.upsert_answer(&answer(9)).await.unwrap());
+    let second = {
+        let store = store.clone();
+        let a = answer(9);
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let wrote = tx.upsert_answer(&a).await.unwrap();
+            tx.commit().await.unwrap();
+            wrote
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.commit().await.unwrap();
+    assert!(
+        !second.await.unwrap(),
+        "{b:?}: the double click wrote again"
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.upsert_answer(&answer(3)).await.unwrap());
+    tx.commit().await.unwrap();
+    let stored = store.answers_of("c-1").await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|a| (a.score, a.changes))
+            .collect::<Vec<_>>(),
+        [(3, 1)],
+        "{b:?}"
+    );
+    store.close().await;
+}
+
 on_both!(
+    the_same_answer_twice_at_once_is_written_once,
     a_deferred_greeting_cancelled_by_hand_stays_cancelled,
     an_event_another_writer_stored_meanwhile_is_the_same_duplicate,
     ingest_stores_once_and_stop_when_cancels,

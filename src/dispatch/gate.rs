@@ -285,6 +285,17 @@ pub(super) mod tests {
         s.parse().expect("an RFC 3339 time")
     }
 
+    /// The job as the birthday greeting at 09:00.
+    fn as_greeting(j: &mut Option<Job>) {
+        if let Some(j) = j.as_mut() {
+            j.trigger = Trigger::Anniversary {
+                field: DateField::Birthday,
+                at: chrono::NaiveTime::MIN + chrono::Duration::hours(9),
+                leap_day: None,
+            };
+        }
+    }
+
     fn job() -> Job {
         Job {
             id: "review-request".into(),
@@ -603,12 +614,7 @@ pub(super) mod tests {
             (
                 "a changed birthday cancels the old greeting",
                 |j, m, _| {
-                    let j = j.as_mut().unwrap();
-                    j.trigger = Trigger::Anniversary {
-                        field: DateField::Birthday,
-                        at: chrono::NaiveTime::MIN + chrono::Duration::hours(9),
-                        leap_day: None,
-                    };
+                    as_greeting(j);
                     m.due_at = t("2027-02-03T01:00:00Z");
                     // Planned greetings carry their window: the time plus the grace.
                     m.not_after = Some(t("2027-02-04T01:00:00Z"));
@@ -620,12 +626,7 @@ pub(super) mod tests {
             (
                 "a greeting sent again by hand goes, days past its day",
                 |j, m, _| {
-                    let j = j.as_mut().unwrap();
-                    j.trigger = Trigger::Anniversary {
-                        field: DateField::Birthday,
-                        at: chrono::NaiveTime::MIN + chrono::Duration::hours(9),
-                        leap_day: None,
-                    };
+                    as_greeting(j);
                     // A retry sets due_at to now and clears the window.
                     m.dedupe_key = "c-1:2027".into();
                     m.due_at = t("2027-02-09T03:00:00Z");

@@ -57,10 +57,14 @@ const BY_TOKEN: &str = "SELECT m.id, m.job_id, m.step, m.template, m.state, m.se
      FROM messages m JOIN contacts c ON c.id = m.contact_id LEFT JOIN answers a ON a.message_id = m.id \
      WHERE m.token = $1";
 
+/// The answer, or a change to it; the same score and comment again writes nothing (a double
+/// click, a retried POST), judged against the row as stored when this statement runs, so two
+/// at once count once.
 const UPSERT: &str = "INSERT INTO answers (message_id, job_id, contact_id, scale, score, comment, channel, answered_at, updated_at, changes) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0) \
      ON CONFLICT (message_id) DO UPDATE SET score = excluded.score, comment = excluded.comment, \
-     channel = excluded.channel, updated_at = excluded.updated_at, changes = answers.changes + 1";
+     channel = excluded.channel, updated_at = excluded.updated_at, changes = answers.changes + 1 \
+     WHERE answers.score <> excluded.score OR answers.comment IS DISTINCT FROM excluded.comment";
 
 impl Store {
     /// The message whose `{{message.token}}` is `token`, if any.
@@ -205,9 +209,11 @@ impl Store {
 
 impl Tx {
     /// Store the answer to a message, or change the one stored (counting the change).
-    pub async fn upsert_answer(&mut self, a: &StoredAnswer) -> Result<()> {
+    /// Record or change an answer; `false`: the same answer was there already (nothing
+    /// written).
+    pub async fn upsert_answer(&mut self, a: &StoredAnswer) -> Result<bool> {
         on_tx!(self, |conn| {
-            sqlx::query(UPSERT)
+            let n = sqlx::query(UPSERT)
                 .bind(&a.message_id)
                 .bind(&a.job_id)
                 .bind(&a.contact_id)
@@ -217,8 +223,9 @@ impl Tx {
                 .bind(&a.channel)
                 .bind(to_millis(a.updated_at))
                 .execute(&mut *conn)
-                .await?;
-            Ok(())
+                .await?
+                .rows_affected();
+            Ok(n > 0)
         })
     }
 }
