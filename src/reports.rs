@@ -993,6 +993,33 @@ pub(crate) fn daily_days(
     Ok((since, until))
 }
 
+/// `report daily` as text: a row per day, job, step, variant, channel and outcome.
+pub(crate) fn daily_table(counts: &[DailyCount], since: NaiveDate, until: NaiveDate) -> String {
+    let row = |c: [&str; 7]| {
+        format!(
+            "{:<10}  {:<24}  {:>4}  {:<10}  {:<8}  {:<11}  {:>9}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+        )
+    };
+    let mut t = row([
+        "day", "job", "step", "variant", "channel", "outcome", "messages",
+    ]);
+    for c in counts {
+        let (day, step, n) = (c.day.to_string(), c.step.to_string(), c.n.to_string());
+        let channel = if c.channel.is_empty() {
+            "-"
+        } else {
+            &c.channel
+        };
+        let variant = c.variant.as_deref().unwrap_or("-");
+        t += &row([&day, &c.job_id, &step, variant, channel, &c.outcome, &n]);
+    }
+    if counts.is_empty() {
+        t += &format!("no finished messages from {since} to {until}\n");
+    }
+    t
+}
+
 /// Finished messages per UTC day from `since` to `until` (see [`daily_days`]), of `job` or
 /// of every job (a job no longer defined keeps its figures).
 pub(crate) async fn daily(

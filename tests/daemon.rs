@@ -6,9 +6,7 @@ mod common;
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use common::smtp_script::{Script, ScriptedSmtp};
 use common::{SmtpSink, Workspace, delivered};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn spawn(ws: &Workspace) -> Child {
@@ -17,27 +15,6 @@ fn spawn(ws: &Workspace) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// `aftercare run` logging at info, its stderr read line by line on a thread (so the pipe
-/// never fills): for a test that must see what the daemon has done, not guess it from time.
-fn spawn_logged(ws: &Workspace) -> (Child, Arc<Mutex<Vec<String>>>) {
-    let mut child = ws
-        .command(&["run"])
-        .env("AFTERCARE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().expect("piped stderr");
-    let seen = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            seen.lock().unwrap().push(line);
-        }
-    });
-    (child, lines)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -189,7 +166,7 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
     );
     let at = ago(Days::days(3) + Days::minutes(1));
     ws.import(&common::deliveries(16, &at)).ok();
-    let (mut child, log) = spawn_logged(&ws);
+    let (mut child, log) = common::spawn_logged(ws.command(&["run"]).env("AFTERCARE_LOG", "info"));
     wait_for(
         "four sends held by the relay",
         Duration::from_secs(20),

@@ -8,9 +8,7 @@ mod common;
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use common::{Backend, Workspace, delivered, pg};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ingest-token-0123456789";
@@ -31,7 +29,7 @@ fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 /// A running `aftercare run` with its stderr collected line by line.
 struct Daemon {
     child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    log: common::Log,
     port: u16,
 }
 
@@ -46,22 +44,11 @@ impl Daemon {
                 "api:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: shop, scope: ingest, token_env: T}}]\n{extra}"
             ),
         );
-        let mut child = ws
-            .command(&["run"])
-            .env("AFTERCARE_LOG", "info")
-            .env("T", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
+        let (child, log) = common::spawn_logged(
+            ws.command(&["run"])
+                .env("AFTERCARE_LOG", "info")
+                .env("T", TOKEN),
+        );
         let mut d = Daemon { child, log, port };
         // Generous: on a loaded 2-core CI machine a PostgreSQL-backed start can take a while.
         let deadline = Instant::now() + Duration::from_secs(90);

@@ -445,13 +445,8 @@ fn with_webhook_secret(ws: &Workspace, now: &str) -> String {
         .command(&["run", "--once", "--now", now])
         .env("TEST_WEBHOOK_SECRET", "s3cret")
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+        .expect("run aftercare");
+    common::Run::from(out).ok().stdout
 }
 
 #[test]

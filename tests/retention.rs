@@ -309,8 +309,6 @@ fn validate_refuses_a_retention_shorter_than_a_jobs_window() {
 /// metric; a second daemon on the same store within the day does not purge again.
 #[test]
 fn the_daemon_purges_once_a_day_and_says_what_it_removed() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -336,21 +334,7 @@ fn the_daemon_purges_once_a_day_and_says_what_it_removed() {
             None,
             &format!("api:\n  listen: 127.0.0.1:{port}\n  tokens: []\n"),
         );
-        let mut child = ws
-            .command(&["run"])
-            .env("AFTERCARE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        let out = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
+        let (child, log) = common::spawn_logged(ws.command(&["run"]).env("AFTERCARE_LOG", "info"));
         (child, log, port)
     };
     let has = |log: &Arc<Mutex<Vec<String>>>, needle: &str| {

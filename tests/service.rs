@@ -5,10 +5,8 @@ mod common;
 
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use common::{Workspace, delivered};
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn signal(child: &Child, sig: &str) {
@@ -30,19 +28,6 @@ fn wait_exit(child: &mut Child) -> i32 {
         assert!(Instant::now() < deadline, "no exit");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Collect stderr lines in the background.
-fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = child.stderr.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    lines
 }
 
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -116,21 +101,17 @@ const INGEST: &str = "ingest-token-0123456789";
 
 /// A daemon with the review request and an API taking [`INGEST`], started and listening:
 /// its workspace, port, process and info log.
-fn with_api() -> (Workspace, u16, Child, Arc<Mutex<Vec<String>>>) {
+fn with_api() -> (Workspace, u16, Child, common::Log) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ws = Workspace::new(None);
     ws.keep_jobs(&["review-request"]);
     let port = common::free_port();
     ws.write_config(None, &format!("api:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: shop, scope: ingest, token_env: T}}]\n"));
-    let mut child = ws
-        .command(&["run"])
-        .env("AFTERCARE_LOG", "info")
-        .env("T", INGEST)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = capture(&mut child);
+    let (child, log) = common::spawn_logged(
+        ws.command(&["run"])
+            .env("AFTERCARE_LOG", "info")
+            .env("T", INGEST),
+    );
     wait_for("start", Duration::from_secs(20), || {
         log.lock()
             .unwrap()
@@ -231,14 +212,7 @@ fn a_removed_job_has_its_pending_messages_cancelled_with_a_reason() {
     ws.keep_jobs(&["review-request"]);
     // Delivered yesterday: the request is due in two days.
     ws.import(&[recent("e1", "c1", "SO-1", 1)]).ok();
-    let mut child = ws
-        .command(&["run"])
-        .env("AFTERCARE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = capture(&mut child);
+    let (mut child, log) = common::spawn_logged(ws.command(&["run"]).env("AFTERCARE_LOG", "info"));
     let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
     wait_for("start", Duration::from_secs(20), || {
         has("aftercare running")
@@ -272,14 +246,10 @@ fn json_logs_mask_customer_addresses() {
         &(Utc::now() - Days::days(3) - Days::minutes(1)).to_rfc3339(),
     )])
     .ok();
-    let mut child = ws
-        .command(&["--log-format", "json", "run"])
-        .env("AFTERCARE_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = capture(&mut child);
+    let (mut child, log) = common::spawn_logged(
+        ws.command(&["--log-format", "json", "run"])
+            .env("AFTERCARE_LOG", "debug"),
+    );
     wait_for("a delivery attempt", Duration::from_secs(20), || {
         log.lock()
             .unwrap()

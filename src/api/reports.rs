@@ -32,7 +32,7 @@ pub(super) struct ReportQuery {
 }
 
 /// The query, parsed after the token is checked (a request without one is a 401 first).
-fn query(q: Result<Query<ReportQuery>, QueryRejection>) -> Result<ReportQuery, ApiError> {
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
@@ -79,11 +79,17 @@ fn prepare(state: &ApiState, q: &ReportQuery) -> Result<(Arc<Job>, Window, Strin
     Ok((job, w, book.default_locale.clone()))
 }
 
-fn refused(e: ReportError) -> ApiError {
-    match e {
+/// A report's refusal: the store's, or the query's, naming `field`.
+fn refused_at(field: &'static str) -> impl Fn(ReportError) -> ApiError {
+    move |e| match e {
         ReportError::Store(s) => ApiError::store(s),
-        ReportError::Invalid(m) => bad("by", m),
+        ReportError::Invalid(m) => bad(field, m),
     }
+}
+
+/// The job reports refuse only what `by` asks for.
+fn refused(e: ReportError) -> ApiError {
+    refused_at("by")(e)
 }
 
 /// Conversions of a job: planned, sent, delivered, failed, cancelled by reason, converted by
@@ -211,9 +217,7 @@ pub(super) async fn daily(
     q: Result<Query<DailyQuery>, QueryRejection>,
 ) -> Result<Json<Vec<DailyCount>>, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let q = query(q)?;
     let day = |field: &str, v: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
         let Some(s) = v else { return Ok(None) };
         refuse_nul(field, s)?;
@@ -230,8 +234,5 @@ pub(super) async fn daily(
     reports::daily(&state.store, q.job.as_deref(), since, until, today)
         .await
         .map(Json)
-        .map_err(|e| match e {
-            ReportError::Store(s) => ApiError::store(s),
-            ReportError::Invalid(m) => bad("since", m),
-        })
+        .map_err(refused_at("since"))
 }

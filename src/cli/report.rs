@@ -124,32 +124,7 @@ async fn daily(app: &App, a: DailyArgs) -> anyhow::Result<String> {
     let counts = counts.map_err(refused)?;
     Ok(match a.format.get() {
         Format::Json => serde_json::to_string_pretty(&counts)? + "\n",
-        Format::Text => {
-            let mut t = format!(
-                "{:<10}  {:<24}  {:>4}  {:<10}  {:<8}  {:<11}  {:>9}\n",
-                "day", "job", "step", "variant", "channel", "outcome", "messages"
-            );
-            for c in &counts {
-                t += &format!(
-                    "{:<10}  {:<24}  {:>4}  {:<10}  {:<8}  {:<11}  {:>9}\n",
-                    c.day,
-                    c.job_id,
-                    c.step,
-                    c.variant.as_deref().unwrap_or("-"),
-                    if c.channel.is_empty() {
-                        "-"
-                    } else {
-                        &c.channel
-                    },
-                    c.outcome,
-                    c.n
-                );
-            }
-            if counts.is_empty() {
-                t += &format!("no finished messages from {since} to {until}\n");
-            }
-            t
-        }
+        Format::Text => reports::daily_table(&counts, since, until),
     })
 }
 

@@ -9,9 +9,11 @@ pub mod pg;
 pub mod provider;
 pub mod smtp_script;
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_aftercare");
@@ -24,7 +26,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(o: Output) -> Run {
+    /// What a finished command said (for one built by [`Workspace::command`] with more set).
+    pub fn from(o: Output) -> Run {
         Run {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -680,4 +683,29 @@ pub async fn history(
         .into_iter()
         .map(|(change, reason, actor, _)| (change, reason, actor))
         .collect()
+}
+
+/// A process's stderr, line by line, as a thread reads it.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// Spawn `cmd` (stdout discarded) with its stderr read into a [`Log`] on a thread, so the pipe
+/// never fills: for a test that must see what the daemon has done, not guess it from time.
+/// The caller sets `AFTERCARE_LOG` (info, debug) and anything else the command needs.
+pub fn spawn_logged(cmd: &mut Command) -> (Child, Log) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the aftercare binary");
+    let log: Log = Arc::default();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
+        }
+    });
+    (child, log)
 }
