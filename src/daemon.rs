@@ -293,7 +293,7 @@ pub(crate) async fn run(
                 r = &mut generation => {
                     cron.shutdown().await.ok();
                     let stats = r.map_err(|e| anyhow::anyhow!("the dispatch loop panicked: {e}"))??;
-                    total_add(&mut total, stats);
+                    total.merge(stats);
                     anyhow::bail!("the dispatch loop ended unexpectedly");
                 }
             }
@@ -302,7 +302,7 @@ pub(crate) async fn run(
         let stats = generation
             .await
             .map_err(|e| anyhow::anyhow!("the dispatch loop panicked: {e}"))??;
-        total_add(&mut total, stats);
+        total.merge(stats);
         cron.shutdown().await.ok();
         match next {
             None => break,
@@ -389,17 +389,6 @@ fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemT
     }
     out.sort();
     out
-}
-
-fn total_add(total: &mut Stats, s: Stats) {
-    total.sent += s.sent;
-    total.retrying += s.retrying;
-    total.failed += s.failed;
-    total.cancelled += s.cancelled;
-    total.deferred += s.deferred;
-    total.open += s.open;
-    total.released += s.released;
-    total.stale += s.stale;
 }
 
 fn now_millis() -> i64 {

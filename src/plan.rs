@@ -10,7 +10,7 @@
 //! write, and splitting its rounds across files would hide what they share.
 
 use crate::ingest::{FieldError, Incoming};
-use crate::jobs::{Arm, Class, Job, StopWhen, Trigger};
+use crate::jobs::{Class, Job, StopWhen, Trigger};
 use crate::model::{Contact, Event, MessageState, data_key};
 use crate::playbook::{MessageFacts, Playbook};
 use crate::store::{Claimed, NewMessage, Store, StoreError, Tx};
@@ -152,32 +152,22 @@ pub fn messages_for_event(
         ));
     }
     for m in &mut out {
-        assign_arm(job, m);
+        assign_variant(job, m);
     }
     Ok(out)
 }
 
-/// Put a first message (or a callback task) in the contact's arm of the job's experiment:
-/// a variant's template and name, or the holdout (kept as a row that is never sent, so the
-/// report can compare those contacts' outcomes with the others').
-pub fn assign_arm(job: &Job, m: &mut NewMessage) {
-    match job.experiment.assign(&job.id, &m.contact_id) {
-        Arm::Plain => {}
-        Arm::HeldOut => {
-            m.state = MessageState::HeldOut;
-            m.reason = Some(format!(
-                "held out: in the {} holdout of {}; nothing is sent",
-                job.experiment.holdout_text(),
-                job.id
-            ));
-            m.token = None;
+/// Give a first message (or a callback task) its contact's variant of the job's experiment:
+/// the variant's template and name. The holdout is not drawn here but when the message would
+/// go (`dispatch::gate`): drawn at planning, a held-out row never met the checks a send
+/// meets (an unsubscribe, consent, a stop event before it was due), so the holdout kept
+/// contacts the messaged group lost, and the comparison was biased.
+pub fn assign_variant(job: &Job, m: &mut NewMessage) {
+    if let Some(v) = job.experiment.variant(&job.id, &m.contact_id) {
+        if m.channel_plan.is_none() {
+            m.template = v.template.clone();
         }
-        Arm::Variant(v) => {
-            if m.channel_plan.is_none() {
-                m.template = v.template.clone();
-            }
-            m.variant = Some(v.name.clone());
-        }
+        m.variant = Some(v.name.clone());
     }
 }
 
@@ -230,7 +220,7 @@ pub fn anniversary_message(
     );
     // A greeting days late is odd: it goes within the grace period or not at all.
     m.not_after = Some(fire_at + book.policy.anniversary_grace);
-    assign_arm(job, &mut m);
+    assign_variant(job, &mut m);
     Some(m)
 }
 
@@ -257,7 +247,7 @@ pub fn occurrence_message(
         occurrence,
         occurrence,
     );
-    assign_arm(job, &mut m);
+    assign_variant(job, &mut m);
     Some(m)
 }
 
@@ -457,9 +447,7 @@ pub async fn ingest_in(
                         .get(&(contact.id.clone(), stop.event.clone()))
                         .map(Vec::as_slice)
                         .unwrap_or(&[]);
-                    if m.state != MessageState::HeldOut
-                        && let Some(reason) = stop_reason(stop, &ev.data, stops)
-                    {
+                    if let Some(reason) = stop_reason(stop, &ev.data, stops) {
                         m.state = MessageState::Cancelled;
                         m.reason = Some(reason);
                         break;

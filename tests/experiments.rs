@@ -65,9 +65,15 @@ fn variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing(b
         "validate"
     );
     ws.import(&deliveries(0..2000, "SO", 0)).ok();
+    // Planned, every first message has its contact's variant; the holdout is drawn when it
+    // is due.
+    let planned = arms(&ws, "SO");
+    assert_eq!(planned.len(), 2000);
+    let count = |m: &HashMap<String, String>, arm: &str| m.values().filter(|a| *a == arm).count();
+    assert_eq!(count(&planned, "held_out"), 0);
+    let out = ws.once(DUE).stdout;
     let first = arms(&ws, "SO");
     assert_eq!(first.len(), 2000);
-    let count = |m: &HashMap<String, String>, arm: &str| m.values().filter(|a| *a == arm).count();
     let (held, a, bee) = (
         count(&first, "held_out"),
         count(&first, "a"),
@@ -77,25 +83,36 @@ fn variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing(b
     assert!((160..=240).contains(&held), "held out {held}");
     let sent = (a + bee) as f64;
     assert!((a as f64 / sent - 0.5).abs() <= 0.05, "a {a} b {bee}");
+    // The holdout gets nothing; every other first message goes with the variant it was
+    // planned with.
+    assert_eq!(
+        out.trim(),
+        format!(
+            "{} sent, 0 retrying, 0 failed, 0 cancelled, {held} held out",
+            2000 - held
+        )
+    );
+    for (contact, arm) in first.iter().filter(|(_, a)| *a != "held_out") {
+        assert_eq!(planned.get(contact), Some(arm), "{contact} changed variant");
+    }
     // Another process (a restart, or another node) plans new orders of the same contacts:
     // each contact stays in its arm.
     ws.import(&deliveries(0..500, "SO2", 2000)).ok();
+    let out = ws.once(DUE).stdout;
     let second = arms(&ws, "SO2");
     assert_eq!(second.len(), 500);
     for (contact, arm) in &second {
         assert_eq!(first.get(contact), Some(arm), "{contact} changed arm");
     }
-
-    // The holdout gets nothing; every other first message goes with its variant's template.
-    let out = ws.once(DUE).stdout;
-    let held_total = held + count(&second, "held_out");
+    let held_second = count(&second, "held_out");
     assert_eq!(
         out.trim(),
         format!(
-            "{} sent, 0 retrying, 0 failed, 0 cancelled",
-            2500 - held_total
+            "{} sent, 0 retrying, 0 failed, 0 cancelled, {held_second} held out",
+            500 - held_second
         )
     );
+    let held_total = held + held_second;
     let log = ws.logs_json(&["--job", "ab", "--limit", "100000"]);
     for m in log.as_array().unwrap() {
         match m["state"].as_str().unwrap() {
@@ -351,6 +368,147 @@ fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
     assert_eq!(empty["total"]["planned"], 0);
 }
 
+/// The holdout is drawn when a message would go, so it meets what a send meets. 400 orders,
+/// half the contacts held out: a fifth of the contacts said no to email, a fifth reviewed
+/// before the request was due (a stop event), ten unsubscribed; every other customer reviews
+/// the day after. Drawn at planning, the holdout kept the ones the messaged group lost
+/// (cancelled, not counted) and its rate fell to the clean share: a lift of some 40 points
+/// that the messages did not make. Drawn at send time, both groups are the clean customers,
+/// and both convert all.
+fn the_holdout_meets_the_checks_a_send_meets(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/ab.yaml",
+        "id: ab\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: review_request\nchannels: [email]\n\
+         dedupe: \"{{event.data.order_id}}\"\nholdout: 50%\ngoal_window: 5d\n\
+         stop_when: {event: review.submitted, match: [order_id]}\n",
+    );
+    let no_consent = |i: usize| i % 5 == 0;
+    let early_review = |i: usize| i % 5 == 1;
+    let unsubscribed = |i: usize| i % 5 == 2 && i < 50;
+    let lines: Vec<String> = (0..400)
+        .map(|i| {
+            let mut contact = json!({"id": format!("c-{i}"), "email": format!("c{i}@example.com"),
+                                     "locale": "zh-CN", "timezone": "Asia/Shanghai"});
+            if no_consent(i) {
+                contact["consent"] = json!({"email": false});
+            }
+            json!({"id": format!("d-{i}"), "type": "order.delivered", "occurred_at": DELIVERED,
+                   "contact": contact, "data": {"order_id": format!("SO-{i}")}})
+            .to_string()
+        })
+        .collect();
+    ws.import(&lines).ok();
+    let early: Vec<String> = (0..400)
+        .filter(|i| early_review(*i))
+        .map(|i| {
+            reviewed(
+                &format!("rv-{i}"),
+                &format!("c-{i}"),
+                &format!("SO-{i}"),
+                "2026-11-22T12:00:00+08:00",
+            )
+        })
+        .collect();
+    ws.import(&early).ok();
+    for i in (0..400).filter(|i| unsubscribed(*i)) {
+        ws.run(&[
+            "suppress",
+            "add",
+            "email",
+            &format!("c{i}@example.com"),
+            "--reason",
+            "unsubscribed",
+        ])
+        .ok();
+    }
+    let clean = |i: usize| !no_consent(i) && !early_review(i) && !unsubscribed(i);
+    let out = ws.once(DUE).stdout;
+
+    let log = ws.logs_json(&["--job", "ab", "--limit", "100000"]);
+    let state: HashMap<String, String> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["contact_id"].as_str().unwrap().to_string(),
+                m["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(state.len(), 400);
+    for i in 0..400 {
+        let s = &state[&format!("c-{i}")];
+        if clean(i) {
+            assert!(s == "sent" || s == "held_out", "c-{i} is {s}");
+        } else {
+            assert_eq!(s, "cancelled", "c-{i}, which no send would reach, is {s}");
+        }
+    }
+    let held = state.values().filter(|s| *s == "held_out").count();
+    let sent = state.values().filter(|s| *s == "sent").count();
+    let clean_n = (0..400).filter(|i| clean(*i)).count();
+    assert_eq!(held + sent, clean_n);
+    // Half of the clean ones, give or take four standard deviations (some 8 each).
+    assert!(
+        held.abs_diff(clean_n / 2) <= 30,
+        "held out {held} of {clean_n}"
+    );
+    assert_eq!(
+        out.trim(),
+        format!(
+            "{sent} sent, 0 retrying, 0 failed, {} cancelled, {held} held out",
+            400 - clean_n - (0..400).filter(|i| early_review(*i)).count()
+        ),
+        "the early reviews cancelled theirs as they came in"
+    );
+
+    // Every customer who had not reviewed reviews the day after.
+    let later: Vec<String> = (0..400)
+        .filter(|i| !early_review(*i))
+        .map(|i| {
+            reviewed(
+                &format!("rv-{i}"),
+                &format!("c-{i}"),
+                &format!("SO-{i}"),
+                "2026-11-24T12:00:00+08:00",
+            )
+        })
+        .collect();
+    ws.import(&later).ok();
+    let r = ws
+        .run(&[
+            "report",
+            "conversions",
+            "--job",
+            "ab",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-12-01",
+            "--format",
+            "json",
+        ])
+        .ok()
+        .stdout;
+    let r: Value = serde_json::from_str(&r).unwrap();
+    let t = &r["total"];
+    assert_eq!(t["held_out"], json!(held), "{r}");
+    assert_eq!(t["held_out_converted"], json!(held), "{r}");
+    assert_eq!(t["reached"], json!(sent), "{r}");
+    assert_eq!(t["converted"], json!(sent), "{r}");
+    let vs = r["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["a"] == "holdout")
+        .cloned()
+        .unwrap_or_else(|| panic!("no comparison with the holdout: {r}"));
+    assert!(vs["difference"].as_f64().unwrap().abs() < 1e-9, "{vs}");
+}
+
 fn report_at(ws: &Workspace, since: &str, until: &str) -> Value {
     let out = ws
         .run(&[
@@ -375,4 +533,5 @@ use common::on_both;
 on_both!(
     variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing,
     the_conversion_report_matches_a_hand_computed_fixture,
+    the_holdout_meets_the_checks_a_send_meets,
 );

@@ -3,9 +3,11 @@
 //! Planning records intent; this decides at send time, against the store as the claim read
 //! it: the job still defined and enabled, the message not expired, no stop event, a birthday
 //! not corrected since, then per channel an address, no suppression, consent (marketing),
-//! then quiet hours in the contact's zone and frequency caps (marketing). A pure function of
-//! its [`Gate`], so every rule is pinned by a table of cases below; dispatch only acts on
-//! the [`Verdict`].
+//! then quiet hours in the contact's zone and frequency caps (marketing); last, an
+//! experiment's holdout, drawn only for a first message that passed all of that, so the
+//! held-out contacts are the ones that would have been messaged. A pure function of its
+//! [`Gate`], so every rule is pinned by a table of cases below; dispatch only acts on the
+//! [`Verdict`].
 
 use super::{OnJobRemoved, SendMark};
 use crate::jobs::{DateField, Job, OverCap, Trigger};
@@ -52,6 +54,8 @@ pub(super) enum Verdict {
         reason: String,
     },
     Cancel(String),
+    /// In the job's holdout: nothing is sent, the row is kept as `held_out` (why).
+    HoldOut(String),
 }
 
 /// How a message the brake holds is explained; `store::release_brake` finds them by it.
@@ -101,7 +105,7 @@ pub(super) fn decide(g: &Gate) -> Verdict {
         return Verdict::Cancel(reason);
     }
     if m.channel_plan.as_deref() == Some(Channel::Webhook.as_str()) {
-        return Verdict::Task;
+        return held_out(job, m).unwrap_or(Verdict::Task);
     }
     let (usable, skipped) = reachable(job, m, g.policy);
     if usable.is_empty() {
@@ -163,7 +167,20 @@ pub(super) fn decide(g: &Gate) -> Verdict {
             };
         }
     }
-    Verdict::Send { usable, skipped }
+    held_out(job, m).unwrap_or(Verdict::Send { usable, skipped })
+}
+
+/// The holdout's verdict, when the message is a first message not tried yet and its contact
+/// is in the job's holdout (reminders follow only a send; a message already tried was in
+/// the messaged group when it went first).
+fn held_out(job: &Job, m: &Claimed) -> Option<Verdict> {
+    (m.step == 0 && m.attempts == 0 && job.experiment.held_out(&job.id, &m.contact.id)).then(|| {
+        Verdict::HoldOut(format!(
+            "held out: in the {} holdout of {}; nothing is sent",
+            job.experiment.holdout_text(),
+            job.id
+        ))
+    })
 }
 
 /// The job's channels the contact can and may be reached on, in order, and why not the rest.
@@ -293,6 +310,13 @@ pub(super) mod tests {
                 at: chrono::NaiveTime::MIN + chrono::Duration::hours(9),
                 leap_day: None,
             };
+        }
+    }
+
+    /// Every contact in the job's holdout (validate refuses 100%; the gate does not care).
+    fn all_held_out(j: &mut Option<Job>) {
+        if let Some(j) = j.as_mut() {
+            j.experiment.holdout_bp = 10_000;
         }
     }
 
@@ -635,6 +659,69 @@ pub(super) mod tests {
                 },
                 "2027-02-09T03:00:00Z",
                 both(),
+            ),
+            (
+                "a contact in the holdout is held out once everything else passes",
+                |j, _, _| all_held_out(j),
+                NOON_ISH,
+                Verdict::HoldOut(
+                    "held out: in the 100% holdout of review-request; nothing is sent".into(),
+                ),
+            ),
+            (
+                "a held-out contact who unsubscribed is cancelled like a messaged one",
+                |j, m, _| {
+                    all_held_out(j);
+                    m.suppressed = vec![
+                        ("email".into(), "unsubscribed".into()),
+                        ("sms".into(), "replied STOP".into()),
+                    ];
+                },
+                NOON_ISH,
+                Verdict::Cancel(
+                    "not sent: email: li@example.com is suppressed (unsubscribed); sms: +8613800138000 is suppressed (replied STOP)"
+                        .into(),
+                ),
+            ),
+            (
+                "a held-out contact waits out quiet hours like a messaged one",
+                |j, _, _| all_held_out(j),
+                "2026-11-22T23:30:00Z",
+                Verdict::Defer {
+                    at: t("2026-11-23T01:00:00Z"),
+                    reason: "quiet hours (09:00–21:00 Asia/Shanghai); goes at 2026-11-23 09:00 CST"
+                        .into(),
+                },
+            ),
+            (
+                "a reminder is never held out (it follows a send)",
+                |j, m, _| {
+                    all_held_out(j);
+                    m.step = 1;
+                },
+                NOON_ISH,
+                both(),
+            ),
+            (
+                "a first message tried before stays in the messaged group",
+                |j, m, _| {
+                    all_held_out(j);
+                    m.attempts = 1;
+                    m.tries = 1;
+                },
+                NOON_ISH,
+                both(),
+            ),
+            (
+                "a callback task in the holdout is held out",
+                |j, m, _| {
+                    all_held_out(j);
+                    m.channel_plan = Some("webhook".into());
+                },
+                NOON_ISH,
+                Verdict::HoldOut(
+                    "held out: in the 100% holdout of review-request; nothing is sent".into(),
+                ),
             ),
         ];
         for (name, setup, now, want) in cases {

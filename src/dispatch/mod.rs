@@ -246,6 +246,7 @@ impl Dispatcher {
         };
         match (verdict, job) {
             (Verdict::Cancel(reason), _) => state::cancel(c, reason),
+            (Verdict::HoldOut(reason), _) => state::hold_out(c, reason),
             (Verdict::Defer { at, reason }, _) => state::defer(c, &m, at, reason),
             (Verdict::Task, Some(job)) => self.send_task(job, &m, c).await,
             (Verdict::Send { usable, skipped }, Some(job)) => {

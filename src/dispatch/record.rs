@@ -23,6 +23,8 @@ pub(crate) struct Stats {
     pub deferred: u64,
     /// Callback tasks left open for agents.
     pub open: u64,
+    /// First messages kept back as their experiment's holdout.
+    pub held_out: u64,
     /// Claimed but put back untried (shutdown).
     pub released: u64,
     /// Lease lost meanwhile (another node's reaper took it): completions not applied, and
@@ -39,23 +41,31 @@ impl Stats {
             MessageState::Cancelled => self.cancelled += 1,
             MessageState::Scheduled => self.deferred += 1,
             MessageState::Open => self.open += 1,
+            MessageState::HeldOut => self.held_out += 1,
             _ => {}
         }
     }
 
-    pub(super) fn merge(&mut self, o: Stats) {
+    pub(crate) fn merge(&mut self, o: Stats) {
         self.sent += o.sent;
         self.retrying += o.retrying;
         self.failed += o.failed;
         self.cancelled += o.cancelled;
         self.deferred += o.deferred;
         self.open += o.open;
+        self.held_out += o.held_out;
         self.released += o.released;
         self.stale += o.stale;
     }
 
     pub(crate) fn total(&self) -> u64 {
-        self.sent + self.retrying + self.failed + self.cancelled + self.deferred + self.open
+        self.sent
+            + self.retrying
+            + self.failed
+            + self.cancelled
+            + self.deferred
+            + self.open
+            + self.held_out
     }
 }
 
@@ -71,6 +81,9 @@ impl std::fmt::Display for Stats {
         }
         if self.open > 0 {
             write!(f, ", {} open for agents", self.open)?;
+        }
+        if self.held_out > 0 {
+            write!(f, ", {} held out", self.held_out)?;
         }
         if self.released > 0 {
             write!(f, ", {} released", self.released)?;

@@ -1,5 +1,5 @@
 //! The message's state machine after a try: sent (and its next reminder), retrying with
-//! backoff, failed for good; or, without a try, deferred or cancelled.
+//! backoff, failed for good; or, without a try, deferred, held out or cancelled.
 //!
 //! ```text
 //! claimed ─┬─ sent ──────────── (next reminder planned in the same commit)
@@ -7,6 +7,7 @@
 //!          ├─ failed                                     (permanent, or tries used up)
 //!          ├─ scheduled / retrying at a later time       (deferred: quiet hours, caps)
 //!          ├─ open                                       (a callback task, no webhook)
+//!          ├─ held_out                                   (an experiment's holdout)
 //!          └─ cancelled                                  (a stop, expiry, no channel)
 //! ```
 //! Retries count tries, not attempts: failing over between SMS gateways or falling back to
@@ -39,6 +40,13 @@ pub(super) fn completion(m: &Claimed, now: DateTime<Utc>) -> Completion {
 
 pub(super) fn cancel(mut c: Completion, reason: String) -> Completion {
     c.state = MessageState::Cancelled;
+    c.reason = Some(reason);
+    c
+}
+
+/// Kept as its experiment's holdout would have been sent: nothing goes, and no reminder.
+pub(super) fn hold_out(mut c: Completion, reason: String) -> Completion {
+    c.state = MessageState::HeldOut;
     c.reason = Some(reason);
     c
 }

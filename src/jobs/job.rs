@@ -224,57 +224,35 @@ pub struct Experiment {
     pub holdout_bp: u32,
 }
 
-/// Where a contact falls in a job's experiment.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Arm<'a> {
-    /// No experiment (or no variants and not held out): the job's own template.
-    Plain,
-    HeldOut,
-    Variant(&'a Variant),
-}
-
 impl Experiment {
     pub fn is_active(&self) -> bool {
         !self.variants.is_empty() || self.holdout_bp > 0
     }
 
-    /// The contact's arm: a pure function of job id and contact id (SHA-256), so it is the
-    /// same on every node, after every restart, for every message of the job. The holdout
-    /// and the variant draw on different bits of the hash, so they are independent.
-    pub fn assign(&self, job_id: &str, contact_id: &str) -> Arm<'_> {
-        if !self.is_active() {
-            return Arm::Plain;
-        }
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"aftercare-experiment\0");
-        h.update(job_id.as_bytes());
-        h.update(b"\0");
-        h.update(contact_id.as_bytes());
-        let d = h.finalize();
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            for (k, byte) in b.iter_mut().enumerate() {
-                *byte = d.get(i * 8 + k).copied().unwrap_or(0);
-            }
-            u64::from_be_bytes(b)
-        };
-        if word(0) % 10_000 < u64::from(self.holdout_bp) {
-            return Arm::HeldOut;
-        }
+    /// Whether the contact is in the job's holdout. Asked when a first message would go,
+    /// after every check a send passes (see `dispatch::gate`), so the holdout and the
+    /// messaged are the same kind of contact, counted at the same moment.
+    pub fn held_out(&self, job_id: &str, contact_id: &str) -> bool {
+        self.holdout_bp > 0 && draw(job_id, contact_id)[0] % 10_000 < u64::from(self.holdout_bp)
+    }
+
+    /// The contact's variant, by weight: asked when the first message is planned (its
+    /// template is the variant's). Drawn on other bits of the hash than the holdout, so the
+    /// two are independent: a held-out contact has a variant it never gets.
+    pub fn variant(&self, job_id: &str, contact_id: &str) -> Option<&Variant> {
         let total: u64 = self.variants.iter().map(|v| u64::from(v.weight)).sum();
         if total == 0 {
-            return Arm::Plain;
+            return None;
         }
-        let mut pick = word(1) % total;
+        let mut pick = draw(job_id, contact_id)[1] % total;
         for v in &self.variants {
             let w = u64::from(v.weight);
             if pick < w {
-                return Arm::Variant(v);
+                return Some(v);
             }
             pick -= w;
         }
-        Arm::Plain
+        None
     }
 
     /// `10%`, `2.5%`: the holdout as written.
@@ -285,6 +263,26 @@ impl Experiment {
             frac => format!("{}%", f64::from(whole) + f64::from(frac) / 100.0),
         }
     }
+}
+
+/// Two words of SHA-256 over (job id, contact id): a contact's arms are a pure function of
+/// the two, the same on every node, after every restart, for every message of the job.
+fn draw(job_id: &str, contact_id: &str) -> [u64; 2] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"aftercare-experiment\0");
+    h.update(job_id.as_bytes());
+    h.update(b"\0");
+    h.update(contact_id.as_bytes());
+    let d = h.finalize();
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        for (k, byte) in b.iter_mut().enumerate() {
+            *byte = d.get(i * 8 + k).copied().unwrap_or(0);
+        }
+        u64::from_be_bytes(b)
+    };
+    [word(0), word(1)]
 }
 
 impl Job {
@@ -382,13 +380,15 @@ mod tests {
         let mut counts = (0, 0, 0);
         for i in 0..10_000 {
             let c = format!("c-{i}");
-            let arm = e.assign("review-request", &c);
-            assert_eq!(arm, e.assign("review-request", &c), "stable");
-            match arm {
-                Arm::HeldOut => counts.0 += 1,
-                Arm::Variant(v) if v.name == "a" => counts.1 += 1,
-                Arm::Variant(_) => counts.2 += 1,
-                Arm::Plain => panic!("an active experiment always assigns"),
+            let held = e.held_out("review-request", &c);
+            let v = e.variant("review-request", &c);
+            assert_eq!(held, e.held_out("review-request", &c), "stable");
+            assert_eq!(v, e.variant("review-request", &c), "stable");
+            match (held, v) {
+                (true, _) => counts.0 += 1,
+                (false, Some(v)) if v.name == "a" => counts.1 += 1,
+                (false, Some(_)) => counts.2 += 1,
+                (false, None) => panic!("an experiment with variants always assigns one"),
             }
         }
         assert!((900..1100).contains(&counts.0), "{counts:?}");
@@ -398,11 +398,12 @@ mod tests {
         let differs = (0..100)
             .filter(|i| {
                 let c = format!("c-{i}");
-                e.assign("a", &c) != e.assign("b", &c)
+                e.variant("a", &c) != e.variant("b", &c)
             })
             .count();
         assert!(differs > 20, "{differs}");
-        assert_eq!(Experiment::default().assign("j", "c"), Arm::Plain);
+        assert_eq!(Experiment::default().variant("j", "c"), None);
+        assert!(!Experiment::default().held_out("j", "c"));
         assert_eq!(e.holdout_text(), "10%");
     }
 }

@@ -14,7 +14,7 @@ mod spec;
 mod trigger;
 
 pub use job::{
-    Arm, Audience, Bound, Check, Condition, DEFAULT_ANSWER_WINDOW, DEFAULT_GOAL_WINDOW, DateField,
+    Audience, Bound, Check, Condition, DEFAULT_ANSWER_WINDOW, DEFAULT_GOAL_WINDOW, DateField,
     Experiment, Goal, Job, Op, Scale, SmsSettings, Step, StopWhen, Survey, Trigger, Variant,
 };
 pub use spec::{Class, Missed, OverCap};

@@ -123,13 +123,15 @@ pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', reason
 
 /// What a completion sets on its message, from the row `v` (id, token, state, due_at, reason,
 /// channel, address, at, inc, sent_at, tried), and only while it is still claimed under the
-/// token: a lost lease leaves the row alone, and its id is not returned.
+/// token: a lost lease leaves the row alone, and its id is not returned. A held-out message
+/// loses its variant: its contact got none.
 macro_rules! completion_set {
     () => {
         "messages SET state = v.state, due_at = COALESCE(v.due_at, messages.due_at), reason = v.reason, \
          channel = COALESCE(v.channel, messages.channel), address = COALESCE(v.address, messages.address), \
          updated_at = v.at, attempts = messages.attempts + v.inc, sent_at = COALESCE(v.sent_at, messages.sent_at), \
          tries = messages.tries + v.tried, \
+         variant = CASE WHEN v.state = 'held_out' THEN NULL ELSE messages.variant END, \
          claim_token = NULL, locked_by = NULL, locked_until = NULL \
          FROM v WHERE messages.id = v.id AND messages.state = 'claimed' AND messages.claim_token = v.token \
          RETURNING messages.id"
