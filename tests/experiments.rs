@@ -384,7 +384,7 @@ fn the_holdout_meets_the_checks_a_send_meets(b: Backend) {
          dedupe: \"{{event.data.order_id}}\"\nholdout: 50%\ngoal_window: 5d\n\
          stop_when: {event: review.submitted, match: [order_id]}\n",
     );
-    let no_consent = |i: usize| i % 5 == 0;
+    let no_consent = |i: usize| i.is_multiple_of(5);
     let early_review = |i: usize| i % 5 == 1;
     let unsubscribed = |i: usize| i % 5 == 2 && i < 50;
     let lines: Vec<String> = (0..400)
