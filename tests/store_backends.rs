@@ -1121,6 +1121,74 @@ async fn find_messages_applies_every_filter(b: Backend) {
     store.close().await;
 }
 
+/// Filtered by due time only, the log merges each job's first page (by `messages_job_due`):
+/// pages of two, continued by `after`, give every message once, in (due time, id) order,
+/// across jobs whose messages share due times.
+async fn the_whole_log_pages_in_order_across_jobs(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.migrated().await;
+    // Three jobs; due times 1000..4000 ms, each shared by messages of two or three jobs.
+    f.raw_script(
+        "INSERT INTO messages (id, job_id, contact_id, step, dedupe_key, template, state, due_at, created_at, updated_at) VALUES \
+         ('m07', 'b', 'c1', 0, 'k7', 't', 'scheduled', 1000, 0, 0), \
+         ('m02', 'a', 'c1', 0, 'k2', 't', 'sent', 1000, 0, 0), \
+         ('m09', 'c', 'c2', 0, 'k9', 't', 'cancelled', 1000, 0, 0), \
+         ('m01', 'a', 'c2', 0, 'k1', 't', 'scheduled', 2000, 0, 0), \
+         ('m05', 'b', 'c2', 0, 'k5', 't', 'failed', 2000, 0, 0), \
+         ('m03', 'a', 'c3', 0, 'k3', 't', 'scheduled', 3000, 0, 0), \
+         ('m04', 'a', 'c4', 0, 'k4', 't', 'scheduled', 3500, 0, 0), \
+         ('m08', 'c', 'c3', 0, 'k8', 't', 'scheduled', 3500, 0, 0), \
+         ('m06', 'b', 'c3', 0, 'k6', 't', 'scheduled', 4000, 0, 0);",
+    )
+    .await;
+    let want = [
+        "m02", "m07", "m09", "m01", "m05", "m03", "m04", "m08", "m06",
+    ];
+    let ids = |ms: &[aftercare::model::MessageRecord]| -> Vec<String> {
+        ms.iter().map(|m| m.id.clone()).collect()
+    };
+    let all = log(
+        &store,
+        LogFilter {
+            limit: 100,
+            ..LogFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(ids(&all), want);
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = log(
+            &store,
+            LogFilter {
+                limit: 2,
+                after: after.clone(),
+                ..LogFilter::default()
+            },
+        )
+        .await;
+        let Some(last) = page.last() else { break };
+        after = Some((last.due_at, last.id.clone()));
+        assert!(page.len() <= 2);
+        paged.extend(ids(&page));
+    }
+    assert_eq!(paged, want);
+    // A window of due times, merged the same way.
+    let window = log(
+        &store,
+        LogFilter {
+            since: Some(DateTime::from_timestamp_millis(2000).unwrap()),
+            until: Some(DateTime::from_timestamp_millis(3500).unwrap()),
+            limit: 3,
+            ..LogFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(ids(&window), ["m01", "m05", "m03"]);
+    store.close().await;
+}
+
 async fn schema_versions_are_checked_on_open(b: Backend) {
     let f = Fixture::new(b);
     let fresh = f.connect().await;
@@ -1900,6 +1968,7 @@ on_both!(
     leases_renew_and_reaped_claims_count_an_attempt,
     two_reapers_take_each_expired_claim_once,
     find_messages_applies_every_filter,
+    the_whole_log_pages_in_order_across_jobs,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

@@ -1,6 +1,6 @@
 //! The SQL, written once for both backends, and the delivery-log search.
 
-use super::sql::{Bind, bind_all, on_pool, opt_ms};
+use super::sql::{Bind, bind_all, on_pool, opt_ms, placeholders};
 use super::suppressions::normalise_address;
 use super::{Result, Store};
 use crate::clock::{from_millis, to_millis};
@@ -113,27 +113,70 @@ impl LogFilter {
     }
 }
 
+impl LogFilter {
+    /// Whether only due times filter the messages: the log's order is then the whole
+    /// table's. (A state, a delivery or a callback filter is left to one query: the rare
+    /// `failed` ones found by each job's index in turn took twice a scan of the table.)
+    fn only_by_time(&self) -> bool {
+        self.job.is_none()
+            && self.contact.is_none()
+            && self.contact_id.is_none()
+            && self.order.is_none()
+            && self.id.is_none()
+            && self.states.is_empty()
+            && self.delivery.is_none()
+            && self.channel_plan.is_none()
+    }
+}
+
+/// The jobs that have messages, by a loose scan of `messages_job_due` (one index probe a
+/// job, whatever the number of messages).
+const JOBS_WITH_MESSAGES: &str = "WITH RECURSIVE j(id) AS (SELECT MIN(job_id) FROM messages \
+     UNION ALL SELECT (SELECT MIN(job_id) FROM messages WHERE job_id > j.id) FROM j WHERE j.id IS NOT NULL) \
+     SELECT id FROM j WHERE id IS NOT NULL";
+
 impl Store {
     /// The delivery log: messages matching `f`, oldest due first, each with its attempts.
+    ///
+    /// Filtered by due times only, the page is the first `limit` of each job's messages in
+    /// order (`messages_job_due`), merged: the whole table sorted for one page took 0.25 s
+    /// at 1,000,000 messages, and grew with the store.
     pub async fn find_messages(&self, f: &LogFilter) -> Result<Vec<MessageRecord>> {
-        let (clause, binds) = f.clause();
         let limit = if f.limit > 0 { f.limit } else { 1000 };
+        let mut out = if f.only_by_time() {
+            let jobs: Vec<String> =
+                on_pool!(self, |pool, _b| sqlx::query_scalar(JOBS_WITH_MESSAGES)
+                    .fetch_all(pool)
+                    .await?);
+            let mut all = Vec::new();
+            for job in jobs {
+                let one = LogFilter {
+                    job: Some(job),
+                    ..f.clone()
+                };
+                all.extend(self.message_page(&one, limit).await?);
+            }
+            // Message ids are ASCII letters and digits of one case, which every collation
+            // orders as bytes: the merge agrees with the next page's `after`.
+            all.sort_by(|a, b| (a.due_at, &a.id).cmp(&(b.due_at, &b.id)));
+            all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            all
+        } else {
+            self.message_page(f, limit).await?
+        };
+        self.attach_attempts(&mut out).await?;
+        Ok(out)
+    }
+
+    /// One query's page of the log, without attempts.
+    async fn message_page(&self, f: &LogFilter, limit: i64) -> Result<Vec<MessageRecord>> {
+        let (clause, binds) = f.clause();
         // The clause is built from fixed fragments and numbered placeholders only; every
         // user value is bound.
         let msg_sql = format!(
             "SELECT m.id, m.job_id, m.step, m.contact_id, m.event_id, e.order_id, m.template, m.class, m.channel_plan, m.state, m.due_at, m.attempts, \
              m.channel, m.address, m.reason, m.created_at, m.updated_at, m.sent_at, m.delivery, m.variant \
              FROM messages m LEFT JOIN events e ON e.id = m.event_id WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}"
-        );
-        let att_sql = format!(
-            "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms, a.gateway \
-             FROM attempts a WHERE a.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
-             ORDER BY a.message_id, a.attempt"
-        );
-        let rec_sql = format!(
-            "SELECT r.message_id, r.attempt, r.received_at, r.status, r.code, r.text \
-             FROM receipts r WHERE r.message_id IN (SELECT m.id FROM messages m WHERE {clause} ORDER BY m.due_at, m.id LIMIT {limit}) \
-             ORDER BY r.message_id, r.attempt, r.received_at"
         );
         on_pool!(self, |pool, _b| {
             let rows = bind_all!(sqlx::query(AssertSqlSafe(msg_sql)), &binds)
@@ -166,50 +209,79 @@ impl Store {
                     attempt_log: Vec::new(),
                 });
             }
-            let arows = bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds)
-                .fetch_all(pool)
-                .await?;
-            let rrows = bind_all!(sqlx::query(AssertSqlSafe(rec_sql)), &binds)
-                .fetch_all(pool)
-                .await?;
-            let mut receipts: HashMap<(String, i64), Vec<ReceiptRecord>> = HashMap::new();
-            for r in &rrows {
-                receipts
-                    .entry((r.try_get("message_id")?, r.try_get("attempt")?))
-                    .or_default()
-                    .push(ReceiptRecord {
-                        received_at: from_millis(r.try_get("received_at")?),
-                        status: r.try_get("status")?,
-                        code: r.try_get("code")?,
-                        text: r.try_get("text")?,
-                    });
-            }
-            let mut by_msg: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
-            for r in &arows {
-                let message_id: String = r.try_get("message_id")?;
-                let attempt: i64 = r.try_get("attempt")?;
-                let receipts = receipts
-                    .remove(&(message_id.clone(), attempt))
-                    .unwrap_or_default();
-                by_msg.entry(message_id).or_default().push(AttemptRecord {
-                    attempt,
-                    at: from_millis(r.try_get("at")?),
-                    channel: r.try_get("channel")?,
-                    address: r.try_get("address")?,
-                    outcome: r.try_get("outcome")?,
-                    code: r.try_get("code")?,
-                    detail: r.try_get("detail")?,
-                    provider_id: r.try_get("provider_id")?,
-                    node: r.try_get("node")?,
-                    duration_ms: r.try_get("duration_ms")?,
-                    gateway: r.try_get("gateway")?,
-                    receipts,
-                });
-            }
-            for m in &mut out {
-                m.attempt_log = by_msg.remove(&m.id).unwrap_or_default();
-            }
             Ok(out)
         })
+    }
+
+    /// Each message's attempts and their receipts, by the page's ids (asked again with the
+    /// page's filter, each query sorted the page out once more, and a message planned in
+    /// between could shift it).
+    async fn attach_attempts(&self, out: &mut [MessageRecord]) -> Result<()> {
+        let mut attempts: Vec<(String, AttemptRecord)> = Vec::new();
+        let mut receipts: HashMap<(String, i64), Vec<ReceiptRecord>> = HashMap::new();
+        for chunk in out.chunks(500) {
+            let ids = placeholders(1, chunk.len());
+            let binds: Vec<Bind> = chunk
+                .iter()
+                .map(|m| Bind::Text(Some(m.id.clone())))
+                .collect();
+            let att_sql = format!(
+                "SELECT a.message_id, a.attempt, a.at, a.channel, a.address, a.outcome, a.code, a.detail, a.provider_id, a.node, a.duration_ms, a.gateway \
+                 FROM attempts a WHERE a.message_id IN ({ids}) ORDER BY a.message_id, a.attempt"
+            );
+            let rec_sql = format!(
+                "SELECT r.message_id, r.attempt, r.received_at, r.status, r.code, r.text \
+                 FROM receipts r WHERE r.message_id IN ({ids}) ORDER BY r.message_id, r.attempt, r.received_at"
+            );
+            on_pool!(self, |pool, _b| {
+                for r in &bind_all!(sqlx::query(AssertSqlSafe(rec_sql)), &binds)
+                    .fetch_all(pool)
+                    .await?
+                {
+                    receipts
+                        .entry((r.try_get("message_id")?, r.try_get("attempt")?))
+                        .or_default()
+                        .push(ReceiptRecord {
+                            received_at: from_millis(r.try_get("received_at")?),
+                            status: r.try_get("status")?,
+                            code: r.try_get("code")?,
+                            text: r.try_get("text")?,
+                        });
+                }
+                for r in &bind_all!(sqlx::query(AssertSqlSafe(att_sql)), &binds)
+                    .fetch_all(pool)
+                    .await?
+                {
+                    attempts.push((
+                        r.try_get("message_id")?,
+                        AttemptRecord {
+                            attempt: r.try_get("attempt")?,
+                            at: from_millis(r.try_get("at")?),
+                            channel: r.try_get("channel")?,
+                            address: r.try_get("address")?,
+                            outcome: r.try_get("outcome")?,
+                            code: r.try_get("code")?,
+                            detail: r.try_get("detail")?,
+                            provider_id: r.try_get("provider_id")?,
+                            node: r.try_get("node")?,
+                            duration_ms: r.try_get("duration_ms")?,
+                            gateway: r.try_get("gateway")?,
+                            receipts: Vec::new(),
+                        },
+                    ));
+                }
+            });
+        }
+        let mut by_msg: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+        for (message_id, mut a) in attempts {
+            a.receipts = receipts
+                .remove(&(message_id.clone(), a.attempt))
+                .unwrap_or_default();
+            by_msg.entry(message_id).or_default().push(a);
+        }
+        for m in out {
+            m.attempt_log = by_msg.remove(&m.id).unwrap_or_default();
+        }
+        Ok(())
     }
 }
