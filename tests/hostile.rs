@@ -601,6 +601,42 @@ fn one_bad_request_never_fails_another_in_a_shared_transaction() {
     }
 }
 
+/// An attribute that chrono's date parser takes (it skips any white space before a number)
+/// but that is not a `YYYY-MM-DD` date: its month and day were cut at byte 5, inside the
+/// no-break space, and the store's write panicked. `events import` died (exit 101); over
+/// HTTP the writer task died with it and every later POST, good or not, got a 503 until a
+/// restart. Now it is kept as text (no anniversary), and a real date beside it still counts.
+#[test]
+fn an_attribute_almost_a_date_is_text_and_the_intake_goes_on() {
+    for backend in BOTH {
+        let ws = Workspace::on(backend, None);
+        ws.keep_jobs(&["review-request"]);
+        let with_attributes = |id: &str, contact: &str, order: &str| {
+            let mut v: Value = serde_json::from_str(&yesterday(id, contact, order)).unwrap();
+            v["contact"]["attributes"] = json!({"since": "123-\u{a0}1-01", "wide": "12-\u{3000}1-01", "joined": "2026-02-03"});
+            v.to_string()
+        };
+        let r = ws.import(&[with_attributes("i1", "ci", "SO-I")]);
+        assert_eq!(r.code, 0, "{backend:?}: {}", r.stderr);
+        assert!(r.stdout.contains("1 accepted"), "{}", r.stdout);
+
+        let d = Daemon::start(&ws, "");
+        let (s, body) = d.post(&with_attributes("h1", "ch", "SO-H"));
+        assert_eq!(s, 202, "{backend:?}: {body}");
+        let (s, body) = d.post(&yesterday("h2", "ch2", "SO-H2"));
+        assert_eq!(s, 202, "{backend:?}: the next event: {body}");
+        drop(d);
+
+        let shown = ws.run(&["contact", "export", "ch"]).ok().stdout;
+        let shown: Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(
+            shown["contact"]["attributes"]["since"], "123-\u{a0}1-01",
+            "{shown}"
+        );
+        assert_eq!(orders(&ws), ["SO-H", "SO-H2", "SO-I"]);
+    }
+}
+
 /// Item 10: the validation gaps, each reported at its line and field by `events import`.
 #[test]
 fn validation_gaps_are_closed_at_their_line_and_field() {

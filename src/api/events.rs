@@ -20,8 +20,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,7 +88,15 @@ impl IngestQueue {
             let store = store.own_writer();
             while let Some(first) = rx.recv().await {
                 let book = book.load_full();
-                write_group(&store, &book, first, &mut rx, group, clock.now()).await;
+                // A bug in one group must not stop the intake for good: its transaction
+                // rolls back, its requests get a 503 (their replies are dropped), and the
+                // next group is written.
+                let write = write_group(&store, &book, first, &mut rx, group, clock.now());
+                if AssertUnwindSafe(write).catch_unwind().await.is_err() {
+                    tracing::error!(
+                        "the event writer hit a bug on a group of events (logged above); nothing of it was stored, its requests were answered 503, and the writer goes on"
+                    );
+                }
             }
             if sqlite {
                 store.close().await;

@@ -18,8 +18,12 @@ use std::collections::{HashMap, HashSet};
 /// The date fields of a contact that anniversary jobs can use: `birthday` and every
 /// attribute holding a `YYYY-MM-DD` date, as (field key, date).
 pub fn contact_dates(c: &Contact) -> Vec<(String, String)> {
-    let is_date =
-        |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10;
+    // Only the canonical spelling: chrono's parser also takes spaces (any Unicode white
+    // space) before a number, and `month_day` is the text after the year.
+    let is_date = |s: &str| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .is_ok_and(|d| s.is_ascii() && d.format("%Y-%m-%d").to_string() == s)
+    };
     let mut out = Vec::new();
     if let Some(b) = c.birthday.as_deref().filter(|b| is_date(b)) {
         out.push(("birthday".to_string(), b.to_string()));
@@ -435,7 +439,7 @@ impl Tx {
                 for (id, field, date) in dates {
                     b.push(Bind::Text(Some(id.clone())));
                     b.push(Bind::Text(Some(field.clone())));
-                    b.push(Bind::Text(Some(date[5..].to_string())));
+                    b.push(Bind::Text(date.get(5..).map(str::to_string)));
                     b.push(Bind::Text(Some(date.clone())));
                 }
                 on_tx!(self, |conn| {
