@@ -130,7 +130,13 @@ impl<'a> Checker<'a> {
     /// A duration such as `3d`; `None` (reported) when it does not parse.
     pub fn duration(&mut self, field: &str, text: &str) -> Option<Duration> {
         duration::parse(text)
-            .map_err(|e| self.err(field, e, Some(DURATION_HINT.into())))
+            .map_err(|e| {
+                let hint = match e {
+                    duration::Error::Form(_) => DURATION_HINT,
+                    duration::Error::TooLong(_) => "durations go up to 36525d (100 years)",
+                };
+                self.err(field, e.to_string(), Some(hint.into()))
+            })
             .ok()
     }
 

@@ -13,8 +13,37 @@ const UNITS: &[(&str, u64)] = &[
     ("s", 1),
 ];
 
-/// Parse `1d12h`-style text. The error says what is wrong and shows valid forms.
-pub fn parse(text: &str) -> Result<Duration, String> {
+/// The longest duration read: 100 years (36,525 days). Every time computed from one (a due
+/// time, an expiry, a window's start, a retention cutoff) then stays inside the calendar;
+/// `99999999999w` passed once and the first plan or `run` panicked on the overflow.
+pub const MAX: Duration = Duration::from_secs(36_525 * 86_400);
+
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Not written as numbers and units.
+    #[error("{0}")]
+    Form(String),
+    /// Over [`MAX`].
+    #[error("{0}")]
+    TooLong(String),
+}
+
+/// Parse `1d12h`-style text. The error says what is wrong.
+pub fn parse(text: &str) -> Result<Duration, Error> {
+    parse_form(text).map_err(Error::Form).and_then(|d| {
+        if d > MAX {
+            Err(Error::TooLong(format!(
+                "`{}` is longer than 100 years: no schedule needs that; a typo?",
+                text.trim()
+            )))
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+fn parse_form(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration".into());
@@ -86,6 +115,7 @@ mod tests {
             ("30s", 30),
             ("2w", 1_209_600),
             ("0s", 0),
+            ("36525d", 3_155_760_000),
         ];
         for (text, secs) in ok {
             assert_eq!(parse(text), Ok(Duration::from_secs(secs)), "{text}");
@@ -97,9 +127,12 @@ mod tests {
             ("1mo", "no fixed length"),
             ("d3", "expected a number"),
             ("3 d", "without a unit"),
+            ("99999999999w", "longer than 100 years"),
+            ("36526d", "longer than 100 years"),
+            ("99999999999999999999999s", "number too large"),
         ];
         for (text, want) in bad {
-            let err = parse(text).unwrap_err();
+            let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
     }

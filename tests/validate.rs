@@ -426,3 +426,46 @@ fn exclude_if_sent_outside_a_cron_job_is_refused() {
         r.stdout
     );
 }
+
+/// A duration past 100 years is refused where it is written. `99999999999w` used to pass
+/// validate, and the first import (a due time) or `run` (a cap's window) panicked on the
+/// overflow; a heartbeat that long panicked validate itself.
+#[test]
+fn durations_past_a_hundred_years_are_refused_at_their_key() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&[]);
+    ws.write_config(
+        None,
+        "policy:\n  caps: [{max: 1, per: 20000000w}]\ndispatch: {heartbeat: 20000000000000w}\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    for want in [
+        "error: policy.caps[0].per: `20000000w` is longer than 100 years",
+        "error: dispatch.heartbeat: `20000000000000w` is longer than 100 years",
+        "hint: durations go up to 36525d (100 years)",
+    ] {
+        assert!(r.stderr.contains(want), "missing {want} in\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+
+    ws.write_config(None, "");
+    ws.write(
+        "jobs/far.yaml",
+        "id: far\ntrigger: {event: order.delivered, delay: 99999999999w}\ntemplate: review_request\n\
+         channels: [email]\nclass: service\nexpire_after: 20000000w\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    for want in [
+        "jobs/far.yaml:2:42: error: trigger.delay: `99999999999w` is longer than 100 years",
+        "jobs/far.yaml:6:15: error: expire_after: `20000000w` is longer than 100 years",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "missing {want} in\n{}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
