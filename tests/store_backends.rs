@@ -743,6 +743,59 @@ fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> Ne
     }
 }
 
+/// A stop event that arrives while its message is being sent leaves the message to its
+/// send. It used to cancel the claimed row (`CANCEL` took `claimed`): the email went out,
+/// the completion found no claimed row and was dropped with its attempt, and the log said
+/// "cancelled" with nothing tried. The next message of the thread meets the stop event at
+/// the gate, as every later one does.
+async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 1).await;
+    // The review changes the contact's name, so the ingest writes the contact row.
+    let review = serde_json::json!({
+        "id": "rv-0", "type": "review.submitted", "occurred_at": "2026-11-23T00:00:01Z",
+        "contact": {"id": "c-0", "name": "Ann"}, "data": {"order_id": "SO-0", "rating": 5}
+    })
+    .to_string();
+    let claimed = if b == Backend::Postgres {
+        // The ingest reads the message as scheduled, then waits on the contact row another
+        // transaction holds; meanwhile a dispatcher claims the message; then the ingest
+        // goes on to its cancel. (SQLite's writers take turns: no such interleaving.)
+        let mut other = store.begin().await.unwrap();
+        let c0 = aftercare::model::Contact {
+            id: "c-0".into(),
+            email: Some("c0@example.com".into()),
+            ..Default::default()
+        };
+        other.upsert_contacts(&[&c0], t(NOW)).await.unwrap();
+        let racing = {
+            let store = store.clone();
+            tokio::spawn(async move { ingest(&store, &[review]).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let claimed = claim(&store, "tok", "2026-11-23T00:00:00Z", 10).await;
+        other.commit().await.unwrap();
+        racing.await.unwrap();
+        claimed
+    } else {
+        let claimed = claim(&store, "tok", "2026-11-23T00:00:00Z", 10).await;
+        ingest(&store, &[review]).await;
+        claimed
+    };
+    assert_eq!(claimed.len(), 1);
+    let at = t("2026-11-23T00:00:02Z");
+    let stale = store
+        .complete(&[sent(&claimed[0].id, "tok", at)])
+        .await
+        .unwrap();
+    assert_eq!(stale, 0, "{b:?}: the send is recorded");
+    let m = all(&store).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].state, MessageState::Sent, "{:?}", m[0]);
+    assert_eq!(m[0].attempt_log.len(), 1);
+    store.close().await;
+}
+
 /// Every kind of completion, with NULLs in every nullable column, in batches larger than
 /// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
 async fn complete_records_every_outcome_in_batches(b: Backend) {
@@ -1969,6 +2022,7 @@ on_both!(
     two_reapers_take_each_expired_claim_once,
     find_messages_applies_every_filter,
     the_whole_log_pages_in_order_across_jobs,
+    a_stop_event_leaves_a_message_in_flight_to_its_send,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

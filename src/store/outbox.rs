@@ -118,8 +118,11 @@ pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY s
 pub(super) const PENDING_WITH_TRIGGER: &str = "SELECT m.id, e.data FROM messages m LEFT JOIN events e ON e.id = m.event_id \
      WHERE m.contact_id = $1 AND m.job_id = $2 AND m.state IN ('scheduled', 'retrying', 'open')";
 
+/// A stop event's cancel of a pending message. Not a claimed one: it is being sent (its
+/// claim read the stop events before this one), and cancelling it under the sender dropped
+/// the send's record; the thread's next message meets the stop at the gate.
 pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', reason = $2, updated_at = $3, claim_token = NULL, locked_by = NULL, locked_until = NULL \
-     WHERE id = $1 AND state IN ('scheduled', 'retrying', 'claimed', 'open')";
+     WHERE id = $1 AND state IN ('scheduled', 'retrying', 'open')";
 
 /// What a completion sets on its message, from the row `v` (id, token, state, due_at, reason,
 /// channel, address, at, inc, sent_at, tried), and only while it is still claimed under the
@@ -858,7 +861,8 @@ impl Tx {
         })
     }
 
-    /// Cancel a message that has not been sent, with the reason support will read.
+    /// Cancel a message that is waiting (not one being sent), with the reason support will
+    /// read; whether it did.
     pub async fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
         on_tx!(self, |conn| {
             let n = sqlx::query(CANCEL)
