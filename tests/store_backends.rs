@@ -796,6 +796,62 @@ async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
     store.close().await;
 }
 
+/// Two ingests of one contact at once, on two nodes: one says the customer withdrew consent,
+/// the other brings an attribute. The second used to read the contact before the first
+/// committed and write its whole row after, so consent came back (a lost update); now each
+/// ingest holds its contacts from before it reads them until it commits. (SQLite's writers
+/// take turns.)
+async fn two_ingests_of_one_contact_keep_both_changes(b: Backend) {
+    let (store, _f) = store(b).await;
+    let event = |id: &str, contact: serde_json::Value| {
+        serde_json::json!({"id": id, "type": "contact.updated", "occurred_at": "2026-11-20T00:00:00Z",
+                           "contact": contact, "data": {}})
+        .to_string()
+    };
+    ingest(
+        &store,
+        &[event(
+            "u0",
+            serde_json::json!({"id": "c-1", "email": "c1@example.com", "consent": {"email": true}}),
+        )],
+    )
+    .await;
+    let withdraw = parse_event(&event(
+        "u1",
+        serde_json::json!({"id": "c-1", "consent": {"email": false}}),
+    ))
+    .unwrap();
+    let gold = event(
+        "u2",
+        serde_json::json!({"id": "c-1", "attributes": {"tier": "gold"}}),
+    );
+    let mut first = store.begin().await.unwrap();
+    plan::ingest_in(&playbook(), &mut first, &[withdraw], &[1], t(NOW))
+        .await
+        .unwrap();
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move { ingest(&store, &[gold]).await })
+    };
+    if b == Backend::Postgres {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    first.commit().await.unwrap();
+    second.await.unwrap();
+    let c = store.contact("c-1").await.unwrap().unwrap();
+    assert_eq!(
+        c.consent.get("email"),
+        Some(&serde_json::json!(false)),
+        "{b:?}: {c:?}"
+    );
+    assert_eq!(
+        c.attributes.get("tier"),
+        Some(&serde_json::json!("gold")),
+        "{b:?}: {c:?}"
+    );
+    store.close().await;
+}
+
 /// Every kind of completion, with NULLs in every nullable column, in batches larger than
 /// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
 async fn complete_records_every_outcome_in_batches(b: Backend) {
@@ -2023,6 +2079,7 @@ on_both!(
     find_messages_applies_every_filter,
     the_whole_log_pages_in_order_across_jobs,
     a_stop_event_leaves_a_message_in_flight_to_its_send,
+    two_ingests_of_one_contact_keep_both_changes,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

@@ -251,9 +251,13 @@ impl Tx {
         Ok(out)
     }
 
-    /// The stored contacts among `ids`.
+    /// The stored contacts among `ids`, held (PostgreSQL) until the transaction ends: an
+    /// ingest writes back whole contact rows merged from what it read, so another writer of
+    /// the same contact between its read and its commit would be overwritten (a withdrawn
+    /// consent coming back). SQLite's write transactions take turns already.
     pub async fn contacts_by_id(&mut self, ids: &[String]) -> Result<HashMap<String, Contact>> {
         let pg = self.is_pg();
+        self.hold_contacts(ids).await?;
         let mut out = HashMap::new();
         for chunk in ids.chunks(512) {
             let binds = in_list(chunk);
@@ -475,5 +479,35 @@ mod tests {
         assert_eq!(b.len(), 4);
         assert!(matches!(&b[3], Bind::Text(Some(s)) if s == "c"));
         assert!(in_list(&[]).is_empty());
+    }
+}
+
+/// Transaction-scoped advisory locks on contact ids (PostgreSQL; `$1`: the ids as a JSON
+/// array, which either backend's statement binds), taken in one order (the keys sorted) so
+/// that two holders never wait on each other in a circle. A lock, not `FOR UPDATE`: it also
+/// holds an id no row has yet (two first events of a new contact), and it writes nothing to
+/// the rows. Ingests, complaints and erasures take it; SQLite's write transactions take
+/// turns already.
+pub(super) const HOLD_CONTACTS: &str = "SELECT pg_advisory_xact_lock(k) FROM \
+     (SELECT DISTINCT hashtextextended(id, 7) AS k FROM jsonb_array_elements_text(CAST($1 AS jsonb)) AS t(id) ORDER BY k) s";
+
+/// [`HOLD_CONTACTS`]'s parameter.
+pub(super) fn hold_param(ids: &[String]) -> String {
+    serde_json::Value::from(ids.to_vec()).to_string()
+}
+
+impl Tx {
+    /// Hold `ids` against every other writer of these contacts until this transaction ends
+    /// (see [`HOLD_CONTACTS`]).
+    pub async fn hold_contacts(&mut self, ids: &[String]) -> Result<()> {
+        if let super::TxInner::Postgres(tx) = &mut self.tx
+            && !ids.is_empty()
+        {
+            sqlx::query(HOLD_CONTACTS)
+                .bind(hold_param(ids))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -99,6 +99,13 @@ impl Store {
         let mut out = Erased::default();
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
+            // Held first: an ingest of this contact reading it meanwhile would write it back.
+            if pg {
+                sqlx::query(super::contacts::HOLD_CONTACTS)
+                    .bind(super::contacts::hold_param(&[id.to_string()]))
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let found: Option<(Option<String>, Option<String>)> =
                 sqlx::query_as("SELECT email, phone FROM contacts WHERE id = $1")
                     .bind(id)

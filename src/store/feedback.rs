@@ -168,6 +168,7 @@ impl Store {
         let address = normalise_address("email", &b.address);
         let domain = address.rsplit('@').next().unwrap_or_default().to_string();
         let at = to_millis(b.at);
+        let pg = matches!(self.pool, super::Pool::Postgres(_));
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             if b.report_id.is_some() {
@@ -233,6 +234,19 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     if b.kind == "complaint" {
+                        // Held before their consent is read: an ingest writing the same
+                        // contact meanwhile would put its own copy of the consent back.
+                        if pg {
+                            let ids: Vec<String> =
+                                sqlx::query_scalar("SELECT id FROM contacts WHERE email_key = $1")
+                                    .bind(&address)
+                                    .fetch_all(&mut *tx)
+                                    .await?;
+                            sqlx::query(super::contacts::HOLD_CONTACTS)
+                                .bind(super::contacts::hold_param(&ids))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
                         let rows =
                             sqlx::query("SELECT id, consent FROM contacts WHERE email_key = $1")
                                 .bind(&address)
