@@ -457,31 +457,6 @@ impl Tx {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::sql::ROWS;
-
-    #[test]
-    fn shapes_are_few_and_cover_everything_in_order() {
-        for n in 0..300usize {
-            let items: Vec<usize> = (0..n).collect();
-            let runs: Vec<&[usize]> = shaped(&items).collect();
-            assert_eq!(runs.concat(), items, "n = {n}");
-            assert!(
-                runs.iter()
-                    .all(|r| r.len().is_power_of_two() && r.len() <= ROWS),
-                "n = {n}"
-            );
-        }
-        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let b = in_list(&ids);
-        assert_eq!(b.len(), 4);
-        assert!(matches!(&b[3], Bind::Text(Some(s)) if s == "c"));
-        assert!(in_list(&[]).is_empty());
-    }
-}
-
 /// Transaction-scoped advisory locks on contact ids (PostgreSQL; `$1`: the ids as a JSON
 /// array, which either backend's statement binds), taken in one order (the keys sorted) so
 /// that two holders never wait on each other in a circle. A lock, not `FOR UPDATE`: it also
@@ -509,5 +484,30 @@ impl Tx {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::ROWS;
+
+    #[test]
+    fn shapes_are_few_and_cover_everything_in_order() {
+        for n in 0..300usize {
+            let items: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = shaped(&items).collect();
+            assert_eq!(runs.concat(), items, "n = {n}");
+            assert!(
+                runs.iter()
+                    .all(|r| r.len().is_power_of_two() && r.len() <= ROWS),
+                "n = {n}"
+            );
+        }
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let b = in_list(&ids);
+        assert_eq!(b.len(), 4);
+        assert!(matches!(&b[3], Bind::Text(Some(s)) if s == "c"));
+        assert!(in_list(&[]).is_empty());
     }
 }
