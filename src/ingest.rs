@@ -20,8 +20,8 @@ pub const MAX_ID_CHARS: usize = 200;
 const MAX_EMAIL_CHARS: usize = 254;
 /// Where event times must lie: before 1970 or from 2200 on is a wrong year (a typo, a
 /// zero date, a sentinel such as 9999-12-31) that would plan nonsense.
-const FIRST_YEAR: i32 = 1970;
-const END_YEAR: i32 = 2200;
+pub(crate) const FIRST_YEAR: i32 = 1970;
+pub(crate) const END_YEAR: i32 = 2200;
 /// Problems of one kind reported per event (a payload full of NULs says so a few times).
 const MAX_REPORTED: usize = 5;
 const CONTACT_KEYS: &[&str] = &[

@@ -64,6 +64,9 @@ impl By {
 pub(crate) enum ReportError {
     #[error("{0}")]
     Invalid(String),
+    /// One field of the query is wrong (named, so the API can say which).
+    #[error("{0}: {1}")]
+    Field(&'static str, String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -242,6 +245,23 @@ impl Window {
         now: DateTime<Utc>,
         tz: Tz,
     ) -> Result<Window, ReportError> {
+        // Within the years events may have (every bucket and default below stays inside
+        // the calendar: `until - 30 days` of year -262143 panicked).
+        use crate::ingest::{END_YEAR, FIRST_YEAR};
+        for (field, t) in [("since", since), ("until", until)] {
+            if let Some(t) = t
+                && !(FIRST_YEAR..END_YEAR).contains(&t.year())
+            {
+                return Err(ReportError::Field(
+                    field,
+                    format!(
+                        "{} is not in the years {FIRST_YEAR} to {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        END_YEAR - 1
+                    ),
+                ));
+            }
+        }
         // `since` at or after `until` is an empty period: every count is 0.
         let until = until.unwrap_or(now);
         let since = since.unwrap_or(until - Days::days(30));

@@ -74,8 +74,7 @@ fn prepare(state: &ApiState, q: &ReportQuery) -> Result<(Arc<Job>, Window, Strin
     };
     let since = time("since", &q.since)?;
     let until = time("until", &q.until)?;
-    let w = Window::new(since, until, state.clock.now(), tz)
-        .map_err(|e| bad("since", e.to_string()))?;
+    let w = Window::new(since, until, state.clock.now(), tz).map_err(refused_at("since"))?;
     Ok((job, w, book.default_locale.clone()))
 }
 
@@ -84,6 +83,7 @@ fn refused_at(field: &'static str) -> impl Fn(ReportError) -> ApiError {
     move |e| match e {
         ReportError::Store(s) => ApiError::store(s),
         ReportError::Invalid(m) => bad(field, m),
+        ReportError::Field(f, m) => bad(f, m),
     }
 }
 

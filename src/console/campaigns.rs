@@ -224,8 +224,8 @@ pub(super) fn trigger_words(l: Lang, job: &Job, book: &Playbook, now: DateTime<U
 fn report_error(v: &Viewer, e: ReportError) -> Response {
     match e {
         ReportError::Store(e) => v.store_error(e),
-        ReportError::Invalid(text) => {
-            tracing::warn!("console campaigns: {text}");
+        e @ (ReportError::Invalid(_) | ReportError::Field(..)) => {
+            tracing::warn!("console campaigns: {e}");
             v.refuse(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "store_error")
         }
     }
