@@ -386,13 +386,16 @@ fn encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// A path inside the console to come back to, or the search page (never another site).
+/// A path inside the console to come back to, or the search page (never another site, and
+/// nothing a `Location` header cannot carry: a CR or LF made the redirect a bare 500, and
+/// the sign-in's session cookie went out on it).
 fn safe_back(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with("/console/")
                 && !n.contains("//")
                 && !n.contains('\\')
+                && !n.chars().any(char::is_control)
                 && !n.starts_with("/console/signin") =>
         {
             n.to_string()
@@ -608,4 +611,28 @@ async fn set_lang(
         cookie_header(&c, LANG_COOKIE, l.code(), true),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_back;
+
+    #[test]
+    fn only_console_paths_a_header_can_carry_are_gone_back_to() {
+        for (next, want) in [
+            (
+                Some("/console/customer/c-1?tab=log"),
+                "/console/customer/c-1?tab=log",
+            ),
+            (None, "/console/search"),
+            (Some("https://evil.example/"), "/console/search"),
+            (Some("/console//evil.example"), "/console/search"),
+            (Some("/console/\\evil.example"), "/console/search"),
+            (Some("/console/signin"), "/console/search"),
+            (Some("/console/x\r\nSet-Cookie: a=b"), "/console/search"),
+            (Some("/console/x\u{7f}"), "/console/search"),
+        ] {
+            assert_eq!(safe_back(next), want, "{next:?}");
+        }
+    }
 }
