@@ -611,6 +611,69 @@ fn a_dsn_and_an_arf_report_ingested_by_the_cli_suppress_their_addresses() {
     assert!(logs.contains("complaint (arf)"), "{logs}");
 }
 
+/// A mail over 64 MiB: in an mbox file it is said and skipped, and the report after it is
+/// read; on standard input (one mail from the delivery agent) the whole input is refused,
+/// exit 1, nothing recorded. Standard input used to be cut at 64 MiB without a word: the
+/// report after the junk was lost and the agent was told the mail was taken.
+#[test]
+fn a_mail_over_64_mib_is_said_and_never_cuts_what_follows() {
+    let ws = Workspace::new(None);
+    let junk = format!(
+        "From someone Mon Nov 23 12:00:00 2026\nFrom: a@b.example\nSubject: huge\n\n{}",
+        format!("{}\n", "x".repeat(1023)).repeat(65 * 1024)
+    );
+    let with_report = |to: &str| {
+        format!(
+            "{junk}\nFrom MAILER-DAEMON Mon Nov 23 12:00:01 2026\n{}\n",
+            dsn("m-none", to).replace("\r\n", "\n")
+        )
+    };
+    ws.write("big.mbox", &with_report("gone@example.org"));
+    let r = ws.run(&["bounces", "ingest", "big.mbox"]).ok();
+    assert!(
+        r.stdout
+            .contains("mail 1: longer than 64 MiB: not read as a report"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("dsn hard gone@example.org (5.1.1): suppressed"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.ends_with("1 recorded, 1 not a report\n"),
+        "{}",
+        r.stdout
+    );
+
+    let mut child = ws
+        .command(&["bounces", "ingest", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = with_report("lost@example.org");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // The reader stops at its limit; the rest may find the pipe closed.
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("standard input is longer than 64 MiB: nothing was recorded"),
+        "{stderr}"
+    );
+    let s = suppressions(&ws);
+    assert_eq!(s.len(), 1, "{s:?}");
+}
+
 #[test]
 fn the_brake_pauses_a_marketing_job_at_the_threshold_until_jobs_resume() {
     let relay = ScriptedSmtp::start(Script {

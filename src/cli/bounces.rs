@@ -11,7 +11,7 @@ use super::{App, Exit, Format, FormatArg};
 use crate::channels::email::feedback::dsn::{self, Parsed};
 use crate::text::printable as p;
 use chrono::{DateTime, Utc};
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
@@ -59,30 +59,75 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
     }
 }
 
-/// The mails in the input: a maildir's, an mbox's, or the one mail.
-fn mails(input: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+/// The longest mail read: standard input (a delivery agent's one mail) past it is refused,
+/// and a mail past it in an mbox or a maildir is skipped and said. (Standard input used to be
+/// cut there silently: a report after 64 MiB of mbox was lost, and the agent told "taken".)
+const MAX_MAIL: usize = 64 * 1024 * 1024;
+
+/// One mail of the input, or one too long to read as a report.
+enum Mail {
+    Bytes(Vec<u8>),
+    TooLong,
+}
+
+impl Mail {
+    fn of(bytes: Vec<u8>) -> Mail {
+        if bytes.len() > MAX_MAIL {
+            Mail::TooLong
+        } else {
+            Mail::Bytes(bytes)
+        }
+    }
+}
+
+type Mails = Box<dyn Iterator<Item = anyhow::Result<Mail>>>;
+
+/// The mails in the input, one at a time (an mbox file or a maildir is not read whole):
+/// a maildir's, an mbox's, or the one mail.
+fn mails(input: &Path) -> anyhow::Result<Mails> {
     if input == Path::new("-") {
         let mut buf = Vec::new();
         std::io::stdin()
-            .take(64 * 1024 * 1024)
+            .take(MAX_MAIL as u64 + 1)
             .read_to_end(&mut buf)
             .map_err(|e| Exit::invalid(format!("cannot read standard input: {e}")))?;
-        return Ok(dsn::split_mbox(&buf));
+        if buf.len() > MAX_MAIL {
+            return Err(Exit::invalid(format!(
+                "standard input is longer than {} MiB: nothing was recorded; give a larger mbox as a FILE",
+                MAX_MAIL >> 20
+            )));
+        }
+        return Ok(Box::new(
+            dsn::split_mbox(&buf).into_iter().map(|m| Ok(Mail::of(m))),
+        ));
     }
     if input.is_dir() {
+        let shown = input.display().to_string();
         let it = mail_parser::mailbox::maildir::MessageIterator::new(input)
-            .map_err(|e| Exit::invalid(format!("{} is not a maildir: {e}", input.display())))?;
-        return it
-            .map(|m| {
-                m.map(|m| m.contents().to_vec()).map_err(|e| {
-                    Exit::invalid(format!("cannot read a mail in {}: {e}", input.display()))
-                })
-            })
-            .collect();
+            .map_err(|e| Exit::invalid(format!("{shown} is not a maildir: {e}")))?;
+        return Ok(Box::new(it.map(move |m| {
+            m.map(|m| Mail::of(m.contents().to_vec()))
+                .map_err(|e| Exit::invalid(format!("cannot read a mail in {shown}: {e}")))
+        })));
     }
-    let bytes = std::fs::read(input)
-        .map_err(|e| Exit::invalid(format!("cannot read {}: {e}", input.display())))?;
-    Ok(dsn::split_mbox(&bytes))
+    let shown = input.display().to_string();
+    let cannot = |e: std::io::Error| Exit::invalid(format!("cannot read {shown}: {e}"));
+    let mut file = std::io::BufReader::new(std::fs::File::open(input).map_err(cannot)?);
+    let is_mbox = file.fill_buf().map_err(cannot)?.starts_with(b"From ");
+    if !is_mbox {
+        let mut buf = Vec::new();
+        (&mut file)
+            .take(MAX_MAIL as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(cannot)?;
+        return Ok(Box::new(std::iter::once(Ok(Mail::of(buf)))));
+    }
+    Ok(Box::new(
+        mail_parser::mailbox::mbox::MessageIterator::new(file).map(move |m| {
+            m.map(|m| Mail::of(m.contents().to_vec()))
+                .map_err(|_| Exit::invalid(format!("cannot read the mbox {shown}")))
+        }),
+    ))
 }
 
 async fn ingest(config_path: &Path, a: IngestArgs) -> anyhow::Result<()> {
@@ -95,8 +140,20 @@ async fn ingest(config_path: &Path, a: IngestArgs) -> anyhow::Result<()> {
     let feedback = crate::feedback::Feedback::new(store.clone(), &app.config.email);
     let now = a.now.unwrap_or_else(Utc::now);
     let (mut recorded, mut skipped) = (0, 0);
-    for (i, mail) in mails.iter().enumerate() {
-        match dsn::parse(mail, a.to.as_deref(), &feedback.matcher) {
+    for (i, mail) in mails.enumerate() {
+        let mail = match mail? {
+            Mail::Bytes(b) => b,
+            Mail::TooLong => {
+                skipped += 1;
+                println!(
+                    "mail {}: longer than {} MiB: not read as a report",
+                    i + 1,
+                    MAX_MAIL >> 20
+                );
+                continue;
+            }
+        };
+        match dsn::parse(&mail, a.to.as_deref(), &feedback.matcher) {
             Parsed::NotAReport(why) => {
                 skipped += 1;
                 println!("mail {}: not a bounce or complaint: {}", i + 1, p(&why));
