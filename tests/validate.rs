@@ -130,6 +130,42 @@ fn template_problems_are_reported_in_the_template_file() {
     }
 }
 
+/// A template that is not UTF-8 is refused at the byte's line and column, as YAML is (it
+/// said "stream did not contain valid UTF-8", nowhere), and one over 1 MiB is refused
+/// without being read whole.
+#[test]
+fn a_template_that_is_not_text_is_refused_at_its_place() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/latin.yaml",
+        "id: latin\ntrigger: {event: order.delivered, delay: 1d}\ntemplate: latin\nclass: service\nchannels: [email]\n",
+    );
+    ws.write("message_templates/latin/email.subject.hbs", "Hello\n");
+    std::fs::write(
+        ws.path("message_templates/latin/email.txt.hbs"),
+        b"Dear customer,\nGr\xfc\xdfe\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path("message_templates/latin/email.html.hbs"),
+        format!("<p>{}</p>\n", "x".repeat(2 * 1024 * 1024)),
+    )
+    .unwrap();
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    for want in [
+        "message_templates/latin/email.txt.hbs:2:3: error: byte 0xFC is not UTF-8 text\n  hint: save the file as UTF-8",
+        "message_templates/latin/email.html.hbs:1:1048577: error: the file is larger than 1024 KiB",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "missing:\n{want}\nin:\n{}",
+            r.stdout
+        );
+    }
+}
+
 #[test]
 fn a_locale_without_its_own_body_is_warned() {
     let ws = Workspace::new(None);

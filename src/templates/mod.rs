@@ -289,10 +289,15 @@ impl TemplateSet {
                 );
                 continue;
             }
-            let source = match std::fs::read_to_string(&path) {
+            // Bounded, and a byte that is not UTF-8 said at its line and column, as for YAML.
+            let source = match crate::yaml::read_file(&path) {
                 Ok(s) => s,
-                Err(e) => {
+                Err(crate::yaml::ReadError::Io(e)) => {
                     diags.push(Diagnostic::error(&path, None, format!("cannot read: {e}")));
+                    continue;
+                }
+                Err(crate::yaml::ReadError::Invalid(d)) => {
+                    diags.push(d);
                     continue;
                 }
             };

@@ -6,7 +6,8 @@ use crate::diag::{Diagnostic, Location};
 use std::io::Read;
 use std::path::Path;
 
-/// The largest YAML file read (jobs, config). Real ones are a few kilobytes.
+/// The largest YAML file read (jobs, config), and template file. Real ones are a few
+/// kilobytes (and mail clients clip a message past about 100 KiB).
 pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
 
 /// Deepest nesting of mappings and sequences (serde_yaml's own limit is 128).
@@ -30,7 +31,7 @@ pub(crate) enum ReadError {
     Invalid(Diagnostic),
 }
 
-/// Read a YAML file as text, reading at most [`MAX_FILE_BYTES`] (plus one, to know it is
+/// Read a YAML (or template) file as text, reading at most [`MAX_FILE_BYTES`] (plus one, to know it is
 /// longer): a huge file is refused at the line where it crosses the limit, and a byte that is
 /// not UTF-8 at its line and column.
 pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
@@ -46,7 +47,7 @@ pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
                 path,
                 Some(location_at(head, head.len())),
                 format!(
-                    "the file is larger than {} KiB; a job or config file is a few kilobytes",
+                    "the file is larger than {} KiB; a job, config or template file is a few kilobytes",
                     MAX_FILE_BYTES / 1024
                 ),
             )
