@@ -852,6 +852,74 @@ async fn two_ingests_of_one_contact_keep_both_changes(b: Backend) {
     store.close().await;
 }
 
+/// The daily figures read the kept counts and the live messages in one snapshot. A purge
+/// (or an erasure) that moves a message into the kept counts between the two reads was
+/// counted by neither: PostgreSQL's second read, blocked here until the move commits,
+/// saw the message gone and the kept count it had read already without it. (SQLite's
+/// readers are never blocked: its deferred transaction is the same snapshot.)
+async fn the_daily_figures_read_one_snapshot(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.migrated().await;
+    deliveries(&store, 1).await;
+    let claimed = claim(&store, "tok", "2026-11-23T00:00:00Z", 10).await;
+    let at = t("2026-11-23T00:00:02Z");
+    assert_eq!(
+        store
+            .complete(&[sent(&claimed[0].id, "tok", at)])
+            .await
+            .unwrap(),
+        0
+    );
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let sent_that_day = |counts: &[aftercare::store::DailyCount]| -> i64 {
+        counts
+            .iter()
+            .filter(|c| c.outcome == "sent")
+            .map(|c| c.n)
+            .sum()
+    };
+    assert_eq!(
+        sent_that_day(&store.daily_counts(None, day, day).await.unwrap()),
+        1
+    );
+    let StoreConfig::Postgres { url, .. } = &f.cfg else {
+        store.close().await;
+        return;
+    };
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut mover = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *mover)
+        .await
+        .unwrap();
+    let report = {
+        let store = store.clone();
+        tokio::spawn(async move { store.daily_counts(None, day, day).await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::raw_sql(
+        "INSERT INTO daily_counts (id, day, job_id, step, variant, channel, outcome, n) \
+         VALUES ('moved', '2026-11-23', 'review-request', 0, NULL, 'email', 'sent', 1); \
+         DELETE FROM attempts; DELETE FROM messages;",
+    )
+    .execute(&mut *mover)
+    .await
+    .unwrap();
+    mover.commit().await.unwrap();
+    assert_eq!(
+        sent_that_day(&report.await.unwrap()),
+        1,
+        "read while it moved"
+    );
+    assert_eq!(
+        sent_that_day(&store.daily_counts(None, day, day).await.unwrap()),
+        1,
+        "read after"
+    );
+    pool.close().await;
+    store.close().await;
+}
+
 /// Every kind of completion, with NULLs in every nullable column, in batches larger than
 /// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
 async fn complete_records_every_outcome_in_batches(b: Backend) {
@@ -2080,6 +2148,7 @@ on_both!(
     the_whole_log_pages_in_order_across_jobs,
     a_stop_event_leaves_a_message_in_flight_to_its_send,
     two_ingests_of_one_contact_keep_both_changes,
+    the_daily_figures_read_one_snapshot,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

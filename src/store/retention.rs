@@ -640,7 +640,15 @@ impl Store {
             .map(|t| to_millis(t.and_utc()) + DAY_MS)
             .unwrap_or(i64::MAX);
         let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
+        // Both reads in one snapshot: a purge or an erasure moving messages into the kept
+        // counts between them was counted by neither (SQLite's deferred transaction keeps
+        // the snapshot of its first read; PostgreSQL needs REPEATABLE READ for that).
+        let begin = match self.pool {
+            super::Pool::Postgres(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            super::Pool::Sqlite(_) => "BEGIN",
+        };
         on_pool!(self, |pool, _b| {
+            let mut tx = pool.begin_with(begin).await?;
             let kept = sqlx::query(
                 "SELECT day, job_id, step, variant, channel, outcome, n FROM daily_counts \
                  WHERE day >= $1 AND day <= $2 AND ($3 IS NULL OR job_id = $3)",
@@ -648,7 +656,7 @@ impl Store {
             .bind(from.to_string())
             .bind(to.to_string())
             .bind(job)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
             for r in kept {
                 let day: String = r.try_get(0)?;
@@ -677,8 +685,9 @@ impl Store {
             .bind(start)
             .bind(end)
             .bind(job)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
+            tx.commit().await?;
             for r in live {
                 let day = day_of(r.try_get::<i64, _>(0)? * DAY_MS);
                 count_messages(
