@@ -920,6 +920,60 @@ async fn the_daily_figures_read_one_snapshot(b: Backend) {
     store.close().await;
 }
 
+/// Two soft bounces of one address at once: each counted the address's earlier ones
+/// without the other, so the third of three within the window suppressed nothing. Here the
+/// two are held at their insert (the table locked against writes) after counting; on
+/// PostgreSQL a report now holds its address first, so the second counts the first.
+async fn two_soft_bounces_at_once_reach_the_threshold(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.migrated().await;
+    let at = t("2026-11-23T00:00:00Z");
+    let soft_report = |n: i64| {
+        let mut r = report("soft", "full@example.org", None, at + Duration::minutes(n));
+        r.id = format!("b-soft-{n}");
+        r.report_id = Some(format!("r-soft-{n}"));
+        r
+    };
+    store.record_bounce(&soft_report(0), soft()).await.unwrap();
+    let mut hold = None;
+    let pool = match &f.cfg {
+        StoreConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE bounces IN SHARE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            hold = Some(tx);
+            Some(pool)
+        }
+        StoreConfig::Sqlite { .. } => None,
+    };
+    let both: Vec<_> = (1..=2)
+        .map(|n| {
+            let store = store.clone();
+            let r = soft_report(n);
+            tokio::spawn(async move { store.record_bounce(&r, soft()).await.unwrap() })
+        })
+        .collect();
+    if let Some(tx) = hold {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+    }
+    for h in both {
+        h.await.unwrap();
+    }
+    let s = store.suppressions(Some("email")).await.unwrap();
+    assert!(
+        s.iter().any(|x| x.address == "full@example.org"),
+        "{b:?}: three soft bounces within the window: {s:?}"
+    );
+    if let Some(p) = pool {
+        p.close().await;
+    }
+    store.close().await;
+}
+
 /// Every kind of completion, with NULLs in every nullable column, in batches larger than
 /// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
 async fn complete_records_every_outcome_in_batches(b: Backend) {
@@ -2149,6 +2203,7 @@ on_both!(
     a_stop_event_leaves_a_message_in_flight_to_its_send,
     two_ingests_of_one_contact_keep_both_changes,
     the_daily_figures_read_one_snapshot,
+    two_soft_bounces_at_once_reach_the_threshold,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

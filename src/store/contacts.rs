@@ -457,29 +457,36 @@ impl Tx {
     }
 }
 
-/// Transaction-scoped advisory locks on contact ids (PostgreSQL; `$1`: the ids as a JSON
-/// array, which either backend's statement binds), taken in one order (the keys sorted) so
-/// that two holders never wait on each other in a circle. A lock, not `FOR UPDATE`: it also
-/// holds an id no row has yet (two first events of a new contact), and it writes nothing to
-/// the rows. Ingests, complaints and erasures take it; SQLite's write transactions take
-/// turns already.
-pub(super) const HOLD_CONTACTS: &str = "SELECT pg_advisory_xact_lock(k) FROM \
-     (SELECT DISTINCT hashtextextended(id, 7) AS k FROM jsonb_array_elements_text(CAST($1 AS jsonb)) AS t(id) ORDER BY k) s";
+/// Transaction-scoped advisory locks on keys (PostgreSQL; `$1`: the keys as a JSON array,
+/// which either backend's statement binds; `$2`: what kind of key, [`CONTACTS`] or
+/// [`ADDRESSES`]), taken in one order (sorted) so that two holders never wait on each other
+/// in a circle. A lock, not `FOR UPDATE`: it also holds a key no row has yet (two first
+/// events of a new contact), and it writes nothing to the rows. SQLite's write transactions
+/// take turns already.
+pub(super) const HOLD: &str = "SELECT pg_advisory_xact_lock(k) FROM \
+     (SELECT DISTINCT hashtextextended(id, $2) AS k FROM jsonb_array_elements_text(CAST($1 AS jsonb)) AS t(id) ORDER BY k) s";
 
-/// [`HOLD_CONTACTS`]'s parameter.
+/// [`HOLD`]'s kind for contact ids: ingests, complaints and erasures write contacts.
+pub(super) const CONTACTS: i64 = 7;
+/// [`HOLD`]'s kind for normalised email addresses: bounce reports count an address's
+/// earlier ones.
+pub(super) const ADDRESSES: i64 = 11;
+
+/// [`HOLD`]'s first parameter.
 pub(super) fn hold_param(ids: &[String]) -> String {
     serde_json::Value::from(ids.to_vec()).to_string()
 }
 
 impl Tx {
     /// Hold `ids` against every other writer of these contacts until this transaction ends
-    /// (see [`HOLD_CONTACTS`]).
+    /// (see [`HOLD`]).
     pub async fn hold_contacts(&mut self, ids: &[String]) -> Result<()> {
         if let super::TxInner::Postgres(tx) = &mut self.tx
             && !ids.is_empty()
         {
-            sqlx::query(HOLD_CONTACTS)
+            sqlx::query(HOLD)
                 .bind(hold_param(ids))
+                .bind(CONTACTS)
                 .execute(&mut **tx)
                 .await?;
         }

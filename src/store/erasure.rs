@@ -101,8 +101,9 @@ impl Store {
             let mut tx = pool.begin_with(begin).await?;
             // Held first: an ingest of this contact reading it meanwhile would write it back.
             if pg {
-                sqlx::query(super::contacts::HOLD_CONTACTS)
+                sqlx::query(super::contacts::HOLD)
                     .bind(super::contacts::hold_param(&[id.to_string()]))
+                    .bind(super::contacts::CONTACTS)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -171,6 +171,16 @@ impl Store {
         let pg = matches!(self.pool, super::Pool::Postgres(_));
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
+            // One report of an address at a time: a soft bounce counts the address's earlier
+            // ones, and two at once each counted the other out (no suppression at the
+            // threshold).
+            if pg {
+                sqlx::query(super::contacts::HOLD)
+                    .bind(super::contacts::hold_param(std::slice::from_ref(&address)))
+                    .bind(super::contacts::ADDRESSES)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if b.report_id.is_some() {
                 let seen: Option<i32> = sqlx::query_scalar(
                     "SELECT 1 FROM bounces WHERE source = $1 AND report_id = $2",
@@ -242,8 +252,9 @@ impl Store {
                                     .bind(&address)
                                     .fetch_all(&mut *tx)
                                     .await?;
-                            sqlx::query(super::contacts::HOLD_CONTACTS)
+                            sqlx::query(super::contacts::HOLD)
                                 .bind(super::contacts::hold_param(&ids))
+                                .bind(super::contacts::CONTACTS)
                                 .execute(&mut *tx)
                                 .await?;
                         }
