@@ -411,12 +411,17 @@ pub fn check_event_type(kind: &str) -> Result<(), String> {
     }
 }
 
-/// `s`, or its first [`MAX_ERROR_CHARS`] characters and an ellipsis.
+/// `s`, or its first and last [`MAX_ERROR_CHARS`]` / 2` characters around an ellipsis: a
+/// value quoted in a message is shortened, and the reason after it kept.
 fn cut(s: &str) -> String {
-    match s.char_indices().nth(MAX_ERROR_CHARS) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_string(),
+    let n = s.chars().count();
+    if n <= MAX_ERROR_CHARS {
+        return s.to_string();
     }
+    let half = MAX_ERROR_CHARS / 2;
+    let head: String = s.chars().take(half).collect();
+    let tail: String = s.chars().skip(n - half).collect();
+    format!("{head}…{tail}")
 }
 
 fn digest(value: &Value) -> String {
@@ -447,8 +452,8 @@ impl std::io::Write for Fnv1a {
 /// Problems reported per event at most; past them one line says how many more. (Every
 /// unknown key was one error: a 1 MiB event of 95,000 keys answered 6.7 MB.)
 const MAX_ERRORS: usize = 20;
-/// The longest field path or message kept: a value or key quoted in an error is cut there
-/// (a 600 KB `occurred_at` was repeated whole, for every such line of an import).
+/// The longest field path or message kept: a longer one loses its middle, where a quoted
+/// value is (a 600 KB `occurred_at` was repeated whole, for every such line of an import).
 const MAX_ERROR_CHARS: usize = 300;
 
 #[derive(Default)]
@@ -596,6 +601,14 @@ mod tests {
                 .all(|e| e.message.chars().count() <= MAX_ERROR_CHARS + 1),
             "{errs:?}"
         );
+        // A long quoted value loses its middle; the reason after it stays.
+        let mut v: Value = serde_json::from_str(GOOD).expect("GOOD parses");
+        v["occurred_at"] = Value::from("9".repeat(600_000));
+        let errs = check_event(v).expect_err("refused");
+        let m = &errs[0].message;
+        assert!(m.chars().count() <= MAX_ERROR_CHARS + 1, "{m}");
+        assert!(m.starts_with("`999") && m.contains('…'), "{m}");
+        assert!(m.ends_with("e.g. 2026-11-20T10:00:00+08:00"), "{m}");
     }
 
     const GOOD: &str = r#"{"id":"evt-1","type":"order.delivered","occurred_at":"2026-11-20T10:00:00+08:00","contact":{"id":"c-42","name":"王芳","email":"wang.fang@example.com","phone":"+86 138 0013 8000","locale":"zh-CN","timezone":"Asia/Shanghai","birthday":"1990-02-28"},"data":{"order_id":"SO-1001"}}"#;
