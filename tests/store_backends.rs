@@ -974,6 +974,76 @@ async fn two_soft_bounces_at_once_reach_the_threshold(b: Backend) {
     store.close().await;
 }
 
+/// Two marketing messages to one contact, due together, claimed by two nodes: each node's
+/// gate saw no send and both passed a cap of one. A claim that reads sends (there are
+/// caps) now also reads the contact's messages other nodes have claimed, and on PostgreSQL
+/// claims of one contact take turns, so of two at once the second sees the first's.
+async fn a_claim_sees_what_another_node_is_sending_the_contact(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.migrated().await;
+    let at = "2026-11-20T00:00:00Z";
+    ingest(
+        &store,
+        &[
+            delivered("e-1", "c-0", "c0@example.com", "SO-1", at),
+            delivered("e-2", "c-0", "c0@example.com", "SO-2", at),
+        ],
+    )
+    .await;
+    let now = t("2026-11-23T00:00:00Z");
+    let claim_on = |node: &'static str, token: &'static str, limit: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim(
+                    node,
+                    token,
+                    now,
+                    now + Duration::minutes(5),
+                    limit,
+                    &aftercare::store::ClaimWith {
+                        stop_types: vec![],
+                        sends_since: Some(now - Duration::days(1)),
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let b_claimed = if let StoreConfig::Postgres { url, .. } = &f.cfg {
+        // Node A's claim, caught before its commit: it holds the contact and has claimed
+        // the first message.
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut a = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('c-0', 13))")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE messages SET state = 'claimed', claim_token = 'ta', locked_by = 'node-a', locked_until = 0 \
+             WHERE id = (SELECT MIN(id) FROM messages)",
+        )
+        .execute(&mut *a)
+        .await
+        .unwrap();
+        let b_claim = tokio::spawn(claim_on("node-b", "tb", 10));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        a.commit().await.unwrap();
+        let got = b_claim.await.unwrap();
+        pool.close().await;
+        got
+    } else {
+        assert_eq!(claim_on("node-a", "ta", 1).await.len(), 1);
+        claim_on("node-b", "tb", 10).await
+    };
+    assert_eq!(b_claimed.len(), 1, "{b:?}");
+    let elsewhere = &b_claimed[0].sending_elsewhere;
+    assert_eq!(elsewhere.len(), 1, "{b:?}: {elsewhere:?}");
+    assert_eq!(elsewhere[0].1, "node-a");
+    assert_ne!(elsewhere[0].0, b_claimed[0].id);
+    store.close().await;
+}
+
 /// Every kind of completion, with NULLs in every nullable column, in batches larger than
 /// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
 async fn complete_records_every_outcome_in_batches(b: Backend) {
@@ -2204,6 +2274,7 @@ on_both!(
     two_ingests_of_one_contact_keep_both_changes,
     the_daily_figures_read_one_snapshot,
     two_soft_bounces_at_once_reach_the_threshold,
+    a_claim_sees_what_another_node_is_sending_the_contact,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

@@ -58,6 +58,10 @@ pub(super) enum Verdict {
     HoldOut(String),
 }
 
+/// How long a message waits when another node is sending its contact a marketing message
+/// (caps): a send takes seconds, and then the caps count it, or not.
+const IN_FLIGHT_WAIT: chrono::Duration = chrono::Duration::minutes(1);
+
 /// How a message the brake holds is explained; `store::release_brake` finds them by it.
 pub(super) const BRAKE_REASON: &str = "paused by the reputation brake";
 
@@ -142,6 +146,18 @@ pub(super) fn decide(g: &Gate) -> Verdict {
     }
     // Frequency caps across marketing jobs.
     if m.class == Class::Marketing && !g.policy.caps.is_empty() {
+        // Another node is sending the contact a marketing message right now: whether it
+        // counts is known in a moment (sent, or not).
+        if let Some((_, node)) = m.sending_elsewhere.first() {
+            let at = g.now + IN_FLIGHT_WAIT;
+            return Verdict::Defer {
+                at,
+                reason: format!(
+                    "another marketing message to the contact is being sent (node {node}); the caps are looked at again at {}",
+                    fmt_local(at, g.zone)
+                ),
+            };
+        }
         let mut by_id: HashMap<&str, DateTime<Utc>> = m
             .recent_sends
             .iter()
@@ -381,6 +397,7 @@ pub(super) mod tests {
             stop_events: Vec::new(),
             suppressed: Vec::new(),
             recent_sends: Vec::new(),
+            sending_elsewhere: Vec::new(),
         }
     }
 
@@ -658,6 +675,34 @@ pub(super) mod tests {
                     m.contact.birthday = Some("1990-02-03".into());
                 },
                 "2027-02-09T03:00:00Z",
+                both(),
+            ),
+            (
+                "another node sending the contact a marketing message: wait a minute",
+                |_, m, _| m.sending_elsewhere = vec![("m0".into(), "node-b".into())],
+                NOON_ISH,
+                Verdict::Defer {
+                    at: t("2026-11-23T02:01:00Z"),
+                    reason: "another marketing message to the contact is being sent (node node-b); the caps are looked at again at 2026-11-23 10:01 CST"
+                        .into(),
+                },
+            ),
+            (
+                "a service message does not wait for another node's send",
+                |_, m, _| {
+                    m.class = Class::Service;
+                    m.sending_elsewhere = vec![("m0".into(), "node-b".into())];
+                },
+                NOON_ISH,
+                both(),
+            ),
+            (
+                "without caps, another node's send is no concern",
+                |_, m, p| {
+                    p.caps.clear();
+                    m.sending_elsewhere = vec![("m0".into(), "node-b".into())];
+                },
+                NOON_ISH,
                 both(),
             ),
             (

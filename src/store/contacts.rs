@@ -458,8 +458,8 @@ impl Tx {
 }
 
 /// Transaction-scoped advisory locks on keys (PostgreSQL; `$1`: the keys as a JSON array,
-/// which either backend's statement binds; `$2`: what kind of key, [`CONTACTS`] or
-/// [`ADDRESSES`]), taken in one order (sorted) so that two holders never wait on each other
+/// which either backend's statement binds; `$2`: what kind of key, [`CONTACTS`],
+/// [`ADDRESSES`] or [`SENDS`]), taken in one order (sorted) so that two holders never wait on each other
 /// in a circle. A lock, not `FOR UPDATE`: it also holds a key no row has yet (two first
 /// events of a new contact), and it writes nothing to the rows. SQLite's write transactions
 /// take turns already.
@@ -471,6 +471,10 @@ pub(super) const CONTACTS: i64 = 7;
 /// [`HOLD`]'s kind for normalised email addresses: bounce reports count an address's
 /// earlier ones.
 pub(super) const ADDRESSES: i64 = 11;
+
+/// [`HOLD`]'s kind for the contacts of a claim that reads their marketing sends (caps):
+/// claims of one contact on two nodes take turns, so the second sees the first's message.
+pub(super) const SENDS: i64 = 13;
 
 /// [`HOLD`]'s first parameter.
 pub(super) fn hold_param(ids: &[String]) -> String {

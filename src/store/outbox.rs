@@ -100,6 +100,17 @@ pub(super) const CLAIMED_RECENT_SENDS: &str = concat!(
     ")"
 );
 
+/// The claimed contacts' marketing messages another node has claimed (`$2`: this node):
+/// in flight there, they count toward the caps until they are settled. (This node's own are
+/// in the dispatcher's memory, `Dispatcher::sends`.)
+pub(super) const CLAIMED_ELSEWHERE: &str = concat!(
+    "SELECT m.contact_id, m.id, m.locked_by FROM messages m \
+     WHERE m.state = 'claimed' AND m.class = 'marketing' AND m.channel_plan IS NULL \
+     AND m.locked_by <> $2 AND m.contact_id IN (",
+    claimed_contacts!(),
+    ")"
+);
+
 pub(super) const RELEASE: &str = "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'scheduled' ELSE 'retrying' END, \
      claim_token = NULL, locked_by = NULL, locked_until = NULL, updated_at = $3 \
      WHERE id = $1 AND state = 'claimed' AND claim_token = $2";
@@ -375,6 +386,9 @@ pub struct Claimed {
     pub suppressed: Vec<(String, String)>,
     /// (message id, sent at) of the contact's recent marketing messages (frequency caps).
     pub recent_sends: Vec<(String, DateTime<Utc>)>,
+    /// (message id, node) of the contact's marketing messages being sent by other nodes
+    /// (frequency caps: read with the sends, when there are caps).
+    pub sending_elsewhere: Vec<(String, String)>,
 }
 
 impl Claimed {
@@ -409,6 +423,7 @@ impl Claimed {
             stop_events,
             suppressed,
             recent_sends: Vec::new(),
+            sending_elsewhere: Vec::new(),
         }
     }
 }
@@ -511,6 +526,7 @@ where
         stop_events: Vec::new(),
         suppressed: Vec::new(),
         recent_sends: Vec::new(),
+        sending_elsewhere: Vec::new(),
     })
 }
 
@@ -588,6 +604,7 @@ impl Store {
             }
             let listed = SuppressionList::from(listed);
             let mut sends: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
+            let mut elsewhere: HashMap<String, Vec<(String, String)>> = HashMap::new();
             if let Some(since) = with.sends_since {
                 for r in sqlx::query(CLAIMED_RECENT_SENDS)
                     .bind(token)
@@ -600,6 +617,34 @@ impl Store {
                         .or_default()
                         .push((r.try_get(2)?, from_millis(r.try_get(1)?)));
                 }
+                // Another node's claim of the same contacts, committed or not yet: held
+                // first (PostgreSQL), so of two claims at once the second reads the first's
+                // message as in flight. Two messages to one contact due together on two
+                // nodes each passed a cap of one. (SQLite's claims take turns.)
+                if pg {
+                    let mut ids: Vec<String> = rows
+                        .iter()
+                        .map(|r| r.try_get("contact_id"))
+                        .collect::<std::result::Result<_, _>>()?;
+                    ids.sort();
+                    ids.dedup();
+                    sqlx::query(super::contacts::HOLD)
+                        .bind(super::contacts::hold_param(&ids))
+                        .bind(super::contacts::SENDS)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for r in sqlx::query(CLAIMED_ELSEWHERE)
+                    .bind(token)
+                    .bind(node)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    elsewhere
+                        .entry(r.try_get(0)?)
+                        .or_default()
+                        .push((r.try_get(1)?, r.try_get(2)?));
+                }
             }
             tx.commit().await?;
             rows.iter()
@@ -607,6 +652,7 @@ impl Store {
                     let mut c = claimed_from_row(r, token)?;
                     c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
                     c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
+                    c.sending_elsewhere = elsewhere.get(&c.contact.id).cloned().unwrap_or_default();
                     c.suppressed = listed.of(&c.contact).at(now);
                     Ok(c)
                 })
