@@ -152,24 +152,7 @@ fn variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing(b
     );
 
     // The report counts them: planned per variant, and the holdout beside the messaged.
-    let r = ws
-        .run(&[
-            "report",
-            "conversions",
-            "--job",
-            "ab",
-            "--since",
-            "2026-11-01",
-            "--until",
-            "2026-12-01",
-            "--by",
-            "variant",
-            "--format",
-            "json",
-        ])
-        .ok()
-        .stdout;
-    let r: Value = serde_json::from_str(&r).unwrap();
+    let r = conversions(&ws, "ab", "2026-11-01", "2026-12-01", Some("variant"));
     assert_eq!(r["total"]["held_out"], json!(held_total), "{r}");
     assert_eq!(r["total"]["sent"], json!(2500 - held_total));
     let group = |k: &str| {
@@ -274,24 +257,7 @@ fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
     ])
     .ok();
 
-    let report = |by: Option<&str>| {
-        let mut args = vec![
-            "report",
-            "conversions",
-            "--job",
-            "rr",
-            "--since",
-            "2026-11-01",
-            "--until",
-            "2027-01-01",
-            "--format",
-            "json",
-        ];
-        if let Some(b) = by {
-            args.extend(["--by", b]);
-        }
-        serde_json::from_str::<Value>(&ws.run(&args).ok().stdout).unwrap()
-    };
+    let report = |by| conversions(&ws, "rr", "2026-11-01", "2027-01-01", by);
     let r = report(None);
     let t = &r["total"];
     let figures: Vec<i64> = [
@@ -364,7 +330,7 @@ fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
         "{table}"
     );
     // A period that holds none of it.
-    let empty = report_at(&ws, "2025-01-01", "2025-02-01");
+    let empty = conversions(&ws, "rr", "2025-01-01", "2025-02-01", None);
     assert_eq!(empty["total"]["planned"], 0);
 }
 
@@ -478,22 +444,7 @@ fn the_holdout_meets_the_checks_a_send_meets(b: Backend) {
         })
         .collect();
     ws.import(&later).ok();
-    let r = ws
-        .run(&[
-            "report",
-            "conversions",
-            "--job",
-            "ab",
-            "--since",
-            "2026-11-01",
-            "--until",
-            "2026-12-01",
-            "--format",
-            "json",
-        ])
-        .ok()
-        .stdout;
-    let r: Value = serde_json::from_str(&r).unwrap();
+    let r = conversions(&ws, "ab", "2026-11-01", "2026-12-01", None);
     let t = &r["total"];
     assert_eq!(t["held_out"], json!(held), "{r}");
     assert_eq!(t["held_out_converted"], json!(held), "{r}");
@@ -509,23 +460,24 @@ fn the_holdout_meets_the_checks_a_send_meets(b: Backend) {
     assert!(vs["difference"].as_f64().unwrap().abs() < 1e-9, "{vs}");
 }
 
-fn report_at(ws: &Workspace, since: &str, until: &str) -> Value {
-    let out = ws
-        .run(&[
-            "report",
-            "conversions",
-            "--job",
-            "rr",
-            "--since",
-            since,
-            "--until",
-            until,
-            "--format",
-            "json",
-        ])
-        .ok()
-        .stdout;
-    serde_json::from_str(&out).unwrap()
+/// `report conversions --format json` of `job` from `since` to `until`, `--by` if given.
+fn conversions(ws: &Workspace, job: &str, since: &str, until: &str, by: Option<&str>) -> Value {
+    let mut args = vec![
+        "report",
+        "conversions",
+        "--job",
+        job,
+        "--since",
+        since,
+        "--until",
+        until,
+        "--format",
+        "json",
+    ];
+    if let Some(b) = by {
+        args.extend(["--by", b]);
+    }
+    serde_json::from_str(&ws.run(&args).ok().stdout).unwrap()
 }
 
 use common::on_both;

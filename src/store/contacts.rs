@@ -2,8 +2,8 @@
 //! their date index), and what planning, the scheduler and support read back.
 
 use super::sql::{
-    Bind, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx, placeholders,
-    shaped, values_rows,
+    Bind, Hold, bind_all, bind_vec, hold, in_list, insert_into, json_map, list, on_pool, on_tx,
+    placeholders, shaped, values_rows,
 };
 use super::suppressions::normalise_address;
 use super::{Result, Store, StoreError, Tx};
@@ -457,43 +457,12 @@ impl Tx {
     }
 }
 
-/// Transaction-scoped advisory locks on keys (PostgreSQL; `$1`: the keys as a JSON array,
-/// which either backend's statement binds; `$2`: what kind of key, [`CONTACTS`],
-/// [`ADDRESSES`] or [`SENDS`]), taken in one order (sorted) so that two holders never wait on each other
-/// in a circle. A lock, not `FOR UPDATE`: it also holds a key no row has yet (two first
-/// events of a new contact), and it writes nothing to the rows. SQLite's write transactions
-/// take turns already.
-pub(super) const HOLD: &str = "SELECT pg_advisory_xact_lock(k) FROM \
-     (SELECT DISTINCT hashtextextended(id, $2) AS k FROM jsonb_array_elements_text(CAST($1 AS jsonb)) AS t(id) ORDER BY k) s";
-
-/// [`HOLD`]'s kind for contact ids: ingests, complaints and erasures write contacts.
-pub(super) const CONTACTS: i64 = 7;
-/// [`HOLD`]'s kind for normalised email addresses: bounce reports count an address's
-/// earlier ones.
-pub(super) const ADDRESSES: i64 = 11;
-
-/// [`HOLD`]'s kind for the contacts of a claim that reads their marketing sends (caps):
-/// claims of one contact on two nodes take turns, so the second sees the first's message.
-pub(super) const SENDS: i64 = 13;
-
-/// [`HOLD`]'s first parameter.
-pub(super) fn hold_param(ids: &[String]) -> String {
-    serde_json::Value::from(ids.to_vec()).to_string()
-}
-
 impl Tx {
     /// Hold `ids` against every other writer of these contacts until this transaction ends
-    /// (see [`HOLD`]).
+    /// (see [`super::sql::HOLD`]).
     pub async fn hold_contacts(&mut self, ids: &[String]) -> Result<()> {
-        if let super::TxInner::Postgres(tx) = &mut self.tx
-            && !ids.is_empty()
-        {
-            sqlx::query(HOLD)
-                .bind(hold_param(ids))
-                .bind(CONTACTS)
-                .execute(&mut **tx)
-                .await?;
-        }
+        let pg = self.is_pg();
+        on_tx!(self, |conn| hold!(&mut *conn, pg, ids, Hold::Contacts));
         Ok(())
     }
 }

@@ -100,13 +100,7 @@ impl Store {
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             // Held first: an ingest of this contact reading it meanwhile would write it back.
-            if pg {
-                sqlx::query(super::contacts::HOLD)
-                    .bind(super::contacts::hold_param(&[id.to_string()]))
-                    .bind(super::contacts::CONTACTS)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            super::sql::hold!(&mut *tx, pg, &[id.to_string()], super::sql::Hold::Contacts);
             let found: Option<(Option<String>, Option<String>)> =
                 sqlx::query_as("SELECT email, phone FROM contacts WHERE id = $1")
                     .bind(id)

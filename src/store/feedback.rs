@@ -174,13 +174,12 @@ impl Store {
             // One report of an address at a time: a soft bounce counts the address's earlier
             // ones, and two at once each counted the other out (no suppression at the
             // threshold).
-            if pg {
-                sqlx::query(super::contacts::HOLD)
-                    .bind(super::contacts::hold_param(std::slice::from_ref(&address)))
-                    .bind(super::contacts::ADDRESSES)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            super::sql::hold!(
+                &mut *tx,
+                pg,
+                std::slice::from_ref(&address),
+                super::sql::Hold::Addresses
+            );
             if b.report_id.is_some() {
                 let seen: Option<i32> = sqlx::query_scalar(
                     "SELECT 1 FROM bounces WHERE source = $1 AND report_id = $2",
@@ -252,11 +251,7 @@ impl Store {
                                     .bind(&address)
                                     .fetch_all(&mut *tx)
                                     .await?;
-                            sqlx::query(super::contacts::HOLD)
-                                .bind(super::contacts::hold_param(&ids))
-                                .bind(super::contacts::CONTACTS)
-                                .execute(&mut *tx)
-                                .await?;
+                            super::sql::hold!(&mut *tx, pg, &ids, super::sql::Hold::Contacts);
                         }
                         let rows =
                             sqlx::query("SELECT id, consent FROM contacts WHERE email_key = $1")

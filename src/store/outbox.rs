@@ -622,17 +622,11 @@ impl Store {
                 // message as in flight. Two messages to one contact due together on two
                 // nodes each passed a cap of one. (SQLite's claims take turns.)
                 if pg {
-                    let mut ids: Vec<String> = rows
+                    let ids: Vec<String> = rows
                         .iter()
                         .map(|r| r.try_get("contact_id"))
                         .collect::<std::result::Result<_, _>>()?;
-                    ids.sort();
-                    ids.dedup();
-                    sqlx::query(super::contacts::HOLD)
-                        .bind(super::contacts::hold_param(&ids))
-                        .bind(super::contacts::SENDS)
-                        .execute(&mut *tx)
-                        .await?;
+                    super::sql::hold!(&mut *tx, pg, &ids, super::sql::Hold::Sends);
                 }
                 for r in sqlx::query(CLAIMED_ELSEWHERE)
                     .bind(token)

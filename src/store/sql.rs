@@ -27,6 +27,46 @@ macro_rules! on_pool {
     };
 }
 
+/// Transaction-scoped advisory locks on keys (PostgreSQL; `$1`: the keys as a JSON array,
+/// which either backend's statement binds; `$2`: what kind of key, a [`Hold`]), taken in one
+/// order (sorted) so that two holders never wait on each other in a circle. A lock, not
+/// `FOR UPDATE`: it also holds a key no row has yet (two first events of a new contact), and
+/// it writes nothing to the rows. SQLite's write transactions take turns already.
+pub(crate) const HOLD: &str = "SELECT pg_advisory_xact_lock(k) FROM \
+     (SELECT DISTINCT hashtextextended(id, $2) AS k FROM jsonb_array_elements_text(CAST($1 AS jsonb)) AS t(id) ORDER BY k) s";
+
+/// What a [`HOLD`] holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Hold {
+    /// Contact ids: ingests, complaints and erasures write contacts.
+    Contacts = 7,
+    /// Normalised email addresses: a bounce report counts an address's earlier ones.
+    Addresses = 11,
+    /// The contacts of a claim that reads their marketing sends (caps): claims of one
+    /// contact on two nodes take turns, so the second sees the first's message.
+    Sends = 13,
+}
+
+/// [`HOLD`]'s first parameter.
+pub(crate) fn hold_param(keys: &[String]) -> String {
+    serde_json::Value::from(keys.to_vec()).to_string()
+}
+
+/// Hold `$keys` (`&[String]`) as `$kind` (a [`Hold`]) on `$conn` until its transaction
+/// ends, when `$pg`; nothing on SQLite. Inside a function returning the store's `Result`.
+macro_rules! hold {
+    ($conn:expr, $pg:expr, $keys:expr, $kind:expr) => {
+        if $pg && !$keys.is_empty() {
+            sqlx::query($crate::store::sql::HOLD)
+                .bind($crate::store::sql::hold_param($keys))
+                .bind($kind as i64)
+                .execute($conn)
+                .await?;
+        }
+    };
+}
+pub(crate) use hold;
+
 /// Runs `$body` with `$conn` bound to the transaction's concrete connection.
 macro_rules! on_tx {
     ($self:expr, |$conn:ident| $body:expr) => {
