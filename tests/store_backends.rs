@@ -122,6 +122,22 @@ impl Fixture {
             }
         }
     }
+
+    /// PostgreSQL: a transaction of another connection that has run `sql` and stays open
+    /// (another node caught mid-way), with its pool; `None` on SQLite, whose writers take
+    /// turns.
+    async fn held(
+        &self,
+        sql: &'static str,
+    ) -> Option<(sqlx::PgPool, sqlx::Transaction<'static, sqlx::Postgres>)> {
+        let StoreConfig::Postgres { url, .. } = &self.cfg else {
+            return None;
+        };
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
+        Some((pool, tx))
+    }
 }
 
 /// A fresh migrated store of `b`, with its fixture (which keeps a SQLite folder alive).
@@ -882,16 +898,11 @@ async fn the_daily_figures_read_one_snapshot(b: Backend) {
         sent_that_day(&store.daily_counts(None, day, day).await.unwrap()),
         1
     );
-    let StoreConfig::Postgres { url, .. } = &f.cfg else {
+    let Some((pool, mut mover)) = f.held("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").await
+    else {
         store.close().await;
         return;
     };
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let mut mover = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *mover)
-        .await
-        .unwrap();
     let report = {
         let store = store.clone();
         tokio::spawn(async move { store.daily_counts(None, day, day).await.unwrap() })
@@ -935,20 +946,7 @@ async fn two_soft_bounces_at_once_reach_the_threshold(b: Backend) {
         r
     };
     store.record_bounce(&soft_report(0), soft()).await.unwrap();
-    let mut hold = None;
-    let pool = match &f.cfg {
-        StoreConfig::Postgres { url, .. } => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query("LOCK TABLE bounces IN SHARE MODE")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            hold = Some(tx);
-            Some(pool)
-        }
-        StoreConfig::Sqlite { .. } => None,
-    };
+    let held = f.held("LOCK TABLE bounces IN SHARE MODE").await;
     let both: Vec<_> = (1..=2)
         .map(|n| {
             let store = store.clone();
@@ -956,10 +954,14 @@ async fn two_soft_bounces_at_once_reach_the_threshold(b: Backend) {
             tokio::spawn(async move { store.record_bounce(&r, soft()).await.unwrap() })
         })
         .collect();
-    if let Some(tx) = hold {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        tx.commit().await.unwrap();
-    }
+    let pool = match held {
+        Some((pool, tx)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            tx.commit().await.unwrap();
+            Some(pool)
+        }
+        None => None,
+    };
     for h in both {
         h.await.unwrap();
     }
@@ -1010,22 +1012,16 @@ async fn a_claim_sees_what_another_node_is_sending_the_contact(b: Backend) {
                 .unwrap()
         }
     };
-    let b_claimed = if let StoreConfig::Postgres { url, .. } = &f.cfg {
-        // Node A's claim, caught before its commit: it holds the contact and has claimed
-        // the first message.
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let mut a = pool.begin().await.unwrap();
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('c-0', 13))")
-            .execute(&mut *a)
-            .await
-            .unwrap();
-        sqlx::query(
-            "UPDATE messages SET state = 'claimed', claim_token = 'ta', locked_by = 'node-a', locked_until = 0 \
+    // Node A's claim, caught before its commit (PostgreSQL): it holds the contact and has
+    // claimed the first message.
+    let node_a = f
+        .held(
+            "SELECT pg_advisory_xact_lock(hashtextextended('c-0', 13)); \
+             UPDATE messages SET state = 'claimed', claim_token = 'ta', locked_by = 'node-a', locked_until = 0 \
              WHERE id = (SELECT MIN(id) FROM messages)",
         )
-        .execute(&mut *a)
-        .await
-        .unwrap();
+        .await;
+    let b_claimed = if let Some((pool, a)) = node_a {
         let b_claim = tokio::spawn(claim_on("node-b", "tb", 10));
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         a.commit().await.unwrap();
