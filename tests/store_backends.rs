@@ -1040,6 +1040,41 @@ async fn a_claim_sees_what_another_node_is_sending_the_contact(b: Backend) {
     store.close().await;
 }
 
+/// A renewal that finds every row of a claim locked by another writer for the moment
+/// (PostgreSQL's renewal skips locked rows; an erasure, a greeting's upsert) extends none of
+/// them and returns nothing for the token; `still_claimed` tells the node the claim is still
+/// its own, so it keeps it for the next beat. It was dropped for good: its unstarted messages
+/// were never started, and the node's own reaper no longer spared them.
+async fn a_claim_whose_rows_are_locked_for_a_moment_is_still_held(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.migrated().await;
+    deliveries(&store, 2).await;
+    assert_eq!(
+        claim(&store, "tok", "2026-11-23T02:00:00Z", 10).await.len(),
+        2
+    );
+    let until = t("2026-11-23T02:10:00Z");
+    let held = f
+        .held("SELECT 1 FROM messages WHERE state = 'claimed' FOR UPDATE")
+        .await;
+    let renewed = store.renew(&["tok".to_string()], until).await.unwrap();
+    assert_eq!(
+        renewed.contains("tok"),
+        held.is_none(),
+        "{b:?}: {renewed:?}"
+    );
+    let still = store
+        .still_claimed(&["tok".to_string(), "gone".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(still, std::collections::HashSet::from(["tok".to_string()]));
+    if let Some((pool, tx)) = held {
+        tx.rollback().await.unwrap();
+        pool.close().await;
+    }
+    store.close().await;
+}
+
 /// Every kind of completion, with NULLs in every nullable column, in batches larger than
 /// one multi-row statement: PostgreSQL must type the VALUES list and the COALESCEs.
 async fn complete_records_every_outcome_in_batches(b: Backend) {
@@ -2271,6 +2306,7 @@ on_both!(
     the_daily_figures_read_one_snapshot,
     two_soft_bounces_at_once_reach_the_threshold,
     a_claim_sees_what_another_node_is_sending_the_contact,
+    a_claim_whose_rows_are_locked_for_a_moment_is_still_held,
     schema_versions_are_checked_on_open,
     copy_tables_name_every_table,
     copy_to_the_other_backend_keeps_every_row,

@@ -63,7 +63,11 @@ impl Held {
     }
 
     /// One heartbeat: extend every held lease to `now + lease`. Tokens the store no longer
-    /// knows as claimed are dropped (completed, released, or lost to the reaper).
+    /// knows as claimed are dropped (completed, released, or lost to the reaper); a token
+    /// whose rows another writer had locked for the moment (PostgreSQL's renewal skips
+    /// locked rows) keeps the lease it had, and is renewed at the next beat. It used to be
+    /// dropped for good: its unstarted messages were never started, and this node's reaper
+    /// no longer spared them.
     pub(super) async fn renew(
         &self,
         store: &Store,
@@ -75,14 +79,17 @@ impl Held {
         }
         let until = now + self.lease;
         let kept = store.renew(&asked, until).await?;
-        let mut tokens = self.lock();
-        for t in &asked {
-            if kept.contains(t) {
-                tokens.insert(t.clone(), until);
-            } else {
-                tokens.remove(t);
-            }
-        }
+        let missed: Vec<String> = asked
+            .iter()
+            .filter(|t| !kept.contains(*t))
+            .cloned()
+            .collect();
+        let still = if missed.is_empty() {
+            Default::default()
+        } else {
+            store.still_claimed(&missed).await?
+        };
+        settle(&mut self.lock(), &asked, &kept, &still, until);
         Ok(kept.len())
     }
 
@@ -98,6 +105,24 @@ impl Held {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
         self.tokens.lock().expect("held leases lock")
+    }
+}
+
+/// The held leases after a renewal: `kept` (extended) to `until`; `still` (not extended,
+/// still claimed) as they were; the rest of `asked` dropped.
+fn settle(
+    tokens: &mut HashMap<String, DateTime<Utc>>,
+    asked: &[String],
+    kept: &std::collections::HashSet<String>,
+    still: &std::collections::HashSet<String>,
+    until: DateTime<Utc>,
+) {
+    for t in asked {
+        if kept.contains(t) {
+            tokens.insert(t.clone(), until);
+        } else if !still.contains(t) {
+            tokens.remove(t);
+        }
     }
 }
 
@@ -175,5 +200,37 @@ pub(super) fn log_reaped(r: &[Reaped]) {
             count,
             "returned messages whose lease expired (the node stopped mid-send; each is logged as an attempt that may have been sent)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_extends_the_kept_keeps_the_still_claimed_and_drops_the_rest() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("a time");
+        let before = t("2026-11-23T02:01:00Z");
+        let until = t("2026-11-23T02:02:00Z");
+        let mut tokens: HashMap<String, DateTime<Utc>> = ["kept", "locked", "gone"]
+            .iter()
+            .map(|k| (k.to_string(), before))
+            .collect();
+        let asked: Vec<String> = tokens.keys().cloned().collect();
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        settle(
+            &mut tokens,
+            &asked,
+            &set(&["kept"]),
+            &set(&["locked"]),
+            until,
+        );
+        assert_eq!(tokens.get("kept"), Some(&until));
+        assert_eq!(
+            tokens.get("locked"),
+            Some(&before),
+            "still held, not extended"
+        );
+        assert_eq!(tokens.get("gone"), None);
     }
 }

@@ -77,6 +77,27 @@ impl Store {
         Ok(kept)
     }
 
+    /// Of `tokens`, those that still hold a claimed message (a renewal that found all of a
+    /// token's rows locked by another writer for the moment extended none, and returned
+    /// nothing for it).
+    pub async fn still_claimed(&self, tokens: &[String]) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for chunk in tokens.chunks(super::CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT claim_token FROM message_queue WHERE state = 'claimed' AND claim_token IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let binds: Vec<Bind> = chunk.iter().map(|t| Bind::Text(Some(t.clone()))).collect();
+            let rows: Vec<String> = on_pool!(self, |pool, _b| {
+                bind_all!(sqlx::query_scalar(AssertSqlSafe(sql)), &binds)
+                    .fetch_all(pool)
+                    .await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Return every claim whose lease ended before `now` to the queue, as a `transient`
     /// attempt that says the message may have been sent; at the `max_attempts`-th attempt
     /// the message fails instead. `by` names the reaping node in the log.
