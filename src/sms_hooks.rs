@@ -6,7 +6,8 @@
 //!   id, else by our reference when the provider echoes it), kept beside that attempt in the
 //!   log, and a final one sets the message's delivery status (`delivered` / `undelivered`,
 //!   with the carrier's code). A receipt for no message of ours is counted, not an error: the
-//!   provider must not retry it forever.
+//!   provider must not retry it forever. One that arrives while messages are being sent is
+//!   looked up again for up to 5 s first: it may have outrun the record of its own send.
 //! - A **reply** that is an opt-out (`STOP`, `TD`, `T`, `退订`, … see
 //!   `channels::sms::reply`) puts the sender's number on the suppression list for channel
 //!   `sms`, so no later SMS reaches them through any gateway (the job falls back to its next
@@ -30,6 +31,12 @@ use crate::logging::mask;
 use crate::playbook::Playbook;
 use crate::store::{NewReceipt, ReceiptMatch, ReplyKeyword, Store, StoreError};
 use chrono::{DateTime, Utc};
+
+/// How long an unmatched receipt is looked up again while messages are being sent, and how
+/// often: the recorder commits a send within milliseconds (`dispatch.record_wait_ms`), or a
+/// few seconds when the store is busy; a provider waits 10 s or more for our answer.
+const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const RECEIPT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What one request came to, for the endpoint's answer and the daemon's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -129,7 +136,31 @@ pub async fn status_callback(
             text: r.text.clone(),
         })
         .collect();
-    let matches = store.apply_receipts(&rows, now).await?;
+    let mut matches = store.apply_receipts(&rows, now).await?;
+    // A receipt can outrun the record of its own send: the gateway answered, and the
+    // recorder commits the attempt (its provider id) a moment later. While messages are
+    // being sent, an unmatched receipt is looked up again for a few seconds before it is
+    // counted as not ours (it was answered 200 and lost: the provider does not retry a 2xx).
+    let mut waited = std::time::Duration::ZERO;
+    while waited < RECEIPT_WAIT
+        && matches.contains(&ReceiptMatch::Unmatched)
+        && store.sending_now().await?
+    {
+        tokio::time::sleep(RECEIPT_RETRY).await;
+        waited += RECEIPT_RETRY;
+        let again: Vec<usize> = (0..rows.len())
+            .filter(|i| matches.get(*i) == Some(&ReceiptMatch::Unmatched))
+            .collect();
+        let retried: Vec<NewReceipt> = again.iter().filter_map(|i| rows.get(*i).cloned()).collect();
+        for (i, m) in again
+            .into_iter()
+            .zip(store.apply_receipts(&retried, now).await?)
+        {
+            if let Some(slot) = matches.get_mut(i) {
+                *slot = m;
+            }
+        }
+    }
     let mut s = Summary {
         receipts: rows.len(),
         ..Summary::default()

@@ -301,6 +301,71 @@ async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
     store.close().await;
 }
 
+/// A receipt that outruns the record of its own send: the gateway answered, the receipt came
+/// at once, and the recorder committed the attempt (its provider id) 600 ms later. It was
+/// answered 200 as "for no message of ours" and lost (the provider does not retry a 2xx);
+/// while messages are being sent it is now looked up again for a few seconds.
+async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
+    let (store, dir) = store(b).await;
+    let ch = channel(dir.path());
+    let line = parse_event(&delivered(
+        "evt-0",
+        "c-0",
+        "c0@example.com",
+        "SO-0",
+        "2026-11-20T00:00:00Z",
+    ))
+    .unwrap();
+    plan::ingest(&playbook(), &store, &[line], t("2026-11-20T12:00:00Z"))
+        .await
+        .unwrap();
+    let now = t("2026-11-23T06:00:00Z");
+    let claimed = store
+        .claim(
+            "node-a",
+            "tok",
+            now,
+            now + chrono::Duration::minutes(5),
+            10,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let id = claimed[0].id.clone();
+    let recorder = {
+        let store = store.clone();
+        let done = Completion {
+            message_id: id.clone(),
+            claim_token: "tok".into(),
+            state: MessageState::Sent,
+            attempts: vec![sms_attempt(1, "gw", Outcome::Sent, Some("H-9"))],
+            retry_at: None,
+            reason: None,
+            channel: Some("sms".into()),
+            address: Some("+8613800138000".into()),
+            at: now,
+            next: None,
+            uncounted: false,
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            store.complete(&[done]).await.unwrap()
+        })
+    };
+    let body = json!([{"msgid": "H-9", "stat": "DELIVRD"}]).to_string();
+    let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
+        .await
+        .unwrap();
+    assert_eq!(recorder.await.unwrap(), 0);
+    assert_eq!((s.recorded, s.unmatched), (1, 0), "{b:?}: {s:?}");
+    assert_eq!(
+        message(&store, &id).await.delivery.as_deref(),
+        Some("delivered")
+    );
+    store.close().await;
+}
+
 async fn refusals_carry_their_http_status(b: Backend) {
     let (store, dir) = store(b).await;
     let ch = channel(dir.path());
@@ -621,6 +686,7 @@ use common::on_both_async as on_both;
 
 on_both!(
     receipts_find_their_attempt_and_settle_the_message,
+    a_receipt_that_outruns_its_send_finds_it,
     refusals_carry_their_http_status,
     stop_replies_suppress_the_number_and_others_do_not,
     replies_are_kept_and_start_lifts_only_the_customers_own_stop,

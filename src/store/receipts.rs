@@ -54,6 +54,18 @@ const INSERT_RECEIPT: &str = "INSERT INTO receipts (message_id, attempt, status,
 const SET_DELIVERY: &str = "UPDATE messages SET delivery = $2, updated_at = $3 WHERE id = $1";
 
 impl Store {
+    /// Whether any message is being sent now (claimed, on any node): a receipt unmatched
+    /// meanwhile may be about one whose attempt is not recorded yet.
+    pub async fn sending_now(&self) -> Result<bool> {
+        on_pool!(self, |pool, _b| {
+            let one: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM message_queue WHERE state = 'claimed' LIMIT 1")
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(one.is_some())
+        })
+    }
+
     /// Record a batch of receipts (one provider push) in one transaction, each matched to its
     /// attempt by provider id, else by our reference. Returns what became of each, in order.
     pub async fn apply_receipts(
