@@ -105,6 +105,45 @@ fn sms_attempt(n: i64, gateway: &str, outcome: Outcome, provider_id: Option<&str
     }
 }
 
+/// `lines` planned, and every message due at `now` claimed under `tok`.
+async fn planned_and_claimed(
+    store: &Store,
+    lines: &[aftercare::ingest::Incoming],
+    now: DateTime<Utc>,
+) -> Vec<aftercare::store::Claimed> {
+    plan::ingest(&playbook(), store, lines, t("2026-11-20T12:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .claim(
+            "node-a",
+            "tok",
+            now,
+            now + chrono::Duration::minutes(5),
+            10,
+            &Default::default(),
+        )
+        .await
+        .unwrap()
+}
+
+/// The completion of a message claimed under `tok`, sent by SMS after `attempts`.
+fn sent_by_sms(id: &str, attempts: Vec<NewAttempt>, now: DateTime<Utc>) -> Completion {
+    Completion {
+        message_id: id.to_string(),
+        claim_token: "tok".into(),
+        state: MessageState::Sent,
+        attempts,
+        retry_at: None,
+        reason: None,
+        channel: Some("sms".into()),
+        address: Some("+8613800138000".into()),
+        at: now,
+        next: None,
+        uncounted: false,
+    }
+}
+
 /// Three messages sent by SMS, as dispatch records them: the first failed over from `ali`
 /// to `gw`, the second went through `ali`, the third through `tw`. Returns their ids.
 async fn three_sent(store: &Store) -> Vec<String> {
@@ -120,21 +159,8 @@ async fn three_sent(store: &Store) -> Vec<String> {
             .unwrap()
         })
         .collect();
-    plan::ingest(&playbook(), store, &lines, t("2026-11-20T12:00:00Z"))
-        .await
-        .unwrap();
     let now = t("2026-11-23T06:00:00Z");
-    let claimed = store
-        .claim(
-            "node-a",
-            "tok",
-            now,
-            now + chrono::Duration::minutes(5),
-            10,
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let claimed = planned_and_claimed(store, &lines, now).await;
     assert_eq!(claimed.len(), 3);
     let attempts = [
         vec![
@@ -147,19 +173,7 @@ async fn three_sent(store: &Store) -> Vec<String> {
     let batch: Vec<Completion> = claimed
         .iter()
         .zip(attempts)
-        .map(|(m, attempts)| Completion {
-            message_id: m.id.clone(),
-            claim_token: m.claim_token.clone(),
-            state: MessageState::Sent,
-            attempts,
-            retry_at: None,
-            reason: None,
-            channel: Some("sms".into()),
-            address: Some("+8613800138000".into()),
-            at: now,
-            next: None,
-            uncounted: false,
-        })
+        .map(|(m, attempts)| sent_by_sms(&m.id, attempts, now))
         .collect();
     assert_eq!(store.complete(&batch).await.unwrap(), 0);
     claimed.into_iter().map(|m| m.id).collect()
@@ -316,38 +330,17 @@ async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
         "2026-11-20T00:00:00Z",
     ))
     .unwrap();
-    plan::ingest(&playbook(), &store, &[line], t("2026-11-20T12:00:00Z"))
-        .await
-        .unwrap();
     let now = t("2026-11-23T06:00:00Z");
-    let claimed = store
-        .claim(
-            "node-a",
-            "tok",
-            now,
-            now + chrono::Duration::minutes(5),
-            10,
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let claimed = planned_and_claimed(&store, &[line], now).await;
     assert_eq!(claimed.len(), 1);
     let id = claimed[0].id.clone();
     let recorder = {
         let store = store.clone();
-        let done = Completion {
-            message_id: id.clone(),
-            claim_token: "tok".into(),
-            state: MessageState::Sent,
-            attempts: vec![sms_attempt(1, "gw", Outcome::Sent, Some("H-9"))],
-            retry_at: None,
-            reason: None,
-            channel: Some("sms".into()),
-            address: Some("+8613800138000".into()),
-            at: now,
-            next: None,
-            uncounted: false,
-        };
+        let done = sent_by_sms(
+            &id,
+            vec![sms_attempt(1, "gw", Outcome::Sent, Some("H-9"))],
+            now,
+        );
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(600)).await;
             store.complete(&[done]).await.unwrap()
