@@ -392,8 +392,9 @@ pub async fn ingest_in(
         // Planned in this batch, per (contact, job): message index and trigger data (for stops).
         let mut planned_here: HashMap<(String, String), Vec<PlannedHere>> = HashMap::new();
         let mut dirty: HashSet<String> = HashSet::new();
-        // Stops of messages stored before this batch: (message id, reason).
-        let mut db_cancels: Vec<(String, String)> = Vec::new();
+        // Stops of messages stored before this batch: (message id, reason, the stopping
+        // event's index in `events`).
+        let mut db_cancels: Vec<(String, String, usize)> = Vec::new();
         for (i, inc) in batch.iter().enumerate() {
             if withdrawn.contains(&request_of[i]) {
                 outcomes.push(Pending::Done(match refusals.get(&i) {
@@ -466,9 +467,13 @@ pub async fn ingest_in(
                     for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
                         if let Some(reason) =
                             stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
-                            && !db_cancels.iter().any(|(i, _)| *i == id)
+                            && !db_cancels.iter().any(|(i, _, _)| *i == id)
                         {
-                            db_cancels.push((id, format!("{reason} (event {})", ev.id)));
+                            db_cancels.push((
+                                id,
+                                format!("{reason} (event {})", ev.id),
+                                events.len(),
+                            ));
                             stopped += 1;
                         }
                     }
@@ -563,8 +568,13 @@ pub async fn ingest_in(
     keep_contacts.sort_by(|a, b| a.id.cmp(&b.id));
     tx.upsert_contacts(&keep_contacts, now).await?;
     let new_ids = tx.insert_messages(&keep_messages, now).await?;
-    for (id, reason) in &db_cancels {
-        tx.cancel(id, reason, now).await?;
+    // A stop counts what it cancelled: a message claimed since it was read is being sent,
+    // and is left to its send.
+    let mut not_stopped: HashMap<usize, usize> = HashMap::new();
+    for (id, reason, event) in &db_cancels {
+        if !tx.cancel(id, reason, now).await? {
+            *not_stopped.entry(*event).or_default() += 1;
+        }
     }
 
     Ok(outcomes
@@ -578,10 +588,11 @@ pub async fn ingest_in(
                 }
             }
             Pending::Store {
+                event,
                 messages: mine,
                 stopped,
-                ..
             } => {
+                let stopped = stopped.saturating_sub(not_stopped.get(&event).copied().unwrap_or(0));
                 let planned = mine
                     .iter()
                     .filter(|i| new_ids.contains(messages[**i].id.as_str()))

@@ -763,7 +763,7 @@ fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> Ne
 /// send. It used to cancel the claimed row (`CANCEL` took `claimed`): the email went out,
 /// the completion found no claimed row and was dropped with its attempt, and the log said
 /// "cancelled" with nothing tried. The next message of the thread meets the stop event at
-/// the gate, as every later one does.
+/// the gate, as every later one does. The ingest's answer counts it as stopped no more.
 async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
     let (store, _f) = store(b).await;
     deliveries(&store, 1).await;
@@ -791,14 +791,20 @@ async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let claimed = claim(&store, "tok", "2026-11-23T00:00:00Z", 10).await;
         other.commit().await.unwrap();
-        racing.await.unwrap();
-        claimed
+        let outcome = racing.await.unwrap();
+        (claimed, outcome)
     } else {
         let claimed = claim(&store, "tok", "2026-11-23T00:00:00Z", 10).await;
-        ingest(&store, &[review]).await;
-        claimed
+        let outcome = ingest(&store, &[review]).await;
+        (claimed, outcome)
     };
+    let (claimed, outcome) = claimed;
     assert_eq!(claimed.len(), 1);
+    // The review stopped nothing: the one message was already being sent.
+    assert!(
+        matches!(outcome[..], [IngestOutcome::Accepted { stopped: 0, .. }]),
+        "{b:?}: {outcome:?}"
+    );
     let at = t("2026-11-23T00:00:02Z");
     let stale = store
         .complete(&[sent(&claimed[0].id, "tok", at)])
