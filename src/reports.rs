@@ -432,8 +432,7 @@ pub(crate) async fn conversions(
             .iter()
             .filter(|c| c.state == "sent")
             .map(|c| c.threads)
-            .sum::<i64>()
-            .min(total.reached);
+            .sum::<i64>();
     }
     finish(&mut total);
     let mut groups: Vec<ConversionGroup> = groups.into_values().collect();

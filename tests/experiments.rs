@@ -460,6 +460,90 @@ fn the_holdout_meets_the_checks_a_send_meets(b: Backend) {
     assert!(vs["difference"].as_f64().unwrap().abs() < 1e-9, "{vs}");
 }
 
+/// A thread counts as converted in the period its first message is due in, once, as
+/// `reached` counts it. Two orders whose requests were due in October and whose reminders
+/// won reviews in November made November `reached 1, converted 2` (200%); and one thread
+/// whose request and reminder each won an order counted twice.
+fn converted_threads_are_the_reached_threads_that_converted(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/rr.yaml",
+        "id: rr\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: review_request\nchannels: [email]\n\
+         dedupe: \"{{event.data.order_id}}\"\nreminders: [{after: 4d, template: review_reminder}]\n\
+         stop_when: [{event: review.submitted, match: [order_id]}]\ngoal_window: 5d\n",
+    );
+    ws.write(
+        "jobs/again.yaml",
+        "id: again\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: review_request\nchannels: [email]\n\
+         dedupe: \"{{event.data.order_id}}\"\nreminders: [{after: 4d, template: review_reminder}]\n\
+         goal: order.placed\ngoal_window: 3d\n",
+    );
+    let delivered_at = |order: &str, contact: &str, at: &str| {
+        delivered(
+            &format!("d-{order}"),
+            contact,
+            &format!("{contact}@example.com"),
+            order,
+            at,
+        )
+    };
+    ws.import(&[
+        delivered_at("SO-1", "c-1", "2026-10-25T10:00:00+08:00"),
+        delivered_at("SO-2", "c-2", "2026-10-25T10:00:00+08:00"),
+        delivered_at("SO-3", "c-3", "2026-11-05T10:00:00+08:00"),
+    ])
+    .ok();
+    ws.once("2026-10-28T10:00:00+08:00");
+    ws.once("2026-11-01T10:00:00+08:00");
+    ws.import(&[
+        reviewed("rv-1", "c-1", "SO-1", "2026-11-02T12:00:00+08:00"),
+        reviewed("rv-2", "c-2", "SO-2", "2026-11-02T12:00:00+08:00"),
+    ])
+    .ok();
+    ws.once("2026-11-08T10:00:00+08:00");
+    // c-3's thread of `again`: an order after the request, another after the reminder.
+    let placed = |id: &str, at: &str| {
+        json!({"id": id, "type": "order.placed", "occurred_at": at, "contact": {"id": "c-3"}, "data": {}})
+            .to_string()
+    };
+    ws.import(&[placed("p-1", "2026-11-09T12:00:00+08:00")])
+        .ok();
+    ws.once("2026-11-12T10:00:00+08:00");
+    ws.import(&[placed("p-2", "2026-11-13T12:00:00+08:00")])
+        .ok();
+
+    let total = |job: &str, by: Option<&str>| {
+        let r = conversions(&ws, job, "2026-11-01", "2026-12-01", by);
+        let t = &r["total"];
+        (
+            t["reached"].as_i64().unwrap(),
+            t["converted"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(
+        total("rr", None),
+        (1, 0),
+        "SO-3 reached in November, no review"
+    );
+    assert_eq!(total("rr", Some("step")), (1, 0));
+    let steps = conversions(&ws, "rr", "2026-11-01", "2026-12-01", Some("step"));
+    let reminders = steps["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "step 1")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (reminders["sent"].as_i64(), reminders["converted"].as_i64()),
+        (Some(3), Some(2)),
+        "by step, the reminders due in November (SO-3's too) and the two that won: {steps}"
+    );
+    assert_eq!(total("again", None), (1, 1), "one thread, converted once");
+    assert_eq!(total("again", Some("step")), (1, 1));
+}
+
 /// `report conversions --format json` of `job` from `since` to `until`, `--by` if given.
 fn conversions(ws: &Workspace, job: &str, since: &str, until: &str, by: Option<&str>) -> Value {
     let mut args = vec![
@@ -486,4 +570,5 @@ on_both!(
     variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing,
     the_conversion_report_matches_a_hand_computed_fixture,
     the_holdout_meets_the_checks_a_send_meets,
+    converted_threads_are_the_reached_threads_that_converted,
 );

@@ -61,8 +61,10 @@ pub struct Converted {
     pub variant: String,
     pub step: i64,
     pub state: String,
+    /// Converted messages due in the period (0 on a thread row).
     pub messages: i64,
-    /// Distinct threads (one order's request and its reminders).
+    /// Converted threads (one order's request and its reminders) whose first message is due
+    /// in the period, on the first message's row (0 on a message row).
     pub threads: i64,
 }
 
@@ -372,14 +374,25 @@ fn converted_statement(
              AND m.state IN ('sent', 'held_out') AND COALESCE(m.sent_at, m.due_at) < e.occurred_at{conds}"
         ));
     }
+    // Two kinds of rows: converted messages due in the period (by step), and converted
+    // threads whose first message is due in the period, as `reached` counts them (any of
+    // the thread's messages won, whenever it was due). Counting threads from the winning
+    // messages counted a thread once per step that won, and a thread reached before the
+    // period whose reminder won inside it: more converted than reached.
     let sql = format!(
         "WITH cand AS ({}), \
          ranked AS (SELECT eid, at, mid, due, ref, ROW_NUMBER() OVER (PARTITION BY eid ORDER BY ref DESC, mid DESC) AS rn FROM cand), \
-         won AS (SELECT DISTINCT mid FROM ranked WHERE rn = 1 AND at <= ref + $4 AND due >= $2 AND due < $3) \
-         SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), COUNT(DISTINCT m.dedupe_key) \
-         {} WHERE m.id IN (SELECT mid FROM won) GROUP BY 1, 2, 3, 4",
+         won AS (SELECT DISTINCT mid, due FROM ranked WHERE rn = 1 AND at <= ref + $4) \
+         SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), CAST(0 AS BIGINT) \
+         {from} WHERE m.id IN (SELECT mid FROM won WHERE due >= $2 AND due < $3) GROUP BY 1, 2, 3, 4 \
+         UNION ALL \
+         SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, CAST(0 AS BIGINT), COUNT(*) \
+         {from} WHERE m.job_id = $1 AND m.step = 0 AND m.due_at >= $2 AND m.due_at < $3 \
+         AND m.state IN ('sent', 'held_out') AND m.channel_plan IS NULL \
+         AND EXISTS (SELECT 1 FROM messages w WHERE w.job_id = m.job_id AND w.dedupe_key = m.dedupe_key \
+         AND w.id IN (SELECT mid FROM won)) GROUP BY 1, 2, 3, 4",
         branches.join(" UNION ALL "),
-        from(contact)
+        from = from(contact)
     );
     (sql, binds)
 }
@@ -397,8 +410,10 @@ mod tests {
     use super::*;
 
     /// Without statistics SQLite began the conversion from every message the job ever had
-    /// (`messages_job_due`) and read the period's goal events again for each; the statement
-    /// keeps its order: goal events of the period, then their contacts' messages of the job.
+    /// (`messages_job_due` by job alone) and read the period's goal events again for each;
+    /// the statement keeps its order: goal events of the period, then their contacts'
+    /// messages of the job. (The converted threads read the job's index by the period's due
+    /// times, as `report_states` does.)
     #[tokio::test]
     async fn a_conversion_reads_the_goal_events_first() {
         let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("an instant");
@@ -423,7 +438,7 @@ mod tests {
                 &binds,
                 "SEARCH e USING INDEX events_type_time",
                 "SEARCH m USING INDEX messages_contact",
-                &["messages_job_due"],
+                &["messages_job_due (job_id=?)"],
             )
             .await;
         }
