@@ -382,15 +382,15 @@ fn converted_statement(
     let sql = format!(
         "WITH cand AS ({}), \
          ranked AS (SELECT eid, at, mid, due, ref, ROW_NUMBER() OVER (PARTITION BY eid ORDER BY ref DESC, mid DESC) AS rn FROM cand), \
-         won AS (SELECT DISTINCT mid, due FROM ranked WHERE rn = 1 AND at <= ref + $4) \
+         won AS (SELECT DISTINCT mid, due FROM ranked WHERE rn = 1 AND at <= ref + $4), \
+         won_threads AS (SELECT DISTINCT w.dedupe_key FROM messages w WHERE w.id IN (SELECT mid FROM won)) \
          SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, COUNT(*), CAST(0 AS BIGINT) \
          {from} WHERE m.id IN (SELECT mid FROM won WHERE due >= $2 AND due < $3) GROUP BY 1, 2, 3, 4 \
          UNION ALL \
          SELECT {key} AS k, COALESCE(m.variant, '') AS v, m.step, m.state, CAST(0 AS BIGINT), COUNT(*) \
          {from} WHERE m.job_id = $1 AND m.step = 0 AND m.due_at >= $2 AND m.due_at < $3 \
          AND m.state IN ('sent', 'held_out') AND m.channel_plan IS NULL \
-         AND EXISTS (SELECT 1 FROM messages w WHERE w.job_id = m.job_id AND w.dedupe_key = m.dedupe_key \
-         AND w.id IN (SELECT mid FROM won)) GROUP BY 1, 2, 3, 4",
+         AND m.dedupe_key IN (SELECT dedupe_key FROM won_threads) GROUP BY 1, 2, 3, 4",
         branches.join(" UNION ALL "),
         from = from(contact)
     );
