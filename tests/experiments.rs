@@ -198,10 +198,7 @@ fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
     ws.keep_jobs(&[]);
     ws.write(
         "jobs/rr.yaml",
-        "id: rr\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: review_request\nchannels: [email]\n\
-         dedupe: \"{{event.data.order_id}}\"\nreminders: [{after: 4d, template: review_reminder}]\n\
-         stop_when: [{event: review.submitted, match: [order_id]}, order.returned, {event: complaint.opened}]\n\
-         goal_window: 5d\n",
+        &rr_job("[{event: review.submitted, match: [order_id]}, order.returned, {event: complaint.opened}]"),
     );
     let mut lines: Vec<String> = (1..=8)
         .map(|i| {
@@ -469,9 +466,7 @@ fn converted_threads_are_the_reached_threads_that_converted(b: Backend) {
     ws.keep_jobs(&[]);
     ws.write(
         "jobs/rr.yaml",
-        "id: rr\ntrigger: {event: order.delivered, delay: 3d}\ntemplate: review_request\nchannels: [email]\n\
-         dedupe: \"{{event.data.order_id}}\"\nreminders: [{after: 4d, template: review_reminder}]\n\
-         stop_when: [{event: review.submitted, match: [order_id]}]\ngoal_window: 5d\n",
+        &rr_job("[{event: review.submitted, match: [order_id]}]"),
     );
     ws.write(
         "jobs/again.yaml",
@@ -542,6 +537,16 @@ fn converted_threads_are_the_reached_threads_that_converted(b: Backend) {
     );
     assert_eq!(total("again", None), (1, 1), "one thread, converted once");
     assert_eq!(total("again", Some("step")), (1, 1));
+}
+
+/// The review request `rr` of the conversion tests (a reminder 4 days after the send, a
+/// goal window of 5 days), stopped by `stop_when`.
+fn rr_job(stop_when: &str) -> String {
+    format!(
+        "id: rr\ntrigger: {{event: order.delivered, delay: 3d}}\ntemplate: review_request\nchannels: [email]\n\
+         dedupe: \"{{{{event.data.order_id}}}}\"\nreminders: [{{after: 4d, template: review_reminder}}]\n\
+         stop_when: {stop_when}\ngoal_window: 5d\n"
+    )
 }
 
 /// `report conversions --format json` of `job` from `since` to `until`, `--by` if given.

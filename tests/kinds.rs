@@ -71,10 +71,9 @@ fn birthday_at_nine_local_in_shanghai_and_new_york_on_the_same_utc_day() {
 #[test]
 fn a_birthday_audience_greets_only_the_contacts_it_admits() {
     let (sink, ws) = setup(&["birthday-greeting"]);
-    let job = std::fs::read_to_string(ws.path("jobs/birthday.yaml")).unwrap();
-    ws.write(
+    ws.append(
         "jobs/birthday.yaml",
-        &format!("{job}audience:\n  where:\n    contact.attributes.tier: [gold]\n"),
+        "audience:\n  where:\n    contact.attributes.tier: [gold]\n",
     );
     let member = |id: &str, contact: &str, tier: &str| {
         json!({"id": id, "type": "contact.updated", "occurred_at": "2026-01-01T00:00:00Z",
@@ -596,10 +595,9 @@ fn callbacks_without_a_crm_wait_for_an_agent() {
 #[test]
 fn a_later_stop_event_cancels_an_open_callback_task() {
     let (_sink, ws) = setup(&["complaint-callback"]);
-    let job = std::fs::read_to_string(ws.path("jobs/complaint-callback.yaml")).unwrap();
-    ws.write(
+    ws.append(
         "jobs/complaint-callback.yaml",
-        &format!("{job}stop_when: [{{event: complaint.reopened, match: [complaint_id]}}]\n"),
+        "stop_when: [{event: complaint.reopened, match: [complaint_id]}]\n",
     );
     let event = |id: &str, kind: &str, complaint: &str| {
         json!({

@@ -79,11 +79,7 @@ fn over_cap_drop_cancels_with_the_reason() {
     let (sink, ws) = setup(
         "  consent: opt_out\n  caps: [{max: 1, per: 1d}]\n  send_window: {start: \"00:00\", end: \"24:00\"}\n",
     );
-    let job = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
-    ws.write(
-        "jobs/review-request.yaml",
-        &format!("{job}over_cap: drop\n"),
-    );
+    ws.append("jobs/review-request.yaml", "over_cap: drop\n");
     ws.import(&[
         delivered(
             "e1",

@@ -297,10 +297,9 @@ fn preview_renders_subject_text_and_html_without_storing() {
 #[test]
 fn review_gating_is_refused_and_missing_unsubscribe_links_are_warned() {
     let ws = Workspace::new(None);
-    let job = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
-    ws.write(
+    ws.append(
         "jobs/review-request.yaml",
-        &format!("{job}audience:\n  where:\n    event.data.rating: [4, 5]\n    contact.attributes.tier: gold\n"),
+        "audience:\n  where:\n    event.data.rating: [4, 5]\n    contact.attributes.tier: gold\n",
     );
     ws.write("message_templates/plain/email.subject.hbs", "Hi\n");
     ws.write("message_templates/plain/email.txt.hbs", "No link here\n");
@@ -447,10 +446,9 @@ fn an_incentive_in_a_templates_words_is_review_gating_too() {
 #[test]
 fn exclude_if_sent_outside_a_cron_job_is_refused() {
     let ws = with_unsubscribe();
-    let job = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
-    ws.write(
+    ws.append(
         "jobs/review-request.yaml",
-        &format!("{job}audience:\n  exclude_if_sent: {{job: nps-survey, within: 30d}}\n"),
+        "audience:\n  exclude_if_sent: {job: nps-survey, within: 30d}\n",
     );
     let r = ws.run(&["validate"]);
     assert_eq!(r.code, 1, "{}", r.stdout);

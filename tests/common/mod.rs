@@ -217,6 +217,12 @@ impl Workspace {
         std::fs::write(p, content).unwrap();
     }
 
+    /// Add `text` at the end of the file `rel` (a key to a shipped job, say).
+    pub fn append(&self, rel: &str, text: &str) {
+        let before = std::fs::read_to_string(self.path(rel)).unwrap();
+        self.write(rel, &format!("{before}{text}"));
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.current_dir(self.dir.path())
