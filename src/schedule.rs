@@ -24,17 +24,42 @@ use std::time::Instant;
 /// Anniversaries are planned this far ahead of their local time.
 pub(crate) const HORIZON: Span = Span::hours(1);
 /// A cron occurrence processed later than this counts as missed (the daemon was down).
+pub(crate) const LATE_AFTER: Span = Span::minutes(10);
+
 /// A greeting planned: (job, contact, when).
 type PlannedKey = (String, String, DateTime<Utc>);
 
-pub(crate) const LATE_AFTER: Span = Span::minutes(10);
+/// The time each greeting was last planned for by this process, by (job, contact), so a
+/// tick every minute does not write today's greetings again. Keyed without the time: a
+/// contact whose zone changes and changes back is planned at the first time again (a set of
+/// (job, contact, time) remembered the first time as done and left the greeting at the
+/// second, where the send-time check cancelled it).
+#[derive(Default)]
+struct PlannedCache(HashMap<(String, String), DateTime<Utc>>);
+
+impl PlannedCache {
+    /// Whether the greeting `key` names was the last one planned for its job and contact.
+    fn holds(&self, (job, contact, at): &PlannedKey) -> bool {
+        self.0.get(&(job.clone(), contact.clone())) == Some(at)
+    }
+
+    fn remember(&mut self, planned: impl IntoIterator<Item = PlannedKey>) {
+        if self.0.len() > 1_000_000 {
+            self.0.clear();
+        }
+        self.0.extend(
+            planned
+                .into_iter()
+                .map(|(job, contact, at)| ((job, contact), at)),
+        );
+    }
+}
 
 pub(crate) struct Scheduler {
     pub store: Store,
     pub book: Playbook,
-    /// (job, contact, fire time) planned by this process, so a tick every minute does not
-    /// write today's greetings again.
-    planned: Mutex<HashSet<PlannedKey>>,
+    /// The greetings this process planned last ([`PlannedCache`]).
+    planned: Mutex<PlannedCache>,
     /// How far ahead greetings are planned ([`HORIZON`]; the forecast looks further).
     pub horizon: Span,
     /// The occurrence each recurring job was last seen fired for. The store's row only moves
@@ -62,7 +87,7 @@ impl Scheduler {
         Scheduler {
             store,
             book,
-            planned: Mutex::new(HashSet::new()),
+            planned: Mutex::new(PlannedCache::default()),
             horizon: HORIZON,
             fired: Mutex::new(HashMap::new()),
             elsewhere: HashSet::new(),
@@ -103,6 +128,63 @@ impl Scheduler {
         for job in jobs {
             self.recurring(&job, now, stats).await?;
         }
+        let off: Vec<_> = self
+            .book
+            .jobs
+            .iter()
+            .filter(|j| !j.enabled && matches!(j.trigger, Trigger::Cron { .. }))
+            .cloned()
+            .collect();
+        for job in off {
+            self.pass_disabled(&job, now, stats).await?;
+        }
+        Ok(())
+    }
+
+    /// Record a disabled cron job's occurrences as they pass, planning nothing: enabled
+    /// again, it fires from its next occurrence on. The catch-up of `missed: run_once` is
+    /// for a daemon that was down; a job marketing switched off would otherwise send the
+    /// latest occurrence of the time it was off the moment it is switched back on. A job
+    /// never fired has nothing to record (enabled, it starts from then, as any new job).
+    async fn pass_disabled(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+    ) -> Result<(), StoreError> {
+        let Trigger::Cron { cron, timezone, .. } = &job.trigger else {
+            return Ok(());
+        };
+        let tz = timezone.unwrap_or(self.book.default_timezone);
+        let known = self.fired.lock().expect("fired lock").get(&job.id).copied();
+        if let Some(known) = known
+            && let Ok(next) = cron_tz::next_after(cron, tz, known)
+            && next.is_none_or(|next| next > now)
+        {
+            return Ok(());
+        }
+        let Some(last) = self.store.last_fire(&job.id).await? else {
+            return Ok(());
+        };
+        self.remember_fired(&job.id, last);
+        let latest = match cron_tz::latest_in(cron, tz, last, now) {
+            Ok(Some(at)) => at,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::error!(job = %job.id, "recurring occurrence not computed: {e}");
+                return Ok(());
+            }
+        };
+        if self
+            .store
+            .fire_occurrence(&job.id, latest, &[], now)
+            .await?
+            .is_some()
+        {
+            self.remember_fired(&job.id, latest);
+            stats.occurrences_skipped += 1;
+            tracing::info!(job = %job.id, occurrence = %latest, "passed an occurrence of a disabled job");
+        }
         Ok(())
     }
 
@@ -132,11 +214,10 @@ impl Scheduler {
         let messages: Vec<_> = planned.iter().map(|(_, m)| m.clone()).collect();
         let n = self.store.upsert_anniversaries(&messages, now).await?;
         stats.greetings_planned += n;
-        let mut cache = self.planned.lock().expect("planned lock");
-        if cache.len() > 1_000_000 {
-            cache.clear();
-        }
-        cache.extend(planned.into_iter().map(|(k, _)| k));
+        self.planned
+            .lock()
+            .expect("planned lock")
+            .remember(planned.into_iter().map(|(k, _)| k));
         tracing::debug!(job = %job.id, candidates = stats.anniversary_candidates - before, planned = n, ms = started.elapsed().as_millis() as u64, "anniversary scan");
         Ok(())
     }
@@ -210,7 +291,7 @@ impl Scheduler {
                     && fire_at <= to
                 {
                     let key = (job.id.clone(), row.contact_id.clone(), fire_at);
-                    if self.planned.lock().expect("planned lock").contains(&key) {
+                    if self.planned.lock().expect("planned lock").holds(&key) {
                         continue;
                     }
                     let year = chrono::Datelike::year(day);
@@ -498,6 +579,26 @@ mod tests {
         until: DateTime<Utc>,
     ) -> Vec<DateTime<Utc>> {
         cron_tz::occurrences(c, tz, after, until).unwrap()
+    }
+
+    #[test]
+    fn a_greeting_moved_and_moved_back_is_planned_again() {
+        let key = |at: &str| ("bday".to_string(), "c-1".to_string(), t(at));
+        let (shanghai, new_york) = ("2026-11-23T01:00:00Z", "2026-11-23T14:00:00Z");
+        let mut cache = PlannedCache::default();
+        assert!(!cache.holds(&key(shanghai)));
+        cache.remember([key(shanghai)]);
+        assert!(cache.holds(&key(shanghai)));
+        // The contact moves to New York: the greeting is planned there, then back.
+        assert!(!cache.holds(&key(new_york)));
+        cache.remember([key(new_york)]);
+        assert!(
+            !cache.holds(&key(shanghai)),
+            "moved back, not planned again"
+        );
+        cache.remember([key(shanghai)]);
+        assert!(cache.holds(&key(shanghai)));
+        assert!(!cache.holds(&("bday".to_string(), "c-2".to_string(), t(shanghai))));
     }
 
     #[test]

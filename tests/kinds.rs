@@ -342,6 +342,37 @@ fn missed_skip_waits_for_the_next_occurrence() {
 }
 
 #[test]
+fn a_survey_switched_back_on_does_not_send_what_passed_while_it_was_off() {
+    let (sink, ws) = setup(&[]);
+    let job = survey_job(
+        "Asia/Shanghai",
+        "run_once",
+        "audience: {had_event: rental.completed, within: 90d}\n",
+    );
+    ws.write("jobs/survey.yaml", &job);
+    ws.import(&[event(
+        "r-1",
+        "rental.completed",
+        "c-1",
+        "a@example.com",
+        "2026-11-10T12:00:00Z",
+        json!({}),
+        json!({}),
+    )])
+    .ok();
+    // Monday 2026-11-16 10:00 CST (02:00Z) fires.
+    assert!(ws.once("2026-11-16T02:00:00Z").stdout.starts_with("1 sent"));
+    // Switched off over the next Monday, which the daemon saw pass.
+    ws.write("jobs/survey.yaml", &format!("{job}enabled: false\n"));
+    assert!(ws.once("2026-11-23T02:00:00Z").stdout.starts_with("0 sent"));
+    // Switched on again on the Wednesday: nothing owed; the next Monday fires.
+    ws.write("jobs/survey.yaml", &job);
+    assert!(ws.once("2026-11-25T02:00:00Z").stdout.starts_with("0 sent"));
+    assert!(ws.once("2026-11-30T02:00:00Z").stdout.starts_with("1 sent"));
+    assert_eq!(sink.messages().len(), 2);
+}
+
+#[test]
 fn survey_audience_picks_exactly_the_right_contacts() {
     let (sink, ws) = setup(&[]);
     ws.write(
