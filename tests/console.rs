@@ -10,12 +10,12 @@
 mod common;
 
 use chrono::{Duration as Days, SecondsFormat, Utc};
-use common::{SmtpSink, Workspace};
+use common::{Killed, SmtpSink, Workspace};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
@@ -24,16 +24,6 @@ const MARKETING_PW: &str = "marketing staple 42";
 const LEAD_PW: &str = "lead lighthouse 7";
 const EMAIL: &str = "wang.fang@example.com";
 const PHONE: &str = "+8613800138000";
-
-/// A process ended when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn ago(d: Days) -> String {
     (Utc::now() - d).to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -331,6 +321,21 @@ async fn the_console_in_a_real_browser() {
     let sent = id_of("SO-2", "sent");
     let reminder = id_of("SO-2", "scheduled");
 
+    // A customer with a long history: 5,001 deliveries in the last two hours, each planning
+    // a request days ahead (nothing is due while the test runs).
+    let many: Vec<String> = (0..=5000)
+        .map(|i| {
+            json!({"id": format!("evt-m-{i}"), "type": "order.delivered",
+                   "occurred_at": ago(Days::seconds(7000 - i)),
+                   "contact": {"id": "c-many", "email": "many@example.com"},
+                   "data": {"order_id": format!("M-{i}")}})
+            .to_string()
+        })
+        .collect();
+    ws.import(&many).ok();
+    let latest = ws.logs_json(&["--order", "M-5000"]);
+    let latest_request = latest[0]["id"].as_str().unwrap().to_string();
+
     let daemon = Killed(
         ws.command(&["run"])
             .env("T_ADMIN", ADMIN_TOKEN)
@@ -448,6 +453,21 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(lines(&body), lines(&mail.text));
     assert_eq!(b.text("span.subject-text").await, mail.subject);
     b.shot("message").await;
+
+    // The long history: its latest messages are on the page, and it says the rest are not.
+    b.open("/console/customer/c-many").await;
+    let page = b.c.source().await.unwrap();
+    assert!(
+        page.contains(&format!("/console/message/{latest_request}")),
+        "the newest message is not on the customer's page"
+    );
+    assert_eq!(
+        b.c.find_all(Locator::Css("#timeline > li"))
+            .await
+            .unwrap()
+            .len(),
+        500
+    );
 
     // Retry the failed one; the running daemon sends it, and its new attempt shows.
     b.open(&format!("/console/message/{failed}")).await;

@@ -214,7 +214,10 @@ pub(super) async fn page(
         let messages = store
             .find_messages(&LogFilter {
                 contact_id: Some(contact.id.clone()),
-                limit: 5000,
+                // The newest: no more can be shown, and the oldest of a long history were
+                // read instead of what happened last.
+                newest: true,
+                limit: TIMELINE_MAX as i64 + 1,
                 ..Default::default()
             })
             .await?;
