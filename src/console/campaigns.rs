@@ -58,7 +58,9 @@ pub(super) async fn page(State(c): State<Console>, v: Viewer) -> Response {
             };
         let nps = match job.survey {
             Some(s) if s.scale == Scale::Nps => {
-                let w = match Window::new(Some(now - Span::weeks(12)), Some(now), now, v.tz) {
+                // Weeks in the defaults' zone, as `aftercare report scores --by week` counts
+                // them: the viewer's zone gave each viewer other weekly figures.
+                let w = match Window::new(Some(now - Span::weeks(12)), Some(now), now, tz) {
                     Ok(w) => w,
                     Err(e) => return report_error(&v, e),
                 };
