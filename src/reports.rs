@@ -792,13 +792,14 @@ impl ConversionReport {
         );
         let _ = writeln!(
             out,
-            "{:<14} {:>8} {:>8} {:>9} {:>7} {:>9} {:>8} {:>9}  {:<24} {:>8} {:>9}",
+            "{:<14} {:>8} {:>8} {:>9} {:>7} {:>9} {:>7} {:>8} {:>9}  {:<24} {:>8} {:>9}",
             "",
             "planned",
             "sent",
             "delivered",
             "failed",
             "cancelled",
+            "pending",
             "reached",
             "converted",
             "rate [95% CI]",
@@ -808,13 +809,14 @@ impl ConversionReport {
         let mut row = |g: &ConversionGroup| {
             let _ = writeln!(
                 out,
-                "{:<14} {:>8} {:>8} {:>9} {:>7} {:>9} {:>8} {:>9}  {:<24} {:>8} {:>9}",
+                "{:<14} {:>8} {:>8} {:>9} {:>7} {:>9} {:>7} {:>8} {:>9}  {:<24} {:>8} {:>9}",
                 g.key,
                 g.planned,
                 g.sent,
                 g.delivered,
                 g.failed,
                 g.cancelled,
+                g.pending,
                 g.reached,
                 g.converted,
                 g.rate.map(|r| r.show()).unwrap_or_default(),

@@ -326,6 +326,37 @@ fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
         table.contains("goal: review.submitted by order_id within 5d"),
         "{table}"
     );
+    // README's example is this fixture's table, by step (its job is called review-request).
+    let by_step = ws
+        .run(&[
+            "report",
+            "conversions",
+            "--job",
+            "rr",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-12-01",
+            "--by",
+            "step",
+        ])
+        .ok()
+        .stdout;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap()
+        .replace("review-request", "rr");
+    let example: String = readme
+        .split("$ aftercare report conversions --job rr --since 2026-11-01 --until 2026-12-01 --by step\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README's conversions example")
+        .to_string();
+    let trimmed = |t: &str| t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        trimmed(&by_step),
+        trimmed(&example),
+        "README's example, as printed"
+    );
     // A period that holds none of it.
     let empty = conversions(&ws, "rr", "2025-01-01", "2025-02-01", None);
     assert_eq!(empty["total"]["planned"], 0);
