@@ -674,26 +674,28 @@ fn a_mail_over_64_mib_is_said_and_never_cuts_what_follows() {
     assert_eq!(s.len(), 1, "{s:?}");
 }
 
-#[test]
-fn the_brake_pauses_a_marketing_job_at_the_threshold_until_jobs_resume() {
-    let relay = ScriptedSmtp::start(Script {
-        rcpt_for: vec![("gone@".into(), "550 5.1.1 User unknown".into())],
-        ..Script::default()
-    });
-    let ws = mail_workspace(
-        relay.port,
-        "  reputation: {window: 5, min_sends: 5, hard_bounce_percent: 10}\n",
-        "",
-    );
-    // A service job beside it: the brake never holds service messages.
+/// A shipping notice's job: a service message, which the brake never holds.
+fn shipping_notice(ws: &Workspace) {
     ws.write(
         "jobs/shipping-notice.yaml",
         "id: shipping-notice\ntrigger:\n  event: order.shipped\n  delay: 1h\nclass: service\n\
          template: review_request\nchannels: [email]\ndedupe: \"{{event.data.order_id}}\"\n",
     );
-    let shipped = |id: &str, contact: &str, email: &str, order: &str, at: &str| {
-        delivered(id, contact, email, order, at).replace("order.delivered", "order.shipped")
-    };
+}
+
+fn shipped(id: &str, contact: &str, email: &str, order: &str, at: &str) -> String {
+    delivered(id, contact, email, order, at).replace("order.delivered", "order.shipped")
+}
+
+/// Five review requests sent and a sixth refused 550 5.1.1 by `relay`: the job's brake and
+/// the sending domain's engaged (a bounce in 5 sends is over 10%).
+fn braked(relay: &ScriptedSmtp, extra: &str) -> Workspace {
+    let ws = mail_workspace(
+        relay.port,
+        "  reputation: {window: 5, min_sends: 5, hard_bounce_percent: 10}\n",
+        extra,
+    );
+    shipping_notice(&ws);
     let mut first: Vec<String> = (1..=5)
         .map(|i| {
             delivered(
@@ -744,6 +746,16 @@ fn the_brake_pauses_a_marketing_job_at_the_threshold_until_jobs_resume() {
         .map(|b| b["scope"].as_str().unwrap())
         .collect();
     assert_eq!(scopes, ["domain:example.com", "job:review-request"]);
+    ws
+}
+
+#[test]
+fn the_brake_pauses_a_marketing_job_at_the_threshold_until_jobs_resume() {
+    let relay = ScriptedSmtp::start(Script {
+        rcpt_for: vec![("gone@".into(), "550 5.1.1 User unknown".into())],
+        ..Script::default()
+    });
+    let ws = braked(&relay, "");
 
     // Marketing waits, service goes on.
     ws.import(&[
@@ -830,4 +842,66 @@ fn the_brake_pauses_a_marketing_job_at_the_threshold_until_jobs_resume() {
     );
     let r = ws.run(&["jobs", "resume", "review-request"]);
     assert_eq!(r.code, 1, "nothing to resume: {}", r.stdout);
+}
+
+#[test]
+fn jobs_resume_reaches_a_drain_that_is_sending() {
+    let relay = ScriptedSmtp::start(Script {
+        rcpt_for: vec![("gone@".into(), "550 5.1.1 User unknown".into())],
+        ..Script::default()
+    });
+    // One message at a time, claimed one by one: the drain is long enough to resume in.
+    let ws = braked(
+        &relay,
+        "dispatch:\n  concurrency: 1\n  batch_size: 1\n  retry: {max_attempts: 5, initial: 1m, max: 1h}\n",
+    );
+    // Four shipping notices due an hour ago, before c-7's review request (due half an hour
+    // ago: recent enough not to expire on the real clock); the relay holds the first.
+    let ago = |m: i64| (chrono::Utc::now() - chrono::Duration::minutes(m)).to_rfc3339();
+    let mut lines: Vec<String> = (1..=4)
+        .map(|i| {
+            shipped(
+                &format!("s{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.org"),
+                &format!("SO-{i}"),
+                &ago(120),
+            )
+        })
+        .collect();
+    lines.push(delivered(
+        "e7",
+        "c-7",
+        "c7@example.org",
+        "SO-7",
+        &ago(3 * 24 * 60 + 30),
+    ));
+    ws.import(&lines).ok();
+    let accepted = relay.messages().len();
+    relay.set(|s| s.hold_after = Some(accepted));
+    let _daemon = common::Killed(
+        ws.command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait("the first notice reaches the relay", &|| {
+        relay.holding() == 1
+    });
+    // Resumed while the drain waits on the relay; then the relay answers.
+    ws.run(&["jobs", "resume", "review-request"]).ok();
+    ws.run(&["jobs", "resume", "--domain"]).ok();
+    relay.set(|s| s.hold_after = None);
+    wait("c-7's request is sent by the same drain", &|| {
+        message_of(&ws, "c-7")["state"] == "sent"
+    });
+    assert_eq!(rcpts(&relay, "c7@"), 1);
 }

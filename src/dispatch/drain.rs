@@ -22,7 +22,6 @@ impl Dispatcher {
         self: &Arc<Self>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Stats, StoreError> {
-        self.load_brakes().await?;
         let limit = self.cfg.concurrency as usize;
         let group = self.cfg.batch_size as usize;
         let (done_tx, recorder) = record::start(
@@ -189,6 +188,11 @@ impl Dispatcher {
         pace: &Pace,
         with: &ClaimWith,
     ) -> Result<Batch, StoreError> {
+        // The brakes as they are now, before each claim: one engaged by another node, or
+        // released by `jobs resume` (which makes the held messages due at once), reaches a
+        // drain that sends for minutes; read once a drain, a resume was undone by deferring
+        // them again. A small table, read about once a second of sending.
+        self.load_brakes().await?;
         let now = self.clock.now();
         let token = crate::values::new_id(now);
         let lease_end = now + self.cfg.lease;

@@ -60,8 +60,8 @@ pub(crate) struct Dispatcher {
     on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Email bounces and complaints: an SMTP refusal is recorded and acted on at once.
     feedback: crate::feedback::Feedback,
-    /// The reputation brakes engaged, (scope, why): read at each drain, and added to when
-    /// a bounce in this drain engages one.
+    /// The reputation brakes engaged, (scope, why): read before each claim, and added to
+    /// when a bounce in this drain engages one.
     brakes: Mutex<Vec<(String, String)>>,
     /// The claims this process's drain holds: its heartbeat renews them, and this node's
     /// reaper leaves them alone (`Store::reap_except`).
@@ -288,8 +288,8 @@ impl Dispatcher {
             .cloned()
     }
 
-    /// Read the engaged brakes (at the start of each drain: `jobs resume` from another
-    /// process takes effect on the next one).
+    /// Read the engaged brakes (before each claim of a drain). A brake this process engages
+    /// between the read and the claim is in the store, so the next read has it again.
     async fn load_brakes(&self) -> Result<(), StoreError> {
         let engaged = self.store.brakes(true).await?;
         *self

@@ -158,6 +158,28 @@ impl Workspace {
         ws
     }
 
+    /// Run `sqlite` on the workspace's SQLite store, or `postgres` on its PostgreSQL
+    /// database: what a test does to the store behind the binary's back (a fault to inject).
+    pub fn store_sql(&self, sqlite: &str, postgres: &str) {
+        if self.store_url.starts_with("sqlite:") {
+            let db = self.path("data/aftercare.db");
+            let sql = sqlite.to_string();
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx::Connection;
+                    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+                    let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                });
+        } else {
+            pg::psql(&self.store_url, postgres);
+        }
+    }
+
     /// (Re)write the config; `extra` is appended (e.g. a `dispatch:` section).
     pub fn write_config(&self, smtp_port: Option<u16>, extra: &str) {
         let email = match smtp_port {
@@ -482,6 +504,16 @@ impl SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.port
+    }
+}
+
+/// A process ended when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
