@@ -186,7 +186,7 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
              ses: {{topic_arns: [\"{TOPIC}\"], insecure_test_cert_url_prefix: \"{cert_base}\"}}\n    \
              sendgrid: {{public_key: \"{sendgrid_public}\"}}\n    \
              mailgun: {{signing_key_env: MG_KEY}}\n    \
-             postmark: {{username: pm, password_env: PM_PW}}\n\
+             postmark: {{username: pm, password_file: pm.pw}}\n\
              policy:\n  consent: opt_out\n  caps: []\n  send_window: {{start: \"00:00\", end: \"24:00\"}}\n\
              dispatch:\n  poll_interval: 1s\n\
              api:\n  listen: 127.0.0.1:{api}\n",
@@ -211,11 +211,11 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
             .collect::<Vec<_>>(),
     )
     .ok();
+    ws.write("pm.pw", "pm-basic-pw\n");
     let log = std::fs::File::create(ws.path("daemon.log")).unwrap();
     let mut child = ws
         .command(&["run"])
         .env("MG_KEY", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0")
-        .env("PM_PW", "pm-basic-pw")
         .env("AFTERCARE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -340,6 +340,18 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     assert_eq!(s, 401, "no Postmark auth at all");
     let (s, v) = post("postmark", postmark.as_bytes(), &[basic("pm-basic-pw")]);
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
+    // An emptied password file is no password anyone may send: unavailable, retried later.
+    ws.write("pm.pw", "");
+    let other = postmark.replace("4323372036854775807", "4323372036854775806");
+    let (s, v) = post("postmark", other.as_bytes(), &[basic("")]);
+    assert_eq!(s, 503, "an empty Postmark password: {v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|m| m.contains("the secret is empty")),
+        "{v}"
+    );
+    ws.write("pm.pw", "pm-basic-pw\n");
 
     // SendGrid: the bounce example of the Event Webhook reference, ECDSA-signed.
     let sendgrid = json!([{

@@ -226,6 +226,19 @@ fn config_errors_name_the_key_and_the_fix() {
     );
     let usage = ws.run(&["frobnicate"]);
     assert_eq!(usage.code, 2);
+    // SES's hook takes only named topics: SNS signs any topic's messages alike.
+    ws.write(
+        "aftercare.yaml",
+        "store: {url: \"sqlite://data/a.db\"}\nemail:\n  from: \"Shop <care@example.com>\"\n  transport: smtp\n  smtp: {host: h}\n  webhooks:\n    ses: {}\n",
+    );
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: email.webhooks.ses.topic_arns: name the SNS topics"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

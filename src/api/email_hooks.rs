@@ -85,17 +85,20 @@ pub(super) async fn email_hook(
         .ok_or_else(|| not_configured(&provider))?;
     let w = &hooks.webhooks;
     let m = &hooks.feedback.matcher;
+    // An empty key would make the signature anyone's to compute (an unset variable in a
+    // compose file, an empty file): answered 503, so the provider retries once it is set.
     let secret = |s: &crate::values::Secret, field: &str| {
-        s.read(field)
-            .map_err(|e| {
-                tracing::error!("{e:#}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!("{e:#}"),
-                )
-            })
-            .map(Option::unwrap_or_default)
+        let unavailable = |why: String| {
+            tracing::error!("{why}");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why)
+        };
+        match s.read(field) {
+            Ok(Some(v)) if !v.trim().is_empty() => Ok(v),
+            Ok(_) => Err(unavailable(format!(
+                "{field}: the secret is empty; set its variable or file"
+            ))),
+            Err(e) => Err(unavailable(format!("{e:#}"))),
+        }
     };
     let mut confirmed = false;
     let reports: Vec<Report> = match provider.as_str() {

@@ -19,7 +19,8 @@ pub struct RawWebhooks {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSes {
-    /// Only notifications of these topics are taken (empty: any topic).
+    /// Only notifications of these topics are taken. Required: SNS signs every topic's
+    /// messages alike, so without it anyone's topic could subscribe and report bounces.
     #[serde(default)]
     topic_arns: Vec<String>,
     /// Tests only: signing certificates may also come from URLs starting with this
@@ -74,6 +75,14 @@ pub fn check(c: &mut Checker, raw: RawWebhooks) -> Webhooks {
                 "email.webhooks.ses.insecure_test_cert_url_prefix",
                 "SNS certificates are accepted from outside Amazon: for tests only",
                 Some("remove it in production".into()),
+            );
+        }
+        if s.topic_arns.iter().all(|t| t.trim().is_empty()) {
+            c.err(
+                "email.webhooks.ses.topic_arns",
+                "name the SNS topics SES publishes bounces and complaints to: SNS signs any \
+                 topic's messages alike, so without them anyone's topic could report bounces",
+                Some("topic_arns: [\"arn:aws:sns:us-west-2:123456789012:ses-bounces\"]".into()),
             );
         }
         SesHook {

@@ -182,6 +182,9 @@ fn arf(
         return Vec::new();
     };
     let feedback_type = field(b, "feedback-type").unwrap_or_else(|| "abuse".into());
+    if !super::complains(&feedback_type) {
+        return Vec::new();
+    }
     let address = field(b, "original-rcpt-to").or_else(|| {
         original
             .and_then(|o| o.to())
@@ -306,6 +309,48 @@ To: gone@example.org\r\n\
 Message-ID: <01jm1@example.com>\r\n\
 \r\n\
 --B--\r\n";
+
+    /// A feedback report of `kind` about care@'s mail to rcpt@example.org.
+    fn feedback(kind: &str) -> String {
+        format!(
+            "From: <abuse@mail.example.net>\r\n\
+To: <abuse@example.com>\r\n\
+Subject: report\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"B\"\r\n\
+\r\n\
+--B\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+A report.\r\n\
+--B\r\n\
+Content-Type: message/feedback-report\r\n\
+\r\n\
+Feedback-Type: {kind}\r\n\
+Version: 1\r\n\
+Original-Rcpt-To: <rcpt@example.org>\r\n\
+\r\n\
+--B--\r\n"
+        )
+    }
+
+    #[test]
+    fn only_feedback_that_complains_is_a_complaint() {
+        let reports = |kind: &str| match parse(feedback(kind).as_bytes(), None, &matcher()) {
+            Parsed::Reports(r) => r,
+            _ => panic!("{kind}: not parsed"),
+        };
+        for kind in ["abuse", "fraud", "virus", "other"] {
+            let r = reports(kind);
+            assert_eq!(r.len(), 1, "{kind}: {r:?}");
+            assert_eq!(r[0].kind, BounceKind::Complaint);
+            assert_eq!(r[0].address, "rcpt@example.org");
+        }
+        // The recipient said it is not spam; a DMARC failure report is about us.
+        for kind in ["not-spam", "auth-failure", "Not-Spam"] {
+            assert!(reports(kind).is_empty(), "{kind} is no complaint");
+        }
+    }
 
     #[test]
     fn a_dsn_yields_its_failed_recipients_matched_by_verp() {

@@ -83,6 +83,16 @@ impl Matcher {
     }
 }
 
+/// Whether a feedback report's type (RFC 5965 `Feedback-Type`, SES's
+/// `complaintFeedbackType`) is a recipient complaining: `not-spam` says the opposite, and
+/// `auth-failure` (RFC 6591) is about our authentication, not the recipient's wishes.
+pub(crate) fn complains(feedback_type: &str) -> bool {
+    !matches!(
+        feedback_type.trim().to_ascii_lowercase().as_str(),
+        "not-spam" | "auth-failure"
+    )
+}
+
 /// Outbox ids are ULIDs in lower case, and ids from elsewhere (tests, imports) are short
 /// tokens: letters, digits, `-`, `_`, `.`.
 fn valid_id(id: &str) -> bool {

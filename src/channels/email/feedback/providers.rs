@@ -403,7 +403,7 @@ pub async fn ses(
         .verify(canonical.as_bytes(), &signature)
         .map_err(|_| forged("the SNS signature does not match the signing certificate"))?;
     let topic = str_of(&v, "TopicArn").unwrap_or_default();
-    if !hook.topic_arns.is_empty() && !hook.topic_arns.iter().any(|t| t == topic) {
+    if !hook.topic_arns.iter().any(|t| t == topic) {
         return Err(forged(format!(
             "topic `{}` is not in email.webhooks.ses.topic_arns",
             crate::text::printable(topic)
@@ -517,6 +517,9 @@ fn ses_notification(n: &Value, body: &[u8], m: &Matcher) -> Vec<Report> {
             let c = n.get("complaint").cloned().unwrap_or_default();
             let feedback = str_of(&c, "feedbackId").map(str::to_string);
             let fty = str_of(&c, "complaintFeedbackType").unwrap_or("abuse");
+            if !super::complains(fty) {
+                return out;
+            }
             for (i, r) in c
                 .get("complainedRecipients")
                 .and_then(Value::as_array)
