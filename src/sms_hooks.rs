@@ -29,7 +29,7 @@ use crate::answers::{self, AnswerError};
 use crate::channels::sms::{Inbound, ReceiptError, SmsChannel, is_start_reply, is_stop_reply};
 use crate::logging::mask;
 use crate::playbook::Playbook;
-use crate::store::{NewReceipt, ReceiptMatch, ReplyKeyword, Store, StoreError};
+use crate::store::{NewReceipt, ReceiptMatch, ReplyKeyword, Store, StoreError, StoredReply};
 use chrono::{DateTime, Utc};
 
 /// How long an unmatched receipt is looked up again while messages are being sent, and how
@@ -225,6 +225,15 @@ pub async fn inbound_replies(
             .record_reply(&id, gateway, provider_id, &r.from, &r.text, keyword, now)
             .await?
         else {
+            // The first push was answered 500 when the store failed after keeping the
+            // reply: its retry takes the answer the first did not (what it did is stored).
+            if let (Some(book), Some(pid)) = (book, provider_id)
+                && keyword.is_none()
+                && answers::parse_reply(&r.text).is_some()
+                && let Some(kept) = store.reply_unacted(gateway, pid).await?
+            {
+                take_answer(book, store, gateway, &kept, &mut s).await?;
+            }
             s.repeated += 1;
             tracing::info!(
                 gateway,
@@ -251,21 +260,35 @@ pub async fn inbound_replies(
             None => {
                 tracing::info!(gateway, %from, reply = %id, "sms reply stored");
                 if let Some(book) = book {
-                    match answers::record_sms_reply(book, store, &stored.from, &r.text, now).await {
-                        Ok(Some(rec)) => {
-                            store.mark_reply(&id, "answer").await?;
-                            s.answers += 1;
-                            tracing::info!(gateway, %from, message = %rec.answer.message_id, score = rec.answer.score, "sms reply is a survey answer");
-                        }
-                        Ok(None) => {}
-                        Err(AnswerError::Store(e)) => return Err(e.into()),
-                        Err(e) => {
-                            tracing::warn!(gateway, %from, "sms reply not taken as an answer: {e}")
-                        }
-                    }
+                    take_answer(book, store, gateway, &stored, &mut s).await?;
                 }
             }
         }
     }
     Ok(s)
+}
+
+/// A stored reply that is a score, as the answer to the latest survey SMS to its number
+/// when it came; the reply is then marked `answer`. A store error is returned (the push is
+/// answered 5xx and retried).
+async fn take_answer(
+    book: &Playbook,
+    store: &Store,
+    gateway: &str,
+    reply: &StoredReply,
+    s: &mut Summary,
+) -> Result<(), HookError> {
+    let from = mask(&reply.from);
+    match answers::record_sms_reply(book, store, &reply.from, &reply.text, reply.received_at).await
+    {
+        Ok(Some(rec)) => {
+            store.mark_reply(&reply.id, "answer").await?;
+            s.answers += 1;
+            tracing::info!(gateway, %from, message = %rec.answer.message_id, score = rec.answer.score, "sms reply is a survey answer");
+        }
+        Ok(None) => {}
+        Err(AnswerError::Store(e)) => return Err(e.into()),
+        Err(e) => tracing::warn!(gateway, %from, "sms reply not taken as an answer: {e}"),
+    }
+    Ok(())
 }

@@ -490,6 +490,37 @@ fn an_sms_reply_that_is_a_score_answers_the_latest_survey_sms(b: Backend) {
             .len(),
         1
     );
+    // The store fails after keeping the reply: the push is answered 500, and the gateway's
+    // retry of it records the answer the first could not.
+    ws.store_sql(
+        "CREATE TRIGGER refuse_answers BEFORE INSERT ON answers BEGIN SELECT RAISE(ABORT, 'down'); END",
+        "CREATE FUNCTION refuse_answers() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'down'; END $$; \
+         CREATE TRIGGER refuse_answers BEFORE INSERT ON answers FOR EACH ROW EXECUTE FUNCTION refuse_answers();",
+    );
+    let (s, summary) = inbound("in-6", "+8613900139000", "9 还不错");
+    assert_eq!(s, 500, "{summary}");
+    ws.store_sql(
+        "DROP TRIGGER refuse_answers",
+        "DROP TRIGGER refuse_answers ON answers",
+    );
+    let (s, summary) = inbound("in-6", "+8613900139000", "9 还不错");
+    assert_eq!(
+        (s, summary["answers"].as_u64(), summary["repeated"].as_u64()),
+        (200, Some(1), Some(1)),
+        "{summary}"
+    );
+    let scores: Vec<Value> = timeline_events(&d, "c-2", "survey.answered")
+        .iter()
+        .map(|e| e["data"]["score"].clone())
+        .collect();
+    assert_eq!(scores, [json!(10), json!(9)]);
+    let (_, summary) = inbound("in-6", "+8613900139000", "9 还不错");
+    assert_eq!(
+        summary["answers"].as_u64(),
+        Some(0),
+        "taken once: {summary}"
+    );
 }
 
 fn support_records_an_answer_by_job_and_contact(b: Backend) {

@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{Duration as Days, SecondsFormat, Utc};
-use common::{Backend, Workspace, delivered, pg};
+use common::{Backend, Workspace, delivered};
 use serde_json::{Value, json};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -417,34 +417,14 @@ impl TableLock {
 
 /// Make the store itself refuse to insert the event with id `poison` (a data exception on
 /// PostgreSQL, an abort on SQLite): a fault the ingest checks cannot know about.
-fn poison_the_store(ws: &Workspace, backend: Backend) {
-    match backend {
-        Backend::Postgres => {
-            pg::psql(
-                &ws.store_url,
-                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                 BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned value' USING ERRCODE = '22023'; END IF; RETURN NEW; END $$; \
-                 CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
-            );
-        }
-        Backend::Sqlite => {
-            let db = ws.path("data/aftercare.db");
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    use sqlx::Connection;
-                    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-                    let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-                    sqlx::raw_sql(
-                    "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.id = 'poison' \
-                     BEGIN SELECT RAISE(ABORT, 'poisoned value'); END",
-                )
-                .execute(&mut c)
-                .await
-                .unwrap();
-                });
-        }
-    }
+fn poison_the_store(ws: &Workspace) {
+    ws.store_sql(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned value'); END",
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned value' USING ERRCODE = '22023'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    );
 }
 
 /// The value of the counter `name` on the daemon's `/metrics`.
@@ -526,7 +506,7 @@ fn one_bad_request_never_fails_another_in_a_shared_transaction() {
         ws.keep_jobs(&["review-request"]);
         // The store exists (and is migrated) before the trigger goes in.
         ws.import(&[yesterday("e0", "c0", "SO-0")]).ok();
-        poison_the_store(&ws, backend);
+        poison_the_store(&ws);
         let d = Daemon::start(&ws, "");
 
         // Item 7 alone: [valid, planner-refused (no data.order_id for the dedupe key)].

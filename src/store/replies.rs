@@ -214,20 +214,46 @@ impl Store {
             .bind(&phone)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StoredReply {
-                        id: r.try_get(0)?,
-                        gateway: r.try_get(1)?,
-                        from: r.try_get(2)?,
-                        contact_id: r.try_get(3)?,
-                        text: r.try_get(4)?,
-                        action: r.try_get(5)?,
-                        received_at: from_millis(r.try_get(6)?),
-                        provider_id: r.try_get(7)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(stored_reply).collect()
         })
     }
+
+    /// The reply `gateway` pushed as `provider_id`, if it is stored and nothing was done
+    /// with it (no keyword, not taken as an answer).
+    pub async fn reply_unacted(
+        &self,
+        gateway: &str,
+        provider_id: &str,
+    ) -> Result<Option<StoredReply>> {
+        on_pool!(self, |pool, _b| {
+            let row = sqlx::query(
+                "SELECT id, gateway, from_number, contact_id, text, action, received_at, provider_id FROM replies \
+                 WHERE gateway = $1 AND provider_id = $2 AND action IS NULL",
+            )
+            .bind(gateway)
+            .bind(provider_id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(stored_reply).transpose()
+        })
+    }
+}
+
+fn stored_reply<R: Row>(r: &R) -> Result<StoredReply>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredReply {
+        id: r.try_get(0)?,
+        gateway: r.try_get(1)?,
+        from: r.try_get(2)?,
+        contact_id: r.try_get(3)?,
+        text: r.try_get(4)?,
+        action: r.try_get(5)?,
+        received_at: from_millis(r.try_get(6)?),
+        provider_id: r.try_get(7)?,
+    })
 }
