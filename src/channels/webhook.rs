@@ -141,13 +141,7 @@ impl WebhookChannel {
             .chars()
             .take(500)
             .collect();
-        let outcome = if status.is_success() {
-            Outcome::Sent
-        } else if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
-            Outcome::Transient
-        } else {
-            Outcome::Permanent
-        };
+        let outcome = outcome_of(status.as_u16());
         let detail = if text.trim().is_empty() {
             status.to_string()
         } else {
@@ -165,9 +159,38 @@ impl WebhookChannel {
     }
 }
 
+/// What the CRM's answer means for the task. 401 and 403 are retried, though they are 4xx
+/// (as the SMS gateways' are): a secret rotated on one side only is a mistake someone
+/// mends, and failing the task for good would lose the customer's callback to it.
+fn outcome_of(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Sent,
+        401 | 403 | 408 | 429 | 500..=599 => Outcome::Transient,
+        _ => Outcome::Permanent,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_secret_is_retried_and_a_refused_task_is_not() {
+        for (status, want) in [
+            (200, Outcome::Sent),
+            (204, Outcome::Sent),
+            (401, Outcome::Transient),
+            (403, Outcome::Transient),
+            (408, Outcome::Transient),
+            (429, Outcome::Transient),
+            (503, Outcome::Transient),
+            (400, Outcome::Permanent),
+            (404, Outcome::Permanent),
+            (422, Outcome::Permanent),
+        ] {
+            assert_eq!(outcome_of(status), want, "{status}");
+        }
+    }
 
     #[test]
     fn signature_is_hmac_sha256_over_timestamp_and_body() {
