@@ -476,6 +476,102 @@ async fn postgres_erase_leaves_no_trace_and_export_holds_everything() {
     erase_leaves_no_trace_and_export_holds_everything(Backend::Postgres).await;
 }
 
+/// An address the contact had before its current one: its suppression, its history and
+/// the bounce about it are in the export and go with the erasure (the suppression kept as a
+/// hash, as the current addresses' are).
+async fn an_earlier_address_goes_with_the_contact(b: Backend) {
+    const OLD: &str = "wf.old@example.net";
+    let (store, db) = open(b).await;
+    let book = common::shipped_playbook();
+    let first = parse_event(&delivery("evt-1", "c-wf", OLD, "SO-1")).unwrap();
+    plan::ingest(&book, &store, &[first], t("2026-11-20T03:00:00Z"))
+        .await
+        .unwrap();
+    let at = t("2026-11-23T03:00:00Z");
+    let claimed = claim(&store, at).await;
+    assert_eq!(claimed.len(), 1, "{b:?}");
+    let attempt = NewAttempt {
+        number: 1,
+        at,
+        channel: "email".into(),
+        address: Some(OLD.into()),
+        outcome: Outcome::Permanent,
+        code: Some(550),
+        detail: Some(format!("550 5.1.1 <{OLD}>: user unknown")),
+        provider_id: None,
+        node: "node-a".into(),
+        duration_ms: 3,
+        gateway: None,
+        content: None,
+    };
+    let done = Completion {
+        message_id: claimed[0].id.clone(),
+        claim_token: claimed[0].claim_token.clone(),
+        state: MessageState::Failed,
+        attempts: vec![attempt],
+        retry_at: None,
+        reason: Some("550 5.1.1".into()),
+        channel: Some("email".into()),
+        address: Some(OLD.into()),
+        at,
+        next: None,
+        uncounted: false,
+    };
+    assert_eq!(store.complete(&[done]).await.unwrap(), 0);
+    store
+        .suppress("email", OLD, "bounced: 550 5.1.1", Some("smtp"), "smtp", at)
+        .await
+        .unwrap();
+    // Then the shop sends the new address.
+    let second = parse_event(&delivery("evt-2", "c-wf", EMAIL, "SO-2")).unwrap();
+    plan::ingest(&book, &store, &[second], at).await.unwrap();
+
+    let doc = store.export_contact("c-wf", at).await.unwrap().unwrap();
+    assert_eq!(doc["contact"]["email"], EMAIL);
+    assert!(
+        doc["suppressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["address"] == OLD),
+        "{b:?}: {}",
+        doc["suppressions"]
+    );
+    assert!(
+        doc["suppression_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["address"] == OLD),
+        "{b:?}: {}",
+        doc["suppression_changes"]
+    );
+    assert!(!holding(&db, OLD).await.is_empty());
+    let e = store
+        .erase_contact("c-wf", "GDPR request 18", at)
+        .await
+        .unwrap();
+    assert_eq!(
+        holding(&db, OLD).await,
+        [],
+        "{b:?}: the earlier address left behind"
+    );
+    // Kept suppressed as a hash: the current email and phone, and the earlier email.
+    assert_eq!(e.suppressed, 3, "{b:?}: {e:?}");
+    let hashed = store.suppressions(Some("email")).await.unwrap();
+    assert_eq!(hashed.len(), 2, "{b:?}: {hashed:?}");
+}
+
+#[tokio::test]
+async fn sqlite_an_earlier_address_goes_with_the_contact() {
+    an_earlier_address_goes_with_the_contact(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_an_earlier_address_goes_with_the_contact() {
+    an_earlier_address_goes_with_the_contact(Backend::Postgres).await;
+}
+
 /// The verbs: `contact export` prints the document, `contact erase` by phone number says
 /// what it removed (counts and a reference, never the data) and is idempotent.
 #[test]

@@ -23,6 +23,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Row};
 
+/// The (channel, address) pairs the contact's messages went to or were tried at.
+const USED_ADDRESSES: &str = "SELECT a.channel, a.address FROM attempts a JOIN messages m ON m.id = a.message_id \
+     WHERE m.contact_id = $1 AND a.channel IN ('email', 'sms') AND a.address IS NOT NULL \
+     UNION SELECT channel, address FROM messages \
+     WHERE contact_id = $1 AND channel IN ('email', 'sms') AND address IS NOT NULL";
+
 /// What an erasure removed: counts only, for the log and the answer.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Erased {
@@ -111,6 +117,12 @@ impl Store {
                 return Ok(out);
             };
             out.reference.push(reference(id));
+            // The addresses its messages went to, read before they go: an address it had
+            // before its current one keeps suppressions, their history and bounces too.
+            let used: Vec<(String, String)> = sqlx::query_as(USED_ADDRESSES)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
             // Messages: counted into the daily figures, then gone with attempts and receipts.
             let rows = sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM messages WHERE contact_id = $1 RETURNING {COUNTED_COLUMNS}"
@@ -199,17 +211,35 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            // Each address: its plain entry (if any) gives way to a hashed one.
+            // Each address: its plain entry (if any) gives way to a hashed one. The current
+            // ones are suppressed whatever they were; an earlier one stays as it was (kept
+            // suppressed, as a hash, only if it was), since it may be someone else's now.
+            let mut addresses: Vec<(String, String, bool)> = Vec::new();
             for (channel, address) in [("email", email), ("sms", phone)] {
-                let Some(address) = address.filter(|a| !a.trim().is_empty()) else {
-                    continue;
-                };
-                let plain = normalise_address(channel, &address);
-                sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
-                    .bind(channel)
-                    .bind(&plain)
-                    .execute(&mut *tx)
-                    .await?;
+                if let Some(a) = address.filter(|a| !a.trim().is_empty()) {
+                    addresses.push((channel.to_string(), a, true));
+                }
+            }
+            for (channel, address) in used {
+                let plain = normalise_address(&channel, &address);
+                if !addresses
+                    .iter()
+                    .any(|(c, a, _)| *c == channel && normalise_address(c, a) == plain)
+                {
+                    addresses.push((channel, address, false));
+                }
+            }
+            for (channel, address, current) in &addresses {
+                let (channel, address) = (channel.as_str(), address.as_str());
+                let plain = normalise_address(channel, address);
+                let was_suppressed =
+                    sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
+                        .bind(channel)
+                        .bind(&plain)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        > 0;
                 out.suppression_changes += sqlx::query(
                     "DELETE FROM suppression_changes WHERE channel = $1 AND address = $2",
                 )
@@ -227,9 +257,12 @@ impl Store {
                         .await?
                         .rows_affected();
                 }
+                if !current && !was_suppressed {
+                    continue;
+                }
                 out.suppressed += sqlx::query(super::suppressions::SUPPRESS)
                     .bind(channel)
-                    .bind(hashed_address(channel, &address))
+                    .bind(hashed_address(channel, address))
                     .bind(format!("erased: {reason}"))
                     .bind("erasure")
                     .bind(now_ms)
@@ -305,18 +338,38 @@ impl Store {
         // Those matched to the contact when they came, and those from its number.
         let replies = self.replies_of(id).await?;
         let answers = self.answers_of(id).await?;
-        let mut addresses: Vec<(&str, String)> = Vec::new();
-        if let Some(e) = &contact.email {
-            addresses.push(("email", normalise_address("email", e)));
+        // Its addresses: the current ones and those its messages went to before.
+        let mut addresses: Vec<(String, String)> = Vec::new();
+        let current = [
+            ("email", contact.email.as_deref()),
+            ("sms", contact.phone.as_deref()),
+        ];
+        let earlier = messages.iter().flat_map(|m| {
+            m.attempt_log
+                .iter()
+                .map(|a| (a.channel.as_str(), a.address.as_deref()))
+                .chain([(
+                    m.channel.as_deref().unwrap_or_default(),
+                    m.address.as_deref(),
+                )])
+        });
+        for (channel, address) in current.into_iter().chain(earlier) {
+            if let Some(a) = address.filter(|_| matches!(channel, "email" | "sms")) {
+                let plain = (channel.to_string(), normalise_address(channel, a));
+                if !addresses.contains(&plain) {
+                    addresses.push(plain);
+                }
+            }
         }
-        if let Some(p) = &contact.phone {
-            addresses.push(("sms", p.clone()));
-        }
-        // Bounces and complaints about its messages or its address, newest first, each
-        // with its raw report; and the suppression history of its plain addresses.
-        let mut bounces = Vec::new();
-        if let Some(e) = &contact.email {
-            bounces = self.bounces(None, Some(e), i64::MAX / 2).await?;
+        // Bounces and complaints about its messages or its addresses, each with its raw
+        // report; and the suppression history of its plain addresses.
+        let mut bounces: Vec<super::StoredBounce> = Vec::new();
+        for (_, address) in addresses.iter().filter(|(c, _)| c == "email") {
+            for b in self.bounces(None, Some(address), i64::MAX / 2).await? {
+                if !bounces.iter().any(|x| x.id == b.id) {
+                    bounces.push(b);
+                }
+            }
         }
         for m in &messages {
             for b in self.bounces(Some(&m.id), None, i64::MAX / 2).await? {
@@ -340,9 +393,23 @@ impl Store {
                 changes.push(json!({"channel": channel, "address": address, "change": change, "reason": reason, "actor": actor, "at": at}));
             }
         }
-        let suppressions = self
+        let mut suppressions = self
             .suppressions_of(contact.email.as_deref(), contact.phone.as_deref())
             .await?;
+        for (channel, address) in &addresses {
+            let (email, phone) = match channel.as_str() {
+                "email" => (Some(address.as_str()), None),
+                _ => (None, Some(address.as_str())),
+            };
+            for s in self.suppressions_of(email, phone).await? {
+                if !suppressions
+                    .iter()
+                    .any(|x| (&x.channel, &x.address) == (&s.channel, &s.address))
+                {
+                    suppressions.push(s);
+                }
+            }
+        }
         Ok(Some(json!({
             "exported_at": now,
             "contact": contact,
