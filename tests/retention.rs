@@ -282,9 +282,17 @@ fn validate_refuses_a_retention_shorter_than_a_jobs_window() {
         out.contains("aftercare.yaml:17:3: error: retention.messages"),
         "{out}"
     );
-    // A job-window error stops `run` too, not only `validate`.
+    // A job-window error stops `run` too, not only `validate`, and a purge by hand (which
+    // would delete what the job still reads, for good).
     let run = ws.run(&["run", "--once", "--now", "2026-11-30T10:00:00+08:00"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
+    let purge = ws.run(&["store", "purge", "--now", "2026-11-30T10:00:00+08:00"]);
+    assert_eq!(purge.code, 1, "{}", purge.stdout);
+    assert!(
+        purge.stderr.contains("retention.messages: 60d is shorter"),
+        "{}",
+        purge.stderr
+    );
 
     // A retention under a day is a config error.
     ws.write_config(None, "retention: {replies: 12h}\n");

@@ -25,7 +25,9 @@ pub(super) struct PurgeArgs {
 }
 
 pub(super) async fn purge(config_path: &Path, a: PurgeArgs) -> anyhow::Result<()> {
-    let app = App::load(config_path)?;
+    // Refused as `run` refuses: a retention shorter than a job's window would delete, for
+    // good, what the job still reads.
+    let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
     let now = crate::clock::from_option(a.now).now();
     let purged = store

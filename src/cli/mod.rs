@@ -357,7 +357,7 @@ impl App {
                 crate::text::for_terminal_lines(&app.diags.to_string())
             );
             return Err(Exit::invalid(format!(
-                "{} error(s) in jobs or templates; fix them (see `aftercare validate`) before planning or sending",
+                "{} error(s) in jobs or templates; fix them (see `aftercare validate`) first",
                 app.diags.errors()
             )));
         }
