@@ -280,9 +280,11 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     };
 
     // Mailgun: the "failed" (permanent) example, signature in the body.
-    let mailgun = |signature: &str| {
+    // Signed now: a signature more than a day old is refused (below).
+    let signed_at = chrono::Utc::now().timestamp().to_string();
+    let mailgun_at = |ts: &str, signature: &str| {
         json!({
-            "signature": {"timestamp": "1529006854", "token": "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0", "signature": signature},
+            "signature": {"timestamp": ts, "token": "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0", "signature": signature},
             "event-data": {
                 "event": "failed", "severity": "permanent", "reason": "bounce",
                 "id": "G9Bn5sl1TC6nu79C8C0bwg", "timestamp": 1521233195.375624, "log-level": "error",
@@ -292,18 +294,30 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
             }
         })
     };
-    let good = {
+    let mailgun = |signature: &str| mailgun_at(&signed_at, signature);
+    let mailgun_sign = |ts: &str| {
         use hmac::{KeyInit, Mac};
         let mut mac =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(b"key-3ax6xnjp29jd6fds4gc373sgvjxteol0")
                 .unwrap();
-        mac.update(b"1529006854a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0");
+        mac.update(format!("{ts}a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0").as_bytes());
         mac.finalize()
             .into_bytes()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
+    let good = mailgun_sign(&signed_at);
+    // Mailgun's documented example, signed in 2018: the signature is right, and stale.
+    let (s, v) = post(
+        "mailgun",
+        mailgun_at("1529006854", &mailgun_sign("1529006854"))
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!(s, 401, "a signature from 2018: {v}");
+    refused(&v, "is more than a day from now");
     let (s, v) = post(
         "mailgun",
         mailgun(&"0".repeat(64)).to_string().as_bytes(),

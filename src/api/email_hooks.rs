@@ -108,7 +108,7 @@ pub(super) async fn email_hook(
                 .as_ref()
                 .ok_or_else(|| not_configured(&provider))?;
             let key = secret(key, "email.webhooks.mailgun.signing_key")?;
-            providers::mailgun(&body, &key, m).map_err(refuse)?
+            providers::mailgun(&body, &key, m, state.clock.now()).map_err(refuse)?
         }
         "postmark" => {
             let (user, pw) = w

@@ -55,8 +55,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 // ---------------------------------------------------------------- Mailgun
 
-/// Check Mailgun's signature block and read its event (`failed`, `complained`).
-pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookError> {
+/// How far a Mailgun signature's timestamp may be from now. The signature covers the
+/// timestamp and token, not the event: a signature block seen once (a stored raw report, a
+/// log) could carry any event of the caller's. Mailgun retries a webhook for 8 hours.
+pub const MAILGUN_TOLERANCE: chrono::Duration = chrono::Duration::hours(24);
+
+/// Check Mailgun's signature block (and that it is recent, [`MAILGUN_TOLERANCE`]) and read
+/// its event (`failed`, `complained`).
+pub fn mailgun(
+    body: &[u8],
+    key: &str,
+    m: &Matcher,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Report>, HookError> {
     use hmac::{KeyInit, Mac};
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
     let sig = v
@@ -80,6 +91,17 @@ pub fn mailgun(body: &[u8], key: &str, m: &Matcher) -> Result<Vec<Report>, HookE
         return Err(forged(
             "the Mailgun signature does not match the signing key",
         ));
+    }
+    let signed_at = ts
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    if signed_at.is_none_or(|at| (now - at).abs() > MAILGUN_TOLERANCE) {
+        return Err(forged(format!(
+            "the Mailgun signature's timestamp `{}` is more than a day from now: a replay, or a clock that is wrong",
+            crate::text::printable(ts)
+        )));
     }
     let e = v
         .get("event-data")
