@@ -570,6 +570,39 @@ fn converted_threads_are_the_reached_threads_that_converted(b: Backend) {
     assert_eq!(total("again", Some("step")), (1, 1));
 }
 
+/// A goal matched on a data field compares values as text on both backends, as stop_when's
+/// match does: a shop that sends the product id as a number when delivering and as a
+/// string when the review comes converts. (SQLite compared an integer with a text: never.)
+fn a_goal_matches_a_number_and_its_digits(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&[]);
+    ws.write(
+        "jobs/rr.yaml",
+        &rr_job("[{event: review.submitted, match: [sku]}]"),
+    );
+    let mut d: Value = serde_json::from_str(&delivered(
+        "d-1",
+        "c-1",
+        "c1@example.com",
+        "SO-1",
+        DELIVERED,
+    ))
+    .unwrap();
+    d["data"]["sku"] = json!(42);
+    ws.import(&[d.to_string()]).ok();
+    ws.once(DUE);
+    let review = json!({"id": "rv-1", "type": "review.submitted",
+        "occurred_at": "2026-11-24T12:00:00+08:00", "contact": {"id": "c-1"},
+        "data": {"sku": "42", "rating": 5}});
+    ws.import(&[review.to_string()]).ok();
+    let t = &conversions(&ws, "rr", "2026-11-01", "2026-12-01", None)["total"];
+    assert_eq!(
+        (t["reached"].as_i64(), t["converted"].as_i64()),
+        (Some(1), Some(1)),
+        "{b:?}: {t}"
+    );
+}
+
 /// The review request `rr` of the conversion tests (a reminder 4 days after the send, a
 /// goal window of 5 days), stopped by `stop_when`.
 fn rr_job(stop_when: &str) -> String {
@@ -605,6 +638,7 @@ use common::on_both;
 on_both!(
     variants_split_by_weight_hold_across_processes_and_the_holdout_gets_nothing,
     the_conversion_report_matches_a_hand_computed_fixture,
+    a_goal_matches_a_number_and_its_digits,
     the_holdout_meets_the_checks_a_send_meets,
     converted_threads_are_the_reached_threads_that_converted,
 );

@@ -62,14 +62,30 @@ pub fn windows(jobs: &JobSet, policy: &PolicyConfig) -> Vec<Window> {
                 YEAR_AND_A_DAY + policy.anniversary_grace,
             ),
             Trigger::Event { delay, .. } => {
+                // From the trigger to the job's last message: the delay and every reminder.
+                let span = job
+                    .steps
+                    .iter()
+                    .skip(1)
+                    .fold(*delay, |acc, s| acc.saturating_add(s.after));
+                // `report conversions` compares the trigger's data with a goal event's
+                // (order_id aside, a column of its own) up to the goal window after the last
+                // message: emptied by the content purge before, nothing converts.
+                if job
+                    .goal
+                    .events
+                    .iter()
+                    .any(|g| g.match_fields.iter().any(|f| f != "order_id"))
+                {
+                    add(
+                        "goal.match (compares event data, over the messages and goal_window)",
+                        Kept::Content,
+                        span.saturating_add(job.goal.window),
+                    );
+                }
                 if !job.stop_when.is_empty() {
                     // A stop event must still be stored when the job's last message is
-                    // checked before sending: the delay and every reminder after it.
-                    let span = job
-                        .steps
-                        .iter()
-                        .skip(1)
-                        .fold(*delay, |acc, s| acc.saturating_add(s.after));
+                    // checked before sending.
                     let key = if job.steps.len() > 1 {
                         "stop_when (over trigger.delay and the reminders)"
                     } else {
@@ -235,5 +251,43 @@ mod tests {
         // `never` keeps everything: nothing to refuse.
         let forever = short.with(Kept::Messages, None).with(Kept::Events, None);
         assert!(check(&jobs, &forever, &policy, path).items.is_empty());
+    }
+
+    #[test]
+    fn a_goal_matched_on_event_data_keeps_the_content_over_its_window() {
+        let mut review = job(
+            "review",
+            Trigger::Event {
+                event: "order.delivered".into(),
+                delay: Duration::from_secs(120 * DAY),
+            },
+            Audience::default(),
+        );
+        let goal = |fields: &[&str]| crate::jobs::Goal {
+            events: vec![crate::jobs::StopWhen {
+                event: "review.submitted".into(),
+                match_fields: fields.iter().map(|f| f.to_string()).collect(),
+            }],
+            window: Duration::from_secs(5 * DAY),
+        };
+        let path = Path::new("aftercare.yaml");
+        let policy = PolicyConfig::default();
+        // order_id is a column of its own: the content purge does not take it.
+        review.goal = goal(&["order_id"]);
+        let jobs = JobSet::from_jobs(vec![review.clone()]);
+        assert!(
+            check(&jobs, &Retention::default(), &policy, path)
+                .items
+                .is_empty()
+        );
+        review.goal = goal(&["sku"]);
+        let jobs = JobSet::from_jobs(vec![review]);
+        let d = check(&jobs, &Retention::default(), &policy, path);
+        let text: Vec<String> = d.items.iter().map(|i| i.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:#?}");
+        assert!(
+            text[0].contains("retention.content: 90d (the default) is shorter than the 125d that job `review` looks back over (goal.match"),
+            "{text:#?}"
+        );
     }
 }

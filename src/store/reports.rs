@@ -353,8 +353,10 @@ fn converted_statement(
                     " AND (CAST(t.data AS JSON) ->> CAST(${n} AS TEXT)) = (CAST(e.data AS JSON) ->> CAST(${n} AS TEXT))"
                 ));
             } else {
+                // As text, as PostgreSQL's `->>` and stop_when's match compare them: a
+                // number in one event and its digits as a string in the other are the same.
                 conds.push_str(&format!(
-                    " AND json_extract(t.data, ${n}) = json_extract(e.data, ${n})"
+                    " AND CAST(json_extract(t.data, ${n}) AS TEXT) = CAST(json_extract(e.data, ${n}) AS TEXT)"
                 ));
             }
         }
