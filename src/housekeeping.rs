@@ -65,7 +65,19 @@ pub async fn purge_if_due(
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    let purged = store.purge(retention, now, PURGE_BATCH, PAUSE).await?;
+    let purged = match store.purge(retention, now, PURGE_BATCH, PAUSE).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Due again at the next check, not tomorrow (what it removed stays removed).
+            if let Err(again) = store
+                .retry_housekeeping("purge", node, now, PURGE_EVERY, CHECK_EVERY)
+                .await
+            {
+                tracing::warn!("the failed purge waits a day: {again}");
+            }
+            return Err(e);
+        }
+    };
     metrics::count_purged(&purged.items());
     tracing::info!(
         messages = purged.messages,

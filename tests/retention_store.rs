@@ -403,6 +403,46 @@ async fn one_node_a_day_claims_the_purge(b: Backend) {
         wins += usize::from(t.await.unwrap());
     }
     assert_eq!(wins, 1, "{b:?}");
+
+    // A purge that failed gives its claim back: due again ten minutes on, not a day.
+    let ten = std::time::Duration::from_secs(600);
+    let later = next + Duration::hours(24);
+    assert!(
+        store
+            .claim_housekeeping("purge", "a", later, day)
+            .await
+            .unwrap()
+    );
+    // Another node's claim is not given back by "b".
+    store
+        .retry_housekeeping("purge", "b", later, day, ten)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .claim_housekeeping("purge", "c", later + Duration::minutes(10), day)
+            .await
+            .unwrap(),
+        "{b:?}"
+    );
+    store
+        .retry_housekeeping("purge", "a", later, day, ten)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .claim_housekeeping("purge", "c", later + Duration::minutes(9), day)
+            .await
+            .unwrap(),
+        "{b:?}"
+    );
+    assert!(
+        store
+            .claim_housekeeping("purge", "c", later + Duration::minutes(10), day)
+            .await
+            .unwrap(),
+        "{b:?}"
+    );
 }
 
 use common::on_both_async as on_both;

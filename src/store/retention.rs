@@ -291,6 +291,33 @@ impl Store {
         })
     }
 
+    /// Give back `node`'s claim of `task` made at `claimed_at` so that it is due again
+    /// `after` from then (a purge that failed half-way would otherwise wait a day, and its
+    /// later kinds with it). Another node's claim since is left alone.
+    pub async fn retry_housekeeping(
+        &self,
+        task: &str,
+        node: &str,
+        claimed_at: DateTime<Utc>,
+        every: Duration,
+        after: Duration,
+    ) -> Result<()> {
+        let span = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+        let due_at = to_millis(claimed_at) - span(every) + span(after);
+        on_pool!(self, |pool, _b| {
+            sqlx::query(
+                "UPDATE housekeeping SET last_run_at = $4 WHERE task = $1 AND node = $2 AND last_run_at = $3",
+            )
+            .bind(task)
+            .bind(node)
+            .bind(to_millis(claimed_at))
+            .bind(due_at)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
     /// Remove what is past `retention` at `now`, `batch` rows per transaction, resting
     /// `pause` between transactions so that other writers go first.
     pub async fn purge(
