@@ -612,6 +612,26 @@ fn contact_erase_and_export_on_the_command_line() {
     }
     let again = ws.run(&["contact", "erase", "c-wf"]).ok().stdout;
     assert!(again.starts_with("nothing held for c-wf"), "{again}");
+
+    // What was written for a contact while its erasure ran (the contact's row gone, its
+    // message and event not): asked again, the erasure takes them, and the store is whole.
+    ws.import(&[delivery("evt-2", "c-late", "late@example.com", "SO-2")])
+        .ok();
+    ws.store_sql(
+        "DELETE FROM contacts WHERE id = 'c-late'",
+        "DELETE FROM contacts WHERE id = 'c-late'",
+    );
+    assert_eq!(
+        ws.run(&["store", "check"]).code,
+        1,
+        "the left rows are found"
+    );
+    let out = ws.run(&["contact", "erase", "c-late"]).ok().stdout;
+    assert!(
+        out.contains("1 event(s), 1 message(s) (1 pending cancelled)"),
+        "{out}"
+    );
+    ws.run(&["store", "check"]).ok();
     let missing = ws.run(&["contact", "export", "c-wf"]);
     assert_eq!(missing.code, 1);
     assert!(
