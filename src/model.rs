@@ -87,6 +87,27 @@ pub struct Event {
     pub data: Map<String, Value>,
 }
 
+/// A stored event as `stop_when` compares it with a message's trigger: which one, when,
+/// and its `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopEvent {
+    pub kind: String,
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub data: Map<String, Value>,
+}
+
+impl StopEvent {
+    pub fn of(e: &Event) -> StopEvent {
+        StopEvent {
+            kind: e.kind.clone(),
+            id: e.id.clone(),
+            at: e.occurred_at.with_timezone(&Utc),
+            data: e.data.clone(),
+        }
+    }
+}
+
 impl Event {
     /// `data.order_id` as text: the key support searches the delivery log by.
     pub fn order_id(&self) -> Option<String> {

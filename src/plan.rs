@@ -11,7 +11,7 @@
 
 use crate::ingest::{FieldError, Incoming};
 use crate::jobs::{Class, Job, StopWhen, Trigger};
-use crate::model::{Contact, Event, MessageState, data_key};
+use crate::model::{Contact, Event, MessageState, StopEvent, data_key};
 use crate::playbook::{MessageFacts, Playbook};
 use crate::store::{Claimed, NewMessage, Store, StoreError, Tx};
 use crate::templates::render_reason;
@@ -448,7 +448,7 @@ pub async fn ingest_in(
                         .get(&(contact.id.clone(), stop.event.clone()))
                         .map(Vec::as_slice)
                         .unwrap_or(&[]);
-                    if let Some(reason) = stop_reason(stop, &ev.data, stops) {
+                    if let Some(reason) = stop_reason(stop, &Triggered::of(ev), stops) {
                         m.state = MessageState::Cancelled;
                         m.reason = Some(reason);
                         break;
@@ -462,11 +462,18 @@ pub async fn ingest_in(
                 messages.push(m);
             }
             let mut stopped = 0;
+            let this_stop = StopEvent::of(ev);
             for job in book.jobs.stopped_by(&ev.kind) {
                 for stop in job.stop_when.iter().filter(|s| s.event == ev.kind) {
-                    for (id, trigger_data) in tx.pending_with_trigger(&contact.id, &job.id).await? {
+                    for (id, trigger, trigger_data) in
+                        tx.pending_with_trigger(&contact.id, &job.id).await?
+                    {
+                        let trigger = Triggered {
+                            event: trigger.as_ref().map(|(id, at)| (id.as_str(), *at)),
+                            data: &trigger_data,
+                        };
                         if let Some(reason) =
-                            stop_reason(stop, &trigger_data, std::slice::from_ref(&ev.data))
+                            stop_reason(stop, &trigger, std::slice::from_ref(&this_stop))
                             && !db_cancels.iter().any(|(i, _, _)| *i == id)
                         {
                             db_cancels.push((
@@ -482,11 +489,11 @@ pub async fn ingest_in(
                         .into_iter()
                         .flatten()
                     {
-                        let trigger_data = &batch[*trigger].event.data;
+                        let trigger = Triggered::of(&batch[*trigger].event);
                         let m = &mut messages[*idx];
                         if matches!(m.state, MessageState::Scheduled | MessageState::Open)
                             && let Some(reason) =
-                                stop_reason(stop, trigger_data, std::slice::from_ref(&ev.data))
+                                stop_reason(stop, &trigger, std::slice::from_ref(&this_stop))
                         {
                             m.state = MessageState::Cancelled;
                             m.reason = Some(format!("{reason} (event {})", ev.id));
@@ -499,7 +506,7 @@ pub async fn ingest_in(
                 stop_data
                     .entry((contact.id.clone(), ev.kind.clone()))
                     .or_default()
-                    .push(ev.data.clone());
+                    .push(this_stop);
             }
             outcomes.push(Pending::Store {
                 event: events.len(),
@@ -637,14 +644,44 @@ fn simple_data_key(src: &str, data: &Map<String, Value>) -> Option<String> {
 
 /// Why a message triggered with `trigger_data` must stop, given the data of the contact's
 /// events of the stop type; `None` when none of them matches.
+/// The event that planned a message, as `stop_when` compares stop events with it.
+pub struct Triggered<'a> {
+    /// Its id and time; `None` for a message without one (its event purged).
+    pub event: Option<(&'a str, DateTime<Utc>)>,
+    pub data: &'a Map<String, Value>,
+}
+
+impl<'a> Triggered<'a> {
+    pub fn of(e: &'a Event) -> Triggered<'a> {
+        Triggered {
+            event: Some((e.id.as_str(), e.occurred_at.with_timezone(&Utc))),
+            data: &e.data,
+        }
+    }
+}
+
+/// Why `stop` stops the message `trigger` planned, if one of `stop_events` does. A stop
+/// event counts from the trigger's time on, and never the trigger itself: a return last
+/// spring does not stop this autumn's review request, a complaint reopened before it was
+/// resolved again does not stop the new callback, and a job stopped by its own trigger type
+/// (a reminder after the last cart update) is not stopped by the update that planned it.
+/// One imported before its trigger but dated after it still stops it.
 pub fn stop_reason(
     stop: &StopWhen,
-    trigger_data: &Map<String, Value>,
-    stop_events: &[Map<String, Value>],
+    trigger: &Triggered<'_>,
+    stop_events: &[StopEvent],
 ) -> Option<String> {
+    let counts = |s: &StopEvent| {
+        s.kind == stop.event
+            && trigger
+                .event
+                .is_none_or(|(id, at)| s.id != id && s.at >= at)
+    };
+    let trigger_data = trigger.data;
     stop_events
         .iter()
-        .find(|d| stop_matches(stop, trigger_data, d))
+        .filter(|s| counts(s))
+        .find(|s| stop_matches(stop, trigger_data, &s.data))
         .map(|_| {
             if stop.match_fields.is_empty() {
                 format!("stopped: {} received", stop.event)
@@ -747,9 +784,52 @@ mod tests {
             &numeric,
             &map(json!({"order_id": "42"}))
         ));
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let stop = |id: &str, kind: &str, when: &str, data: Value| StopEvent {
+            kind: kind.into(),
+            id: id.into(),
+            at: at(when),
+            data: map(data),
+        };
+        let delivered = Triggered {
+            event: Some(("d-1", at("2026-11-20T02:00:00Z"))),
+            data: &t,
+        };
+        let reviewed =
+            |when: &str| stop("r-1", "review.submitted", when, json!({"order_id": "SO-1"}));
         assert_eq!(
-            stop_reason(&by_order, &t, &[map(json!({"order_id": "SO-1"}))]).as_deref(),
+            stop_reason(&by_order, &delivered, &[reviewed("2026-11-21T02:00:00Z")]).as_deref(),
             Some("stopped: review.submitted received for order_id=SO-1")
         );
+        // From the trigger's time on: the same instant counts, before does not.
+        assert!(stop_reason(&by_order, &delivered, &[reviewed("2026-11-20T02:00:00Z")]).is_some());
+        assert_eq!(
+            stop_reason(&any, &delivered, &[reviewed("2026-03-02T02:00:00Z")]),
+            None,
+            "a stop event from before the trigger"
+        );
+        // Another type does not stop, nor the trigger itself.
+        let returned = stop("x-1", "order.returned", "2026-11-21T02:00:00Z", json!({}));
+        assert_eq!(stop_reason(&any, &delivered, &[returned]), None);
+        let updated = StopWhen {
+            event: "cart.updated".into(),
+            match_fields: vec!["order_id".into()],
+        };
+        let itself = stop(
+            "d-1",
+            "cart.updated",
+            "2026-11-20T02:00:00Z",
+            json!({"order_id": "SO-1"}),
+        );
+        assert_eq!(
+            stop_reason(&updated, &delivered, std::slice::from_ref(&itself)),
+            None
+        );
+        // A message whose trigger is gone: any stop event of the type counts.
+        let unknown = Triggered {
+            event: None,
+            data: &t,
+        };
+        assert!(stop_reason(&any, &unknown, &[reviewed("2026-03-02T02:00:00Z")]).is_some());
     }
 }

@@ -212,6 +212,59 @@ fn a_review_before_the_delivery_event_plans_nothing_to_send() {
     assert_eq!(log[0]["state"], "cancelled");
 }
 
+/// A stop event counts from the trigger's time on: returns last spring and yesterday do not
+/// stop today's delivery's request; the return after a delivery does, even imported first.
+#[test]
+fn a_stop_event_from_before_the_trigger_stops_nothing() {
+    let (sink, ws) = setup();
+    let job = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
+    let head = job.split("stop_when:").next().unwrap();
+    ws.write(
+        "jobs/review-request.yaml",
+        &format!(
+            "{head}stop_when: [{{event: review.submitted, match: [order_id]}}, order.returned]\n"
+        ),
+    );
+    let returned = |id: &str, order: &str, at: &str| {
+        reviewed(id, "c-42", order, at).replace("review.submitted", "order.returned")
+    };
+    ws.import(&[
+        returned("ret-0", "SO-1000", "2026-03-02T10:00:00+08:00"),
+        returned("ret-2", "SO-1002", "2026-11-21T10:00:00+08:00"),
+        delivered(
+            "evt-2",
+            "c-42",
+            "wang.fang@example.com",
+            "SO-1002",
+            DELIVERED_AT,
+        ),
+        delivered(
+            "evt-1",
+            "c-42",
+            "wang.fang@example.com",
+            "SO-1001",
+            "2026-11-22T10:00:00+08:00",
+        ),
+    ])
+    .ok();
+    let log = ws.logs_json(&[]);
+    let state = |order: &str| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["order_id"] == order)
+            .map(|m| m["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state("SO-1001").as_deref(), Some("scheduled"), "{log:#}");
+    assert_eq!(state("SO-1002").as_deref(), Some("cancelled"), "{log:#}");
+    assert!(
+        ws.once("2026-11-25T10:00:00+08:00")
+            .stdout
+            .starts_with("1 sent")
+    );
+    assert_eq!(sink.messages().len(), 1);
+}
+
 #[test]
 fn duplicate_events_give_one_message() {
     let (sink, ws) = setup();

@@ -557,8 +557,8 @@ async fn claim_takes_due_batches_under_a_lease(b: Backend) {
     let stops = claim(&store, "tok-4", "2026-11-30T00:00:00Z", 10).await;
     assert_eq!(stops.len(), 1);
     assert_eq!(stops[0].stop_events.len(), 1);
-    assert_eq!(stops[0].stop_events[0].0, "review.submitted");
-    assert_eq!(stops[0].stop_events[0].1["order_id"], "SO-OTHER");
+    assert_eq!(stops[0].stop_events[0].kind, "review.submitted");
+    assert_eq!(stops[0].stop_events[0].data["order_id"], "SO-OTHER");
     common::assert_queue_whole(&store).await;
     store.close().await;
 }

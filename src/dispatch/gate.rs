@@ -12,7 +12,7 @@
 use super::{OnJobRemoved, SendMark};
 use crate::jobs::{DateField, Job, OverCap, Trigger};
 use crate::model::{Channel, Class};
-use crate::plan::stop_reason;
+use crate::plan::{Triggered, stop_reason};
 use crate::policy::{PolicyConfig, anniversary_in, check_caps, has_consent, resolve_local};
 use crate::store::Claimed;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -93,15 +93,16 @@ pub(super) fn decide(g: &Gate) -> Verdict {
             fmt_time(limit)
         ));
     }
+    let no_data = serde_json::Map::new();
+    let trigger = match &m.event {
+        Some(e) => Triggered::of(e),
+        None => Triggered {
+            event: None,
+            data: &no_data,
+        },
+    };
     for stop in &job.stop_when {
-        let trigger = m.event.as_ref().map(|e| e.data.clone()).unwrap_or_default();
-        let stops: Vec<_> = m
-            .stop_events
-            .iter()
-            .filter(|(t, _)| *t == stop.event)
-            .map(|(_, d)| d.clone())
-            .collect();
-        if let Some(reason) = stop_reason(stop, &trigger, &stops) {
+        if let Some(reason) = stop_reason(stop, &trigger, &m.stop_events) {
             return Verdict::Cancel(reason);
         }
     }
@@ -482,6 +483,16 @@ pub(super) mod tests {
         );
     }
 
+    /// A review of `order`, a day after the gate tests' delivery.
+    fn review(order: &str) -> crate::model::StopEvent {
+        crate::model::StopEvent {
+            kind: "review.submitted".into(),
+            id: format!("r-{order}"),
+            at: "2026-11-21T02:00:00Z".parse().unwrap(),
+            data: json!({"order_id": order}).as_object().cloned().unwrap(),
+        }
+    }
+
     fn both() -> Verdict {
         Verdict::Send {
             usable: vec![
@@ -533,10 +544,7 @@ pub(super) mod tests {
                         contact_id: "c1".into(),
                         data: json!({"order_id": "SO-1"}).as_object().cloned().unwrap(),
                     });
-                    m.stop_events = vec![(
-                        "review.submitted".into(),
-                        json!({"order_id": "SO-1"}).as_object().cloned().unwrap(),
-                    )];
+                    m.stop_events = vec![review("SO-1")];
                 },
                 NOON_ISH,
                 Verdict::Cancel("stopped: review.submitted received for order_id=SO-1".into()),
@@ -544,10 +552,7 @@ pub(super) mod tests {
             (
                 "a stop event for another order does not",
                 |_, m, _| {
-                    m.stop_events = vec![(
-                        "review.submitted".into(),
-                        json!({"order_id": "SO-2"}).as_object().cloned().unwrap(),
-                    )];
+                    m.stop_events = vec![review("SO-2")];
                 },
                 NOON_ISH,
                 both(),

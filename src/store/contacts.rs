@@ -216,7 +216,7 @@ impl Store {
 // Batched ingest writes: one statement per shape for a whole batch.
 
 /// Stored `data` of a contact's events of one type: (contact id, type) → data.
-pub(super) type EventDataByContact = HashMap<(String, String), Vec<Map<String, Value>>>;
+pub(super) type EventDataByContact = HashMap<(String, String), Vec<crate::model::StopEvent>>;
 
 /// A JSON object as compact text, the same as `Value::Object(map).to_string()`, uncopied.
 pub(super) fn json_text(map: &Map<String, Value>) -> String {
@@ -278,7 +278,7 @@ impl Tx {
         Ok(out)
     }
 
-    /// `data` of the stored events of `types` of `contacts`.
+    /// The stored events of `types` of `contacts`, as `stop_when` compares them.
     pub async fn event_data_for(
         &mut self,
         contacts: &[String],
@@ -292,23 +292,37 @@ impl Tx {
         for chunk in contacts.chunks(512) {
             let mut binds = in_list(chunk);
             let sql = format!(
-                "SELECT contact_id, type, data FROM events WHERE contact_id IN ({}) AND type IN ({})",
+                "SELECT contact_id, type, data, id, occurred_at FROM events WHERE contact_id IN ({}) AND type IN ({})",
                 list(1, binds.len(), pg),
                 list(1 + binds.len(), types.len(), pg)
             );
             binds.extend(types.iter().map(|t| Bind::Text(Some(t.clone()))));
-            let found: Vec<(String, String, String)> = on_tx!(self, |conn| {
+            type Row = (String, String, String, String, i64);
+            let found: Vec<Row> = on_tx!(self, |conn| {
                 let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .map(|r| {
+                        Ok((
+                            r.try_get(0)?,
+                            r.try_get(1)?,
+                            r.try_get(2)?,
+                            r.try_get(3)?,
+                            r.try_get(4)?,
+                        ))
+                    })
                     .collect::<Result<Vec<_>>>()?
             });
-            for (contact, kind, data) in found {
-                out.entry((contact, kind))
+            for (contact, kind, data, id, at) in found {
+                out.entry((contact, kind.clone()))
                     .or_default()
-                    .push(json_map(data)?);
+                    .push(crate::model::StopEvent {
+                        kind,
+                        id,
+                        at: from_millis(at),
+                        data: json_map(data)?,
+                    });
             }
         }
         Ok(out)

@@ -126,7 +126,7 @@ pub(super) const COUNTS: &str = "SELECT state, COUNT(*) FROM messages GROUP BY s
 /// A contact's pending messages of a job with their trigger's data, for `stop_when`: the
 /// queue's and the callback tasks waiting for an agent (`open`), as a stop in the same batch
 /// cancels them too.
-pub(super) const PENDING_WITH_TRIGGER: &str = "SELECT m.id, e.data FROM messages m LEFT JOIN events e ON e.id = m.event_id \
+pub(super) const PENDING_WITH_TRIGGER: &str = "SELECT m.id, e.data, e.id, e.occurred_at FROM messages m LEFT JOIN events e ON e.id = m.event_id \
      WHERE m.contact_id = $1 AND m.job_id = $2 AND m.state IN ('scheduled', 'retrying', 'open')";
 
 /// A stop event's cancel of a pending message. Not a claimed one: it is being sent (its
@@ -354,8 +354,7 @@ pub struct ClaimWith {
     pub sends_since: Option<DateTime<Utc>>,
 }
 
-/// A stored event's type and `data`, as `stop_when` compares it.
-pub type StopEvent = (String, Map<String, Value>);
+pub use crate::model::StopEvent;
 
 /// A message claimed for sending, with what rendering needs.
 #[derive(Debug, Clone)]
@@ -551,7 +550,7 @@ impl Store {
         stop_binds.extend(with.stop_types.iter().map(|t| Bind::Text(Some(t.clone()))));
         let stop_sql = format!(
             concat!(
-                "SELECT e.contact_id, e.type, e.data FROM events e WHERE e.type IN ({}) \
+                "SELECT e.contact_id, e.type, e.data, e.id, e.occurred_at FROM events e WHERE e.type IN ({}) \
                  AND e.contact_id IN (",
                 claimed_contacts!(),
                 ")"
@@ -581,10 +580,12 @@ impl Store {
                     .await?
                 {
                     let data = json_map(r.try_get(2)?)?;
-                    stops
-                        .entry(r.try_get(0)?)
-                        .or_default()
-                        .push((r.try_get(1)?, data));
+                    stops.entry(r.try_get(0)?).or_default().push(StopEvent {
+                        kind: r.try_get(1)?,
+                        id: r.try_get(3)?,
+                        at: from_millis(r.try_get(4)?),
+                        data,
+                    });
                 }
             }
             // What the list holds for the claimed contacts' addresses, asked with the
@@ -876,13 +877,13 @@ impl Tx {
         on_tx!(self, |conn| Ok(insert_message!(&mut *conn, m, now)))
     }
 
-    /// Pending messages of `job_id` for `contact_id`, with the data of the event that
-    /// triggered each (for `stop_when` matching).
+    /// Pending messages of `job_id` for `contact_id`, each with the event that triggered it
+    /// (for `stop_when` matching; its data `{}` when the event is gone).
     pub async fn pending_with_trigger(
         &mut self,
         contact_id: &str,
         job_id: &str,
-    ) -> Result<Vec<(String, Map<String, Value>)>> {
+    ) -> Result<Vec<(String, Option<(String, DateTime<Utc>)>, Map<String, Value>)>> {
         on_tx!(self, |conn| {
             let rows = sqlx::query(PENDING_WITH_TRIGGER)
                 .bind(contact_id)
@@ -892,8 +893,11 @@ impl Tx {
             rows.iter()
                 .map(|r| {
                     let data: Option<String> = r.try_get(1)?;
+                    let id: Option<String> = r.try_get(2)?;
+                    let at: Option<i64> = r.try_get(3)?;
                     Ok((
                         r.try_get::<String, _>(0)?,
+                        id.zip(at.map(from_millis)),
                         json_map(data.unwrap_or_else(|| "{}".into()))?,
                     ))
                 })

@@ -331,8 +331,8 @@ impl Source<'_> {
         for contact in rows {
             let mut events = Vec::new();
             for kind in &self.stop_types {
-                if let Some(data) = stops.remove(&(contact.id.clone(), kind.clone())) {
-                    events.extend(data.into_iter().map(|d| (kind.clone(), d)));
+                if let Some(found) = stops.remove(&(contact.id.clone(), kind.clone())) {
+                    events.extend(found);
                 }
             }
             mine.insert(contact.id.clone(), u32::try_from(out.readers.len())?);
