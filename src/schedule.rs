@@ -545,6 +545,8 @@ fn candidate_days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
 }
 
 /// When the anniversary of `date` on local day `day` happens in `tz`, if it is that day.
+/// The first anniversary is a year after the date: not the day itself (a member who joined
+/// today), and none before a date still to come (a birthday typed in the future).
 pub fn fire_time(
     date: NaiveDate,
     day: NaiveDate,
@@ -552,7 +554,8 @@ pub fn fire_time(
     tz: Tz,
     leap: LeapDay,
 ) -> Option<DateTime<Utc>> {
-    (anniversary_in(date, chrono::Datelike::year(&day), leap) == day)
+    let year = chrono::Datelike::year(&day);
+    (year > chrono::Datelike::year(&date) && anniversary_in(date, year, leap) == day)
         .then(|| resolve_local(tz, day.and_time(at)))
 }
 
@@ -688,6 +691,19 @@ mod tests {
         assert_eq!(
             fire_time(d("1990-11-23"), d("2026-11-24"), nine, ny, LeapDay::Feb28),
             None
+        );
+        // The date itself, and a date to come, have no anniversary yet.
+        assert_eq!(
+            fire_time(d("2026-11-23"), d("2026-11-23"), nine, sh, LeapDay::Feb28),
+            None
+        );
+        assert_eq!(
+            fire_time(d("2030-11-23"), d("2026-11-23"), nine, sh, LeapDay::Feb28),
+            None
+        );
+        assert_eq!(
+            fire_time(d("2025-11-23"), d("2026-11-23"), nine, sh, LeapDay::Feb28),
+            Some(t("2026-11-23T01:00:00Z"))
         );
         assert_eq!(
             fire_time(d("1992-02-29"), d("2027-02-28"), nine, sh, LeapDay::Feb28),

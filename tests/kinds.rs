@@ -233,7 +233,21 @@ fn anniversary_of_any_date_field() {
         json!({}),
     )])
     .ok();
+    // Two who joined today and one whose date is still to come: no anniversary yet.
+    for (i, since) in [(2, "2026-06-15"), (3, "2026-06-15"), (4, "2031-06-15")] {
+        ws.import(&[event(
+            &format!("e-{i}"),
+            "contact.updated",
+            &format!("c-{i}"),
+            &format!("m{i}@example.com"),
+            "2026-06-15T01:00:00Z",
+            json!({"member_since": since}),
+            json!({}),
+        )])
+        .ok();
+    }
     assert!(ws.once("2026-06-15T02:00:00Z").stdout.starts_with("1 sent"));
+    assert_eq!(sink.messages().len(), 1);
     assert_eq!(sink.messages()[0].to, "m@example.com");
 }
 

@@ -283,6 +283,14 @@ fn anniversary_still_holds(
         .next()
         .and_then(|y| y.parse().ok())
         .unwrap_or_else(|| m.due_at.with_timezone(&zone).year());
+    if year <= date.year() {
+        return Err(format!(
+            "{} is {}: its first anniversary is in {}",
+            field.key(),
+            date,
+            date.year() + 1
+        ));
+    }
     let day = anniversary_in(date, year, leap);
     let fire = resolve_local(zone, day.and_time(*at));
     let grace =
