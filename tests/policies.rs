@@ -166,6 +166,56 @@ fn opt_in_consent_needs_an_explicit_yes() {
     );
 }
 
+/// Planned messages follow the job as it is when they go: a review request planned while
+/// the job said `class: service` meets the consent rule of marketing once the job says so,
+/// and a reminder taken out of the job is not sent.
+#[test]
+fn a_message_goes_as_its_job_says_when_it_goes() {
+    let (sink, ws) = setup(&format!("  consent: opt_in\n  caps: []\n{WINDOW}"));
+    let shipped = std::fs::read_to_string(ws.path("jobs/review-request.yaml")).unwrap();
+    ws.write(
+        "jobs/review-request.yaml",
+        &shipped.replace("channels: [email]", "channels: [email]\nclass: service"),
+    );
+    let with = |id: &str, contact: &str, consent: bool, order: &str| {
+        json!({
+            "id": id, "type": "order.delivered", "occurred_at": "2026-11-20T10:00:00+08:00",
+            "contact": {"id": contact, "email": format!("{contact}@example.com"), "consent": {"email": consent}},
+            "data": {"order_id": order}
+        })
+        .to_string()
+    };
+    ws.import(&[
+        with("e1", "c-1", false, "SO-1"),
+        with("e2", "c-2", true, "SO-2"),
+    ])
+    .ok();
+    ws.write("jobs/review-request.yaml", &shipped);
+    assert_eq!(
+        ws.once("2026-11-23T10:00:00+08:00").stdout.trim(),
+        "1 sent, 0 retrying, 0 failed, 1 cancelled"
+    );
+    assert_eq!(sink.messages()[0].to, "c-2@example.com");
+    let log = ws.logs_json(&["--contact", "c-1"]);
+    assert_eq!(log[0]["reason"], "not sent: email: consent.email is false");
+    // c-2's reminder is planned; the job loses its reminders before it is due.
+    let head = shipped.split("reminders:").next().unwrap();
+    let tail = shipped.split("stop_when:").nth(1).unwrap();
+    ws.write(
+        "jobs/review-request.yaml",
+        &format!("{head}stop_when:{tail}"),
+    );
+    assert_eq!(
+        ws.once("2026-11-27T10:00:00+08:00").stdout.trim(),
+        "0 sent, 0 retrying, 0 failed, 1 cancelled"
+    );
+    let reminder = ws.logs_json(&["--contact", "c-2"]);
+    assert_eq!(
+        reminder[1]["reason"], "job `review-request` no longer has step 1 (its reminders changed)",
+        "{reminder:#}"
+    );
+}
+
 #[test]
 fn quiet_hours_move_a_2310_send_to_0900() {
     let (sink, ws) = setup(&format!("  consent: opt_out\n  caps: []\n{WINDOW}"));

@@ -204,10 +204,34 @@ impl Dispatcher {
     }
 
     /// Decide, render and send one claimed message at `now`.
-    async fn process(&self, m: Claimed, now: DateTime<Utc>) -> Completion {
+    async fn process(&self, mut m: Claimed, now: DateTime<Utc>) -> Completion {
         let c = state::completion(&m, now);
         let job = self.book.jobs.get(&m.job_id).cloned();
         let job = job.as_deref();
+        // A customer message follows its job as it is now (README: "Planned messages follow
+        // the job as defined when they are sent"): a reminder taken out of the job is not
+        // sent, and a job whose class changed decides consent, caps, the brake and the
+        // unsubscribe link by the new one, the row corrected so that later caps count the
+        // send as what it went as. A callback task stays a service task.
+        if let Some(job) = job
+            && m.channel_plan.is_none()
+        {
+            if job.step(m.step).is_none() {
+                return state::cancel(
+                    c,
+                    format!(
+                        "job `{}` no longer has step {} (its reminders changed)",
+                        job.id, m.step
+                    ),
+                );
+            }
+            if job.class != m.class {
+                if let Err(e) = self.store.set_class(&m.id, job.class).await {
+                    tracing::warn!(message = %m.id, "the message's class is not corrected: {e}");
+                }
+                m.class = job.class;
+            }
+        }
         let caps = m.class == Class::Marketing && !self.book.policy.caps.is_empty();
         // The gate reads this run's sends to the contact and, when the message may go under
         // the caps, takes its place in the same lock: two messages to one contact cannot both

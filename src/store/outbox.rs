@@ -872,6 +872,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A claimed message's class, as its job says it now.
+    pub async fn set_class(&self, id: &str, class: crate::model::Class) -> Result<()> {
+        on_pool!(self, |pool, _b| {
+            sqlx::query("UPDATE messages SET class = $2 WHERE id = $1 AND state = 'claimed'")
+                .bind(id)
+                .bind(class.as_str())
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
 impl Tx {
     pub async fn insert_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
         on_tx!(self, |conn| Ok(insert_message!(&mut *conn, m, now)))
