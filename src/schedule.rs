@@ -156,11 +156,7 @@ impl Scheduler {
             return Ok(());
         };
         let tz = timezone.unwrap_or(self.book.default_timezone);
-        let known = self.fired.lock().expect("fired lock").get(&job.id).copied();
-        if let Some(known) = known
-            && let Ok(next) = cron_tz::next_after(cron, tz, known)
-            && next.is_none_or(|next| next > now)
-        {
+        if self.nothing_passed(&job.id, cron, tz, now) {
             return Ok(());
         }
         let Some(last) = self.store.last_fire(&job.id).await? else {
@@ -194,6 +190,15 @@ impl Scheduler {
             .jobs
             .recurring()
             .filter(|j| !self.elsewhere.contains(&j.id))
+    }
+
+    /// Whether no occurrence of `job` falls after the one last seen fired and by `now`: the
+    /// store need not be asked.
+    fn nothing_passed(&self, job: &str, cron: &croner::Cron, tz: Tz, now: DateTime<Utc>) -> bool {
+        let known = self.fired.lock().expect("fired lock").get(job).copied();
+        known.is_some_and(|known| {
+            cron_tz::next_after(cron, tz, known).is_ok_and(|next| next.is_none_or(|n| n > now))
+        })
     }
 
     fn remember_fired(&self, job: &str, at: DateTime<Utc>) {
@@ -352,11 +357,7 @@ impl Scheduler {
             return Ok(());
         };
         let tz = timezone.unwrap_or(self.book.default_timezone);
-        let known = self.fired.lock().expect("fired lock").get(&job.id).copied();
-        if let Some(known) = known
-            && let Ok(next) = cron_tz::next_after(cron, tz, known)
-            && next.is_none_or(|next| next > now)
-        {
+        if self.nothing_passed(&job.id, cron, tz, now) {
             return Ok(());
         }
         let last = match self.store.last_fire(&job.id).await? {

@@ -308,40 +308,14 @@ fn the_conversion_report_matches_a_hand_computed_fixture(b: Backend) {
     assert_eq!(steps["total"]["converted"], 2);
 
     // The table says the same, with the interval.
-    let table = ws
-        .run(&[
-            "report",
-            "conversions",
-            "--job",
-            "rr",
-            "--since",
-            "2026-11-01",
-            "--until",
-            "2027-01-01",
-        ])
-        .ok()
-        .stdout;
+    let table = conversions_report(&ws, "rr", "2026-11-01", "2027-01-01", None, &[]);
     assert!(table.contains("33.3% [9.7–70.0]"), "{table}");
     assert!(
         table.contains("goal: review.submitted by order_id within 5d"),
         "{table}"
     );
     // README's example is this fixture's table, by step (its job is called review-request).
-    let by_step = ws
-        .run(&[
-            "report",
-            "conversions",
-            "--job",
-            "rr",
-            "--since",
-            "2026-11-01",
-            "--until",
-            "2026-12-01",
-            "--by",
-            "step",
-        ])
-        .ok()
-        .stdout;
+    let by_step = conversions_report(&ws, "rr", "2026-11-01", "2026-12-01", Some("step"), &[]);
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .unwrap()
         .replace("review-request", "rr");
@@ -613,8 +587,15 @@ fn rr_job(stop_when: &str) -> String {
     )
 }
 
-/// `report conversions --format json` of `job` from `since` to `until`, `--by` if given.
-fn conversions(ws: &Workspace, job: &str, since: &str, until: &str, by: Option<&str>) -> Value {
+/// `report conversions` of `job` from `since` to `until`, `--by` if given, then `more`.
+fn conversions_report(
+    ws: &Workspace,
+    job: &str,
+    since: &str,
+    until: &str,
+    by: Option<&str>,
+    more: &[&str],
+) -> String {
     let mut args = vec![
         "report",
         "conversions",
@@ -624,13 +605,25 @@ fn conversions(ws: &Workspace, job: &str, since: &str, until: &str, by: Option<&
         since,
         "--until",
         until,
-        "--format",
-        "json",
     ];
     if let Some(b) = by {
         args.extend(["--by", b]);
     }
-    serde_json::from_str(&ws.run(&args).ok().stdout).unwrap()
+    args.extend(more);
+    ws.run(&args).ok().stdout
+}
+
+/// [`conversions_report`] as JSON.
+fn conversions(ws: &Workspace, job: &str, since: &str, until: &str, by: Option<&str>) -> Value {
+    serde_json::from_str(&conversions_report(
+        ws,
+        job,
+        since,
+        until,
+        by,
+        &["--format", "json"],
+    ))
+    .unwrap()
 }
 
 use common::on_both;
