@@ -182,6 +182,9 @@ fn kind_of(class: u8, code: Option<i64>, status: Option<&str>, lower: &str) -> B
         let detail = parts.next().unwrap_or_default();
         match (class, subject, detail) {
             (_, "7", _) => return BounceKind::Policy,
+            // 5.1.7 and 5.1.8 are about our sender address (its syntax, its domain): our
+            // configuration, never the recipient's mailbox, whatever the words say.
+            (5, "1", "7" | "8") => return BounceKind::Policy,
             (5, "2", "2") | (5, "2", "3") => return BounceKind::Soft,
             // Bad mailbox, bad domain, bad syntax, moved, null MX (RFC 7505); disabled mailbox.
             (5, "1", "1" | "2" | "3" | "6" | "10") | (5, "2", "1") => return BounceKind::Hard,
@@ -238,6 +241,13 @@ mod tests {
                 Some("5.2.1"),
             ),
             (552, "5.2.2 Mailbox full", Some(Soft), Some("5.2.2")),
+            // Postfix's reject_unknown_sender_domain: our VERP domain, not the recipient.
+            (
+                550,
+                "5.1.8 <bounces+01jm1@shop.example>: Sender address rejected: Domain not found",
+                Some(Policy),
+                Some("5.1.8"),
+            ),
             (
                 452,
                 "4.2.2 The email account that you tried to reach is over quota",
