@@ -171,15 +171,35 @@ impl Scheduler {
                 return Ok(());
             }
         };
+        self.pass_occurrence(
+            &job.id,
+            latest,
+            now,
+            stats,
+            "passed an occurrence of a disabled job",
+        )
+        .await
+    }
+
+    /// Record `occurrence` of `job` as fired, planning nothing (skipped, or passed while the
+    /// job was off); logged with `what` when this process recorded it.
+    async fn pass_occurrence(
+        &self,
+        job: &str,
+        occurrence: DateTime<Utc>,
+        now: DateTime<Utc>,
+        stats: &mut TickStats,
+        what: &str,
+    ) -> Result<(), StoreError> {
         if self
             .store
-            .fire_occurrence(&job.id, latest, &[], now)
+            .fire_occurrence(job, occurrence, &[], now)
             .await?
             .is_some()
         {
-            self.remember_fired(&job.id, latest);
+            self.remember_fired(job, occurrence);
             stats.occurrences_skipped += 1;
-            tracing::info!(job = %job.id, occurrence = %latest, "passed an occurrence of a disabled job");
+            tracing::info!(job = %job, occurrence = %occurrence, "{what}");
         }
         Ok(())
     }
@@ -376,17 +396,15 @@ impl Scheduler {
             Ok(None) => return Ok(()),
             Ok(Some(Owed::Fire { at, late })) => (at, late),
             Ok(Some(Owed::Skip(latest))) => {
-                if self
-                    .store
-                    .fire_occurrence(&job.id, latest, &[], now)
-                    .await?
-                    .is_some()
-                {
-                    self.remember_fired(&job.id, latest);
-                    stats.occurrences_skipped += 1;
-                    tracing::info!(job = %job.id, occurrence = %latest, "skipped a missed occurrence (missed: skip)");
-                }
-                return Ok(());
+                return self
+                    .pass_occurrence(
+                        &job.id,
+                        latest,
+                        now,
+                        stats,
+                        "skipped a missed occurrence (missed: skip)",
+                    )
+                    .await;
             }
             // One job's expression must not stop the others' occurrences or the sends.
             Err(e) => {
