@@ -84,6 +84,13 @@ pub(super) fn decide(g: &Gate) -> Verdict {
     if !job.enabled {
         return Verdict::Cancel(format!("job `{}` is disabled", job.id));
     }
+    // A reminder taken out of the job is not sent (a callback task is no step of it).
+    if m.channel_plan.is_none() && job.step(m.step).is_none() {
+        return Verdict::Cancel(format!(
+            "job `{}` no longer has step {} (its reminders changed)",
+            job.id, m.step
+        ));
+    }
     if let Some(limit) = m.not_after
         && g.now > limit
     {
@@ -354,10 +361,17 @@ pub(super) mod tests {
                 event: "order.delivered".into(),
                 delay: Duration::from_secs(3 * 86_400),
             },
-            steps: vec![Step {
-                template: "review_request".into(),
-                after: Duration::ZERO,
-            }],
+            // The shipped review request's: the request, and a reminder 4 days after it.
+            steps: vec![
+                Step {
+                    template: "review_request".into(),
+                    after: Duration::ZERO,
+                },
+                Step {
+                    template: "review_reminder".into(),
+                    after: Duration::from_secs(4 * 86_400),
+                },
+            ],
             channels: vec![Channel::Email, Channel::Sms],
             webhook: false,
             class: Class::Marketing,

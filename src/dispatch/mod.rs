@@ -209,28 +209,18 @@ impl Dispatcher {
         let job = self.book.jobs.get(&m.job_id).cloned();
         let job = job.as_deref();
         // A customer message follows its job as it is now (README: "Planned messages follow
-        // the job as defined when they are sent"): a reminder taken out of the job is not
-        // sent, and a job whose class changed decides consent, caps, the brake and the
-        // unsubscribe link by the new one, the row corrected so that later caps count the
-        // send as what it went as. A callback task stays a service task.
+        // the job as defined when they are sent"): a job whose class changed decides
+        // consent, caps, the brake and the unsubscribe link by the new one, the row
+        // corrected so that later caps count the send as what it went as. A callback task
+        // stays a service task. (A step the job dropped is the gate's to cancel.)
         if let Some(job) = job
             && m.channel_plan.is_none()
+            && job.class != m.class
         {
-            if job.step(m.step).is_none() {
-                return state::cancel(
-                    c,
-                    format!(
-                        "job `{}` no longer has step {} (its reminders changed)",
-                        job.id, m.step
-                    ),
-                );
+            if let Err(e) = self.store.set_class(&m.id, job.class).await {
+                tracing::warn!(message = %m.id, "the message's class is not corrected: {e}");
             }
-            if job.class != m.class {
-                if let Err(e) = self.store.set_class(&m.id, job.class).await {
-                    tracing::warn!(message = %m.id, "the message's class is not corrected: {e}");
-                }
-                m.class = job.class;
-            }
+            m.class = job.class;
         }
         let caps = m.class == Class::Marketing && !self.book.policy.caps.is_empty();
         // The gate reads this run's sends to the contact and, when the message may go under
