@@ -78,14 +78,16 @@ pub struct ContactPatch {
 }
 
 impl ContactPatch {
-    /// The contact as it will be after the patch is applied over `stored`.
-    pub fn apply(&self, stored: Option<&Contact>) -> Contact {
+    /// The contact as it will be after the patch is applied over `stored`. With `only_gaps`
+    /// (an event older than the stored fields' last change) it fills fields and keys the
+    /// contact lacks and changes none it has.
+    pub fn apply(&self, stored: Option<&Contact>, only_gaps: bool) -> Contact {
         let mut c = stored.cloned().unwrap_or_else(|| Contact {
             id: self.id.clone(),
             ..Contact::default()
         });
         let set = |slot: &mut Option<String>, v: &Option<String>| {
-            if v.is_some() {
+            if v.is_some() && !(only_gaps && slot.is_some()) {
                 slot.clone_from(v);
             }
         };
@@ -95,12 +97,15 @@ impl ContactPatch {
         set(&mut c.locale, &self.locale);
         set(&mut c.timezone, &self.timezone);
         set(&mut c.birthday, &self.birthday);
-        for (k, v) in &self.attributes {
-            c.attributes.insert(k.clone(), v.clone());
-        }
-        for (k, v) in &self.consent {
-            c.consent.insert(k.clone(), v.clone());
-        }
+        let merge = |into: &mut Map<String, Value>, from: &Map<String, Value>| {
+            for (k, v) in from {
+                if !(only_gaps && into.contains_key(k)) {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        };
+        merge(&mut c.attributes, &self.attributes);
+        merge(&mut c.consent, &self.consent);
         c
     }
 }
@@ -680,9 +685,32 @@ mod tests {
             email: Some("new@b.c".into()),
             ..ContactPatch::default()
         };
-        let c = patch.apply(Some(&stored));
+        let c = patch.apply(Some(&stored), false);
         assert_eq!(c.name.as_deref(), Some("Old"));
         assert_eq!(c.email.as_deref(), Some("new@b.c"));
+    }
+
+    #[test]
+    fn an_older_patch_fills_gaps_and_changes_nothing_held() {
+        let mut stored = Contact {
+            id: "c".into(),
+            email: Some("new@b.c".into()),
+            ..Contact::default()
+        };
+        stored.consent.insert("email".into(), Value::Bool(false));
+        let mut patch = ContactPatch {
+            id: "c".into(),
+            email: Some("old@b.c".into()),
+            phone: Some("+8613800138000".into()),
+            ..ContactPatch::default()
+        };
+        patch.consent.insert("email".into(), Value::Bool(true));
+        patch.consent.insert("sms".into(), Value::Bool(true));
+        let c = patch.apply(Some(&stored), true);
+        assert_eq!(c.email.as_deref(), Some("new@b.c"));
+        assert_eq!(c.phone.as_deref(), Some("+8613800138000"));
+        assert_eq!(c.consent.get("email"), Some(&Value::Bool(false)));
+        assert_eq!(c.consent.get("sms"), Some(&Value::Bool(true)));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// A customer as the business knows them. Fields absent from an event keep their stored value.
+/// A customer as the business knows them. Fields absent from an event keep their stored value;
+/// an event older than the last change only fills fields that are empty ([`StoredContact`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Contact {
     pub id: String,
@@ -22,6 +23,15 @@ pub struct Contact {
     pub birthday: Option<String>,
     pub attributes: Map<String, Value>,
     pub consent: Map<String, Value>,
+}
+
+/// A contact as the store holds it for ingest: with the time of the newest event that changed
+/// its fields, so that an event imported late (a backfill of history) cannot put back what a
+/// newer one replaced. `None`: no event has dated them (stored before v16 without events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredContact {
+    pub contact: Contact,
+    pub fields_at: Option<DateTime<Utc>>,
 }
 
 impl Contact {

@@ -11,7 +11,7 @@
 
 use crate::ingest::{FieldError, Incoming};
 use crate::jobs::{Class, Job, StopWhen, Trigger};
-use crate::model::{Contact, Event, MessageState, StopEvent, data_key};
+use crate::model::{Contact, Event, MessageState, StopEvent, StoredContact, data_key};
 use crate::playbook::{MessageFacts, Playbook};
 use crate::store::{Claimed, NewMessage, Store, StoreError, Tx};
 use crate::templates::render_reason;
@@ -415,7 +415,11 @@ pub async fn ingest_in(
                 continue;
             }
             let stored = contacts.get(&inc.contact.id);
-            let contact = inc.contact.apply(stored);
+            // Fields follow the newest event that changed them, not the last to arrive: an
+            // older event (a backfill imported after live ones) only fills what is missing.
+            let fields_at = stored.and_then(|s| s.fields_at);
+            let newer = fields_at.is_none_or(|at| ev.occurred_at >= at);
+            let contact = inc.contact.apply(stored.map(|s| &s.contact), !newer);
             let mut planned = Vec::new();
             let mut errors = Vec::new();
             for job in book.jobs.triggered_by(&ev.kind) {
@@ -429,11 +433,16 @@ pub async fn ingest_in(
                 continue;
             }
             seen.insert(&ev.id, &inc.digest);
-            if stored != Some(&contact) {
+            if stored.map(|s| &s.contact) != Some(&contact) {
                 dirty.insert(contact.id.clone());
-                contacts.insert(contact.id.clone(), contact);
+                let fields_at = if newer {
+                    Some(ev.occurred_at.with_timezone(&Utc))
+                } else {
+                    fields_at
+                };
+                contacts.insert(contact.id.clone(), StoredContact { contact, fields_at });
             }
-            let Some(contact) = contacts.get(&inc.contact.id) else {
+            let Some(contact) = contacts.get(&inc.contact.id).map(|s| &s.contact) else {
                 return Err(StoreError::Invariant(format!(
                     "contact {} was decided but is not in the batch's contacts",
                     inc.contact.id
@@ -549,7 +558,7 @@ pub async fn ingest_in(
         tx.event_digests(&ids).await?
     };
     let mut keep_messages = Vec::with_capacity(messages.len());
-    let mut keep_contacts: Vec<&Contact> = Vec::new();
+    let mut keep_contacts: Vec<&StoredContact> = Vec::new();
     let mut lost_contacts: HashSet<&str> = HashSet::new();
     for p in &outcomes {
         if let Pending::Store {
@@ -572,7 +581,7 @@ pub async fn ingest_in(
             keep_contacts.push(c);
         }
     }
-    keep_contacts.sort_by(|a, b| a.id.cmp(&b.id));
+    keep_contacts.sort_by(|a, b| a.contact.id.cmp(&b.contact.id));
     tx.upsert_contacts(&keep_contacts, now).await?;
     let new_ids = tx.insert_messages(&keep_messages, now).await?;
     // A stop counts what it cancelled: a message claimed since it was read is being sent,

@@ -677,6 +677,70 @@ fn a_long_import_decides_across_batches_as_if_the_events_came_one_by_one(b: Back
     assert_eq!(log.as_array().unwrap().len(), 2, "{log}");
 }
 
+/// A shop's history imported after its live events (a backfill) must not put back what the
+/// customer has since changed: fields follow the newest event that changed them; an older event
+/// only fills what the contact lacks. In one import, out of order, and across two.
+fn a_backfill_after_live_events_does_not_undo_a_newer_address_or_consent(b: Backend) {
+    let ws = Workspace::on(b, None);
+    ws.keep_jobs(&["review-request"]);
+    let event = |id: &str, at: &str, contact: &str, fields: serde_json::Value| {
+        let mut c = fields;
+        c["id"] = contact.into();
+        serde_json::json!({"id": format!("{contact}-{id}"), "type": "order.delivered",
+            "occurred_at": at, "contact": c, "data": {"order_id": format!("SO-{contact}-{id}")}})
+        .to_string()
+    };
+    let live = |contact| {
+        event(
+            "live",
+            "2026-11-20T10:00:00+08:00",
+            contact,
+            serde_json::json!({"email": "new@example.com", "consent": {"email": false}}),
+        )
+    };
+    let june = |contact| {
+        event(
+            "june",
+            "2026-06-01T10:00:00+08:00",
+            contact,
+            serde_json::json!({"name": "王芳", "email": "old@example.com",
+                "phone": "+8613800138000", "consent": {"email": true, "sms": true}}),
+        )
+    };
+    let contact = |id: &str| -> serde_json::Value {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ws.run(&["contact", "export", id]).ok().stdout).unwrap();
+        doc["contact"].clone()
+    };
+    ws.import(&[live("c-1")]).ok();
+    ws.import(&[june("c-1")]).ok();
+    let c = contact("c-1");
+    assert_eq!(c["email"], "new@example.com", "{b:?}: {c}");
+    assert_eq!(c["consent"]["email"], false, "{b:?}: {c}");
+    // What the newer event never said is filled from the older one.
+    assert_eq!(c["name"], "王芳", "{b:?}: {c}");
+    assert_eq!(c["phone"], "+8613800138000", "{b:?}: {c}");
+    assert_eq!(c["consent"]["sms"], true, "{b:?}: {c}");
+    // A newer event still changes what it carries.
+    let dec = event(
+        "dec",
+        "2026-12-01T10:00:00+08:00",
+        "c-1",
+        serde_json::json!({"email": "newest@example.com"}),
+    );
+    ws.import(&[dec]).ok();
+    assert_eq!(contact("c-1")["email"], "newest@example.com", "{b:?}");
+    // The same order of arrival inside one import (one batch) decides the same.
+    ws.import(&[live("c-2"), june("c-2")]).ok();
+    let c = contact("c-2");
+    assert_eq!(c["email"], "new@example.com", "{b:?}: {c}");
+    assert_eq!(c["consent"]["email"], false, "{b:?}: {c}");
+    assert_eq!(c["phone"], "+8613800138000", "{b:?}: {c}");
+}
+
 use common::{Backend, on_both};
 
-on_both!(a_long_import_decides_across_batches_as_if_the_events_came_one_by_one);
+on_both!(
+    a_long_import_decides_across_batches_as_if_the_events_came_one_by_one,
+    a_backfill_after_live_events_does_not_undo_a_newer_address_or_consent,
+);

@@ -778,10 +778,13 @@ async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
         // transaction holds; meanwhile a dispatcher claims the message; then the ingest
         // goes on to its cancel. (SQLite's writers take turns: no such interleaving.)
         let mut other = store.begin().await.unwrap();
-        let c0 = aftercare::model::Contact {
-            id: "c-0".into(),
-            email: Some("c0@example.com".into()),
-            ..Default::default()
+        let c0 = aftercare::model::StoredContact {
+            contact: aftercare::model::Contact {
+                id: "c-0".into(),
+                email: Some("c0@example.com".into()),
+                ..Default::default()
+            },
+            fields_at: None,
         };
         other.upsert_contacts(&[&c0], t(NOW)).await.unwrap();
         let racing = {
@@ -1714,13 +1717,18 @@ async fn the_v10_upgrade_queues_what_was_queued(b: Backend) {
     let fx = Fixture::new(b);
     fx.migrated_before("0010").await;
     let store = fx.connect().await;
-    // This binary writes `contacts.email_key` (v14); an older release planned the same rows
-    // without it, so the column is there only while this one plans.
-    fx.raw_script("ALTER TABLE contacts ADD COLUMN email_key TEXT")
-        .await;
+    // This binary writes `contacts.email_key` (v14) and `fields_at` (v16); an older release
+    // planned the same rows without them, so the columns are there only while this one plans.
+    fx.raw_script(
+        "ALTER TABLE contacts ADD COLUMN email_key TEXT; \
+         ALTER TABLE contacts ADD COLUMN fields_at BIGINT",
+    )
+    .await;
     deliveries(&store, 4).await;
-    fx.raw_script("ALTER TABLE contacts DROP COLUMN email_key")
-        .await;
+    fx.raw_script(
+        "ALTER TABLE contacts DROP COLUMN email_key; ALTER TABLE contacts DROP COLUMN fields_at",
+    )
+    .await;
     fx.raw(
         "UPDATE messages SET state = 'sent', sent_at = updated_at WHERE contact_id = 'c-0' AND $1 IS NOT NULL",
         Vec::new(),
@@ -2024,6 +2032,70 @@ async fn the_v14_upgrade_keys_every_address(b: Backend) {
     store.close().await;
 }
 
+/// v16 dates each stored contact's fields by its newest event, so that a backfill imported
+/// after the upgrade cannot undo what the contact holds; a contact without events stays
+/// undated, and any event may change it.
+async fn the_v16_upgrade_dates_contacts_by_their_newest_event(b: Backend) {
+    let fx = Fixture::new(b);
+    fx.migrated_before("0016").await;
+    fx.raw_script(
+        "INSERT INTO contacts (id, email, created_at, updated_at) VALUES \
+         ('c-e', 'new@example.com', 1, 1), ('c-n', 'none@example.com', 1, 1); \
+         INSERT INTO events (id, type, contact_id, occurred_at, occurred_offset, received_at, data, digest) VALUES \
+         ('e-1', 'order.delivered', 'c-e', 1795140000000, 0, 1, '{}', 'd1'), \
+         ('e-2', 'order.delivered', 'c-e', 1795226400000, 0, 1, '{}', 'd2')",
+    )
+    .await;
+    let store = fx.connect().await;
+    store.migrate().await.unwrap();
+    // Both older than c-e's newest event (2026-11-21T02:00:00Z), both with another address.
+    let old = |id: &str, contact: &str| {
+        delivered(id, contact, "old@example.com", id, "2026-11-20T00:00:00Z")
+    };
+    for o in ingest(&store, &[old("e-3", "c-e"), old("e-4", "c-n")]).await {
+        assert!(matches!(o, IngestOutcome::Accepted { .. }), "{o:?}");
+    }
+    let contacts = store
+        .contacts(&["c-e".to_string(), "c-n".to_string()])
+        .await
+        .unwrap();
+    let email = |id: &str| {
+        let c = contacts.iter().find(|c| c.id == id).unwrap();
+        c.email.clone().unwrap_or_default()
+    };
+    assert_eq!(email("c-e"), "new@example.com", "{b:?}");
+    assert_eq!(email("c-n"), "old@example.com", "{b:?}");
+    store.close().await;
+}
+
+/// A complaint's withdrawal is a change at the complaint's time: an event from before it,
+/// imported afterwards with the consent the shop's CRM had then, does not give it back.
+async fn a_complaint_outranks_an_older_event_imported_after_it(b: Backend) {
+    let (store, _f) = store(b).await;
+    let event = |id: &str, at: &str| {
+        serde_json::json!({"id": id, "type": "order.delivered", "occurred_at": at,
+            "contact": {"id": "c-1", "email": "ann@example.com", "consent": {"email": true}},
+            "data": {"order_id": id}})
+        .to_string()
+    };
+    ingest(&store, &[event("e-1", "2026-11-20T00:00:00Z")]).await;
+    let complaint = report(
+        "complaint",
+        "ann@example.com",
+        None,
+        t("2026-11-25T00:00:00Z"),
+    );
+    store.record_bounce(&complaint, soft()).await.unwrap();
+    ingest(&store, &[event("e-2", "2026-11-22T00:00:00Z")]).await;
+    let contacts = store.contacts(&["c-1".to_string()]).await.unwrap();
+    assert_eq!(
+        contacts[0].consent.get("email"),
+        Some(&serde_json::Value::Bool(false)),
+        "{b:?}"
+    );
+    store.close().await;
+}
+
 /// A report that names only an address no contact has (the contact's address changed since,
 /// or the contact was erased) is matched to the last send to it within a week before the
 /// report, by the attempts' time index; an older one is not looked for (the attempts are not
@@ -2322,6 +2394,8 @@ on_both!(
     changes_by_hand_keep_the_queue_whole,
     a_contact_is_found_by_its_address_beyond_ascii,
     the_v14_upgrade_keys_every_address,
+    the_v16_upgrade_dates_contacts_by_their_newest_event,
+    a_complaint_outranks_an_older_event_imported_after_it,
     a_bounce_by_an_address_no_contact_has_looks_back_a_week,
     the_send_window_counts_the_last_sends_by_their_last_attempt,
 );

@@ -74,7 +74,7 @@ pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         );
     }
     let book = app.playbook();
-    let mut contact = inc.contact.apply(None);
+    let mut contact = inc.contact.apply(None, false);
     if let Some(l) = &a.locale {
         contact.locale = Some(l.clone());
     }

@@ -9,7 +9,7 @@ use super::suppressions::normalise_address;
 use super::{Result, Store, StoreError, Tx};
 
 use crate::clock::{from_millis, to_millis};
-use crate::model::{Contact, Event};
+use crate::model::{Contact, Event, StoredContact};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Row};
@@ -255,25 +255,33 @@ impl Tx {
     /// ingest writes back whole contact rows merged from what it read, so another writer of
     /// the same contact between its read and its commit would be overwritten (a withdrawn
     /// consent coming back). SQLite's write transactions take turns already.
-    pub async fn contacts_by_id(&mut self, ids: &[String]) -> Result<HashMap<String, Contact>> {
+    pub async fn contacts_by_id(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<String, StoredContact>> {
         let pg = self.is_pg();
         self.hold_contacts(ids).await?;
         let mut out = HashMap::new();
         for chunk in ids.chunks(512) {
             let binds = in_list(chunk);
             let sql = format!(
-                "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent FROM contacts WHERE id IN ({})",
+                "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent, fields_at FROM contacts WHERE id IN ({})",
                 list(1, binds.len(), pg)
             );
-            let contacts: Vec<Contact> = on_tx!(self, |conn| {
+            let contacts: Vec<StoredContact> = on_tx!(self, |conn| {
                 let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
-                    .map(contact_from_row)
+                    .map(|r| {
+                        Ok(StoredContact {
+                            contact: contact_from_row(r)?,
+                            fields_at: r.try_get::<Option<i64>, _>("fields_at")?.map(from_millis),
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?
             });
-            out.extend(contacts.into_iter().map(|c| (c.id.clone(), c)));
+            out.extend(contacts.into_iter().map(|c| (c.contact.id.clone(), c)));
         }
         Ok(out)
     }
@@ -393,21 +401,25 @@ impl Tx {
     /// Insert or update contacts (each id once) and rewrite their anniversary dates.
     pub async fn upsert_contacts(
         &mut self,
-        contacts: &[&Contact],
+        contacts: &[&StoredContact],
         now: DateTime<Utc>,
     ) -> Result<()> {
         let pg = self.is_pg();
         for chunk in shaped(contacts) {
             let sql = format!(
-                "{} contacts (id, name, email, email_key, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at) \
+                "{} contacts (id, name, email, email_key, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at, fields_at) \
                  VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, email_key = excluded.email_key, phone = excluded.phone, \
                  locale = excluded.locale, timezone = excluded.timezone, birthday = excluded.birthday, \
-                 attributes = excluded.attributes, consent = excluded.consent, updated_at = excluded.updated_at",
+                 attributes = excluded.attributes, consent = excluded.consent, updated_at = excluded.updated_at, fields_at = excluded.fields_at",
                 insert_into(pg),
-                values_rows(chunk.len(), 12, pg)
+                values_rows(chunk.len(), 13, pg)
             );
-            let mut b = Vec::with_capacity(chunk.len() * 12);
-            for c in chunk {
+            let mut b = Vec::with_capacity(chunk.len() * 13);
+            for StoredContact {
+                contact: c,
+                fields_at,
+            } in chunk.iter().copied()
+            {
                 b.push(Bind::Text(Some(c.id.clone())));
                 b.push(Bind::Text(c.name.clone()));
                 b.push(Bind::Text(c.email.clone()));
@@ -422,13 +434,14 @@ impl Tx {
                 b.push(Bind::Text(Some(json_text(&c.consent))));
                 b.push(Bind::Int(Some(to_millis(now))));
                 b.push(Bind::Int(Some(to_millis(now))));
+                b.push(Bind::Int(fields_at.map(to_millis)));
             }
             on_tx!(self, |conn| {
                 bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
                     .execute(&mut *conn)
                     .await?;
             });
-            let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
+            let ids: Vec<String> = chunk.iter().map(|c| c.contact.id.clone()).collect();
             let ids = in_list(&ids);
             let del = format!(
                 "DELETE FROM contact_dates WHERE contact_id IN ({})",
@@ -442,9 +455,9 @@ impl Tx {
             let dates: Vec<(String, String, String)> = chunk
                 .iter()
                 .flat_map(|c| {
-                    contact_dates(c)
+                    contact_dates(&c.contact)
                         .into_iter()
-                        .map(|(f, d)| (c.id.clone(), f, d))
+                        .map(|(f, d)| (c.contact.id.clone(), f, d))
                 })
                 .collect();
             for dates in shaped(&dates) {

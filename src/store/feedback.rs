@@ -264,11 +264,18 @@ impl Store {
                             let mut map: serde_json::Map<String, serde_json::Value> =
                                 serde_json::from_str(&consent).unwrap_or_default();
                             map.insert("email".into(), serde_json::Value::Bool(false));
-                            sqlx::query("UPDATE contacts SET consent = $2 WHERE id = $1")
-                                .bind(&id)
-                                .bind(serde_json::Value::Object(map).to_string())
-                                .execute(&mut *tx)
-                                .await?;
+                            // A withdrawal dated now: an event from before the complaint,
+                            // imported later, cannot give the consent back (plan::ingest).
+                            sqlx::query(
+                                "UPDATE contacts SET consent = $2, fields_at = \
+                                 CASE WHEN fields_at IS NULL OR fields_at < $3 THEN $3 ELSE fields_at END \
+                                 WHERE id = $1",
+                            )
+                            .bind(&id)
+                            .bind(serde_json::Value::Object(map).to_string())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
                         }
                         "suppressed; consent.email = false".to_string()
                     } else {
