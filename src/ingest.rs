@@ -5,7 +5,7 @@
 //! anything is stored. Phone numbers are normalised to E.164 here, once.
 
 use crate::diag::did_you_mean;
-use crate::model::{Contact, Event};
+use crate::model::{Channel, Contact, Event};
 use crate::values::{check_locale, normalise_phone, parse_tz};
 use chrono::{DateTime, Datelike, NaiveDate};
 use serde_json::{Map, Value};
@@ -135,10 +135,8 @@ pub fn check_event(mut value: Value) -> Result<Incoming, Vec<FieldError>> {
         unstorable(&value, "", &mut errs, &mut found);
     }
     let id = errs.required_str(obj, "id", "");
-    if let Some(id) = &id
-        && id.chars().count() > MAX_ID_CHARS
-    {
-        errs.add("id", &format!("longer than {MAX_ID_CHARS} characters"));
+    if let Some(id) = &id {
+        check_id(&mut errs, "id", id);
     }
     let kind = errs.required_str(obj, "type", "");
     if let Some(k) = &kind
@@ -218,12 +216,7 @@ pub fn check_event(mut value: Value) -> Result<Incoming, Vec<FieldError>> {
 fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
     errs.unknown_keys(c, "contact", CONTACT_KEYS);
     let id = errs.required_str(c, "id", "contact").unwrap_or_default();
-    if id.chars().count() > MAX_ID_CHARS {
-        errs.add(
-            "contact.id",
-            &format!("longer than {MAX_ID_CHARS} characters"),
-        );
-    }
+    check_id(errs, "contact.id", &id);
     let email = errs
         .present_str(c, "email", "contact")
         .and_then(|e| match check_email(&e) {
@@ -285,6 +278,21 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
                 if !v.is_boolean() {
                     errs.add(&format!("contact.consent.{k}"), "must be true or false");
                 }
+                // Sending reads `email` and `sms` exactly; `Email: false` would be kept beside
+                // them and a withdrawal missed. Other keys are the business's own.
+                if let Some(channel) = Channel::ALL
+                    .into_iter()
+                    .find(|c| k.trim().eq_ignore_ascii_case(c.as_str()))
+                    && channel.as_str() != k
+                {
+                    errs.add(
+                        &format!("contact.consent.{k}"),
+                        &format!(
+                            "consent keys are exact: did you mean `{}`? sending reads only that spelling",
+                            channel.as_str()
+                        ),
+                    );
+                }
             }
             m.clone()
         }
@@ -306,6 +314,33 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
         birthday,
         attributes,
         consent,
+    }
+}
+
+/// An event's or a contact's id: compared exactly everywhere (duplicates, a contact's
+/// events, `logs --contact`), so ` c-1` would be another contact than `c-1` and a line break
+/// inside one splits the lines of logs and reports. Refused rather than trimmed: which of
+/// two spellings the sender means is theirs to say.
+fn check_id(errs: &mut Errors, field: &str, id: &str) {
+    if id.chars().count() > MAX_ID_CHARS {
+        errs.add(field, &format!("longer than {MAX_ID_CHARS} characters"));
+    }
+    if let Some((at, c)) = id.chars().enumerate().find(|(_, c)| c.is_control()) {
+        errs.add(
+            field,
+            &format!(
+                "holds a control character (U+{:04X}) at character {}; an id is plain text",
+                c as u32,
+                at + 1
+            ),
+        );
+    } else if id.trim() != id {
+        errs.add(
+            field,
+            &format!(
+                "{id:?} has white space at its start or end; ids are compared exactly, so send it without"
+            ),
+        );
     }
 }
 
@@ -670,6 +705,54 @@ mod tests {
         }
         let emial = errs.iter().find(|e| e.field == "contact.emial").unwrap();
         assert!(emial.message.contains("did you mean `email`?"), "{emial}");
+    }
+
+    #[test]
+    fn ids_are_refused_with_surrounding_space_or_control_characters() {
+        let event = |id: &str, contact: &str| {
+            serde_json::json!({"id": id, "type": "order.delivered",
+                "occurred_at": "2026-11-20T10:00:00+08:00", "contact": {"id": contact}})
+            .to_string()
+        };
+        let refused = |id: &str, contact: &str| -> Vec<FieldError> {
+            parse_event(&event(id, contact)).unwrap_err()
+        };
+        let e = refused(" evt-1", "c-1");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "id");
+        assert!(
+            e[0].message.contains("white space at its start or end"),
+            "{e:?}"
+        );
+        let e = refused("evt-1", "c-1\u{a0}");
+        assert_eq!(e[0].field, "contact.id", "{e:?}");
+        let e = refused("evt-1", "c-\n1");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "contact.id");
+        assert!(e[0].message.contains("U+000A) at character 3"), "{e:?}");
+        // Inner spaces are ids' own business.
+        assert!(parse_event(&event("evt 1", "Wang Fang")).is_ok());
+    }
+
+    #[test]
+    fn a_consent_key_spelled_unlike_its_channel_is_refused() {
+        let event = |consent: serde_json::Value| {
+            serde_json::json!({"id": "e", "type": "order.delivered",
+                "occurred_at": "2026-11-20T10:00:00+08:00",
+                "contact": {"id": "c", "consent": consent}})
+            .to_string()
+        };
+        for key in ["Email", "EMAIL", " email", "SMS"] {
+            let e = parse_event(&event(serde_json::json!({key: false}))).unwrap_err();
+            assert_eq!(e.len(), 1, "{key}: {e:?}");
+            assert_eq!(e[0].field, format!("contact.consent.{key}"));
+            assert!(e[0].message.contains("did you mean `"), "{e:?}");
+        }
+        let ok = parse_event(&event(
+            serde_json::json!({"email": false, "sms": true, "newsletter": true}),
+        ))
+        .unwrap();
+        assert_eq!(ok.contact.consent.len(), 3);
     }
 
     #[test]

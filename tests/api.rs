@@ -587,8 +587,12 @@ fn contacts_are_exported_and_erased_by_admins_only() {
     assert_eq!(doc["contact"]["email"], "c-gdpr@example.com");
     assert_eq!(doc["events"][0]["data"]["order_id"], "SO-GDPR");
     assert_eq!(doc["messages"][0]["attempt_log"][0]["outcome"], "sent");
-    // By email address; the reminder still pending is cancelled by going.
-    let (s, erased) = delete(ADMIN, "c-gdpr@example.com");
+    // A reason is one line of plain text.
+    let (s, refused) = delete(ADMIN, "c-gdpr?reason=GDPR-42%0Adone");
+    assert_eq!(s, 400, "{refused}");
+    assert_eq!(refused["field"], "reason", "{refused}");
+    // By email address, with the request's ticket; the reminder still pending is cancelled.
+    let (s, erased) = delete(ADMIN, "c-gdpr@example.com?reason=ticket%20GDPR-42");
     assert_eq!(s, 200, "{erased}");
     assert_eq!(erased["contacts"], 1, "{erased}");
     assert_eq!(erased["messages"], 2, "{erased}");
@@ -603,6 +607,10 @@ fn contacts_are_exported_and_erased_by_admins_only() {
     let list = api.ws.run(&["suppress", "list"]).ok().stdout;
     assert!(
         list.contains("sha256:") && !list.contains("c-gdpr"),
+        "{list}"
+    );
+    assert!(
+        list.contains("ticket GDPR-42 (erased through the API by "),
         "{list}"
     );
 }

@@ -640,6 +640,10 @@ fn validation_gaps_are_closed_at_their_line_and_field() {
         with("v8", &|v| v["occurred_at"] = json!("9999-12-31T00:00:00Z")),
         format!("{{\"id\": \"{}\"}}", "x".repeat(10 * 1024 * 1024)),
         with("v10", &|_| {}),
+        with("v11", &|v| v["contact"]["id"] = json!("cv ")),
+        with("v12", &|v| {
+            v["contact"]["consent"] = json!({"Email": false})
+        }),
     ];
     let started = Instant::now();
     let r = ws.import(&lines);
@@ -655,6 +659,8 @@ fn validation_gaps_are_closed_at_their_line_and_field() {
         "events.jsonl:7: occurred_at: `0000-01-01T00:00:00Z` is not in the years 1970 to 2199",
         "events.jsonl:8: occurred_at: `9999-12-31T00:00:00Z` is not in the years 1970 to 2199",
         "events.jsonl:9: the line is longer than 1 MiB",
+        "events.jsonl:11: contact.id: \"cv \" has white space at its start or end; ids are compared exactly",
+        "events.jsonl:12: contact.consent.Email: consent keys are exact: did you mean `email`?",
     ];
     for w in want {
         assert!(
@@ -665,7 +671,7 @@ fn validation_gaps_are_closed_at_their_line_and_field() {
     }
     assert!(
         r.stdout
-            .starts_with("events.jsonl: 1 accepted, 0 duplicate, 9 rejected"),
+            .starts_with("events.jsonl: 1 accepted, 0 duplicate, 11 rejected"),
         "{}",
         r.stdout
     );

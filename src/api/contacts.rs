@@ -6,15 +6,30 @@ use super::Scope;
 use super::{ApiError, ApiState, authorize};
 use crate::store::Erased;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+/// Query of `DELETE /v1/contacts/{id}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EraseQuery {
+    /// Why, as `contact erase --reason` takes it (a request's ticket, say): kept on the
+    /// hashed suppression entries and in the log, beside the token that asked. At most 200
+    /// characters, no control characters.
+    reason: Option<String>,
+}
+
+/// The longest reason kept: a ticket reference and a few words, not a letter.
+pub(super) const MAX_REASON_CHARS: usize = 200;
 
 /// Erase everything held about the contact(s) with this id, email address or phone
 /// number. Idempotent: erasing again answers 200 with zero counts.
 #[utoipa::path(
     delete,
     path = "/v1/contacts/{id}",
-    params(("id" = String, Path, description = "Contact id, email address or phone number")),
+    params(("id" = String, Path, description = "Contact id, email address or phone number"), EraseQuery),
     responses((status = 200, description = "What was removed (counts only) and a one-way reference", body = Erased)),
     security(("bearer" = []))
 )]
@@ -22,9 +37,30 @@ pub(super) async fn erase(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    q: Result<Query<EraseQuery>, QueryRejection>,
 ) -> Result<Json<Erased>, ApiError> {
     let who = authorize(&state, &headers, Scope::Admin)?;
     super::refuse_nul("id", &id)?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let bad =
+        |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", why).field("reason");
+    let given = q.reason.as_deref().unwrap_or_default();
+    if given.chars().count() > MAX_REASON_CHARS {
+        return Err(bad(format!(
+            "`reason` is longer than {MAX_REASON_CHARS} characters; a ticket reference and a few words"
+        )));
+    }
+    if let Some(c) = given.chars().find(|c| c.is_control()) {
+        return Err(bad(format!(
+            "`reason` holds a control character (U+{:04X}); one line of plain text",
+            c as u32
+        )));
+    }
+    let reason = match given.trim() {
+        "" => format!("erased through the API by {who}"),
+        r => format!("{r} (erased through the API by {who})"),
+    };
     let ids = state
         .store
         .contacts_named(&id)
@@ -34,11 +70,7 @@ pub(super) async fn erase(
     for contact in ids {
         let e = state
             .store
-            .erase_contact(
-                &contact,
-                &format!("erased through the API by {who}"),
-                state.clock.now(),
-            )
+            .erase_contact(&contact, &reason, state.clock.now())
             .await
             .map_err(ApiError::store)?;
         total.contacts += e.contacts;
@@ -54,7 +86,7 @@ pub(super) async fn erase(
         total.reference.extend(e.reference);
     }
     // Counts and one-way references only: never the id or an address.
-    tracing::info!(token = %who, reference = %total.reference.join(","), contacts = total.contacts, messages = total.messages, events = total.events, "contact erased");
+    tracing::info!(token = %who, reason = %reason, reference = %total.reference.join(","), contacts = total.contacts, messages = total.messages, events = total.events, "contact erased");
     Ok(Json(total))
 }
 

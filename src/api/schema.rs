@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 /// No NUL anywhere (the store cannot keep it; see `ingest`).
 const NO_NUL: &str = r"^[^\x00]*$";
 
-/// Not empty after trimming Unicode white space (Rust's `str::trim`), and no NUL.
-const NOT_BLANK: &str = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$";
+/// An id as `ingest::check_id` takes it: no control character (Rust's `char::is_control`,
+/// Unicode's Cc) anywhere, and no white space (`str::trim`'s) at either end; so not empty.
+const ID: &str = r"^[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$";
+
+/// A consent key `ingest` refuses: a channel's name in other letters or with white space
+/// around it (`Email`, ` sms`; ASCII letters, white space as `str::trim`'s), which sending
+/// would not read. Written without `(?i)`, which JSON Schema's regular expressions lack.
+const CONSENT_MISSPELT: &str = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([Ee][Mm][Aa][Ii][Ll]|[Ss][Mm][Ss]|[Ww][Ee][Bb][Hh][Oo][Oo][Kk])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$";
 
 /// An RFC 3339 time with an offset, written in the years 1970 to 2199 (the range `ingest`
 /// takes), with a day that exists in its month.
@@ -76,7 +82,7 @@ fn json_value_schema() -> Value {
 }
 
 fn schemas() -> Value {
-    let id = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK});
+    let id = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": ID});
     let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
     let free = json_no_nul();
     json!({
@@ -124,7 +130,13 @@ fn schemas() -> Value {
                 "timezone": {"type": ["string", "null"], "enum": zones.into_iter().map(Value::from).chain([Value::Null]).collect::<Vec<_>>()},
                 "birthday": {"type": ["string", "null"], "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
                 "attributes": {"type": ["object", "null"], "propertyNames": {"pattern": NO_NUL}, "additionalProperties": json_no_nul()},
-                "consent": {"type": ["object", "null"], "propertyNames": {"pattern": NO_NUL}, "additionalProperties": {"type": "boolean"}},
+                "consent": {"type": ["object", "null"],
+                            "propertyNames": {"pattern": NO_NUL, "anyOf": [
+                                {"enum": ["email", "sms", "webhook"]},
+                                {"not": {"pattern": CONSENT_MISSPELT}},
+                            ]},
+                            "additionalProperties": {"type": "boolean"},
+                            "description": "`email` and `sms` are read by sending, exactly so spelled (`Email` is refused); other keys are the business's own"},
             }
         }
     })
@@ -217,6 +229,15 @@ pub(super) fn document(max_events: usize) -> Value {
                 };
                 p["schema"] = schema;
             }
+        }
+    }
+    // An erasure's reason: one line, as `api::contacts::erase` checks it.
+    if let Some(Value::Array(params)) =
+        doc.pointer_mut("/paths/~1v1~1contacts~1{id}/delete/parameters")
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "reason") {
+            p["schema"] = json!({"type": "string", "maxLength": super::contacts::MAX_REASON_CHARS,
+                                 "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"});
         }
     }
     // `report daily` takes UTC days, not instants.
@@ -414,6 +435,33 @@ mod tests {
             "{}",
             super::TOKEN
         );
+    }
+
+    /// The id and consent-key patterns say what `ingest` does, string for string: the
+    /// characters each rule turns on (white space of both kinds, controls, letters of a
+    /// channel's name in both cases) in every order, short.
+    #[test]
+    fn the_id_and_consent_patterns_agree_with_ingest() {
+        use proptest::prelude::*;
+        let id = regex::Regex::new(super::ID).unwrap();
+        let misspelt = regex::Regex::new(super::CONSENT_MISSPELT).unwrap();
+        let refused = |id: &str, key: &str| -> Vec<String> {
+            let event = serde_json::json!({"id": id, "type": "order.delivered",
+                "occurred_at": "2026-11-20T10:00:00+08:00",
+                "contact": {"id": "c", "consent": {key: true}}});
+            match crate::ingest::check_event(event) {
+                Ok(_) => Vec::new(),
+                Err(errs) => errs.into_iter().map(|e| e.field).collect(),
+            }
+        };
+        let chars = "[ a\\t\\n\\x0b\\x1c\\x7f\\u{85}\\u{a0}\\u{3000}\\u{feff}eEmMaAiIlLsS]{0,7}";
+        proptest!(ProptestConfig::with_cases(4000), |(s in chars)| {
+            let fields = refused(&s, "email");
+            prop_assert_eq!(id.is_match(&s), !fields.contains(&"id".to_string()), "id {:?}", s);
+            let key = format!("contact.consent.{s}");
+            let schema_ok = ["email", "sms", "webhook"].contains(&s.as_str()) || !misspelt.is_match(&s);
+            prop_assert_eq!(schema_ok, !refused("e", &s).contains(&key), "key {:?}", s);
+        });
     }
 
     /// The answer's limits are written in the schema by hand (derive attributes).
