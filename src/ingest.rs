@@ -164,13 +164,9 @@ pub fn check_event(mut value: Value) -> Result<Incoming, Vec<FieldError>> {
     match obj.get("data") {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => {
-            if let Some(order) = crate::model::data_key(m, "order_id")
-                && order.chars().count() > MAX_ID_CHARS
-            {
-                errs.add(
-                    "data.order_id",
-                    &format!("longer than {MAX_ID_CHARS} characters"),
-                );
+            // Matched exactly too: a review's `SO-1 ` would not stop the delivery's `SO-1`.
+            if let Some(order) = crate::model::data_key(m, "order_id") {
+                check_id(&mut errs, "data.order_id", &order);
             }
         }
         Some(_) => errs.add("data", "must be a JSON object"),
@@ -317,22 +313,19 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
     }
 }
 
-/// An event's or a contact's id: compared exactly everywhere (duplicates, a contact's
-/// events, `logs --contact`), so ` c-1` would be another contact than `c-1` and a line break
-/// inside one splits the lines of logs and reports. Refused rather than trimmed: which of
+/// An event's, a contact's or an order's id: compared exactly everywhere (duplicates, a
+/// contact's events, `stop_when`'s `same: order_id`, `logs --contact`), so ` c-1` would be
+/// another contact than `c-1` and a line break inside one splits the lines of logs and reports. Refused rather than trimmed: which of
 /// two spellings the sender means is theirs to say.
 fn check_id(errs: &mut Errors, field: &str, id: &str) {
     if id.chars().count() > MAX_ID_CHARS {
         errs.add(field, &format!("longer than {MAX_ID_CHARS} characters"));
     }
-    if let Some((at, c)) = id.chars().enumerate().find(|(_, c)| c.is_control()) {
+    // A NUL has been refused already, as anywhere in the event.
+    if let Some(at) = crate::text::first_control(id).filter(|_| !id.contains('\0')) {
         errs.add(
             field,
-            &format!(
-                "holds a control character (U+{:04X}) at character {}; an id is plain text",
-                c as u32,
-                at + 1
-            ),
+            &format!("holds a control character ({at}); an id is plain text"),
         );
     } else if id.trim() != id {
         errs.add(
@@ -729,9 +722,17 @@ mod tests {
         let e = refused("evt-1", "c-\n1");
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].field, "contact.id");
-        assert!(e[0].message.contains("U+000A) at character 3"), "{e:?}");
+        assert!(e[0].message.contains("(U+000A at character 3)"), "{e:?}");
         // Inner spaces are ids' own business.
         assert!(parse_event(&event("evt 1", "Wang Fang")).is_ok());
+        let order = |o: serde_json::Value| {
+            let mut v: Value = serde_json::from_str(&event("e", "c")).unwrap();
+            v["data"] = serde_json::json!({"order_id": o});
+            check_event(v)
+        };
+        let e = order(serde_json::json!("SO-1 ")).unwrap_err();
+        assert_eq!(e[0].field, "data.order_id", "{e:?}");
+        assert!(order(serde_json::json!(1001)).is_ok());
     }
 
     #[test]

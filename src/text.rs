@@ -39,6 +39,16 @@ pub(crate) fn is_unsafe(c: char) -> bool {
         )
 }
 
+/// Where `s` holds its first control character (Unicode's Cc: C0, DEL, C1), as an error
+/// says it: `U+000A at character 3`. For values refused rather than escaped: ids, which are
+/// compared exactly, and one-line reasons that are kept.
+pub(crate) fn first_control(s: &str) -> Option<String> {
+    s.chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control())
+        .map(|(i, c)| format!("U+{:04X} at character {}", c as u32, i + 1))
+}
+
 /// `s` on one line with every unsafe character written as an escape (`\n`, `\r`, `\x1b`,
 /// `\u{202e}`); borrowed when there is nothing to escape (the usual case). Tabs stay.
 pub(crate) fn printable(s: &str) -> Cow<'_, str> {

@@ -644,6 +644,7 @@ fn validation_gaps_are_closed_at_their_line_and_field() {
         with("v12", &|v| {
             v["contact"]["consent"] = json!({"Email": false})
         }),
+        with("v13", &|v| v["data"]["order_id"] = json!("SO-V ")),
     ];
     let started = Instant::now();
     let r = ws.import(&lines);
@@ -661,6 +662,7 @@ fn validation_gaps_are_closed_at_their_line_and_field() {
         "events.jsonl:9: the line is longer than 1 MiB",
         "events.jsonl:11: contact.id: \"cv \" has white space at its start or end; ids are compared exactly",
         "events.jsonl:12: contact.consent.Email: consent keys are exact: did you mean `email`?",
+        "events.jsonl:13: data.order_id: \"SO-V \" has white space at its start or end",
     ];
     for w in want {
         assert!(
@@ -671,7 +673,7 @@ fn validation_gaps_are_closed_at_their_line_and_field() {
     }
     assert!(
         r.stdout
-            .starts_with("events.jsonl: 1 accepted, 0 duplicate, 11 rejected"),
+            .starts_with("events.jsonl: 1 accepted, 0 duplicate, 12 rejected"),
         "{}",
         r.stdout
     );

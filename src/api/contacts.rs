@@ -51,10 +51,9 @@ pub(super) async fn erase(
             "`reason` is longer than {MAX_REASON_CHARS} characters; a ticket reference and a few words"
         )));
     }
-    if let Some(c) = given.chars().find(|c| c.is_control()) {
+    if let Some(at) = crate::text::first_control(given) {
         return Err(bad(format!(
-            "`reason` holds a control character (U+{:04X}); one line of plain text",
-            c as u32
+            "`reason` holds a control character ({at}); one line of plain text"
         )));
     }
     let reason = match given.trim() {

@@ -15,7 +15,16 @@ const NO_NUL: &str = r"^[^\x00]*$";
 
 /// An id as `ingest::check_id` takes it: no control character (Rust's `char::is_control`,
 /// Unicode's Cc) anywhere, and no white space (`str::trim`'s) at either end; so not empty.
-const ID: &str = r"^[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$";
+const ID_BODY: &str = r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?";
+
+fn id_pattern() -> String {
+    format!("^{ID_BODY}$")
+}
+
+/// `data.order_id` as text: an id's rule, or empty (an empty order id is taken as it is).
+fn order_id_pattern() -> String {
+    format!("^({ID_BODY})?$")
+}
 
 /// A consent key `ingest` refuses: a channel's name in other letters or with white space
 /// around it (`Email`, ` sms`; ASCII letters, white space as `str::trim`'s), which sending
@@ -82,7 +91,7 @@ fn json_value_schema() -> Value {
 }
 
 fn schemas() -> Value {
-    let id = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": ID});
+    let id = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": id_pattern()});
     let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
     let free = json_no_nul();
     json!({
@@ -104,7 +113,7 @@ fn schemas() -> Value {
                     "propertyNames": {"pattern": NO_NUL},
                     "properties": {
                         "order_id": {"anyOf": [
-                            {"type": "string", "maxLength": 200, "pattern": NO_NUL},
+                            {"type": "string", "maxLength": 200, "pattern": order_id_pattern()},
                             {"type": ["number", "boolean", "null"]},
                             {"type": "array", "items": json_no_nul()},
                             {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": json_no_nul()},
@@ -437,13 +446,13 @@ mod tests {
         );
     }
 
-    /// The id and consent-key patterns say what `ingest` does, string for string: the
+    /// The id, order id and consent-key patterns say what `ingest` does, string for string: the
     /// characters each rule turns on (white space of both kinds, controls, letters of a
     /// channel's name in both cases) in every order, short.
     #[test]
     fn the_id_and_consent_patterns_agree_with_ingest() {
         use proptest::prelude::*;
-        let id = regex::Regex::new(super::ID).unwrap();
+        let id = regex::Regex::new(&super::id_pattern()).unwrap();
         let misspelt = regex::Regex::new(super::CONSENT_MISSPELT).unwrap();
         let refused = |id: &str, key: &str| -> Vec<String> {
             let event = serde_json::json!({"id": id, "type": "order.delivered",
@@ -455,9 +464,14 @@ mod tests {
             }
         };
         let chars = "[ a\\t\\n\\x0b\\x1c\\x7f\\u{85}\\u{a0}\\u{3000}\\u{feff}eEmMaAiIlLsS]{0,7}";
+        let order = regex::Regex::new(&super::order_id_pattern()).unwrap();
         proptest!(ProptestConfig::with_cases(4000), |(s in chars)| {
             let fields = refused(&s, "email");
             prop_assert_eq!(id.is_match(&s), !fields.contains(&"id".to_string()), "id {:?}", s);
+            let event = serde_json::json!({"id": "e", "type": "order.delivered",
+                "occurred_at": "2026-11-20T10:00:00+08:00", "contact": {"id": "c"},
+                "data": {"order_id": s}});
+            prop_assert_eq!(order.is_match(&s), crate::ingest::check_event(event).is_ok(), "order {:?}", s);
             let key = format!("contact.consent.{s}");
             let schema_ok = ["email", "sms", "webhook"].contains(&s.as_str()) || !misspelt.is_match(&s);
             prop_assert_eq!(schema_ok, !refused("e", &s).contains(&key), "key {:?}", s);
