@@ -12,6 +12,8 @@
 //! - Five wrong passwords for a name (known or not, so the brake does not tell which names
 //!   exist) close that name for 30 seconds, doubling with each further failure up to 15
 //!   minutes; the right password inside the pause is refused too. Only a success resets it.
+//! - At most [`CHECKS_AT_ONCE`] password checks run at once; a sign-in that cannot start its
+//!   check within [`CHECK_WAIT`] is answered 503, so a flood of sign-ins costs time, not memory.
 //!
 //! Real time, like network timeouts: sessions and the brake are about people at keyboards
 //! now, not about the schedule.
@@ -33,6 +35,12 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(15 * 60);
 const MAX_SESSIONS: usize = 10_000;
 /// Names the brake remembers at most (a flood of invented names cannot grow it unbounded).
 const MAX_BRAKES: usize = 100_000;
+/// Password checks that run at once. Each argon2 check holds 19 MiB and tens of milliseconds
+/// of CPU; the brake slows a name, not a caller, so sign-ins under invented names ran as many
+/// checks at once as the blocking pool has threads (512: gigabytes).
+pub(super) const CHECKS_AT_ONCE: usize = 2;
+/// How long a sign-in waits for its check before it is asked to come back (503).
+pub(super) const CHECK_WAIT: Duration = Duration::from_secs(5);
 
 /// The hash `aftercare console passwd` writes: argon2id with the crate's default cost, a
 /// random salt, as a PHC string.
@@ -92,11 +100,22 @@ struct Brake {
     until: Option<Instant>,
 }
 
-/// Sessions and the guessing brake of one daemon.
-#[derive(Default)]
+/// Sessions, the guessing brake and the password checks' turns of one daemon.
 pub(super) struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
     brakes: Mutex<HashMap<String, Brake>>,
+    /// [`CHECKS_AT_ONCE`] permits; a sign-in holds one while its check runs.
+    pub(super) checks: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            sessions: Mutex::default(),
+            brakes: Mutex::default(),
+            checks: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
+        }
+    }
 }
 
 impl Auth {

@@ -100,6 +100,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
         "此用户名密码错误次数过多，请稍后再试（秒）：",
     ),
     (
+        "signin.busy",
+        "Many sign-ins are being checked at once. Try again in a few seconds.",
+        "同时登录的请求过多，请几秒后再试。",
+    ),
+    (
         "signin.expired",
         "Your session ended. Please sign in again.",
         "会话已结束，请重新登录。",

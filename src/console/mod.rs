@@ -503,12 +503,32 @@ async fn signin_post(
             .into_response();
     }
     let name = f.name.trim().to_string();
+    // A turn for the check, held until it ends (moved into the task: a caller who hangs up
+    // does not free it early).
+    let checks = c.inner.auth.checks.clone();
+    let Ok(Ok(turn)) = tokio::time::timeout(auth::CHECK_WAIT, checks.acquire_owned()).await else {
+        tracing::warn!("console sign-in refused: too many password checks at once");
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            signin_form(
+                l,
+                pre,
+                &safe_back(Some(&f.next)),
+                Some(layout::problem(l.t("signin.busy"))),
+            ),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return resp;
+    };
     // argon2 takes tens of milliseconds of CPU: off the async workers.
     let outcome = {
         let c = c.clone();
         let password = f.password.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             c.inner.auth.sign_in(
                 &c.inner.cfg,
                 &c.inner.tokens,
