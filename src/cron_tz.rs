@@ -36,7 +36,7 @@
 //! it returns 02:30 CEST, an instant *before* the start; and for wildcard jobs it drops the
 //! second pass it computes (`find_next_occurrence` keeps only the first of the pair).
 
-use chrono::{DateTime, Duration as Span, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration as Span, LocalResult, NaiveDateTime, SubsecRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::errors::CronError as CronerError;
@@ -96,7 +96,10 @@ pub struct Occurrences<'a> {
 
 impl<'a> Occurrences<'a> {
     pub fn after(cron: &'a Cron, tz: Tz, after: DateTime<Utc>) -> Occurrences<'a> {
-        let local = after.with_timezone(&tz).naive_local();
+        // Searched from the whole second: croner keeps the fraction of where it starts, and
+        // an occurrence at 10:00:00.700 is later than a tick at 10:00:00.400. An occurrence
+        // in the second `after` is in is not after it, so nothing is found twice.
+        let local = after.with_timezone(&tz).naive_local().trunc_subsecs(0);
         // A local time earlier than `after`'s can still have an instant after it only when
         // `after` is in the first pass of an overlap: start the search where the overlap
         // starts so its second passes are seen.
@@ -504,6 +507,34 @@ mod tests {
         assert_eq!(
             latest_in(&c, sh, t("2027-03-01T00:00:00Z"), t("2027-03-01T00:03:00Z")).unwrap(),
             None
+        );
+    }
+
+    /// Occurrences are whole seconds whatever the fraction of the time searched from: the
+    /// daemon's clock has one, croner kept it, and a fire stored at 10:00:00.700 hid the next
+    /// day's 10:00 from a tick at 10:00:00.400 (it came a minute late).
+    #[test]
+    fn occurrences_are_whole_seconds_whatever_the_fraction_searched_from() {
+        let c = cron("0 10 * * *");
+        let utc = tz("UTC");
+        assert_eq!(
+            next_after(&c, utc, t("2027-01-01T09:00:00.250Z")).unwrap(),
+            Some(t("2027-01-01T10:00:00Z"))
+        );
+        assert_eq!(
+            latest_in(
+                &c,
+                utc,
+                t("2027-01-01T10:00:00.700Z"),
+                t("2027-01-02T10:00:00.400Z")
+            )
+            .unwrap(),
+            Some(t("2027-01-02T10:00:00Z"))
+        );
+        // The occurrence the fraction is past is not found again.
+        assert_eq!(
+            next_after(&c, utc, t("2027-01-01T10:00:00.250Z")).unwrap(),
+            Some(t("2027-01-02T10:00:00Z"))
         );
     }
 

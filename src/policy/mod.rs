@@ -65,12 +65,32 @@ impl SendWindow {
             return t;
         }
         // Before today's start: today; otherwise the next day's start.
-        let day = if local.time() < self.start {
+        let mut day = if local.time() < self.start {
             local.date()
         } else {
             local.date() + Span::days(1)
         };
-        resolve_local(tz, day.and_time(self.start))
+        // A start in a repeated hour (clocks falling back) happens twice, and `t` can be in the
+        // second pass after the first start: then the second start, or the next day's. Never
+        // an instant before `t`.
+        for _ in 0..3 {
+            let naive = day.and_time(self.start);
+            let (first, second) = match tz.from_local_datetime(&naive) {
+                chrono::LocalResult::Ambiguous(a, b) => {
+                    (a.with_timezone(&Utc), Some(b.with_timezone(&Utc)))
+                }
+                _ => (resolve_local(tz, naive), None),
+            };
+            if let Some(at) = [Some(first), second]
+                .into_iter()
+                .flatten()
+                .find(|at| *at >= t)
+            {
+                return at;
+            }
+            day += Span::days(1);
+        }
+        t
     }
 
     /// `from` plus `d` of time inside the window in `tz`: business time, for a callback
@@ -308,6 +328,18 @@ mod tests {
             w.next_allowed(t("2026-11-01T04:00:00Z"), ny),
             t("2026-11-01T05:30:00Z")
         ); // 01:30 EDT
+        // From inside the second 01:00–02:00 (01:10 EST, after the first 01:30 has passed):
+        // the second 01:30, never an instant before `t` (the message went out at once, inside
+        // quiet hours, and a cap's deferral to it was due again at once, without end).
+        assert_eq!(
+            w.next_allowed(t("2026-11-01T06:10:00Z"), ny),
+            t("2026-11-01T06:30:00Z")
+        ); // 01:30 EST
+        // Past the second 01:30 too, before the window's end: inside it.
+        assert_eq!(
+            w.next_allowed(t("2026-11-01T06:40:00Z"), ny),
+            t("2026-11-01T06:40:00Z")
+        );
     }
 
     #[test]
