@@ -206,8 +206,19 @@ pub fn router(c: Console) -> axum::Router {
         .route("/static/console.js", get(js))
         .route("/static/favicon.svg", get(icon))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(no_nul_in_path))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(c)
+}
+
+/// A NUL in a path (`%00`) names nothing the store can hold, and PostgreSQL refuses the
+/// character in text: a customer or message page asked for one was a 503 and a store error
+/// in the log. Not found, before any page reads the store.
+async fn no_nul_in_path(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.uri().path().contains("%00") {
+        return not_found(req.headers().clone()).await;
+    }
+    next.run(req).await
 }
 
 /// Every console response: no inline script, nothing from another origin, not framed, not
