@@ -365,6 +365,15 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
             .is_some_and(|m| m.contains("the secret is empty")),
         "{v}"
     );
+    // A password file that cannot be read: the caller is told which setting, not the path.
+    std::fs::remove_file(ws.path("pm.pw")).unwrap();
+    let (s, v) = post("postmark", other.as_bytes(), &[basic("pm-basic-pw")]);
+    assert_eq!(s, 503, "an unreadable Postmark password: {v}");
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("email.webhooks.postmark") && !detail.contains("pm.pw"),
+        "{v}"
+    );
     ws.write("pm.pw", "pm-basic-pw\n");
 
     // SendGrid: the bounce example of the Event Webhook reference, ECDSA-signed.

@@ -87,17 +87,23 @@ pub(super) async fn email_hook(
     let m = &hooks.feedback.matcher;
     // An empty key would make the signature anyone's to compute (an unset variable in a
     // compose file, an empty file): answered 503, so the provider retries once it is set.
+    // The caller is not signed in yet: it is told which setting, the log says why (a file's
+    // path or a variable's name is the operator's, not the caller's, to read).
     let secret = |s: &crate::values::Secret, field: &str| {
-        let unavailable = |why: String| {
+        let unavailable = |told: String, why: String| {
             tracing::error!("{why}");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why)
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", told)
         };
         match s.read(field) {
             Ok(Some(v)) if !v.trim().is_empty() => Ok(v),
-            Ok(_) => Err(unavailable(format!(
-                "{field}: the secret is empty; set its variable or file"
-            ))),
-            Err(e) => Err(unavailable(format!("{e:#}"))),
+            Ok(_) => {
+                let why = format!("{field}: the secret is empty; set its variable or file");
+                Err(unavailable(why.clone(), why))
+            }
+            Err(e) => Err(unavailable(
+                format!("{field}: the secret cannot be read; the daemon's log says why"),
+                format!("{e:#}"),
+            )),
         }
     };
     let mut confirmed = false;

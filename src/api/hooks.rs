@@ -21,9 +21,15 @@ fn refuse(e: HookError) -> ApiError {
     };
     if status.is_server_error() {
         tracing::error!("sms hook: {e}");
-    } else {
-        tracing::warn!("sms hook refused: {e}");
+        // The caller is not known yet: a secret's file or variable, or the store's error
+        // (its host, its user), is for the operator's log, not for the answer.
+        let told = match e {
+            HookError::Store(_) => "the store did not answer; try again",
+            _ => "this gateway's secret cannot be read here; the daemon's log says why",
+        };
+        return ApiError::new(status, code, told.to_string());
     }
+    tracing::warn!("sms hook refused: {e}");
     ApiError::new(status, code, e.to_string())
 }
 

@@ -181,11 +181,11 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
             }
             _ => "ready\n".into_response(),
         },
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unreachable: {e}\n"),
-        )
-            .into_response(),
+        // The store's error names its host and user: for the log, not for any caller.
+        Err(e) => {
+            tracing::warn!("readyz: store unreachable: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response()
+        }
     }
 }
 
