@@ -730,3 +730,46 @@ fn a_nul_in_a_console_path_is_not_found() {
         assert_eq!(r.status().as_u16(), 404, "{path}");
     }
 }
+
+/// `console passwd` ends the sessions opened with the old password, at their next request:
+/// a cookie left on a shared desk, or stolen, no longer outlives the change.
+#[test]
+fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
+    let ws = Workspace::new(None);
+    let (_daemon, base) = console_daemon(&ws);
+    let form = SignIn::new(&base);
+    let signed = form.post("li.na", SUPPORT_PW);
+    assert_eq!(signed.status().as_u16(), 303);
+    let session = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("aftercare_session="))
+        .expect("the session cookie");
+    let search = || {
+        let r = form
+            .client
+            .get(format!("{base}/console/search"))
+            .header("cookie", &session)
+            .send()
+            .unwrap();
+        let to = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (r.status().as_u16(), to)
+    };
+    assert_eq!(search(), (200, None));
+    passwd(&ws, "li.na", "a new password 9");
+    let (status, to) = search();
+    assert_eq!(status, 303);
+    assert!(to.is_some_and(|t| t.starts_with("/console/signin")));
+    // Signed out for good, not only for that request; the new password signs in.
+    assert_eq!(search().0, 303);
+    assert_eq!(form.post("li.na", SUPPORT_PW).status().as_u16(), 401);
+    assert_eq!(
+        form.post("li.na", "a new password 9").status().as_u16(),
+        303
+    );
+}

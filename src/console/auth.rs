@@ -6,7 +6,8 @@
 //! - A session is a random id in an HttpOnly, `SameSite=Strict` cookie (`Secure` when the
 //!   console is reached over HTTPS) and lives in this process's memory: a restart signs
 //!   everyone out, and several daemons behind one address need sticky sessions. It ends after
-//!   `console.idle_timeout` without a request, or at sign-out.
+//!   `console.idle_timeout` without a request, at sign-out, or when the user's password file
+//!   changes (`console passwd`), at the next request.
 //! - Every form carries the session's CSRF token, compared in constant time on each POST;
 //!   `SameSite=Strict` is the second wall.
 //! - Five wrong passwords for a name (known or not, so the brake does not tell which names
@@ -82,7 +83,28 @@ pub(super) struct Session {
     pub user: String,
     pub role: Role,
     pub csrf: String,
+    /// The password hash it was opened with (`None` for an API token): a session outlives
+    /// no `console passwd`, checked at each request ([`Session::password_changed`]).
+    pub hash: Option<String>,
     last_seen: Instant,
+}
+
+impl Session {
+    /// Whether the user's password file no longer holds the hash this session was opened
+    /// with: the password was changed (or the file removed), so whoever holds the cookie
+    /// signs in again. A read per request of a file of ~100 bytes.
+    pub(super) async fn password_changed(&self, cfg: &ConsoleConfig) -> bool {
+        let Some(hash) = &self.hash else {
+            return false;
+        };
+        let Some(user) = cfg.user(&self.user) else {
+            return true;
+        };
+        match tokio::fs::read_to_string(&user.password_file).await {
+            Ok(now) => now.trim() != hash,
+            Err(_) => true,
+        }
+    }
 }
 
 /// Why a sign-in was refused.
@@ -152,11 +174,12 @@ impl Auth {
             tokens
                 .iter()
                 .find(|t| constant_time_eq(t.secret.as_bytes(), password.as_bytes()))
-                .map(|t| (format!("token:{}", t.name), Role::Admin))
+                .map(|t| (format!("token:{}", t.name), Role::Admin, None))
         } else {
             match cfg.user(name) {
                 Some(u) => match std::fs::read_to_string(&u.password_file) {
-                    Ok(hash) => verify_password(password, &hash).then(|| (u.name.clone(), u.role)),
+                    Ok(hash) => verify_password(password, &hash)
+                        .then(|| (u.name.clone(), u.role, Some(hash.trim().to_string()))),
                     Err(e) => {
                         tracing::warn!(user = %u.name, file = %u.password_file.display(), "console user cannot sign in: cannot read the password file ({e}); write it with `aftercare console passwd {}`", u.name);
                         None
@@ -169,7 +192,7 @@ impl Auth {
                 }
             }
         };
-        let Some((user, role)) = who else {
+        let Some((user, role, hash)) = who else {
             let mut brakes = self.brakes();
             if brakes.len() >= MAX_BRAKES && !brakes.contains_key(&key) {
                 brakes.retain(|_, b| b.until.is_some_and(|u| u > now));
@@ -189,6 +212,7 @@ impl Auth {
             user,
             role,
             csrf: random_token(),
+            hash,
             last_seen: now,
         };
         let id = random_token();

@@ -320,12 +320,19 @@ impl FromRequestParts<Console> for Viewer {
         } else {
             format!("/console{here}")
         };
-        let session = cookie(&jar, SESSION_COOKIE).and_then(|id| {
+        let mut session = cookie(&jar, SESSION_COOKIE).and_then(|id| {
             c.inner
                 .auth
                 .session(id, c.inner.cfg.idle_timeout, Instant::now())
                 .map(|s| (id.to_string(), s))
         });
+        if let Some((id, s)) = &session
+            && s.password_changed(&c.inner.cfg).await
+        {
+            tracing::info!(user = %s.user, "console session ended: the password changed");
+            c.inner.auth.sign_out(id);
+            session = None;
+        }
         let Some((id, s)) = session else {
             let expired = cookie(&jar, SESSION_COOKIE).is_some();
             let target = format!(
