@@ -619,6 +619,15 @@ fn console_daemon(ws: &Workspace) -> (Killed, String) {
     (Killed(child), base)
 }
 
+/// The cookie `name` a response sets, as `name=value`.
+fn set_cookie(r: &reqwest::blocking::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
 /// A sign-in form's client: its pre-session cookie and the token doubled in it, and a
 /// function posting a name and password with them (the status).
 struct SignIn {
@@ -634,18 +643,28 @@ impl SignIn {
             .build()
             .unwrap();
         let form = client.get(format!("{base}/console/signin")).send().unwrap();
-        let cookie = form
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .find(|c| c.starts_with("aftercare_signin="))
-            .expect("the sign-in cookie");
+        let cookie = set_cookie(&form, "aftercare_signin").expect("the sign-in cookie");
         SignIn {
             client,
             base: base.to_string(),
             cookie,
         }
+    }
+
+    /// The session cookie (`name=value`) of a sign-in that must succeed.
+    fn session(&self, name: &str, password: &str) -> String {
+        let signed = self.post(name, password);
+        assert_eq!(signed.status().as_u16(), 303, "{name} signs in");
+        set_cookie(&signed, "aftercare_session").expect("the session cookie")
+    }
+
+    /// `path` as the holder of cookie `session` sees it (redirects not followed).
+    fn get(&self, path: &str, session: &str) -> reqwest::blocking::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", session)
+            .send()
+            .unwrap()
     }
 
     /// The response to a sign-in with `name` and `password`.
@@ -711,23 +730,9 @@ fn a_nul_in_a_console_path_is_not_found() {
     let ws = Workspace::new(None);
     let (_daemon, base) = console_daemon(&ws);
     let form = SignIn::new(&base);
-    let signed = form.post("li.na", SUPPORT_PW);
-    assert_eq!(signed.status().as_u16(), 303);
-    let session = signed
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .find(|c| c.starts_with("aftercare_session="))
-        .expect("the session cookie");
+    let session = form.session("li.na", SUPPORT_PW);
     for path in ["/console/customer/%00", "/console/message/a%00b"] {
-        let r = form
-            .client
-            .get(format!("{base}{path}"))
-            .header("cookie", &session)
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 404, "{path}");
+        assert_eq!(form.get(path, &session).status().as_u16(), 404, "{path}");
     }
 }
 
@@ -738,22 +743,9 @@ fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
     let ws = Workspace::new(None);
     let (_daemon, base) = console_daemon(&ws);
     let form = SignIn::new(&base);
-    let signed = form.post("li.na", SUPPORT_PW);
-    assert_eq!(signed.status().as_u16(), 303);
-    let session = signed
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .find(|c| c.starts_with("aftercare_session="))
-        .expect("the session cookie");
+    let session = form.session("li.na", SUPPORT_PW);
     let search = || {
-        let r = form
-            .client
-            .get(format!("{base}/console/search"))
-            .header("cookie", &session)
-            .send()
-            .unwrap();
+        let r = form.get("/console/search", &session);
         let to = r
             .headers()
             .get("location")
