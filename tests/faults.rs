@@ -352,15 +352,34 @@ fn control_characters_never_reach_the_terminal() {
     ws.import(&[
         order(
             "e1",
-            json!({"id": "c-1\u{1b}[31m", "name": "Eve\u{1b}]0;pwned\u{7}", "email": "eve@example.com"}),
-            json!({"order_id": evil}),
+            json!({"id": "c-1", "name": "Eve\u{1b}]0;pwned\u{7}", "email": "eve@example.com"}),
+            json!({"order_id": "SO-1"}),
         ),
         json!({"id": "e2", "type": "complaint.resolved", "occurred_at": DELIVERED_AT,
                "contact": {"id": "c-2", "name": "Mallory\u{1b}[1A\r", "phone": "+8613800138000", "email": "m@example.com"},
-               "data": {"complaint_id": "K-1\u{1b}[2J", "order_id": evil}})
+               "data": {"complaint_id": "K-1\u{1b}[2J", "order_id": "SO-2"}})
         .to_string(),
     ])
     .ok();
+    // Ids with control characters are refused at ingest now; a store written before that
+    // (or by hand) still holds them, and what prints them must still be safe.
+    let sql = |chr: &str, set: &str| {
+        let evil = format!(
+            "'SO-1' || {chr}(27) || '[2J' || {chr}(13) || {chr}(10) || \
+             '01XYZ  review-request  step 0  sent' || {chr}(7) || {chr}(8238)"
+        );
+        format!(
+            "UPDATE events SET order_id = {evil}, data = {} WHERE order_id IN ('SO-1', 'SO-2')",
+            set.replace("EVIL", &evil)
+        )
+    };
+    ws.store_sql(
+        &sql("char", "json_set(data, '$.order_id', EVIL)"),
+        &sql(
+            "chr",
+            "jsonb_set(data::jsonb, '{order_id}', to_jsonb(EVIL))::text",
+        ),
+    );
     let forecast = ws
         .run(&[
             "forecast",
@@ -389,7 +408,7 @@ fn control_characters_never_reach_the_terminal() {
                 &order(
                     "e9",
                     json!({"id": "c-9", "name": "Eve\u{1b}[2J", "email": "e@example.com"}),
-                    json!({"order_id": evil}),
+                    json!({"order_id": "SO-9", "note": evil}),
                 ),
             );
         }
