@@ -6,8 +6,9 @@
 //! - A session is a random id in an HttpOnly, `SameSite=Strict` cookie (`Secure` when the
 //!   console is reached over HTTPS) and lives in this process's memory: a restart signs
 //!   everyone out, and several daemons behind one address need sticky sessions. It ends after
-//!   `console.idle_timeout` without a request, at sign-out, or when the user's password file
-//!   changes (`console passwd`), at the next request.
+//!   `console.idle_timeout` without a request, `console.session_lifetime` after signing in
+//!   however busy, at sign-out, or when the user's password file changes (`console passwd`),
+//!   at the next request.
 //! - Every form carries the session's CSRF token, compared in constant time on each POST;
 //!   `SameSite=Strict` is the second wall.
 //! - Five wrong passwords for a name (known or not, so the brake does not tell which names
@@ -86,6 +87,7 @@ pub(super) struct Session {
     /// The password hash it was opened with (`None` for an API token): a session outlives
     /// no `console passwd`, checked at each request ([`Session::password_changed`]).
     pub hash: Option<String>,
+    opened: Instant,
     last_seen: Instant,
 }
 
@@ -213,6 +215,7 @@ impl Auth {
             role,
             csrf: random_token(),
             hash,
+            opened: now,
             last_seen: now,
         };
         let id = random_token();
@@ -232,12 +235,14 @@ impl Auth {
         Ok((id, session))
     }
 
-    /// The session of cookie value `id`, touched; `None` when unknown or idle too long (then
-    /// it is forgotten).
-    pub(super) fn session(&self, id: &str, idle: Duration, now: Instant) -> Option<Session> {
+    /// The session of cookie value `id`, touched; `None` when unknown, idle too long or past
+    /// its lifetime (then it is forgotten).
+    pub(super) fn session(&self, id: &str, cfg: &ConsoleConfig, now: Instant) -> Option<Session> {
         let mut sessions = self.sessions();
         let s = sessions.get_mut(id)?;
-        if now.duration_since(s.last_seen) >= idle {
+        if now.duration_since(s.last_seen) >= cfg.idle_timeout
+            || now.duration_since(s.opened) >= cfg.session_lifetime
+        {
             sessions.remove(id);
             return None;
         }
@@ -284,6 +289,7 @@ mod tests {
                 password_file: dir.join("li"),
             }],
             idle_timeout: Duration::from_secs(60),
+            session_lifetime: Duration::from_secs(600),
             public_url: None,
         }
     }
@@ -303,21 +309,30 @@ mod tests {
             .unwrap();
         assert_eq!((s.user.as_str(), s.role), ("li", Role::Support));
         assert!(
-            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(59))
+            auth.session(&id, &cfg, t0 + Duration::from_secs(59))
                 .is_some()
         );
         // Each request renews the idle period; a minute without one ends the session.
         assert!(
-            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(118))
+            auth.session(&id, &cfg, t0 + Duration::from_secs(118))
                 .is_some()
         );
         assert!(
-            auth.session(&id, cfg.idle_timeout, t0 + Duration::from_secs(178))
+            auth.session(&id, &cfg, t0 + Duration::from_secs(178))
                 .is_none()
         );
+        assert!(auth.session(&id, &cfg, t0).is_none(), "forgotten");
+        // Busy all along, but ten minutes after signing in (the lifetime) it is over.
+        let (id, _) = auth
+            .sign_in(&cfg, &tokens, "li", "correct horse", t0)
+            .unwrap();
+        for step in 1..=11 {
+            let at = t0 + Duration::from_secs(step * 50);
+            assert!(auth.session(&id, &cfg, at).is_some(), "{} s", step * 50);
+        }
         assert!(
-            auth.session(&id, cfg.idle_timeout, t0).is_none(),
-            "forgotten"
+            auth.session(&id, &cfg, t0 + Duration::from_secs(600))
+                .is_none()
         );
 
         let (_, s) = auth

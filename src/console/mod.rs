@@ -323,7 +323,7 @@ impl FromRequestParts<Console> for Viewer {
         let mut session = cookie(&jar, SESSION_COOKIE).and_then(|id| {
             c.inner
                 .auth
-                .session(id, c.inner.cfg.idle_timeout, Instant::now())
+                .session(id, &c.inner.cfg, Instant::now())
                 .map(|s| (id.to_string(), s))
         });
         if let Some((id, s)) = &session

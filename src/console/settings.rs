@@ -5,6 +5,7 @@
 //! console:
 //!   enabled: true
 //!   idle_timeout: 30m
+//!   session_lifetime: 12h                  # signed out this long after signing in, however busy
 //!   public_url: https://care.example.com   # the session cookie is `Secure` when https
 //!   users:
 //!     - {name: li.na, role: support, password_file: ../data/console/li.na}
@@ -27,6 +28,7 @@ pub struct RawConsole {
     #[serde(default)]
     users: Vec<RawUser>,
     idle_timeout: Option<String>,
+    session_lifetime: Option<String>,
     public_url: Option<String>,
 }
 
@@ -96,6 +98,9 @@ pub struct ConsoleConfig {
     pub users: Vec<UserConfig>,
     /// A session unused this long is over.
     pub idle_timeout: Duration,
+    /// A session this long after its sign-in is over, however busy: a cookie taken from a
+    /// shared desk or a stolen one does not last for ever by being used.
+    pub session_lifetime: Duration,
     pub public_url: Option<String>,
 }
 
@@ -117,6 +122,9 @@ impl ConsoleConfig {
 /// left open on a shared desk must not stay signed in for days.
 const MIN_IDLE: Duration = Duration::from_secs(1);
 const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Shortest and longest session: a minute to sign in and act, a month at the most.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub fn check(c: &mut Checker, raw: RawConsole) -> ConsoleConfig {
     let idle_timeout = c.positive_duration_or(
@@ -132,6 +140,21 @@ pub fn check(c: &mut Checker, raw: RawConsole) -> ConsoleConfig {
                 raw.idle_timeout.as_deref().unwrap_or_default()
             ),
             Some("e.g. 30m (the default) or 8h".into()),
+        );
+    }
+    let session_lifetime = c.positive_duration_or(
+        "console.session_lifetime",
+        raw.session_lifetime.as_deref(),
+        Duration::from_secs(12 * 3600),
+    );
+    if !(MIN_LIFETIME..=MAX_LIFETIME).contains(&session_lifetime) {
+        c.err(
+            "console.session_lifetime",
+            format!(
+                "`{}` is outside 1m..30d",
+                raw.session_lifetime.as_deref().unwrap_or_default()
+            ),
+            Some("e.g. 12h (the default: a working day) or 7d".into()),
         );
     }
     if let Some(u) = &raw.public_url {
@@ -177,6 +200,7 @@ pub fn check(c: &mut Checker, raw: RawConsole) -> ConsoleConfig {
         enabled: raw.enabled.unwrap_or(true),
         users,
         idle_timeout,
+        session_lifetime,
         public_url: raw.public_url,
     }
 }
