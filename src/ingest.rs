@@ -327,6 +327,8 @@ fn check_id(errs: &mut Errors, field: &str, id: &str) {
             field,
             &format!("holds a control character ({at}); an id is plain text"),
         );
+    } else if !id.is_empty() && id.trim().is_empty() {
+        errs.add(field, "is only white space; leave it out or give the id");
     } else if id.trim() != id {
         errs.add(
             field,

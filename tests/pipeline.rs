@@ -484,7 +484,8 @@ fn an_empty_or_overlong_dedupe_key_is_refused_not_shared() {
     );
     for want in [
         "events.jsonl:1: data: job review-request: dedupe `{{event.data.order_id}}` is empty for this event",
-        "events.jsonl:2: data: job review-request: dedupe `{{event.data.order_id}}` is empty for this event",
+        // White space only is refused as an order id before any job reads it.
+        "events.jsonl:2: data.order_id: is only white space",
         "events.jsonl:3: data: job complaint-callback: dedupe `{{event.data.complaint_id}}` is 1025 bytes for this event; at most 1024",
     ] {
         assert!(r.stderr.contains(want), "missing {want:?} in\n{}", r.stderr);

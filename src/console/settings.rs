@@ -127,36 +127,24 @@ const MIN_LIFETIME: Duration = Duration::from_secs(60);
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub fn check(c: &mut Checker, raw: RawConsole) -> ConsoleConfig {
-    let idle_timeout = c.positive_duration_or(
+    let idle_timeout = within(
+        c,
         "console.idle_timeout",
         raw.idle_timeout.as_deref(),
-        Duration::from_secs(30 * 60),
+        (Duration::from_secs(30 * 60), MIN_IDLE..=MAX_IDLE, "1s..7d"),
+        "e.g. 30m (the default) or 8h",
     );
-    if !(MIN_IDLE..=MAX_IDLE).contains(&idle_timeout) {
-        c.err(
-            "console.idle_timeout",
-            format!(
-                "`{}` is outside 1s..7d",
-                raw.idle_timeout.as_deref().unwrap_or_default()
-            ),
-            Some("e.g. 30m (the default) or 8h".into()),
-        );
-    }
-    let session_lifetime = c.positive_duration_or(
+    let session_lifetime = within(
+        c,
         "console.session_lifetime",
         raw.session_lifetime.as_deref(),
-        Duration::from_secs(12 * 3600),
+        (
+            Duration::from_secs(12 * 3600),
+            MIN_LIFETIME..=MAX_LIFETIME,
+            "1m..30d",
+        ),
+        "e.g. 12h (the default: a working day) or 7d",
     );
-    if !(MIN_LIFETIME..=MAX_LIFETIME).contains(&session_lifetime) {
-        c.err(
-            "console.session_lifetime",
-            format!(
-                "`{}` is outside 1m..30d",
-                raw.session_lifetime.as_deref().unwrap_or_default()
-            ),
-            Some("e.g. 12h (the default: a working day) or 7d".into()),
-        );
-    }
     if let Some(u) = &raw.public_url {
         c.url("console.public_url", u, "https://care.example.com");
     }
@@ -203,6 +191,26 @@ pub fn check(c: &mut Checker, raw: RawConsole) -> ConsoleConfig {
         session_lifetime,
         public_url: raw.public_url,
     }
+}
+
+/// A duration key with its default and the range it must fall in (`range`, as written in
+/// the error); out of range is reported with `hint`.
+fn within(
+    c: &mut Checker,
+    field: &str,
+    text: Option<&str>,
+    (default, range, written): (Duration, std::ops::RangeInclusive<Duration>, &str),
+    hint: &str,
+) -> Duration {
+    let d = c.positive_duration_or(field, text, default);
+    if !range.contains(&d) {
+        c.err(
+            field,
+            format!("`{}` is outside {written}", text.unwrap_or_default()),
+            Some(hint.into()),
+        );
+    }
+    d
 }
 
 /// User names appear in the log of agents' actions and in cookies' sessions: kept plain.
@@ -263,12 +271,13 @@ mod tests {
             "{err}"
         );
         let err = load(
-            "console:\n  idle_timeout: 30d\n  users:\n    - {name: \"a b\", role: support, password_file: x}\n    - {name: \"a b\", role: admin, password_file: y}\n",
+            "console:\n  idle_timeout: 30d\n  session_lifetime: 90d\n  users:\n    - {name: \"a b\", role: support, password_file: x}\n    - {name: \"a b\", role: admin, password_file: y}\n",
         )
         .unwrap_err();
         for want in [
             ":2:17: error: console.idle_timeout: `30d` is outside 1s..7d",
-            ":4:14: error: console.users[0].name: `a b` is not a user name",
+            ":3:21: error: console.session_lifetime: `90d` is outside 1m..30d",
+            ":5:14: error: console.users[0].name: `a b` is not a user name",
             "console.users[1].name: user `a b` is listed twice",
         ] {
             assert!(err.contains(want), "missing {want:?} in\n{err}");
