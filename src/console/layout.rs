@@ -129,15 +129,46 @@ pub(super) fn mask_in_text(s: &str) -> String {
         word.clear();
     };
     for ch in s.chars() {
+        // Words end at white space and punctuation around addresses in prose and in JSON
+        // (`{"tel":8613800138000}`, `tel:+86…`, `[…]`), and where a script changes
+        // (`电话13800138000`): a number glued to its label was one word, and not masked.
+        let script_changes = word
+            .chars()
+            .last()
+            .is_some_and(|last| last.is_ascii() != ch.is_ascii());
         if ch.is_whitespace()
             || matches!(
                 ch,
-                '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\'' | '：' | '，'
+                '<' | '>'
+                    | '('
+                    | ')'
+                    | ','
+                    | ';'
+                    | '"'
+                    | '\''
+                    | ':'
+                    | '='
+                    | '['
+                    | ']'
+                    | '{'
+                    | '}'
+                    | '|'
+                    | '：'
+                    | '，'
+                    | '。'
+                    | '、'
+                    | '（'
+                    | '）'
+                    | '【'
+                    | '】'
             )
         {
             flush(&mut word, &mut out);
             out.push(ch);
         } else {
+            if script_changes {
+                flush(&mut word, &mut out);
+            }
             word.push(ch);
         }
     }
@@ -170,6 +201,35 @@ mod tests {
         assert_eq!(
             mask_in_text("order SO-1001 code 250"),
             "order SO-1001 code 250"
+        );
+        // Glued to a label, in JSON, in brackets, after a label in another script: masked,
+        // the label kept.
+        for (text, secret, kept) in [
+            (r#"{"tel":8613800138000}"#, "8613800138000", r#"{"tel":"#),
+            ("tel:+8613800138000", "8613800138000", "tel:+"),
+            ("[13800138000]", "13800138000", "["),
+            (
+                "电话13800138000，邮箱wang.fang@example.com",
+                "13800138000",
+                "电话",
+            ),
+            (
+                "电话13800138000，邮箱wang.fang@example.com",
+                "wang.fang",
+                "，邮箱",
+            ),
+            ("mailto=wang.fang@example.com|x", "wang.fang", "mailto="),
+        ] {
+            let shown = mask_in_text(text);
+            assert!(
+                !shown.contains(secret) && shown.contains('*') && shown.contains(kept),
+                "{text} → {shown}"
+            );
+        }
+        // Dates and short codes stay.
+        assert_eq!(
+            mask_in_text("due 2026-11-20, code 1234"),
+            "due 2026-11-20, code 1234"
         );
     }
 }
