@@ -315,8 +315,9 @@ fn check_contact(c: &Map<String, Value>, errs: &mut Errors) -> ContactPatch {
 
 /// An event's, a contact's or an order's id: compared exactly everywhere (duplicates, a
 /// contact's events, `stop_when`'s `same: order_id`, `logs --contact`), so ` c-1` would be
-/// another contact than `c-1` and a line break inside one splits the lines of logs and reports. Refused rather than trimmed: which of
-/// two spellings the sender means is theirs to say.
+/// another contact than `c-1` and a line break inside one splits the lines of logs and
+/// reports. Refused rather than trimmed: which of two spellings the sender means is theirs
+/// to say.
 fn check_id(errs: &mut Errors, field: &str, id: &str) {
     if id.chars().count() > MAX_ID_CHARS {
         errs.add(field, &format!("longer than {MAX_ID_CHARS} characters"));

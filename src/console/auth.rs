@@ -250,6 +250,23 @@ impl Auth {
         Some(s.clone())
     }
 
+    /// The session of cookie value `id` if it still holds: [`Auth::session`], and opened
+    /// with the password the user's file holds now (a changed password signs it out).
+    pub(super) async fn current(
+        &self,
+        id: &str,
+        cfg: &ConsoleConfig,
+        now: Instant,
+    ) -> Option<Session> {
+        let s = self.session(id, cfg, now)?;
+        if s.password_changed(cfg).await {
+            tracing::info!(user = %s.user, "console session ended: the password changed");
+            self.sign_out(id);
+            return None;
+        }
+        Some(s)
+    }
+
     pub(super) fn sign_out(&self, id: &str) {
         self.sessions().remove(id);
     }

@@ -320,19 +320,15 @@ impl FromRequestParts<Console> for Viewer {
         } else {
             format!("/console{here}")
         };
-        let mut session = cookie(&jar, SESSION_COOKIE).and_then(|id| {
-            c.inner
+        let session = match cookie(&jar, SESSION_COOKIE) {
+            Some(id) => c
+                .inner
                 .auth
-                .session(id, &c.inner.cfg, Instant::now())
-                .map(|s| (id.to_string(), s))
-        });
-        if let Some((id, s)) = &session
-            && s.password_changed(&c.inner.cfg).await
-        {
-            tracing::info!(user = %s.user, "console session ended: the password changed");
-            c.inner.auth.sign_out(id);
-            session = None;
-        }
+                .current(id, &c.inner.cfg, Instant::now())
+                .await
+                .map(|s| (id.to_string(), s)),
+            None => None,
+        };
         let Some((id, s)) = session else {
             let expired = cookie(&jar, SESSION_COOKIE).is_some();
             let target = format!(
@@ -521,6 +517,7 @@ async fn signin_post(
             .into_response();
     }
     let name = f.name.trim().to_string();
+    let next = safe_back(Some(&f.next));
     // A turn for the check, held until it ends (moved into the task: a caller who hangs up
     // does not free it early).
     let checks = c.inner.auth.checks.clone();
@@ -528,12 +525,7 @@ async fn signin_post(
         tracing::warn!("console sign-in refused: too many password checks at once");
         let mut resp = (
             StatusCode::SERVICE_UNAVAILABLE,
-            signin_form(
-                l,
-                pre,
-                &safe_back(Some(&f.next)),
-                Some(layout::problem(l.t("signin.busy"))),
-            ),
+            signin_form(l, pre, &next, Some(layout::problem(l.t("signin.busy")))),
         )
             .into_response();
         resp.headers_mut()
@@ -557,7 +549,6 @@ async fn signin_post(
         })
         .await
     };
-    let next = safe_back(Some(&f.next));
     match outcome {
         Ok(Ok((id, s))) => {
             tracing::info!(user = %s.user, role = s.role.as_str(), "console sign-in");
