@@ -6,8 +6,9 @@
 //!   id, else by our reference when the provider echoes it), kept beside that attempt in the
 //!   log, and a final one sets the message's delivery status (`delivered` / `undelivered`,
 //!   with the carrier's code). A receipt for no message of ours is counted, not an error: the
-//!   provider must not retry it forever. One that arrives while messages are being sent is
-//!   looked up again for up to 5 s first: it may have outrun the record of its own send.
+//!   provider must not retry it forever. It may have outrun the record of its own send (the
+//!   gateway answered, the recorder commits a moment later): it waits a day in the store,
+//!   and the commit that records its attempt applies it (`store::receipts`).
 //! - A **reply** that is an opt-out (`STOP`, `TD`, `T`, `退订`, … see
 //!   `channels::sms::reply`) puts the sender's number on the suppression list for channel
 //!   `sms`, so no later SMS reaches them through any gateway (the job falls back to its next
@@ -32,12 +33,6 @@ use crate::playbook::Playbook;
 use crate::store::{NewReceipt, ReceiptMatch, ReplyKeyword, Store, StoreError, StoredReply};
 use chrono::{DateTime, Utc};
 
-/// How long an unmatched receipt is looked up again while messages are being sent, and how
-/// often: the recorder commits a send within milliseconds (`dispatch.record_wait_ms`), or a
-/// few seconds when the store is busy; a provider waits 10 s or more for our answer.
-const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-const RECEIPT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// What one request came to, for the endpoint's answer and the daemon's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Summary {
@@ -47,7 +42,8 @@ pub struct Summary {
     pub recorded: usize,
     /// Of those, receipts already known (the provider pushed the same status again).
     pub duplicates: usize,
-    /// Receipts for no message of ours.
+    /// Receipts that matched no recorded send: each waits a day for its send to be recorded
+    /// (it may have outrun it), then is dropped as another system's.
     pub unmatched: usize,
     /// Inbound messages in the request.
     pub replies: usize,
@@ -136,31 +132,7 @@ pub async fn status_callback(
             text: r.text.clone(),
         })
         .collect();
-    let mut matches = store.apply_receipts(&rows, now).await?;
-    // A receipt can outrun the record of its own send: the gateway answered, and the
-    // recorder commits the attempt (its provider id) a moment later. While messages are
-    // being sent, an unmatched receipt is looked up again for a few seconds before it is
-    // counted as not ours (it was answered 200 and lost: the provider does not retry a 2xx).
-    let mut waited = std::time::Duration::ZERO;
-    while waited < RECEIPT_WAIT
-        && matches.contains(&ReceiptMatch::Unmatched)
-        && store.sending_now().await?
-    {
-        tokio::time::sleep(RECEIPT_RETRY).await;
-        waited += RECEIPT_RETRY;
-        let again: Vec<usize> = (0..rows.len())
-            .filter(|i| matches.get(*i) == Some(&ReceiptMatch::Unmatched))
-            .collect();
-        let retried: Vec<NewReceipt> = again.iter().filter_map(|i| rows.get(*i).cloned()).collect();
-        for (i, m) in again
-            .into_iter()
-            .zip(store.apply_receipts(&retried, now).await?)
-        {
-            if let Some(slot) = matches.get_mut(i) {
-                *slot = m;
-            }
-        }
-    }
+    let matches = store.apply_receipts(&rows, now).await?;
     let mut s = Summary {
         receipts: rows.len(),
         ..Summary::default()
@@ -174,9 +146,9 @@ pub async fn status_callback(
                 s.duplicates += usize::from(!new);
                 tracing::info!(gateway, message = %message_id, status = %r.status, code = ?r.code, "sms receipt");
             }
-            ReceiptMatch::Unmatched => {
+            ReceiptMatch::Waiting => {
                 s.unmatched += 1;
-                tracing::info!(gateway, provider_id = %r.provider_id, "sms receipt for no message of ours");
+                tracing::info!(gateway, provider_id = %r.provider_id, "sms receipt for no recorded send: it waits a day for its send to be recorded");
             }
         }
     }

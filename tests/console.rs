@@ -669,10 +669,24 @@ impl SignIn {
 
     /// The response to a sign-in with `name` and `password`.
     fn post(&self, name: &str, password: &str) -> reqwest::blocking::Response {
+        self.post_from(name, password, None)
+    }
+
+    /// [`SignIn::post`] from a browser holding `device` (`aftercare_device=…`) too.
+    fn post_from(
+        &self,
+        name: &str,
+        password: &str,
+        device: Option<&str>,
+    ) -> reqwest::blocking::Response {
         let csrf = self.cookie.trim_start_matches("aftercare_signin=");
+        let cookies = match device {
+            Some(d) => format!("{}; {d}", self.cookie),
+            None => self.cookie.clone(),
+        };
         self.client
             .post(format!("{}/console/signin", self.base))
-            .header("cookie", &self.cookie)
+            .header("cookie", cookies)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
                 form_urlencoded::Serializer::new(String::new())
@@ -764,4 +778,37 @@ fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
         form.post("li.na", "a new password 9").status().as_u16(),
         303
     );
+}
+
+/// Five wrong guesses close a name for a while, the right password too: a stranger could keep
+/// its owner out. A browser that has signed in as the name (its device cookie) has a brake of
+/// its own and still gets in.
+#[test]
+fn a_strangers_guesses_do_not_lock_out_a_browser_that_signed_in_before() {
+    let ws = Workspace::new(None);
+    let (_daemon, base) = console_daemon(&ws);
+    let mine = SignIn::new(&base);
+    let signed = mine.post("li.na", SUPPORT_PW);
+    assert_eq!(signed.status().as_u16(), 303);
+    let device = set_cookie(&signed, "aftercare_device").expect("a device cookie");
+    let lasting = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("aftercare_device="))
+        .unwrap();
+    assert!(lasting.contains("Max-Age=2592000"), "{lasting}");
+    assert!(lasting.contains("HttpOnly"), "{lasting}");
+
+    let stranger = SignIn::new(&base);
+    let tries: Vec<u16> = (0..6)
+        .map(|_| stranger.post("li.na", "guess").status().as_u16())
+        .collect();
+    assert_eq!(tries, [401, 401, 401, 401, 429, 429]);
+    assert_eq!(stranger.post("li.na", SUPPORT_PW).status().as_u16(), 429);
+    assert_eq!(mine.post("li.na", SUPPORT_PW).status().as_u16(), 429);
+    let back = mine.post_from("li.na", SUPPORT_PW, Some(&device));
+    assert_eq!(back.status().as_u16(), 303, "the owner's browser gets in");
+    assert!(set_cookie(&back, "aftercare_session").is_some());
 }

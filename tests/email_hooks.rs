@@ -329,6 +329,15 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
     let (_, v) = post("mailgun", mailgun(&good).to_string().as_bytes(), &[]);
     assert_eq!(v["duplicates"], 1, "Mailgun's retry is stored once: {v}");
+    // The signature covers timestamp and token, not the event: the same block with another
+    // event (a complaint about someone else, with an id of its own) is a replay, refused.
+    let mut replay = mailgun(&good);
+    replay["event-data"]["id"] = json!("forged-complaint-1");
+    replay["event-data"]["event"] = json!("complained");
+    replay["event-data"]["recipient"] = json!("victim@example.org");
+    let (s, v) = post("mailgun", replay.to_string().as_bytes(), &[]);
+    assert_eq!(s, 401, "a replayed signature block: {v}");
+    refused(&v, "came before with another event: a replay");
 
     // Postmark: the bounce webhook example, basic auth.
     let postmark = json!({

@@ -192,6 +192,18 @@ async fn message(store: &Store, id: &str) -> MessageRecord {
         .unwrap()
 }
 
+/// Receipts waiting for the record of their send (`store copy`'s row count of the table).
+async fn waiting(store: &Store) -> i64 {
+    store
+        .row_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(table, _)| *table == "receipts_waiting")
+        .map(|(_, n)| n)
+        .unwrap()
+}
+
 fn inbound<'a>(url: Option<&'a str>, signature: Option<&'a str>, body: &'a [u8]) -> Inbound<'a> {
     Inbound {
         url,
@@ -316,46 +328,115 @@ async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
 }
 
 /// A receipt that outruns the record of its own send: the gateway answered, the receipt came
-/// at once, and the recorder committed the attempt (its provider id) 600 ms later. It was
-/// answered 200 as "for no message of ours" and lost (the provider does not retry a 2xx);
-/// while messages are being sent it is now looked up again for a few seconds.
+/// at once, and the recorder committed the attempt (its provider id) later — here after the
+/// hook had answered, as when the store is busy for seconds. It was answered 200 as "for no
+/// message of ours" and lost (the provider does not push a 2xx again); it now waits, and the
+/// commit that records the attempt applies it, with the time it came.
 async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
     let (store, dir) = store(b).await;
     let ch = channel(dir.path());
-    let line = parse_event(&delivered(
-        "evt-0",
-        "c-0",
-        "c0@example.com",
-        "SO-0",
-        "2026-11-20T00:00:00Z",
-    ))
-    .unwrap();
-    let now = t("2026-11-23T06:00:00Z");
-    let claimed = planned_and_claimed(&store, &[line], now).await;
-    assert_eq!(claimed.len(), 1);
-    let id = claimed[0].id.clone();
-    let recorder = {
-        let store = store.clone();
-        let done = sent_by_sms(
-            &id,
-            vec![sms_attempt(1, "gw", Outcome::Sent, Some("H-9"))],
-            now,
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-            store.complete(&[done]).await.unwrap()
+    let lines: Vec<_> = (0..2)
+        .map(|i| {
+            parse_event(&delivered(
+                &format!("evt-{i}"),
+                &format!("c-{i}"),
+                &format!("c{i}@example.com"),
+                &format!("SO-{i}"),
+                "2026-11-20T00:00:00Z",
+            ))
+            .unwrap()
         })
-    };
+        .collect();
+    let now = t("2026-11-23T06:00:00Z");
+    let claimed = planned_and_claimed(&store, &lines, now).await;
+    assert_eq!(claimed.len(), 2);
+    let (first, second) = (claimed[0].id.clone(), claimed[1].id.clone());
+
+    // The first: "pending", then a second later its final word, both before its send is
+    // recorded; the second by our reference (as Aliyun echoes it); and one for another
+    // system's message.
+    let body = json!([{"msgid": "H-9", "stat": "ENROUTE"}]).to_string();
+    let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
+        .await
+        .unwrap();
+    assert_eq!((s.recorded, s.unmatched), (0, 1), "{b:?}: {s:?}");
+    let final_at = t("2026-11-23T06:00:01Z");
+    let body = json!([{"msgid": "H-9", "stat": "DELIVRD"},
+                      {"msgid": "someone-else", "stat": "DELIVRD"}])
+    .to_string();
+    let s = status_callback(
+        &store,
+        &ch,
+        "gw",
+        inbound(None, None, body.as_bytes()),
+        final_at,
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.recorded, s.unmatched), (0, 2), "{b:?}: {s:?}");
+    let body = json!([{"phone_number": "13800138000", "success": false, "biz_id": "not-yet",
+                       "out_id": second, "err_code": "UNDELIV", "err_msg": "用户手机关机"}])
+    .to_string();
+    let s = status_callback(
+        &store,
+        &ch,
+        "ali",
+        inbound(None, None, body.as_bytes()),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.recorded, s.unmatched), (0, 1), "{b:?}: {s:?}");
+    assert_eq!(message(&store, &first).await.delivery, None);
+
+    let recorded = t("2026-11-23T06:00:09Z");
+    let done = [
+        sent_by_sms(
+            &first,
+            vec![sms_attempt(1, "gw", Outcome::Sent, Some("H-9"))],
+            recorded,
+        ),
+        sent_by_sms(
+            &second,
+            vec![sms_attempt(1, "ali", Outcome::Sent, Some("A-1"))],
+            recorded,
+        ),
+    ];
+    assert_eq!(store.complete(&done).await.unwrap(), 0);
+    let m = message(&store, &first).await;
+    assert_eq!(m.delivery.as_deref(), Some("delivered"), "{b:?}");
+    let r: Vec<(&str, DateTime<Utc>)> = m.attempt_log[0]
+        .receipts
+        .iter()
+        .map(|r| (r.status.as_str(), r.received_at))
+        .collect();
+    assert_eq!(r, [("pending", now), ("delivered", final_at)], "{b:?}");
+    let m = message(&store, &second).await;
+    assert_eq!(m.delivery.as_deref(), Some("undelivered"), "{b:?}");
+    assert_eq!(
+        m.attempt_log[0].receipts[0].code.as_deref(),
+        Some("UNDELIV")
+    );
+
+    // What was applied waits no more (a repeat of the push is a duplicate, not a wait); the
+    // other system's receipt is dropped with the next one that waits a day later.
     let body = json!([{"msgid": "H-9", "stat": "DELIVRD"}]).to_string();
     let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
         .await
         .unwrap();
-    assert_eq!(recorder.await.unwrap(), 0);
-    assert_eq!((s.recorded, s.unmatched), (1, 0), "{b:?}: {s:?}");
-    assert_eq!(
-        message(&store, &id).await.delivery.as_deref(),
-        Some("delivered")
-    );
+    assert_eq!((s.recorded, s.duplicates, s.unmatched), (1, 1, 0));
+    assert_eq!(waiting(&store).await, 1, "{b:?}");
+    let body = json!([{"msgid": "late", "stat": "DELIVRD"}]).to_string();
+    status_callback(
+        &store,
+        &ch,
+        "gw",
+        inbound(None, None, body.as_bytes()),
+        t("2026-11-24T06:00:02Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(waiting(&store).await, 1, "{b:?}: only `late` waits");
     store.close().await;
 }
 

@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
+use sha2::Digest;
 
 /// What the email webhooks need, built once with the daemon.
 pub struct EmailHooks {
@@ -114,7 +115,27 @@ pub(super) async fn email_hook(
                 .as_ref()
                 .ok_or_else(|| not_configured(&provider))?;
             let key = secret(key, "email.webhooks.mailgun.signing_key")?;
-            providers::mailgun(&body, &key, m, state.clock.now()).map_err(refuse)?
+            let now = state.clock.now();
+            let (reports, token) = providers::mailgun(&body, &key, m, now).map_err(refuse)?;
+            let digest = hex::encode(sha2::Sha256::digest(&body));
+            let fresh = state
+                .store
+                .use_hook_token(
+                    "mailgun",
+                    &token,
+                    &digest,
+                    now,
+                    providers::MAILGUN_TOLERANCE,
+                )
+                .await
+                .map_err(ApiError::store)?;
+            if !fresh {
+                return Err(refuse(HookError::Forged(
+                    "this Mailgun signature's token came before with another event: a replay"
+                        .into(),
+                )));
+            }
+            reports
         }
         "postmark" => {
             let (user, pw) = w

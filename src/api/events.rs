@@ -7,7 +7,7 @@
 //! single-event POSTs cost a few fsyncs, not a hundred.
 
 use super::Scope;
-use super::{ApiError, ApiState, authorize};
+use super::{ApiError, ApiState, authorize, read_body};
 use crate::ingest::{Incoming, check_event};
 use crate::metrics;
 use crate::plan::{self, IngestOutcome};
@@ -15,9 +15,8 @@ use crate::playbook::Playbook;
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -291,19 +290,10 @@ fn refusal(e: &StoreError) -> Refused {
 pub(super) async fn post_events(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     authorize(&state, &headers, Scope::Ingest)?;
-    let body = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "{e} (the limit is api.max_body = {} bytes)",
-                state.config.max_body
-            ),
-        )
-    })?;
+    let body = read_body(&state, body).await?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

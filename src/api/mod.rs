@@ -355,6 +355,27 @@ pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The body of a request whose caller [`authorize`] has let in. Token-checked endpoints
+/// take the body this way, not as an extractor, which axum runs before the handler: an
+/// unknown caller was made to wait for and buffered up to `api.max_body` before its 401.
+pub(super) async fn read_body(
+    state: &ApiState,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, state.config.max_body)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "{e} (the limit is api.max_body = {} bytes)",
+                    state.config.max_body
+                ),
+            )
+        })
+}
+
 pub fn router(state: ApiState) -> axum::Router {
     let max_body = state.config.max_body;
     let console = state.console.clone();

@@ -7,7 +7,7 @@
 //! previews follow every link, so nothing is recorded until the form is submitted (`POST`).
 //! An unknown or forged token, a closed survey or a message not sent get a page that says so.
 
-use super::{ApiError, ApiState, Scope, authorize};
+use super::{ApiError, ApiState, Scope, authorize, read_body};
 use crate::answers::{self, AnswerError, Open, Via};
 use crate::jobs::Scale;
 use crate::playbook::{MessageFacts, Playbook};
@@ -377,9 +377,10 @@ pub(super) struct AnswerResponse {
 pub(super) async fn post_answer(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<AnswerResponse>, ApiError> {
     authorize(&state, &headers, Scope::Ingest)?;
+    let body = read_body(&state, body).await?;
     let req: AnswerRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -14,6 +14,9 @@
 //! - Five wrong passwords for a name (known or not, so the brake does not tell which names
 //!   exist) close that name for 30 seconds, doubling with each further failure up to 15
 //!   minutes; the right password inside the pause is refused too. Only a success resets it.
+//! - A browser that has signed in as a name is a known device for it (a random id in a
+//!   30-day cookie): its sign-ins under that name have a brake of their own, so a stranger's
+//!   guesses, which close the name, do not lock its owner out (OWASP's device cookies).
 //! - At most [`CHECKS_AT_ONCE`] password checks run at once; a sign-in that cannot start its
 //!   check within [`CHECK_WAIT`] is answered 503, so a flood of sign-ins costs time, not memory.
 //!
@@ -37,6 +40,10 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(15 * 60);
 const MAX_SESSIONS: usize = 10_000;
 /// Names the brake remembers at most (a flood of invented names cannot grow it unbounded).
 const MAX_BRAKES: usize = 100_000;
+/// How long a browser stays a known device for the name it signed in as.
+pub(super) const DEVICE_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+/// Known devices held at most: past this the oldest are forgotten first.
+const MAX_DEVICES: usize = 10_000;
 /// Password checks that run at once. Each argon2 check holds 19 MiB and tens of milliseconds
 /// of CPU; the brake slows a name, not a caller, so sign-ins under invented names ran as many
 /// checks at once as the blocking pool has threads (512: gigabytes).
@@ -124,10 +131,27 @@ struct Brake {
     until: Option<Instant>,
 }
 
-/// Sessions, the guessing brake and the password checks' turns of one daemon.
+/// A browser that signed in: the brake key it signed in under, and until when it is known.
+struct Device {
+    key: String,
+    until: Instant,
+}
+
+/// A sign-in that succeeded: the session's id for its cookie, the session, and the device id
+/// for the browser's device cookie.
+#[derive(Debug)]
+pub(super) struct SignedIn {
+    pub id: String,
+    pub session: Session,
+    pub device: String,
+}
+
+/// Sessions, the guessing brake, the known devices and the password checks' turns of one
+/// daemon.
 pub(super) struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
     brakes: Mutex<HashMap<String, Brake>>,
+    devices: Mutex<HashMap<String, Device>>,
     /// [`CHECKS_AT_ONCE`] permits; a sign-in holds one while its check runs.
     pub(super) checks: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -137,6 +161,7 @@ impl Default for Auth {
         Auth {
             sessions: Mutex::default(),
             brakes: Mutex::default(),
+            devices: Mutex::default(),
             checks: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
         }
     }
@@ -152,20 +177,35 @@ impl Auth {
         self.brakes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<String, Device>> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Check a name and password (or, with an empty name, an admin API token) and open a
-    /// session: its id for the cookie.
+    /// session. `device` is the browser's device cookie: when it is known for this name, the
+    /// sign-in is braked by it rather than by the name.
     pub(super) fn sign_in(
         &self,
         cfg: &ConsoleConfig,
         tokens: &[TokenLogin],
         name: &str,
         password: &str,
+        device: Option<&str>,
         now: Instant,
-    ) -> Result<(String, Session), Refused> {
-        let key = if name.is_empty() {
+    ) -> Result<SignedIn, Refused> {
+        let name_key = if name.is_empty() {
             "(api token)".to_string()
         } else {
             name.to_lowercase()
+        };
+        let known = device.filter(|d| {
+            self.devices()
+                .get(*d)
+                .is_some_and(|k| k.until > now && k.key == name_key)
+        });
+        let key = match known {
+            Some(d) => format!("device:{d}"),
+            None => name_key.clone(),
         };
         if let Some(until) = self.brakes().get(&key).and_then(|b| b.until)
             && until > now
@@ -210,6 +250,20 @@ impl Auth {
             return Err(Refused::Wrong);
         };
         self.brakes().remove(&key);
+        let device = known.map_or_else(random_token, str::to_string);
+        {
+            let mut devices = self.devices();
+            if !devices.contains_key(&device) {
+                make_room(&mut devices, MAX_DEVICES, |d| d.until > now, |d| d.until);
+            }
+            devices.insert(
+                device.clone(),
+                Device {
+                    key: name_key,
+                    until: now + DEVICE_LIFETIME,
+                },
+            );
+        }
         let session = Session {
             user,
             role,
@@ -220,19 +274,18 @@ impl Auth {
         };
         let id = random_token();
         let mut sessions = self.sessions();
-        if sessions.len() >= MAX_SESSIONS {
-            sessions.retain(|_, s| now.duration_since(s.last_seen) < cfg.idle_timeout);
-            if sessions.len() >= MAX_SESSIONS
-                && let Some(idlest) = sessions
-                    .iter()
-                    .min_by_key(|(_, s)| s.last_seen)
-                    .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&idlest);
-            }
-        }
+        make_room(
+            &mut sessions,
+            MAX_SESSIONS,
+            |s| now.duration_since(s.last_seen) < cfg.idle_timeout,
+            |s| s.last_seen,
+        );
         sessions.insert(id.clone(), session.clone());
-        Ok((id, session))
+        Ok(SignedIn {
+            id,
+            session,
+            device,
+        })
     }
 
     /// The session of cookie value `id`, touched; `None` when unknown, idle too long or past
@@ -269,6 +322,28 @@ impl Auth {
 
     pub(super) fn sign_out(&self, id: &str) {
         self.sessions().remove(id);
+    }
+}
+
+/// Room for one more entry in a map held to `max`: when full, the entries `live` says are
+/// over go, then the one `age` says is oldest.
+fn make_room<V>(
+    map: &mut HashMap<String, V>,
+    max: usize,
+    live: impl Fn(&V) -> bool,
+    age: impl Fn(&V) -> Instant,
+) {
+    if map.len() < max {
+        return;
+    }
+    map.retain(|_, v| live(v));
+    if map.len() >= max
+        && let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| age(v))
+            .map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
     }
 }
 
@@ -321,8 +396,8 @@ mod tests {
             name: "ops".into(),
             secret: "0123456789abcdef-ops".into(),
         }];
-        let (id, s) = auth
-            .sign_in(&cfg, &tokens, "li", "correct horse", t0)
+        let SignedIn { id, session: s, .. } = auth
+            .sign_in(&cfg, &tokens, "li", "correct horse", None, t0)
             .unwrap();
         assert_eq!((s.user.as_str(), s.role), ("li", Role::Support));
         assert!(
@@ -340,9 +415,10 @@ mod tests {
         );
         assert!(auth.session(&id, &cfg, t0).is_none(), "forgotten");
         // Busy all along, but ten minutes after signing in (the lifetime) it is over.
-        let (id, _) = auth
-            .sign_in(&cfg, &tokens, "li", "correct horse", t0)
-            .unwrap();
+        let id = auth
+            .sign_in(&cfg, &tokens, "li", "correct horse", None, t0)
+            .unwrap()
+            .id;
         for step in 1..=11 {
             let at = t0 + Duration::from_secs(step * 50);
             assert!(auth.session(&id, &cfg, at).is_some(), "{} s", step * 50);
@@ -352,23 +428,27 @@ mod tests {
                 .is_none()
         );
 
-        let (_, s) = auth
-            .sign_in(&cfg, &tokens, "", "0123456789abcdef-ops", t0)
-            .unwrap();
+        let s = auth
+            .sign_in(&cfg, &tokens, "", "0123456789abcdef-ops", None, t0)
+            .unwrap()
+            .session;
         assert_eq!((s.user.as_str(), s.role), ("token:ops", Role::Admin));
         assert_eq!(
-            auth.sign_in(&cfg, &tokens, "", "nope", t0).unwrap_err(),
+            auth.sign_in(&cfg, &tokens, "", "nope", None, t0)
+                .unwrap_err(),
             Refused::Wrong
         );
 
         for _ in 1..FREE_TRIES {
             assert_eq!(
-                auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(),
+                auth.sign_in(&cfg, &tokens, "li", "guess", None, t0)
+                    .unwrap_err(),
                 Refused::Wrong
             );
         }
         assert_eq!(
-            auth.sign_in(&cfg, &tokens, "li", "guess", t0).unwrap_err(),
+            auth.sign_in(&cfg, &tokens, "li", "guess", None, t0)
+                .unwrap_err(),
             Refused::Slowed(Duration::from_secs(30))
         );
         // Inside the pause even the right password is refused; after it, it works.
@@ -378,6 +458,7 @@ mod tests {
                 &tokens,
                 "LI",
                 "correct horse",
+                None,
                 t0 + Duration::from_secs(10)
             ),
             Err(Refused::Slowed(_))
@@ -388,18 +469,76 @@ mod tests {
                 &tokens,
                 "li",
                 "correct horse",
+                None,
                 t0 + Duration::from_secs(31)
             )
             .is_ok()
         );
         // Unknown names are braked the same way.
         for _ in 0..FREE_TRIES {
-            let _ = auth.sign_in(&cfg, &tokens, "nobody", "x", t0);
+            let _ = auth.sign_in(&cfg, &tokens, "nobody", "x", None, t0);
         }
         assert!(matches!(
-            auth.sign_in(&cfg, &tokens, "nobody", "x", t0),
+            auth.sign_in(&cfg, &tokens, "nobody", "x", None, t0),
             Err(Refused::Slowed(_))
         ));
+    }
+
+    /// A stranger's guesses close the name, not its owner's browser: a device that signed in
+    /// as the name has a brake of its own (which its own wrong guesses use up).
+    #[test]
+    fn a_known_device_is_not_locked_out_by_a_strangers_guesses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg(dir.path());
+        let auth = Auth::default();
+        let t0 = Instant::now();
+        let mine = auth
+            .sign_in(&cfg, &[], "li", "correct horse", None, t0)
+            .unwrap()
+            .device;
+        for _ in 0..=FREE_TRIES {
+            let _ = auth.sign_in(&cfg, &[], "li", "guess", Some("made-up"), t0);
+        }
+        let later = t0 + Duration::from_secs(5);
+        assert!(matches!(
+            auth.sign_in(&cfg, &[], "li", "correct horse", None, later),
+            Err(Refused::Slowed(_))
+        ));
+        let again = auth
+            .sign_in(&cfg, &[], "li", "correct horse", Some(&mine), later)
+            .unwrap();
+        assert_eq!(again.device, mine, "the device stays the same");
+        // Known for `li` only.
+        for _ in 0..FREE_TRIES {
+            let _ = auth.sign_in(&cfg, &[], "nobody", "x", None, t0);
+        }
+        assert!(matches!(
+            auth.sign_in(&cfg, &[], "nobody", "x", Some(&mine), later),
+            Err(Refused::Slowed(_))
+        ));
+        // Its own wrong guesses brake the device.
+        for _ in 1..FREE_TRIES {
+            assert_eq!(
+                auth.sign_in(&cfg, &[], "li", "guess", Some(&mine), later)
+                    .unwrap_err(),
+                Refused::Wrong
+            );
+        }
+        assert_eq!(
+            auth.sign_in(&cfg, &[], "li", "guess", Some(&mine), later)
+                .unwrap_err(),
+            Refused::Slowed(Duration::from_secs(30))
+        );
+        assert!(matches!(
+            auth.sign_in(&cfg, &[], "li", "correct horse", Some(&mine), later),
+            Err(Refused::Slowed(_))
+        ));
+        // Thirty days after its last sign-in it is a stranger again (a new device).
+        let month = later + DEVICE_LIFETIME;
+        let fresh = auth
+            .sign_in(&cfg, &[], "li", "correct horse", Some(&mine), month)
+            .unwrap();
+        assert_ne!(fresh.device, mine);
     }
 
     #[test]

@@ -59,6 +59,8 @@ const LANG_COOKIE: &str = "aftercare_lang";
 const TZ_COOKIE: &str = "aftercare_tz";
 /// The sign-in form's CSRF value, doubled in a cookie (there is no session yet).
 const PRE_COOKIE: &str = "aftercare_signin";
+/// The browser's device id: a known device has a guessing brake of its own (`auth`).
+const DEVICE_COOKIE: &str = "aftercare_device";
 
 /// What `validate` says about the jobs and templates on disk now.
 pub type Validator = Arc<dyn Fn() -> Diagnostics + Send + Sync>;
@@ -438,13 +440,23 @@ struct SigninQuery {
     expired: Option<String>,
 }
 
-fn cookie_header(c: &Console, name: &str, value: &str, http_only: bool) -> HeaderValue {
-    let cookie = Cookie::build((name.to_string(), value.to_string()))
+/// A console cookie: HttpOnly, `SameSite=Strict`, `Secure` behind https; for the browser's
+/// session when `max_age` is `None`.
+fn cookie_header(
+    c: &Console,
+    name: &str,
+    value: &str,
+    max_age: Option<cookie::time::Duration>,
+) -> HeaderValue {
+    let mut cookie = Cookie::build((name.to_string(), value.to_string()))
         .path("/console")
-        .http_only(http_only)
+        .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(c.inner.cfg.secure_cookie())
-        .build();
+        .secure(c.inner.cfg.secure_cookie());
+    if let Some(age) = max_age {
+        cookie = cookie.max_age(age);
+    }
+    let cookie = cookie.build();
     HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -483,7 +495,7 @@ async fn signin_page(
     let mut resp = signin_form(l, &pre, &next, message).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(&c, PRE_COOKIE, &pre, true),
+        cookie_header(&c, PRE_COOKIE, &pre, None),
     );
     resp
 }
@@ -520,6 +532,7 @@ async fn signin_post(
     let next = safe_back(Some(&f.next));
     // A turn for the check, held until it ends (moved into the task: a caller who hangs up
     // does not free it early).
+    let device = cookie(&jar, DEVICE_COOKIE).map(str::to_string);
     let checks = c.inner.auth.checks.clone();
     let Ok(Ok(turn)) = tokio::time::timeout(auth::CHECK_WAIT, checks.acquire_owned()).await else {
         tracing::warn!("console sign-in refused: too many password checks at once");
@@ -544,19 +557,26 @@ async fn signin_post(
                 &c.inner.tokens,
                 &name,
                 &password,
+                device.as_deref(),
                 Instant::now(),
             )
         })
         .await
     };
     match outcome {
-        Ok(Ok((id, s))) => {
+        Ok(Ok(signed)) => {
+            let s = &signed.session;
             tracing::info!(user = %s.user, role = s.role.as_str(), "console sign-in");
             let mut resp = Redirect::to(&next).into_response();
-            resp.headers_mut().append(
-                header::SET_COOKIE,
-                cookie_header(&c, SESSION_COOKIE, &id, true),
+            let device_age = cookie::time::Duration::seconds(
+                i64::try_from(auth::DEVICE_LIFETIME.as_secs()).unwrap_or(i64::MAX),
             );
+            for h in [
+                cookie_header(&c, SESSION_COOKIE, &signed.id, None),
+                cookie_header(&c, DEVICE_COOKIE, &signed.device, Some(device_age)),
+            ] {
+                resp.headers_mut().append(header::SET_COOKIE, h);
+            }
             resp
         }
         Ok(Err(why)) => {
@@ -576,7 +596,7 @@ async fn signin_post(
                 .into_response();
             resp.headers_mut().append(
                 header::SET_COOKIE,
-                cookie_header(&c, PRE_COOKIE, &fresh, true),
+                cookie_header(&c, PRE_COOKIE, &fresh, None),
             );
             resp
         }
@@ -608,15 +628,10 @@ async fn signout(
     }
     c.inner.auth.sign_out(&v.session);
     let mut resp = Redirect::to("/console/signin").into_response();
-    let gone = Cookie::build((SESSION_COOKIE, ""))
-        .path("/console")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
-    if let Ok(h) = HeaderValue::from_str(&gone.to_string()) {
-        resp.headers_mut().append(header::SET_COOKIE, h);
-    }
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(&c, SESSION_COOKIE, "", Some(cookie::time::Duration::ZERO)),
+    );
     resp
 }
 
@@ -637,7 +652,7 @@ async fn set_lang(
     let mut resp = Redirect::to(&safe_back(q.back.as_deref())).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(&c, LANG_COOKIE, l.code(), true),
+        cookie_header(&c, LANG_COOKIE, l.code(), None),
     );
     resp
 }

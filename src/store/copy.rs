@@ -37,6 +37,7 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("recurring", &["job_id"]),
     ("replies", &["id"]),
     ("receipts", &["message_id", "attempt", "status"]),
+    ("receipts_waiting", &["gateway", "provider_id", "status"]),
     ("agent_actions", &["id"]),
     ("daily_counts", &["id"]),
     ("housekeeping", &["task"]),
@@ -44,6 +45,7 @@ pub const COPY_TABLES: &[(&str, &[&str])] = &[
     ("bounces", &["id"]),
     ("suppression_changes", &["id"]),
     ("brakes", &["scope"]),
+    ("hook_tokens", &["provider", "token"]),
 ];
 
 /// Tables whose rows the schema writes itself (PostgreSQL's triggers), not copied: a copied

@@ -732,6 +732,55 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether a signed webhook's one-time `token` may be used with this body (its SHA-256,
+    /// hex): yes the first time, and again with the same body (the provider retrying); no with
+    /// another body, a replay of the signature block with another event. Tokens are
+    /// remembered for `keep`, as long as their signature stays fresh (migration 0018).
+    pub async fn use_hook_token(
+        &self,
+        provider: &str,
+        token: &str,
+        body_sha: &str,
+        now: DateTime<Utc>,
+        keep: chrono::Duration,
+    ) -> Result<bool> {
+        let old = to_millis(now - keep);
+        let now = to_millis(now);
+        on_pool!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            sqlx::query("DELETE FROM hook_tokens WHERE seen_at < $1")
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+            let first = sqlx::query(
+                "INSERT INTO hook_tokens (provider, token, body_sha, seen_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (provider, token) DO NOTHING",
+            )
+            .bind(provider)
+            .bind(token)
+            .bind(body_sha)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let same = first || {
+                let seen: Option<String> = sqlx::query_scalar(
+                    "SELECT body_sha FROM hook_tokens WHERE provider = $1 AND token = $2",
+                )
+                .bind(provider)
+                .bind(token)
+                .fetch_optional(&mut *tx)
+                .await?;
+                seen.as_deref() == Some(body_sha)
+            };
+            tx.commit().await?;
+            Ok(same)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

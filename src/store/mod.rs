@@ -10,7 +10,8 @@
 //! The store knows nothing of jobs, templates or channels: it stores what plan and dispatch
 //! decide. Its files follow what they store: `outbox` (planned messages, claims,
 //! completions), `contacts` (contacts and events, ingest's batched writes), `log` (the
-//! delivery log support searches), `receipts` (what carriers said about sent SMS),
+//! delivery log support searches), `receipts` (what carriers said about sent SMS, and
+//! what they said before the send was recorded),
 //! `replies` (what customers texted back), `answers` (survey answers), `reports` (the
 //! counts reports are made of), `suppressions`, `feedback` (email bounces, complaints and
 //! the reputation brake), `schedule` (anniversaries and

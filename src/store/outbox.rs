@@ -4,6 +4,7 @@
 //! About 600 lines: the claim, the completion and the SQL they run are kept together so a
 //! change to one statement is read next to the code that binds it.
 
+use super::receipts::{RecordedSms, settle_waiting};
 use super::sql::{
     Bind, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx, opt_ms,
     placeholders, shaped, update, values_rows,
@@ -815,6 +816,23 @@ impl Store {
                 }
             }
         }
+        // Receipts that came before this record of their send wait for it (store::receipts).
+        let sent: Vec<RecordedSms> = batch
+            .iter()
+            .filter(|c| applied.contains(&c.message_id))
+            .flat_map(|c| c.attempts.iter().map(move |a| (c, a)))
+            .filter(|(_, a)| a.outcome == Outcome::Sent && a.channel == "sms")
+            .filter_map(|(c, a)| {
+                Some(RecordedSms {
+                    message_id: &c.message_id,
+                    at: to_millis(c.at),
+                    attempt: a.number,
+                    gateway: a.gateway.as_deref()?,
+                    provider_id: a.provider_id.as_deref(),
+                })
+            })
+            .collect();
+        settle_waiting(&mut tx, &sent).await?;
         let next: Vec<(&NewMessage, DateTime<Utc>)> = batch
             .iter()
             .filter(|c| applied.contains(&c.message_id))

@@ -61,13 +61,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub const MAILGUN_TOLERANCE: chrono::Duration = chrono::Duration::hours(24);
 
 /// Check Mailgun's signature block (and that it is recent, [`MAILGUN_TOLERANCE`]) and read
-/// its event (`failed`, `complained`).
+/// its event (`failed`, `complained`). Also the block's one-time token: the caller refuses
+/// one used before with another event (`Store::use_hook_token`), which the signature, over
+/// timestamp and token only, cannot tell.
 pub fn mailgun(
     body: &[u8],
     key: &str,
     m: &Matcher,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Report>, HookError> {
+) -> Result<(Vec<Report>, String), HookError> {
     use hmac::{KeyInit, Mac};
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
     let sig = v
@@ -103,12 +105,13 @@ pub fn mailgun(
             crate::text::printable(ts)
         )));
     }
+    let token = token.to_string();
     let e = v
         .get("event-data")
         .ok_or_else(|| malformed("no event-data"))?;
     let event = str_of(e, "event").unwrap_or_default();
     let Some(address) = str_of(e, "recipient") else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), token));
     };
     let message_id = e
         .pointer("/message/headers/message-id")
@@ -135,7 +138,7 @@ pub fn mailgun(
         }
         _ => None,
     };
-    Ok(kind
+    let reports = kind
         .map(|kind| Report {
             kind,
             source: "mailgun",
@@ -153,7 +156,8 @@ pub fn mailgun(
             raw: String::from_utf8_lossy(body).into_owned(),
         })
         .into_iter()
-        .collect())
+        .collect();
+    Ok((reports, token))
 }
 
 // ---------------------------------------------------------------- Postmark
