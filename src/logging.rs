@@ -2,7 +2,7 @@
 //! journald fields when systemd runs us (JOURNAL_STREAM is set).
 //!
 //! Customer addresses in log messages go through [`mask`] (`w***g@example.com`,
-//! `+86138****8000`): logs are kept longer and read by more people than the delivery log,
+//! `+86*******8000`): logs are kept longer and read by more people than the delivery log,
 //! which keeps the full address for support. Secrets are never passed to a log call.
 //!
 //! Three rules hold for everything that reaches a log, whoever wrote the call:
@@ -165,16 +165,20 @@ pub(crate) fn mask(address: &str) -> String {
         return format!("{shown}@{domain}");
     }
     let chars: Vec<char> = address.chars().collect();
-    if chars.len() <= 6 {
+    let n = chars.len();
+    if n <= 6 {
         return "***".into();
     }
-    let head = (chars.len() - 4).min(6);
-    let masked = chars.len() - head - 4;
+    // At least half hidden, and the end shown (four, or two of a short number): enough to
+    // tell two numbers apart, not enough to dial one. Showing the first six and last four
+    // left a ten-digit number whole and 8 of an 11-digit one's.
+    let tail = if n >= 10 { 4 } else { 2 };
+    let head = n.saturating_sub(tail + n.div_ceil(2)).min(4);
     format!(
         "{}{}{}",
         chars[..head].iter().collect::<String>(),
-        "*".repeat(masked),
-        chars[chars.len() - 4..].iter().collect::<String>()
+        "*".repeat(n - head - tail),
+        chars[n - tail..].iter().collect::<String>()
     )
 }
 
@@ -185,8 +189,10 @@ mod tests {
     #[test]
     fn masks_like_the_issue_says() {
         assert_eq!(mask("wang.fang@example.com"), "w***g@example.com");
-        assert_eq!(mask("+8613800138000"), "+86138****8000");
-        assert_eq!(mask("+15005550006"), "+15005*0006".replace('*', "**"));
+        assert_eq!(mask("+8613800138000"), "+86*******8000");
+        assert_eq!(mask("+15005550006"), "+1******0006");
+        assert_eq!(mask("5551234567"), "5*****4567");
+        assert_eq!(mask("1234567"), "1****67");
         assert_eq!(mask("a@b.c"), "a***@b.c");
         assert_eq!(mask("123"), "***");
     }

@@ -118,16 +118,45 @@ pub(super) fn text(v: &Viewer, s: &str) -> String {
 }
 
 pub(super) fn mask_in_text(s: &str) -> String {
+    let pieces = words(s);
     let mut out = String::with_capacity(s.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if looks_like_address(word) {
-            out.push_str(&crate::logging::mask(word));
-        } else {
-            out.push_str(word);
+    let mut i = 0;
+    while let Some(p) = pieces.get(i) {
+        // A number written in groups (`138 0013 8000`, `+86 138-0013-8000`, `(555) 123 4567`)
+        // is masked whole: each group alone is too short to look like a number.
+        if let Some(end) = spaced_number(&pieces, i) {
+            let joined: String = pieces
+                .get(i..end)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Word(w) => Some(w.as_str()),
+                    Piece::Sep(_) => None,
+                })
+                .collect();
+            out.push_str(&crate::logging::mask(&joined));
+            i = end;
+            continue;
         }
-        word.clear();
-    };
+        match p {
+            Piece::Word(w) if looks_like_address(w) => out.push_str(&crate::logging::mask(w)),
+            Piece::Word(w) => out.push_str(w),
+            Piece::Sep(c) => out.push(*c),
+        }
+        i += 1;
+    }
+    out
+}
+
+enum Piece {
+    Word(String),
+    Sep(char),
+}
+
+/// `s` cut into words and the characters between them.
+fn words(s: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut word = String::new();
     for ch in s.chars() {
         // Words end at white space and punctuation around addresses in prose and in JSON
         // (`{"tel":8613800138000}`, `tel:+86…`, `[…]`), and where a script changes
@@ -136,7 +165,7 @@ pub(super) fn mask_in_text(s: &str) -> String {
             .chars()
             .last()
             .is_some_and(|last| last.is_ascii() != ch.is_ascii());
-        if ch.is_whitespace()
+        let sep = ch.is_whitespace()
             || matches!(
                 ch,
                 '<' | '>'
@@ -161,24 +190,61 @@ pub(super) fn mask_in_text(s: &str) -> String {
                     | '）'
                     | '【'
                     | '】'
-            )
-        {
-            flush(&mut word, &mut out);
-            out.push(ch);
+            );
+        if (sep || script_changes) && !word.is_empty() {
+            pieces.push(Piece::Word(std::mem::take(&mut word)));
+        }
+        if sep {
+            pieces.push(Piece::Sep(ch));
         } else {
-            if script_changes {
-                flush(&mut word, &mut out);
-            }
             word.push(ch);
         }
     }
-    flush(&mut word, &mut out);
-    out
+    if !word.is_empty() {
+        pieces.push(Piece::Word(word));
+    }
+    pieces
+}
+
+/// Where a number written in groups that starts at `pieces[i]` ends (exclusive): two groups
+/// or more (digits, a leading `+`, hyphens inside), each apart from the next by at most three
+/// spaces or brackets, with seven digits or more in all.
+fn spaced_number(pieces: &[Piece], i: usize) -> Option<usize> {
+    let group = |p: Option<&Piece>| match p {
+        Some(Piece::Word(w)) => {
+            let digits = w.strip_prefix('+').unwrap_or(w);
+            (!digits.is_empty()
+                && !digits.starts_with('-')
+                && !digits.ends_with('-')
+                && digits.chars().all(|c| c.is_ascii_digit() || c == '-'))
+            .then(|| digits.chars().filter(char::is_ascii_digit).count())
+        }
+        _ => None,
+    };
+    let mut digits = group(pieces.get(i))?;
+    let (mut end, mut groups) = (i + 1, 1);
+    loop {
+        let mut k = end;
+        while k < end + 3 && matches!(pieces.get(k), Some(Piece::Sep(' ' | '(' | ')'))) {
+            k += 1;
+        }
+        match group(pieces.get(k)).filter(|_| k > end) {
+            Some(n) => {
+                digits += n;
+                groups += 1;
+                end = k + 1;
+            }
+            None => break,
+        }
+    }
+    (groups >= 2 && digits >= 7).then_some(end)
 }
 
 fn looks_like_address(w: &str) -> bool {
     let digits = w.chars().filter(char::is_ascii_digit).count();
+    let date = chrono::NaiveDate::parse_from_str(w, "%Y-%m-%d").is_ok();
     let phone = digits >= 7
+        && !date
         && w.chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
     (w.contains('@') && w.len() > 2) || phone
@@ -196,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             mask_in_text("sent to +8613800138000 ok, 3 segments"),
-            "sent to +86138****8000 ok, 3 segments"
+            "sent to +86*******8000 ok, 3 segments"
         );
         assert_eq!(
             mask_in_text("order SO-1001 code 250"),
@@ -226,6 +292,27 @@ mod tests {
                 "{text} → {shown}"
             );
         }
+        // Numbers written in groups, masked whole; SMTP codes and counts stay.
+        for (text, secret) in [
+            ("call me on 138 0013 8000 after six", "0013"),
+            ("+86 138-0013-8000", "0013"),
+            ("(555) 123 4567 or 555-123-4567", "123"),
+            ("我的电话是 138 0013 8000，谢谢", "0013"),
+        ] {
+            let shown = mask_in_text(text);
+            assert!(
+                !shown.contains(secret) && shown.contains('*'),
+                "{text} → {shown}"
+            );
+        }
+        assert_eq!(
+            mask_in_text("550 5.1.1 user unknown, 3 of 12 tries, 2 segments"),
+            "550 5.1.1 user unknown, 3 of 12 tries, 2 segments"
+        );
+        assert_eq!(
+            mask_in_text("call me on 138 0013 8000 after six"),
+            "call me on 1******8000 after six"
+        );
         // Dates and short codes stay.
         assert_eq!(
             mask_in_text("due 2026-11-20, code 1234"),
