@@ -43,7 +43,8 @@ pub struct Summary {
     /// Of those, receipts already known (the provider pushed the same status again).
     pub duplicates: usize,
     /// Receipts that matched no recorded send: each waits a day for its send to be recorded
-    /// (it may have outrun it), then is dropped as another system's.
+    /// (it may have outrun it), then is dropped as another system's (at once, while
+    /// `store::MAX_WAITING` wait already).
     pub unmatched: usize,
     /// Inbound messages in the request.
     pub replies: usize,
@@ -149,6 +150,10 @@ pub async fn status_callback(
             ReceiptMatch::Waiting => {
                 s.unmatched += 1;
                 tracing::info!(gateway, provider_id = %r.provider_id, "sms receipt for no recorded send: it waits a day for its send to be recorded");
+            }
+            ReceiptMatch::Dropped => {
+                s.unmatched += 1;
+                tracing::warn!(gateway, provider_id = %r.provider_id, "sms receipt for no recorded send dropped: {} receipts wait already (a flood of receipts for no message of ours?)", crate::store::MAX_WAITING);
             }
         }
     }

@@ -11,7 +11,7 @@ use aftercare::model::{MessageRecord, MessageState, Outcome};
 use aftercare::plan;
 use aftercare::playbook::Playbook;
 use aftercare::sms_hooks::{HookError, Summary, inbound_reply, status_callback};
-use aftercare::store::{Completion, LogFilter, NewAttempt, Store};
+use aftercare::store::{Completion, LogFilter, MAX_WAITING, NewAttempt, Store};
 use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
 use aftercare::values::Secret;
@@ -30,20 +30,53 @@ fn t(s: &str) -> DateTime<Utc> {
 
 /// A migrated store of `b`, and the folder holding its file (SQLite) and the secrets.
 async fn store(b: Backend) -> (Store, tempfile::TempDir) {
+    let (s, dir, _) = store_at(b).await;
+    (s, dir)
+}
+
+/// [`store`], and where it is: a PostgreSQL URL, or `sqlite:` and the file's path.
+async fn store_at(b: Backend) -> (Store, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = match b {
-        Backend::Sqlite => StoreConfig::Sqlite {
-            path: dir.path().join("aftercare.db"),
-            synchronous: SqliteSync::Normal,
-        },
-        Backend::Postgres => StoreConfig::Postgres {
-            url: pg::fresh_database(),
-            password: Secret::None,
-        },
+    let (cfg, url) = match b {
+        Backend::Sqlite => {
+            let path = dir.path().join("aftercare.db");
+            let url = format!("sqlite:{}", path.display());
+            let cfg = StoreConfig::Sqlite {
+                path,
+                synchronous: SqliteSync::Normal,
+            };
+            (cfg, url)
+        }
+        Backend::Postgres => {
+            let url = pg::fresh_database();
+            let cfg = StoreConfig::Postgres {
+                url: url.clone(),
+                password: Secret::None,
+            };
+            (cfg, url)
+        }
     };
     let s = Store::connect(&cfg).await.unwrap();
     s.migrate().await.unwrap();
-    (s, dir)
+    (s, dir, url)
+}
+
+/// Run a statement, written for each dialect, on the store at `url` ([`store_at`]).
+async fn raw_sql(url: &str, sqlite: &str, postgres: &str) {
+    match url.strip_prefix("sqlite:") {
+        Some(path) => {
+            use sqlx::Connection;
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite.to_string()))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        None => {
+            pg::psql(url, postgres);
+        }
+    }
 }
 
 /// Gateways of each kind; `tw-nokey` names a token file that does not exist, `plain` has
@@ -333,7 +366,7 @@ async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
 /// message of ours" and lost (the provider does not push a 2xx again); it now waits, and the
 /// commit that records the attempt applies it, with the time it came.
 async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
-    let (store, dir) = store(b).await;
+    let (store, dir, url) = store_at(b).await;
     let ch = channel(dir.path());
     let lines: Vec<_> = (0..2)
         .map(|i| {
@@ -437,6 +470,38 @@ async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
     .await
     .unwrap();
     assert_eq!(waiting(&store).await, 1, "{b:?}: only `late` waits");
+
+    // A flood of invented receipts (a gateway without a signature takes them from anyone)
+    // fills the waiting room and no more: the next is dropped, not kept.
+    let fill = MAX_WAITING - 1;
+    let at = t("2026-11-24T06:00:02Z").timestamp_millis();
+    raw_sql(
+        &url,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {fill}) \
+             INSERT INTO receipts_waiting (gateway, provider_id, status, received_at) \
+             SELECT 'gw', 'flood-' || i, 'delivered', {at} FROM n"
+        ),
+        &format!(
+            "INSERT INTO receipts_waiting (gateway, provider_id, status, received_at) \
+             SELECT 'gw', 'flood-' || i, 'delivered', {at} FROM generate_series(1, {fill}) i"
+        ),
+    )
+    .await;
+    let body =
+        json!([{"msgid": "one-more", "stat": "DELIVRD"}, {"msgid": "H-9", "stat": "UNDELIV"}])
+            .to_string();
+    let s = status_callback(
+        &store,
+        &ch,
+        "gw",
+        inbound(None, None, body.as_bytes()),
+        t("2026-11-24T06:00:03Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.recorded, s.unmatched), (1, 1), "{b:?}: {s:?}");
+    assert_eq!(waiting(&store).await, MAX_WAITING, "{b:?}");
     store.close().await;
 }
 

@@ -61,7 +61,7 @@ pub use lease::Reaped;
 pub use log::LogFilter;
 pub use ops::{HandAction, OutboxFigures, StateCount};
 pub use outbox::{ClaimWith, Claimed, Completion, NewAttempt, NewMessage, StopEvent};
-pub use receipts::{NewReceipt, ReceiptMatch};
+pub use receipts::{MAX_WAITING, NewReceipt, ReceiptMatch};
 pub use replies::{ReplyKeyword, SMS_REPLY, StoredReply};
 pub use reports::{AnswerRow, Converted, GoalSpec, GroupBy, Period, ScoreCount, StateRow};
 pub use retention::{DailyCount, PURGE_BATCH, Purged};

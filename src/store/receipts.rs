@@ -44,7 +44,15 @@ pub enum ReceiptMatch {
     /// commit that records its attempt applies it. One for another system's message (or a
     /// message older than this store) never matches and goes after that.
     Waiting,
+    /// Matched nothing, and [`MAX_WAITING`] receipts wait already (a flood of receipts for
+    /// no message of ours): not kept.
+    Dropped,
 }
+
+/// Receipts that wait at most. A gateway without a signature (a generic HTTP one) takes
+/// receipts from whoever reaches its URL; a flood of invented ones must not grow the store
+/// without end. In normal sending only the few that outrun their send wait, for moments.
+pub const MAX_WAITING: i64 = 100_000;
 
 /// How long a receipt that matched no attempt waits for the record of its send. The
 /// recorder commits within milliseconds, or minutes while the store is unwell; a day
@@ -110,6 +118,8 @@ impl Store {
         let at = to_millis(now);
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(receipts.len());
+        // Room left in the waiting table, read at the first receipt that would wait.
+        let mut room: Option<i64> = None;
         for r in receipts {
             let found: Option<(String, i64)> = on_tx!(tx, |conn| {
                 let mut found: Option<(String, i64)> = sqlx::query_as(BY_PROVIDER_ID)
@@ -129,6 +139,15 @@ impl Store {
                 found
             });
             let Some((message_id, attempt)) = found else {
+                let left = match room {
+                    Some(n) => n,
+                    None => room_to_wait(&mut tx, now).await?,
+                };
+                room = Some(left - 1);
+                if left <= 0 {
+                    out.push(ReceiptMatch::Dropped);
+                    continue;
+                }
                 on_tx!(tx, |conn| {
                     sqlx::query(WAIT)
                         .bind(&r.gateway)
@@ -151,18 +170,25 @@ impl Store {
                 new,
             });
         }
-        if out.contains(&ReceiptMatch::Waiting) {
-            let old = to_millis(now - RECEIPT_WAITS);
-            on_tx!(tx, |conn| {
-                sqlx::query(FORGET_OLD)
-                    .bind(old)
-                    .execute(&mut *conn)
-                    .await?;
-            });
-        }
         tx.commit().await?;
         Ok(out)
     }
+}
+
+/// How many more receipts may wait ([`MAX_WAITING`] in all), once those that waited longer
+/// than a day are gone.
+async fn room_to_wait(tx: &mut Tx, now: DateTime<Utc>) -> Result<i64> {
+    let old = to_millis(now - RECEIPT_WAITS);
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query(FORGET_OLD)
+            .bind(old)
+            .execute(&mut *conn)
+            .await?;
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM receipts_waiting")
+            .fetch_one(&mut *conn)
+            .await?;
+        MAX_WAITING - waiting
+    }))
 }
 
 /// Keep receipt `r` beside attempt `attempt` of `message_id`; a final one sets the
