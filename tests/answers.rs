@@ -344,12 +344,16 @@ fn the_answer_page_records_on_post_only_and_plans_the_detractor_callback(b: Back
     );
     drop(d);
 
-    // The callback task is due an hour after the first answer, for an agent.
+    // The callback task is due an hour after the first answer (within business hours), for
+    // an agent; overdue as of a later time (`--now`, as `run --once --now`).
     let tasks = ws.run(&["callbacks", "--json"]).ok().stdout;
     assert!(
         tasks.contains("detractor-callback") && tasks.contains("c-1"),
         "{tasks}"
     );
+    assert!(tasks.contains(r#""status": "due""#), "{tasks}");
+    let later = ws.run(&["callbacks", "--json", "--now", "2030-01-01"]);
+    assert!(later.ok().stdout.contains(r#""status": "overdue""#));
 }
 
 fn an_sms_reply_that_is_a_score_answers_the_latest_survey_sms(b: Backend) {

@@ -104,6 +104,39 @@ fn the_old_spellings_still_work() {
     assert_eq!(both.code, 2, "{}", both.stderr);
 }
 
+/// `preview --now` answers as of that time, as `run --once --now` plans: the birthday
+/// greeting's next 09:00 after it, in the customer's zone (it used the real clock).
+#[test]
+fn preview_answers_as_of_now_given() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "event.json",
+        r#"{"id": "e-1", "type": "contact.updated", "occurred_at": "2026-01-02T00:00:00Z",
+            "contact": {"id": "c-1", "email": "c-1@example.com", "birthday": "1990-03-14",
+                        "timezone": "Europe/Berlin"}}"#,
+    );
+    for (now, due) in [
+        ("2031-03-01T00:00:00Z", "2031-03-14T09:00:00+01:00"),
+        ("2031-03-14T09:00:01+01:00", "2032-03-14T09:00:00+01:00"),
+    ] {
+        let r = ws.run(&[
+            "preview",
+            "birthday-greeting",
+            "--event",
+            "event.json",
+            "--now",
+            now,
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout
+                .contains(&format!("due:      {due} (Europe/Berlin)")),
+            "{now}: {}",
+            r.stdout
+        );
+    }
+}
+
 /// A state is spelt as the log shows it (`held_out`, as the API's `status=`), the other
 /// spelling still taken; and a job with nothing to preview says so instead of counting
 /// steps it does not have.

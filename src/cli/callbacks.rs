@@ -4,7 +4,7 @@
 use super::{App, Exit, Format, FormatArg};
 use crate::model::MessageState;
 use crate::text::printable as p;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use std::path::Path;
 
@@ -15,6 +15,10 @@ pub(super) struct Args {
     /// Also show closed and delivered tasks
     #[arg(long)]
     all: bool,
+    /// Tell due from overdue, and date a closing, as of this time instead of now (RFC 3339,
+    /// or a date: midnight UTC), like `run --once --now`
+    #[arg(long, value_parser = crate::values::parse_time)]
+    now: Option<DateTime<Utc>>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -34,7 +38,7 @@ enum Command {
 pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
-    let now = Utc::now();
+    let now = crate::clock::from_option(a.now).now();
     if let Some(Command::Done { id, note, agent }) = a.command {
         if !store.close_task(&id, &note, &agent, now).await? {
             return Err(Exit::invalid(format!(
