@@ -245,6 +245,20 @@ fn inbound<'a>(url: Option<&'a str>, signature: Option<&'a str>, body: &'a [u8])
     }
 }
 
+/// An unsigned receipt push (`body`, JSON) through `gateway` at `at`: what it came to.
+async fn receipts(
+    store: &Store,
+    ch: &SmsChannel,
+    gateway: &str,
+    body: serde_json::Value,
+    at: DateTime<Utc>,
+) -> Summary {
+    let body = body.to_string();
+    status_callback(store, ch, gateway, inbound(None, None, body.as_bytes()), at)
+        .await
+        .unwrap()
+}
+
 fn signed(url: &str, body: &str) -> String {
     let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
@@ -259,12 +273,9 @@ async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
     let now = t("2026-11-23T06:01:00Z");
 
     // A generic provider's batch: one of ours (the failover hop), one not.
-    let body = json!([{"msgid": "H-1", "stat": "DELIVRD", "desc": "用户接收成功"},
-                      {"msgid": "someone-else", "stat": "DELIVRD"}])
-    .to_string();
-    let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
-        .await
-        .unwrap();
+    let batch = json!([{"msgid": "H-1", "stat": "DELIVRD", "desc": "用户接收成功"},
+                       {"msgid": "someone-else", "stat": "DELIVRD"}]);
+    let s = receipts(&store, &ch, "gw", batch, now).await;
     assert_eq!(
         s,
         Summary {
@@ -291,18 +302,9 @@ async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
     assert_eq!(r[0].received_at, now);
 
     // Aliyun's report, found by our reference (out_id) when the BizId is not one we kept.
-    let body = json!([{"phone_number": "13800138000", "success": false, "biz_id": "other^0",
-                       "out_id": ids[1], "err_code": "UNDELIV", "err_msg": "用户手机关机"}])
-    .to_string();
-    let s = status_callback(
-        &store,
-        &ch,
-        "ali",
-        inbound(None, None, body.as_bytes()),
-        now,
-    )
-    .await
-    .unwrap();
+    let aliyun = json!([{"phone_number": "13800138000", "success": false, "biz_id": "other^0",
+                         "out_id": ids[1], "err_code": "UNDELIV", "err_msg": "用户手机关机"}]);
+    let s = receipts(&store, &ch, "ali", aliyun, now).await;
     assert_eq!((s.recorded, s.unmatched), (1, 0));
     let m = message(&store, &ids[1]).await;
     assert_eq!(m.delivery.as_deref(), Some("undelivered"));
@@ -311,15 +313,14 @@ async fn receipts_find_their_attempt_and_settle_the_message(b: Backend) {
         Some("UNDELIV")
     );
     // The same reference through another gateway is not ours.
-    let s = status_callback(
+    let s = receipts(
         &store,
         &ch,
         "gw",
-        inbound(None, None, br#"{"msgid":"B-1","stat":"DELIVRD"}"#),
+        json!({"msgid": "B-1", "stat": "DELIVRD"}),
         now,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(s.unmatched, 1);
 
     // Twilio: "sent" is on the way (kept, no delivery status yet), then the final word.
@@ -388,37 +389,23 @@ async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
     // The first: "pending", then a second later its final word, both before its send is
     // recorded; the second by our reference (as Aliyun echoes it); and one for another
     // system's message.
-    let body = json!([{"msgid": "H-9", "stat": "ENROUTE"}]).to_string();
-    let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
-        .await
-        .unwrap();
-    assert_eq!((s.recorded, s.unmatched), (0, 1), "{b:?}: {s:?}");
-    let final_at = t("2026-11-23T06:00:01Z");
-    let body = json!([{"msgid": "H-9", "stat": "DELIVRD"},
-                      {"msgid": "someone-else", "stat": "DELIVRD"}])
-    .to_string();
-    let s = status_callback(
+    let s = receipts(
         &store,
         &ch,
         "gw",
-        inbound(None, None, body.as_bytes()),
-        final_at,
-    )
-    .await
-    .unwrap();
-    assert_eq!((s.recorded, s.unmatched), (0, 2), "{b:?}: {s:?}");
-    let body = json!([{"phone_number": "13800138000", "success": false, "biz_id": "not-yet",
-                       "out_id": second, "err_code": "UNDELIV", "err_msg": "用户手机关机"}])
-    .to_string();
-    let s = status_callback(
-        &store,
-        &ch,
-        "ali",
-        inbound(None, None, body.as_bytes()),
+        json!([{"msgid": "H-9", "stat": "ENROUTE"}]),
         now,
     )
-    .await
-    .unwrap();
+    .await;
+    assert_eq!((s.recorded, s.unmatched), (0, 1), "{b:?}: {s:?}");
+    let final_at = t("2026-11-23T06:00:01Z");
+    let both =
+        json!([{"msgid": "H-9", "stat": "DELIVRD"}, {"msgid": "someone-else", "stat": "DELIVRD"}]);
+    let s = receipts(&store, &ch, "gw", both, final_at).await;
+    assert_eq!((s.recorded, s.unmatched), (0, 2), "{b:?}: {s:?}");
+    let aliyun = json!([{"phone_number": "13800138000", "success": false, "biz_id": "not-yet",
+                         "out_id": second, "err_code": "UNDELIV", "err_msg": "用户手机关机"}]);
+    let s = receipts(&store, &ch, "ali", aliyun, now).await;
     assert_eq!((s.recorded, s.unmatched), (0, 1), "{b:?}: {s:?}");
     assert_eq!(message(&store, &first).await.delivery, None);
 
@@ -453,22 +440,18 @@ async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
 
     // What was applied waits no more (a repeat of the push is a duplicate, not a wait); the
     // other system's receipt is dropped with the next one that waits a day later.
-    let body = json!([{"msgid": "H-9", "stat": "DELIVRD"}]).to_string();
-    let s = status_callback(&store, &ch, "gw", inbound(None, None, body.as_bytes()), now)
-        .await
-        .unwrap();
-    assert_eq!((s.recorded, s.duplicates, s.unmatched), (1, 1, 0));
-    assert_eq!(waiting(&store).await, 1, "{b:?}");
-    let body = json!([{"msgid": "late", "stat": "DELIVRD"}]).to_string();
-    status_callback(
+    let s = receipts(
         &store,
         &ch,
         "gw",
-        inbound(None, None, body.as_bytes()),
-        t("2026-11-24T06:00:02Z"),
+        json!([{"msgid": "H-9", "stat": "DELIVRD"}]),
+        now,
     )
-    .await
-    .unwrap();
+    .await;
+    assert_eq!((s.recorded, s.duplicates, s.unmatched), (1, 1, 0));
+    assert_eq!(waiting(&store).await, 1, "{b:?}");
+    let late = json!([{"msgid": "late", "stat": "DELIVRD"}]);
+    receipts(&store, &ch, "gw", late, t("2026-11-24T06:00:02Z")).await;
     assert_eq!(waiting(&store).await, 1, "{b:?}: only `late` waits");
 
     // A flood of invented receipts (a gateway without a signature takes them from anyone)
@@ -488,18 +471,9 @@ async fn a_receipt_that_outruns_its_send_finds_it(b: Backend) {
         ),
     )
     .await;
-    let body =
-        json!([{"msgid": "one-more", "stat": "DELIVRD"}, {"msgid": "H-9", "stat": "UNDELIV"}])
-            .to_string();
-    let s = status_callback(
-        &store,
-        &ch,
-        "gw",
-        inbound(None, None, body.as_bytes()),
-        t("2026-11-24T06:00:03Z"),
-    )
-    .await
-    .unwrap();
+    let more =
+        json!([{"msgid": "one-more", "stat": "DELIVRD"}, {"msgid": "H-9", "stat": "UNDELIV"}]);
+    let s = receipts(&store, &ch, "gw", more, t("2026-11-24T06:00:03Z")).await;
     assert_eq!((s.recorded, s.unmatched), (1, 1), "{b:?}: {s:?}");
     assert_eq!(waiting(&store).await, MAX_WAITING, "{b:?}");
     store.close().await;
