@@ -103,9 +103,10 @@ impl From<ReceiptError> for HookError {
         match e {
             ReceiptError::UnknownGateway(g) => HookError::UnknownGateway(g),
             ReceiptError::NotConfigured(g) => HookError::NotConfigured(g),
-            ReceiptError::MissingSignature | ReceiptError::BadSignature => {
-                HookError::Signature(e.to_string())
-            }
+            ReceiptError::MissingSignature
+            | ReceiptError::BadSignature
+            | ReceiptError::MissingToken
+            | ReceiptError::BadToken => HookError::Signature(e.to_string()),
             ReceiptError::Malformed(m) => HookError::Malformed(m),
             ReceiptError::Unavailable(m) => HookError::Unavailable(m),
         }

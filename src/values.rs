@@ -82,6 +82,12 @@ pub fn is_e164_shaped(n: &str) -> bool {
     })
 }
 
+/// Whether a secret a request presented (a token, a signature, a CSRF token) is the one we
+/// hold, in time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}
+
 /// `--now` / `--since` values: RFC 3339, or a date (midnight UTC).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {

@@ -755,6 +755,7 @@ fn a_receipt_marks_the_message_delivered_and_a_stop_reply_suppresses_the_number(
             url: None,
             signature: Some(sig),
             body: body.as_bytes(),
+            token: None,
         };
         rt.block_on(sms_hooks::status_callback(
             &store, &channel, "tw", inbound, now,
@@ -806,6 +807,7 @@ fn a_receipt_marks_the_message_delivered_and_a_stop_reply_suppresses_the_number(
                 url: None,
                 signature: None,
                 body: up.as_bytes(),
+                token: None,
             },
             now,
         ))
@@ -821,6 +823,7 @@ fn a_receipt_marks_the_message_delivered_and_a_stop_reply_suppresses_the_number(
                 url: None,
                 signature: None,
                 body: b"phone=1",
+                token: None,
             },
             now,
         ))
@@ -1074,7 +1077,14 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     );
     // Now the daemon, with its API, receives what the providers push.
     let port = common::free_port();
-    let config = std::fs::read_to_string(ws.path("aftercare.yaml")).unwrap();
+    // Aliyun's pushes are not signed: this gateway takes only those whose URL carries its
+    // push token.
+    let config = std::fs::read_to_string(ws.path("aftercare.yaml"))
+        .unwrap()
+        .replace(
+            "sign_name: 示例商店, rate: 100/s",
+            "sign_name: 示例商店, push_token_env: ALI_PUSH, rate: 100/s",
+        );
     ws.write(
         "aftercare.yaml",
         &format!(
@@ -1085,6 +1095,7 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     let mut child = ws
         .command(&["run"])
         .env("T_READ", "support-token-0123456789")
+        .env("ALI_PUSH", "ali-push/token+0123456789")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1118,13 +1129,22 @@ fn the_api_takes_receipts_and_stop_replies_from_the_providers() {
     let up = json!([{"phone_number": "13800138000", "content": "ＳＴＯＰ", "send_time": "2026-11-23 10:05:00",
                      "sign_name": "示例商店", "dest_code": "1234", "sequence_id": 1}])
     .to_string();
-    let (s, summary) = post("/hooks/sms/ali/inbound", None, &up);
+    let (s, err) = post("/hooks/sms/ali/inbound", None, &up);
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (403, Some("bad_signature")),
+        "{err}"
+    );
+    let (s, _) = post("/hooks/sms/ali/inbound?token=ali-push", None, &up);
+    assert_eq!(s, 403, "another token");
+    let ali_inbound = "/hooks/sms/ali/inbound?token=ali-push%2Ftoken%2B0123456789";
+    let (s, summary) = post(ali_inbound, None, &up);
     assert_eq!(
         (s, summary["stopped"].as_u64()),
         (200, Some(1)),
         "{summary}"
     );
-    assert_eq!(post("/hooks/sms/ali/inbound", None, "phone=1").0, 400);
+    assert_eq!(post(ali_inbound, None, "phone=1").0, 400);
     // The contact's timeline has the reply after the message it answers.
     let tl: Value = client
         .get(format!("{base}/v1/contacts/{PHONE}/timeline"))

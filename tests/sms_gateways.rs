@@ -1035,6 +1035,7 @@ fn receipts_from_each_gateway() {
         url: None, // the configured status_callback
         signature,
         body: body.as_bytes(),
+        token: None,
     };
     let r = ch.receipts("tw", &inbound(Some(&sig))).unwrap();
     assert_eq!(r.len(), 1);
@@ -1069,6 +1070,7 @@ fn receipts_from_each_gateway() {
         url: Some(evil),
         signature: Some(&twilio_sign(evil, body)),
         body: body.as_bytes(),
+        token: None,
     };
     assert_eq!(
         ch.receipts("tw", &elsewhere),
@@ -1089,6 +1091,7 @@ fn receipts_from_each_gateway() {
                 url: None,
                 signature: None,
                 body: report.as_bytes(),
+                token: None,
             },
         )
         .unwrap();
@@ -1103,6 +1106,7 @@ fn receipts_from_each_gateway() {
                 url: None,
                 signature: None,
                 body: br#"{"msgid":"4242","stat":"EXPIRED","desc":"expired"}"#,
+                token: None,
             },
         )
         .unwrap();
@@ -1120,6 +1124,7 @@ fn receipts_from_each_gateway() {
         url: None,
         signature: None,
         body: b"{}",
+        token: None,
     };
     assert_eq!(
         ch.receipts("bare", &empty),

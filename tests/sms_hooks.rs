@@ -84,6 +84,7 @@ async fn raw_sql(url: &str, sqlite: &str, postgres: &str) {
 fn channel(dir: &Path) -> SmsChannel {
     std::fs::write(dir.join("twilio.token"), TOKEN).unwrap();
     std::fs::write(dir.join("aliyun.secret"), "ali-secret").unwrap();
+    std::fs::write(dir.join("push.token"), "push-token-0123456789\n").unwrap();
     let yaml = format!(
         r#"
 route: [ali]
@@ -98,6 +99,11 @@ gateways:
     receipt: {{id_pointer: /msgid, status_pointer: /stat, text_pointer: /desc, delivered: [DELIVRD], undelivered: [UNDELIV, EXPIRED]}}
     reply: {{from_pointer: /mobile, text_pointer: /content, id_pointer: /msg_id}}
   plain: {{kind: http, url: "http://127.0.0.1:9/send"}}
+  locked:
+    kind: http
+    url: "http://127.0.0.1:9/send"
+    push_token_file: push.token
+    receipt: {{id_pointer: /msgid, status_pointer: /stat, delivered: [DELIVRD]}}
 "#
     );
     let cfg = sms::settings::from_yaml(&dir.join("aftercare.yaml"), &yaml).unwrap();
@@ -242,6 +248,7 @@ fn inbound<'a>(url: Option<&'a str>, signature: Option<&'a str>, body: &'a [u8])
         url,
         signature,
         body,
+        token: None,
     }
 }
 
@@ -496,6 +503,20 @@ async fn refusals_carry_their_http_status(b: Backend) {
         ("gw", inbound(None, None, br#"{"stat":"DELIVRD"}"#), 400),
         ("ali", inbound(None, None, br#"[{"biz_id":"1"}]"#), 400),
         ("tw-nokey", inbound(None, Some("x"), body.as_bytes()), 503),
+        // An unsigned gateway with a push token: the URL called must carry it.
+        (
+            "locked",
+            inbound(None, None, br#"{"msgid":"1","stat":"DELIVRD"}"#),
+            403,
+        ),
+        (
+            "locked",
+            Inbound {
+                token: Some("push-token-0123456788"),
+                ..inbound(None, None, br#"{"msgid":"1","stat":"DELIVRD"}"#)
+            },
+            403,
+        ),
     ];
     for (gateway, req, status) in cases {
         let e = status_callback(&store, &ch, gateway, req, now)
@@ -506,6 +527,12 @@ async fn refusals_carry_their_http_status(b: Backend) {
             assert!(e.to_string().contains("missing.token"), "{e}");
         }
     }
+    let with_token = Inbound {
+        token: Some("push-token-0123456789"),
+        ..inbound(None, None, br#"{"msgid":"1","stat":"DELIVRD"}"#)
+    };
+    let s = status_callback(&store, &ch, "locked", with_token, now).await;
+    assert_eq!(s.unwrap().unmatched, 1, "the right token lets the push in");
     // Replies: a Twilio reply needs the URL it was signed for.
     let e = inbound_reply(
         &store,

@@ -1,6 +1,7 @@
 //! Provider callbacks: SMS delivery receipts and inbound replies (kept; `STOP` suppresses
 //! the number, `START` lifts the sender's own STOP). No bearer token: Twilio requests are checked by their `X-Twilio-Signature`;
-//! Aliyun and generic gateways push unsigned, so keep these paths private (an unguessable
+//! Aliyun and generic gateways push unsigned: a gateway with a `push_token` takes only pushes
+//! whose URL carries it (`?token=`); without one, keep these paths private (an unguessable
 //! reverse-proxy path or an IP allowlist).
 
 use super::{ApiError, ApiState};
@@ -48,7 +49,7 @@ impl Request<'_> {
         Some(format!("{}{pq}", base.trim_end_matches('/')))
     }
 
-    fn inbound<'s>(&'s self, url: &'s Option<String>) -> Inbound<'s> {
+    fn inbound<'s>(&'s self, url: &'s Option<String>, token: &'s Option<String>) -> Inbound<'s> {
         Inbound {
             url: url.as_deref(),
             signature: self
@@ -56,7 +57,16 @@ impl Request<'_> {
                 .get("x-twilio-signature")
                 .and_then(|v| v.to_str().ok()),
             body: self.body,
+            token: token.as_deref(),
         }
+    }
+
+    /// The `token` query parameter: an unsigned gateway's push token.
+    fn token(&self) -> Option<String> {
+        let q = self.uri.query()?;
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
     }
 }
 
@@ -97,12 +107,12 @@ pub(super) async fn sms_status(
     // Twilio signs status callbacks with the URL it called: the gateway's status_callback
     // when it has one (the channel prefers it), else `api.public_url` + this path, as for
     // inbound messages.
-    let url = req.url();
+    let (url, token) = (req.url(), req.token());
     let summary = sms_hooks::status_callback(
         &state.store,
         sms,
         &gateway,
-        req.inbound(&url),
+        req.inbound(&url, &token),
         state.clock.now(),
     )
     .await
@@ -137,14 +147,14 @@ pub(super) async fn sms_inbound(
         uri: &uri,
         body: &body,
     };
-    let url = req.url();
+    let (url, token) = (req.url(), req.token());
     let book = state.book.load_full();
     let summary = sms_hooks::inbound_replies(
         &state.store,
         sms,
         Some(&book),
         &gateway,
-        req.inbound(&url),
+        req.inbound(&url, &token),
         state.clock.now(),
     )
     .await

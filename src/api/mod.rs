@@ -23,6 +23,7 @@ use crate::metrics;
 use crate::playbook::Playbook;
 use crate::store::Store;
 use crate::unsubscribe::Unsubscriber;
+use crate::values::same_secret;
 use arc_swap::ArcSwap;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
@@ -249,7 +250,7 @@ pub fn authorize(state: &ApiState, headers: &HeaderMap, needed: Scope) -> Result
     let token = state
         .tokens
         .iter()
-        .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()));
+        .find(|t| same_secret(t.secret.as_bytes(), presented.as_bytes()));
     match token {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -277,13 +278,6 @@ fn bearer(value: &str) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(OpenApi)]
@@ -449,9 +443,9 @@ mod tests {
         assert!(Scope::Admin.allows(Scope::Ingest));
         assert!(!Scope::Read.allows(Scope::Ingest));
         assert!(!Scope::Ingest.allows(Scope::Read));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl Auth {
         let who = if name.is_empty() {
             tokens
                 .iter()
-                .find(|t| constant_time_eq(t.secret.as_bytes(), password.as_bytes()))
+                .find(|t| crate::values::same_secret(t.secret.as_bytes(), password.as_bytes()))
                 .map(|t| (format!("token:{}", t.name), Role::Admin, None))
         } else {
             match cfg.user(name) {
@@ -357,13 +357,6 @@ pub(super) fn random_token() -> String {
     // getrandom fails only without an OS random source; then no session can be safe.
     getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("no random source: {e}"));
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -358,7 +358,7 @@ impl FromRequestParts<Console> for Viewer {
 impl Viewer {
     /// A POST's CSRF token must be this session's.
     pub(super) fn check_csrf(&self, presented: &str) -> Result<(), Response> {
-        if auth::constant_time_eq(self.csrf.as_bytes(), presented.as_bytes()) {
+        if crate::values::same_secret(self.csrf.as_bytes(), presented.as_bytes()) {
             Ok(())
         } else {
             Err(self.refuse(StatusCode::FORBIDDEN, "refused.csrf"))
@@ -521,7 +521,7 @@ async fn signin_post(
     let l = Lang::of(&headers, cookie(&jar, LANG_COOKIE));
     let f = form.map(|f| f.0).unwrap_or_default();
     let pre = cookie(&jar, PRE_COOKIE).unwrap_or("");
-    if pre.is_empty() || !auth::constant_time_eq(pre.as_bytes(), f.csrf.as_bytes()) {
+    if pre.is_empty() || !crate::values::same_secret(pre.as_bytes(), f.csrf.as_bytes()) {
         return (
             StatusCode::FORBIDDEN,
             layout::bare(l, l.t("signin"), layout::problem(l.t("refused.csrf"))),

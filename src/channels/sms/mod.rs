@@ -235,6 +235,8 @@ struct Gateway {
     ready: std::sync::OnceLock<Ready>,
     /// `api.public_url` + [`status_path`]: the receipts URL when the gateway names none.
     public_status_url: Option<String>,
+    /// What its unsigned pushes must carry as `?token=` (`push_token_env`/`_file`).
+    push_token: crate::values::Secret,
     /// Whether "unavailable" was logged already (once per gateway, not per message).
     warned: std::sync::atomic::AtomicBool,
     client: reqwest::Client,
@@ -418,6 +420,7 @@ impl SmsChannel {
             .get(gateway)
             .ok_or_else(|| ReceiptError::UnknownGateway(gateway.to_string()))?;
         let ready = gw.ready().map_err(ReceiptError::Unavailable)?;
+        gw.check_push_token(inbound)?;
         match &ready.driver {
             Driver::Twilio(t) => {
                 // Twilio signs the URL it called: the gateway's `status_callback` when one is
@@ -461,6 +464,7 @@ impl SmsChannel {
             .get(gateway)
             .ok_or_else(|| ReceiptError::UnknownGateway(gateway.to_string()))?;
         let ready = gw.ready().map_err(ReceiptError::Unavailable)?;
+        gw.check_push_token(inbound)?;
         match &ready.driver {
             Driver::Twilio(t) => {
                 // Twilio signs the URL of the number's messaging webhook, which is not in our
@@ -496,11 +500,37 @@ impl Gateway {
             settings: g.settings.clone(),
             ready: std::sync::OnceLock::new(),
             public_status_url: None,
+            push_token: g.push_token.clone(),
             warned: std::sync::atomic::AtomicBool::new(false),
             client,
             timeout: g.timeout,
             pace: pace::Pace::new(g.rate),
             breaker: breaker::Breaker::new(cfg.breaker),
+        }
+    }
+
+    /// An Aliyun or http gateway's push (receipts, replies) is not signed: with a
+    /// `push_token`, the URL it called must carry it as `?token=` (compared in constant time;
+    /// the secret is read at each push, so a rotated file takes effect at once).
+    fn check_push_token(&self, inbound: &Inbound<'_>) -> Result<(), ReceiptError> {
+        if matches!(self.push_token, crate::values::Secret::None) {
+            return Ok(());
+        }
+        let field = format!("sms.gateways.{}.push_token", self.name);
+        let want = match self.push_token.read(&field) {
+            Ok(Some(t)) if !t.trim().is_empty() => t,
+            Ok(_) => {
+                return Err(ReceiptError::Unavailable(format!(
+                    "{field}: the secret is empty; set its variable or file"
+                )));
+            }
+            Err(e) => return Err(ReceiptError::Unavailable(format!("{e:#}"))),
+        };
+        let given = inbound.token.ok_or(ReceiptError::MissingToken)?;
+        if crate::values::same_secret(given.as_bytes(), want.trim().as_bytes()) {
+            Ok(())
+        } else {
+            Err(ReceiptError::BadToken)
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Inbound<'a> {
     pub signature: Option<&'a str>,
     /// The raw request body (form-encoded for Twilio, JSON for the others).
     pub body: &'a [u8],
+    /// The `token` query parameter of the URL called: an unsigned gateway's `push_token`.
+    pub token: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +86,10 @@ pub enum ReceiptError {
     MissingSignature,
     #[error("the signature does not match: not sent by the provider, or signed for another URL")]
     BadSignature,
+    #[error("the URL called carries no ?token= (this gateway has a push_token)")]
+    MissingToken,
+    #[error("the URL's ?token= is not this gateway's push_token")]
+    BadToken,
     #[error("malformed receipt: {0}")]
     Malformed(String),
 }

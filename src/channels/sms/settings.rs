@@ -14,6 +14,7 @@
 use super::{aliyun, generic, twilio};
 use crate::check::{Checker, RawScalar};
 use crate::diag::did_you_mean;
+use crate::values::Secret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -48,6 +49,10 @@ struct RawCommon {
     /// Per request, connecting included (default 10s).
     timeout: Option<String>,
     base_url: Option<String>,
+    /// The token an unsigned provider's pushes (receipts, replies) must carry in the URL
+    /// they call (`?token=`).
+    push_token_env: Option<String>,
+    push_token_file: Option<String>,
 }
 
 /// The kinds of gateway, each with its own file.
@@ -178,6 +183,9 @@ pub struct GatewayConfig {
     pub name: String,
     pub rate: Rate,
     pub timeout: Duration,
+    /// What an Aliyun or http gateway's pushes must carry as `?token=` in the URL they call
+    /// ([`Secret::None`]: nothing, the path is to be kept private). Twilio signs its own.
+    pub push_token: Secret,
     pub settings: GatewaySettings,
 }
 
@@ -200,7 +208,14 @@ impl GatewaySettings {
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const COMMON_KEYS: [&str; 4] = ["kind", "rate", "timeout", "base_url"];
+const COMMON_KEYS: [&str; 6] = [
+    "kind",
+    "rate",
+    "timeout",
+    "base_url",
+    "push_token_env",
+    "push_token_file",
+];
 
 /// The `sms:` section alone, from YAML text (`route`, `gateways`, `breaker` at the top):
 /// for a channel built without a whole daemon config, as the tests do.
@@ -352,6 +367,19 @@ fn gateway(c: &mut Checker, name: &str, g: &serde_yaml::Value) -> Option<Gateway
         DEFAULT_TIMEOUT,
     );
     let base_url = common.base_url.as_deref();
+    let push_token = c.secret(
+        &at,
+        "push_token",
+        common.push_token_env.as_deref(),
+        common.push_token_file.as_deref(),
+    );
+    if kind == Kind::Twilio && !matches!(push_token, Secret::None) {
+        c.err(
+            &format!("{at}.push_token_env"),
+            "Twilio signs its requests (X-Twilio-Signature); a push token is for aliyun and http gateways",
+            Some("remove it: Twilio's callbacks are checked against auth_token".into()),
+        );
+    }
     let settings = match kind {
         Kind::Twilio => {
             let raw = read(c, &at, own)?;
@@ -377,6 +405,7 @@ fn gateway(c: &mut Checker, name: &str, g: &serde_yaml::Value) -> Option<Gateway
         name: name.to_string(),
         rate,
         timeout,
+        push_token,
         settings,
     })
 }
@@ -495,6 +524,24 @@ gateways:
   http-backup: {kind: http, method: POST, url: "https://sms.example.cn/send", headers: {Authorization: "Bearer {{secret}}"}, secret_file: secrets/sms, body: '{"to":"{{to}}","text":"{{body}}"}', format: json, success: {status: 200, pointer: /code, equals: "0"}, id_pointer: /data/id, rate: 20/s}
 breaker: {failures: 3, cooldown: 1m}
 "#;
+
+    /// An unsigned gateway's pushes can be held to a token; Twilio signs its own.
+    #[test]
+    fn a_push_token_is_for_unsigned_gateways() {
+        let c = parse(
+            "gateways:\n  ali: {kind: aliyun, access_key_id: L, access_key_secret_env: S, sign_name: 店, push_token_env: ALI_PUSH}\n",
+        )
+        .unwrap();
+        assert!(matches!(&c.gateway("ali").unwrap().push_token, Secret::Env(v) if v == "ALI_PUSH"));
+        let e = parse(
+            "gateways:\n  tw: {kind: twilio, account_sid: AC1, auth_token_env: T, from: \"+15005550006\", push_token_env: P}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.iter().any(|m| m.contains("Twilio signs its requests")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn the_documented_example_compiles() {

@@ -13,6 +13,7 @@
 
 use super::super::bounce::{self, BounceKind};
 use super::{Matcher, Report};
+use crate::values::same_secret;
 use base64::Engine;
 use serde_json::Value;
 use std::sync::Mutex;
@@ -46,11 +47,6 @@ fn b64(s: &str) -> Result<Vec<u8>, HookError> {
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
-}
-
-/// Equal in constant time (secrets compared with what a request says).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 // ---------------------------------------------------------------- Mailgun
@@ -89,7 +85,7 @@ pub fn mailgun(
     mac.update(ts.as_bytes());
     mac.update(token.as_bytes());
     let want = hex::encode(mac.finalize().into_bytes());
-    if !same(want.as_bytes(), signature.to_ascii_lowercase().as_bytes()) {
+    if !same_secret(want.as_bytes(), signature.to_ascii_lowercase().as_bytes()) {
         return Err(forged(
             "the Mailgun signature does not match the signing key",
         ));
@@ -174,7 +170,7 @@ pub fn postmark(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     );
-    if !authorization.is_some_and(|a| same(a.trim().as_bytes(), want.as_bytes())) {
+    if !authorization.is_some_and(|a| same_secret(a.trim().as_bytes(), want.as_bytes())) {
         return Err(forged("basic auth does not match email.webhooks.postmark"));
     }
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
