@@ -238,6 +238,14 @@ fn three_452_4_2_2_suppress_for_thirty_days_then_the_address_is_tried_again() {
     );
     let s = &suppressions(&ws)[0];
     assert_eq!(s["expires_at"], "2026-12-23T04:00:00Z");
+    // The list tells a running suppression from an ended one as of the time it is given.
+    for (now, shown) in [
+        ("2026-12-13T10:00:00+08:00", "[until 2026-12-23 04:00:00Z]"),
+        ("2026-12-24T10:00:00+08:00", "[ended 2026-12-23 04:00:00Z]"),
+    ] {
+        let text = ws.run(&["suppress", "list", "--now", now]).ok().stdout;
+        assert!(text.contains(shown), "as of {now}: {text}");
+    }
     assert!(
         s["reason"]
             .as_str()

@@ -37,6 +37,9 @@ pub(super) struct DailyArgs {
     /// Last UTC day, included [default: today]
     #[arg(long)]
     until: Option<String>,
+    /// Count as of this instant instead of now (its UTC day is "today")
+    #[arg(long)]
+    now: Option<String>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -57,8 +60,8 @@ pub(super) struct Args {
     by: Option<By>,
     #[command(flatten)]
     format: FormatArg,
-    /// Report as of this instant instead of now (the default --until)
-    #[arg(long, hide = true)]
+    /// Report as of this instant instead of now (the default --until), like `run --once --now`
+    #[arg(long)]
     now: Option<String>,
 }
 
@@ -77,6 +80,9 @@ pub(super) struct AnswerArgs {
     score_lte: Option<i64>,
     #[arg(long, default_value_t = 1000)]
     limit: i64,
+    /// Report as of this instant instead of now (the default --until)
+    #[arg(long)]
+    now: Option<String>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -114,7 +120,11 @@ fn day(s: &str, what: &str) -> anyhow::Result<NaiveDate> {
 /// `report daily`: no job needed (a removed job's figures stay), days rather than instants
 /// (the counts are kept by UTC day).
 async fn daily(app: &App, a: DailyArgs) -> anyhow::Result<String> {
-    let today = crate::clock::from_option(None).now().date_naive();
+    let now = match a.now.as_deref() {
+        Some(n) => parse_in(n, app.config.default_timezone, "--now")?,
+        None => crate::clock::from_option(None).now(),
+    };
+    let today = now.date_naive();
     let since = a.since.as_deref().map(|s| day(s, "--since")).transpose()?;
     let until = a.until.as_deref().map(|s| day(s, "--until")).transpose()?;
     let (since, until) = reports::daily_days(since, until, today).map_err(refused)?;
@@ -144,7 +154,7 @@ pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
         Command::Conversions(a) | Command::Nps(a) | Command::Csat(a) => {
             (&a.job, &a.since, &a.until, a.now.as_deref())
         }
-        Command::Answers(a) => (&a.job, &a.since, &a.until, None),
+        Command::Answers(a) => (&a.job, &a.since, &a.until, a.now.as_deref()),
         Command::Daily(_) => unreachable!("answered above"),
     };
     let Some(job) = app.jobs.get(job_id).cloned() else {

@@ -4,7 +4,7 @@
 use super::{App, Exit, Format, FormatArg};
 use crate::text::printable as p;
 use crate::values::normalise_phone;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 
@@ -18,6 +18,10 @@ pub(super) enum Command {
         /// Why (shown in the log of every message it stops)
         #[arg(long, default_value = "added by support")]
         reason: String,
+        /// Date the change as of this time instead of now (RFC 3339, or a date: midnight
+        /// UTC), like `run --once --now`
+        #[arg(long, value_parser = crate::values::parse_time)]
+        now: Option<DateTime<Utc>>,
     },
     /// Allow an address again (logged with who did it)
     Remove {
@@ -30,6 +34,10 @@ pub(super) enum Command {
         /// Why (for the record)
         #[arg(long, default_value = "removed by support")]
         reason: String,
+        /// Date the change as of this time instead of now (RFC 3339, or a date: midnight
+        /// UTC), like `run --once --now`
+        #[arg(long, value_parser = crate::values::parse_time)]
+        now: Option<DateTime<Utc>>,
     },
     /// Show the list: why and since when, and until when for a soft-bounce suppression
     List {
@@ -38,6 +46,10 @@ pub(super) enum Command {
         /// Every change ever made to this address's suppression, with who made it
         #[arg(long)]
         history: Option<String>,
+        /// Tell an ended suppression from a running one as of this time instead of now
+        /// (RFC 3339, or a date: midnight UTC), like `run --once --now`
+        #[arg(long, value_parser = crate::values::parse_time, conflicts_with = "history")]
+        now: Option<DateTime<Utc>>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -77,6 +89,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             channel,
             address,
             reason,
+            now,
         } => {
             let address = check_address(channel, &address)?;
             store
@@ -86,7 +99,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                     &reason,
                     Some("cli"),
                     &actor(),
-                    Utc::now(),
+                    crate::clock::from_option(now).now(),
                 )
                 .await?;
             println!(
@@ -101,11 +114,18 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             address,
             by,
             reason,
+            now,
         } => {
             let address = check_address(channel, &address)?;
             let by = by.unwrap_or_else(actor);
             if !store
-                .unsuppress(channel.as_str(), &address, &reason, &by, Utc::now())
+                .unsuppress(
+                    channel.as_str(),
+                    &address,
+                    &reason,
+                    &by,
+                    crate::clock::from_option(now).now(),
+                )
                 .await?
             {
                 return Err(Exit::invalid(format!(
@@ -126,6 +146,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             history: Some(address),
             channel,
             format,
+            now: _,
         } => {
             let channel = channel.unwrap_or(Channel::Email);
             let address = check_address(channel, &address)?;
@@ -160,7 +181,9 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             channel,
             format,
             history: None,
+            now,
         } => {
+            let now = crate::clock::from_option(now).now();
             let list = store.suppressions(channel.map(Channel::as_str)).await?;
             match format.get() {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
@@ -177,7 +200,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                                 .map(|x| format!(" ({})", p(x)))
                                 .unwrap_or_default(),
                             match s.expires_at {
-                                Some(t) if t <= Utc::now() =>
+                                Some(t) if t <= now =>
                                     format!("  [ended {}]", t.format("%Y-%m-%d %H:%M:%SZ")),
                                 Some(t) => format!("  [until {}]", t.format("%Y-%m-%d %H:%M:%SZ")),
                                 None => String::new(),
