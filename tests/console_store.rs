@@ -160,7 +160,7 @@ async fn console_store(b: Backend) {
     let sent = first("c-wf", "review-request");
     let failed = first("c-ln", "review-request");
     let task = store
-        .callback_tasks(false)
+        .callback_tasks(aftercare::store::Tasks::ToDo, 100_000)
         .await
         .unwrap()
         .into_iter()

@@ -4,7 +4,7 @@
 mod common;
 
 use common::http::HttpServer;
-use common::{SmtpSink, Workspace, birthday, event};
+use common::{Backend, SmtpSink, Workspace, birthday, event, on_both};
 use serde_json::json;
 
 fn setup(jobs: &[&str]) -> (SmtpSink, Workspace) {
@@ -588,9 +588,10 @@ fn a_callback_task_says_the_due_time_its_business_hours_give() {
     );
 }
 
-#[test]
-fn callbacks_without_a_crm_wait_for_an_agent() {
-    let (sink, ws) = setup(&["complaint-callback"]);
+fn callbacks_without_a_crm_wait_for_an_agent(b: Backend) {
+    let sink = SmtpSink::start(&[]);
+    let ws = Workspace::on(b, Some(sink.port));
+    ws.keep_jobs(&["complaint-callback"]);
     let e = json!({
         "id": "k-1", "type": "complaint.resolved", "occurred_at": "2026-11-21T10:00:00+08:00",
         "contact": {"id": "c-4", "name": "韩梅梅", "email": "han@example.com", "phone": "+8613800138000"},
@@ -632,7 +633,38 @@ fn callbacks_without_a_crm_wait_for_an_agent() {
     assert_eq!(task["attempt_log"][0]["channel"], "agent");
     assert_eq!(task["attempt_log"][0]["detail"], "called, customer happy");
     assert_eq!(ws.run(&["callbacks", "done", &id]).code, 1);
+
+    // Two more complaints, a day apart: `--all` shows the newest of every task, oldest of
+    // them first, and says when older ones are left out.
+    let more: Vec<String> = [("k-2", "c-5", "22"), ("k-3", "c-6", "23")]
+        .iter()
+        .map(|(id, contact, day)| {
+            json!({
+                "id": id, "type": "complaint.resolved",
+                "occurred_at": format!("2026-11-{day}T10:00:00+08:00"),
+                "contact": {"id": contact, "email": format!("{contact}@example.com")},
+                "data": {"complaint_id": id}
+            })
+            .to_string()
+        })
+        .collect();
+    ws.import(&more).ok();
+    let all = ws.run(&["callbacks", "--all"]).ok().stdout;
+    assert!(all.ends_with("3 task(s)\n"), "{all}");
+    let two = ws.run(&["callbacks", "--all", "--limit", "2"]).ok().stdout;
+    let contacts: Vec<&str> = two
+        .lines()
+        .filter_map(|l| l.split("complaint-callback  ").nth(1))
+        .filter_map(|who| who.split_whitespace().next())
+        .collect();
+    assert_eq!(contacts, ["c-5", "c-6"], "{two}");
+    assert!(
+        two.ends_with("2 task(s): the newest 2; older ones are left out (--limit)\n"),
+        "{two}"
+    );
 }
+
+on_both!(callbacks_without_a_crm_wait_for_an_agent);
 
 /// A stop event cancels a callback task waiting for an agent whether it comes in the same
 /// import as the trigger or a later one (before, only the same batch did: a later one

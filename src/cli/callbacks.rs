@@ -2,19 +2,24 @@
 //! those that went to one).
 
 use super::{App, Exit, Format, FormatArg};
-use crate::model::MessageState;
+use crate::model::{Contact, MessageState};
+use crate::store::Tasks;
 use crate::text::printable as p;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Also show closed and delivered tasks
+    /// Also show closed and delivered tasks: the newest --limit of them
     #[arg(long)]
     all: bool,
+    /// With --all: how many of the newest tasks to show
+    #[arg(long, default_value_t = 1000, requires = "all", value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    limit: i64,
     /// Tell due from overdue, and date a closing, as of this time instead of now (RFC 3339,
     /// or a date: midnight UTC), like `run --once --now`
     #[arg(long, value_parser = crate::values::parse_time)]
@@ -49,10 +54,32 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         println!("closed {}: {}", p(&id), p(&note));
         return Ok(());
     }
-    let tasks = store.callback_tasks(a.all).await?;
+    // Still to do: every one (a queue is short, or it is the problem to see); with --all,
+    // the newest --limit, read one more to know whether older ones were left out.
+    let (which, limit) = if a.all {
+        (Tasks::All, a.limit + 1)
+    } else {
+        (Tasks::ToDo, 100_000)
+    };
+    let mut tasks = store.callback_tasks(which, limit).await?;
+    let left_out = a.all && tasks.len() > usize::try_from(a.limit).unwrap_or(usize::MAX);
+    if a.all {
+        tasks.truncate(usize::try_from(a.limit).unwrap_or(usize::MAX));
+        // Shown oldest first, like the tasks still to do.
+        tasks.reverse();
+    }
+    let mut ids: Vec<String> = tasks.iter().map(|t| t.contact_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let contacts: HashMap<String, Contact> = store
+        .contacts(&ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
     let mut rows = Vec::new();
     for t in &tasks {
-        let contact = store.contact(&t.contact_id).await?;
+        let contact = contacts.get(&t.contact_id);
         let status = match t.state {
             MessageState::Open | MessageState::Scheduled | MessageState::Retrying
                 if t.due_at <= now =>
@@ -70,6 +97,12 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
             .map(|(t, c, status)| serde_json::json!({"task": t, "contact": c, "status": status}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
+        if left_out {
+            eprintln!(
+                "note: the newest {} task(s); older ones are left out (--limit)",
+                a.limit
+            );
+        }
     } else {
         let tz = app.config.default_timezone;
         for (t, c, status) in &rows {
@@ -96,7 +129,15 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
                     .unwrap_or_default()
             );
         }
-        println!("{} task(s)", rows.len());
+        if left_out {
+            println!(
+                "{} task(s): the newest {}; older ones are left out (--limit)",
+                rows.len(),
+                a.limit
+            );
+        } else {
+            println!("{} task(s)", rows.len());
+        }
     }
     store.close().await;
     Ok(())

@@ -236,6 +236,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("tasks.overdue", "Overdue", "已逾期"),
     ("tasks.done", "Done", "已完成"),
     ("tasks.none", "No tasks here.", "这里没有任务。"),
+    (
+        "tasks.newest",
+        "The newest 500 are shown; older ones are in `aftercare callbacks --all`.",
+        "仅显示最近的 500 条；更早的请用 `aftercare callbacks --all` 查看。",
+    ),
     ("tasks.claim", "I'm calling", "我来回访"),
     ("tasks.claimed_by", "claimed by", "认领人"),
     ("tasks.note", "Note", "备注"),

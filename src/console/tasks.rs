@@ -1,18 +1,22 @@
-//! Callback tasks for agents without a CRM: open, overdue and done, oldest first; claim one
-//! ("I'm calling") so colleagues see it is taken, close it with a note. The same rows as
-//! `aftercare callbacks`, and closing one is the same change, recorded with the agent's name.
+//! Callback tasks for agents without a CRM: open and overdue oldest first, done newest
+//! first; claim one ("I'm calling") so colleagues see it is taken, close it with a note. The
+//! same rows as `aftercare callbacks`, and closing one is the same change, recorded with the
+//! agent's name.
 
 use super::customer::{Done, notices};
 use super::layout::{address, frame, when};
 use super::{Console, Viewer};
 use crate::model::MessageState;
-use crate::store::{HandAction, NewAction};
+use crate::store::{HandAction, NewAction, Tasks};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
+
+/// How many done tasks the Done tab shows, the newest.
+const DONE_SHOWN: usize = 500;
 
 #[derive(Deserialize, Default)]
 pub(super) struct TasksQuery {
@@ -33,26 +37,34 @@ pub(super) async fn page(
     let show = q.show.as_deref().unwrap_or("open");
     let now = c.inner.clock.now();
     let store = &c.inner.store;
-    let tasks = match store.callback_tasks(show == "done").await {
+    // Done: the newest, newest first (one more read to know whether older ones are left
+    // out). Open and overdue: every one, oldest first: the customer who has waited longest
+    // is called first.
+    let read = if show == "done" {
+        store
+            .callback_tasks(Tasks::Done, DONE_SHOWN as i64 + 1)
+            .await
+    } else {
+        store.callback_tasks(Tasks::ToDo, 100_000).await
+    };
+    let mut tasks = match read {
         Ok(t) => t,
         Err(e) => return v.store_error(e),
     };
+    let done_left_out = show == "done" && tasks.len() > DONE_SHOWN;
+    if show == "done" {
+        tasks.truncate(DONE_SHOWN);
+    }
     let pending = |s: MessageState| {
         matches!(
             s,
             MessageState::Open | MessageState::Scheduled | MessageState::Retrying
         )
     };
-    let mut rows: Vec<_> = tasks
-        .into_iter()
-        .filter(|t| match show {
-            "done" => t.state.is_final(),
-            "overdue" => pending(t.state) && t.due_at <= now,
-            _ => pending(t.state) || t.state == MessageState::Claimed,
-        })
-        .collect();
-    // Oldest first: the customer who has waited longest is called first.
-    rows.sort_by_key(|t| (t.due_at, t.id.clone()));
+    if show == "overdue" {
+        tasks.retain(|t| pending(t.state) && t.due_at <= now);
+    }
+    let rows = tasks;
     let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
     let contact_ids: Vec<String> = rows.iter().map(|t| t.contact_id.clone()).collect();
     let (claims, contacts) = match (
@@ -71,6 +83,7 @@ pub(super) async fn page(
         h1 { (l.t("nav.tasks")) }
         nav.tabs { (tab("tasks.open", "open")) (tab("tasks.overdue", "overdue")) (tab("tasks.done", "done")) }
         @if rows.is_empty() { p.empty { (l.t("tasks.none")) } }
+        @if done_left_out { p.hint id="tasks-newest" { (l.t("tasks.newest")) } }
         ol.tasks id="tasks" {
             @for t in &rows {
                 @let contact = contacts.iter().find(|ct| ct.id == t.contact_id);

@@ -70,7 +70,7 @@ pub use schema::{MigrationInfo, SchemaStatus};
 pub use search::{Hit, SearchKey};
 pub(crate) use settings::url_password;
 pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
-pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, hashed_address};
+pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, Tasks, hashed_address};
 
 use contacts::event_from_parts;
 use sql::{CHUNK, on_pool, on_tx, placeholders};

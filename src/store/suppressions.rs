@@ -224,20 +224,24 @@ impl Store {
         })
     }
 
-    /// Callback tasks (rows for the `webhook` channel), newest due last: the ones still to
-    /// do, or with `include_closed` every one. Still to do is asked of the store, not
-    /// filtered after the limit: a year of closed tasks ahead of them in the order must not
-    /// push the newest open ones out.
-    pub async fn callback_tasks(&self, include_closed: bool) -> Result<Vec<MessageRecord>> {
-        use crate::model::MessageState::{Claimed, Open, Retrying, Scheduled};
+    /// Callback tasks (rows for the `webhook` channel). Still to do: oldest due first, the
+    /// customer who has waited longest on top, asked of the store rather than filtered after
+    /// the limit (a year of closed tasks ahead of them must not push open ones out). Done, or
+    /// every one: the newest `limit` due, newest first: what an agent looks back on is the
+    /// last days, not the first tasks the store ever held.
+    pub async fn callback_tasks(&self, which: Tasks, limit: i64) -> Result<Vec<MessageRecord>> {
+        use crate::model::MessageState::{
+            Cancelled, Claimed, Failed, HeldOut, Open, Retrying, Scheduled, Sent,
+        };
         let filter = super::LogFilter {
-            limit: 100_000,
+            limit,
             channel_plan: Some("webhook".into()),
-            states: if include_closed {
-                Vec::new()
-            } else {
-                vec![Scheduled, Open, Claimed, Retrying]
+            states: match which {
+                Tasks::ToDo => vec![Scheduled, Open, Claimed, Retrying],
+                Tasks::Done => vec![Sent, Failed, Cancelled, HeldOut],
+                Tasks::All => Vec::new(),
             },
+            newest: which != Tasks::ToDo,
             ..Default::default()
         };
         self.find_messages(&filter).await
@@ -464,4 +468,14 @@ mod tests {
             assert_eq!(all.len(), 40_000);
         }
     }
+}
+
+/// Which callback tasks [`Store::callback_tasks`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tasks {
+    /// Waiting, claimed or retrying.
+    ToDo,
+    /// Closed by an agent, delivered to a CRM, failed or cancelled.
+    Done,
+    All,
 }
