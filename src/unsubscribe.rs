@@ -23,11 +23,10 @@
 )]
 
 use crate::check::Checker;
-use crate::values::Secret;
+use crate::values::{Seal, Secret, Unsealed};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -35,11 +34,9 @@ type HmacSha256 = Hmac<Sha256>;
 const MAC_LEN: usize = 16;
 /// Bound to every sealed token: a ciphertext made for something else never opens as one.
 const AAD: &[u8] = b"aftercare unsubscribe v2";
-/// ChaCha20-Poly1305's tag.
-const TAG_LEN: usize = 16;
 /// The shortest sealed token, in characters: a nonce, a tag and `c|a` (the OpenAPI pattern
 /// `api::schema::TOKEN` says the same).
-pub const SEALED_MIN_LEN: usize = ((NONCE_LEN + TAG_LEN + 3) * 4).div_ceil(3);
+pub const SEALED_MIN_LEN: usize = ((Seal::NONCE_LEN + Seal::TAG_LEN + 3) * 4).div_ceil(3);
 
 /// `unsubscribe:` as written.
 #[derive(Debug, serde::Deserialize)]
@@ -178,30 +175,17 @@ impl Unsubscriber {
         mac.finalize().into_bytes().into()
     }
 
-    fn sealing_key(&self) -> LessSafeKey {
-        let key = self.derived(b"aftercare unsubscribe v2 key", b"");
-        LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, &key).expect("ChaCha20-Poly1305 takes 32 bytes"),
-        )
+    fn sealer(&self) -> Seal {
+        Seal::new(&self.derived(b"aftercare unsubscribe v2 key", b""), AAD)
     }
 
     /// The token for one address on one channel.
     pub fn token(&self, channel: &str, address: &str) -> String {
         let payload = format!("{channel}|{address}");
-        let mut nonce = [0u8; NONCE_LEN];
+        let mut nonce = [0u8; Seal::NONCE_LEN];
         let derived = self.derived(b"aftercare unsubscribe v2 nonce", payload.as_bytes());
-        nonce.copy_from_slice(&derived[..NONCE_LEN]);
-        let mut sealed = payload.into_bytes();
-        self.sealing_key()
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
-                &mut sealed,
-            )
-            .expect("sealing fails only for payloads of hundreds of GiB");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(out)
+        nonce.copy_from_slice(&derived[..Seal::NONCE_LEN]);
+        self.sealer().seal(nonce, payload.as_bytes())
     }
 
     /// (channel, address) for a genuine token, of either format.
@@ -210,25 +194,11 @@ impl Unsubscriber {
         if token.contains('.') {
             return self.verify_v1(token);
         }
-        let raw = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| TokenError::Malformed)?;
-        if raw.len() < NONCE_LEN + TAG_LEN {
-            return Err(TokenError::Malformed);
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let mut nonce_bytes = [0u8; NONCE_LEN];
-        nonce_bytes.copy_from_slice(nonce);
-        let mut sealed = sealed.to_vec();
-        let payload = self
-            .sealing_key()
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(AAD),
-                &mut sealed,
-            )
-            .map_err(|_| TokenError::BadSignature)?;
-        let text = std::str::from_utf8(payload).map_err(|_| TokenError::Malformed)?;
+        let payload = self.sealer().open(token).map_err(|e| match e {
+            Unsealed::Malformed => TokenError::Malformed,
+            Unsealed::Forged => TokenError::BadSignature,
+        })?;
+        let text = std::str::from_utf8(&payload).map_err(|_| TokenError::Malformed)?;
         match text.split_once('|') {
             Some((channel, address)) if !channel.is_empty() && !address.is_empty() => {
                 Ok((channel.to_string(), address.to_string()))

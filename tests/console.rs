@@ -334,6 +334,14 @@ async fn the_console_in_a_real_browser() {
         })
         .collect();
     ws.import(&many).ok();
+    // A shop that keys its customers by phone number.
+    ws.import(&[
+        json!({"id": "evt-k", "type": "order.delivered", "occurred_at": ago(Days::hours(1)),
+               "contact": {"id": "13900139000", "email": "keyed@example.com"},
+               "data": {"order_id": "K-1"}})
+        .to_string(),
+    ])
+    .ok();
     let latest = ws.logs_json(&["--order", "M-5000"]);
     let latest_request = latest[0]["id"].as_str().unwrap().to_string();
 
@@ -551,6 +559,19 @@ async fn the_console_in_a_real_browser() {
             .is_empty()
     );
     b.shot("marketing").await;
+    // A customer whose id is a phone number: neither marketing's page nor its address shows
+    // it; the link is sealed, and one that does not open says so.
+    b.open("/console/search?q=keyed%40example.com").await;
+    let path = b.path().await;
+    assert!(path.starts_with("/console/c/"), "{path}");
+    let page = b.c.source().await.unwrap();
+    assert!(
+        !page.contains("13900139000"),
+        "marketing sees the id: {page}"
+    );
+    assert!(b.text("h1").await.ends_with("9000"), "{page}");
+    b.open(&format!("{path}x")).await;
+    assert!(b.text(".problem").await.contains("no longer valid"));
     b.open(&format!("/console/message/{sent}")).await;
     assert!(!b.c.source().await.unwrap().contains(EMAIL));
     let (cookie, csrf) = b.session().await;

@@ -8,6 +8,7 @@ use crate::model::{Contact, Event, MessageRecord, MessageState};
 use crate::store::{
     AgentAction, HandAction, LogFilter, NewAction, SearchKey, StoredReply, Suppression,
 };
+use crate::values::Seal;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
@@ -19,6 +20,63 @@ use serde::Deserialize;
 
 /// Timeline items shown at most (newest first).
 const TIMELINE_MAX: usize = 500;
+
+/// Links to customers whose id is an email address or a phone number (shops that key
+/// customers by them), for viewers who may not read addresses: the id is sealed into the
+/// link, under keys drawn when the daemon starts, so neither the page, the address bar nor
+/// the browser's history shows it. Such a link lasts while the daemon runs, like the
+/// session that opened it.
+pub(super) struct CustomerLinks {
+    seal: Seal,
+    /// Derives each id's nonce: one stable link per customer, no nonce used twice.
+    nonce_key: [u8; 32],
+}
+
+impl CustomerLinks {
+    pub(super) fn new() -> CustomerLinks {
+        use rand::RngCore;
+        let (mut key, mut nonce_key) = ([0u8; 32], [0u8; 32]);
+        rand::rng().fill_bytes(&mut key);
+        rand::rng().fill_bytes(&mut nonce_key);
+        CustomerLinks {
+            seal: Seal::new(&key, b"aftercare console customer link"),
+            nonce_key,
+        }
+    }
+
+    fn seal(&self, id: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.nonce_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut nonce = [0u8; Seal::NONCE_LEN];
+        for (n, d) in nonce.iter_mut().zip(digest.iter()) {
+            *n = *d;
+        }
+        self.seal.seal(nonce, id.as_bytes())
+    }
+
+    fn open(&self, token: &str) -> Option<String> {
+        String::from_utf8(self.seal.open(token).ok()?).ok()
+    }
+}
+
+/// The link to a customer's page for this viewer: sealed when the id would show an address
+/// the viewer may not read.
+pub(super) fn customer_href(c: &Console, v: &Viewer, id: &str) -> String {
+    if v.role.sees_addresses() || super::layout::mask_in_text(id) == id {
+        format!("/console/customer/{}", super::encode_path(id))
+    } else {
+        format!("/console/c/{}", c.inner.links.seal(id))
+    }
+}
+
+/// A customer as this viewer may see them called: the name, else the id, masked like free
+/// text (a name or an id may be a phone number).
+pub(super) fn customer_name(v: &Viewer, name: Option<&str>, id: &str) -> String {
+    text(v, name.unwrap_or(id))
+}
 
 #[derive(Deserialize, Default)]
 pub(super) struct SearchQuery {
@@ -88,11 +146,7 @@ pub(super) async fn search(
             Ok(hits) => {
                 // One match: straight to the customer.
                 if let [one] = hits.as_slice() {
-                    return Redirect::to(&format!(
-                        "/console/customer/{}",
-                        super::encode_path(&one.contact.id)
-                    ))
-                    .into_response();
+                    return Redirect::to(&customer_href(&c, &v, &one.contact.id)).into_response();
                 }
                 results = Some(hits);
             }
@@ -114,8 +168,8 @@ pub(super) async fn search(
                     tbody {
                         @for h in hits {
                             tr {
-                                td { a href={ "/console/customer/" (super::encode_path(&h.contact.id)) } { (h.contact.name.as_deref().unwrap_or("—")) } }
-                                td { (h.contact.id) }
+                                td { a href=(customer_href(&c, &v, &h.contact.id)) { (h.contact.name.as_deref().map(|n| text(&v, n)).unwrap_or_else(|| "—".into())) } }
+                                td { (text(&v, &h.contact.id)) }
                                 td { (h.contact.email.as_deref().map(|e| address(&v, e)).unwrap_or_default()) }
                                 td { (h.contact.phone.as_deref().map(|p| address(&v, p)).unwrap_or_default()) }
                                 td { (l.t(match_key(h.matched))) }
@@ -201,6 +255,23 @@ pub(super) async fn page(
     Path(id): Path<String>,
     Query(d): Query<Done>,
 ) -> Response {
+    show(c, v, id, d).await
+}
+
+/// The customer page by a sealed link ([`CustomerLinks`]).
+pub(super) async fn sealed_page(
+    State(c): State<Console>,
+    v: Viewer,
+    Path(token): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    match c.inner.links.open(&token) {
+        Some(id) => show(c, v, id, d).await,
+        None => v.refuse(StatusCode::NOT_FOUND, "customer.link_gone"),
+    }
+}
+
+async fn show(c: Console, v: Viewer, id: String, d: Done) -> Response {
     let l = v.lang;
     let store = &c.inner.store;
     let contact = match store.contact(&id).await {
@@ -257,7 +328,7 @@ pub(super) async fn page(
     let now = c.inner.clock.now();
     let body = html! {
         (notices(&v, &d))
-        h1 { (contact.name.as_deref().unwrap_or(&contact.id)) }
+        h1 { (customer_name(&v, contact.name.as_deref(), &contact.id)) }
         (who(&v, &contact, zone, now, &suppressions, &book.default_locale))
         h2 { (l.t("customer.timeline")) }
         @if truncated { p.hint { (l.t("customer.truncated")) } }
@@ -265,7 +336,12 @@ pub(super) async fn page(
             @for item in &items { (timeline_item(&v, item, &contact, zone)) }
         }
     };
-    frame(&v, contact.name.as_deref().unwrap_or(&contact.id), body).into_response()
+    frame(
+        &v,
+        &customer_name(&v, contact.name.as_deref(), &contact.id),
+        body,
+    )
+    .into_response()
 }
 
 fn who(
@@ -284,7 +360,7 @@ fn who(
     };
     html! {
         dl.who id="who" {
-            dt { (l.t("customer.id")) } dd { (contact.id) }
+            dt { (l.t("customer.id")) } dd { (text(v, &contact.id)) }
             dt { (l.t("customer.email")) } dd id="email" { (contact.email.as_deref().map(|e| address(v, e)).unwrap_or_else(|| "—".into())) }
             dt { (l.t("customer.phone")) } dd id="phone" { (contact.phone.as_deref().map(|p| address(v, p)).unwrap_or_else(|| "—".into())) }
             dt { (l.t("customer.locale")) } dd { (contact.locale.as_deref().unwrap_or(default_locale)) }
@@ -461,7 +537,7 @@ pub(super) async fn message(
     let zone = contact.as_ref().map(|ct| c.book().zone_of(ct));
     let body = html! {
         (notices(&v, &d))
-        p.crumbs { a href={ "/console/customer/" (super::encode_path(&m.contact_id)) } { "← " (contact.as_ref().and_then(|c| c.name.clone()).unwrap_or_else(|| m.contact_id.clone())) } }
+        p.crumbs { a href=(customer_href(&c, &v, &m.contact_id)) { "← " (customer_name(&v, contact.as_ref().and_then(|c| c.name.as_deref()), &m.contact_id)) } }
         h1 { (m.job_id) " · " (l.t("step")) " " (m.step) }
         dl.who id="message" {
             dt { (l.t("state")) } dd id="state" { (m.state.as_str()) @if let Some(d) = &m.delivery { " (" (d) ")" } }
@@ -668,6 +744,23 @@ pub(super) async fn unsuppress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_customer_link_opens_here_only_and_says_nothing() {
+        let links = CustomerLinks::new();
+        let token = links.seal("+8613900139000");
+        assert_eq!(links.seal("+8613900139000"), token, "one link per customer");
+        assert_ne!(links.seal("+8613900139001"), token);
+        assert!(!token.contains("139"), "{token}");
+        assert_eq!(links.open(&token).as_deref(), Some("+8613900139000"));
+        // Another daemon's keys (a restart), an altered or a cut link: nothing.
+        assert_eq!(CustomerLinks::new().open(&token), None);
+        let mut altered = token.clone().into_bytes();
+        altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
+        assert_eq!(links.open(&String::from_utf8(altered).unwrap()), None);
+        assert_eq!(links.open(&token[..10]), None);
+        assert_eq!(links.open("not base64 !"), None);
+    }
 
     #[test]
     fn an_erased_entry_is_shown_by_the_contacts_own_address() {

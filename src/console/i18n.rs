@@ -232,6 +232,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
         "存储没有响应，请重试。",
     ),
     ("customer.none", "No such customer.", "没有这个客户。"),
+    (
+        "customer.link_gone",
+        "This link is no longer valid (it lasts while the service runs): search for the customer again.",
+        "此链接已失效（仅在服务运行期间有效）：请重新搜索该客户。",
+    ),
     ("tasks.open", "Open", "待处理"),
     ("tasks.overdue", "Overdue", "已逾期"),
     ("tasks.done", "Done", "已完成"),

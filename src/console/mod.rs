@@ -153,6 +153,7 @@ struct Inner {
     relay: Option<Arc<crate::channels::email::relay::RelayHealth>>,
     /// The last forecast (computed at most every few minutes: it copies the store).
     forecast_cache: tokio::sync::Mutex<Option<(Instant, Forecast)>>,
+    links: customer::CustomerLinks,
 }
 
 impl Console {
@@ -176,6 +177,7 @@ impl Console {
                 sms: setup.sms,
                 relay: setup.relay,
                 forecast_cache: tokio::sync::Mutex::new(None),
+                links: customer::CustomerLinks::new(),
             }),
         }
     }
@@ -194,6 +196,7 @@ pub fn router(c: Console) -> axum::Router {
         .route("/lang/{code}", get(set_lang))
         .route("/search", get(customer::search))
         .route("/customer/{id}", get(customer::page))
+        .route("/c/{token}", get(customer::sealed_page))
         .route("/customer/{id}/suppress", post(customer::suppress))
         .route("/customer/{id}/unsuppress", post(customer::unsuppress))
         .route("/message/{id}", get(customer::message))
