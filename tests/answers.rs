@@ -709,32 +709,11 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
     // Without --since/--until a report's window ends at --now: the answers of 24 November
     // are not there as of the morning before, and are as of the day after; `report daily`
     // counts the days up to --now's.
-    for (now, answers) in [("2026-11-24T09:00:00+08:00", 0), ("2026-11-25", 3)] {
+    let as_of = |report: &str, now: &str| {
         let out = ws
             .run(&[
                 "report",
-                "answers",
-                "--job",
-                "repair-csat",
-                "--now",
-                now,
-                "--format",
-                "json",
-            ])
-            .ok()
-            .stdout;
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(
-            v["answers"].as_array().map(Vec::len),
-            Some(answers),
-            "as of {now}: {v}"
-        );
-    }
-    let sent_by_day = |now: &str| {
-        let out = ws
-            .run(&[
-                "report",
-                "daily",
+                report,
                 "--job",
                 "repair-csat",
                 "--now",
@@ -746,9 +725,17 @@ fn support_records_an_answer_by_job_and_contact(b: Backend) {
             .stdout;
         serde_json::from_str::<Value>(&out).unwrap()
     };
-    let november = sent_by_day("2026-11-30");
+    for (now, answers) in [("2026-11-24T09:00:00+08:00", 0), ("2026-11-25", 3)] {
+        let v = as_of("answers", now);
+        assert_eq!(
+            v["answers"].as_array().map(Vec::len),
+            Some(answers),
+            "as of {now}: {v}"
+        );
+    }
+    let november = as_of("daily", "2026-11-30");
     assert!(november.to_string().contains("2026-11-2"), "{november}");
-    let june = sent_by_day("2027-06-01");
+    let june = as_of("daily", "2027-06-01");
     assert!(!june.to_string().contains("2026-11"), "{june}");
     // The shipped callback is for NPS detractors: a CSAT 2 plans none.
     assert_eq!(
