@@ -6,7 +6,8 @@
 //! without the CSRF token is refused; five wrong passwords slow a name down. Every page is
 //! checked for loads from anywhere but the daemon and for console errors, and each step
 //! leaves a screenshot in `target/console-shots/` for a human look. Beside it, without a
-//! browser: a flood of sign-ins runs a few password checks at a time.
+//! browser: a flood of sign-ins runs a few password checks at a time; the Done tab lists the
+//! newest closed tasks first.
 
 mod common;
 
@@ -832,4 +833,43 @@ fn a_strangers_guesses_do_not_lock_out_a_browser_that_signed_in_before() {
     let back = mine.post_from("li.na", SUPPORT_PW, Some(&device));
     assert_eq!(back.status().as_u16(), 303, "the owner's browser gets in");
     assert!(set_cookie(&back, "aftercare_session").is_some());
+}
+
+/// The Done tab lists what was closed last first: a long history of closed tasks must not
+/// push the last days' off the page (it showed the oldest first, up to 100,000 of them).
+#[test]
+fn the_done_tab_shows_the_newest_tasks_first() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["complaint-callback"]);
+    let complaints: Vec<String> = [("k-1", "21"), ("k-2", "22"), ("k-3", "23")]
+        .iter()
+        .map(|(id, day)| {
+            json!({"id": id, "type": "complaint.resolved",
+                   "occurred_at": format!("2026-11-{day}T10:00:00+08:00"),
+                   "contact": {"id": format!("c-{id}"), "email": format!("{id}@example.com")},
+                   "data": {"complaint_id": id}})
+            .to_string()
+        })
+        .collect();
+    ws.import(&complaints).ok();
+    ws.once("2026-11-30T10:00:00+08:00");
+    let open: Value = serde_json::from_str(&ws.run(&["callbacks", "--json"]).ok().stdout).unwrap();
+    let open = open.as_array().unwrap();
+    assert_eq!(open.len(), 3, "{open:?}");
+    for t in open {
+        ws.run(&["callbacks", "done", t["task"]["id"].as_str().unwrap()])
+            .ok();
+    }
+    let (_daemon, base) = console_daemon(&ws);
+    let form = SignIn::new(&base);
+    let session = form.session("li.na", SUPPORT_PW);
+    let page = form
+        .get("/console/tasks?show=done", &session)
+        .text()
+        .unwrap();
+    let at = |who: &str| {
+        page.find(&format!("/console/customer/c-{who}\""))
+            .unwrap_or_else(|| panic!("{who} is not under Done: {page}"))
+    };
+    assert!(at("k-3") < at("k-2") && at("k-2") < at("k-1"), "{page}");
 }

@@ -194,3 +194,20 @@ pub(super) async fn done(
     tracing::info!(task = %crate::text::printable(&id), by = %v.user, "callback task closed in the console");
     after(&v, r, "done")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DONE_SHOWN;
+    use crate::console::i18n::Lang;
+
+    #[test]
+    fn the_done_tabs_note_says_how_many_it_shows() {
+        for l in [Lang::Zh, Lang::En] {
+            assert!(
+                l.t("tasks.newest").contains(&DONE_SHOWN.to_string()),
+                "{}",
+                l.t("tasks.newest")
+            );
+        }
+    }
+}
