@@ -90,11 +90,13 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// Text sealed into a link (an unsubscribe token, a customer's page for a viewer who may
 /// not read addresses): ChaCha20-Poly1305, `base64url(nonce ‖ ciphertext ‖ tag)`, so the
-/// link says nothing to whoever sees it, and a changed character does not open. The caller
-/// picks the nonce: one derived from the payload under a key of its own gives each payload
-/// one stable token and never uses a nonce for two payloads.
+/// link says nothing to whoever sees it, and a changed character does not open. The nonce is
+/// derived from the payload under a key of its own (HMAC-SHA256 of `nonce_label ‖ payload`):
+/// each payload gets one stable token, and no nonce is used for two payloads.
 pub struct Seal {
     key: ring::aead::LessSafeKey,
+    nonce_key: Vec<u8>,
+    nonce_label: &'static [u8],
     /// Bound to every token: one sealed for another use never opens as this one.
     aad: &'static [u8],
 }
@@ -113,20 +115,42 @@ impl Seal {
     /// ChaCha20-Poly1305's tag.
     pub const TAG_LEN: usize = 16;
 
-    pub fn new(key: &[u8; 32], aad: &'static [u8]) -> Seal {
+    pub fn new(
+        key: &[u8; 32],
+        nonce_key: &[u8],
+        nonce_label: &'static [u8],
+        aad: &'static [u8],
+    ) -> Seal {
         use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
         #[allow(clippy::expect_used)]
         let key =
             UnboundKey::new(&CHACHA20_POLY1305, key).expect("ChaCha20-Poly1305 takes 32 bytes");
         Seal {
             key: LessSafeKey::new(key),
+            nonce_key: nonce_key.to_vec(),
+            nonce_label,
             aad,
         }
     }
 
-    pub fn seal(&self, nonce: [u8; Seal::NONCE_LEN], payload: &[u8]) -> String {
+    fn nonce(&self, payload: &[u8]) -> [u8; Seal::NONCE_LEN] {
+        use hmac::{KeyInit, Mac};
+        #[allow(clippy::expect_used)]
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.nonce_key)
+            .expect("HMAC takes any key length");
+        mac.update(self.nonce_label);
+        mac.update(payload);
+        let mut nonce = [0u8; Seal::NONCE_LEN];
+        for (n, d) in nonce.iter_mut().zip(mac.finalize().into_bytes()) {
+            *n = d;
+        }
+        nonce
+    }
+
+    pub fn seal(&self, payload: &[u8]) -> String {
         use base64::Engine;
         use ring::aead::{Aad, Nonce};
+        let nonce = self.nonce(payload);
         let mut sealed = payload.to_vec();
         #[allow(clippy::expect_used)]
         self.key

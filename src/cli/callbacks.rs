@@ -62,9 +62,10 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         (Tasks::ToDo, 100_000)
     };
     let mut tasks = store.callback_tasks(which, limit).await?;
-    let left_out = a.all && tasks.len() > usize::try_from(a.limit).unwrap_or(usize::MAX);
+    let shown = usize::try_from(a.limit).unwrap_or(usize::MAX);
+    let left_out = a.all && tasks.len() > shown;
     if a.all {
-        tasks.truncate(usize::try_from(a.limit).unwrap_or(usize::MAX));
+        tasks.truncate(shown);
         // Shown oldest first, like the tasks still to do.
         tasks.reverse();
     }

@@ -87,6 +87,14 @@ pub(super) struct AnswerArgs {
     format: FormatArg,
 }
 
+/// `--now` as given, else the wall clock.
+fn now_of(given: Option<&str>, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
+    match given {
+        Some(n) => parse_in(n, tz, "--now"),
+        None => Ok(crate::clock::from_option(None).now()),
+    }
+}
+
 /// RFC 3339, or a date meaning its midnight in `tz`.
 pub(super) fn parse_in(s: &str, tz: Tz, what: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -120,11 +128,7 @@ fn day(s: &str, what: &str) -> anyhow::Result<NaiveDate> {
 /// `report daily`: no job needed (a removed job's figures stay), days rather than instants
 /// (the counts are kept by UTC day).
 async fn daily(app: &App, a: DailyArgs) -> anyhow::Result<String> {
-    let now = match a.now.as_deref() {
-        Some(n) => parse_in(n, app.config.default_timezone, "--now")?,
-        None => crate::clock::from_option(None).now(),
-    };
-    let today = now.date_naive();
+    let today = now_of(a.now.as_deref(), app.config.default_timezone)?.date_naive();
     let since = a.since.as_deref().map(|s| day(s, "--since")).transpose()?;
     let until = a.until.as_deref().map(|s| day(s, "--until")).transpose()?;
     let (since, until) = reports::daily_days(since, until, today).map_err(refused)?;
@@ -163,10 +167,7 @@ pub(super) async fn run(config_path: &Path, c: Command) -> anyhow::Result<()> {
             .unwrap_or_default();
         return Err(Exit::invalid(format!("no job `{job_id}`{hint}")));
     };
-    let now = match now {
-        Some(n) => parse_in(n, tz, "--now")?,
-        None => crate::clock::from_option(None).now(),
-    };
+    let now = now_of(now, tz)?;
     let since = since
         .as_deref()
         .map(|s| parse_in(s, tz, "--since"))

@@ -26,11 +26,7 @@ const TIMELINE_MAX: usize = 500;
 /// link, under keys drawn when the daemon starts, so neither the page, the address bar nor
 /// the browser's history shows it. Such a link lasts while the daemon runs, like the
 /// session that opened it.
-pub(super) struct CustomerLinks {
-    seal: Seal,
-    /// Derives each id's nonce: one stable link per customer, no nonce used twice.
-    nonce_key: [u8; 32],
-}
+pub(super) struct CustomerLinks(Seal);
 
 impl CustomerLinks {
     pub(super) fn new() -> CustomerLinks {
@@ -38,27 +34,20 @@ impl CustomerLinks {
         let (mut key, mut nonce_key) = ([0u8; 32], [0u8; 32]);
         rand::rng().fill_bytes(&mut key);
         rand::rng().fill_bytes(&mut nonce_key);
-        CustomerLinks {
-            seal: Seal::new(&key, b"aftercare console customer link"),
-            nonce_key,
-        }
+        CustomerLinks(Seal::new(
+            &key,
+            &nonce_key,
+            b"",
+            b"aftercare console customer link",
+        ))
     }
 
     fn seal(&self, id: &str) -> String {
-        use hmac::{KeyInit, Mac};
-        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.nonce_key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(id.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut nonce = [0u8; Seal::NONCE_LEN];
-        for (n, d) in nonce.iter_mut().zip(digest.iter()) {
-            *n = *d;
-        }
-        self.seal.seal(nonce, id.as_bytes())
+        self.0.seal(id.as_bytes())
     }
 
     fn open(&self, token: &str) -> Option<String> {
-        String::from_utf8(self.seal.open(token).ok()?).ok()
+        String::from_utf8(self.0.open(token).ok()?).ok()
     }
 }
 

@@ -40,21 +40,20 @@ pub(super) async fn page(
     // Done: the newest, newest first (one more read to know whether older ones are left
     // out). Open and overdue: every one, oldest first: the customer who has waited longest
     // is called first.
-    let read = if show == "done" {
+    let done = show == "done";
+    let read = if done {
         store
             .callback_tasks(Tasks::Done, DONE_SHOWN as i64 + 1)
             .await
     } else {
         store.callback_tasks(Tasks::ToDo, 100_000).await
     };
-    let mut tasks = match read {
+    let mut rows = match read {
         Ok(t) => t,
         Err(e) => return v.store_error(e),
     };
-    let done_left_out = show == "done" && tasks.len() > DONE_SHOWN;
-    if show == "done" {
-        tasks.truncate(DONE_SHOWN);
-    }
+    let done_left_out = done && rows.len() > DONE_SHOWN;
+    rows.truncate(if done { DONE_SHOWN } else { rows.len() });
     let pending = |s: MessageState| {
         matches!(
             s,
@@ -62,9 +61,8 @@ pub(super) async fn page(
         )
     };
     if show == "overdue" {
-        tasks.retain(|t| pending(t.state) && t.due_at <= now);
+        rows.retain(|t| pending(t.state) && t.due_at <= now);
     }
-    let rows = tasks;
     let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
     let contact_ids: Vec<String> = rows.iter().map(|t| t.contact_id.clone()).collect();
     let (claims, contacts) = match (

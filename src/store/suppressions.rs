@@ -248,6 +248,16 @@ impl Store {
     }
 }
 
+/// Which callback tasks [`Store::callback_tasks`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tasks {
+    /// Waiting, claimed or retrying.
+    ToDo,
+    /// Closed by an agent, delivered to a CRM, failed or cancelled.
+    Done,
+    All,
+}
+
 /// A row of [`select_suppressions!`] as a [`Suppression`].
 pub(super) fn suppression_from_row<R: Row>(r: &R) -> Result<Suppression>
 where
@@ -468,14 +478,4 @@ mod tests {
             assert_eq!(all.len(), 40_000);
         }
     }
-}
-
-/// Which callback tasks [`Store::callback_tasks`] reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tasks {
-    /// Waiting, claimed or retrying.
-    ToDo,
-    /// Closed by an agent, delivered to a CRM, failed or cancelled.
-    Done,
-    All,
 }
