@@ -13,17 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(aftercare_bin)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/jobs"
-cp -r "$root/message_templates" "$work/"
+file_workspace "$work"
 cp "$root/jobs/birthday.yaml" "$work/jobs/"
-cat > "$work/aftercare.yaml" <<YAML
-store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: normal}
-jobs_dir: jobs
-templates_dir: message_templates
-defaults: {timezone: Asia/Shanghai, locale: zh-CN}
-email: {from: "Example Shop <care@example.com>", transport: file, file: {dir: data/outbox}}
-policy: {consent: opt_out, caps: []}
-YAML
 # Birthdays spread over the year, time zones from Shanghai to Los Angeles.
 awk -v n="$N" 'BEGIN {
   split("Asia/Shanghai Asia/Tokyo Europe/Berlin Europe/London America/New_York America/Los_Angeles", tz, " ");

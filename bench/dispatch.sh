@@ -28,28 +28,9 @@ export PATH=$PATH:/usr/sbin
 bin=$(aftercare_bin)
 work=$(mktemp -d)
 trap 'kill $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-user=(); [ "$(id -u)" = 0 ] && user=(-u nobody)
-smtp-sink "${user[@]}" -m 1024 127.0.0.1:$port 1024 >/dev/null 2>&1 &
-sink_pid=$!
-for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+start_sink
 
-mkdir -p "$work/jobs"
-cp "$root/jobs/review-request.yaml" "$work/jobs/"
-cp -r "$root/message_templates" "$work/"
-cat > "$work/aftercare.yaml" <<YAML
-store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: $SYNC}
-jobs_dir: jobs
-templates_dir: message_templates
-defaults: {timezone: Asia/Shanghai, locale: zh-CN}
-email:
-  from: "Example Shop <care@example.com>"
-  transport: smtp
-  smtp: {host: 127.0.0.1, port: $port, tls: none, pool_size: $SESSIONS, timeout: 30s}
-dispatch: {batch_size: $BATCH, concurrency: $CONCURRENCY, expire_after: never}
-policy: {consent: opt_out, caps: [], send_window: {start: "00:00", end: "24:00"}}
-YAML
-awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-20T10:00:00+08:00\",\"contact\":{\"id\":\"c-%d\",\"name\":\"王芳\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\",\"timezone\":\"Asia/Shanghai\"},\"data\":{\"order_id\":\"SO-%d\",\"review_url\":\"https://shop.example.com/review/SO-%d\"}}\n", i, i, i, i, i }' > "$work/events.jsonl"
+sink_workspace "$work" "$N" "$SYNC" "$SESSIONS" "$BATCH" "$CONCURRENCY" 30s
 
 secs() { python3 -c "import time; print(time.monotonic())"; }
 rate() { python3 -c "print(f'{$1/($3-$2):,.0f}')"; }

@@ -18,33 +18,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(aftercare_bin)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/jobs"
-cp -r "$root/message_templates" "$work/"
-cat > "$work/aftercare.yaml" <<YAML
-store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: normal}
-jobs_dir: jobs
-templates_dir: message_templates
-defaults: {timezone: Asia/Shanghai, locale: zh-CN}
-email: {from: "Example Shop <care@example.com>", transport: file, file: {dir: data/outbox}}
-policy: {consent: opt_out, caps: []}
-YAML
+file_workspace "$work"
 ac() { "$bin" --config "$work/aftercare.yaml" "$@"; }
 
 case $mode in
 year)
   N=${2:-100}
   now=2027-03-01T00:00:00Z until=2028-03-01T00:00:00Z
-  cat > "$work/jobs/business-hours.yaml" <<YAML
-id: business-hours
-trigger: {cron: "*/15 9-17 * * MON-FRI", timezone: Asia/Shanghai}
-audience: {where: {contact.attributes.team: ops}}
-template: nps_survey
-survey: nps
-channels: [email]
-YAML
-  for i in $(seq 1 "$N"); do
-    printf '{"id":"u-%d","type":"contact.updated","occurred_at":"2027-01-01T00:00:00Z","contact":{"id":"c-%d","email":"c%d@example.com","attributes":{"team":"ops"}}}\n' "$i" "$i" "$i"
-  done > "$work/events.jsonl"
+  year_job "$work" "$N"
   echo "a year ($now to $until) of */15 9-17 * * MON-FRI for $N contacts"
   goal=5 # seconds, for 100 contacts
   ;;

@@ -30,53 +30,16 @@ bins=("$(aftercare_bin)")
 
 work=$(mktemp -d)
 trap 'kill $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-user=(); [ "$(id -u)" = 0 ] && user=(-u nobody)
-smtp-sink "${user[@]}" -m 1024 127.0.0.1:$port 1024 >/dev/null 2>&1 &
-sink_pid=$!
-for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+start_sink
 
 # The dispatch workspace: one store of N due messages, copied for each count.
-mkdir -p "$work/d/jobs" "$work/f/jobs"
-cp "$root/jobs/review-request.yaml" "$work/d/jobs/"
-cp -r "$root/message_templates" "$work/d/"
-cp -r "$root/message_templates" "$work/f/"
-cat > "$work/d/aftercare.yaml" <<YAML
-store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: full}
-jobs_dir: jobs
-templates_dir: message_templates
-defaults: {timezone: Asia/Shanghai, locale: zh-CN}
-email:
-  from: "Example Shop <care@example.com>"
-  transport: smtp
-  smtp: {host: 127.0.0.1, port: $port, tls: none, pool_size: 16, timeout: 120s}
-dispatch: {batch_size: 256, concurrency: 32, expire_after: never}
-policy: {consent: opt_out, caps: [], send_window: {start: "00:00", end: "24:00"}}
-YAML
-awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-20T10:00:00+08:00\",\"contact\":{\"id\":\"c-%d\",\"name\":\"王芳\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\",\"timezone\":\"Asia/Shanghai\"},\"data\":{\"order_id\":\"SO-%d\",\"review_url\":\"https://shop.example.com/review/SO-%d\"}}\n", i, i, i, i, i }' > "$work/d/events.jsonl"
+sink_workspace "$work/d" "$N" full 16 256 32 120s
 (cd "$work/d" && "${bins[0]}" --config aftercare.yaml events import events.jsonl >/dev/null)
 mv "$work/d/data" "$work/d/store"
 
 # The forecast workspace.
-cat > "$work/f/aftercare.yaml" <<YAML
-store: {url: "sqlite://data/aftercare.db", sqlite_synchronous: normal}
-jobs_dir: jobs
-templates_dir: message_templates
-defaults: {timezone: Asia/Shanghai, locale: zh-CN}
-email: {from: "Example Shop <care@example.com>", transport: file, file: {dir: data/outbox}}
-policy: {consent: opt_out, caps: []}
-YAML
-cat > "$work/f/jobs/business-hours.yaml" <<YAML
-id: business-hours
-trigger: {cron: "*/15 9-17 * * MON-FRI", timezone: Asia/Shanghai}
-audience: {where: {contact.attributes.team: ops}}
-template: nps_survey
-survey: nps
-channels: [email]
-YAML
-for i in $(seq 1 100); do
-  printf '{"id":"u-%d","type":"contact.updated","occurred_at":"2027-01-01T00:00:00Z","contact":{"id":"c-%d","email":"c%d@example.com","attributes":{"team":"ops"}}}\n' "$i" "$i" "$i"
-done > "$work/f/events.jsonl"
+file_workspace "$work/f"
+year_job "$work/f" 100
 (cd "$work/f" && "${bins[0]}" --config aftercare.yaml events import events.jsonl >/dev/null)
 until=$(python3 -c "import datetime as d; print((d.datetime(2027, 3, 1) + d.timedelta(days=$DAYS)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
 
