@@ -7,7 +7,7 @@
 //! checked for loads from anywhere but the daemon and for console errors, and each step
 //! leaves a screenshot in `target/console-shots/` for a human look. Beside it, without a
 //! browser: a flood of sign-ins runs a few password checks at a time; the Done tab lists the
-//! newest closed tasks first.
+//! newest closed tasks first; the Campaigns page's forecast is not counted as sends.
 
 mod common;
 
@@ -872,4 +872,79 @@ fn the_done_tab_shows_the_newest_tasks_first() {
             .unwrap_or_else(|| panic!("{who} is not under Done: {page}"))
     };
     assert!(at("k-3") < at("k-2") && at("k-2") < at("k-1"), "{page}");
+}
+
+/// The Campaigns page's forecast replays the next week inside the daemon, with channels that
+/// only pretend: its sends are not the daemon's. Before and after the page drew a forecast
+/// of several sends, `/metrics` counts none (an operator's send rate and latency are what
+/// went out).
+#[test]
+fn the_consoles_forecast_is_not_counted_as_sends() {
+    let ws = Workspace::new(None);
+    ws.keep_jobs(&["review-request"]);
+    // Delivered a day ago: each review request is due in two days, its reminder in six.
+    let deliveries: Vec<String> = (1..=3)
+        .map(|i| {
+            json!({"id": format!("d-{i}"), "type": "order.delivered", "occurred_at": ago(Days::days(1)),
+                   "contact": {"id": format!("c-{i}"), "email": format!("c{i}@example.com")},
+                   "data": {"order_id": format!("SO-{i}")}})
+            .to_string()
+        })
+        .collect();
+    ws.import(&deliveries).ok();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = common::free_port();
+    ws.write_config(
+        None,
+        &format!(
+            "api:\n  listen: 127.0.0.1:{port}\n\
+             console:\n  users:\n\
+             \x20   - {{name: mk, role: marketing, password_file: console/mk}}\n"
+        ),
+    );
+    passwd(&ws, "mk", MARKETING_PW);
+    let mut child = ws
+        .command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&mut child, &base, Duration::from_secs(30), "the daemon");
+    let _daemon = Killed(child);
+    // The send-latency histogram's counts, over every channel and outcome.
+    let sends = || {
+        let text = reqwest::blocking::get(format!("{base}/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        let counted: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("aftercare_send_duration_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (counted, text)
+    };
+    assert_eq!(sends().0, 0.0, "nothing is due: {}", sends().1);
+    let form = SignIn::new(&base);
+    let session = form.session("mk", MARKETING_PW);
+    let page = form.get("/console/campaigns", &session).text().unwrap();
+    // The forecast's row for the job: a count a day, their sum the week's sends.
+    let row = page
+        .split("<table class=\"forecast\">")
+        .nth(1)
+        .and_then(|t| t.split("<th>review-request</th>").nth(1))
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no forecast row for review-request: {page}"));
+    let forecast: u64 = row
+        .split("<td>")
+        .skip(1)
+        .filter_map(|c| c.split("</td>").next()?.parse::<u64>().ok())
+        .sum();
+    assert!(forecast >= 3, "the forecast sends {forecast}: {row}");
+    let (after, text) = sends();
+    assert_eq!(
+        after, 0.0,
+        "the forecast's {forecast} pretend sends were counted: {text}"
+    );
 }

@@ -381,17 +381,21 @@ impl Dispatcher {
         d: &Delivery,
         ms: i64,
     ) -> NewAttempt {
-        crate::metrics::observe_send(channel.as_str(), d.outcome, ms);
-        tracing::debug!(
-            message = %m.id,
-            job = %m.job_id,
-            channel = channel.as_str(),
-            gateway = gateway.unwrap_or_default(),
-            to = %address.map(crate::logging::mask).unwrap_or_default(),
-            outcome = d.outcome.as_str(),
-            ms,
-            "delivery attempt"
-        );
+        // A dry run's attempts (the forecast, also the console's inside the daemon) pretend:
+        // neither the send metrics nor the log may count them as sends.
+        if !self.dry_run {
+            crate::metrics::observe_send(channel.as_str(), d.outcome, ms);
+            tracing::debug!(
+                message = %m.id,
+                job = %m.job_id,
+                channel = channel.as_str(),
+                gateway = gateway.unwrap_or_default(),
+                to = %address.map(crate::logging::mask).unwrap_or_default(),
+                outcome = d.outcome.as_str(),
+                ms,
+                "delivery attempt"
+            );
+        }
         NewAttempt {
             number,
             at: now,
