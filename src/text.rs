@@ -64,7 +64,10 @@ pub(crate) fn printable_lines(s: &str) -> Cow<'_, str> {
 
 fn escape(s: &str, keep_lf: bool) -> Cow<'_, str> {
     let needs = |c: char| c != '\t' && !(keep_lf && c == '\n') && is_unsafe(c);
-    if !s.chars().any(needs) {
+    // Printable ASCII, the usual text, is safe byte by byte (a forecast prints a million
+    // lines of ids and addresses); anything else is asked a character at a time.
+    let plain = |b: u8| matches!(b, b' '..=b'~' | b'\t');
+    if s.bytes().all(plain) || !s.chars().any(needs) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);

@@ -230,9 +230,10 @@ pub fn new_id(now: DateTime<Utc>) -> String {
     use rand::RngCore;
     let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     let random = (u128::from(next_in_sequence()) << 64) | u128::from(rand::rng().next_u64());
-    ulid::Ulid::from_parts(ms, random)
-        .to_string()
-        .to_lowercase()
+    let mut buf = [0u8; ulid::ULID_LEN];
+    let id = ulid::Ulid::from_parts(ms, random).array_to_str(&mut buf);
+    id.make_ascii_lowercase();
+    id.to_string()
 }
 
 /// A per-message token for links (`{{message.token}}`): after `at` in milliseconds (48 bits;

@@ -110,9 +110,10 @@ impl Dispatcher {
                     self.clock.now(),
                 );
                 tokio::spawn(async move {
+                    let mut m = m;
                     let started = Instant::now();
                     // A panic fails this message at once (see send_guard), not its lease.
-                    let c = guard.run(me.process(m, me.clock.now())).await;
+                    let c = guard.run(me.process(&mut m, me.clock.now())).await;
                     pace.observe(started.elapsed());
                     let _ = done.send(c).await;
                     drop(slot);

@@ -194,12 +194,15 @@ impl Dispatcher {
     /// A dry run's decision on one message that is in no queue, tried at `now`: the same
     /// gate, rendering and next state as a claimed one. The forecast's in-memory path, for
     /// jobs whose messages nothing else reads (no frequency caps, no `exclude_if_sent`).
-    pub(crate) async fn try_unqueued(&self, m: Claimed, now: DateTime<Utc>) -> Completion {
+    /// `m` is lent, not given: the forecast tries it again when the gate defers it, and a
+    /// copy a try was a tenth of a forecast's instructions. (Only the job's current class is
+    /// written into it, as the store's row would be.)
+    pub(crate) async fn try_unqueued(&self, m: &mut Claimed, now: DateTime<Utc>) -> Completion {
         debug_assert!(
             self.dry_run,
             "only a dry run decides messages outside the queue"
         );
-        let guard = crate::send_guard::Guard::new(&m, &self.book.jobs, &self.node, now);
+        let guard = crate::send_guard::Guard::new(m, &self.book.jobs, &self.node, now);
         guard.run(self.process(m, now)).await
     }
 
@@ -207,16 +210,16 @@ impl Dispatcher {
     /// about 3.8 KB, and each future around it (the send guard's panic catch, a forecast's
     /// step, a send task) held it whole and was copied whole on every message: 13 KB a
     /// forecast step, a fifth of a year's forecast spent in `memmove` (perf).
-    fn process(
-        &self,
-        m: Claimed,
+    fn process<'a>(
+        &'a self,
+        m: &'a mut Claimed,
         now: DateTime<Utc>,
-    ) -> std::pin::Pin<Box<impl Future<Output = Completion> + Send + '_>> {
+    ) -> std::pin::Pin<Box<impl Future<Output = Completion> + Send + 'a>> {
         Box::pin(self.process_unboxed(m, now))
     }
 
-    async fn process_unboxed(&self, mut m: Claimed, now: DateTime<Utc>) -> Completion {
-        let c = state::completion(&m, now);
+    async fn process_unboxed(&self, m: &mut Claimed, now: DateTime<Utc>) -> Completion {
+        let c = state::completion(m, now);
         let job = self.book.jobs.get(&m.job_id).cloned();
         let job = job.as_deref();
         // A customer message follows its job as it is now (README: "Planned messages follow
@@ -242,7 +245,7 @@ impl Dispatcher {
         let decide = |in_run: &[SendMark]| {
             gate::decide(&Gate {
                 job,
-                m: &m,
+                m,
                 policy: &self.book.policy,
                 on_job_removed: self.cfg.on_job_removed,
                 zone,
@@ -272,8 +275,8 @@ impl Dispatcher {
         match (verdict, job) {
             (Verdict::Cancel(reason), _) => state::cancel(c, reason),
             (Verdict::HoldOut(reason), _) => state::hold_out(c, reason),
-            (Verdict::Defer { at, reason }, _) => state::defer(c, &m, at, reason),
-            (Verdict::Task, Some(job)) => self.send_task(job, &m, c).await,
+            (Verdict::Defer { at, reason }, _) => state::defer(c, m, at, reason),
+            (Verdict::Task, Some(job)) => self.send_task(job, m, c).await,
             (Verdict::Send { usable, skipped }, Some(job)) => {
                 // Pacing per destination: over its domain's budget, the message goes back to
                 // the queue until the budget has room (not a try); other domains go on.
@@ -285,13 +288,13 @@ impl Dispatcher {
                                 if caps {
                                     self.unreserve(&m.contact.id, &m.id);
                                 }
-                                return state::defer(c, &m, at, format!("pacing: {why}"));
+                                return state::defer(c, m, at, format!("pacing: {why}"));
                             }
                         }
                     }
                     _ => None,
                 };
-                self.send_customer(job, &m, c, &usable, skipped, caps).await
+                self.send_customer(job, m, c, &usable, skipped, caps).await
             }
             (Verdict::Task | Verdict::Send { .. }, None) => {
                 state::cancel(c, format!("job `{}` is no longer defined", m.job_id))
@@ -301,14 +304,13 @@ impl Dispatcher {
 
     /// The brake holding a job's marketing email: its own, or the sending domain's.
     fn braked(&self, job_id: &str) -> Option<(String, String)> {
-        let job = format!("job:{job_id}");
         let brakes = self
             .brakes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         brakes
             .iter()
-            .find(|(s, _)| *s == job)
+            .find(|(s, _)| s.strip_prefix("job:") == Some(job_id))
             .or_else(|| brakes.iter().find(|(s, _)| s.starts_with("domain:")))
             .cloned()
     }
@@ -359,7 +361,7 @@ mod tests {
 
     fn step(
         d: &'static Dispatcher,
-        m: Claimed,
+        m: &'static mut Claimed,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Completion> {
         d.try_unqueued(m, now)

@@ -409,9 +409,8 @@ impl Each<'_> {
             m.stop_events.clone_from(&reader.stops);
             let mut t = m.due_at.max(self.now);
             while t <= self.until {
-                let mut claimed = m.clone();
-                claimed.suppressed = reader.suppressed.at(t);
-                let c = self.dispatcher.try_unqueued(claimed, t).await;
+                m.suppressed = reader.suppressed.at(t);
+                let c = self.dispatcher.try_unqueued(&mut m, t).await;
                 m.attempts += c.attempts.len() as i64;
                 if !c.attempts.is_empty() && !c.uncounted {
                     m.tries += 1;

@@ -67,10 +67,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(out.lock());
     let mut written: std::io::Result<()> = Ok(());
     let tz = app.config.default_timezone;
-    let fmt = |t: Option<DateTime<Utc>>| {
-        t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_default()
-    };
+    let fmt = |t: Option<DateTime<Utc>>| Minute(t.map(|t| t.with_timezone(&tz).naive_local()));
     let mut put = |text: std::fmt::Arguments| {
         if written.is_ok() {
             written = std::io::Write::write_fmt(&mut out, text);
@@ -97,25 +94,14 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         if json {
             return m.json_entry(sends, put);
         }
-        let what = if m.callback {
-            "callback task".to_string()
-        } else {
-            format!(
-                "{} {}",
-                p(m.channel.as_deref().unwrap_or("-")),
-                p(m.address.as_deref().unwrap_or(""))
-            )
-        };
         put(format_args!(
-            "{}  {}  step {}  contact {}{}  {what}\n",
+            "{}  {}  step {}  contact {}{}  {}\n",
             fmt(m.sent_at),
             p(&m.job),
             m.step,
             p(&m.contact),
-            m.order
-                .as_deref()
-                .map(|o| format!("  order {}", p(o)))
-                .unwrap_or_default()
+            Order(m.order.as_deref()),
+            Via(m)
         ))
     };
     let alone = r.alone.sent.iter().map(|m| r.alone.line(m));
@@ -188,6 +174,57 @@ async fn merged(
         going = each(&l);
     }
     Ok(())
+}
+
+/// A local time as the text output shows it, `2026-11-30 09:00` (empty for `None`). Written
+/// from its fields: chrono's `format` parses its pattern and names the zone's offset for
+/// every call, a tenth of a year's forecast, which prints close to a million of them.
+struct Minute(Option<chrono::NaiveDateTime>);
+
+impl std::fmt::Display for Minute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let Some(t) = self.0 else { return Ok(()) };
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
+    }
+}
+
+/// A send line's `  order SO-1`, when its event had an order.
+struct Order<'a>(Option<&'a str>);
+
+impl std::fmt::Display for Order<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(o) => write!(f, "  order {}", p(o)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How a send line goes: `callback task`, or its channel and address.
+struct Via<'a>(&'a Line);
+
+impl std::fmt::Display for Via<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        if m.callback {
+            return f.write_str("callback task");
+        }
+        write!(
+            f,
+            "{} {}",
+            p(m.channel.as_deref().unwrap_or("-")),
+            p(m.address.as_deref().unwrap_or(""))
+        )
+    }
 }
 
 /// One message the forecast made final, as it is printed.
