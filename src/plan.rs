@@ -232,10 +232,11 @@ pub fn occurrence_message(
     occurrence: DateTime<Utc>,
 ) -> Option<NewMessage> {
     let step = job.steps.first()?;
-    let key = format!(
-        "{contact_id}:{}",
-        occurrence.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
+    let at = occurrence.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut key = String::with_capacity(contact_id.len() + 1 + at.len());
+    key.push_str(contact_id);
+    key.push(':');
+    key.push_str(&at);
     let mut m = new_message(
         book,
         job,

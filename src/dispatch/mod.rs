@@ -38,8 +38,9 @@ use tokio::sync::watch;
 /// (message id, sent at): one marketing send, for frequency caps.
 type SendMark = (String, DateTime<Utc>);
 
-/// An email a dry run rendered: (job, template, step, contact).
-type RenderKey = (String, String, i64, String);
+/// The emails a dry run rendered to one contact: (job, template, step). Kept by contact, so
+/// that asking costs no allocation (a forecast asks for every send; a contact has few).
+type Rendered = HashMap<String, Vec<(String, String, i64)>>;
 
 pub(crate) struct Dispatcher {
     store: Store,
@@ -55,7 +56,7 @@ pub(crate) struct Dispatcher {
     dry_run: bool,
     /// A dry run's emails known to render: (job, template, step, contact) of messages
     /// without a trigger event (see `send::render_email`); `None` outside a dry run.
-    rendered: Option<Mutex<std::collections::HashSet<RenderKey>>>,
+    rendered: Option<Mutex<Rendered>>,
     /// Called on every turn of [`Dispatcher::run`] (the systemd watchdog watches it).
     on_loop: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Email bounces and complaints: an SMTP refusal is recorded and acted on at once.

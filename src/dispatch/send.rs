@@ -123,14 +123,14 @@ impl Dispatcher {
             Ok(r) => r,
             Err(why) => return one(Delivery::permanent(why), 0),
         };
-        let unsubscribe = match (&self.book.unsubscribe, m.class == Class::Marketing) {
-            (Some(u), true) => Some((u.url("email", address), u.mailto("email", address))),
-            _ => None,
-        };
-        let message_id = self.channels.email.message_id(&m.id);
         let started = Instant::now();
         let d = match &content {
             Some(content) if !self.dry_run => {
+                let unsubscribe = match (&self.book.unsubscribe, m.class == Class::Marketing) {
+                    (Some(u), true) => Some((u.url("email", address), u.mailto("email", address))),
+                    _ => None,
+                };
+                let message_id = self.channels.email.message_id(&m.id);
                 let email = OutgoingEmail {
                     message_id: &message_id,
                     to: address,
@@ -178,24 +178,15 @@ impl Dispatcher {
         m: &Claimed,
         now: DateTime<Utc>,
     ) -> Result<Option<crate::templates::RenderedEmail>, String> {
-        let memo = self
-            .rendered
-            .as_ref()
-            .filter(|_| m.event.is_none())
-            .map(|memo| {
-                let key = (
-                    job.id.clone(),
-                    m.template.clone(),
-                    m.step,
-                    m.contact.id.clone(),
-                );
-                (memo, key)
-            });
-        if let Some((memo, k)) = &memo
+        let memo = self.rendered.as_ref().filter(|_| m.event.is_none());
+        let this =
+            |(j, t, s): &(String, String, i64)| *j == job.id && *t == m.template && *s == m.step;
+        if let Some(memo) = memo
             && memo
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .contains(k)
+                .get(&m.contact.id)
+                .is_some_and(|done| done.iter().any(this))
         {
             return Ok(None);
         }
@@ -209,10 +200,12 @@ impl Dispatcher {
                 &m.template,
             )
             .map_err(|e| render_failure(&e))?;
-        if let Some((memo, k)) = memo {
+        if let Some(memo) = memo {
             memo.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(k);
+                .entry(m.contact.id.clone())
+                .or_default()
+                .push((job.id.clone(), m.template.clone(), m.step));
         }
         Ok(Some(r))
     }
