@@ -619,17 +619,26 @@ async fn the_console_in_a_real_browser() {
 /// A daemon with the console on `port` and one support user, li.na; the API and console
 /// without a browser.
 fn console_daemon(ws: &Workspace) -> (Killed, String) {
+    console_daemon_for(ws, &[("li.na", "support", SUPPORT_PW)])
+}
+
+/// [`console_daemon`] with these users: (name, role, password).
+fn console_daemon_for(ws: &Workspace, users: &[(&str, &str, &str)]) -> (Killed, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let port = common::free_port();
+    let listed: String = users
+        .iter()
+        .map(|(name, role, _)| {
+            format!("    - {{name: {name}, role: {role}, password_file: console/{name}}}\n")
+        })
+        .collect();
     ws.write_config(
         None,
-        &format!(
-            "api:\n  listen: 127.0.0.1:{port}\n\
-             console:\n  users:\n\
-             \x20   - {{name: li.na, role: support, password_file: console/li.na}}\n"
-        ),
+        &format!("api:\n  listen: 127.0.0.1:{port}\nconsole:\n  users:\n{listed}"),
     );
-    passwd(ws, "li.na", SUPPORT_PW);
+    for (name, _, password) in users {
+        passwd(ws, name, password);
+    }
     let mut child = ws
         .command(&["run"])
         .stdout(Stdio::null())
@@ -892,26 +901,7 @@ fn the_consoles_forecast_is_not_counted_as_sends() {
         })
         .collect();
     ws.import(&deliveries).ok();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = common::free_port();
-    ws.write_config(
-        None,
-        &format!(
-            "api:\n  listen: 127.0.0.1:{port}\n\
-             console:\n  users:\n\
-             \x20   - {{name: mk, role: marketing, password_file: console/mk}}\n"
-        ),
-    );
-    passwd(&ws, "mk", MARKETING_PW);
-    let mut child = ws
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    common::wait_for_api(&mut child, &base, Duration::from_secs(30), "the daemon");
-    let _daemon = Killed(child);
+    let (_daemon, base) = console_daemon_for(&ws, &[("mk", "marketing", MARKETING_PW)]);
     // The send-latency histogram's counts, over every channel and outcome.
     let sends = || {
         let text = reqwest::blocking::get(format!("{base}/metrics"))
