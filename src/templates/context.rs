@@ -90,19 +90,22 @@ pub fn context(
     Value::Object(root)
 }
 
-pub(super) fn ctx_tz_locale(ctx: &Context) -> (Tz, String) {
+pub(super) fn ctx_tz_locale(ctx: &Context) -> (Tz, &str) {
     let m = &ctx.data()["message"];
     let tz = m["timezone"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(Tz::UTC);
-    let locale = m["locale"].as_str().unwrap_or("en").to_string();
-    (tz, locale)
+    (tz, m["locale"].as_str().unwrap_or("en"))
 }
 
 pub(super) fn default_format(locale: &str, with_time: bool) -> &'static str {
-    let lang = locale.split('-').next().unwrap_or("").to_lowercase();
-    match (lang.as_str(), with_time) {
+    let lang = locale.split('-').next().unwrap_or("");
+    let lang = ["zh", "ja", "en"]
+        .into_iter()
+        .find(|l| lang.eq_ignore_ascii_case(l))
+        .unwrap_or("");
+    match (lang, with_time) {
         ("zh" | "ja", false) => "%Y年%-m月%-d日",
         ("zh" | "ja", true) => "%Y年%-m月%-d日 %H:%M",
         ("en", false) => "%B %-d, %Y",
@@ -123,23 +126,31 @@ pub(super) fn format_when(
         0,
     ))?;
     let (tz, locale) = ctx_tz_locale(ctx);
-    let fmt = match h.param(1).map(|p| p.value()) {
-        Some(Value::String(f)) => f.clone(),
+    let fmt: &str = match h.param(1).map(|p| p.value()) {
+        Some(Value::String(f)) => f,
         Some(_) => {
             return Err(RenderErrorReason::Other(format!(
                 "{name}: the format must be a string such as \"%Y-%m-%d\""
             ))
             .into());
         }
-        None => default_format(&locale, with_time).to_string(),
+        None => default_format(locale, with_time),
     };
     Ok(match value.value() {
         Value::Null => String::new(),
         Value::String(s) => {
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                written(name, &fmt, t.with_timezone(&tz).format(&fmt))?
+                let local = t.with_timezone(&tz);
+                // The wall-clock time writes the same as the zoned one for every specifier
+                // but the zone's (`%z`, `%Z`, `%+`) and the timestamp (`%s`), without naming
+                // the zone's offset first as chrono's zoned format does on every call.
+                if fmt.contains(['z', 'Z', '+', 's']) {
+                    written(name, fmt, local.format(fmt))?
+                } else {
+                    written(name, fmt, local.naive_local().format(fmt))?
+                }
             } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                written(name, &fmt, d.format(&fmt))?
+                written(name, fmt, d.format(fmt))?
             } else {
                 return Err(RenderErrorReason::Other(format!(
                     "{name}: `{s}` is not a date or RFC 3339 time"
@@ -204,5 +215,52 @@ impl HelperDef for OurHelper {
             }
         };
         Ok(ScopedJson::Derived(Value::String(text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use chrono_tz::Tz;
+
+    /// `format_when` writes the wall-clock time for a pattern without `z`, `Z`, `+` or `s`:
+    /// every other specifier must write it as the zoned time does.
+    #[test]
+    fn a_pattern_without_the_zone_writes_the_wall_clock_as_the_zoned_time() {
+        let patterns = [
+            "%Y年%-m月%-d日 %H:%M",
+            "%B %-d, %Y %H:%M",
+            "%Y-%m-%d",
+            "%c",
+            "%D %x %X %r %T %R",
+            "%F %j %U %W %G %g %V %u %w",
+            "%e %k %l %I %p %P %M %S %f %.3f %.6f %3f",
+            "%a %A %b %h %C %y %q %t%n%%",
+            "%-d %_d %0d %-H %_H",
+        ];
+        let zones: [Tz; 4] = [
+            Tz::UTC,
+            Tz::Asia__Shanghai,
+            Tz::America__New_York,
+            Tz::Asia__Kolkata,
+        ];
+        let times = [
+            "2026-11-20T23:30:05.123456Z",
+            "2026-03-08T07:15:00Z",
+            "1999-12-31T23:59:59Z",
+        ];
+        for p in patterns {
+            assert!(!p.contains(['z', 'Z', '+', 's']), "{p}");
+            for tz in zones {
+                for t in times {
+                    let local = t.parse::<DateTime<Utc>>().unwrap().with_timezone(&tz);
+                    assert_eq!(
+                        local.naive_local().format(p).to_string(),
+                        local.format(p).to_string(),
+                        "{p} in {tz} at {t}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -100,6 +100,8 @@ pub struct TemplateSet {
     /// name → kind → lowercase locale ("" for the default file) → file.
     sets: BTreeMap<String, BTreeMap<&'static str, BTreeMap<String, TemplateFile>>>,
     default_locale: String,
+    /// `default_locale` lowercased, as the files' locales are kept.
+    default_tag: String,
 }
 
 /// A rendered SMS, ready for the SMS channel.
@@ -212,6 +214,7 @@ impl TemplateSet {
             json: registry(Escape::JsonString),
             sets: BTreeMap::new(),
             default_locale: default_locale.to_string(),
+            default_tag: default_locale.to_lowercase(),
         };
         let mut diags = Diagnostics::default();
         let entries = match read_dir_sorted(dir) {
@@ -390,11 +393,11 @@ impl TemplateSet {
             "sms" => &["sms"],
             _ => &[],
         };
-        let default_chain = locale_chain(&self.default_locale);
+        let default_chain: Vec<&str> = self.fallback("").collect();
         for kind in needed {
             let ok = kinds
                 .get(kind)
-                .is_some_and(|l| default_chain.iter().any(|c| l.contains_key(c)));
+                .is_some_and(|l| default_chain.iter().any(|c| l.contains_key(*c)));
             if !ok {
                 diags.push(
                     Diagnostic::error(
@@ -416,7 +419,7 @@ impl TemplateSet {
             let has_body = ["email.txt", "email.html"].iter().any(|k| {
                 kinds
                     .get(k)
-                    .is_some_and(|l| default_chain.iter().any(|c| l.contains_key(c)))
+                    .is_some_and(|l| default_chain.iter().any(|c| l.contains_key(*c)))
             });
             if !has_body {
                 diags.push(
@@ -501,11 +504,19 @@ impl TemplateSet {
         Ok(out)
     }
 
-    fn resolve(&self, name: &str, kind: &str, locale: &str) -> Option<&TemplateFile> {
+    /// The file of `kind` for `tag` (a locale lowercased), by [`TemplateSet::fallback`].
+    fn resolve(&self, name: &str, kind: &str, tag: &str) -> Option<&TemplateFile> {
         let locales = self.sets.get(name)?.get(kind)?;
-        let mut chain = locale_chain(locale);
-        chain.extend(locale_chain(&self.default_locale));
-        chain.into_iter().find_map(|l| locales.get(&l))
+        self.fallback(tag).find_map(|l| locales.get(l))
+    }
+
+    /// The locales tried for `tag` (lowercased), most specific first: README's order, the
+    /// contact's locale and its language, the default locale and its language, then the file
+    /// without a locale (`""`). Asked once a file: nothing is allocated.
+    fn fallback<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a str> {
+        tags(tag)
+            .chain(tags(&self.default_tag))
+            .chain(std::iter::once(""))
     }
 
     /// Render the email of template `name` for `locale`, falling back zh-CN → zh → the
@@ -516,7 +527,8 @@ impl TemplateSet {
         locale: &str,
         ctx: &Context,
     ) -> Result<RenderedEmail, TemplateRenderError> {
-        let subject_file = self.resolve(name, "email.subject", locale).ok_or_else(|| {
+        let tag = locale.to_lowercase();
+        let subject_file = self.resolve(name, "email.subject", &tag).ok_or_else(|| {
             TemplateRenderError::Missing {
                 name: name.into(),
                 kind: "email.subject".into(),
@@ -525,11 +537,11 @@ impl TemplateSet {
         })?;
         let subject = render_file(&self.text, subject_file, ctx)?;
         let text = self
-            .resolve(name, "email.txt", locale)
+            .resolve(name, "email.txt", &tag)
             .map(|f| render_file(&self.text, f, ctx))
             .transpose()?;
         let html = self
-            .resolve(name, "email.html", locale)
+            .resolve(name, "email.html", &tag)
             .map(|f| render_file(&self.html, f, ctx))
             .transpose()?;
         if text.is_none() && html.is_none() {
@@ -560,7 +572,7 @@ impl TemplateSet {
         locale: &str,
         ctx: &Context,
     ) -> Option<Result<(String, String), TemplateRenderError>> {
-        let f = self.resolve(name, "survey", locale)?;
+        let f = self.resolve(name, "survey", &locale.to_lowercase())?;
         let used = f
             .locale
             .clone()
@@ -576,16 +588,17 @@ impl TemplateSet {
         locale: &str,
         ctx: &Context,
     ) -> Result<RenderedSms, TemplateRenderError> {
-        let file =
-            self.resolve(name, "sms", locale)
-                .ok_or_else(|| TemplateRenderError::Missing {
-                    name: name.into(),
-                    kind: "sms".into(),
-                    locale: locale.into(),
-                })?;
+        let tag = locale.to_lowercase();
+        let file = self
+            .resolve(name, "sms", &tag)
+            .ok_or_else(|| TemplateRenderError::Missing {
+                name: name.into(),
+                kind: "sms".into(),
+                locale: locale.into(),
+            })?;
         let text = render_file(&self.text, file, ctx)?.trim().to_string();
         let params = self
-            .resolve(name, "sms.params", locale)
+            .resolve(name, "sms.params", &tag)
             .map(|f| render_file(&self.json, f, ctx))
             .transpose()?;
         Ok(RenderedSms {
@@ -621,22 +634,11 @@ fn syntax_diag(path: &Path, location: Option<Location>, reason: &str) -> Diagnos
         .with_hint("check that every {{#block}} has its {{/block}} and every {{ has its }}")
 }
 
-/// `zh-CN` → [`zh-cn`, `zh`, ``]: the files tried, most specific first.
-fn locale_chain(locale: &str) -> Vec<String> {
-    let lower = locale.to_lowercase();
-    let mut chain = Vec::new();
-    let mut cur = lower.as_str();
-    loop {
-        if !cur.is_empty() {
-            chain.push(cur.to_string());
-        }
-        match cur.rfind('-') {
-            Some(i) => cur = cur.get(..i).unwrap_or_default(),
-            None => break,
-        }
-    }
-    chain.push(String::new());
-    chain
+/// `zh-cn` → `zh-cn`, `zh`: a lowercased locale and its shorter prefixes, most specific
+/// first.
+fn tags(tag: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(tag), |t| t.rfind('-').and_then(|i| t.get(..i)))
+        .filter(|t| !t.is_empty())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -735,9 +737,39 @@ mod tests {
     }
 
     #[test]
-    fn locale_fallback_chain() {
-        assert_eq!(locale_chain("zh-CN"), ["zh-cn", "zh", ""]);
-        assert_eq!(locale_chain("en"), ["en", ""]);
+    fn locale_tags() {
+        assert_eq!(
+            tags("zh-hant-tw").collect::<Vec<_>>(),
+            ["zh-hant-tw", "zh-hant", "zh"]
+        );
+        assert_eq!(tags("en").collect::<Vec<_>>(), ["en"]);
+        assert_eq!(tags("").count(), 0);
+        assert_eq!(tags("-x").collect::<Vec<_>>(), ["-x"]);
+    }
+
+    /// README: the contact's locale, its language, the default locale and its language,
+    /// then the file without a locale.
+    #[test]
+    fn the_default_locale_comes_before_the_file_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        std::fs::create_dir(&t).unwrap();
+        for (file, text) in [
+            ("email.subject.hbs", "any"),
+            ("email.subject.en.hbs", "english"),
+            ("email.subject.fr.hbs", "français"),
+            ("email.txt.hbs", "body"),
+        ] {
+            std::fs::write(t.join(file), text).unwrap();
+        }
+        let (set, _) = TemplateSet::load(dir.path(), "en-GB");
+        let ctx = Context::wraps(serde_json::json!({})).unwrap();
+        let subject = |locale| set.render_email("t", locale, &ctx).unwrap().subject;
+        assert_eq!(subject("de-AT"), "english");
+        assert_eq!(subject("FR-ca"), "français");
+        assert_eq!(subject("en-US"), "english");
+        let (set, _) = TemplateSet::load(dir.path(), "ja");
+        assert_eq!(set.render_email("t", "de", &ctx).unwrap().subject, "any");
     }
 
     #[test]
