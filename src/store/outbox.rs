@@ -473,53 +473,126 @@ pub struct Completion {
     pub uncounted: bool,
 }
 
-pub(super) fn claimed_from_row<R: Row>(r: &R, token: &str) -> Result<Claimed>
+/// A struct of where each named column is in a query's rows, asked by name once for the
+/// rows of one statement instead of once a row: sqlx finds a column by name through a hash
+/// of the name (the claim's 27 a message were 1.2% of a dispatch's instructions, callgrind).
+macro_rules! columns {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        pub(super) struct $name {
+            $($field: usize),*
+        }
+
+        impl $name {
+            pub(super) fn of<R: Row>(r: &R) -> Result<Self>
+            where
+                for<'a> &'a str: sqlx::ColumnIndex<R>,
+            {
+                use sqlx::Column;
+                Ok(Self {
+                    $($field: r.try_column(stringify!($field))?.ordinal()),*
+                })
+            }
+        }
+    };
+}
+
+// The columns of `claimed_sql!`.
+columns!(ClaimedColumns {
+    id,
+    job_id,
+    contact_id,
+    event_id,
+    step,
+    dedupe_key,
+    template,
+    due_at,
+    not_after,
+    attempts,
+    tries,
+    class,
+    token,
+    channel_plan,
+    variant,
+    c_name,
+    c_email,
+    c_phone,
+    c_locale,
+    c_timezone,
+    c_birthday,
+    c_attributes,
+    c_consent,
+    e_type,
+    e_occurred_at,
+    e_offset,
+    e_data,
+});
+
+/// Each row of [`claimed_sql!`] as a [`Claimed`].
+pub(super) fn claimed_from_rows<R: Row>(rows: &[R], token: &str) -> Result<Vec<Claimed>>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let at = ClaimedColumns::of(first)?;
+    rows.iter()
+        .map(|r| claimed_from_row(r, &at, token))
+        .collect()
+}
+
+fn claimed_from_row<R: Row>(r: &R, at: &ClaimedColumns, token: &str) -> Result<Claimed>
+where
+    usize: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     let contact = Contact {
-        id: r.try_get("contact_id")?,
-        name: r.try_get("c_name")?,
-        email: r.try_get("c_email")?,
-        phone: r.try_get("c_phone")?,
-        locale: r.try_get("c_locale")?,
-        timezone: r.try_get("c_timezone")?,
-        birthday: r.try_get("c_birthday")?,
-        attributes: json_map(r.try_get("c_attributes")?)?,
-        consent: json_map(r.try_get("c_consent")?)?,
+        id: r.try_get(at.contact_id)?,
+        name: r.try_get(at.c_name)?,
+        email: r.try_get(at.c_email)?,
+        phone: r.try_get(at.c_phone)?,
+        locale: r.try_get(at.c_locale)?,
+        timezone: r.try_get(at.c_timezone)?,
+        birthday: r.try_get(at.c_birthday)?,
+        attributes: json_map(r.try_get(at.c_attributes)?)?,
+        consent: json_map(r.try_get(at.c_consent)?)?,
     };
-    let event_id: Option<String> = r.try_get("event_id")?;
-    let event_type: Option<String> = r.try_get("e_type")?;
+    let event_id: Option<String> = r.try_get(at.event_id)?;
+    let event_type: Option<String> = r.try_get(at.e_type)?;
     let event = match (event_id, event_type) {
         (Some(id), Some(kind)) => Some(event_from_parts(
             id,
             kind,
             contact.id.clone(),
-            r.try_get("e_occurred_at")?,
-            r.try_get::<Option<i64>, _>("e_offset")?.unwrap_or(0),
-            r.try_get::<Option<String>, _>("e_data")?
+            r.try_get(at.e_occurred_at)?,
+            r.try_get::<Option<i64>, _>(at.e_offset)?.unwrap_or(0),
+            r.try_get::<Option<String>, _>(at.e_data)?
                 .unwrap_or_else(|| "{}".into()),
         )?),
         _ => None,
     };
     Ok(Claimed {
-        id: r.try_get("id")?,
-        job_id: r.try_get("job_id")?,
-        step: r.try_get("step")?,
-        dedupe_key: r.try_get("dedupe_key")?,
-        template: r.try_get("template")?,
-        due_at: from_millis(r.try_get("due_at")?),
-        not_after: opt_ms(r.try_get("not_after")?),
-        attempts: r.try_get("attempts")?,
-        tries: r.try_get("tries")?,
-        class: Class::parse(&r.try_get::<String, _>("class")?),
-        token: r.try_get("token")?,
-        channel_plan: r.try_get("channel_plan")?,
-        variant: r.try_get("variant")?,
+        id: r.try_get(at.id)?,
+        job_id: r.try_get(at.job_id)?,
+        step: r.try_get(at.step)?,
+        dedupe_key: r.try_get(at.dedupe_key)?,
+        template: r.try_get(at.template)?,
+        due_at: from_millis(r.try_get(at.due_at)?),
+        not_after: opt_ms(r.try_get(at.not_after)?),
+        attempts: r.try_get(at.attempts)?,
+        tries: r.try_get(at.tries)?,
+        class: Class::parse(&r.try_get::<String, _>(at.class)?),
+        token: r.try_get(at.token)?,
+        channel_plan: r.try_get(at.channel_plan)?,
+        variant: r.try_get(at.variant)?,
         contact,
         event,
         claim_token: token.to_string(),
@@ -574,6 +647,8 @@ impl Store {
                 return Ok(Vec::new());
             }
             let rows = sqlx::query(CLAIMED).bind(token).fetch_all(&mut *tx).await?;
+            let mut claimed = claimed_from_rows(&rows, token)?;
+            drop(rows);
             let mut stops: HashMap<String, Vec<StopEvent>> = HashMap::new();
             if !with.stop_types.is_empty() {
                 for r in bind_all!(sqlx::query(AssertSqlSafe(stop_sql)), &stop_binds)
@@ -591,10 +666,10 @@ impl Store {
             }
             // What the list holds for the claimed contacts' addresses, asked with the
             // addresses themselves (see `suppressions::lookups_for`).
-            let addresses = rows
+            let addresses: Vec<(Option<String>, Option<String>)> = claimed
                 .iter()
-                .map(|r| Ok((r.try_get("c_email")?, r.try_get("c_phone")?)))
-                .collect::<Result<Vec<(Option<String>, Option<String>)>>>()?;
+                .map(|c| (c.contact.email.clone(), c.contact.phone.clone()))
+                .collect();
             let mut listed = Vec::new();
             for (sql, binds) in super::suppressions::lookups_for(&addresses, pg) {
                 for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
@@ -624,10 +699,7 @@ impl Store {
                 // message as in flight. Two messages to one contact due together on two
                 // nodes each passed a cap of one. (SQLite's claims take turns.)
                 if pg {
-                    let ids: Vec<String> = rows
-                        .iter()
-                        .map(|r| r.try_get("contact_id"))
-                        .collect::<std::result::Result<_, _>>()?;
+                    let ids: Vec<String> = claimed.iter().map(|c| c.contact.id.clone()).collect();
                     super::sql::hold!(&mut *tx, pg, &ids, super::sql::Hold::Sends);
                 }
                 for r in sqlx::query(CLAIMED_ELSEWHERE)
@@ -643,16 +715,13 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            rows.iter()
-                .map(|r| {
-                    let mut c = claimed_from_row(r, token)?;
-                    c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
-                    c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
-                    c.sending_elsewhere = elsewhere.get(&c.contact.id).cloned().unwrap_or_default();
-                    c.suppressed = listed.of(&c.contact).at(now);
-                    Ok(c)
-                })
-                .collect::<Result<Vec<_>>>()
+            for c in &mut claimed {
+                c.stop_events = stops.get(&c.contact.id).cloned().unwrap_or_default();
+                c.recent_sends = sends.get(&c.contact.id).cloned().unwrap_or_default();
+                c.sending_elsewhere = elsewhere.get(&c.contact.id).cloned().unwrap_or_default();
+                c.suppressed = listed.of(&c.contact).at(now);
+            }
+            Ok(claimed)
         })
     }
 
@@ -725,7 +794,7 @@ impl Store {
             let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
                 .fetch_all(pool)
                 .await?;
-            rows.iter().map(|r| claimed_from_row(r, token)).collect()
+            claimed_from_rows(&rows, token)
         })
     }
 

@@ -355,16 +355,21 @@ impl ContactSuppressions {
 /// cannot be read back from it, yet the same address, should it come again, is found.
 pub fn hashed_address(channel: &str, address: &str) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(
-        format!(
-            "aftercare:{channel}:{}",
-            normalise_address(channel, address)
-        )
-        .as_bytes(),
-    );
+    let digest = sha2::Sha256::new()
+        .chain_update("aftercare:")
+        .chain_update(channel)
+        .chain_update(":")
+        .chain_update(normalise_address(channel, address))
+        .finalize();
     // Runs for each claimed message's addresses: a `format!` per byte was two thirds of its
-    // cost, 2.3% of a dispatch's instructions (callgrind).
-    format!("{HASHED}{}", hex::encode(digest))
+    // cost, 2.3% of a dispatch's instructions (callgrind); written in place, no `format!`.
+    let mut hex = [0u8; 64];
+    let mut out = String::with_capacity(HASHED.len() + hex.len());
+    out.push_str(HASHED);
+    if hex::encode_to_slice(digest, &mut hex).is_ok() {
+        out.extend(hex.iter().map(|&b| char::from(b)));
+    }
+    out
 }
 
 /// The prefix of hashed suppression entries.
@@ -429,6 +434,21 @@ pub(super) fn normalise_address(channel: &str, address: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Erased contacts' entries were stored in this form: a hash made any other way would
+    /// not find them, and an erased customer would be written to again. The values are
+    /// Python's `hashlib.sha256(b"aftercare:<channel>:<address>").hexdigest()`.
+    #[test]
+    fn an_address_hashes_as_erasures_stored_it() {
+        assert_eq!(
+            hashed_address("email", " ÜLLA@Example.com\t"),
+            "sha256:f2f02e0b0fc459a18a48a5c3067310d09790bf226ab4be0ab7c5888d9ffac691"
+        );
+        assert_eq!(
+            hashed_address("sms", "+8613900166666"),
+            "sha256:91bb172b9e1f65452bbe9cd26995390076b9f992c95d8cc4162cace39a21173c"
+        );
+    }
 
     fn texts(binds: &[Bind]) -> Vec<String> {
         binds
