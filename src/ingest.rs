@@ -548,19 +548,21 @@ impl Errors {
         key: &str,
         prefix: &str,
     ) -> Option<String> {
-        let field = Self::path(prefix, key);
+        // The field's name is written only for an error: this runs for every field of
+        // every event.
+        let field = || Self::path(prefix, key);
         match obj.get(key) {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
             Some(Value::String(_)) => {
-                self.add(&field, "must not be empty");
+                self.add(&field(), "must not be empty");
                 None
             }
             None | Some(Value::Null) => {
-                self.add(&field, "missing");
+                self.add(&field(), "missing");
                 None
             }
             Some(v) => {
-                self.add(&field, &format!("must be a string, not {}", kind_of(v)));
+                self.add(&field(), &format!("must be a string, not {}", kind_of(v)));
                 None
             }
         }
