@@ -478,12 +478,12 @@ pub struct Completion {
 /// of the name (the claim's 27 a message were 1.2% of a dispatch's instructions, callgrind).
 macro_rules! columns {
     ($name:ident { $($field:ident),* $(,)? }) => {
-        pub(super) struct $name {
+        struct $name {
             $($field: usize),*
         }
 
         impl $name {
-            pub(super) fn of<R: Row>(r: &R) -> Result<Self>
+            fn of<R: Row>(r: &R) -> Result<Self>
             where
                 for<'a> &'a str: sqlx::ColumnIndex<R>,
             {
