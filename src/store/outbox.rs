@@ -865,7 +865,7 @@ impl Store {
             TxInner::Sqlite(conn) => {
                 for chunk in shaped(batch) {
                     let (sql, binds) = complete_sql(chunk);
-                    for r in bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                         .fetch_all(&mut **conn)
                         .await?
                     {
@@ -879,7 +879,7 @@ impl Store {
                     .collect();
                 for chunk in shaped(&attempts) {
                     let (sql, binds) = attempts_sql(chunk);
-                    bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                    bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                         .execute(&mut **conn)
                         .await?;
                 }
@@ -911,7 +911,7 @@ impl Store {
         for chunk in shaped(&next) {
             let (sql, binds) = insert_messages_sql(chunk, pg);
             on_tx!(tx, |conn| {
-                bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds)
+                bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .execute(&mut *conn)
                     .await?;
             });
