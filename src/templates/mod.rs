@@ -165,28 +165,37 @@ fn json_string_content(s: &str) -> String {
 /// template, so a template author cannot forget it; `{{{ }}}` opts out of all escaping, as
 /// handlebars documents.
 fn html_escape(value: &str) -> String {
-    let value = if is_script_url(value) {
-        format!("unsafe:{value}")
+    if is_script_url(value) {
+        handlebars::html_escape(&format!("unsafe:{value}"))
     } else {
-        value.to_string()
-    };
-    handlebars::html_escape(&value)
+        handlebars::html_escape(value)
+    }
 }
 
 /// Whether a URL parser would find a scripting scheme at the start of `value`: it strips
 /// leading spaces and control characters and ignores tabs and line breaks anywhere (WHATWG
-/// URL), and schemes are case-insensitive; so `  JaVa\tScRiPt:alert(1)` is one.
+/// URL), and schemes are case-insensitive; so `  JaVa\tScRiPt:alert(1)` is one. Runs for
+/// every value of an HTML template: the scheme is read into a buffer, not a string.
 fn is_script_url(value: &str) -> bool {
-    let scheme: String = value
+    let mut scheme = [0u8; 16];
+    let chars = value
         .trim_start_matches(|c: char| c <= ' ')
         .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .take_while(|c| *c != ':')
-        .take(16)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let has_colon = value.contains(':');
-    has_colon && matches!(scheme.as_str(), "javascript" | "vbscript" | "data")
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'));
+    for (len, c) in chars.enumerate() {
+        if c == ':' {
+            return matches!(
+                scheme.get(..len),
+                Some(b"javascript" | b"vbscript" | b"data")
+            );
+        }
+        // Past 16 characters, or a character no scheme has: not one of the three.
+        match scheme.get_mut(len) {
+            Some(b) if c.is_ascii() => *b = (c as u8).to_ascii_lowercase(),
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn registry(escape: Escape) -> Handlebars<'static> {
@@ -896,6 +905,53 @@ mod tests {
             assert!(!is_script_url(fine), "{fine:?}");
         }
         assert_eq!(html_escape("<b>&"), "&lt;b&gt;&amp;");
+    }
+
+    /// `is_script_url` as it was written first (collecting the scheme into a string), as
+    /// the reference for the one that reads it into a buffer.
+    fn script_url_by_string(value: &str) -> bool {
+        let scheme: String = value
+            .trim_start_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .take_while(|c| *c != ':')
+            .take(16)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        value.contains(':') && matches!(scheme.as_str(), "javascript" | "vbscript" | "data")
+    }
+
+    #[test]
+    fn a_script_url_is_found_as_the_string_reading_found_it() {
+        let cases = [
+            "javascript:alert(1)",
+            "  JaVa\tScRiPt:alert(1)",
+            "\u{1}\u{1f}data:x",
+            "data",
+            "data:",
+            "DATA",
+            "vbscript :x",
+            "vb\nscript:x",
+            "javascriptx:1",
+            "javascriptjavascr:1",
+            "javascript",
+            "https://x/?a=javascript:1",
+            "mailto:a@b",
+            "",
+            ":",
+            " :",
+            "dätä:x",
+            "javascrİpt:x",
+            "java\u{0}script:x",
+            "\u{a0}javascript:x",
+            "data\u{301}:x",
+            "abcdefghijklmnop:x",
+            "abcdefghijklmnopq:x",
+            "javascript\r:x",
+        ];
+        for v in cases {
+            assert_eq!(is_script_url(v), script_url_by_string(v), "{v:?}");
+        }
     }
 
     #[test]
