@@ -666,9 +666,9 @@ impl Store {
             }
             // What the list holds for the claimed contacts' addresses, asked with the
             // addresses themselves (see `suppressions::lookups_for`).
-            let addresses: Vec<(Option<String>, Option<String>)> = claimed
+            let addresses: Vec<(Option<&str>, Option<&str>)> = claimed
                 .iter()
-                .map(|c| (c.contact.email.clone(), c.contact.phone.clone()))
+                .map(|c| (c.contact.email.as_deref(), c.contact.phone.as_deref()))
                 .collect();
             let mut listed = Vec::new();
             for (sql, binds) in super::suppressions::lookups_for(&addresses, pg) {

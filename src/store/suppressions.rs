@@ -163,9 +163,8 @@ impl Store {
         phone: Option<&str>,
     ) -> Result<Vec<Suppression>> {
         let pg = matches!(self.pool, super::Pool::Postgres(_));
-        let addresses = [(email.map(str::to_string), phone.map(str::to_string))];
         let mut out = Vec::new();
-        for (sql, binds) in lookups_for(&addresses, pg) {
+        for (sql, binds) in lookups_for(&[(email, phone)], pg) {
             on_pool!(self, |pool, _b| {
                 for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(pool)
@@ -362,14 +361,8 @@ pub fn hashed_address(channel: &str, address: &str) -> String {
         .chain_update(normalise_address(channel, address))
         .finalize();
     // Runs for each claimed message's addresses: a `format!` per byte was two thirds of its
-    // cost, 2.3% of a dispatch's instructions (callgrind); written in place, no `format!`.
-    let mut hex = [0u8; 64];
-    let mut out = String::with_capacity(HASHED.len() + hex.len());
-    out.push_str(HASHED);
-    if hex::encode_to_slice(digest, &mut hex).is_ok() {
-        out.extend(hex.iter().map(|&b| char::from(b)));
-    }
-    out
+    // cost, 2.3% of a dispatch's instructions (callgrind).
+    [HASHED, &hex::encode(digest)].concat()
 }
 
 /// The prefix of hashed suppression entries.
@@ -384,13 +377,13 @@ pub(super) const HASHED: &str = "sha256:";
 /// only (SQLite; PostgreSQL by its locale), so a suppressed `ülla@…` was not found for a
 /// contact written `ÜLLA@…`, and the claim sent to it.
 pub(super) fn lookups_for(
-    addresses: &[(Option<String>, Option<String>)],
+    addresses: &[(Option<&str>, Option<&str>)],
     pg: bool,
 ) -> Vec<(String, Vec<Bind>)> {
     let mut forms = Vec::with_capacity(addresses.len() * 4);
     for (email, phone) in addresses {
         for (channel, address) in [("email", email), ("sms", phone)] {
-            if let Some(a) = address {
+            if let Some(a) = *address {
                 forms.push(normalise_address(channel, a));
                 forms.push(hashed_address(channel, a));
             }
@@ -462,13 +455,7 @@ mod tests {
 
     #[test]
     fn the_lookup_asks_each_address_lowered_beyond_ascii_and_hashed() {
-        let asked = lookups_for(
-            &[(
-                Some("ÜLLA@Example.com".into()),
-                Some("+491701234567".into()),
-            )],
-            false,
-        );
+        let asked = lookups_for(&[(Some("ÜLLA@Example.com"), Some("+491701234567"))], false);
         assert_eq!(asked.len(), 1);
         let binds = texts(&asked[0].1);
         for form in [
@@ -492,7 +479,11 @@ mod tests {
             })
             .collect();
         for pg in [false, true] {
-            let asked = lookups_for(&addresses, pg);
+            let borrowed: Vec<_> = addresses
+                .iter()
+                .map(|(e, p)| (e.as_deref(), p.as_deref()))
+                .collect();
+            let asked = lookups_for(&borrowed, pg);
             let mut all = Vec::new();
             for (sql, binds) in &asked {
                 assert!(binds.len() <= LOOKUP_BINDS, "{} binds", binds.len());
