@@ -40,14 +40,16 @@ now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for s in $(seq 0 $(( SLICES - 1 ))); do
   from=$(( s * per + 1 )); to=$(( (s + 1) * per ))
   awk -v a="$from" -v b="$to" -v at="$now" 'BEGIN { for (i = a; i <= b; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"%s\",\"contact\":{\"id\":\"c-%d\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\"},\"data\":{\"order_id\":\"SO-%d\"}}\n", i, at, i, i, i }' > "$work/slice.jsonl"
+  mark=$(host_mark)
   t0=$(secs)
   python3 "$root/bench/measure.py" "$work/time" "$bin" --config "$work/aftercare.yaml" events import "$work/slice.jsonl" >/dev/null
   t1=$(secs)
+  steal=$(host_steal "$mark")
   read -r _ user sys syscr syscw wchar < "$work/time"
   # CPU and the store's calls (bench/measure.py) an event: reads are pages missing from
   # SQLite's page cache (do they grow with the store?), writes WAL frames (two calls a frame)
   # and checkpoints.
-  python3 -c "print(f'import {$from:>9,}..{$to:>9,}: {$per/($t1-$t0):>8,.0f} events/s ({$per/($t1-$t0)/50000:.2f} of the 50,000 goal), {($user+$sys)*1e6/$per:.0f} us CPU, {$syscr/$per:.2f} reads, {$syscw/$per:.2f} writes, {$wchar/$per/1024:.2f} KiB written per event')"
+  python3 -c "print(f'import {$from:>9,}..{$to:>9,}: {$per/($t1-$t0):>8,.0f} events/s ({$per/($t1-$t0)/50000:.2f} of the 50,000 goal), {($user+$sys)*1e6/$per:.0f} us CPU, {$syscr/$per:.2f} reads, {$syscw/$per:.2f} writes, {$wchar/$per/1024:.2f} KiB written per event; host steal $steal')"
 done
 
 AFTERCARE_LOG=warn "$bin" --config "$work/aftercare.yaml" run &

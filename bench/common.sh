@@ -76,3 +76,18 @@ policy: {consent: opt_out, caps: [], send_window: {start: "00:00", end: "24:00"}
 YAML
   awk -v n="$n" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"evt-%d\",\"type\":\"order.delivered\",\"occurred_at\":\"2026-11-20T10:00:00+08:00\",\"contact\":{\"id\":\"c-%d\",\"name\":\"王芳\",\"email\":\"customer%d@example.com\",\"locale\":\"zh-CN\",\"timezone\":\"Asia/Shanghai\"},\"data\":{\"order_id\":\"SO-%d\",\"review_url\":\"https://shop.example.com/review/SO-%d\"}}\n", i, i, i, i, i }' > "$dir/events.jsonl"
 }
+
+# The share of this machine's CPU its host gave to its other guests (steal, from /proc/stat)
+# between `mark=$(host_mark)` and `host_steal "$mark"`. On this shared virtual machine it
+# went from 0 to above half within an hour, and a run under it is slower in every figure.
+# Low steal does not make an hour quiet (the same build's import took 25 µs of CPU an event
+# in one hour and 41 in another at 1% steal): compare builds by alternating them
+# (AFTERCARE_BIN), and set runs with much steal aside.
+host_mark() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8+$9, $9; exit }' /proc/stat; }
+host_steal() {
+  local now
+  now=$(host_mark)
+  awk -v a="$1" -v b="$now" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    t = y[1] - x[1]; printf "%.0f%%", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }'
+}

@@ -11,7 +11,9 @@
 # Prints both rates, our/ceiling, the daemon's CPU per message (user + system: other load on
 # the machine disturbs it much less than the rate), the WAL's largest size during the run,
 # the store's read and write calls per message (counts: does the work per message grow with
-# the store?), and peak RSS. Every attempt is durably logged in SQLite.
+# the store?), peak RSS, and how much of the CPU the host took for its other guests during
+# the ceiling and each run (steal: compare runs whose steal is alike). Every attempt is
+# durably logged in SQLite.
 set -euo pipefail
 N=${1:-50000}
 SESSIONS=${SESSIONS:-16}
@@ -39,11 +41,12 @@ rate() { python3 -c "print(f'{$1/($3-$2):,.0f}')"; }
 size=$("$bin" --config "$work/aftercare.yaml" preview review-request --event <(head -1 "$work/events.jsonl") | wc -c)
 msg_len=$(( size * 2 ))   # text + html, base64-encoded, roughly
 
+mark=$(host_mark)
 t0=$(secs)
 smtp-source -d -s "$SESSIONS" -m "$N" -l "$msg_len" 127.0.0.1:$port
 t1=$(secs)
 ceiling=$(python3 -c "print($N/($t1-$t0))")
-echo "ceiling:  smtp-source -d -s $SESSIONS, $N x ${msg_len} B: $(rate $N $t0 $t1) msg/s"
+echo "ceiling:  smtp-source -d -s $SESSIONS, $N x ${msg_len} B: $(rate $N $t0 $t1) msg/s (host steal $(host_steal "$mark"))"
 
 : > "$work/figures"
 for run in $(seq "${REPEAT:-1}"); do
@@ -61,9 +64,11 @@ for run in $(seq "${REPEAT:-1}"); do
     done ) &
   wal_pid=$!
   echo 0 > "$work/walpeak"
+  mark=$(host_mark)
   t0=$(secs)
   python3 "$root/bench/measure.py" "$work/time" "$bin" --config "$work/aftercare.yaml" run --once --now 2026-11-24T00:00:00+08:00 > "$work/out"
   t1=$(secs)
+  steal=$(host_steal "$mark")
   kill $wal_pid 2>/dev/null; wait $wal_pid 2>/dev/null || true
   grep -q "^$N sent" "$work/out" || { echo "not every message was sent" >&2; exit 1; }
   read -r rss user sys syscr syscw wchar < "$work/time"
@@ -74,6 +79,7 @@ for run in $(seq "${REPEAT:-1}"); do
   echo "aftercare: $(cat "$work/out") in $(python3 -c "print(f'{$t1-$t0:.2f}')") s = $(rate $N $t0 $t1) msg/s (sessions $SESSIONS, concurrency $CONCURRENCY, batch $BATCH, synchronous=$SYNC)"
   echo "ratio:    $(python3 -c "print(f'{$ours/$ceiling:.2f}')") of the ceiling"
   echo "cpu:      $us us per message ($sys_us us system)"
+  echo "host:     steal $steal of the CPU during the run (the host's other guests; see bench/common.sh)"
   echo "wal:      largest $wal MiB during the run"
   # The store's calls (bench/measure.py): pages missing from SQLite's page cache, and WAL
   # frames and checkpoints (two calls a frame).
@@ -82,13 +88,13 @@ for run in $(seq "${REPEAT:-1}"); do
   attempts=$(python3 -c "
 import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from attempts').fetchone()[0])")
   echo "attempts logged: $attempts"
-  echo "$(python3 -c "print($ours/$ceiling)") $us" >> "$work/figures"
+  echo "$(python3 -c "print($ours/$ceiling)") $us ${steal%\%}" >> "$work/figures"
 done
 if [ "${REPEAT:-1}" -gt 1 ]; then
   python3 - "$work/figures" <<'PY'
 import statistics, sys
 rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-for i, name, fmt in ((0, "ratio", "{:.2f}"), (1, "cpu us/msg", "{:.0f}")):
+for i, name, fmt in ((0, "ratio", "{:.2f}"), (1, "cpu us/msg", "{:.0f}"), (2, "steal %", "{:.0f}")):
     v = sorted(r[i] for r in rows)
     print(f"{name:>11}: min {fmt.format(v[0])}  median {fmt.format(statistics.median(v))}  max {fmt.format(v[-1])}  ({len(v)} runs)")
 PY

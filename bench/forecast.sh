@@ -59,9 +59,11 @@ esac
 
 ac events import "$work/events.jsonl" >/dev/null
 for run in $(seq 1 "${REPEAT:-3}"); do
+  mark=$(host_mark)
   /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
     "$bin" --config "$work/aftercare.yaml" forecast --now "$now" --until "$until" > "$work/out"
   read -r wall user sys rss < "$work/time"
+  steal=$(host_steal "$mark")
   sends=$(tail -n 3 "$work/out" | grep -o '^[0-9]* message(s) would be sent' | cut -d' ' -f1 || true)
-  python3 -c "print(f'run $run: {int(\"${sends:-0}\"):,} sends in $wall s wall, {$user + $sys:.1f} s CPU (user $user, sys $sys), peak RSS {$rss // 1024} MiB; {$wall / $goal:.2f} of the $goal s goal (set for the default sizes)')"
+  python3 -c "print(f'run $run: {int(\"${sends:-0}\"):,} sends in $wall s wall, {$user + $sys:.1f} s CPU (user $user, sys $sys), peak RSS {$rss // 1024} MiB; {$wall / $goal:.2f} of the $goal s goal (set for the default sizes); host steal $steal')"
 done

@@ -66,6 +66,7 @@ LUA
 # figure that other load on the machine disturbs much less than events/s.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cpu0=$(cpu_ticks)
+mark=$(host_mark)
 # Bytes the daemon wrote (files and sockets) and its write calls: WAL frames per commit.
 io_of() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$pid/io"; }
 wchar0=$(io_of wchar); syscw0=$(io_of syscw)
@@ -77,6 +78,7 @@ fi
 /usr/bin/time -f "%U %S" -o "$work/wrk.time" \
   wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/post.lua" "http://127.0.0.1:$port/v1/events" | tee "$work/wrk.out" | grep -E "^bench:|^goal:|Latency|Requests/sec"
 cpu1=$(cpu_ticks)
+steal=$(host_steal "$mark")
 wchar1=$(io_of wchar); syscw1=$(io_of syscw)
 requests=$(awk '/^bench: [0-9]+ requests/ {print $2}' "$work/wrk.out")
 awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
@@ -84,6 +86,7 @@ awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
 read -r wrk_user wrk_sys < "$work/wrk.time"
 awk -v u="$wrk_user" -v s="$wrk_sys" -v n="$requests" -v secs="$SECS" \
   'BEGIN { printf "cpu:      wrk %.1f s (%.0f us per request) of the %d core-seconds the two cores had\n", u + s, n ? (u + s) * 1e6 / n : 0, 2 * secs }'
+echo "host:     steal $steal of the CPU while wrk ran (the host's other guests; see bench/common.sh)"
 # The event writer's commits, as the daemon counts them (each is one fsync).
 commits=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 == "aftercare_ingest_commits_total" {print $2}')
 stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from events').fetchone()[0], c.execute('select count(*) from messages').fetchone()[0])")
