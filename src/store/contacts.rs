@@ -11,9 +11,9 @@ use super::{Result, Store, StoreError, Tx};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{Contact, Event, StoredContact};
 use chrono::{DateTime, FixedOffset, Utc};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Row};
-use std::collections::{HashMap, HashSet};
 
 /// The date fields of a contact that anniversary jobs can use: `birthday` and every
 /// attribute holding a `YYYY-MM-DD` date, as (field key, date).
@@ -261,7 +261,7 @@ impl Tx {
     ) -> Result<HashMap<String, StoredContact>> {
         let pg = self.is_pg();
         self.hold_contacts(ids).await?;
-        let mut out = HashMap::new();
+        let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(512) {
             let binds = in_list(chunk);
             let sql = format!(
@@ -343,7 +343,7 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
         let pg = self.is_pg();
-        let mut inserted = HashSet::new();
+        let mut inserted = HashSet::with_capacity(events.len());
         for chunk in shaped(events) {
             let sql = format!(
                 "{} events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \

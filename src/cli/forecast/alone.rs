@@ -321,7 +321,7 @@ impl Source<'_> {
     ) -> anyhow::Result<()> {
         let ids: Vec<String> = rows.iter().map(|c| c.id.clone()).collect();
         let mut stops = if self.stop_types.is_empty() {
-            HashMap::new()
+            Default::default()
         } else {
             let mut tx = self.scratch.begin().await?;
             let found = tx.event_data_for(&ids, &self.stop_types).await?;
