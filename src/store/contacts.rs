@@ -261,7 +261,7 @@ impl Tx {
     ) -> Result<HashMap<String, StoredContact>> {
         let pg = self.is_pg();
         self.hold_contacts(ids).await?;
-        let mut out = HashMap::with_capacity(ids.len());
+        let mut out = HashMap::new();
         for chunk in ids.chunks(512) {
             let binds = in_list(chunk);
             let sql = format!(
