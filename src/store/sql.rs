@@ -110,19 +110,42 @@ macro_rules! bind_all {
     }};
 }
 
-/// [`bind_all!`] for a `Vec<Bind>` that is not needed afterwards: moves the values in.
+/// [`bind_all!`] for a `Vec<Bind>` that is not needed afterwards: the statement of
+/// [`with_binds`], its values moved in (`?`: inside a function returning the store's
+/// `Result`).
 macro_rules! bind_vec {
-    ($q:expr, $binds:expr) => {{
-        let mut q = $q;
-        for b in $binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s),
-                Bind::Int(i) => q.bind(i),
-                Bind::Bytes(v) => q.bind(v),
-            };
+    (sqlx::query($sql:expr), $binds:expr) => {
+        $crate::store::sql::with_binds($sql, $binds)?
+    };
+}
+
+/// `sql` with `binds` as its arguments, made in one vector of their size and moved in.
+/// `Query::bind` takes and returns the statement by value and grows its vector a value at a
+/// time: for the ingest's statements of 256 rows that was 13% of the deciding thread's
+/// instructions. A value that cannot be encoded (PostgreSQL: over 2 GiB) is the error.
+pub(crate) fn with_binds<'q, DB>(
+    sql: impl sqlx::SqlSafeStr,
+    binds: Vec<Bind>,
+) -> std::result::Result<sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<Vec<u8>>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    use sqlx::Arguments;
+    let mut args = <DB as sqlx::Database>::Arguments::default();
+    args.reserve(binds.len(), 0);
+    for (i, b) in binds.into_iter().enumerate() {
+        match b {
+            Bind::Text(s) => args.add(s),
+            Bind::Int(n) => args.add(n),
+            Bind::Bytes(v) => args.add(v),
         }
-        q
-    }};
+        .map_err(|e| sqlx::Error::Encode(format!("argument ${}: {e}", i + 1).into()))?;
+    }
+    Ok(sqlx::query_with(sql, args))
 }
 
 /// The most rows one multi-row statement of the hot paths (ingest, completions) takes.
