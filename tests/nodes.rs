@@ -164,15 +164,24 @@ fn slow_sink_and_due(n: usize) -> (SmtpSink, Workspace) {
     (sink, ws)
 }
 
-/// Wait until `n` messages are sent, stop the nodes, and check the sink got each once.
+/// Wait until `n` messages are sent, stop the nodes, and check the sink got each once. A
+/// failure shows the nodes' logs: a node the machine stalled past its lease says so there
+/// (a late heartbeat), which tells a stall from a fault of the leases.
 fn all_sent_once(ws: &Workspace, sink: &SmtpSink, nodes: &mut Nodes, n: usize) {
     wait_for("every message sent", Duration::from_secs(60), || {
         count(ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == n as i64
     });
+    let names: Vec<String> = nodes.running.iter().map(|(name, _)| name.clone()).collect();
     nodes.stop_all();
     let seen = sink.received();
-    assert_eq!(seen.len(), n);
-    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    let logs = || {
+        names
+            .iter()
+            .map(|name| format!("--- {name}.log\n{}", nodes.log(name)))
+            .collect::<String>()
+    };
+    assert_eq!(seen.len(), n, "{}", logs());
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}\n{}", logs());
 }
 
 /// Batches of 6 sent 2 at a time to a sink that takes a second each: 3 s of work under a
