@@ -8,7 +8,7 @@
 //! per message, see migrations/sqlite/0009). A retention purge (`retention.content`) empties the
 //! column and keeps the attempt.
 
-use super::sql::{Bind, bind_all, on_pool};
+use super::sql::{Bind, bind_vec, on_pool};
 use super::{Result, Store};
 use crate::clock::from_millis;
 use chrono::{DateTime, Utc};
@@ -124,12 +124,14 @@ impl Store {
                 super::placeholders(1, chunk.len())
             );
             let binds: Vec<Bind> = chunk.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
-            let found: Vec<String> = on_pool!(self, |pool, _b| {
-                bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), &binds)
+            on_pool!(self, |pool, _b| {
+                for r in bind_vec!(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
                     .fetch_all(pool)
                     .await?
+                {
+                    out.insert(r.try_get::<String, _>(0)?);
+                }
             });
-            out.extend(found);
         }
         Ok(out)
     }

@@ -15,7 +15,7 @@
 //! Erasing again finds nothing and changes nothing.
 
 use super::retention::{COUNTED_COLUMNS, count_deleted};
-use super::sql::{Bind, bind_all, on_pool, placeholders};
+use super::sql::{bind_all, on_pool, placeholders};
 use super::suppressions::{hashed_address, normalise_address};
 use super::{LogFilter, Pool, Result, Store};
 use crate::clock::{from_millis, to_millis};
@@ -176,13 +176,14 @@ impl Store {
                 .await?
                 .rows_affected();
                 let texts: i64 = bind_all!(
-                    sqlx::query_scalar(AssertSqlSafe(format!(
+                    sqlx::query(AssertSqlSafe(format!(
                         "SELECT COUNT(*) FROM attempts WHERE message_id IN ({list}) AND content IS NOT NULL"
                     ))),
                     chunk
                 )
                 .fetch_one(&mut *tx)
-                .await?;
+                .await?
+                .try_get(0)?;
                 out.texts += texts as u64;
                 out.attempts += bind_all!(
                     sqlx::query(AssertSqlSafe(format!(

@@ -15,7 +15,9 @@
 //! is never written twice. Counting it also bounds a message that kills every node that
 //! tries it: after `max_attempts` it fails instead of taking the fleet down forever.
 
-use super::sql::{Bind, bind_all, insert_into, on_pool, placeholders, update, values_rows};
+use super::sql::{
+    Bind, bind_all, bind_vec, insert_into, on_pool, placeholders, update, values_rows,
+};
 use super::{Pool, Result, Store};
 use crate::clock::to_millis;
 use crate::model::{MessageState, Outcome};
@@ -88,12 +90,14 @@ impl Store {
                 placeholders(1, chunk.len())
             );
             let binds: Vec<Bind> = chunk.iter().map(|t| Bind::Text(Some(t.clone()))).collect();
-            let rows: Vec<String> = on_pool!(self, |pool, _b| {
-                bind_all!(sqlx::query_scalar(AssertSqlSafe(sql)), &binds)
+            on_pool!(self, |pool, _b| {
+                for r in bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
                     .fetch_all(pool)
                     .await?
+                {
+                    out.insert(r.try_get::<String, _>(0)?);
+                }
             });
-            out.extend(rows);
         }
         Ok(out)
     }

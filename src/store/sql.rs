@@ -95,19 +95,11 @@ pub(crate) enum Bind {
     Bytes(Option<Vec<u8>>),
 }
 
-/// Bind every value of a `Vec<Bind>` in order.
+/// [`bind_vec!`] for binds that are used again afterwards: binds a copy of them.
 macro_rules! bind_all {
-    ($q:expr, $binds:expr) => {{
-        let mut q = $q;
-        for b in $binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s.clone()),
-                Bind::Int(i) => q.bind(*i),
-                Bind::Bytes(v) => q.bind(v.clone()),
-            };
-        }
-        q
-    }};
+    (sqlx::query($sql:expr), $binds:expr) => {
+        $crate::store::sql::with_binds($sql, $binds.into_iter().cloned().collect())?
+    };
 }
 
 /// [`bind_all!`] for a `Vec<Bind>` that is not needed afterwards: the statement of
@@ -270,10 +262,11 @@ pub(crate) async fn plan_without_statistics(sql: &str, binds: &[Bind]) -> Vec<St
     let super::Pool::Sqlite(pool) = &store.pool else {
         unreachable!("a SQLite store")
     };
-    let rows = bind_all!(
-        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
-        binds
+    let rows = with_binds(
+        sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")),
+        binds.to_vec(),
     )
+    .expect("the binds encode")
     .fetch_all(pool)
     .await
     .expect("a plan");
