@@ -74,6 +74,7 @@ struct Metrics {
     relay_refusals: Family<StageLabels, Counter>,
     events: Family<StatusLabels, Counter>,
     ingest_commits: Counter,
+    ingest_requests: Family<StageLabels, Gauge>,
     outcome_commits: Counter,
     messages: Family<MessageLabels, Gauge>,
     outbox_depth: Gauge,
@@ -131,6 +132,12 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         "ingest_commits",
         "Transactions the event writer committed for POST /v1/events (group commit): accepted events over this are the events per fsync",
         Counter::default(),
+    );
+    let ingest_requests = registered(
+        &mut registry,
+        "ingest_requests",
+        "POST /v1/events requests this daemon's event writer has not answered yet, by stage: queued for it, or writing (in the group it is deciding and committing now); a queue that stays long says the store does not keep up",
+        Family::<StageLabels, Gauge>::default(),
     );
     let outcome_commits = registered(
         &mut registry,
@@ -212,6 +219,7 @@ static METRICS: LazyLock<Mutex<Metrics>> = LazyLock::new(|| {
         relay_refusals,
         events,
         ingest_commits,
+        ingest_requests,
         outcome_commits,
         messages,
         outbox_depth,
@@ -276,6 +284,16 @@ pub(crate) fn count_events(status: &str, n: u64) {
 /// One transaction of the event writer committed.
 pub(crate) fn count_ingest_commit() {
     lock().ingest_commits.inc();
+}
+
+/// How many requests the event writer holds at `stage` (`queued` or `writing`) now.
+pub(crate) fn set_ingest_requests(stage: &str, n: usize) {
+    lock()
+        .ingest_requests
+        .get_or_create(&StageLabels {
+            stage: stage.into(),
+        })
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
 }
 
 /// One transaction of a dispatch recorder committed.

@@ -438,6 +438,22 @@ fn counter(port: u16, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
+/// Waits until `/metrics` shows `name` at `want` (30 s at most).
+fn wait_for_metric(port: u16, name: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = counter(port, name);
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed at {now}, not {want}, for 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Requests that arrive while the writer decides and writes a group join that group's
 /// transaction before it commits, in a round of their own that sees the rounds before it:
 /// one commit (one fsync) for all of them, and an event sent again in the later round is a
@@ -456,7 +472,10 @@ fn requests_arriving_while_a_group_is_written_join_its_commit() {
             let port = d.port;
             std::thread::spawn(move || post(port, &yesterday("a0", "ca", "SO-A0")))
         };
-        std::thread::sleep(Duration::from_millis(300));
+        // The writer holds the first request (and waits for the lock) before the others
+        // are sent, and all three are queued for it before the lock goes: a host that
+        // stalls this test's threads cannot let a request arrive after the commit.
+        wait_for_metric(d.port, "aftercare_ingest_requests{stage=\"writing\"}", 1);
         let later = post_each(
             d.port,
             vec![
@@ -465,7 +484,7 @@ fn requests_arriving_while_a_group_is_written_join_its_commit() {
                 yesterday("b0", "cb", "SO-B0"),
             ],
         );
-        std::thread::sleep(Duration::from_millis(700));
+        wait_for_metric(d.port, "aftercare_ingest_requests{stage=\"queued\"}", 3);
         lock.release();
         let (s, body) = first.join().unwrap();
         assert_eq!(
@@ -531,7 +550,7 @@ fn one_bad_request_never_fails_another_in_a_shared_transaction() {
             let port = d.port;
             std::thread::spawn(move || post(port, &yesterday("b0", "cb", "SO-B0")).0)
         };
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for_metric(d.port, "aftercare_ingest_requests{stage=\"writing\"}", 1);
         let mut bodies: Vec<String> = (0..6)
             .map(|i| yesterday(&format!("g{i}"), &format!("cg{i}"), &format!("SO-G{i}")))
             .collect();
@@ -542,7 +561,7 @@ fn one_bad_request_never_fails_another_in_a_shared_transaction() {
             no_order.to_string().replace("\"r2\"", "\"w2\"")
         ));
         let handles = post_each(d.port, bodies);
-        std::thread::sleep(Duration::from_millis(700));
+        wait_for_metric(d.port, "aftercare_ingest_requests{stage=\"queued\"}", 8);
         lock.release();
         assert_eq!(blocker.join().unwrap(), 202);
         let answers: Vec<(u16, Value)> = handles.into_iter().map(|h| h.join().unwrap()).collect();

@@ -85,6 +85,7 @@ impl IngestQueue {
             // Its own connection on SQLite (keeps its page cache warm), closed when the
             // queue is.
             let store = store.own_writer();
+            metrics::set_ingest_requests("writing", 0);
             while let Some(first) = rx.recv().await {
                 let book = book.load_full();
                 // A bug in one group must not stop the intake for good: its transaction
@@ -96,6 +97,7 @@ impl IngestQueue {
                         "the event writer hit a bug on a group of events (logged above); nothing of it was stored, its requests were answered 503, and the writer goes on"
                     );
                 }
+                metrics::set_ingest_requests("writing", 0);
             }
             if sqlite {
                 store.close().await;
@@ -129,6 +131,11 @@ impl IngestQueue {
             tokio::spawn(writer);
         }
         IngestQueue { tx }
+    }
+
+    /// Requests sent to the writer that it has not taken yet.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     async fn submit(&self, items: Vec<Incoming>) -> Result<Vec<IngestOutcome>, ApiError> {
@@ -182,6 +189,7 @@ impl Group {
                 Err(_) => break,
             }
         }
+        metrics::set_ingest_requests("writing", self.jobs.len());
     }
 }
 

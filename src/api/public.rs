@@ -192,6 +192,7 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
+    metrics::set_ingest_requests("queued", state.ingest.queued());
     match metrics::render(&state.store, &state.store_counts, state.clock.now()).await {
         Ok(text) => (
             [(
