@@ -123,6 +123,36 @@ impl Fixture {
         }
     }
 
+    /// Returns once `n` of the database's sessions wait for a lock (PostgreSQL), so a race
+    /// a test sets up has begun however slow the host is; SQLite's writers wait inside its
+    /// busy handler, which nothing outside shows, so there it gives them 300 ms.
+    async fn until_waiting(&self, n: i64) {
+        let StoreConfig::Postgres { url, .. } = &self.cfg else {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            return;
+        };
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if waiting >= n {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{waiting} of {n} sessions waited for a lock after 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        pool.close().await;
+    }
+
     /// PostgreSQL: a transaction of another connection that has run `sql` and stays open
     /// (another node caught mid-way), with its pool; `None` on SQLite, whose writers take
     /// turns.
@@ -765,7 +795,7 @@ fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> Ne
 /// "cancelled" with nothing tried. The next message of the thread meets the stop event at
 /// the gate, as every later one does. The ingest's answer counts it as stopped no more.
 async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
-    let (store, _f) = store(b).await;
+    let (store, f) = store(b).await;
     deliveries(&store, 1).await;
     // The review changes the contact's name, so the ingest writes the contact row.
     let review = serde_json::json!({
@@ -791,7 +821,7 @@ async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
             let store = store.clone();
             tokio::spawn(async move { ingest(&store, &[review]).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        f.until_waiting(1).await;
         let claimed = claim(&store, "tok", "2026-11-23T00:00:00Z", 10).await;
         other.commit().await.unwrap();
         let outcome = racing.await.unwrap();
@@ -827,7 +857,7 @@ async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
 /// ingest holds its contacts from before it reads them until it commits. (SQLite's writers
 /// take turns.)
 async fn two_ingests_of_one_contact_keep_both_changes(b: Backend) {
-    let (store, _f) = store(b).await;
+    let (store, f) = store(b).await;
     let event = |id: &str, contact: serde_json::Value| {
         serde_json::json!({"id": id, "type": "contact.updated", "occurred_at": "2026-11-20T00:00:00Z",
                            "contact": contact, "data": {}})
@@ -859,7 +889,7 @@ async fn two_ingests_of_one_contact_keep_both_changes(b: Backend) {
         tokio::spawn(async move { ingest(&store, &[gold]).await })
     };
     if b == Backend::Postgres {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        f.until_waiting(1).await;
     }
     first.commit().await.unwrap();
     second.await.unwrap();
@@ -916,7 +946,7 @@ async fn the_daily_figures_read_one_snapshot(b: Backend) {
         let store = store.clone();
         tokio::spawn(async move { store.daily_counts(None, day, day).await.unwrap() })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    f.until_waiting(1).await;
     sqlx::raw_sql(
         "INSERT INTO daily_counts (id, day, job_id, step, variant, channel, outcome, n) \
          VALUES ('moved', '2026-11-23', 'review-request', 0, NULL, 'email', 'sent', 1); \
@@ -965,7 +995,7 @@ async fn two_soft_bounces_at_once_reach_the_threshold(b: Backend) {
         .collect();
     let pool = match held {
         Some((pool, tx)) => {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            f.until_waiting(2).await;
             tx.commit().await.unwrap();
             Some(pool)
         }
@@ -1032,7 +1062,7 @@ async fn a_claim_sees_what_another_node_is_sending_the_contact(b: Backend) {
         .await;
     let b_claimed = if let Some((pool, a)) = node_a {
         let b_claim = tokio::spawn(claim_on("node-b", "tb", 10));
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        f.until_waiting(1).await;
         a.commit().await.unwrap();
         let got = b_claim.await.unwrap();
         pool.close().await;
@@ -2210,7 +2240,7 @@ async fn the_send_window_counts_the_last_sends_by_their_last_attempt(b: Backend)
 /// inserts (it waits); on SQLite the ingest waits for the write lock instead and then reads
 /// the row the ordinary way. Either way: `same: true`.
 async fn an_event_another_writer_stored_meanwhile_is_the_same_duplicate(b: Backend) {
-    let (store, _f) = store(b).await;
+    let (store, f) = store(b).await;
     let line = delivered(
         "evt-race",
         "c-r",
@@ -2229,7 +2259,7 @@ async fn an_event_another_writer_stored_meanwhile_is_the_same_duplicate(b: Backe
         let line = line.clone();
         tokio::spawn(async move { ingest(&store, &[line]).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    f.until_waiting(1).await;
     other.commit().await.unwrap();
     let outcome = racing.await.unwrap();
     assert!(
@@ -2317,7 +2347,7 @@ async fn a_deferred_greeting_cancelled_by_hand_stays_cancelled(b: Backend) {
 /// this one writes (PostgreSQL waits on the row, SQLite for the write lock). A different
 /// score afterwards is a change, counted once.
 async fn the_same_answer_twice_at_once_is_written_once(b: Backend) {
-    let (store, _f) = store(b).await;
+    let (store, f) = store(b).await;
     let answer = |score: i64| StoredAnswer {
         message_id: "m-1".into(),
         job_id: "nps-survey".into(),
@@ -2342,7 +2372,7 @@ async fn the_same_answer_twice_at_once_is_written_once(b: Backend) {
             wrote
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    f.until_waiting(1).await;
     first.commit().await.unwrap();
     assert!(
         !second.await.unwrap(),
