@@ -627,13 +627,13 @@ pub async fn ingest_in(
         .collect())
 }
 
-/// The value of a dedupe template that is exactly `{{event.data.<field>}}` (a plain field
-/// name) as handlebars renders it, when that field holds a string or a number; `None` for
-/// anything else (the caller renders the template).
 /// The longest dedupe key taken, in bytes: the unique index on (job, key, step) holds an
 /// entry of about 2.7 kB on PostgreSQL, and the same key must be taken on both backends.
 pub const MAX_DEDUPE_BYTES: usize = 1024;
 
+/// The value of a dedupe template that is exactly `{{event.data.<field>}}` (a plain field
+/// name) as handlebars renders it, when that field holds a string or a number; `None` for
+/// anything else (the caller renders the template).
 fn simple_data_key(src: &str, data: &Map<String, Value>) -> Option<String> {
     let field = src
         .strip_prefix("{{")?
@@ -655,8 +655,6 @@ fn simple_data_key(src: &str, data: &Map<String, Value>) -> Option<String> {
     }
 }
 
-/// Why a message triggered with `trigger_data` must stop, given the data of the contact's
-/// events of the stop type; `None` when none of them matches.
 /// The event that planned a message, as `stop_when` compares stop events with it.
 pub struct Triggered<'a> {
     /// Its id and time; `None` for a message without one (its event purged).
