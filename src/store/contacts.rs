@@ -232,7 +232,7 @@ impl Tx {
     pub async fn event_digests(&mut self, ids: &[String]) -> Result<HashMap<String, String>> {
         let pg = self.is_pg();
         let mut out = HashMap::new();
-        for chunk in ids.chunks(512) {
+        for chunk in ids.chunks(1024) {
             let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, digest FROM events WHERE id IN ({})",
@@ -262,7 +262,7 @@ impl Tx {
         let pg = self.is_pg();
         self.hold_contacts(ids).await?;
         let mut out = HashMap::new();
-        for chunk in ids.chunks(512) {
+        for chunk in ids.chunks(1024) {
             let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent, fields_at FROM contacts WHERE id IN ({})",
@@ -297,7 +297,7 @@ impl Tx {
             return Ok(out);
         }
         let pg = self.is_pg();
-        for chunk in contacts.chunks(512) {
+        for chunk in contacts.chunks(1024) {
             let mut binds = in_list(chunk);
             let sql = format!(
                 "SELECT contact_id, type, data, id, occurred_at FROM events WHERE contact_id IN ({}) AND type IN ({})",
