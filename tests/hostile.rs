@@ -427,7 +427,7 @@ fn poison_the_store(ws: &Workspace) {
     );
 }
 
-/// The value of the counter `name` on the daemon's `/metrics`.
+/// The value of the counter or gauge `name` (with its labels) on the daemon's `/metrics`.
 fn counter(port: u16, name: &str) -> u64 {
     let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
         .unwrap()
