@@ -26,6 +26,7 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 import zoneinfo
 
@@ -168,14 +169,32 @@ def wildcard_hours(expr):
     return expr.split()[1].startswith("*")
 
 
+@lru_cache(maxsize=None)
+def wall_matches(expr):
+    """croniter's wall-clock matches of `expr` from two days before the window to the first
+    one more than two days after it. Naive datetimes are calendar arithmetic alone, the same
+    in every zone, so a worker finds them once per expression, not once per zone (they were
+    half of the check's time; `--check` shows the fixtures come out the same)."""
+    lo = WINDOW[0].replace(tzinfo=None) - timedelta(days=2)
+    hi = WINDOW[1].replace(tzinfo=None) + timedelta(days=2)
+    it = croniter(expr, lo)
+    out = []
+    while not out or out[-1] <= hi:
+        out.append(it.get_next(datetime))
+    return out
+
+
 def expected(expr, z):
     start, end = WINDOW
     wild = wildcard_hours(expr)
-    it = croniter(expr, local(start, z) - timedelta(days=1))
+    # The wall-clock matches within a day of the window in this zone (offsets are under a
+    # day, so the instants of any other match fall outside it).
+    first, last = local(start, z) - timedelta(days=1), local(end, z) + timedelta(days=1)
     out = set()
-    while True:
-        n = it.get_next(datetime)
-        if n > local(end, z) + timedelta(days=1):
+    for n in wall_matches(expr):
+        if n <= first:
+            continue
+        if n > last:
             break
         for t in instants(n, z, wild):
             if start < t <= end:
