@@ -440,18 +440,9 @@ fn counter(port: u16, name: &str) -> u64 {
 
 /// Waits until `/metrics` shows `name` at `want` (30 s at most).
 fn wait_for_metric(port: u16, name: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = counter(port, name);
-        if now == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed at {now}, not {want}, for 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&format!("{name} {want}"), Duration::from_secs(30), || {
+        counter(port, name) == want
+    });
 }
 
 /// Requests that arrive while the writer decides and writes a group join that group's
