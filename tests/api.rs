@@ -329,15 +329,12 @@ fn the_log_a_message_its_timeline_and_retry_or_cancel_by_hand() {
     let (s, _) = api.post("/v1/events", Some(INGEST), &recent("e1", "wang", "SO-1"));
     assert_eq!(s, 202);
     // The daemon sends it within its poll interval.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let sent = loop {
+    let mut sent = serde_json::Value::Null;
+    common::wait_for("the message to be sent", Duration::from_secs(15), || {
         let (_, page) = api.get("/v1/messages?status=sent", Some(READ));
-        if let Some(m) = page["items"].as_array().unwrap().first() {
-            break m.clone();
-        }
-        assert!(Instant::now() < deadline, "not sent in time");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        sent = page["items"][0].clone();
+        !sent.is_null()
+    });
     let id = sent["id"].as_str().unwrap();
     let (s, one) = api.get(&format!("/v1/messages/{id}"), Some(READ));
     assert_eq!(s, 200);
@@ -583,15 +580,14 @@ fn contacts_are_exported_and_erased_by_admins_only() {
         &recent("e-gdpr", "c-gdpr", "SO-GDPR"),
     );
     assert_eq!(s, 202);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, page) = api.get("/v1/messages?contact=c-gdpr&status=sent", Some(READ));
-        if page["items"].as_array().is_some_and(|i| !i.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not sent: {page}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut page = serde_json::Value::Null;
+    let sent = common::until(Duration::from_secs(20), || {
+        page = api
+            .get("/v1/messages?contact=c-gdpr&status=sent", Some(READ))
+            .1;
+        page["items"].as_array().is_some_and(|i| !i.is_empty())
+    });
+    assert!(sent, "not sent: {page}");
     let client = reqwest::blocking::Client::new();
     let delete = |token: &str, who: &str| {
         let r = client

@@ -340,14 +340,9 @@ fn the_router_serves_exactly_the_listed_routes() {
         .expect("aftercare run");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::blocking::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while client.get(format!("{base}/healthz")).send().is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the API did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_for("the API", std::time::Duration::from_secs(30), || {
+        client.get(format!("{base}/healthz")).send().is_ok()
+    });
     let unrouted = |method: &str, path: &str| -> bool {
         let url = format!("{base}{path}");
         let r = match method {

@@ -48,14 +48,6 @@ fn shots() -> PathBuf {
     dir
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn passwd(ws: &Workspace, name: &str, password: &str) {
     let mut child = ws
         .command(&["console", "passwd", name])
@@ -381,7 +373,7 @@ async fn the_console_in_a_real_browser() {
             .spawn()
             .expect("chromedriver (apt-get install chromium-driver)"),
     );
-    wait_for("chromedriver", || {
+    common::wait_for("chromedriver", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", wd_port)).is_ok()
     });
     let profile = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use common::{Backend, SmtpSink, Workspace};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const N: usize = 4_000;
 const KILLS: usize = 5;
@@ -30,14 +30,6 @@ fn start(ws: &Workspace, round: usize) -> Child {
         .stderr(log)
         .spawn()
         .unwrap()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -69,7 +61,7 @@ fn kill_dash_nine_mid_dispatch_loses_nothing_and_every_duplicate_is_explained() 
         let before = dump_count(&sink);
         let mut child = start(&ws, round);
         // Mid-dispatch: once this daemon has sent something, at a random moment after.
-        wait_for("the daemon to send", Duration::from_secs(60), || {
+        common::wait_for("the daemon to send", Duration::from_secs(60), || {
             dump_count(&sink) > before || child.try_wait().unwrap().is_some()
         });
         std::thread::sleep(Duration::from_millis(rng.u64(0..400)));
@@ -92,11 +84,11 @@ fn kill_dash_nine_mid_dispatch_loses_nothing_and_every_duplicate_is_explained() 
     // A clean finish: the last daemon sends the rest (the killed ones' claims come back
     // through its reaper once their leases end) and stops on SIGTERM.
     let mut last = start(&ws, KILLS);
-    wait_for("every message delivered", Duration::from_secs(180), || {
+    common::wait_for("every message delivered", Duration::from_secs(180), || {
         sink.received().len() == N
     });
     // Delivered is not yet recorded: wait for the last completions to be committed.
-    wait_for(
+    common::wait_for(
         "every message recorded as sent",
         Duration::from_secs(30),
         || {

@@ -7,7 +7,7 @@ use chrono::{Duration as Days, SecondsFormat, Utc};
 use common::smtp_script::{Script, ScriptedSmtp};
 use common::{SmtpSink, Workspace, delivered};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn spawn(ws: &Workspace) -> Child {
     ws.command(&["run"])
@@ -23,28 +23,6 @@ fn signal(child: &Child, sig: &str) {
         .status()
         .unwrap();
     assert!(ok.success());
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn ago(d: Days) -> String {
@@ -64,7 +42,7 @@ fn daemon_sends_what_falls_due_and_exits_zero_on_sigterm() {
     )])
     .ok();
     let mut child = spawn(&ws);
-    wait_for("the first message", Duration::from_secs(20), || {
+    common::wait_for("the first message", Duration::from_secs(20), || {
         sink.messages().len() == 1
     });
     // Imported while the daemon runs: picked up by polling, without a restart.
@@ -76,11 +54,11 @@ fn daemon_sends_what_falls_due_and_exits_zero_on_sigterm() {
         &ago(Days::days(3) + Days::seconds(5)),
     )])
     .ok();
-    wait_for("the second message", Duration::from_secs(20), || {
+    common::wait_for("the second message", Duration::from_secs(20), || {
         sink.messages().len() == 2
     });
     signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(10)), 0);
     let log = ws.logs_json(&["--status", "sent"]);
     assert_eq!(log.as_array().unwrap().len(), 2);
 }
@@ -125,11 +103,11 @@ fn sigterm_mid_dispatch_loses_nothing_and_sends_nothing_twice() {
     let events = common::deliveries(12, &at);
     ws.import(&events).ok();
     let mut child = spawn(&ws);
-    wait_for("a first delivery", Duration::from_secs(20), || {
+    common::wait_for("a first delivery", Duration::from_secs(20), || {
         !sink.messages().is_empty()
     });
     signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
 
     let states = first_steps_after_stop(&ws, 12);
     let sent_before = states.iter().filter(|s| *s == "sent").count();
@@ -167,7 +145,7 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
     let at = ago(Days::days(3) + Days::minutes(1));
     ws.import(&common::deliveries(16, &at)).ok();
     let (mut child, log) = common::spawn_logged(ws.command(&["run"]).env("AFTERCARE_LOG", "info"));
-    wait_for(
+    common::wait_for(
         "four sends held by the relay",
         Duration::from_secs(20),
         || relay.holding() == 4,
@@ -175,7 +153,7 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
     signal(&child, "-TERM");
     // The relay answers again only once the daemon has taken the signal: answered before,
     // a slot could free and the 11th send start ahead of the stop (seen once in CI: 11 sent).
-    wait_for(
+    common::wait_for(
         "the daemon to begin stopping",
         Duration::from_secs(20),
         || {
@@ -186,7 +164,7 @@ fn sigterm_hands_back_the_batch_claimed_ahead_of_the_sends() {
         },
     );
     relay.set(|s| s.hold_after = None);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
 
     let states = first_steps_after_stop(&ws, 16);
     let sent = states.iter().filter(|s| *s == "sent").count();

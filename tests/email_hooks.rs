@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -230,15 +230,11 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     }
     let _kill = Kill(&mut child);
     let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; daemon log:\n{}",
-                std::fs::read_to_string(ws.path("daemon.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            common::until(Duration::from_secs(60), f),
+            "timed out waiting for {what}; daemon log:\n{}",
+            std::fs::read_to_string(ws.path("daemon.log")).unwrap_or_default()
+        );
     };
     wait("the five messages", &|| relay.messages().len() == 5);
     let base = format!("http://127.0.0.1:{api}");

@@ -12,7 +12,7 @@ use common::smtp_script::{Script, ScriptedSmtp};
 use common::{Run, SmtpSink, Workspace, delivered};
 use serde_json::{Value, json};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DELIVERED_AT: &str = "2026-11-20T10:00:00+08:00";
 const NOW: &str = "2026-11-23T10:00:00+08:00";
@@ -621,15 +621,11 @@ fn readyz_and_metrics_tell_of_a_refused_login() {
         }
     };
     let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; daemon log:\n{}",
-                std::fs::read_to_string(ws.path("daemon.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            common::until(Duration::from_secs(30), f),
+            "timed out waiting for {what}; daemon log:\n{}",
+            std::fs::read_to_string(ws.path("daemon.log")).unwrap_or_default()
+        );
     };
     wait("/readyz to say why", &|| {
         let (status, body) = get("/readyz");

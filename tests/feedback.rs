@@ -895,11 +895,7 @@ fn jobs_resume_reaches_a_drain_that_is_sending() {
             .unwrap(),
     );
     let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !f() {
-            assert!(std::time::Instant::now() < deadline, "{what}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        common::wait_for(what, std::time::Duration::from_secs(30), f);
     };
     wait("the first notice reaches the relay", &|| {
         relay.holding() == 1

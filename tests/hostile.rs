@@ -18,14 +18,6 @@ fn ago(d: Days) -> String {
     (Utc::now() - d).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A running `aftercare run` with its stderr collected line by line.
 struct Daemon {
     child: Child,
@@ -51,17 +43,16 @@ impl Daemon {
         );
         let mut d = Daemon { child, log, port };
         // Generous: on a loaded 2-core CI machine a PostgreSQL-backed start can take a while.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !d.has("api listening") {
-            let exited = d.child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "the daemon did not start its API ({exited:?}); its log:\n{}",
-                    d.log.lock().unwrap().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut exited = None;
+        let started = common::until(Duration::from_secs(90), || {
+            exited = d.child.try_wait().ok().flatten();
+            exited.is_some() || d.has("api listening")
+        });
+        assert!(
+            started && exited.is_none(),
+            "the daemon did not start its API ({exited:?}); its log:\n{}",
+            d.log.lock().unwrap().join("\n")
+        );
         d
     }
 
@@ -89,17 +80,7 @@ impl Daemon {
             .status()
             .unwrap();
         assert!(ok.success());
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within {within:?} of the first SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_exit(&mut self.child, within)
     }
 }
 
@@ -239,7 +220,7 @@ fn a_daemon_refuses_a_hostile_job_file_and_stops_on_the_first_sigterm() {
         b"\xef\xbb\xbfid: bad\ndescription: \x1b[2J\n",
     )
     .unwrap();
-    wait_for("the refusal", Duration::from_secs(20), || {
+    common::wait_for("the refusal", Duration::from_secs(20), || {
         d.has("reload refused")
     });
     assert!(d.has("jobs/bad.yaml:2:14: error: the control character U+001B"));
@@ -257,14 +238,14 @@ fn a_truncated_job_file_cancels_nothing_and_a_rewritten_one_removes_its_job() {
         let d = Daemon::start(&ws, "");
         let refusals = |n: usize| move |d: &Daemon| d.count("reload refused") >= n;
         std::fs::write(ws.path("jobs/review-request.yaml"), "").unwrap();
-        wait_for("the refusal", Duration::from_secs(20), || refusals(1)(&d));
+        common::wait_for("the refusal", Duration::from_secs(20), || refusals(1)(&d));
         assert!(
             d.has("jobs/review-request.yaml:1:1: error: this file holds no job"),
             "{backend:?}: {:?}",
             d.log.lock().unwrap()
         );
         std::fs::write(ws.path("jobs/review-request.yaml"), "~\n").unwrap();
-        wait_for("the second refusal", Duration::from_secs(20), || {
+        common::wait_for("the second refusal", Duration::from_secs(20), || {
             refusals(2)(&d)
         });
         assert!(!d.has("job removed"), "{backend:?}");
@@ -273,7 +254,7 @@ fn a_truncated_job_file_cancels_nothing_and_a_rewritten_one_removes_its_job() {
             "jobs/review-request.yaml",
             "id: shipped-note\ntrigger: {event: order.shipped, delay: 1d}\ntemplate: review_request\n",
         );
-        wait_for("the reload", Duration::from_secs(20), || d.has("reloaded"));
+        common::wait_for("the reload", Duration::from_secs(20), || d.has("reloaded"));
         assert!(d.has("job removed: its pending messages are cancelled"));
         assert_eq!(d.stop(Duration::from_secs(10)), 0);
         let m = messages(&ws);
@@ -440,7 +421,7 @@ fn counter(port: u16, name: &str) -> u64 {
 
 /// Waits until `/metrics` shows `name` at `want` (30 s at most).
 fn wait_for_metric(port: u16, name: &str, want: u64) {
-    wait_for(&format!("{name} {want}"), Duration::from_secs(30), || {
+    common::wait_for(&format!("{name} {want}"), Duration::from_secs(30), || {
         counter(port, name) == want
     });
 }

@@ -168,7 +168,7 @@ fn slow_sink_and_due(n: usize) -> (SmtpSink, Workspace) {
 /// failure shows the nodes' logs: a node the machine stalled past its lease says so there
 /// (a late heartbeat), which tells a stall from a fault of the leases.
 fn all_sent_once(ws: &Workspace, sink: &SmtpSink, nodes: &mut Nodes, n: usize) {
-    wait_for("every message sent", Duration::from_secs(60), || {
+    common::wait_for("every message sent", Duration::from_secs(60), || {
         count(ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == n as i64
     });
     let names: Vec<String> = nodes.running.iter().map(|(name, _)| name.clone()).collect();
@@ -200,14 +200,6 @@ fn column(ws: &Workspace, sql: &str) -> Vec<String> {
         .map(str::to_string)
         .filter(|l| !l.is_empty())
         .collect()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// `n` order deliveries whose review request is due now.
@@ -285,7 +277,7 @@ fn two_daemons_deliver_twenty_thousand_messages_once_each() {
     let started = Instant::now();
     nodes.start("node-a");
     nodes.start("node-b");
-    wait_for("every message sent", Duration::from_secs(240), || {
+    common::wait_for("every message sent", Duration::from_secs(240), || {
         count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == N as i64
     });
     let secs = started.elapsed().as_secs_f64();
@@ -357,7 +349,7 @@ fn a_killed_daemons_messages_go_out_once_its_lease_expires() {
     nodes.start("node-b");
     // Killed while it holds claims: between two batches it holds none, and the kill would
     // show nothing (seen once in a full run: reaped nothing, held nothing).
-    wait_for(
+    common::wait_for(
         "a quarter of the mail, node-a holding claims",
         Duration::from_secs(120),
         || {
@@ -377,7 +369,7 @@ fn a_killed_daemons_messages_go_out_once_its_lease_expires() {
         "SELECT COUNT(*) FROM messages WHERE state = 'claimed' AND locked_by = 'node-a'",
     );
     eprintln!("node-a killed holding {held_by_a} claims");
-    wait_for("every message sent", Duration::from_secs(120), || {
+    common::wait_for("every message sent", Duration::from_secs(120), || {
         count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") == N as i64
     });
     eprintln!(
@@ -490,7 +482,7 @@ fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
     let (sink, ws) = slow_sink_and_due(12);
     let mut nodes = Nodes::new(&ws, &sink, SLOW_BATCHES);
     nodes.start("node-a");
-    wait_for("a claim", Duration::from_secs(30), || {
+    common::wait_for("a claim", Duration::from_secs(30), || {
         count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'claimed'") > 0
     });
     let pid = nodes.child("node-a").id().to_string();
@@ -578,7 +570,7 @@ fn a_survey_occurrence_and_a_birthday_scan_plan_once_with_three_daemons() {
         nodes.start(n);
     }
     let want = 40 + birthdays;
-    wait_for(
+    common::wait_for(
         "the survey and the greetings",
         Duration::from_secs(60),
         || count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'sent'") >= want,

@@ -318,7 +318,7 @@ fn validate_refuses_a_retention_shorter_than_a_jobs_window() {
 #[test]
 fn the_daemon_purges_once_a_day_and_says_what_it_removed() {
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ws = Workspace::on(Backend::from_env(), None);
@@ -349,15 +349,11 @@ fn the_daemon_purges_once_a_day_and_says_what_it_removed() {
         log.lock().unwrap().iter().any(|l| l.contains(needle))
     };
     let wait = |log: &Arc<Mutex<Vec<String>>>, needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !has(log, needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in {:?}",
-                log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            common::until(Duration::from_secs(30), || has(log, needle)),
+            "no {needle:?} in {:?}",
+            log.lock().unwrap()
+        );
     };
     let (mut first, log, port) = start(&ws);
     wait(&log, "retention purge: removed 2 messages, 2 attempts");

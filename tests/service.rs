@@ -7,7 +7,7 @@ use chrono::{Duration as Days, SecondsFormat, Utc};
 use common::{Workspace, delivered};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn signal(child: &Child, sig: &str) {
     assert!(
@@ -17,25 +17,6 @@ fn signal(child: &Child, sig: &str) {
             .unwrap()
             .success()
     );
-}
-
-fn wait_exit(child: &mut Child) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(Instant::now() < deadline, "no exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -89,7 +70,7 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     signal(&child, "-TERM");
     heard.clear();
     read_until("STOPPING=1", &mut heard);
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
 }
 
 fn recent(id: &str, contact: &str, order: &str, days: i64) -> String {
@@ -112,7 +93,7 @@ fn with_api() -> (Workspace, u16, Child, common::Log) {
             .env("AFTERCARE_LOG", "info")
             .env("T", INGEST),
     );
-    wait_for("start", Duration::from_secs(20), || {
+    common::wait_for("start", Duration::from_secs(20), || {
         log.lock()
             .unwrap()
             .iter()
@@ -139,7 +120,7 @@ fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
 
     // A broken job arrives (file watcher): refused, every problem at path:line:col.
     ws.write("jobs/shipped.yaml", "id: shipped-note\ntrigger: {event: order.shipped, delay: soon}\ntemplate: review_request\n");
-    wait_for("the refusal", Duration::from_secs(20), || {
+    common::wait_for("the refusal", Duration::from_secs(20), || {
         has("reload refused: 1 error(s); still running the previous jobs")
     });
     assert!(
@@ -160,13 +141,13 @@ fn a_broken_job_is_refused_and_the_old_set_keeps_running_then_a_fix_is_taken() {
         "jobs/shipped.yaml",
         "id: shipped-note\ntrigger: {event: order.shipped, delay: 1d}\ntemplate: review_request\n",
     );
-    wait_for("the reload", Duration::from_secs(20), || has("reloaded"));
+    common::wait_for("the reload", Duration::from_secs(20), || has("reloaded"));
     assert_eq!(
         post(shipped.replace("\"e2\"", "\"e3\""))["results"][0]["planned"],
         1
     );
     signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
 }
 
 /// The config file is read at start only: a reload (here a new job file) compiles the jobs
@@ -184,7 +165,7 @@ fn a_reload_keeps_the_config_the_daemon_started_with() {
         "jobs/shipped.yaml",
         "id: shipped-note\ntrigger: {event: order.shipped, delay: 1d}\ntemplate: review_request\n",
     );
-    wait_for("the reload", Duration::from_secs(20), || {
+    common::wait_for("the reload", Duration::from_secs(20), || {
         has("reloaded") || has("reload refused")
     });
     assert!(
@@ -203,7 +184,7 @@ fn a_reload_keeps_the_config_the_daemon_started_with() {
         .unwrap();
     assert_eq!(r["results"][0]["planned"], 1, "{r}");
     signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
 }
 
 #[test]
@@ -214,18 +195,18 @@ fn a_removed_job_has_its_pending_messages_cancelled_with_a_reason() {
     ws.import(&[recent("e1", "c1", "SO-1", 1)]).ok();
     let (mut child, log) = common::spawn_logged(ws.command(&["run"]).env("AFTERCARE_LOG", "info"));
     let has = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
-    wait_for("start", Duration::from_secs(20), || {
+    common::wait_for("start", Duration::from_secs(20), || {
         has("aftercare running")
     });
     std::fs::remove_file(ws.path("jobs/review-request.yaml")).unwrap();
-    wait_for("the reload", Duration::from_secs(20), || has("reloaded"));
+    common::wait_for("the reload", Duration::from_secs(20), || has("reloaded"));
     assert!(
         has("job removed: its pending messages are cancelled"),
         "{:?}",
         log.lock().unwrap()
     );
     signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
     let m = ws.logs_json(&[]);
     assert_eq!(m[0]["state"], "cancelled");
     assert_eq!(
@@ -250,14 +231,14 @@ fn json_logs_mask_customer_addresses() {
         ws.command(&["--log-format", "json", "run"])
             .env("AFTERCARE_LOG", "debug"),
     );
-    wait_for("a delivery attempt", Duration::from_secs(20), || {
+    common::wait_for("a delivery attempt", Duration::from_secs(20), || {
         log.lock()
             .unwrap()
             .iter()
             .any(|l| l.contains("delivery attempt"))
     });
     signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(common::wait_exit(&mut child, Duration::from_secs(20)), 0);
     let lines = log.lock().unwrap().clone();
     let attempt = lines
         .iter()

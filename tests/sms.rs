@@ -890,18 +890,17 @@ fn the_shipped_config_starts_without_any_sms_secret() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if text.contains("aftercare running") {
-            break;
-        }
+    let started = common::until(Duration::from_secs(20), || {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("the daemon exited ({status}):\n{text}");
+            panic!(
+                "the daemon exited ({status}):\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
         }
-        assert!(Instant::now() < deadline, "no start within 20s:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        std::fs::read_to_string(&log_path).is_ok_and(|t| t.contains("aftercare running"))
+    });
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(started, "no start within 20s:\n{text}");
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

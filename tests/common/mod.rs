@@ -540,23 +540,55 @@ pub struct Received {
     pub html: Option<String>,
 }
 
+/// Whether `f` came to hold within `within`, asked again at a growing interval (10 ms,
+/// doubling up to 200 ms: a quick answer is seen at once, a slow one is not asked hundreds
+/// of times). For a test that must see what a process has done rather than guess it from
+/// time; [`wait_for`] when a plain message says enough, this when the failure should show
+/// what the test saw (a log, a page).
+pub fn until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    while !f() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+    true
+}
+
+/// Wait until `f` holds; panics naming `what` after `within`.
+#[track_caller]
+pub fn wait_for(what: &str, within: Duration, f: impl FnMut() -> bool) {
+    assert!(until(within, f), "timed out waiting for {what}");
+}
+
+/// Wait for `child` to exit; its exit code (-1 for a signal). Panics after `within`.
+#[track_caller]
+pub fn wait_exit(child: &mut Child, within: Duration) -> i32 {
+    let mut status = None;
+    wait_for("the process to exit", within, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.and_then(|s| s.code()).unwrap_or(-1)
+}
+
 /// Wait until the daemon `child` serves its API at `base`: `/readyz` answers 200 with its own
 /// `ready` (a port taken by something else must not pass for it), and fails at once if the
 /// daemon has exited. Panics with `what` after `within`.
 pub fn wait_for_api(child: &mut Child, base: &str, within: Duration, what: &str) {
     let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + within;
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .is_ok_and(|r| r.status() == 200 && r.text().is_ok_and(|t| t.starts_with("ready")))
-    {
+    wait_for(what, within, || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the daemon exited before it was ready: {status}");
         }
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .is_ok_and(|r| r.status() == 200 && r.text().is_ok_and(|t| t.starts_with("ready")))
+    });
 }
 
 /// A port for a process the test starts (a daemon, smtp-sink, PostgreSQL), which must be
