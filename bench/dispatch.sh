@@ -2,11 +2,16 @@
 # Dispatch throughput against postfix's smtp-sink on loopback, beside the ceiling that
 # smtp-source reaches against the same sink just before it (again before each repeat).
 #
-#   bench/dispatch.sh [N]        N due messages (default 50000)
+#   bench/dispatch.sh [N...]     N due messages (default 50000)
+#
+# With several sizes (`bench/dispatch.sh 20000 100000 500000`) each round runs them in turn,
+# so that all see the same minutes of the machine, and the summary prints each size's CPU
+# per message against the first size's: the cost per message must not grow with the run
+# (issue 16's goal: within 10%).
 #
 # Env: SESSIONS (SMTP connections, default 16), CONCURRENCY (default 2*SESSIONS),
 #      BATCH (claim size, default 256), SYNC (sqlite synchronous: full|normal, default full),
-#      REPEAT (runs, each on a fresh store, default 1: with more, min/median/max),
+#      REPEAT (rounds, each on a fresh store, default 1: with more, min/median/max),
 #      AFTERCARE_BIN (a built binary to measure instead of building this tree).
 # Prints both rates, our/ceiling, the daemon's CPU per message (user + system: other load on
 # the machine disturbs it much less than the rate), the WAL's largest size during the run,
@@ -15,7 +20,7 @@
 # the ceiling and each run (steal: compare runs whose steal is alike). Every attempt is
 # durably logged in SQLite.
 set -euo pipefail
-N=${1:-50000}
+SIZES=("${@:-50000}")
 SESSIONS=${SESSIONS:-16}
 CONCURRENCY=${CONCURRENCY:-$((SESSIONS * 2))}
 BATCH=${BATCH:-256}
@@ -32,17 +37,21 @@ work=$(mktemp -d)
 trap 'kill $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 start_sink
 
-sink_workspace "$work" "$N" "$SYNC" "$SESSIONS" "$BATCH" "$CONCURRENCY" 30s
+for N in "${SIZES[@]}"; do
+  sink_workspace "$work/$N" "$N" "$SYNC" "$SESSIONS" "$BATCH" "$CONCURRENCY" 30s
+  : > "$work/$N/figures"
+done
 
 secs() { python3 -c "import time; print(time.monotonic())"; }
 rate() { python3 -c "print(f'{$1/($3-$2):,.0f}')"; }
 
 # A message like ours in size: render one and measure it.
-size=$("$bin" --config "$work/aftercare.yaml" preview review-request --event <(head -1 "$work/events.jsonl") | wc -c)
+size=$("$bin" --config "$work/${SIZES[0]}/aftercare.yaml" preview review-request --event <(head -1 "$work/${SIZES[0]}/events.jsonl") | wc -c)
 msg_len=$(( size * 2 ))   # text + html, base64-encoded, roughly
 
-: > "$work/figures"
-for run in $(seq "${REPEAT:-1}"); do
+# One dispatch of N due messages in the workspace $work/N, on a fresh store.
+one() {
+  local N=$1 work=$work/$1
   rm -rf "$work/data"
   t0=$(secs)
   "$bin" --config "$work/aftercare.yaml" events import "$work/events.jsonl" >/dev/null
@@ -91,13 +100,28 @@ for run in $(seq "${REPEAT:-1}"); do
 import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from attempts').fetchone()[0])")
   echo "attempts logged: $attempts"
   echo "$(python3 -c "print($ours/$ceiling)") $us ${steal%\%}" >> "$work/figures"
+}
+
+for run in $(seq "${REPEAT:-1}"); do
+  for N in "${SIZES[@]}"; do
+    [ ${#SIZES[@]} -gt 1 ] && echo "--- $N"
+    one "$N"
+  done
 done
-if [ "${REPEAT:-1}" -gt 1 ]; then
-  python3 - "$work/figures" <<'PY'
+python3 - "$work" "${REPEAT:-1}" "${SIZES[@]}" <<'PY'
 import statistics, sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-for i, name, fmt in ((0, "ratio", "{:.2f}"), (1, "cpu us/msg", "{:.0f}"), (2, "steal %", "{:.0f}")):
-    v = sorted(r[i] for r in rows)
-    print(f"{name:>11}: min {fmt.format(v[0])}  median {fmt.format(statistics.median(v))}  max {fmt.format(v[-1])}  ({len(v)} runs)")
+work, repeat, sizes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+medians = {}
+for n in sizes:
+    rows = [tuple(map(float, l.split())) for l in open(f"{work}/{n}/figures") if l.strip()]
+    medians[n] = statistics.median(r[1] for r in rows)
+    if repeat > 1:
+        if len(sizes) > 1:
+            print(f"{int(n):,}:")
+        for i, name, fmt in ((0, "ratio", "{:.2f}"), (1, "cpu us/msg", "{:.0f}"), (2, "steal %", "{:.0f}")):
+            v = sorted(r[i] for r in rows)
+            print(f"{name:>11}: min {fmt.format(v[0])}  median {fmt.format(statistics.median(v))}  max {fmt.format(v[-1])}  ({len(v)} runs)")
+first = sizes[0]
+for n in sizes[1:]:
+    print(f"cpu a message at {int(n):,} against {int(first):,}: {medians[n]:.0f} / {medians[first]:.0f} us = {medians[n] / medians[first]:.2f} (medians; goal: at most 1.10)")
 PY
-fi
