@@ -539,7 +539,9 @@ mod tests {
         let store = Store::open_scratch(&dir.path().join("s.db"))
             .await
             .expect("a store");
-        let now = crate::values::parse_time("2026-12-01T09:00:00Z").expect("a time");
+        let now = crate::values::When::parse("2026-12-01T09:00:00Z")
+            .expect("a time")
+            .in_zone(chrono_tz::Tz::UTC);
         let suppress = |address: &'static str| {
             let store = store.clone();
             async move {

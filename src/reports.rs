@@ -22,7 +22,7 @@ use crate::store::{
     AnswerRow, Converted, DailyCount, GoalSpec, GroupBy, Period, ScoreCount, StateRow, Store,
     StoreError,
 };
-use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -268,18 +268,9 @@ impl Window {
         Ok(Window { since, until, tz })
     }
 
+    /// A day's first instant in the report's zone (01:00 where DST skips midnight).
     fn local_midnight(&self, d: NaiveDate) -> DateTime<Utc> {
-        let naive = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        match self.tz.from_local_datetime(&naive).earliest() {
-            Some(t) => t.with_timezone(&Utc),
-            // Midnight skipped by a DST change: the first instant of the day.
-            None => self
-                .tz
-                .from_local_datetime(&(naive + Days::hours(1)))
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_else(|| naive.and_utc()),
-        }
+        crate::values::local_instant(self.tz, d.and_time(chrono::NaiveTime::MIN))
     }
 
     /// The bucket starts covering the period, and their labels.

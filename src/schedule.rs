@@ -13,8 +13,9 @@
 use crate::cron_tz::{self, CronTzError};
 use crate::jobs::{Job, Missed, Trigger};
 use crate::playbook::Playbook;
-use crate::policy::{LeapDay, anniversary_days, anniversary_in, resolve_local};
+use crate::policy::{LeapDay, anniversary_days, anniversary_in};
 use crate::store::{Store, StoreError};
+use crate::values::local_instant;
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -575,7 +576,7 @@ pub fn fire_time(
 ) -> Option<DateTime<Utc>> {
     let year = chrono::Datelike::year(&day);
     (year > chrono::Datelike::year(&date) && anniversary_in(date, year, leap) == day)
-        .then(|| resolve_local(tz, day.and_time(at)))
+        .then(|| local_instant(tz, day.and_time(at)))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! agree on what a valid zone or number is without importing each other.
 
 use crate::diag::did_you_mean;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::path::PathBuf;
 
@@ -187,20 +187,51 @@ impl Seal {
     }
 }
 
-/// `--now` / `--since` values: RFC 3339, or a date (midnight UTC).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+/// A time as people give it on the command line or in a query (`--now`, `--since`,
+/// `?until=`): an instant (RFC 3339), or a date meaning its midnight in the business's zone
+/// (`defaults.timezone`), as a marketer means "the 24th". The zone is the config's, known only
+/// once it is read, so a date waits here until [`When::in_zone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    At(DateTime<Utc>),
+    Day(NaiveDate),
+}
+
+impl When {
+    pub fn parse(s: &str) -> Result<When, String> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(When::At(t.with_timezone(&Utc)));
+        }
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(When::Day)
+            .map_err(|_| {
+                format!(
+                    "`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
+                )
+            })
     }
-    if let Some(t) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-    {
-        return Ok(t.and_utc());
+
+    /// The instant: a date's first moment in `tz` (01:00 where a DST change skips midnight).
+    pub fn in_zone(self, tz: Tz) -> DateTime<Utc> {
+        match self {
+            When::At(t) => t,
+            When::Day(d) => local_instant(tz, d.and_time(NaiveTime::MIN)),
+        }
     }
-    Err(format!(
-        "`{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
-    ))
+}
+
+/// A local wall-clock time as an instant: the earlier of two in a DST overlap, and the first
+/// minute that exists after a DST gap (09:00 that does not exist becomes 10:00).
+pub fn local_instant(tz: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
+    let mut n = naive;
+    for _ in 0..(24 * 60) {
+        match tz.from_local_datetime(&n) {
+            chrono::LocalResult::Single(t) => return t.with_timezone(&Utc),
+            chrono::LocalResult::Ambiguous(a, _) => return a.with_timezone(&Utc),
+            chrono::LocalResult::None => n += chrono::Duration::minutes(1),
+        }
+    }
+    Utc.from_utc_datetime(&naive)
 }
 
 /// `1MiB`, `512KiB`, `2000000` (bytes).
@@ -287,7 +318,9 @@ mod tests {
     #[test]
     fn tokens_are_random_after_the_time_they_were_made() {
         use base64::Engine;
-        let at = parse_time("2026-11-23T09:00:00.123Z").expect("a time");
+        let at = When::parse("2026-11-23T09:00:00.123Z")
+            .expect("a time")
+            .in_zone(Tz::UTC);
         let (a, b) = (new_token(at), new_token(at));
         assert_ne!(a, b);
         // The first 8 characters are exactly the 6 bytes of the time.
@@ -314,7 +347,9 @@ mod tests {
     #[test]
     fn ids_and_tokens_made_at_one_instant_sort_in_the_order_they_were_made() {
         use base64::Engine;
-        let at = parse_time("2026-11-24T00:00:00Z").expect("a time");
+        let at = When::parse("2026-11-24T00:00:00Z")
+            .expect("a time")
+            .in_zone(Tz::UTC);
         let ids: Vec<String> = (0..100).map(|_| new_id(at)).collect();
         let tokens: Vec<Vec<u8>> = (0..100)
             .map(|_| {
@@ -348,15 +383,30 @@ mod tests {
 
     #[test]
     fn times_and_dates() {
+        let shanghai: Tz = "Asia/Shanghai".parse().expect("a zone");
+        let at = |s: &str, tz: Tz| When::parse(s).map(|w| w.in_zone(tz).to_rfc3339());
+        // A date is its midnight in the business's zone, not in UTC.
         assert_eq!(
-            parse_time("2026-11-23").map(|t| t.to_rfc3339()),
+            at("2026-11-23", shanghai),
+            Ok("2026-11-22T16:00:00+00:00".into())
+        );
+        assert_eq!(
+            at("2026-11-23", Tz::UTC),
             Ok("2026-11-23T00:00:00+00:00".into())
         );
+        // An instant is itself, whatever the zone.
         assert_eq!(
-            parse_time("2026-11-23T10:00:00+08:00").map(|t| t.to_rfc3339()),
+            at("2026-11-23T10:00:00+08:00", Tz::America__New_York),
             Ok("2026-11-23T02:00:00+00:00".into())
         );
-        assert!(parse_time("23/11/2026").is_err());
+        // Where a DST change skips midnight (Santiago, 2026-09-06: 00:00 → 01:00), the day
+        // starts at 01:00.
+        assert_eq!(
+            at("2026-09-06", Tz::America__Santiago),
+            Ok("2026-09-06T04:00:00+00:00".into())
+        );
+        assert!(When::parse("23/11/2026").is_err());
+        assert!(When::parse("2026-02-30").is_err());
     }
 
     #[test]

@@ -137,6 +137,46 @@ fn preview_answers_as_of_now_given() {
     }
 }
 
+/// A date on the command line is the business's day (`defaults.timezone`, Shanghai here), not
+/// UTC's, as `report --since` always read it: at Shanghai's midnight of the 14th it is 06:00
+/// on the 13th in Honolulu, so the birthday greeting of the 13th is still to come. Read as
+/// UTC's midnight (14:00 in Honolulu), it would be next year's.
+#[test]
+fn a_date_on_the_command_line_is_the_business_day() {
+    let ws = Workspace::new(None);
+    ws.write(
+        "event.json",
+        r#"{"id": "e-1", "type": "contact.updated", "occurred_at": "2026-01-02T00:00:00Z",
+            "contact": {"id": "c-1", "email": "c-1@example.com", "birthday": "1990-03-13",
+                        "timezone": "Pacific/Honolulu"}}"#,
+    );
+    let r = ws.run(&[
+        "preview",
+        "birthday-greeting",
+        "--event",
+        "event.json",
+        "--now",
+        "2031-03-14",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("due:      2031-03-13T09:00:00-10:00 (Pacific/Honolulu)"),
+        "{}",
+        r.stdout
+    );
+    // Not a date: said so, with both forms it takes.
+    let r = ws.run(&["logs", "--since", "14/03/2031"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`14/03/2031` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
+        ),
+        "{}",
+        r.stderr
+    );
+}
+
 /// A state is spelt as the log shows it (`held_out`, as the API's `status=`), the other
 /// spelling still taken; and a job with nothing to preview says so instead of counting
 /// steps it does not have.

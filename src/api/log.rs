@@ -27,9 +27,9 @@ pub(super) struct MessagesQuery {
     status: Option<String>,
     /// Sent SMS by the carrier's receipt: delivered, undelivered, or unknown (none yet).
     delivery: Option<String>,
-    /// Due at or after (RFC 3339).
+    /// Due at or after (RFC 3339, or a date: its midnight in defaults.timezone).
     since: Option<String>,
-    /// Due at or before (RFC 3339).
+    /// Due at or before (RFC 3339, or a date: its midnight in defaults.timezone).
     until: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
@@ -49,9 +49,19 @@ fn bad(field: &str, detail: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail).field(field)
 }
 
-fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// A query's time: RFC 3339, or a date meaning its midnight in `tz` (the business's zone).
+pub(super) fn time(
+    field: &str,
+    v: &Option<String>,
+    tz: chrono_tz::Tz,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     v.as_deref()
-        .map(|s| crate::values::parse_time(s).map_err(|e| bad(field, e)))
+        .map(|s| {
+            super::refuse_nul(field, s)?;
+            crate::values::When::parse(s)
+                .map(|w| w.in_zone(tz))
+                .map_err(|e| bad(field, e))
+        })
         .transpose()
 }
 
@@ -146,14 +156,15 @@ pub(super) async fn list_messages(
             ));
         }
     };
+    let tz = state.book.load().default_timezone;
     let filter = LogFilter {
         contact: q.contact,
         job: q.job,
         order: q.order,
         states,
         delivery,
-        since: time("since", &q.since)?,
-        until: time("until", &q.until)?,
+        since: time("since", &q.since, tz)?,
+        until: time("until", &q.until, tz)?,
         after: q.cursor.as_deref().map(parse_cursor).transpose()?,
         limit: limit + 1,
         ..Default::default()

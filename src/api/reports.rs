@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -54,26 +54,8 @@ fn prepare(state: &ApiState, q: &ReportQuery) -> Result<(Arc<Job>, Window, Strin
         .field("job")
     })?;
     let tz = book.default_timezone;
-    let time = |field: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
-        let Some(s) = v else { return Ok(None) };
-        refuse_nul(field, s)?;
-        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-            return Ok(Some(t.with_timezone(&Utc)));
-        }
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .and_then(|d| tz.from_local_datetime(&d).earliest())
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .ok_or_else(|| {
-                bad(
-                    field,
-                    format!("`{s}` is not an RFC 3339 time or a date (YYYY-MM-DD)"),
-                )
-            })
-    };
-    let since = time("since", &q.since)?;
-    let until = time("until", &q.until)?;
+    let since = super::log::time("since", &q.since, tz)?;
+    let until = super::log::time("until", &q.until, tz)?;
     let w = Window::new(since, until, state.clock.now(), tz).map_err(refused_at("since"))?;
     Ok((job, w, book.default_locale.clone()))
 }

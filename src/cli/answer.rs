@@ -4,8 +4,7 @@
 
 use super::{App, Exit};
 use crate::answers::{self, AnswerError, Via};
-use crate::values::parse_time;
-use chrono::{DateTime, Utc};
+use crate::values::When;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
@@ -24,16 +23,16 @@ pub(super) struct Args {
     /// What the customer said
     #[arg(long)]
     comment: Option<String>,
-    /// Record it as of this instant (RFC 3339) instead of now
-    #[arg(long, value_parser = parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// Record it as of this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
 }
 
 pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
     let book = app.playbook();
-    let now = crate::clock::from_option(a.now).now();
+    let now = crate::clock::from_option(app.at(a.now)).now();
     let token = match (&a.token, &a.job, &a.contact) {
         (Some(t), _, _) => t.clone(),
         (None, Some(job), Some(contact)) => match store.latest_sent_token(job, contact).await? {

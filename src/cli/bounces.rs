@@ -10,7 +10,8 @@
 use super::{App, Exit, Format, FormatArg};
 use crate::channels::email::feedback::dsn::{self, Parsed};
 use crate::text::printable as p;
-use chrono::{DateTime, Utc};
+use crate::values::When;
+use chrono::Utc;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
@@ -30,9 +31,9 @@ pub(super) struct IngestArgs {
     /// The envelope recipient (postfix: ${recipient}), the VERP address the report came to
     #[arg(long)]
     to: Option<String>,
-    /// Record as of this instant (RFC 3339) instead of now
-    #[arg(long, value_parser = crate::values::parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// Record as of this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,7 +139,7 @@ async fn ingest(config_path: &Path, a: IngestArgs) -> anyhow::Result<()> {
         message: format!("{e:#} (the mail is left to the delivery agent to retry)"),
     })?;
     let feedback = crate::feedback::Feedback::new(store.clone(), &app.config.email);
-    let now = a.now.unwrap_or_else(Utc::now);
+    let now = app.at(a.now).unwrap_or_else(Utc::now);
     let (mut recorded, mut skipped) = (0, 0);
     for (i, mail) in mails.enumerate() {
         let mail = match mail? {

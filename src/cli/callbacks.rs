@@ -5,7 +5,7 @@ use super::{App, Exit, Format, FormatArg};
 use crate::model::{Contact, MessageState};
 use crate::store::Tasks;
 use crate::text::printable as p;
-use chrono::{DateTime, Utc};
+use crate::values::When;
 use clap::Subcommand;
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,9 +21,9 @@ pub(super) struct Args {
     #[arg(long, default_value_t = 1000, requires = "all", value_parser = clap::value_parser!(i64).range(1..=100_000))]
     limit: i64,
     /// Tell due from overdue, and date a closing, as of this time instead of now (RFC 3339,
-    /// or a date: midnight UTC), like `run --once --now`
-    #[arg(long, value_parser = crate::values::parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// or a date: its midnight in defaults.timezone), like `run --once --now`
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -43,7 +43,7 @@ enum Command {
 pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     let app = App::load(config_path)?;
     let store = app.open_store().await?;
-    let now = crate::clock::from_option(a.now).now();
+    let now = crate::clock::from_option(app.at(a.now)).now();
     if let Some(Command::Done { id, note, agent }) = a.command {
         if !store.close_task(&id, &note, &agent, now).await? {
             return Err(Exit::invalid(format!(

@@ -6,8 +6,7 @@
 use super::{App, Exit, Format, FormatArg};
 use crate::ingest::{FieldError, Incoming, parse_event};
 use crate::plan::IngestOutcome;
-use crate::values::parse_time;
-use chrono::{DateTime, Utc};
+use crate::values::When;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -88,9 +87,9 @@ fn read_line_bounded(
 pub(super) struct Args {
     /// JSON-lines file, or - for standard input
     file: PathBuf,
-    /// Pretend it is this time (RFC 3339), for tests and backfills
-    #[arg(long, value_parser = parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// Pretend it is this time (RFC 3339, or a date: its midnight in defaults.timezone), for tests and backfills
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -113,7 +112,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     // its page cache, reading the pages back from the file.
     let store = app.open_store().await?.own_writer();
     let book = app.playbook();
-    let clock = crate::clock::from_option(a.now);
+    let clock = crate::clock::from_option(app.at(a.now));
     let name = a.file.display().to_string();
     let (reader, size): (Box<dyn Read + Send>, Option<u64>) = if name == "-" {
         (Box::new(std::io::stdin()), None)

@@ -4,6 +4,7 @@
 
 use super::{App, Exit, Format, FormatArg};
 use crate::text::printable as p;
+use crate::values::When;
 use chrono::Utc;
 use std::path::Path;
 
@@ -26,9 +27,9 @@ pub(super) enum Command {
         /// Who releases it (for the record) [default: $USER]
         #[arg(long)]
         by: Option<String>,
-        /// Held messages fall due at this instant (RFC 3339) instead of now
-        #[arg(long, value_parser = crate::values::parse_time)]
-        now: Option<chrono::DateTime<Utc>>,
+        /// Held messages fall due at this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone)
+        #[arg(long, value_parser = When::parse)]
+        now: Option<When>,
     },
 }
 
@@ -81,7 +82,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             };
             let by = by.unwrap_or_else(super::suppress::actor);
             if !store
-                .release_brake(&scope, &by, now.unwrap_or_else(Utc::now))
+                .release_brake(&scope, &by, app.at(now).unwrap_or_else(Utc::now))
                 .await?
             {
                 return Err(Exit::invalid(format!(

@@ -7,7 +7,7 @@ use super::{App, Format, FormatArg};
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{LogFilter, StoredReply};
 use crate::text::printable as p;
-use crate::values::parse_time;
+use crate::values::When;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::ValueEnum;
@@ -30,12 +30,12 @@ pub(super) struct Args {
     /// Sent SMS by what the carrier's receipt said (unknown: no final receipt yet)
     #[arg(long, value_enum)]
     delivery: Option<Delivery>,
-    /// Messages due at or after this time (RFC 3339 or YYYY-MM-DD)
-    #[arg(long, value_parser = parse_time)]
-    since: Option<DateTime<Utc>>,
-    /// Messages due at or before this time
-    #[arg(long, value_parser = parse_time)]
-    until: Option<DateTime<Utc>>,
+    /// Messages due at or after this time (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse)]
+    since: Option<When>,
+    /// Messages due at or before this time (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse)]
+    until: Option<When>,
     /// At most this many messages
     #[arg(long, default_value_t = 200)]
     limit: i64,
@@ -96,8 +96,8 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
                 .to_string()
         }),
         states: a.status.into_iter().map(Into::into).collect(),
-        since: a.since,
-        until: a.until,
+        since: app.at(a.since),
+        until: app.at(a.until),
         limit: a.limit,
         ..Default::default()
     };

@@ -9,16 +9,15 @@
 
 use super::{App, Exit};
 use crate::store::{PURGE_BATCH, Store};
-use crate::values::parse_time;
-use chrono::{DateTime, Utc};
+use crate::values::When;
 use std::path::Path;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct PurgeArgs {
-    /// Purge as of this instant (RFC 3339) instead of now
-    #[arg(long, value_parser = parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// Purge as of this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
     /// Rows per transaction
     #[arg(long, default_value_t = PURGE_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
@@ -29,7 +28,7 @@ pub(super) async fn purge(config_path: &Path, a: PurgeArgs) -> anyhow::Result<()
     // good, what the job still reads.
     let app = App::load_valid(config_path)?;
     let store = app.open_store().await?;
-    let now = crate::clock::from_option(a.now).now();
+    let now = crate::clock::from_option(app.at(a.now)).now();
     let purged = store
         .purge(&app.config.retention, now, a.batch as usize, Duration::ZERO)
         .await?;

@@ -26,7 +26,9 @@ use crate::diag::Diagnostics;
 use crate::jobs::{self, JobSet};
 use crate::store::Store;
 use crate::templates::TemplateSet;
+use crate::values::When;
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -255,6 +257,12 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// A time given on the command line, as an instant: a date is its midnight in
+    /// `defaults.timezone`, the business's day (see [`When`]).
+    pub(crate) fn at(&self, w: Option<When>) -> Option<DateTime<Utc>> {
+        w.map(|w| w.in_zone(self.config.default_timezone))
+    }
+
     /// Load config, templates and jobs; problems are collected, not fatal here.
     pub(crate) fn load(config_path: &std::path::Path) -> anyhow::Result<App> {
         let config = Config::load(config_path).map_err(|e| match e {

@@ -7,7 +7,7 @@ use crate::jobs::{DateField, Trigger};
 use crate::model::Channel;
 use crate::playbook::MessageFacts;
 use crate::text::{printable as p, printable_lines as lines};
-use chrono::{DateTime, Utc};
+use crate::values::When;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -24,10 +24,10 @@ pub(super) struct Args {
     /// Which message of the job: 0 for the first send, 1.. for reminders
     #[arg(long, default_value_t = 0)]
     step: i64,
-    /// Preview as of this time instead of now (RFC 3339, or a date: midnight UTC), as
-    /// `run --once --now` would plan it: "what does the Christmas greeting say on the 24th?"
-    #[arg(long, value_parser = crate::values::parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// Preview as of this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone),
+    /// as `run --once --now` would plan it: "what does the Christmas greeting say on the 24th?"
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
 }
 
 pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
@@ -82,7 +82,7 @@ pub(super) fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     if let Some(l) = &a.locale {
         contact.locale = Some(l.clone());
     }
-    let now = crate::clock::from_option(a.now).now();
+    let now = crate::clock::from_option(app.at(a.now)).now();
     let tz = book.zone_of(&contact);
     // When it would go, and under which dedupe key.
     let (due, dedupe) = match &job.trigger {

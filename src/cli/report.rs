@@ -6,7 +6,8 @@
 use super::{App, Exit, Format, FormatArg};
 use crate::jobs::Scale;
 use crate::reports::{self, By, ReportError, Window};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use crate::values::When;
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use clap::Subcommand;
 use std::path::Path;
@@ -97,19 +98,9 @@ fn now_of(given: Option<&str>, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
 
 /// RFC 3339, or a date meaning its midnight in `tz`.
 pub(super) fn parse_in(s: &str, tz: Tz, what: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|d| tz.from_local_datetime(&d).earliest())
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| {
-            Exit::invalid(format!(
-                "{what}: `{s}` is not an RFC 3339 time (2026-11-23T10:00:00+08:00) or a date (2026-11-23)"
-            ))
-        })
+    When::parse(s)
+        .map(|w| w.in_zone(tz))
+        .map_err(|e| Exit::invalid(format!("{what}: {e}")))
 }
 
 fn refused(e: ReportError) -> anyhow::Error {

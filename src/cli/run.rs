@@ -8,8 +8,7 @@ use crate::channels::{Channels, email::EmailChannel};
 use crate::daemon::{self, Daemon};
 use crate::dispatch::Dispatcher;
 use crate::schedule::Scheduler;
-use crate::values::parse_time;
-use chrono::{DateTime, Utc};
+use crate::values::When;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,9 +17,9 @@ pub(super) struct Args {
     /// Dispatch everything due, then exit
     #[arg(long)]
     once: bool,
-    /// With --once: dispatch what is due by this instant (RFC 3339) instead of now
-    #[arg(long, value_parser = parse_time, requires = "once")]
-    now: Option<DateTime<Utc>>,
+    /// With --once: dispatch what is due by this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse, requires = "once")]
+    now: Option<When>,
     /// With --once: how to print what was done
     #[command(flatten)]
     format: FormatArg,
@@ -57,7 +56,7 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         webhook,
         sms,
     });
-    let clock = crate::clock::from_option(a.now);
+    let clock = crate::clock::from_option(app.at(a.now));
     if a.once {
         let dispatcher = Arc::new(Dispatcher::new(
             // Its own SQLite connection: see `Store::own_writer`.

@@ -3,8 +3,9 @@
 
 use super::{App, Exit, Format, FormatArg};
 use crate::text::printable as p;
+use crate::values::When;
 use crate::values::normalise_phone;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 
@@ -18,10 +19,10 @@ pub(super) enum Command {
         /// Why (shown in the log of every message it stops)
         #[arg(long, default_value = "added by support")]
         reason: String,
-        /// Date the change as of this time instead of now (RFC 3339, or a date: midnight
-        /// UTC), like `run --once --now`
-        #[arg(long, value_parser = crate::values::parse_time)]
-        now: Option<DateTime<Utc>>,
+        /// Date the change as of this time instead of now (RFC 3339, or a date: its
+        /// midnight in defaults.timezone), like `run --once --now`
+        #[arg(long, value_parser = When::parse)]
+        now: Option<When>,
     },
     /// Allow an address again (logged with who did it)
     Remove {
@@ -34,10 +35,10 @@ pub(super) enum Command {
         /// Why (for the record)
         #[arg(long, default_value = "removed by support")]
         reason: String,
-        /// Date the change as of this time instead of now (RFC 3339, or a date: midnight
-        /// UTC), like `run --once --now`
-        #[arg(long, value_parser = crate::values::parse_time)]
-        now: Option<DateTime<Utc>>,
+        /// Date the change as of this time instead of now (RFC 3339, or a date: its
+        /// midnight in defaults.timezone), like `run --once --now`
+        #[arg(long, value_parser = When::parse)]
+        now: Option<When>,
     },
     /// Show the list: why and since when, and until when for a soft-bounce suppression
     List {
@@ -47,9 +48,9 @@ pub(super) enum Command {
         #[arg(long)]
         history: Option<String>,
         /// Tell an ended suppression from a running one as of this time instead of now
-        /// (RFC 3339, or a date: midnight UTC), like `run --once --now`
-        #[arg(long, value_parser = crate::values::parse_time, conflicts_with = "history")]
-        now: Option<DateTime<Utc>>,
+        /// (RFC 3339, or a date: its midnight in defaults.timezone), like `run --once --now`
+        #[arg(long, value_parser = When::parse, conflicts_with = "history")]
+        now: Option<When>,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -99,7 +100,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                     &reason,
                     Some("cli"),
                     &actor(),
-                    crate::clock::from_option(now).now(),
+                    crate::clock::from_option(app.at(now)).now(),
                 )
                 .await?;
             println!(
@@ -124,7 +125,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
                     &address,
                     &reason,
                     &by,
-                    crate::clock::from_option(now).now(),
+                    crate::clock::from_option(app.at(now)).now(),
                 )
                 .await?
             {
@@ -183,7 +184,7 @@ pub(super) async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> 
             history: None,
             now,
         } => {
-            let now = crate::clock::from_option(now).now();
+            let now = crate::clock::from_option(app.at(now)).now();
             let list = store.suppressions(channel.map(Channel::as_str)).await?;
             match format.get() {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),

@@ -13,8 +13,9 @@ use super::{OnJobRemoved, SendMark};
 use crate::jobs::{DateField, Job, OverCap, Trigger};
 use crate::model::{Channel, Class};
 use crate::plan::{Triggered, stop_reason};
-use crate::policy::{PolicyConfig, anniversary_in, check_caps, has_consent, resolve_local};
+use crate::policy::{PolicyConfig, anniversary_in, check_caps, has_consent};
 use crate::store::Claimed;
+use crate::values::local_instant;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -299,7 +300,7 @@ fn anniversary_still_holds(
         ));
     }
     let day = anniversary_in(date, year, leap);
-    let fire = resolve_local(zone, day.and_time(*at));
+    let fire = local_instant(zone, day.and_time(*at));
     let grace =
         chrono::Duration::from_std(policy.anniversary_grace).unwrap_or(chrono::Duration::days(1));
     if m.due_at < fire || m.due_at > fire + grace {

@@ -9,9 +9,8 @@ pub mod settings;
 
 pub use settings::PolicyConfig;
 
-use chrono::{
-    DateTime, Datelike, Duration as Span, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
-};
+use crate::values::local_instant;
+use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -79,7 +78,7 @@ impl SendWindow {
                 chrono::LocalResult::Ambiguous(a, b) => {
                     (a.with_timezone(&Utc), Some(b.with_timezone(&Utc)))
                 }
-                _ => (resolve_local(tz, naive), None),
+                _ => (local_instant(tz, naive), None),
             };
             if let Some(at) = [Some(first), second]
                 .into_iter()
@@ -112,7 +111,7 @@ impl SendWindow {
                 Some(e) if local.time() >= self.start => (local.date() + Span::days(1)).and_time(e),
                 Some(e) => local.date().and_time(e),
             };
-            let end = resolve_local(tz, end_local);
+            let end = local_instant(tz, end_local);
             let open = end - t;
             if open >= left {
                 return t + left;
@@ -132,20 +131,6 @@ impl SendWindow {
             .unwrap_or_else(|| "24:00".into());
         format!("{}–{end}", self.start.format("%H:%M"))
     }
-}
-
-/// A local wall-clock time as an instant: the earlier of two in a DST overlap, and the first
-/// minute that exists after a DST gap (09:00 that does not exist becomes 10:00).
-pub fn resolve_local(tz: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
-    let mut n = naive;
-    for _ in 0..(24 * 60) {
-        match tz.from_local_datetime(&n) {
-            chrono::LocalResult::Single(t) => return t.with_timezone(&Utc),
-            chrono::LocalResult::Ambiguous(a, _) => return a.with_timezone(&Utc),
-            chrono::LocalResult::None => n += Span::minutes(1),
-        }
-    }
-    Utc.from_utc_datetime(&naive)
 }
 
 /// "At most `max` marketing messages per contact per `per`".

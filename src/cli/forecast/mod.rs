@@ -19,7 +19,7 @@ use crate::model::MessageRecord;
 use crate::schedule::Scheduler;
 use crate::store::Store;
 use crate::text::printable as p;
-use crate::values::parse_time;
+use crate::values::When;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,12 +29,12 @@ pub(super) struct Args {
     /// Only this job's messages (all jobs are still simulated: caps are shared)
     #[arg(long)]
     job: Option<String>,
-    /// Up to this time (RFC 3339 or YYYY-MM-DD) [default: 7 days from now]
-    #[arg(long, value_parser = parse_time)]
-    until: Option<DateTime<Utc>>,
-    /// Start from this time instead of now
-    #[arg(long, value_parser = parse_time)]
-    now: Option<DateTime<Utc>>,
+    /// Up to this time (RFC 3339, or a date: its midnight in defaults.timezone) [default: 7 days from now]
+    #[arg(long, value_parser = When::parse)]
+    until: Option<When>,
+    /// Start from this time instead of now (RFC 3339, or a date: its midnight in defaults.timezone)
+    #[arg(long, value_parser = When::parse)]
+    now: Option<When>,
     /// Replay every job on the store copy, also the cron and event jobs otherwise worked out
     /// in memory (slower; the same result)
     #[arg(long)]
@@ -50,8 +50,8 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
     {
         return Err(Exit::invalid(format!("no job `{j}`")));
     }
-    let now = a.now.unwrap_or_else(Utc::now);
-    let until = a.until.unwrap_or(now + Span::days(7));
+    let now = app.at(a.now).unwrap_or_else(Utc::now);
+    let until = app.at(a.until).unwrap_or(now + Span::days(7));
     if until <= now {
         return Err(Exit::invalid("--until must be after --now"));
     }
