@@ -389,14 +389,30 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         "sg_message_id": "sg_message_id", "reason": "500 unknown recipient", "status": "5.0.0", "type": "bounce"
     }])
     .to_string();
-    let ts = "1513299600";
+    // Signed now: a signed request more than three days old is refused (below).
+    let ts = signed_at.as_str();
     let signature = sign(k, "sg.key", "sha256", format!("{ts}{sendgrid}").as_bytes());
-    let headers = |sig: &str| {
+    let headers_at = |ts: &str, sig: &str| {
         vec![
             ("x-twilio-email-event-webhook-signature", sig.to_string()),
             ("x-twilio-email-event-webhook-timestamp", ts.to_string()),
         ]
     };
+    let headers = |sig: &str| headers_at(ts, sig);
+    // The docs' own example, signed in 2017: the signature is good, the request a replay.
+    let old_ts = "1513299600";
+    let old = sign(
+        k,
+        "sg.key",
+        "sha256",
+        format!("{old_ts}{sendgrid}").as_bytes(),
+    );
+    let (s, v) = post("sendgrid", sendgrid.as_bytes(), &headers_at(old_ts, &old));
+    assert_eq!(s, 401, "a signed request from 2017");
+    refused(
+        &v,
+        "the SendGrid signature's timestamp `1513299600` is more than three days from now",
+    );
     let tampered = sendgrid.replace("sg@example.org", "victim@example.org");
     let (s, v) = post("sendgrid", tampered.as_bytes(), &headers(&signature));
     assert_eq!(s, 401, "a body SendGrid did not sign");
@@ -409,6 +425,14 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     refused(&v, "no X-Twilio-Email-Event-Webhook-Signature");
     let (s, v) = post("sendgrid", sendgrid.as_bytes(), &headers(&signature));
     assert_eq!((s, v["recorded"].as_u64()), (200, Some(1)), "{v}");
+    // The same signed request again (SendGrid's retry, or a replay within the window): its
+    // event counts once.
+    let (s, v) = post("sendgrid", sendgrid.as_bytes(), &headers(&signature));
+    assert_eq!(
+        (s, v["recorded"].as_u64(), v["duplicates"].as_u64()),
+        (200, Some(0), Some(1)),
+        "{v}"
+    );
 
     // SES through SNS: the subscription is confirmed, then a bounce and a complaint.
     let cert_url =

@@ -157,6 +157,7 @@ pub(super) async fn email_hook(
                 header(&headers, "x-twilio-email-event-webhook-timestamp"),
                 key,
                 m,
+                state.clock.now(),
             )
             .map_err(refuse)?
         }

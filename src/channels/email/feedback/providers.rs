@@ -231,13 +231,23 @@ pub fn postmark(
 
 // ---------------------------------------------------------------- SendGrid
 
-/// Check SendGrid's ECDSA signature and read its events (`bounce`, `dropped`, `spamreport`).
+/// How far a SendGrid signature's timestamp may be from now. The signature covers the
+/// timestamp and the events, so a signed request can only be sent again as it is: within this
+/// window each event still counts once (its `sg_event_id` is the bounce's report id), and
+/// after it, once retention may have purged those bounces, the request is refused. SendGrid
+/// retries a POST that failed for up to a day; three days leave room for that and for a clock
+/// that is off.
+pub const SENDGRID_TOLERANCE: chrono::Duration = chrono::Duration::days(3);
+
+/// Check SendGrid's ECDSA signature (and that it is recent, [`SENDGRID_TOLERANCE`]) and read
+/// its events (`bounce`, `dropped`, `spamreport`).
 pub fn sendgrid(
     body: &[u8],
     signature: Option<&str>,
     timestamp: Option<&str>,
     public_key_b64: &str,
     m: &Matcher,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Report>, HookError> {
     let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
         return Err(forged(
@@ -257,6 +267,17 @@ pub fn sendgrid(
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
         .verify(&signed, &b64(signature)?)
         .map_err(|_| forged("the SendGrid signature does not match the verification key"))?;
+    let signed_at = timestamp
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    if signed_at.is_none_or(|at| (now - at).abs() > SENDGRID_TOLERANCE) {
+        return Err(forged(format!(
+            "the SendGrid signature's timestamp `{}` is more than three days from now: a replay, or a clock that is wrong",
+            crate::text::printable(timestamp)
+        )));
+    }
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
     let events = v
         .as_array()
