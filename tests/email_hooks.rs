@@ -213,7 +213,7 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
     .ok();
     ws.write("pm.pw", "pm-basic-pw\n");
     let log = std::fs::File::create(ws.path("daemon.log")).unwrap();
-    let mut child = ws
+    let child = ws
         .command(&["run"])
         .env("MG_KEY", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0")
         .env("AFTERCARE_LOG", "info")
@@ -221,14 +221,7 @@ fn each_provider_webhook_takes_its_signed_reports_and_refuses_forged_ones() {
         .stderr(log)
         .spawn()
         .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _kill = Kill(&mut child);
+    let _daemon = common::Killed(child);
     let wait = |what: &str, f: &dyn Fn() -> bool| {
         assert!(
             common::until(Duration::from_secs(60), f),

@@ -596,7 +596,7 @@ fn readyz_and_metrics_tell_of_a_refused_login() {
     ws.import(&[delivered("e1", "c-1", "a@example.com", "SO-1", &ago)])
         .ok();
     let log = std::fs::File::create(ws.path("daemon.log")).unwrap();
-    let mut child = ws
+    let child = ws
         .command(&["run"])
         .env("T_READ", "read-token-0123456789abc")
         .env("AFTERCARE_LOG", "info")
@@ -604,14 +604,7 @@ fn readyz_and_metrics_tell_of_a_refused_login() {
         .stderr(log)
         .spawn()
         .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _kill = Kill(&mut child);
+    let _daemon = common::Killed(child);
     let http = reqwest::blocking::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let get = |path: &str| -> (u16, String) {
