@@ -49,6 +49,29 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// A provider's signed timestamp (Unix seconds) is within `tolerance` (said as `window`) of
+/// now: further off, the signed request is a replay, or a clock is wrong.
+fn signed_recently(
+    provider: &str,
+    ts: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    tolerance: chrono::Duration,
+    window: &str,
+) -> Result<(), HookError> {
+    let signed_at = ts
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    if signed_at.is_none_or(|at| (now - at).abs() > tolerance) {
+        return Err(forged(format!(
+            "the {provider} signature's timestamp `{}` is more than {window} from now: a replay, or a clock that is wrong",
+            crate::text::printable(ts)
+        )));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- Mailgun
 
 /// How far a Mailgun signature's timestamp may be from now. The signature covers the
@@ -90,17 +113,7 @@ pub fn mailgun(
             "the Mailgun signature does not match the signing key",
         ));
     }
-    let signed_at = ts
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
-    if signed_at.is_none_or(|at| (now - at).abs() > MAILGUN_TOLERANCE) {
-        return Err(forged(format!(
-            "the Mailgun signature's timestamp `{}` is more than a day from now: a replay, or a clock that is wrong",
-            crate::text::printable(ts)
-        )));
-    }
+    signed_recently("Mailgun", ts, now, MAILGUN_TOLERANCE, "a day")?;
     let token = token.to_string();
     let e = v
         .get("event-data")
@@ -267,17 +280,7 @@ pub fn sendgrid(
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
         .verify(&signed, &b64(signature)?)
         .map_err(|_| forged("the SendGrid signature does not match the verification key"))?;
-    let signed_at = timestamp
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
-    if signed_at.is_none_or(|at| (now - at).abs() > SENDGRID_TOLERANCE) {
-        return Err(forged(format!(
-            "the SendGrid signature's timestamp `{}` is more than three days from now: a replay, or a clock that is wrong",
-            crate::text::printable(timestamp)
-        )));
-    }
+    signed_recently("SendGrid", timestamp, now, SENDGRID_TOLERANCE, "three days")?;
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
     let events = v
         .as_array()
