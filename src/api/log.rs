@@ -2,7 +2,7 @@
 //! message with its attempts, a contact's timeline, and retry/cancel by hand (admin).
 
 use super::Scope;
-use super::{ApiError, ApiState, authorize};
+use super::{ApiError, ApiState, authorize, bad_query as bad};
 use crate::clock::{from_millis, to_millis};
 use crate::model::{MessageRecord, MessageState};
 use crate::store::{HandAction, LogFilter};
@@ -43,26 +43,6 @@ pub(super) struct MessagePage {
     pub items: Vec<MessageRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-fn bad(field: &str, detail: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail).field(field)
-}
-
-/// A query's time: RFC 3339, or a date meaning its midnight in `tz` (the business's zone).
-pub(super) fn time(
-    field: &str,
-    v: &Option<String>,
-    tz: chrono_tz::Tz,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.as_deref()
-        .map(|s| {
-            super::refuse_nul(field, s)?;
-            crate::values::When::parse(s)
-                .map(|w| w.in_zone(tz))
-                .map_err(|e| bad(field, e))
-        })
-        .transpose()
 }
 
 /// `<due_at in ms>~<message id>`: a position in the log's order (due time, then id). Any
@@ -163,8 +143,8 @@ pub(super) async fn list_messages(
         order: q.order,
         states,
         delivery,
-        since: time("since", &q.since, tz)?,
-        until: time("until", &q.until, tz)?,
+        since: super::query_time("since", &q.since, tz)?,
+        until: super::query_time("until", &q.until, tz)?,
         after: q.cursor.as_deref().map(parse_cursor).transpose()?,
         limit: limit + 1,
         ..Default::default()

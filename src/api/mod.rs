@@ -335,6 +335,28 @@ async fn json_errors(resp: Response) -> Response {
     .into_response()
 }
 
+/// A query parameter that cannot be read: 400 `invalid_query`, naming the field.
+pub(super) fn bad_query(field: &str, detail: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail).field(field)
+}
+
+/// A query's time: RFC 3339, or a date meaning its midnight in `tz` (the business's zone,
+/// as on the command line: see `values::When`).
+pub(super) fn query_time(
+    field: &str,
+    v: &Option<String>,
+    tz: chrono_tz::Tz,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            refuse_nul(field, s)?;
+            crate::values::When::parse(s)
+                .map(|w| w.in_zone(tz))
+                .map_err(|e| bad_query(field, e))
+        })
+        .transpose()
+}
+
 /// A NUL in a query or path value: no stored value holds one (the store cannot keep it), and
 /// PostgreSQL refuses it as a parameter, so it is refused here with the field.
 pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {

@@ -1,7 +1,7 @@
 //! `GET /v1/reports/{conversions,nps,csat,answers,daily}` (scope `read`): the figures of
 //! `aftercare report`, as JSON.
 
-use super::{ApiError, ApiState, Scope, authorize, refuse_nul};
+use super::{ApiError, ApiState, Scope, authorize, bad_query as bad, refuse_nul};
 use crate::jobs::{Job, Scale};
 use crate::reports::{self, AnswersReport, By, ConversionReport, ReportError, ScoreReport, Window};
 use crate::store::DailyCount;
@@ -37,10 +37,6 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
 
-fn bad(field: &str, detail: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail).field(field)
-}
-
 /// The job and the window of a query.
 fn prepare(state: &ApiState, q: &ReportQuery) -> Result<(Arc<Job>, Window, String), ApiError> {
     refuse_nul("job", &q.job)?;
@@ -54,8 +50,8 @@ fn prepare(state: &ApiState, q: &ReportQuery) -> Result<(Arc<Job>, Window, Strin
         .field("job")
     })?;
     let tz = book.default_timezone;
-    let since = super::log::time("since", &q.since, tz)?;
-    let until = super::log::time("until", &q.until, tz)?;
+    let since = super::query_time("since", &q.since, tz)?;
+    let until = super::query_time("until", &q.until, tz)?;
     let w = Window::new(since, until, state.clock.now(), tz).map_err(refused_at("since"))?;
     Ok((job, w, book.default_locale.clone()))
 }
