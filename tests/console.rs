@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
 const SUPPORT_PW: &str = "correct horse battery";
@@ -189,14 +189,11 @@ impl Browser {
             .click()
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.path().await != "/console/signin" {
-            assert!(
-                Instant::now() < deadline,
-                "sign-out did not land on the sign-in page"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let landed = common::until_async(Duration::from_secs(10), || async {
+            self.path().await == "/console/signin"
+        })
+        .await;
+        assert!(landed, "sign-out did not land on the sign-in page");
     }
 
     /// Click a link or a form's button: every one in the console loads a new page.
@@ -215,11 +212,11 @@ impl Browser {
     /// page then makes stale or leaves unread.
     async fn click_to_new_page(element: fantoccini::elements::Element, what: &str) {
         element.click().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while element.tag_name().await.is_ok() {
-            assert!(Instant::now() < deadline, "{what}: no new page loaded");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let gone = common::until_async(Duration::from_secs(10), || async {
+            element.tag_name().await.is_err()
+        })
+        .await;
+        assert!(gone, "{what}: no new page loaded");
     }
 
     /// The session cookie and this page's CSRF token, for requests the browser cannot make
@@ -351,16 +348,14 @@ async fn the_console_in_a_real_browser() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "the daemon did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = common::until_async(Duration::from_secs(30), || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(up, "the daemon did not come up");
     let wd_port = common::free_port();
     let _driver = Killed(
         Command::new("chromedriver")
@@ -475,20 +470,17 @@ async fn the_console_in_a_real_browser() {
     b.open(&format!("/console/message/{failed}")).await;
     assert_eq!(b.text("#state").await, "failed");
     b.click("button.retry").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let sent = common::until_async(Duration::from_secs(30), || async {
         b.c.refresh().await.unwrap();
         let rows =
             b.c.find_all(Locator::Css("#attempts tr"))
                 .await
                 .unwrap()
                 .len();
-        if rows == 2 && b.text("#state").await.starts_with("sent") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the retry was not sent");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        rows == 2 && b.text("#state").await.starts_with("sent")
+    })
+    .await;
+    assert!(sent, "the retry was not sent");
     b.checked("the retried message").await;
     assert!(b.text("#attempts").await.contains("#2"));
     b.shot("retried").await;

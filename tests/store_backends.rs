@@ -132,24 +132,25 @@ impl Fixture {
             return;
         };
         let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity \
+        let waiting = std::cell::Cell::new(0_i64);
+        let reached = common::until_async(std::time::Duration::from_secs(30), || async {
+            waiting.set(
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            if waiting >= n {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{waiting} of {n} sessions waited for a lock after 30 s"
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap(),
             );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+            waiting.get() >= n
+        })
+        .await;
+        assert!(
+            reached,
+            "{} of {n} sessions waited for a lock after 30 s",
+            waiting.get()
+        );
         pool.close().await;
     }
 

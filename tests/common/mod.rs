@@ -558,6 +558,25 @@ pub fn until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// [`until`] for a question asked with `.await` (a browser, a database), sleeping on the
+/// test's runtime between asks.
+pub async fn until_async<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    while !f().await {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+    true
+}
+
 /// Wait until `f` holds; panics naming `what` after `within`.
 #[track_caller]
 pub fn wait_for(what: &str, within: Duration, f: impl FnMut() -> bool) {
