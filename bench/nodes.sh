@@ -5,6 +5,8 @@
 #
 #   bench/nodes.sh [N]           N due messages per phase (default 20000)
 #
+# After each phase, what each daemon warned of (its log, counted by line).
+#
 # Two pairs of phases. CPU-bound: the sink answers at once, so the machine's cores are the
 # limit. Latency-bound: the sink waits 1 s before accepting each message (`smtp-sink -w 1`,
 # like a slow relay), SLOW messages (default 320), so a daemon's SMTP sessions are the limit.
@@ -182,6 +184,15 @@ phase() { # DAEMONS N SMTP_PORT NAME
   local ours; ours=$(cpu_of "${daemons[@]}")
   for p in "${daemons[@]}"; do kill -TERM "$p"; done
   for p in "${daemons[@]}"; do wait "$p"; done
+  # What each daemon warned of (they log at warn): a phase slower than it should be says why
+  # here (claims handed back whose lease was in doubt, renewals that failed), before the
+  # logs go with the bench's folder. The config's own warning (no unsubscribe:) is left out.
+  for i in $(seq "$d"); do
+    local said
+    said=$(grep -v "unsubscribe: is not set" "$work/node-$i.log" | sed -E 's/^[0-9T:.+-]+Z? +//' |
+      sort | uniq -c | sort -rn | head -5 || true)
+    [ -z "$said" ] || printf '    node-%s warned:\n%s\n' "$i" "$(sed 's/^ */      /' <<< "$said")"
+  done
   local wal1; wal1=$(psql -d "$db" -c "SELECT wal_bytes FROM pg_stat_wal")
   # What each message's state changes cost the table: updates, how many were HOT (no index
   # entry written), and the WAL written per message (the daemons' backends have exited, so
