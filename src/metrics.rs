@@ -539,9 +539,9 @@ mod tests {
         let store = Store::open_scratch(&dir.path().join("s.db"))
             .await
             .expect("a store");
-        let now = crate::values::When::parse("2026-12-01T09:00:00Z")
+        let now = DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
             .expect("a time")
-            .in_zone(chrono_tz::Tz::UTC);
+            .with_timezone(&Utc);
         let suppress = |address: &'static str| {
             let store = store.clone();
             async move {

@@ -318,9 +318,9 @@ mod tests {
     #[test]
     fn tokens_are_random_after_the_time_they_were_made() {
         use base64::Engine;
-        let at = When::parse("2026-11-23T09:00:00.123Z")
+        let at = DateTime::parse_from_rfc3339("2026-11-23T09:00:00.123Z")
             .expect("a time")
-            .in_zone(Tz::UTC);
+            .with_timezone(&Utc);
         let (a, b) = (new_token(at), new_token(at));
         assert_ne!(a, b);
         // The first 8 characters are exactly the 6 bytes of the time.
@@ -347,9 +347,9 @@ mod tests {
     #[test]
     fn ids_and_tokens_made_at_one_instant_sort_in_the_order_they_were_made() {
         use base64::Engine;
-        let at = When::parse("2026-11-24T00:00:00Z")
+        let at = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z")
             .expect("a time")
-            .in_zone(Tz::UTC);
+            .with_timezone(&Utc);
         let ids: Vec<String> = (0..100).map(|_| new_id(at)).collect();
         let tokens: Vec<Vec<u8>> = (0..100)
             .map(|_| {

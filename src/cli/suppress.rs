@@ -3,8 +3,7 @@
 
 use super::{App, Exit, Format, FormatArg};
 use crate::text::printable as p;
-use crate::values::When;
-use crate::values::normalise_phone;
+use crate::values::{When, normalise_phone};
 use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;

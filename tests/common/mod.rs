@@ -547,15 +547,23 @@ pub struct Received {
 /// what the test saw (a log, a page).
 pub fn until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
-    let mut pause = Duration::from_millis(10);
+    let mut pauses = pauses();
     while !f() {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
+        std::thread::sleep(pauses.next().unwrap_or(MAX_PAUSE));
     }
     true
+}
+
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// The pauses between asks of [`until`] and [`until_async`]: 10 ms, doubling up to 200 ms.
+fn pauses() -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(Duration::from_millis(10)), |p| {
+        Some((*p * 2).min(MAX_PAUSE))
+    })
 }
 
 /// [`until`] for a question asked with `.await` (a browser, a database), sleeping on the
@@ -566,13 +574,12 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = Instant::now() + within;
-    let mut pause = Duration::from_millis(10);
+    let mut pauses = pauses();
     while !f().await {
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
+        tokio::time::sleep(pauses.next().unwrap_or(MAX_PAUSE)).await;
     }
     true
 }
