@@ -194,18 +194,23 @@ impl Dispatcher {
         // drain that sends for minutes; read once a drain, a resume was undone by deferring
         // them again. A small table, read about once a second of sending.
         self.load_brakes().await?;
+        let token = crate::values::new_id(self.clock.now());
+        // Spared by this node's reaper from before the lease's clock reading: a reaper
+        // whose list lacks the token read its own clock earlier, so this lease ends after
+        // that clock (see `Dispatcher::reap`).
+        self.held.claiming(&token);
         let now = self.clock.now();
-        let token = crate::values::new_id(now);
         let lease_end = now + self.cfg.lease;
         let want = pace.claim_size(limit, self.cfg.batch_size as usize);
         let batch = self
             .store
             .claim(&self.node, &token, now, lease_end, want as i64, with)
-            .await?;
-        if !batch.is_empty() {
-            self.held.add(&token, lease_end);
+            .await;
+        match &batch {
+            Ok(b) if !b.is_empty() => self.held.add(&token, lease_end),
+            _ => self.held.forget(&token),
         }
-        Ok((token, batch))
+        Ok((token, batch?))
     }
 }
 

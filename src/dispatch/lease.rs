@@ -35,7 +35,9 @@ pub(super) struct Held {
     lease: chrono::Duration,
     /// A send starts only while its lease has more than this left.
     margin: chrono::Duration,
-    tokens: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// `None` while the claim is being made: spared by this node's reaper, not yet renewed
+    /// or started.
+    tokens: Mutex<HashMap<String, Option<DateTime<Utc>>>>,
 }
 
 impl Held {
@@ -49,17 +51,33 @@ impl Held {
         }
     }
 
-    /// A claim committed under `token` with its lease ending at `until`. Call it only once
-    /// the claim is committed: a renewal that runs before would find no row and drop it.
+    /// A claim under `token` is about to be made: from now on this node's reaper spares it.
+    /// Call it before the claim reads the clock for its lease. Registered only once
+    /// committed, a node stalled past the lease inside the claim had its own reaper, woken
+    /// first, return the rows it had just claimed, each logged as an attempt that "may have
+    /// been sent" although none had started. Not renewed until [`Held::add`]: a renewal
+    /// before the commit would find no row and drop the token.
+    pub(super) fn claiming(&self, token: &str) {
+        self.lock().insert(token.to_string(), None);
+    }
+
+    /// The claim under `token` is committed with its lease ending at `until`.
     pub(super) fn add(&self, token: &str, until: DateTime<Utc>) {
-        self.lock().insert(token.to_string(), until);
+        self.lock().insert(token.to_string(), Some(until));
+    }
+
+    /// The claim under `token` claimed nothing or failed.
+    pub(super) fn forget(&self, token: &str) {
+        self.lock().remove(token);
     }
 
     /// Whether a message claimed under `token` may still be handed to a channel at `now`.
     pub(super) fn may_start(&self, token: &str, now: DateTime<Utc>) -> bool {
         self.lock()
             .get(token)
-            .is_some_and(|until| *until - now > self.margin)
+            .copied()
+            .flatten()
+            .is_some_and(|until| until - now > self.margin)
     }
 
     /// One heartbeat: extend every held lease to `now + lease`. Tokens the store no longer
@@ -73,7 +91,12 @@ impl Held {
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let asked = self.tokens();
+        let asked: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, until)| until.is_some())
+            .map(|(t, _)| t.clone())
+            .collect();
         if asked.is_empty() {
             return Ok(0);
         }
@@ -93,7 +116,8 @@ impl Held {
         Ok(kept.len())
     }
 
-    /// The tokens held now, for this node's reaper to leave alone.
+    /// The tokens held now, claims being made included, for this node's reaper to leave
+    /// alone.
     pub(super) fn tokens(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
@@ -103,7 +127,7 @@ impl Held {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<DateTime<Utc>>>> {
         self.tokens.lock().expect("held leases lock")
     }
 }
@@ -111,7 +135,7 @@ impl Held {
 /// The held leases after a renewal: `kept` (extended) to `until`; `still` (not extended,
 /// still claimed) as they were; the rest of `asked` dropped.
 fn settle(
-    tokens: &mut HashMap<String, DateTime<Utc>>,
+    tokens: &mut HashMap<String, Option<DateTime<Utc>>>,
     asked: &[String],
     kept: &std::collections::HashSet<String>,
     still: &std::collections::HashSet<String>,
@@ -119,7 +143,7 @@ fn settle(
 ) {
     for t in asked {
         if kept.contains(t) {
-            tokens.insert(t.clone(), until);
+            tokens.insert(t.clone(), Some(until));
         } else if !still.contains(t) {
             tokens.remove(t);
         }
@@ -212,9 +236,9 @@ mod tests {
         let t = |s: &str| s.parse::<DateTime<Utc>>().expect("a time");
         let before = t("2026-11-23T02:01:00Z");
         let until = t("2026-11-23T02:02:00Z");
-        let mut tokens: HashMap<String, DateTime<Utc>> = ["kept", "locked", "gone"]
+        let mut tokens: HashMap<String, Option<DateTime<Utc>>> = ["kept", "locked", "gone"]
             .iter()
-            .map(|k| (k.to_string(), before))
+            .map(|k| (k.to_string(), Some(before)))
             .collect();
         let asked: Vec<String> = tokens.keys().cloned().collect();
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
@@ -225,12 +249,42 @@ mod tests {
             &set(&["locked"]),
             until,
         );
-        assert_eq!(tokens.get("kept"), Some(&until));
+        assert_eq!(tokens.get("kept"), Some(&Some(until)));
         assert_eq!(
             tokens.get("locked"),
-            Some(&before),
+            Some(&Some(before)),
             "still held, not extended"
         );
         assert_eq!(tokens.get("gone"), None);
+    }
+
+    /// A claim being made is spared by the reaper from the start, but neither renewed (its
+    /// rows may not be committed yet: a renewal would find none and drop it) nor started.
+    #[tokio::test]
+    async fn a_claim_being_made_is_spared_but_neither_renewed_nor_started() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open_scratch(&dir.path().join("s.db"))
+            .await
+            .expect("a scratch store");
+        let held = Held::new(&DispatchConfig::default());
+        let now: DateTime<Utc> = "2026-11-23T02:00:00Z".parse().expect("a time");
+        held.claiming("t1");
+        assert_eq!(
+            held.tokens(),
+            vec!["t1".to_string()],
+            "spared by the reaper"
+        );
+        assert!(!held.may_start("t1", now));
+        assert_eq!(held.renew(&store, now).await.expect("a renewal"), 0);
+        assert_eq!(
+            held.tokens(),
+            vec!["t1".to_string()],
+            "a renewal before the claim commits leaves it alone"
+        );
+        held.add("t1", now + chrono::Duration::minutes(1));
+        assert!(held.may_start("t1", now));
+        held.claiming("t2");
+        held.forget("t2");
+        assert_eq!(held.tokens(), vec!["t1".to_string()]);
     }
 }

@@ -173,14 +173,13 @@ impl Dispatcher {
     /// this process holds: after a stall past their leases its heartbeat renews them, and
     /// its sends go on (another node's reaper may still take them). How many came back.
     async fn reap(&self) -> Result<usize, StoreError> {
+        // The clock before the tokens: a claim missing from the list registered after this
+        // reading, and its lease (read after registering) ends a lease after it.
+        let now = self.clock.now();
+        let spare = self.held.tokens();
         let r = self
             .store
-            .reap_except(
-                self.clock.now(),
-                &self.node,
-                self.cfg.retry.max_attempts,
-                &self.held.tokens(),
-            )
+            .reap_except(now, &self.node, self.cfg.retry.max_attempts, &spare)
             .await?;
         lease::log_reaped(&r);
         Ok(r.len())
