@@ -145,25 +145,7 @@ impl Store {
         spare: &[String],
     ) -> Result<(Vec<Reaped>, bool)> {
         let pg = matches!(self.pool, Pool::Postgres(_));
-        let spared = if spare.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " AND m.claim_token NOT IN ({})",
-                placeholders(2, spare.len())
-            )
-        };
-        let select = format!(
-            "SELECT m.id, m.claim_token, m.locked_by, m.attempts, m.tries, COALESCE(m.channel_plan, m.channel), m.address \
-             FROM message_queue q JOIN messages m ON m.id = q.id \
-             WHERE q.state = 'claimed' AND q.locked_until < $1 AND m.state = 'claimed' AND m.locked_until < $1{spared} \
-             ORDER BY q.locked_until, q.id LIMIT {REAP_BATCH}{}",
-            if pg {
-                " FOR UPDATE OF m SKIP LOCKED"
-            } else {
-                ""
-            }
-        );
+        let select = reap_select(spare.len(), pg);
         let at = to_millis(now);
         let mut binds = vec![Bind::Int(Some(at))];
         binds.extend(spare.iter().map(|t| Bind::Text(Some(t.clone()))));
@@ -222,6 +204,28 @@ impl Store {
             ))
         })
     }
+}
+
+/// The expired claims, oldest lease first, but those of the `spare` tokens bound from `$2`.
+/// On SQLite it scans `messages_claimed`, the claimed rows only (there is no index of lease
+/// ends there since v19); PostgreSQL's `message_queue` has one.
+fn reap_select(spare: usize, pg: bool) -> String {
+    let spared = if spare == 0 {
+        String::new()
+    } else {
+        format!(" AND m.claim_token NOT IN ({})", placeholders(2, spare))
+    };
+    format!(
+        "SELECT m.id, m.claim_token, m.locked_by, m.attempts, m.tries, COALESCE(m.channel_plan, m.channel), m.address \
+         FROM message_queue q JOIN messages m ON m.id = q.id \
+         WHERE q.state = 'claimed' AND q.locked_until < $1 AND m.state = 'claimed' AND m.locked_until < $1{spared} \
+         ORDER BY q.locked_until, q.id LIMIT {REAP_BATCH}{}",
+        if pg {
+            " FOR UPDATE OF m SKIP LOCKED"
+        } else {
+            ""
+        }
+    )
 }
 
 /// A claimed row whose lease ended, as the reaper read it (locked, on PostgreSQL).
@@ -319,4 +323,33 @@ fn reap_attempts_sql(chunk: &[&Expired], at: i64, by: &str, pg: bool) -> (String
         b.push(Bind::Int(None));
     }
     (sql, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without an index of lease ends, the reaper reads the claimed rows through
+    /// `messages_claimed` and each one by its key: never the whole table, which a store of a
+    /// million messages would read on every heartbeat.
+    #[tokio::test]
+    async fn the_reaper_reads_only_the_claimed_rows_on_sqlite() {
+        let binds = [Bind::Int(Some(0)), Bind::Text(Some("t".into()))];
+        let plan = super::super::sql::plan_without_statistics(&reap_select(1, false), &binds).await;
+        let reads: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.starts_with("SCAN") || l.starts_with("SEARCH"))
+            .collect();
+        assert!(
+            reads.iter().any(|l| l.contains("messages_claimed")),
+            "{plan:#?}"
+        );
+        for l in reads {
+            assert!(
+                l.contains("USING INDEX messages_claimed")
+                    || l.contains("USING INDEX sqlite_autoindex_messages_1 (id=?)"),
+                "a read of messages not through the claimed rows: {l}\n{plan:#?}"
+            );
+        }
+    }
 }
