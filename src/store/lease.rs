@@ -206,9 +206,13 @@ impl Store {
     }
 }
 
-/// The expired claims, oldest lease first, but those of the `spare` tokens bound from `$2`.
-/// On SQLite it scans `messages_claimed`, the claimed rows only (there is no index of lease
-/// ends there since v19); PostgreSQL's `message_queue` has one.
+/// The expired claims, oldest lease first, but those of the `spare` tokens bound from `$2`:
+/// a range of the lease-end index (`messages_lease` on SQLite, `message_queue_lease` on
+/// PostgreSQL), never all the claimed rows. Without that index SQLite scanned the claimed
+/// rows through `messages_claimed` (tried: about 1% fewer instructions a dispatched
+/// message), but a forecast claims every stored message of the jobs it works out in memory,
+/// with leases that never end, and reaps at every step of its replay: 100,000 such claims in
+/// a store of 1,000,000 messages cost 70 ms a step instead of nothing.
 fn reap_select(spare: usize, pg: bool) -> String {
     let spared = if spare == 0 {
         String::new()
@@ -329,11 +333,11 @@ fn reap_attempts_sql(chunk: &[&Expired], at: i64, by: &str, pg: bool) -> (String
 mod tests {
     use super::*;
 
-    /// Without an index of lease ends, the reaper reads the claimed rows through
-    /// `messages_claimed` and each one by its key: never the whole table, which a store of a
-    /// million messages would read on every heartbeat.
+    /// The reaper reads the expired leases as a range of `messages_lease`, then each row by
+    /// its key: never every claimed row nor the table, which it would read at every step of
+    /// a forecast (see [`reap_select`]).
     #[tokio::test]
-    async fn the_reaper_reads_only_the_claimed_rows_on_sqlite() {
+    async fn the_reaper_reads_only_the_expired_leases_on_sqlite() {
         let binds = [Bind::Int(Some(0)), Bind::Text(Some("t".into()))];
         let plan = super::super::sql::plan_without_statistics(&reap_select(1, false), &binds).await;
         let reads: Vec<&String> = plan
@@ -341,14 +345,16 @@ mod tests {
             .filter(|l| l.starts_with("SCAN") || l.starts_with("SEARCH"))
             .collect();
         assert!(
-            reads.iter().any(|l| l.contains("messages_claimed")),
+            reads
+                .iter()
+                .any(|l| l.contains("USING INDEX messages_lease (locked_until<?)")),
             "{plan:#?}"
         );
         for l in reads {
             assert!(
-                l.contains("USING INDEX messages_claimed")
+                l.contains("USING INDEX messages_lease (locked_until<?)")
                     || l.contains("USING INDEX sqlite_autoindex_messages_1 (id=?)"),
-                "a read of messages not through the claimed rows: {l}\n{plan:#?}"
+                "a read of messages beyond the expired leases: {l}\n{plan:#?}"
             );
         }
     }
