@@ -484,9 +484,9 @@ fn a_node_that_stalls_past_its_leases_keeps_its_own_claims() {
     nodes.start("node-a");
     // Stalled as soon as a claim shows, wherever the node is then (sending, or claiming its
     // next batch): a claim is spared by its node's reaper from before it is made
-    // (`Held::claiming` in src/dispatch/lease.rs). When
-    // it was spared only once the claim returned, a stall there had the node's own reaper
-    // return the rows on waking, each logged as "may have been sent" (CI hit it once).
+    // (`Held::claiming` in src/dispatch/lease.rs). When it was spared only once the claim
+    // returned, a stall there had the node's own reaper return the rows on waking, each
+    // logged as "may have been sent" (CI hit it once).
     common::wait_for("a claim", Duration::from_secs(30), || {
         count(&ws, "SELECT COUNT(*) FROM messages WHERE state = 'claimed'") > 0
     });
