@@ -32,8 +32,9 @@ use crate::templates::RenderedEmail;
 use chrono::{DateTime, Utc};
 use lettre::Message;
 use lettre::address::Envelope;
+use lettre::message::header::ContentTransferEncoding;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use settings::{EmailConfig, EmailTransport};
 use smtp::SmtpPool;
 use std::path::PathBuf;
@@ -512,21 +513,68 @@ fn build(
     let c = out.content;
     let result = match (&c.text, &c.html) {
         (Some(t), Some(h)) => {
-            builder.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone()))
+            builder.multipart(MultiPart::alternative_plain_html(body(t)?, body(h)?))
         }
         (Some(t), None) => builder.singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
-                .body(t.clone()),
+                .body(body(t)?),
         ),
         (None, Some(h)) => builder.singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_HTML)
-                .body(h.clone()),
+                .body(body(h)?),
         ),
         (None, None) => return Err("the template rendered no body".into()),
     };
     result.map_err(|e| format!("cannot build the email: {e}"))
+}
+
+/// A body part as lettre's `Body::new` makes it from `text`, byte for byte: the transfer
+/// encoding chosen on the text as rendered (with the crate lettre uses), line ends made
+/// CRLF, then encoded. lettre makes them CRLF by scanning the text's characters backwards
+/// and inserting each CR into the string, moving the rest of the body every time; here it
+/// is one copy (about 3% of a dispatched message's instructions, callgrind).
+fn body(text: &str) -> Result<Body, String> {
+    use email_encoding::body::Encoding;
+    let encoding = Encoding::choose(text, false);
+    let text = crlf_line_endings(text);
+    Ok(match encoding {
+        Encoding::SevenBit => {
+            Body::dangerous_pre_encoded(text.into_bytes(), ContentTransferEncoding::SevenBit)
+        }
+        Encoding::EightBit => {
+            Body::dangerous_pre_encoded(text.into_bytes(), ContentTransferEncoding::EightBit)
+        }
+        Encoding::QuotedPrintable => Body::dangerous_pre_encoded(
+            quoted_printable::encode(text.as_bytes()),
+            ContentTransferEncoding::QuotedPrintable,
+        ),
+        Encoding::Base64 => {
+            let mut out =
+                String::with_capacity(email_encoding::body::base64::encoded_len(text.len()));
+            email_encoding::body::base64::encode(text.as_bytes(), &mut out)
+                .map_err(|e| format!("cannot encode the body as base64: {e}"))?;
+            Body::dangerous_pre_encoded(out.into_bytes(), ContentTransferEncoding::Base64)
+        }
+    })
+}
+
+/// `text` with a CR before every LF that has none, as lettre's `Body::new` writes it.
+fn crlf_line_endings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16 + 2);
+    let mut lines = text.split('\n');
+    let mut line = lines.next().unwrap_or_default();
+    out.push_str(line);
+    for next in lines {
+        if !line.ends_with('\r') {
+            out.push('\r');
+        }
+        out.push('\n');
+        out.push_str(next);
+        line = next;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -706,5 +754,45 @@ mod tests {
             e.starts_with("invalid recipient address `not an address\\x1b`"),
             "{e}"
         );
+    }
+    /// The body is lettre's, byte for byte and in the same transfer encoding, whatever the
+    /// text: line ends of every kind (a lone CR, CRLF, LF first or last), lines about the
+    /// 76 characters where the encoding changes, ASCII, Chinese, control characters.
+    #[test]
+    fn a_body_is_what_lettre_makes_of_the_text() {
+        use proptest::prelude::*;
+        let check = |text: &str| {
+            let ours = body(text).expect("a body");
+            let lettres = Body::new(text.to_string());
+            assert_eq!(ours.encoding(), lettres.encoding(), "{text:?}");
+            assert_eq!(ours.as_ref(), lettres.as_ref(), "{text:?}");
+        };
+        for text in [
+            "",
+            "\n",
+            "\r\n",
+            "\r",
+            "\n\nhello\n",
+            "hello\r\nworld\nagain\r\r\n\n",
+            &format!("{}\n{}\n", "a".repeat(74), "b".repeat(75)),
+            &format!("{}\r\n{}", "a".repeat(75), "b".repeat(76)),
+            &format!("{}\n", "a".repeat(76)),
+            "您好，王芳：\n感谢您的订单 SO-1。\n",
+            "Hi Emily,\n\nThanks =for= your order.\t\n",
+        ] {
+            check(text);
+        }
+        let piece = prop_oneof![
+            Just("\n".to_string()),
+            Just("\r".to_string()),
+            Just("\r\n".to_string()),
+            Just("=".to_string()),
+            Just("中".to_string()),
+            "[a-z ]{0,80}",
+            "[\\x00-\\x7f]{0,5}",
+        ];
+        proptest!(ProptestConfig::with_cases(2000), |(parts in proptest::collection::vec(piece, 0..40))| {
+            check(&parts.concat());
+        });
     }
 }
