@@ -755,6 +755,7 @@ mod tests {
             "{e}"
         );
     }
+
     /// The body is lettre's, byte for byte and in the same transfer encoding, whatever the
     /// text: line ends of every kind (a lone CR, CRLF, LF first or last), lines about the
     /// 76 characters where the encoding changes, ASCII, Chinese, control characters.
