@@ -445,10 +445,57 @@ async fn one_node_a_day_claims_the_purge(b: Backend) {
     );
 }
 
+/// Old events go type by type (schema v19 reads them by `events_type_time`): every type's,
+/// across several batches of one type and types that sort before and after the others, and
+/// only the old ones.
+async fn old_events_of_every_type_go(b: Backend) {
+    let (store, _dir) = open(b).await;
+    let book = common::shipped_playbook();
+    let t0 = t("2025-01-10T02:00:00Z");
+    // Types no shipped job plans from, so no pending message keeps one: 5 old events of
+    // `a.seen`, 1 of `m.seen`, 2 of `z.seen`, and one recent event of each.
+    let event = |i: usize, ty: &str, at: &str| {
+        serde_json::json!({"id": format!("e-{i}"), "type": ty, "occurred_at": at,
+            "contact": {"id": format!("c-{i}"), "email": format!("c{i}@example.com")},
+            "data": {"n": i}})
+        .to_string()
+    };
+    let mut lines = Vec::new();
+    let old = "2025-01-10T00:00:00Z";
+    let recent = "2026-05-01T00:00:00Z";
+    for (ty, n) in [("a.seen", 5), ("m.seen", 1), ("z.seen", 2)] {
+        for _ in 0..n {
+            lines.push(event(lines.len(), ty, old));
+        }
+        lines.push(event(lines.len(), ty, recent));
+    }
+    let parsed: Vec<_> = lines.iter().map(|l| parse_event(l).unwrap()).collect();
+    plan::ingest(&book, &store, &parsed, t0).await.unwrap();
+    assert_eq!(count(&store, "events").await, 11, "{b:?}");
+    let purged = store
+        .purge(
+            &Retention::default(),
+            t0 + Duration::days(500),
+            2,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged.events, 8, "{b:?}: {purged}");
+    let mut kept: Vec<String> = Vec::new();
+    for i in 0..lines.len() {
+        for e in store.events_of(&format!("c-{i}")).await.unwrap() {
+            kept.push(format!("{} {}", e.kind, e.occurred_at.format("%Y")));
+        }
+    }
+    assert_eq!(kept, ["a.seen 2026", "m.seen 2026", "z.seen 2026"], "{b:?}");
+}
+
 use common::on_both_async as on_both;
 
 on_both!(
     purge_removes_by_kind_and_keeps_the_figures,
     one_node_a_day_claims_the_purge,
     message_texts_go_after_retention_content,
+    old_events_of_every_type_go,
 );

@@ -2099,6 +2099,115 @@ async fn the_v16_upgrade_dates_contacts_by_their_newest_event(b: Backend) {
     store.close().await;
 }
 
+/// v19 keeps in `contacts_phone` only the contacts that have a number (an email-only contact
+/// wrote an entry no lookup reads): a contact an older release stored is still found by its
+/// number, and both stores still take the index for `phone = $n`, alone and among the ORs
+/// of a lookup by id, address or number, rather than reading every contact.
+async fn the_v19_upgrade_keeps_lookups_by_number_on_their_index(b: Backend) {
+    let fx = Fixture::new(b);
+    fx.migrated_before("0019").await;
+    fx.raw_script(
+        "INSERT INTO contacts (id, email, phone, created_at, updated_at) VALUES \
+         ('c-p', NULL, '+8613800000001', 1, 1), ('c-e', 'e@example.com', NULL, 1, 1)",
+    )
+    .await;
+    let store = fx.connect().await;
+    store.migrate().await.unwrap();
+    let hits = store
+        .search(&aftercare::store::SearchKey {
+            text: "+8613800000001".into(),
+            email: None,
+            phone: Some("+8613800000001".into()),
+        })
+        .await
+        .unwrap();
+    let found: Vec<_> = hits
+        .iter()
+        .map(|h| (h.contact.id.as_str(), h.matched))
+        .collect();
+    assert_eq!(found, [("c-p", "phone")], "{b:?}");
+    store.close().await;
+
+    let lookups = [
+        "SELECT id FROM contacts WHERE phone = $1",
+        "SELECT id FROM contacts WHERE id = $1 OR email_key = $1 OR phone = $1",
+    ];
+    match &fx.cfg {
+        StoreConfig::Sqlite { path, .. } => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let sql: String =
+                sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'contacts_phone'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert!(sql.ends_with("WHERE phone IS NOT NULL"), "{sql}");
+            for q in lookups {
+                let plan: Vec<String> =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {q}")))
+                        .bind("+8613800000001")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| sqlx::Row::get::<String, _>(r, 3))
+                        .collect();
+                assert!(
+                    plan.iter()
+                        .any(|l| l.contains("USING INDEX contacts_phone (phone=?)")),
+                    "{q}: {plan:#?}"
+                );
+                assert!(
+                    !plan.iter().any(|l| l.starts_with("SCAN")),
+                    "{q}: {plan:#?}"
+                );
+            }
+            pool.close().await;
+        }
+        StoreConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let def: String = sqlx::query_scalar(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'contacts_phone'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert!(def.ends_with("WHERE (phone IS NOT NULL)"), "{def}");
+            // The plan the store's prepared statements get for any number (generic), with
+            // scans priced out: a partial index the planner could not prove usable for
+            // `phone = $1` would leave a `Seq Scan` here all the same.
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::raw_sql("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            for (i, q) in lookups.iter().enumerate() {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE p{i}(text) AS {q}")))
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+                let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN EXECUTE p{i}('+8613800000001')"
+                )))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+                assert!(
+                    plan.iter().any(|l| l.contains(" contacts_phone ")),
+                    "{q}: {plan:#?}"
+                );
+                assert!(
+                    !plan.iter().any(|l| l.contains("Seq Scan")),
+                    "{q}: {plan:#?}"
+                );
+            }
+            drop(conn);
+            pool.close().await;
+        }
+    }
+}
+
 /// A complaint's withdrawal is a change at the complaint's time: an event from before it,
 /// imported afterwards with the consent the shop's CRM had then, does not give it back.
 async fn a_complaint_outranks_an_older_event_imported_after_it(b: Backend) {
@@ -2426,6 +2535,7 @@ on_both!(
     a_contact_is_found_by_its_address_beyond_ascii,
     the_v14_upgrade_keys_every_address,
     the_v16_upgrade_dates_contacts_by_their_newest_event,
+    the_v19_upgrade_keeps_lookups_by_number_on_their_index,
     a_complaint_outranks_an_older_event_imported_after_it,
     a_bounce_by_an_address_no_contact_has_looks_back_a_week,
     the_send_window_counts_the_last_sends_by_their_last_attempt,

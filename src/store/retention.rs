@@ -43,6 +43,23 @@ use std::time::Duration;
 /// Message states nothing will change any more (an admin's retry aside).
 const FINAL: &str = "('sent', 'failed', 'cancelled', 'held_out')";
 
+/// An event no pending message needs (its template renders `event.data`, its `stop_when`
+/// compares it).
+fn unneeded_events() -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id AND m.state NOT IN {FINAL})"
+    )
+}
+
+/// A batch of events of type `$1` older than `$2` that no pending message needs, oldest
+/// first, `$3` at most: read from `events_type_time` in its order.
+fn old_events_sql() -> String {
+    format!(
+        "SELECT id FROM events WHERE type = $1 AND occurred_at < $2 AND {} ORDER BY occurred_at LIMIT $3",
+        unneeded_events()
+    )
+}
+
 /// Rows per purge transaction unless the caller says otherwise.
 pub const PURGE_BATCH: usize = 500;
 
@@ -373,11 +390,17 @@ impl Store {
             });
         }
         if let Some(cut) = cutoff(Kept::Events) {
-            in_batches!({
-                let (found, events) = self.purge_events(cut, batch).await?;
-                out.events += events;
-                found as u64
-            });
+            // Type by type, each by `events_type_time` (schema v19 dropped the index of
+            // events by time alone, which only this read, to spare every event its entry).
+            let mut after = None;
+            while let Some(ty) = self.next_event_type(after.as_deref()).await? {
+                in_batches!({
+                    let (found, events) = self.purge_events(&ty, cut, batch).await?;
+                    out.events += events;
+                    found as u64
+                });
+                after = Some(ty);
+            }
         }
         if let Some(cut) = cutoff(Kept::Content) {
             in_batches!({
@@ -520,21 +543,39 @@ impl Store {
         })
     }
 
-    /// One batch of old events no pending message needs; finished messages that referred to
-    /// them keep their row without the reference. Returns (events found, events removed).
-    async fn purge_events(&self, cut: i64, batch: usize) -> Result<(usize, u64)> {
-        let unneeded = format!(
-            "NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id AND m.state NOT IN {FINAL})"
-        );
+    /// The first event type stored after `after` (the first of all for `None`): one step
+    /// down `events_type_time` on both stores, however many events each type has.
+    async fn next_event_type(&self, after: Option<&str>) -> Result<Option<String>> {
+        on_pool!(self, |pool, _b| {
+            Ok(match after {
+                None => {
+                    sqlx::query_scalar("SELECT MIN(type) FROM events")
+                        .fetch_one(pool)
+                        .await?
+                }
+                Some(t) => {
+                    sqlx::query_scalar("SELECT MIN(type) FROM events WHERE type > $1")
+                        .bind(t)
+                        .fetch_one(pool)
+                        .await?
+                }
+            })
+        })
+    }
+
+    /// One batch of old events of type `ty` no pending message needs; finished messages
+    /// that referred to them keep their row without the reference. Returns (events found,
+    /// events removed).
+    async fn purge_events(&self, ty: &str, cut: i64, batch: usize) -> Result<(usize, u64)> {
+        let unneeded = unneeded_events();
         on_pool!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT id FROM events WHERE occurred_at < $1 AND {unneeded} ORDER BY occurred_at LIMIT $2"
-            )))
-            .bind(cut)
-            .bind(batch as i64)
-            .fetch_all(&mut *tx)
-            .await?;
+            let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(old_events_sql()))
+                .bind(ty)
+                .bind(cut)
+                .bind(batch as i64)
+                .fetch_all(&mut *tx)
+                .await?;
             if ids.is_empty() {
                 tx.commit().await?;
                 return Ok((0, 0));
@@ -746,5 +787,46 @@ impl Store {
                 },
             )
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sql::plan_without_statistics;
+    use super::*;
+
+    /// Since v19 dropped `events_time`, the purge reads events by `events_type_time`: the
+    /// next type is one step down the index, and a type's old events come in the index's
+    /// order, so a batch reads its rows and stops: no scan of every event, no sort of every
+    /// old one, on a store without statistics (as every store is).
+    #[tokio::test]
+    async fn old_events_are_read_type_by_type_from_their_index() {
+        let ty = || Bind::Text(Some("order.delivered".into()));
+        let plans = [
+            plan_without_statistics("SELECT MIN(type) FROM events", &[]).await,
+            plan_without_statistics("SELECT MIN(type) FROM events WHERE type > $1", &[ty()]).await,
+            plan_without_statistics(
+                &old_events_sql(),
+                &[
+                    ty(),
+                    Bind::Int(Some(1_780_000_000_000)),
+                    Bind::Int(Some(500)),
+                ],
+            )
+            .await,
+        ];
+        for (plan, step) in plans.iter().zip([
+            "SEARCH events USING COVERING INDEX events_type_time",
+            "SEARCH events USING COVERING INDEX events_type_time (type>?)",
+            "SEARCH events USING INDEX events_type_time (type=? AND occurred_at<?)",
+        ]) {
+            assert!(plan.iter().any(|l| l == step), "`{step}`: {plan:#?}");
+            for never in ["SCAN", "TEMP B-TREE"] {
+                assert!(
+                    !plan.iter().any(|l| l.contains(never)),
+                    "{never}: {plan:#?}"
+                );
+            }
+        }
     }
 }
