@@ -358,6 +358,11 @@ pub async fn ingest_in(
     contact_ids.sort();
     contact_ids.dedup();
     let mut stored_contacts = tx.contacts_by_id(&contact_ids).await?;
+    let unstored: HashSet<&str> = contact_ids
+        .iter()
+        .filter(|id| !stored_contacts.contains_key(*id))
+        .map(String::as_str)
+        .collect();
     let stop_types = book.jobs.stop_types();
     // Stop events of these contacts, stored or earlier in this batch.
     let mut stored_stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
@@ -586,7 +591,7 @@ pub async fn ingest_in(
         }
     }
     keep_contacts.sort_by(|a, b| a.contact.id.cmp(&b.contact.id));
-    tx.upsert_contacts(&keep_contacts, now).await?;
+    tx.upsert_contacts(&keep_contacts, &unstored, now).await?;
     let new_ids = tx.insert_messages(&keep_messages, now).await?;
     // A stop counts what it cancelled: a message claimed since it was read is being sent,
     // and is left to its send.

@@ -817,7 +817,10 @@ async fn a_stop_event_leaves_a_message_in_flight_to_its_send(b: Backend) {
             },
             fields_at: None,
         };
-        other.upsert_contacts(&[&c0], t(NOW)).await.unwrap();
+        other
+            .upsert_contacts(&[&c0], &Default::default(), t(NOW))
+            .await
+            .unwrap();
         let racing = {
             let store = store.clone();
             tokio::spawn(async move { ingest(&store, &[review]).await })
