@@ -358,6 +358,8 @@ pub async fn ingest_in(
     contact_ids.sort();
     contact_ids.dedup();
     let mut stored_contacts = tx.contacts_by_id(&contact_ids).await?;
+    // Read as not stored: the store leaves their dates and events unread and undeleted where
+    // no other writer can have added them since (SQLite).
     let unstored: HashSet<&str> = contact_ids
         .iter()
         .filter(|id| !stored_contacts.contains_key(*id))
@@ -365,7 +367,9 @@ pub async fn ingest_in(
         .collect();
     let stop_types = book.jobs.stop_types();
     // Stop events of these contacts, stored or earlier in this batch.
-    let mut stored_stop_data = tx.event_data_for(&contact_ids, &stop_types).await?;
+    let mut stored_stop_data = tx
+        .event_data_for(&contact_ids, &unstored, &stop_types)
+        .await?;
     let request_of = request_index(sizes, batch.len());
     // Only a request of several events can be withdrawn and the batch decided again; without
     // one the store's answers are used up in one round instead of copied for it.

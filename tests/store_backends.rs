@@ -2211,6 +2211,39 @@ async fn the_v19_upgrade_keeps_lookups_by_number_on_their_index(b: Backend) {
     }
 }
 
+/// A batch of a new contact's delivery and a stored contact's, whose review of that order
+/// (a day after the delivery, imported before it) is stored already: the stored contact's stop is found (its request is not planned) while
+/// the new contact, which has nothing stored to read, gets its request. (SQLite skips the
+/// reads of contacts the batch read as not stored; this holds it to reading the others.)
+async fn a_batch_of_new_and_stored_contacts_finds_the_stored_stops(b: Backend) {
+    let (store, _f) = store(b).await;
+    let at = "2026-11-20T08:00:00+08:00";
+    let later = "2026-11-21T08:00:00+08:00";
+    let first = ingest(&store, &[reviewed("r-1", "c-1", "SO-1", later)]).await;
+    assert!(
+        matches!(first[0], IngestOutcome::Accepted { .. }),
+        "{first:?}"
+    );
+    let outcomes = ingest(
+        &store,
+        &[
+            delivered("e-2", "c-2", "c2@example.com", "SO-2", at),
+            delivered("e-1", "c-1", "c1@example.com", "SO-1", at),
+        ],
+    )
+    .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, IngestOutcome::Accepted { planned: 1, .. })),
+        "{b:?}: {outcomes:?}"
+    );
+    let records = all(&store).await;
+    assert_eq!(state_of(&records, "SO-1"), MessageState::Cancelled, "{b:?}");
+    assert_eq!(state_of(&records, "SO-2"), MessageState::Scheduled, "{b:?}");
+    store.close().await;
+}
+
 /// A complaint's withdrawal is a change at the complaint's time: an event from before it,
 /// imported afterwards with the consent the shop's CRM had then, does not give it back.
 async fn a_complaint_outranks_an_older_event_imported_after_it(b: Backend) {
@@ -2539,6 +2572,7 @@ on_both!(
     the_v14_upgrade_keys_every_address,
     the_v16_upgrade_dates_contacts_by_their_newest_event,
     the_v19_upgrade_keeps_lookups_by_number_on_their_index,
+    a_batch_of_new_and_stored_contacts_finds_the_stored_stops,
     a_complaint_outranks_an_older_event_imported_after_it,
     a_bounce_by_an_address_no_contact_has_looks_back_a_week,
     the_send_window_counts_the_last_sends_by_their_last_attempt,

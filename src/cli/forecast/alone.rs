@@ -324,7 +324,9 @@ impl Source<'_> {
             Default::default()
         } else {
             let mut tx = self.scratch.begin().await?;
-            let found = tx.event_data_for(&ids, &self.stop_types).await?;
+            let found = tx
+                .event_data_for(&ids, &Default::default(), &self.stop_types)
+                .await?;
             tx.commit().await?;
             found
         };
