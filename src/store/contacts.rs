@@ -228,6 +228,23 @@ impl Tx {
         matches!(self.tx, super::TxInner::Postgres(_))
     }
 
+    /// The contacts of `ids` that may have events or dates stored: on SQLite all but
+    /// `unstored`, those this transaction read as not stored, since its `BEGIN IMMEDIATE`
+    /// keeps every other writer out until it ends and `store check` holds every event and
+    /// date to its contact; on PostgreSQL all, as another node may store one meanwhile.
+    /// For an import of new contacts, the probes left out were 5.6% of its instructions,
+    /// all on SQLite's thread (README, Benchmarks).
+    fn maybe_stored<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+        unstored: &HashSet<&str>,
+    ) -> Vec<String> {
+        let pg = self.is_pg();
+        ids.filter(|id| pg || !unstored.contains(id))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Digests of the stored events among `ids`.
     pub async fn event_digests(&mut self, ids: &[String]) -> Result<HashMap<String, String>> {
         let pg = self.is_pg();
@@ -286,11 +303,8 @@ impl Tx {
         Ok(out)
     }
 
-    /// The stored events of `types` of `contacts`, as `stop_when` compares them.
-    /// `unstored`: ids this transaction read as not stored, which on SQLite (`BEGIN
-    /// IMMEDIATE`) have no events to read, as `store check` holds every event to a contact:
-    /// not probed there (one probe of `events_contact_type` per id and type, 2% of an
-    /// import's instructions, on SQLite's thread).
+    /// The stored events of `types` of `contacts`, as `stop_when` compares them; those of
+    /// `unstored` are not looked for where none can be stored ([`Tx::maybe_stored`]).
     pub async fn event_data_for(
         &mut self,
         contacts: &[String],
@@ -303,14 +317,10 @@ impl Tx {
         }
         let pg = self.is_pg();
         let stored: Vec<String>;
-        let contacts = if pg || unstored.is_empty() {
+        let contacts = if unstored.is_empty() {
             contacts
         } else {
-            stored = contacts
-                .iter()
-                .filter(|id| !unstored.contains(id.as_str()))
-                .cloned()
-                .collect();
+            stored = self.maybe_stored(contacts.iter().map(String::as_str), unstored);
             &stored
         };
         for chunk in contacts.chunks(1024) {
@@ -414,13 +424,9 @@ impl Tx {
         Ok(inserted)
     }
 
-    /// Insert or update contacts (each id once) and rewrite their anniversary dates.
-    /// `unstored`: ids this transaction read as not stored. On SQLite (`BEGIN IMMEDIATE`: no
-    /// other writer until it ends) such a contact has no dates to delete, as `store check`
-    /// holds every date to a contact: not probed there (the delete of an import's new
-    /// contacts, one probe of `contact_dates` each, was 1.8% of its instructions, on SQLite's
-    /// thread). On PostgreSQL another node may have stored the contact since, so every id
-    /// is cleared.
+    /// Insert or update contacts (each id once) and rewrite their anniversary dates; the
+    /// old dates of `unstored` are not deleted where none can be stored
+    /// ([`Tx::maybe_stored`]).
     pub async fn upsert_contacts(
         &mut self,
         contacts: &[&StoredContact],
@@ -464,12 +470,7 @@ impl Tx {
                     .execute(&mut *conn)
                     .await?;
             });
-            let ids: Vec<String> = chunk
-                .iter()
-                .map(|c| c.contact.id.as_str())
-                .filter(|id| pg || !unstored.contains(id))
-                .map(str::to_string)
-                .collect();
+            let ids = self.maybe_stored(chunk.iter().map(|c| c.contact.id.as_str()), unstored);
             if !ids.is_empty() {
                 let ids = in_list(&ids);
                 let del = format!(
