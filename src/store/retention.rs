@@ -44,7 +44,7 @@ use std::time::Duration;
 const FINAL: &str = "('sent', 'failed', 'cancelled', 'held_out')";
 
 /// An event no pending message needs (its template renders `event.data`, its `stop_when`
-/// compares it).
+/// compares it): the condition of both the events' purge and the contents' purge.
 fn unneeded_events() -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id AND m.state NOT IN {FINAL})"
@@ -610,8 +610,8 @@ impl Store {
         // reads only payloads still to empty.
         let sql = format!(
             "UPDATE events SET data = '{{}}' WHERE id IN (SELECT id FROM events WHERE data <> '{{}}' AND occurred_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id AND m.state NOT IN {FINAL}) \
-             ORDER BY occurred_at LIMIT $2) AND data <> '{{}}'"
+             AND {} ORDER BY occurred_at LIMIT $2) AND data <> '{{}}'",
+            unneeded_events()
         );
         on_pool!(self, |pool, _b| {
             Ok(sqlx::query(AssertSqlSafe(sql))
