@@ -10,8 +10,8 @@ use aftercare::model::{MessageState, Outcome};
 use aftercare::plan::{self, IngestOutcome};
 use aftercare::playbook::Playbook;
 use aftercare::store::{
-    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, HandAction, LogFilter, NewAttempt,
-    Store, StoreError, StoredAnswer,
+    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, DIRECT_ROWS, HandAction, LogFilter,
+    NewAttempt, Store, StoreError, StoredAnswer,
 };
 use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
@@ -97,6 +97,40 @@ impl Fixture {
                 pool.close().await;
             }
         }
+    }
+
+    /// Every row of `table` as text, the `columns` of each joined by `|` (NULL as `∅`),
+    /// sorted: for comparing what two stores hold.
+    async fn rows_of(&self, table: &str, columns: &[&str]) -> Vec<String> {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| format!("coalesce(CAST({c} AS TEXT), '∅')"))
+            .collect();
+        let sql = format!("SELECT concat_ws('|', {}) FROM {table}", cols.join(", "));
+        let mut rows: Vec<String> = match &self.cfg {
+            StoreConfig::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                let rows = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                rows
+            }
+            StoreConfig::Postgres { url, .. } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let rows = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                rows
+            }
+        };
+        rows.sort();
+        rows
     }
 
     /// Apply the shipped migrations before `version` only, as an older release left the
@@ -392,96 +426,237 @@ async fn ingest_stores_once_and_stop_when_cancels(b: Backend) {
     store.close().await;
 }
 
+/// `n` deliveries of other contacts (x-0.., orders SX-0..): beside a test's own events they
+/// make a batch of `n` more rows, so that from [`DIRECT_ROWS`] on SQLite writes it itself
+/// instead of through sqlx.
+fn padding(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            delivered(
+                &format!("x-{i}"),
+                &format!("x-{i}"),
+                &format!("x{i}@example.com"),
+                &format!("SX-{i}"),
+                "2026-11-20T10:00:00+08:00",
+            )
+        })
+        .collect()
+}
+
+/// The batch sizes a write test runs with: a few rows, and enough for SQLite's own writes.
+const PADDINGS: [usize; 2] = [0, DIRECT_ROWS + 44];
+
 /// One insert statement holding new messages and already planned ones reports each exactly:
 /// the insert returns no rows, and a short count looks up which went in.
 async fn a_batch_of_new_and_planned_messages_counts_each(b: Backend) {
-    let (store, _f) = store(b).await;
-    let d = |id: &str, order: &str| {
-        delivered(
-            id,
-            "c-1",
-            "a@example.com",
-            order,
-            "2026-11-20T10:00:00+08:00",
-        )
-    };
-    ingest(&store, &[d("e-1", "SO-1"), d("e-2", "SO-2")]).await;
-    let out = ingest(
-        &store,
-        &[
+    for pad in PADDINGS {
+        let (store, _f) = store(b).await;
+        let d = |id: &str, order: &str| {
+            delivered(
+                id,
+                "c-1",
+                "a@example.com",
+                order,
+                "2026-11-20T10:00:00+08:00",
+            )
+        };
+        ingest(&store, &[d("e-1", "SO-1"), d("e-2", "SO-2")]).await;
+        let mut batch = padding(pad);
+        // In the middle of the batch, so that statements before it and after it went in whole.
+        let mine = [
             d("e-3", "SO-3"),
             d("e-4", "SO-1"),
             d("e-5", "SO-4"),
             d("e-6", "SO-2"),
-        ],
-    )
-    .await;
-    let counts: Vec<(usize, usize)> = out
-        .iter()
-        .map(|o| match o {
-            IngestOutcome::Accepted {
-                planned,
-                already_planned,
-                ..
-            } => (*planned, *already_planned),
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(counts, vec![(1, 0), (0, 1), (1, 0), (0, 1)]);
-    assert_eq!(all(&store).await.len(), 4);
-    store.close().await;
+        ];
+        let at = pad / 2;
+        batch.splice(at..at, mine);
+        let out = ingest(&store, &batch).await;
+        let counts: Vec<(usize, usize)> = out
+            .iter()
+            .map(|o| match o {
+                IngestOutcome::Accepted {
+                    planned,
+                    already_planned,
+                    ..
+                } => (*planned, *already_planned),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut expected = vec![(1, 0); pad];
+        expected.splice(at..at, [(1, 0), (0, 1), (1, 0), (0, 1)]);
+        assert_eq!(counts, expected, "{b:?}, {pad} more");
+        assert_eq!(all(&store).await.len(), 4 + pad, "{b:?}, {pad} more");
+        store.close().await;
+    }
 }
 
 /// A statement that fails part-way leaves nothing of its batch: SQLite's multi-row inserts
 /// run `OR FAIL` (the rows before the failing one stay in the transaction, to save the
 /// statement journal), which is safe only because every writer rolls the whole transaction
-/// back on an error. A trigger fails the second message of one insert statement, after the
-/// batch's events and contacts went in.
+/// back on an error. A trigger fails one message of an insert statement, after the batch's
+/// events and contacts went in (and, in the bigger batch, after statements before it).
 async fn a_statement_failing_part_way_leaves_nothing_of_the_batch(b: Backend) {
-    let (store, f) = store(b).await;
-    f.raw_script(match b {
-        Backend::Sqlite => {
-            "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.dedupe_key = 'SO-BOOM' \
-             BEGIN SELECT RAISE(FAIL, 'boom'); END"
-        }
-        Backend::Postgres => {
-            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             IF NEW.dedupe_key = 'SO-BOOM' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$; \
-             CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION boom()"
-        }
-    })
-    .await;
-    let d = |id: &str, contact: &str, order: &str| {
-        delivered(
-            id,
-            contact,
-            &format!("{contact}@example.com"),
-            order,
-            "2026-11-20T10:00:00+08:00",
-        )
-    };
-    let batch: Vec<_> = [d("e-1", "c-1", "SO-1"), d("e-2", "c-2", "SO-BOOM")]
-        .iter()
-        .map(|l| parse_event(l).unwrap())
-        .collect();
-    let failed = plan::ingest(&playbook(), &store, &batch, t(NOW)).await;
-    assert!(failed.is_err(), "{failed:?}");
-    assert!(all(&store).await.is_empty());
-    // Neither event nor its contact was kept: both come in again as new.
-    let again = ingest(&store, &[d("e-1", "c-1", "SO-1"), d("e-2", "c-2", "SO-2")]).await;
-    for o in &again {
-        assert!(
-            matches!(o, IngestOutcome::Accepted { planned: 1, .. }),
-            "{again:?}"
+    for pad in PADDINGS {
+        let (store, f) = store(b).await;
+        f.raw_script(match b {
+            Backend::Sqlite => {
+                "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.dedupe_key = 'SO-BOOM' \
+                 BEGIN SELECT RAISE(FAIL, 'boom'); END"
+            }
+            Backend::Postgres => {
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.dedupe_key = 'SO-BOOM' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$; \
+                 CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION boom()"
+            }
+        })
+        .await;
+        let d = |id: &str, contact: &str, order: &str| {
+            delivered(
+                id,
+                contact,
+                &format!("{contact}@example.com"),
+                order,
+                "2026-11-20T10:00:00+08:00",
+            )
+        };
+        let mut lines = padding(pad);
+        let at = pad * 3 / 4;
+        lines.splice(
+            at..at,
+            [d("e-1", "c-1", "SO-1"), d("e-2", "c-2", "SO-BOOM")],
         );
+        let batch: Vec<_> = lines.iter().map(|l| parse_event(l).unwrap()).collect();
+        let failed = plan::ingest(&playbook(), &store, &batch, t(NOW)).await;
+        let e = failed.expect_err("the trigger fails the batch");
+        assert!(e.to_string().contains("boom"), "{b:?}, {pad} more: {e}");
+        assert!(all(&store).await.is_empty(), "{b:?}, {pad} more");
+        // Neither event nor its contact was kept: both come in again as new.
+        let again = ingest(&store, &[d("e-1", "c-1", "SO-1"), d("e-2", "c-2", "SO-2")]).await;
+        for o in &again {
+            assert!(
+                matches!(o, IngestOutcome::Accepted { planned: 1, .. }),
+                "{again:?}"
+            );
+        }
+        let msgs = all(&store).await;
+        assert_eq!(msgs.len(), 2);
+        assert!(
+            msgs.iter()
+                .all(|m| m.contact_id != "c-2" || m.order_id.as_deref() == Some("SO-2"))
+        );
+        store.close().await;
     }
-    let msgs = all(&store).await;
-    assert_eq!(msgs.len(), 2);
-    assert!(
-        msgs.iter()
-            .all(|m| m.contact_id != "c-2" || m.order_id.as_deref() == Some("SO-2"))
+}
+
+/// A batch big enough for SQLite to write itself ([`DIRECT_ROWS`]) stores what the same
+/// events store in small batches, through sqlx: every column an ingest writes but the
+/// messages' random ids and tokens. Contacts come twice (the second time with other fields,
+/// an update of a stored row when batches are small, of one written earlier in the same
+/// batch when not), with a birthday or a date attribute, a phone number or none.
+async fn a_big_batch_stores_what_small_batches_store(b: Backend) {
+    let n = DIRECT_ROWS + 44;
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let c = i % (n / 2);
+            let mut contact = serde_json::json!({"id": format!("c-{c}"),
+                "email": format!("C{c}@Example.com"), "locale": "zh-CN"});
+            if i >= n / 2 {
+                contact["name"] = format!("名{i}").into();
+                contact["attributes"] = serde_json::json!({"tier": i % 3, "since": "2020-02-29"});
+            }
+            if c.is_multiple_of(3) {
+                contact["birthday"] = format!("19{:02}-0{}-1{}", c % 100, 1 + c % 9, c % 10).into();
+            }
+            if c.is_multiple_of(4) {
+                contact["phone"] = format!("+86138{c:08}").into();
+            }
+            serde_json::json!({"id": format!("e-{i}"), "type": "order.delivered",
+                "occurred_at": format!("2026-11-20T{:02}:00:00+08:00", i % 24),
+                "contact": contact, "data": {"order_id": format!("SO-{i}"), "n": i}})
+            .to_string()
+        })
+        .collect();
+    let (one, f1) = store(b).await;
+    ingest(&one, &lines).await;
+    let (many, f2) = store(b).await;
+    for chunk in lines.chunks(7) {
+        ingest(&many, chunk).await;
+    }
+    let tables: [(&str, &[&str]); 4] = [
+        (
+            "events",
+            &[
+                "id",
+                "type",
+                "contact_id",
+                "occurred_at",
+                "occurred_offset",
+                "received_at",
+                "order_id",
+                "data",
+                "digest",
+            ],
+        ),
+        (
+            "contacts",
+            &[
+                "id",
+                "name",
+                "email",
+                "email_key",
+                "phone",
+                "locale",
+                "timezone",
+                "birthday",
+                "attributes",
+                "consent",
+                "created_at",
+                "updated_at",
+                "fields_at",
+            ],
+        ),
+        (
+            "contact_dates",
+            &["contact_id", "field", "month_day", "date"],
+        ),
+        (
+            "messages",
+            &[
+                "job_id",
+                "contact_id",
+                "event_id",
+                "step",
+                "dedupe_key",
+                "template",
+                "state",
+                "due_at",
+                "not_after",
+                "reason",
+                "created_at",
+                "updated_at",
+                "class",
+                "channel_plan",
+                "variant",
+                "token IS NULL",
+            ],
+        ),
+    ];
+    for (table, columns) in tables {
+        let (a, z) = (
+            f1.rows_of(table, columns).await,
+            f2.rows_of(table, columns).await,
+        );
+        assert!(!a.is_empty(), "{b:?}: no {table}");
+        assert_eq!(a, z, "{b:?}: {table}");
+    }
+    // A birthday for every third contact, the date attribute for every one.
+    assert_eq!(
+        f1.rows_of("contact_dates", &["field"]).await.len(),
+        (0..n / 2).filter(|c| c.is_multiple_of(3)).count() + n / 2,
     );
-    store.close().await;
+    one.close().await;
+    many.close().await;
 }
 
 /// The same for a batch of completions: the messages' update fails at the third row, after
@@ -2573,6 +2748,7 @@ on_both!(
     the_v16_upgrade_dates_contacts_by_their_newest_event,
     the_v19_upgrade_keeps_lookups_by_number_on_their_index,
     a_batch_of_new_and_stored_contacts_finds_the_stored_stops,
+    a_big_batch_stores_what_small_batches_store,
     a_complaint_outranks_an_older_event_imported_after_it,
     a_bounce_by_an_address_no_contact_has_looks_back_a_week,
     the_send_window_counts_the_last_sends_by_their_last_attempt,

@@ -2,8 +2,8 @@
 //! their date index), and what planning, the scheduler and support read back.
 
 use super::sql::{
-    Bind, Hold, bind_all, bind_vec, hold, in_list, insert_into, json_map, list, on_pool, on_tx,
-    placeholders, shaped, values_rows,
+    Bind, Hold, ROWS, Val, bind_all, bind_vec, hold, in_list, insert_into, json_map, list, on_pool,
+    on_tx, placeholders, shaped, values_rows,
 };
 use super::suppressions::normalise_address;
 use super::{Result, Store, StoreError, Tx};
@@ -369,50 +369,54 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
         let pg = self.is_pg();
-        let mut inserted = HashSet::with_capacity(events.len());
-        for chunk in shaped(events) {
-            let sql = format!(
+        let texts: Vec<(String, Option<String>)> = events
+            .iter()
+            .map(|(e, _)| (json_text(&e.data), e.order_id()))
+            .collect();
+        let rows: Vec<_> = events
+            .iter()
+            .zip(&texts)
+            .map(|((e, digest), (data, order))| {
+                [
+                    Val::Text(Some(&e.id)),
+                    Val::Text(Some(&e.kind)),
+                    Val::Text(Some(&e.contact_id)),
+                    Val::Int(Some(e.occurred_at.timestamp_millis())),
+                    Val::Int(Some(i64::from(e.occurred_at.offset().local_minus_utc()))),
+                    Val::Int(Some(to_millis(now))),
+                    Val::Text(order.as_deref()),
+                    Val::Text(Some(data)),
+                    Val::Text(Some(digest)),
+                ]
+            })
+            .collect();
+        let sql = |values: &str| {
+            format!(
                 "{} events (id, type, contact_id, occurred_at, occurred_offset, received_at, order_id, data, digest) \
-                 VALUES {} ON CONFLICT (id) DO NOTHING",
-                insert_into(pg),
-                values_rows(chunk.len(), 9, pg)
-            );
-            let mut b = Vec::with_capacity(chunk.len() * 9);
-            for (e, digest) in chunk {
-                b.push(Bind::Text(Some(e.id.clone())));
-                b.push(Bind::Text(Some(e.kind.clone())));
-                b.push(Bind::Text(Some(e.contact_id.clone())));
-                b.push(Bind::Int(Some(e.occurred_at.timestamp_millis())));
-                b.push(Bind::Int(Some(i64::from(
-                    e.occurred_at.offset().local_minus_utc(),
-                ))));
-                b.push(Bind::Int(Some(to_millis(now))));
-                b.push(Bind::Text(e.order_id()));
-                b.push(Bind::Text(Some(json_text(&e.data))));
-                b.push(Bind::Text(Some(digest.to_string())));
+                 VALUES {values} ON CONFLICT (id) DO NOTHING",
+                insert_into(pg)
+            )
+        };
+        if !pg {
+            // Under `BEGIN IMMEDIATE` no other writer can take an id between the caller's
+            // read of the stored ids and this insert, so all go in (and SQLite is not asked
+            // for them back: through sqlx each returned row was a wake-up of this thread).
+            let n: u64 = self.write_rows(sql, &rows).await?.iter().map(|s| s.1).sum();
+            if n as usize != events.len() {
+                return Err(StoreError::Invariant(format!(
+                    "{n} of {} events inserted while this transaction held the write lock \
+                     (the ids were read as new in it); nothing of the batch is kept",
+                    events.len()
+                )));
             }
-            if !pg {
-                // SQLite hands each returned row from its thread to ours (a wake-up per
-                // event); under `BEGIN IMMEDIATE` no other writer can take an id between
-                // the caller's read of the stored ids and this insert, so all go in.
-                let n = on_tx!(self, |conn| {
-                    bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected()
-                });
-                if n as usize != chunk.len() {
-                    return Err(StoreError::Invariant(format!(
-                        "{n} of {} events inserted while this transaction held the write lock \
-                         (the ids were read as new in it); nothing of the batch is kept",
-                        chunk.len()
-                    )));
-                }
-                inserted.extend(chunk.iter().map(|(e, _)| e.id.clone()));
-                continue;
-            }
+            return Ok(events.iter().map(|(e, _)| e.id.clone()).collect());
+        }
+        let mut inserted = HashSet::with_capacity(events.len());
+        for chunk in shaped(&rows) {
+            let sql = format!("{} RETURNING id", sql(&values_rows(chunk.len(), 9, pg)));
+            let b: Vec<Bind> = chunk.iter().flatten().map(Bind::from).collect();
             let ids: Vec<String> = on_tx!(self, |conn| {
-                let rows = bind_vec!(sqlx::query(AssertSqlSafe(format!("{sql} RETURNING id"))), b)
+                let rows = bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
                     .fetch_all(&mut *conn)
                     .await?;
                 rows.iter()
@@ -434,83 +438,95 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let pg = self.is_pg();
-        for chunk in shaped(contacts) {
-            let sql = format!(
+        let texts: Vec<(Option<String>, String, String)> = contacts
+            .iter()
+            .map(|c| {
+                let c = &c.contact;
+                (
+                    c.email.as_deref().map(|e| normalise_address("email", e)),
+                    json_text(&c.attributes),
+                    json_text(&c.consent),
+                )
+            })
+            .collect();
+        let rows: Vec<_> = contacts
+            .iter()
+            .zip(&texts)
+            .map(
+                |(
+                    StoredContact {
+                        contact: c,
+                        fields_at,
+                    },
+                    (key, attributes, consent),
+                )| {
+                    [
+                        Val::Text(Some(&c.id)),
+                        Val::Text(c.name.as_deref()),
+                        Val::Text(c.email.as_deref()),
+                        Val::Text(key.as_deref()),
+                        Val::Text(c.phone.as_deref()),
+                        Val::Text(c.locale.as_deref()),
+                        Val::Text(c.timezone.as_deref()),
+                        Val::Text(c.birthday.as_deref()),
+                        Val::Text(Some(attributes)),
+                        Val::Text(Some(consent)),
+                        Val::Int(Some(to_millis(now))),
+                        Val::Int(Some(to_millis(now))),
+                        Val::Int(fields_at.map(to_millis)),
+                    ]
+                },
+            )
+            .collect();
+        let upsert = |values: &str| {
+            format!(
                 "{} contacts (id, name, email, email_key, phone, locale, timezone, birthday, attributes, consent, created_at, updated_at, fields_at) \
-                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, email_key = excluded.email_key, phone = excluded.phone, \
+                 VALUES {values} ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, email_key = excluded.email_key, phone = excluded.phone, \
                  locale = excluded.locale, timezone = excluded.timezone, birthday = excluded.birthday, \
                  attributes = excluded.attributes, consent = excluded.consent, updated_at = excluded.updated_at, fields_at = excluded.fields_at",
-                insert_into(pg),
-                values_rows(chunk.len(), 13, pg)
+                insert_into(pg)
+            )
+        };
+        self.write_rows(upsert, &rows).await?;
+        let ids = self.maybe_stored(contacts.iter().map(|c| c.contact.id.as_str()), unstored);
+        for ids in ids.chunks(ROWS) {
+            let ids = in_list(ids);
+            let del = format!(
+                "DELETE FROM contact_dates WHERE contact_id IN ({})",
+                list(1, ids.len(), pg)
             );
-            let mut b = Vec::with_capacity(chunk.len() * 13);
-            for StoredContact {
-                contact: c,
-                fields_at,
-            } in chunk.iter().copied()
-            {
-                b.push(Bind::Text(Some(c.id.clone())));
-                b.push(Bind::Text(c.name.clone()));
-                b.push(Bind::Text(c.email.clone()));
-                b.push(Bind::Text(
-                    c.email.as_deref().map(|e| normalise_address("email", e)),
-                ));
-                b.push(Bind::Text(c.phone.clone()));
-                b.push(Bind::Text(c.locale.clone()));
-                b.push(Bind::Text(c.timezone.clone()));
-                b.push(Bind::Text(c.birthday.clone()));
-                b.push(Bind::Text(Some(json_text(&c.attributes))));
-                b.push(Bind::Text(Some(json_text(&c.consent))));
-                b.push(Bind::Int(Some(to_millis(now))));
-                b.push(Bind::Int(Some(to_millis(now))));
-                b.push(Bind::Int(fields_at.map(to_millis)));
-            }
             on_tx!(self, |conn| {
-                bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
+                bind_vec!(sqlx::query(AssertSqlSafe(del)), ids)
                     .execute(&mut *conn)
                     .await?;
             });
-            let ids = self.maybe_stored(chunk.iter().map(|c| c.contact.id.as_str()), unstored);
-            if !ids.is_empty() {
-                let ids = in_list(&ids);
-                let del = format!(
-                    "DELETE FROM contact_dates WHERE contact_id IN ({})",
-                    list(1, ids.len(), pg)
-                );
-                on_tx!(self, |conn| {
-                    bind_vec!(sqlx::query(AssertSqlSafe(del)), ids)
-                        .execute(&mut *conn)
-                        .await?;
-                });
-            }
-            let dates: Vec<(String, String, String)> = chunk
-                .iter()
-                .flat_map(|c| {
-                    contact_dates(&c.contact)
-                        .into_iter()
-                        .map(|(f, d)| (c.contact.id.clone(), f, d))
-                })
-                .collect();
-            for dates in shaped(&dates) {
-                let sql = format!(
-                    "{} contact_dates (contact_id, field, month_day, date) VALUES {}",
-                    insert_into(pg),
-                    values_rows(dates.len(), 4, pg)
-                );
-                let mut b = Vec::with_capacity(dates.len() * 4);
-                for (id, field, date) in dates {
-                    b.push(Bind::Text(Some(id.clone())));
-                    b.push(Bind::Text(Some(field.clone())));
-                    b.push(Bind::Text(date.get(5..).map(str::to_string)));
-                    b.push(Bind::Text(Some(date.clone())));
-                }
-                on_tx!(self, |conn| {
-                    bind_vec!(sqlx::query(AssertSqlSafe(sql)), b)
-                        .execute(&mut *conn)
-                        .await?;
-                });
-            }
         }
+        let dates: Vec<(&str, String, String)> = contacts
+            .iter()
+            .flat_map(|c| {
+                contact_dates(&c.contact)
+                    .into_iter()
+                    .map(|(f, d)| (c.contact.id.as_str(), f, d))
+            })
+            .collect();
+        let rows: Vec<_> = dates
+            .iter()
+            .map(|(id, field, date)| {
+                [
+                    Val::Text(Some(id)),
+                    Val::Text(Some(field)),
+                    Val::Text(date.get(5..)),
+                    Val::Text(Some(date)),
+                ]
+            })
+            .collect();
+        let insert = |values: &str| {
+            format!(
+                "{} contact_dates (contact_id, field, month_day, date) VALUES {values}",
+                insert_into(pg)
+            )
+        };
+        self.write_rows(insert, &rows).await?;
         Ok(())
     }
 }

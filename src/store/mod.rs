@@ -44,6 +44,7 @@ mod schema;
 mod search;
 pub mod settings;
 mod sql;
+mod sqlite_rows;
 mod suppressions;
 
 pub use actions::{AgentAction, NewAction};
@@ -70,6 +71,7 @@ pub use schema::{MigrationInfo, SchemaStatus};
 pub use search::{Hit, SearchKey};
 pub(crate) use settings::url_password;
 pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
+pub use sqlite_rows::DIRECT_ROWS;
 pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, Tasks, hashed_address};
 
 use contacts::event_from_parts;
@@ -96,6 +98,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A statement run on SQLite's handle directly (`sqlite_rows`) failed.
+    #[error("store query failed: {message} (SQLite code {code})")]
+    Sqlite { code: i32, message: String },
     #[error("{0}")]
     Config(String),
     /// Something the store's own rules rule out happened; the transaction is rolled back.

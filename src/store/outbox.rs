@@ -6,8 +6,8 @@
 
 use super::receipts::{RecordedSms, settle_waiting};
 use super::sql::{
-    Bind, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx, opt_ms,
-    placeholders, shaped, update, values_rows,
+    Bind, ROWS, Val, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx,
+    opt_ms, placeholders, shaped, update, values_rows,
 };
 use super::{Pool, Result, Store, SuppressionList, Tx, TxInner, event_from_parts};
 use crate::clock::{from_millis, to_millis};
@@ -260,17 +260,21 @@ pub(super) fn attempts_sql(chunk: &[(&Completion, &NewAttempt)]) -> (String, Vec
     (sql, b)
 }
 
+/// The statement that inserts planned messages, with `values` for their rows.
+fn insert_messages_head(values: &str, pg: bool) -> String {
+    format!(
+        "{} messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
+         VALUES {values} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
+        insert_into(pg)
+    )
+}
+
 /// Planned messages (reminders) in one INSERT; existing (job, dedupe key, step) are kept.
 pub(super) fn insert_messages_sql(
     chunk: &[(&NewMessage, DateTime<Utc>)],
     pg: bool,
 ) -> (String, Vec<Bind>) {
-    let sql = format!(
-        "{} messages (id, job_id, contact_id, event_id, step, dedupe_key, template, state, due_at, not_after, reason, created_at, updated_at, class, token, channel_plan, variant) \
-         VALUES {} ON CONFLICT (job_id, dedupe_key, step) DO NOTHING",
-        insert_into(pg),
-        values_rows(chunk.len(), 17, pg)
-    );
+    let sql = insert_messages_head(&values_rows(chunk.len(), 17, pg), pg);
     let mut b = Vec::with_capacity(chunk.len() * 17);
     for (m, now) in chunk {
         b.push(Bind::Text(Some(m.id.clone())));
@@ -1033,24 +1037,65 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<HashSet<&'m str>> {
         let pg = self.is_pg();
-        let mut inserted = HashSet::with_capacity(messages.len());
-        for chunk in shaped(messages) {
-            let (sql, binds) = insert_messages_sql(
-                &chunk.iter().map(|m| (m.borrow(), now)).collect::<Vec<_>>(),
-                pg,
-            );
-            let n = on_tx!(self, |conn| {
-                bind_vec!(sqlx::query(AssertSqlSafe(sql)), binds)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-            });
-            let ids = chunk.iter().map(|m| m.borrow().id.as_str());
-            if n as usize == chunk.len() {
+        let rows: Vec<_> = messages
+            .iter()
+            .map(|m| {
+                let m = m.borrow();
+                [
+                    Val::Text(Some(&m.id)),
+                    Val::Text(Some(&m.job_id)),
+                    Val::Text(Some(&m.contact_id)),
+                    Val::Text(m.event_id.as_deref()),
+                    Val::Int(Some(m.step)),
+                    Val::Text(Some(&m.dedupe_key)),
+                    Val::Text(Some(&m.template)),
+                    Val::Text(Some(m.state.as_str())),
+                    Val::Int(Some(to_millis(m.due_at))),
+                    Val::Int(m.not_after.map(to_millis)),
+                    Val::Text(m.reason.as_deref()),
+                    Val::Int(Some(to_millis(now))),
+                    Val::Int(Some(to_millis(now))),
+                    Val::Text(Some(m.class.as_str())),
+                    Val::Text(m.token.as_deref()),
+                    Val::Text(m.channel_plan.as_deref()),
+                    Val::Text(m.variant.as_deref()),
+                ]
+            })
+            .collect();
+        let written = self
+            .write_rows(|values| insert_messages_head(values, pg), &rows)
+            .await?;
+        let mut rest = messages;
+        let mut groups = Vec::with_capacity(written.len());
+        for (len, n) in written {
+            let (group, after) = rest.split_at(len);
+            groups.push((group, n));
+            rest = after;
+        }
+        self.inserted_of(groups).await
+    }
+
+    /// The ids of the messages that statements inserting `groups` (each with the rows it
+    /// changed) inserted. Where a statement inserted some of its rows and not others (they met
+    /// their job, dedupe key and step), the ids now stored are the ones it inserted, as every
+    /// id is new.
+    async fn inserted_of<'m, M: std::borrow::Borrow<NewMessage>>(
+        &mut self,
+        groups: Vec<(&'m [M], u64)>,
+    ) -> Result<HashSet<&'m str>> {
+        let pg = self.is_pg();
+        let mut inserted = HashSet::new();
+        let mut unsure = Vec::new();
+        for (group, n) in groups {
+            let ids = group.iter().map(|m| m.borrow().id.as_str());
+            if n as usize == group.len() {
                 inserted.extend(ids);
-                continue;
+            } else if n > 0 {
+                unsure.extend(ids);
             }
-            let binds = in_list(&ids.clone().map(str::to_owned).collect::<Vec<_>>());
+        }
+        for ids in unsure.chunks(ROWS) {
+            let binds = in_list(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
             let sql = format!(
                 "SELECT id FROM messages WHERE id IN ({})",
                 list(1, binds.len(), pg)
@@ -1063,7 +1108,7 @@ impl Tx {
                     .map(|r| Ok(r.try_get(0)?))
                     .collect::<Result<HashSet<_>>>()?
             });
-            inserted.extend(ids.filter(|id| found.contains(*id)));
+            inserted.extend(ids.iter().filter(|id| found.contains(**id)));
         }
         Ok(inserted)
     }

@@ -2,10 +2,12 @@
 //! values for statements built at run time (`Bind`), and the shapes of multi-row
 //! statements that keep the statement cache warm.
 
-use super::Result;
+use super::sqlite_rows::{DIRECT_ROWS, GROUP, each_row};
+use super::{Result, Tx, TxInner};
 use crate::clock::from_millis;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use sqlx::AssertSqlSafe;
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$begin` to the statement that
 /// opens a write transaction (`BEGIN IMMEDIATE` on SQLite takes the write lock up front, so
@@ -93,6 +95,58 @@ pub(crate) enum Bind {
     Int(Option<i64>),
     /// A BLOB (SQLite) or BYTEA (PostgreSQL): compressed message contents.
     Bytes(Option<Vec<u8>>),
+}
+
+/// One value of a row that [`Tx::write_rows`] writes: text borrowed from the caller (bound
+/// without a copy where it can be) or an integer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Val<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+}
+
+impl From<&Val<'_>> for Bind {
+    fn from(v: &Val<'_>) -> Bind {
+        match *v {
+            Val::Text(t) => Bind::Text(t.map(str::to_string)),
+            Val::Int(n) => Bind::Int(n),
+        }
+    }
+}
+
+impl Tx {
+    /// Run `sql(values)`, a statement over rows of `N` values whose placeholders are
+    /// `values`, for all `rows`, as a few statements; returns how many rows each statement
+    /// took and how many it changed, in order (an `INSERT … ON CONFLICT DO NOTHING` that met
+    /// its conflict changed none). On SQLite, from [`DIRECT_ROWS`] rows on, SQLite itself
+    /// runs them ([`each_row`]); otherwise sqlx, in statements of the [`shaped`] sizes that
+    /// stay in its cache.
+    pub(crate) async fn write_rows<const N: usize>(
+        &mut self,
+        sql: impl Fn(&str) -> String,
+        rows: &[[Val<'_>; N]],
+    ) -> Result<Vec<(usize, u64)>> {
+        let pg = self.is_pg();
+        if let TxInner::Sqlite(conn) = &mut self.tx
+            && rows.len() >= DIRECT_ROWS
+        {
+            let changed = each_row(conn, &sql, rows).await?;
+            return Ok(rows.chunks(GROUP).map(<[_]>::len).zip(changed).collect());
+        }
+        let mut out = Vec::new();
+        for chunk in shaped(rows) {
+            let binds: Vec<Bind> = chunk.iter().flatten().map(Bind::from).collect();
+            let q = sql(&values_rows(chunk.len(), N, pg));
+            let n = on_tx!(self, |conn| {
+                bind_vec!(sqlx::query(AssertSqlSafe(q)), binds)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            });
+            out.push((chunk.len(), n));
+        }
+        Ok(out)
+    }
 }
 
 /// [`bind_vec!`] for binds that are used again afterwards: binds a copy of them.

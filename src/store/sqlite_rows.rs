@@ -1,0 +1,305 @@
+//! Rows written by calling SQLite itself on a connection's handle: one prepared single-row
+//! statement, stepped once a row on the calling thread.
+//!
+//! Why: an ingest writes thousands of rows of text it already holds. Through sqlx each value
+//! was cloned into an owned argument on the writing thread and sent to the connection's own
+//! thread, which bound it as a copy (`SQLITE_TRANSIENT`), then cleared and freed every
+//! binding after the statement: 18% of the instructions of SQLite's thread in an import
+//! (callgrind, README), besides the clones. Here each value is bound where it lies
+//! (`SQLITE_STATIC`) and nothing crosses a thread. Statements that read rows back stay with
+//! sqlx; only writes whose answer is "did this row change" come here.
+
+use super::sql::Val;
+use super::{Result, StoreError};
+use libsqlite3_sys as ffi;
+use sqlx::sqlite::SqliteConnection;
+use std::ffi::{CStr, c_int};
+
+/// Rows from which a write goes through [`each_row`] rather than sqlx. Each call parses its
+/// statements anew (sqlx keeps its own parsed): 230,000 instructions for one of 16 rows of
+/// 17 values, where sqlx's binding and clearing cost some 13,000 an event more. For the HTTP
+/// ingest's commits of some 64 events, [`each_row`] took 206,000 instructions an event
+/// against sqlx's 164,000 (callgrind); an import's batches of 1,024 are well above.
+pub const DIRECT_ROWS: usize = 256;
+
+/// Rows a statement of [`each_row`] takes at once. SQLite keeps a statement's cursors open
+/// from row to row, so a row whose key lands next to the last one's needs no new descent of
+/// each index from its root; a statement a row opened ~20 cursors per event and sought
+/// each from the root (+11% instructions an import, callgrind). The statement is parsed once
+/// a call, and parsing grows with its values: 32 rows of 17 values cost about 100,000
+/// instructions, under 100 an event of a batch of 1,024.
+pub(crate) const GROUP: usize = 16;
+
+/// Run `sql(values)`, a statement over rows of `N` values whose placeholders are `values`,
+/// for all `rows` on `conn` (inside the caller's transaction), [`GROUP`] rows a statement
+/// (fewer in the last); returns the rows each statement changed, in order (an `INSERT … ON
+/// CONFLICT DO NOTHING` that met its conflict changed none).
+///
+/// SQLite runs on this thread, locked out of the connection's worker meanwhile, so the
+/// caller's runtime is told it blocks (a runtime of one thread, such as the HTTP ingest's
+/// writer's, has nothing else to run).
+pub(crate) async fn each_row<'a, const N: usize>(
+    conn: &mut SqliteConnection,
+    sql: impl Fn(&str) -> String,
+    rows: &[[Val<'a>; N]],
+) -> Result<Vec<u64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut locked = conn.lock_handle().await?;
+    let db = locked.as_raw_handle().as_ptr();
+    // SAFETY: `db` is the open connection sqlx locked out of its worker for us until `locked`
+    // drops, after this call; no other call uses it meanwhile.
+    blocking(|| unsafe { run(db, &sql, rows) })
+}
+
+/// `(?1, …, ?N), (?N+1, …)`: `rows` rows of `n` values.
+fn values(rows: usize, n: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", row_params_from(r * n + 1, n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn row_params_from(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A prepared statement and its text, finalized when dropped (on every path out of [`run`]).
+struct Stmt(*mut ffi::sqlite3_stmt, String);
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        // SAFETY: null, or a statement prepared by `run` on a connection that stays open and
+        // locked to this thread until after `run` returns; finalized once, here.
+        unsafe {
+            ffi::sqlite3_finalize(self.0);
+        }
+    }
+}
+
+/// # Safety
+/// `db` is an open connection no other thread uses until this returns.
+unsafe fn run<const N: usize>(
+    db: *mut ffi::sqlite3,
+    sql: &dyn Fn(&str) -> String,
+    rows: &[[Val<'_>; N]],
+) -> Result<Vec<u64>> {
+    let mut changed = Vec::with_capacity(rows.len().div_ceil(GROUP));
+    let mut full: Option<Stmt> = None;
+    for group in rows.chunks(GROUP) {
+        let tail;
+        let stmt = if group.len() == GROUP {
+            match &mut full {
+                Some(s) => s,
+                None => full.insert(unsafe { prepare(db, &sql(&values(GROUP, N)), GROUP * N)? }),
+            }
+        } else {
+            tail = unsafe { prepare(db, &sql(&values(group.len(), N)), group.len() * N)? };
+            &tail
+        };
+        for (i, v) in group.iter().flatten().enumerate() {
+            // Parameters count from 1; their number fits a c_int, as SQLite counted them.
+            let at = i as c_int + 1;
+            // SAFETY: `db` is open and ours (the caller's promise). `SQLITE_STATIC` text is
+            // read by SQLite until the parameter is bound again or the statement is
+            // finalized, both before `run` returns, and it lives beyond `run`.
+            let rc = unsafe {
+                match *v {
+                    Val::Text(Some(s)) => ffi::sqlite3_bind_text64(
+                        stmt.0,
+                        at,
+                        s.as_ptr().cast(),
+                        s.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                    Val::Int(Some(n)) => ffi::sqlite3_bind_int64(stmt.0, at, n),
+                    Val::Text(None) | Val::Int(None) => ffi::sqlite3_bind_null(stmt.0, at),
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(unsafe { failed(db, rc, &stmt.1) });
+            }
+        }
+        let rc = unsafe { ffi::sqlite3_step(stmt.0) };
+        if rc != ffi::SQLITE_DONE {
+            // The message first: resetting the statement sets the connection's error anew.
+            let e = unsafe { failed(db, rc, &stmt.1) };
+            unsafe { ffi::sqlite3_reset(stmt.0) };
+            return Err(e);
+        }
+        changed.push(u64::try_from(unsafe { ffi::sqlite3_changes64(db) }).unwrap_or(0));
+        unsafe { ffi::sqlite3_reset(stmt.0) };
+    }
+    Ok(changed)
+}
+
+/// `sql` prepared on `db`, checked to take `values` values.
+///
+/// # Safety
+/// As for [`run`].
+unsafe fn prepare(db: *mut ffi::sqlite3, sql: &str, values: usize) -> Result<Stmt> {
+    let len = c_int::try_from(sql.len())
+        .map_err(|_| StoreError::Invariant("a statement longer than 2 GiB".into()))?;
+    let mut raw = std::ptr::null_mut();
+    // SAFETY: `db` is open and ours; `sql` outlives the call; `raw` is written by SQLite.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v3(
+            db,
+            sql.as_ptr().cast(),
+            len,
+            0,
+            &mut raw,
+            std::ptr::null_mut(),
+        )
+    };
+    let stmt = Stmt(raw, sql.to_string());
+    if rc != ffi::SQLITE_OK || raw.is_null() {
+        return Err(unsafe { failed(db, rc, sql) });
+    }
+    let params = unsafe { ffi::sqlite3_bind_parameter_count(stmt.0) };
+    if usize::try_from(params).ok() != Some(values) {
+        return Err(StoreError::Invariant(format!(
+            "`{sql}` takes {params} values, and {values} were given"
+        )));
+    }
+    Ok(stmt)
+}
+
+/// SQLite's words for `rc` on `db`, and the statement it came from.
+///
+/// # Safety
+/// `db` is an open connection.
+unsafe fn failed(db: *mut ffi::sqlite3, rc: c_int, sql: &str) -> StoreError {
+    // SAFETY: errmsg returns a connection-owned NUL-terminated string, read at once.
+    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
+        .to_string_lossy()
+        .into_owned();
+    let head: String = sql.chars().take(60).collect();
+    StoreError::Sqlite {
+        code: unsafe { ffi::sqlite3_extended_errcode(db) }.max(rc),
+        message: format!("{message} (in `{head}…`)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    async fn conn(dir: &tempfile::TempDir) -> SqliteConnection {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut c = SqliteConnection::connect(&url).await.expect("a connection");
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, note TEXT NOT NULL)")
+            .execute(&mut c)
+            .await
+            .expect("a table");
+        c
+    }
+
+    #[tokio::test]
+    async fn each_row_counts_what_each_statement_wrote_and_stores_every_value_whole() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let mut c = conn(&dir).await;
+        // Two full statements and a last one of 3; keys 0..=34 with every seventh written
+        // twice (a conflict, so not written again), texts with a NUL and outside ASCII.
+        let keys: Vec<String> = (0..GROUP * 2 + 3)
+            .map(|i| {
+                if i % 7 == 6 {
+                    format!("k{}\0ü€", i - 1)
+                } else {
+                    format!("k{i}\0ü€")
+                }
+            })
+            .collect();
+        let rows: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                [
+                    Val::Text(Some(k)),
+                    Val::Int((i % 5 != 0).then_some(i as i64)),
+                    Val::Text(Some("x")),
+                ]
+            })
+            .collect();
+        let sql =
+            |v: &str| format!("INSERT INTO t (k, n, note) VALUES {v} ON CONFLICT (k) DO NOTHING");
+        let changed = each_row(&mut c, sql, &rows).await.expect("inserted");
+        let repeats = |r: std::ops::Range<usize>| r.filter(|i| i % 7 == 6).count() as u64;
+        assert_eq!(
+            changed,
+            [
+                GROUP as u64 - repeats(0..GROUP),
+                GROUP as u64 - repeats(GROUP..2 * GROUP),
+                3 - repeats(2 * GROUP..2 * GROUP + 3),
+            ]
+        );
+        let stored: Vec<(String, Option<i64>)> =
+            sqlx::query_as("SELECT k, n FROM t ORDER BY rowid")
+                .fetch_all(&mut c)
+                .await
+                .expect("read");
+        let expected: Vec<(String, Option<i64>)> = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 7 != 6)
+            .map(|(i, k)| (k.clone(), (i % 5 != 0).then_some(i as i64)))
+            .collect();
+        assert_eq!(stored, expected);
+        assert_eq!(
+            each_row(&mut c, sql, &[] as &[[Val; 3]])
+                .await
+                .expect("nothing"),
+            [] as [u64; 0]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_row_is_an_error_naming_the_statement() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let mut c = conn(&dir).await;
+        let sql = |v: &str| format!("INSERT INTO t (k, n, note) VALUES {v}");
+        let e = each_row(
+            &mut c,
+            sql,
+            &[[Val::Text(Some("a")), Val::Int(None), Val::Text(None)]],
+        )
+        .await
+        .expect_err("NOT NULL");
+        let text = e.to_string();
+        assert!(
+            text.contains("NOT NULL constraint failed: t.note"),
+            "{text}"
+        );
+        assert!(text.contains("INSERT INTO t (k, n, note)"), "{text}");
+        let e = each_row(
+            &mut c,
+            |_| "INSERT INTO t (k) VALUES (?1)".into(),
+            &[[Val::Int(Some(1)); 2]],
+        )
+        .await
+        .expect_err("two values for one parameter");
+        assert!(
+            e.to_string().contains("takes 1 values, and 2 were given"),
+            "{e}"
+        );
+        // The connection is still good for sqlx afterwards.
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut c)
+            .await
+            .expect("read");
+        assert_eq!(n, 0);
+    }
+}
