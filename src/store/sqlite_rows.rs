@@ -1,5 +1,5 @@
-//! Rows written by calling SQLite itself on a connection's handle: one prepared single-row
-//! statement, stepped once a row on the calling thread.
+//! Rows written by calling SQLite itself on a connection's handle: statements of a few rows,
+//! prepared for the call and stepped on the calling thread.
 //!
 //! Why: an ingest writes thousands of rows of text it already holds. Through sqlx each value
 //! was cloned into an owned argument on the writing thread and sent to the connection's own
@@ -7,7 +7,7 @@
 //! binding after the statement: 18% of the instructions of SQLite's thread in an import
 //! (callgrind, README), besides the clones. Here each value is bound where it lies
 //! (`SQLITE_STATIC`) and nothing crosses a thread. Statements that read rows back stay with
-//! sqlx; only writes whose answer is "did this row change" come here.
+//! sqlx; only writes whose answer is how many rows changed come here.
 
 use super::sql::Val;
 use super::{Result, StoreError};
@@ -16,18 +16,18 @@ use sqlx::sqlite::SqliteConnection;
 use std::ffi::{CStr, c_int};
 
 /// Rows from which a write goes through [`each_row`] rather than sqlx. Each call parses its
-/// statements anew (sqlx keeps its own parsed): 230,000 instructions for one of 16 rows of
-/// 17 values, where sqlx's binding and clearing cost some 13,000 an event more. For the HTTP
+/// statements anew (sqlx keeps its own parsed), some 260,000 instructions a statement of
+/// [`GROUP`] rows, where an import saves some 13,000 instructions an event. For the HTTP
 /// ingest's commits of some 64 events, [`each_row`] took 206,000 instructions an event
 /// against sqlx's 164,000 (callgrind); an import's batches of 1,024 are well above.
 pub const DIRECT_ROWS: usize = 256;
 
 /// Rows a statement of [`each_row`] takes at once. SQLite keeps a statement's cursors open
 /// from row to row, so a row whose key lands next to the last one's needs no new descent of
-/// each index from its root; a statement a row opened ~20 cursors per event and sought
-/// each from the root (+11% instructions an import, callgrind). The statement is parsed once
-/// a call, and parsing grows with its values: 32 rows of 17 values cost about 100,000
-/// instructions, under 100 an event of a batch of 1,024.
+/// each index from its root; a statement a row opened ~20 cursors an event and sought each
+/// from the root (+14% instructions on an import's path, callgrind). The statements are
+/// parsed once a call, and parsing grows with their values: an import of batches of 1,024
+/// spends some 770 instructions an event on it. 32 rows counted the same, 64 and 128 more.
 pub(crate) const GROUP: usize = 16;
 
 /// Run `sql(values)`, a statement over rows of `N` values whose placeholders are `values`,
@@ -187,8 +187,14 @@ unsafe fn failed(db: *mut ffi::sqlite3, rc: c_int, sql: &str) -> StoreError {
         .to_string_lossy()
         .into_owned();
     let head: String = sql.chars().take(60).collect();
+    // The extended code where SQLite has one (`SQLITE_CONSTRAINT_NOTNULL`, not just
+    // `SQLITE_CONSTRAINT`).
+    let code = match unsafe { ffi::sqlite3_extended_errcode(db) } {
+        ffi::SQLITE_OK => rc,
+        extended => extended,
+    };
     StoreError::Sqlite {
-        code: unsafe { ffi::sqlite3_extended_errcode(db) }.max(rc),
+        code,
         message: format!("{message} (in `{head}…`)"),
     }
 }
