@@ -2,6 +2,7 @@
 //! values for statements built at run time (`Bind`), and the shapes of multi-row
 //! statements that keep the statement cache warm.
 
+pub(crate) use super::sqlite_rows::Val;
 use super::sqlite_rows::{DIRECT_ROWS, GROUP, each_row};
 use super::{Result, Tx, TxInner};
 use crate::clock::from_millis;
@@ -95,14 +96,6 @@ pub(crate) enum Bind {
     Int(Option<i64>),
     /// A BLOB (SQLite) or BYTEA (PostgreSQL): compressed message contents.
     Bytes(Option<Vec<u8>>),
-}
-
-/// One value of a row that [`Tx::write_rows`] writes: text borrowed from the caller (bound
-/// without a copy where it can be) or an integer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Val<'a> {
-    Text(Option<&'a str>),
-    Int(Option<i64>),
 }
 
 impl From<&Val<'_>> for Bind {

@@ -9,11 +9,18 @@
 //! (`SQLITE_STATIC`) and nothing crosses a thread. Statements that read rows back stay with
 //! sqlx; only writes whose answer is how many rows changed come here.
 
-use super::sql::Val;
 use super::{Result, StoreError};
 use libsqlite3_sys as ffi;
 use sqlx::sqlite::SqliteConnection;
 use std::ffi::{CStr, c_int};
+
+/// One value of a row that `Tx::write_rows` writes: text borrowed from the caller (bound
+/// here without a copy) or an integer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Val<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+}
 
 /// Rows from which a write goes through [`each_row`] rather than sqlx. Each call parses its
 /// statements anew (sqlx keeps its own parsed), some 260,000 instructions a statement of
