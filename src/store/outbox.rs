@@ -269,32 +269,40 @@ fn insert_messages_head(values: &str, pg: bool) -> String {
     )
 }
 
+/// A planned message's values, in the order of [`insert_messages_head`]'s columns.
+fn message_row(m: &NewMessage, now: DateTime<Utc>) -> [Val<'_>; 17] {
+    [
+        Val::Text(Some(&m.id)),
+        Val::Text(Some(&m.job_id)),
+        Val::Text(Some(&m.contact_id)),
+        Val::Text(m.event_id.as_deref()),
+        Val::Int(Some(m.step)),
+        Val::Text(Some(&m.dedupe_key)),
+        Val::Text(Some(&m.template)),
+        Val::Text(Some(m.state.as_str())),
+        Val::Int(Some(to_millis(m.due_at))),
+        Val::Int(m.not_after.map(to_millis)),
+        Val::Text(m.reason.as_deref()),
+        Val::Int(Some(to_millis(now))),
+        Val::Int(Some(to_millis(now))),
+        Val::Text(Some(m.class.as_str())),
+        Val::Text(m.token.as_deref()),
+        Val::Text(m.channel_plan.as_deref()),
+        Val::Text(m.variant.as_deref()),
+    ]
+}
+
 /// Planned messages (reminders) in one INSERT; existing (job, dedupe key, step) are kept.
 pub(super) fn insert_messages_sql(
     chunk: &[(&NewMessage, DateTime<Utc>)],
     pg: bool,
 ) -> (String, Vec<Bind>) {
     let sql = insert_messages_head(&values_rows(chunk.len(), 17, pg), pg);
-    let mut b = Vec::with_capacity(chunk.len() * 17);
-    for (m, now) in chunk {
-        b.push(Bind::Text(Some(m.id.clone())));
-        b.push(Bind::Text(Some(m.job_id.clone())));
-        b.push(Bind::Text(Some(m.contact_id.clone())));
-        b.push(Bind::Text(m.event_id.clone()));
-        b.push(Bind::Int(Some(m.step)));
-        b.push(Bind::Text(Some(m.dedupe_key.clone())));
-        b.push(Bind::Text(Some(m.template.clone())));
-        b.push(Bind::Text(Some(m.state.as_str().into())));
-        b.push(Bind::Int(Some(to_millis(m.due_at))));
-        b.push(Bind::Int(m.not_after.map(to_millis)));
-        b.push(Bind::Text(m.reason.clone()));
-        b.push(Bind::Int(Some(to_millis(*now))));
-        b.push(Bind::Int(Some(to_millis(*now))));
-        b.push(Bind::Text(Some(m.class.as_str().into())));
-        b.push(Bind::Text(m.token.clone()));
-        b.push(Bind::Text(m.channel_plan.clone()));
-        b.push(Bind::Text(m.variant.clone()));
-    }
+    let b = chunk
+        .iter()
+        .flat_map(|(m, now)| message_row(m, *now))
+        .map(|v| Bind::from(&v))
+        .collect();
     (sql, b)
 }
 
@@ -1039,28 +1047,7 @@ impl Tx {
         let pg = self.is_pg();
         let rows: Vec<_> = messages
             .iter()
-            .map(|m| {
-                let m = m.borrow();
-                [
-                    Val::Text(Some(&m.id)),
-                    Val::Text(Some(&m.job_id)),
-                    Val::Text(Some(&m.contact_id)),
-                    Val::Text(m.event_id.as_deref()),
-                    Val::Int(Some(m.step)),
-                    Val::Text(Some(&m.dedupe_key)),
-                    Val::Text(Some(&m.template)),
-                    Val::Text(Some(m.state.as_str())),
-                    Val::Int(Some(to_millis(m.due_at))),
-                    Val::Int(m.not_after.map(to_millis)),
-                    Val::Text(m.reason.as_deref()),
-                    Val::Int(Some(to_millis(now))),
-                    Val::Int(Some(to_millis(now))),
-                    Val::Text(Some(m.class.as_str())),
-                    Val::Text(m.token.as_deref()),
-                    Val::Text(m.channel_plan.as_deref()),
-                    Val::Text(m.variant.as_deref()),
-                ]
-            })
+            .map(|m| message_row(m.borrow(), now))
             .collect();
         let written = self
             .write_rows(|values| insert_messages_head(values, pg), &rows)

@@ -109,10 +109,10 @@ unsafe fn run<const N: usize>(
         let stmt = if group.len() == GROUP {
             match &mut full {
                 Some(s) => s,
-                None => full.insert(unsafe { prepare(db, &sql(&values(GROUP, N)), GROUP * N)? }),
+                None => full.insert(unsafe { prepare(db, sql(&values(GROUP, N)), GROUP * N)? }),
             }
         } else {
-            tail = unsafe { prepare(db, &sql(&values(group.len(), N)), group.len() * N)? };
+            tail = unsafe { prepare(db, sql(&values(group.len(), N)), group.len() * N)? };
             &tail
         };
         for (i, v) in group.iter().flatten().enumerate() {
@@ -156,7 +156,7 @@ unsafe fn run<const N: usize>(
 ///
 /// # Safety
 /// As for [`run`].
-unsafe fn prepare(db: *mut ffi::sqlite3, sql: &str, values: usize) -> Result<Stmt> {
+unsafe fn prepare(db: *mut ffi::sqlite3, sql: String, values: usize) -> Result<Stmt> {
     let len = c_int::try_from(sql.len())
         .map_err(|_| StoreError::Invariant("a statement longer than 2 GiB".into()))?;
     let mut raw = std::ptr::null_mut();
@@ -171,14 +171,15 @@ unsafe fn prepare(db: *mut ffi::sqlite3, sql: &str, values: usize) -> Result<Stm
             std::ptr::null_mut(),
         )
     };
-    let stmt = Stmt(raw, sql.to_string());
+    let stmt = Stmt(raw, sql);
     if rc != ffi::SQLITE_OK || raw.is_null() {
-        return Err(unsafe { failed(db, rc, sql) });
+        return Err(unsafe { failed(db, rc, &stmt.1) });
     }
     let params = unsafe { ffi::sqlite3_bind_parameter_count(stmt.0) };
     if usize::try_from(params).ok() != Some(values) {
         return Err(StoreError::Invariant(format!(
-            "`{sql}` takes {params} values, and {values} were given"
+            "`{}` takes {params} values, and {values} were given",
+            stmt.1
         )));
     }
     Ok(stmt)
