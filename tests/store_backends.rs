@@ -10,8 +10,8 @@ use aftercare::model::{MessageState, Outcome};
 use aftercare::plan::{self, IngestOutcome};
 use aftercare::playbook::Playbook;
 use aftercare::store::{
-    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, DIRECT_ROWS, HandAction, LogFilter,
-    NewAttempt, Store, StoreError, StoredAnswer,
+    COPY_TABLES, Claimed, Completion, CopyError, CopyOptions, HandAction, LogFilter, NewAttempt,
+    Store, StoreError, StoredAnswer,
 };
 use aftercare::store::{SqliteSync, StoreConfig};
 use aftercare::templates::TemplateSet;
@@ -427,8 +427,8 @@ async fn ingest_stores_once_and_stop_when_cancels(b: Backend) {
 }
 
 /// `n` deliveries of other contacts (x-0.., orders SX-0..): beside a test's own events they
-/// make a batch of `n` more rows, so that from [`DIRECT_ROWS`] on SQLite writes it itself
-/// instead of through sqlx.
+/// make a batch of `n` more rows, written in several statements (SQLite's own writes take
+/// 16 rows a statement; sqlx's on PostgreSQL, the sizes of `shaped`).
 fn padding(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
@@ -443,8 +443,11 @@ fn padding(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The batch sizes a write test runs with: a few rows, and enough for SQLite's own writes.
-const PADDINGS: [usize; 2] = [0, DIRECT_ROWS + 44];
+/// The batch sizes a write test runs with: a few rows, and many statements' worth.
+const PADDINGS: [usize; 2] = [0, BIG_BATCH];
+
+/// Rows enough for many full statements and a part-filled last one on either backend.
+const BIG_BATCH: usize = 300;
 
 /// One insert statement holding new messages and already planned ones reports each exactly:
 /// the insert returns no rows, and a short count looks up which went in.
@@ -549,13 +552,13 @@ async fn a_statement_failing_part_way_leaves_nothing_of_the_batch(b: Backend) {
     }
 }
 
-/// A batch big enough for SQLite to write itself ([`DIRECT_ROWS`]) stores what the same
-/// events store in small batches, through sqlx: every column an ingest writes but the
-/// messages' random ids and tokens. Contacts come twice (the second time with other fields,
-/// an update of a stored row when batches are small, of one written earlier in the same
-/// batch when not), with a birthday or a date attribute, a phone number or none.
+/// A batch of many statements stores what the same events store in batches of 7, a
+/// statement each: every column an ingest writes but the messages' random ids and tokens.
+/// Contacts come twice (the second time with other fields, an update of a stored row when
+/// batches are small, of one written earlier in the same batch when not), with a birthday
+/// or a date attribute, a phone number or none.
 async fn a_big_batch_stores_what_small_batches_store(b: Backend) {
-    let n = DIRECT_ROWS + 44;
+    let n = BIG_BATCH;
     let lines: Vec<String> = (0..n)
         .map(|i| {
             let c = i % (n / 2);

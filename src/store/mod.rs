@@ -71,7 +71,6 @@ pub use schema::{MigrationInfo, SchemaStatus};
 pub use search::{Hit, SearchKey};
 pub(crate) use settings::url_password;
 pub use settings::{Kept, Retention, SqliteSync, StoreConfig};
-pub use sqlite_rows::DIRECT_ROWS;
 pub use suppressions::{ContactSuppressions, Suppression, SuppressionList, Tasks, hashed_address};
 
 use contacts::event_from_parts;

@@ -3,7 +3,7 @@
 //! statements that keep the statement cache warm.
 
 pub(crate) use super::sqlite_rows::Val;
-use super::sqlite_rows::{DIRECT_ROWS, GROUP, each_row};
+use super::sqlite_rows::each_row;
 use super::{Result, Tx, TxInner};
 use crate::clock::from_millis;
 use chrono::{DateTime, Utc};
@@ -111,25 +111,20 @@ impl Tx {
     /// Run `sql(values)`, a statement over rows of `N` values whose placeholders are
     /// `values`, for all `rows`, as a few statements; returns how many rows each statement
     /// took and how many it changed, in order (an `INSERT … ON CONFLICT DO NOTHING` that met
-    /// its conflict changed none). On SQLite, from [`DIRECT_ROWS`] rows on, SQLite itself
-    /// runs them ([`each_row`]); otherwise sqlx, in statements of the [`shaped`] sizes that
-    /// stay in its cache.
+    /// its conflict changed none). On SQLite, SQLite itself runs them ([`each_row`]); on
+    /// PostgreSQL, sqlx, in statements of the [`shaped`] sizes that stay in its cache.
     pub(crate) async fn write_rows<const N: usize>(
         &mut self,
         sql: impl Fn(&str) -> String,
         rows: &[[Val<'_>; N]],
     ) -> Result<Vec<(usize, u64)>> {
-        let pg = self.is_pg();
-        if let TxInner::Sqlite(conn) = &mut self.tx
-            && rows.len() >= DIRECT_ROWS
-        {
-            let changed = each_row(conn, &sql, rows).await?;
-            return Ok(rows.chunks(GROUP).map(<[_]>::len).zip(changed).collect());
+        if let TxInner::Sqlite(conn) = &mut self.tx {
+            return each_row(conn, &sql, rows).await;
         }
         let mut out = Vec::new();
         for chunk in shaped(rows) {
             let binds: Vec<Bind> = chunk.iter().flatten().map(Bind::from).collect();
-            let q = sql(&values_rows(chunk.len(), N, pg));
+            let q = sql(&values_rows(chunk.len(), N, true));
             let n = on_tx!(self, |conn| {
                 bind_vec!(sqlx::query(AssertSqlSafe(q)), binds)
                     .execute(&mut *conn)

@@ -8,6 +8,13 @@
 //! (callgrind, README), besides the clones. Here each value is bound where it lies
 //! (`SQLITE_STATIC`) and nothing crosses a thread. Statements that read rows back stay with
 //! sqlx; only writes whose answer is how many rows changed come here.
+//!
+//! Small writes too: the HTTP ingest commits some 64 events at a time, and there sqlx kept its
+//! statements parsed where these are parsed each call (206,000 against 164,000 instructions
+//! an event, callgrind). Timed, the count misled: every statement through sqlx is two thread
+//! wake-ups (SQLite's thread, then the writer's), which a count of instructions does not
+//! see and which took a third of that thread's CPU (perf). With them gone the intake took
+//! more events a second in ten of thirteen pairs of runs, median +10% (README, Benchmarks).
 
 use super::{Result, StoreError};
 use libsqlite3_sys as ffi;
@@ -22,25 +29,19 @@ pub(crate) enum Val<'a> {
     Int(Option<i64>),
 }
 
-/// Rows from which a write goes through [`each_row`] rather than sqlx. Each call parses its
-/// statements anew (sqlx keeps its own parsed), some 260,000 instructions a statement of
-/// [`GROUP`] rows, where an import saves some 13,000 instructions an event. For the HTTP
-/// ingest's commits of some 64 events, [`each_row`] took 206,000 instructions an event
-/// against sqlx's 164,000 (callgrind); an import's batches of 1,024 are well above.
-pub const DIRECT_ROWS: usize = 256;
-
 /// Rows a statement of [`each_row`] takes at once. SQLite keeps a statement's cursors open
 /// from row to row, so a row whose key lands next to the last one's needs no new descent of
 /// each index from its root; a statement a row opened ~20 cursors an event and sought each
 /// from the root (+14% instructions on an import's path, callgrind). The statements are
-/// parsed once a call, and parsing grows with their values: an import of batches of 1,024
-/// spends some 770 instructions an event on it. 32 rows counted the same, 64 and 128 more.
+/// parsed once a call (some 260,000 instructions a statement of 16 rows), and parsing grows
+/// with their values: an import of batches of 1,024 spends some 770 instructions an event on
+/// it. 32 rows counted the same, 64 and 128 more.
 pub(crate) const GROUP: usize = 16;
 
 /// Run `sql(values)`, a statement over rows of `N` values whose placeholders are `values`,
 /// for all `rows` on `conn` (inside the caller's transaction), [`GROUP`] rows a statement
-/// (fewer in the last); returns the rows each statement changed, in order (an `INSERT … ON
-/// CONFLICT DO NOTHING` that met its conflict changed none).
+/// (fewer in the last); returns how many rows each statement took and how many it changed,
+/// in order (an `INSERT … ON CONFLICT DO NOTHING` that met its conflict changed none).
 ///
 /// SQLite runs on this thread, locked out of the connection's worker meanwhile, so the
 /// caller's runtime is told it blocks (a runtime of one thread, such as the HTTP ingest's
@@ -49,7 +50,7 @@ pub(crate) async fn each_row<'a, const N: usize>(
     conn: &mut SqliteConnection,
     sql: impl Fn(&str) -> String,
     rows: &[[Val<'a>; N]],
-) -> Result<Vec<u64>> {
+) -> Result<Vec<(usize, u64)>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -101,7 +102,7 @@ unsafe fn run<const N: usize>(
     db: *mut ffi::sqlite3,
     sql: &dyn Fn(&str) -> String,
     rows: &[[Val<'_>; N]],
-) -> Result<Vec<u64>> {
+) -> Result<Vec<(usize, u64)>> {
     let mut changed = Vec::with_capacity(rows.len().div_ceil(GROUP));
     let mut full: Option<Stmt> = None;
     for group in rows.chunks(GROUP) {
@@ -146,7 +147,10 @@ unsafe fn run<const N: usize>(
             unsafe { ffi::sqlite3_reset(stmt.0) };
             return Err(e);
         }
-        changed.push(u64::try_from(unsafe { ffi::sqlite3_changes64(db) }).unwrap_or(0));
+        changed.push((
+            group.len(),
+            u64::try_from(unsafe { ffi::sqlite3_changes64(db) }).unwrap_or(0),
+        ));
         unsafe { ffi::sqlite3_reset(stmt.0) };
     }
     Ok(changed)
@@ -255,9 +259,9 @@ mod tests {
         assert_eq!(
             changed,
             [
-                GROUP as u64 - repeats(0..GROUP),
-                GROUP as u64 - repeats(GROUP..2 * GROUP),
-                3 - repeats(2 * GROUP..2 * GROUP + 3),
+                (GROUP, GROUP as u64 - repeats(0..GROUP)),
+                (GROUP, GROUP as u64 - repeats(GROUP..2 * GROUP)),
+                (3, 3 - repeats(2 * GROUP..2 * GROUP + 3)),
             ]
         );
         let stored: Vec<(String, Option<i64>)> =
@@ -276,7 +280,7 @@ mod tests {
             each_row(&mut c, sql, &[] as &[[Val; 3]])
                 .await
                 .expect("nothing"),
-            [] as [u64; 0]
+            [] as [(usize, u64); 0]
         );
     }
 
