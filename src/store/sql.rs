@@ -121,6 +121,7 @@ impl Tx {
         if let TxInner::Sqlite(conn) = &mut self.tx {
             return each_row(conn, &sql, rows).await;
         }
+        // PostgreSQL from here: its numbered placeholders.
         let mut out = Vec::new();
         for chunk in shaped(rows) {
             let binds: Vec<Bind> = chunk.iter().flatten().map(Bind::from).collect();
