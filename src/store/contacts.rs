@@ -562,6 +562,6 @@ mod tests {
         let b = in_list(&ids);
         assert_eq!(b.len(), 4);
         assert!(matches!(&b[3], Bind::Text(Some(s)) if s == "c"));
-        assert!(in_list(&[]).is_empty());
+        assert!(in_list(&[] as &[String]).is_empty());
     }
 }

@@ -1082,7 +1082,7 @@ impl Tx {
             }
         }
         for ids in unsure.chunks(ROWS) {
-            let binds = in_list(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
+            let binds = in_list(ids);
             let sql = format!(
                 "SELECT id FROM messages WHERE id IN ({})",
                 list(1, binds.len(), pg)

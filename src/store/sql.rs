@@ -118,20 +118,20 @@ impl Tx {
         sql: impl Fn(&str) -> String,
         rows: &[[Val<'_>; N]],
     ) -> Result<Vec<(usize, u64)>> {
-        if let TxInner::Sqlite(conn) = &mut self.tx {
-            return each_row(conn, &sql, rows).await;
-        }
-        // PostgreSQL from here: its numbered placeholders.
+        let conn = match &mut self.tx {
+            TxInner::Sqlite(conn) => {
+                return each_row(conn, |n| sql(&values_rows(n, N, false)), rows).await;
+            }
+            TxInner::Postgres(conn) => conn,
+        };
         let mut out = Vec::new();
         for chunk in shaped(rows) {
             let binds: Vec<Bind> = chunk.iter().flatten().map(Bind::from).collect();
             let q = sql(&values_rows(chunk.len(), N, true));
-            let n = on_tx!(self, |conn| {
-                bind_vec!(sqlx::query(AssertSqlSafe(q)), binds)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-            });
+            let n = bind_vec!(sqlx::query(AssertSqlSafe(q)), binds)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected();
             out.push((chunk.len(), n));
         }
         Ok(out)
@@ -253,12 +253,15 @@ pub(crate) fn list(start: usize, n: usize, pg: bool) -> String {
 
 /// Values for an `IN (...)` list of `ids`, repeating the last one up to a power of two (the
 /// answer is the same), so that the list has one of a few lengths; see [`shaped`].
-pub(crate) fn in_list(ids: &[String]) -> Vec<Bind> {
-    let mut b: Vec<Bind> = ids.iter().map(|i| Bind::Text(Some(i.clone()))).collect();
+pub(crate) fn in_list<S: AsRef<str>>(ids: &[S]) -> Vec<Bind> {
+    let mut b: Vec<Bind> = ids
+        .iter()
+        .map(|i| Bind::Text(Some(i.as_ref().to_string())))
+        .collect();
     if let Some(last) = ids.last() {
         b.resize(
             ids.len().next_power_of_two(),
-            Bind::Text(Some(last.clone())),
+            Bind::Text(Some(last.as_ref().to_string())),
         );
     }
     b

@@ -38,9 +38,9 @@ pub(crate) enum Val<'a> {
 /// it. 32 rows counted the same, 64 and 128 more.
 pub(crate) const GROUP: usize = 16;
 
-/// Run `sql(values)`, a statement over rows of `N` values whose placeholders are `values`,
-/// for all `rows` on `conn` (inside the caller's transaction), [`GROUP`] rows a statement
-/// (fewer in the last); returns how many rows each statement took and how many it changed,
+/// Run `sql(n)`, a statement over `n` rows of `N` values (`?` placeholders, row by row), for
+/// all `rows` on `conn` (inside the caller's transaction), [`GROUP`] rows a statement (fewer
+/// in the last); returns how many rows each statement took and how many it changed,
 /// in order (an `INSERT … ON CONFLICT DO NOTHING` that met its conflict changed none).
 ///
 /// SQLite runs on this thread, locked out of the connection's worker meanwhile, so the
@@ -48,7 +48,7 @@ pub(crate) const GROUP: usize = 16;
 /// writer's, has nothing else to run).
 pub(crate) async fn each_row<'a, const N: usize>(
     conn: &mut SqliteConnection,
-    sql: impl Fn(&str) -> String,
+    sql: impl Fn(usize) -> String,
     rows: &[[Val<'a>; N]],
 ) -> Result<Vec<(usize, u64)>> {
     if rows.is_empty() {
@@ -59,21 +59,6 @@ pub(crate) async fn each_row<'a, const N: usize>(
     // SAFETY: `db` is the open connection sqlx locked out of its worker for us until `locked`
     // drops, after this call; no other call uses it meanwhile.
     blocking(|| unsafe { run(db, &sql, rows) })
-}
-
-/// `(?1, …, ?N), (?N+1, …)`: `rows` rows of `n` values.
-fn values(rows: usize, n: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", row_params_from(r * n + 1, n)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn row_params_from(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
@@ -100,7 +85,7 @@ impl Drop for Stmt {
 /// `db` is an open connection no other thread uses until this returns.
 unsafe fn run<const N: usize>(
     db: *mut ffi::sqlite3,
-    sql: &dyn Fn(&str) -> String,
+    sql: &dyn Fn(usize) -> String,
     rows: &[[Val<'_>; N]],
 ) -> Result<Vec<(usize, u64)>> {
     let mut changed = Vec::with_capacity(rows.len().div_ceil(GROUP));
@@ -110,10 +95,10 @@ unsafe fn run<const N: usize>(
         let stmt = if group.len() == GROUP {
             match &mut full {
                 Some(s) => s,
-                None => full.insert(unsafe { prepare(db, sql(&values(GROUP, N)), GROUP * N)? }),
+                None => full.insert(unsafe { prepare(db, sql(GROUP), GROUP * N)? }),
             }
         } else {
-            tail = unsafe { prepare(db, sql(&values(group.len(), N)), group.len() * N)? };
+            tail = unsafe { prepare(db, sql(group.len()), group.len() * N)? };
             &tail
         };
         for (i, v) in group.iter().flatten().enumerate() {
@@ -216,6 +201,11 @@ mod tests {
     use super::*;
     use sqlx::Connection;
 
+    /// `n` rows of three placeholders, as `store::sql::values_rows` writes them for SQLite.
+    fn three(n: usize) -> String {
+        vec!["(?, ?, ?)"; n].join(", ")
+    }
+
     async fn conn(dir: &tempfile::TempDir) -> SqliteConnection {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let mut c = SqliteConnection::connect(&url).await.expect("a connection");
@@ -252,8 +242,12 @@ mod tests {
                 ]
             })
             .collect();
-        let sql =
-            |v: &str| format!("INSERT INTO t (k, n, note) VALUES {v} ON CONFLICT (k) DO NOTHING");
+        let sql = |n| {
+            format!(
+                "INSERT INTO t (k, n, note) VALUES {} ON CONFLICT (k) DO NOTHING",
+                three(n)
+            )
+        };
         let changed = each_row(&mut c, sql, &rows).await.expect("inserted");
         let repeats = |r: std::ops::Range<usize>| r.filter(|i| i % 7 == 6).count() as u64;
         assert_eq!(
@@ -288,7 +282,7 @@ mod tests {
     async fn a_refused_row_is_an_error_naming_the_statement() {
         let dir = tempfile::tempdir().expect("a folder");
         let mut c = conn(&dir).await;
-        let sql = |v: &str| format!("INSERT INTO t (k, n, note) VALUES {v}");
+        let sql = |n| format!("INSERT INTO t (k, n, note) VALUES {}", three(n));
         let e = each_row(
             &mut c,
             sql,
