@@ -6,6 +6,9 @@
 #
 # Needs wrk (apt-get install wrk). Prints events/s and latency percentiles (p50, p99).
 # PERF=out.data also records a CPU profile of the daemon (perf record) while wrk runs.
+# REVIEWS=K makes every Kth request of a connection the review of the order it delivered
+# just before (`review.submitted`, which stops that order's request): a shop's mixed traffic,
+# where each stop event reads and cancels what its contact has pending. Default 0: none.
 set -euo pipefail
 SECS=${1:-15}
 CONNS=${2:-64}
@@ -47,9 +50,16 @@ function setup(thread)
   thread:set("tid", thread_id)
 end
 local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
+local reviews = tonumber(os.getenv("REVIEWS") or "0") or 0
 function request()
   counter = counter + 1
   local id = tid .. "-" .. counter
+  if reviews > 1 and counter % reviews == 0 then
+    local of = tid .. "-" .. (counter - 1)
+    local body = '{"id":"evt-' .. id .. '","type":"review.submitted","occurred_at":"' .. now .. '",' ..
+      '"contact":{"id":"c-' .. of .. '"},"data":{"order_id":"SO-' .. of .. '","rating":5}}'
+    return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer bench-token-0123456789"}, body)
+  end
   local body = '{"id":"evt-' .. id .. '","type":"order.delivered","occurred_at":"' .. now .. '",' ..
     '"contact":{"id":"c-' .. id .. '","email":"c' .. id .. '@example.com","locale":"zh-CN"},"data":{"order_id":"SO-' .. id .. '"}}'
   return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer bench-token-0123456789"}, body)
@@ -89,7 +99,7 @@ awk -v u="$wrk_user" -v s="$wrk_sys" -v n="$requests" -v secs="$SECS" \
 echo "host:     steal $steal of the CPU while wrk ran (the host's other guests; see bench/common.sh)"
 # The event writer's commits, as the daemon counts them (each is one fsync).
 commits=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 == "aftercare_ingest_commits_total" {print $2}')
-stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(c.execute('select count(*) from events').fetchone()[0], c.execute('select count(*) from messages').fetchone()[0])")
-echo "stored:   events, messages = $stored in ${commits:-?} commits (synchronous=${SYNC:-full}; aftercare_ingest_commits_total)"
+stored=$(python3 -c "import sqlite3; c=sqlite3.connect('$work/data/aftercare.db'); print(*(c.execute(q).fetchone()[0] for q in ('select count(*) from events', 'select count(*) from messages', \"select count(*) from messages where state = 'cancelled'\")))")
+echo "stored:   events, messages, cancelled by a review = $stored in ${commits:-?} commits (synchronous=${SYNC:-full}; aftercare_ingest_commits_total)"
 awk -v b=$((wchar1 - wchar0)) -v w=$((syscw1 - syscw0)) -v c="$commits" -v n="$requests" \
   'BEGIN { printf "writes:   %.0f MB in %d write calls; %.1f KB and %.0f calls per commit, %.2f KB per event\n", b / 1e6, w, c ? b / c / 1e3 : 0, c ? w / c : 0, n ? b / n / 1e3 : 0 }'

@@ -370,6 +370,23 @@ pub async fn ingest_in(
     let mut stored_stop_data = tx
         .event_data_for(&contact_ids, &unstored, &stop_types)
         .await?;
+    // What the batch's stop events may cancel among the messages stored before it, read at
+    // once (the batch's own are in `planned_here`, below).
+    let mut stop_contacts: Vec<String> = Vec::new();
+    let mut stopped_jobs: Vec<&str> = Vec::new();
+    for inc in batch {
+        for job in book.jobs.stopped_by(&inc.event.kind) {
+            stop_contacts.push(inc.contact.id.clone());
+            stopped_jobs.push(&job.id);
+        }
+    }
+    stop_contacts.sort();
+    stop_contacts.dedup();
+    stopped_jobs.sort();
+    stopped_jobs.dedup();
+    let stored_pending = tx
+        .pending_with_triggers(&stop_contacts, &stopped_jobs, &unstored)
+        .await?;
     let request_of = request_index(sizes, batch.len());
     // Only a request of several events can be withdrawn and the batch decided again; without
     // one the store's answers are used up in one round instead of copied for it.
@@ -487,19 +504,21 @@ pub async fn ingest_in(
             let this_stop = StopEvent::of(ev);
             for job in book.jobs.stopped_by(&ev.kind) {
                 for stop in job.stop_when.iter().filter(|s| s.event == ev.kind) {
-                    for (id, trigger, trigger_data) in
-                        tx.pending_with_trigger(&contact.id, &job.id).await?
+                    for (id, trigger, trigger_data) in stored_pending
+                        .get(&(contact.id.clone(), job.id.clone()))
+                        .into_iter()
+                        .flatten()
                     {
                         let trigger = Triggered {
                             event: trigger.as_ref().map(|(id, at)| (id.as_str(), *at)),
-                            data: &trigger_data,
+                            data: trigger_data,
                         };
                         if let Some(reason) =
                             stop_reason(stop, &trigger, std::slice::from_ref(&this_stop))
-                            && !db_cancels.iter().any(|(i, _, _)| *i == id)
+                            && !db_cancels.iter().any(|(i, _, _)| i == id)
                         {
                             db_cancels.push((
-                                id,
+                                id.clone(),
                                 format!("{reason} (event {})", ev.id),
                                 events.len(),
                             ));
@@ -599,9 +618,14 @@ pub async fn ingest_in(
     let new_ids = tx.insert_messages(&keep_messages, now).await?;
     // A stop counts what it cancelled: a message claimed since it was read is being sent,
     // and is left to its send.
+    let cancels: Vec<(&str, &str)> = db_cancels
+        .iter()
+        .map(|(id, reason, _)| (id.as_str(), reason.as_str()))
+        .collect();
+    let kept = tx.cancel_waiting(&cancels, now).await?;
     let mut not_stopped: HashMap<usize, usize> = HashMap::new();
-    for (id, reason, event) in &db_cancels {
-        if !tx.cancel(id, reason, now).await? {
+    for (id, _, event) in &db_cancels {
+        if kept.contains(id) {
             *not_stopped.entry(*event).or_default() += 1;
         }
     }

@@ -968,6 +968,66 @@ fn attempt(n: i64, at: DateTime<Utc>, outcome: Outcome, code: Option<i64>) -> Ne
     }
 }
 
+/// The stop events of one batch, of several contacts, each cancel their own contact's
+/// request for their own order: the messages they stop are read for the whole batch at
+/// once, and cancelled together. A second review of one order stops nothing more, and a
+/// review by a contact that was never stored stops nothing.
+async fn a_batch_of_stop_events_cancels_each_its_own_contacts_request(b: Backend) {
+    let (store, _f) = store(b).await;
+    deliveries(&store, 4).await;
+    let at = "2026-11-21T00:00:00Z";
+    let other_order = delivered("evt-0b", "c-0", "c0@example.com", "SO-0b", at);
+    ingest(&store, &[other_order]).await;
+    let outcomes = ingest(
+        &store,
+        &[
+            reviewed("r-0", "c-0", "SO-0", at),
+            reviewed("r-2", "c-2", "SO-2", at),
+            reviewed("r-0-again", "c-0", "SO-0", at),
+            // c-1's order, reviewed by another contact: not c-1's review.
+            reviewed("r-x", "c-3", "SO-1", at),
+            reviewed("r-9", "c-9", "SO-9", at),
+        ],
+    )
+    .await;
+    let stopped: Vec<usize> = outcomes
+        .iter()
+        .map(|o| match o {
+            IngestOutcome::Accepted { stopped, .. } => *stopped,
+            other => panic!("{b:?}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(stopped, [1, 1, 0, 0, 0], "{b:?}");
+    let records = all(&store).await;
+    assert_eq!(records.len(), 5, "{b:?}");
+    for (order, state) in [
+        ("SO-0", MessageState::Cancelled),
+        ("SO-0b", MessageState::Scheduled),
+        ("SO-1", MessageState::Scheduled),
+        ("SO-2", MessageState::Cancelled),
+        ("SO-3", MessageState::Scheduled),
+    ] {
+        assert_eq!(state_of(&records, order), state, "{b:?}: {order}");
+    }
+    let reason = |order: &str| {
+        records
+            .iter()
+            .find(|m| m.order_id.as_deref() == Some(order))
+            .and_then(|m| m.reason.clone())
+    };
+    assert_eq!(
+        reason("SO-2").as_deref(),
+        Some("stopped: review.submitted received for order_id=SO-2 (event r-2)"),
+        "{b:?}"
+    );
+    assert_eq!(
+        reason("SO-0").as_deref(),
+        Some("stopped: review.submitted received for order_id=SO-0 (event r-0)"),
+        "{b:?}"
+    );
+    store.close().await;
+}
+
 /// A stop event that arrives while its message is being sent leaves the message to its
 /// send. It used to cancel the claimed row (`CANCEL` took `claimed`): the email went out,
 /// the completion found no claimed row and was dropped with its attempt, and the log said
@@ -2722,6 +2782,7 @@ on_both!(
     a_deferred_greeting_cancelled_by_hand_stays_cancelled,
     an_event_another_writer_stored_meanwhile_is_the_same_duplicate,
     ingest_stores_once_and_stop_when_cancels,
+    a_batch_of_stop_events_cancels_each_its_own_contacts_request,
     a_batch_of_new_and_planned_messages_counts_each,
     a_statement_failing_part_way_leaves_nothing_of_the_batch,
     a_completion_failing_part_way_leaves_nothing_of_the_batch,

@@ -228,13 +228,13 @@ impl Tx {
         matches!(self.tx, super::TxInner::Postgres(_))
     }
 
-    /// The contacts of `ids` that may have events or dates stored: on SQLite all but
+    /// The contacts of `ids` that may have events, dates or messages stored: on SQLite all but
     /// `unstored`, those this transaction read as not stored, since its `BEGIN IMMEDIATE`
-    /// keeps every other writer out until it ends and `store check` holds every event and
-    /// date to its contact; on PostgreSQL all, as another node may store one meanwhile.
+    /// keeps every other writer out until it ends and `store check` holds every event, date
+    /// and message to its contact; on PostgreSQL all, as another node may store one meanwhile.
     /// For an import of new contacts, the probes left out were 5.6% of its instructions,
     /// all on SQLite's thread (README, Benchmarks).
-    fn maybe_stored<'a>(
+    pub(super) fn maybe_stored<'a>(
         &self,
         ids: impl Iterator<Item = &'a str>,
         unstored: &HashSet<&str>,
