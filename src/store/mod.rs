@@ -45,6 +45,7 @@ mod search;
 pub mod settings;
 mod sql;
 mod sqlite_rows;
+mod stops;
 mod suppressions;
 
 pub use actions::{AgentAction, NewAction};
