@@ -96,6 +96,15 @@ pub(crate) async fn run(
     spawn_sighup(reload_tx.clone());
     let _watcher = watch_files(&d.watch, reload_tx.clone());
     let mut files_seen = fingerprint(&d.watch);
+    // Said once the folders are watched, so a file changed after this line is always seen
+    // (said before, a job file removed at once could go unnoticed until the next change).
+    tracing::info!(
+        jobs = current.load().jobs.count(),
+        store = d.store.backend(),
+        email = %d.channels.email.config().transport,
+        node = %d.node,
+        "aftercare running"
+    );
     let status = Arc::new(crate::console::RunStatus::default());
     status.loaded(version(&d.watch), d.clock.now());
 

@@ -1,7 +1,6 @@
 //! `aftercare run`: the daemon (see `daemon`), or one pass with `--once`.
 
 use super::{App, Exit, Format, FormatArg};
-use crate::channels::email::settings::EmailTransport;
 use crate::channels::sms::SmsChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::{Channels, email::EmailChannel};
@@ -79,15 +78,10 @@ pub(super) async fn run(config_path: &Path, a: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let transport = match &app.config.email.transport {
-        EmailTransport::File { dir } => format!("file {}", dir.display()),
-        EmailTransport::Smtp(s) => format!("smtp {}:{}", s.host, s.port),
-    };
     let signals = anyhow::Context::context(
         daemon::StopSignals::install(),
         "cannot catch SIGTERM and SIGINT",
     )?;
-    tracing::info!(jobs = app.jobs.count(), store = store.backend(), email = %transport, node = %app.config.node_id, "aftercare running");
     let api = app
         .config
         .api

@@ -171,6 +171,16 @@ pub enum EmailTransport {
     Smtp(SmtpConfig),
 }
 
+/// As the daemon's start line names it: `file <dir>` or `smtp <host>:<port>`.
+impl std::fmt::Display for EmailTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmailTransport::File { dir } => write!(f, "file {}", dir.display()),
+            EmailTransport::Smtp(s) => write!(f, "smtp {}:{}", s.host, s.port),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub host: String,
