@@ -2,8 +2,8 @@
 //! their date index), and what planning, the scheduler and support read back.
 
 use super::sql::{
-    Bind, Hold, ROWS, Val, bind_all, bind_vec, hold, in_list, insert_into, json_map, list, on_pool,
-    on_tx, placeholders, shaped, values_rows,
+    Bind, Hold, IDS_A_QUERY, ROWS, Val, bind_all, bind_vec, hold, in_list, insert_into, json_map,
+    list, on_pool, on_tx, placeholders, shaped, values_rows,
 };
 use super::suppressions::normalise_address;
 use super::{Result, Store, StoreError, Tx};
@@ -249,7 +249,7 @@ impl Tx {
     pub async fn event_digests(&mut self, ids: &[String]) -> Result<HashMap<String, String>> {
         let pg = self.is_pg();
         let mut out = HashMap::new();
-        for chunk in ids.chunks(1024) {
+        for chunk in ids.chunks(IDS_A_QUERY) {
             let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, digest FROM events WHERE id IN ({})",
@@ -279,7 +279,7 @@ impl Tx {
         let pg = self.is_pg();
         self.hold_contacts(ids).await?;
         let mut out = HashMap::new();
-        for chunk in ids.chunks(1024) {
+        for chunk in ids.chunks(IDS_A_QUERY) {
             let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, name, email, phone, locale, timezone, birthday, attributes, consent, fields_at FROM contacts WHERE id IN ({})",
@@ -323,7 +323,7 @@ impl Tx {
             stored = self.maybe_stored(contacts.iter().map(String::as_str), unstored);
             &stored
         };
-        for chunk in contacts.chunks(1024) {
+        for chunk in contacts.chunks(IDS_A_QUERY) {
             let mut binds = in_list(chunk);
             let sql = format!(
                 "SELECT contact_id, type, data, id, occurred_at FROM events WHERE contact_id IN ({}) AND type IN ({})",

@@ -89,6 +89,11 @@ macro_rules! on_tx {
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bind limits.
 pub(super) const CHUNK: usize = 100;
 
+/// Ids per `IN (...)` read of an ingest batch (its contacts, events, stops): a batch of the
+/// import's 1,024 events is one query, and the list's padding to a power of two
+/// ([`in_list`]) stays within the bind limits.
+pub(super) const IDS_A_QUERY: usize = 1024;
+
 /// A value for a dynamically built statement.
 #[derive(Debug, Clone)]
 pub(crate) enum Bind {

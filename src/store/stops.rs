@@ -2,7 +2,7 @@
 //! batch at once, cancelled in statements of many. The ingest used to ask for each stop
 //! event alone, two round trips to SQLite's thread an event (README, Benchmarks).
 
-use super::sql::{Bind, Val, bind_vec, in_list, json_map, list, on_tx, update};
+use super::sql::{Bind, IDS_A_QUERY, Val, bind_vec, in_list, json_map, list, on_tx, update};
 use super::{Result, Tx};
 use crate::clock::{from_millis, to_millis};
 use chrono::{DateTime, Utc};
@@ -44,7 +44,7 @@ impl Tx {
         }
         let pg = self.is_pg();
         let contacts = self.maybe_stored(contacts.iter().map(String::as_str), unstored);
-        for chunk in contacts.chunks(1024) {
+        for chunk in contacts.chunks(IDS_A_QUERY) {
             let mut binds = in_list(chunk);
             let sql = format!(
                 "SELECT m.contact_id, m.job_id, m.id, e.data, e.id, e.occurred_at \
@@ -102,15 +102,26 @@ impl Tx {
                 update(pg)
             )
         };
-        let changed: u64 = self.write_rows(sql, &rows).await?.iter().map(|s| s.1).sum();
-        if changed as usize == cancels.len() {
+        // As `inserted_of` does: only a statement that changed fewer rows than it took holds
+        // a message claimed since it was read (PostgreSQL); its rows are read back.
+        let written = self.write_rows(sql, &rows).await?;
+        let mut rest = cancels;
+        let mut unsure: Vec<(&str, &str)> = Vec::new();
+        for (len, n) in written {
+            let (group, after) = rest.split_at(len);
+            if n as usize != len {
+                unsure.extend_from_slice(group);
+            }
+            rest = after;
+        }
+        if unsure.is_empty() {
             return Ok(HashSet::new());
         }
-        // Some were claimed meanwhile: what each row holds now says which (a cancel of ours
+        // What each row holds now says which were not ours to cancel (a cancel of ours
         // carries our reason; another node's stop writes its own event's).
-        let ids: Vec<&str> = cancels.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<&str> = unsure.iter().map(|(id, _)| *id).collect();
         let mut now_held: HashMap<String, (String, Option<String>)> = HashMap::new();
-        for chunk in ids.chunks(1024) {
+        for chunk in ids.chunks(IDS_A_QUERY) {
             let binds = in_list(chunk);
             let sql = format!(
                 "SELECT id, state, reason FROM messages WHERE id IN ({})",
@@ -125,7 +136,7 @@ impl Tx {
                 }
             });
         }
-        Ok(cancels
+        Ok(unsure
             .iter()
             .filter(|(id, reason)| {
                 !now_held
