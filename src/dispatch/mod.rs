@@ -125,9 +125,15 @@ impl Dispatcher {
             me.reap().await?;
             me.drain(&stop).await
         }));
-        (&mut task.0)
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        match (&mut task.0).await {
+            Ok(stats) => stats,
+            Err(e) => match e.try_into_panic() {
+                // A panic in the drain is this caller's, as it was when the drain ran here.
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only the runtime's shutdown cancels it (it is aborted only with `task`).
+                Err(e) => panic!("the dispatch task ended before its work: {e}"),
+            },
+        }
     }
 
     /// Dispatch until `stop` turns true: claim while there is work, otherwise sleep until
