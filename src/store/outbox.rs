@@ -6,8 +6,8 @@
 
 use super::receipts::{RecordedSms, settle_waiting};
 use super::sql::{
-    Bind, ROWS, Val, bind_all, bind_vec, in_list, insert_into, json_map, list, on_pool, on_tx,
-    opt_ms, placeholders, shaped, update, values_rows,
+    Bind, ROWS, Val, bind_all, bind_vec, by_statement, in_list, insert_into, json_map, list,
+    on_pool, on_tx, opt_ms, placeholders, shaped, update, values_rows,
 };
 use super::{Pool, Result, Store, SuppressionList, Tx, TxInner, event_from_parts};
 use crate::clock::{from_millis, to_millis};
@@ -996,14 +996,7 @@ impl Tx {
         let written = self
             .write_rows(|values| insert_messages_head(values, pg), &rows)
             .await?;
-        let mut rest = messages;
-        let mut groups = Vec::with_capacity(written.len());
-        for (len, n) in written {
-            let (group, after) = rest.split_at(len);
-            groups.push((group, n));
-            rest = after;
-        }
-        self.inserted_of(groups).await
+        self.inserted_of(by_statement(messages, written)).await
     }
 
     /// The ids of the messages that statements inserting `groups` (each with the rows it

@@ -143,6 +143,20 @@ impl Tx {
     }
 }
 
+/// The items each statement of [`Tx::write_rows`] took (`written`, in order, for `items` in
+/// order), with the rows it changed: a statement that changed fewer than it took says which
+/// of its items to look at again.
+pub(crate) fn by_statement<T>(mut items: &[T], written: Vec<(usize, u64)>) -> Vec<(&[T], u64)> {
+    written
+        .into_iter()
+        .map(|(len, changed)| {
+            let (taken, rest) = items.split_at(len);
+            items = rest;
+            (taken, changed)
+        })
+        .collect()
+}
+
 /// [`bind_vec!`] for binds that are used again afterwards: binds a copy of them.
 macro_rules! bind_all {
     (sqlx::query($sql:expr), $binds:expr) => {

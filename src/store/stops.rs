@@ -2,7 +2,9 @@
 //! batch at once, cancelled in statements of many. The ingest used to ask for each stop
 //! event alone, two round trips to SQLite's thread an event (README, Benchmarks).
 
-use super::sql::{Bind, IDS_A_QUERY, Val, bind_vec, in_list, json_map, list, on_tx, update};
+use super::sql::{
+    Bind, IDS_A_QUERY, Val, bind_vec, by_statement, in_list, json_map, list, on_tx, update,
+};
 use super::{Result, Tx};
 use crate::clock::{from_millis, to_millis};
 use chrono::{DateTime, Utc};
@@ -105,15 +107,11 @@ impl Tx {
         // As `inserted_of` does: only a statement that changed fewer rows than it took holds
         // a message claimed since it was read (PostgreSQL); its rows are read back.
         let written = self.write_rows(sql, &rows).await?;
-        let mut rest = cancels;
-        let mut unsure: Vec<(&str, &str)> = Vec::new();
-        for (len, n) in written {
-            let (group, after) = rest.split_at(len);
-            if n as usize != len {
-                unsure.extend_from_slice(group);
-            }
-            rest = after;
-        }
+        let unsure: Vec<(&str, &str)> = by_statement(cancels, written)
+            .into_iter()
+            .filter(|(group, changed)| *changed as usize != group.len())
+            .flat_map(|(group, _)| group.iter().copied())
+            .collect();
         if unsure.is_empty() {
             return Ok(HashSet::new());
         }
